@@ -1,0 +1,1 @@
+"""Example swimstream apps; the tests run every one of them."""

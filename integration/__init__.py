@@ -1,0 +1,1 @@
+"""Multi-process scenarios against real loopback brokers and real instances."""

@@ -1,0 +1,241 @@
+"""Binary encoding of CRDT ops and snapshots, for the changelog and the mesh.
+
+Layout: one version byte (:data:`FORMAT_VERSION`), then one msgpack array whose first
+element is a type tag. Values and map keys are JSON values encoded natively by msgpack,
+which is smaller and faster than JSON text and decodes to the same Python values.
+
+=========  ====  ==========================================================
+type       tag   fields after the tag
+=========  ====  ==========================================================
+RegisterSet  1   ts, replica, value
+MapPut       2   ts, replica, key, value
+MapRemove    3   ts, replica, key
+MapClear     4   ts, replica
+CounterAdd   5   ts, replica, delta, positive, negative
+RegisterSnapshot 16  ts, replica, value
+MapSnapshot      17  cleared_ts, cleared_replica, floor, [[key, ts, replica, value]...],
+                     [[key, ts, replica]...]
+CounterSnapshot  18  [[replica, positive, negative]...]
+=========  ====  ==========================================================
+
+Decoding is strict: a wrong version, tag, arity or field type raises
+:class:`~swimstream.errors.CodecError`, and so does anything msgpack itself rejects, so a
+corrupt changelog record is reported, never half-applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import msgpack
+
+from swimstream.crdt.counter import CounterAdd, CounterSnapshot
+from swimstream.crdt.lww_map import MapClear, MapKey, MapPut, MapRemove, MapSnapshot
+from swimstream.crdt.register import RegisterSet, RegisterSnapshot
+from swimstream.crdt.stamp import Stamp
+from swimstream.errors import CodecError
+
+FORMAT_VERSION = 1
+"""The first byte of every encoding; bumped on any incompatible change."""
+
+Op: TypeAlias = RegisterSet | MapPut | MapRemove | MapClear | CounterAdd
+Snapshot: TypeAlias = RegisterSnapshot | MapSnapshot | CounterSnapshot
+Encodable: TypeAlias = Op | Snapshot
+
+_VERSION_PREFIX = bytes([FORMAT_VERSION])
+_MAX_NESTING = 64
+
+
+def _fields(item: Encodable) -> list[Any]:
+    if type(item) is RegisterSet:
+        return [1, item.stamp[0], item.stamp[1], item.value]
+    if type(item) is MapPut:
+        return [2, item.stamp[0], item.stamp[1], item.key, item.value]
+    if type(item) is MapRemove:
+        return [3, item.stamp[0], item.stamp[1], item.key]
+    if type(item) is MapClear:
+        return [4, item.stamp[0], item.stamp[1]]
+    if type(item) is CounterAdd:
+        return [5, item.stamp[0], item.stamp[1], item.delta, item.positive, item.negative]
+    if type(item) is RegisterSnapshot:
+        return [16, item.stamp[0], item.stamp[1], item.value]
+    if type(item) is MapSnapshot:
+        return [
+            17,
+            item.cleared[0],
+            item.cleared[1],
+            item.floor,
+            [[key, stamp[0], stamp[1], value] for key, stamp, value in item.entries],
+            [[key, stamp[0], stamp[1]] for key, stamp in item.tombstones],
+        ]
+    if type(item) is CounterSnapshot:
+        return [18, [list(total) for total in item.totals]]
+    raise CodecError(f"cannot encode {type(item).__name__}: not a CRDT op or snapshot")
+
+
+def encode(item: Encodable) -> bytes:
+    """The versioned binary form of an op or snapshot."""
+    try:
+        return _VERSION_PREFIX + msgpack.packb(_fields(item), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"cannot encode {type(item).__name__}: {exc}") from exc
+
+
+def decode(data: bytes) -> Encodable:
+    """The op or snapshot ``data`` encodes; raises CodecError on anything else."""
+    if not data:
+        raise CodecError("empty input: no version byte")
+    if data[0] != FORMAT_VERSION:
+        raise CodecError(f"unknown format version {data[0]} (this build reads {FORMAT_VERSION})")
+    try:
+        fields = msgpack.unpackb(
+            memoryview(data)[1:], raw=False, strict_map_key=False, use_list=True
+        )
+    except Exception as exc:  # msgpack raises a zoo of types for bad input
+        raise CodecError(f"not valid msgpack: {exc}") from exc
+    if not isinstance(fields, list) or not fields:
+        raise CodecError("expected a non-empty array")
+    decoder = _DECODERS.get(fields[0]) if type(fields[0]) is int else None
+    if decoder is None:
+        raise CodecError(f"unknown type tag {fields[0]!r}")
+    try:
+        return decoder(fields)
+    except CodecError:
+        raise
+    except (ValueError, TypeError, IndexError) as exc:
+        raise CodecError(f"malformed {decoder.__name__[1:]}: {exc}") from exc
+
+
+# -- strict field readers ------------------------------------------------------------
+
+
+def _arity(fields: list[Any], count: int, name: str) -> None:
+    if len(fields) != count:
+        raise CodecError(f"{name} has {len(fields) - 1} fields, expected {count - 1}")
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is not int:
+        raise CodecError(f"{what} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _stamp(ts: Any, replica: Any) -> Stamp:
+    if type(ts) is not int or ts < 0:
+        raise CodecError(f"timestamp must be a non-negative integer, got {ts!r}")
+    if type(replica) is not str:
+        raise CodecError(f"replica id must be text, got {type(replica).__name__}")
+    return (ts, replica)
+
+
+def _key(key: Any) -> MapKey:
+    if key is None or type(key) in (str, int, float, bool):
+        return key  # type: ignore[no-any-return]
+    raise CodecError(f"map key must be a JSON scalar, got {type(key).__name__}")
+
+
+def _value(value: Any, depth: int = 0) -> Any:
+    """Check a decoded value is JSON-shaped (no bytes, text keys), and not absurdly deep."""
+    if depth > _MAX_NESTING:
+        raise CodecError("value nested too deeply")
+    kind = type(value)
+    if value is None or kind in (str, int, float, bool):
+        return value
+    if kind is list:
+        for element in value:
+            _value(element, depth + 1)
+        return value
+    if kind is dict:
+        for key, element in value.items():
+            if type(key) is not str:
+                raise CodecError(f"object keys must be text, got {type(key).__name__}")
+            _value(element, depth + 1)
+        return value
+    raise CodecError(f"{kind.__name__} is not a JSON value")
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if type(value) is not list:
+        raise CodecError(f"{what} must be an array, got {type(value).__name__}")
+    return value
+
+
+def _register_set(f: list[Any]) -> RegisterSet:
+    _arity(f, 4, "RegisterSet")
+    return RegisterSet(_stamp(f[1], f[2]), _value(f[3]))
+
+
+def _map_put(f: list[Any]) -> MapPut:
+    _arity(f, 5, "MapPut")
+    return MapPut(_stamp(f[1], f[2]), _key(f[3]), _value(f[4]))
+
+
+def _map_remove(f: list[Any]) -> MapRemove:
+    _arity(f, 4, "MapRemove")
+    return MapRemove(_stamp(f[1], f[2]), _key(f[3]))
+
+
+def _map_clear(f: list[Any]) -> MapClear:
+    _arity(f, 3, "MapClear")
+    return MapClear(_stamp(f[1], f[2]))
+
+
+def _counter_add(f: list[Any]) -> CounterAdd:
+    _arity(f, 6, "CounterAdd")
+    positive, negative = _int(f[4], "positive total"), _int(f[5], "negative total")
+    if positive < 0 or negative < 0:
+        raise CodecError("counter totals must be non-negative")
+    return CounterAdd(_stamp(f[1], f[2]), _int(f[3], "delta"), positive, negative)
+
+
+def _register_snapshot(f: list[Any]) -> RegisterSnapshot:
+    _arity(f, 4, "RegisterSnapshot")
+    return RegisterSnapshot(_stamp(f[1], f[2]), _value(f[3]))
+
+
+def _map_snapshot(f: list[Any]) -> MapSnapshot:
+    _arity(f, 6, "MapSnapshot")
+    entries = []
+    for row in _list(f[4], "entries"):
+        row = _list(row, "entry")
+        _arity([None, *row], 5, "map entry")
+        entries.append((_key(row[0]), _stamp(row[1], row[2]), _value(row[3])))
+    tombstones = []
+    for row in _list(f[5], "tombstones"):
+        row = _list(row, "tombstone")
+        _arity([None, *row], 4, "tombstone")
+        tombstones.append((_key(row[0]), _stamp(row[1], row[2])))
+    return MapSnapshot(
+        entries=tuple(entries),
+        tombstones=tuple(tombstones),
+        cleared=_stamp(f[1], f[2]),
+        floor=_int(f[3], "floor"),
+    )
+
+
+def _counter_snapshot(f: list[Any]) -> CounterSnapshot:
+    _arity(f, 2, "CounterSnapshot")
+    totals = []
+    for row in _list(f[1], "totals"):
+        row = _list(row, "total")
+        _arity([None, *row], 4, "counter total")
+        if type(row[0]) is not str:
+            raise CodecError("counter replica id must be text")
+        positive, negative = _int(row[1], "positive total"), _int(row[2], "negative total")
+        if positive < 0 or negative < 0:
+            raise CodecError("counter totals must be non-negative")
+        totals.append((row[0], positive, negative))
+    return CounterSnapshot(tuple(totals))
+
+
+_DECODERS: dict[int, Callable[[list[Any]], Encodable]] = {
+    1: _register_set,
+    2: _map_put,
+    3: _map_remove,
+    4: _map_clear,
+    5: _counter_add,
+    16: _register_snapshot,
+    17: _map_snapshot,
+    18: _counter_snapshot,
+}

@@ -1,0 +1,117 @@
+"""PN-counter: a count that any replica may add to concurrently.
+
+Each writing replica owns two monotonic totals, what it added (P) and what it
+subtracted (N); the value is the sum of all P minus the sum of all N. An op carries the
+writer's new totals rather than the delta, so applying it is a per-replica maximum:
+idempotent, order-insensitive, and every add counts exactly once however often or late
+it arrives.
+
+The price is that a writer must continue from its own totals: a replica that lost its
+state must write under a fresh replica id (or first be synced the owner's state, which
+holds its totals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from swimstream.crdt.clock import HybridLogicalClock
+from swimstream.crdt.stamp import Stamp
+
+
+@dataclass(frozen=True, slots=True)
+class CounterAdd:
+    """Replica ``stamp[1]`` added ``delta``; its totals are now ``positive``/``negative``."""
+
+    stamp: Stamp
+    delta: int
+    positive: int
+    negative: int
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSnapshot:
+    """Every writer's totals: ``(replica_id, positive, negative)``."""
+
+    totals: tuple[tuple[str, int, int], ...]
+
+
+class PNCounter:
+    """One replica of a PN-counter, writing as ``replica_id``."""
+
+    __slots__ = ("_clock", "_negative", "_positive", "_value", "replica_id")
+
+    def __init__(self, replica_id: str, clock: HybridLogicalClock | None = None) -> None:
+        self.replica_id = replica_id
+        self._clock = clock if clock is not None else HybridLogicalClock()
+        self._positive: dict[str, int] = {}
+        self._negative: dict[str, int] = {}
+        self._value = 0
+
+    @property
+    def value(self) -> int:
+        """The current count."""
+        return self._value
+
+    def get(self) -> int:
+        """The current count."""
+        return self._value
+
+    def add(self, delta: int) -> CounterAdd:
+        """Add ``delta`` (negative to subtract) here; returns the op that carries it."""
+        replica = self.replica_id
+        positive = self._positive.get(replica, 0)
+        negative = self._negative.get(replica, 0)
+        if delta >= 0:
+            positive += delta
+        else:
+            negative -= delta
+        op = CounterAdd((self._clock.now(), replica), delta, positive, negative)
+        self.apply(op)
+        return op
+
+    def apply(self, op: CounterAdd) -> bool:
+        """Apply a (possibly remote, late or repeated) op; True when the count changed."""
+        replica = op.stamp[1]
+        before = self._value
+        known = self._positive.get(replica, 0)
+        if op.positive > known:
+            self._positive[replica] = op.positive
+            self._value += op.positive - known
+        known = self._negative.get(replica, 0)
+        if op.negative > known:
+            self._negative[replica] = op.negative
+            self._value -= op.negative - known
+        if op.stamp[0] >= self._clock.last:
+            self._clock.observe(op.stamp[0])
+        return self._value != before
+
+    def snapshot(self) -> CounterSnapshot:
+        """The whole state, immutable."""
+        replicas = sorted(self._positive.keys() | self._negative.keys())
+        return CounterSnapshot(
+            tuple(
+                (replica, self._positive.get(replica, 0), self._negative.get(replica, 0))
+                for replica in replicas
+            )
+        )
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        snapshot: CounterSnapshot,
+        replica_id: str,
+        clock: HybridLogicalClock | None = None,
+    ) -> PNCounter:
+        """A replica holding ``snapshot``'s state, writing as ``replica_id``."""
+        counter = cls(replica_id, clock)
+        counter.merge(snapshot)
+        return counter
+
+    def merge(self, other: PNCounter | CounterSnapshot) -> bool:
+        """Fold another replica's whole state into this one; True when the count changed."""
+        snapshot = other.snapshot() if isinstance(other, PNCounter) else other
+        before = self._value
+        for replica, positive, negative in snapshot.totals:
+            self.apply(CounterAdd((0, replica), 0, positive, negative))
+        return self._value != before

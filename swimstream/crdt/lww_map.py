@@ -1,0 +1,279 @@
+"""Last-writer-wins map with tombstones: the replicated state of a map lane.
+
+Each key behaves as its own LWW register, and a removed key leaves a tombstone (the
+remove's stamp) so that a put older than the remove, arriving late, cannot bring the key
+back. ``clear`` is one op with one stamp: it voids every write older than itself, so it
+costs O(entries) to apply but O(1) to remember.
+
+Tombstones grow with removed keys. Once a timestamp is *stable* (every replica is known
+to have seen every op before it: the caller knows this, e.g. from acknowledged
+changelog offsets or link syncs), :meth:`LWWMap.compact` drops the tombstones below it
+and raises a floor under which ops are ignored: by stability they are duplicates.
+
+``take(n)`` and ``drop(n)`` (the WARP map commands) are not ops of their own: the
+replica that receives them turns them into removes of the keys they cut, in key order,
+so the result converges like any other remove.
+
+Entries iterate in the order they were last written on this replica, which gives the
+bounded map lane (keep the newest N) its oldest entry in O(1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from swimstream.crdt.clock import HybridLogicalClock
+from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp
+
+MapKey: TypeAlias = str | int | float | bool | None
+"""Map keys are JSON scalars, so they hash, encode and order predictably."""
+
+
+@dataclass(frozen=True, slots=True)
+class MapPut:
+    """Bind ``key`` to ``value`` unless a newer op on that key (or a clear) exists."""
+
+    stamp: Stamp
+    key: MapKey
+    value: JsonValue
+
+
+@dataclass(frozen=True, slots=True)
+class MapRemove:
+    """Remove ``key`` unless a newer put exists; leaves a tombstone."""
+
+    stamp: Stamp
+    key: MapKey
+
+
+@dataclass(frozen=True, slots=True)
+class MapClear:
+    """Remove every entry written before this op."""
+
+    stamp: Stamp
+
+
+MapOp: TypeAlias = MapPut | MapRemove | MapClear
+
+
+@dataclass(frozen=True, slots=True)
+class MapSnapshot:
+    """A map's whole state: live entries, tombstones, the last clear and the floor."""
+
+    entries: tuple[tuple[MapKey, Stamp, JsonValue], ...]
+    tombstones: tuple[tuple[MapKey, Stamp], ...]
+    cleared: Stamp = ZERO_STAMP
+    floor: int = 0
+
+
+def key_order(key: MapKey) -> tuple[int, Any]:
+    """Sort key that orders mixed key types: null, booleans, numbers, then text."""
+    if key is None:
+        return (0, 0)
+    if isinstance(key, bool):
+        return (1, key)
+    if isinstance(key, int | float):
+        return (2, key)
+    return (3, key)
+
+
+class LWWMap:
+    """One replica of a last-writer-wins map.
+
+    ``replica_id`` must be unique among writers and not reused after a loss of state.
+    """
+
+    __slots__ = ("_cleared", "_clock", "_entries", "_floor", "_tombstones", "replica_id")
+
+    def __init__(self, replica_id: str, clock: HybridLogicalClock | None = None) -> None:
+        self.replica_id = replica_id
+        self._clock = clock if clock is not None else HybridLogicalClock()
+        self._entries: dict[MapKey, tuple[Stamp, JsonValue]] = {}
+        self._tombstones: dict[MapKey, Stamp] = {}
+        self._cleared: Stamp = ZERO_STAMP
+        self._floor = 0
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, key: MapKey, default: JsonValue = None) -> JsonValue:
+        """The value bound to ``key``, or ``default``."""
+        entry = self._entries.get(key)
+        return default if entry is None else entry[1]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[MapKey]:
+        return iter(self._entries)
+
+    def keys(self) -> list[MapKey]:
+        """The live keys, oldest write first."""
+        return list(self._entries)
+
+    def values(self) -> list[JsonValue]:
+        """The live values, oldest write first."""
+        return [entry[1] for entry in self._entries.values()]
+
+    def items(self) -> list[tuple[MapKey, JsonValue]]:
+        """The live ``(key, value)`` pairs, oldest write first."""
+        return [(key, entry[1]) for key, entry in self._entries.items()]
+
+    def to_dict(self) -> dict[MapKey, JsonValue]:
+        """The visible state as a plain dict."""
+        return {key: entry[1] for key, entry in self._entries.items()}
+
+    def stamp_of(self, key: MapKey) -> Stamp | None:
+        """Stamp of the write that holds ``key``, or None when it is absent."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
+
+    def oldest_key(self) -> MapKey:
+        """The key written longest ago on this replica; KeyError when empty."""
+        for key in self._entries:
+            return key
+        raise KeyError("oldest_key() of an empty map")
+
+    @property
+    def tombstone_count(self) -> int:
+        """How many removed keys are remembered (shrinks with :meth:`compact`)."""
+        return len(self._tombstones)
+
+    # -- writing here ----------------------------------------------------------------
+
+    def put(self, key: MapKey, value: JsonValue) -> MapPut:
+        """Bind ``key`` here and return the op that carries the write."""
+        op = MapPut((self._clock.now(), self.replica_id), key, value)
+        self.apply(op)
+        return op
+
+    def remove(self, key: MapKey) -> MapRemove:
+        """Remove ``key`` here (present or not) and return the op."""
+        op = MapRemove((self._clock.now(), self.replica_id), key)
+        self.apply(op)
+        return op
+
+    def clear(self) -> MapClear:
+        """Remove every entry here and return the op."""
+        op = MapClear((self._clock.now(), self.replica_id))
+        self.apply(op)
+        return op
+
+    def take(self, count: int) -> list[MapRemove]:
+        """Keep the first ``count`` keys in key order; returns the removes of the rest."""
+        ordered = sorted(self._entries, key=key_order)
+        return [self.remove(key) for key in ordered[max(count, 0) :]]
+
+    def drop(self, count: int) -> list[MapRemove]:
+        """Remove the first ``count`` keys in key order; returns the removes."""
+        ordered = sorted(self._entries, key=key_order)
+        return [self.remove(key) for key in ordered[: max(count, 0)]]
+
+    # -- replication -----------------------------------------------------------------
+
+    def apply(self, op: MapOp) -> bool:
+        """Apply a (possibly remote, late or repeated) op; True when the visible map changed."""
+        stamp = op.stamp
+        if stamp <= self._cleared or stamp[0] < self._floor:
+            return False
+        if stamp[0] >= self._clock.last:
+            self._clock.observe(stamp[0])
+        if type(op) is MapPut:
+            return self._apply_put(stamp, op.key, op.value)
+        if type(op) is MapRemove:
+            return self._apply_remove(stamp, op.key)
+        if type(op) is MapClear:
+            return self._apply_clear(stamp)
+        raise TypeError(f"not a map op: {op!r}")
+
+    def _apply_put(self, stamp: Stamp, key: MapKey, value: JsonValue) -> bool:
+        entries = self._entries
+        current = entries.get(key)
+        if current is not None:
+            if stamp <= current[0]:
+                return False
+            del entries[key]  # re-insert at the end: iteration order is write order
+            entries[key] = (stamp, value)
+            return bool(value != current[1])
+        tombstone = self._tombstones.get(key)
+        if tombstone is not None:
+            if stamp <= tombstone:
+                return False
+            del self._tombstones[key]
+        entries[key] = (stamp, value)
+        return True
+
+    def _apply_remove(self, stamp: Stamp, key: MapKey) -> bool:
+        current = self._entries.get(key)
+        if current is not None:
+            if stamp <= current[0]:
+                return False
+            del self._entries[key]
+            self._tombstones[key] = stamp
+            return True
+        tombstone = self._tombstones.get(key)
+        if tombstone is None or stamp > tombstone:
+            self._tombstones[key] = stamp
+        return False
+
+    def _apply_clear(self, stamp: Stamp) -> bool:
+        self._cleared = stamp
+        doomed = [key for key, entry in self._entries.items() if entry[0] < stamp]
+        for key in doomed:
+            del self._entries[key]
+        # A tombstone older than the clear says nothing the clear does not.
+        self._tombstones = {k: s for k, s in self._tombstones.items() if s > stamp}
+        return bool(doomed)
+
+    def compact(self, stable_before: int) -> int:
+        """Forget tombstones older than HLC time ``stable_before``; returns how many.
+
+        Call only when every replica has seen every op older than ``stable_before``:
+        ops below that time are ignored from now on, as duplicates.
+        """
+        if stable_before <= self._floor:
+            return 0
+        self._floor = stable_before
+        before = len(self._tombstones)
+        self._tombstones = {k: s for k, s in self._tombstones.items() if s[0] >= stable_before}
+        return before - len(self._tombstones)
+
+    def snapshot(self) -> MapSnapshot:
+        """The whole state, immutable."""
+        return MapSnapshot(
+            entries=tuple((key, stamp, value) for key, (stamp, value) in self._entries.items()),
+            tombstones=tuple(self._tombstones.items()),
+            cleared=self._cleared,
+            floor=self._floor,
+        )
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        snapshot: MapSnapshot,
+        replica_id: str,
+        clock: HybridLogicalClock | None = None,
+    ) -> LWWMap:
+        """A replica holding ``snapshot``'s state, writing as ``replica_id``."""
+        replica = cls(replica_id, clock)
+        replica.merge(snapshot)
+        return replica
+
+    def merge(self, other: LWWMap | MapSnapshot) -> bool:
+        """Fold another replica's whole state into this one; True when the visible map changed."""
+        snapshot = other.snapshot() if isinstance(other, LWWMap) else other
+        changed = False
+        # Ops first, under this replica's floor; only then adopt the higher floor, so a
+        # remove the other side compacted cannot be skipped here while its put lingers.
+        if snapshot.cleared > self._cleared:
+            changed |= self.apply(MapClear(snapshot.cleared))
+        for key, stamp in snapshot.tombstones:
+            changed |= self.apply(MapRemove(stamp, key))
+        for key, stamp, value in snapshot.entries:
+            changed |= self.apply(MapPut(stamp, key, value))
+        self.compact(snapshot.floor)
+        return changed

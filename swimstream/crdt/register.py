@@ -1,0 +1,114 @@
+"""Last-writer-wins register: the replicated state of a value lane.
+
+The register holds one value and the stamp of the op that wrote it. An op wins when its
+stamp is greater, so applying ops is commutative, associative and idempotent, and every
+replica that has seen the same ops holds the same value, whatever the delivery order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from swimstream.crdt.clock import HybridLogicalClock
+from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterSet:
+    """Set the register to ``value``; the op with the greatest stamp wins."""
+
+    stamp: Stamp
+    value: JsonValue
+
+    @property
+    def ts(self) -> int:
+        """The HLC timestamp the op was made at."""
+        return self.stamp[0]
+
+    @property
+    def replica(self) -> str:
+        """The id of the replica that made the op."""
+        return self.stamp[1]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterSnapshot:
+    """A register's whole state, for persistence and for syncing a new replica."""
+
+    stamp: Stamp
+    value: JsonValue
+
+
+class LWWRegister:
+    """One replica of a last-writer-wins register.
+
+    ``replica_id`` must be unique among the replicas that write, and must not be reused
+    by a replica that lost its state (give each incarnation a fresh id).
+    """
+
+    __slots__ = ("_clock", "_stamp", "_value", "replica_id")
+
+    def __init__(
+        self,
+        replica_id: str,
+        initial: JsonValue = None,
+        clock: HybridLogicalClock | None = None,
+    ) -> None:
+        self.replica_id = replica_id
+        self._clock = clock if clock is not None else HybridLogicalClock()
+        self._stamp: Stamp = ZERO_STAMP
+        self._value: JsonValue = initial
+
+    def get(self) -> JsonValue:
+        """The current value."""
+        return self._value
+
+    @property
+    def value(self) -> JsonValue:
+        """The current value."""
+        return self._value
+
+    @property
+    def stamp(self) -> Stamp:
+        """Stamp of the op that wrote the current value (``ZERO_STAMP`` if none)."""
+        return self._stamp
+
+    def set(self, value: JsonValue) -> RegisterSet:
+        """Write ``value`` here and return the op that carries the write to other replicas."""
+        op = RegisterSet((self._clock.now(), self.replica_id), value)
+        self._stamp = op.stamp
+        self._value = value
+        return op
+
+    def apply(self, op: RegisterSet) -> bool:
+        """Apply a (possibly remote, late or repeated) op; True when the value changed."""
+        stamp = op.stamp
+        if stamp <= self._stamp:
+            return False
+        self._clock.observe(stamp[0])
+        self._stamp = stamp
+        changed = bool(op.value != self._value)
+        self._value = op.value
+        return changed
+
+    def snapshot(self) -> RegisterSnapshot:
+        """The whole state, immutable."""
+        return RegisterSnapshot(self._stamp, self._value)
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        snapshot: RegisterSnapshot,
+        replica_id: str,
+        clock: HybridLogicalClock | None = None,
+    ) -> LWWRegister:
+        """A replica holding ``snapshot``'s state, writing as ``replica_id``."""
+        register = cls(replica_id, snapshot.value, clock)
+        register._stamp = snapshot.stamp
+        register._clock.observe(snapshot.stamp[0])
+        return register
+
+    def merge(self, other: LWWRegister | RegisterSnapshot) -> bool:
+        """Fold another replica's whole state into this one; True when the value changed."""
+        snapshot = other.snapshot() if isinstance(other, LWWRegister) else other
+        return self.apply(RegisterSet(snapshot.stamp, snapshot.value))

@@ -1,0 +1,60 @@
+"""The one exception tree of swimstream.
+
+Every error swimstream raises on purpose derives from :class:`SwimstreamError`, so an
+application can catch the library's failures with one ``except`` and let its own bugs
+through. Errors of the libraries underneath (confluent-kafka, pulsar-client, grpc,
+sqlite3, msgpack) are translated where they cross into swimstream, with ``raise ... from
+exc`` so the original stays in the traceback.
+
+This module is a leaf: it imports nothing, so the pure protocol layers (``crdt``,
+``warp``) may depend on it without depending on the runtime.
+
+The tree::
+
+    SwimstreamError
+    ├── CodecError              bytes that do not decode to a known op or snapshot
+    ├── DefinitionError         an agent class or lane declared wrongly (raised at class definition)
+    ├── RoutingError            no route matches a node URI, or a lane does not exist
+    │   ├── NodeNotFoundError
+    │   └── LaneNotFoundError
+    ├── ClosedResourceError     a downlink, plane or timer used after it was closed
+    └── ConfigError             a configuration value is missing or wrong; names the key path
+"""
+
+from __future__ import annotations
+
+
+class SwimstreamError(Exception):
+    """Root of every error swimstream raises on purpose."""
+
+
+class CodecError(SwimstreamError):
+    """Bytes that should hold an encoded op or snapshot do not decode to one."""
+
+
+class DefinitionError(SwimstreamError, TypeError):
+    """An agent class or one of its lanes is declared wrongly.
+
+    Raised when the class is defined, not when the first event arrives, so a bad
+    callback signature fails at import time with the agent and lane named.
+    """
+
+
+class RoutingError(SwimstreamError, LookupError):
+    """A node URI or lane that the running agents cannot resolve."""
+
+
+class NodeNotFoundError(RoutingError):
+    """No route pattern matches the node URI."""
+
+
+class LaneNotFoundError(RoutingError):
+    """The agent exists but has no lane of that name."""
+
+
+class ClosedResourceError(SwimstreamError):
+    """A downlink, plane or timer was used after it was closed."""
+
+
+class ConfigError(SwimstreamError, ValueError):
+    """A configuration value is missing or invalid; the message names the key path."""

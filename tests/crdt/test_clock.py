@@ -1,0 +1,62 @@
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swimstream.crdt import HybridLogicalClock, timestamp_logical, timestamp_millis
+from tests.crdt.replication import FakeWall
+
+
+def test_now_follows_the_wall_clock() -> None:
+    wall = FakeWall(1_000)
+    clock = HybridLogicalClock(wall)
+    first = clock.now()
+    assert timestamp_millis(first) == 1_000
+    assert timestamp_logical(first) == 0
+    wall.millis = 1_005
+    assert timestamp_millis(clock.now()) == 1_005
+
+
+def test_never_goes_backwards_when_the_wall_does() -> None:
+    wall = FakeWall(5_000)
+    clock = HybridLogicalClock(wall)
+    before = clock.now()
+    wall.millis = 4_000  # NTP stepped the clock back
+    after = [clock.now() for _ in range(3)]
+    assert before < after[0] < after[1] < after[2]
+    assert timestamp_millis(after[-1]) == 5_000
+    assert timestamp_logical(after[-1]) == 3
+
+
+def test_observe_orders_later_local_events_after_remote_ones() -> None:
+    clock = HybridLogicalClock(FakeWall(100))
+    remote = HybridLogicalClock(FakeWall(900)).now()  # a peer whose clock runs ahead
+    clock.observe(remote)
+    assert clock.now() > remote
+
+
+def test_logical_overflow_carries_into_the_millis_and_stays_monotonic() -> None:
+    clock = HybridLogicalClock(FakeWall(7))
+    stamps = [clock.now() for _ in range(70_000)]
+    assert all(a < b for a, b in itertools.pairwise(stamps))
+    assert timestamp_millis(stamps[-1]) == 8
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 2**30), st.booleans()), max_size=60))
+def test_strictly_increasing_under_any_wall_and_remote_sequence(
+    script: list[tuple[int, int, bool]],
+) -> None:
+    wall = FakeWall()
+    clock = HybridLogicalClock(wall)
+    previous = -1
+    for millis, remote, is_observe in script:
+        wall.millis = millis
+        if is_observe:
+            clock.observe(remote)
+            assert clock.last >= remote
+            stamp = clock.now()
+            assert stamp > remote
+        else:
+            stamp = clock.now()
+        assert stamp > previous
+        previous = stamp

@@ -1,0 +1,104 @@
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swimstream.crdt import (
+    CounterAdd,
+    CounterSnapshot,
+    HybridLogicalClock,
+    PNCounter,
+    decode,
+    encode,
+)
+from tests.crdt.replication import build_network, deliver_everything
+
+
+def make(replica_id: str, clock: HybridLogicalClock) -> PNCounter:
+    return PNCounter(replica_id, clock=clock)
+
+
+def write(replica: PNCounter, data: st.DataObject) -> list[Any]:
+    return [replica.add(data.draw(st.integers(-1_000, 1_000)))]
+
+
+def test_five_replicas_with_duplicated_delivery_count_every_add_once() -> None:
+    replicas = [PNCounter(f"r{i}") for i in range(5)]
+    ops = []
+    for round_ in range(20):
+        for i, replica in enumerate(replicas):
+            ops.append(replica.add(i + 1 if round_ % 3 else -(i + 1)))
+    for replica in replicas:
+        for op in ops + ops[::2] + list(reversed(ops)):  # everything, some three times
+            replica.apply(op)
+    expected = sum(op.delta for op in ops)
+    assert expected != 0
+    assert [r.value for r in replicas] == [expected] * 5
+
+
+def test_apply_reports_change_only_when_the_count_moves() -> None:
+    a, b = PNCounter("a"), PNCounter("b")
+    op = a.add(3)
+    assert b.apply(op) is True
+    assert b.apply(op) is False
+    assert b.apply(a.add(0)) is False
+
+
+def test_a_replica_restored_from_the_owner_continues_its_own_totals() -> None:
+    owner, writer = PNCounter("owner"), PNCounter("writer-1")
+    owner.apply(writer.add(5))
+    resumed = PNCounter.from_snapshot(owner.snapshot(), "writer-1")
+    owner.apply(resumed.add(2))
+    assert owner.value == 7
+
+
+@given(st.data())
+def test_replicas_converge_to_the_sum_of_all_adds(data: st.DataObject) -> None:
+    net = build_network(data, make, write)
+    deliver_everything(data, net)
+    expected = sum(op.delta for op in net.ops)
+    assert [r.value for r in net.replicas] == [expected] * len(net.replicas)
+    snapshots = {r.snapshot() for r in net.replicas}
+    assert len(snapshots) == 1
+
+
+@given(st.data())
+def test_snapshot_then_further_ops_equals_all_ops(data: st.DataObject) -> None:
+    net = build_network(data, make, write)
+    cut = data.draw(st.integers(0, len(net.ops)))
+    partial = PNCounter("p")
+    for op in net.ops[:cut]:
+        partial.apply(op)
+    snapshot = decode(encode(partial.snapshot()))
+    assert isinstance(snapshot, CounterSnapshot)
+    restored = PNCounter.from_snapshot(snapshot, "p2")
+    for op in net.ops[cut:]:
+        restored.apply(op)
+    full = PNCounter("f")
+    for op in net.ops:
+        full.apply(op)
+    assert restored.snapshot() == full.snapshot()
+
+
+def _merged(*parts: PNCounter) -> PNCounter:
+    result = PNCounter.from_snapshot(parts[0].snapshot(), "m")
+    for part in parts[1:]:
+        result.merge(part)
+    return result
+
+
+@given(st.data())
+def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) -> None:
+    net = build_network(data, make, write)
+
+    def draw_replica(name: str) -> PNCounter:
+        replica = PNCounter(name)
+        for op in data.draw(st.lists(st.sampled_from(net.ops))) if net.ops else []:
+            assert isinstance(op, CounterAdd)
+            replica.apply(op)
+        return replica
+
+    a, b, c = draw_replica("a"), draw_replica("b"), draw_replica("c")
+    assert _merged(a, b).snapshot() == _merged(b, a).snapshot()
+    assert _merged(_merged(a, b), c).snapshot() == _merged(a, _merged(b, c)).snapshot()
+    assert _merged(a, a).snapshot() == a.snapshot()

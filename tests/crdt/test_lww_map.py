@@ -1,0 +1,213 @@
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swimstream.crdt import (
+    HybridLogicalClock,
+    LWWMap,
+    MapClear,
+    MapKey,
+    MapPut,
+    MapRemove,
+    MapSnapshot,
+    decode,
+    key_order,
+)
+from swimstream.crdt.codec import encode
+from tests.crdt.replication import (
+    FakeWall,
+    build_network,
+    deliver_everything,
+    json_values,
+    map_keys,
+)
+
+
+def make(replica_id: str, clock: HybridLogicalClock) -> LWWMap:
+    return LWWMap(replica_id, clock=clock)
+
+
+def write(replica: LWWMap, data: st.DataObject) -> list[Any]:
+    action = data.draw(
+        st.sampled_from(["put", "put", "put", "remove", "remove", "clear", "take", "drop"])
+    )
+    if action == "put":
+        return [replica.put(data.draw(map_keys), data.draw(json_values))]
+    if action == "remove":
+        return [replica.remove(data.draw(map_keys))]
+    if action == "clear":
+        return [replica.clear()]
+    count = data.draw(st.integers(0, 4))
+    return list(replica.take(count) if action == "take" else replica.drop(count))
+
+
+def canonical(state: LWWMap | MapSnapshot) -> tuple[Any, ...]:
+    snap = state.snapshot() if isinstance(state, LWWMap) else state
+    return (
+        sorted(snap.entries, key=lambda e: key_order(e[0])),
+        sorted(snap.tombstones, key=lambda t: key_order(t[0])),
+        snap.cleared,
+        snap.floor,
+    )
+
+
+def expected_map(ops: list[Any]) -> dict[Any, Any]:
+    """Direct computation: per key, the newest put survives unless a newer remove or clear."""
+    last_clear = max((op.stamp for op in ops if isinstance(op, MapClear)), default=(0, ""))
+    newest: dict[Any, Any] = {}
+    for op in ops:
+        if not isinstance(op, MapPut | MapRemove) or op.stamp <= last_clear:
+            continue
+        if op.key not in newest or op.stamp > newest[op.key].stamp:
+            newest[op.key] = op
+    return {k: op.value for k, op in newest.items() if isinstance(op, MapPut)}
+
+
+def test_remove_concurrent_with_put_on_another_replica_resolves_by_stamp() -> None:
+    wall = FakeWall(500)
+    a = LWWMap("a", clock=HybridLogicalClock(wall))
+    b = LWWMap("b", clock=HybridLogicalClock(wall))
+    seed = a.put("k", 1)
+    b.apply(seed)
+    remove = a.remove("k")  # a removes while b, concurrently, overwrites
+    put = b.put("k", 2)
+    assert remove.stamp[0] == put.stamp[0]  # same instant: replica id decides, "b" > "a"
+    a.apply(put)
+    b.apply(remove)
+    assert a.to_dict() == b.to_dict() == {"k": 2}
+
+
+def test_remove_concurrent_with_put_where_the_remove_is_newer() -> None:
+    a = LWWMap("a", clock=HybridLogicalClock(FakeWall(900)))
+    b = LWWMap("b", clock=HybridLogicalClock(FakeWall(100)))
+    put = b.put("k", 2)
+    remove = a.remove("k")
+    a.apply(put)
+    b.apply(remove)
+    assert a.to_dict() == b.to_dict() == {}
+
+
+def test_a_put_with_an_old_timestamp_arriving_after_the_remove_does_not_resurrect() -> None:
+    writer = LWWMap("w", clock=HybridLogicalClock(FakeWall(10)))
+    remover = LWWMap("r", clock=HybridLogicalClock(FakeWall(20)))
+    late_put = writer.put("k", "stale")
+    remover.apply(writer.put("k", "seen"))
+    remover.remove("k")
+    assert remover.apply(late_put) is False
+    assert "k" not in remover
+    assert remover.tombstone_count == 1
+
+
+def test_a_put_older_than_a_clear_does_not_survive_it() -> None:
+    a = LWWMap("a", clock=HybridLogicalClock(FakeWall(50)))
+    b = LWWMap("b", clock=HybridLogicalClock(FakeWall(10)))
+    old = b.put("x", 1)
+    a.put("y", 2)
+    clear = a.clear()
+    assert a.apply(old) is False
+    assert len(a) == 0
+    b.apply(clear)  # b has now seen the clear: its next put orders after it
+    assert a.apply(b.put("z", 3)) is True
+    assert a.to_dict() == b.to_dict() == {"z": 3}
+
+
+def test_take_and_drop_follow_key_order_and_replicate_as_removes() -> None:
+    a, b = LWWMap("a"), LWWMap("b")
+    keys: list[MapKey] = ["d", 3, "a", 1, "c"]
+    for key in keys:
+        b.apply(a.put(key, str(key)))
+    removes = a.take(3)
+    assert sorted(a.keys(), key=key_order) == [1, 3, "a"]
+    assert all(isinstance(op, MapRemove) for op in removes)
+    for op in removes:
+        b.apply(op)
+    assert b.to_dict() == a.to_dict() == {1: "1", 3: "3", "a": "a"}
+    a.drop(2)
+    assert a.to_dict() == {"a": "a"}
+
+
+def test_compact_drops_tombstones_below_the_stable_time_and_ignores_older_ops() -> None:
+    wall = FakeWall(100)
+    m = LWWMap("a", clock=HybridLogicalClock(wall))
+    put = m.put("k", 1)
+    m.remove("k")
+    wall.millis = 200
+    m.put("j", 2)
+    m.remove("j")
+    assert m.tombstone_count == 2
+    stable = HybridLogicalClock(FakeWall(150)).now()
+    assert m.compact(stable) == 1
+    assert m.tombstone_count == 1
+    assert m.apply(put) is False  # a duplicate from before the stable time
+    assert m.to_dict() == {}
+
+
+def test_oldest_key_is_the_least_recently_written() -> None:
+    m = LWWMap("a")
+    for key in ["x", "y", "z"]:
+        m.put(key, 0)
+    m.put("x", 1)
+    assert m.oldest_key() == "y"
+
+
+@given(st.data())
+def test_replicas_converge_to_the_direct_computation(data: st.DataObject) -> None:
+    net = build_network(data, make, write)
+    deliver_everything(data, net)
+    states = [canonical(r) for r in net.replicas]
+    assert all(s == states[0] for s in states)
+    assert net.replicas[0].to_dict() == expected_map(net.ops)
+
+
+@given(st.data())
+def test_snapshot_then_further_ops_equals_all_ops(data: st.DataObject) -> None:
+    net = build_network(data, make, write)
+    cut = data.draw(st.integers(0, len(net.ops)))
+    partial = LWWMap("p")
+    for op in net.ops[:cut]:
+        partial.apply(op)
+    snapshot = decode(encode(partial.snapshot()))
+    assert isinstance(snapshot, MapSnapshot)
+    restored = LWWMap.from_snapshot(snapshot, "p2")
+    for op in net.ops[cut:]:
+        restored.apply(op)
+    full = LWWMap("f")
+    for op in net.ops:
+        full.apply(op)
+    assert canonical(restored) == canonical(full)
+
+
+def _replica_with(ops: list[Any], name: str, compact_at: int | None) -> LWWMap:
+    replica = LWWMap(name)
+    for op in ops:
+        replica.apply(op)
+    if compact_at is not None:
+        replica.compact(compact_at)
+    return replica
+
+
+def _merged(*parts: LWWMap) -> LWWMap:
+    result = LWWMap.from_snapshot(parts[0].snapshot(), "m")
+    for part in parts[1:]:
+        result.merge(part)
+    return result
+
+
+@given(st.data())
+def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) -> None:
+    net = build_network(data, make, write)
+    # Compaction is only legal below a time every replica has seen everything before,
+    # so replicas that compact hold every op older than the floor.
+    floor = data.draw(st.one_of(st.none(), st.integers(0, 14 << 16)))
+
+    def draw_replica(name: str) -> LWWMap:
+        chosen = data.draw(st.lists(st.sampled_from(net.ops))) if net.ops else []
+        if floor is not None:
+            chosen += [op for op in net.ops if op.stamp[0] < floor]
+        return _replica_with(chosen, name, floor if data.draw(st.booleans()) else None)
+
+    a, b, c = draw_replica("a"), draw_replica("b"), draw_replica("c")
+    assert canonical(_merged(a, b)) == canonical(_merged(b, a))
+    assert canonical(_merged(_merged(a, b), c)) == canonical(_merged(a, _merged(b, c)))
+    assert canonical(_merged(a, a)) == canonical(a)
