@@ -9,8 +9,10 @@ from swimstream.errors import (
     CodecError,
     ConfigError,
     DefinitionError,
+    InvalidRouteError,
     LaneNotFoundError,
     NodeNotFoundError,
+    RecordRoutingError,
     RoutingError,
     SwimstreamError,
 )
@@ -20,8 +22,10 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "DefinitionError",
+    "InvalidRouteError",
     "LaneNotFoundError",
     "NodeNotFoundError",
+    "RecordRoutingError",
     "RoutingError",
     "SwimstreamError",
 ]

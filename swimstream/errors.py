@@ -16,12 +16,19 @@ The tree::
     ├── DefinitionError         an agent class or lane declared wrongly (raised at class definition)
     ├── RoutingError            no route matches a node URI, or a lane does not exist
     │   ├── NodeNotFoundError
-    │   └── LaneNotFoundError
+    │   ├── LaneNotFoundError
+    │   └── RecordRoutingError  a broker record its source's route cannot place (dead-lettered)
+    ├── InvalidRouteError       a route pattern or template that does not parse, or overlaps another
     ├── ClosedResourceError     a downlink, plane or timer used after it was closed
     └── ConfigError             a configuration value is missing or wrong; names the key path
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class SwimstreamError(Exception):
@@ -52,9 +59,37 @@ class LaneNotFoundError(RoutingError):
     """The agent exists but has no lane of that name."""
 
 
+class RecordRoutingError(RoutingError):
+    """A broker record that its source's route template cannot turn into a node URI.
+
+    The message is the reason (``payload field 'vehicle_id' is missing``); the service
+    sends the record to the dead-letter topic with it instead of stopping.
+    """
+
+
+class InvalidRouteError(SwimstreamError, ValueError):
+    """A route pattern or template that does not parse, or two patterns that overlap.
+
+    A ``ValueError`` so that configuration validation reports it like any bad value.
+    """
+
+
 class ClosedResourceError(SwimstreamError):
     """A downlink, plane or timer was used after it was closed."""
 
 
 class ConfigError(SwimstreamError, ValueError):
-    """A configuration value is missing or invalid; the message names the key path."""
+    """A configuration value is missing or invalid; the message names the key path.
+
+    ``problems`` holds every problem found, as ``(path, message)`` pairs such as
+    ``("sources[1].route", "unknown placeholder {paylod.id}")``, so a check reports them
+    all at once. The string form is one ``path: message`` line per problem.
+    """
+
+    def __init__(self, message: str = "", problems: Iterable[tuple[str, str]] = ()) -> None:
+        self.problems: list[tuple[str, str]] = list(problems)
+        if not self.problems:
+            self.problems = [("", message)]
+        if not message:
+            message = "\n".join(f"{path}: {text}" if path else text for path, text in self.problems)
+        super().__init__(message)

@@ -1,0 +1,187 @@
+"""Reading one routing value out of a broker record, as a quoted URI segment.
+
+A source's route template names the values that address an agent: the record key, a
+payload field, a header, the topic or the partition. Each placeholder compiles to one
+*extractor*: a function of the record's parts that returns the value spelled as a path
+segment, or raises :class:`RecordRoutingError` with the reason a person reading the
+dead-letter topic needs (``payload field 'vehicle_id' is missing``).
+
+Extractors run for every record, so the success path is a dict lookup or two, a type
+test and a regular-expression match; the careful walk that explains a failure runs only
+when the fast path has already failed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from swimstream.errors import RecordRoutingError
+from swimstream.routing.segments import quote_segment
+
+# key, payload, headers, topic, partition -> one quoted segment (or part of one)
+Extractor = Callable[[bytes | None, Any, Mapping[str, bytes], str, int], str]
+
+_MISSING = object()
+
+
+def describe(value: object) -> str:
+    """How a JSON reader would name the type of ``value``, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bytes | bytearray):
+        return "bytes"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def to_segment(value: Any, label: str) -> str:
+    """``value`` as a quoted segment, if it is a non-empty scalar; ``label`` names it."""
+    kind = type(value)
+    if kind is str:
+        text: str = value
+    elif kind is int:
+        text = str(value)
+    elif kind is bool:
+        text = "true" if value else "false"
+    elif kind is float:
+        if not math.isfinite(value):
+            raise RecordRoutingError(f"{label} is {value}, not a usable value")
+        text = repr(value)
+    elif isinstance(value, bytes | bytearray):
+        try:
+            text = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RecordRoutingError(f"{label} is not UTF-8 text") from None
+    elif value is None:
+        raise RecordRoutingError(f"{label} is null")
+    elif isinstance(value, str):  # a subclass, such as a StrEnum member: its text
+        text = str.__str__(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = int.__repr__(value)
+    else:
+        raise RecordRoutingError(f"{label} is not a scalar (it is {describe(value)})")
+    if not text:
+        raise RecordRoutingError(f"{label} is empty")
+    return quote_segment(text)
+
+
+def key_extractor() -> Extractor:
+    """``{key}``: the record key as UTF-8 text."""
+
+    def extract(
+        key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
+    ) -> str:
+        if key is None:
+            raise RecordRoutingError("record has no key")
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RecordRoutingError("record key is not UTF-8 text") from None
+        if not text:
+            raise RecordRoutingError("record key is empty")
+        return quote_segment(text)
+
+    return extract
+
+
+def topic_extractor() -> Extractor:
+    """``{topic}``: the name of the topic the record came from."""
+
+    def extract(
+        key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
+    ) -> str:
+        return to_segment(topic, "topic")
+
+    return extract
+
+
+def partition_extractor() -> Extractor:
+    """``{partition}``: the partition number the record came from."""
+
+    def extract(
+        key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
+    ) -> str:
+        return str(partition)
+
+    return extract
+
+
+def header_extractor(name: str) -> Extractor:
+    """``{header.<name>}``: one record header's value as UTF-8 text."""
+    label = f"header {name!r}"
+
+    def extract(
+        key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
+    ) -> str:
+        value = headers.get(name, _MISSING)
+        if value is _MISSING:
+            raise RecordRoutingError(f"{label} is missing")
+        return to_segment(value, label)
+
+    return extract
+
+
+def payload_extractor(path: tuple[str, ...]) -> Extractor:
+    """``{payload}`` or ``{payload.a.b}``: the payload, or a field nested in it."""
+    label = f"payload field {'.'.join(path)!r}" if path else "payload"
+    if not path:
+
+        def extract_whole(
+            key: bytes | None,
+            payload: Any,
+            headers: Mapping[str, bytes],
+            topic: str,
+            partition: int,
+        ) -> str:
+            return to_segment(payload, label)
+
+        return extract_whole
+
+    def extract(
+        key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
+    ) -> str:
+        value = payload
+        try:
+            for name in path:
+                value = value[name]
+        except (KeyError, TypeError, IndexError):
+            value = walk(payload, path, label)
+        return to_segment(value, label)
+
+    return extract
+
+
+def walk(payload: Any, path: tuple[str, ...], label: str) -> Any:
+    """Follow ``path`` into ``payload`` carefully: numeric names index lists.
+
+    Returns the value found, or raises :class:`RecordRoutingError` saying where the path
+    broke off. The fast path of :func:`payload_extractor` handles objects only; this one
+    also runs when a list stands on the path.
+    """
+    if not isinstance(payload, Mapping):
+        raise RecordRoutingError(f"payload is not a JSON object (it is {describe(payload)})")
+    value: Any = payload
+    for depth, name in enumerate(path):
+        if isinstance(value, Mapping):
+            if name not in value:
+                raise RecordRoutingError(f"{label} is missing")
+            value = value[name]
+        elif isinstance(value, list | tuple) and name.isdigit():
+            if int(name) >= len(value):
+                raise RecordRoutingError(f"{label} is missing (the list is shorter)")
+            value = value[int(name)]
+        else:
+            parent = ".".join(path[:depth])
+            raise RecordRoutingError(f"{label} is missing ({parent!r} is {describe(value)})")
+    return value

@@ -1,0 +1,184 @@
+import math
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swimstream.errors import InvalidRouteError, RecordRoutingError
+from swimstream.routing import Placeholder, RoutePattern, RouteTemplate
+from tests.routing.strategies import param_values
+
+
+def render(
+    text: str,
+    *,
+    key: bytes | None = b"k1",
+    payload: Any = None,
+    headers: dict[str, bytes] | None = None,
+    topic: str = "positions",
+    partition: int = 3,
+) -> str:
+    template = RouteTemplate.parse(text)
+    return template.render(key, payload, headers or {}, topic, partition)
+
+
+def test_parse_lists_the_placeholders() -> None:
+    template = RouteTemplate.parse("/r/{header.region}/v-{payload.a.b}/{key}")
+    assert template.placeholders == (
+        Placeholder("header", ("region",)),
+        Placeholder("payload", ("a", "b")),
+        Placeholder("key"),
+    )
+    assert [str(p) for p in template.placeholders] == ["{header.region}", "{payload.a.b}", "{key}"]
+    assert template.roots == {"header", "payload", "key"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("/vehicle/{payloud.id}", "unknown placeholder {payloud.id}; a placeholder is {key},"),
+        ("/vehicle/{keys}", "unknown placeholder {keys}"),
+        ("/vehicle/{key.x}", "unknown placeholder {key.x}"),
+        ("/x/{header}", "placeholder {header} needs a header name"),
+        ("/x/{header.}", "placeholder {header.} needs a header name"),
+        ("/x/{payload.a..b}", "bad field name '' in placeholder {payload.a..b}"),
+        ("/x/{payload.a b}", "bad field name 'a b'"),
+        ("/x/{key", "unclosed '{' in '{key'"),
+        ("/x/{a{key}", "unclosed '{' in '{a{key}'"),
+        ("/x/key}", "unmatched '}' in 'key}'"),
+        ("/x/}{key}", "unmatched '}'"),
+        ("/x/{}", "empty placeholder {}"),
+        ("/x y/{key}", "'x y' holds characters a route cannot hold"),
+        ("x/{key}", "must start with '/'"),
+        ("/x//{key}", "segment 2 of '/x//{key}' is empty"),
+    ],
+)
+def test_bad_templates_are_refused_naming_the_placeholder(text: str, message: str) -> None:
+    with pytest.raises(InvalidRouteError, match=re.escape(message)):
+        RouteTemplate.parse(text)
+
+
+def test_render_reads_each_part_of_the_record() -> None:
+    payload = {"vehicle": {"id": "v1", "n": 7}, "items": [{"id": "first"}], "ok": True}
+    assert render("/vehicle/{key}") == "/vehicle/k1"
+    assert render("/vehicle/{payload.vehicle.id}", payload=payload) == "/vehicle/v1"
+    assert render("/vehicle/{payload.vehicle.n}", payload=payload) == "/vehicle/7"
+    assert render("/x/{payload.ok}", payload=payload) == "/x/true"
+    assert render("/x/{payload.items.0.id}", payload=payload) == "/x/first"
+    assert render("/x/{payload}", payload=b"raw-id") == "/x/raw-id"
+    assert render("/x/{payload}", payload=1.5) == "/x/1.5"
+    assert render("/x/{header.region}", headers={"region": b"west"}) == "/x/west"
+    assert render("/{topic}/{partition}") == "/positions/3"
+    assert render("/world") == "/world"
+    assert render("/r/{header.r}-{key}/z", headers={"r": b"w"}) == "/r/w-k1/z"
+
+
+def test_rendered_values_cannot_escape_their_segment() -> None:
+    assert render("/vehicle/{key}", key=b"../admin") == "/vehicle/..%2Fadmin"
+    assert render("/vehicle/{key}", key=b"..") == "/vehicle/%2E%2E"
+    assert render("/vehicle/{payload.id}", payload={"id": "a/b?c#d"}) == "/vehicle/a%2Fb%3Fc%23d"
+    assert render("/t/{topic}", topic="persistent://public/default/x") == (
+        "/t/persistent%3A%2F%2Fpublic%2Fdefault%2Fx"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "record", "reason"),
+    [
+        ("/v/{key}", {"key": None}, "record has no key"),
+        ("/v/{key}", {"key": b""}, "record key is empty"),
+        ("/v/{key}", {"key": b"\xff\xfe"}, "record key is not UTF-8 text"),
+        ("/v/{payload.vehicle_id}", {"payload": {}}, "payload field 'vehicle_id' is missing"),
+        ("/v/{payload.a.b}", {"payload": {"a": {}}}, "payload field 'a.b' is missing"),
+        (
+            "/v/{payload.a.b}",
+            {"payload": {"a": "text"}},
+            "payload field 'a.b' is missing ('a' is a string)",
+        ),
+        (
+            "/v/{payload.a.5}",
+            {"payload": {"a": [1]}},
+            "payload field 'a.5' is missing (the list is shorter)",
+        ),
+        ("/v/{payload.a}", {"payload": {"a": None}}, "payload field 'a' is null"),
+        ("/v/{payload.a}", {"payload": {"a": ""}}, "payload field 'a' is empty"),
+        (
+            "/v/{payload.a}",
+            {"payload": {"a": {"b": 1}}},
+            "payload field 'a' is not a scalar (it is an object)",
+        ),
+        (
+            "/v/{payload.a}",
+            {"payload": {"a": [1]}},
+            "payload field 'a' is not a scalar (it is a list)",
+        ),
+        ("/v/{payload.a}", {"payload": {"a": math.inf}}, "payload field 'a' is inf, not a usable"),
+        ("/v/{payload.a}", {"payload": [1, 2]}, "payload is not a JSON object (it is a list)"),
+        ("/v/{payload.a}", {"payload": b"raw"}, "payload is not a JSON object (it is bytes)"),
+        ("/v/{payload}", {"payload": {"a": 1}}, "payload is not a scalar (it is an object)"),
+        ("/v/{header.region}", {"headers": {}}, "header 'region' is missing"),
+        ("/v/{header.region}", {"headers": {"region": None}}, "header 'region' is null"),
+    ],
+)
+def test_unroutable_records_raise_with_the_reason(
+    text: str, record: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(RecordRoutingError, match=re.escape(reason)):
+        render(text, **record)
+
+
+def test_key_param_finds_the_param_that_holds_the_key() -> None:
+    vehicle = RoutePattern.parse("/vehicle/:id")
+    assert RouteTemplate.parse("/vehicle/{key}").key_param(vehicle) == "id"
+    assert RouteTemplate.parse("/vehicle/{payload.id}").key_param(vehicle) is None
+    assert RouteTemplate.parse("/vehicle/v-{key}").key_param(vehicle) is None
+    assert RouteTemplate.parse("/tower/{key}").key_param(vehicle) is None
+
+
+scalars = st.one_of(
+    param_values,
+    st.integers(),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(deadline=None)  # timing varies on shared machines
+@given(
+    outer=st.from_regex(r"[A-Za-z0-9_\-]{1,5}", fullmatch=True),
+    inner=st.sampled_from(["id", "vehicle_id", "x-1"]),
+    value=scalars,
+    noise=st.dictionaries(st.text(max_size=4), st.integers(), max_size=3),
+)
+def test_rendering_a_payload_field_then_matching_gives_the_value_back(
+    outer: str, inner: str, value: str | int | bool | float, noise: dict[str, int]
+) -> None:
+    template = RouteTemplate.parse(f"/vehicle/{{payload.{outer}.{inner}}}")
+    payload = {**noise, outer: {inner: value, "other": 1}}
+    uri = template.render(None, payload, {}, "t", 0)
+    params = RoutePattern.parse("/vehicle/:id").match(uri)
+    expected = (
+        ("true" if value else "false")
+        if isinstance(value, bool)
+        else repr(value)
+        if isinstance(value, float)
+        else str(value)
+    )
+    assert params == {"id": expected}
+
+
+@settings(deadline=None)  # timing varies on shared machines
+@given(key=st.binary(min_size=1, max_size=16), region=param_values)
+def test_rendering_keys_and_headers_then_matching_gives_them_back(key: bytes, region: str) -> None:
+    template = RouteTemplate.parse("/region/{header.region}/vehicle/{key}")
+    pattern = RoutePattern.parse("/region/:region/vehicle/:id")
+    try:
+        text_key = key.decode("utf-8")
+    except UnicodeDecodeError:
+        with pytest.raises(RecordRoutingError, match="not UTF-8"):
+            template.render(key, None, {"region": region.encode()}, "t", 0)
+        return
+    uri = template.render(key, None, {"region": region.encode()}, "t", 0)
+    assert pattern.match(uri) == {"region": region, "id": text_key}
