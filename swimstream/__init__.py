@@ -4,7 +4,22 @@ Every source in the event stream gets an agent with typed lanes; agents link to 
 other's lanes and every state change streams over those links as CRDT deltas.
 """
 
+from swimstream.agent import (
+    Agent,
+    CommandLane,
+    CounterLane,
+    DemandMapLane,
+    DemandValueLane,
+    JoinMapLane,
+    JoinValueLane,
+    MapDownlink,
+    MapLane,
+    ValueDownlink,
+    ValueLane,
+)
 from swimstream.errors import (
+    BrokerError,
+    CallbackError,
     ClosedResourceError,
     CodecError,
     ConfigError,
@@ -16,16 +31,31 @@ from swimstream.errors import (
     RoutingError,
     SwimstreamError,
 )
+from swimstream.runtime import Plane
 
 __all__ = [
+    "Agent",
+    "BrokerError",
+    "CallbackError",
     "ClosedResourceError",
     "CodecError",
+    "CommandLane",
     "ConfigError",
+    "CounterLane",
     "DefinitionError",
+    "DemandMapLane",
+    "DemandValueLane",
     "InvalidRouteError",
+    "JoinMapLane",
+    "JoinValueLane",
     "LaneNotFoundError",
+    "MapDownlink",
+    "MapLane",
     "NodeNotFoundError",
+    "Plane",
     "RecordRoutingError",
     "RoutingError",
     "SwimstreamError",
+    "ValueDownlink",
+    "ValueLane",
 ]

@@ -20,6 +20,8 @@ The tree::
     │   └── RecordRoutingError  a broker record its source's route cannot place (dead-lettered)
     ├── InvalidRouteError       a route pattern or template that does not parse, or overlaps another
     ├── ClosedResourceError     a downlink, plane or timer used after it was closed
+    ├── CallbackError           a user callback raised; names the agent, lane and callback
+    ├── BrokerError             a broker could not be started, reached or used
     └── ConfigError             a configuration value is missing or wrong; names the key path
 """
 
@@ -76,6 +78,29 @@ class InvalidRouteError(SwimstreamError, ValueError):
 
 class ClosedResourceError(SwimstreamError):
     """A downlink, plane or timer was used after it was closed."""
+
+
+class CallbackError(SwimstreamError):
+    """A user callback raised; the original exception is the ``__cause__``.
+
+    The runtime logs it with the agent and lane, counts it and keeps the agent running:
+    the message that triggered the callback ends there, and changes made before the
+    exception stand.
+    """
+
+    def __init__(self, node_uri: str, lane: str, callback: str) -> None:
+        super().__init__(f"{callback} of lane {lane!r} on agent {node_uri} raised")
+        self.node_uri = node_uri
+        self.lane = lane
+        self.callback = callback
+
+
+class BrokerError(SwimstreamError):
+    """A broker could not be started, reached or used.
+
+    For an embedded broker the message ends with the last lines of its log, so a start-up
+    failure on a build machine explains itself without a second run.
+    """
 
 
 class ConfigError(SwimstreamError, ValueError):

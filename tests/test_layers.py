@@ -20,6 +20,9 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "crdt": {"errors"},
     "routing": {"errors"},
+    "agent": {"errors", "crdt"},
+    "runtime": {"errors", "crdt", "routing", "agent"},
+    "testing": {"agent", "runtime"},
 }
 
 

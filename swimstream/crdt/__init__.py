@@ -15,7 +15,15 @@ This package does no I/O and imports nothing of swimstream but its exception tre
 """
 
 from swimstream.crdt.clock import HybridLogicalClock, timestamp_logical, timestamp_millis
-from swimstream.crdt.codec import FORMAT_VERSION, Encodable, Op, Snapshot, decode, encode
+from swimstream.crdt.codec import (
+    FORMAT_VERSION,
+    Encodable,
+    Op,
+    Snapshot,
+    decode,
+    decode_snapshot,
+    encode,
+)
 from swimstream.crdt.counter import CounterAdd, CounterSnapshot, PNCounter
 from swimstream.crdt.lww_map import (
     LWWMap,
@@ -53,6 +61,7 @@ __all__ = [
     "Snapshot",
     "Stamp",
     "decode",
+    "decode_snapshot",
     "encode",
     "key_order",
     "timestamp_logical",

@@ -107,6 +107,14 @@ def decode(data: bytes) -> Encodable:
         raise CodecError(f"malformed {decoder.__name__[1:]}: {exc}") from exc
 
 
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Like :func:`decode`, but the bytes must hold a snapshot, not an op."""
+    item = decode(data)
+    if not isinstance(item, RegisterSnapshot | MapSnapshot | CounterSnapshot):
+        raise CodecError(f"expected a snapshot, found a {type(item).__name__} op")
+    return item
+
+
 # -- strict field readers ------------------------------------------------------------
 
 

@@ -1,0 +1,91 @@
+"""The agents of the towers example (see the package docstring)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swimstream import Agent, CommandLane, CounterLane, JoinValueLane, MapLane, ValueLane
+
+HOT_TEMPERATURE = 90.0
+"""Readings above this raise an alert and count as hot."""
+
+
+class Device(Agent):
+    """Twin of one sensor; route ``/device/:id``. Fed by the ``readings`` topic."""
+
+    status = ValueLane[dict[str, Any] | None](default=None)
+    history = MapLane[int, float](max_entries=50)  # the newest 50 readings by timestamp
+    readings = CounterLane()
+    reading = CommandLane[dict[str, Any]]()
+
+    @reading.on_command
+    def on_reading(self, event: dict[str, Any]) -> None:
+        temp = float(event["temp"])
+        tower = str(event["tower"])
+        self.history[int(event["ts"])] = temp
+        self.readings.add(1)
+        previous = self.status.get()
+        self.status.set({"temp": temp, "tower": tower, "ts": int(event["ts"])})
+        if previous is None or previous["tower"] != tower:
+            self.command(f"/tower/{tower}", "attach", self.node_uri)
+        if temp > HOT_TEMPERATURE:
+            self.publish("alerts", {"device": self.params["id"], "temp": temp, "tower": tower})
+
+
+class Tower(Agent):
+    """Aggregate over the devices attached to one tower; route ``/tower/:id``."""
+
+    devices = JoinValueLane[str, dict[str, Any] | None]()
+    summary = ValueLane[dict[str, Any]](default={"devices": 0, "hot": 0, "max_temp": None})
+    attach = CommandLane[str]()
+
+    def on_start(self) -> None:
+        self.command("/world", "register", self.node_uri)
+
+    @attach.on_command
+    def on_attach(self, device_uri: str) -> None:
+        self.devices.join(device_uri, node=device_uri, lane="status")
+
+    @devices.on_update
+    def on_device(self, key: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        if new is not None and new["tower"] != self.params["id"]:
+            self.devices.remove(key)  # the device moved on: leave the join
+            return
+        self._summarize()
+
+    @devices.on_remove
+    def on_device_gone(self, key: str, old: dict[str, Any] | None) -> None:
+        self._summarize()
+
+    def _summarize(self) -> None:
+        temps = [s["temp"] for s in self.devices.values() if s is not None]
+        self.summary.set(
+            {
+                "devices": len(temps),
+                "hot": sum(1 for t in temps if t > HOT_TEMPERATURE),
+                "max_temp": max(temps, default=None),
+            }
+        )
+
+
+class World(Agent):
+    """The global view over every tower's summary; route ``/world``."""
+
+    towers = JoinValueLane[str, dict[str, Any]]()
+    totals = ValueLane[dict[str, int]](default={"towers": 0, "devices": 0, "hot": 0})
+    register = CommandLane[str]()
+
+    @register.on_command
+    def on_register(self, tower_uri: str) -> None:
+        self.towers.join(tower_uri, node=tower_uri, lane="summary")
+
+    @towers.on_update
+    def on_tower(self, key: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
+        summaries = [s for s in self.towers.values() if s]
+        self.totals.set(
+            {
+                "towers": len(summaries),
+                "devices": sum(s["devices"] for s in summaries),
+                "hot": sum(s["hot"] for s in summaries),
+            }
+        )

@@ -1,0 +1,221 @@
+"""The base class users write their agents with.
+
+An agent is a plain class of lanes (class attributes) and callbacks (methods bound to
+lanes by decorators). The runtime creates one instance per node URI on first use and
+binds every lane to it; everything the agent does beyond its own lanes (commanding
+other agents, linking to their lanes, timers, publishing insights) goes through its
+:class:`~swimstream.agent.context.AgentContext`.
+
+Lifecycle: ``on_start`` runs each time the agent is activated (first use, and again
+after passivation or a restart), ``on_stop`` each time it is deactivated. Timers and
+links persist across those, so ``on_start`` must not assume a blank slate: ``every``
+is idempotent per method for that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from swimstream.agent.downlink import (
+    MAP_KINDS,
+    VALUE_KINDS,
+    Downlink,
+    MapDownlink,
+    ValueDownlink,
+    callback_name,
+)
+from swimstream.agent.lane import Lane, check_callback
+from swimstream.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from swimstream.agent.context import AgentContext, Timer
+
+
+class Agent:
+    """A stateful twin of one entity, addressed by its node URI.
+
+    Subclass it, declare lanes as class attributes and decorate callbacks onto them.
+    Do not give ``__init__`` parameters: the runtime creates agents; put start-up work
+    in :meth:`on_start`.
+    """
+
+    __swim_lanes__: ClassVar[Mapping[str, Lane]] = MappingProxyType({})
+    """Every lane declared on the class and its bases, by name."""
+
+    __slots__ = ("__dict__", "_context", "_downlinks", "_next_link_id", "node_uri")
+
+    node_uri: str
+    _context: AgentContext
+    _downlinks: dict[int, Downlink] | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        lanes: dict[str, Lane] = {}
+        for klass in reversed(cls.__mro__):
+            for name, attribute in vars(klass).items():
+                if isinstance(attribute, Lane):
+                    lanes[name] = attribute
+        for name, lane in lanes.items():
+            if name.startswith("_"):
+                raise DefinitionError(f"{cls.__name__}.{name}: lane names must not start with _")
+            lane._validate(cls)
+        for hook, arity in (("on_start", 1), ("on_stop", 1)):
+            check_callback(cls, hook, getattr(cls, hook), arity, may_be_async=True)
+        init = cls.__init__
+        if init is not Agent.__init__:
+            check_callback(cls, "__init__", init, 1, may_be_async=False)
+        cls.__swim_lanes__ = MappingProxyType(lanes)
+
+    def __init__(self) -> None:
+        self._downlinks = None
+        self._next_link_id = 1
+
+    # -- runtime plumbing ---------------------------------------------------------------
+
+    def _attach(self, node_uri: str, context: AgentContext) -> None:
+        """Called by the runtime once, right after creating the agent."""
+        self.node_uri = node_uri
+        self._context = context
+        state = self.__dict__
+        for name, lane in type(self).__swim_lanes__.items():
+            state[name] = lane._bind(self, context)
+
+    def lane(self, name: str) -> Lane:
+        """This agent's bound lane called ``name`` (KeyError when there is none)."""
+        if name not in type(self).__swim_lanes__:
+            raise KeyError(name)
+        lane: Lane = self.__dict__[name]
+        return lane
+
+    @property
+    def downlinks(self) -> Mapping[int, Downlink]:
+        """The links this agent holds open, by id."""
+        return MappingProxyType(self._downlinks or {})
+
+    # -- what agents do -----------------------------------------------------------------
+
+    @property
+    def params(self) -> Mapping[str, str]:
+        """The route's parameters: ``/device/:id`` at ``/device/42`` gives ``{"id": "42"}``."""
+        return self._context.params
+
+    def now(self) -> float:
+        """Seconds since the epoch by the runtime's clock (a fake one in tests)."""
+        return self._context.now()
+
+    def command(self, node_uri: str, lane: str, value: Any = None) -> None:
+        """Send ``value`` to ``lane`` of the agent at ``node_uri`` (this instance or another).
+
+        Commands from one agent to another arrive in the order they were sent.
+        """
+        self._context.command(node_uri, lane, value)
+
+    def publish(self, topic: str, value: Any, key: str | None = None) -> None:
+        """Emit an insight record to ``topic`` (keyed by ``key``, or the agent's id)."""
+        self._context.publish(topic, value, key)
+
+    def downlink(
+        self,
+        node_uri: str,
+        lane: str,
+        *,
+        on_set: Callable[[Any, Any], Any] | None = None,
+        on_stale: Callable[[bool], Any] | None = None,
+    ) -> ValueDownlink:
+        """Link to a value (or counter) lane and keep a live replica of it."""
+        callbacks = {"on_set": on_set, "on_stale": on_stale}
+        downlink = self._open(node_uri, lane, callbacks, map_like=False)
+        assert isinstance(downlink, ValueDownlink)
+        return downlink
+
+    def map_downlink(
+        self,
+        node_uri: str,
+        lane: str,
+        *,
+        on_update: Callable[[Any, Any, Any], Any] | None = None,
+        on_remove: Callable[[Any, Any], Any] | None = None,
+        on_stale: Callable[[bool], Any] | None = None,
+    ) -> MapDownlink:
+        """Link to a map-like lane and keep a live replica of it."""
+        callbacks = {"on_update": on_update, "on_remove": on_remove, "on_stale": on_stale}
+        downlink = self._open(node_uri, lane, callbacks, map_like=True)
+        assert isinstance(downlink, MapDownlink)
+        return downlink
+
+    def _open(
+        self,
+        node_uri: str,
+        lane: str,
+        callbacks: Mapping[str, Callable[..., Any] | None],
+        map_like: bool,
+    ) -> Downlink:
+        names = {}
+        for event, fn in callbacks.items():
+            name = callback_name(self, fn, event)
+            if name is not None:
+                names[event] = name
+        return self._open_link(node_uri, lane, names, None, map_like)
+
+    def _open_link(
+        self,
+        node_uri: str,
+        lane: str,
+        callbacks: dict[str, str],
+        join: tuple[str, Any] | None,
+        map_like: bool | None,
+        link_id: int | None = None,
+    ) -> Downlink:
+        """Create and register a downlink (also used by join lanes and restores)."""
+        kind = self._context.lane_kind(node_uri, lane)
+        if map_like is None:
+            map_like = kind in MAP_KINDS
+        if map_like and kind not in MAP_KINDS:
+            raise DefinitionError(f"{node_uri}#{lane} is a {kind} lane: use downlink()")
+        if not map_like and kind not in VALUE_KINDS:
+            raise DefinitionError(f"{node_uri}#{lane} is a {kind} lane: use map_downlink()")
+        if link_id is None:
+            link_id = self._next_link_id
+        self._next_link_id = max(self._next_link_id, link_id + 1)
+        cls = MapDownlink if map_like else ValueDownlink
+        downlink = cls(self, link_id, node_uri, lane, kind, callbacks, join)
+        if self._downlinks is None:
+            self._downlinks = {}
+        self._downlinks[link_id] = downlink
+        self._context.open_downlink(downlink)
+        return downlink
+
+    def _forget_link(self, downlink: Downlink) -> None:
+        if self._downlinks is not None:
+            self._downlinks.pop(downlink.id, None)
+
+    def schedule(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        """Call the agent method ``fn(*args)`` once, ``delay`` seconds from now.
+
+        Pending timers survive passivation and restarts; ``args`` must be JSON values.
+        """
+        name = callback_name(self, fn, "a timer callback")
+        assert name is not None
+        return self._context.schedule(delay, name, args, None)
+
+    def every(self, period: float, fn: Callable[[], Any]) -> Timer:
+        """Call the agent method ``fn()`` every ``period`` seconds.
+
+        One repeating timer per method: calling ``every`` again for the same method
+        (as ``on_start`` does after each activation) returns the timer already running.
+        """
+        if period <= 0:
+            raise ValueError(f"period must be positive, got {period}")
+        name = callback_name(self, fn, "a timer callback")
+        assert name is not None
+        return self._context.schedule(period, name, (), period)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Runs in the agent's first turn after each activation."""
+
+    def on_stop(self) -> None:
+        """Runs before the agent is passivated or the runtime stops."""

@@ -1,0 +1,50 @@
+"""Command lanes: no state, just a callback for each command sent to them.
+
+Sources deliver broker records here, and agents reach each other through them. The
+callback may be ``async`` (for I/O); the agent then handles nothing else until it
+finishes, which keeps the one-callback-at-a-time rule without locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from swimstream.agent.lane import F, Lane
+from swimstream.crdt import HybridLogicalClock, RegisterSet
+
+if TYPE_CHECKING:
+    from swimstream.agent.context import AgentContext
+
+T = TypeVar("T")
+
+
+class CommandLane(Lane, Generic[T]):
+    """Receives commands; ``on_command(self, value)`` handles each one."""
+
+    kind: ClassVar[str] = "command"
+    CALLBACKS: ClassVar[dict[str, tuple[int, bool]]] = {"on_command": (2, True)}
+
+    __slots__ = ("_hlc", "_on_command", "_replica_id")
+
+    def on_command(self, fn: F) -> F:
+        """Decorate ``fn(self, value)`` (plain or async) to handle each command."""
+        return self._register_callback("on_command", fn)
+
+    def _setup(self, context: AgentContext) -> None:
+        self._on_command: Callable[..., Any] | None = self._decl._callbacks.get("on_command")
+        self._hlc: HybridLogicalClock = context.hlc
+        self._replica_id = context.replica_id
+
+    def _command(self, value: Any) -> Any:
+        """Run the handler; returns its coroutine when it is async (the runtime awaits it).
+
+        Linked clients see each command as an event, as in SwimOS (coalesced to the
+        latest for a slow client, like a value lane).
+        """
+        if self._uplinks:
+            self._emit(RegisterSet((self._hlc.now(), self._replica_id), value))
+        on_command = self._on_command
+        if on_command is None:
+            return None
+        return on_command(self._agent, value)

@@ -1,0 +1,316 @@
+"""Downlinks: an agent's live replica of another agent's lane.
+
+A downlink holds a CRDT replica of the target lane. The runtime delivers the target's
+changes to it in the subscriber's own turn, already coalesced (a slow subscriber sees
+the latest value, or the latest entry per key, never a backlog), and the downlink fires
+the subscriber's callbacks for what actually changed.
+
+Writing through a downlink (``set``, ``put``, ``add``) applies to the local replica at
+once, fires the local callbacks, and sends the op to the owner; the owner's state then
+flows back to every replica, and the CRDT makes them all agree.
+
+Callbacks must be methods of the agent: the downlink stores their *names*, so the link
+survives passivation and restarts (a lambda could not be stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from swimstream.crdt import (
+    CounterSnapshot,
+    LWWMap,
+    LWWRegister,
+    MapClear,
+    MapKey,
+    MapPut,
+    MapRemove,
+    MapSnapshot,
+    Op,
+    PNCounter,
+    RegisterSnapshot,
+    Snapshot,
+)
+from swimstream.errors import CallbackError, ClosedResourceError, DefinitionError
+
+if TYPE_CHECKING:
+    from swimstream.agent.agent import Agent
+    from swimstream.agent.context import AgentContext
+
+VALUE_KINDS = frozenset({"value", "counter", "demand_value", "command"})
+MAP_KINDS = frozenset({"map", "join_value", "join_map", "demand_map"})
+WRITABLE_KINDS = frozenset({"value", "counter", "map"})
+
+
+def callback_name(agent: Agent, fn: Callable[..., Any] | None, what: str) -> str | None:
+    """The method name of ``fn``, which must be a method of ``agent`` (or None)."""
+    if fn is None:
+        return None
+    if getattr(fn, "__self__", None) is not agent or not hasattr(type(agent), fn.__name__):
+        raise DefinitionError(
+            f"{what} must be a method of the agent (e.g. self.on_status), got {fn!r}: "
+            "links survive passivation and restarts, so their callbacks are stored by name"
+        )
+    return fn.__name__
+
+
+class Downlink:
+    """Base of value and map downlinks."""
+
+    __slots__ = (
+        "_agent",
+        "_callbacks",
+        "_closed",
+        "_join",
+        "_stale",
+        "_synced",
+        "id",
+        "lane",
+        "lane_kind",
+        "node_uri",
+    )
+
+    def __init__(
+        self,
+        agent: Agent,
+        link_id: int,
+        node_uri: str,
+        lane: str,
+        lane_kind: str,
+        callbacks: dict[str, str],
+        join: tuple[str, MapKey] | None = None,
+    ) -> None:
+        self._agent = agent
+        self.id = link_id
+        self.node_uri = node_uri
+        self.lane = lane
+        self.lane_kind = lane_kind
+        self._callbacks = callbacks
+        self._join = join
+        self._closed = False
+        self._stale = False
+        self._synced = False
+
+    @property
+    def stale(self) -> bool:
+        """True while the owner is unreachable: the replica may be behind."""
+        return self._stale
+
+    @property
+    def synced(self) -> bool:
+        """True once the owner's state has arrived."""
+        return self._synced
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    @property
+    def join(self) -> tuple[str, MapKey] | None:
+        """``(join lane, key)`` when a join lane owns this downlink."""
+        return self._join
+
+    @property
+    def callbacks(self) -> dict[str, str]:
+        """Event -> name of the agent method it calls."""
+        return self._callbacks
+
+    def close(self) -> None:
+        """Unlink. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._context().close_downlink(self)
+
+    def _context(self) -> AgentContext:
+        return self._agent._context
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise ClosedResourceError(f"downlink to {self.node_uri}#{self.lane} is closed")
+        if self._join is not None or self.lane_kind not in WRITABLE_KINDS:
+            raise DefinitionError(
+                f"cannot write through a link to {self.node_uri}#{self.lane} ({self.lane_kind})"
+            )
+
+    def _call(self, event: str, *args: Any) -> None:
+        name = self._callbacks.get(event)
+        if name is None:
+            return
+        try:
+            getattr(self._agent, name)(*args)
+        except CallbackError:
+            raise
+        except Exception as exc:
+            raise CallbackError(self._agent.node_uri, f"{self.node_uri}#{self.lane}", name) from exc
+
+    def _mark_stale(self, stale: bool) -> None:
+        """The runtime says whether the owner is reachable."""
+        if stale != self._stale:
+            self._stale = stale
+            self._call("on_stale", stale)
+
+    def snapshot(self) -> Snapshot:
+        """The replica's whole state (stored when the agent is passivated)."""
+        raise NotImplementedError
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        raise NotImplementedError
+
+    def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
+        """Apply a coalesced delivery from the owner and fire callbacks."""
+        raise NotImplementedError
+
+
+class ValueDownlink(Downlink):
+    """Replica of a value (or counter) lane; ``on_set(new, old)`` on each change."""
+
+    __slots__ = ("_replica",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        context = self._agent._context
+        if self.lane_kind == "counter":
+            writer = f"{context.replica_id}:{self._agent.node_uri}:{self.id}"
+            self._replica: LWWRegister | PNCounter = PNCounter(writer, context.hlc)
+        else:
+            self._replica = LWWRegister(context.replica_id, None, context.hlc)
+
+    def get(self) -> Any:
+        """The replica's current value."""
+        return self._replica.get()
+
+    def set(self, value: Any) -> None:
+        """Write through to a value lane: here at once, then at the owner."""
+        self._check_writable()
+        if not isinstance(self._replica, LWWRegister):
+            raise DefinitionError(f"{self.node_uri}#{self.lane} is a counter: use add()")
+        old = self._replica.get()
+        op = self._replica.set(value)
+        self._context().write_through(self, op)
+        self._call("on_set", value, old)
+
+    def add(self, delta: int = 1) -> None:
+        """Add to a counter lane through the link."""
+        self._check_writable()
+        if not isinstance(self._replica, PNCounter):
+            raise DefinitionError(f"{self.node_uri}#{self.lane} is not a counter: use set()")
+        old = self._replica.value
+        op = self._replica.add(delta)
+        self._context().write_through(self, op)
+        self._call("on_set", self._replica.value, old)
+
+    def snapshot(self) -> Snapshot:
+        return self._replica.snapshot()
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        assert isinstance(snapshot, RegisterSnapshot | CounterSnapshot)
+        self._replica.merge(snapshot)  # type: ignore[arg-type]
+
+    def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
+        replica = self._replica
+        old = replica.get()
+        changed = False
+        if snapshot is not None:
+            changed = replica.merge(snapshot)  # type: ignore[arg-type]
+        for op in ops:
+            changed = replica.apply(op) or changed  # type: ignore[arg-type]
+        self._synced = True
+        if not changed:
+            return
+        if self._join is not None:
+            self._agent.__dict__[self._join[0]]._joined_value(self._join[1], replica.get())
+        else:
+            self._call("on_set", replica.get(), old)
+
+
+class MapDownlink(Downlink):
+    """Replica of a map lane; ``on_update(key, new, old)`` and ``on_remove(key, old)``."""
+
+    __slots__ = ("_replica",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        context = self._agent._context
+        self._replica = LWWMap(context.replica_id, context.hlc)
+
+    def get(self, key: MapKey, default: Any = None) -> Any:
+        """The replica's value at ``key``."""
+        return self._replica.get(key, default)
+
+    def to_dict(self) -> dict[MapKey, Any]:
+        """The replica as a dict."""
+        return self._replica.to_dict()
+
+    def __len__(self) -> int:
+        return len(self._replica)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._replica
+
+    def put(self, key: MapKey, value: Any) -> None:
+        """Write through to a map lane."""
+        self._check_writable()
+        old = self._replica.get(key)
+        self._context().write_through(self, self._replica.put(key, value))
+        self._call("on_update", key, value, old)
+
+    def remove(self, key: MapKey) -> None:
+        """Remove through the link."""
+        self._check_writable()
+        if key not in self._replica:
+            return
+        old = self._replica.get(key)
+        self._context().write_through(self, self._replica.remove(key))
+        self._call("on_remove", key, old)
+
+    def snapshot(self) -> Snapshot:
+        return self._replica.snapshot()
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        assert isinstance(snapshot, MapSnapshot)
+        self._replica.merge(snapshot)
+
+    def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
+        replica = self._replica
+        self._synced = True
+        if snapshot is not None:
+            assert isinstance(snapshot, MapSnapshot)
+            before = replica.to_dict()
+            if replica.merge(snapshot):
+                self._fire_diff(before, replica.to_dict())
+        for op in ops:
+            if isinstance(op, MapPut):
+                old = replica.get(op.key)
+                if replica.apply(op):
+                    self._updated(op.key, op.value, old)
+            elif isinstance(op, MapRemove):
+                old = replica.get(op.key)
+                if replica.apply(op):
+                    self._removed(op.key, old)
+            elif isinstance(op, MapClear):
+                before = replica.to_dict()
+                if replica.apply(op):
+                    self._fire_diff(before, replica.to_dict())
+
+    def _fire_diff(self, before: dict[MapKey, Any], after: dict[MapKey, Any]) -> None:
+        for key, value in after.items():
+            if key not in before or before[key] != value:
+                self._updated(key, value, before.get(key))
+        for key in before.keys() - after.keys():
+            self._removed(key, before[key])
+
+    def _updated(self, key: MapKey, new: Any, old: Any) -> None:
+        if self._join is not None:
+            lane, link_key = self._join
+            self._agent.__dict__[lane]._joined_update(link_key, key, new)
+        else:
+            self._call("on_update", key, new, old)
+
+    def _removed(self, key: MapKey, old: Any) -> None:
+        if self._join is not None:
+            lane, link_key = self._join
+            self._agent.__dict__[lane]._joined_remove(link_key, key)
+        else:
+            self._call("on_remove", key, old)

@@ -1,0 +1,212 @@
+"""Join lanes: maps whose entries are live downlinks to other agents' lanes.
+
+``JoinValueLane``: ``join(key, node, lane)`` links to a value lane; the entry at ``key``
+follows that lane's value. ``JoinMapLane``: ``join(link_key, node, lane)`` links to a
+map lane; its entries merge into this map (the latest write wins a key two joined maps
+share), and ``remove(link_key)`` drops that link's entries.
+
+This is how aggregates are built: a tower joins its devices, a region joins its
+towers, and each level's callbacks recompute summaries as the level below changes. The
+graph follows the data: joining a key to a new node replaces the old link.
+
+The joined links are ordinary downlinks of the agent tagged with ``(lane, key)``, so
+they are stored, restored and re-synced like any other link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from swimstream.agent.downlink import Downlink, MapDownlink
+from swimstream.agent.lane import F, Lane
+from swimstream.crdt import LWWMap, MapKey, MapSnapshot, Snapshot
+from swimstream.errors import CallbackError
+
+if TYPE_CHECKING:
+    from swimstream.agent.context import AgentContext
+
+K = TypeVar("K", bound=MapKey)
+V = TypeVar("V")
+
+
+class _JoinLane(Lane, Generic[K, V]):
+    CALLBACKS: ClassVar[dict[str, tuple[int, bool]]] = {
+        "on_update": (4, False),
+        "on_remove": (3, False),
+    }
+
+    __slots__ = ("_links", "_map", "_on_remove", "_on_update")
+
+    def on_update(self, fn: F) -> F:
+        """Decorate ``fn(self, key, new, old)``: runs when a joined entry changes."""
+        return self._register_callback("on_update", fn)
+
+    def on_remove(self, fn: F) -> F:
+        """Decorate ``fn(self, key, old)``: runs when an entry leaves the join."""
+        return self._register_callback("on_remove", fn)
+
+    def _setup(self, context: AgentContext) -> None:
+        self._map = LWWMap(context.replica_id, context.hlc)
+        self._links: dict[Any, int] = {}  # join key -> downlink id
+        self._on_update: Callable[..., Any] | None = self._decl._callbacks.get("on_update")
+        self._on_remove: Callable[..., Any] | None = self._decl._callbacks.get("on_remove")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """The joined value at ``key``."""
+        return self._map.get(key, default)  # type: ignore[no-any-return]
+
+    def __getitem__(self, key: K) -> V:
+        if key not in self._map:
+            raise KeyError(key)
+        return self._map.get(key)  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._map
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._map)  # type: ignore[arg-type]
+
+    def keys(self) -> list[K]:
+        """The keys present."""
+        return self._map.keys()  # type: ignore[return-value]
+
+    def values(self) -> list[V]:
+        """The values present."""
+        return self._map.values()
+
+    def items(self) -> list[tuple[K, V]]:
+        """The ``(key, value)`` pairs present."""
+        return self._map.items()  # type: ignore[return-value]
+
+    def joined(self) -> dict[Any, tuple[str, str]]:
+        """Join key -> (node URI, lane) of each open link."""
+        links = self._agent.downlinks
+        return {key: (links[i].node_uri, links[i].lane) for key, i in self._links.items()}
+
+    # -- joining -----------------------------------------------------------------------
+
+    def _join(self, key: Any, node_uri: str, lane: str, map_like: bool) -> None:
+        link_id = self._links.get(key)
+        if link_id is not None:
+            current = self._agent.downlinks.get(link_id)
+            if current is not None and (current.node_uri, current.lane) == (node_uri, lane):
+                return
+            self._unjoin(key)
+        downlink = self._agent._open_link(node_uri, lane, {}, (self._name, key), map_like)
+        self._links[key] = downlink.id
+
+    def _unjoin(self, key: Any) -> Downlink | None:
+        link_id = self._links.pop(key, None)
+        downlink = None if link_id is None else self._agent.downlinks.get(link_id)
+        if downlink is not None:
+            downlink.close()
+        return downlink
+
+    def _adopt(self, key: Any, downlink: Downlink) -> None:
+        """A restored downlink of this join (after passivation or restart)."""
+        self._links[key] = downlink.id
+
+    # -- changes -----------------------------------------------------------------------
+
+    def _put(self, key: Any, value: Any) -> None:
+        old = self._map.get(key)
+        op = self._map.put(key, value)
+        self._emit(op)
+        if self._on_update is not None:
+            try:
+                self._on_update(self._agent, key, value, old)
+            except CallbackError:
+                raise
+            except Exception as exc:
+                raise self._failed("on_update") from exc
+
+    def _drop(self, key: Any) -> None:
+        if key not in self._map:
+            return
+        old = self._map.get(key)
+        self._emit(self._map.remove(key))
+        if self._on_remove is not None:
+            try:
+                self._on_remove(self._agent, key, old)
+            except CallbackError:
+                raise
+            except Exception as exc:
+                raise self._failed("on_remove") from exc
+
+    # -- replication -------------------------------------------------------------------
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def snapshot(self) -> MapSnapshot:
+        return self._map.snapshot()
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        assert isinstance(snapshot, MapSnapshot)
+        self._map.merge(snapshot)
+
+    def to_json(self) -> Any:
+        return self._map.to_dict()
+
+
+class JoinValueLane(_JoinLane[K, V]):
+    """key -> the live value of another agent's value lane."""
+
+    kind: ClassVar[str] = "join_value"
+    __slots__ = ()
+
+    def join(self, key: K, node: str, lane: str) -> None:
+        """Make the entry at ``key`` follow ``lane`` of ``node`` (replacing any old link)."""
+        self._join(key, node, lane, map_like=False)
+
+    def remove(self, key: K) -> None:
+        """Close the link at ``key`` and drop its entry."""
+        self._unjoin(key)
+        self._drop(key)
+
+    def _joined_value(self, key: Any, value: Any) -> None:
+        self._put(key, value)
+
+
+class JoinMapLane(_JoinLane[K, V]):
+    """The union of several agents' map lanes, each joined under a link key."""
+
+    kind: ClassVar[str] = "join_map"
+    __slots__ = ("_origin",)
+
+    def _setup(self, context: AgentContext) -> None:
+        super()._setup(context)
+        self._origin: dict[Any, Any] = {}  # entry key -> link key it came from
+
+    def join(self, link_key: Any, node: str, lane: str) -> None:
+        """Merge the entries of ``lane`` of ``node`` into this map, under ``link_key``."""
+        self._join(link_key, node, lane, map_like=True)
+
+    def remove(self, link_key: Any) -> None:
+        """Close the link ``link_key`` and drop the entries it brought."""
+        self._unjoin(link_key)
+        for key in [k for k, origin in self._origin.items() if origin == link_key]:
+            del self._origin[key]
+            self._drop(key)
+
+    def _adopt(self, key: Any, downlink: Downlink) -> None:
+        super()._adopt(key, downlink)
+        if isinstance(downlink, MapDownlink):
+            for entry in downlink.to_dict():
+                self._origin[entry] = key
+
+    def _joined_update(self, link_key: Any, key: Any, value: Any) -> None:
+        self._origin[key] = link_key
+        self._put(key, value)
+
+    def _joined_remove(self, link_key: Any, key: Any) -> None:
+        if self._origin.get(key) == link_key:
+            del self._origin[key]
+            self._drop(key)

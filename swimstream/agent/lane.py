@@ -1,0 +1,199 @@
+"""What every lane kind shares: declaration, binding, callbacks and change emission.
+
+A lane object written in a class body (``status = ValueLane()``) is the *declaration*:
+it knows its name and the callbacks decorated onto it. When the runtime creates an
+agent, each declaration is *bound*: a fresh object of the same class, holding that
+agent's state, is stored in the agent's ``__dict__`` under the lane's name, where it
+shadows the declaration. So ``self.status`` is a plain attribute lookup on the hot path,
+and it has the same type as the declaration, which keeps user code simply typed.
+
+Callbacks are checked when the agent class is created (arity, and whether ``async`` is
+allowed), so a wrong signature fails at import time with the class and lane named.
+Callbacks that react to state changes must be plain functions: lane code never awaits,
+so a change and its reactions happen in one uninterrupted step. Only callbacks that
+start a unit of work (``on_command``, timers) may be ``async``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from swimstream.crdt import JsonValue, Op, Snapshot
+from swimstream.errors import CallbackError, DefinitionError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from swimstream.agent.agent import Agent
+    from swimstream.agent.context import AgentContext, LaneObserver, Uplink
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Lane:
+    """Base of every lane kind."""
+
+    kind: ClassVar[str] = ""
+    """Wire name of the lane kind (``value``, ``map``, ``command``, ...)."""
+
+    CALLBACKS: ClassVar[Mapping[str, tuple[int, bool]]] = {}
+    """event -> (positional parameters including ``self``, may the callback be async)."""
+
+    __slots__ = ("_agent", "_callbacks", "_decl", "_name", "_observers", "_uplinks")
+
+    _agent: Agent
+    _uplinks: list[Uplink] | None
+    _observers: tuple[LaneObserver, ...]
+
+    def __init__(self) -> None:
+        self._decl = self
+        self._name = ""
+        self._callbacks: dict[str, Callable[..., Any]] = {}
+
+    # -- declaration ---------------------------------------------------------------
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The lane's name: the attribute it was declared as."""
+        return self._name
+
+    def _register_callback(self, event: str, fn: F) -> F:
+        if event in self._callbacks:
+            raise DefinitionError(
+                f"lane {self._name or '?'!r} already has an {event} callback "
+                f"({self._callbacks[event].__name__}); a lane takes one per event"
+            )
+        self._callbacks[event] = fn
+        return fn
+
+    def _validate(self, owner: type) -> None:
+        """Check every callback's signature against what this lane kind calls it with."""
+        for event, fn in self._callbacks.items():
+            arity, may_be_async = self.CALLBACKS[event]
+            check_callback(owner, f"{self._name}.{event}", fn, arity, may_be_async)
+
+    def callback(self, event: str) -> Callable[..., Any] | None:
+        """The function decorated as ``event`` on this lane's declaration, if any."""
+        return self._decl._callbacks.get(event)
+
+    # -- binding ---------------------------------------------------------------------
+
+    def _bind(self, agent: Agent, context: AgentContext) -> Self:
+        """A copy of this declaration holding ``agent``'s state."""
+        lane = object.__new__(type(self))
+        lane._decl = self
+        lane._name = self._name
+        lane._agent = agent
+        lane._uplinks = context.uplinks_for(self._name)
+        lane._observers = context.observers_for(self._name)
+        lane._setup(context)
+        return lane
+
+    def _setup(self, context: AgentContext) -> None:
+        """Create this agent's state for the lane (overridden per kind)."""
+
+    def _attach_uplinks(self, uplinks: list[Uplink] | None) -> None:
+        """The runtime (re)points the lane at its list of links."""
+        self._uplinks = uplinks
+
+    def _attach_observers(self, observers: tuple[LaneObserver, ...]) -> None:
+        """The runtime (re)points the lane at its sinks and stores."""
+        self._observers = observers
+
+    # -- change emission and callbacks -------------------------------------------------
+
+    def _emit(self, op: Op) -> None:
+        """Send one change to every link, then to observers (sinks, then the store)."""
+        uplinks = self._uplinks
+        if uplinks:
+            for uplink in uplinks:
+                uplink.offer(op)
+        for observer in self._observers:
+            observer(self, op)
+
+    def _failed(self, event: str) -> CallbackError:
+        return CallbackError(self._agent.node_uri, self._name, event)
+
+    # -- state, overridden by lanes that hold some -------------------------------------
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the lane has state to store and sync (command lanes have none)."""
+        return False
+
+    def snapshot(self) -> Snapshot | None:
+        """The lane's whole state, for syncing a link and for the store."""
+        return None
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        """Load a stored snapshot into a freshly bound lane (no callbacks fire)."""
+        raise DefinitionError(f"lane {self._name!r} ({self.kind}) has no state to restore")
+
+    def to_json(self) -> JsonValue:
+        """The lane's state as a JSON value (what ``GET /node?lane=`` returns)."""
+        return None
+
+    def _command(self, value: Any) -> Any:
+        """A command from outside (another agent, WARP, HTTP): a per-kind meaning."""
+        raise DefinitionError(f"lane {self._name!r} ({self.kind}) does not take commands")
+
+    def _apply_remote(self, op: Op) -> None:
+        """An op written through a downlink's replica, arriving at the owner."""
+        raise DefinitionError(f"lane {self._name!r} ({self.kind}) cannot be written through a link")
+
+    def _sync(self, uplink: Uplink) -> None:
+        """Send the lane's state to a link that just opened."""
+        snapshot = self.snapshot()
+        if snapshot is not None:
+            uplink.offer_snapshot(snapshot)
+
+
+def check_callback(owner: type, what: str, fn: Any, arity: int, may_be_async: bool) -> None:
+    """Raise DefinitionError unless ``fn`` can be called with ``arity`` positional args."""
+    if not callable(fn):
+        raise DefinitionError(f"{owner.__name__}.{what}: {fn!r} is not callable")
+    if inspect.iscoroutinefunction(fn) and not may_be_async:
+        raise DefinitionError(
+            f"{owner.__name__}.{what}: {fn.__name__} is async, but state-change callbacks "
+            "must be plain functions (lane code never awaits); do async work in a command "
+            "or timer callback"
+        )
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins without signatures: trust them
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [p for p in positional if p.default is p.empty]
+    has_varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    required_kwonly = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+    ]
+    if len(required) > arity or (len(positional) < arity and not has_varargs) or required_kwonly:
+        expected = ", ".join(["self", *_PARAM_NAMES.get((what.split(".")[-1], arity), ())])
+        raise DefinitionError(
+            f"{owner.__name__}.{what}: {fn.__name__}{signature} must take ({expected}) "
+            f"- {arity} positional parameters"
+        )
+
+
+_PARAM_NAMES: dict[tuple[str, int], tuple[str, ...]] = {
+    ("on_command", 2): ("value",),
+    ("on_set", 3): ("new", "old"),
+    ("on_change", 3): ("new", "old"),
+    ("on_update", 4): ("key", "new", "old"),
+    ("on_remove", 3): ("key", "old"),
+    ("on_cue", 1): (),
+    ("on_cue", 2): ("key",),
+    ("on_sync", 1): (),
+}

@@ -1,0 +1,235 @@
+"""Map lanes: a keyed collection, replicated as a last-writer-wins map.
+
+With ``max_entries`` the lane keeps the newest N keys: each write that grows it past N
+removes the key written longest ago (firing ``on_remove`` and streaming the remove),
+so a per-device history stays bounded however long the device lives. Only the owner
+enforces the bound; replicas follow its removes.
+
+Commands from outside (WARP ``@update``/``@remove``/``@clear``/``@take``/``@drop``,
+HTTP POST, ``agent.command``) are dicts: ``{"update": key, "value": v}``,
+``{"remove": key}``, ``{"clear": true}``, ``{"take": n}``, ``{"drop": n}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from swimstream.agent.lane import F, Lane
+from swimstream.crdt import LWWMap, MapClear, MapKey, MapPut, MapRemove, MapSnapshot, Op, Snapshot
+from swimstream.errors import CallbackError, DefinitionError
+
+if TYPE_CHECKING:
+    from swimstream.agent.context import AgentContext
+
+K = TypeVar("K", bound=MapKey)
+V = TypeVar("V")
+
+
+class MapLane(Lane, Generic[K, V]):
+    """A keyed collection; ``on_update(self, key, new, old)``, ``on_remove(self, key, old)``."""
+
+    kind: ClassVar[str] = "map"
+    CALLBACKS: ClassVar[dict[str, tuple[int, bool]]] = {
+        "on_update": (4, False),
+        "on_remove": (3, False),
+    }
+
+    __slots__ = ("_map", "_max_entries", "_on_remove", "_on_update")
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        super().__init__()
+        if max_entries is not None and max_entries < 1:
+            raise DefinitionError(f"max_entries must be at least 1, got {max_entries}")
+        self._max_entries = max_entries
+
+    def on_update(self, fn: F) -> F:
+        """Decorate ``fn(self, key, new, old)``: runs after a key is put (old is None if new)."""
+        return self._register_callback("on_update", fn)
+
+    def on_remove(self, fn: F) -> F:
+        """Decorate ``fn(self, key, old)``: runs after a key is removed, cleared or evicted."""
+        return self._register_callback("on_remove", fn)
+
+    def _setup(self, context: AgentContext) -> None:
+        decl = self._decl
+        assert isinstance(decl, MapLane)
+        self._max_entries = decl._max_entries
+        self._map = LWWMap(context.replica_id, context.hlc)
+        self._on_update: Callable[..., Any] | None = decl._callbacks.get("on_update")
+        self._on_remove: Callable[..., Any] | None = decl._callbacks.get("on_remove")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """The value at ``key``, or ``default``."""
+        return self._map.get(key, default)  # type: ignore[no-any-return]
+
+    def __getitem__(self, key: K) -> V:
+        entry = self._map._entries.get(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry[1]  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._map
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._map)  # type: ignore[arg-type]
+
+    def keys(self) -> list[K]:
+        """The keys, oldest write first."""
+        return self._map.keys()  # type: ignore[return-value]
+
+    def values(self) -> list[V]:
+        """The values, oldest write first."""
+        return self._map.values()
+
+    def items(self) -> list[tuple[K, V]]:
+        """The ``(key, value)`` pairs, oldest write first."""
+        return self._map.items()  # type: ignore[return-value]
+
+    # -- writing -----------------------------------------------------------------------
+
+    def put(self, key: K, value: V) -> None:
+        """Bind ``key`` to ``value``, stream it, then run ``on_update``."""
+        entries = self._map._entries
+        current = entries.get(key)
+        old = None if current is None else current[1]
+        op = self._map.put(key, value)
+        uplinks = self._uplinks
+        if uplinks:
+            for uplink in uplinks:
+                uplink.offer(op)
+        for observer in self._observers:
+            observer(self, op)
+        on_update = self._on_update
+        if on_update is not None:
+            try:
+                on_update(self._agent, key, value, old)
+            except CallbackError:
+                raise
+            except Exception as exc:
+                raise self._failed("on_update") from exc
+        if self._max_entries is not None and len(entries) > self._max_entries:
+            self._evict()
+
+    __setitem__ = put
+
+    def remove(self, key: K) -> None:
+        """Remove ``key`` (if present), stream it, then run ``on_remove``."""
+        entry = self._map._entries.get(key)
+        if entry is None:
+            return
+        self._removed(self._map.remove(key), key, entry[1])
+
+    def __delitem__(self, key: K) -> None:
+        if key not in self._map:
+            raise KeyError(key)
+        self.remove(key)
+
+    def clear(self) -> None:
+        """Remove every key; ``on_remove`` runs for each."""
+        removed = self._map.items()
+        self._emit(self._map.clear())
+        for key, old in removed:
+            self._fire_remove(key, old)
+
+    def take(self, count: int) -> None:
+        """Keep the first ``count`` keys in key order, removing the rest."""
+        self._remove_ops(lambda: self._map.take(count))
+
+    def drop(self, count: int) -> None:
+        """Remove the first ``count`` keys in key order."""
+        self._remove_ops(lambda: self._map.drop(count))
+
+    def _remove_ops(self, make_ops: Callable[[], list[MapRemove]]) -> None:
+        before = self._map.to_dict()
+        for op in make_ops():
+            self._emit(op)
+            self._fire_remove(op.key, before[op.key])
+
+    def _evict(self) -> None:
+        assert self._max_entries is not None
+        while len(self._map) > self._max_entries:
+            self.remove(self._map.oldest_key())  # type: ignore[arg-type]
+
+    def _removed(self, op: MapRemove, key: Any, old: Any) -> None:
+        self._emit(op)
+        self._fire_remove(key, old)
+
+    def _fire_remove(self, key: Any, old: Any) -> None:
+        on_remove = self._on_remove
+        if on_remove is not None:
+            try:
+                on_remove(self._agent, key, old)
+            except CallbackError:
+                raise
+            except Exception as exc:
+                raise self._failed("on_remove") from exc
+
+    # -- replication -------------------------------------------------------------------
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def snapshot(self) -> MapSnapshot:
+        return self._map.snapshot()
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        assert isinstance(snapshot, MapSnapshot)
+        self._map.merge(snapshot)
+
+    def to_json(self) -> Any:
+        return self._map.to_dict()
+
+    def _command(self, value: Any) -> None:
+        apply_map_command(self, value)
+
+    def _apply_remote(self, op: Op) -> None:
+        assert isinstance(op, MapPut | MapRemove | MapClear)
+        before = self._map.to_dict() if isinstance(op, MapClear) else None
+        key = None if isinstance(op, MapClear) else op.key
+        old = None if key is None else self._map.get(key)
+        if not self._map.apply(op):
+            return
+        self._emit(op)
+        if isinstance(op, MapPut):
+            if self._on_update is not None:
+                try:
+                    self._on_update(self._agent, op.key, op.value, old)
+                except Exception as exc:
+                    raise self._failed("on_update") from exc
+            if self._max_entries is not None and len(self._map) > self._max_entries:
+                self._evict()
+        elif isinstance(op, MapRemove):
+            self._fire_remove(op.key, old)
+        else:
+            assert before is not None
+            for removed in before.keys() - self._map.to_dict().keys():
+                self._fire_remove(removed, before[removed])
+
+
+def apply_map_command(lane: MapLane[Any, Any], command: Any) -> None:
+    """Apply a map command dict (the JSON form of WARP's map deltas) to ``lane``."""
+    if not isinstance(command, dict):
+        raise ValueError(
+            f"a command to map lane {lane.name!r} must be an object like "
+            '{"update": key, "value": v} or {"remove": key}, got ' + type(command).__name__
+        )
+    if "update" in command:
+        lane.put(command["update"], command.get("value"))
+    elif "remove" in command:
+        lane.remove(command["remove"])
+    elif command.get("clear"):
+        lane.clear()
+    elif "take" in command:
+        lane.take(int(command["take"]))
+    elif "drop" in command:
+        lane.drop(int(command["drop"]))
+    else:
+        raise ValueError(f"unknown map command {sorted(command)} for lane {lane.name!r}")

@@ -1,0 +1,107 @@
+"""Value lanes: one value, replicated as a last-writer-wins register."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from swimstream.agent.lane import F, Lane
+from swimstream.crdt import LWWRegister, Op, RegisterSet, RegisterSnapshot, Snapshot
+from swimstream.errors import CallbackError
+
+if TYPE_CHECKING:
+    from swimstream.agent.context import AgentContext
+
+T = TypeVar("T")
+
+
+class ValueLane(Lane, Generic[T]):
+    """One value; ``on_set(self, new, old)`` runs after every change.
+
+    ``set`` always fires ``on_set`` and streams the change, even when the value is equal
+    to the old one (as SwimOS does): a set is an event. Changes that arrive from other
+    replicas (writes through a downlink) fire it only when the value actually changed.
+    """
+
+    kind: ClassVar[str] = "value"
+    CALLBACKS: ClassVar[dict[str, tuple[int, bool]]] = {"on_set": (3, False)}
+
+    __slots__ = ("_default", "_on_set", "_register")
+
+    def __init__(self, default: T | None = None) -> None:
+        super().__init__()
+        self._default = default
+
+    def on_set(self, fn: F) -> F:
+        """Decorate ``fn(self, new, old)`` to run after each change."""
+        return self._register_callback("on_set", fn)
+
+    def _setup(self, context: AgentContext) -> None:
+        decl = self._decl
+        assert isinstance(decl, ValueLane)
+        self._default = decl._default
+        self._register = LWWRegister(context.replica_id, decl._default, context.hlc)
+        self._on_set: Callable[..., Any] | None = decl._callbacks.get("on_set")
+
+    # -- reading and writing -----------------------------------------------------------
+
+    def get(self) -> T:
+        """The current value (the declared default until first set)."""
+        return self._register._value  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> T:
+        """The current value."""
+        return self._register._value  # type: ignore[no-any-return]
+
+    def set(self, value: T) -> None:
+        """Replace the value, stream the change to every link, then run ``on_set``."""
+        register = self._register
+        old = register._value
+        op = register.set(value)
+        uplinks = self._uplinks
+        if uplinks:
+            for uplink in uplinks:
+                uplink.offer(op)
+        for observer in self._observers:
+            observer(self, op)
+        on_set = self._on_set
+        if on_set is not None:
+            try:
+                on_set(self._agent, value, old)
+            except CallbackError:
+                raise
+            except Exception as exc:
+                raise self._failed("on_set") from exc
+
+    # -- replication -------------------------------------------------------------------
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def snapshot(self) -> RegisterSnapshot:
+        return self._register.snapshot()
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        assert isinstance(snapshot, RegisterSnapshot)
+        self._register.merge(snapshot)
+
+    def to_json(self) -> Any:
+        return self._register._value
+
+    def _command(self, value: Any) -> None:
+        self.set(value)
+
+    def _apply_remote(self, op: Op) -> None:
+        assert isinstance(op, RegisterSet)
+        old = self._register._value
+        if not self._register.apply(op):
+            return
+        self._emit(op)
+        on_set = self._on_set
+        if on_set is not None:
+            try:
+                on_set(self._agent, op.value, old)
+            except Exception as exc:
+                raise self._failed("on_set") from exc

@@ -1,0 +1,21 @@
+"""The runtime that runs agents: scheduling, links, timers, passivation.
+
+It imports the agent layer and implements its context protocol; the service, the
+store, the mesh and the web plug into it through the plane's small surface (``submit``,
+``link``, ``observe``, the ``AgentStore`` protocol).
+"""
+
+from swimstream.runtime.clock import Clock, FakeClock, SystemClock
+from swimstream.runtime.plane import Insight, Plane, PlaneStatistics
+from swimstream.runtime.store import AgentStore, MemoryAgentStore
+
+__all__ = [
+    "AgentStore",
+    "Clock",
+    "FakeClock",
+    "Insight",
+    "MemoryAgentStore",
+    "Plane",
+    "PlaneStatistics",
+    "SystemClock",
+]

@@ -1,0 +1,183 @@
+"""One agent's place in the runtime: its mailbox and its view of the plane.
+
+The cell is what an agent's :class:`~swimstream.agent.AgentContext` is: every request
+the agent makes (command another agent, open a link, set a timer) comes here and goes
+on to the plane. It also holds the mailbox that makes the agent process one thing at a
+time. The mailbox exists only while it holds something, because most of a million
+agents are idle at any moment and an empty deque costs more than the agent.
+
+Mailbox items are tuples ``(handler, a, b, ack)``: the scheduler calls
+``handler(cell, a, b)`` in the agent's turn, then ``ack(error_or_None)`` if given.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from swimstream.crdt import HybridLogicalClock
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from swimstream.agent import Agent, Downlink, Lane, LaneObserver, Timer, Uplink
+    from swimstream.crdt import Op
+    from swimstream.routing import RoutePattern
+    from swimstream.runtime.plane import Plane
+
+Ack: TypeAlias = "Callable[[BaseException | None], None] | None"
+Handler: TypeAlias = "Callable[[AgentCell, Any, Any], Any]"
+Item: TypeAlias = "tuple[Handler, Any, Any, Ack]"
+
+
+class AgentCell:
+    """The runtime side of one active agent; implements AgentContext."""
+
+    __slots__ = (
+        "_params",
+        "agent",
+        "busy",
+        "cues",
+        "last_used",
+        "mailbox",
+        "node_uri",
+        "plane",
+        "room_waiters",
+        "route",
+        "scheduled",
+    )
+
+    def __init__(self, plane: Plane, node_uri: str, route: RoutePattern) -> None:
+        self.plane = plane
+        self.node_uri = node_uri
+        self.route = route
+        self.agent: Agent = None  # type: ignore[assignment]  # set right after creation
+        self.mailbox: deque[Item] | None = None
+        self.scheduled = False  # in the ready queue, or running an async callback
+        self.busy = False  # running an async callback
+        self.last_used = 0.0
+        self.cues: dict[str, set[Any]] | None = None
+        self.room_waiters: list[asyncio.Future[None]] | None = None
+        self._params: dict[str, str] | None = None
+
+    def post(self, handler: Handler, a: Any = None, b: Any = None, ack: Ack = None) -> None:
+        """Queue work for the agent's next turn."""
+        mailbox = self.mailbox
+        if mailbox is None:
+            mailbox = self.mailbox = deque()
+        mailbox.append((handler, a, b, ack))
+        if not self.scheduled:
+            self.scheduled = True
+            self.plane._scheduler.ready(self)
+
+    # -- AgentContext ------------------------------------------------------------------
+
+    @property
+    def params(self) -> Mapping[str, str]:
+        if self._params is None:
+            self._params = self.route.match(self.node_uri) or {}
+        return self._params
+
+    @property
+    def hlc(self) -> HybridLogicalClock:
+        return self.plane.hlc
+
+    @property
+    def replica_id(self) -> str:
+        return self.plane.replica_id
+
+    def now(self) -> float:
+        return self.plane.clock.time()
+
+    def uplinks_for(self, lane: str) -> list[Uplink] | None:
+        return self.plane.links.uplinks(self.node_uri, lane)
+
+    def observers_for(self, lane: str) -> tuple[LaneObserver, ...]:
+        return self.plane._observers_for(self.route, lane)
+
+    def lane_kind(self, node_uri: str, lane: str) -> str:
+        return self.plane.lane_kind(node_uri, lane)
+
+    def command(self, node_uri: str, lane: str, value: Any) -> None:
+        self.plane.submit(node_uri, lane, value)
+
+    def publish(self, topic: str, value: Any, key: str | None) -> None:
+        self.plane._publish(self, topic, value, key)
+
+    def open_downlink(self, downlink: Downlink) -> None:
+        self.plane._open_downlink(self, downlink)
+
+    def close_downlink(self, downlink: Downlink) -> None:
+        self.plane._close_downlink(self, downlink)
+
+    def write_through(self, downlink: Downlink, op: Op) -> None:
+        self.plane._write_through(downlink.node_uri, downlink.lane, op)
+
+    def schedule(
+        self, delay: float, method: str, args: tuple[Any, ...], period: float | None
+    ) -> Timer:
+        return self.plane._schedule_timer(self.node_uri, method, args, delay, period)
+
+    def cue(self, lane: Lane, key: Any) -> None:
+        if self.cues is None:
+            self.cues = {}
+        keys = self.cues.get(lane.name)
+        if keys is None:
+            self.cues[lane.name] = keys = set()
+            self.post(handle_cue, lane.name)
+        if key is not None:
+            keys.add(key)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or running: safe to passivate."""
+        return not self.scheduled and not self.mailbox
+
+
+# -- mailbox handlers: each runs inside the agent's turn -----------------------------
+
+
+def handle_start(cell: AgentCell, _a: Any, _b: Any) -> Any:
+    return cell.agent.on_start()
+
+
+def handle_command(cell: AgentCell, lane: str, value: Any) -> Any:
+    return cell.agent.__dict__[lane]._command(value)
+
+
+def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:
+    """Register a link on one of this agent's lanes and sync it, in the agent's turn."""
+    if getattr(uplink, "closed", False):
+        return  # closed before it got here
+    uplinks = cell.plane.links.add(cell.node_uri, lane, uplink)
+    bound: Lane = cell.agent.__dict__[lane]
+    bound._attach_uplinks(uplinks)
+    bound._sync(uplink)
+
+
+def handle_delivery(cell: AgentCell, end: Any, _b: Any) -> None:
+    snapshot, ops = end.take()
+    downlinks = cell.agent._downlinks
+    downlink = None if downlinks is None else downlinks.get(end.downlink_id)
+    if downlink is not None and not downlink.closed:
+        downlink._receive(snapshot, ops)
+
+
+def handle_remote_op(cell: AgentCell, lane: str, op: Op) -> None:
+    cell.agent.__dict__[lane]._apply_remote(op)
+
+
+def handle_timer(cell: AgentCell, method: str, args: tuple[Any, ...]) -> Any:
+    return getattr(cell.agent, method)(*args)
+
+
+def handle_cue(cell: AgentCell, lane: str, _b: Any) -> None:
+    assert cell.cues is not None
+    keys = cell.cues.pop(lane, set())
+    cell.agent.__dict__[lane]._cued(keys)
+
+
+def handle_call(cell: AgentCell, fn: Callable[[Agent], Any], _b: Any) -> Any:
+    """Run an arbitrary function in the agent's turn (used by tests and the web layer)."""
+    return fn(cell.agent)

@@ -1,0 +1,80 @@
+"""Time for the runtime: the system clock in production, a fake one under test.
+
+Timers are due at wall-clock times (seconds since the epoch), not monotonic ones, so a
+pending timer means the same thing after a restart: one due during the downtime fires
+once, right after. The fake clock moves only when a test says so, which makes timer
+tests exact and instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Where the runtime reads the time and waits for it."""
+
+    def time(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    def wall_millis(self) -> int:
+        """Milliseconds since the epoch (feeds the hybrid logical clock)."""
+        ...
+
+    async def wait_until(self, deadline: float | None, wakeup: asyncio.Event) -> None:
+        """Return at ``deadline`` (never, if None) or as soon as ``wakeup`` is set."""
+        ...
+
+
+class SystemClock:
+    """The machine's wall clock."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def wall_millis(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    async def wait_until(self, deadline: float | None, wakeup: asyncio.Event) -> None:
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout)
+
+
+class FakeClock:
+    """A clock that stands still until :meth:`set` or :meth:`advance` moves it."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._moved = asyncio.Event()
+
+    def time(self) -> float:
+        return self._now
+
+    def wall_millis(self) -> int:
+        return int(self._now * 1000)
+
+    def set(self, now: float) -> None:
+        """Move to ``now`` (never backwards)."""
+        if now > self._now:
+            self._now = now
+            self._moved.set()
+
+    def advance(self, seconds: float) -> None:
+        """Move forward by ``seconds``."""
+        self.set(self._now + seconds)
+
+    async def wait_until(self, deadline: float | None, wakeup: asyncio.Event) -> None:
+        while (deadline is None or self._now < deadline) and not wakeup.is_set():
+            self._moved.clear()
+            moved = asyncio.ensure_future(self._moved.wait())
+            woken = asyncio.ensure_future(wakeup.wait())
+            try:
+                await asyncio.wait({moved, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                moved.cancel()
+                woken.cancel()

@@ -1,0 +1,67 @@
+"""Callback failures: counted always, logged loudly but not endlessly.
+
+A stream of bad records can make the same callback fail thousands of times a second.
+Each distinct failure site (route, lane, callback) is logged with its traceback the
+first time, then at most once per :data:`LOG_INTERVAL` seconds with the number of
+failures since, so the log stays readable and the instance stays fast. The counts are
+exact and exported as metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("swimstream.agent")
+
+LOG_INTERVAL = 10.0
+
+
+@dataclass
+class _Site:
+    count: int = 0
+    unlogged: int = 0
+    last_logged: float = field(default=-LOG_INTERVAL)
+
+
+class FailureLog:
+    """Counts callback failures per site and rate-limits their log lines."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._sites: dict[tuple[str, str, str], _Site] = {}
+        self.last_error: BaseException | None = None
+
+    def record(
+        self, node_uri: str, route: str, lane: str, callback: str, error: BaseException
+    ) -> None:
+        """Count one failure of ``callback`` on ``lane`` of the agent at ``node_uri``."""
+        self.count += 1
+        self.last_error = error
+        site = self._sites.setdefault((route, lane, callback), _Site())
+        site.count += 1
+        now = time.monotonic()
+        if now - site.last_logged < LOG_INTERVAL:
+            site.unlogged += 1
+            return
+        since = (
+            f" ({site.unlogged} more at this site since the last report)" if site.unlogged else ""
+        )
+        log.error(
+            "callback %s of lane %r on agent %s failed: %s: %s%s",
+            callback,
+            lane,
+            node_uri,
+            type(error).__name__,
+            error,
+            since,
+            exc_info=(type(error), error, error.__traceback__),
+            extra={"node": node_uri, "lane": lane, "callback": callback},
+        )
+        site.last_logged = now
+        site.unlogged = 0
+
+    def by_site(self) -> dict[tuple[str, str, str], int]:
+        """Failures per (route, lane, callback)."""
+        return {key: site.count for key, site in self._sites.items()}

@@ -1,0 +1,122 @@
+"""Links inside one plane: who is linked to which lane, and delivery to downlinks.
+
+Link state lives here, at the plane, rather than in agent objects, so either end can be
+passivated without breaking the link. A :class:`LinkEnd` is the uplink registered on
+the target lane for one local downlink: it coalesces the lane's changes
+(:mod:`swimstream.runtime.coalesce`) and asks the plane to deliver them in the
+subscriber's next turn, waking a passivated subscriber if need be (an aggregate fed by
+a link is not idle).
+
+Link lifecycle: open (register the end, queue a sync in the target's turn) -> synced
+(the target's snapshot reaches the downlink) -> events (coalesced ops) -> closed
+(the end is unregistered; an undelivered batch is dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from swimstream.runtime.coalesce import Pending, pending_for
+
+if TYPE_CHECKING:
+    from swimstream.agent import Uplink
+    from swimstream.crdt import Op, Snapshot
+
+
+class LinkEnd:
+    """The target-side end of a local link; implements the Uplink protocol."""
+
+    __slots__ = (
+        "_deliver",
+        "closed",
+        "downlink_id",
+        "lane",
+        "node_uri",
+        "pending",
+        "scheduled",
+        "subscriber",
+    )
+
+    def __init__(
+        self,
+        subscriber: str,
+        downlink_id: int,
+        node_uri: str,
+        lane: str,
+        lane_kind: str,
+        deliver: Callable[[LinkEnd], None],
+    ) -> None:
+        self.subscriber = subscriber
+        self.downlink_id = downlink_id
+        self.node_uri = node_uri
+        self.lane = lane
+        self.pending: Pending = pending_for(lane_kind)
+        self.scheduled = False
+        self.closed = False
+        self._deliver = deliver
+
+    def offer(self, op: Op) -> None:
+        if self.closed:
+            return
+        self.pending.add(op)
+        if not self.scheduled:
+            self.scheduled = True
+            self._deliver(self)
+
+    def offer_snapshot(self, snapshot: Snapshot) -> None:
+        if self.closed:
+            return
+        self.pending.add_snapshot(snapshot)
+        if not self.scheduled:
+            self.scheduled = True
+            self._deliver(self)
+
+    def take(self) -> tuple[Snapshot | None, list[Op]]:
+        """What is pending; the next offer schedules a new delivery."""
+        self.scheduled = False
+        return self.pending.take()
+
+
+class LinkRegistry:
+    """Every open link of the plane, by target lane and by subscriber."""
+
+    def __init__(self) -> None:
+        self._uplinks: dict[tuple[str, str], list[Uplink]] = {}
+        self._ends: dict[tuple[str, int], LinkEnd] = {}
+
+    def __len__(self) -> int:
+        return sum(len(uplinks) for uplinks in self._uplinks.values())
+
+    def uplinks(self, node_uri: str, lane: str) -> list[Uplink] | None:
+        """The links to one lane (the same list object the bound lane iterates)."""
+        return self._uplinks.get((node_uri, lane))
+
+    def add(self, node_uri: str, lane: str, uplink: Uplink) -> list[Uplink]:
+        """Register ``uplink``; returns the lane's list of links."""
+        uplinks = self._uplinks.setdefault((node_uri, lane), [])
+        if uplink not in uplinks:
+            uplinks.append(uplink)
+        return uplinks
+
+    def remove(self, node_uri: str, lane: str, uplink: Uplink) -> bool:
+        """Unregister ``uplink``; True when the lane has no links left."""
+        uplinks = self._uplinks.get((node_uri, lane))
+        if uplinks is None:
+            return True
+        if uplink in uplinks:
+            uplinks.remove(uplink)
+        if uplinks:
+            return False
+        del self._uplinks[(node_uri, lane)]
+        return True
+
+    def end(self, subscriber: str, downlink_id: int) -> LinkEnd | None:
+        """The link end of a subscriber's downlink, if that link is open."""
+        return self._ends.get((subscriber, downlink_id))
+
+    def add_end(self, end: LinkEnd) -> None:
+        self._ends[(end.subscriber, end.downlink_id)] = end
+
+    def pop_end(self, subscriber: str, downlink_id: int) -> LinkEnd | None:
+        return self._ends.pop((subscriber, downlink_id), None)

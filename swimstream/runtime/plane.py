@@ -1,0 +1,484 @@
+"""The plane: every agent of one process, created on first use and run by one scheduler.
+
+A plane maps node URIs to agents through route patterns, creates an agent the first
+time anything addresses it (a command, a link, a read), and passivates agents that sit
+idle (``idle_timeout``) or exceed the active budget (``max_active``, least recently
+used first) into its :class:`~swimstream.runtime.store.AgentStore`, from which they
+come back with lanes and links intact on their next use. Timers and links are plane
+state, so they outlive the agent objects they belong to.
+
+Everything runs on one asyncio loop: agent callbacks are plain function calls from the
+scheduler, so an agent needs no locks and the hot path has no awaits.
+
+Use it as an async context manager (``async with Plane(routes) as plane:``), which
+owns the scheduler, the timer loop and housekeeping as tasks and ends them on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from swimstream.agent import Agent, Downlink, Lane, LaneObserver, Uplink
+from swimstream.crdt import HybridLogicalClock, Op
+from swimstream.errors import (
+    ClosedResourceError,
+    DefinitionError,
+    LaneNotFoundError,
+    NodeNotFoundError,
+)
+from swimstream.routing import RoutePattern, RouteTable
+from swimstream.runtime.agent_record import dump_agent, restore_agent
+from swimstream.runtime.cell import (
+    AgentCell,
+    handle_call,
+    handle_command,
+    handle_delivery,
+    handle_link,
+    handle_remote_op,
+    handle_start,
+    handle_timer,
+)
+from swimstream.runtime.clock import Clock, FakeClock, SystemClock
+from swimstream.runtime.failures import FailureLog
+from swimstream.runtime.links import LinkEnd, LinkRegistry
+from swimstream.runtime.scheduler import Scheduler
+from swimstream.runtime.store import AgentStore, MemoryAgentStore
+from swimstream.runtime.timers import TimerEntry, TimerWheel
+
+
+@dataclass(frozen=True, slots=True)
+class Insight:
+    """A record an agent published for the sinks."""
+
+    topic: str
+    key: str
+    value: Any
+    node_uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaneStatistics:
+    """A snapshot of the plane's counters (immutable; call ``statistics()`` again)."""
+
+    active_agents: int
+    stored_agents: int
+    messages_handled: int
+    callback_failures: int
+    links: int
+    timers: int
+    activations: int
+    passivations: int
+
+
+class Plane:
+    """Runs agents for a set of route patterns in this process."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, type[Agent]],
+        *,
+        clock: Clock | None = None,
+        store: AgentStore | None = None,
+        replica_id: str | None = None,
+        mailbox_capacity: int = 1024,
+        idle_timeout: float | None = None,
+        max_active: int | None = None,
+        publisher: Callable[[Insight], None] | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.hlc = HybridLogicalClock(self.clock.wall_millis)
+        self.replica_id = replica_id or f"p-{secrets.token_hex(4)}"
+        self.mailbox_capacity = mailbox_capacity
+        self.idle_timeout = idle_timeout
+        self.max_active = max_active
+        self.store: AgentStore = store if store is not None else MemoryAgentStore()
+        self.links = LinkRegistry()
+        self.timers = TimerWheel()
+        self.insights: list[Insight] = []
+        self.failures = FailureLog()
+        self._publisher = publisher
+        self._routes = _compile_routes(routes)
+        self._cells: dict[str, AgentCell] = {}
+        self._observers: list[tuple[str | None, str | None, LaneObserver]] = []
+        self._observer_cache: dict[tuple[str, str], tuple[LaneObserver, ...]] = {}
+        passivating = idle_timeout is not None or max_active is not None
+        self._scheduler = Scheduler(self._report_failure, self._touch if passivating else None)
+        self._timer_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._activations = 0
+        self._passivations = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Plane:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._scheduler.run(), name="swimstream-scheduler"),
+            loop.create_task(self._run_timers(), name="swimstream-timers"),
+        ]
+        if self.idle_timeout is not None or self.max_active is not None:
+            self._tasks.append(loop.create_task(self._housekeep(), name="swimstream-passivation"))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish queued work, stop every agent into the store, end the plane's tasks."""
+        if self._closed:
+            return
+        if self._tasks and not self._tasks[0].done():
+            await self.settle()
+        self._closed = True
+        for cell in list(self._cells.values()):
+            self._passivate(cell, force=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._scheduler.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedResourceError("the plane is closed")
+
+    # -- addressing ----------------------------------------------------------------------
+
+    def _resolve(self, node_uri: str) -> tuple[RoutePattern, type[Agent], str]:
+        found = self._routes.resolve(node_uri)
+        return found.pattern, found.target, found.uri
+
+    def lane_kind(self, node_uri: str, lane: str) -> str:
+        """The kind of ``lane`` on the agent at ``node_uri`` (without creating it)."""
+        cell = self._cells.get(node_uri)
+        cls = type(cell.agent) if cell is not None else self._resolve(node_uri)[1]
+        declared = cls.__swim_lanes__.get(lane)
+        if declared is None:
+            raise LaneNotFoundError(f"agent {node_uri} ({cls.__name__}) has no lane {lane!r}")
+        return declared.kind
+
+    def _cell(self, node_uri: str) -> AgentCell:
+        cell = self._cells.get(node_uri)
+        return cell if cell is not None else self._activate(node_uri)
+
+    def _activate(self, node_uri: str) -> AgentCell:
+        self._check_open()
+        route, cls, canonical = self._resolve(node_uri)
+        cell = self._cells.get(canonical)
+        if cell is not None:
+            return cell
+        cell = AgentCell(self, canonical, route)
+        agent = cls()
+        agent._attach(canonical, cell)
+        cell.agent = agent
+        cell.last_used = self.clock.time()
+        self._cells[canonical] = cell
+        record = self.store.load(canonical)
+        if record is not None:
+            restore_agent(agent, record)
+        cell.post(handle_start)
+        self._activations += 1
+        return cell
+
+    def agent(self, node_uri: str) -> Agent:
+        """The agent at ``node_uri``, created (or reloaded) if need be."""
+        return self._cell(node_uri).agent
+
+    def lane(self, node_uri: str, lane: str) -> Lane:
+        """The bound lane ``lane`` of the agent at ``node_uri``."""
+        agent = self._cell(node_uri).agent
+        if lane not in type(agent).__swim_lanes__:
+            raise LaneNotFoundError(
+                f"agent {node_uri} ({type(agent).__name__}) has no lane {lane!r}"
+            )
+        return agent.lane(lane)
+
+    def get(self, node_uri: str, lane: str) -> Any:
+        """The current state of a lane as a JSON value."""
+        return self.lane(node_uri, lane).to_json()
+
+    @property
+    def active_agents(self) -> int:
+        """How many agents are in memory."""
+        return len(self._cells)
+
+    def is_active(self, node_uri: str) -> bool:
+        """Whether the agent at ``node_uri`` is in memory (not passivated)."""
+        return node_uri in self._cells
+
+    # -- commands ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        node_uri: str,
+        lane: str,
+        value: Any = None,
+        ack: Callable[[BaseException | None], None] | None = None,
+    ) -> bool:
+        """Queue a command without waiting; False when the target's mailbox is full.
+
+        The command is queued either way: False asks the caller (a source) to pause
+        until :meth:`wait_for_room`. ``ack`` is called after the command's callback
+        finished, with the exception if it raised.
+        """
+        cell = self._cells.get(node_uri)
+        if cell is None:
+            cell = self._activate(node_uri)
+        if lane not in type(cell.agent).__swim_lanes__:
+            raise LaneNotFoundError(
+                f"agent {node_uri} ({type(cell.agent).__name__}) has no lane {lane!r}"
+            )
+        cell.post(handle_command, lane, value, ack)
+        mailbox = cell.mailbox
+        return mailbox is None or len(mailbox) < self.mailbox_capacity
+
+    async def command(self, node_uri: str, lane: str, value: Any = None) -> None:
+        """Queue a command, waiting while the target's mailbox is full."""
+        if not self.submit(node_uri, lane, value):
+            await self.wait_for_room(node_uri)
+
+    async def wait_for_room(self, node_uri: str) -> None:
+        """Return once the agent's mailbox is below half its capacity."""
+        cell = self._cells.get(node_uri)
+        while cell is not None and cell.mailbox and len(cell.mailbox) >= self.mailbox_capacity // 2:
+            waiter = asyncio.get_running_loop().create_future()
+            if cell.room_waiters is None:
+                cell.room_waiters = []
+            cell.room_waiters.append(waiter)
+            await waiter
+
+    async def call(self, node_uri: str, fn: Callable[[Agent], Any]) -> Any:
+        """Run ``fn(agent)`` in the agent's turn and return its result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def run(agent: Agent) -> None:
+            if not future.done():
+                future.set_result(fn(agent))
+
+        def ack(error: BaseException | None) -> None:
+            if error is not None and not future.done():
+                future.set_exception(error)
+
+        self._cell(node_uri).post(handle_call, run, None, ack)
+        return await future
+
+    async def settle(self) -> None:
+        """Wait until every queued message, and everything it caused, has been handled."""
+        await self._scheduler.settle()
+
+    # -- links ---------------------------------------------------------------------------
+
+    def link(self, node_uri: str, lane: str, uplink: Uplink) -> None:
+        """Link an outside subscriber (WARP, HTTP stream, mesh peer) to a lane.
+
+        The lane's state arrives through ``uplink.offer_snapshot`` in the agent's next
+        turn, then every change through ``uplink.offer``.
+        """
+        self.lane_kind(node_uri, lane)
+        self._cell(node_uri).post(handle_link, lane, uplink)
+
+    def unlink(self, node_uri: str, lane: str, uplink: Uplink) -> None:
+        """Stop sending ``lane``'s changes to ``uplink``."""
+        if self.links.remove(node_uri, lane, uplink):
+            cell = self._cells.get(node_uri)
+            if cell is not None:
+                cell.agent.lane(lane)._attach_uplinks(None)
+
+    def _open_downlink(self, cell: AgentCell, downlink: Downlink) -> None:
+        if self.links.end(cell.node_uri, downlink.id) is not None:
+            return  # still open from before the subscriber was passivated
+        end = LinkEnd(
+            cell.node_uri,
+            downlink.id,
+            downlink.node_uri,
+            downlink.lane,
+            downlink.lane_kind,
+            self._deliver,
+        )
+        self.links.add_end(end)
+        self._cell(downlink.node_uri).post(handle_link, downlink.lane, end)
+
+    def _close_downlink(self, cell: AgentCell, downlink: Downlink) -> None:
+        cell.agent._forget_link(downlink)
+        end = self.links.pop_end(cell.node_uri, downlink.id)
+        if end is not None:
+            end.closed = True
+            self.unlink(end.node_uri, end.lane, end)
+
+    def _deliver(self, end: LinkEnd) -> None:
+        self._cell(end.subscriber).post(handle_delivery, end)
+
+    def _write_through(self, node_uri: str, lane: str, op: Op) -> None:
+        self._cell(node_uri).post(handle_remote_op, lane, op)
+
+    # -- observers and sinks -------------------------------------------------------------
+
+    def observe(
+        self, observer: LaneObserver, *, route: str | None = None, lane: str | None = None
+    ) -> None:
+        """Call ``observer(lane, op)`` for every change of matching lanes.
+
+        ``route`` is a route pattern as registered (``/device/:id``), ``lane`` a lane
+        name; None matches all. Observers run after links, in registration order.
+        """
+        if route is not None and self._routes.get(route) is None:
+            raise NodeNotFoundError(f"no agent route {route!r} to observe")
+        self._observers.append((route, lane, observer))
+        self._observer_cache.clear()
+        for cell in self._cells.values():
+            for name in type(cell.agent).__swim_lanes__:
+                cell.agent.lane(name)._attach_observers(self._observers_for(cell.route, name))
+
+    def _observers_for(self, route: RoutePattern, lane: str) -> tuple[LaneObserver, ...]:
+        key = (route.text, lane)
+        cached = self._observer_cache.get(key)
+        if cached is None:
+            cached = tuple(
+                observer
+                for want_route, want_lane, observer in self._observers
+                if want_route in (None, route.text) and want_lane in (None, lane)
+            )
+            self._observer_cache[key] = cached
+        return cached
+
+    def _publish(self, cell: AgentCell, topic: str, value: Any, key: str | None) -> None:
+        if key is None:
+            params = cell.params
+            key = list(params.values())[-1] if params else cell.node_uri
+        insight = Insight(topic, key, value, cell.node_uri)
+        if self._publisher is not None:
+            self._publisher(insight)
+        else:
+            self.insights.append(insight)
+
+    # -- timers --------------------------------------------------------------------------
+
+    def _schedule_timer(
+        self, node_uri: str, method: str, args: tuple[Any, ...], delay: float, period: float | None
+    ) -> TimerEntry:
+        if not callable(getattr(self._cell(node_uri).agent, method, None)):
+            raise DefinitionError(f"agent {node_uri} has no method {method!r} to call")
+        entry = self.timers.schedule(node_uri, method, args, self.clock.time() + delay, period)
+        self._timer_wakeup.set()
+        return entry
+
+    def _fire_due_timers(self) -> None:
+        for entry in self.timers.pop_due(self.clock.time()):
+            self._cell(entry.node_uri).post(handle_timer, entry.method, entry.args)
+
+    async def _run_timers(self) -> None:
+        while True:
+            self._timer_wakeup.clear()
+            due = self.timers.next_due()
+            if due is not None and due <= self.clock.time():
+                self._fire_due_timers()
+                await asyncio.sleep(0)
+                continue
+            await self.clock.wait_until(due, self._timer_wakeup)
+
+    async def advance(self, seconds: float) -> None:
+        """Move a fake clock forward, firing due timers in order and settling after each."""
+        clock = self.clock
+        if not isinstance(clock, FakeClock):
+            raise TypeError("advance() needs a plane with a FakeClock (swimstream.testing)")
+        target = clock.time() + seconds
+        await self.settle()
+        while (due := self.timers.next_due()) is not None and due <= target:
+            clock.set(due)
+            self._fire_due_timers()
+            self.passivate_idle()
+            await self.settle()
+        clock.set(target)
+        self.passivate_idle()
+        await self.settle()
+
+    # -- passivation ---------------------------------------------------------------------
+
+    def _touch(self, cell: AgentCell) -> None:
+        """After each turn: note the use and move the cell to the LRU's recent end."""
+        cell.last_used = self.clock.time()
+        cells = self._cells
+        node_uri = cell.node_uri
+        if cells.get(node_uri) is cell:
+            del cells[node_uri]
+            cells[node_uri] = cell
+
+    def passivate_idle(self) -> int:
+        """Passivate agents idle past ``idle_timeout`` and, least recently used first,
+        those beyond ``max_active``. Returns how many were passivated."""
+        excess = 0 if self.max_active is None else len(self._cells) - self.max_active
+        cutoff = None if self.idle_timeout is None else self.clock.time() - self.idle_timeout
+        doomed: list[AgentCell] = []
+        for cell in self._cells.values():  # least recently used first
+            expired = cutoff is not None and cell.last_used <= cutoff
+            if excess - len(doomed) <= 0 and not expired:
+                break
+            if cell.idle:
+                doomed.append(cell)
+        return sum(1 for cell in doomed if self._passivate(cell))
+
+    def passivate(self, node_uri: str) -> bool:
+        """Unload the agent now if it is idle; True when it was passivated."""
+        cell = self._cells.get(node_uri)
+        return cell is not None and cell.idle and self._passivate(cell)
+
+    def _passivate(self, cell: AgentCell, force: bool = False) -> bool:
+        try:
+            stopped: Any = cell.agent.on_stop()  # type: ignore[func-returns-value]
+            if asyncio.iscoroutine(stopped):
+                stopped.close()
+                raise DefinitionError("on_stop must be a plain function, not async")
+        except Exception as exc:
+            self._report_failure(cell, "lifecycle", "on_stop", exc)
+        if not force and not cell.idle:
+            return False  # on_stop queued more work for itself: keep it
+        self.store.save(cell.node_uri, dump_agent(cell.agent))
+        del self._cells[cell.node_uri]
+        self._passivations += 1
+        return True
+
+    async def _housekeep(self) -> None:
+        interval = min(1.0, (self.idle_timeout or 4.0) / 4)
+        never = asyncio.Event()
+        while True:
+            await self.clock.wait_until(self.clock.time() + interval, never)
+            self.passivate_idle()
+
+    # -- failures and statistics ---------------------------------------------------------
+
+    def _report_failure(
+        self, cell: AgentCell, lane: str, callback: str, exc: BaseException
+    ) -> None:
+        self.failures.record(cell.node_uri, cell.route.text, lane, callback, exc)
+
+    def statistics(self) -> PlaneStatistics:
+        """The plane's counters, as an immutable snapshot."""
+        return PlaneStatistics(
+            active_agents=len(self._cells),
+            stored_agents=len(self.store),
+            messages_handled=self._scheduler.processed,
+            callback_failures=self.failures.count,
+            links=len(self.links),
+            timers=len(self.timers),
+            activations=self._activations,
+            passivations=self._passivations,
+        )
+
+
+def _compile_routes(routes: Mapping[str, type[Agent]]) -> RouteTable[type[Agent]]:
+    table: RouteTable[type[Agent]] = RouteTable()
+    for text, cls in routes.items():
+        if not (isinstance(cls, type) and issubclass(cls, Agent)):
+            raise DefinitionError(f"route {text!r} must map to an Agent subclass, got {cls!r}")
+        table.add(text, cls)
+    return table

@@ -1,0 +1,241 @@
+"""The run loop: every agent one thing at a time, all agents fairly.
+
+Cells with work wait in one ready queue. The loop takes a cell, runs up to
+:data:`TURN_BATCH` of its messages (batching amortises the bookkeeping of a turn over
+a burst of events for one hot agent), and puts it back at the end of the queue if more
+arrived, so one busy agent cannot starve the others. After :data:`LOOP_BUDGET`
+messages the loop yields to the event loop so sources, links and the web keep
+breathing.
+
+Callbacks are plain functions on the fast path. A callback that returns a coroutine
+(an ``async def`` command or timer handler) makes its agent *busy*: the coroutine runs
+as a task owned by this scheduler, the agent's other messages wait, and every other
+agent carries on. All such tasks are cancelled when the scheduler closes: nothing
+outlives the plane.
+
+A callback that raises ends that message only: the failure is logged with the agent
+and lane, counted, and passed to the message's ack (so a source can dead-letter the
+record); the agent keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from swimstream.errors import CallbackError, SwimstreamError
+
+if TYPE_CHECKING:
+    from swimstream.runtime.cell import Ack, AgentCell, Handler
+
+log = logging.getLogger("swimstream.agent")
+
+TURN_BATCH = 64
+"""Messages one agent handles per turn before others get a go."""
+
+LOOP_BUDGET = 4096
+"""Messages handled between yields to the event loop."""
+
+
+def _describe(handler: Handler, a: Any) -> tuple[str, str]:
+    """(lane, callback) to name in a failure report for a mailbox item."""
+    name = getattr(handler, "__name__", "handler")
+    if name == "handle_command":
+        return str(a), "on_command"
+    if name == "handle_timer":
+        return "timer", str(a)
+    if name == "handle_start":
+        return "lifecycle", "on_start"
+    return name.removeprefix("handle_"), name
+
+
+class Scheduler:
+    """Runs mailboxes; owned by a plane, driven by :meth:`run`."""
+
+    def __init__(
+        self,
+        on_failure: Callable[[AgentCell, str, str, BaseException], None],
+        on_turn: Callable[[AgentCell], None] | None = None,
+    ) -> None:
+        self._ready: deque[AgentCell] = deque()
+        self._wakeup = asyncio.Event()
+        self._sleeping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._settle_waiters: list[asyncio.Future[None]] = []
+        self._on_failure = on_failure
+        self._on_turn = on_turn
+        self.processed = 0
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def ready(self, cell: AgentCell) -> None:
+        """``cell`` has work; it was not queued before (the cell checks)."""
+        self._ready.append(cell)
+        if self._sleeping:
+            self._sleeping = False
+            self._wakeup.set()
+
+    @property
+    def quiet(self) -> bool:
+        """No agent has work queued or running."""
+        return not self._ready and not self._tasks
+
+    async def settle(self) -> None:
+        """Wait until every queued message (and what it caused) has been handled."""
+        while not self.quiet:
+            waiter = asyncio.get_running_loop().create_future()
+            self._settle_waiters.append(waiter)
+            if self._sleeping:
+                self._wakeup.set()
+            await waiter
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Handle messages until cancelled."""
+        try:
+            while True:
+                if not self._ready:
+                    self._notify_settled()
+                    self._sleeping = True
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                self.drain(LOOP_BUDGET)
+                await asyncio.sleep(0)
+        finally:
+            await self.close()
+
+    def drain(self, budget: int) -> int:
+        """Handle up to about ``budget`` messages; returns how many were handled."""
+        ready = self._ready
+        on_turn = self._on_turn
+        handled = 0
+        while ready and handled < budget:
+            cell = ready.popleft()
+            mailbox = cell.mailbox
+            count = 0
+            while mailbox and count < TURN_BATCH:
+                handler, a, b, ack = mailbox.popleft()
+                count += 1
+                try:
+                    result = handler(cell, a, b)
+                except Exception as exc:
+                    self._failed(cell, handler, a, exc, ack)
+                    continue
+                if result is not None and asyncio.iscoroutine(result):
+                    self._start_async(cell, result, handler, a, ack)
+                    break
+                if ack is not None:
+                    ack(None)
+            handled += count
+            if on_turn is not None:
+                on_turn(cell)
+            if cell.room_waiters is not None:
+                _release_room(cell)
+            if cell.busy:
+                continue
+            if mailbox:
+                ready.append(cell)
+            else:
+                cell.scheduled = False
+                cell.mailbox = None
+        self.processed += handled
+        return handled
+
+    def _failed(
+        self, cell: AgentCell, handler: Handler, a: Any, exc: BaseException, ack: Ack
+    ) -> None:
+        if isinstance(exc, CallbackError):
+            lane, callback = exc.lane, exc.callback
+            cause = exc.__cause__ or exc
+        else:
+            lane, callback = _describe(handler, a)
+            cause = exc
+            if not isinstance(exc, SwimstreamError):
+                exc = CallbackError(cell.node_uri, lane, callback)
+                exc.__cause__ = cause
+        self._on_failure(cell, lane, callback, cause)
+        if ack is not None:
+            ack(exc)
+
+    def _start_async(
+        self,
+        cell: AgentCell,
+        coroutine: Coroutine[Any, Any, Any],
+        handler: Handler,
+        a: Any,
+        ack: Ack,
+    ) -> None:
+        cell.busy = True
+        task = asyncio.get_running_loop().create_task(self._await(cell, coroutine, handler, a, ack))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await(
+        self,
+        cell: AgentCell,
+        coroutine: Coroutine[Any, Any, Any],
+        handler: Handler,
+        a: Any,
+        ack: Ack,
+    ) -> None:
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(cell, handler, a, exc, ack)
+        else:
+            if ack is not None:
+                ack(None)
+        finally:
+            # Leave the task set now: the done-callback runs too late for the quiet check.
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+            cell.busy = False
+            if cell.mailbox:
+                self.ready(cell)
+            else:
+                cell.scheduled = False
+                cell.mailbox = None
+            if self.quiet:
+                self._notify_settled()
+
+    def _notify_settled(self) -> None:
+        if self._settle_waiters and self.quiet:
+            waiters, self._settle_waiters = self._settle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def close(self) -> None:
+        """Cancel running async callbacks and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for waiter in self._settle_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._settle_waiters = []
+
+
+ROOM_FRACTION = 2
+"""Waiters for room in a full mailbox resume when it drains below capacity / this."""
+
+
+def _release_room(cell: AgentCell) -> None:
+    mailbox = cell.mailbox
+    capacity = cell.plane.mailbox_capacity
+    if mailbox is not None and len(mailbox) >= capacity // ROOM_FRACTION:
+        return
+    waiters, cell.room_waiters = cell.room_waiters or [], None
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

@@ -1,0 +1,128 @@
+"""Pending timers of every agent, active or passivated, in one heap.
+
+Timers belong to the plane, not to agent objects, so an agent can be passivated with
+timers pending and is woken (reloaded) when one comes due. A timer names an agent
+method, not a function object, for the same reason and so that timers can be stored.
+
+A repeating timer that fell behind (the process was down, or the loop was busy) fires
+once and then resumes its period from now: it never fires a burst to catch up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(eq=False)
+class TimerEntry:
+    """One pending call of ``method(*args)`` on the agent at ``node_uri``."""
+
+    id: int
+    node_uri: str
+    method: str
+    args: tuple[Any, ...]
+    due: float
+    period: float | None
+    wheel: TimerWheel = field(repr=False)
+    cancelled: bool = False
+    fired: bool = False
+
+    @property
+    def pending(self) -> bool:
+        """False once a one-shot timer fired, or any timer was cancelled."""
+        return not self.cancelled and not (self.fired and self.period is None)
+
+    def cancel(self) -> None:
+        """Stop the timer; harmless when it already fired."""
+        if not self.cancelled:
+            self.cancelled = True
+            self.wheel._forget(self)
+
+
+class TimerWheel:
+    """A heap of timers by due time, with an index per agent."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TimerEntry]] = []
+        self._ids = itertools.count(1)
+        self._by_node: dict[str, dict[int, TimerEntry]] = {}
+        self._repeating: dict[tuple[str, str], TimerEntry] = {}
+
+    def __len__(self) -> int:
+        return sum(len(timers) for timers in self._by_node.values())
+
+    def schedule(
+        self,
+        node_uri: str,
+        method: str,
+        args: tuple[Any, ...],
+        due: float,
+        period: float | None,
+        timer_id: int | None = None,
+    ) -> TimerEntry:
+        """Add a timer; a repeating one replaces nothing and returns the one running."""
+        if period is not None:
+            running = self._repeating.get((node_uri, method))
+            if running is not None and running.pending:
+                return running
+        entry = TimerEntry(
+            timer_id if timer_id is not None else next(self._ids),
+            node_uri,
+            method,
+            tuple(args),
+            due,
+            period,
+            self,
+        )
+        self._by_node.setdefault(node_uri, {})[entry.id] = entry
+        if period is not None:
+            self._repeating[(node_uri, method)] = entry
+        heapq.heappush(self._heap, (due, entry.id, entry))
+        return entry
+
+    def next_due(self) -> float | None:
+        """When the earliest live timer is due (cancelled ones are dropped lazily)."""
+        heap = self._heap
+        while heap and not heap[0][2].pending:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> list[TimerEntry]:
+        """The timers due at ``now``, earliest first; repeating ones are re-armed."""
+        fired: list[TimerEntry] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, _, entry = heapq.heappop(heap)
+            if not entry.pending or entry.due != due:
+                continue
+            fired.append(entry)
+            if entry.period is None:
+                entry.fired = True
+                self._forget(entry)
+            else:
+                entry.fired = True
+                missed = max(0, int((now - due) // entry.period))
+                entry.due = due + (missed + 1) * entry.period
+                heapq.heappush(heap, (entry.due, entry.id, entry))
+        return fired
+
+    def for_node(self, node_uri: str) -> list[TimerEntry]:
+        """The pending timers of one agent."""
+        return [t for t in self._by_node.get(node_uri, {}).values() if t.pending]
+
+    def __iter__(self) -> Iterator[TimerEntry]:
+        for timers in self._by_node.values():
+            yield from (t for t in timers.values() if t.pending)
+
+    def _forget(self, entry: TimerEntry) -> None:
+        timers = self._by_node.get(entry.node_uri)
+        if timers is not None:
+            timers.pop(entry.id, None)
+            if not timers:
+                del self._by_node[entry.node_uri]
+        if self._repeating.get((entry.node_uri, entry.method)) is entry:
+            del self._repeating[(entry.node_uri, entry.method)]

@@ -1,0 +1,157 @@
+"""Commands: routing, bad addresses, failing callbacks, atomicity and backpressure."""
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from swimstream import (
+    Agent,
+    CallbackError,
+    CommandLane,
+    CounterLane,
+    LaneNotFoundError,
+    MapLane,
+    NodeNotFoundError,
+    ValueLane,
+)
+from swimstream.testing import open_plane
+
+
+class Account(Agent):
+    balance = ValueLane[int](default=0)
+    log = MapLane[int, int]()
+    deposit = CommandLane[int]()
+    hits = CounterLane()
+
+    @deposit.on_command
+    def on_deposit(self, amount: int) -> None:
+        if amount < 0:
+            raise ValueError(f"negative deposit {amount}")
+        self.balance.set(self.balance.get() + amount)
+        self.log[len(self.log)] = amount
+
+
+class Relay(Agent):
+    forward = CommandLane[dict[str, Any]]()
+
+    @forward.on_command
+    def on_forward(self, message: dict[str, Any]) -> None:
+        self.command(message["to"], message["lane"], message["value"])
+
+
+ROUTES = {"/account/:id": Account, "/relay/:id": Relay}
+
+
+async def test_commands_reach_the_agent_named_by_the_uri_and_create_it() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/account/a", "deposit", 5)
+        await plane.command("/account/a", "deposit", 7)
+        await plane.command("/account/b", "deposit", 1)
+        await plane.settle()
+        assert plane.get("/account/a", "balance") == 12
+        assert plane.get("/account/a", "log") == {0: 5, 1: 7}
+        assert plane.get("/account/b", "balance") == 1
+        assert plane.agent("/account/a").params == {"id": "a"}
+
+
+async def test_commands_to_value_map_and_counter_lanes_change_them_directly() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/account/a", "balance", 40)
+        await plane.command("/account/a", "log", {"update": 3, "value": 9})
+        await plane.command("/account/a", "hits", 2)
+        await plane.settle()
+        assert plane.get("/account/a", "balance") == 40
+        assert plane.get("/account/a", "log") == {3: 9}
+        assert plane.get("/account/a", "hits") == 2
+
+
+async def test_unknown_route_and_unknown_lane_are_named() -> None:
+    async with open_plane(ROUTES) as plane:
+        with pytest.raises(NodeNotFoundError, match="/nowhere/1"):
+            await plane.command("/nowhere/1", "deposit", 1)
+        with pytest.raises(LaneNotFoundError, match="no lane 'withdraw'"):
+            await plane.command("/account/a", "withdraw", 1)
+
+
+async def test_a_raising_callback_is_logged_counted_and_the_agent_keeps_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors: list[BaseException | None] = []
+    async with open_plane(ROUTES) as plane:
+        plane.submit("/account/a", "deposit", 10, errors.append)
+        plane.submit("/account/a", "deposit", -1, errors.append)
+        plane.submit("/account/a", "deposit", 5, errors.append)
+        with caplog.at_level(logging.ERROR, logger="swimstream.agent"):
+            await plane.settle()
+        assert plane.get("/account/a", "balance") == 15
+        assert plane.statistics().callback_failures == 1
+        assert errors[0] is None and errors[2] is None
+        assert isinstance(errors[1], CallbackError)
+        assert isinstance(errors[1].__cause__, ValueError)
+        record = next(r for r in caplog.records if r.name == "swimstream.agent")
+        assert "/account/a" in record.getMessage() and "'deposit'" in record.getMessage()
+        assert "negative deposit -1" in record.getMessage()
+
+
+async def test_an_agent_commanding_an_unknown_node_fails_that_callback_only() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/relay/r", "forward", {"to": "/ghost/1", "lane": "x", "value": 1})
+        await plane.command(
+            "/relay/r", "forward", {"to": "/account/a", "lane": "deposit", "value": 3}
+        )
+        await plane.settle()
+        assert plane.statistics().callback_failures == 1
+        assert isinstance(plane.failures.last_error, NodeNotFoundError)
+        assert plane.get("/account/a", "balance") == 3
+
+
+class Careful(Agent):
+    """Detects interleaving: a second callback entering before the first left."""
+
+    step = CommandLane[int]()
+    trace = ValueLane[list[int]](default=[])
+    inside = False
+    overlaps = 0
+
+    @step.on_command
+    async def on_step(self, n: int) -> None:
+        if self.inside:
+            Careful.overlaps += 1
+        self.inside = True
+        await asyncio.sleep(0)  # give the loop every chance to interleave
+        await asyncio.sleep(0)
+        self.trace.set([*self.trace.get(), n])
+        self.inside = False
+
+
+async def test_concurrent_commands_to_one_agent_never_interleave_inside_a_callback() -> None:
+    Careful.overlaps = 0
+    async with open_plane({"/careful/:id": Careful}) as plane:
+
+        async def sender(offset: int) -> None:
+            for n in range(50):
+                await plane.command("/careful/x", "step", offset + n)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(sender(1000 * s) for s in range(8)))
+        await plane.settle()
+        trace = plane.get("/careful/x", "trace")
+        assert Careful.overlaps == 0
+        assert sorted(trace) == sorted(1000 * s + n for s in range(8) for n in range(50))
+        for s in range(8):  # each sender's commands stay in order
+            mine = [t for t in trace if t // 1000 == s]
+            assert mine == sorted(mine)
+
+
+async def test_a_full_mailbox_asks_the_sender_to_wait() -> None:
+    async with open_plane(ROUTES, mailbox_capacity=8) as plane:
+        accepted = [plane.submit("/account/a", "deposit", 1) for _ in range(10)]
+        # the new agent's on_start is queued first and takes one of the 8 places
+        assert accepted == [True] * 6 + [False] * 4
+        await plane.wait_for_room("/account/a")
+        mailbox = plane._cells["/account/a"].mailbox
+        assert mailbox is None or len(mailbox) < 4
+        await plane.settle()
+        assert plane.get("/account/a", "balance") == 10

@@ -1,0 +1,82 @@
+"""Demand lanes compute only when a linked client cues them, and store nothing."""
+
+from typing import Any
+
+from swimstream import Agent, CommandLane, DemandMapLane, DemandValueLane, ValueLane
+from swimstream.testing import open_plane
+
+
+class Expensive(Agent):
+    raw = ValueLane[int](default=0)
+    report = DemandValueLane[dict[str, int]]()
+    per_key = DemandMapLane[str, int]()
+    calls: dict[str, int]
+
+    def on_start(self) -> None:
+        self.calls = {"report": 0, "per_key": 0}
+
+    @raw.on_set
+    def raw_changed(self, new: int, old: int) -> None:
+        self.report.cue()
+        self.per_key.cue("double")
+
+    @report.on_cue
+    def compute_report(self) -> dict[str, int]:
+        self.calls["report"] += 1
+        return {"raw": self.raw.get(), "squared": self.raw.get() ** 2}
+
+    @per_key.on_cue
+    def compute_key(self, key: str) -> int | None:
+        self.calls["per_key"] += 1
+        return self.raw.get() * 2 if key == "double" else None
+
+    @per_key.on_sync
+    def keys(self) -> list[str]:
+        return ["double"]
+
+
+class Viewer(Agent):
+    view = ValueLane[Any](default=None)
+    keys = ValueLane[dict[str, int]](default={})
+    watch = CommandLane[str]()
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.downlink(node, "report", on_set=self.report_changed)
+        self.map_downlink(node, "per_key", on_update=self.key_changed)
+
+    def report_changed(self, new: Any, old: Any) -> None:
+        self.view.set(new)
+
+    def key_changed(self, key: str, new: int, old: int | None) -> None:
+        self.keys.set({**self.keys.get(), key: new})
+
+
+ROUTES = {"/x/:id": Expensive, "/viewer/:id": Viewer}
+
+
+async def test_without_links_cues_compute_nothing() -> None:
+    async with open_plane(ROUTES) as plane:
+        for n in range(5):
+            await plane.command("/x/1", "raw", n)
+        await plane.settle()
+        assert plane.agent("/x/1").calls == {"report": 0, "per_key": 0}  # type: ignore[attr-defined]
+
+
+async def test_a_link_syncs_a_fresh_value_and_each_burst_of_cues_computes_once() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/x/1", "raw", 3)
+        await plane.command("/viewer/v", "watch", "/x/1")
+        await plane.settle()
+        assert plane.get("/viewer/v", "view") == {"raw": 3, "squared": 9}
+        assert plane.get("/viewer/v", "keys") == {"double": 6}
+        expensive = plane.agent("/x/1")
+        before = dict(expensive.calls)  # type: ignore[attr-defined]
+        for n in range(4, 10):  # six changes queued before the agent runs: six cues
+            plane.submit("/x/1", "raw", n)
+        await plane.settle()
+        assert plane.get("/viewer/v", "view") == {"raw": 9, "squared": 81}
+        assert plane.get("/viewer/v", "keys") == {"double": 18}
+        calls = expensive.calls  # type: ignore[attr-defined]
+        assert calls["report"] - before["report"] == 1  # the cues coalesced into one computation
+        assert calls["per_key"] - before["per_key"] == 1

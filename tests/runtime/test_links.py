@@ -1,0 +1,180 @@
+"""Links between agents: sync, write-through convergence, joins, coalescing, closing."""
+
+import asyncio
+from typing import Any
+
+from swimstream import (
+    Agent,
+    CommandLane,
+    CounterLane,
+    JoinMapLane,
+    MapLane,
+    ValueLane,
+)
+from swimstream.agent import MapDownlink, ValueDownlink
+from swimstream.testing import open_plane
+
+
+class Sensor(Agent):
+    reading = ValueLane[float | None](default=None)
+    tags = MapLane[str, str]()
+    count = CounterLane()
+
+
+class Watcher(Agent):
+    """Links to a sensor; records every callback it gets."""
+
+    seen = ValueLane[list[Any]](default=[])
+    gate: asyncio.Event | None = None
+    hold = CommandLane[None]()
+    watch = CommandLane[str]()
+
+    def _note(self, *event: Any) -> None:
+        self.seen.set([*self.seen.get(), list(event)])
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.value_link = self.downlink(node, "reading", on_set=self.reading_changed)
+        self.map_link = self.map_downlink(
+            node, "tags", on_update=self.tag_updated, on_remove=self.tag_removed
+        )
+        self.count_link = self.downlink(node, "count", on_set=self.count_changed)
+
+    @hold.on_command
+    async def on_hold(self, _: None) -> None:
+        assert self.gate is not None
+        await self.gate.wait()
+
+    def reading_changed(self, new: Any, old: Any) -> None:
+        self._note("reading", new, old)
+
+    def tag_updated(self, key: str, new: str, old: str | None) -> None:
+        self._note("tag", key, new, old)
+
+    def tag_removed(self, key: str, old: str) -> None:
+        self._note("untag", key, old)
+
+    def count_changed(self, new: int, old: int) -> None:
+        self._note("count", new, old)
+
+
+ROUTES = {"/sensor/:id": Sensor, "/watcher/:id": Watcher}
+
+
+async def test_a_downlink_syncs_then_follows_every_change() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/sensor/1", "reading", 20.5)
+        await plane.command("/sensor/1", "tags", {"update": "room", "value": "kitchen"})
+        await plane.command("/watcher/w", "watch", "/sensor/1")
+        await plane.settle()
+        await plane.command("/sensor/1", "reading", 21.0)
+        await plane.command("/sensor/1", "tags", {"remove": "room"})
+        await plane.settle()
+        assert plane.get("/watcher/w", "seen") == [
+            ["reading", 20.5, None],
+            ["tag", "room", "kitchen", None],
+            ["reading", 21.0, 20.5],
+            ["untag", "room", "kitchen"],
+        ]
+        watcher = plane.agent("/watcher/w")
+        assert isinstance(watcher.value_link, ValueDownlink)  # type: ignore[attr-defined]
+        assert watcher.value_link.synced and watcher.value_link.get() == 21.0  # type: ignore[attr-defined]
+
+
+async def test_owner_and_subscribers_writing_concurrently_converge() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/watcher/a", "watch", "/sensor/1")
+        await plane.command("/watcher/b", "watch", "/sensor/1")
+        await plane.settle()
+        links = {name: plane.agent(f"/watcher/{name}") for name in "ab"}
+        for round_ in range(20):  # everyone writes in the same turn-free window
+            plane.lane("/sensor/1", "reading").set(float(round_))  # type: ignore[attr-defined]
+            links["a"].value_link.set(100.0 + round_)  # type: ignore[attr-defined]
+            links["b"].value_link.set(200.0 + round_)  # type: ignore[attr-defined]
+            links["a"].map_link.put(f"k{round_ % 3}", f"a{round_}")  # type: ignore[attr-defined]
+            links["b"].map_link.put(f"k{round_ % 3}", f"b{round_}")  # type: ignore[attr-defined]
+            links["a"].count_link.add(1)  # type: ignore[attr-defined]
+            links["b"].count_link.add(2)  # type: ignore[attr-defined]
+            plane.lane("/sensor/1", "count").add(3)  # type: ignore[attr-defined]
+        await plane.settle()
+        owner_value = plane.get("/sensor/1", "reading")
+        owner_tags = plane.get("/sensor/1", "tags")
+        assert plane.get("/sensor/1", "count") == 20 * (1 + 2 + 3)
+        for agent in links.values():
+            assert agent.value_link.get() == owner_value  # type: ignore[attr-defined]
+            assert agent.map_link.to_dict() == owner_tags  # type: ignore[attr-defined]
+            assert agent.count_link.get() == 120  # type: ignore[attr-defined]
+        assert set(owner_tags) == {"k0", "k1", "k2"}
+
+
+async def test_a_stalled_subscriber_then_sees_the_latest_value_not_a_backlog() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/watcher/slow", "watch", "/sensor/1")
+        await plane.settle()
+        watcher = plane.agent("/watcher/slow")
+        watcher.gate = asyncio.Event()  # type: ignore[attr-defined]
+        await plane.command("/watcher/slow", "hold")
+        await asyncio.sleep(0)
+        sensor = plane.agent("/sensor/1")
+        for n in range(1000):
+            sensor.reading.set(float(n))  # type: ignore[attr-defined]
+            sensor.tags.put(f"k{n % 5}", str(n))  # type: ignore[attr-defined]
+        mailbox = plane._cells["/watcher/slow"].mailbox
+        assert mailbox is not None and len(mailbox) <= 3  # one delivery per link, not 2000
+        watcher.gate.set()  # type: ignore[attr-defined]
+        await plane.settle()
+        seen = plane.get("/watcher/slow", "seen")
+        readings = [event for event in seen if event[0] == "reading"]
+        tags = [event for event in seen if event[0] == "tag"]
+        assert readings == [["reading", 999.0, None]]
+        assert sorted(tags) == sorted(["tag", f"k{k}", str(995 + k), None] for k in range(5))
+
+
+async def test_a_closed_link_gets_nothing_more() -> None:
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/watcher/w", "watch", "/sensor/1")
+        await plane.command("/sensor/1", "reading", 1.0)
+        await plane.settle()
+        watcher = plane.agent("/watcher/w")
+        for link in list(watcher.downlinks.values()):
+            link.close()
+        assert plane.statistics().links == 0
+        await plane.command("/sensor/1", "reading", 2.0)
+        await plane.settle()
+        assert plane.get("/watcher/w", "seen") == [["reading", 1.0, None]]
+        assert not watcher.downlinks
+
+
+class Catalog(Agent):
+    items = MapLane[str, int]()
+
+
+class Store(Agent):
+    stock = JoinMapLane[str, int]()
+    sources = CommandLane[dict[str, str]]()
+    drop = CommandLane[str]()
+
+    @sources.on_command
+    def on_source(self, spec: dict[str, str]) -> None:
+        self.stock.join(spec["key"], spec["node"], "items")
+
+    @drop.on_command
+    def on_drop(self, key: str) -> None:
+        self.stock.remove(key)
+
+
+async def test_a_join_map_lane_merges_linked_maps_and_drops_a_link_s_entries() -> None:
+    async with open_plane({"/catalog/:id": Catalog, "/store/:id": Store}) as plane:
+        await plane.command("/catalog/a", "items", {"update": "apple", "value": 3})
+        await plane.command("/catalog/b", "items", {"update": "pear", "value": 5})
+        await plane.command("/store/s", "sources", {"key": "a", "node": "/catalog/a"})
+        await plane.command("/store/s", "sources", {"key": "b", "node": "/catalog/b"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"apple": 3, "pear": 5}
+        await plane.command("/catalog/b", "items", {"update": "fig", "value": 1})
+        await plane.command("/store/s", "drop", "a")
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"pear": 5, "fig": 1}
+        downlinks = plane.agent("/store/s").downlinks
+        assert [d.node_uri for d in downlinks.values()] == ["/catalog/b"]
+        assert isinstance(next(iter(downlinks.values())), MapDownlink)

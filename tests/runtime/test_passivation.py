@@ -1,0 +1,111 @@
+"""Passivation: idle and least-recently-used agents unload and come back whole."""
+
+from typing import Any
+
+from swimstream import Agent, CommandLane, CounterLane, JoinValueLane, MapLane, ValueLane
+from swimstream.runtime import MemoryAgentStore
+from swimstream.testing import open_plane
+
+
+class Meter(Agent):
+    level = ValueLane[float](default=0.0)
+    samples = MapLane[int, float](max_entries=3)
+    total = CounterLane()
+    sample = CommandLane[float]()
+    starts = 0
+
+    def on_start(self) -> None:
+        Meter.starts += 1
+
+    @sample.on_command
+    def on_sample(self, value: float) -> None:
+        self.level.set(value)
+        self.samples[len(self.samples) + int(self.total.get())] = value
+        self.total.add(1)
+
+
+class Panel(Agent):
+    meters = JoinValueLane[str, float]()
+    latest = ValueLane[dict[str, float]](default={})
+    reminders = ValueLane[list[Any]](default=[])
+    add = CommandLane[str]()
+    remind = CommandLane[float]()
+
+    @add.on_command
+    def on_add(self, node: str) -> None:
+        self.meters.join(node, node, "level")
+
+    @remind.on_command
+    def on_remind(self, delay: float) -> None:
+        self.schedule(delay, self.reminder, "check")
+
+    def reminder(self, label: str) -> None:
+        self.reminders.set([*self.reminders.get(), label])
+
+    @meters.on_update
+    def on_meter(self, key: str, new: float, old: float | None) -> None:
+        self.latest.set(dict(self.meters.items()))
+
+
+ROUTES = {"/meter/:id": Meter, "/panel/:id": Panel}
+
+
+async def test_state_links_and_timers_survive_unload_and_reload() -> None:
+    store = MemoryAgentStore()
+    async with open_plane(ROUTES, store=store) as plane:
+        for value in (1.0, 2.0, 3.0, 4.0):
+            await plane.command("/meter/m", "sample", value)
+        await plane.command("/panel/p", "add", "/meter/m")
+        await plane.command("/panel/p", "remind", 30.0)
+        await plane.settle()
+        samples_before = plane.get("/meter/m", "samples")
+        assert len(samples_before) == 3
+
+        assert plane.passivate("/panel/p") and plane.passivate("/meter/m")
+        assert not plane.is_active("/panel/p") and not plane.is_active("/meter/m")
+        assert len(store) == 2
+
+        # The meter wakes for a command; its change reaches the sleeping panel's link,
+        # which wakes the panel too.
+        await plane.command("/meter/m", "sample", 5.0)
+        await plane.settle()
+        assert plane.get("/meter/m", "level") == 5.0
+        assert plane.get("/meter/m", "total") == 5
+        assert plane.get("/panel/p", "latest") == {"/meter/m": 5.0}
+        assert plane.statistics().links == 1
+
+        plane.passivate("/panel/p")
+        await plane.advance(31.0)  # the pending timer fires and reloads the panel
+        assert plane.get("/panel/p", "reminders") == ["check"]
+        panel = plane.agent("/panel/p")
+        assert isinstance(panel, Panel)
+        assert panel.meters.joined() == {"/meter/m": ("/meter/m", "level")}
+
+
+async def test_idle_agents_are_passivated_after_the_idle_timeout() -> None:
+    async with open_plane(ROUTES, idle_timeout=60.0) as plane:
+        await plane.command("/meter/a", "sample", 1.0)
+        await plane.command("/meter/b", "sample", 2.0)
+        await plane.settle()
+        await plane.advance(30.0)
+        await plane.command("/meter/b", "sample", 2.5)
+        await plane.settle()
+        await plane.advance(45.0)
+        assert not plane.is_active("/meter/a")
+        assert plane.is_active("/meter/b")
+        assert plane.get("/meter/a", "level") == 1.0  # comes back on use
+
+
+async def test_beyond_max_active_the_least_recently_used_go_first() -> None:
+    Meter.starts = 0
+    async with open_plane(ROUTES, max_active=10) as plane:
+        for n in range(30):
+            await plane.command(f"/meter/{n}", "sample", float(n))
+        await plane.settle()
+        assert plane.passivate_idle() == 20
+        assert plane.statistics().active_agents == 10
+        assert all(plane.is_active(f"/meter/{n}") for n in range(20, 30))
+        for n in range(30):
+            assert plane.get(f"/meter/{n}", "level") == float(n)
+        await plane.settle()  # reloaded agents run on_start in their next turn
+        assert Meter.starts == 50  # 30 first starts, 20 reloads
