@@ -1,0 +1,39 @@
+"""Fixtures for tests/ and integration/: one embedded Kafka and one embedded Pulsar per session.
+
+A broker that cannot start here fails the tests that use it with the broker's log in the
+error; it never skips them, because a skipped broker test hides a broken build machine.
+The logic lives in :mod:`connectors.embedded`; these fixtures only scope it.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+from connectors.embedded import EmbeddedKafka, EmbeddedPulsar, TopicFactory, unique_topic_name
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[EmbeddedKafka]:
+    """A started embedded Kafka (Tansu) shared by the session; stopped at its end."""
+    with EmbeddedKafka() as broker:
+        yield broker
+        broker.ensure_running()  # a broker that died mid-session fails the teardown
+
+
+@pytest.fixture(scope="session")
+def pulsar_broker() -> Iterator[EmbeddedPulsar]:
+    """A started embedded Pulsar (pulsar-lite) shared by the session; stopped at its end."""
+    with EmbeddedPulsar() as broker:
+        yield broker
+        broker.ensure_running()
+
+
+@pytest.fixture
+def make_topic(kafka_broker: EmbeddedKafka, request: pytest.FixtureRequest) -> TopicFactory:
+    """Creates uniquely named topics on ``kafka_broker``, named after the test."""
+
+    def make(partitions: int = 4, compacted: bool = False) -> str:
+        name = unique_topic_name(request.node.name)
+        return kafka_broker.create_topic(name, partitions, compacted=compacted)
+
+    return make
