@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "crdt": {"errors"},
     "routing": {"errors"},
+    "config": {"errors", "routing"},
     "agent": {"errors", "crdt"},
     "runtime": {"errors", "crdt", "routing", "agent"},
     "testing": {"agent", "runtime"},

@@ -1,0 +1,224 @@
+"""The whole app configuration, and the checks that need more than one part to see.
+
+``AppConfig`` composes the parts. Its own validator runs after every part has parsed and
+checks what connects them: that each source route reaches an agent route (the template is
+matched against the patterns with its placeholders standing for themselves, see
+:meth:`RouteTemplate.skeleton`), that each lane sink names an agent route, that names are
+unique, that the topics fit the protocol they live on, and that the instance's ports do
+not collide. All problems found are raised together as one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from swimstream.config.broker import BrokerConfig, Protocol
+from swimstream.config.service import MeshConfig, ProcessingConfig, StoreConfig, WebConfig
+from swimstream.config.topology import AgentConfig, SinkConfig, SourceConfig
+from swimstream.config.values import (
+    DEFAULT_DOC,
+    FrozenModel,
+    Name,
+    TopicName,
+    is_kafka_topic,
+    is_name,
+    split_address,
+)
+from swimstream.errors import ConfigError, InvalidRouteError
+from swimstream.routing import RouteTable
+
+Problem = tuple[str, str]
+
+
+class AppConfig(FrozenModel):
+    """A swimstream app: one YAML file, every instance of the app runs with it."""
+
+    app: Name = Field(
+        description=(
+            "Name of the app. It is the Kafka consumer group of the sources and the prefix "
+            "of the topics swimstream owns (`<app>.changelog`, `<app>.dead-letter`)."
+        ),
+    )
+    broker: BrokerConfig = Field(description="The broker sources and sinks talk to.")
+    agents: dict[Name, AgentConfig] = Field(
+        min_length=1,
+        description="Agent types by name: `{class: module:Class, route: /vehicle/:id}`.",
+    )
+    sources: tuple[SourceConfig, ...] = Field(
+        default=(), description="Topics whose records become commands to agents."
+    )
+    sinks: tuple[SinkConfig, ...] = Field(
+        default=(), description="Topics that receive agents' insights."
+    )
+    dead_letter: TopicName = Field(
+        default="",
+        validate_default=False,
+        json_schema_extra={DEFAULT_DOC: "`<app>.dead-letter`"},
+        description=(
+            "Topic for records that cannot be decoded or routed, with the reason in a "
+            "header. Defaults to `<app>.dead-letter`."
+        ),
+    )
+    processing: ProcessingConfig = Field(
+        default_factory=ProcessingConfig,
+        description=(
+            "Delivery guarantee, checkpoints, back-pressure and passivation; "
+            "`processing: at-least-once` is short for `{guarantee: at-least-once}`."
+        ),
+    )
+    mesh: MeshConfig = Field(default_factory=MeshConfig, description="The instance mesh (gRPC).")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Local state storage.")
+    web: WebConfig = Field(default_factory=WebConfig, description="The HTTP and WARP server.")
+
+    @property
+    def consumer_group(self) -> str:
+        """The Kafka consumer group of the sources: the app name."""
+        return self.app
+
+    @property
+    def changelog_topic(self) -> str:
+        """The topic whose partition p holds shard p's state changes."""
+        return self.internal_topic("changelog")
+
+    def internal_topic(self, name: str) -> str:
+        """The name of a topic swimstream owns for this app: ``<app>.<name>``."""
+        return f"{self.app}.{name}"
+
+    def to_document(self) -> dict[str, Any]:
+        """The configuration as a YAML/JSON-ready document, with every default filled in.
+
+        Loading the document gives back an equal configuration.
+        """
+        return self.model_dump(mode="json", by_alias=True)
+
+    def agent_routes(self) -> RouteTable[str]:
+        """The agents' route patterns, each registered with its agent's name."""
+        return RouteTable((agent.route, name) for name, agent in self.agents.items())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_dead_letter(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "dead_letter" not in data:
+            app = data.get("app")
+            if isinstance(app, str) and is_name(app):  # else app's own error says it all
+                return {**data, "dead_letter": f"{app}.dead-letter"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_connections(self) -> AppConfig:
+        problems: list[Problem] = []
+        routes = _check_agent_routes(self, problems)
+        _check_sources(self, routes, problems)
+        _check_sinks(self, routes, problems)
+        _check_topics(self, problems)
+        _check_ports(self, problems)
+        if problems:
+            raise ConfigError(problems=problems)
+        return self
+
+
+def _check_agent_routes(config: AppConfig, problems: list[Problem]) -> RouteTable[str]:
+    routes: RouteTable[str] = RouteTable()
+    for name, agent in config.agents.items():
+        try:
+            routes.add(agent.route, name)
+        except InvalidRouteError:
+            other = routes.get(agent.route)
+            problems.append(
+                (f"agents.{name}.route", f"matches the same URIs as agents.{other}.route")
+            )
+    return routes
+
+
+def _route_list(routes: RouteTable[str]) -> str:
+    return ", ".join(pattern.text for pattern, _ in routes)
+
+
+def _check_sources(config: AppConfig, routes: RouteTable[str], problems: list[Problem]) -> None:
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, source in enumerate(config.sources):
+        if routes.lookup(source.route.skeleton()) is None:
+            problems.append(
+                (
+                    f"sources[{index}].route",
+                    f"{source.route} reaches no agent route ({_route_list(routes)})",
+                )
+            )
+        identity = (source.topic, source.route.text, source.lane)
+        if identity in seen:
+            problems.append(
+                (
+                    f"sources[{index}]",
+                    f"repeats sources[{seen[identity]}] (same topic, route, lane)",
+                )
+            )
+        seen.setdefault(identity, index)
+
+
+def _check_sinks(config: AppConfig, routes: RouteTable[str], problems: list[Problem]) -> None:
+    publish_names: dict[str, int] = {}
+    lane_sinks: dict[tuple[str, str], int] = {}
+    for index, sink in enumerate(config.sinks):
+        if sink.from_ is not None:
+            agent = routes.get(sink.from_.route)
+            if agent is None:
+                problems.append(
+                    (
+                        f"sinks[{index}].from",
+                        f"no agent has the route {sink.from_.route} ({_route_list(routes)})",
+                    )
+                )
+            elif config.agents[agent].route.text != sink.from_.route.text:
+                problems.append(
+                    (
+                        f"sinks[{index}].from",
+                        f"write the route as agents.{agent} does: {config.agents[agent].route}",
+                    )
+                )
+            identity = (str(sink.from_), sink.topic)
+            if identity in lane_sinks:
+                problems.append((f"sinks[{index}]", f"repeats sinks[{lane_sinks[identity]}]"))
+            lane_sinks.setdefault(identity, index)
+        name = sink.publish_name
+        if name is not None:
+            if name in publish_names:
+                problems.append(
+                    (
+                        f"sinks[{index}].publish",
+                        f"{name!r} is already declared by sinks[{publish_names[name]}]",
+                    )
+                )
+            publish_names.setdefault(name, index)
+
+
+def _check_topics(config: AppConfig, problems: list[Problem]) -> None:
+    broker = config.broker
+    used: list[tuple[str, str, Protocol]] = [
+        (f"sources[{i}]", s.topic, s.kind or broker.protocol) for i, s in enumerate(config.sources)
+    ]
+    used += [
+        (f"sinks[{i}]", s.topic, s.kind or broker.protocol) for i, s in enumerate(config.sinks)
+    ]
+    for path, topic, protocol in used:
+        if not broker.serves(protocol):
+            address = "broker.bootstrap" if protocol == "kafka" else "broker.service_url"
+            problems.append((f"{path}.kind", f"a {protocol} topic needs {address}"))
+        if protocol == "kafka" and not is_kafka_topic(topic):
+            problems.append((f"{path}.topic", f"{topic!r} is not a valid Kafka topic name"))
+    if broker.protocol == "kafka" and not is_kafka_topic(config.dead_letter):
+        problems.append(("dead_letter", f"{config.dead_letter!r} is not a valid Kafka topic name"))
+    looping = [i for i, source in enumerate(config.sources) if source.topic == config.dead_letter]
+    if looping:
+        problems.append(
+            ("dead_letter", f"is also the topic of sources[{looping[0]}]; bad records would loop")
+        )
+
+
+def _check_ports(config: AppConfig, problems: list[Problem]) -> None:
+    _, mesh_port = split_address(config.mesh.listen)
+    _, web_port = split_address(config.web.listen)
+    if mesh_port == web_port != 0:
+        problems.append(("web.listen", f"uses port {web_port}, as mesh.listen does"))

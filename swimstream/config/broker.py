@@ -1,0 +1,149 @@
+"""The ``broker`` part: which broker the sources and sinks talk to, and how.
+
+Kafka is the default and the engine swimstream leans on (consumer group, transactions,
+changelog topics). Pulsar serves the same sources and sinks without transactions. The
+embedded broker starts a Kafka- or Pulsar-compatible broker inside the service for
+demos and tests. A source or sink may name the other protocol with its own ``kind``; the
+broker part then needs that protocol's address too.
+
+``settings`` passes client settings straight to confluent-kafka, except the few that
+swimstream must own for its guarantees to hold (the consumer group, transactions,
+offset commits): setting those here would silently break them, so they are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from swimstream.config.values import (
+    BootstrapServers,
+    ClientSettings,
+    FrozenModel,
+    PulsarUrl,
+)
+from swimstream.errors import ConfigError
+from swimstream.routing import Partitioner
+
+Protocol = Literal["kafka", "pulsar"]
+
+# client settings swimstream sets itself -> where they come from
+RESERVED_SETTINGS: dict[str, str] = {
+    "bootstrap.servers": "broker.bootstrap",
+    "group.id": "app",
+    "group.instance.id": "mesh.instance_id",
+    "transactional.id": "app and mesh.instance_id",
+    "enable.auto.commit": "processing.guarantee",
+    "enable.auto.offset.store": "processing.guarantee",
+    "isolation.level": "processing.guarantee",
+    "auto.offset.reset": "sources[].offset_reset",
+    "partitioner": "broker.partitioner",
+}
+
+
+class BrokerConfig(FrozenModel):
+    """The broker the sources and sinks talk to."""
+
+    kind: Literal["kafka", "pulsar", "embedded"] = Field(
+        default="kafka",
+        description=(
+            "`kafka`, `pulsar`, or `embedded` to start a local broker inside the service "
+            "(for demos and tests; it speaks `embedded_kind`)."
+        ),
+    )
+    bootstrap: BootstrapServers | None = Field(
+        default=None,
+        description=(
+            "Kafka bootstrap servers. Required when `kind` is `kafka`, or when a source or "
+            "sink of kind `kafka` is used with another broker."
+        ),
+    )
+    service_url: PulsarUrl | None = Field(
+        default=None,
+        description=(
+            "Pulsar service URL. Required when `kind` is `pulsar`, or when a source or "
+            "sink of kind `pulsar` is used with another broker."
+        ),
+    )
+    embedded_kind: Protocol = Field(
+        default="kafka",
+        description="The protocol the embedded broker speaks; ignored unless `kind: embedded`.",
+    )
+    settings: ClientSettings = Field(
+        default_factory=dict,
+        description=(
+            "Extra client settings passed to every confluent-kafka producer and consumer "
+            "(`linger.ms`, `security.protocol`, `sasl.*`, ...). Settings swimstream owns "
+            "(`group.id`, `transactional.id`, `enable.auto.commit`, ...) are refused."
+        ),
+    )
+    create_topics: bool = Field(
+        default=True,
+        description=(
+            "Create missing source, sink, changelog and dead-letter topics at start. When "
+            "false, a missing topic stops the start with an error naming it."
+        ),
+    )
+    partitions: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description=(
+            "Partitions of the topics swimstream creates. Source topics must all have the "
+            "same count (they are co-partitioned: partition p of each is shard p)."
+        ),
+    )
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replication factor of created topics; unset uses the broker's default.",
+    )
+    partitioner: Partitioner = Field(
+        default="murmur2",
+        description=(
+            "How record keys map to partitions, as the producers of the source topics do it: "
+            "`murmur2` (Java clients, Kafka Streams) or `crc32` (librdkafka's default, used "
+            "by confluent-kafka). Agents are sharded the same way, so keyed events reach the "
+            "instance that owns their agent without forwarding."
+        ),
+    )
+
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol the broker speaks (for ``embedded``, ``embedded_kind``)."""
+        if self.kind == "embedded":
+            return self.embedded_kind
+        return self.kind
+
+    def serves(self, protocol: Protocol) -> bool:
+        """Whether a source or sink of ``protocol`` can be reached through this broker."""
+        if protocol == self.protocol:
+            return True
+        return (self.bootstrap if protocol == "kafka" else self.service_url) is not None
+
+    @field_validator("settings")
+    @classmethod
+    def _refuse_owned_settings(
+        cls, settings: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        owned = [name for name in settings if name in RESERVED_SETTINGS]
+        if owned:
+            raise ConfigError(
+                problems=[
+                    (f"['{name}']", f"set by swimstream from {RESERVED_SETTINGS[name]}; remove it")
+                    for name in owned
+                ]
+            )
+        return settings
+
+    @model_validator(mode="after")
+    def _check_addresses(self) -> BrokerConfig:
+        problems: list[tuple[str, str]] = []
+        if self.kind == "kafka" and self.bootstrap is None:
+            problems.append(("bootstrap", "required when kind is kafka"))
+        if self.kind == "pulsar" and self.service_url is None:
+            problems.append(("service_url", "required when kind is pulsar"))
+        if problems:
+            raise ConfigError(problems=problems)
+        return self

@@ -1,0 +1,154 @@
+"""Loading a configuration: YAML text or file in, a validated :class:`AppConfig` out.
+
+The steps, each reporting every problem it finds as ``path: message``:
+
+1. parse the YAML (syntax errors give the line and column), refusing duplicate keys,
+   which YAML itself would silently resolve to the last one;
+2. substitute ``${VAR}`` references from the environment mapping passed in;
+3. validate with the models, then the cross-checks of :class:`AppConfig`.
+
+Problems of steps 2 and 3 are reported together; a value whose variable is unset is
+not also reported as invalid. Agent classes are imported only by
+:func:`~swimstream.config.resolve.resolve_agents`, a separate step, so loading a
+configuration runs no user code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from swimstream.config.app import AppConfig
+from swimstream.config.env import substitute
+from swimstream.config.problems import Problem, format_path, problems_from_validation
+from swimstream.config.resolve import resolve_agents
+from swimstream.errors import ConfigError
+
+_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_config(source: str | os.PathLike[str], env: Mapping[str, str]) -> AppConfig:
+    """Load and validate a configuration; raise :class:`ConfigError` listing every problem.
+
+    ``source`` is a path (any ``os.PathLike``, or a one-line string ending in ``.yaml``,
+    ``.yml`` or ``.json``) or else the YAML text itself. ``env`` supplies ``${VAR}``
+    values; pass ``os.environ`` from the entry point, or a dict in tests.
+    """
+    return parse_config(read_yaml(source), env)
+
+
+def parse_config(document: Any, env: Mapping[str, str]) -> AppConfig:
+    """Validate an already parsed document (a mapping, as YAML or JSON gives it)."""
+    if document is None:
+        raise ConfigError(problems=[("", "the configuration is empty")])
+    if not isinstance(document, Mapping):
+        kind = "a list" if isinstance(document, list) else repr(document)
+        raise ConfigError(
+            problems=[("", f"the configuration must be a mapping of keys, got {kind}")]
+        )
+    data, env_problems = substitute(document, env)
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_from_validation(exc, AppConfig)
+        unset = [path for path, _ in env_problems]
+        problems = [p for p in problems if not any(_is_under(p[0], path) for path in unset)]
+        raise ConfigError(problems=env_problems + problems) from None
+    if env_problems:
+        raise ConfigError(problems=env_problems)
+    return config
+
+
+def read_yaml(source: str | os.PathLike[str]) -> Any:
+    """The document in a YAML file or text; :class:`ConfigError` on unreadable input."""
+    if isinstance(source, os.PathLike) or _looks_like_path(source):
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(problems=[(str(path), f"cannot read: {reason}")]) from None
+    else:
+        text = source
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        duplicates = _duplicate_keys(node, [], set())
+        if duplicates:
+            raise ConfigError(problems=duplicates)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(problems=[_syntax_problem(exc)]) from None
+    finally:
+        loader.dispose()
+
+
+def _looks_like_path(source: str) -> bool:
+    return "\n" not in source and source.strip().endswith(_FILE_SUFFIXES)
+
+
+def _is_under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+    problem = exc.problem or "invalid YAML"
+    context = f" ({exc.context})" if exc.context else ""
+    return where, f"YAML syntax error: {problem}{context}"
+
+
+def _duplicate_keys(node: yaml.Node, path: list[int | str], seen: set[int]) -> list[Problem]:
+    """Keys given twice in one mapping, at any depth, with the line of the first."""
+    problems: list[Problem] = []
+    if id(node) in seen:  # an alias of a node already checked (or a recursive one)
+        return problems
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = key_node.value
+            if key in first_line:
+                problems.append(
+                    (
+                        format_path([*path, key]),
+                        f"duplicate key (line {key_node.start_mark.line + 1}; "
+                        f"first on line {first_line[key]})",
+                    )
+                )
+            else:
+                first_line[key] = key_node.start_mark.line + 1
+            problems += _duplicate_keys(value_node, [*path, key], seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems += _duplicate_keys(item, [*path, index], seen)
+    return problems
+
+
+def check_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> list[str]:
+    """Every problem of the configuration file at ``path``, as printable lines.
+
+    Empty when the configuration is valid, its agent classes import and the lanes its
+    sources and sinks name exist (which imports the agents' modules). This is what
+    ``swimstream check`` prints.
+    """
+    try:
+        resolve_agents(load_config(Path(path), env))
+    except ConfigError as exc:
+        return problem_lines(exc.problems)
+    return []
+
+
+def problem_lines(problems: list[Problem]) -> list[str]:
+    """``(path, message)`` pairs as ``path: message`` lines (the message alone at the root)."""
+    return [f"{path}: {message}" if path else message for path, message in problems]

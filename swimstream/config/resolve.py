@@ -1,0 +1,122 @@
+"""Importing the agent classes a configuration names, and checking the lanes it uses.
+
+A separate step from loading, because it runs user code (the agents' modules) and needs
+them importable. What it checks is what only the classes know: that each ``class`` is an
+agent class, that each source feeds a command lane that exists, and that each lane sink
+names a lane that exists and changes.
+
+Agent classes are recognised by the lanes they declare: a class attribute
+``__swim_lanes__`` mapping each lane name to a lane spec whose ``kind`` is one of
+:data:`LANE_KINDS`. This layer knows nothing else of the agent layer, so the check works
+on any class that declares its lanes this way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from swimstream.config.app import AppConfig
+from swimstream.config.problems import Problem, format_path
+from swimstream.errors import ConfigError
+
+LANE_KINDS = frozenset(
+    {
+        "command",
+        "value",
+        "map",
+        "counter",
+        "join_value",
+        "join_map",
+        "demand_value",
+        "demand_map",
+    }
+)
+
+# Demand lanes compute a value when a client asks: they have no changes to stream to a sink.
+_NOT_SINKABLE = frozenset({"demand_value", "demand_map"})
+
+
+def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
+    """Import every agent class; return them by agent name.
+
+    Raises :class:`ConfigError` with every problem: classes that do not import or are not
+    agent classes, source lanes that are missing or not command lanes, sink lanes that
+    are missing.
+    """
+    problems: list[Problem] = []
+    classes: dict[str, type[Any]] = {}
+    for name, agent in config.agents.items():
+        path = format_path(["agents", name, "class"])
+        try:
+            cls = _import_class(agent.class_path)
+        except ImportError as exc:
+            problems.append((path, str(exc)))
+            continue
+        if not isinstance(getattr(cls, "__swim_lanes__", None), Mapping):
+            problems.append((path, f"{agent.class_path} is not an agent class (no __swim_lanes__)"))
+            continue
+        classes[name] = cls
+
+    routes = config.agent_routes()
+    for index, source in enumerate(config.sources):
+        found = routes.lookup(source.route.skeleton())
+        if found is not None and found.target in classes:
+            problem = _lane_problem(config, classes, found.target, source.lane, for_source=True)
+            if problem is not None:
+                problems.append((f"sources[{index}].lane", problem))
+    for index, sink in enumerate(config.sinks):
+        if sink.from_ is None:
+            continue
+        target = routes.get(sink.from_.route)
+        if target is not None and target in classes:
+            problem = _lane_problem(config, classes, target, sink.from_.lane, for_source=False)
+            if problem is not None:
+                problems.append((f"sinks[{index}].from", problem))
+    if problems:
+        raise ConfigError(problems=problems)
+    return classes
+
+
+def _import_class(class_path: str) -> type[Any]:
+    """The class named ``module:Class``; :class:`ImportError` saying why it cannot be had."""
+    module_name, _, attribute_path = class_path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"cannot import {class_path!r} ({exc})") from exc
+    except Exception as exc:  # the module itself raised while importing
+        raise ImportError(f"cannot import {class_path!r} ({type(exc).__name__}: {exc})") from exc
+    for attribute in attribute_path.split("."):
+        if not hasattr(target, attribute):
+            raise ImportError(
+                f"cannot import {class_path!r} ({module_name!r} has no attribute {attribute!r})"
+            )
+        target = getattr(target, attribute)
+    if not isinstance(target, type):
+        raise ImportError(f"{class_path!r} is not a class (it is {type(target).__name__})")
+    return target
+
+
+def _lane_problem(
+    config: AppConfig, classes: Mapping[str, type[Any]], agent: str, lane: str, *, for_source: bool
+) -> str | None:
+    """What is wrong with a source feeding, or a sink reading, ``lane`` of ``agent``."""
+    lanes: Mapping[str, Any] = classes[agent].__swim_lanes__
+    if lane not in lanes:
+        known = ", ".join(sorted(lanes)) or "none"
+        return (
+            f"agents.{agent} ({config.agents[agent].class_path}) has no lane {lane!r}; "
+            f"its lanes: {known}"
+        )
+    kind = getattr(lanes[lane], "kind", None)
+    if for_source and kind != "command":
+        shown = kind.replace("_", " ") if isinstance(kind, str) else "unknown"
+        return f"lane {lane!r} of agents.{agent} is a {shown} lane; a source feeds a command lane"
+    if not for_source and kind in _NOT_SINKABLE:
+        return (
+            f"lane {lane!r} of agents.{agent} is a demand lane; "
+            "it computes on request and has no changes to sink"
+        )
+    return None

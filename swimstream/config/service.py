@@ -1,0 +1,181 @@
+"""The ``processing``, ``mesh``, ``store`` and ``web`` parts: how one instance runs.
+
+Defaults follow what Kafka Streams users expect: exactly-once with a 100 ms commit
+interval (``commit.interval.ms`` under EOS), at most 500 records per poll
+(``max.poll.records``), no standby replicas unless asked for. Everything here is local to
+one instance, so different instances of one app may differ in ``listen`` and
+``advertise`` addresses and in ``instance_id``, and in nothing else that matters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from swimstream.config.values import (
+    DEFAULT_DOC,
+    Duration,
+    FrozenModel,
+    ListenAddress,
+    Name,
+    PeerAddress,
+)
+from swimstream.errors import ConfigError
+
+
+class ProcessingConfig(FrozenModel):
+    """Delivery guarantee, checkpoints, back-pressure and passivation.
+
+    ``processing: at-least-once`` is shorthand for ``processing: {guarantee: at-least-once}``.
+    """
+
+    guarantee: Literal["exactly-once", "at-least-once"] = Field(
+        default="exactly-once",
+        description=(
+            "`exactly-once`: each checkpoint is one Kafka transaction holding changelog "
+            "records, insights and source offsets; `at-least-once`: state stays exact but "
+            "insights may repeat after a failure (Pulsar supports only this)."
+        ),
+    )
+    commit_interval: Duration = Field(
+        default=0.1,
+        gt=0,
+        description="Longest time between checkpoints (Kafka Streams' `commit.interval.ms`).",
+    )
+    commit_max_records: int = Field(
+        default=1000,
+        ge=1,
+        description="A checkpoint is also taken after this many source records.",
+    )
+    max_poll_records: int = Field(
+        default=500,
+        ge=1,
+        description="Most records taken from the sources in one poll.",
+    )
+    mailbox_capacity: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Events an agent's mailbox holds; when one is full, the sources feeding it pause "
+            "their partitions until it drains (end-to-end back-pressure)."
+        ),
+    )
+    idle_timeout: Duration = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "An agent idle this long is passivated: its state stays in the store, its object "
+            "is dropped, and it comes back on its next use."
+        ),
+    )
+    max_active_agents: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "Most agents in memory per instance; beyond it the least recently used idle "
+            "agents are passivated first."
+        ),
+    )
+    drain_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="On SIGTERM, how long to finish work in flight and checkpoint before exiting.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"guarantee": data}
+        return data
+
+
+class MeshConfig(FrozenModel):
+    """How this instance reaches the others (gRPC)."""
+
+    listen: ListenAddress = Field(
+        default="0.0.0.0:7001",
+        description="Address the mesh gRPC server binds to; port 0 picks a free port.",
+    )
+    advertise: PeerAddress | None = Field(
+        default=None,
+        json_schema_extra={DEFAULT_DOC: "`listen`, with the host name"},
+        description=(
+            "Address other instances dial to reach this one. Defaults to `listen` with this "
+            "host's name in place of an unspecified host such as `0.0.0.0`."
+        ),
+    )
+    members: tuple[PeerAddress, ...] = Field(
+        default=(),
+        description=(
+            "Static list of every instance's mesh address. Used without Kafka (Pulsar or "
+            "embedded brokers): shard owners are then chosen by rendezvous hashing over the "
+            "live members. With Kafka the consumer group decides and this may stay empty."
+        ),
+    )
+    instance_id: Name | None = Field(
+        default=None,
+        json_schema_extra={DEFAULT_DOC: "the host name"},
+        description=(
+            "Stable identity of this instance, kept across restarts (the Kafka static "
+            "membership `group.instance.id`, so a restarted instance gets its shards back "
+            "without a rebalance). Defaults to the host name."
+        ),
+    )
+    heartbeat_interval: Duration = Field(
+        default=1.0, gt=0, description="Time between heartbeats to each peer."
+    )
+    peer_timeout: Duration = Field(
+        default=5.0,
+        gt=0,
+        description="A peer silent this long is unreachable: replicas it fed are marked stale.",
+    )
+
+    @model_validator(mode="after")
+    def _check_timing_and_members(self) -> MeshConfig:
+        problems: list[tuple[str, str]] = []
+        if self.peer_timeout <= self.heartbeat_interval:
+            problems.append(("peer_timeout", "must be longer than heartbeat_interval"))
+        seen: set[str] = set()
+        for index, member in enumerate(self.members):
+            if member in seen:
+                problems.append((f"members[{index}]", f"{member} is listed twice"))
+            seen.add(member)
+        if problems:
+            raise ConfigError(problems=problems)
+        return self
+
+
+class StoreConfig(FrozenModel):
+    """Where agent state is kept on this instance."""
+
+    path: str = Field(
+        default="./data",
+        min_length=1,
+        description=(
+            "Directory of the local SQLite checkpoints, one file per shard. Losing it costs "
+            "only a longer restore from the changelog topic."
+        ),
+    )
+    standby: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Standby replicas per shard: instances that tail the changelog of shards they do "
+            "not own, so a failover replays only their lag (Kafka Streams' "
+            "`num.standby.replicas`)."
+        ),
+    )
+
+
+class WebConfig(FrozenModel):
+    """The HTTP and WARP server: lanes over HTTP and WebSocket, metrics, health."""
+
+    listen: ListenAddress = Field(
+        default="0.0.0.0:9001",
+        description=(
+            "Address the web server binds to: `GET`/`POST` lanes, WARP WebSocket, "
+            "`/metrics`, `/healthz`, `/readyz`; port 0 picks a free port."
+        ),
+    )

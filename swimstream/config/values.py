@@ -1,0 +1,203 @@
+"""The value types configuration fields share: durations, addresses, names, topics.
+
+Each is an ``Annotated`` type whose validator turns the YAML value into the form the
+service uses (a duration into float seconds, a route into a parsed pattern) or raises
+``ValueError`` with a message that reads well after the key path. Each also carries a
+:class:`TypeDoc`, the phrase the generated configuration reference shows for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, PlainValidator
+from pydantic import BaseModel as _BaseModel
+
+from swimstream.routing import RoutePattern, RouteTemplate
+
+
+class FrozenModel(_BaseModel):
+    """Base of every configuration part: immutable, and strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class TypeDoc:
+    """How the configuration reference names a field's type (``Annotated`` metadata)."""
+
+    text: str
+
+
+# ``Field(json_schema_extra={DEFAULT_DOC: ...})``: the default as the reference shows it,
+# for defaults computed from other values.
+DEFAULT_DOC = "swimstream_default"
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``100ms``, ``5s``, ``2m``, ``1h`` or a bare number of seconds, as float seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        found = _DURATION.fullmatch(value)
+        if found is not None:
+            return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    raise ValueError(
+        f"expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), got {value!r}"
+    )
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6 address]:port``) as a host and a port number."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected host:port, such as 0.0.0.0:7001, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(ch.isspace() or ch in "/[]" for ch in host):
+        raise ValueError(f"expected host:port, such as 0.0.0.0:7001, got {address!r}")
+    return host, int(port)
+
+
+def _check_listen(address: str) -> str:
+    split_address(address)
+    return address
+
+
+_UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", "*"})
+
+
+def _check_peer(address: str) -> str:
+    host, port = split_address(address)
+    if host in _UNSPECIFIED_HOSTS:
+        raise ValueError(f"{address!r} is not an address other instances can dial")
+    if port == 0:
+        raise ValueError(f"{address!r} needs a real port, not 0")
+    return address
+
+
+def _check_bootstrap(value: str) -> str:
+    servers = [server.strip() for server in value.split(",")]
+    for server in servers:
+        _, _, hostport = server.rpartition("://")
+        host, colon, port = hostport.rpartition(":")
+        if not colon:
+            host, port = hostport, "9092"
+        if not host or not port.isdigit() or any(ch.isspace() for ch in host):
+            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+    return ",".join(servers)
+
+
+def _check_pulsar_url(value: str) -> str:
+    scheme, separator, rest = value.partition("://")
+    if not separator or scheme not in ("pulsar", "pulsar+ssl", "http", "https") or not rest:
+        raise ValueError(f"expected a URL such as pulsar://localhost:6650, got {value!r}")
+    return value
+
+
+_NAME = re.compile(r"[A-Za-z0-9._\-]{1,200}")
+_TOPIC = re.compile(r"[A-Za-z0-9._\-:/]{1,512}")
+_KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._\-]{1,249}")
+_CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][\w.]*")
+
+
+def is_name(value: str) -> bool:
+    """Whether ``value`` may name an app or an agent (and so a consumer group and topics)."""
+    return _NAME.fullmatch(value) is not None
+
+
+def _check_name(value: str) -> str:
+    if not is_name(value):
+        raise ValueError(f"{value!r} must be 1-200 letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _check_topic(value: str) -> str:
+    if _TOPIC.fullmatch(value) is None:
+        raise ValueError(f"{value!r} is not a topic name")
+    return value
+
+
+def is_kafka_topic(name: str) -> bool:
+    """Whether Kafka accepts ``name`` as a topic name."""
+    return _KAFKA_TOPIC.fullmatch(name) is not None and name not in (".", "..")
+
+
+def _check_lane(value: str) -> str:
+    if not (value.isidentifier() and value.isascii()):
+        raise ValueError(f"lane name {value!r} is not an identifier")
+    return value
+
+
+def _check_class_path(value: str) -> str:
+    if _CLASS_PATH.fullmatch(value) is None:
+        raise ValueError(
+            f"expected 'module:Class', such as examples.traffic:Vehicle, got {value!r}"
+        )
+    return value
+
+
+def _parse_pattern(value: Any) -> RoutePattern:
+    if isinstance(value, RoutePattern):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a route pattern such as /vehicle/:id, got {value!r}")
+    return RoutePattern.parse(value)
+
+
+def _parse_template(value: Any) -> RouteTemplate:
+    if isinstance(value, RouteTemplate):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a route template such as /vehicle/{{key}}, got {value!r}")
+    return RouteTemplate.parse(value)
+
+
+ScalarSetting = str | int | float | bool
+
+
+def _check_settings(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        for key, setting in value.items():
+            if not isinstance(setting, str | int | float | bool):
+                raise ValueError(f"{key!r} must be a string, number or boolean")
+    return value
+
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), TypeDoc("duration (`250ms`, `5s`, `2m`, `1h`)")
+]
+ListenAddress = Annotated[str, AfterValidator(_check_listen), TypeDoc("host:port")]
+PeerAddress = Annotated[str, AfterValidator(_check_peer), TypeDoc("host:port")]
+BootstrapServers = Annotated[
+    str, AfterValidator(_check_bootstrap), TypeDoc("host:port[,host:port...]")
+]
+PulsarUrl = Annotated[str, AfterValidator(_check_pulsar_url), TypeDoc("URL (`pulsar://host:6650`)")]
+Name = Annotated[str, AfterValidator(_check_name), TypeDoc("name (letters, digits, `._-`)")]
+TopicName = Annotated[str, AfterValidator(_check_topic), TypeDoc("topic name")]
+LaneName = Annotated[str, AfterValidator(_check_lane), TypeDoc("lane name")]
+ClassPath = Annotated[str, AfterValidator(_check_class_path), TypeDoc("`module:Class`")]
+RoutePatternField = Annotated[
+    RoutePattern,
+    PlainValidator(_parse_pattern),
+    PlainSerializer(str, return_type=str),
+    TypeDoc("route pattern (`/vehicle/:id`)"),
+]
+RouteTemplateField = Annotated[
+    RouteTemplate,
+    PlainValidator(_parse_template),
+    PlainSerializer(str, return_type=str),
+    TypeDoc("route template (`/vehicle/{key}`)"),
+]
+ClientSettings = Annotated[
+    dict[str, ScalarSetting],
+    BeforeValidator(_check_settings),
+    TypeDoc("map of setting name to string, number or boolean"),
+]

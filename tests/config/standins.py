@@ -1,0 +1,37 @@
+"""Stand-in agent classes: test data carrying ``__swim_lanes__`` as agent classes do.
+
+``resolve_agents`` recognises agent classes by that attribute alone, so these let its
+checks be tested without the agent layer.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LaneSpec:
+    kind: str
+
+
+class Vehicle:
+    __swim_lanes__ = {
+        "position": LaneSpec("command"),
+        "status": LaneSpec("value"),
+        "alerts": LaneSpec("map"),
+        "forecast": LaneSpec("demand_value"),
+    }
+
+
+class Tower:
+    __swim_lanes__ = {"attach": LaneSpec("command"), "vehicles": LaneSpec("join_value")}
+
+
+class NotAnAgent:
+    pass
+
+
+not_a_class = 42
+
+
+class Outer:
+    class Inner:
+        __swim_lanes__ = {"go": LaneSpec("command")}

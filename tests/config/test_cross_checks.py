@@ -1,0 +1,133 @@
+"""Checks that need several parts of the configuration at once."""
+
+from typing import Any
+
+import pytest
+
+from swimstream.config import parse_config
+from tests.config.documents import document, problems
+
+
+def source(route: str, **fields: Any) -> dict[str, Any]:
+    return {"topic": "positions", "route": route, "lane": "position", **fields}
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/vehicle/{key}",
+        "/vehicle/{payload.vehicle_id}",
+        "/vehicle/v-{payload.a.b}",
+        "/vehicle/{header.region}-{key}",
+        "/tower/{partition}",
+    ],
+)
+def test_a_source_route_reaching_an_agent_is_accepted(route: str) -> None:
+    parse_config(document(sources=[source(route)]), {})
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/vehicles/{key}",  # no such fixed segment
+        "/vehicle/{key}/x",  # one segment too many
+        "/{payload.kind}/{key}",  # a placeholder where every route has fixed text
+    ],
+)
+def test_a_source_route_reaching_no_agent_is_refused(route: str) -> None:
+    assert problems(document(sources=[source(route)])) == [
+        f"sources[0].route: {route} reaches no agent route (/vehicle/:id, /tower/:id)"
+    ]
+
+
+def test_a_placeholder_may_fill_the_first_segment_when_a_route_has_a_param_there() -> None:
+    agents = {"any": {"class": "a:B", "route": "/:kind/:id"}}
+    parse_config(document(agents=agents, sinks=[], sources=[source("/{payload.kind}/{key}")]), {})
+
+
+def test_agents_whose_routes_overlap_are_refused() -> None:
+    agents = {
+        "vehicle": {"class": "a:B", "route": "/vehicle/:id"},
+        "car": {"class": "a:C", "route": "/vehicle/:car"},
+    }
+    assert problems(document(agents=agents)) == [
+        "agents.car.route: matches the same URIs as agents.vehicle.route"
+    ]
+
+
+def test_repeated_sources_are_refused() -> None:
+    assert problems(document(sources=[source("/vehicle/{key}")] * 2)) == [
+        "sources[1]: repeats sources[0] (same topic, route, lane)"
+    ]
+
+
+def test_one_topic_may_feed_two_agent_types() -> None:
+    sources = [source("/vehicle/{key}"), source("/tower/{payload.tower}", lane="attach")]
+    assert len(parse_config(document(sources=sources), {}).sources) == 2
+
+
+@pytest.mark.parametrize(
+    ("sinks", "lines"),
+    [
+        (
+            [{"from": "/car/:id#alerts", "topic": "t"}],
+            ["sinks[0].from: no agent has the route /car/:id (/vehicle/:id, /tower/:id)"],
+        ),
+        (
+            [{"from": "/vehicle/:vid#alerts", "topic": "t"}],
+            ["sinks[0].from: write the route as agents.vehicle does: /vehicle/:id"],
+        ),
+        (
+            [{"from": "/vehicle/:id#alerts", "topic": "t"}] * 2,
+            ["sinks[1]: repeats sinks[0]"],
+        ),
+        (
+            [{"topic": "alerts"}, {"publish": "alerts", "topic": "other"}],
+            ["sinks[1].publish: 'alerts' is already declared by sinks[0]"],
+        ),
+    ],
+)
+def test_sinks_must_name_an_agent_route_and_unique_names(
+    sinks: list[dict[str, Any]], lines: list[str]
+) -> None:
+    assert problems(document(sinks=sinks)) == lines
+
+
+def test_a_topic_on_the_other_protocol_needs_its_address() -> None:
+    sources = [source("/vehicle/{key}", kind="pulsar", topic="persistent://public/default/p")]
+    assert problems(document(sources=sources)) == [
+        "sources[0].kind: a pulsar topic needs broker.service_url"
+    ]
+    broker = {"bootstrap": "k:9092", "service_url": "pulsar://p:6650"}
+    parse_config(document(broker=broker, sources=sources), {})
+
+
+def test_the_embedded_broker_serves_its_own_protocol() -> None:
+    config = parse_config(document(broker={"kind": "embedded"}), {})
+    assert config.broker.protocol == "kafka"
+    pulsar = {"kind": "embedded", "embedded_kind": "pulsar"}
+    assert parse_config(document(broker=pulsar), {}).broker.protocol == "pulsar"
+    kafka_source = [source("/vehicle/{key}", kind="kafka")]
+    assert problems(document(broker=pulsar, sources=kafka_source)) == [
+        "sources[0].kind: a kafka topic needs broker.bootstrap"
+    ]
+
+
+def test_kafka_topic_names_are_checked() -> None:
+    sources = [source("/vehicle/{key}", topic="a:b")]
+    assert problems(document(sources=sources)) == [
+        "sources[0].topic: 'a:b' is not a valid Kafka topic name"
+    ]
+
+
+def test_the_dead_letter_topic_must_not_be_a_source() -> None:
+    assert problems(document(dead_letter="vehicle-positions")) == [
+        "dead_letter: is also the topic of sources[0]; bad records would loop"
+    ]
+
+
+def test_ports_may_both_be_zero_but_not_the_same() -> None:
+    parse_config(document(mesh={"listen": "127.0.0.1:0"}, web={"listen": "127.0.0.1:0"}), {})
+    assert problems(document(mesh={"listen": "[::1]:9001"})) == [
+        "web.listen: uses port 9001, as mesh.listen does"
+    ]

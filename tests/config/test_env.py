@@ -1,0 +1,101 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swimstream.config import load_config
+from swimstream.config.env import substitute
+from tests.config.documents import problems
+
+TEXT = """\
+app: ${APP:-traffic}
+broker:
+  bootstrap: ${KAFKA}
+  partitions: ${PARTITIONS:-8}
+  create_topics: ${CREATE:-true}
+agents:
+  vehicle: {class: "a:B", route: /vehicle/:id}
+mesh:
+  members: ["${PEER_A}", "peer-b:7001"]
+"""
+
+
+def test_references_are_replaced_and_converted_by_the_field_type() -> None:
+    config = load_config(
+        TEXT, {"KAFKA": "k1:9092,k2:9092", "PARTITIONS": "12", "CREATE": "false", "PEER_A": "a:1"}
+    )
+    assert config.app == "traffic"
+    assert config.broker.bootstrap == "k1:9092,k2:9092"
+    assert config.broker.partitions == 12
+    assert config.broker.create_topics is False
+    assert config.mesh.members == ("a:1", "peer-b:7001")
+
+
+def test_an_unset_variable_names_the_key_path_and_the_variable() -> None:
+    assert problems(TEXT, {"PEER_A": "a:1"}) == [
+        "broker.bootstrap: environment variable KAFKA is not set "
+        "(write ${KAFKA:-default} to give a default)"
+    ]
+    assert problems(TEXT, {"KAFKA": "k:1"}) == [
+        "mesh.members[0]: environment variable PEER_A is not set "
+        "(write ${PEER_A:-default} to give a default)"
+    ]
+
+
+def test_unset_variables_and_invalid_values_are_reported_together() -> None:
+    env = {"KAFKA": "k:1", "PEER_A": "a:1", "PARTITIONS": "none"}
+    assert problems(TEXT + "zzz: 1\n", env) == [
+        "broker.partitions: expected an integer, got 'none'",
+        "zzz: unknown key; expected one of: app, broker, agents, sources, sinks, dead_letter, "
+        "processing, mesh, store, web",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "expected"),
+    [
+        ("${A}", {"A": "x"}, "x"),
+        ("pre-${A}-post", {"A": "x"}, "pre-x-post"),
+        ("${A}${B}", {"A": "x", "B": "y"}, "xy"),
+        ("${A:-d}", {}, "d"),
+        ("${A:-d}", {"A": ""}, "d"),  # empty counts as unset, as in the shell
+        ("${A:-}", {}, ""),
+        ("${A:-host:9092}", {}, "host:9092"),
+        ("$$", {}, "$"),
+        ("$${A}", {"A": "x"}, "${A}"),
+        ("cost: 5$", {}, "cost: 5$"),
+        ("$A", {"A": "x"}, "$A"),  # only the braced form is a reference
+    ],
+)
+def test_substitution_forms(value: str, env: dict[str, str], expected: str) -> None:
+    assert substitute({"k": value}, env) == ({"k": expected}, [])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("${A", "'${' without a closing '}'"),
+        ("${}", "${} is not a variable reference; write ${NAME} or ${NAME:-default}"),
+        ("${1A}", "${1A} is not a variable reference; write ${NAME} or ${NAME:-default}"),
+        ("${A-x}", "${A-x} is not a variable reference; write ${NAME} or ${NAME:-default}"),
+    ],
+)
+def test_malformed_references_are_problems(value: str, message: str) -> None:
+    _, found = substitute({"a": [{"b": value}]}, {})
+    assert found == [("a[0].b", message)]
+
+
+def test_keys_and_non_strings_are_left_alone() -> None:
+    document = {"${A}": 1, "n": 2, "f": 1.5, "t": True, "none": None}
+    assert substitute(document, {"A": "x"}) == (document, [])
+
+
+@settings(deadline=None)  # timing varies on shared machines
+@given(st.text(st.characters(codec="utf-8", exclude_characters="$"), max_size=20))
+def test_text_without_a_dollar_is_unchanged(text: str) -> None:
+    assert substitute({"k": text}, {}) == ({"k": text}, [])
+
+
+@settings(deadline=None)  # timing varies on shared machines
+@given(st.text(st.characters(codec="utf-8"), max_size=20))
+def test_a_substituted_value_is_taken_literally(value: str) -> None:
+    assert substitute({"k": "${V}"}, {"V": value}) == ({"k": value}, [])

@@ -1,0 +1,199 @@
+"""Every problem is reported as ``key path: message``, all of them at once."""
+
+from typing import Any
+
+import pytest
+
+from swimstream.config import parse_config
+from swimstream.errors import ConfigError
+from tests.config.documents import document, problems
+
+
+@pytest.mark.parametrize(
+    ("parts", "line"),
+    [
+        ({"app": "my app"}, "app: 'my app' must be 1-200 letters, digits, '.', '_' or '-'"),
+        (
+            {"broker": {"kind": "kafak"}},
+            "broker.kind: expected 'kafka', 'pulsar' or 'embedded', got 'kafak'",
+        ),
+        (
+            {"broker": {"kind": "kafka", "bootsrap": "h:1"}},
+            "broker.bootsrap: unknown key; did you mean 'bootstrap'?",
+        ),
+        ({"broker": {"kind": "kafka"}}, "broker.bootstrap: required when kind is kafka"),
+        ({"broker": {"kind": "pulsar"}}, "broker.service_url: required when kind is pulsar"),
+        (
+            {"broker": {"kind": "pulsar", "service_url": "http//x"}},
+            "broker.service_url: expected a URL such as pulsar://localhost:6650, got 'http//x'",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "partitions": 0}},
+            "broker.partitions: must be at least 1, got 0",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "partitions": "many"}},
+            "broker.partitions: expected an integer, got 'many'",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "create_topics": "perhaps"}},
+            "broker.create_topics: expected true or false, got 'perhaps'",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "settings": {"group.id": "x"}}},
+            "broker.settings['group.id']: set by swimstream from app; remove it",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "settings": {"linger.ms": [5]}}},
+            "broker.settings: 'linger.ms' must be a string, number or boolean",
+        ),
+        ({"broker": "kafka"}, "broker: expected a mapping of keys to values, got 'kafka'"),
+        ({"agents": {}}, "agents: must not be empty"),
+        (
+            {"agents": {"vehicle": {"class": "examples.traffic.Vehicle", "route": "/vehicle/:id"}}},
+            "agents.vehicle.class: expected 'module:Class', such as examples.traffic:Vehicle, "
+            "got 'examples.traffic.Vehicle'",
+        ),
+        ({"agents": {"vehicle": {"route": "/vehicle/:id"}}}, "agents.vehicle.class: required"),
+        (
+            {"agents": {"vehicle": {"class": "a:B", "route": "/vehicle/:id/"}}},
+            "agents.vehicle.route: segment 3 of '/vehicle/:id/' is empty",
+        ),
+        (
+            {"agents": {"vehicle": {"class": "a:B", "route": "/v/:id/:id"}}},
+            "agents.vehicle.route: param ':id' appears twice",
+        ),
+        (
+            {"agents": {"bad name": {"class": "a:B", "route": "/v/:id"}}},
+            "agents['bad name']: 'bad name' must be 1-200 letters, digits, '.', '_' or '-'",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "topic": "t",
+                        "route": "/vehicle/{payload.vehicle}/{paylod.x}",
+                        "lane": "position",
+                    }
+                ]
+            },
+            "sources[0].route: unknown placeholder {paylod.x}; a placeholder is {key}, {payload}, "
+            "{payload.<field>}, {header.<name>}, {topic} or {partition}",
+        ),
+        (
+            {"agents": {1: {"class": "a:B", "route": "/v/:id"}}},
+            "agents.1: expected a string, got 1",
+        ),
+        ({"sources": [{"topic": "t", "route": "/vehicle/{key}"}]}, "sources[0].lane: required"),
+        (
+            {"sources": [{"topic": "t", "route": "/vehicle/{key}", "lane": "po-sition"}]},
+            "sources[0].lane: lane name 'po-sition' is not an identifier",
+        ),
+        (
+            {"sources": [{"topic": "t", "route": "/vehicle/{key}", "lane": "p", "format": "avro"}]},
+            "sources[0].format: expected 'json' or 'raw', got 'avro'",
+        ),
+        ({"sources": {"topic": "t"}}, "sources: expected a list, got a mapping"),
+        (
+            {"sinks": [{"from": "/vehicle/:id", "topic": "t"}]},
+            "sinks[0].from: expected <route>#<lane>, such as /vehicle/:id#alerts, "
+            "got '/vehicle/:id'",
+        ),
+        (
+            {"sinks": [{"from": "/vehicle/:id#alerts", "publish": "a", "topic": "t"}]},
+            "sinks[0].publish: give either from (a lane sink) or publish, not both",
+        ),
+        (
+            {"sinks": [{"from": "/vehicle/:id#alerts", "topic": "t", "key": "vid"}]},
+            "sinks[0].key: 'vid' is not a param of /vehicle/:id; expected id or uri",
+        ),
+        (
+            {"sinks": [{"topic": "t", "key": "id"}]},
+            "sinks[0].key: only lane sinks (with from) take a key",
+        ),
+        (
+            {"processing": "at-most-once"},
+            "processing.guarantee: expected 'exactly-once' or 'at-least-once', got 'at-most-once'",
+        ),
+        (
+            {"processing": {"commit_interval": "soon"}},
+            "processing.commit_interval: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got 'soon'",
+        ),
+        (
+            {"processing": {"idle_timeout": 0}},
+            "processing.idle_timeout: must be more than 0, got 0",
+        ),
+        (
+            {"mesh": {"listen": "7001"}},
+            "mesh.listen: expected host:port, such as 0.0.0.0:7001, got '7001'",
+        ),
+        (
+            {"mesh": {"listen": "h:70011"}},
+            "mesh.listen: expected host:port, such as 0.0.0.0:7001, got 'h:70011'",
+        ),
+        (
+            {"mesh": {"advertise": "0.0.0.0:7001"}},
+            "mesh.advertise: '0.0.0.0:7001' is not an address other instances can dial",
+        ),
+        ({"mesh": {"members": ["a:1", "b:0"]}}, "mesh.members[1]: 'b:0' needs a real port, not 0"),
+        ({"mesh": {"members": ["a:1", "a:1"]}}, "mesh.members[1]: a:1 is listed twice"),
+        (
+            {"mesh": {"heartbeat_interval": "5s", "peer_timeout": "2s"}},
+            "mesh.peer_timeout: must be longer than heartbeat_interval",
+        ),
+        ({"store": {"path": ""}}, "store.path: must not be empty"),
+        ({"web": {"listen": "0.0.0.0:7001"}}, "web.listen: uses port 7001, as mesh.listen does"),
+        ({"wbe": {}}, "wbe: unknown key; did you mean 'web'?"),
+        (
+            {"zzz": 1},
+            "zzz: unknown key; expected one of: app, broker, agents, sources, sinks, "
+            "dead_letter, processing, mesh, store, web",
+        ),
+    ],
+)
+def test_each_problem_names_its_key_path(parts: dict[str, Any], line: str) -> None:
+    assert problems(document(**parts)) == [line]
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    text = """\
+app: traffic
+broker: {kind: kafak, bootsrap: localhost:9092}
+agents:
+  vehicle: {class: examples.traffic.Vehicle, route: /vehicle/:id}
+sources:
+  - topic: positions
+    route: /vehicle/{key}
+    lane: position
+  - {topic: positions, route: "/vehicle/{paylod.vehicle}", lane: position}
+processing: at-most-once
+"""
+    assert problems(text) == [
+        "broker.kind: expected 'kafka', 'pulsar' or 'embedded', got 'kafak'",
+        "broker.bootsrap: unknown key; did you mean 'bootstrap'?",
+        "agents.vehicle.class: expected 'module:Class', such as examples.traffic:Vehicle, "
+        "got 'examples.traffic.Vehicle'",
+        "sources[1].route: unknown placeholder {paylod.vehicle}; a placeholder is {key}, "
+        "{payload}, {payload.<field>}, {header.<name>}, {topic} or {partition}",
+        "processing.guarantee: expected 'exactly-once' or 'at-least-once', got 'at-most-once'",
+    ]
+
+
+def test_config_error_carries_the_problems_as_pairs() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document(app="my app", broker={"kind": "kafka"}), {})
+    assert caught.value.problems == [
+        ("app", "'my app' must be 1-200 letters, digits, '.', '_' or '-'"),
+        ("broker.bootstrap", "required when kind is kafka"),
+    ]
+    assert str(caught.value).splitlines() == [
+        "app: 'my app' must be 1-200 letters, digits, '.', '_' or '-'",
+        "broker.bootstrap: required when kind is kafka",
+    ]
+
+
+def test_a_config_error_from_a_message_alone_still_has_problems() -> None:
+    error = ConfigError("something is off")
+    assert error.problems == [("", "something is off")]
+    assert str(error) == "something is off"

@@ -1,0 +1,155 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swimstream.config import check_config, load_config, parse_config, resolve_agents
+from swimstream.errors import ConfigError
+from tests.config import standins
+from tests.config.documents import document
+
+EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
+
+
+def resolve_problems(**parts: Any) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        resolve_agents(parse_config(document(**parts), {}))
+    return caught.value.problems
+
+
+def test_resolve_imports_the_classes_by_agent_name() -> None:
+    classes = resolve_agents(parse_config(document(), {}))
+    assert classes == {"vehicle": standins.Vehicle, "tower": standins.Tower}
+
+
+def test_nested_classes_resolve() -> None:
+    agents = {"inner": {"class": "tests.config.standins:Outer.Inner", "route": "/i/:id"}}
+    config = parse_config(document(agents=agents, sources=[], sinks=[]), {})
+    assert resolve_agents(config) == {"inner": standins.Outer.Inner}
+
+
+@pytest.mark.parametrize(
+    ("class_path", "message"),
+    [
+        (
+            "examples.nope:Vehicle",
+            "cannot import 'examples.nope:Vehicle' (No module named 'examples.nope')",
+        ),
+        (
+            "tests.config.standins:Vehicel",
+            "cannot import 'tests.config.standins:Vehicel' "
+            "('tests.config.standins' has no attribute 'Vehicel')",
+        ),
+        (
+            "tests.config.broken_module:Vehicle",
+            "cannot import 'tests.config.broken_module:Vehicle' (RuntimeError: boom at import)",
+        ),
+        (
+            "tests.config.standins:not_a_class",
+            "'tests.config.standins:not_a_class' is not a class (it is int)",
+        ),
+        (
+            "tests.config.standins:NotAnAgent",
+            "tests.config.standins:NotAnAgent is not an agent class (no __swim_lanes__)",
+        ),
+    ],
+)
+def test_a_class_that_cannot_be_had_is_named_with_its_key_path(
+    class_path: str, message: str
+) -> None:
+    agents = {
+        "vehicle": {"class": class_path, "route": "/vehicle/:id"},
+        "tower": {"class": "tests.config.standins:Tower", "route": "/tower/:id"},
+    }
+    assert resolve_problems(agents=agents) == [("agents.vehicle.class", message)]
+
+
+@pytest.mark.parametrize(
+    ("lane", "message"),
+    [
+        (
+            "positon",
+            "agents.vehicle (tests.config.standins:Vehicle) has no lane 'positon'; "
+            "its lanes: alerts, forecast, position, status",
+        ),
+        (
+            "status",
+            "lane 'status' of agents.vehicle is a value lane; a source feeds a command lane",
+        ),
+    ],
+)
+def test_a_source_must_feed_an_existing_command_lane(lane: str, message: str) -> None:
+    sources = [{"topic": "p", "route": "/vehicle/{key}", "lane": lane}]
+    assert resolve_problems(sources=sources) == [("sources[0].lane", message)]
+
+
+def test_a_source_lane_is_checked_on_the_agent_its_route_reaches() -> None:
+    sources = [{"topic": "p", "route": "/tower/{key}", "lane": "vehicles"}]
+    assert resolve_problems(sources=sources) == [
+        (
+            "sources[0].lane",
+            "lane 'vehicles' of agents.tower is a join value lane; a source feeds a command lane",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lane", "message"),
+    [
+        (
+            "alert",
+            "agents.vehicle (tests.config.standins:Vehicle) has no lane 'alert'; "
+            "its lanes: alerts, forecast, position, status",
+        ),
+        (
+            "forecast",
+            "lane 'forecast' of agents.vehicle is a demand lane; "
+            "it computes on request and has no changes to sink",
+        ),
+    ],
+)
+def test_a_sink_must_read_an_existing_lane_that_changes(lane: str, message: str) -> None:
+    sinks = [{"from": f"/vehicle/:id#{lane}", "topic": "out"}]
+    assert resolve_problems(sinks=sinks) == [("sinks[0].from", message)]
+
+
+def test_every_resolve_problem_is_reported_at_once() -> None:
+    agents = {
+        "vehicle": {"class": "tests.config.standins:Vehicle", "route": "/vehicle/:id"},
+        "tower": {"class": "examples.nope:Tower", "route": "/tower/:id"},
+    }
+    sources = [
+        {"topic": "p", "route": "/vehicle/{key}", "lane": "status"},
+        {"topic": "p", "route": "/tower/{key}", "lane": "anything"},  # its class failed: skipped
+    ]
+    assert [path for path, _ in resolve_problems(agents=agents, sources=sources)] == [
+        "agents.tower.class",
+        "sources[0].lane",
+    ]
+
+
+def test_check_config_returns_printable_lines(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "app: t\nbroker: {kind: embedded}\nagents:\n"
+        "  vehicle: {class: 'tests.config.standins:Vehicle', route: /vehicle/:id}\n"
+    )
+    assert check_config(good, {}) == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "app: t\nbroker: {kind: embedded}\nagents:\n"
+        "  vehicle: {class: 'examples.nope:Vehicle', route: /vehicle/:id}\n"
+    )
+    assert check_config(bad, {}) == [
+        "agents.vehicle.class: cannot import 'examples.nope:Vehicle' "
+        "(No module named 'examples.nope')"
+    ]
+    assert check_config(tmp_path / "none.yaml", {}) == [
+        f"{tmp_path / 'none.yaml'}: cannot read: No such file or directory"
+    ]
+
+
+def test_the_example_resolves_once_the_towers_example_exists() -> None:
+    pytest.importorskip("examples.towers.app")
+    classes = resolve_agents(load_config(EXAMPLE_FILE, {}))
+    assert sorted(classes) == ["device", "tower", "world"]
