@@ -30,7 +30,8 @@ Measured quirks (pulsar-lite 0.2.0):
 * The data lives in RocksDB under ``--db-path`` (it writes ``data.rocksdb`` and
   ``data.metadata.json`` beside the given path), removed with the work directory on
   a clean stop. SIGTERM ends it at once (exit status -15); it does not flush first.
-* Start-up to a producer round trip: about 0.05 s.
+* Start-up, from launch to a producer round trip: 0.025-0.06 s (20 starts, median
+  0.03 s).
 """
 
 from __future__ import annotations
