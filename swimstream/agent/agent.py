@@ -79,15 +79,30 @@ class Agent:
         self.node_uri = node_uri
         self._context = context
         state = self.__dict__
+        linked = context.linked_lanes()
+        observers = context.lane_observers()
         for name, lane in type(self).__swim_lanes__.items():
-            state[name] = lane._bind(self, context)
+            uplinks = linked.get(name) if linked else None
+            if lane.eager or uplinks:
+                state[name] = lane._bind(self, uplinks, observers.get(name, ()))
 
     def lane(self, name: str) -> Lane:
-        """This agent's bound lane called ``name`` (KeyError when there is none)."""
-        if name not in type(self).__swim_lanes__:
-            raise KeyError(name)
-        lane: Lane = self.__dict__[name]
-        return lane
+        """This agent's bound lane called ``name``, bound now if it is a lazy one
+        (KeyError when the agent has no such lane)."""
+        bound: Lane | None = self.__dict__.get(name)
+        if bound is not None:
+            return bound
+        declared = type(self).__swim_lanes__[name]
+        linked = self._context.linked_lanes()
+        uplinks = linked.get(name) if linked else None
+        bound = declared._bind(self, uplinks, self._context.lane_observers().get(name, ()))
+        self.__dict__[name] = bound
+        return bound
+
+    def bound_lanes(self) -> list[Lane]:
+        """The lanes bound so far (lazy lanes appear once something needed them)."""
+        state = self.__dict__
+        return [state[name] for name in type(self).__swim_lanes__ if name in state]
 
     @property
     def downlinks(self) -> Mapping[int, Downlink]:

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from swimstream.agent.lane import F, Lane
-from swimstream.crdt import HybridLogicalClock, RegisterSet
+from swimstream.crdt import RegisterSet
 
 if TYPE_CHECKING:
+    from swimstream.agent.agent import Agent
     from swimstream.agent.context import AgentContext
 
 T = TypeVar("T")
@@ -25,16 +26,15 @@ class CommandLane(Lane, Generic[T]):
     kind: ClassVar[str] = "command"
     CALLBACKS: ClassVar[dict[str, tuple[int, bool]]] = {"on_command": (2, True)}
 
-    __slots__ = ("_hlc", "_on_command", "_replica_id")
+    eager: ClassVar[bool] = False  # bound only when a link watches the commands
+    __slots__ = ("_on_command",)
 
     def on_command(self, fn: F) -> F:
         """Decorate ``fn(self, value)`` (plain or async) to handle each command."""
         return self._register_callback("on_command", fn)
 
     def _setup(self, context: AgentContext) -> None:
-        self._on_command: Callable[..., Any] | None = self._decl._callbacks.get("on_command")
-        self._hlc: HybridLogicalClock = context.hlc
-        self._replica_id = context.replica_id
+        self._on_command: Callable[..., Any] | None = self._spec.callbacks.get("on_command")
 
     def _command(self, value: Any) -> Any:
         """Run the handler; returns its coroutine when it is async (the runtime awaits it).
@@ -43,8 +43,13 @@ class CommandLane(Lane, Generic[T]):
         latest for a slow client, like a value lane).
         """
         if self._uplinks:
-            self._emit(RegisterSet((self._hlc.now(), self._replica_id), value))
+            context = self._agent._context
+            self._emit(RegisterSet((context.hlc.now(), context.replica_id), value))
         on_command = self._on_command
         if on_command is None:
             return None
         return on_command(self._agent, value)
+
+    def _command_unbound(self, agent: Agent, value: Any) -> Any:
+        on_command = self._spec.callbacks.get("on_command")
+        return None if on_command is None else on_command(agent, value)

@@ -87,12 +87,12 @@ class AgentContext(Protocol):
         """Seconds since the epoch, by the plane's clock (a fake one under test)."""
         ...
 
-    def uplinks_for(self, lane: str) -> list[Uplink] | None:
-        """The live list of links to this agent's lane, or None when nobody linked."""
+    def linked_lanes(self) -> Mapping[str, list[Uplink]] | None:
+        """Lane name -> the live list of links to it; None when nothing links here."""
         ...
 
-    def observers_for(self, lane: str) -> tuple[LaneObserver, ...]:
-        """Sinks and stores that want every change of ``lane``."""
+    def lane_observers(self) -> Mapping[str, tuple[LaneObserver, ...]]:
+        """Lane name -> the sinks and stores that want its every change."""
         ...
 
     def lane_kind(self, node_uri: str, lane: str) -> str:

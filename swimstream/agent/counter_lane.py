@@ -32,7 +32,7 @@ class CounterLane(Lane):
 
     def _setup(self, context: AgentContext) -> None:
         self._counter = PNCounter(context.replica_id, context.hlc)
-        self._on_change: Callable[..., Any] | None = self._decl._callbacks.get("on_change")
+        self._on_change: Callable[..., Any] | None = self._spec.callbacks.get("on_change")
 
     def get(self) -> int:
         """The current count."""
@@ -77,7 +77,7 @@ class CounterLane(Lane):
         """A command adds its value: ``1``, ``-3`` or ``{"add": n}``."""
         delta = value.get("add") if isinstance(value, dict) else value
         if type(delta) is not int:
-            raise ValueError(f"a command to counter lane {self._name!r} must be an integer")
+            raise ValueError(f"a command to counter lane {self.name!r} must be an integer")
         self.add(delta)
 
     def _apply_remote(self, op: Op) -> None:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from swimstream.agent.lane import F, Lane
 from swimstream.crdt import (
     ZERO_STAMP,
-    HybridLogicalClock,
     MapKey,
     MapPut,
     MapRemove,
@@ -34,18 +33,18 @@ V = TypeVar("V")
 
 
 class _DemandLane(Lane):
-    __slots__ = ("_context", "_hlc", "_replica_id")
+    __slots__ = ()
 
-    def _setup(self, context: AgentContext) -> None:
-        self._context = context
-        self._hlc: HybridLogicalClock = context.hlc
-        self._replica_id = context.replica_id
+    @property
+    def _context(self) -> AgentContext:
+        return self._agent._context
 
     def _stamp(self) -> tuple[int, str]:
-        return (self._hlc.now(), self._replica_id)
+        context = self._agent._context
+        return (context.hlc.now(), context.replica_id)
 
     def _compute(self, event: str, *args: Any) -> Any:
-        fn = self._decl._callbacks.get(event)
+        fn = self._spec.callbacks.get(event)
         if fn is None:
             return None
         try:

@@ -49,8 +49,8 @@ class _JoinLane(Lane, Generic[K, V]):
     def _setup(self, context: AgentContext) -> None:
         self._map = LWWMap(context.replica_id, context.hlc)
         self._links: dict[Any, int] = {}  # join key -> downlink id
-        self._on_update: Callable[..., Any] | None = self._decl._callbacks.get("on_update")
-        self._on_remove: Callable[..., Any] | None = self._decl._callbacks.get("on_remove")
+        self._on_update: Callable[..., Any] | None = self._spec.callbacks.get("on_update")
+        self._on_remove: Callable[..., Any] | None = self._spec.callbacks.get("on_remove")
 
     # -- reading -----------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ class _JoinLane(Lane, Generic[K, V]):
             if current is not None and (current.node_uri, current.lane) == (node_uri, lane):
                 return
             self._unjoin(key)
-        downlink = self._agent._open_link(node_uri, lane, {}, (self._name, key), map_like)
+        downlink = self._agent._open_link(node_uri, lane, {}, (self.name, key), map_like)
         self._links[key] = downlink.id
 
     def _unjoin(self, key: Any) -> Downlink | None:

@@ -32,6 +32,21 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class LaneSpec:
+    """What a class body declared for one lane, shared by every agent's bound copy.
+
+    Kept apart from the lane objects so that a bound lane carries only per-agent state:
+    across a million agents, every slot counts.
+    """
+
+    __slots__ = ("callbacks", "name", "options")
+
+    def __init__(self, **options: Any) -> None:
+        self.name = ""
+        self.callbacks: dict[str, Callable[..., Any]] = {}
+        self.options = options
+
+
 class Lane:
     """Base of every lane kind."""
 
@@ -41,57 +56,64 @@ class Lane:
     CALLBACKS: ClassVar[Mapping[str, tuple[int, bool]]] = {}
     """event -> (positional parameters including ``self``, may the callback be async)."""
 
-    __slots__ = ("_agent", "_callbacks", "_decl", "_name", "_observers", "_uplinks")
+    eager: ClassVar[bool] = True
+    """Bound when the agent is created. Stateless lanes (commands) bind only when a
+    link needs them, and otherwise cost nothing per agent."""
+
+    __slots__ = ("_agent", "_observers", "_spec", "_uplinks")
 
     _agent: Agent
     _uplinks: list[Uplink] | None
     _observers: tuple[LaneObserver, ...]
 
-    def __init__(self) -> None:
-        self._decl = self
-        self._name = ""
-        self._callbacks: dict[str, Callable[..., Any]] = {}
+    def __init__(self, **options: Any) -> None:
+        self._spec = LaneSpec(**options)
 
     # -- declaration ---------------------------------------------------------------
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
+        self._spec.name = name
 
     @property
     def name(self) -> str:
         """The lane's name: the attribute it was declared as."""
-        return self._name
+        return self._spec.name
 
     def _register_callback(self, event: str, fn: F) -> F:
-        if event in self._callbacks:
+        callbacks = self._spec.callbacks
+        if event in callbacks:
             raise DefinitionError(
-                f"lane {self._name or '?'!r} already has an {event} callback "
-                f"({self._callbacks[event].__name__}); a lane takes one per event"
+                f"lane {self._spec.name or '?'!r} already has an {event} callback "
+                f"({callbacks[event].__name__}); a lane takes one per event"
             )
-        self._callbacks[event] = fn
+        callbacks[event] = fn
         return fn
 
     def _validate(self, owner: type) -> None:
         """Check every callback's signature against what this lane kind calls it with."""
-        for event, fn in self._callbacks.items():
+        for event, fn in self._spec.callbacks.items():
             arity, may_be_async = self.CALLBACKS[event]
-            check_callback(owner, f"{self._name}.{event}", fn, arity, may_be_async)
+            check_callback(owner, f"{self._spec.name}.{event}", fn, arity, may_be_async)
 
     def callback(self, event: str) -> Callable[..., Any] | None:
         """The function decorated as ``event`` on this lane's declaration, if any."""
-        return self._decl._callbacks.get(event)
+        return self._spec.callbacks.get(event)
 
     # -- binding ---------------------------------------------------------------------
 
-    def _bind(self, agent: Agent, context: AgentContext) -> Self:
+    def _bind(
+        self,
+        agent: Agent,
+        uplinks: list[Uplink] | None,
+        observers: tuple[LaneObserver, ...],
+    ) -> Self:
         """A copy of this declaration holding ``agent``'s state."""
         lane = object.__new__(type(self))
-        lane._decl = self
-        lane._name = self._name
+        lane._spec = self._spec
         lane._agent = agent
-        lane._uplinks = context.uplinks_for(self._name)
-        lane._observers = context.observers_for(self._name)
-        lane._setup(context)
+        lane._uplinks = uplinks
+        lane._observers = observers
+        lane._setup(agent._context)
         return lane
 
     def _setup(self, context: AgentContext) -> None:
@@ -117,7 +139,7 @@ class Lane:
             observer(self, op)
 
     def _failed(self, event: str) -> CallbackError:
-        return CallbackError(self._agent.node_uri, self._name, event)
+        return CallbackError(self._agent.node_uri, self._spec.name, event)
 
     # -- state, overridden by lanes that hold some -------------------------------------
 
@@ -132,7 +154,7 @@ class Lane:
 
     def _restore(self, snapshot: Snapshot) -> None:
         """Load a stored snapshot into a freshly bound lane (no callbacks fire)."""
-        raise DefinitionError(f"lane {self._name!r} ({self.kind}) has no state to restore")
+        raise DefinitionError(f"lane {self.name!r} ({self.kind}) has no state to restore")
 
     def to_json(self) -> JsonValue:
         """The lane's state as a JSON value (what ``GET /node?lane=`` returns)."""
@@ -140,11 +162,15 @@ class Lane:
 
     def _command(self, value: Any) -> Any:
         """A command from outside (another agent, WARP, HTTP): a per-kind meaning."""
-        raise DefinitionError(f"lane {self._name!r} ({self.kind}) does not take commands")
+        raise DefinitionError(f"lane {self.name!r} ({self.kind}) does not take commands")
+
+    def _command_unbound(self, agent: Agent, value: Any) -> Any:
+        """A command to a lazy lane that ``agent`` has not bound (no link needs it)."""
+        raise DefinitionError(f"lane {self.name!r} ({self.kind}) must be bound")
 
     def _apply_remote(self, op: Op) -> None:
         """An op written through a downlink's replica, arriving at the owner."""
-        raise DefinitionError(f"lane {self._name!r} ({self.kind}) cannot be written through a link")
+        raise DefinitionError(f"lane {self.name!r} ({self.kind}) cannot be written through a link")
 
     def _sync(self, uplink: Uplink) -> None:
         """Send the lane's state to a link that just opened."""

@@ -38,10 +38,9 @@ class MapLane(Lane, Generic[K, V]):
     __slots__ = ("_map", "_max_entries", "_on_remove", "_on_update")
 
     def __init__(self, max_entries: int | None = None) -> None:
-        super().__init__()
+        super().__init__(max_entries=max_entries)
         if max_entries is not None and max_entries < 1:
             raise DefinitionError(f"max_entries must be at least 1, got {max_entries}")
-        self._max_entries = max_entries
 
     def on_update(self, fn: F) -> F:
         """Decorate ``fn(self, key, new, old)``: runs after a key is put (old is None if new)."""
@@ -52,12 +51,11 @@ class MapLane(Lane, Generic[K, V]):
         return self._register_callback("on_remove", fn)
 
     def _setup(self, context: AgentContext) -> None:
-        decl = self._decl
-        assert isinstance(decl, MapLane)
-        self._max_entries = decl._max_entries
+        spec = self._spec
+        self._max_entries: int | None = spec.options["max_entries"]
         self._map = LWWMap(context.replica_id, context.hlc)
-        self._on_update: Callable[..., Any] | None = decl._callbacks.get("on_update")
-        self._on_remove: Callable[..., Any] | None = decl._callbacks.get("on_remove")
+        self._on_update: Callable[..., Any] | None = spec.callbacks.get("on_update")
+        self._on_remove: Callable[..., Any] | None = spec.callbacks.get("on_remove")
 
     # -- reading -----------------------------------------------------------------------
 

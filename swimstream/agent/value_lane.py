@@ -26,22 +26,19 @@ class ValueLane(Lane, Generic[T]):
     kind: ClassVar[str] = "value"
     CALLBACKS: ClassVar[dict[str, tuple[int, bool]]] = {"on_set": (3, False)}
 
-    __slots__ = ("_default", "_on_set", "_register")
+    __slots__ = ("_on_set", "_register")
 
     def __init__(self, default: T | None = None) -> None:
-        super().__init__()
-        self._default = default
+        super().__init__(default=default)
 
     def on_set(self, fn: F) -> F:
         """Decorate ``fn(self, new, old)`` to run after each change."""
         return self._register_callback("on_set", fn)
 
     def _setup(self, context: AgentContext) -> None:
-        decl = self._decl
-        assert isinstance(decl, ValueLane)
-        self._default = decl._default
-        self._register = LWWRegister(context.replica_id, decl._default, context.hlc)
-        self._on_set: Callable[..., Any] | None = decl._callbacks.get("on_set")
+        spec = self._spec
+        self._register = LWWRegister(context.replica_id, spec.options["default"], context.hlc)
+        self._on_set: Callable[..., Any] | None = spec.callbacks.get("on_set")
 
     # -- reading and writing -----------------------------------------------------------
 

@@ -91,7 +91,9 @@ class LWWMap:
         self.replica_id = replica_id
         self._clock = clock if clock is not None else HybridLogicalClock()
         self._entries: dict[MapKey, tuple[Stamp, JsonValue]] = {}
-        self._tombstones: dict[MapKey, Stamp] = {}
+        # Created on the first remove: most maps never remove, and an empty dict per
+        # map lane is a real cost across a million agents.
+        self._tombstones: dict[MapKey, Stamp] | None = None
         self._cleared: Stamp = ZERO_STAMP
         self._floor = 0
 
@@ -141,27 +143,27 @@ class LWWMap:
     @property
     def tombstone_count(self) -> int:
         """How many removed keys are remembered (shrinks with :meth:`compact`)."""
-        return len(self._tombstones)
+        return 0 if self._tombstones is None else len(self._tombstones)
 
     # -- writing here ----------------------------------------------------------------
 
     def put(self, key: MapKey, value: JsonValue) -> MapPut:
         """Bind ``key`` here and return the op that carries the write."""
-        op = MapPut((self._clock.now(), self.replica_id), key, value)
-        self.apply(op)
-        return op
+        stamp = (self._clock.now(), self.replica_id)
+        self._apply_put(stamp, key, value)  # a fresh stamp always wins: skip apply's checks
+        return MapPut(stamp, key, value)
 
     def remove(self, key: MapKey) -> MapRemove:
         """Remove ``key`` here (present or not) and return the op."""
-        op = MapRemove((self._clock.now(), self.replica_id), key)
-        self.apply(op)
-        return op
+        stamp = (self._clock.now(), self.replica_id)
+        self._apply_remove(stamp, key)
+        return MapRemove(stamp, key)
 
     def clear(self) -> MapClear:
         """Remove every entry here and return the op."""
-        op = MapClear((self._clock.now(), self.replica_id))
-        self.apply(op)
-        return op
+        stamp = (self._clock.now(), self.replica_id)
+        self._apply_clear(stamp)
+        return MapClear(stamp)
 
     def take(self, count: int) -> list[MapRemove]:
         """Keep the first ``count`` keys in key order; returns the removes of the rest."""
@@ -199,25 +201,30 @@ class LWWMap:
             del entries[key]  # re-insert at the end: iteration order is write order
             entries[key] = (stamp, value)
             return bool(value != current[1])
-        tombstone = self._tombstones.get(key)
-        if tombstone is not None:
-            if stamp <= tombstone:
-                return False
-            del self._tombstones[key]
+        tombstones = self._tombstones
+        if tombstones is not None:
+            tombstone = tombstones.get(key)
+            if tombstone is not None:
+                if stamp <= tombstone:
+                    return False
+                del tombstones[key]
         entries[key] = (stamp, value)
         return True
 
     def _apply_remove(self, stamp: Stamp, key: MapKey) -> bool:
+        tombstones = self._tombstones
+        if tombstones is None:
+            tombstones = self._tombstones = {}
         current = self._entries.get(key)
         if current is not None:
             if stamp <= current[0]:
                 return False
             del self._entries[key]
-            self._tombstones[key] = stamp
+            tombstones[key] = stamp
             return True
-        tombstone = self._tombstones.get(key)
+        tombstone = tombstones.get(key)
         if tombstone is None or stamp > tombstone:
-            self._tombstones[key] = stamp
+            tombstones[key] = stamp
         return False
 
     def _apply_clear(self, stamp: Stamp) -> bool:
@@ -226,7 +233,8 @@ class LWWMap:
         for key in doomed:
             del self._entries[key]
         # A tombstone older than the clear says nothing the clear does not.
-        self._tombstones = {k: s for k, s in self._tombstones.items() if s > stamp}
+        if self._tombstones:
+            self._tombstones = {k: s for k, s in self._tombstones.items() if s > stamp}
         return bool(doomed)
 
     def compact(self, stable_before: int) -> int:
@@ -238,6 +246,8 @@ class LWWMap:
         if stable_before <= self._floor:
             return 0
         self._floor = stable_before
+        if not self._tombstones:
+            return 0
         before = len(self._tombstones)
         self._tombstones = {k: s for k, s in self._tombstones.items() if s[0] >= stable_before}
         return before - len(self._tombstones)
@@ -246,7 +256,7 @@ class LWWMap:
         """The whole state, immutable."""
         return MapSnapshot(
             entries=tuple((key, stamp, value) for key, (stamp, value) in self._entries.items()),
-            tombstones=tuple(self._tombstones.items()),
+            tombstones=tuple(self._tombstones.items()) if self._tombstones else (),
             cleared=self._cleared,
             floor=self._floor,
         )

@@ -6,6 +6,7 @@ store, the mesh and the web plug into it through the plane's small surface (``su
 """
 
 from swimstream.runtime.clock import Clock, FakeClock, SystemClock
+from swimstream.runtime.gc_policy import tune_gc
 from swimstream.runtime.plane import Insight, Plane, PlaneStatistics
 from swimstream.runtime.store import AgentStore, MemoryAgentStore
 
@@ -18,4 +19,5 @@ __all__ = [
     "Plane",
     "PlaneStatistics",
     "SystemClock",
+    "tune_gc",
 ]

@@ -29,12 +29,11 @@ RECORD_VERSION = 1
 def dump_agent(agent: Agent) -> bytes:
     """The record of ``agent``'s lanes and links."""
     lanes: dict[str, bytes] = {}
-    for name in type(agent).__swim_lanes__:
-        lane = agent.lane(name)
+    for lane in agent.bound_lanes():
         if lane.stateful:
             snapshot = lane.snapshot()
             if snapshot is not None:
-                lanes[name] = encode(snapshot)
+                lanes[lane.name] = encode(snapshot)
     links = [
         [
             downlink.id,

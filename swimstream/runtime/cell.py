@@ -3,8 +3,9 @@
 The cell is what an agent's :class:`~swimstream.agent.AgentContext` is: every request
 the agent makes (command another agent, open a link, set a timer) comes here and goes
 on to the plane. It also holds the mailbox that makes the agent process one thing at a
-time. The mailbox exists only while it holds something, because most of a million
-agents are idle at any moment and an empty deque costs more than the agent.
+time. The mailbox is a plain list that exists only while it holds something: most of a
+million agents are idle at any moment, and the scheduler takes a whole list per turn
+rather than popping items one by one.
 
 Mailbox items are tuples ``(handler, a, b, ack)``: the scheduler calls
 ``handler(cell, a, b)`` in the agent's turn, then ``ack(error_or_None)`` if given.
@@ -12,7 +13,6 @@ Mailbox items are tuples ``(handler, a, b, ack)``: the scheduler calls
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -53,7 +53,7 @@ class AgentCell:
         self.node_uri = node_uri
         self.route = route
         self.agent: Agent = None  # type: ignore[assignment]  # set right after creation
-        self.mailbox: deque[Item] | None = None
+        self.mailbox: list[Item] | None = None
         self.scheduled = False  # in the ready queue, or running an async callback
         self.busy = False  # running an async callback
         self.last_used = 0.0
@@ -65,11 +65,15 @@ class AgentCell:
         """Queue work for the agent's next turn."""
         mailbox = self.mailbox
         if mailbox is None:
-            mailbox = self.mailbox = deque()
-        mailbox.append((handler, a, b, ack))
+            self.mailbox = [(handler, a, b, ack)]
+        else:
+            mailbox.append((handler, a, b, ack))
         if not self.scheduled:
             self.scheduled = True
-            self.plane._scheduler.ready(self)
+            scheduler = self.plane._scheduler
+            scheduler._ready.append(self)
+            if scheduler._sleeping:
+                scheduler.wake()
 
     # -- AgentContext ------------------------------------------------------------------
 
@@ -90,11 +94,11 @@ class AgentCell:
     def now(self) -> float:
         return self.plane.clock.time()
 
-    def uplinks_for(self, lane: str) -> list[Uplink] | None:
-        return self.plane.links.uplinks(self.node_uri, lane)
+    def linked_lanes(self) -> Mapping[str, list[Uplink]] | None:
+        return self.plane.links.linked_lanes(self.node_uri)
 
-    def observers_for(self, lane: str) -> tuple[LaneObserver, ...]:
-        return self.plane._observers_for(self.route, lane)
+    def lane_observers(self) -> Mapping[str, tuple[LaneObserver, ...]]:
+        return self.plane._observer_table(self.route)
 
     def lane_kind(self, node_uri: str, lane: str) -> str:
         return self.plane.lane_kind(node_uri, lane)
@@ -143,7 +147,11 @@ def handle_start(cell: AgentCell, _a: Any, _b: Any) -> Any:
 
 
 def handle_command(cell: AgentCell, lane: str, value: Any) -> Any:
-    return cell.agent.__dict__[lane]._command(value)
+    agent = cell.agent
+    bound = agent.__dict__.get(lane)
+    if bound is not None:
+        return bound._command(value)
+    return type(agent).__swim_lanes__[lane]._command_unbound(agent, value)
 
 
 def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:
@@ -151,7 +159,7 @@ def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:
     if getattr(uplink, "closed", False):
         return  # closed before it got here
     uplinks = cell.plane.links.add(cell.node_uri, lane, uplink)
-    bound: Lane = cell.agent.__dict__[lane]
+    bound = cell.agent.lane(lane)
     bound._attach_uplinks(uplinks)
     bound._sync(uplink)
 

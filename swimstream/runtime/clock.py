@@ -13,6 +13,8 @@ import contextlib
 import time
 from typing import Protocol
 
+from swimstream.crdt.clock import wall_millis
+
 
 class Clock(Protocol):
     """Where the runtime reads the time and waits for it."""
@@ -33,11 +35,11 @@ class Clock(Protocol):
 class SystemClock:
     """The machine's wall clock."""
 
+    # A plain function rather than a method: every lane write reads it.
+    wall_millis = staticmethod(wall_millis)
+
     def time(self) -> float:
         return time.time()
-
-    def wall_millis(self) -> int:
-        return time.time_ns() // 1_000_000
 
     async def wait_until(self, deadline: float | None, wakeup: asyncio.Event) -> None:
         timeout = None if deadline is None else max(0.0, deadline - time.time())

@@ -82,33 +82,36 @@ class LinkRegistry:
     """Every open link of the plane, by target lane and by subscriber."""
 
     def __init__(self) -> None:
-        self._uplinks: dict[tuple[str, str], list[Uplink]] = {}
+        self._by_node: dict[str, dict[str, list[Uplink]]] = {}
         self._ends: dict[tuple[str, int], LinkEnd] = {}
 
     def __len__(self) -> int:
-        return sum(len(uplinks) for uplinks in self._uplinks.values())
+        return sum(len(uplinks) for lanes in self._by_node.values() for uplinks in lanes.values())
 
-    def uplinks(self, node_uri: str, lane: str) -> list[Uplink] | None:
-        """The links to one lane (the same list object the bound lane iterates)."""
-        return self._uplinks.get((node_uri, lane))
+    def linked_lanes(self, node_uri: str) -> dict[str, list[Uplink]] | None:
+        """Lane -> links, for one agent; None when nothing links to it."""
+        return self._by_node.get(node_uri)
 
     def add(self, node_uri: str, lane: str, uplink: Uplink) -> list[Uplink]:
-        """Register ``uplink``; returns the lane's list of links."""
-        uplinks = self._uplinks.setdefault((node_uri, lane), [])
+        """Register ``uplink``; returns the lane's list of links (which the lane iterates)."""
+        uplinks = self._by_node.setdefault(node_uri, {}).setdefault(lane, [])
         if uplink not in uplinks:
             uplinks.append(uplink)
         return uplinks
 
     def remove(self, node_uri: str, lane: str, uplink: Uplink) -> bool:
         """Unregister ``uplink``; True when the lane has no links left."""
-        uplinks = self._uplinks.get((node_uri, lane))
-        if uplinks is None:
+        lanes = self._by_node.get(node_uri)
+        uplinks = None if lanes is None else lanes.get(lane)
+        if lanes is None or uplinks is None:
             return True
         if uplink in uplinks:
             uplinks.remove(uplink)
         if uplinks:
             return False
-        del self._uplinks[(node_uri, lane)]
+        del lanes[lane]
+        if not lanes:
+            del self._by_node[node_uri]
         return True
 
     def end(self, subscriber: str, downlink_id: int) -> LinkEnd | None:

@@ -105,7 +105,7 @@ class Plane:
         self._routes = _compile_routes(routes)
         self._cells: dict[str, AgentCell] = {}
         self._observers: list[tuple[str | None, str | None, LaneObserver]] = []
-        self._observer_cache: dict[tuple[str, str], tuple[LaneObserver, ...]] = {}
+        self._observer_tables: dict[str, dict[str, tuple[LaneObserver, ...]]] = {}
         passivating = idle_timeout is not None or max_active is not None
         self._scheduler = Scheduler(self._report_failure, self._touch if passivating else None)
         self._timer_wakeup = asyncio.Event()
@@ -291,8 +291,9 @@ class Plane:
         """Stop sending ``lane``'s changes to ``uplink``."""
         if self.links.remove(node_uri, lane, uplink):
             cell = self._cells.get(node_uri)
-            if cell is not None:
-                cell.agent.lane(lane)._attach_uplinks(None)
+            bound = None if cell is None else cell.agent.__dict__.get(lane)
+            if bound is not None:
+                bound._attach_uplinks(None)
 
     def _open_downlink(self, cell: AgentCell, downlink: Downlink) -> None:
         if self.links.end(cell.node_uri, downlink.id) is not None:
@@ -334,22 +335,29 @@ class Plane:
         if route is not None and self._routes.get(route) is None:
             raise NodeNotFoundError(f"no agent route {route!r} to observe")
         self._observers.append((route, lane, observer))
-        self._observer_cache.clear()
+        self._observer_tables.clear()
         for cell in self._cells.values():
-            for name in type(cell.agent).__swim_lanes__:
-                cell.agent.lane(name)._attach_observers(self._observers_for(cell.route, name))
+            table = self._observer_table(cell.route)
+            for bound in cell.agent.bound_lanes():
+                bound._attach_observers(table.get(bound.name, ()))
 
-    def _observers_for(self, route: RoutePattern, lane: str) -> tuple[LaneObserver, ...]:
-        key = (route.text, lane)
-        cached = self._observer_cache.get(key)
-        if cached is None:
-            cached = tuple(
-                observer
-                for want_route, want_lane, observer in self._observers
-                if want_route in (None, route.text) and want_lane in (None, lane)
-            )
-            self._observer_cache[key] = cached
-        return cached
+    def _observer_table(self, route: RoutePattern) -> dict[str, tuple[LaneObserver, ...]]:
+        """Lane name -> observers, for agents of one route (computed once per route)."""
+        table = self._observer_tables.get(route.text)
+        if table is None:
+            cls = self._routes.get(route)
+            lanes = cls.__swim_lanes__ if cls is not None else {}
+            table = {}
+            for lane in lanes:
+                observers = tuple(
+                    observer
+                    for want_route, want_lane, observer in self._observers
+                    if want_route in (None, route.text) and want_lane in (None, lane)
+                )
+                if observers:
+                    table[lane] = observers
+            self._observer_tables[route.text] = table
+        return table
 
     def _publish(self, cell: AgentCell, topic: str, value: Any, key: str | None) -> None:
         if key is None:

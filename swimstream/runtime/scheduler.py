@@ -72,11 +72,18 @@ class Scheduler:
     # -- feeding -------------------------------------------------------------------------
 
     def ready(self, cell: AgentCell) -> None:
-        """``cell`` has work; it was not queued before (the cell checks)."""
+        """``cell`` has work; it was not queued before (the cell checks).
+
+        ``AgentCell.post`` inlines this on the hot path.
+        """
         self._ready.append(cell)
         if self._sleeping:
-            self._sleeping = False
-            self._wakeup.set()
+            self.wake()
+
+    def wake(self) -> None:
+        """Rouse the loop from its idle wait."""
+        self._sleeping = False
+        self._wakeup.set()
 
     @property
     def quiet(self) -> bool:
@@ -116,11 +123,17 @@ class Scheduler:
         handled = 0
         while ready and handled < budget:
             cell = ready.popleft()
-            mailbox = cell.mailbox
-            count = 0
-            while mailbox and count < TURN_BATCH:
-                handler, a, b, ack = mailbox.popleft()
-                count += 1
+            batch = cell.mailbox
+            if batch is None:  # emptied by an async callback that just finished
+                cell.scheduled = False
+                continue
+            if len(batch) <= TURN_BATCH:
+                cell.mailbox = None  # posts during the turn start a new list
+            else:
+                cell.mailbox, batch = batch[TURN_BATCH:], batch[:TURN_BATCH]
+            handled += len(batch)
+            items = iter(batch)
+            for handler, a, b, ack in items:
                 try:
                     result = handler(cell, a, b)
                 except Exception as exc:
@@ -128,21 +141,23 @@ class Scheduler:
                     continue
                 if result is not None and asyncio.iscoroutine(result):
                     self._start_async(cell, result, handler, a, ack)
+                    rest = list(items)
+                    if rest:  # what the agent has not reached waits in front of newer posts
+                        cell.mailbox = rest + (cell.mailbox or [])
+                        handled -= len(rest)
                     break
                 if ack is not None:
                     ack(None)
-            handled += count
             if on_turn is not None:
                 on_turn(cell)
             if cell.room_waiters is not None:
                 _release_room(cell)
             if cell.busy:
                 continue
-            if mailbox:
+            if cell.mailbox:
                 ready.append(cell)
             else:
                 cell.scheduled = False
-                cell.mailbox = None
         self.processed += handled
         return handled
 
@@ -202,7 +217,6 @@ class Scheduler:
                 self.ready(cell)
             else:
                 cell.scheduled = False
-                cell.mailbox = None
             if self.quiet:
                 self._notify_settled()
 

@@ -65,17 +65,17 @@ def expected_map(ops: list[Any]) -> dict[Any, Any]:
 
 
 def test_remove_concurrent_with_put_on_another_replica_resolves_by_stamp() -> None:
-    wall = FakeWall(500)
-    a = LWWMap("a", clock=HybridLogicalClock(wall))
-    b = LWWMap("b", clock=HybridLogicalClock(wall))
-    seed = a.put("k", 1)
-    b.apply(seed)
-    remove = a.remove("k")  # a removes while b, concurrently, overwrites
-    put = b.put("k", 2)
-    assert remove.stamp[0] == put.stamp[0]  # same instant: replica id decides, "b" > "a"
-    a.apply(put)
-    b.apply(remove)
-    assert a.to_dict() == b.to_dict() == {"k": 2}
+    for remover_id, writer_id, survives in (("a", "b", True), ("b", "a", False)):
+        wall = FakeWall(500)  # both replicas act in the same millisecond
+        remover = LWWMap(remover_id, clock=HybridLogicalClock(wall))
+        writer = LWWMap(writer_id, clock=HybridLogicalClock(wall))
+        remove = remover.remove("k")
+        put = writer.put("k", 2)
+        assert remove.stamp[0] == put.stamp[0]  # a true tie: the replica id decides
+        remover.apply(put)
+        writer.apply(remove)
+        expected = {"k": 2} if survives else {}
+        assert remover.to_dict() == writer.to_dict() == expected
 
 
 def test_remove_concurrent_with_put_where_the_remove_is_newer() -> None:
