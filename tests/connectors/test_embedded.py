@@ -9,10 +9,13 @@ ListOffsets, which Tansu answers wrongly (see :mod:`connectors.embedded.kafka`).
 
 from __future__ import annotations
 
+import io
+import re
 import socket
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pulsar  # type: ignore[import-untyped]
@@ -27,6 +30,7 @@ from connectors.embedded import (
     EmbeddedKafka,
     EmbeddedPulsar,
     TopicFactory,
+    start_with_progress,
 )
 from swimstream.errors import BrokerError
 
@@ -288,17 +292,26 @@ def test_stop_leaves_no_process_behind(broker_class: Callable[[], EmbeddedBroker
     broker.stop()  # idempotent
 
 
-def test_a_broker_that_cannot_start_raises_with_its_log() -> None:
+def test_a_broker_that_cannot_start_raises_with_its_log(tmp_path: Path) -> None:
     with socket.socket() as occupant:
         occupant.bind(("127.0.0.1", 0))
         occupant.listen()
         taken = occupant.getsockname()[1]
-        broker = EmbeddedKafka(port=taken, startup_timeout=10)
+        broker = EmbeddedKafka(port=taken, work_dir=tmp_path, startup_timeout=10)
         with pytest.raises(BrokerError, match="address in use") as raised:
             broker.start()
     assert str(broker.log_path) in str(raised.value)
     assert "AddrInUse" in str(raised.value)  # the broker's own words, from its log
     assert not broker.is_running
+
+
+def test_start_with_progress_tells_where_and_how_long() -> None:
+    progress = io.StringIO()
+    with start_with_progress(EmbeddedKafka(), progress) as broker:
+        line = progress.getvalue()
+        expected = f"starting embedded Kafka (Tansu) on {broker.bootstrap} ... ready in "
+        assert line.startswith(expected), line
+        assert re.fullmatch(r"\d+\.\d s\n", line.removeprefix(expected)), line
 
 
 # -- Pulsar -----------------------------------------------------------------------------
