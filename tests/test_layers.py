@@ -24,6 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"errors", "crdt"},
     "runtime": {"errors", "crdt", "routing", "agent"},
     "testing": {"agent", "runtime"},
+    "metrics": set(),
+    "streams": {"errors", "crdt", "routing", "config", "agent", "runtime", "metrics"},
+    "web": {"errors", "crdt", "routing", "agent", "runtime", "metrics"},
 }
 
 

@@ -212,6 +212,17 @@ class Plane:
         """How many agents are in memory."""
         return len(self._cells)
 
+    def active_node_uris(self) -> list[str]:
+        """Node URIs of the agents in memory, least recently used first."""
+        return list(self._cells)
+
+    def describe_routes(self) -> list[tuple[str, str, dict[str, str]]]:
+        """``(route pattern, agent class name, {lane: kind})`` for every route."""
+        return [
+            (pattern.text, cls.__name__, {n: lane.kind for n, lane in cls.__swim_lanes__.items()})
+            for pattern, cls in self._routes
+        ]
+
     def is_active(self, node_uri: str) -> bool:
         """Whether the agent at ``node_uri`` is in memory (not passivated)."""
         return node_uri in self._cells

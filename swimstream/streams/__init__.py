@@ -1,0 +1,26 @@
+"""Records in, insights out: the service's side of the broker connectors.
+
+The connector protocols (:mod:`swimstream.streams.connector`) are what Kafka and Pulsar
+adapters implement; the rest of this package routes records to agents, tracks which
+offsets are safe to commit, and turns published insights and lane changes into records.
+"""
+
+from swimstream.streams.connector import (
+    DeliveryCallback,
+    InboundRecord,
+    Rebalance,
+    SinkConnector,
+    SourceConnector,
+    TopicAdmin,
+    TopicPartition,
+)
+
+__all__ = [
+    "DeliveryCallback",
+    "InboundRecord",
+    "Rebalance",
+    "SinkConnector",
+    "SourceConnector",
+    "TopicAdmin",
+    "TopicPartition",
+]

@@ -1,0 +1,180 @@
+"""The contract between the service and the broker connectors.
+
+The service (routing, offset tracking, checkpoints, sinks) is written against these
+protocols only; ``connectors/kafka`` and ``connectors/pulsar`` implement them, and
+translate their client libraries' errors into :class:`~swimstream.errors.BrokerError`
+at this boundary.
+
+A record is anything shaped like ``confluent_kafka.Message`` (the same method names), so
+the Kafka path hands librdkafka's message objects through without copying; the Pulsar
+connector wraps its messages to the same shape.
+
+Threading: every method is called from the event loop's thread and must not block it
+for long; ``consume`` returns what the client library has already fetched. Blocking
+waits happen in :meth:`SourceConnector.wait_for_records` and the async methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+
+class TopicPartition(NamedTuple):
+    """One partition of one topic (a Pulsar topic's partition, too)."""
+
+    topic: str
+    partition: int
+
+
+class InboundRecord(Protocol):
+    """A consumed record; confluent_kafka.Message satisfies this as it is."""
+
+    def topic(self) -> str | None: ...
+
+    def partition(self) -> int | None: ...
+
+    def offset(self) -> int | None: ...
+
+    def key(self) -> bytes | None: ...
+
+    def value(self) -> bytes | None: ...
+
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+
+    def error(self) -> object | None:
+        """Not None for a consumer event that is not a record (skipped by the service)."""
+        ...
+
+
+DeliveryCallback = Callable[[BaseException | None], None]
+"""Called once a produced record is durable at the broker (None) or has failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rebalance:
+    """Partitions this member just gained or lost (cooperative: only the moved ones)."""
+
+    assigned: tuple[TopicPartition, ...] = ()
+    revoked: tuple[TopicPartition, ...] = ()
+    lost: bool = False
+    """True when the partitions were taken without a clean revoke (session expired):
+    their offsets must not be committed."""
+
+
+class SourceConnector(Protocol):
+    """Consumes the app's source topics as one member of its consumer group.
+
+    Offsets are never committed automatically: the service commits, through
+    :meth:`commit`, only offsets whose records' effects are complete.
+    """
+
+    async def open(self) -> None:
+        """Connect and subscribe. Raises BrokerError naming the problem (a source topic
+        that does not exist and is not to be created, an unreachable broker)."""
+        ...
+
+    def consume(self, max_records: int) -> Sequence[InboundRecord]:
+        """What is already fetched, up to ``max_records``, without waiting."""
+        ...
+
+    async def wait_for_records(self, timeout: float) -> None:
+        """Return when records may be available, or after ``timeout`` seconds."""
+        ...
+
+    def set_rebalance_listener(
+        self, listener: Callable[[Rebalance], Mapping[TopicPartition, int]]
+    ) -> None:
+        """Call ``listener`` on every assignment change, from inside ``consume`` or
+        ``wait_for_records``, before partitions are released; the offsets it returns
+        (next offset to read, per revoked partition) are committed first, synchronously.
+        """
+        ...
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member holds now."""
+        ...
+
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        """Stop fetching these partitions (backpressure); records already fetched stay."""
+        ...
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Fetch these partitions again."""
+        ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the next offset to read for each partition (asynchronously is fine)."""
+        ...
+
+    def high_watermarks(self) -> dict[TopicPartition, int]:
+        """The latest high watermark per assigned partition, as reported by fetches
+        (never from ListOffsets: see DESIGN.md on Tansu), for lag and readiness."""
+        ...
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset this member will read per assigned partition, if known."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """False while the broker is unreachable (readiness reports it)."""
+        ...
+
+    async def close(self) -> None:
+        """Leave the group and release the client."""
+        ...
+
+
+class SinkConnector(Protocol):
+    """Produces records: insights, dead letters (and, later, changelog records).
+
+    Idempotent and ``acks=all`` on Kafka, so a record acknowledged through
+    ``on_delivery(None)`` is durable and was written once.
+    """
+
+    async def open(self) -> None:
+        """Connect. Raises BrokerError naming the problem."""
+        ...
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue one record. When the client's queue is full this serves delivery
+        reports until there is room rather than raising."""
+        ...
+
+    def poll(self) -> None:
+        """Serve pending delivery callbacks, without waiting."""
+        ...
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued record is delivered (True) or ``timeout`` passed."""
+        ...
+
+    @property
+    def pending(self) -> int:
+        """Records queued but not yet acknowledged."""
+        ...
+
+    async def close(self) -> None:
+        """Flush what can be flushed and release the client."""
+        ...
+
+
+class TopicAdmin(Protocol):
+    """Creates and checks the app's topics."""
+
+    async def ensure_topics(
+        self, topics: Mapping[str, int], *, create: bool, compacted: Sequence[str] = ()
+    ) -> dict[str, int]:
+        """Make sure each topic exists (creating it with the given partition count when
+        ``create``); returns every topic's actual partition count. Raises BrokerError
+        naming the missing topics when they do not exist and ``create`` is False."""
+        ...
