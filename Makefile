@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help test check bench clean
+.PHONY: help demo test check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --progress-bar on -e '.[dev]'
 	@touch $(STAMP)
+
+demo: $(STAMP) ## embedded broker, simulated fleet, the towers app and its dashboard (DURATION=s to stop)
+	$(PY) -m swimstream demo $(if $(DURATION),--duration $(DURATION),) $(DEMO_ARGS)
 
 test: $(STAMP) ## run the whole test suite (unit, property and integration tests)
 	$(PY) -m pytest $(PYTEST_ARGS)

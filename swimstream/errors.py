@@ -18,6 +18,7 @@ The tree::
     │   ├── NodeNotFoundError
     │   ├── LaneNotFoundError
     │   └── RecordRoutingError  a broker record its source's route cannot place (dead-lettered)
+    ├── RecordDecodeError       a record whose value is not in its source's format (dead-lettered)
     ├── InvalidRouteError       a route pattern or template that does not parse, or overlaps another
     ├── ClosedResourceError     a downlink, plane or timer used after it was closed
     ├── CallbackError           a user callback raised; names the agent, lane and callback
@@ -73,6 +74,13 @@ class InvalidRouteError(SwimstreamError, ValueError):
     """A route pattern or template that does not parse, or two patterns that overlap.
 
     A ``ValueError`` so that configuration validation reports it like any bad value.
+    """
+
+
+class RecordDecodeError(SwimstreamError, ValueError):
+    """A consumed record's value is not in its source's format (invalid JSON, no value).
+
+    Like an unroutable record, it goes to the dead-letter topic with this message.
     """
 
 

@@ -27,6 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": set(),
     "streams": {"errors", "crdt", "routing", "config", "agent", "runtime", "metrics"},
     "web": {"errors", "crdt", "routing", "agent", "runtime", "metrics"},
+    "service": {"errors", "crdt", "routing", "config", "agent", "runtime", "metrics", "streams", "web"},
+    "cli": {"errors", "config", "runtime", "service"},
+    "__main__": {"cli"},
 }
 
 

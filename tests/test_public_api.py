@@ -23,6 +23,7 @@ EXPECTED = {
     "MapLane",
     "NodeNotFoundError",
     "Plane",
+    "RecordDecodeError",
     "RecordRoutingError",
     "RoutingError",
     "SwimstreamError",

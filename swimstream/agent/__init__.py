@@ -6,6 +6,7 @@ placed or stored; it reaches the runtime only through
 """
 
 from swimstream.agent.agent import Agent
+from swimstream.agent.changes import change_to_json
 from swimstream.agent.command_lane import CommandLane
 from swimstream.agent.context import AgentContext, LaneObserver, Timer, Uplink
 from swimstream.agent.counter_lane import CounterLane
@@ -35,4 +36,5 @@ __all__ = [
     "ValueDownlink",
     "ValueLane",
     "apply_map_command",
+    "change_to_json",
 ]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from swimstream.crdt import HybridLogicalClock
+from swimstream.runtime.origin import Ack, fork_origin
 
 if TYPE_CHECKING:
     import asyncio
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from swimstream.routing import RoutePattern
     from swimstream.runtime.plane import Plane
 
-Ack: TypeAlias = "Callable[[BaseException | None], None] | None"
 Handler: TypeAlias = "Callable[[AgentCell, Any, Any], Any]"
 Item: TypeAlias = "tuple[Handler, Any, Any, Ack]"
 
@@ -104,7 +104,7 @@ class AgentCell:
         return self.plane.lane_kind(node_uri, lane)
 
     def command(self, node_uri: str, lane: str, value: Any) -> None:
-        self.plane.submit(node_uri, lane, value)
+        self.plane.submit(node_uri, lane, value, fork_origin())
 
     def publish(self, topic: str, value: Any, key: str | None) -> None:
         self.plane._publish(self, topic, value, key)
@@ -115,7 +115,7 @@ class AgentCell:
     def close_downlink(self, downlink: Downlink) -> None:
         self.plane._close_downlink(self, downlink)
 
-    def write_through(self, downlink: Downlink, op: Op) -> None:
+    def write_through(self, downlink: Downlink, op: Op) -> None:  # untracked: links carry state
         self.plane._write_through(downlink.node_uri, downlink.lane, op)
 
     def schedule(

@@ -148,6 +148,15 @@ class Plane:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._scheduler.close()
 
+    @property
+    def running(self) -> bool:
+        """True while the scheduler task runs (false before start, after close or a crash)."""
+        return bool(self._tasks) and not self._tasks[0].done() and not self._closed
+
+    def queued(self) -> int:
+        """Messages waiting in agent mailboxes (only agents with work are looked at)."""
+        return self._scheduler.queued()
+
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedResourceError("the plane is closed")

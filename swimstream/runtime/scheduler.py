@@ -27,9 +27,11 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from swimstream.errors import CallbackError, SwimstreamError
+from swimstream.runtime.origin import ORIGIN
 
 if TYPE_CHECKING:
-    from swimstream.runtime.cell import Ack, AgentCell, Handler
+    from swimstream.runtime.cell import AgentCell, Handler
+    from swimstream.runtime.origin import Ack
 
 log = logging.getLogger("swimstream.agent")
 
@@ -85,6 +87,10 @@ class Scheduler:
         self._sleeping = False
         self._wakeup.set()
 
+    def queued(self) -> int:
+        """Messages in the mailboxes of agents waiting for a turn."""
+        return sum(len(cell.mailbox) for cell in self._ready if cell.mailbox)
+
     @property
     def quiet(self) -> bool:
         """No agent has work queued or running."""
@@ -120,6 +126,8 @@ class Scheduler:
         """Handle up to about ``budget`` messages; returns how many were handled."""
         ready = self._ready
         on_turn = self._on_turn
+        set_origin = ORIGIN.set
+        origin = ORIGIN.get()
         handled = 0
         while ready and handled < budget:
             cell = ready.popleft()
@@ -134,6 +142,9 @@ class Scheduler:
             handled += len(batch)
             items = iter(batch)
             for handler, a, b, ack in items:
+                if ack is not origin:  # what the callback causes descends from this ack
+                    set_origin(ack)
+                    origin = ack
                 try:
                     result = handler(cell, a, b)
                 except Exception as exc:
@@ -158,6 +169,8 @@ class Scheduler:
                 ready.append(cell)
             else:
                 cell.scheduled = False
+        if origin is not None:
+            set_origin(None)
         self.processed += handled
         return handled
 

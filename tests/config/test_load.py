@@ -8,7 +8,7 @@ from swimstream.errors import ConfigError
 from swimstream.routing import RoutePattern, RouteTemplate
 from tests.config.documents import DESIGN_EXAMPLE, document, problems
 
-EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
+EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "towers.yaml"
 
 
 def test_the_design_example_loads_as_is() -> None:

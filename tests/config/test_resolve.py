@@ -8,7 +8,7 @@ from swimstream.errors import ConfigError
 from tests.config import standins
 from tests.config.documents import document
 
-EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
+EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "towers.yaml"
 
 
 def resolve_problems(**parts: Any) -> list[tuple[str, str]]:

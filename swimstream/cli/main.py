@@ -1,0 +1,154 @@
+"""``swimstream``: run an app, check its config, or watch the demo.
+
+The environment is read here, once, and handed to the config loader; the current
+directory is put on ``sys.path`` so agent classes named ``module:Class`` import the way
+they do in a test run (as uvicorn and gunicorn do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from swimstream.errors import ConfigError, SwimstreamError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+DESCRIPTION = """\
+swimstream runs stateful agents (digital twins) next to Kafka or Pulsar: every source in
+your event stream gets an agent, agents link to each other's lanes, and insights flow
+back to the broker. Describe the app in YAML; run one or more instances of it."""
+
+EPILOG = """\
+examples:
+  swimstream check --config config/towers.yaml     validate a config without connecting
+  swimstream run --config config/towers.yaml       run an instance (SIGTERM drains, exits 0)
+  swimstream demo --duration 20                    embedded broker + simulator + dashboard
+
+exit status: 0 ok (or drained after SIGTERM), 1 failure, 2 invalid configuration."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, with a help text per command."""
+    parser = argparse.ArgumentParser(
+        prog="swimstream",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_logging(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        )
+        sub.add_argument(
+            "--log-format",
+            choices=["text", "json"],
+            default=None,
+            help="text for a terminal, json (one object per line) otherwise; default: by terminal",
+        )
+        return sub
+
+    run = with_logging(commands.add_parser("run", help="run one instance of an app"))
+    run.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
+    run.description = "Run one instance: consume the sources, run the agents, produce insights."
+
+    check = commands.add_parser("check", help="validate a config (and import its agents)")
+    check.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
+    check.description = (
+        "Load the config, substitute ${VARS}, import the agent classes and check every lane "
+        "it names, without connecting to anything. Exit 2 listing each bad key."
+    )
+
+    demo = with_logging(commands.add_parser("demo", help="embedded broker, simulator, dashboard"))
+    demo.description = (
+        "Start an embedded Kafka, a simulator of thousands of devices on cell towers, the "
+        "towers app and its dashboard; print throughput and recent insights each second."
+    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS (exit 0)")
+    demo.add_argument("--devices", type=int, default=5000, help="simulated devices (default 5000)")
+    demo.add_argument("--rate", type=int, default=5000, help="readings per second (default 5000)")
+    demo.add_argument(
+        "--web", default="127.0.0.1:9001", help="dashboard address (default 127.0.0.1:9001)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``swimstream`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    env = dict(os.environ)
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    if args.command == "check":
+        return check(args.config, env)
+    from swimstream.cli.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
+    try:
+        if args.command == "run":
+            return _run_async(_serve(args.config, env))
+        if args.command == "demo":
+            from swimstream.cli.demo import run_demo
+
+            return _run_async(run_demo(args.duration, args.devices, args.rate, args.web))
+    except ConfigError as exc:
+        _print_problems(args.config if args.command == "run" else None, exc)
+        return EXIT_BAD_CONFIG
+    except SwimstreamError as exc:
+        print(f"swimstream: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def check(path: Path, env: dict[str, str]) -> int:
+    """``swimstream check``: print the problems of a config, or that it is fine."""
+    from swimstream.config import check_config
+
+    problems = check_config(path, env)
+    if problems:
+        print(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print(f"{path}: ok")
+    return EXIT_OK
+
+
+async def _serve(path: Path, env: dict[str, str]) -> int:
+    from connectors.factory import open_connectors
+
+    from swimstream.config import load_config
+    from swimstream.service import Service
+
+    config = load_config(path, env)
+    await Service(config, open_connectors).run()
+    return EXIT_OK
+
+
+def _print_problems(path: Path | None, exc: ConfigError) -> None:
+    where = f"{path}: " if path else ""
+    for key, message in exc.problems:
+        print(f"swimstream: {where}{key + ': ' if key else ''}{message}", file=sys.stderr)
+
+
+def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (faster I/O), else asyncio's default loop."""
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)

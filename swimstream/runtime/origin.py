@@ -1,0 +1,50 @@
+"""Which record a piece of work descends from, so its effects can be counted.
+
+A broker record is done, and its offset safe to commit, only when everything it caused
+is done: the command callback, the commands that callback sent to other agents (and
+theirs), and the insight records it published, delivered. The source gives each record
+an ack that is :class:`Tracked`; while the scheduler runs a message, :data:`ORIGIN`
+holds that message's ack, and whatever the callback causes (a command to another
+agent, an insight to a sink) takes a *fork* of it. The record completes when every
+fork has completed.
+
+A context variable rather than a field of the scheduler, because an ``async`` callback
+runs as its own task and must keep its origin across awaits; asyncio copies the context
+into the task when it is created.
+
+State that reaches other agents through links is not traced: links carry state, not
+events, and what they carry is rebuilt from state after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TypeAlias
+
+Ack: TypeAlias = Callable[[BaseException | None], None] | None
+"""Called once a message's work is done, with the exception if it failed."""
+
+
+class Tracked:
+    """An ack that can hand out acks for the work it causes."""
+
+    __slots__ = ()
+
+    def __call__(self, error: BaseException | None) -> None:
+        """The work this ack was given to has finished (with ``error`` if it failed)."""
+        raise NotImplementedError
+
+    def fork(self) -> Tracked:
+        """An ack for one more piece of work caused by this one."""
+        raise NotImplementedError
+
+
+ORIGIN: ContextVar[Ack] = ContextVar("swimstream_origin", default=None)
+"""The ack of the message whose callback is running now (None outside callbacks)."""
+
+
+def fork_origin() -> Tracked | None:
+    """An ack for work caused by the running callback, if its origin is tracked."""
+    origin = ORIGIN.get()
+    return origin.fork() if isinstance(origin, Tracked) else None

@@ -1,0 +1,268 @@
+"""The service: an app config brought to life next to its broker.
+
+Start-up, in order (each step fails with an error that says what to fix):
+
+1. import the agent classes and check the lanes the config names;
+2. open the broker clients (starting an embedded broker for ``kind: embedded``);
+3. make sure the topics exist (creating them when ``broker.create_topics``) and that the
+   Kafka source topics are co-partitioned: shard p is partition p of every one of them;
+4. build the plane, the publisher, the lane sinks and the record router;
+5. start the web server (lanes over HTTP, health, metrics, dashboard);
+6. start one source loop per protocol.
+
+Shutdown (SIGTERM, SIGINT or :meth:`Service.stop`) drains within
+``processing.drain_timeout``: the sources stop fetching and let their records in
+flight finish, commit, and leave the group; the sinks flush; the agents stop; the web
+server closes; an embedded broker stops last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from swimstream.config import AppConfig, resolve_agents
+from swimstream.errors import BrokerError, ConfigError
+from swimstream.metrics import MetricsRegistry
+from swimstream.runtime import Insight, Plane, tune_gc
+from swimstream.service.health import ServiceHealth
+from swimstream.service.wiring import ConnectorFactory, ProtocolClients
+from swimstream.streams import SinkConnector
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.streams.ingest import SourceRunner
+from swimstream.streams.router import RecordRouter, compile_routes
+from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, LaneSink, SinkTarget
+from swimstream.web import WebServer
+
+log = logging.getLogger("swimstream.service")
+
+
+def instance_id_for(config: AppConfig) -> str:
+    """A stable identity for this instance (static group membership needs one)."""
+    return config.mesh.instance_id or f"{config.app}-{socket.gethostname()}"
+
+
+class Service:
+    """One swimstream instance running an app config."""
+
+    def __init__(self, config: AppConfig, connectors: ConnectorFactory) -> None:
+        self.config = config
+        self.instance_id = instance_id_for(config)
+        self.registry = MetricsRegistry()
+        self._connectors = connectors
+        self._stack = AsyncExitStack()
+        self._stop = asyncio.Event()
+        self._runners: list[SourceRunner] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.plane: Plane | None = None
+        self.web: WebServer | None = None
+        self.clients: dict[str, ProtocolClients] = {}
+        self.failures = DeliveryFailures(self.registry)
+        self.health = ServiceHealth(self)
+        self.started_at = 0.0
+        self.insight_listeners: list[Callable[[Insight], None]] = []
+        """Called with every published insight (after it is handed to its sink)."""
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring the instance up (see the module docstring); raises on what to fix."""
+        config = self.config
+        classes = resolve_agents(config)
+        routes = {config.agents[name].route.text: cls for name, cls in classes.items()}
+        tune_gc()
+        self.clients = await self._stack.enter_async_context(
+            self._connectors(config, self.instance_id)
+        )
+        for clients in self.clients.values():
+            for note in clients.notes:
+                log.info("%s", note)
+        await self._ensure_topics()
+        self.plane = await self._stack.enter_async_context(
+            Plane(
+                routes,
+                replica_id=self.instance_id,
+                mailbox_capacity=config.processing.mailbox_capacity,
+                idle_timeout=config.processing.idle_timeout,
+                max_active=config.processing.max_active_agents,
+                publisher=InsightPublisher(
+                    self._publish_targets(), self.registry, self.failures, self.insight_listeners
+                ),
+            )
+        )
+        self._add_lane_sinks(self.plane)
+        home = self.clients[config.broker.protocol]
+        dead_letters = DeadLetters(home.sink, config.dead_letter, self.registry)
+        router = RecordRouter(
+            self.plane, compile_routes(config.sources), dead_letters, self.registry
+        )
+        self.web = await self._stack.enter_async_context(
+            WebServer(
+                self.plane,
+                registry=self.registry,
+                health=self.health,
+                listen=_address(config.web.listen),
+                app_name=config.app,
+            )
+        )
+        self._register_gauges()
+        for protocol, topics in self._source_topics().items():
+            source = self.clients[protocol].make_source(topics)
+            await source.open()
+            runner = SourceRunner(
+                f"{protocol}:{','.join(topics)}",
+                source,
+                router,
+                self.registry,
+                max_batch=config.processing.max_poll_records,
+                max_inflight=max(4 * config.processing.mailbox_capacity, 10_000),
+                commit_interval=config.processing.commit_interval,
+                commit_every=config.processing.commit_max_records,
+            )
+            self._runners.append(runner)
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(runner.run(), name=runner.name)
+            )
+        self.started_at = time.monotonic()
+        log.info(
+            "%s running as %s: %d agent types, %d source topics, web on %s",
+            config.app,
+            self.instance_id,
+            len(routes),
+            sum(len(t) for t in self._source_topics().values()),
+            self.web.url,
+        )
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT or :meth:`stop`, then drain and close."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await self.close()
+
+    def stop(self) -> None:
+        """Ask the service to drain and exit (safe from a signal handler)."""
+        if not self._stop.is_set():
+            log.info("stopping: draining work in flight")
+            self._stop.set()
+
+    async def close(self) -> None:
+        """Drain the sources, flush the sinks, stop agents, web and brokers."""
+        deadline = time.monotonic() + self.config.processing.drain_timeout
+        for runner in self._runners:
+            await runner.stop(max(0.1, deadline - time.monotonic() - 1.0))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for clients in self.clients.values():
+            if not await clients.sink.flush(max(0.1, deadline - time.monotonic())):
+                log.warning(
+                    "%s sink: records still unacknowledged at the deadline", clients.protocol
+                )
+        self._runners, self._tasks = [], []
+        await self._stack.aclose()
+        log.info("stopped")
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- wiring helpers ------------------------------------------------------------------
+
+    def _protocol_of(self, kind: str | None) -> str:
+        return kind or self.config.broker.protocol
+
+    def _source_topics(self) -> dict[str, list[str]]:
+        topics: dict[str, list[str]] = {}
+        for source in self.config.sources:
+            group = topics.setdefault(self._protocol_of(source.kind), [])
+            if source.topic not in group:
+                group.append(source.topic)
+        return topics
+
+    def _sink_for(self, kind: str | None) -> SinkConnector:
+        protocol = self._protocol_of(kind)
+        if protocol not in self.clients:
+            raise ConfigError(f"sinks: a {protocol} sink needs a {protocol} broker")
+        return self.clients[protocol].sink
+
+    def _publish_targets(self) -> dict[str, SinkTarget]:
+        return {
+            sink.publish_name: SinkTarget(sink.topic, sink.format, self._sink_for(sink.kind))
+            for sink in self.config.sinks
+            if sink.publish_name is not None
+        }
+
+    def _add_lane_sinks(self, plane: Plane) -> None:
+        for sink in self.config.sinks:
+            if sink.from_ is None:
+                continue
+            target = SinkTarget(sink.topic, sink.format, self._sink_for(sink.kind))
+            observer = LaneSink(target, sink.record_key or "uri", self.registry, self.failures)
+            plane.observe(observer, route=sink.from_.route.text, lane=sink.from_.lane)
+
+    async def _ensure_topics(self) -> None:
+        config = self.config
+        wanted: dict[str, dict[str, int]] = {}
+        partitions = config.broker.partitions
+        for protocol, topics in self._source_topics().items():
+            wanted.setdefault(protocol, {}).update({t: partitions for t in topics})
+        for sink in config.sinks:
+            wanted.setdefault(self._protocol_of(sink.kind), {})[sink.topic] = partitions
+        wanted.setdefault(config.broker.protocol, {})[config.dead_letter] = partitions
+        for protocol, partition_counts in wanted.items():
+            admin = self.clients[protocol].admin
+            if admin is None:
+                continue
+            counts = await admin.ensure_topics(partition_counts, create=config.broker.create_topics)
+            sources = self._source_topics().get(protocol, [])
+            if protocol == "kafka" and len({counts[t] for t in sources}) > 1:
+                listing = ", ".join(f"{t} has {counts[t]}" for t in sources)
+                raise BrokerError(
+                    "the source topics must be co-partitioned (the same number of partitions,"
+                    f" since shard p is partition p of each): {listing}"
+                )
+
+    def _register_gauges(self) -> None:
+        def lag() -> dict[tuple[tuple[str, str], ...], float]:
+            return {
+                (("partition", str(tp.partition)), ("topic", tp.topic)): float(behind)
+                for runner in self._runners
+                for tp, behind in runner.lag().items()
+            }
+
+        def inflight() -> float:
+            return float(sum(runner.book.inflight for runner in self._runners))
+
+        plane = self.plane
+        assert plane is not None
+        self.registry.gauge("consumer_lag", "Records behind the high watermark.", lag)
+        self.registry.gauge("records_in_flight", "Records consumed but not finished.", inflight)
+        self.registry.gauge(
+            "mailbox_depth", "Messages queued in agent mailboxes.", lambda: float(plane.queued())
+        )
+
+    @property
+    def runners(self) -> list[SourceRunner]:
+        """The source loops (one per protocol)."""
+        return list(self._runners)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,67 @@
+"""Health and readiness of an instance, as ``/healthz`` and ``/readyz`` report them.
+
+*Healthy* means the instance is doing its job or can recover by itself: the agent
+scheduler runs, and no insight record was lost for good. When it is not, an
+orchestrator should restart it. *Ready* means it should receive traffic: every source
+is connected to its broker, holds partitions and has caught up with them once. A broker
+that stops answering makes the instance unready (not unhealthy): it retries, and
+readiness comes back with the broker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from swimstream.web import HealthReport
+
+if TYPE_CHECKING:
+    from swimstream.service.app import Service
+
+
+class ServiceHealth:
+    """The service's HealthProvider for the web server."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def health(self) -> HealthReport:
+        service = self._service
+        checks: dict[str, str] = {}
+        ok = True
+        plane = service.plane
+        if plane is None or not plane.running:
+            checks["agents"] = "the agent scheduler is not running"
+            ok = False
+        else:
+            checks["agents"] = f"{plane.active_agents} active"
+        lost = service.failures.count
+        if lost:
+            checks["sinks"] = (
+                f"{lost} insight records were not delivered: {service.failures.last_error}"
+            )
+            ok = False
+        else:
+            checks["sinks"] = "ok"
+        return HealthReport(ok=ok, checks=checks)
+
+    def readiness(self) -> HealthReport:
+        service = self._service
+        checks: dict[str, str] = {}
+        ok = service.plane is not None and bool(service.runners or not service.config.sources)
+        for runner in service.runners:
+            connector = runner.connector
+            if not connector.connected:
+                checks[runner.name] = "broker unreachable; retrying"
+                ok = False
+            elif not connector.assignment():
+                checks[runner.name] = "waiting for partitions"
+                ok = False
+            elif not runner.ready:
+                behind = sum(runner.lag().values())
+                checks[runner.name] = f"catching up ({behind} records behind)"
+                ok = False
+            else:
+                paused = " (paused for backpressure)" if runner.paused else ""
+                checks[runner.name] = f"{len(connector.assignment())} partitions{paused}"
+        health = self.health()
+        return HealthReport(ok=ok and health.ok, checks={**health.checks, **checks})

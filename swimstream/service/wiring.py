@@ -1,0 +1,41 @@
+"""What the service needs from the outside world: broker clients, per protocol.
+
+The service is written against the connector protocols only; the concrete Kafka and
+Pulsar clients (and the embedded brokers) live in the top-level ``connectors`` package,
+which depends on swimstream and not the other way round. The CLI joins the two by
+passing a :class:`ConnectorFactory` (``connectors.factory.open_connectors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from swimstream.config import AppConfig
+from swimstream.streams import SinkConnector, SourceConnector, TopicAdmin
+
+
+@dataclass
+class ProtocolClients:
+    """The clients of one protocol (kafka or pulsar) the app uses."""
+
+    protocol: str
+    sink: SinkConnector
+    make_source: Callable[[Sequence[str]], SourceConnector]
+    """A consumer of the given topics in the app's group (or subscription)."""
+    admin: TopicAdmin | None = None
+    """Topic creation and checks; None where the protocol creates topics on first use."""
+    address: str = ""
+    """Where the broker is (bootstrap servers or service URL), for logs and the demo."""
+    notes: list[str] = field(default_factory=list)
+    """Lines worth printing at start (an embedded broker's address, its start time)."""
+
+
+class ConnectorFactory(Protocol):
+    """Opens the clients of every protocol the config uses, and closes them at exit."""
+
+    def __call__(
+        self, config: AppConfig, instance_id: str
+    ) -> AbstractAsyncContextManager[dict[str, ProtocolClients]]: ...

@@ -1,0 +1,104 @@
+"""The dead-letter topic: bad records, kept with the reason, never dropped.
+
+A record that cannot be decoded, cannot be routed, or whose callback raised is copied to
+``<app>.dead-letter`` unchanged (same key, value and headers) with headers that say why
+and where it came from, so an operator can inspect, fix and replay it. The instance goes
+on with the next record: bad input never stops a partition.
+
+Headers added (all UTF-8 text)::
+
+    swimstream.error            the reason, one line
+    swimstream.error.type       the exception's class name
+    swimstream.origin.topic     source topic
+    swimstream.origin.partition source partition
+    swimstream.origin.offset    source offset
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from swimstream.errors import CallbackError
+from swimstream.metrics import MetricsRegistry
+from swimstream.streams.connector import InboundRecord, SinkConnector
+
+log = logging.getLogger("swimstream.dead_letter")
+
+REASON_LIMIT = 1000
+"""Reasons are cut to this many characters: a header is no place for a novel."""
+
+
+def reason_of(error: BaseException) -> str:
+    """One line saying why a record failed (the user's exception for callback errors)."""
+    if isinstance(error, CallbackError) and error.__cause__ is not None:
+        cause = error.__cause__
+        text = f"{error}: {type(cause).__name__}: {cause}"
+    else:
+        text = (
+            f"{type(error).__name__}: {error}"
+            if not str(error).startswith(type(error).__name__)
+            else str(error)
+        )
+    text = " ".join(text.split())
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
+
+
+class DeadLetters:
+    """Sends failed records to the dead-letter topic and counts them."""
+
+    def __init__(self, sink: SinkConnector, topic: str, registry: MetricsRegistry) -> None:
+        self._sink = sink
+        self.topic = topic
+        self._counter = registry.counter(
+            "dead_letters",
+            "Records sent to the dead-letter topic (undecodable, unroutable or failed).",
+        )
+        self._last_log = 0.0
+        self._unlogged = 0
+
+    def send(
+        self,
+        record: InboundRecord,
+        error: BaseException,
+        on_delivery: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """Copy ``record`` to the dead-letter topic with ``error`` as the reason."""
+        self._counter.value += 1
+        reason = reason_of(error)
+        kind = type(
+            error.__cause__ if isinstance(error, CallbackError) and error.__cause__ else error
+        )
+        headers = list(record.headers() or ())
+        headers += [
+            ("swimstream.error", reason.encode()),
+            ("swimstream.error.type", kind.__name__.encode()),
+            ("swimstream.origin.topic", (record.topic() or "").encode()),
+            ("swimstream.origin.partition", str(record.partition()).encode()),
+            ("swimstream.origin.offset", str(record.offset()).encode()),
+        ]
+        self._sink.produce(self.topic, record.key(), record.value(), headers, on_delivery)
+        self._log(record, reason)
+
+    def _log(self, record: InboundRecord, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log < 10.0:
+            self._unlogged += 1
+            return
+        more = f" (and {self._unlogged} more since the last report)" if self._unlogged else ""
+        log.warning(
+            "dead-lettered %s[%s]@%s to %s: %s%s",
+            record.topic(),
+            record.partition(),
+            record.offset(),
+            self.topic,
+            reason,
+            more,
+            extra={
+                "topic": record.topic(),
+                "partition": record.partition(),
+                "offset": record.offset(),
+            },
+        )
+        self._last_log, self._unlogged = now, 0

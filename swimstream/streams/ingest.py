@@ -1,0 +1,194 @@
+"""The source loop: records in, backpressure, commits, and a clean drain.
+
+One :class:`SourceRunner` per source connector, as a task on the service's loop::
+
+    consume what is fetched -> route each record -> (too much in flight? pause) ->
+    commit offsets whose records are complete -> yield to the agents -> repeat
+
+Backpressure is end to end: when a target agent's mailbox is full, or more than
+``max_inflight`` records are unfinished, the runner pauses every partition it holds
+(the client stops fetching, so memory stays bounded by what was already fetched), waits
+until the work in flight halves, and resumes. Commits are asynchronous and happen every
+``commit_interval`` seconds or ``commit_every`` records, for offsets whose records and
+all their effects are done (:mod:`swimstream.streams.tracking`). On a revoke, the
+revoked partitions' final offsets are committed before the partitions are released.
+
+``stop()`` drains: no more fetching, the records in flight finish (up to a deadline),
+their offsets are committed, and the connector leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from swimstream.metrics import MetricsRegistry
+from swimstream.streams.connector import Rebalance, SourceConnector, TopicPartition
+from swimstream.streams.router import RecordRouter
+from swimstream.streams.tracking import OffsetBook, PartitionTracker
+
+log = logging.getLogger("swimstream.source")
+
+
+class SourceRunner:
+    """Feeds one source connector into the plane (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        connector: SourceConnector,
+        router: RecordRouter,
+        registry: MetricsRegistry,
+        *,
+        max_batch: int = 500,
+        max_inflight: int = 20_000,
+        commit_interval: float = 0.1,
+        commit_every: int = 1000,
+    ) -> None:
+        self.name = name
+        self.connector = connector
+        self.book = OffsetBook()
+        self._router = router
+        self._max_batch = max_batch
+        self._max_inflight = max_inflight
+        self._commit_interval = commit_interval
+        self._commit_every = commit_every
+        self._stopping = asyncio.Event()
+        self._paused: list[TopicPartition] = []
+        self._caught_up = False
+        self._last_commit = 0.0
+        self._since_commit = 0
+        self._pauses = registry.counter(
+            "source_pauses", "Times a source paused its partitions for backpressure.", source=name
+        )
+        self._commits = registry.counter("offset_commits", "Offset commits made.", source=name)
+
+    # -- state for health and metrics ---------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """Whether the partitions are paused for backpressure right now."""
+        return bool(self._paused)
+
+    @property
+    def ready(self) -> bool:
+        """Connected, holding partitions, and caught up with them at least once."""
+        return self.connector.connected and bool(self.connector.assignment()) and self._caught_up
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records behind the high watermark, per assigned partition."""
+        positions = self.connector.positions()
+        return {
+            tp: max(0, high - positions.get(tp, high))
+            for tp, high in self.connector.high_watermarks().items()
+        }
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; then drain."""
+        connector = self.connector
+        connector.set_rebalance_listener(self._on_rebalance)
+        route = self._router.route
+        book = self.book
+        last_key: tuple[str | None, int | None] = (None, None)
+        tracker: PartitionTracker | None = None
+        while not self._stopping.is_set():
+            records = connector.consume(self._max_batch)
+            if not records:
+                self._check_caught_up()
+                self._commit(force=False)
+                await connector.wait_for_records(0.05)
+                continue
+            room = True
+            for record in records:
+                if record.error() is not None:
+                    continue
+                key = (record.topic(), record.partition())
+                if key != last_key or tracker is None or tracker.revoked:
+                    tracker = book.tracker(TopicPartition(key[0] or "", key[1] or 0))
+                    last_key = key
+                room = route(record, tracker) and room
+            self._since_commit += len(records)
+            if not room or book.inflight > self._max_inflight:
+                await self._relieve_pressure()
+            self._commit(force=False)
+            await asyncio.sleep(0)  # let the agents work through what just arrived
+
+    async def stop(self, timeout: float) -> int:
+        """Drain: stop fetching, let in-flight records finish (up to ``timeout``),
+        commit, and close. Returns how many records were still unfinished."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        while self.book.inflight and time.monotonic() < deadline:
+            self._commit(force=True)
+            await asyncio.sleep(0.01)
+        self._commit(force=True)
+        unfinished = self.book.inflight
+        if unfinished:
+            log.warning(
+                "%s: %d records still in flight at the drain deadline; they will be "
+                "consumed again after a restart",
+                self.name,
+                unfinished,
+            )
+        await self.connector.close()
+        return unfinished
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _relieve_pressure(self) -> None:
+        """Pause fetching until the work in flight has halved."""
+        partitions = sorted(self.connector.assignment())
+        if not partitions:
+            return
+        self._paused = partitions
+        self.connector.pause(partitions)
+        self._pauses.value += 1
+        low = self._max_inflight // 2
+        try:
+            while self.book.inflight > low and not self._stopping.is_set():
+                self._commit(force=False)
+                await asyncio.sleep(0.005)
+        finally:
+            current = set(self.connector.assignment())
+            self.connector.resume([tp for tp in self._paused if tp in current])
+            self._paused = []
+
+    def _commit(self, force: bool) -> None:
+        now = time.monotonic()
+        due = now - self._last_commit >= self._commit_interval
+        if not (force or due or self._since_commit >= self._commit_every):
+            return
+        offsets = self.book.to_commit()
+        self._last_commit = now
+        self._since_commit = 0
+        if offsets:
+            self.connector.commit(offsets)
+            self._commits.value += 1
+
+    def _check_caught_up(self) -> None:
+        if self._caught_up or not self.connector.assignment():
+            return
+        if not any(self.lag().values()):
+            self._caught_up = True
+            log.info("%s caught up with %d partitions", self.name, len(self.connector.assignment()))
+
+    def _on_rebalance(self, change: Rebalance) -> Mapping[TopicPartition, int]:
+        if change.assigned:
+            log.info("%s assigned %s", self.name, _partition_list(change.assigned))
+        if not (change.revoked or change.lost):
+            return {}
+        released = change.revoked
+        final = self.book.release(released)
+        log.info("%s released %s", self.name, _partition_list(released))
+        return {} if change.lost else final
+
+
+def _partition_list(partitions: tuple[TopicPartition, ...]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{topic}{sorted(parts)}" for topic, parts in sorted(by_topic.items()))

@@ -1,0 +1,128 @@
+"""From a consumed record to a command on an agent's lane.
+
+For each record: decode its value in the source's format, render the source's route
+template into a node URI, and submit the value to the configured command lane with the
+record's :class:`~swimstream.streams.tracking.RecordAck`. Whatever goes wrong on the
+way (invalid JSON, a missing route field, a route no agent answers) sends the record to
+the dead-letter topic with the reason instead: routing never raises into the source
+loop.
+
+This is the hot path of the service, so it avoids per-record work it can hoist: routes
+are grouped by topic once, headers are read only by templates that use them, and a
+record is decoded once per format even when several sources share its topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from swimstream.errors import RecordDecodeError, RoutingError, SwimstreamError
+from swimstream.metrics import MetricsRegistry
+from swimstream.routing import RouteTemplate
+from swimstream.runtime import Plane
+from swimstream.streams.connector import InboundRecord
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.streams.tracking import PartitionTracker, RecordAck
+
+Decoder = Callable[[bytes | None], Any]
+
+
+def decode_json(value: bytes | None) -> Any:
+    """The JSON value of a record; RecordDecodeError names what is wrong."""
+    if value is None:
+        raise RecordDecodeError("record has no value (a tombstone?); a JSON source needs one")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RecordDecodeError(f"invalid JSON: {exc}") from exc
+
+
+def decode_raw(value: bytes | None) -> Any:
+    """The record's bytes as they are (None for a record without a value)."""
+    return value
+
+
+DECODERS: dict[str, Decoder] = {"json": decode_json, "raw": decode_raw}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRoute:
+    """One configured source: its topic's records go to ``lane`` of the rendered node."""
+
+    topic: str
+    template: RouteTemplate
+    lane: str
+    format: str = "json"
+
+
+class RecordRouter:
+    """Routes records of every source topic; shared by all source loops."""
+
+    def __init__(
+        self,
+        plane: Plane,
+        routes: Sequence[SourceRoute],
+        dead_letters: DeadLetters,
+        registry: MetricsRegistry,
+    ) -> None:
+        self._plane = plane
+        self._dead_letters = dead_letters
+        self._by_topic: dict[str, tuple[SourceRoute, ...]] = {}
+        for route in routes:
+            self._by_topic[route.topic] = (*self._by_topic.get(route.topic, ()), route)
+        self._needs_headers = {
+            topic: any("header" in r.template.roots for r in group)
+            for topic, group in self._by_topic.items()
+        }
+        self._records = {
+            topic: registry.counter(
+                "records_in", "Records consumed from source topics.", topic=topic
+            )
+            for topic in self._by_topic
+        }
+
+    @property
+    def topics(self) -> list[str]:
+        """The source topics this router has routes for."""
+        return list(self._by_topic)
+
+    def route(self, record: InboundRecord, tracker: PartitionTracker) -> bool:
+        """Submit ``record`` (or dead-letter it); False when a target mailbox is full."""
+        topic = record.topic() or ""
+        offset = record.offset() or 0
+        group = self._by_topic[topic]
+        self._records[topic].value += 1
+        ack = RecordAck(tracker, record, offset, self._dead_letters, commands=len(group))
+        tracker.begin(offset)
+        submit = self._plane.submit
+        room = True
+        decoded: dict[str, Any] = {}
+        headers: Mapping[str, bytes] = (
+            dict(record.headers() or ()) if self._needs_headers[topic] else {}
+        )
+        for route in group:
+            try:
+                value = decoded.get(route.format, _UNSET)
+                if value is _UNSET:
+                    value = decoded[route.format] = DECODERS[route.format](record.value())
+                node = route.template.render(
+                    record.key(), value, headers, topic, record.partition() or 0
+                )
+                room = submit(node, route.lane, value, ack) and room
+            except (RecordDecodeError, RoutingError) as exc:
+                ack(exc)
+            except SwimstreamError:
+                raise  # the plane is closed: the service is stopping
+        return room
+
+
+_UNSET: Any = object()
+
+
+def compile_routes(sources: Sequence[Any]) -> list[SourceRoute]:
+    """SourceRoutes from the app config's ``sources`` entries."""
+    return [SourceRoute(s.topic, s.route, s.lane, s.format) for s in sources]

@@ -1,0 +1,165 @@
+"""Which offsets are safe to commit: a record is done when all its effects are.
+
+Records of one partition are routed in offset order but finish out of order: each goes
+to its own agent, and some cause more work elsewhere. A :class:`PartitionTracker` holds
+the offsets still in flight and advances the partition's committable offset (the next
+offset to read after a restart) past every record whose work is complete, never past
+one still running. Committing exactly that offset is at-least-once with nothing lost:
+a restart replays the records that were still in flight, and nothing before them.
+
+A :class:`RecordAck` is the ack of one record. It counts the record's outstanding work
+(its own callback, every fork handed to the commands and insights it caused, and the
+dead-letter record when it failed) and tells its tracker when the count reaches zero.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from swimstream.runtime.origin import Tracked
+from swimstream.streams.connector import InboundRecord, TopicPartition
+
+if TYPE_CHECKING:
+    from swimstream.streams.dead_letter import DeadLetters
+
+
+class PartitionTracker:
+    """In-flight offsets of one partition and how far it is safe to commit."""
+
+    __slots__ = ("_done", "_inflight", "committable", "revoked", "tp")
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self._inflight: deque[int] = deque()
+        self._done: set[int] = set()
+        self.committable: int | None = None
+        """Next offset to read after a restart; None until a record finished."""
+        self.revoked = False
+        """Set when the partition was taken away: late completions change nothing."""
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    def begin(self, offset: int) -> None:
+        """A record of this partition is now in flight (offsets arrive in order)."""
+        self._inflight.append(offset)
+
+    def complete(self, offset: int) -> None:
+        """The record at ``offset`` and all its effects are done."""
+        inflight = self._inflight
+        if not inflight or inflight[0] != offset:
+            self._done.add(offset)  # finished before an older record: wait for it
+            return
+        last = inflight.popleft()  # the common case: completion in order
+        done = self._done
+        while done and inflight and inflight[0] in done:
+            last = inflight.popleft()
+            done.discard(last)
+        # After a restart, reading resumes at the oldest record still in flight.
+        self.committable = inflight[0] if inflight else last + 1
+
+    @property
+    def oldest_inflight(self) -> int | None:
+        """The lowest offset still being worked on."""
+        return self._inflight[0] if self._inflight else None
+
+
+class RecordAck(Tracked):
+    """The ack of one consumed record: done when its callback and every effect are."""
+
+    __slots__ = ("_dead_letters", "_pending", "_tracker", "offset", "record")
+
+    def __init__(
+        self,
+        tracker: PartitionTracker,
+        record: InboundRecord,
+        offset: int,
+        dead_letters: DeadLetters,
+        commands: int = 1,
+    ) -> None:
+        self._tracker = tracker
+        self.record = record
+        self.offset = offset
+        self._dead_letters = dead_letters
+        self._pending = commands  # one per source that routes this record
+
+    def __call__(self, error: BaseException | None) -> None:
+        """One of the record's own commands finished; a failure dead-letters the record."""
+        if error is not None:
+            self._pending += 1
+            self._dead_letters.send(self.record, error, self._child_done)
+        self._child_done(None)
+
+    def fork(self) -> Tracked:
+        self._pending += 1
+        return _ChildAck(self)
+
+    def _child_done(self, error: BaseException | None = None) -> None:
+        # A failed effect elsewhere (another agent's callback) is logged and counted by
+        # the plane; the record itself was processed, so it still completes.
+        self._pending -= 1
+        if self._pending == 0 and not self._tracker.revoked:
+            self._tracker.complete(self.offset)
+
+
+class _ChildAck(Tracked):
+    """The ack of work a record caused: a command to another agent, an insight."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, root: RecordAck) -> None:
+        self._root = root
+
+    def __call__(self, error: BaseException | None) -> None:
+        self._root._child_done(error)
+
+    def fork(self) -> Tracked:
+        return self._root.fork()
+
+
+class OffsetBook:
+    """Every partition tracker of one source, and what to commit now."""
+
+    def __init__(self) -> None:
+        self.trackers: dict[TopicPartition, PartitionTracker] = {}
+        self._committed: dict[TopicPartition, int] = {}
+
+    def tracker(self, tp: TopicPartition) -> PartitionTracker:
+        """The tracker of ``tp``, created when first seen."""
+        tracker = self.trackers.get(tp)
+        if tracker is None:
+            tracker = self.trackers[tp] = PartitionTracker(tp)
+        return tracker
+
+    def to_commit(self) -> dict[TopicPartition, int]:
+        """Committable offsets that moved since the last call (marked as committed)."""
+        moved: dict[TopicPartition, int] = {}
+        for tp, tracker in self.trackers.items():
+            offset = tracker.committable
+            if offset is not None and self._committed.get(tp) != offset:
+                moved[tp] = offset
+        self._committed.update(moved)
+        return moved
+
+    def release(self, partitions: tuple[TopicPartition, ...]) -> dict[TopicPartition, int]:
+        """Stop tracking revoked partitions; returns their final committable offsets."""
+        final: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            tracker = self.trackers.pop(tp, None)
+            if tracker is None:
+                continue
+            tracker.revoked = True
+            if tracker.committable is not None and self._committed.get(tp) != tracker.committable:
+                final[tp] = tracker.committable
+            self._committed.pop(tp, None)
+        return final
+
+    @property
+    def inflight(self) -> int:
+        """Records still being worked on, over all partitions."""
+        return sum(len(tracker) for tracker in self.trackers.values())
+
+
+CommitFunction = Callable[[dict[TopicPartition, int]], None]

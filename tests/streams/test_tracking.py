@@ -1,0 +1,88 @@
+"""Offset tracking: never commit past an unfinished record, whatever finishes first."""
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swimstream.streams.connector import TopicPartition
+from swimstream.streams.tracking import OffsetBook, PartitionTracker, RecordAck
+
+TP = TopicPartition("readings", 0)
+
+
+class CapturingDeadLetters:
+    """Records what would be dead-lettered; delivery is completed by the test."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, BaseException, Any]] = []
+
+    def send(self, record: Any, error: BaseException, on_delivery: Any = None) -> None:
+        self.sent.append((record, error, on_delivery))
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=60), st.data())
+def test_committable_is_the_oldest_unfinished_offset(gaps: list[int], data: st.DataObject) -> None:
+    offsets: list[int] = []
+    position = 0
+    for gap in gaps:  # offsets increase, with gaps as on compacted or transactional topics
+        position += gap + 1
+        offsets.append(position)
+    tracker = PartitionTracker(TP)
+    for offset in offsets:
+        tracker.begin(offset)
+    finished: set[int] = set()
+    for offset in data.draw(st.permutations(offsets)):
+        tracker.complete(offset)
+        finished.add(offset)
+        unfinished = [o for o in offsets if o not in finished]
+        if unfinished:
+            if offsets[0] in finished:
+                assert tracker.committable == unfinished[0]
+            else:
+                assert tracker.committable is None
+        else:
+            assert tracker.committable == offsets[-1] + 1
+    assert len(tracker) == 0
+
+
+def test_a_record_completes_only_after_every_effect_it_caused() -> None:
+    tracker = PartitionTracker(TP)
+    tracker.begin(7)
+    ack = RecordAck(tracker, record=None, offset=7, dead_letters=CapturingDeadLetters())  # type: ignore[arg-type]
+    insight = ack.fork()
+    command = ack.fork()
+    grandchild = command.fork()
+    ack(None)  # the record's own callback is done
+    command(None)
+    insight(None)
+    assert tracker.committable is None  # the command's own command is still running
+    grandchild(RuntimeError("another agent failed; logged by the plane"))
+    assert tracker.committable == 8
+
+
+def test_a_failed_record_completes_once_its_dead_letter_is_delivered() -> None:
+    dead_letters = CapturingDeadLetters()
+    tracker = PartitionTracker(TP)
+    tracker.begin(3)
+    ack = RecordAck(tracker, record="the record", offset=3, dead_letters=dead_letters)  # type: ignore[arg-type]
+    ack(ValueError("bad"))
+    assert tracker.committable is None
+    [(record, error, delivered)] = dead_letters.sent
+    assert record == "the record" and str(error) == "bad"
+    delivered(None)
+    assert tracker.committable == 4
+
+
+def test_revoked_partitions_are_released_with_their_last_committable_offset() -> None:
+    book = OffsetBook()
+    tracker = book.tracker(TP)
+    for offset in (0, 1, 2):
+        tracker.begin(offset)
+    tracker.complete(0)
+    tracker.complete(1)
+    assert book.to_commit() == {TP: 2}
+    assert book.to_commit() == {}
+    assert book.release((TP,)) == {}  # nothing new since the last commit
+    tracker.complete(2)  # finishing after the revoke changes nothing
+    assert TP not in book.trackers and book.inflight == 0
