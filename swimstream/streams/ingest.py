@@ -102,7 +102,7 @@ class SourceRunner:
                 self._commit(force=False)
                 await connector.wait_for_records(0.05)
                 continue
-            room = True
+            full: str | None = None
             for record in records:
                 if record.error() is not None:
                     continue
@@ -110,10 +110,10 @@ class SourceRunner:
                 if key != last_key or tracker is None or tracker.revoked:
                     tracker = book.tracker(TopicPartition(key[0] or "", key[1] or 0))
                     last_key = key
-                room = route(record, tracker) and room
+                full = route(record, tracker) or full
             self._since_commit += len(records)
-            if not room or book.inflight > self._max_inflight:
-                await self._relieve_pressure()
+            if full is not None or book.inflight > self._max_inflight:
+                await self._relieve_pressure(full)
             self._commit(force=False)
             await asyncio.sleep(0)  # let the agents work through what just arrived
 
@@ -139,8 +139,8 @@ class SourceRunner:
 
     # -- internals ----------------------------------------------------------------------
 
-    async def _relieve_pressure(self) -> None:
-        """Pause fetching until the work in flight has halved."""
+    async def _relieve_pressure(self, full_node: str | None) -> None:
+        """Pause fetching until the full mailbox drained and the work in flight halved."""
         partitions = sorted(self.connector.assignment())
         if not partitions:
             return
@@ -149,6 +149,12 @@ class SourceRunner:
         self._pauses.value += 1
         low = self._max_inflight // 2
         try:
+            if full_node is not None:
+                waiting = asyncio.ensure_future(self._router.wait_for_room(full_node))
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                stopping.cancel()
             while self.book.inflight > low and not self._stopping.is_set():
                 self._commit(force=False)
                 await asyncio.sleep(0.005)

@@ -90,8 +90,9 @@ class RecordRouter:
         """The source topics this router has routes for."""
         return list(self._by_topic)
 
-    def route(self, record: InboundRecord, tracker: PartitionTracker) -> bool:
-        """Submit ``record`` (or dead-letter it); False when a target mailbox is full."""
+    def route(self, record: InboundRecord, tracker: PartitionTracker) -> str | None:
+        """Submit ``record`` (or dead-letter it); returns the node URI of a target whose
+        mailbox is now full (the caller should pause), else None."""
         topic = record.topic() or ""
         offset = record.offset() or 0
         group = self._by_topic[topic]
@@ -99,7 +100,7 @@ class RecordRouter:
         ack = RecordAck(tracker, record, offset, self._dead_letters, commands=len(group))
         tracker.begin(offset)
         submit = self._plane.submit
-        room = True
+        full = None
         decoded: dict[str, Any] = {}
         headers: Mapping[str, bytes] = (
             dict(record.headers() or ()) if self._needs_headers[topic] else {}
@@ -112,12 +113,17 @@ class RecordRouter:
                 node = route.template.render(
                     record.key(), value, headers, topic, record.partition() or 0
                 )
-                room = submit(node, route.lane, value, ack) and room
+                if not submit(node, route.lane, value, ack):
+                    full = node
             except (RecordDecodeError, RoutingError) as exc:
                 ack(exc)
             except SwimstreamError:
                 raise  # the plane is closed: the service is stopping
-        return room
+        return full
+
+    async def wait_for_room(self, node_uri: str) -> None:
+        """Return once the agent's mailbox has drained to half its capacity."""
+        await self._plane.wait_for_room(node_uri)
 
 
 _UNSET: Any = object()

@@ -1,0 +1,160 @@
+"""Real instances for integration tests: ``python -m swimstream run`` as a child process.
+
+Each instance gets its own config file, a free web port and a log file; tests talk to
+it the way users do, over HTTP (lanes, health, metrics) and through the broker's topics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from connectors.embedded import free_ports
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Instance:
+    """One swimstream process running an app config."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "instance") -> None:
+        self.name = name
+        self.web_port = free_ports(1)[0]
+        config = {**config, "web": {"listen": f"127.0.0.1:{self.web_port}"}}
+        config.setdefault("mesh", {"listen": f"127.0.0.1:{free_ports(1)[0]}"})
+        self.config = config
+        self.workdir = workdir
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log_path = workdir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> Instance:
+        """Launch the process (not yet waiting for it to be ready)."""
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "swimstream",
+                "run",
+                "--config",
+                str(self.config_path),
+                "--log-format",
+                "json",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> Instance:
+        """Block until /readyz answers 200; fail with the log's tail if it dies first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            status, _ = self.request("GET", "/readyz")
+            if status == 200:
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready after {timeout}s\n{self.log_tail()}")
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(status, decoded JSON or text) of one HTTP request; (0, None) if refused."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, _decode(response.read(), response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, _decode(error.read(), error.headers)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, None
+
+    def lane(self, node: str, lane: str) -> Any:
+        """A lane's state over HTTP (asserting 200)."""
+        status, body = self.request("GET", f"{node}?lane={urllib.parse.quote(lane)}")
+        assert status == 200, (status, body)
+        return body
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics parsed: ``name{labels}`` -> value."""
+        status, text = self.request("GET", "/metrics")
+        assert status == 200, status
+        samples = {}
+        for line in str(text).splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def metric(self, name: str) -> float:
+        """The sum of a metric over its label sets."""
+        return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        """Terminate (then kill) if still running."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(
+                f"{self.name} exited with {self.process.returncode}\n{self.log_tail()}"
+            )
+
+
+def _decode(raw: bytes, headers: Any) -> Any:
+    if "json" in (headers.get("Content-Type") or ""):
+        return json.loads(raw)
+    return raw.decode(errors="replace")
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``predicate()`` until true; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,167 @@
+"""The service against a real Kafka-protocol broker (Tansu), as separate processes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from tests.support.kafka import produce_json, read_topic
+
+from connectors.embedded import EmbeddedKafka
+from examples.towers import HOT_TEMPERATURE
+from integration.support import Instance, wait_until
+
+
+def towers_config(kafka: EmbeddedKafka, app: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "app": app,
+        "broker": {"kind": "kafka", "bootstrap": kafka.bootstrap, "partitions": 4},
+        "agents": {
+            "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
+            "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
+            "world": {"class": "examples.towers.app:World", "route": "/world"},
+        },
+        "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
+        "sinks": [
+            {"publish": "alerts", "topic": f"{app}.alerts"},
+            {"from": "/tower/:id#summary", "topic": f"{app}.summaries"},
+        ],
+        "processing": "at-least-once",
+        **extra,
+    }
+
+
+def readings(count: int, devices: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    home = {d: f"t{rng.randrange(8)}" for d in range(devices)}
+    out = []
+    for ts in range(count):
+        device = rng.randrange(devices)
+        if rng.random() < 0.05:
+            home[device] = f"t{rng.randrange(8)}"
+        out.append(
+            {
+                "device": str(device),
+                "tower": home[device],
+                "temp": round(rng.uniform(40, 100), 1),
+                "ts": ts,
+            }
+        )
+    return out
+
+
+def test_every_agent_and_every_insight_matches_a_direct_computation(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+) -> None:
+    app = "e2e-kafka"
+    events = readings(20_000, 1_000, seed=11)
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    instance = start_instance(towers_config(kafka_broker, app))
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events))
+
+    wait_until(
+        lambda: instance.metric("swimstream_records_in_total") >= len(events),
+        90,
+        "all records consumed",
+    )
+    latest = {e["device"]: e for e in events}
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e["device"]] = counts.get(e["device"], 0) + 1
+
+    def device_states_match() -> bool:
+        return instance.lane("/device/999", "readings") == counts["999"]
+
+    wait_until(device_states_match, 30, "the last device processed")
+    for device, event in latest.items():
+        node = f"/device/{device}"
+        assert instance.lane(node, "status") == {
+            "temp": event["temp"],
+            "tower": event["tower"],
+            "ts": event["ts"],
+        }
+        assert instance.lane(node, "readings") == counts[device]
+        mine = [e for e in events if e["device"] == device][-50:]
+        assert instance.lane(node, "history") == {str(e["ts"]): e["temp"] for e in mine}
+
+    towers: dict[str, list[float]] = {}
+    for event in latest.values():
+        towers.setdefault(event["tower"], []).append(event["temp"])
+    for tower, temps in towers.items():
+        expected = {
+            "devices": len(temps),
+            "hot": sum(t > HOT_TEMPERATURE for t in temps),
+            "max_temp": max(temps),
+        }
+        wait_until(
+            lambda: instance.lane(f"/tower/{tower}", "summary") == expected, 20, f"tower {tower}"
+        )
+
+    hot = [e for e in events if e["temp"] > HOT_TEMPERATURE]
+    wait_until(
+        lambda: len(read_topic(kafka_broker.bootstrap, f"{app}.alerts")) >= len(hot), 30, "alerts"
+    )
+    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_broker.bootstrap, f"{app}.alerts")]
+    assert sorted((a["device"], a["temp"]) for a in alerts) == sorted(
+        (e["device"], e["temp"]) for e in hot
+    )
+
+    summaries = read_topic(kafka_broker.bootstrap, f"{app}.summaries")
+    last_summary = {m.key().decode(): orjson.loads(m.value()) for m in summaries}
+    for tower in towers:
+        assert last_summary[tower] == instance.lane(f"/tower/{tower}", "summary")
+    assert instance.metric("swimstream_dead_letters_total") == 0
+
+
+def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+) -> None:
+    app = "e2e-bad-input"
+    config = towers_config(kafka_broker, app)
+    config["sources"] = [
+        {"topic": f"{app}.readings", "route": "/device/{payload.device}", "lane": "reading"}
+    ]
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    instance = start_instance(config)
+    good = [
+        {"device": str(n % 20), "tower": "t1", "temp": 50.0 + n % 7, "ts": n} for n in range(300)
+    ]
+    bad: list[tuple[bytes, bytes, str]] = [
+        (b"x1", b"{not json", "invalid JSON"),
+        (
+            b"x2",
+            orjson.dumps({"tower": "t1", "temp": 50, "ts": 1}),
+            "payload field 'device' is missing",
+        ),
+        (
+            b"x3",
+            orjson.dumps({"device": "7", "tower": "t1", "temp": "hot", "ts": 2}),
+            "could not convert string to float",
+        ),
+    ]
+    batch: list[tuple[str, Any]] = [(e["device"], e) for e in good]
+    for index, (key, value, _) in enumerate(bad):
+        batch.insert(50 + index * 90, (key.decode(), value))
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", batch)
+
+    wait_until(
+        lambda: instance.metric("swimstream_dead_letters_total") >= 3, 60, "three dead letters"
+    )
+    dead = read_topic(kafka_broker.bootstrap, f"{app}.dead-letter")
+    assert len(dead) == 3
+    by_value = {m.value(): dict(m.headers() or ()) for m in dead}
+    for _, value, reason in bad:
+        headers = by_value[value]
+        assert reason in headers["swimstream.error"].decode(), headers
+        assert headers["swimstream.origin.topic"].decode() == f"{app}.readings"
+        assert int(headers["swimstream.origin.offset"]) >= 0
+    for device in range(20):
+        expected = sum(1 for e in good if e["device"] == str(device))
+        wait_until(
+            lambda d=device, n=expected: instance.lane(f"/device/{d}", "readings") == n,
+            20,
+            f"device {device}",
+        )
+    assert instance.metric("swimstream_records_in_total") == len(good) + len(bad)

@@ -1,0 +1,95 @@
+"""``swimstream check`` as users run it: exit 2 naming the bad key, exit 0 when fine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+app: towers
+broker: {kind: kafka, bootstrap: "localhost:9092"}
+agents:
+  device: {class: examples.towers.app:Device, route: /device/:id}
+  tower: {class: examples.towers.app:Tower, route: /tower/:id}
+sources:
+  - {topic: readings, route: "/device/{key}", lane: reading}
+sinks:
+  - {publish: alerts, topic: device-alerts}
+"""
+
+
+def run_check(
+    tmp_path: Path, text: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "app.yaml"
+    path.write_text(text)
+    return subprocess.run(
+        [sys.executable, "-m", "swimstream", "check", "--config", str(path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_valid_config_passes(tmp_path: Path) -> None:
+    result = run_check(tmp_path, GOOD)
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "key_path", "problem"),
+    [
+        (("bootstrap:", "bootsrap:"), "broker.bootsrap", "did you mean 'bootstrap'"),
+        (("kind: kafka", "kind: kafak"), "broker.kind", "kafak"),
+        (("{key}", "{paylod.device}"), "sources[0].route", "unknown placeholder {paylod.device}"),
+        (("/device/{key}", "/devices/{key}"), "sources[0].route", "reaches no agent route"),
+        (("app:Device", "app:Nope"), "agents.device.class", "Nope"),
+        (("lane: reading", "lane: status"), "sources[0].lane", "command lane"),
+        (("app: towers", "app: towers\nprocessing: sometimes"), "processing", "sometimes"),
+        (("localhost:9092", "${BOOTSTRAP}"), "broker.bootstrap", "BOOTSTRAP is not set"),
+    ],
+)
+def test_a_broken_config_exits_2_naming_the_key_path(
+    tmp_path: Path, change: tuple[str, str], key_path: str, problem: str
+) -> None:
+    old, new = change
+    assert old in GOOD
+    result = run_check(tmp_path, GOOD.replace(old, new, 1))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert key_path in result.stderr, result.stderr
+    assert problem in result.stderr, result.stderr
+
+
+def test_an_environment_variable_fills_a_placeholder(tmp_path: Path) -> None:
+    result = run_check(
+        tmp_path, GOOD.replace("localhost:9092", "${BOOTSTRAP}"), {"BOOTSTRAP": "k:9092"}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_yaml_syntax_errors_give_line_and_column(tmp_path: Path) -> None:
+    result = run_check(tmp_path, GOOD.replace("agents:", "agents: [", 1))
+    assert result.returncode == 2
+    assert "line " in result.stderr and "column" in result.stderr
+
+
+def test_help_reads_well() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "swimstream", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    for word in ("run", "check", "demo", "exit status"):
+        assert word in result.stdout
