@@ -96,7 +96,9 @@ def test_every_agent_and_every_insight_matches_a_direct_computation(
             "max_temp": max(temps),
         }
         wait_until(
-            lambda: instance.lane(f"/tower/{tower}", "summary") == expected, 20, f"tower {tower}"
+            lambda t=tower, e=expected: instance.lane(f"/tower/{t}", "summary") == e,  # type: ignore[misc]
+            20,
+            f"tower {tower}",
         )
 
     hot = [e for e in events if e["temp"] > HOT_TEMPERATURE]
