@@ -1,0 +1,190 @@
+"""Lanes over HTTP, the SwimOS HTTP-lane convention: ``/<node uri>?lane=<lane>``.
+
+``GET`` answers the lane's current state as JSON; it reads the lane directly (creating
+the agent if it is not in memory: agents exist on first use), so a read never waits
+behind a busy mailbox. With ``Accept: text/event-stream`` or ``stream=1`` the same URL
+is a live stream instead (:mod:`swimstream.web.sse`).
+
+``POST`` sends the JSON body as a command to the lane and answers once the command's
+callback finished: 200 ``{"ok": true}``, or 422 with the callback's error message. So a
+client that got 200 and then GETs sees the effect. A command whose callback has not
+finished after ``command_timeout`` seconds stays queued and is answered 202
+``{"queued": true}``: it was accepted, not refused, so the client must not resend it.
+
+Backpressure: the plane queues a command even when it fills the agent's mailbox (it
+only asks the sender to pause), so that command is accepted; from then on the node is
+*full* and further commands are refused with 503 and ``Retry-After`` until the mailbox
+drained to half (:class:`MailboxGate`). A 503 therefore always means "not queued, safe to
+retry", and a retry never applies a command twice.
+
+The path is matched still percent-encoded, so ``/device/a%2Fb`` addresses the agent
+whose id is ``a/b``, as the node URI spells it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from swimstream.errors import (
+    CallbackError,
+    ClosedResourceError,
+    LaneNotFoundError,
+    NodeNotFoundError,
+)
+from swimstream.web.shared import Route, WebState, error_response, json_response, state_of
+from swimstream.web.sse import stream_lane, wants_stream
+
+if TYPE_CHECKING:
+    from swimstream.runtime import Plane
+
+RETRY_AFTER_SECONDS = 1
+
+
+class MailboxGate:
+    """Nodes whose mailbox is full: commands to them are refused until it drains.
+
+    Owns one waiting task per full node, all ended by :meth:`close`.
+    """
+
+    def __init__(self, plane: Plane) -> None:
+        self._plane = plane
+        self._waits: dict[str, asyncio.Task[None]] = {}
+
+    def is_full(self, node_uri: str) -> bool:
+        """Whether commands to ``node_uri`` are refused right now."""
+        return node_uri in self._waits
+
+    def mark_full(self, node_uri: str) -> None:
+        """``node_uri``'s mailbox reached capacity: refuse until it is half empty."""
+        if node_uri not in self._waits:
+            task = asyncio.get_running_loop().create_task(
+                self._wait(node_uri), name=f"swimstream-web-room {node_uri}"
+            )
+            self._waits[node_uri] = task
+
+    async def _wait(self, node_uri: str) -> None:
+        try:
+            await self._plane.wait_for_room(node_uri)
+        finally:
+            self._waits.pop(node_uri, None)
+
+    async def close(self) -> None:
+        """End every waiting task."""
+        tasks = list(self._waits.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+GATE = web.AppKey("swimstream_web_gate", MailboxGate)
+
+
+def _target(request: web.Request) -> tuple[WebState, str, str, Route] | web.Response:
+    """The node URI, lane name and route a lane request names, or the error response."""
+    state = state_of(request)
+    lane = request.query.get("lane")
+    try:
+        node_uri, route = state.address(request.rel_url.raw_path)
+    except NodeNotFoundError as exc:
+        return error_response(404, str(exc))
+    if not lane:
+        return error_response(400, "missing query parameter 'lane' (/<node uri>?lane=<lane>)")
+    if lane not in route.lanes:
+        message = f"agent {node_uri} ({route.agent}) has no lane {lane!r}"
+        return error_response(404, message, lanes=sorted(route.lanes))
+    return state, node_uri, lane, route
+
+
+async def get_lane(request: web.Request) -> web.StreamResponse:
+    """``GET /<node>?lane=<lane>``: the lane's state, or its live stream."""
+    target = _target(request)
+    if isinstance(target, web.Response):
+        return target
+    state, node_uri, lane, route = target
+    try:
+        if wants_stream(request):
+            return await stream_lane(request, state, node_uri, lane, route.lanes[lane])
+        value = state.plane.get(node_uri, lane)
+    except (NodeNotFoundError, LaneNotFoundError) as exc:
+        return error_response(404, str(exc))
+    except ClosedResourceError as exc:
+        return error_response(503, str(exc))
+    try:
+        return json_response(value)
+    except TypeError as exc:
+        return error_response(500, f"the state of lane {lane!r} of {node_uri} is not JSON: {exc}")
+
+
+async def post_command(request: web.Request) -> web.Response:
+    """``POST /<node>?lane=<lane>``: send the JSON body as a command and await its callback."""
+    target = _target(request)
+    if isinstance(target, web.Response):
+        return target
+    state, node_uri, lane, _route = target
+    limit = state.settings.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        return _too_large(limit)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(limit)
+    try:
+        value: Any = orjson.loads(body) if body.strip() else None
+    except orjson.JSONDecodeError as exc:
+        return error_response(400, f"the body is not valid JSON: {exc}")
+    gate = request.app[GATE]
+    if gate.is_full(node_uri):
+        return _mailbox_full(node_uri)
+    done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def ack(error: BaseException | None) -> None:
+        if not done.done():
+            done.set_result(error)
+
+    try:
+        has_room = state.plane.submit(node_uri, lane, value, ack)
+    except (NodeNotFoundError, LaneNotFoundError) as exc:
+        return error_response(404, str(exc))
+    except ClosedResourceError as exc:
+        return error_response(503, str(exc))
+    if not has_room:
+        gate.mark_full(node_uri)
+    return await _answer(state, done)
+
+
+async def _answer(state: WebState, done: asyncio.Future[BaseException | None]) -> web.Response:
+    """Wait for the command's ack (or the timeout, or the server stopping)."""
+    waits: list[asyncio.Future[Any]] = [done, state.stopping]
+    await asyncio.wait(
+        waits,
+        timeout=state.settings.command_timeout,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    if not done.done():
+        return json_response({"queued": True}, status=202)
+    error = done.result()
+    if error is None:
+        return json_response({"ok": True})
+    return error_response(422, describe_failure(error))
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line naming where a command failed and why, without the traceback."""
+    cause = error.__cause__
+    if isinstance(error, CallbackError) and cause is not None:
+        return f"{error}: {type(cause).__name__}: {cause}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _too_large(limit: int) -> web.Response:
+    return error_response(413, f"the body is larger than {limit} bytes")
+
+
+def _mailbox_full(node_uri: str) -> web.Response:
+    response = error_response(503, f"the mailbox of {node_uri} is full; retry later")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

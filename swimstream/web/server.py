@@ -1,0 +1,192 @@
+"""The web port: one aiohttp server for lanes, streams, probes, metrics and the dashboard.
+
+:class:`WebServer` only wires endpoints to a plane; each endpoint lives in the module
+of its concern. Paths are taken in this order, so the fixed ones are reserved and can
+never name an agent:
+
+==========================  =====================================================
+``/`` and ``/dashboard``    the dashboard page (:mod:`swimstream.web.dashboard`)
+``/_routes`` ``/_agents``   its JSON (same module)
+``/_stats``
+``/healthz`` ``/readyz``    probes, ``/metrics`` Prometheus (:mod:`~.health`)
+``/metrics``
+anything else               a node URI: ``GET``/``POST ?lane=`` (:mod:`~.lanes`)
+==========================  =====================================================
+
+Every error answers JSON ``{"error": "..."}``, including aiohttp's own (405, 413).
+Handlers are cancelled when their client disconnects, which is what ends an SSE stream
+whose client left; on exit the server ends every stream and refuses to wait for
+commands, then stops listening, so no task of the server outlives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from swimstream.web import dashboard, health, lanes
+from swimstream.web.shared import STATE, WebSettings, WebState, error_response
+
+if TYPE_CHECKING:
+    from swimstream.metrics import MetricsRegistry
+    from swimstream.runtime import Plane
+    from swimstream.web.health import HealthProvider
+
+log = logging.getLogger("swimstream.web")
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+SHUTDOWN_TIMEOUT = 5.0
+"""Seconds in-flight requests get to finish when the server stops."""
+
+
+class WebServer:
+    """Serves a plane over HTTP on one port; an async context manager.
+
+    ``listen`` is ``(host, port)``; port 0 picks a free port, which :attr:`port` and
+    :attr:`url` tell once the server started. ``registry`` receives the plane's
+    statistics as gauges; ``health`` answers the probes. The rest tune the port:
+    the app name the dashboard shows, the largest command body, how long a POST waits
+    for its command's callback, and a stream's heartbeat and minimum flush interval.
+    """
+
+    def __init__(
+        self,
+        plane: Plane,
+        *,
+        registry: MetricsRegistry,
+        health: HealthProvider,
+        listen: tuple[str, int],
+        app_name: str = "swimstream",
+        max_body_size: int = 1 << 20,
+        command_timeout: float = 30.0,
+        heartbeat_interval: float = 15.0,
+        stream_interval: float = 0.05,
+    ) -> None:
+        self.plane = plane
+        self.registry = registry
+        self.health = health
+        self.listen = listen
+        self.settings = WebSettings(
+            app_name=app_name,
+            max_body_size=max_body_size,
+            command_timeout=command_timeout,
+            heartbeat_interval=heartbeat_interval,
+            stream_interval=stream_interval,
+        )
+        self._runner: web.AppRunner | None = None
+        self._state: WebState | None = None
+        self._gate: lanes.MailboxGate | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (known once started)."""
+        if self._port is None:
+            raise RuntimeError("the web server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` to reach the server; a wildcard host reads as loopback."""
+        host = self.listen[0]
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def __aenter__(self) -> WebServer:
+        state = WebState(
+            self.plane, self.registry, self.health, self.settings, started=time.monotonic()
+        )
+        self._state = state
+        self._gate = lanes.MailboxGate(self.plane)
+        health.register_gauges(self.registry, self.plane, lambda: len(state.open_streams))
+        app = self._build_app(state, self._gate)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        self._runner = runner
+        try:
+            site = web.TCPSite(runner, self.listen[0], self.listen[1])
+            await site.start()
+        except BaseException:
+            await self._stop()
+            raise
+        address = runner.addresses[0]
+        self._port = int(address[1])
+        log.info("web port listening on %s", self.url)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        state, runner, gate = self._state, self._runner, self._gate
+        self._runner = None
+        if state is not None and not state.stopping.done():
+            state.stopping.set_result(None)
+            for stream in list(state.open_streams):
+                stream.stop()
+        if runner is not None:
+            await runner.cleanup()
+        if gate is not None:
+            await gate.close()
+
+    def _build_app(self, state: WebState, gate: lanes.MailboxGate) -> web.Application:
+        app = web.Application(
+            client_max_size=self.settings.max_body_size, middlewares=[self._errors]
+        )
+        app[STATE] = state
+        app[lanes.GATE] = gate
+        app[dashboard.PAGE] = dashboard.load_page()
+        app.router.add_get("/", dashboard.page)
+        app.router.add_get("/dashboard", dashboard.page)
+        app.router.add_get("/_routes", dashboard.routes)
+        app.router.add_get("/_agents", dashboard.agents)
+        app.router.add_get("/_stats", dashboard.stats)
+        app.router.add_get("/healthz", health.healthz)
+        app.router.add_get("/readyz", health.readyz)
+        app.router.add_get("/metrics", health.metrics)
+        app.router.add_get("/{node:.+}", lanes.get_lane)
+        app.router.add_post("/{node:.+}", lanes.post_command)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Answer every failure as JSON and count every answer by method and status."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = error_response(exc.status, exc.reason)
+            for header in ("Allow", "Retry-After"):
+                if header in exc.headers:
+                    response.headers[header] = exc.headers[header]
+        except Exception:
+            log.exception("the web port failed on %s %s", request.method, request.path)
+            response = error_response(500, "internal error; see the server log")
+        self.registry.counter(
+            "web_responses",
+            "HTTP responses of the web port, by method and status code.",
+            method=request.method if request.method in _METHODS else "other",
+            code=str(response.status),
+        ).inc()
+        return response

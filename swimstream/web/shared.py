@@ -1,0 +1,112 @@
+"""What every handler on the web port shares: the server's state, addressing and JSON.
+
+The handlers are plain functions over one :class:`WebState` stored in the aiohttp
+application, so each module (lanes, streams, health, dashboard) reads as a list of
+endpoints and the server module only wires them.
+
+JSON is written with orjson. Map lanes may have non-string keys (``MapLane[int, float]``)
+while JSON objects may not, so keys are *stringified* the way orjson's
+``OPT_NON_STR_KEYS`` does it: ``1`` becomes ``"1"``, ``None`` becomes ``"null"``,
+``True`` becomes ``"true"``. That keeps a whole lane one readable object; a key that
+must round-trip with its type is carried as a value in the deltas of a lane stream.
+
+Node URIs are matched with a route table rebuilt from the plane's own route patterns,
+so the web layer can answer 404 and spell a URI canonically (``/device/%61`` is
+``/device/a``) without creating an agent and without reaching into the plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from swimstream.errors import NodeNotFoundError
+from swimstream.routing import RouteTable
+
+if TYPE_CHECKING:
+    from swimstream.metrics import MetricsRegistry
+    from swimstream.runtime import Plane
+    from swimstream.web.health import HealthProvider
+
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The tunables of the web port (see :class:`~swimstream.web.WebServer`)."""
+
+    app_name: str = "swimstream"
+    max_body_size: int = 1 << 20
+    command_timeout: float = 30.0
+    heartbeat_interval: float = 15.0
+    stream_interval: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route of the plane as the web layer describes it."""
+
+    pattern: str
+    agent: str
+    lanes: dict[str, str]
+
+
+@dataclass(eq=False)
+class WebState:
+    """Everything the handlers need, owned by one running :class:`WebServer`."""
+
+    plane: Plane
+    registry: MetricsRegistry
+    health: HealthProvider
+    settings: WebSettings
+    started: float
+    routes: dict[str, Route] = field(default_factory=dict)
+    table: RouteTable[str] = field(default_factory=RouteTable)
+    stopping: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    open_streams: set[Any] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for pattern, agent, lanes in self.plane.describe_routes():
+            self.routes[pattern] = Route(pattern, agent, dict(lanes))
+            self.table.add(pattern, pattern)
+
+    def address(self, raw_path: str) -> tuple[str, Route]:
+        """The canonical node URI of a request path (still percent-encoded) and its route.
+
+        Raises NodeNotFoundError naming the path when no route matches.
+        """
+        found = self.table.lookup(raw_path)
+        if found is None:
+            raise NodeNotFoundError(f"no agent route matches {raw_path!r}")
+        return found.uri, self.routes[found.target]
+
+
+STATE = web.AppKey("swimstream_web_state", WebState)
+
+
+def state_of(request: web.Request) -> WebState:
+    """The server state behind ``request``."""
+    return request.app[STATE]
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of ``value``; non-string map keys are stringified (see the module doc)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def json_response(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response; raises TypeError (orjson's) when ``value`` is not JSON."""
+    return web.Response(body=dumps(value), status=status, content_type=JSON_TYPE, headers=headers)
+
+
+def error_response(status: int, message: str, **extra: Any) -> web.Response:
+    """``{"error": message, ...}`` with ``status``: every error of the web port looks so."""
+    return json_response({"error": message, **extra}, status=status)

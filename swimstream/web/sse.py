@@ -1,0 +1,225 @@
+"""Server-Sent Events: a lane's state and then its every change, for curl and browsers.
+
+``GET /<node>?lane=<lane>`` with ``Accept: text/event-stream`` (or ``&stream=1``) links
+the HTTP response to the lane like any other subscriber. One stream goes through:
+
+``link``
+    :meth:`Plane.link` registers a :class:`LaneUplink` on the lane. Right behind the
+    link, in the same agent turn, :meth:`Plane.call` reads the lane's whole state and
+    empties the uplink's buffer (the link's own sync holds that same moment), so the
+    stream neither misses a change nor repeats one.
+``synced``
+    The response starts: ``event: state`` with the lane's JSON state (exactly what a
+    plain GET answers), then ``event: synced`` with ``{"node", "lane", "kind"}``.
+``events``
+    Every change after that. Changes pile up in the uplink's buffer, coalesced the way
+    local links coalesce (:func:`~swimstream.runtime.coalesce.pending_for`: the newest
+    value, the newest op per map key), and the stream flushes the buffer at most once
+    per ``stream_interval`` and never while the previous write is still blocked on the
+    client. So a slow or stalled client costs one buffer the size of the lane, never a
+    backlog, and when it reads again it gets a few events that end in the latest state.
+    When nothing changes, a comment line every ``heartbeat_interval`` keeps proxies from
+    closing the connection and finds clients that left without a FIN.
+``unlinked``
+    When the client goes away (the server cancels the handler, or a write fails) or the
+    server stops, :meth:`Plane.unlink` removes the uplink and the response ends. The
+    stream runs in its request's handler task and starts no task of its own, so nothing
+    outlives the connection.
+
+Events after ``synced`` (``data`` is one line of JSON):
+
+===================================================  ==========  ===============================
+lane kinds                                           event       data
+===================================================  ==========  ===============================
+value, command (the last command), demand_value      ``set``     the new value
+counter                                              ``set``     the new count
+map, join_value, join_map, demand_map                ``update``  ``{"update": key, "value": v}``
+                                                     ``remove``  ``{"remove": key}``
+                                                     ``clear``   ``{"clear": true}``
+                                                     ``state``   the whole map (on a re-sync)
+===================================================  ==========  ===============================
+
+Map keys in deltas keep their JSON type (``{"update": 3, ...}``), as in map commands;
+in a ``state`` object they are stringified (see :mod:`swimstream.web.shared`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from swimstream.crdt import (
+    CounterAdd,
+    CounterSnapshot,
+    MapClear,
+    MapPut,
+    MapRemove,
+    MapSnapshot,
+    Op,
+    PNCounter,
+    RegisterSet,
+    RegisterSnapshot,
+    Snapshot,
+)
+from swimstream.runtime.coalesce import pending_for
+from swimstream.web.shared import WebSettings, WebState, dumps, error_response
+
+if TYPE_CHECKING:
+    from swimstream.agent import Agent
+
+EVENT_STREAM = "text/event-stream"
+HEARTBEAT = b": heartbeat\n\n"
+RECONNECT_MILLIS = 3000
+"""How long a browser's EventSource waits before it reconnects a dropped stream."""
+
+
+def wants_stream(request: web.Request) -> bool:
+    """Whether a GET asks for the live stream rather than the current state."""
+    if request.query.get("stream", "").lower() in ("1", "true", "yes"):
+        return True
+    return EVENT_STREAM in request.headers.get("Accept", "")
+
+
+def sse_event(name: str, data: bytes) -> bytes:
+    """One SSE event; ``data`` is compact JSON, so it is one line."""
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class LaneUplink:
+    """The lane side of one SSE stream: buffers changes, coalesced, for the writer.
+
+    ``offer`` and ``offer_snapshot`` run inside the owning agent's turn, so they only
+    fold the change into the buffer and wake the writer.
+    """
+
+    __slots__ = ("_counter", "changed", "closed", "kind", "lane", "pending")
+
+    def __init__(self, lane: str, kind: str) -> None:
+        self.lane = lane
+        self.kind = kind
+        self.pending = pending_for(kind)
+        self.changed = asyncio.Event()
+        self.closed = False  # the plane skips registering a link that closed early
+        self._counter: PNCounter | None = None
+
+    def offer(self, op: Op) -> None:
+        if not self.closed:
+            self.pending.add(op)
+            self.changed.set()
+
+    def offer_snapshot(self, snapshot: Snapshot) -> None:
+        if not self.closed:
+            self.pending.add_snapshot(snapshot)
+            self.changed.set()
+
+    def sync(self, agent: Agent) -> bytes | str:
+        """In the agent's turn: the lane's JSON state (or why it has none), buffer emptied."""
+        lane = agent.lane(self.lane)
+        self.pending.take()
+        self.changed.clear()
+        snapshot = lane.snapshot()
+        if isinstance(snapshot, CounterSnapshot):
+            # counter ops carry per-writer totals: a replica turns them into the count
+            self._counter = PNCounter.from_snapshot(snapshot, "web")
+        try:
+            return dumps(lane.to_json())
+        except TypeError as exc:
+            return f"the state of lane {self.lane!r} is not JSON: {exc}"
+
+    def stop(self) -> None:
+        """End the stream: ignore further changes and wake the writer to notice."""
+        self.closed = True
+        self.changed.set()
+
+    def take_events(self) -> bytes:
+        """What changed since the last call, rendered as SSE events (maybe nothing)."""
+        self.changed.clear()
+        snapshot, ops = self.pending.take()
+        events: list[bytes] = []
+        if isinstance(snapshot, MapSnapshot):
+            state = {key: value for key, _stamp, value in snapshot.entries}
+            events.append(sse_event("state", dumps(state)))
+        elif isinstance(snapshot, RegisterSnapshot):
+            events.append(sse_event("set", dumps(snapshot.value)))
+        counted = False
+        for op in ops:
+            if isinstance(op, RegisterSet):
+                events.append(sse_event("set", dumps(op.value)))
+            elif isinstance(op, MapPut):
+                events.append(sse_event("update", dumps({"update": op.key, "value": op.value})))
+            elif isinstance(op, MapRemove):
+                events.append(sse_event("remove", dumps({"remove": op.key})))
+            elif isinstance(op, MapClear):
+                events.append(sse_event("clear", b'{"clear":true}'))
+            elif isinstance(op, CounterAdd):
+                if self._counter is None:
+                    self._counter = PNCounter("web")
+                counted = self._counter.apply(op) or counted
+        if counted and self._counter is not None:
+            events.append(sse_event("set", dumps(self._counter.value)))
+        return b"".join(events)
+
+
+async def stream_lane(
+    request: web.Request, state: WebState, node_uri: str, lane: str, kind: str
+) -> web.StreamResponse:
+    """Serve one SSE stream of ``lane`` through link → synced → events → unlinked.
+
+    Raises the plane's NodeNotFoundError, LaneNotFoundError or ClosedResourceError
+    before anything was sent, for the caller to turn into a status code.
+    """
+    plane = state.plane
+    uplink = LaneUplink(lane, kind)
+    plane.link(node_uri, lane, uplink)
+    state.open_streams.add(uplink)
+    try:
+        initial = await plane.call(node_uri, uplink.sync)
+        if isinstance(initial, str):
+            return error_response(500, initial)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": EVENT_STREAM,
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # tell nginx-style proxies not to buffer
+            }
+        )
+        await response.prepare(request)
+        synced = dumps({"node": node_uri, "lane": lane, "kind": kind})
+        try:
+            await response.write(
+                b"retry: %d\n\n" % RECONNECT_MILLIS
+                + sse_event("state", initial)
+                + sse_event("synced", synced)
+            )
+            await _pump(response, uplink, state.settings)
+        except ConnectionError:
+            pass  # the client left; unlink below
+        return response
+    finally:
+        uplink.stop()
+        state.open_streams.discard(uplink)
+        plane.unlink(node_uri, lane, uplink)
+
+
+async def _pump(response: web.StreamResponse, uplink: LaneUplink, settings: WebSettings) -> None:
+    """The ``events`` state: flush coalesced changes until the stream is stopped."""
+    loop = asyncio.get_running_loop()
+    last_flush = loop.time()
+    while not uplink.closed:
+        try:
+            async with asyncio.timeout(settings.heartbeat_interval):
+                await uplink.changed.wait()
+        except TimeoutError:
+            await response.write(HEARTBEAT)
+            continue
+        pause = last_flush + settings.stream_interval - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)  # more changes fold into the buffer meanwhile
+        if uplink.closed:
+            return
+        chunk = uplink.take_events()
+        if chunk:
+            await response.write(chunk)  # blocks while the client does not read
+            last_flush = loop.time()
