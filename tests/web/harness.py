@@ -1,0 +1,159 @@
+"""What the web tests share: the towers example (plus a test agent) served over loopback.
+
+Every test talks HTTP over loopback with aiohttp's client against a real
+:class:`WebServer` on a free port; nothing of the web layer is replaced. The fixtures in
+``conftest.py`` start servers through :func:`serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from examples.towers import ROUTES
+from swimstream import Agent, CommandLane, ValueLane
+from swimstream.metrics import MetricsRegistry
+from swimstream.runtime import Plane
+from swimstream.testing import open_plane
+from swimstream.web import HealthReport, WebServer
+
+
+class Valve(Agent):
+    """A test agent whose async command holds its mailbox until the test opens it."""
+
+    opened: ClassVar[asyncio.Event]
+    entered: ClassVar[int] = 0
+    hold = CommandLane[Any]()
+    passed = ValueLane[int](default=0)
+
+    @hold.on_command
+    async def on_hold(self, value: Any) -> None:
+        Valve.entered += 1
+        await Valve.opened.wait()
+        self.passed.set(self.passed.get() + 1)
+
+
+TEST_ROUTES: dict[str, type[Agent]] = {**ROUTES, "/valve/:id": Valve}
+
+
+@dataclass
+class SettableHealth:
+    """A HealthProvider whose answers the test sets."""
+
+    healthy: HealthReport = field(default_factory=lambda: HealthReport(True, {"plane": "running"}))
+    ready: HealthReport = field(
+        default_factory=lambda: HealthReport(True, {"sources": "caught up"})
+    )
+    broken: bool = False
+
+    def health(self) -> HealthReport:
+        if self.broken:
+            raise RuntimeError("the provider itself failed")
+        return self.healthy
+
+    def readiness(self) -> HealthReport:
+        return self.ready
+
+
+@dataclass
+class Served:
+    """A running plane and web server, and a client session bound to the server."""
+
+    plane: Plane
+    server: WebServer
+    client: aiohttp.ClientSession
+    registry: MetricsRegistry
+    health: SettableHealth
+
+    def url(self, path: str) -> URL:
+        """The server URL of ``path``, kept percent-encoded exactly as written."""
+        return URL(self.server.url + path, encoded=True)
+
+    async def get_json(self, path: str) -> tuple[int, Any]:
+        async with self.client.get(self.url(path)) as response:
+            return response.status, orjson.loads(await response.read())
+
+    async def post_json(self, path: str, value: Any) -> tuple[int, Any]:
+        async with self.client.post(self.url(path), data=orjson.dumps(value)) as response:
+            return response.status, orjson.loads(await response.read())
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    routes: Mapping[str, type[Agent]] = TEST_ROUTES,
+    mailbox_capacity: int = 1024,
+    **options: Any,
+) -> AsyncIterator[Served]:
+    """A plane running ``routes`` behind a WebServer on a free port, and a client session.
+
+    ``options`` go to the WebServer (``max_body_size``, ``stream_interval``, ...).
+    """
+    Valve.opened = asyncio.Event()
+    Valve.entered = 0
+    registry = MetricsRegistry()
+    health = SettableHealth()
+    options.setdefault("app_name", "towers")
+    async with (
+        open_plane(routes, mailbox_capacity=mailbox_capacity) as plane,
+        WebServer(
+            plane, registry=registry, health=health, listen=("127.0.0.1", 0), **options
+        ) as server,
+        aiohttp.ClientSession() as client,
+    ):
+        yield Served(plane, server, client, registry, health)
+
+
+ServeFactory = Callable[..., contextlib.AbstractAsyncContextManager[Served]]
+
+
+def reading(temp: float, tower: str = "a", ts: int = 1) -> dict[str, Any]:
+    """A reading command for a device of the towers example."""
+    return {"temp": temp, "tower": tower, "ts": ts}
+
+
+class EventReader:
+    """Reads Server-Sent Events off a streaming response, skipping comment lines."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._content = response.content
+        self.comments: list[str] = []
+
+    async def next(self, timeout: float = 5.0) -> tuple[str, Any]:
+        """The next event as ``(name, decoded JSON data)``; EOFError when the stream ended."""
+        async with asyncio.timeout(timeout):
+            name, data = "message", list[str]()
+            while True:
+                raw = await self._content.readline()
+                if not raw:
+                    raise EOFError("the stream ended")
+                line = raw.decode().rstrip("\n")
+                if not line:
+                    if data:
+                        return name, orjson.loads("\n".join(data))
+                    name = "message"
+                    continue
+                if line.startswith(":"):
+                    self.comments.append(line)
+                    continue
+                key, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if key == "event":
+                    name = value
+                elif key == "data":
+                    data.append(value)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it holds (for effects that happen after a response)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.01)  # effects of other tasks: nothing to wait on

@@ -1,0 +1,185 @@
+"""Lanes over HTTP: GET a lane's state, POST a command, and every error as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from tests.web.harness import Served, ServeFactory, Valve, reading, wait_until
+
+
+async def test_get_answers_value_map_counter_and_join_lanes_after_commands(
+    served: Served,
+) -> None:
+    for ts, temp in [(1, 50.0), (2, 95.5)]:
+        status, body = await served.post_json("/device/1?lane=reading", reading(temp, "a", ts))
+        assert (status, body) == (200, {"ok": True})
+    await served.plane.settle()  # the tower's join follows the device over a link
+
+    assert await served.get_json("/device/1?lane=status") == (
+        200,
+        {"temp": 95.5, "tower": "a", "ts": 2},
+    )
+    # map keys are ints in the lane; JSON object keys are their text
+    assert await served.get_json("/device/1?lane=history") == (200, {"1": 50.0, "2": 95.5})
+    assert await served.get_json("/device/1?lane=readings") == (200, 2)
+    assert await served.get_json("/tower/a?lane=devices") == (
+        200,
+        {"/device/1": {"temp": 95.5, "tower": "a", "ts": 2}},
+    )
+    assert await served.get_json("/tower/a?lane=summary") == (
+        200,
+        {"devices": 1, "hot": 1, "max_temp": 95.5},
+    )
+    assert await served.get_json("/world?lane=totals") == (
+        200,
+        {"towers": 1, "devices": 1, "hot": 1},
+    )
+
+
+async def test_unknown_nodes_and_lanes_are_404s_that_name_them(served: Served) -> None:
+    assert await served.get_json("/nope/1?lane=status") == (
+        404,
+        {"error": "no agent route matches '/nope/1'"},
+    )
+    status, body = await served.get_json("/device/1?lane=nope")
+    assert status == 404
+    assert "/device/1" in body["error"] and "'nope'" in body["error"]
+    assert "status" in body["lanes"]
+    status, body = await served.post_json("/device/1?lane=nope", 1)
+    assert status == 404 and "'nope'" in body["error"]
+    status, body = await served.post_json("/nope/1?lane=status", 1)
+    assert (status, body) == (404, {"error": "no agent route matches '/nope/1'"})
+    assert served.plane.active_agents == 0  # a bad address creates no agent
+
+
+async def test_a_missing_lane_parameter_is_400(served: Served) -> None:
+    status, body = await served.get_json("/device/1")
+    assert status == 400 and "lane" in body["error"]
+
+
+async def test_post_then_get_shows_the_command_s_effect_on_each_lane_kind(served: Served) -> None:
+    assert await served.post_json("/device/7?lane=status", {"temp": 1.0}) == (200, {"ok": True})
+    assert await served.get_json("/device/7?lane=status") == (200, {"temp": 1.0})
+
+    assert await served.post_json("/device/7?lane=history", {"update": 5, "value": 2.5}) == (
+        200,
+        {"ok": True},
+    )
+    assert await served.post_json("/device/7?lane=history", {"update": 6, "value": 3.5}) == (
+        200,
+        {"ok": True},
+    )
+    await served.post_json("/device/7?lane=history", {"remove": 5})
+    assert await served.get_json("/device/7?lane=history") == (200, {"6": 3.5})
+
+    await served.post_json("/device/7?lane=readings", 3)
+    await served.post_json("/device/7?lane=readings", {"add": -1})
+    assert await served.get_json("/device/7?lane=readings") == (200, 2)
+
+
+async def test_a_raising_callback_answers_422_with_its_message_and_the_server_stays_up(
+    served: Served,
+) -> None:
+    status, body = await served.post_json("/device/1?lane=reading", {"tower": "a", "ts": 1})
+    assert status == 422
+    assert body["error"] == (
+        "on_command of lane 'reading' on agent /device/1 raised: KeyError: 'temp'"
+    )
+    status, body = await served.post_json("/device/1?lane=readings", "lots")
+    assert status == 422 and "must be an integer" in body["error"]
+    assert "Traceback" not in body["error"]
+
+    assert await served.post_json("/device/1?lane=reading", reading(40.0)) == (200, {"ok": True})
+    assert (await served.get_json("/device/1?lane=status"))[1]["temp"] == 40.0
+    assert served.plane.statistics().callback_failures == 2
+
+
+async def test_bad_json_is_400_and_an_empty_body_is_null(served: Served) -> None:
+    async with served.client.post(served.url("/device/1?lane=status"), data=b"{nope") as response:
+        assert response.status == 400
+        assert "not valid JSON" in (await response.json())["error"]
+    async with served.client.post(served.url("/device/1?lane=status"), data=b"") as response:
+        assert response.status == 200
+    assert await served.get_json("/device/1?lane=status") == (200, None)
+
+
+async def test_a_body_over_the_limit_is_413(serve: ServeFactory) -> None:
+    async with serve(max_body_size=1024) as served:
+        big = {"pad": "x" * 2000}
+        status, body = await served.post_json("/device/1?lane=status", big)
+        assert status == 413 and "1024" in body["error"]
+
+        async def chunks() -> Any:  # no Content-Length: the limit holds while reading
+            for _ in range(4):
+                yield b'"' + b"y" * 500 + b'"'
+
+        async with served.client.post(served.url("/device/1?lane=status"), data=chunks()) as resp:
+            assert resp.status == 413
+        assert await served.post_json("/device/1?lane=status", {"small": 1}) == (200, {"ok": True})
+
+
+async def test_percent_encoded_node_uris_reach_the_right_agent(served: Served) -> None:
+    assert await served.post_json("/device/a%2Fb?lane=reading", reading(61.0, "t%201")) == (
+        200,
+        {"ok": True},
+    )
+    agent = served.plane.agent("/device/a%2Fb")
+    assert agent.params["id"] == "a/b"
+    assert await served.get_json("/device/a%2Fb?lane=status") == (
+        200,
+        {"temp": 61.0, "tower": "t%201", "ts": 1},
+    )
+    # another spelling of the same id is the same agent, not a new one
+    assert (await served.get_json("/device/a%2fb?lane=status"))[1]["temp"] == 61.0
+    await served.post_json("/device/%61?lane=status", {"id": "a"})
+    assert served.plane.get("/device/a", "status") == {"id": "a"}
+    assert "/device/%61" not in served.plane.active_node_uris()
+
+
+async def test_a_full_mailbox_answers_503_with_retry_after_until_it_drains(
+    serve: ServeFactory,
+) -> None:
+    async def hold() -> tuple[int, Any, str | None]:
+        async with served.client.post(served.url("/valve/1?lane=hold"), data=b"1") as response:
+            return response.status, await response.json(), response.headers.get("Retry-After")
+
+    async with serve(mailbox_capacity=4) as served:
+        holder = asyncio.create_task(hold())
+        await wait_until(lambda: Valve.entered == 1)  # its async callback holds the agent
+        queued: list[asyncio.Task[tuple[int, Any, str | None]]] = []
+        for _ in range(10):
+            task = asyncio.create_task(hold())
+            done, _ = await asyncio.wait([task], timeout=0.2)
+            if done:
+                break
+            queued.append(task)
+        status, body, retry_after = task.result()
+        assert status == 503 and "mailbox of /valve/1 is full" in body["error"]
+        assert retry_after == "1"
+        assert len(queued) == 4  # the command that filled the mailbox was still accepted
+
+        Valve.opened.set()
+        assert [(await t)[0] for t in [holder, *queued]] == [200] * 5
+        await served.plane.settle()
+        assert served.plane.get("/valve/1", "passed") == 5
+        assert await served.post_json("/valve/1?lane=hold", 1) == (200, {"ok": True})
+
+
+async def test_a_command_still_running_after_the_timeout_is_202_queued(
+    serve: ServeFactory,
+) -> None:
+    async with serve(command_timeout=0.2) as served:
+        assert await served.post_json("/valve/2?lane=hold", None) == (202, {"queued": True})
+        Valve.opened.set()
+        await served.plane.settle()
+        assert served.plane.get("/valve/2", "passed") == 1
+
+
+async def test_other_methods_get_a_json_405(served: Served) -> None:
+    async with served.client.put(served.url("/device/1?lane=status"), data=b"1") as response:
+        assert response.status == 405
+        assert "error" in orjson.loads(await response.read())
+        assert "POST" in response.headers["Allow"]

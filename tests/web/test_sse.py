@@ -1,0 +1,143 @@
+"""Lane streams over Server-Sent Events: sync, ordered events, coalescing, clean ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from tests.web.harness import EventReader, Served, ServeFactory, reading, wait_until
+
+STREAM_HEADERS = {"Accept": "text/event-stream"}
+
+
+@contextlib.asynccontextmanager
+async def stream(served: Served, path: str) -> AsyncIterator[EventReader]:
+    """An open SSE stream of ``path`` whose ``state`` and ``synced`` were read."""
+    async with served.client.get(served.url(path), headers=STREAM_HEADERS) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        yield EventReader(response)
+
+
+async def test_a_stream_sends_the_state_then_synced_then_each_change_in_order(
+    served: Served,
+) -> None:
+    await served.plane.command("/device/1", "status", {"temp": 10.0})
+    async with stream(served, "/device/1?lane=status") as events:
+        assert await events.next() == ("state", {"temp": 10.0})
+        assert await events.next() == (
+            "synced",
+            {"node": "/device/1", "lane": "status", "kind": "value"},
+        )
+        for ts, temp in [(1, 20.0), (2, 30.0), (3, 40.0)]:
+            await served.post_json("/device/1?lane=reading", reading(temp, "a", ts))
+            assert await events.next() == ("set", {"temp": temp, "tower": "a", "ts": ts})
+
+
+async def test_map_streams_send_deltas_with_typed_keys(served: Served) -> None:
+    await served.post_json("/device/2?lane=history", {"update": 1, "value": 1.5})
+    async with served.client.get(served.url("/device/2?lane=history&stream=1")) as response:
+        events = EventReader(response)
+        assert await events.next() == ("state", {"1": 1.5})
+        assert (await events.next())[0] == "synced"
+        await served.post_json("/device/2?lane=history", {"update": 2, "value": 2.5})
+        assert await events.next() == ("update", {"update": 2, "value": 2.5})
+        await served.post_json("/device/2?lane=history", {"remove": 1})
+        assert await events.next() == ("remove", {"remove": 1})
+        await served.post_json("/device/2?lane=history", {"clear": True})
+        assert await events.next() == ("clear", {"clear": True})
+
+
+async def test_counter_and_join_streams_follow_their_lanes(served: Served) -> None:
+    async with (
+        stream(served, "/device/3?lane=readings") as counts,
+        stream(served, "/tower/b?lane=devices") as joined,
+    ):
+        assert await counts.next() == ("state", 0)
+        assert await joined.next() == ("state", {})
+        await counts.next(), await joined.next()  # synced
+        for ts in (1, 2, 3):
+            await served.post_json("/device/3?lane=reading", reading(50.0 + ts, "b", ts))
+            assert await counts.next() == ("set", ts)
+            assert await joined.next() == (
+                "update",
+                {"update": "/device/3", "value": {"temp": 50.0 + ts, "tower": "b", "ts": ts}},
+            )
+
+
+async def test_a_stalled_client_gets_a_few_coalesced_events_ending_in_the_latest_state(
+    served: Served,
+) -> None:
+    async with stream(served, "/device/4?lane=status") as events:
+        await events.next(), await events.next()  # state, synced
+        started = time.monotonic()
+        for n in range(10_000):  # the client reads nothing meanwhile
+            await served.plane.command("/device/4", "status", {"n": n, "pad": "x" * 1000})
+            if n % 100 == 99:
+                await asyncio.sleep(0.005)  # bursts over half a second: the stream may flush
+        await served.plane.settle()
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.3)  # the last flush
+
+        received: list[dict[str, Any]] = []
+        while not received or received[-1]["n"] != 9_999:
+            name, value = await events.next()
+            assert name == "set"
+            received.append(value)
+    numbers = [value["n"] for value in received]
+    assert numbers == sorted(numbers)
+    # at most one flush per stream_interval (0.05 s) while the updates ran, plus the last
+    assert len(received) <= elapsed / 0.05 + 3, (len(received), elapsed)
+    assert len(received) < 100
+
+
+async def test_a_client_that_leaves_is_unlinked(served: Served) -> None:
+    baseline = served.plane.statistics().links
+    async with stream(served, "/device/5?lane=status") as events:
+        await events.next(), await events.next()
+        assert served.plane.statistics().links == baseline + 1
+        assert served.registry.render().count("swimstream_web_streams_open 1") == 1
+    await wait_until(lambda: served.plane.statistics().links == baseline)
+    await wait_until(lambda: "swimstream_web_streams_open 0" in served.registry.render())
+    await served.post_json("/device/5?lane=status", {"after": True})  # nobody to deliver to
+
+
+async def test_an_idle_stream_sends_heartbeats(serve: ServeFactory) -> None:
+    async with (
+        serve(heartbeat_interval=0.05) as served,
+        stream(served, "/device/6?lane=status") as events,
+    ):
+        await events.next(), await events.next()
+        await asyncio.sleep(0.2)
+        await served.post_json("/device/6?lane=status", 1)
+        assert await events.next() == ("set", 1)
+        assert events.comments and all(c == ": heartbeat" for c in events.comments)
+
+
+async def test_stopping_the_server_ends_its_streams_and_leaves_no_task(
+    serve: ServeFactory,
+) -> None:
+    before = asyncio.all_tasks()
+    async with serve() as served:
+        plane_tasks = asyncio.all_tasks() - before
+        response = await served.client.get(
+            served.url("/device/7?lane=status"), headers=STREAM_HEADERS
+        )
+        events = EventReader(response)
+        await events.next(), await events.next()
+        links = served.plane.statistics().links
+        await served.server.__aexit__(None, None, None)  # stop the server, keep the plane
+        try:
+            await events.next()
+            raise AssertionError("the stream should have ended")
+        except (EOFError, aiohttp.ClientPayloadError):
+            pass
+        response.release()
+        assert served.plane.statistics().links == links - 1
+        leftover = asyncio.all_tasks() - before - plane_tasks
+        assert not leftover, leftover
