@@ -1,0 +1,71 @@
+"""The dashboard page and its JSON: routes, pages of active agents, live statistics."""
+
+from __future__ import annotations
+
+from tests.web.harness import Served, reading
+
+
+async def test_the_page_is_served_self_contained_at_root_and_dashboard(served: Served) -> None:
+    for path in ("/", "/dashboard"):
+        async with served.client.get(served.url(path)) as response:
+            assert response.status == 200
+            assert response.content_type == "text/html"
+            page = await response.text()
+        assert "<title>swimstream</title>" in page
+        assert "EventSource" in page  # lanes are live over SSE
+        assert "http://" not in page and "https://" not in page  # nothing from a CDN
+
+
+async def test_routes_lists_every_route_with_its_agent_and_lane_kinds(served: Served) -> None:
+    status, body = await served.get_json("/_routes")
+    assert status == 200 and body["app"] == "towers"
+    by_route = {route["route"]: route for route in body["routes"]}
+    assert by_route["/device/:id"] == {
+        "route": "/device/:id",
+        "agent": "Device",
+        "lanes": {"status": "value", "history": "map", "readings": "counter", "reading": "command"},
+    }
+    assert by_route["/tower/:id"]["lanes"]["devices"] == "join_value"
+    assert "/world" in by_route
+
+
+async def test_agents_pages_through_the_active_agents_of_a_route(served: Served) -> None:
+    for n in range(250):
+        served.plane.submit(f"/device/{n}", "reading", reading(50.0, f"t{n % 3}", n))
+    await served.plane.settle()
+
+    status, first = await served.get_json("/_agents?route=/device/:id")
+    assert status == 200
+    assert len(first["agents"]) == 100 and first["more"] is True
+    assert first["active"] == 250 + 3 + 1  # the devices, three towers, the world
+    assert first["agents"][0] == "/device/249"  # most recent first
+    _, second = await served.get_json("/_agents?route=/device/:id&offset=100&limit=100")
+    _, third = await served.get_json("/_agents?route=/device/:id&offset=200&limit=100")
+    assert third["more"] is False
+    every = first["agents"] + second["agents"] + third["agents"]
+    assert sorted(every) == sorted(f"/device/{n}" for n in range(250))
+
+    _, towers = await served.get_json("/_agents?route=/tower/:id")
+    assert sorted(towers["agents"]) == ["/tower/t0", "/tower/t1", "/tower/t2"]
+    _, found = await served.get_json("/_agents?route=/device/:id&q=/device/24")
+    assert sorted(found["agents"]) == ["/device/24", *(f"/device/24{d}" for d in range(10))]
+
+
+async def test_agents_rejects_unknown_routes_and_bad_limits(served: Served) -> None:
+    status, body = await served.get_json("/_agents?route=/nope/:id")
+    assert status == 404 and "/device/:id" in body["routes"]
+    status, body = await served.get_json("/_agents?route=/device/:id&limit=5000")
+    assert status == 400 and "limit" in body["error"]
+    status, body = await served.get_json("/_agents?limit=ten")
+    assert status == 400
+
+
+async def test_stats_reports_the_plane_counters(served: Served) -> None:
+    await served.post_json("/device/1?lane=reading", reading(70.0))
+    await served.plane.settle()
+    status, body = await served.get_json("/_stats")
+    assert status == 200
+    assert body["app"] == "towers"
+    assert body["active_agents"] == 3 and body["links"] == 2
+    assert body["messages_handled"] >= 3 and body["streams_open"] == 0
+    assert body["uptime"] >= 0
