@@ -21,6 +21,7 @@ demo: $(STAMP) ## embedded broker, simulated fleet, the towers app and its dashb
 	$(PY) -m swimstream demo $(if $(DURATION),--duration $(DURATION),) $(DEMO_ARGS)
 
 test: $(STAMP) ## run the whole test suite (unit, property and integration tests)
+	bash scripts/ensure-chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP) ## ruff, mypy --strict (package and tests) and the layer import rule
