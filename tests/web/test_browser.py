@@ -1,0 +1,64 @@
+"""The dashboard in a real headless chromium: routes, agents, and a lane changing live."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import ConsoleMessage, expect
+
+from tests.web.browser import CHROMIUM, first_page, open_chromium, populate_towers
+from tests.web.harness import ServeFactory, reading
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: run scripts/ensure-chromium"
+)
+
+
+async def test_the_dashboard_lists_routes_and_shows_a_lane_changing_live(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    async with serve() as served:
+        await populate_towers(served.plane, devices=12, towers=3)
+        async with open_chromium(tmp_path / "profile") as context:
+            page = await first_page(context)
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+
+            def on_console(message: ConsoleMessage) -> None:
+                if message.type == "error":
+                    problems.append(message.text)
+
+            page.on("console", on_console)
+            await page.goto(served.server.url + "/")
+
+            await expect(page).to_have_title("swimstream \u00b7 towers")
+            patterns = page.locator(".route .pattern")
+            await expect(patterns).to_contain_text(["/device/:id", "/tower/:id", "/world"])
+            await expect(page.locator("[data-stat=active] b")).not_to_have_text("")
+
+            await page.locator('.route[data-route="/tower/:id"]').click()
+            await expect(page.locator(".agents li")).to_have_count(3)
+            await page.locator('.route[data-route="/device/:id"]').click()
+            await page.locator('.agents li[data-node="/device/5"]').click()
+
+            status = page.locator('.card[data-lane="status"]')
+            await expect(status.locator(".dot")).to_have_class(re.compile(r"\blive\b"))
+            await expect(page.locator('.card[data-lane="history"] tr')).to_have_count(4)
+
+            sent = await served.post_json("/device/5?lane=reading", reading(12.5, "t2", 999))
+            assert sent == (200, {"ok": True})
+            await expect(status).to_contain_text("12.5")
+            await expect(status).to_contain_text("999")
+            await expect(page.locator('.card[data-lane="history"] tr')).to_have_count(5)
+            await expect(page.locator('.card[data-lane="readings"] .big')).to_have_text("5")
+
+            # the page's own command form goes through POST and shows the answer
+            await page.locator("#command-lane").select_option("status")
+            await page.locator("#command-body").fill('{"temp": 33.3}')
+            await page.locator("#command-send").click()
+            await expect(page.locator("#command-result")).to_contain_text("done")
+            await expect(status).to_contain_text("33.3")
+            assert served.plane.get("/device/5", "status") == {"temp": 33.3}
+            assert not problems, problems
