@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -55,6 +55,12 @@ class Route:
     lanes: dict[str, str]
 
 
+class OpenStream(Protocol):
+    """A live response the server must end when it stops (an SSE lane stream)."""
+
+    def stop(self) -> None: ...
+
+
 @dataclass(eq=False)
 class WebState:
     """Everything the handlers need, owned by one running :class:`WebServer`."""
@@ -69,7 +75,7 @@ class WebState:
     stopping: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    open_streams: set[Any] = field(default_factory=set)
+    open_streams: set[OpenStream] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for pattern, agent, lanes in self.plane.describe_routes():
