@@ -1,0 +1,161 @@
+"""confluent-kafka's errors, translated where they cross into swimstream.
+
+Every ``KafkaException`` and ``KafkaError`` that leaves :mod:`connectors.kafka` becomes a
+:class:`KafkaBrokerError` (a :class:`~swimstream.errors.BrokerError`), raised ``from``
+the original, whose message says what was being done, against which broker and topic,
+what the broker said, and, for the failures people actually meet, what to check. The
+flags librdkafka attaches (retriable, fatal, transaction must be aborted) are kept as
+attributes so that a caller can decide between retrying, aborting and stopping without
+parsing messages.
+
+Errors that arrive as events rather than exceptions (a broker that went away, an
+authentication failure) are logged through :class:`ErrorLog`, which says the first
+occurrence of each kind at once and then at most once per interval with a count, so an
+unreachable broker produces a readable trickle instead of a flood.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+
+from swimstream.errors import BrokerError
+
+# The librdkafka error codes that mean "cannot talk to the broker", as opposed to "the
+# broker refused".
+UNREACHABLE: frozenset[int] = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
+        KafkaError._TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
+
+_HINTS: dict[int, str] = {
+    KafkaError._TRANSPORT: "is the broker running and reachable from here?",
+    KafkaError._ALL_BROKERS_DOWN: "is the broker running and reachable from here?",
+    KafkaError._RESOLVE: "check the host names in the bootstrap servers",
+    KafkaError._TIMED_OUT: "the broker did not answer in time; is it running and reachable?",
+    KafkaError._MSG_TIMED_OUT: "the broker did not acknowledge in time; it may or may not "
+    "have written the record",
+    KafkaError.UNKNOWN_TOPIC_OR_PART: "does the topic exist? (broker.create_topics creates "
+    "missing topics at start)",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "this principal may not use the topic; check ACLs",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "this principal may not use the consumer group; "
+    "check ACLs",
+    KafkaError._AUTHENTICATION: "check the sasl.* / ssl.* settings",
+    KafkaError._SSL: "check the ssl.* settings and certificates",
+    KafkaError._FENCED: "another producer with the same transactional.id took over; this "
+    "instance must stop producing",
+    KafkaError.PRODUCER_FENCED: "another producer with the same transactional.id took over; "
+    "this instance must stop producing",
+    KafkaError.FENCED_INSTANCE_ID: "another member uses the same group.instance.id "
+    "(mesh.instance_id); give every instance its own",
+    KafkaError.POLICY_VIOLATION: "the broker's topic policy refused the settings",
+    KafkaError.INVALID_REPLICATION_FACTOR: "set broker.replication_factor to at most the "
+    "number of brokers",
+}
+
+
+class KafkaBrokerError(BrokerError):
+    """A Kafka operation failed; the message names the operation, broker and topic.
+
+    Attributes:
+        code: librdkafka's error name (``_TRANSPORT``, ``UNKNOWN_TOPIC_OR_PART``, ...),
+            or ``""`` when the failure was found by swimstream rather than reported by
+            librdkafka.
+        retriable: the same call may succeed if repeated.
+        fatal: the client is unusable and must be recreated.
+        abortable: the current transaction must be aborted before anything else.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        retriable: bool = False,
+        fatal: bool = False,
+        abortable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retriable = retriable
+        self.fatal = fatal
+        self.abortable = abortable
+
+
+def kafka_error_of(exc: KafkaException | KafkaError) -> KafkaError | None:
+    """The KafkaError inside a KafkaException (or the error itself)."""
+    if isinstance(exc, KafkaError):
+        return exc
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, KafkaError) else None
+
+
+def describe(error: KafkaError) -> str:
+    """``what the broker said (CODE)``, with a hint when there is a useful one."""
+    text = f"{error.str()} ({error.name()})"
+    hint = _HINTS.get(error.code())
+    return f"{text}; {hint}" if hint else text
+
+
+def translate(exc: KafkaException | KafkaError, doing: str) -> KafkaBrokerError:
+    """A :class:`KafkaBrokerError` for ``exc``; ``doing`` says what failed and where,
+    e.g. ``"committing offsets of orders[0, 3] on Kafka at host:9092"``.
+
+    Use as ``raise translate(exc, ...) from exc``.
+    """
+    error = kafka_error_of(exc)
+    if error is None:
+        return KafkaBrokerError(f"{doing} failed: {exc}")
+    abortable = bool(getattr(error, "txn_requires_abort", lambda: False)())
+    return KafkaBrokerError(
+        f"{doing} failed: {describe(error)}",
+        code=error.name(),
+        retriable=error.retriable(),
+        fatal=error.fatal(),
+        abortable=abortable,
+    )
+
+
+def partition_list(partitions: Iterable[tuple[str, int]]) -> str:
+    """``orders[0, 3], payments[1]`` for (topic, partition) pairs."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in partitions:
+        by_topic.setdefault(topic, []).append(partition)
+    return ", ".join(f"{topic}{sorted(parts)}" for topic, parts in sorted(by_topic.items()))
+
+
+class ErrorLog:
+    """Logs client error events: each kind at once, then at most once per ``interval``.
+
+    Thread-safe enough for its job: librdkafka calls it from whichever thread serves the
+    client, and a lost count under a race only makes one summary line slightly low.
+    """
+
+    def __init__(self, logger: logging.Logger, where: str, interval: float = 30.0) -> None:
+        self._logger = logger
+        self._where = where
+        self._interval = interval
+        self._last: dict[int, float] = {}
+        self._suppressed: dict[int, int] = {}
+
+    def report(self, error: KafkaError, level: int = logging.WARNING) -> None:
+        """Log ``error`` unless the same kind was logged less than ``interval`` ago."""
+        code = error.code()
+        now = time.monotonic()
+        last = self._last.get(code)
+        if last is not None and now - last < self._interval:
+            self._suppressed[code] = self._suppressed.get(code, 0) + 1
+            return
+        self._last[code] = now
+        repeats = self._suppressed.pop(code, 0)
+        again = f" ({repeats} more like it since the last report)" if repeats else ""
+        self._logger.log(level, "%s: %s%s", self._where, describe(error), again)

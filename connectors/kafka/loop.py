@@ -1,0 +1,80 @@
+"""Running callbacks on the event loop's thread, whichever thread librdkafka calls from.
+
+librdkafka calls rebalance and delivery callbacks from inside ``consume``/``poll``/
+``flush``/``commit_transaction``, on the thread that made that call. The connectors make
+some of those calls in a worker thread (a blocking wait for records, a transaction
+commit), yet the service's callbacks touch state that belongs to the event loop. A
+:class:`LoopBridge` moves such a call onto the loop thread: directly when already
+there, otherwise through ``call_soon_threadsafe``, waiting for the result when the
+caller needs it (a rebalance listener's offsets) and not otherwise (a delivery report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_LOOP_CHECK = 1.0  # seconds between checks that the loop still runs while waiting
+
+
+class LoopGoneError(RuntimeError):
+    """The event loop closed before it could run a callback handed to it."""
+
+
+class LoopBridge:
+    """Runs callables on one event loop's thread; built on that thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+
+    @property
+    def on_loop_thread(self) -> bool:
+        """Whether the caller runs on the loop's thread."""
+        return threading.get_ident() == self.thread_id
+
+    def call(self, function: Callable[[], T]) -> T:
+        """``function()`` on the loop thread, waiting for its result or exception.
+
+        Never call this from the loop thread while the loop is blocked waiting for the
+        calling thread: the caller is a worker thread the loop is *awaiting*, not one
+        it is blocked on, which is what keeps this deadlock-free.
+        """
+        if self.on_loop_thread:
+            return function()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(function())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._schedule(run)
+        while True:
+            try:
+                return future.result(timeout=_LOOP_CHECK)
+            except concurrent.futures.TimeoutError:
+                if self.loop.is_closed():
+                    future.cancel()
+                    raise LoopGoneError("the event loop closed while a callback waited") from None
+
+    def post(self, function: Callable[[], object]) -> None:
+        """``function()`` on the loop thread without waiting: now if already there."""
+        if self.on_loop_thread:
+            function()
+        else:
+            self._schedule(function)
+
+    def _schedule(self, function: Callable[[], object]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(function)
+        except RuntimeError as exc:  # the loop is closed
+            raise LoopGoneError("the event loop is closed") from exc
