@@ -1,0 +1,315 @@
+"""KafkaSink: the service's sink connector over confluent-kafka's Producer.
+
+Idempotent with ``acks=all`` (see :mod:`connectors.kafka.settings`), so a record reported
+delivered is durable and was written once.
+
+Threading model
+    Delivery callbacks reach the service on the event loop's thread only. The loop serves
+    them itself: :meth:`~KafkaSink.poll` is ``poll(0)`` and :meth:`~KafkaSink.flush` is a
+    loop of ``poll(0)`` and short sleeps, never ``Producer.flush`` in another thread. The
+    transaction calls that block (``init``, ``send_offsets``, ``commit``, ``abort``) run in
+    the sink's worker thread; librdkafka serves delivery reports from inside them, so
+    every report that arrives off the loop thread is posted back to it
+    (:class:`~connectors.kafka.loop.LoopBridge`). ``commit_transaction`` first flushes on
+    the loop, so that normally none does.
+
+Backpressure
+    When librdkafka's queue is full, :meth:`~KafkaSink.produce` serves delivery reports
+    (``poll``) until there is room, which blocks the loop while the broker catches up,
+    and raises a BrokerError after ``queue_full_timeout`` seconds rather than stalling the
+    whole instance behind an unreachable broker.
+
+Transactions
+    With ``transactional_id``, :meth:`~KafkaSink.open` initialises transactions (fencing
+    any earlier producer with the same id) and the caller brackets records with
+    :meth:`~KafkaSink.begin_transaction` and :meth:`~KafkaSink.commit_transaction` (or
+    :meth:`~KafkaSink.abort_transaction`), adding the source's offsets with
+    :meth:`~KafkaSink.send_offsets_to_transaction`. Failures carry librdkafka's verdict
+    as :class:`~connectors.kafka.errors.KafkaBrokerError` flags: ``abortable`` (abort, then
+    retry the work), ``fatal`` (fenced: stop this producer), ``retriable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from connectors.kafka.deferred import kafka_partitions
+from connectors.kafka.errors import ErrorLog, translate
+from connectors.kafka.loop import LoopBridge
+from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
+from swimstream.errors import BrokerError
+from swimstream.streams.connector import DeliveryCallback, TopicPartition
+
+log = logging.getLogger("swimstream.kafka.sink")
+_client_log = logging.getLogger("swimstream.kafka.client")
+
+T = TypeVar("T")
+
+_PARTITIONERS = {"murmur2": "murmur2_random", "crc32": "consistent_random"}
+_OPEN_TIMEOUT = 10.0
+_MAX_FLUSH_SLEEP = 0.01
+
+
+class KafkaSink:
+    """Produces records to Kafka (see the module docstring).
+
+    Args:
+        bootstrap: ``host:port[,host:port...]``.
+        settings: librdkafka settings over
+            :data:`~connectors.kafka.settings.PRODUCER_DEFAULTS`; the ones swimstream
+            owns are refused with a ConfigError.
+        transactional_id: makes the sink transactional (stable per instance and app).
+        partitioner: how keys map to partitions: ``murmur2`` (as the Java client) or
+            ``crc32`` (librdkafka's default); None keeps librdkafka's.
+        queue_full_timeout: seconds :meth:`produce` may wait for room before raising.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        settings: Settings | None = None,
+        transactional_id: str | None = None,
+        partitioner: Literal["murmur2", "crc32"] | None = None,
+        queue_full_timeout: float = 10.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.transactional_id = transactional_id
+        owned: dict[str, object] = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "client.id": f"swimstream-{transactional_id or 'sink'}",
+        }
+        if transactional_id:
+            owned["transactional.id"] = transactional_id
+        if partitioner:
+            owned["partitioner"] = _PARTITIONERS[partitioner]
+        self._config = merge(
+            PRODUCER_DEFAULTS, settings, PRODUCER_OWNED | {"partitioner"}, owned, client="sink"
+        )
+        self._where = f"Kafka sink at {bootstrap}" + (
+            f" (transactional id {transactional_id!r})" if transactional_id else ""
+        )
+        self._errors = ErrorLog(log, self._where)
+        self._queue_full_timeout = queue_full_timeout
+        self._producer: Producer | None = None
+        self._bridge: LoopBridge | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<KafkaSink at {self.bootstrap}>"
+
+    # -- life ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the producer, check the broker answers, initialise transactions."""
+        if self._producer is not None or self._closed:
+            raise BrokerError(f"{self._where} was opened already")
+        self._bridge = LoopBridge()
+        config = {**self._config, "error_cb": self._on_error, "logger": _client_log}
+        try:
+            producer = Producer(config)
+        except KafkaException as exc:
+            raise translate(exc, f"creating the producer of {self._where}") from exc
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="swimstream-kafka-sink")
+        self._producer = producer
+        try:
+            await self._blocking(producer.list_topics, None, _OPEN_TIMEOUT)
+            if self.transactional_id:
+                await self._blocking(producer.init_transactions, _OPEN_TIMEOUT)
+        except KafkaException as exc:
+            await self._release()
+            raise translate(exc, f"opening {self._where}") from exc
+        except BaseException:
+            await self._release()
+            raise
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush for up to ``timeout`` seconds, then release the producer; an open
+        transaction is aborted."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._producer is None:
+            return
+        if not await self.flush(timeout):
+            log.warning("%s: closing with %d records not acknowledged", self._where, self._pending)
+        await self._release()
+
+    # -- records ------------------------------------------------------------------------
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        *,
+        partition: int | None = None,
+    ) -> None:
+        """Queue one record, to ``partition`` when given (else by key); serves delivery
+        reports while the queue is full (see the module docstring)."""
+        producer = self._producer
+        if producer is None:
+            raise BrokerError(f"{self._where} is not open")
+        report = (
+            self._count if on_delivery is None else functools.partial(self._report, on_delivery)
+        )
+        listed = list(headers) if headers else None
+        deadline: float | None = None
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value,
+                    key,
+                    partition=-1 if partition is None else partition,
+                    on_delivery=report,
+                    headers=listed,  # type: ignore[arg-type]  # list[tuple[str, bytes]] is fine
+                )
+                break
+            except BufferError:
+                now = time.monotonic()
+                deadline = deadline or now + self._queue_full_timeout
+                if now >= deadline:
+                    raise BrokerError(
+                        f"{self._where}: the producer queue stayed full for "
+                        f"{self._queue_full_timeout:g} s ({len(producer)} records waiting for "
+                        f"topic {topic!r} and others); is the broker reachable?"
+                    ) from None
+                producer.poll(0.01)
+            except KafkaException as exc:
+                raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
+        self._pending += 1
+
+    def poll(self) -> None:
+        """Serve delivery reports that arrived, without waiting."""
+        if self._producer is not None:
+            self._producer.poll(0)
+
+    async def flush(self, timeout: float) -> bool:
+        """Serve delivery reports until none is pending (True) or ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while True:
+            self.poll()
+            if self._pending == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_FLUSH_SLEEP)
+
+    @property
+    def pending(self) -> int:
+        """Records queued but not yet acknowledged (or failed)."""
+        return self._pending
+
+    # -- transactions -------------------------------------------------------------------
+
+    def begin_transaction(self) -> None:
+        """Start a transaction: every record produced until commit or abort is in it."""
+        try:
+            self._require_transactions().begin_transaction()
+        except KafkaException as exc:
+            raise translate(exc, f"beginning a transaction on {self._where}") from exc
+
+    async def send_offsets_to_transaction(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        group_metadata: object,
+        timeout: float = 10.0,
+    ) -> None:
+        """Make committing the source's ``offsets`` (next offset to read) part of the
+        transaction; ``group_metadata`` comes from the source's consumer."""
+        producer = self._require_transactions()
+        positions = kafka_partitions(offsets.keys(), offsets)
+        try:
+            await self._blocking(
+                producer.send_offsets_to_transaction, positions, group_metadata, timeout
+            )
+        except KafkaException as exc:
+            what = f"adding offsets of group to the transaction on {self._where}"
+            raise translate(exc, what) from exc
+
+    async def commit_transaction(self, timeout: float = 10.0) -> None:
+        """Flush on the loop, then commit: the records and offsets become visible."""
+        producer = self._require_transactions()
+        deadline = time.monotonic() + timeout
+        await self.flush(timeout)
+        try:
+            await self._blocking(producer.commit_transaction, max(0.1, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise translate(exc, f"committing the transaction on {self._where}") from exc
+
+    async def abort_transaction(self, timeout: float = 10.0) -> None:
+        """Abort: queued records are dropped (reported failed), written ones hidden from
+        ``read_committed`` readers (on Apache Kafka; see DESIGN.md on Tansu)."""
+        producer = self._require_transactions()
+        try:
+            await self._blocking(producer.abort_transaction, timeout)
+        except KafkaException as exc:
+            raise translate(exc, f"aborting the transaction on {self._where}") from exc
+        self.poll()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _report(
+        self, on_delivery: DeliveryCallback, error: KafkaError | None, message: Message
+    ) -> None:
+        bridge = self._bridge
+        if bridge is not None and not bridge.on_loop_thread:
+            bridge.post(lambda: self._report(on_delivery, error, message))
+            return
+        self._pending -= 1
+        failure = None
+        if error is not None:
+            where = f"{message.topic()}[{message.partition()}]"
+            failure = translate(error, f"delivering a record to {where} on {self._where}")
+        try:
+            on_delivery(failure)
+        except Exception:
+            log.exception("%s: a delivery callback raised", self._where)
+
+    def _count(self, error: KafkaError | None, message: Message) -> None:
+        bridge = self._bridge
+        if bridge is not None and not bridge.on_loop_thread:
+            bridge.post(lambda: self._count(error, message))
+            return
+        self._pending -= 1
+        if error is not None:
+            self._errors.report(error)
+
+    def _on_error(self, error: KafkaError) -> None:
+        self._errors.report(error, logging.ERROR if error.fatal() else logging.WARNING)
+
+    def _require_transactions(self) -> Producer:
+        if self._producer is None:
+            raise BrokerError(f"{self._where} is not open")
+        if not self.transactional_id:
+            raise BrokerError(f"{self._where} was created without a transactional_id")
+        return self._producer
+
+    async def _blocking(self, function: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+
+    async def _release(self) -> None:
+        producer, executor = self._producer, self._executor
+        self._producer = None
+        if producer is not None and executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, producer.close)
+        if executor is not None:
+            executor.shutdown(wait=False)
