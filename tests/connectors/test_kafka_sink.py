@@ -1,0 +1,116 @@
+"""KafkaSink against the embedded broker: deliveries reported on the loop thread, a full
+queue absorbed, failures translated, and a transaction's records and offsets committed."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from connectors.embedded import EmbeddedKafka, TopicFactory
+from connectors.kafka import KafkaBrokerError, KafkaSink
+from swimstream.errors import BrokerError, ConfigError
+from tests.connectors.conftest import SinkFactory, SourceFactory, new_group, pump
+from tests.support.kafka import committed_offsets, produce_json, read_topic
+
+
+async def test_delivery_callbacks_run_on_the_loop_thread_and_pending_returns_to_zero(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_sink: SinkFactory
+) -> None:
+    topic = make_topic(partitions=4)
+    sink = await open_sink()
+    outcomes: list[tuple[BaseException | None, int]] = []
+
+    def delivered(error: BaseException | None) -> None:
+        outcomes.append((error, threading.get_ident()))
+
+    for n in range(1000):
+        sink.produce(topic, b"k%d" % (n % 10), b"v%d" % n, [("n", b"%d" % n)], delivered)
+    assert sink.pending == 1000
+
+    assert await sink.flush(10)
+    assert sink.pending == 0
+    assert len(outcomes) == 1000
+    assert {error for error, _ in outcomes} == {None}
+    assert {thread for _, thread in outcomes} == {threading.get_ident()}
+    records = read_topic(kafka_broker.bootstrap, topic)
+    assert sorted(r.value() or b"" for r in records) == sorted(b"v%d" % n for n in range(1000))
+    assert {r.headers() == [("n", (r.value() or b"")[1:])] for r in records} == {True}
+
+
+async def test_producing_faster_than_the_queue_holds_does_not_raise(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_sink: SinkFactory
+) -> None:
+    topic = make_topic(partitions=2)
+    sink = await open_sink(settings={"queue.buffering.max.messages": 50})
+    delivered: list[BaseException | None] = []
+    for n in range(3000):
+        sink.produce(topic, None, b"%d" % n, on_delivery=delivered.append)
+        assert sink.pending <= 50 + 1
+    assert await sink.flush(10)
+    assert delivered == [None] * 3000
+    assert len(read_topic(kafka_broker.bootstrap, topic)) == 3000
+
+
+async def test_failures_are_broker_errors_naming_the_topic(
+    make_topic: TopicFactory, open_sink: SinkFactory
+) -> None:
+    topic = make_topic(partitions=1)
+    sink = await open_sink(settings={"message.timeout.ms": 1000})
+    with pytest.raises(KafkaBrokerError, match=f"topic '{topic}'.*Unknown partition"):
+        sink.produce(topic, None, b"nowhere", partition=7)
+
+    outcomes: list[BaseException | None] = []
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    sink.produce(missing, None, b"lost", on_delivery=outcomes.append)
+    assert await sink.flush(5)
+    [error] = outcomes
+    assert isinstance(error, KafkaBrokerError)
+    assert missing in str(error)
+    assert sink.pending == 0
+
+
+async def test_a_committed_transaction_shows_its_records_and_offsets(
+    kafka_broker: EmbeddedKafka,
+    make_topic: TopicFactory,
+    open_source: SourceFactory,
+    open_sink: SinkFactory,
+) -> None:
+    source_topic, sink_topic = make_topic(partitions=2), make_topic(partitions=2)
+    produce_json(kafka_broker.bootstrap, source_topic, ((f"k{n}", n) for n in range(30)))
+    group = new_group()
+    source = await open_source([source_topic], group)
+    sink = await open_sink(transactional_id=f"txn-{group}")
+    records = await pump(source, lambda got: len(got) >= 30)
+
+    outcomes: list[tuple[BaseException | None, int]] = []
+
+    def delivered(error: BaseException | None) -> None:
+        outcomes.append((error, threading.get_ident()))
+
+    sink.begin_transaction()
+    for record in records:
+        sink.produce(sink_topic, record.key(), b"seen " + (record.value() or b""), None, delivered)
+    positions = source.positions()
+    await sink.send_offsets_to_transaction(positions, source.consumer_group_metadata())
+    await sink.commit_transaction()
+
+    assert sink.pending == 0
+    assert outcomes == [(None, threading.get_ident())] * 30
+    seen = read_topic(kafka_broker.bootstrap, sink_topic, isolation="read_committed")
+    assert sorted(r.value() or b"" for r in seen) == sorted(b"seen %d" % n for n in range(30))
+    committed = committed_offsets(kafka_broker.bootstrap, group, source_topic, 2)
+    assert committed == {tp.partition: offset for tp, offset in positions.items()}
+    assert sum(committed.values()) == 30
+
+
+async def test_transactions_need_a_transactional_id(open_sink: SinkFactory) -> None:
+    sink = await open_sink()
+    with pytest.raises(BrokerError, match="without a transactional_id"):
+        sink.begin_transaction()
+
+
+def test_settings_swimstream_owns_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"enable\.idempotence"):
+        KafkaSink("127.0.0.1:9", settings={"enable.idempotence": False})

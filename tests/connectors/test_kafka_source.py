@@ -1,0 +1,282 @@
+"""KafkaSource against the embedded broker: records, flow control, commits, rebalances
+and liveness, each checked through the topic or the group itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Mapping
+
+import orjson
+import pytest
+
+from connectors.embedded import EmbeddedKafka, TopicFactory
+from connectors.kafka import KafkaSource
+from connectors.kafka.loop import LoopBridge
+from swimstream.errors import BrokerError, ConfigError
+from swimstream.streams.connector import InboundRecord, Rebalance, TopicPartition
+from tests.connectors.conftest import SourceFactory, new_group, pump
+from tests.support.kafka import committed_offsets, produce_json
+
+
+def partition_of(record: InboundRecord) -> int:
+    partition = record.partition()
+    assert partition is not None
+    return partition
+
+
+def offset_of(record: InboundRecord) -> int:
+    offset = record.offset()
+    assert offset is not None
+    return offset
+
+
+def fill(bootstrap: str, topic: str, per_partition: int, partitions: int = 4) -> None:
+    for partition in range(partitions):
+        produce_json(
+            bootstrap,
+            topic,
+            ((f"k{partition}-{n}", {"n": n}) for n in range(per_partition)),
+            partition=partition,
+        )
+
+
+async def test_consumes_every_partition_with_keys_and_headers(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    topic = make_topic(partitions=4)
+    produce_json(
+        kafka_broker.bootstrap,
+        topic,
+        ((f"device-{n % 25}", {"n": n}) for n in range(400)),
+        headers=[("origin", b"test")],
+    )
+    source = await open_source([topic])
+    assert source.partition_counts == {topic: 4}
+
+    records = await pump(source, lambda got: len(got) >= 400)
+
+    assert len(records) == 400
+    assert sorted(orjson.loads(r.value() or b"")["n"] for r in records) == list(range(400))
+    assert {r.headers() == [("origin", b"test")] for r in records} == {True}
+    partitions_of_key: dict[bytes | None, set[int]] = {}
+    for record in records:
+        partitions_of_key.setdefault(record.key(), set()).add(partition_of(record))
+    assert len(partitions_of_key) == 25
+    assert all(len(partitions) == 1 for partitions in partitions_of_key.values())
+    assert source.assignment() == {TopicPartition(topic, p) for p in range(4)}
+    # Caught up, judged from fetch watermarks and positions as the service judges it.
+    high = source.high_watermarks()
+    assert sum(high.values()) == 400
+    assert source.positions() == high
+    assert source.connected
+
+
+async def test_pause_stops_a_partition_and_resume_restarts_it(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    topic = make_topic(partitions=2)
+    fill(kafka_broker.bootstrap, topic, per_partition=10, partitions=2)
+    source = await open_source([topic])
+    await pump(source, lambda got: len(got) >= 20)
+
+    paused = TopicPartition(topic, 0)
+    source.pause([paused])
+    fill(kafka_broker.bootstrap, topic, per_partition=10, partitions=2)
+    while_paused = await pump(source, lambda got: len(got) >= 10)
+    await asyncio.sleep(0.3)
+    while_paused.extend(await pump(source, lambda _: True, timeout=1))
+    assert {partition_of(r) for r in while_paused} == {1}
+    for _ in range(10):  # the wait in between must not deliver p0 either
+        while_paused.extend(source.consume(100))
+        await source.wait_for_records(0.05)
+    assert {partition_of(r) for r in while_paused} == {1}
+
+    source.resume([paused])
+    resumed = await pump(source, lambda got: len(got) >= 10)
+    assert {partition_of(r) for r in resumed} == {0}
+    assert sorted(offset_of(r) for r in resumed) == list(range(10, 20))
+
+
+async def test_a_new_member_starts_after_the_committed_offsets(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    topic = make_topic(partitions=4)
+    fill(kafka_broker.bootstrap, topic, per_partition=20)
+    group = new_group()
+    first = await open_source([topic], group)
+    await pump(first, lambda got: len(got) >= 80)
+    first.commit({TopicPartition(topic, p): 5 + p for p in range(4)})
+    await first.close()
+    assert committed_offsets(kafka_broker.bootstrap, group, topic, 4) == {
+        p: 5 + p for p in range(4)
+    }
+
+    second = await open_source([topic], group)
+    records = await pump(second, lambda got: len(got) >= 80 - (5 + 6 + 7 + 8))
+    first_offsets: dict[int, int] = {}
+    for record in records:
+        first_offsets.setdefault(partition_of(record), offset_of(record))
+    assert first_offsets == {p: 5 + p for p in range(4)}
+
+
+async def test_a_joining_member_revokes_on_the_loop_thread_and_commits_the_listeners_offsets(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    topic = make_topic(partitions=4)
+    fill(kafka_broker.bootstrap, topic, per_partition=10)
+    group = new_group()
+    loop_thread = threading.get_ident()
+    seen: list[tuple[Rebalance, int, set[TopicPartition]]] = []
+    first = await open_source([topic], group)
+
+    def listener(change: Rebalance) -> Mapping[TopicPartition, int]:
+        seen.append((change, threading.get_ident(), first.assignment()))
+        return {tp: 7 for tp in change.revoked}
+
+    first.set_rebalance_listener(listener)
+    await pump(first, lambda got: len(got) >= 40)
+    assert [change.assigned for change, _, _ in seen] == [
+        tuple(TopicPartition(topic, p) for p in range(4))
+    ]
+
+    second = await open_source([topic], group)
+    stop = asyncio.Event()
+
+    async def keep_first_polling() -> None:
+        while not stop.is_set():
+            first.consume(100)
+            await first.wait_for_records(0.05)
+
+    polling = asyncio.create_task(keep_first_polling())
+    try:
+        taken = await pump(second, lambda _: len(second.assignment()) == 2, timeout=20)
+    finally:
+        stop.set()
+        await polling
+
+    revoked = [change for change, _, _ in seen if change.revoked]
+    assert revoked and not revoked[0].lost
+    assert set(revoked[0].revoked) == {TopicPartition(topic, p) for p in range(4)}
+    assert {thread for _, thread, _ in seen} == {loop_thread}
+    assert seen[1][2] == {TopicPartition(topic, p) for p in range(4)}  # held while asked
+    assert len(first.assignment()) == 2
+    assert first.assignment().isdisjoint(second.assignment())
+    # The listener's offsets were committed before the partitions moved, so the new
+    # owner started from them.
+    assert {offset_of(r) for r in taken} <= {7, 8, 9}
+    assert committed_offsets(kafka_broker.bootstrap, group, topic, 4) == {p: 7 for p in range(4)}
+
+
+@pytest.mark.parametrize("waits", [True, False], ids=["with-waits", "consume-only"])
+async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory, waits: bool
+) -> None:
+    """The assignment reaches the listener from the wait's worker thread (with waits) or
+    from ``consume`` on the loop thread (consume-only); either way a pause made inside
+    the listener holds before any record of the new partitions is delivered."""
+    topic = make_topic(partitions=2)
+    fill(kafka_broker.bootstrap, topic, per_partition=5, partitions=2)
+    source = await open_source([topic])
+    threads: set[int] = set()
+
+    def restore_first(change: Rebalance) -> Mapping[TopicPartition, int]:
+        threads.add(threading.get_ident())
+        source.pause(change.assigned)
+        return {}
+
+    source.set_rebalance_listener(restore_first)
+    delivered: list[InboundRecord] = []
+
+    async def poll_once() -> None:
+        delivered.extend(source.consume(100))
+        if waits:
+            await source.wait_for_records(0.05)
+        else:
+            await asyncio.sleep(0.01)
+
+    deadline = time.monotonic() + 15
+    while not source.assignment():
+        assert time.monotonic() < deadline, "no assignment"
+        await poll_once()
+    settled = time.monotonic() + 1.0
+    while time.monotonic() < settled:
+        await poll_once()
+    assert delivered == []
+    assert threads == {threading.get_ident()}
+
+    source.resume(sorted(source.assignment()))
+    assert len(await pump(source, lambda got: len(got) >= 10)) == 10
+
+
+async def test_connected_follows_a_frozen_broker(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    topic = make_topic(partitions=1)
+    source = await open_source([topic])
+    await pump(source, lambda _: bool(source.assignment()))
+    assert source.connected
+
+    kafka_broker.pause()
+    try:
+        started = time.monotonic()
+        await pump(source, lambda _: not source.connected, timeout=10)
+        assert time.monotonic() - started < 8
+    finally:
+        kafka_broker.resume()
+    await pump(source, lambda _: source.connected, timeout=10)
+
+
+async def test_a_missing_source_topic_is_named(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory
+) -> None:
+    present = make_topic(partitions=1)
+    source = KafkaSource(kafka_broker.bootstrap, new_group(), [present, "no-such-topic"])
+    with pytest.raises(BrokerError, match="'no-such-topic' do not exist") as raised:
+        await source.open()
+    assert present not in str(raised.value)
+    assert kafka_broker.bootstrap in str(raised.value)
+
+
+def test_settings_swimstream_owns_are_refused() -> None:
+    with pytest.raises(ConfigError) as raised:
+        KafkaSource("127.0.0.1:9", "g", ["t"], settings={"group.id": "x", "linger.ms": 1})
+    assert [path for path, _ in raised.value.problems] == ["settings['group.id']"]
+
+
+@pytest.mark.skipif(not os.environ.get("SWIMSTREAM_BENCH"), reason="set SWIMSTREAM_BENCH=1")
+async def test_consume_rate(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    """How many records/s ``consume`` hands to Python (the figure in the source's
+    docstring): 500k JSON records over 4 partitions, counted, from assignment on."""
+    total = 500_000
+    topic = make_topic(partitions=4)
+    produce_json(
+        kafka_broker.bootstrap,
+        topic,
+        ((f"device-{n % 1000}", {"device": n % 1000, "ts": n, "temp": 20.5}) for n in range(total)),
+    )
+    source = await open_source([topic])
+    await pump(source, lambda _: bool(source.assignment()))
+    count = 0
+    started = time.perf_counter()
+    while count < total:
+        records = source.consume(500)
+        if records:
+            for _record in records:
+                count += 1
+        else:
+            await source.wait_for_records(0.05)
+    elapsed = time.perf_counter() - started
+    print(f"\n{total} records in {elapsed:.2f} s: {total / elapsed:,.0f} records/s")
+
+
+async def test_the_loop_bridge_runs_calls_from_other_threads_on_the_loop() -> None:
+    bridge = LoopBridge()
+    answer = await asyncio.to_thread(bridge.call, threading.get_ident)
+    assert answer == threading.get_ident()
+    with pytest.raises(ZeroDivisionError):
+        await asyncio.to_thread(bridge.call, lambda: 1 // 0)

@@ -1,0 +1,1 @@
+"""Helpers shared by tests: broker utilities that read and write topics directly."""
