@@ -112,6 +112,8 @@ class Service:
             )
         )
         self._register_gauges()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._serve_deliveries(), name="swimstream-deliveries"))
         for protocol, topics in self._source_topics().items():
             source = self.clients[protocol].make_source(topics)
             await source.open()
@@ -183,6 +185,16 @@ class Service:
         await self.close()
 
     # -- wiring helpers ------------------------------------------------------------------
+
+    async def _serve_deliveries(self) -> None:
+        """Serve the sinks' delivery reports: each completes an insight's effect (and so
+        lets its record's offset be committed). A few milliseconds apart under load; the
+        sinks also serve them while waiting for room."""
+        sinks = [clients.sink for clients in self.clients.values()]
+        while True:
+            for sink in sinks:
+                sink.poll()
+            await asyncio.sleep(0.002)
 
     def _protocol_of(self, kind: str | None) -> str:
         return kind or self.config.broker.protocol

@@ -1,0 +1,130 @@
+"""The broker clients an app config asks for, opened together and closed together.
+
+This is the :class:`~swimstream.service.ConnectorFactory` the CLI hands the service: it
+starts an embedded broker when the config says ``kind: embedded``, then opens one sink
+(producer), one admin and a source factory per protocol the app uses (its broker's, plus
+any source or sink of the other kind), and closes them all, broker last, when the
+service stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from connectors.embedded import (
+    EmbeddedKafka,
+    EmbeddedPulsar,
+    start_with_progress,
+)
+from connectors.kafka import KafkaAdmin, KafkaSink, KafkaSource
+from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSettings, PulsarSink, PulsarSource
+from swimstream.config import AppConfig
+from swimstream.service import ProtocolClients
+from swimstream.streams import SourceConnector
+
+
+def protocols_used(config: AppConfig) -> set[str]:
+    """Every protocol a source or sink of the app lives on."""
+    home = config.broker.protocol
+    used: set[str] = {home}
+    used.update(s.kind or home for s in config.sources)
+    used.update(s.kind or home for s in config.sinks)
+    return used
+
+
+@contextlib.asynccontextmanager
+async def open_connectors(
+    config: AppConfig, instance_id: str
+) -> AsyncIterator[dict[str, ProtocolClients]]:
+    """Open the clients of every protocol the app uses; close them on exit."""
+    broker = config.broker
+    async with contextlib.AsyncExitStack() as stack:
+        bootstrap = broker.bootstrap
+        service_url = broker.service_url
+        consumer_settings: dict[str, str | int | float | bool] = {}
+        pulsar_settings: PulsarSettings | None = None
+        notes: list[str] = []
+        if broker.kind == "embedded":
+            if broker.embedded_kind == "kafka":
+                kafka = await asyncio.to_thread(start_with_progress, EmbeddedKafka())
+                stack.callback(kafka.stop)
+                bootstrap = kafka.bootstrap
+                # Tansu holds a group join for half the session timeout: keep it short.
+                consumer_settings["session.timeout.ms"] = 6000
+                notes.append(f"embedded Kafka (Tansu) on {bootstrap}")
+            else:
+                pulsar = await asyncio.to_thread(start_with_progress, EmbeddedPulsar())
+                stack.callback(pulsar.stop)
+                service_url = pulsar.service_url
+                pulsar_settings = PULSAR_LITE_SETTINGS
+                notes.append(f"embedded Pulsar (pulsar-lite) on {service_url}")
+        clients: dict[str, ProtocolClients] = {}
+        used = protocols_used(config)
+        if "kafka" in used:
+            assert bootstrap is not None, "the config checks that kafka has a bootstrap"
+            clients["kafka"] = await _kafka(
+                stack, config, bootstrap, consumer_settings, instance_id, notes
+            )
+        if "pulsar" in used:
+            assert service_url is not None, "the config checks that pulsar has a service URL"
+            clients["pulsar"] = await _pulsar(
+                stack, config, service_url, instance_id, pulsar_settings
+            )
+        yield clients
+
+
+def _offset_reset(config: AppConfig, protocol: str) -> str:
+    for source in config.sources:
+        if (source.kind or config.broker.protocol) == protocol:
+            return source.offset_reset
+    return "earliest"
+
+
+async def _kafka(
+    stack: contextlib.AsyncExitStack,
+    config: AppConfig,
+    bootstrap: str,
+    consumer_settings: dict[str, str | int | float | bool],
+    instance_id: str,
+    notes: list[str],
+) -> ProtocolClients:
+    broker = config.broker
+    settings = dict(broker.settings)
+    sink = KafkaSink(bootstrap, settings=settings, partitioner=broker.partitioner)
+    await sink.open()
+    stack.push_async_callback(sink.close)
+    admin = KafkaAdmin(bootstrap, settings, replication_factor=broker.replication_factor)
+    offset_reset = _offset_reset(config, "kafka")
+
+    def make_source(topics: Sequence[str]) -> SourceConnector:
+        return KafkaSource(
+            bootstrap,
+            config.consumer_group,
+            topics,
+            instance_id=instance_id,
+            settings={**consumer_settings, **settings},
+            offset_reset=offset_reset,
+        )
+
+    return ProtocolClients("kafka", sink, make_source, admin, bootstrap, list(notes))
+
+
+async def _pulsar(
+    stack: contextlib.AsyncExitStack,
+    config: AppConfig,
+    service_url: str,
+    instance_id: str,
+    settings: PulsarSettings | None,
+) -> ProtocolClients:
+    sink = PulsarSink(service_url, settings=settings)
+    await sink.open()
+    stack.push_async_callback(sink.close)
+
+    def make_source(topics: Sequence[str]) -> SourceConnector:
+        return PulsarSource(
+            service_url, config.consumer_group, topics, consumer_name=instance_id, settings=settings
+        )
+
+    return ProtocolClients("pulsar", sink, make_source, None, service_url)
