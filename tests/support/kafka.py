@@ -68,8 +68,9 @@ def produce_json(
     headers: Headers | None = None,
     timeout: float = 30.0,
 ) -> int:
-    """Produce ``(key, value)`` pairs, values as JSON, as fast as librdkafka takes them;
-    returns how many were written. Raises on the first failed delivery."""
+    """Produce ``(key, value)`` pairs, values as JSON (bytes are sent as they are, for
+    deliberately broken records), as fast as librdkafka takes them; returns how many
+    were written. Raises on the first failed delivery."""
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -92,7 +93,7 @@ def produce_json(
             try:
                 producer.produce(
                     topic,
-                    orjson.dumps(value),
+                    value if isinstance(value, bytes) else orjson.dumps(value),
                     key,
                     partition=-1 if partition is None else partition,
                     on_delivery=delivered,
