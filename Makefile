@@ -28,7 +28,7 @@ check: $(STAMP) ## ruff, mypy --strict (package and tests) and the layer import 
 	$(VENV)/bin/ruff check swimstream connectors tests integration bench examples
 	$(VENV)/bin/ruff format --check swimstream connectors tests integration bench examples
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict tests
+	$(VENV)/bin/mypy --strict tests integration bench examples
 	$(PY) -m pytest -q tests/test_layers.py
 
 bench: $(STAMP) ## run the benchmarks and rewrite their sections of BENCHMARKS.md

@@ -144,6 +144,28 @@ class Instance:
             )
 
 
+def json_value(message: Any) -> Any:
+    """A consumed record's value, decoded as JSON."""
+    value = message.value()
+    assert value is not None, "a record without a value"
+    return json.loads(value)
+
+
+def key_text(message: Any) -> str:
+    """A consumed record's key as text."""
+    key = message.key()
+    assert isinstance(key, bytes), "a record without a key"
+    return key.decode()
+
+
+def header_text(message: Any, name: str) -> str:
+    """One header of a consumed record as text."""
+    for header, value in message.headers() or ():
+        if header == name:
+            return bytes(value).decode()
+    raise AssertionError(f"no header {name!r} in {message.headers()}")
+
+
 def _decode(raw: bytes, headers: Any) -> Any:
     if "json" in (headers.get("Content-Type") or ""):
         return json.loads(raw)

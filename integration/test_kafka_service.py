@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from tests.support.kafka import produce_json, read_topic
 
 from connectors.embedded import EmbeddedKafka
 from examples.towers import HOT_TEMPERATURE
-from integration.support import Instance, wait_until
+from integration.support import Instance, header_text, json_value, key_text, wait_until
+from tests.support.kafka import produce_json, read_topic
 
 
 def towers_config(kafka: EmbeddedKafka, app: str, **extra: Any) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def test_every_agent_and_every_insight_matches_a_direct_computation(
         counts[e["device"]] = counts.get(e["device"], 0) + 1
 
     def device_states_match() -> bool:
-        return instance.lane("/device/999", "readings") == counts["999"]
+        return bool(instance.lane("/device/999", "readings") == counts["999"])
 
     wait_until(device_states_match, 30, "the last device processed")
     for device, event in latest.items():
@@ -96,7 +96,7 @@ def test_every_agent_and_every_insight_matches_a_direct_computation(
             "max_temp": max(temps),
         }
         wait_until(
-            lambda t=tower, e=expected: instance.lane(f"/tower/{t}", "summary") == e,  # type: ignore[misc]
+            lambda t=tower, e=expected: instance.lane(f"/tower/{t}", "summary") == e,
             20,
             f"tower {tower}",
         )
@@ -105,13 +105,13 @@ def test_every_agent_and_every_insight_matches_a_direct_computation(
     wait_until(
         lambda: len(read_topic(kafka_broker.bootstrap, f"{app}.alerts")) >= len(hot), 30, "alerts"
     )
-    alerts = [orjson.loads(m.value()) for m in read_topic(kafka_broker.bootstrap, f"{app}.alerts")]
+    alerts = [json_value(m) for m in read_topic(kafka_broker.bootstrap, f"{app}.alerts")]
     assert sorted((a["device"], a["temp"]) for a in alerts) == sorted(
         (e["device"], e["temp"]) for e in hot
     )
 
     summaries = read_topic(kafka_broker.bootstrap, f"{app}.summaries")
-    last_summary = {m.key().decode(): orjson.loads(m.value()) for m in summaries}
+    last_summary = {key_text(m): json_value(m) for m in summaries}
     for tower in towers:
         assert last_summary[tower] == instance.lane(f"/tower/{tower}", "summary")
     assert instance.metric("swimstream_dead_letters_total") == 0
@@ -143,7 +143,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(
             "could not convert string to float",
         ),
     ]
-    batch: list[tuple[str, Any]] = [(e["device"], e) for e in good]
+    batch: list[tuple[str, Any]] = [(str(e["device"]), e) for e in good]
     for index, (key, value, _) in enumerate(bad):
         batch.insert(50 + index * 90, (key.decode(), value))
     produce_json(kafka_broker.bootstrap, f"{app}.readings", batch)
@@ -153,12 +153,12 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(
     )
     dead = read_topic(kafka_broker.bootstrap, f"{app}.dead-letter")
     assert len(dead) == 3
-    by_value = {m.value(): dict(m.headers() or ()) for m in dead}
+    by_value = {m.value(): m for m in dead}
     for _, value, reason in bad:
-        headers = by_value[value]
-        assert reason in headers["swimstream.error"].decode(), headers
-        assert headers["swimstream.origin.topic"].decode() == f"{app}.readings"
-        assert int(headers["swimstream.origin.offset"]) >= 0
+        message = by_value[value]
+        assert reason in header_text(message, "swimstream.error")
+        assert header_text(message, "swimstream.origin.topic") == f"{app}.readings"
+        assert int(header_text(message, "swimstream.origin.offset")) >= 0
     for device in range(20):
         expected = sum(1 for e in good if e["device"] == str(device))
         wait_until(

@@ -8,12 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import psutil
-from tests.support.kafka import produce_json, read_topic
 
 from connectors.embedded import EmbeddedKafka
-from integration.support import Instance, wait_until
+from integration.support import Instance, json_value, wait_until
+from tests.support.kafka import produce_json, read_topic
 
 
 def ledger_config(
@@ -34,7 +33,7 @@ def entries(start: int, count: int, accounts: int = 50) -> list[tuple[str, dict[
 
 
 def processed_seqs(kafka: EmbeddedKafka, app: str) -> list[int]:
-    return [orjson.loads(m.value())["seq"] for m in read_topic(kafka.bootstrap, f"{app}.processed")]
+    return [json_value(m)["seq"] for m in read_topic(kafka.bootstrap, f"{app}.processed")]
 
 
 def test_sigterm_under_load_exits_0_quickly_and_a_restart_skips_nothing(
