@@ -1,0 +1,62 @@
+"""Local offsets for Pulsar messages, and the message ids each offset stands for.
+
+The service tracks completion per partition with increasing integer offsets and commits
+"everything below n". Pulsar has message ids instead, and with a Key_Shared subscription
+they do not even increase: a message redelivered after another consumer left comes
+after newer ones. So the source numbers messages itself, per partition, in the order it
+hands them out, and remembers which message id each number stands for until the number
+is committed; committing then means acknowledging those ids one by one (Key_Shared
+refuses cumulative acknowledgement).
+
+The numbers are local to one source object: they start at 0 on every ``open`` and a
+redelivered message gets a new number. They are good for completion tracking inside
+one run and mean nothing across runs; :meth:`PulsarRecord.message_id` is the stable
+identity.
+
+Memory: one entry per handed-out, uncommitted message, which the service bounds with
+its in-flight limits (the same records it must hold to process them anyway).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+from swimstream.streams.connector import TopicPartition
+
+IdT = TypeVar("IdT")
+
+
+class OffsetLedger(Generic[IdT]):
+    """Numbers messages per partition and releases their ids when offsets are committed."""
+
+    def __init__(self) -> None:
+        self._next: dict[TopicPartition, int] = {}
+        self._held: dict[TopicPartition, deque[tuple[int, IdT]]] = {}
+
+    def assign(self, partition: TopicPartition, message_id: IdT) -> int:
+        """The next offset of ``partition``, now standing for ``message_id``."""
+        offset = self._next.get(partition, 0)
+        self._next[partition] = offset + 1
+        held = self._held.get(partition)
+        if held is None:
+            held = self._held[partition] = deque()
+        held.append((offset, message_id))
+        return offset
+
+    def release(self, partition: TopicPartition, below: int) -> list[IdT]:
+        """Forget, and return, the ids of every held offset of ``partition`` below
+        ``below``, oldest first."""
+        held = self._held.get(partition)
+        released: list[IdT] = []
+        while held and held[0][0] < below:
+            released.append(held.popleft()[1])
+        return released
+
+    def next_offset(self, partition: TopicPartition) -> int:
+        """The offset the next message of ``partition`` will get."""
+        return self._next.get(partition, 0)
+
+    def held(self, partition: TopicPartition) -> int:
+        """How many offsets of ``partition`` wait for a commit."""
+        return len(self._held.get(partition, ()))
