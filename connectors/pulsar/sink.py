@@ -1,0 +1,273 @@
+"""The Pulsar sink: insights and dead letters produced to Pulsar topics.
+
+A record acknowledged through ``on_delivery(None)`` is persisted by the broker. Pulsar
+deduplication is a namespace policy, off by default, so a record retried after a lost
+acknowledgement may be written twice: the sink is at-least-once (Kafka's idempotent
+producer is what makes "written once" hold there).
+
+Why it is built this way:
+
+* **One producer per topic, made on first use.** Making one is a broker round trip, and
+  ``produce`` runs on the event loop, so the first record for a topic starts the
+  creation in a worker thread and waits in a local queue; the queue is sent, in order,
+  the moment the producer exists, and every later record goes straight to it. If the
+  creation fails, each waiting record's ``on_delivery`` gets the error and the next
+  record tries again.
+* **Delivery callbacks run on the event loop.** The client reports deliveries on its own
+  threads; the sink hops each report to the loop with ``call_soon_threadsafe`` before
+  calling ``on_delivery``, so callbacks may touch the service's state without locks,
+  and a failed result code arrives as a :class:`~swimstream.errors.BrokerError`.
+  ``poll`` therefore has nothing to serve: the loop serves the reports as it turns.
+* **A full queue makes ``produce`` wait, not fail.** With ``max_pending_messages``
+  records of one topic in flight, the client blocks the sending thread until an
+  acknowledgement frees a slot (``block_if_queue_full``); it frees slots on its own
+  threads, not the loop's, so this cannot deadlock, and it is the backpressure the
+  contract asks for ("serves delivery reports until there is room").
+* **Key-based batching**, so a Key_Shared consumer downstream gets each key whole, and
+  because pulsar-lite dispatches batched messages far faster (see
+  :mod:`connectors.pulsar.settings`).
+* ``flush`` pushes out partly filled batches (``flush_async``, no thread) and waits on
+  the loop until every report has been served. ``pending`` counts records whose report
+  has not yet reached ``on_delivery``, so it is 0 exactly when every callback has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+from connectors.pulsar._client import (
+    Message,
+    MessageId,
+    Producer,
+    PulsarClient,
+    PulsarError,
+    Result,
+    acquire_client,
+    build_message,
+    check_reachable,
+    ignore_result,
+    is_ok,
+    release_client,
+)
+from connectors.pulsar._errors import broker_error, result_error
+from connectors.pulsar.records import encode_key, encode_properties
+from connectors.pulsar.settings import PulsarSettings, Setting
+from swimstream.errors import BrokerError
+from swimstream.streams.connector import DeliveryCallback
+
+log = logging.getLogger("swimstream.pulsar")
+
+_Waiting = list[tuple[Message, DeliveryCallback | None]]
+_Report = tuple[DeliveryCallback | None, BrokerError | None]
+
+_REPORTS_AFTER_CLOSE = 1.0
+"""Seconds ``close`` waits for the reports of records its producers failed."""
+
+
+class PulsarSink:
+    """Produces records to Pulsar topics (at-least-once).
+
+    Args:
+        service_url: ``pulsar://host:6650`` (several hosts: ``pulsar://h1:6650,h2:6650``).
+        settings: a :class:`PulsarSettings` or a mapping of its field names.
+    """
+
+    def __init__(
+        self, service_url: str, *, settings: PulsarSettings | Mapping[str, Setting] | None = None
+    ) -> None:
+        self.service_url = service_url
+        self.settings = PulsarSettings.of(settings)
+        self._client: PulsarClient | None = None
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producers: dict[str, Producer] = {}
+        self._waiting: dict[str, _Waiting] = {}
+        self._creations: set[asyncio.Task[None]] = set()
+        self._pending = 0
+        # Delivery reports cross from the client's threads to the loop through this
+        # queue; one loop callback serves every report queued before it runs, so a
+        # burst of acknowledgements wakes the loop once, not once per record.
+        self._reports: deque[_Report] = deque()
+        self._reports_scheduled = False
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    def __repr__(self) -> str:
+        return f"<PulsarSink at {self.service_url}>"
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Check the broker accepts connections and create the client.
+
+        Problems the broker raises later (a topic it refuses, missing permissions) are
+        reported per record, through ``on_delivery``.
+
+        Raises:
+            BrokerError: the broker is unreachable within ``connection_timeout``.
+        """
+        if self._client is not None or self._closed:
+            raise BrokerError(f"{self!r} was already opened; a sink is opened once")
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(check_reachable, self.service_url, self.settings.connection_timeout)
+        self._client = acquire_client(self.service_url, self.settings)
+
+    async def close(self) -> None:
+        """Flush for up to ``close_timeout`` seconds, then close the producers.
+
+        Records still in flight then fail, each through its ``on_delivery``, before
+        ``close`` returns: none is dropped without a report. A producer still being
+        created is waited for (at most ``operation_timeout``) so that its records get
+        their report too.
+        """
+        if self._closed:
+            return
+        client = self._client
+        if client is not None:
+            await self.flush(self.settings.close_timeout)
+        self._closed = True
+        await asyncio.gather(*self._creations, return_exceptions=True)
+        if client is not None:
+            await asyncio.to_thread(self._close_all, client)
+            # Closing fails what the producers held; let those reports reach the loop so
+            # that, once close returns, every record has had its report.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_REPORTS_AFTER_CLOSE):
+                    await self._drained.wait()
+
+    def _close_all(self, client: PulsarClient) -> None:
+        """Runs in a worker thread. Closing a producer fails what it still holds, each
+        record through its own ``on_delivery``."""
+        for topic, producer in self._producers.items():
+            try:
+                producer.close()
+            except PulsarError as exc:
+                log.warning("%s", broker_error(exc, f"closing the producer of {topic!r}"))
+        release_client(client)
+
+    # -- producing --------------------------------------------------------------------
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue one record; ``on_delivery`` runs on the event loop once it is persisted
+        (``None``) or has failed (a :class:`BrokerError`).
+
+        Keys become partition keys and headers properties (lossy for headers: see
+        :mod:`connectors.pulsar.records`). Waits while ``max_pending_messages`` records of
+        the topic are in flight.
+        """
+        if self._closed:
+            raise BrokerError(f"{self!r} is closed")
+        if self._client is None:
+            raise BrokerError(f"{self!r} is not open; await open() first")
+        partition_key, key_is_base64 = encode_key(key)
+        message = build_message(value, partition_key, encode_properties(headers, key_is_base64))
+        self._pending += 1
+        self._drained.clear()
+        producer = self._producers.get(topic)
+        if producer is not None:
+            self._send(producer, topic, message, on_delivery)
+            return
+        waiting = self._waiting.get(topic)
+        if waiting is None:
+            waiting = self._waiting[topic] = []
+            task = asyncio.get_running_loop().create_task(self._create_producer(topic))
+            self._creations.add(task)
+            task.add_done_callback(self._creations.discard)
+        waiting.append((message, on_delivery))
+
+    async def _create_producer(self, topic: str) -> None:
+        assert self._client is not None
+        try:
+            producer = await asyncio.to_thread(self._client.create_producer, topic, self.settings)
+        except PulsarError as exc:
+            self._fail_waiting(topic, broker_error(exc, f"creating a producer for {topic!r}"))
+            return
+        self._producers[topic] = producer
+        for message, on_delivery in self._waiting.pop(topic, ()):
+            self._send(producer, topic, message, on_delivery)
+
+    def _fail_waiting(self, topic: str, error: BrokerError) -> None:
+        for _, on_delivery in self._waiting.pop(topic, ()):
+            self._settle(on_delivery, error)
+
+    def _send(
+        self, producer: Producer, topic: str, message: Message, on_delivery: DeliveryCallback | None
+    ) -> None:
+        try:
+            producer.send_async(message, functools.partial(self._sent, topic, on_delivery))
+        except PulsarError as exc:
+            error = broker_error(exc, f"producing to {topic!r}")
+            asyncio.get_running_loop().call_soon(self._settle, on_delivery, error)
+
+    def _sent(
+        self,
+        topic: str,
+        on_delivery: DeliveryCallback | None,
+        result: Result,
+        message_id: MessageId,
+    ) -> None:
+        """Runs on a client thread, where an escaping exception would end the process."""
+        try:
+            error = None if is_ok(result) else result_error(result.name, f"producing to {topic!r}")
+            self._reports.append((on_delivery, error))
+            # The append comes before the check and the loop clears the flag before it
+            # drains, so a report is never left behind; at worst the loop drains twice.
+            if not self._reports_scheduled:
+                self._reports_scheduled = True
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._serve_reports)
+        except Exception:  # the loop is closed: nobody is left to tell
+            log.debug("a delivery report for %r arrived after its event loop closed", topic)
+
+    def _serve_reports(self) -> None:
+        self._reports_scheduled = False
+        reports = self._reports
+        while reports:
+            self._settle(*reports.popleft())
+
+    def _settle(self, on_delivery: DeliveryCallback | None, error: BrokerError | None) -> None:
+        self._pending -= 1
+        if self._pending == 0:
+            self._drained.set()
+        if on_delivery is None:
+            return
+        try:
+            on_delivery(error)
+        except Exception:
+            # The loop's handler would only log it too; catching it here keeps the other
+            # reports of the same burst flowing.
+            log.exception("an on_delivery callback raised")
+
+    def poll(self) -> None:
+        """Nothing to do: delivery reports are scheduled onto the event loop as they
+        arrive and run as it turns."""
+
+    async def flush(self, timeout: float) -> bool:
+        """Send partly filled batches now and wait until every record's ``on_delivery``
+        has run (True), or ``timeout`` seconds passed (False)."""
+        for producer in self._producers.values():
+            with contextlib.suppress(PulsarError):  # a closed producer has nothing to flush
+                producer.flush_async(ignore_result)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Records produced whose ``on_delivery`` has not run yet."""
+        return self._pending
