@@ -1,0 +1,192 @@
+"""The Pulsar sink against the real pulsar-lite broker: no mocks.
+
+What the service relies on: every record gets exactly one delivery report, on the event
+loop's thread, as ``None`` or a :class:`BrokerError` that says what went wrong;
+``pending`` counts the reports still to come; ``flush`` waits for them; a full queue
+slows ``produce`` down instead of failing records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pulsar  # type: ignore[import-untyped]  # only to read back what the sink wrote
+import pytest
+
+from connectors.embedded import EmbeddedPulsar, free_ports, unique_topic_name
+from connectors.pulsar import PulsarSink
+from swimstream.errors import BrokerError
+from swimstream.streams.connector import SinkConnector
+
+
+@pytest.fixture
+def service_url(pulsar_broker: EmbeddedPulsar) -> str:
+    return pulsar_broker.service_url
+
+
+@pytest.fixture
+def topic(request: pytest.FixtureRequest) -> str:
+    return unique_topic_name(request.node.name)
+
+
+def read_back(service_url: str, topic: str, count: int) -> list[tuple[str, bytes]]:
+    """(partition key, payload) of the first ``count`` messages, with the plain client."""
+    client = pulsar.Client(service_url, operation_timeout_seconds=5)
+    try:
+        consumer = client.subscribe(
+            topic, "read-back", initial_position=pulsar.InitialPosition.Earliest
+        )
+        messages = [consumer.receive(5000) for _ in range(count)]
+        return [(message.partition_key(), message.data()) for message in messages]
+    finally:
+        client.close()
+
+
+class Reports:
+    """Delivery reports as they arrive, with the thread each ran on."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException | None] = []
+        self.threads: set[int] = set()
+
+    def __call__(self, error: BaseException | None) -> None:
+        self.errors.append(error)
+        self.threads.add(threading.get_ident())
+
+
+async def test_reports_run_on_the_loop_thread_and_pending_returns_to_zero(
+    service_url: str, topic: str
+) -> None:
+    sink = PulsarSink(service_url)
+    await sink.open()
+    reports = Reports()
+    for number in range(500):
+        sink.produce(topic, b"device-%d" % (number % 7), b"%d" % number, None, reports)
+    assert sink.pending == 500
+
+    assert await sink.flush(10)
+
+    assert sink.pending == 0
+    assert reports.errors == [None] * 500
+    assert reports.threads == {threading.get_ident()}
+    await sink.close()
+    written = await asyncio.to_thread(read_back, service_url, topic, 500)
+    assert sorted(int(payload) for _, payload in written) == list(range(500))
+    of_key: dict[str, list[int]] = {}
+    for key, payload in written:
+        of_key.setdefault(key, []).append(int(payload))
+    assert sorted(of_key) == [f"device-{n}" for n in range(7)]
+    assert all(numbers == sorted(numbers) for numbers in of_key.values())
+
+
+async def test_records_wait_for_their_topics_producer_and_keep_their_order(
+    service_url: str, topic: str
+) -> None:
+    sink = PulsarSink(service_url)
+    await sink.open()
+    topics = [f"{topic}-a", f"{topic}-b"]
+    reports = Reports()
+    for number in range(50):  # all produced before either producer exists
+        for name in topics:
+            sink.produce(name, None, b"%d" % number, None, reports)
+    assert await sink.flush(10)
+    await sink.close()
+    assert reports.errors == [None] * 100
+    for name in topics:
+        written = await asyncio.to_thread(read_back, service_url, name, 50)
+        assert [int(payload) for _, payload in written] == list(range(50))
+
+
+async def test_a_full_queue_slows_produce_down_instead_of_failing(
+    service_url: str, topic: str
+) -> None:
+    sink = PulsarSink(service_url, settings={"max_pending_messages": 5, "batching": False})
+    await sink.open()
+    sink.produce(topic, None, b"first", None)  # the producer exists once this is delivered
+    assert await sink.flush(10)
+    reports = Reports()
+    for number in range(300):
+        sink.produce(topic, None, b"%d" % number, None, reports)
+    assert await sink.flush(10)
+    await sink.close()
+    assert reports.errors == [None] * 300
+
+
+async def test_a_producer_the_broker_refuses_fails_its_records_with_the_reason(
+    service_url: str,
+) -> None:
+    sink = PulsarSink(service_url)
+    await sink.open()
+    reports = Reports()
+    sink.produce("persistent://no-namespace", b"k", b"v", None, reports)
+    sink.produce("persistent://no-namespace", b"k", b"w", None, reports)
+
+    assert await sink.flush(10)
+
+    assert sink.pending == 0
+    assert len(reports.errors) == 2
+    for error in reports.errors:
+        assert isinstance(error, BrokerError)
+        assert "creating a producer for 'persistent://no-namespace'" in str(error)
+        assert "InvalidTopicName" in str(error)
+    await sink.close()
+
+
+async def test_records_the_broker_never_acknowledges_fail_with_a_broker_error() -> None:
+    with EmbeddedPulsar() as broker:
+        sink = PulsarSink(broker.service_url, settings={"send_timeout": 0.5})
+        await sink.open()
+        sink.produce("events", None, b"before", None)
+        assert await sink.flush(10)
+        broker.stop()
+        reports = Reports()
+        sink.produce("events", None, b"lost", None, reports)
+        sink.produce("events", None, b"lost too", None, reports)
+
+        assert await sink.flush(10)
+
+        assert len(reports.errors) == 2
+        for error in reports.errors:
+            assert isinstance(error, BrokerError)
+            assert "producing to 'events' failed (Timeout)" in str(error)
+        await sink.close()
+
+
+async def test_close_reports_every_record_it_could_not_deliver() -> None:
+    with EmbeddedPulsar() as broker:
+        sink = PulsarSink(broker.service_url, settings={"close_timeout": 0.2})
+        await sink.open()
+        sink.produce("events", None, b"before", None)
+        assert await sink.flush(10)
+        broker.stop()
+        reports = Reports()
+        sink.produce("events", None, b"stranded", None, reports)
+
+        await sink.close()
+
+        assert len(reports.errors) == 1
+        assert isinstance(reports.errors[0], BrokerError)
+        assert sink.pending == 0
+
+
+async def test_a_missing_broker_is_reported_at_once() -> None:
+    (port,) = free_ports(1)
+    sink = PulsarSink(f"pulsar://127.0.0.1:{port}")
+    began = time.monotonic()
+    with pytest.raises(BrokerError, match="cannot reach the Pulsar broker"):
+        await sink.open()
+    assert time.monotonic() - began < 1.0
+
+
+async def test_a_sink_is_used_between_open_and_close_only(service_url: str) -> None:
+    sink: SinkConnector = PulsarSink(service_url)
+    with pytest.raises(BrokerError, match="not open"):
+        sink.produce("events", None, b"v")
+    await sink.open()
+    sink.poll()  # nothing to serve: reports run on the loop
+    await sink.close()
+    with pytest.raises(BrokerError, match="is closed"):
+        sink.produce("events", None, b"v")
+    await sink.close()  # idempotent
