@@ -2,9 +2,11 @@
 
 Run: ``.venv/bin/python bench/e2e_bench.py`` (``make bench`` runs every benchmark).
 Options: ``--records N`` (default 500,000), ``--only NAME[,NAME]`` (contenders: raw-orjson,
-raw-json, swimstream, faust, quix, bytewax; ``raw`` means both raw rows), ``--timeout S``
-per contender, ``--no-write`` to leave BENCHMARKS.md alone (any run with ``--only`` or a
-smaller ``--records`` leaves it alone too).
+raw-json, swimstream, swimstream-devices, faust, quix, bytewax; ``raw`` means both raw
+rows), ``--timeout S`` per contender, ``--no-write`` to leave BENCHMARKS.md alone (any run
+with ``--only`` or another ``--records`` leaves it alone too), ``--profile`` /
+``--no-profile`` to force or skip the py-spy pass over swimstream (by default it runs when
+swimstream misses a target and ``.venv/bin/py-spy`` exists).
 
 One embedded broker (Tansu) serves the whole run. The input topic is produced once: N
 readings ``{"device": "42", "tower": "t0", "temp": 71.3, "ts": 3}`` keyed by device, over
@@ -17,6 +19,8 @@ reads the topic from the beginning in a consumer group nobody used before:
 * ``swimstream``: ``python -m swimstream run`` with the towers example's agents (readings
   to ``/device/{key}``, lane ``reading``), the ``alerts`` publish sink and the tower
   summary lane sink, ``processing: at-least-once``;
+* ``swimstream-devices``: the same service with only the work the peers do (per-key state
+  and alerts, ``bench/peers/swimstream_devices.py``): no tower joins, no summaries;
 * ``faust``, ``quix``, ``bytewax``: the peers (``bench/peers/*_peer.py``), each keeping the
   count and last reading per device and producing an alert record per hot reading. They
   are installed only for this benchmark, each into its own virtual environment under
@@ -50,6 +54,7 @@ from confluent_kafka import KafkaError, Producer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.peers.harness import (
+    LOGS,
     PY_SPY,
     Contender,
     Result,
@@ -69,7 +74,15 @@ HOT_SHARE = 100  # one device in this many is hot
 HOT_TEMPERATURE = 90.0
 RAW_TARGET_SHARE = 0.30
 SWIMSTREAM_TARGET = 150_000
-CONTENDERS = ("raw-orjson", "raw-json", "swimstream", "faust", "quix", "bytewax")
+CONTENDERS = (
+    "raw-orjson",
+    "raw-json",
+    "swimstream",
+    "swimstream-devices",
+    "faust",
+    "quix",
+    "bytewax",
+)
 
 
 @dataclass(frozen=True)
@@ -203,7 +216,8 @@ def profile_swimstream(
         return "No profile: py-spy is not installed in .venv (`.venv/bin/pip install py-spy`)."
     progress("swimstream: a second pass under py-spy, to see where the time goes")
     contender = swimstream_contender(kafka, workload, work_dir / "profile")
-    stacks = work_dir / "swimstream.stacks"
+    stacks = LOGS / "swimstream.stacks"  # kept, for flamegraph.pl or another look
+    stacks.unlink(missing_ok=True)
     result = run_contender(contender, workload, timeout, profile_to=stacks)
     if result.failure or not stacks.exists():
         return f"No profile: the profiled pass failed ({result.failure or 'no stacks written'})."
@@ -230,13 +244,28 @@ def peer_args(workload: Workload, group: str, alerts: str, settings: dict[str, A
     ]
 
 
-def swimstream_contender(kafka: EmbeddedKafka, workload: Workload, work_dir: Path) -> Contender:
-    """The towers app on the input topic, with its config written next to its store."""
+TOWERS = {
+    "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
+    "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
+    "world": {"class": "examples.towers.app:World", "route": "/world"},
+}
+DEVICES_ONLY = {
+    "device": {"class": "bench.peers.swimstream_devices:Device", "route": "/device/:id"},
+}
+
+
+def swimstream_contender(
+    kafka: EmbeddedKafka, workload: Workload, work_dir: Path, devices_only: bool = False
+) -> Contender:
+    """The towers app (or only the peers' work) on the input topic, config beside its store."""
     app = f"e2e-{uuid.uuid4().hex[:8]}"  # the app name is the consumer group
     work_dir.mkdir(parents=True, exist_ok=True)
     alerts = kafka.create_topic(f"{app}-alerts", partitions=PARTITIONS)
-    summaries = kafka.create_topic(f"{app}-summaries", partitions=PARTITIONS)
+    summaries = None if devices_only else kafka.create_topic(f"{app}-summaries", PARTITIONS)
     web_port, mesh_port = free_ports(2)
+    sinks: list[dict[str, str]] = [{"publish": "alerts", "topic": alerts}]
+    if summaries is not None:
+        sinks.insert(0, {"from": "/tower/:id#summary", "topic": summaries})
     config = {
         "app": app,
         "broker": {
@@ -246,16 +275,9 @@ def swimstream_contender(kafka: EmbeddedKafka, workload: Workload, work_dir: Pat
             "create_topics": True,
             "settings": dict(FAST_CONSUMER_SETTINGS),
         },
-        "agents": {
-            "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
-            "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
-            "world": {"class": "examples.towers.app:World", "route": "/world"},
-        },
+        "agents": DEVICES_ONLY if devices_only else TOWERS,
         "sources": [{"topic": workload.topic, "route": "/device/{key}", "lane": "reading"}],
-        "sinks": [
-            {"from": "/tower/:id#summary", "topic": summaries},
-            {"publish": "alerts", "topic": alerts},
-        ],
+        "sinks": sinks,
         "processing": "at-least-once",
         "mesh": {"listen": f"127.0.0.1:{mesh_port}"},
         "store": {"path": str(work_dir / "store")},
@@ -264,7 +286,7 @@ def swimstream_contender(kafka: EmbeddedKafka, workload: Workload, work_dir: Pat
     config_path = work_dir / "swimstream.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return Contender(
-        "swimstream",
+        "swimstream-devices" if devices_only else "swimstream",
         f"confluent-kafka {confluent_version()}",
         [sys.executable, "-m", "swimstream", "run", "--config", str(config_path), *QUIET],
         alerts,
@@ -304,12 +326,13 @@ def build_contenders(
             argv += ["--json", name.removeprefix("raw-")]
             client = f"confluent-kafka {confluent_version()}"
             yield Contender(name, client, argv, None)
-        elif name == "swimstream":
+        elif name.startswith("swimstream"):
             if not (REPO / "connectors" / "factory.py").exists():
                 missing = "not available yet (no Kafka connector in this checkout)"
                 yield Result(name, "confluent-kafka", failure=missing)
                 continue
-            yield swimstream_contender(kafka, workload, work_dir)
+            devices_only = name == "swimstream-devices"
+            yield swimstream_contender(kafka, workload, work_dir / name, devices_only)
         else:
             peer = PEER_ENVS_BY_NAME[name]
             try:
@@ -431,6 +454,10 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
         " a changelog record per reading), Quix in its MemoryStore without changelog topics,"
         " Bytewax in `stateful_map` without a recovery store. Bytewax assigns partitions"
         " itself (no consumer group) and runs one worker. The raw loop produces no alerts."
+        " The towers app does more than the peers: each reading also updates its tower's"
+        " join lane, recomputes the tower summary and produces it (the lane sink);"
+        " *swimstream-devices* runs the same service on the peers' work only (per-key"
+        " count and last reading, alerts), for a like-for-like comparison."
         f"\n\n{targets_line(results)}"
     )
     if notes:

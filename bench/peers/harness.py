@@ -346,13 +346,26 @@ def module_of(path: str) -> str:
     return path or "?"
 
 
+_OURS = ("swimstream.", "connectors.", "examples.")
+_ENTRY = ("swimstream.__main__", "swimstream.cli.")  # wrap everything: not informative
+
+
+def layer_of(module: str) -> str:
+    """The layer a module belongs to: ``swimstream.runtime``, ``connectors.kafka``, ..."""
+    if module.startswith(_OURS):
+        return ".".join(module.split(".")[:2])
+    return module
+
+
 def profile_summary(path: Path, top: int = 8) -> str:
-    """Self time by module and inclusive time of swimstream's own functions, from raw stacks.
+    """Where the time went, from py-spy's raw stacks: self time by layer and by function,
+    and the inclusive time of swimstream's own functions.
 
     Stacks under an import are start-up and left out. Time inside C extensions
     (librdkafka, orjson) shows as the Python function that called them.
     """
-    self_time: dict[str, int] = {}
+    by_layer: dict[str, int] = {}
+    by_function: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = startup = 0
     for line in path.read_text().splitlines():
@@ -365,12 +378,16 @@ def profile_summary(path: Path, top: int = 8) -> str:
             startup += count
             continue
         total += count
-        leaf_module = module_of(frames[-1][1])
-        self_time[leaf_module] = self_time.get(leaf_module, 0) + count
+        leaf_function, leaf_path = frames[-1]
+        leaf_module = module_of(leaf_path)
+        layer = layer_of(leaf_module)
+        by_layer[layer] = by_layer.get(layer, 0) + count
+        leaf = f"{leaf_module}.{leaf_function}"
+        by_function[leaf] = by_function.get(leaf, 0) + count
         seen: set[str] = set()
         for function, frame_path in frames:
             module = module_of(frame_path)
-            if not module.startswith(("swimstream.", "connectors.", "examples.")):
+            if not module.startswith(_OURS) or module.startswith(_ENTRY):
                 continue
             name = f"{module}.{function}"
             if name not in seen:
@@ -379,12 +396,13 @@ def profile_summary(path: Path, top: int = 8) -> str:
     if not total:
         return "py-spy recorded no samples."
 
-    def ranked(counts: dict[str, int]) -> str:
-        best = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    def ranked(counts: dict[str, int], limit: int = top) -> str:
+        best = sorted(counts.items(), key=lambda item: -item[1])[:limit]
         return ", ".join(f"`{name}` {count / total:.0%}" for name, count in best)
 
     return (
         f"{total:,} samples at {PROFILE_RATE} Hz while processing ({startup:,} more during"
-        f" imports, left out). Self time by module: {ranked(self_time)}. Inclusive time of"
-        f" swimstream's functions: {ranked(inclusive)}."
+        f" imports, left out). Self time by layer: {ranked(by_layer)}. Self time by"
+        f" function: {ranked(by_function)}. Inclusive time of swimstream's functions:"
+        f" {ranked(inclusive, top + 4)}."
     )
