@@ -359,7 +359,8 @@ def rows_of(results: Sequence[Result], workload: Workload) -> list[list[str]]:
     rows = []
     for r in results:
         if r.failure:
-            rows.append([r.name, r.client, f"failed: {r.failure}", "", "", "", "", "", "", ""])
+            failed = [r.name, r.client, f"failed: {r.failure}"]
+            rows.append(failed + [""] * (len(HEADERS) - 4) + [EXPECTED.get(r.name, "")])
             continue
         share = f"{r.steady_rate / raw.steady_rate:.0%}" if raw else ""
         alerts = "—" if r.alerts is None else f"{r.alerts:,}"
@@ -375,6 +376,7 @@ def rows_of(results: Sequence[Result], workload: Workload) -> list[list[str]]:
                 f"{r.cpu_seconds:.1f}",
                 f"{r.peak_rss / 2**20:,.0f}",
                 alerts,
+                EXPECTED.get(r.name, ""),
             ]
         )
     return rows
@@ -391,7 +393,17 @@ HEADERS = [
     "CPU s",
     "peak RSS (MiB)",
     "alerts out",
+    "expected events/s",
 ]
+EXPECTED = {
+    "raw-orjson": "≈ 480,000",
+    "raw-json": "≈ 200,000",
+    "swimstream": f"≥ {SWIMSTREAM_TARGET:,} and ≥ {RAW_TARGET_SHARE:.0%} of raw",
+    "faust": "2,000 to 5,000",
+    "quix": "≈ 35,000",
+    "bytewax": "≈ 90,000",
+}
+"""What the issue expected on this machine (swimstream's are targets)."""
 
 
 def summaries_sentence(results: Sequence[Result]) -> str:
