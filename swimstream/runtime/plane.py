@@ -68,6 +68,7 @@ class PlaneStatistics:
     active_agents: int
     stored_agents: int
     messages_handled: int
+    commands: int
     callback_failures: int
     links: int
     timers: int
@@ -113,6 +114,7 @@ class Plane:
         self._closed = False
         self._activations = 0
         self._passivations = 0
+        self._commands = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -259,6 +261,7 @@ class Plane:
                 f"agent {node_uri} ({type(cell.agent).__name__}) has no lane {lane!r}"
             )
         cell.post(handle_command, lane, value, ack)
+        self._commands += 1
         mailbox = cell.mailbox
         return mailbox is None or len(mailbox) < self.mailbox_capacity
 
@@ -495,6 +498,7 @@ class Plane:
             active_agents=len(self._cells),
             stored_agents=len(self.store),
             messages_handled=self._scheduler.processed,
+            commands=self._commands,
             callback_failures=self.failures.count,
             links=len(self.links),
             timers=len(self.timers),

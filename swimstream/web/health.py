@@ -110,6 +110,7 @@ PLANE_GAUGES = {
     "links": "Open links to lanes (agent downlinks and outside subscribers).",
     "timers": "Pending agent timers.",
     "messages_handled": "Mailbox messages handled since the plane started.",
+    "commands": "Commands submitted to agents (from sources, HTTP, WARP and other agents).",
     "callback_failures": "Agent callbacks that raised since the plane started.",
     "activations": "Agents created or reloaded since the plane started.",
     "passivations": "Agents unloaded into the store since the plane started.",
