@@ -1,4 +1,4 @@
-"""Running callbacks on the event loop's thread, whichever thread librdkafka calls from.
+"""Threads around the event loop: callbacks moved onto it, blocking calls moved off it.
 
 librdkafka calls rebalance and delivery callbacks from inside ``consume``/``poll``/
 ``flush``/``commit_transaction``, on the thread that made that call. The connectors make
@@ -7,17 +7,25 @@ commit), yet the service's callbacks touch state that belongs to the event loop.
 :class:`LoopBridge` moves such a call onto the loop thread: directly when already
 there, otherwise through ``call_soon_threadsafe``, waiting for the result when the
 caller needs it (a rebalance listener's offsets) and not otherwise (a delivery report).
+
+The blocking calls go the other way, to a :class:`DaemonExecutor`: one daemon thread per
+client. Not a ThreadPoolExecutor, whose threads the interpreter joins at exit: a
+synchronous offset commit waits for an unreachable group coordinator for ever (measured:
+still waiting after 200 s against a frozen broker, whatever ``socket.timeout.ms``), and
+such a call must not keep a stopping instance alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _LOOP_CHECK = 1.0  # seconds between checks that the loop still runs while waiting
 
@@ -78,3 +86,44 @@ class LoopBridge:
             self.loop.call_soon_threadsafe(function)
         except RuntimeError as exc:  # the loop is closed
             raise LoopGoneError("the event loop is closed") from exc
+
+
+class DaemonExecutor(concurrent.futures.Executor):
+    """Runs submitted calls one at a time, in order, on one daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._shut = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        """Queue ``fn(*args, **kwargs)``; its future resolves when it has run."""
+        if self._shut:
+            raise RuntimeError("the executor was shut down")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self._calls.put(run)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Let the thread end after the calls already queued (it is never forced)."""
+        if not self._shut:
+            self._shut = True
+            self._calls.put(None)
+        if wait:
+            self._thread.join()
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            call()

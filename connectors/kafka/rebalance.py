@@ -6,7 +6,9 @@ thread that called it, which is the source's fetch thread as often as the event 
 what :class:`Membership` says this member holds) on the loop thread through a
 :class:`~connectors.kafka.loop.LoopBridge`, and waits there for the listener's answer;
 then, back on the calling thread and before the callback returns (that is, before
-librdkafka lets the partitions go), it commits the listener's offsets synchronously.
+librdkafka lets the partitions go), it commits the listener's offsets synchronously,
+unless the broker is known not to answer: librdkafka's synchronous commit waits for the
+coordinator for ever, so those offsets are given up (the records are read again).
 
 On assignment the partitions are assigned *before* the listener runs, so that a
 listener that pauses new partitions (to restore their state first) pauses partitions
@@ -34,6 +36,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from connectors.kafka.deferred import DeferredCalls, kafka_partitions
 from connectors.kafka.errors import partition_list
+from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import LoopBridge, LoopGoneError
 from connectors.kafka.records import RecordBuffer
 from swimstream.streams.connector import Rebalance, TopicPartition
@@ -70,6 +73,7 @@ class RebalanceRelay:
         buffer: RecordBuffer,
         deferred: DeferredCalls,
         bridge: LoopBridge,
+        health: ConnectionHealth,
         *,
         cooperative: bool,
         logger: logging.Logger,
@@ -80,6 +84,7 @@ class RebalanceRelay:
         self._buffer = buffer
         self._deferred = deferred
         self._bridge = bridge
+        self._health = health
         self._cooperative = cooperative
         self._log = logger
         self._where = where
@@ -192,6 +197,15 @@ class RebalanceRelay:
 
     def _commit_now(self, consumer: Consumer, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
+            return
+        if not self._health.connected:
+            # librdkafka would wait for the coordinator for ever (see connectors.kafka.loop).
+            self._log.warning(
+                "%s: not committing %s before releasing them: the broker does not answer; "
+                "they will be read again from the last committed offsets",
+                self._where,
+                _offset_list(offsets),
+            )
             return
         try:
             results = consumer.commit(

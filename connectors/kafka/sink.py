@@ -36,14 +36,13 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.kafka.deferred import kafka_partitions
 from connectors.kafka.errors import ErrorLog, translate
-from connectors.kafka.loop import LoopBridge
+from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
 from swimstream.errors import BrokerError
 from swimstream.streams.connector import DeliveryCallback, TopicPartition
@@ -103,7 +102,7 @@ class KafkaSink:
         self._queue_full_timeout = queue_full_timeout
         self._producer: Producer | None = None
         self._bridge: LoopBridge | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonExecutor | None = None
         self._pending = 0
         self._closed = False
 
@@ -122,7 +121,7 @@ class KafkaSink:
             producer = Producer(config)
         except KafkaException as exc:
             raise translate(exc, f"creating the producer of {self._where}") from exc
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="swimstream-kafka-sink")
+        self._executor = DaemonExecutor("swimstream-kafka-sink")
         self._producer = producer
         try:
             await self._blocking(producer.list_topics, None, _OPEN_TIMEOUT)
@@ -136,15 +135,25 @@ class KafkaSink:
             raise
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Flush for up to ``timeout`` seconds, then release the producer; an open
-        transaction is aborted."""
+        """Flush for up to ``timeout`` seconds, then release the producer. Records still
+        unacknowledged then are purged and reported failed: librdkafka's own close would
+        wait for them for as long as the broker stays away."""
         if self._closed:
             return
         self._closed = True
-        if self._producer is None:
+        producer = self._producer
+        if producer is None:
             return
         if not await self.flush(timeout):
-            log.warning("%s: closing with %d records not acknowledged", self._where, self._pending)
+            log.warning(
+                "%s: closing with %d records not acknowledged after %g s; they are reported "
+                "failed (some may still have been written)",
+                self._where,
+                self._pending,
+                timeout,
+            )
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            await self.flush(1.0)
         await self._release()
 
     # -- records ------------------------------------------------------------------------

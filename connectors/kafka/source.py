@@ -42,6 +42,8 @@ Static membership
     restart; after a ``kill -9`` it was also about 8 s (DESIGN.md), where a dynamic member
     blocks the group for 18 s. A dynamic member leaves at close and is reassigned at once
     (5 s for the next join on Tansu, which holds joins for half the session timeout).
+    Either way ``close`` gives up after ``close_timeout`` seconds when the broker does
+    not answer, rather than hang the instance's shutdown (see :mod:`connectors.kafka.loop`).
 
 Liveness
     ``connected`` follows :mod:`connectors.kafka.health`: error events and per-second
@@ -66,7 +68,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -76,7 +77,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from connectors.kafka.deferred import DeferredCalls, kafka_partitions
 from connectors.kafka.errors import KafkaBrokerError, describe, translate
 from connectors.kafka.health import ConnectionHealth
-from connectors.kafka.loop import LoopBridge
+from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.progress import Progress, positions
 from connectors.kafka.rebalance import Listener, Membership, RebalanceRelay
 from connectors.kafka.records import RecordBuffer, split_events
@@ -122,6 +123,8 @@ class KafkaSource:
             the ones swimstream owns are refused with a ConfigError.
         offset_reset: where a partition without a committed offset starts
             (``earliest`` or ``latest``).
+        close_timeout: seconds :meth:`close` waits for the broker before abandoning the
+            consumer (a commit to an unreachable coordinator never returns by itself).
     """
 
     def __init__(
@@ -133,8 +136,10 @@ class KafkaSource:
         instance_id: str | None = None,
         settings: Settings | None = None,
         offset_reset: str = "earliest",
+        close_timeout: float = 30.0,
     ) -> None:
         self.bootstrap = bootstrap
+        self.close_timeout = close_timeout
         self.group_id = group_id
         self.topics = tuple(topics)
         self.instance_id = instance_id
@@ -157,7 +162,7 @@ class KafkaSource:
         self._listener: Listener | None = None
         self._consumer: Consumer | None = None
         self._relay: RebalanceRelay | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonExecutor | None = None
         self._worker: asyncio.Future[Any] | None = None  # the worker holds the consumer
         self._failure: BaseException | None = None
         self._progress = Progress()
@@ -177,7 +182,7 @@ class KafkaSource:
             raise BrokerError(f"{self._where} was opened already")
         bridge = LoopBridge()
         self._relay = RebalanceRelay(
-            self._membership, self._buffer, self._deferred, bridge,
+            self._membership, self._buffer, self._deferred, bridge, self._health,
             cooperative=is_cooperative(self._config), logger=log, where=self._where,
         )  # fmt: skip
         self._relay.listener = self._listener
@@ -192,7 +197,7 @@ class KafkaSource:
             consumer = Consumer(config)
         except KafkaException as exc:
             raise translate(exc, f"creating the consumer of {self._where}") from exc
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="swimstream-kafka-source")
+        self._executor = DaemonExecutor(f"swimstream-kafka-source-{self.group_id}")
         loop = asyncio.get_running_loop()
         try:
             self.partition_counts = await loop.run_in_executor(
@@ -225,15 +230,24 @@ class KafkaSource:
         loop = asyncio.get_running_loop()
         closing = loop.run_in_executor(executor, consumer.close)
         self._worker = closing
+        self._consumer = None
+        executor.shutdown(wait=False)
+        done, _ = await asyncio.wait([closing], timeout=self.close_timeout)
+        self._membership.assigned = frozenset()
+        if not done:
+            # The worker stays marked busy, so nothing touches the consumer again.
+            log.error(
+                "%s: the broker did not let the consumer leave within %g s; abandoned it. "
+                "Offsets not committed by now will be read again by the next owner",
+                self._where,
+                self.close_timeout,
+            )
+            return
+        self._worker = None
         try:
-            await closing
+            closing.result()
         except KafkaException as exc:
             raise translate(exc, f"closing {self._where}") from exc
-        finally:
-            self._worker = None
-            self._consumer = None
-            self._membership.assigned = frozenset()
-            executor.shutdown(wait=False)
 
     # -- records ------------------------------------------------------------------------
 

@@ -105,6 +105,24 @@ async def test_a_committed_transaction_shows_its_records_and_offsets(
     assert sum(committed.values()) == 30
 
 
+async def test_closing_with_the_broker_frozen_reports_the_unacknowledged_records_failed(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_sink: SinkFactory
+) -> None:
+    topic = make_topic(partitions=1)
+    sink = await open_sink()
+    outcomes: list[BaseException | None] = []
+    kafka_broker.pause()
+    try:
+        for n in range(5):
+            sink.produce(topic, None, b"%d" % n, on_delivery=outcomes.append)
+        await sink.close(timeout=0.5)
+    finally:
+        kafka_broker.resume()
+    assert sink.pending == 0
+    assert len(outcomes) == 5
+    assert all(isinstance(error, KafkaBrokerError) for error in outcomes)
+
+
 async def test_transactions_need_a_transactional_id(open_sink: SinkFactory) -> None:
     sink = await open_sink()
     with pytest.raises(BrokerError, match="without a transactional_id"):
