@@ -487,12 +487,16 @@ produces one summary record per reading (500,000 of them; `KafkaSink.produce` an
 about a sixth). Consuming and routing take under a fifth. On the peers' work alone
 (swimstream-devices) the same service is several times faster and ahead of faust and
 Quix, yet still under 150k events/s: there the framework's per-record path dominates,
-routing (`RecordRouter.route`, about a third inclusive: JSON decoding, rendering the
+routing (`RecordRouter.route`, over a quarter inclusive: JSON decoding, rendering the
 route template, one record object per event), scheduling and command-lane dispatch
 (about a third) and the HLC-stamped register write behind every `ValueLane.set`, against
-under a tenth in the app's own callback. What would close the gap: a tower summary
-maintained incrementally (or coalesced per checkpoint) instead of recomputed and produced
-per reading, routing in batches, and cheaper stamps for lane writes nobody links to.
+under a tenth in the app's own callback; offset commits (`KafkaSource.commit`, one per
+1,000 records) take a few percent. One oddity for the connector: in that row
+`KafkaSink.produce` holds several percent of the samples for only 5,000 alerts (about
+100 µs a record, against a few µs a record in the towers row). What would close the
+gap: a tower summary maintained incrementally (or coalesced per checkpoint) instead of
+recomputed and produced per reading, routing in batches, and cheaper stamps for lane
+writes nobody links to.
 Start-up: the service joins with static membership (`group.instance.id`, for fast
 failover), and Tansu holds a static member's join for the whole session timeout rather
 than half of it: the raw loop's first record came 3.2 s after its start without
