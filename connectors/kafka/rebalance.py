@@ -183,14 +183,14 @@ class RebalanceRelay:
         for tp in gone:
             membership.end_offsets.pop(tp, None)
         dropped = self._buffer.discard(gone)
-        how = "lost" if lost else "revoked"
-        self._log.info(
-            "%s: %s %s (%d fetched records dropped)",
-            self._where,
-            how,
-            partition_list(gone) or "nothing",
-            dropped,
-        )
+        if gone:
+            self._log.info(
+                "%s: %s %s (%d fetched records dropped)",
+                self._where,
+                "lost" if lost else "revoked",
+                partition_list(gone),
+                dropped,
+            )
         if lost:
             return {}
         return {tp: offset for tp, offset in final.items() if tp in gone and offset >= 0}

@@ -55,6 +55,7 @@ T = TypeVar("T")
 _PARTITIONERS = {"murmur2": "murmur2_random", "crc32": "consistent_random"}
 _OPEN_TIMEOUT = 10.0
 _MAX_FLUSH_SLEEP = 0.01
+_CLOSE_TIMEOUT = 10.0
 
 
 class KafkaSink:
@@ -250,7 +251,7 @@ class KafkaSink:
                 producer.send_offsets_to_transaction, positions, group_metadata, timeout
             )
         except KafkaException as exc:
-            what = f"adding offsets of group to the transaction on {self._where}"
+            what = f"adding the source's offsets to the transaction on {self._where}"
             raise translate(exc, what) from exc
 
     async def commit_transaction(self, timeout: float = 10.0) -> None:
@@ -318,7 +319,19 @@ class KafkaSink:
     async def _release(self) -> None:
         producer, executor = self._producer, self._executor
         self._producer = None
-        if producer is not None and executor is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, producer.close)
-        if executor is not None:
+        if executor is None:
+            return
+        if producer is None:
             executor.shutdown(wait=False)
+            return
+        # close() aborts an open transaction, which waits for the broker: bounded.
+        closing = asyncio.get_running_loop().run_in_executor(executor, producer.close)
+        executor.shutdown(wait=False)  # the thread ends after the close
+        done, _ = await asyncio.wait([closing], timeout=_CLOSE_TIMEOUT)
+        if not done:
+            log.error(
+                "%s: the broker did not answer while closing; abandoned the producer",
+                self._where,
+            )
+        elif (failure := closing.exception()) is not None:
+            log.warning("%s: closing the producer failed: %s", self._where, failure)
