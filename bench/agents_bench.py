@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import progress, table, write_section
 from swimstream import Agent, CommandLane, MapLane, ValueLane
 from swimstream.runtime import Plane, tune_gc
+from swimstream.runtime.agent_record import stored_size
 
 
 class Twin(Agent):
@@ -126,7 +127,7 @@ async def memory_per_agent(count: int) -> tuple[float, float, float]:
             plane.passivate(f"/pair/{n}")
         gc.collect()
         # RSS rarely shrinks after frees, so measure the store's own footprint instead.
-        stored = sum(len(plane.store.load(f"/pair/{n}") or b"") for n in range(0, count, 97))
+        stored = sum(stored_size(plane.store.load(f"/pair/{n}") or {}) for n in range(0, count, 97))
         passivated = stored / len(range(0, count, 97)) + 200  # + dict entry and key string
         return active, passivated, created
 

@@ -30,6 +30,7 @@ from swimstream.errors import (
     RecordDecodeError,
     RecordRoutingError,
     RoutingError,
+    StoreError,
     SwimstreamError,
 )
 from swimstream.runtime import Plane
@@ -57,6 +58,7 @@ __all__ = [
     "RecordDecodeError",
     "RecordRoutingError",
     "RoutingError",
+    "StoreError",
     "SwimstreamError",
     "ValueDownlink",
     "ValueLane",

@@ -23,6 +23,7 @@ The tree::
     ├── ClosedResourceError     a downlink, plane or timer used after it was closed
     ├── CallbackError           a user callback raised; names the agent, lane and callback
     ├── BrokerError             a broker could not be started, reached or used
+    ├── StoreError              the local state store is unreadable, corrupt or unwritable
     └── ConfigError             a configuration value is missing or wrong; names the key path
 """
 
@@ -108,6 +109,14 @@ class BrokerError(SwimstreamError):
 
     For an embedded broker the message ends with the last lines of its log, so a start-up
     failure on a build machine explains itself without a second run.
+    """
+
+
+class StoreError(SwimstreamError):
+    """The local state store (SQLite) is unreadable, corrupt or cannot be written.
+
+    The changelog stays the truth: the instance rebuilds from it rather than serve state
+    it cannot trust, and reports the fault loudly (health goes red).
     """
 
 

@@ -27,8 +27,19 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": set(),
     "streams": {"errors", "crdt", "routing", "config", "agent", "runtime", "metrics"},
     "web": {"errors", "crdt", "routing", "agent", "runtime", "metrics"},
-    "service": {"errors", "crdt", "routing", "config", "agent", "runtime", "metrics", "streams", "web"},
-    "cli": {"errors", "config", "runtime", "service"},
+    "store": {"errors", "crdt", "agent", "runtime", "streams"},
+    "service": {
+        "errors",
+        "crdt",
+        "routing",
+        "config",
+        "agent",
+        "runtime",
+        "metrics",
+        "streams",
+        "web",
+    },
+    "cli": {"errors", "config", "runtime", "service", "store"},
     "__main__": {"cli"},
 }
 

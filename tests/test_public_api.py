@@ -26,6 +26,7 @@ EXPECTED = {
     "RecordDecodeError",
     "RecordRoutingError",
     "RoutingError",
+    "StoreError",
     "SwimstreamError",
     "ValueDownlink",
     "ValueLane",

@@ -1,17 +1,21 @@
-"""An agent's stored form: lane snapshots and open links, in one msgpack record.
+"""An agent's stored form: one value per lane, and one for its open links.
 
-Everything an agent must not lose across passivation (and, with a durable store,
-across restarts) is here: each stateful lane's CRDT snapshot, and each open downlink
-with its target, callbacks (by method name), join tag and replica. Timers are not:
-they stay armed in the plane's timer wheel while the agent sleeps.
+A stored agent is a mapping ``name -> bytes``: each stateful lane's CRDT snapshot under
+the lane's name, and the agent's open downlinks under :data:`LINKS` (their targets,
+callbacks by method name, join tags, and the replicas of plain downlinks). The same
+names key the changelog (``node#name``) and the local store, so an agent passivated in
+memory, written to SQLite, or rebuilt from the changelog is the same thing. Timers are
+kept apart (:data:`TIMERS`): they belong to the plane's timer wheel.
 
-Restoring reopens each link under its old id. Within one process the link is still
-registered (a passivated subscriber's links stay open, collecting coalesced changes),
-so nothing is re-synced; after a restart the link is opened afresh and syncs.
+Restoring reopens each link under its old id. Within one process, or after a restart
+that registered the links up front (:func:`decode_links`), the link end is still there
+and nothing re-syncs; a link end that is missing is opened afresh and syncs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -23,54 +27,151 @@ from swimstream.errors import CodecError
 if TYPE_CHECKING:
     from swimstream.agent import Agent
 
-RECORD_VERSION = 1
+LINKS = "@links"
+"""The stored name of an agent's open downlinks."""
+
+TIMERS = "@timers"
+"""The stored name of an agent's pending timers."""
+
+StoredAgent = Mapping[str, bytes]
+"""Everything an agent must not lose, by name (lane names, :data:`LINKS`)."""
 
 
-def dump_agent(agent: Agent) -> bytes:
-    """The record of ``agent``'s lanes and links."""
-    lanes: dict[str, bytes] = {}
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """One stored downlink."""
+
+    id: int
+    node_uri: str
+    lane: str
+    map_like: bool
+    callbacks: dict[str, str]
+    join: tuple[str, Any] | None
+    replica: bytes | None
+    """The replica's snapshot; None for join-value links, whose lane holds the value."""
+
+
+def dump_agent(agent: Agent) -> dict[str, bytes]:
+    """The stored form of ``agent``: lane snapshots, and its links when it has any."""
+    stored: dict[str, bytes] = {}
     for lane in agent.bound_lanes():
         if lane.stateful:
             snapshot = lane.snapshot()
             if snapshot is not None:
-                lanes[lane.name] = encode(snapshot)
-    links = [
+                stored[lane.name] = encode(snapshot)
+    links = dump_links(agent)
+    if links is not None:
+        stored[LINKS] = links
+    return stored
+
+
+def dump_links(agent: Agent) -> bytes | None:
+    """The agent's open downlinks, encoded; None when it has none."""
+    downlinks = agent.downlinks
+    if not downlinks:
+        return None
+    rows = [
         [
-            downlink.id,
-            downlink.node_uri,
-            downlink.lane,
-            isinstance(downlink, MapDownlink),
-            downlink.callbacks,
-            None if downlink.join is None else list(downlink.join),
-            encode(downlink.snapshot()),
+            d.id,
+            d.node_uri,
+            d.lane,
+            isinstance(d, MapDownlink),
+            d.callbacks,
+            None if d.join is None else list(d.join),
+            # A join-value link's replica is its join lane's entry: no need to keep it twice.
+            None if d.join is not None and not isinstance(d, MapDownlink) else encode(d.snapshot()),
         ]
-        for downlink in agent.downlinks.values()
+        for d in downlinks.values()
     ]
-    return msgpack.packb(
-        {"v": RECORD_VERSION, "lanes": lanes, "links": links, "next_link": agent._next_link_id},
-        use_bin_type=True,
-    )
+    return msgpack.packb([1, agent._next_link_id, rows], use_bin_type=True)
 
 
-def restore_agent(agent: Agent, record: bytes) -> None:
-    """Load ``record`` into a freshly attached ``agent`` (no callbacks fire)."""
+def decode_links(data: bytes) -> tuple[int, list[LinkSpec]]:
+    """``(next link id, links)`` from :func:`dump_links`' bytes."""
     try:
-        data: dict[str, Any] = msgpack.unpackb(record, raw=False, strict_map_key=False)
-        if data.get("v") != RECORD_VERSION:
-            raise CodecError(f"agent record version {data.get('v')!r} is not {RECORD_VERSION}")
-        lanes: dict[str, bytes] = data["lanes"]
-        links: list[list[Any]] = data["links"]
+        version, next_link, rows = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        if version != 1:
+            raise CodecError(f"stored links version {version!r} is not 1")
+        return int(next_link), [
+            LinkSpec(
+                int(row[0]),
+                str(row[1]),
+                str(row[2]),
+                bool(row[3]),
+                dict(row[4]),
+                None if row[5] is None else (row[5][0], row[5][1]),
+                row[6],
+            )
+            for row in rows
+        ]
     except CodecError:
         raise
     except Exception as exc:
-        raise CodecError(f"stored record of {agent.node_uri} is unreadable: {exc}") from exc
-    for name, blob in lanes.items():
-        if name in type(agent).__swim_lanes__:
+        raise CodecError(f"stored links are unreadable: {exc}") from exc
+
+
+def restore_agent(agent: Agent, stored: StoredAgent) -> None:
+    """Load ``stored`` into a freshly attached ``agent`` (no callbacks fire)."""
+    lanes = type(agent).__swim_lanes__
+    for name, blob in stored.items():
+        if name in lanes:
             agent.lane(name)._restore(decode_snapshot(blob))
-    agent._next_link_id = max(agent._next_link_id, int(data.get("next_link", 1)))
-    for link_id, node_uri, lane, map_like, callbacks, join, replica in links:
-        join_tag = None if join is None else (join[0], join[1])
-        downlink = agent._open_link(node_uri, lane, callbacks, join_tag, map_like, link_id)
-        downlink._restore(decode_snapshot(replica))
-        if join_tag is not None and join_tag[0] in type(agent).__swim_lanes__:
-            agent.lane(join_tag[0])._adopt(join_tag[1], downlink)  # type: ignore[attr-defined]
+    links = stored.get(LINKS)
+    if links is None:
+        return
+    next_link, specs = decode_links(links)
+    agent._next_link_id = max(agent._next_link_id, next_link)
+    for spec in specs:
+        downlink = agent._open_link(
+            spec.node_uri, spec.lane, spec.callbacks, spec.join, spec.map_like, spec.id
+        )
+        if spec.replica is not None:
+            downlink._restore(decode_snapshot(spec.replica))
+        if spec.join is not None and spec.join[0] in lanes:
+            agent.lane(spec.join[0])._adopt(spec.join[1], downlink)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSpec:
+    """One stored pending timer: ``method(*args)`` due at wall time ``due``."""
+
+    id: int
+    method: str
+    args: tuple[Any, ...]
+    due: float
+    period: float | None
+
+
+def dump_timers(timers: list[TimerSpec]) -> bytes | None:
+    """An agent's pending timers, encoded; None when it has none."""
+    if not timers:
+        return None
+    rows = [[t.id, t.method, list(t.args), t.due, t.period] for t in timers]
+    return msgpack.packb([1, rows], use_bin_type=True)
+
+
+def decode_timers(data: bytes) -> list[TimerSpec]:
+    """The timers :func:`dump_timers` encoded."""
+    try:
+        version, rows = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        if version != 1:
+            raise CodecError(f"stored timers version {version!r} is not 1")
+        return [
+            TimerSpec(
+                int(r[0]),
+                str(r[1]),
+                tuple(r[2]),
+                float(r[3]),
+                None if r[4] is None else float(r[4]),
+            )
+            for r in rows
+        ]
+    except CodecError:
+        raise
+    except Exception as exc:
+        raise CodecError(f"stored timers are unreadable: {exc}") from exc
+
+
+def stored_size(stored: StoredAgent) -> int:
+    """Bytes a stored agent takes (values only)."""
+    return sum(len(value) for value in stored.values())

@@ -32,7 +32,14 @@ from swimstream.errors import (
     NodeNotFoundError,
 )
 from swimstream.routing import RoutePattern, RouteTable
-from swimstream.runtime.agent_record import dump_agent, restore_agent
+from swimstream.runtime.agent_record import (
+    LinkSpec,
+    TimerSpec,
+    dump_agent,
+    dump_links,
+    dump_timers,
+    restore_agent,
+)
 from swimstream.runtime.cell import (
     AgentCell,
     handle_call,
@@ -47,7 +54,7 @@ from swimstream.runtime.clock import Clock, FakeClock, SystemClock
 from swimstream.runtime.failures import FailureLog
 from swimstream.runtime.links import LinkEnd, LinkRegistry
 from swimstream.runtime.scheduler import Scheduler
-from swimstream.runtime.store import AgentStore, MemoryAgentStore
+from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
 from swimstream.runtime.timers import TimerEntry, TimerWheel
 
 
@@ -99,13 +106,15 @@ class Plane:
         self.max_active = max_active
         self.store: AgentStore = store if store is not None else MemoryAgentStore()
         self.links = LinkRegistry()
-        self.timers = TimerWheel()
+        self.timers = TimerWheel(self._timers_changed)
+        self._state: StateObserver | None = None
+        self._restoring = False
         self.insights: list[Insight] = []
         self.failures = FailureLog()
         self._publisher = publisher
         self._routes = _compile_routes(routes)
         self._cells: dict[str, AgentCell] = {}
-        self._observers: list[tuple[str | None, str | None, LaneObserver]] = []
+        self._observers: list[tuple[str | None, str | None, bool, LaneObserver]] = []
         self._observer_tables: dict[str, dict[str, tuple[LaneObserver, ...]]] = {}
         passivating = idle_timeout is not None or max_active is not None
         self._scheduler = Scheduler(self._report_failure, self._touch if passivating else None)
@@ -194,9 +203,13 @@ class Plane:
         cell.agent = agent
         cell.last_used = self.clock.time()
         self._cells[canonical] = cell
-        record = self.store.load(canonical)
-        if record is not None:
-            restore_agent(agent, record)
+        stored = self.store.load(canonical)
+        if stored is not None:
+            self._restoring = True
+            try:
+                restore_agent(agent, stored)
+            finally:
+                self._restoring = False
         cell.post(handle_start)
         self._activations += 1
         return cell
@@ -319,8 +332,10 @@ class Plane:
                 bound._attach_uplinks(None)
 
     def _open_downlink(self, cell: AgentCell, downlink: Downlink) -> None:
+        if self._state is not None and not self._restoring:
+            self._state.links_changed(cell.node_uri)
         if self.links.end(cell.node_uri, downlink.id) is not None:
-            return  # still open from before the subscriber was passivated
+            return  # still open from before the subscriber was passivated (or a restart)
         end = LinkEnd(
             cell.node_uri,
             downlink.id,
@@ -334,6 +349,8 @@ class Plane:
 
     def _close_downlink(self, cell: AgentCell, downlink: Downlink) -> None:
         cell.agent._forget_link(downlink)
+        if self._state is not None:
+            self._state.links_changed(cell.node_uri)
         end = self.links.pop_end(cell.node_uri, downlink.id)
         if end is not None:
             end.closed = True
@@ -348,16 +365,22 @@ class Plane:
     # -- observers and sinks -------------------------------------------------------------
 
     def observe(
-        self, observer: LaneObserver, *, route: str | None = None, lane: str | None = None
+        self,
+        observer: LaneObserver,
+        *,
+        route: str | None = None,
+        lane: str | None = None,
+        stateful_only: bool = False,
     ) -> None:
         """Call ``observer(lane, op)`` for every change of matching lanes.
 
         ``route`` is a route pattern as registered (``/device/:id``), ``lane`` a lane
-        name; None matches all. Observers run after links, in registration order.
+        name; None matches all. ``stateful_only`` leaves out lanes without state
+        (commands, demand lanes). Observers run after links, in registration order.
         """
         if route is not None and self._routes.get(route) is None:
             raise NodeNotFoundError(f"no agent route {route!r} to observe")
-        self._observers.append((route, lane, observer))
+        self._observers.append((route, lane, stateful_only, observer))
         self._observer_tables.clear()
         for cell in self._cells.values():
             table = self._observer_table(cell.route)
@@ -371,11 +394,13 @@ class Plane:
             cls = self._routes.get(route)
             lanes = cls.__swim_lanes__ if cls is not None else {}
             table = {}
-            for lane in lanes:
+            for lane, declared in lanes.items():
                 observers = tuple(
                     observer
-                    for want_route, want_lane, observer in self._observers
-                    if want_route in (None, route.text) and want_lane in (None, lane)
+                    for want_route, want_lane, stateful_only, observer in self._observers
+                    if want_route in (None, route.text)
+                    and want_lane in (None, lane)
+                    and (declared.stateful or not stateful_only)
                 )
                 if observers:
                     table[lane] = observers
@@ -473,6 +498,8 @@ class Plane:
             self._report_failure(cell, "lifecycle", "on_stop", exc)
         if not force and not cell.idle:
             return False  # on_stop queued more work for itself: keep it
+        if self._state is not None:
+            self._state.passivating(cell.agent)
         self.store.save(cell.node_uri, dump_agent(cell.agent))
         del self._cells[cell.node_uri]
         self._passivations += 1
@@ -484,6 +511,62 @@ class Plane:
         while True:
             await self.clock.wait_until(self.clock.time() + interval, never)
             self.passivate_idle()
+
+    # -- durable state -------------------------------------------------------------------
+
+    def track_state(self, observer: StateObserver) -> None:
+        """Tell ``observer`` of every state change (lanes, links, timers, passivation)."""
+        self._state = observer
+        self.observe(observer.lane_changed, stateful_only=True)
+
+    def _timers_changed(self, node_uri: str) -> None:
+        if self._state is not None and not self._restoring:
+            self._state.timers_changed(node_uri)
+
+    def _links_delivered(self, node_uri: str) -> None:
+        """A plain downlink's replica changed: its stored form is out of date."""
+        if self._state is not None:
+            self._state.links_changed(node_uri)
+
+    def links_of(self, node_uri: str) -> bytes | None:
+        """The encoded open links of an active agent (None when it has none or is not
+        active: a passivated agent's links are in its stored form)."""
+        cell = self._cells.get(node_uri)
+        return None if cell is None else dump_links(cell.agent)
+
+    def timers_of(self, node_uri: str) -> bytes | None:
+        """The encoded pending timers of an agent (None when it has none)."""
+        return dump_timers(
+            [
+                TimerSpec(t.id, t.method, t.args, t.due, t.period)
+                for t in self.timers.for_node(node_uri)
+            ]
+        )
+
+    def restore_timers(self, node_uri: str, timers: list[TimerSpec]) -> None:
+        """Re-arm stored timers at start; ones due during the downtime fire at once."""
+        self._restoring = True
+        try:
+            for t in timers:
+                self.timers.schedule(node_uri, t.method, t.args, t.due, t.period, timer_id=t.id)
+        finally:
+            self._restoring = False
+        self._timer_wakeup.set()
+
+    def restore_links(self, node_uri: str, links: list[LinkSpec]) -> None:
+        """Register an agent's stored links at start, without loading it or its targets:
+        changes of the targets reach it (waking it) as they would have before."""
+        for spec in links:
+            if self.links.end(node_uri, spec.id) is not None:
+                continue
+            kind = self.lane_kind(spec.node_uri, spec.lane)
+            end = LinkEnd(node_uri, spec.id, spec.node_uri, spec.lane, kind, self._deliver)
+            self.links.add_end(end)
+            uplinks = self.links.add(spec.node_uri, spec.lane, end)
+            target = self._cells.get(spec.node_uri)
+            bound = None if target is None else target.agent.__dict__.get(spec.lane)
+            if bound is not None:
+                bound._attach_uplinks(uplinks)
 
     # -- failures and statistics ---------------------------------------------------------
 

@@ -1,27 +1,34 @@
 """Where passivated agents wait: the store interface, and the in-memory store.
 
-An agent is stored as one opaque record (:mod:`swimstream.runtime.agent_record`), keyed
-by node URI. The runtime needs only load and save; the durable SQLite store plugs in
-behind the same protocol. The in-memory store keeps encoded bytes rather than objects,
-so a passivated agent costs its encoded size, and what survives passivation is exactly
-what would survive a restart.
+An agent is stored as a mapping of names to encoded values
+(:mod:`swimstream.runtime.agent_record`), keyed by node URI. The runtime needs only load
+and save; the durable store (SQLite behind the changelog) plugs in behind the same
+protocol. The in-memory store keeps encoded bytes rather than objects, so a passivated
+agent costs its encoded size, and what survives passivation is exactly what would
+survive a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from swimstream.runtime.agent_record import StoredAgent
+
+if TYPE_CHECKING:
+    from swimstream.agent import Agent, Lane
+    from swimstream.crdt import Op
 
 
 class AgentStore(Protocol):
     """Keeps the records of agents that are not in memory."""
 
-    def load(self, node_uri: str) -> bytes | None:
-        """The stored record of ``node_uri``, or None if it was never stored."""
+    def load(self, node_uri: str) -> StoredAgent | None:
+        """The stored agent at ``node_uri``, or None if it was never stored."""
         ...
 
-    def save(self, node_uri: str, record: bytes) -> None:
-        """Store (replace) the record of ``node_uri``."""
+    def save(self, node_uri: str, stored: StoredAgent) -> None:
+        """Store (replace) the agent at ``node_uri``."""
         ...
 
     def __len__(self) -> int:
@@ -29,17 +36,34 @@ class AgentStore(Protocol):
         ...
 
 
+class StateObserver(Protocol):
+    """Follows every change of agent state, so it can be persisted (the durable store).
+
+    ``lane_changed`` runs inside the agent's turn for each change of a stateful lane, so
+    it must only take note; the others are told when an agent's links or timers changed
+    and just before an agent is passivated (its lane objects are about to go).
+    """
+
+    def lane_changed(self, lane: Lane, op: Op) -> None: ...
+
+    def links_changed(self, node_uri: str) -> None: ...
+
+    def timers_changed(self, node_uri: str) -> None: ...
+
+    def passivating(self, agent: Agent) -> None: ...
+
+
 class MemoryAgentStore:
     """Agent records in a dict: for tests, notebooks and stateless deployments."""
 
     def __init__(self) -> None:
-        self._records: dict[str, bytes] = {}
+        self._records: dict[str, StoredAgent] = {}
 
-    def load(self, node_uri: str) -> bytes | None:
+    def load(self, node_uri: str) -> StoredAgent | None:
         return self._records.get(node_uri)
 
-    def save(self, node_uri: str, record: bytes) -> None:
-        self._records[node_uri] = record
+    def save(self, node_uri: str, stored: StoredAgent) -> None:
+        self._records[node_uri] = stored
 
     def __len__(self) -> int:
         return len(self._records)

@@ -11,8 +11,7 @@ once and then resumes its period from now: it never fires a burst to catch up.
 from __future__ import annotations
 
 import heapq
-import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,11 +45,13 @@ class TimerEntry:
 class TimerWheel:
     """A heap of timers by due time, with an index per agent."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[str], None] | None = None) -> None:
         self._heap: list[tuple[float, int, TimerEntry]] = []
-        self._ids = itertools.count(1)
+        self._next_id = 1
         self._by_node: dict[str, dict[int, TimerEntry]] = {}
         self._repeating: dict[tuple[str, str], TimerEntry] = {}
+        self._on_change = on_change
+        """Told the node URI whenever one of its timers is added, fired or cancelled."""
 
     def __len__(self) -> int:
         return sum(len(timers) for timers in self._by_node.values())
@@ -69,8 +70,11 @@ class TimerWheel:
             running = self._repeating.get((node_uri, method))
             if running is not None and running.pending:
                 return running
+        if timer_id is None:
+            timer_id = self._next_id
+        self._next_id = max(self._next_id, timer_id + 1)
         entry = TimerEntry(
-            timer_id if timer_id is not None else next(self._ids),
+            timer_id,
             node_uri,
             method,
             tuple(args),
@@ -82,6 +86,8 @@ class TimerWheel:
         if period is not None:
             self._repeating[(node_uri, method)] = entry
         heapq.heappush(self._heap, (due, entry.id, entry))
+        if self._on_change is not None:
+            self._on_change(node_uri)
         return entry
 
     def next_due(self) -> float | None:
@@ -108,6 +114,9 @@ class TimerWheel:
                 missed = max(0, int((now - due) // entry.period))
                 entry.due = due + (missed + 1) * entry.period
                 heapq.heappush(heap, (entry.due, entry.id, entry))
+        if self._on_change is not None:
+            for entry in fired:
+                self._on_change(entry.node_uri)
         return fired
 
     def for_node(self, node_uri: str) -> list[TimerEntry]:
@@ -126,3 +135,5 @@ class TimerWheel:
                 del self._by_node[entry.node_uri]
         if self._repeating.get((entry.node_uri, entry.method)) is entry:
             del self._repeating[(entry.node_uri, entry.method)]
+        if entry.cancelled and self._on_change is not None:
+            self._on_change(entry.node_uri)

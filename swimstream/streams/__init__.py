@@ -6,6 +6,7 @@ offsets are safe to commit, and turns published insights and lane changes into r
 """
 
 from swimstream.streams.connector import (
+    ChangelogReader,
     DeliveryCallback,
     InboundRecord,
     Rebalance,
@@ -13,9 +14,11 @@ from swimstream.streams.connector import (
     SourceConnector,
     TopicAdmin,
     TopicPartition,
+    TransactionalSink,
 )
 
 __all__ = [
+    "ChangelogReader",
     "DeliveryCallback",
     "InboundRecord",
     "Rebalance",
@@ -23,4 +26,5 @@ __all__ = [
     "SourceConnector",
     "TopicAdmin",
     "TopicPartition",
+    "TransactionalSink",
 ]

@@ -145,9 +145,12 @@ class SinkConnector(Protocol):
         value: bytes | None,
         headers: Sequence[tuple[str, bytes]] | None = None,
         on_delivery: DeliveryCallback | None = None,
+        *,
+        partition: int | None = None,
     ) -> None:
-        """Queue one record. When the client's queue is full this serves delivery
-        reports until there is room rather than raising."""
+        """Queue one record, to ``partition`` when given (else by key). When the
+        client's queue is full this serves delivery reports until there is room rather
+        than raising."""
         ...
 
     def poll(self) -> None:
@@ -165,6 +168,52 @@ class SinkConnector(Protocol):
 
     async def close(self) -> None:
         """Flush what can be flushed and release the client."""
+        ...
+
+
+class TransactionalSink(SinkConnector, Protocol):
+    """A sink whose records, with a source's offsets, commit atomically (Kafka EOS)."""
+
+    def begin_transaction(self) -> None:
+        """Start a transaction: every record produced until commit or abort is in it."""
+        ...
+
+    async def send_offsets_to_transaction(
+        self, offsets: Mapping[TopicPartition, int], group_metadata: object, timeout: float = 10.0
+    ) -> None:
+        """Make committing the source's ``offsets`` part of the transaction."""
+        ...
+
+    async def commit_transaction(self, timeout: float = 10.0) -> None:
+        """Flush and commit: records and offsets become visible together."""
+        ...
+
+    async def abort_transaction(self, timeout: float = 10.0) -> None:
+        """Abort: the transaction's records are discarded and its offsets not committed."""
+        ...
+
+
+class ChangelogReader(Protocol):
+    """Reads a compacted changelog topic by partition, outside any consumer group."""
+
+    async def read(
+        self,
+        topic: str,
+        start: Mapping[int, int],
+        on_records: Callable[[Sequence[InboundRecord]], None],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[int, int]:
+        """Read partition p of ``topic`` from offset ``start[p]`` to its end (as of the
+        call), ``read_committed``, handing batches to ``on_records`` on the loop thread;
+        ``progress(records read, records expected)`` is called as it goes. Returns the
+        next offset per partition."""
+        ...
+
+    async def committed_offsets(
+        self, group: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The group's committed offsets (next offset to read); absent when none. Read
+        before joining, so recovery knows which checkpoint the sources committed."""
         ...
 
 

@@ -1,0 +1,133 @@
+"""Reading a changelog topic for recovery: by partition, to its end, outside any group.
+
+Recovery reads each changelog partition from where the local store left off to the end,
+before the instance consumes anything. "The end" comes from end-of-partition events
+(``enable.partition.eof``), not from ListOffsets, which Tansu answers with the base
+offset of the last batch (see :mod:`connectors.embedded.kafka`). The watermarks are
+used only to estimate progress for the progress line.
+
+The consumer never joins a group and commits nothing: the offsets it reads from are
+the local store's. :meth:`KafkaChangelogReader.committed_offsets` asks the app's group
+for its committed source offsets the same way (an OffsetFetch, no join), so recovery
+can tell committed checkpoints from ones a crash cut short.
+
+Fetching runs in a worker thread a batch at a time; the records are handed over on the
+loop thread, so the caller's callback may touch the loop's state freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from connectors.kafka.errors import translate
+from connectors.kafka.records import split_events
+from connectors.kafka.settings import Settings
+from swimstream.errors import BrokerError
+from swimstream.streams.connector import InboundRecord, TopicPartition
+
+BATCH = 10_000
+_METADATA_TIMEOUT = 10.0
+
+
+class KafkaChangelogReader:
+    """Implements :class:`~swimstream.streams.connector.ChangelogReader` over Kafka."""
+
+    def __init__(self, bootstrap: str, settings: Settings | None = None) -> None:
+        self.bootstrap = bootstrap
+        self._settings = dict(settings or {})
+
+    def _consumer(self, group: str) -> Consumer:
+        config: dict[str, object] = {
+            "fetch.queue.backoff.ms": 10,
+            "fetch.wait.max.ms": 50,
+            **self._settings,
+            "bootstrap.servers": self.bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+        return Consumer(config)
+
+    async def read(
+        self,
+        topic: str,
+        start: Mapping[int, int],
+        on_records: Callable[[Sequence[InboundRecord]], None],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[int, int]:
+        consumer = self._consumer(f"swimstream-changelog-reader-{uuid.uuid4().hex[:8]}")
+        try:
+            partitions = await asyncio.to_thread(self._partitions, consumer, topic)
+            positions = {p: start.get(p, 0) for p in partitions}
+            expected = await asyncio.to_thread(self._expected, consumer, topic, positions)
+            consumer.assign(
+                [KafkaPartition(topic, p, o if o > 0 else OFFSET_BEGINNING) for p, o in positions.items()]
+            )
+            unfinished = set(partitions)
+            done = 0
+            while unfinished:
+                messages = await asyncio.to_thread(consumer.consume, BATCH, 0.5)
+                split = split_events(messages)
+                if split.errors:
+                    raise BrokerError(f"reading changelog {topic} at {self.bootstrap}: {split.errors[0]}")
+                for record in split.records:
+                    positions[record.partition() or 0] = (record.offset() or 0) + 1
+                for tp, offset in split.end_offsets.items():
+                    positions[tp.partition] = max(positions[tp.partition], offset)
+                    unfinished.discard(tp.partition)
+                if split.records:
+                    on_records(split.records)
+                    done += len(split.records)
+                    if progress is not None:
+                        progress(done, max(expected, done))
+            if progress is not None:
+                progress(done, done)
+            return positions
+        except KafkaException as exc:
+            raise translate(exc, f"reading changelog {topic} at {self.bootstrap}") from exc
+        finally:
+            await asyncio.to_thread(consumer.close)
+
+    async def committed_offsets(
+        self, group: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        if not partitions:
+            return {}
+        consumer = self._consumer(group)
+        try:
+            listed = [KafkaPartition(tp.topic, tp.partition) for tp in partitions]
+            answer = await asyncio.to_thread(consumer.committed, listed, _METADATA_TIMEOUT)
+            return {
+                TopicPartition(kp.topic, kp.partition): kp.offset for kp in answer if kp.offset >= 0
+            }
+        except KafkaException as exc:
+            raise translate(exc, f"reading the committed offsets of group {group!r}") from exc
+        finally:
+            await asyncio.to_thread(consumer.close)
+
+    @staticmethod
+    def _partitions(consumer: Consumer, topic: str) -> list[int]:
+        metadata = consumer.list_topics(topic, timeout=_METADATA_TIMEOUT)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            raise BrokerError(f"changelog topic {topic} does not exist")
+        return sorted(described.partitions)
+
+    @staticmethod
+    def _expected(consumer: Consumer, topic: str, positions: Mapping[int, int]) -> int:
+        """About how many records remain (watermarks may undercount on Tansu)."""
+        total = 0
+        for partition, position in positions.items():
+            _, high = consumer.get_watermark_offsets(
+                KafkaPartition(topic, partition), timeout=_METADATA_TIMEOUT
+            )
+            total += max(0, high - position)
+        return total

@@ -1,0 +1,70 @@
+"""Where committed state lives between checkpoints and restarts.
+
+:class:`~swimstream.store.sqlite.SQLiteStore` normally. When the local file cannot be
+used (corrupt, or the data directory is read-only), :class:`MemoryCommitted` stands in:
+the same interface, state rebuilt from the changelog into memory, so the instance keeps
+serving correct state (and reports the fault) rather than stopping or guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.sqlite import ShardPosition
+
+
+class CommittedStore(Protocol):
+    """State as of the last committed checkpoint, by agent."""
+
+    def load(self, node_uri: str) -> dict[str, bytes] | None: ...
+
+    def named(self, name: str) -> list[tuple[str, bytes]]: ...
+
+    def positions(self) -> dict[int, ShardPosition]: ...
+
+    def count(self) -> int: ...
+
+    async def write_async(
+        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryCommitted:
+    """Committed state in dicts: the fallback when SQLite cannot be used."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, dict[str, bytes]] = {}
+        self._positions: dict[int, ShardPosition] = {}
+
+    def load(self, node_uri: str) -> dict[str, bytes] | None:
+        stored = self._state.get(node_uri)
+        return None if stored is None else dict(stored)
+
+    def named(self, name: str) -> list[tuple[str, bytes]]:
+        return [(node, names[name]) for node, names in self._state.items() if name in names]
+
+    def positions(self) -> dict[int, ShardPosition]:
+        return dict(self._positions)
+
+    def count(self) -> int:
+        return len(self._state)
+
+    async def write_async(
+        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
+    ) -> None:
+        for entry in entries:
+            names = self._state.setdefault(entry.node_uri, {})
+            if entry.value is None:
+                names.pop(entry.name, None)
+                if not names:
+                    del self._state[entry.node_uri]
+            else:
+                names[entry.name] = entry.value
+        self._positions.update(positions)
+
+    def close(self) -> None:
+        self._state.clear()

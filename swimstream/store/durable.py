@@ -1,0 +1,58 @@
+"""The plane's agent store when state is durable: the overlay over committed state.
+
+Passivating an agent must not write it to SQLite: that file holds only committed
+checkpoints, and the agent may have changed since the last one. So a passivated agent
+waits in an in-memory *overlay* until the checkpoint that captures it has been written,
+then leaves it; loading looks in the overlay first, then in committed state.
+"""
+
+from __future__ import annotations
+
+from swimstream.runtime.agent_record import StoredAgent
+from swimstream.store.committed import CommittedStore
+
+
+class DurableAgentStore:
+    """Implements :class:`~swimstream.runtime.AgentStore` over committed state."""
+
+    def __init__(self, committed: CommittedStore) -> None:
+        self.committed = committed
+        self._overlay: dict[str, tuple[int, StoredAgent]] = {}
+        self.generation = 0
+        """The checkpoint a passivation now would be captured by."""
+
+    def load(self, node_uri: str) -> StoredAgent | None:
+        held = self._overlay.get(node_uri)
+        if held is not None:
+            return held[1]
+        return self.committed.load(node_uri)
+
+    def save(self, node_uri: str, stored: StoredAgent) -> None:
+        self._overlay[node_uri] = (self.generation, stored)
+
+    def __len__(self) -> int:
+        return self.committed.count() + len(self._overlay)
+
+    def passivated_value(self, node_uri: str, name: str) -> bytes | None:
+        """One value of a passivated agent as it was saved (None: it has none)."""
+        held = self._overlay.get(node_uri)
+        if held is None:
+            stored = self.committed.load(node_uri)
+            return None if stored is None else stored.get(name)
+        return held[1].get(name)
+
+    def next_generation(self) -> int:
+        """A checkpoint collected its changes; later passivations belong to the next."""
+        self.generation += 1
+        return self.generation - 1
+
+    def written(self, generation: int) -> None:
+        """The checkpoint of ``generation`` is in committed state: drop what it covered."""
+        done = [node for node, (g, _) in self._overlay.items() if g <= generation]
+        for node in done:
+            del self._overlay[node]
+
+    @property
+    def overlay_size(self) -> int:
+        """Passivated agents waiting for their checkpoint to be written."""
+        return len(self._overlay)

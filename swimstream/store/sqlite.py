@@ -1,0 +1,244 @@
+"""The local SQLite store: the committed changelog, indexed by agent, on this machine.
+
+It holds what the changelog holds (every ``node#name`` as of the last committed
+checkpoint) plus, per shard, how far into the changelog it reflects. It makes restarts
+fast (recovery reads only the changelog's tail) and lets agents load lazily: an agent
+is read when first used, so start-up does not grow with the number of stored agents.
+Links and timers are read eagerly at start (partial indexes find them), because a
+passivated agent's links and timers must work before anything touches it.
+
+It is written only after a checkpoint committed, so it never holds state the broker
+does not. Each value carries a CRC32 checked on every read: a damaged page or a bit
+flip raises :class:`~swimstream.errors.StoreError` instead of serving wrong state.
+
+WAL mode: one connection reads on the event loop's thread (point lookups by primary
+key, tens of microseconds), another writes in a worker thread, and neither blocks the
+other. ``synchronous=NORMAL``: a power cut may lose the last writes, never consistency,
+and the changelog has them anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from swimstream.errors import StoreError
+from swimstream.runtime.agent_record import LINKS, TIMERS
+from swimstream.store.changelog import ChangelogEntry
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (
+    node TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    crc INTEGER NOT NULL,
+    shard INTEGER NOT NULL,
+    PRIMARY KEY (node, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS state_links ON state (node) WHERE name = '{LINKS}';
+CREATE INDEX IF NOT EXISTS state_timers ON state (node) WHERE name = '{TIMERS}';
+CREATE TABLE IF NOT EXISTS shards (
+    shard INTEGER PRIMARY KEY,
+    changelog_offset INTEGER NOT NULL,
+    checkpoint INTEGER NOT NULL,
+    sources TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPosition:
+    """How far the store reflects one shard's changelog partition."""
+
+    changelog_offset: int
+    """The next changelog offset to read."""
+    checkpoint: int
+    """The last checkpoint applied."""
+    sources: dict[str, int]
+    """The source offsets that checkpoint committed (``{topic: next offset}``)."""
+
+
+class SQLiteStore:
+    """One instance's SQLite file (see the module docstring)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swimstream-sqlite")
+
+    @property
+    def suspect_marker(self) -> Path:
+        """A file left beside the store when a read found it damaged."""
+        return self.path.with_name(self.path.name + ".suspect")
+
+    def open(self) -> SQLiteStore:
+        """Open (creating it if new), check it is readable and writable; StoreError if not."""
+        if self.suspect_marker.exists():
+            raise StoreError(
+                f"{self.path} was found damaged in an earlier run ({self.suspect_marker})"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._worker.submit(self._connect).result()
+            self._worker.submit(self._prepare).result()
+            self._reader = self._connect()
+            self._reader.execute("SELECT count(*) FROM shards").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            self.close()
+            raise StoreError(f"the local store {self.path} cannot be used: {exc}") from exc
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    def _prepare(self) -> None:
+        writer = self._require(self._writer)
+        writer.executescript(_SCHEMA)
+        row = writer.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            writer.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema {row[0]}, this build reads {SCHEMA_VERSION}")
+        writer.execute("UPDATE meta SET value = value WHERE key = 'schema'")  # proves writability
+
+    def close(self) -> None:
+        """Close both connections and the worker."""
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                try:
+                    connection.close()
+                except sqlite3.Error:
+                    pass
+        self._reader = self._writer = None
+        self._worker.shutdown(wait=True)
+
+    @staticmethod
+    def _require(connection: sqlite3.Connection | None) -> sqlite3.Connection:
+        if connection is None:
+            raise StoreError("the local store is not open")
+        return connection
+
+    # -- reading (the loop's thread) -----------------------------------------------------
+
+    def load(self, node_uri: str) -> dict[str, bytes] | None:
+        """Every stored name of one agent, or None; StoreError when a value is damaged."""
+        try:
+            rows = (
+                self._require(self._reader)
+                .execute(
+                    "SELECT name, value, crc FROM state WHERE node = ? AND name != ?",
+                    (node_uri, TIMERS),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._damaged(f"reading {node_uri}", exc) from exc
+        if not rows:
+            return None
+        stored = {}
+        for name, value, crc in rows:
+            if zlib.crc32(value) != crc:
+                raise self._damaged(f"reading {node_uri}#{name}", "checksum mismatch")
+            stored[name] = bytes(value)
+        return stored
+
+    def named(self, name: str) -> list[tuple[str, bytes]]:
+        """``(node, value)`` of every agent holding ``name`` (links, timers)."""
+        try:
+            rows = (
+                self._require(self._reader)
+                .execute("SELECT node, value, crc FROM state WHERE name = ?", (name,))
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._damaged(f"reading {name}", exc) from exc
+        for node, value, crc in rows:
+            if zlib.crc32(value) != crc:
+                raise self._damaged(f"reading {node}#{name}", "checksum mismatch")
+        return [(node, bytes(value)) for node, value, _ in rows]
+
+    def positions(self) -> dict[int, ShardPosition]:
+        """Per shard, how far into the changelog the store reflects."""
+        try:
+            rows = (
+                self._require(self._reader)
+                .execute("SELECT shard, changelog_offset, checkpoint, sources FROM shards")
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._damaged("reading shard positions", exc) from exc
+        return {s: ShardPosition(o, c, json.loads(src)) for s, o, c, src in rows}
+
+    def count(self) -> int:
+        """How many agents are stored."""
+        row = (
+            self._require(self._reader).execute("SELECT count(DISTINCT node) FROM state").fetchone()
+        )
+        return int(row[0])
+
+    def _damaged(self, what: str, cause: object) -> StoreError:
+        try:
+            self.suspect_marker.write_text(f"{what}: {cause}\n")
+        except OSError:
+            pass
+        return StoreError(f"the local store {self.path} is damaged ({what}: {cause})")
+
+    # -- writing (the worker's thread) ---------------------------------------------------
+
+    def write(
+        self, entries: Iterable[ChangelogEntry], positions: Mapping[int, ShardPosition]
+    ) -> None:
+        """Apply one checkpoint's entries and shard positions in one transaction.
+
+        Call from the worker (:meth:`write_async`) so the loop never waits on the disk.
+        """
+        writer = self._require(self._writer)
+        upserts = []
+        deletes = []
+        for entry in entries:
+            if entry.value is None:
+                deletes.append((entry.node_uri, entry.name))
+            else:
+                upserts.append(
+                    (entry.node_uri, entry.name, entry.value, zlib.crc32(entry.value), entry.shard)
+                )
+        try:
+            writer.execute("BEGIN")
+            writer.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)", upserts)
+            writer.executemany("DELETE FROM state WHERE node = ? AND name = ?", deletes)
+            writer.executemany(
+                "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
+                [
+                    (shard, p.changelog_offset, p.checkpoint, json.dumps(p.sources, sort_keys=True))
+                    for shard, p in positions.items()
+                ],
+            )
+            writer.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                writer.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise StoreError(f"writing the local store {self.path}: {exc}") from exc
+
+    async def write_async(
+        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
+    ) -> None:
+        """:meth:`write` in the store's worker thread."""
+        import asyncio
+
+        await asyncio.get_running_loop().run_in_executor(
+            self._worker, self.write, entries, positions
+        )
