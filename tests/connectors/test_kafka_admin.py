@@ -12,6 +12,7 @@ from confluent_kafka.admin._config import ConfigResource  # not re-exported for 
 from connectors.embedded import EmbeddedKafka, TopicFactory
 from connectors.kafka import KafkaAdmin, KafkaBrokerError
 from swimstream.errors import BrokerError
+from swimstream.streams.connector import TopicAdmin
 
 
 def fresh(name: str) -> str:
@@ -68,3 +69,8 @@ async def test_an_unreachable_broker_is_named() -> None:
     admin = KafkaAdmin("127.0.0.1:9", timeout=1)
     with pytest.raises(BrokerError, match=r"127\.0\.0\.1:9"):
         await admin.partition_counts(["anything"])
+
+
+def test_it_is_a_topic_admin() -> None:
+    admin: TopicAdmin = KafkaAdmin("127.0.0.1:9")  # mypy checks the protocol
+    assert repr(admin) == "<KafkaAdmin at 127.0.0.1:9>"

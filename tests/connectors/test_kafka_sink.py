@@ -11,6 +11,7 @@ import pytest
 from connectors.embedded import EmbeddedKafka, TopicFactory
 from connectors.kafka import KafkaBrokerError, KafkaSink
 from swimstream.errors import BrokerError, ConfigError
+from swimstream.streams.connector import SinkConnector
 from tests.connectors.conftest import SinkFactory, SourceFactory, new_group, pump
 from tests.support.kafka import committed_offsets, produce_json, read_topic
 
@@ -127,6 +128,11 @@ async def test_transactions_need_a_transactional_id(open_sink: SinkFactory) -> N
     sink = await open_sink()
     with pytest.raises(BrokerError, match="without a transactional_id"):
         sink.begin_transaction()
+
+
+def test_it_is_a_sink_connector() -> None:
+    sink: SinkConnector = KafkaSink("127.0.0.1:9")  # mypy checks the protocol
+    assert sink.pending == 0
 
 
 def test_settings_swimstream_owns_are_refused() -> None:

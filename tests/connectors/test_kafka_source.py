@@ -16,7 +16,12 @@ from connectors.embedded import EmbeddedKafka, TopicFactory
 from connectors.kafka import KafkaSource
 from connectors.kafka.loop import LoopBridge
 from swimstream.errors import BrokerError, ConfigError
-from swimstream.streams.connector import InboundRecord, Rebalance, TopicPartition
+from swimstream.streams.connector import (
+    InboundRecord,
+    Rebalance,
+    SourceConnector,
+    TopicPartition,
+)
 from tests.connectors.conftest import SourceFactory, new_group, pump
 from tests.support.kafka import committed_offsets, produce_json
 
@@ -238,6 +243,11 @@ async def test_a_missing_source_topic_is_named(
         await source.open()
     assert present not in str(raised.value)
     assert kafka_broker.bootstrap in str(raised.value)
+
+
+def test_it_is_a_source_connector() -> None:
+    source: SourceConnector = KafkaSource("127.0.0.1:9", "group", ["topic"])  # mypy checks
+    assert not source.connected and source.assignment() == set()
 
 
 def test_settings_swimstream_owns_are_refused() -> None:
