@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -376,6 +377,7 @@ def rows_of(results: Sequence[Result], workload: Workload) -> list[list[str]]:
                 f"{r.cpu_seconds:.1f}",
                 f"{r.peak_rss / 2**20:,.0f}",
                 alerts,
+                f"{r.busy_elsewhere:.1f}",
                 EXPECTED.get(r.name, ""),
             ]
         )
@@ -393,6 +395,7 @@ HEADERS = [
     "CPU s",
     "peak RSS (MiB)",
     "alerts out",
+    "cores busy elsewhere",
     "expected events/s",
 ]
 EXPECTED = {
@@ -455,6 +458,10 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
         " session timeout (3 s here). CPU seconds (user + system) and peak RSS are the"
         " child's and its children's, sampled with psutil every 100 ms, up to completion."
         f" *alerts out* is what the alerts topic held after the child was stopped."
+        " *cores busy elsewhere* is the machine's CPU time outside the child while it ran,"
+        " per second: the broker (Tansu), the harness, and whatever else shares the machine"
+        f" ({os.cpu_count()} cores; a figure well above the raw rows' means the row was"
+        " measured on a busy machine)."
         f"{summaries_sentence(results)} The whole run took {elapsed:.0f} s.\n\n"
         f"Settings: every librdkafka consumer (raw, swimstream, Quix, Bytewax) gets {settings}"
         " (FAST_CONSUMER_SETTINGS, as DESIGN.md recommends for Tansu); swimstream runs"

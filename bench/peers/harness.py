@@ -53,6 +53,7 @@ class Result:
     peak_rss: int = 0
     alerts: int | None = None
     summaries: int | None = None
+    busy_elsewhere: float = 0.0  # cores busy outside the child meanwhile (broker, others)
 
     @property
     def steady_rate(self) -> float:
@@ -162,6 +163,12 @@ class ResourceMonitor:
         self._thread.join()
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (every core, every process)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def metric_total(text: str, name: str) -> float | None:
     """The sum of a metric's samples over its label sets in Prometheus text, if present."""
     pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", re.M)
@@ -244,6 +251,7 @@ def run_contender(
         argv += contender.argv
     with log_path.open("w") as log:
         result.started = time.time()
+        busy_before = busy_cpu_seconds()
         process = subprocess.Popen(
             argv,
             cwd=contender.cwd,
@@ -277,6 +285,9 @@ def run_contender(
                     progress(f"{contender.name}: {records:,} / {workload.records:,} records")
                 time.sleep(0.1 if metrics else 0.02)
             result.cpu_seconds = monitor.cpu_seconds()
+            elapsed = max(time.time() - result.started, 1e-9)
+            busy = busy_cpu_seconds() - busy_before - result.cpu_seconds
+            result.busy_elsewhere = max(busy, 0.0) / elapsed
         finally:
             monitor.stop()
             stop_process(process, inner=profile_to is not None)
