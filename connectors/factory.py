@@ -19,6 +19,7 @@ from connectors.embedded import (
     start_with_progress,
 )
 from connectors.kafka import KafkaAdmin, KafkaSink, KafkaSource
+from connectors.kafka.changelog import KafkaChangelogReader
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSettings, PulsarSink, PulsarSource
 from swimstream.config import AppConfig
 from swimstream.service import ProtocolClients
@@ -92,7 +93,13 @@ async def _kafka(
 ) -> ProtocolClients:
     broker = config.broker
     settings = dict(broker.settings)
-    sink = KafkaSink(bootstrap, settings=settings, partitioner=broker.partitioner)
+    transactional = config.store.durable and config.processing.guarantee == "exactly-once"
+    sink = KafkaSink(
+        bootstrap,
+        settings=settings,
+        partitioner=broker.partitioner,
+        transactional_id=f"{config.app}-{instance_id}" if transactional else None,
+    )
     await sink.open()
     stack.push_async_callback(sink.close)
     admin = KafkaAdmin(bootstrap, settings, replication_factor=broker.replication_factor)
@@ -108,7 +115,16 @@ async def _kafka(
             offset_reset=offset_reset,
         )
 
-    return ProtocolClients("kafka", sink, make_source, admin, bootstrap, list(notes))
+    return ProtocolClients(
+        "kafka",
+        sink,
+        make_source,
+        admin,
+        changelog=KafkaChangelogReader(bootstrap, {**settings, **consumer_settings}),
+        transactional=transactional,
+        address=bootstrap,
+        notes=list(notes),
+    )
 
 
 async def _pulsar(
@@ -127,4 +143,4 @@ async def _pulsar(
             service_url, config.consumer_group, topics, consumer_name=instance_id, settings=settings
         )
 
-    return ProtocolClients("pulsar", sink, make_source, None, service_url)
+    return ProtocolClients("pulsar", sink, make_source, None, address=service_url)

@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
         "runtime",
         "metrics",
         "streams",
+        "store",
         "web",
     },
     "cli": {"errors", "config", "runtime", "service", "store"},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import cast
 from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
@@ -69,7 +70,10 @@ class KafkaChangelogReader:
             positions = {p: start.get(p, 0) for p in partitions}
             expected = await asyncio.to_thread(self._expected, consumer, topic, positions)
             consumer.assign(
-                [KafkaPartition(topic, p, o if o > 0 else OFFSET_BEGINNING) for p, o in positions.items()]
+                [
+                    KafkaPartition(topic, p, o if o > 0 else OFFSET_BEGINNING)
+                    for p, o in positions.items()
+                ]
             )
             unfinished = set(partitions)
             done = 0
@@ -77,14 +81,16 @@ class KafkaChangelogReader:
                 messages = await asyncio.to_thread(consumer.consume, BATCH, 0.5)
                 split = split_events(messages)
                 if split.errors:
-                    raise BrokerError(f"reading changelog {topic} at {self.bootstrap}: {split.errors[0]}")
+                    raise BrokerError(
+                        f"reading changelog {topic} at {self.bootstrap}: {split.errors[0]}"
+                    )
                 for record in split.records:
                     positions[record.partition() or 0] = (record.offset() or 0) + 1
                 for tp, offset in split.end_offsets.items():
                     positions[tp.partition] = max(positions[tp.partition], offset)
                     unfinished.discard(tp.partition)
                 if split.records:
-                    on_records(split.records)
+                    on_records(cast("list[InboundRecord]", split.records))
                     done += len(split.records)
                     if progress is not None:
                         progress(done, max(expected, done))

@@ -168,15 +168,22 @@ class KafkaSink:
         on_delivery: DeliveryCallback | None = None,
         *,
         partition: int | None = None,
+        on_written: Callable[[int, int], None] | None = None,
     ) -> None:
         """Queue one record, to ``partition`` when given (else by key); serves delivery
-        reports while the queue is full (see the module docstring)."""
+        reports while the queue is full (see the module docstring). ``on_written`` is
+        told ``(partition, offset)`` once the record is written (the changelog's
+        checkpoints record where they ended)."""
         producer = self._producer
         if producer is None:
             raise BrokerError(f"{self._where} is not open")
-        report = (
-            self._count if on_delivery is None else functools.partial(self._report, on_delivery)
-        )
+        report: Callable[[KafkaError | None, Message], None]
+        if on_written is not None:
+            report = functools.partial(self._report_written, on_delivery, on_written)
+        elif on_delivery is not None:
+            report = functools.partial(self._report, on_delivery)
+        else:
+            report = self._count
         listed = list(headers) if headers else None
         deadline: float | None = None
         while True:
@@ -292,6 +299,27 @@ class KafkaSink:
             on_delivery(failure)
         except Exception:
             log.exception("%s: a delivery callback raised", self._where)
+
+    def _report_written(
+        self,
+        on_delivery: DeliveryCallback | None,
+        on_written: Callable[[int, int], None],
+        error: KafkaError | None,
+        message: Message,
+    ) -> None:
+        bridge = self._bridge
+        if bridge is not None and not bridge.on_loop_thread:
+            bridge.post(lambda: self._report_written(on_delivery, on_written, error, message))
+            return
+        if error is None:
+            try:
+                on_written(message.partition() or 0, message.offset() or 0)
+            except Exception:
+                log.exception("%s: an on_written callback raised", self._where)
+        if on_delivery is not None:
+            self._report(on_delivery, error, message)
+        else:
+            self._count(error, message)
 
     def _count(self, error: KafkaError | None, message: Message) -> None:
         bridge = self._bridge

@@ -159,9 +159,12 @@ class PulsarSink:
         value: bytes | None,
         headers: Sequence[tuple[str, bytes]] | None = None,
         on_delivery: DeliveryCallback | None = None,
+        *,
+        partition: int | None = None,
     ) -> None:
         """Queue one record; ``on_delivery`` runs on the event loop once it is persisted
-        (``None``) or has failed (a :class:`BrokerError`).
+        (``None``) or has failed (a :class:`BrokerError`). ``partition`` is ignored:
+        Pulsar places records by key (pulsar-lite topics have no partitions).
 
         Keys become partition keys and headers properties (lossy for headers: see
         :mod:`connectors.pulsar.records`). Waits while ``max_pending_messages`` records of

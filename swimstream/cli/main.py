@@ -133,7 +133,11 @@ async def _serve(path: Path, env: dict[str, str]) -> int:
     from swimstream.service import Service
 
     config = load_config(path, env)
-    await Service(config, open_connectors).run()
+    service = Service(config, open_connectors)
+    await service.run()
+    if service.failure is not None:
+        print(f"swimstream: stopped after a failure: {service.failure}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -154,11 +154,20 @@ class MeshConfig(FrozenModel):
 class StoreConfig(FrozenModel):
     """Where agent state is kept on this instance."""
 
+    durable: bool = Field(
+        default=True,
+        description=(
+            "Keep agent state durable: every checkpoint writes what changed to the "
+            "`<app>.changelog` topic (compacted, one partition per shard) and to a local "
+            "SQLite file. `false` keeps state in memory only (lost on restart; offsets are "
+            "then committed at-least-once). Needs a Kafka broker for the changelog."
+        ),
+    )
     path: str = Field(
         default="./data",
         min_length=1,
         description=(
-            "Directory of the local SQLite checkpoints, one file per shard. Losing it costs "
+            "Directory of the local SQLite store (`<instance id>.sqlite`). Losing it costs "
             "only a longer restore from the changelog topic."
         ),
     )

@@ -23,7 +23,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -31,9 +31,12 @@ from swimstream.config import AppConfig, resolve_agents
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
+from swimstream.service.durability import Durability
 from swimstream.service.health import ServiceHealth
+from swimstream.service.shards import ShardMap
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients
-from swimstream.streams import SinkConnector
+from swimstream.store.durable import DurableAgentStore
+from swimstream.streams import SinkConnector, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.router import RecordRouter, compile_routes
@@ -68,6 +71,9 @@ class Service:
         self.started_at = 0.0
         self.insight_listeners: list[Callable[[Insight], None]] = []
         """Called with every published insight (after it is handed to its sink)."""
+        self.durability: Durability | None = None
+        self.failure: BaseException | None = None
+        """Why the service stopped by itself (None after a requested stop)."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -83,10 +89,12 @@ class Service:
         for clients in self.clients.values():
             for note in clients.notes:
                 log.info("%s", note)
-        await self._ensure_topics()
+        counts = await self._ensure_topics()
+        store = await self._open_durability(counts)
         self.plane = await self._stack.enter_async_context(
             Plane(
                 routes,
+                store=store,
                 replica_id=self.instance_id,
                 mailbox_capacity=config.processing.mailbox_capacity,
                 idle_timeout=config.processing.idle_timeout,
@@ -96,6 +104,8 @@ class Service:
                 ),
             )
         )
+        if self.durability is not None:
+            self.durability.attach(self.plane)
         self._add_lane_sinks(self.plane)
         home = self.clients[config.broker.protocol]
         dead_letters = DeadLetters(home.sink, config.dead_letter, self.registry)
@@ -114,8 +124,10 @@ class Service:
         self._register_gauges()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._serve_deliveries(), name="swimstream-deliveries"))
+        group_metadata = None
         for protocol, topics in self._source_topics().items():
-            source = self.clients[protocol].make_source(topics)
+            clients = self.clients[protocol]
+            source = clients.make_source(topics)
             await source.open()
             runner = SourceRunner(
                 f"{protocol}:{','.join(topics)}",
@@ -126,11 +138,23 @@ class Service:
                 max_inflight=max(4 * config.processing.mailbox_capacity, 10_000),
                 commit_interval=config.processing.commit_interval,
                 commit_every=config.processing.commit_max_records,
+                managed_commits=self.durability is not None,
             )
+            if protocol == "kafka" and self._exactly_once:
+                runner.transactional = True
+                group_metadata = getattr(source, "consumer_group_metadata", None)
             self._runners.append(runner)
-            self._tasks.append(
-                asyncio.get_running_loop().create_task(runner.run(), name=runner.name)
+        if self.durability is not None:
+            self.durability.start_checkpoints(
+                self.plane,
+                self.clients["kafka"].sink,  # type: ignore[arg-type]  # Kafka's sink writes the changelog
+                self._runners,
+                self._exactly_once,
+                group_metadata,
+                self.fail,
             )
+        for runner in self._runners:
+            self._tasks.append(loop.create_task(self._watch(runner.run()), name=runner.name))
         self.started_at = time.monotonic()
         log.info(
             "%s running as %s: %d agent types, %d source topics, web on %s",
@@ -161,13 +185,25 @@ class Service:
             self._stop.set()
 
     async def close(self) -> None:
-        """Drain the sources, flush the sinks, stop agents, web and brokers."""
+        """Drain the sources, checkpoint, flush the sinks, stop agents, web and brokers."""
         deadline = time.monotonic() + self.config.processing.drain_timeout
+        reserve = 3.0 if self.durability is not None else 1.0  # for the final checkpoint
         for runner in self._runners:
-            await runner.stop(max(0.1, deadline - time.monotonic() - 1.0))
+            await runner.stop_consuming(max(0.1, deadline - time.monotonic() - reserve))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.durability is not None:
+            if self.plane is not None:
+                await self.plane.close()  # agents stop (on_stop) and are put away first
+            try:
+                await self.durability.finish()
+            except Exception as exc:
+                self.failure = self.failure or exc
+                log.error("the final checkpoint failed: %s", exc)
+            self.durability.close()
+        for runner in self._runners:
+            await runner.close()
         for clients in self.clients.values():
             if not await clients.sink.flush(max(0.1, deadline - time.monotonic())):
                 log.warning(
@@ -185,6 +221,43 @@ class Service:
         await self.close()
 
     # -- wiring helpers ------------------------------------------------------------------
+
+    @property
+    def _exactly_once(self) -> bool:
+        return self.durability is not None and self.config.processing.guarantee == "exactly-once"
+
+    async def _open_durability(self, counts: dict[str, int]) -> DurableAgentStore | None:
+        """Recover durable state (Kafka brokers); None keeps state in memory."""
+        config = self.config
+        kafka = self.clients.get("kafka")
+        if not config.store.durable:
+            return None
+        if kafka is None or kafka.changelog is None:
+            log.warning("state is kept in memory only: durable state needs a Kafka broker")
+            return None
+        topics = self._source_topics().get("kafka", [])
+        shards = counts[topics[0]] if topics else config.broker.partitions
+        self.durability = Durability(
+            config, self.instance_id, kafka.changelog, shards, ShardMap(config, shards)
+        )
+        partitions = [TopicPartition(t, p) for t in topics for p in range(shards)]
+        return await self.durability.open(partitions)
+
+    async def _watch(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a long-lived task; if it fails, the service fails and stops loudly."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.fail(exc)
+
+    def fail(self, error: BaseException) -> None:
+        """Stop because something broke that the instance cannot recover from itself."""
+        if self.failure is None:
+            self.failure = error
+            log.critical("stopping after a failure: %s", error, exc_info=error)
+        self.stop()
 
     async def _serve_deliveries(self) -> None:
         """Serve the sinks' delivery reports: each completes an insight's effect (and so
@@ -228,7 +301,8 @@ class Service:
             observer = LaneSink(target, sink.record_key or "uri", self.registry, self.failures)
             plane.observe(observer, route=sink.from_.route.text, lane=sink.from_.lane)
 
-    async def _ensure_topics(self) -> None:
+    async def _ensure_topics(self) -> dict[str, int]:
+        """Create or check every topic; returns the Kafka topics' partition counts."""
         config = self.config
         wanted: dict[str, dict[str, int]] = {}
         partitions = config.broker.partitions
@@ -237,6 +311,7 @@ class Service:
         for sink in config.sinks:
             wanted.setdefault(self._protocol_of(sink.kind), {})[sink.topic] = partitions
         wanted.setdefault(config.broker.protocol, {})[config.dead_letter] = partitions
+        found: dict[str, int] = {}
         for protocol, partition_counts in wanted.items():
             admin = self.clients[protocol].admin
             if admin is None:
@@ -249,6 +324,22 @@ class Service:
                     "the source topics must be co-partitioned (the same number of partitions,"
                     f" since shard p is partition p of each): {listing}"
                 )
+            if protocol == "kafka":
+                found.update(counts)
+        kafka = self.clients.get("kafka")
+        if config.store.durable and kafka is not None and kafka.admin is not None:
+            sources = self._source_topics().get("kafka", [])
+            shards = found[sources[0]] if sources else config.broker.partitions
+            changelog = config.changelog_topic
+            counts = await kafka.admin.ensure_topics(
+                {changelog: shards}, create=config.broker.create_topics, compacted=[changelog]
+            )
+            if counts[changelog] != shards:
+                raise BrokerError(
+                    f"the changelog topic {changelog} has {counts[changelog]} partitions; it "
+                    f"needs {shards}, one per shard (partition of the source topics)"
+                )
+        return found
 
     def _register_gauges(self) -> None:
         def lag() -> dict[tuple[tuple[str, str], ...], float]:

@@ -34,6 +34,21 @@ class ServiceHealth:
             ok = False
         else:
             checks["agents"] = f"{plane.active_agents} active"
+        durability = service.durability
+        if durability is not None:
+            if durability.fault is not None:
+                checks["store"] = durability.fault
+                ok = False
+            elif durability.failed is not None:
+                checks["store"] = f"checkpoints failed: {durability.failed}"
+                ok = False
+            else:
+                stats = durability.checkpointer.stats if durability.checkpointer else None
+                made = stats.checkpoints if stats else 0
+                checks["store"] = f"ok ({made} checkpoints)"
+        if service.failure is not None:
+            checks["service"] = f"stopping after a failure: {service.failure}"
+            ok = False
         lost = service.failures.count
         if lost:
             checks["sinks"] = (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from swimstream.config import AppConfig
-from swimstream.streams import SinkConnector, SourceConnector, TopicAdmin
+from swimstream.streams import ChangelogReader, SinkConnector, SourceConnector, TopicAdmin
 
 
 @dataclass
@@ -27,6 +27,13 @@ class ProtocolClients:
     """A consumer of the given topics in the app's group (or subscription)."""
     admin: TopicAdmin | None = None
     """Topic creation and checks; None where the protocol creates topics on first use."""
+    changelog: ChangelogReader | None = None
+    """Reads the changelog at recovery (Kafka only)."""
+    transactional: bool = False
+    """The sink runs transactions (exactly-once on Kafka)."""
+    group_metadata: Callable[[], object] | None = None
+    """The source consumer's group metadata, for offsets in a transaction (set by the
+    service once the source exists)."""
     address: str = ""
     """Where the broker is (bootstrap servers or service URL), for logs and the demo."""
     notes: list[str] = field(default_factory=list)

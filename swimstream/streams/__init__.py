@@ -7,6 +7,7 @@ offsets are safe to commit, and turns published insights and lane changes into r
 
 from swimstream.streams.connector import (
     ChangelogReader,
+    ChangelogSink,
     DeliveryCallback,
     InboundRecord,
     Rebalance,
@@ -19,6 +20,7 @@ from swimstream.streams.connector import (
 
 __all__ = [
     "ChangelogReader",
+    "ChangelogSink",
     "DeliveryCallback",
     "InboundRecord",
     "Rebalance",

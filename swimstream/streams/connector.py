@@ -171,7 +171,25 @@ class SinkConnector(Protocol):
         ...
 
 
-class TransactionalSink(SinkConnector, Protocol):
+class ChangelogSink(SinkConnector, Protocol):
+    """A sink that can say where each record was written (the changelog's needs)."""
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        *,
+        partition: int | None = None,
+        on_written: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """As SinkConnector.produce; ``on_written(partition, offset)`` once written."""
+        ...
+
+
+class TransactionalSink(ChangelogSink, Protocol):
     """A sink whose records, with a source's offsets, commit atomically (Kafka EOS)."""
 
     def begin_transaction(self) -> None:

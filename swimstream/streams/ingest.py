@@ -15,6 +15,12 @@ revoked partitions' final offsets are committed before the partitions are releas
 
 ``stop()`` drains: no more fetching, the records in flight finish (up to a deadline),
 their offsets are committed, and the connector leaves the group.
+
+With durable state, a :class:`~swimstream.store.checkpoint.Checkpointer` commits instead
+(``managed_commits``): it holds the runner at each checkpoint (:meth:`SourceRunner.hold`)
+so nothing new is routed while the instance reaches a consistent cut, and commits the
+offsets of that cut itself; the service then stops the runner in two steps
+(:meth:`SourceRunner.stop_consuming`, the final checkpoint, :meth:`SourceRunner.close`).
 """
 
 from __future__ import annotations
@@ -46,9 +52,16 @@ class SourceRunner:
         max_inflight: int = 20_000,
         commit_interval: float = 0.1,
         commit_every: int = 1000,
+        managed_commits: bool = False,
     ) -> None:
         self.name = name
         self.connector = connector
+        self.managed_commits = managed_commits
+        """True when a checkpointer commits this runner's offsets."""
+        self.transactional = False
+        """True when its offsets commit inside the checkpoint's Kafka transaction."""
+        self._open = asyncio.Event()
+        self._open.set()
         self.book = OffsetBook()
         self._router = router
         self._max_batch = max_batch
@@ -96,6 +109,9 @@ class SourceRunner:
         last_key: tuple[str | None, int | None] = (None, None)
         tracker: PartitionTracker | None = None
         while not self._stopping.is_set():
+            if not self._open.is_set():
+                await self._open.wait()  # a checkpoint is making its cut
+                continue
             records = connector.consume(self._max_batch)
             if not records:
                 self._check_caught_up()
@@ -120,7 +136,15 @@ class SourceRunner:
     async def stop(self, timeout: float) -> int:
         """Drain: stop fetching, let in-flight records finish (up to ``timeout``),
         commit, and close. Returns how many records were still unfinished."""
+        unfinished = await self.stop_consuming(timeout)
+        await self.close()
+        return unfinished
+
+    async def stop_consuming(self, timeout: float) -> int:
+        """Stop fetching and let in-flight records finish (up to ``timeout``), committing
+        as they do unless a checkpointer commits. Returns how many were unfinished."""
         self._stopping.set()
+        self._open.set()
         deadline = time.monotonic() + timeout
         while self.book.inflight and time.monotonic() < deadline:
             self._commit(force=True)
@@ -134,8 +158,31 @@ class SourceRunner:
                 self.name,
                 unfinished,
             )
-        await self.connector.close()
         return unfinished
+
+    async def close(self) -> None:
+        """Leave the group and release the client."""
+        await self.connector.close()
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Route nothing new until :meth:`release` (a checkpoint is making its cut)."""
+        if not self._stopping.is_set():
+            self._open.clear()
+
+    def release(self) -> None:
+        """Route again."""
+        self._open.set()
+
+    def checkpointed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """A checkpoint committed: commit this runner's offsets now when they were not
+        part of its transaction (a Pulsar source next to a Kafka changelog)."""
+        if self.managed_commits and not self.transactional:
+            mine = {tp: o for tp, o in offsets.items() if tp in self.book.trackers}
+            if mine:
+                self.connector.commit(mine)
+                self._commits.value += 1
 
     # -- internals ----------------------------------------------------------------------
 
@@ -164,6 +211,8 @@ class SourceRunner:
             self._paused = []
 
     def _commit(self, force: bool) -> None:
+        if self.managed_commits:
+            return  # the checkpointer commits consistent cuts
         now = time.monotonic()
         due = now - self._last_commit >= self._commit_interval
         if not (force or due or self._since_commit >= self._commit_every):
@@ -190,7 +239,9 @@ class SourceRunner:
         released = change.revoked
         final = self.book.release(released)
         log.info("%s released %s", self.name, _partition_list(released))
-        return {} if change.lost else final
+        if change.lost or self.managed_commits:
+            return {}  # with checkpoints, only a checkpoint commits (its state is in the cut)
+        return final
 
 
 def _partition_list(partitions: tuple[TopicPartition, ...]) -> str:

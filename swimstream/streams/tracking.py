@@ -156,6 +156,10 @@ class OffsetBook:
             self._committed.pop(tp, None)
         return final
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """Every tracked partition's committable offset (where a restart resumes)."""
+        return {tp: t.committable for tp, t in self.trackers.items() if t.committable is not None}
+
     @property
     def inflight(self) -> int:
         """Records still being worked on, over all partitions."""

@@ -1,0 +1,195 @@
+"""Durable state for one instance: the local store, recovery and checkpoints, wired.
+
+Start-up: open ``<store.path>/<instance id>.sqlite``; read the sources' committed
+offsets; recover the changelog's committed tail into the store; give the plane a
+:class:`~swimstream.store.durable.DurableAgentStore`; re-arm stored timers and register
+stored links (agents themselves load lazily). Then checkpoints run until the service
+stops, and a final one after the sources stopped and the agents were put away.
+
+Faults of the local store are loud and never turn into wrong answers:
+
+* unusable at start (corrupt, damaged in an earlier run, wrong schema): the file is
+  moved aside and state rebuilt from the changelog into a fresh one;
+* its directory not writable: state is rebuilt from the changelog into memory;
+* damaged while running (a checksum or SQLite error on read): the read fails, the
+  service stops (exit status 1), and the next start finds the file marked and rebuilds.
+
+In the first two cases the instance runs on correct state but ``/healthz`` stays red,
+naming the fault, until it restarts with a healthy store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from swimstream.config import AppConfig
+from swimstream.errors import StoreError
+from swimstream.runtime import Plane
+from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
+from swimstream.store.checkpoint import Checkpointer
+from swimstream.store.committed import CommittedStore, MemoryCommitted
+from swimstream.store.durable import DurableAgentStore
+from swimstream.store.recovery import RecoveryReport, recover
+from swimstream.store.sqlite import SQLiteStore
+from swimstream.store.tracker import StateTracker
+from swimstream.streams import ChangelogReader, ChangelogSink, TopicPartition
+from swimstream.streams.ingest import SourceRunner
+
+log = logging.getLogger("swimstream.store")
+
+
+class Durability:
+    """One instance's durable state (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        instance_id: str,
+        reader: ChangelogReader,
+        shards: int,
+        shard_of: Callable[[str], int],
+    ) -> None:
+        self.config = config
+        self.topic = config.changelog_topic
+        self.path = Path(config.store.path) / f"{instance_id}.sqlite"
+        self.shards = shards
+        self._reader = reader
+        self._shard_of = shard_of
+        self.fault: str | None = None
+        """Why the local store is not in use as it should be (health reports it)."""
+        self.store: DurableAgentStore | None = None
+        self.recovery: RecoveryReport | None = None
+        self.checkpointer: Checkpointer | None = None
+        self._tracker: StateTracker | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def open(self, source_partitions: Sequence[TopicPartition]) -> DurableAgentStore:
+        """Open the local store (or its fallback) and recover the committed tail."""
+        committed = self._open_local()
+        offsets = await self._reader.committed_offsets(
+            self.config.consumer_group, source_partitions
+        )
+        self.recovery = await recover(committed, self._reader, self.topic, self.shards, offsets)
+        self.store = DurableAgentStore(committed)
+        return self.store
+
+    def _open_local(self) -> CommittedStore:
+        try:
+            return SQLiteStore(self.path).open()
+        except StoreError as exc:
+            problem = str(exc)
+        aside = self._move_aside()
+        if aside is not None:
+            try:
+                store = SQLiteStore(self.path).open()
+            except StoreError as exc:
+                problem = f"{problem}; a fresh store failed too: {exc}"
+            else:
+                self._report(f"{problem}; moved to {aside.name} and rebuilt from the changelog")
+                return store
+        self._report(f"{problem}; running on state rebuilt from the changelog in memory")
+        return MemoryCommitted()
+
+    def _move_aside(self) -> Path | None:
+        """Move a damaged store (and its WAL files) out of the way; None if impossible."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            if not os.access(self.path.parent, os.W_OK):
+                return None
+            if self.path.exists():
+                self.path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                extra = self.path.with_name(self.path.name + suffix)
+                if extra.exists():
+                    extra.rename(aside.with_name(aside.name + suffix))
+            marker = self.path.with_name(self.path.name + ".suspect")
+            if marker.exists():
+                marker.unlink()
+            return aside
+        except OSError:
+            return None
+
+    def _report(self, fault: str) -> None:
+        self.fault = fault
+        log.error("local store fault: %s", fault)
+
+    def attach(self, plane: Plane) -> None:
+        """Follow the plane's changes; re-arm stored timers and register stored links."""
+        assert self.store is not None
+        self._tracker = StateTracker(self.store, self._shard_of)
+        self._tracker.attach(plane)
+        committed = self.store.committed
+        for node, value in committed.named(TIMERS):
+            plane.restore_timers(node, decode_timers(value))
+        for node, value in committed.named(LINKS):
+            plane.restore_links(node, decode_links(value)[1])
+
+    def start_checkpoints(
+        self,
+        plane: Plane,
+        sink: ChangelogSink,
+        runners: Sequence[SourceRunner],
+        exactly_once: bool,
+        group_metadata: Callable[[], object] | None,
+        on_failure: Callable[[BaseException], None],
+    ) -> None:
+        """Begin the first checkpoint (and transaction) and checkpoint periodically;
+        ``on_failure`` is told if a checkpoint fails (the instance must then stop)."""
+        assert self.store is not None and self._tracker is not None
+        last = max((p.checkpoint for p in self.store.committed.positions().values()), default=0)
+        self.checkpointer = Checkpointer(
+            plane=plane,
+            tracker=self._tracker,
+            store=self.store,
+            sink=sink,
+            changelog_topic=self.topic,
+            partitions=self.shards,
+            runners=runners,
+            exactly_once=exactly_once,
+            interval=self.config.processing.commit_interval,
+            group_metadata=group_metadata,
+            first_checkpoint=last + 1,
+        )
+        self.checkpointer.start()
+        self._task = asyncio.get_running_loop().create_task(
+            self.checkpointer.run(self._stopping), name="swimstream-checkpoints"
+        )
+
+        def failed(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                on_failure(task.exception())  # type: ignore[arg-type]
+
+        self._task.add_done_callback(failed)
+
+    @property
+    def failed(self) -> BaseException | None:
+        """Why checkpoints stopped, if they did."""
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            return self._task.exception()
+        return None
+
+    async def finish(self) -> None:
+        """Stop the periodic checkpoints, take the final one, wait for the local write."""
+        self._stopping.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        checkpointer = self.checkpointer
+        if checkpointer is None:
+            return
+        try:
+            if self.failed is None:
+                await checkpointer.checkpoint()
+        finally:
+            await checkpointer.close()
+
+    def close(self) -> None:
+        """Close the local store."""
+        if self.store is not None:
+            self.store.committed.close()
