@@ -409,6 +409,21 @@ EXPECTED = {
 """What the issue expected on this machine (swimstream's are targets)."""
 
 
+def machine_sentence(results: Sequence[Result]) -> str:
+    """How busy the machine was beside the contenders, and at which priority they ran."""
+    busy = [r.busy_elsewhere for r in results if not r.failure]
+    text = ""
+    if busy:
+        text = (
+            f" Outside the contender, between {min(busy):.1f} and {max(busy):.1f} of the"
+            f" {os.cpu_count()} cores were busy while the rows ran."
+        )
+    niceness = os.nice(0)
+    if niceness:
+        text += f" The run had niceness {niceness}, as the machine was shared with other work."
+    return text
+
+
 def summaries_sentence(results: Sequence[Result]) -> str:
     ours = next((r for r in results if r.name == "swimstream" and r.summaries is not None), None)
     if ours is None:
@@ -462,7 +477,8 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
         " per second: the broker (Tansu), the harness, and whatever else shares the machine"
         f" ({os.cpu_count()} cores; a figure well above the raw rows' means the row was"
         " measured on a busy machine)."
-        f"{summaries_sentence(results)} The whole run took {elapsed:.0f} s.\n\n"
+        f"{summaries_sentence(results)} The whole run took {elapsed:.0f} s."
+        f"{machine_sentence(results)}\n\n"
         f"Settings: every librdkafka consumer (raw, swimstream, Quix, Bytewax) gets {settings}"
         " (FAST_CONSUMER_SETTINGS, as DESIGN.md recommends for Tansu); swimstream runs"
         " `processing: at-least-once` with its own producer defaults. faust's client is"
