@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import cast
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition

@@ -18,12 +18,14 @@ Callbacks given to ``*_async`` run on the client's own threads. An exception esc
 one terminates the process (documented by pulsar-client), so every callback passed from
 this package catches everything it could raise.
 
-Sources and sinks of one process share one client per service URL
-(:func:`acquire_client`), as Pulsar advises (one connection pool, one set of threads).
-It matters on pulsar-lite: that broker tells a subscription's consumers apart by the id
-their client gave them, and every client numbers its consumers from 0, so two clients'
-consumers on one subscription collide (see :mod:`connectors.pulsar`). One client numbers
-them all, so in one process they never do.
+The sources of one process share one client per service URL (:func:`acquire_client`),
+as Pulsar advises (one connection pool, one set of threads). It matters on pulsar-lite:
+that broker tells a subscription's consumers apart by the id their client gave them, and
+every client numbers its consumers from 0, so two clients' consumers on one subscription
+collide (see :mod:`connectors.pulsar`); one client numbers them all, so in one process
+they never do. The sinks share another client: on one connection, records going out
+queued behind records coming in (50k records produced and consumed concurrently on
+pulsar-lite: 9.2k/s over one connection, 15.6k/s over two).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import math
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 import _pulsar  # type: ignore[import-not-found]  # the C extension pulsar-client is built on
@@ -196,23 +198,20 @@ def check_reachable(service_url: str, timeout: float) -> None:
     )
 
 
-_ClientKey = tuple[str, float, float]
+Purpose = Literal["consume", "produce"]
+_ClientKey = tuple[Purpose, str, float, float]
 _shared_lock = threading.Lock()
 _shared: dict[_ClientKey, tuple[PulsarClient, int]] = {}
 
 
-def _key_of(service_url: str, settings: PulsarSettings) -> _ClientKey:
-    return service_url, settings.operation_timeout, settings.connection_timeout
-
-
-def acquire_client(service_url: str, settings: PulsarSettings) -> PulsarClient:
-    """The process's client for ``service_url`` (made on first use); release it with
-    :func:`release_client` once, whatever happens."""
-    key = _key_of(service_url, settings)
+def acquire_client(service_url: str, settings: PulsarSettings, purpose: Purpose) -> PulsarClient:
+    """The process's client for ``service_url`` and ``purpose`` (made on first use);
+    release it with :func:`release_client` once, whatever happens."""
+    key = (purpose, service_url, settings.operation_timeout, settings.connection_timeout)
     with _shared_lock:
         client, users = _shared.get(key) or (None, 0)
         if client is None:
-            client = PulsarClient(service_url, settings)
+            client = PulsarClient(service_url, settings, key)
         _shared[key] = (client, users + 1)
         return client
 
@@ -238,9 +237,9 @@ class PulsarClient:
     and sinks with different settings; only the timeouts belong to the client.
     """
 
-    def __init__(self, service_url: str, settings: PulsarSettings) -> None:
+    def __init__(self, service_url: str, settings: PulsarSettings, key: _ClientKey) -> None:
         self.service_url = service_url
-        self.key = _key_of(service_url, settings)
+        self.key = key
         try:
             self._client = pulsar.Client(
                 service_url,

@@ -112,7 +112,7 @@ class PulsarSettings:
         return cls(**settings)  # type: ignore[arg-type]  # names and types checked above
 
 
-PULSAR_LITE_SETTINGS = PulsarSettings(subscription_type="failover")
+PULSAR_LITE_SETTINGS = PulsarSettings(subscription_type="shared")
 """The settings for the embedded pulsar-lite broker (tests, demo, ``kind: embedded``).
 
 Failover instead of Key_Shared, because pulsar-lite 0.2.0 stalls Key_Shared

@@ -115,7 +115,7 @@ class PulsarSink:
             raise BrokerError(f"{self!r} was already opened; a sink is opened once")
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(check_reachable, self.service_url, self.settings.connection_timeout)
-        self._client = acquire_client(self.service_url, self.settings)
+        self._client = acquire_client(self.service_url, self.settings, "produce")
 
     async def close(self) -> None:
         """Flush for up to ``close_timeout`` seconds, then close the producers.

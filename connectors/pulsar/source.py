@@ -170,7 +170,7 @@ class PulsarSource:
             raise BrokerError(f"{self!r} was already opened; a source is opened once")
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(check_reachable, self.service_url, self.settings.connection_timeout)
-        client = acquire_client(self.service_url, self.settings)
+        client = acquire_client(self.service_url, self.settings, "consume")
         subscribing = asyncio.ensure_future(asyncio.to_thread(self._subscribe_all, client))
         try:
             feeds = await asyncio.shield(subscribing)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,10 +31,15 @@ def demo_config_path() -> Path:
 async def run_demo(duration: float | None, devices: int, rate: int, web: str) -> int:
     """Run the demo; returns the exit status (0 when it stopped as asked)."""
     from connectors.factory import open_connectors
-
     from examples.towers.simulator import Fleet, simulate
 
-    env = {"SWIMSTREAM_BROKER": "embedded", "SWIMSTREAM_WEB": web, "SWIMSTREAM_MESH": "127.0.0.1:0"}
+    data = tempfile.mkdtemp(prefix="swimstream-demo-")  # the embedded broker is new each run too
+    env = {
+        "SWIMSTREAM_BROKER": "embedded",
+        "SWIMSTREAM_WEB": web,
+        "SWIMSTREAM_MESH": "127.0.0.1:0",
+        "SWIMSTREAM_DATA": data,
+    }
     config = load_config(demo_config_path(), env)
     service = Service(config, open_connectors)
     latest: list[Insight] = []
@@ -63,6 +70,7 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str) ->
         stop.set()
         await simulator
         await service.close()
+    shutil.rmtree(data, ignore_errors=True)
     print("demo stopped", flush=True)
     return 0
 

@@ -128,7 +128,6 @@ def check(path: Path, env: dict[str, str]) -> int:
 
 async def _serve(path: Path, env: dict[str, str]) -> int:
     from connectors.factory import open_connectors
-
     from swimstream.config import load_config
     from swimstream.service import Service
 

@@ -100,7 +100,11 @@ class Service:
                 idle_timeout=config.processing.idle_timeout,
                 max_active=config.processing.max_active_agents,
                 publisher=InsightPublisher(
-                    self._publish_targets(), self.registry, self.failures, self.insight_listeners
+                    self._publish_targets(),
+                    self.registry,
+                    self.failures,
+                    self.insight_listeners,
+                    self.durability.current_checkpoint if self.durability else None,
                 ),
             )
         )

@@ -143,7 +143,19 @@ class Durability:
         """Begin the first checkpoint (and transaction) and checkpoint periodically;
         ``on_failure`` is told if a checkpoint fails (the instance must then stop)."""
         assert self.store is not None and self._tracker is not None
+        # Checkpoint ids are unique across incarnations (wall milliseconds x 1000, then a
+        # sequence), so the work of a checkpoint a crash cut short is never confused with
+        # a later one's, and never below any id seen before.
         last = max((p.checkpoint for p in self.store.committed.positions().values()), default=0)
+        if self.recovery is not None:
+            last = max(last, self.recovery.last_checkpoint)
+        first = max(int(time.time() * 1000) * 1000, last + 1)
+        log.info(
+            "checkpoints start at %d (committed through %d)",
+            first,
+            self.recovery.committed_through if self.recovery else last,
+            extra={"first_checkpoint": first},
+        )
         self.checkpointer = Checkpointer(
             plane=plane,
             tracker=self._tracker,
@@ -155,7 +167,7 @@ class Durability:
             exactly_once=exactly_once,
             interval=self.config.processing.commit_interval,
             group_metadata=group_metadata,
-            first_checkpoint=last + 1,
+            first_checkpoint=first,
         )
         self.checkpointer.start()
         self._task = asyncio.get_running_loop().create_task(
@@ -167,6 +179,10 @@ class Durability:
                 on_failure(task.exception())  # type: ignore[arg-type]
 
         self._task.add_done_callback(failed)
+
+    def current_checkpoint(self) -> int:
+        """The id of the checkpoint being built now (insights carry it)."""
+        return 0 if self.checkpointer is None else self.checkpointer.current
 
     @property
     def failed(self) -> BaseException | None:

@@ -25,6 +25,7 @@ instance cannot continue without applying records twice, so the failure stops it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -86,6 +87,11 @@ class Checkpointer:
         self.failure: BaseException | None = None
 
     @property
+    def current(self) -> int:
+        """The id of the checkpoint being built (the one open work belongs to)."""
+        return self._next_id
+
+    @property
     def _transactional(self) -> TransactionalSink:
         assert self._exactly_once
         return self._sink  # type: ignore[return-value]
@@ -100,10 +106,8 @@ class Checkpointer:
         """Checkpoint every ``interval`` until ``stopping`` is set (the final one is
         :meth:`checkpoint` called by the service after the sources stopped)."""
         while not stopping.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self._interval)
-            except TimeoutError:
-                pass
             if stopping.is_set():
                 return
             await self.checkpoint()

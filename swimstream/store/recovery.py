@@ -37,6 +37,10 @@ class RecoveryReport:
 
     records: int = 0
     applied_checkpoints: int = 0
+    last_checkpoint: int = 0
+    """The highest checkpoint id seen, committed or not: new ones must be higher."""
+    committed_through: int = 0
+    """The highest committed checkpoint id the store now reflects."""
     skipped_records: int = 0
     """Records of checkpoints that never committed (cut short by a crash)."""
     skipped_checkpoints: list[int] = field(default_factory=list)
@@ -79,6 +83,8 @@ async def recover(
     report = RecoveryReport()
     known = committed.positions()
     start = {p: known[p].changelog_offset if p in known else 0 for p in range(partitions)}
+    report.committed_through = max((p.checkpoint for p in known.values()), default=0)
+    report.last_checkpoint = report.committed_through
     pending: dict[int, list[ChangelogEntry]] = {}
     ready: list[ChangelogEntry] = []
     positions: dict[int, ShardPosition] = {}
@@ -98,10 +104,12 @@ async def recover(
 
     def _close_group(record: InboundRecord, partition: int) -> None:
         checkpoint, sources = read_marker(record.value() or b"{}")
+        report.last_checkpoint = max(report.last_checkpoint, checkpoint)
         group = pending.pop(partition, [])
         if _was_committed(sources, partition, committed_sources):
             ready.extend(group)
             report.applied_checkpoints += 1
+            report.committed_through = max(report.committed_through, checkpoint)
         else:
             report.skipped_records += len(group)
             if checkpoint not in report.skipped_checkpoints:
@@ -125,6 +133,10 @@ async def recover(
         report.skipped_records,
         len(report.skipped_checkpoints),
         report.seconds,
+        extra={
+            "skipped_checkpoints": report.skipped_checkpoints,
+            "committed_through": report.committed_through,
+        },
     )
     return report
 

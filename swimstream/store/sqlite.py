@@ -19,6 +19,7 @@ and the changelog has them anyway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import zlib
@@ -117,10 +118,8 @@ class SQLiteStore:
         """Close both connections and the worker."""
         for connection in (self._reader, self._writer):
             if connection is not None:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     connection.close()
-                except sqlite3.Error:
-                    pass
         self._reader = self._writer = None
         self._worker.shutdown(wait=True)
 
@@ -189,10 +188,8 @@ class SQLiteStore:
         return int(row[0])
 
     def _damaged(self, what: str, cause: object) -> StoreError:
-        try:
+        with contextlib.suppress(OSError):
             self.suspect_marker.write_text(f"{what}: {cause}\n")
-        except OSError:
-            pass
         return StoreError(f"the local store {self.path} is damaged ({what}: {cause})")
 
     # -- writing (the worker's thread) ---------------------------------------------------
@@ -227,10 +224,8 @@ class SQLiteStore:
             )
             writer.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 writer.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             raise StoreError(f"writing the local store {self.path}: {exc}") from exc
 
     async def write_async(

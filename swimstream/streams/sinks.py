@@ -7,9 +7,11 @@ headers naming the node and lane they came from.
 
 Each record's delivery counts as an effect of the broker record being handled when it
 was published (its origin), so the source offset is committed only once the insight is
-durable. A delivery that finally fails (the client gave up after its retries) is not
-acknowledged at all: the offset stays uncommitted, the failure is counted and health
-turns red, and a restart replays the record.
+durable. With durable state, each insight also carries ``swimstream.checkpoint``: the checkpoint
+whose commit makes it visible (to tell apart, on brokers that show aborted transactions,
+the copies a crash left behind). A delivery that finally fails (the client gave up after
+its retries) is not acknowledged at all: the offset stays uncommitted, the failure is
+counted and health turns red, and a restart replays the record.
 """
 
 from __future__ import annotations
@@ -89,10 +91,12 @@ class InsightPublisher:
         registry: MetricsRegistry,
         failures: DeliveryFailures,
         listeners: list[Callable[[Insight], None]] | None = None,
+        checkpoint: Callable[[], int] | None = None,
     ) -> None:
         self._targets = dict(targets)
         self._failures = failures
         self._listeners = listeners if listeners is not None else []
+        self._checkpoint = checkpoint
         self._counters = {
             name: registry.counter("insights_out", "Insight records produced.", topic=t.topic)
             for name, t in self._targets.items()
@@ -107,11 +111,14 @@ class InsightPublisher:
                 f"(declared: {known}); add it to the sinks of the app config"
             )
         self._counters[insight.topic].value += 1
+        headers = [("swimstream.node", insight.node_uri.encode())]
+        if self._checkpoint is not None:
+            headers.append(("swimstream.checkpoint", str(self._checkpoint()).encode()))
         target.connector.produce(
             target.topic,
             insight.key.encode(),
             encode_value(insight.value, target.format),
-            [("swimstream.node", insight.node_uri.encode())],
+            headers,
             self._failures.tracked(fork_origin()),
         )
         for listener in self._listeners:
