@@ -32,3 +32,32 @@ class Slow(Agent):
     async def on_work(self, record: dict[str, Any]) -> None:
         await asyncio.sleep(0.002)
         self.done.add(1)
+
+
+class Gauge(Agent):
+    """A value other agents link to."""
+
+    level = ValueLane[int](default=0)
+
+
+class Reminder(Agent):
+    """Holds a timer and a link: both must outlive a restart."""
+
+    remind = CommandLane[dict[str, Any]]()
+    watch = CommandLane[str]()
+    fired = CounterLane()
+    watched = ValueLane[Any](default=None)
+
+    @remind.on_command
+    def on_remind(self, spec: dict[str, Any]) -> None:
+        self.schedule(spec["delay"], self.ring)
+
+    def ring(self) -> None:
+        self.fired.add(1)
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.downlink(node, "level", on_set=self.level_changed)
+
+    def level_changed(self, new: Any, old: Any) -> None:
+        self.watched.set(new)

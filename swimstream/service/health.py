@@ -1,11 +1,13 @@
 """Health and readiness of an instance, as ``/healthz`` and ``/readyz`` report them.
 
-*Healthy* means the instance is doing its job or can recover by itself: the agent
-scheduler runs, and no insight record was lost for good. When it is not, an
-orchestrator should restart it. *Ready* means it should receive traffic: every source
-is connected to its broker, holds partitions and has caught up with them once. A broker
-that stops answering makes the instance unready (not unhealthy): it retries, and
-readiness comes back with the broker.
+*Healthy* means the instance is doing its job as configured: the agent scheduler runs,
+checkpoints succeed, the local store is in use, and no insight record was lost for good.
+When it is not, someone should look, and an orchestrator may restart it. *Ready* means
+it serves correct state and should receive traffic: every source is connected to its
+broker, holds partitions and has caught up with them once. A broker that stops
+answering makes the instance unready (not unhealthy): it retries, and readiness comes
+back with the broker. A broken local store makes it unhealthy (not unready): it serves
+state rebuilt from the changelog, which is right.
 """
 
 from __future__ import annotations
@@ -78,5 +80,9 @@ class ServiceHealth:
             else:
                 paused = " (paused for backpressure)" if runner.paused else ""
                 checks[runner.name] = f"{len(connector.assignment())} partitions{paused}"
-        health = self.health()
-        return HealthReport(ok=ok and health.ok, checks={**health.checks, **checks})
+        # A store fault makes the instance unhealthy (someone must look) but not unready:
+        # it serves state rebuilt from the changelog, which is right.
+        plane = service.plane
+        if plane is None or not plane.running or service.failure is not None:
+            ok = False
+        return HealthReport(ok=ok, checks={**self.health().checks, **checks})

@@ -1,0 +1,143 @@
+"""The local store: rebuilt from the changelog alone, links and timers across restarts,
+and faults that are loud and never give wrong answers."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from connectors.embedded import EmbeddedKafka
+from integration.support import Instance, wait_until
+from integration.test_durability import check_exact_state, durable_config, settled
+from integration.test_kafka_service import readings
+from tests.support.kafka import produce_json
+
+
+def run_until_settled(
+    start_instance: Callable[..., Instance], config: dict[str, Any], devices: int, name: str
+) -> Instance:
+    instance = start_instance(config, name=name)
+    wait_until(lambda: settled(instance, devices), 120, f"{name} to process everything")
+    return instance
+
+
+def stop(instance: Instance) -> None:
+    instance.signal(signal.SIGTERM)
+    assert instance.wait_exit(15) == 0, instance.log_tail()
+
+
+def test_with_the_sqlite_file_gone_state_is_rebuilt_from_the_changelog(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    app = "store-lost"
+    data = tmp_path / "data"
+    events = readings(20_000, 1_000, seed=31)
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    config = durable_config(kafka_broker, app, data, "exactly-once")
+    produce_json(
+        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[:12_000])
+    )
+    stop(run_until_settled(start_instance, config, 1_000, "first"))
+    assert list(data.glob("*.sqlite")), "the first run wrote a local store"
+    shutil.rmtree(data)  # a new machine
+
+    produce_json(
+        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[12_000:])
+    )
+    second = run_until_settled(start_instance, config, 1_000, "rebuilt")
+    check_exact_state(second, events, sample=100)
+    log = second.log_path.read_text()
+    assert "restoring state from" in log, "a progress line while rebuilding"
+    assert second.request("GET", "/healthz")[0] == 200
+
+
+def test_open_links_and_pending_timers_survive_a_crash(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    app = "store-links-timers"
+    config = {
+        "app": app,
+        "broker": {"kind": "kafka", "bootstrap": kafka_broker.bootstrap, "partitions": 2},
+        "agents": {
+            "gauge": {"class": "integration.apps:Gauge", "route": "/gauge/:id"},
+            "reminder": {"class": "integration.apps:Reminder", "route": "/reminder/:id"},
+        },
+        "processing": {"guarantee": "exactly-once", "commit_interval": 0.2},
+        "store": {"path": str(tmp_path / "data")},
+        "mesh": {"listen": "127.0.0.1:0", "instance_id": f"{app}-1"},
+    }
+    first = start_instance(config, name="first")
+    assert first.request("POST", "/gauge/g?lane=level", 5)[0] == 200
+    assert first.request("POST", "/reminder/r?lane=watch", "/gauge/g")[0] == 200
+    wait_until(lambda: first.lane("/reminder/r", "watched") == 5, 10, "the link to sync")
+    assert first.request("POST", "/reminder/r?lane=remind", {"delay": 4})[0] == 200
+    time.sleep(1.0)  # several checkpoints
+    first.signal(signal.SIGKILL)
+    first.wait_exit(10)
+    time.sleep(4.5)  # the timer comes due while the instance is down
+
+    second = start_instance(config, name="second")
+    wait_until(lambda: second.lane("/reminder/r", "fired") == 1, 15, "the overdue timer to fire")
+    time.sleep(1.5)
+    assert second.lane("/reminder/r", "fired") == 1, "it fires once"
+    assert second.request("POST", "/gauge/g?lane=level", 9)[0] == 200
+    wait_until(lambda: second.lane("/reminder/r", "watched") == 9, 10, "the link to deliver")
+
+
+@contextlib.contextmanager
+def read_only_directory(tmp_path: Path) -> Iterator[Path]:
+    """A data directory this process (root) cannot write: a read-only tmpfs, or, where
+    mounting is not allowed, a kernel directory nobody can create files in."""
+    target = tmp_path / "read-only"
+    target.mkdir()
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield target if mounted else Path("/proc/self/fdinfo")
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(target)], capture_output=True)
+
+
+def test_a_corrupt_store_and_a_read_only_directory_are_loud_and_answers_stay_right(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    app = "store-faults"
+    data = tmp_path / "data"
+    events = readings(6_000, 300, seed=41)
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    config = durable_config(kafka_broker, app, data, "at-least-once")
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events))
+    stop(run_until_settled(start_instance, config, 300, "first"))
+
+    [store] = data.glob("*.sqlite")
+    raw = bytearray(store.read_bytes())
+    rng = random.Random(7)
+    for position in rng.sample(range(len(raw)), len(raw) // 3):
+        raw[position] = rng.randrange(256)
+    store.write_bytes(bytes(raw))
+    corrupt = run_until_settled(start_instance, config, 300, "corrupt")
+    status, body = corrupt.request("GET", "/healthz")
+    assert status == 503 and "store" in body["checks"], body
+    assert "rebuilt from the changelog" in body["checks"]["store"]
+    check_exact_state(corrupt, events, sample=50)
+    stop(corrupt)
+
+    with read_only_directory(tmp_path) as unwritable:
+        config["store"] = {"path": str(unwritable)}
+        readonly = run_until_settled(start_instance, config, 300, "read-only")
+        status, body = readonly.request("GET", "/healthz")
+        assert status == 503 and "in memory" in body["checks"]["store"], body
+        check_exact_state(readonly, events, sample=50)
+        stop(readonly)
