@@ -30,6 +30,7 @@ EPILOG = """\
 examples:
   swimstream check --config config/towers.yaml     validate a config without connecting
   swimstream run --config config/towers.yaml       run an instance (SIGTERM drains, exits 0)
+  swimstream inspect --store data --node /device/7  what the local store holds for an agent
   swimstream demo --duration 20                    embedded broker + simulator + dashboard
 
 exit status: 0 ok (or drained after SIGTERM), 1 failure, 2 invalid configuration."""
@@ -68,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
         "it names, without connecting to anything. Exit 2 listing each bad key."
     )
 
+    inspect = commands.add_parser("inspect", help="show what a local store holds")
+    inspect.description = (
+        "Show a local store (a .sqlite file, or the store.path directory): its shards, how "
+        "far each reflects the changelog, and the agents with their lanes, links and timers."
+    )
+    inspect.add_argument("--store", "-s", required=True, type=Path, help="file or directory")
+    inspect.add_argument("--node", help="show only the agent at this node URI")
+    inspect.add_argument("--limit", type=int, default=20, help="agents to list (default 20)")
+
     demo = with_logging(commands.add_parser("demo", help="embedded broker, simulator, dashboard"))
     demo.description = (
         "Start an embedded Kafka, a simulator of thousands of devices on cell towers, the "
@@ -91,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, cwd)
     if args.command == "check":
         return check(args.config, env)
+    if args.command == "inspect":
+        return inspect_store(args.store, args.node, args.limit)
     from swimstream.cli.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format)
@@ -123,6 +135,20 @@ def check(path: Path, env: dict[str, str]) -> int:
             print(f"  {line}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     print(f"{path}: ok")
+    return EXIT_OK
+
+
+def inspect_store(path: Path, node: str | None, limit: int) -> int:
+    """``swimstream inspect``: print what a local store holds."""
+    from swimstream.store.inspect import describe, store_files
+
+    try:
+        for file in store_files(path):
+            for line in describe(file, node, limit):
+                print(line)
+    except SwimstreamError as exc:
+        print(f"swimstream: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

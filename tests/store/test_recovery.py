@@ -1,0 +1,151 @@
+"""Recovery applies committed checkpoints only, and the tracker captures every change."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from swimstream import Agent, CommandLane, ValueLane
+from swimstream.crdt import LWWRegister, decode_snapshot, encode
+from swimstream.runtime.agent_record import LINKS
+from swimstream.store.changelog import MARKER_KEY, entry_key, headers, marker_value
+from swimstream.store.committed import MemoryCommitted
+from swimstream.store.durable import DurableAgentStore
+from swimstream.store.recovery import recover
+from swimstream.store.tracker import StateTracker
+from swimstream.streams import InboundRecord, TopicPartition
+from swimstream.testing import open_plane
+
+
+@dataclass
+class Record:
+    """A changelog record as a consumer hands it over (test data)."""
+
+    _partition: int
+    _offset: int
+    _key: bytes
+    _value: bytes | None
+    _headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def topic(self) -> str:
+        return "app.changelog"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+    def error(self) -> None:
+        return None
+
+
+class ListReader:
+    """A changelog reader over records in memory (the Kafka one runs in integration/)."""
+
+    def __init__(self, records: list[Record], committed: dict[TopicPartition, int]) -> None:
+        self.records = records
+        self.committed = committed
+
+    async def read(
+        self,
+        topic: str,
+        start: Mapping[int, int],
+        on_records: Callable[[Sequence[InboundRecord]], None],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[int, int]:
+        batch = [r for r in self.records if r.offset() >= start.get(r.partition(), 0)]
+        on_records(batch)
+        return {}
+
+    async def committed_offsets(
+        self, group: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return self.committed
+
+
+def value(text: str) -> bytes:
+    register = LWWRegister("w")
+    register.set(text)
+    return encode(register.snapshot())
+
+
+def checkpoint(
+    partition: int, first: int, number: int, source: int, values: dict[str, str], marker: bool
+) -> list[Record]:
+    sources = {"readings": source}
+    records = [
+        Record(
+            partition, first + i, entry_key(node, "status"), value(text), headers(number, sources)
+        )
+        for i, (node, text) in enumerate(values.items())
+    ]
+    if marker:
+        records.append(
+            Record(partition, first + len(records), MARKER_KEY, marker_value(number, sources))
+        )
+    return records
+
+
+def test_only_checkpoints_the_sources_committed_are_applied() -> None:
+    records = (
+        checkpoint(0, 0, 1, 100, {"/a/1": "one", "/a/2": "two"}, marker=True)
+        + checkpoint(0, 3, 2, 250, {"/a/1": "ahead"}, marker=True)  # offsets never committed
+        + checkpoint(0, 5, 3, 300, {"/a/2": "cut"}, marker=False)  # crash before the marker
+    )
+    committed = MemoryCommitted()
+    reader = ListReader(records, {TopicPartition("readings", 0): 100})
+    report = asyncio.run(recover(committed, reader, "app.changelog", 1, reader.committed))
+    state = {
+        node: decode_snapshot(committed.load(node)["status"]).value for node in ("/a/1", "/a/2")
+    }  # type: ignore[index, union-attr]
+    assert state == {"/a/1": "one", "/a/2": "two"}
+    assert report.applied_checkpoints == 1 and report.skipped_checkpoints == [2]
+    assert report.skipped_records == 2 and report.committed_through == 1
+    assert committed.positions()[0].changelog_offset == 5  # past the decided marker
+
+
+class Counter(Agent):
+    value = ValueLane[int](default=0)
+    bump = CommandLane[int]()
+    watch = CommandLane[str]()
+
+    @bump.on_command
+    def on_bump(self, n: int) -> None:
+        self.value.set(self.value.get() + n)
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.downlink(node, "value", on_set=self.seen)
+
+    def seen(self, new: int, old: int) -> None: ...
+
+
+async def test_the_tracker_collects_each_changed_name_once_even_after_passivation() -> None:
+    store = DurableAgentStore(MemoryCommitted())
+    async with open_plane({"/counter/:id": Counter}, store=store) as plane:
+        tracker = StateTracker(store, lambda node: 0)
+        tracker.attach(plane)
+        for _ in range(5):
+            await plane.command("/counter/a", "bump", 1)
+        await plane.command("/counter/b", "watch", "/counter/a")
+        await plane.settle()
+        assert plane.passivate("/counter/a")
+        entries = {(e.node_uri, e.name): e.value for e in tracker.collect()}
+        assert set(entries) == {("/counter/a", "value"), ("/counter/b", LINKS)}
+        assert decode_snapshot(entries[("/counter/a", "value")]).value == 5  # type: ignore[arg-type, union-attr]
+        assert tracker.collect() == []
+        generation = store.next_generation()
+        assert store.load("/counter/a") is not None and store.overlay_size == 1
+        store.written(generation)
+        assert store.overlay_size == 0

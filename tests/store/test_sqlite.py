@@ -1,0 +1,122 @@
+"""The local SQLite store: round trips, damage detection, and inspection."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swimstream.crdt import LWWMap, LWWRegister, PNCounter, encode
+from swimstream.errors import StoreError
+from swimstream.runtime.agent_record import TIMERS, TimerSpec, dump_timers
+from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.sqlite import ShardPosition, SQLiteStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sample_entries() -> list[ChangelogEntry]:
+    status = LWWRegister("r")
+    status.set({"temp": 71.5})
+    history = LWWMap("r")
+    history.put(3, 70.0)
+    history.put(4, 71.5)
+    count = PNCounter("r")
+    count.add(2)
+    timers = dump_timers([TimerSpec(1, "ring", ("x",), 1_700_000_100.0, None)])
+    assert timers is not None
+    return [
+        ChangelogEntry("/device/1", "status", encode(status.snapshot()), 1),
+        ChangelogEntry("/device/1", "history", encode(history.snapshot()), 1),
+        ChangelogEntry("/device/1", "readings", encode(count.snapshot()), 1),
+        ChangelogEntry("/device/1", TIMERS, timers, 1),
+        ChangelogEntry("/device/2", "status", encode(status.snapshot()), 0),
+    ]
+
+
+def written_store(path: Path) -> SQLiteStore:
+    store = SQLiteStore(path).open()
+    positions = {1: ShardPosition(42, 7, {"readings": 100})}
+    asyncio.run(store.write_async(sample_entries(), positions))
+    return store
+
+
+def test_a_checkpoint_round_trips_and_reports_its_positions(tmp_path: Path) -> None:
+    store = written_store(tmp_path / "s.sqlite")
+    stored = store.load("/device/1")
+    assert stored is not None and set(stored) == {"status", "history", "readings"}
+    assert [node for node, _ in store.named(TIMERS)] == ["/device/1"]
+    assert store.positions() == {1: ShardPosition(42, 7, {"readings": 100})}
+    assert store.count() == 2
+    asyncio.run(store.write_async([ChangelogEntry("/device/2", "status", None, 0)], {}))
+    assert store.load("/device/2") is None
+    store.close()
+    reopened = SQLiteStore(tmp_path / "s.sqlite").open()
+    assert reopened.load("/device/1") == stored
+    reopened.close()
+
+
+def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    written_store(path).close()
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE state SET value = x'00ff' WHERE node = '/device/1' AND name = 'status'")
+    store = SQLiteStore(path).open()
+    with pytest.raises(StoreError, match="checksum mismatch"):
+        store.load("/device/1")
+    store.close()
+    with pytest.raises(StoreError, match="damaged in an earlier run"):
+        SQLiteStore(path).open()
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not SQLite at all" * 100)
+    with pytest.raises(StoreError, match="cannot be used"):
+        SQLiteStore(path).open()
+
+
+def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
+    written_store(tmp_path / "s.sqlite").close()
+    result = subprocess.run(
+        [sys.executable, "-m", "swimstream", "inspect", "--store", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2 agents" in result.stdout
+    assert "shard 1: changelog offset 42, checkpoint 7" in result.stdout
+    assert 'status={"temp": 71.5}' in result.stdout
+    assert 'history={"3": 70.0, "4": 71.5}' in result.stdout and "readings=2" in result.stdout
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swimstream",
+            "inspect",
+            "--store",
+            str(tmp_path),
+            "--node",
+            "/device/1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert '/device/1#@timers = [{"id": 1, "method": "ring"' in one.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "swimstream", "inspect", "--store", str(tmp_path / "nope")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
