@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swimstream import Agent, CommandLane, ValueLane
-from swimstream.crdt import LWWRegister, decode_snapshot, encode
+from swimstream.crdt import LWWRegister, RegisterSnapshot, decode_snapshot, encode
 from swimstream.runtime.agent_record import LINKS
 from swimstream.store.changelog import MARKER_KEY, entry_key, headers, marker_value
 from swimstream.store.committed import MemoryCommitted
@@ -97,6 +97,14 @@ def checkpoint(
     return records
 
 
+def status(committed: MemoryCommitted, node: str) -> object:
+    stored = committed.load(node)
+    assert stored is not None
+    snapshot = decode_snapshot(stored["status"])
+    assert isinstance(snapshot, RegisterSnapshot)
+    return snapshot.value
+
+
 def test_only_checkpoints_the_sources_committed_are_applied() -> None:
     records = (
         checkpoint(0, 0, 1, 100, {"/a/1": "one", "/a/2": "two"}, marker=True)
@@ -106,10 +114,10 @@ def test_only_checkpoints_the_sources_committed_are_applied() -> None:
     committed = MemoryCommitted()
     reader = ListReader(records, {TopicPartition("readings", 0): 100})
     report = asyncio.run(recover(committed, reader, "app.changelog", 1, reader.committed))
-    state = {
-        node: decode_snapshot(committed.load(node)["status"]).value for node in ("/a/1", "/a/2")
-    }  # type: ignore[index, union-attr]
-    assert state == {"/a/1": "one", "/a/2": "two"}
+    assert {node: status(committed, node) for node in ("/a/1", "/a/2")} == {
+        "/a/1": "one",
+        "/a/2": "two",
+    }
     assert report.applied_checkpoints == 1 and report.skipped_checkpoints == [2]
     assert report.skipped_records == 2 and report.committed_through == 1
     assert committed.positions()[0].changelog_offset == 5  # past the decided marker
@@ -143,7 +151,10 @@ async def test_the_tracker_collects_each_changed_name_once_even_after_passivatio
         assert plane.passivate("/counter/a")
         entries = {(e.node_uri, e.name): e.value for e in tracker.collect()}
         assert set(entries) == {("/counter/a", "value"), ("/counter/b", LINKS)}
-        assert decode_snapshot(entries[("/counter/a", "value")]).value == 5  # type: ignore[arg-type, union-attr]
+        stored_value = entries[("/counter/a", "value")]
+        assert stored_value is not None
+        snapshot = decode_snapshot(stored_value)
+        assert isinstance(snapshot, RegisterSnapshot) and snapshot.value == 5
         assert tracker.collect() == []
         generation = store.next_generation()
         assert store.load("/counter/a") is not None and store.overlay_size == 1
