@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/e2e_bench.py`` (``make bench`` runs every benchmark).
 Options: ``--records N`` (default 500,000), ``--only NAME[,NAME]`` (contenders: raw-orjson,
-raw-json, swimstream, swimstream-devices, faust, quix, bytewax; ``raw`` means both raw
+raw-json, swimstream, swimstream-durable, swimstream-devices, faust, quix, bytewax; ``raw``
+means both raw
 rows), ``--timeout S`` per contender, ``--no-write`` to leave BENCHMARKS.md alone (any run
 with ``--only`` or another ``--records`` leaves it alone too), ``--profile`` /
 ``--no-profile`` to force or skip the py-spy pass over swimstream (by default it runs when
@@ -18,9 +19,12 @@ reads the topic from the beginning in a consumer group nobody used before:
   that parses each value and updates a dict per key, the ceiling for one Python process;
 * ``swimstream``: ``python -m swimstream run`` with the towers example's agents (readings
   to ``/device/{key}``, lane ``reading``), the ``alerts`` publish sink and the tower
-  summary lane sink, ``processing: at-least-once``;
-* ``swimstream-devices``: the same service with only the work the peers do (per-key state
-  and alerts, ``bench/peers/swimstream_devices.py``): no tower joins, no summaries;
+  summary lane sink, ``processing: at-least-once``, and
+  state in memory (``store: {durable: false}``), as the peers keep theirs;
+* ``swimstream-durable``: the same with durable state (changelog topic and local SQLite,
+  written at every checkpoint; the service's default);
+* ``swimstream-devices``: the service with only the work the peers do (per-key state and
+  alerts, ``bench/peers/swimstream_devices.py``; no tower joins, no summaries), in memory;
 * ``faust``, ``quix``, ``bytewax``: the peers (``bench/peers/*_peer.py``), each keeping the
   count and last reading per device and producing an alert record per hot reading. They
   are installed only for this benchmark, each into its own virtual environment under
@@ -79,6 +83,7 @@ CONTENDERS = (
     "raw-orjson",
     "raw-json",
     "swimstream",
+    "swimstream-durable",
     "swimstream-devices",
     "faust",
     "quix",
@@ -216,8 +221,7 @@ def profile_swimstream(
     if not PY_SPY.exists():
         return "no profile: py-spy is not installed in .venv (`.venv/bin/pip install py-spy`)."
     progress(f"{name}: a second pass under py-spy, to see where the time goes")
-    devices_only = name == "swimstream-devices"
-    contender = swimstream_contender(kafka, workload, work_dir / f"{name}-profile", devices_only)
+    contender = swimstream_contender(name, kafka, workload, work_dir / f"{name}-profile")
     stacks = LOGS / f"{name}.stacks"  # kept, for flamegraph.pl or another look
     stacks.unlink(missing_ok=True)
     result = run_contender(contender, workload, timeout, profile_to=stacks)
@@ -256,10 +260,23 @@ DEVICES_ONLY = {
 }
 
 
+SWIMSTREAM_ROWS = {  # name -> (only the peers' work, durable state)
+    "swimstream": (False, False),
+    "swimstream-durable": (False, True),
+    "swimstream-devices": (True, False),
+}
+
+
 def swimstream_contender(
-    kafka: EmbeddedKafka, workload: Workload, work_dir: Path, devices_only: bool = False
+    name: str, kafka: EmbeddedKafka, workload: Workload, work_dir: Path
 ) -> Contender:
-    """The towers app (or only the peers' work) on the input topic, config beside its store."""
+    """A swimstream row on the input topic, its config written beside its store.
+
+    The towers app, or only the peers' work (``swimstream-devices``); state in memory as
+    the peers keep theirs, or durable (``swimstream-durable``: changelog topic and SQLite,
+    written at every checkpoint, the service's default since durable state landed).
+    """
+    devices_only, durable = SWIMSTREAM_ROWS[name]
     app = f"e2e-{uuid.uuid4().hex[:8]}"  # the app name is the consumer group
     work_dir.mkdir(parents=True, exist_ok=True)
     alerts = kafka.create_topic(f"{app}-alerts", partitions=PARTITIONS)
@@ -282,13 +299,13 @@ def swimstream_contender(
         "sinks": sinks,
         "processing": "at-least-once",
         "mesh": {"listen": f"127.0.0.1:{mesh_port}"},
-        "store": {"path": str(work_dir / "store")},
+        "store": {"path": str(work_dir / "store"), "durable": durable},
         "web": {"listen": f"127.0.0.1:{web_port}"},
     }
     config_path = work_dir / "swimstream.yaml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return Contender(
-        "swimstream-devices" if devices_only else "swimstream",
+        name,
         f"confluent-kafka {confluent_version()}",
         [sys.executable, "-m", "swimstream", "run", "--config", str(config_path), *QUIET],
         alerts,
@@ -333,8 +350,7 @@ def build_contenders(
                 missing = "not available yet (no Kafka connector in this checkout)"
                 yield Result(name, "confluent-kafka", failure=missing)
                 continue
-            devices_only = name == "swimstream-devices"
-            yield swimstream_contender(kafka, workload, work_dir / name, devices_only)
+            yield swimstream_contender(name, kafka, workload, work_dir / name)
         else:
             peer = PEER_ENVS_BY_NAME[name]
             try:
@@ -481,9 +497,10 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
         f"{machine_sentence(results)}\n\n"
         f"Settings: every librdkafka consumer (raw, swimstream, Quix, Bytewax) gets {settings}"
         " (FAST_CONSUMER_SETTINGS, as DESIGN.md recommends for Tansu); swimstream runs"
-        " `processing: at-least-once` with its own producer defaults. faust's client is"
-        f" aiokafka (pure Python) with {faust}. Per-key state is in memory everywhere, as"
-        " swimstream's at-least-once mode keeps it: faust in a dict (a faust Table would add"
+        " `processing: at-least-once` with its own producer defaults and, except in the"
+        " *swimstream-durable* row, `store: {durable: false}`. faust's client is"
+        f" aiokafka (pure Python) with {faust}. Per-key state is in memory in every row but"
+        " *swimstream-durable*: faust in a dict (a faust Table would add"
         " a changelog record per reading), Quix in its MemoryStore without changelog topics,"
         " Bytewax in `stateful_map` without a recovery store. Bytewax assigns partitions"
         " itself (no consumer group) and runs one worker. The raw loop produces no alerts."

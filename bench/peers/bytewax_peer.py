@@ -4,7 +4,7 @@ A dataflow of one worker: KafkaSource (one consumer per partition, assigned by B
 itself: it keeps offsets in its own recovery store, not in a consumer group, so the
 ``--group`` argument has nothing to name), values parsed with orjson, per-key state
 (count and last reading per device) in ``stateful_map`` (in memory; no recovery store is
-configured, as swimstream's at-least-once mode keeps its state in memory too), and alert
+configured, as the benchmark's in-memory swimstream rows keep theirs), and alert
 records for readings hotter than 90 written by KafkaSink. ``tail=False`` ends the
 dataflow at the end of the topic.
 """

@@ -1,7 +1,7 @@
 """faust-streaming on the benchmark's workload (client: aiokafka, pure Python).
 
 One agent over the input topic: per-key state (count and last reading per device, in a
-dict, as swimstream's at-least-once mode keeps its state in memory too) and an alert
+dict, as the benchmark's in-memory swimstream rows keep theirs) and an alert
 record sent to the alerts topic for each reading hotter than 90. Values are decoded by
 the topic's ``json`` serializer (faust uses orjson when it is installed, as it is here).
 faust's banner and logs go to stderr: stdout carries only the report lines.

@@ -2,7 +2,7 @@
 
 A StreamingDataFrame over the input topic: a stateful ``update`` keeps per-key state
 (count and last reading per device) in Quix's in-memory store without changelog topics,
-as swimstream's at-least-once mode keeps its state in memory too; readings hotter than
+as the benchmark's in-memory swimstream rows keep theirs; readings hotter than
 90 become alert records on the alerts topic. Values are decoded by the topic's ``json``
 deserializer (orjson). Completion is counted in ``on_message_processed``, which Quix
 calls after a record went through the whole pipeline.
