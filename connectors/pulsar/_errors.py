@@ -36,8 +36,9 @@ _HINTS: dict[str, str] = {
     "InvalidTopicName": "topic names look like 'name' or 'persistent://tenant/namespace/name'",
     "InvalidUrl": "service URLs look like pulsar://host:6650 or pulsar+ssl://host:6651",
     "ConsumerBusy": (
-        "another consumer holds this Exclusive or Failover subscription; use the "
-        "key_shared or shared subscription type, or another subscription name"
+        "another consumer holds this Exclusive subscription, or the subscription exists "
+        "with another type; use the same subscription type everywhere, or another "
+        "subscription name"
     ),
     "ProducerBusy": "a producer with the same name is already connected to the topic",
     "ProducerQueueIsFull": "too many records in flight; raise max_pending_messages",

@@ -16,7 +16,7 @@ Why it is built this way:
   moves key ranges between consumers by itself when members come and go, and keeps
   per-key order while doing it; nothing of that is visible to a client. The
   subscription type is a setting (:class:`~connectors.pulsar.settings.PulsarSettings`);
-  on pulsar-lite it must be Failover, whose redelivery works there
+  on pulsar-lite it must be Shared, the one type it delivers correctly
   (:data:`~connectors.pulsar.settings.PULSAR_LITE_SETTINGS`).
 * **One consumer per topic partition.** A partitioned topic is resolved to its
   partitions at ``open`` and each gets its own consumer, so pausing a partition is
@@ -123,7 +123,7 @@ class PulsarSource:
         topics: the source topics; records report them under these names.
         consumer_name: how this member shows in the broker's statistics (the instance id
             is a good choice); the client picks one when ``None``. With a Failover
-            subscription the member whose name sorts first is the active one.
+            subscription, the member whose name sorts first is the active one.
         settings: a :class:`PulsarSettings` or a mapping of its field names.
     """
 
