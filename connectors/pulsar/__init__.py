@@ -57,10 +57,10 @@ settings for it are :data:`~connectors.pulsar.settings.PULSAR_LITE_SETTINGS`: a
   operation timeout and then says only ``TimeOut``; ``open`` therefore checks with a
   plain TCP connect first and fails in milliseconds, naming the address.
 * Throughput through this package, 50k records of ~12 bytes with PULSAR_LITE_SETTINGS,
-  produced and consumed concurrently, first produce to last consume (11 runs, 2 cores
-  shared with the broker): 12k-17k records/s over 100 keys, 6k-13k/s over 1000 keys (the
-  key-based batches get small). Produced first, consumed after: 6k-39k/s produced,
-  16k-85k/s consumed.
+  produced and consumed concurrently, first produce to last consume (21 runs on 2 cores
+  shared with the broker, and in some runs with other test suites): 12k-27k records/s
+  over 100 keys, 6k-17k/s over 1000 keys (the key-based batches get small). Produced
+  first, consumed after: 6k-39k/s produced, 16k-190k/s consumed.
 """
 
 from connectors.pulsar.records import PulsarRecord
