@@ -516,7 +516,7 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
 
 
 FINDINGS = """\
-Where the time goes (read from the profiles above; written for the run of 2026-11-21).
+Where the time goes (read from the profiles above; written for the runs of 2026-11-21).
 The swimstream row misses both targets because the towers app does far more per reading
 than the peers. Besides the Device's own lanes, every status change is delivered over a
 local link into its tower's join lane (`cell.handle_delivery`: nearly half the time,
@@ -524,24 +524,36 @@ inclusive), where `Tower._summarize` walks all 100 devices of that tower on ever
 reading (about a third of the time: work linear in the tower's size, much of it copying
 the join lane's CRDT map in `LWWMap.values`); then the summary lane sink encodes and
 produces one summary record per reading (500,000 of them; `KafkaSink.produce` and `poll`
-about a sixth). Consuming and routing take under a fifth. On the peers' work alone
-(swimstream-devices) the same service is several times faster and ahead of faust and
-Quix, yet still under 150k events/s: there the framework's per-record path dominates,
-routing (`RecordRouter.route`, over a quarter inclusive: JSON decoding, rendering the
-route template, one record object per event), scheduling and command-lane dispatch
-(about a third) and the HLC-stamped register write behind every `ValueLane.set`, against
-under a tenth in the app's own callback; offset commits (`KafkaSource.commit`, one per
-1,000 records) take a few percent. One oddity for the connector: in that row
-`KafkaSink.produce` holds several percent of the samples for only 5,000 alerts (about
-100 µs a record, against a few µs a record in the towers row). What would close the
-gap: a tower summary maintained incrementally (or coalesced per checkpoint) instead of
-recomputed and produced per reading, routing in batches, and cheaper stamps for lane
-writes nobody links to.
+about a fifth). Consuming and routing take under a fifth.
+
+Durable state (swimstream-durable) costs about half of what is left: at every checkpoint
+the changed agents are snapshotted whole (each tower's 100-entry join lane through
+`LWWMap.snapshot`), msgpack-encoded, produced to the changelog and written to SQLite on
+the event loop's thread (`SQLiteStore.write` alone is about 30% of the time), and peak
+memory more than doubles. Deltas instead of whole snapshots, and the SQLite write off
+the loop thread, are the obvious remedies.
+
+On the peers' work alone (swimstream-devices) the service is several times faster than
+the towers app, ahead of faust and Quix and close to Bytewax, yet under 150k events/s:
+there the framework's per-record path dominates, routing (`RecordRouter.route`, about
+a third inclusive: JSON decoding, rendering the route template, one record object per
+event), scheduling and command-lane dispatch (about a quarter) and the HLC-stamped
+register write behind every `ValueLane.set`, against under a tenth in the app's own
+callback; offset commits (`KafkaSource.commit`, one per 1,000 records) take a few
+percent. What would close the gap: a tower summary maintained incrementally (or
+coalesced per checkpoint) instead of recomputed and produced per reading, routing in
+batches, and cheaper stamps for lane writes nobody links to.
+
 Start-up: the service joins with static membership (`group.instance.id`, for fast
 failover), and Tansu holds a static member's join for the whole session timeout rather
 than half of it: the raw loop's first record came 3.2 s after its start without
 `group.instance.id` and 6.2 s with it, which explains swimstream's longer start → first
 record.
+
+Variation: this is a shared two-core virtual machine. Runs an hour apart on the same
+day needed up to 1.75 times the CPU seconds for the same work (Bytewax 99k against 62k
+events/s, raw-orjson 920k against 650k), with little load visible inside the machine;
+compare rows of one run with each other, not figures across runs.
 """
 """What the profile and the rows mean: the findings of the run this text was written for."""
 
