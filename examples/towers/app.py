@@ -33,7 +33,12 @@ class Device(Agent):
 
 
 class Tower(Agent):
-    """Aggregate over the devices attached to one tower; route ``/tower/:id``."""
+    """Aggregate over the devices attached to one tower; route ``/tower/:id``.
+
+    The summary is kept up to date incrementally from each change (old and new status),
+    so a tower with thousands of devices does constant work per reading; only when the
+    hottest device cools down or leaves is the maximum looked for again.
+    """
 
     devices = JoinValueLane[str, dict[str, Any] | None]()
     summary = ValueLane[dict[str, Any]](default={"devices": 0, "hot": 0, "max_temp": None})
@@ -49,27 +54,41 @@ class Tower(Agent):
     @devices.on_update
     def on_device(self, key: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
         if new is not None and new["tower"] != self.params["id"]:
-            self.devices.remove(key)  # the device moved on: leave the join
+            self._changed(old, None)  # the device moved on: it counts here no more
+            self.devices.remove(key)  # and leaves the join
             return
-        self._summarize()
+        self._changed(old, new)
 
     @devices.on_remove
     def on_device_gone(self, key: str, old: dict[str, Any] | None) -> None:
-        self._summarize()
+        if old is None or old["tower"] == self.params["id"]:
+            self._changed(old, None)  # (a device that moved on was accounted for then)
 
-    def _summarize(self) -> None:
-        temps = [s["temp"] for s in self.devices.values() if s is not None]
-        self.summary.set(
-            {
-                "devices": len(temps),
-                "hot": sum(1 for t in temps if t > HOT_TEMPERATURE),
-                "max_temp": max(temps, default=None),
-            }
-        )
+    def _changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        summary = dict(self.summary.get())
+        summary["devices"] += (new is not None) - (old is not None)
+        summary["hot"] += _hot(new) - _hot(old)
+        top = summary["max_temp"]
+        if new is not None and (top is None or new["temp"] >= top):
+            summary["max_temp"] = new["temp"]
+        elif old is not None and top is not None and old["temp"] >= top:
+            mine = self.params["id"]  # the top fell: look again among the devices still here
+            temps = [
+                s["temp"] for s in self.devices.values() if s is not None and s["tower"] == mine
+            ]
+            summary["max_temp"] = max(temps, default=None)
+        self.summary.set(summary)
+
+
+def _hot(status: dict[str, Any] | None) -> int:
+    return 1 if status is not None and status["temp"] > HOT_TEMPERATURE else 0
 
 
 class World(Agent):
-    """The global view over every tower's summary; route ``/world``."""
+    """The global view over every tower's summary; route ``/world``.
+
+    Totals change by the difference between a tower's old and new summary.
+    """
 
     towers = JoinValueLane[str, dict[str, Any]]()
     totals = ValueLane[dict[str, int]](default={"towers": 0, "devices": 0, "hot": 0})
@@ -81,11 +100,8 @@ class World(Agent):
 
     @towers.on_update
     def on_tower(self, key: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
-        summaries = [s for s in self.towers.values() if s]
-        self.totals.set(
-            {
-                "towers": len(summaries),
-                "devices": sum(s["devices"] for s in summaries),
-                "hot": sum(s["hot"] for s in summaries),
-            }
-        )
+        totals = dict(self.totals.get())
+        totals["towers"] += (new is not None) - (old is not None)
+        for field in ("devices", "hot"):
+            totals[field] += (new or {}).get(field, 0) - (old or {}).get(field, 0)
+        self.totals.set(totals)

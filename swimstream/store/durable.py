@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from swimstream.runtime.agent_record import StoredAgent
 from swimstream.store.committed import CommittedStore
+from swimstream.store.entries import assemble
 
 
 class DurableAgentStore:
@@ -25,7 +26,8 @@ class DurableAgentStore:
         held = self._overlay.get(node_uri)
         if held is not None:
             return held[1]
-        return self.committed.load(node_uri)
+        rows = self.committed.load(node_uri)
+        return None if rows is None else assemble(rows)
 
     def save(self, node_uri: str, stored: StoredAgent) -> None:
         self._overlay[node_uri] = (self.generation, stored)
@@ -37,8 +39,8 @@ class DurableAgentStore:
         """One value of a passivated agent as it was saved (None: it has none)."""
         held = self._overlay.get(node_uri)
         if held is None:
-            stored = self.committed.load(node_uri)
-            return None if stored is None else stored.get(name)
+            rows = self.committed.load(node_uri)
+            return None if rows is None else assemble(rows).get(name)
         return held[1].get(name)
 
     def next_generation(self) -> int:

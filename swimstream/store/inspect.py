@@ -19,6 +19,7 @@ import sqlite_utils
 from swimstream.crdt import CounterSnapshot, MapSnapshot, RegisterSnapshot, decode_snapshot
 from swimstream.errors import StoreError
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
+from swimstream.store.entries import assemble
 
 
 def store_files(path: Path) -> list[Path]:
@@ -82,7 +83,7 @@ def describe(path: Path, node: str | None = None, limit: int = 20) -> Iterator[s
         ).fetchall()
         if not rows:
             yield f"  {node}: not stored"
-        for name, value in rows:
+        for name, value in sorted(assemble(dict(rows)).items()):
             yield f"  {node}#{name} = {json.dumps(value_as_json(name, value), default=str)}"
         return
     nodes = [

@@ -6,10 +6,12 @@ per lane change: the lane object itself is the key, so nothing is encoded or cop
 until the checkpoint, and a lane changed a thousand times between two checkpoints is
 written once (analyze, then store). Links and timers are noted by node URI.
 
-At a checkpoint, :meth:`StateTracker.collect` turns the notes into changelog entries:
-a live lane's current snapshot, an agent's links and timers as the plane holds them,
-and, for an agent passivated since (its lane objects gone), its values as the store
-kept them at passivation.
+Map-like lanes are noted per entry (see :mod:`swimstream.store.entries`): a change of
+one key writes that key, not the map. At a checkpoint, :meth:`StateTracker.collect`
+turns the notes into changelog entries: a live lane's current snapshot (or changed map
+entries), an agent's links and timers as the plane holds them, and, for an agent
+passivated since (its lane objects gone), its values as the store kept them at
+passivation.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from swimstream.crdt import Op, encode
+from swimstream.crdt import LWWMap, MapPut, MapRemove, MapSnapshot, Op, decode_snapshot, encode
 from swimstream.runtime.agent_record import LINKS, TIMERS
+from swimstream.store.entries import (
+    encode_entry,
+    encode_header,
+    entry_from_snapshot,
+    entry_name,
+    split_name,
+)
 
 if TYPE_CHECKING:
     from swimstream.agent import Agent, Lane
@@ -30,10 +39,11 @@ if TYPE_CHECKING:
 class StateTracker:
     """Notes what changed; hands the changes over at each checkpoint."""
 
-    __slots__ = ("_dirty", "_plane", "_shard_of", "_store")
+    __slots__ = ("_dirty", "_entries", "_plane", "_shard_of", "_store")
 
     def __init__(self, store: DurableAgentStore, shard_of: Callable[[str], int]) -> None:
-        self._dirty: dict[Any, None] = {}  # Lane objects, or (node uri, name)
+        self._dirty: dict[Any, None] = {}  # Lane objects (whole lanes), or (node uri, name)
+        self._entries: dict[Any, set[Any]] = {}  # map-like Lane object -> changed keys
         self._store = store
         self._shard_of = shard_of
         self._plane: Plane | None = None
@@ -44,12 +54,20 @@ class StateTracker:
         plane.track_state(self)
 
     def __len__(self) -> int:
-        return len(self._dirty)
+        return len(self._dirty) + len(self._entries)
 
     # -- StateObserver -------------------------------------------------------------------
 
     def lane_changed(self, lane: Lane, op: Op) -> None:
-        self._dirty[lane] = None
+        kind = type(op)
+        if kind is MapPut or kind is MapRemove:
+            keys = self._entries.get(lane)
+            if keys is None:
+                self._entries[lane] = {op.key}  # type: ignore[union-attr]
+            else:
+                keys.add(op.key)  # type: ignore[union-attr]
+        else:
+            self._dirty[lane] = None
 
     def links_changed(self, node_uri: str) -> None:
         self._dirty[(node_uri, LINKS)] = None
@@ -65,6 +83,10 @@ class StateTracker:
             if lane in dirty:
                 del dirty[lane]
                 dirty[(node, lane.name)] = None
+            keys = self._entries.pop(lane, None)
+            if keys is not None:
+                for key in keys:
+                    dirty[(node, entry_name(lane.name, key))] = None
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -76,20 +98,63 @@ class StateTracker:
         assert self._plane is not None
         plane = self._plane
         dirty, self._dirty = self._dirty, {}
-        entries = []
+        changed_keys, self._entries = self._entries, {}
+        entries: list[ChangelogEntry] = []
         shard_of = self._shard_of
         for key in dirty:
             if isinstance(key, Lane):
-                node, name = key._agent.node_uri, key.name
-                snapshot = key.snapshot()
-                value = None if snapshot is None else encode(snapshot)
-            else:
-                node, name = key
-                if name == TIMERS:
-                    value = plane.timers_of(node)
-                elif name == LINKS and plane.is_active(node):
-                    value = plane.links_of(node)
-                else:
-                    value = self._store.passivated_value(node, name)
-            entries.append(ChangelogEntry(node, name, value, shard_of(node)))
+                node = key._agent.node_uri
+                shard = shard_of(node)
+                for name, value in _whole_lane(key):
+                    entries.append(ChangelogEntry(node, name, value, shard))
+                continue
+            node, name = key
+            shard = shard_of(node)
+            for stored_name, value in self._by_name(plane, node, name):
+                entries.append(ChangelogEntry(node, stored_name, value, shard))
+        for lane, keys in changed_keys.items():
+            if lane in dirty:
+                continue  # written whole above
+            node = lane._agent.node_uri
+            shard = shard_of(node)
+            state: LWWMap = lane._map
+            for map_key in keys:
+                entries.append(
+                    ChangelogEntry(
+                        node, entry_name(lane.name, map_key), encode_entry(state, map_key), shard
+                    )
+                )
         return entries
+
+    def _by_name(self, plane: Plane, node: str, name: str) -> list[tuple[str, bytes | None]]:
+        """The current stored values of one noted name (an agent not in memory is read
+        from what the store kept at passivation)."""
+        if name == TIMERS:
+            return [(name, plane.timers_of(node))]
+        if name == LINKS and plane.is_active(node):
+            return [(name, plane.links_of(node))]
+        split = split_name(name)
+        if split is not None:
+            snapshot = self._store.passivated_value(node, split[0])
+            return [(name, None if snapshot is None else entry_from_snapshot(snapshot, split[1]))]
+        value = self._store.passivated_value(node, name)
+        if value is not None and name != LINKS:
+            decoded = decode_snapshot(value)
+            if isinstance(decoded, MapSnapshot):  # a cleared map: header and every entry
+                return _map_rows(name, LWWMap.from_snapshot(decoded, "store"))
+        return [(name, value)]
+
+
+def _whole_lane(lane: Lane) -> list[tuple[str, bytes | None]]:
+    """Every stored row of a lane written whole (a value lane, or a map after a clear)."""
+    state = getattr(lane, "_map", None)
+    if isinstance(state, LWWMap):
+        return _map_rows(lane.name, state)
+    snapshot = lane.snapshot()
+    return [(lane.name, None if snapshot is None else encode(snapshot))]
+
+
+def _map_rows(name: str, state: LWWMap) -> list[tuple[str, bytes | None]]:
+    rows: list[tuple[str, bytes | None]] = [(name, encode_header(state))]
+    rows += [(entry_name(name, key), encode_entry(state, key)) for key in state]
+    return rows

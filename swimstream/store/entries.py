@@ -1,0 +1,98 @@
+"""Map lanes are stored entry by entry; everything else name by name.
+
+A bounded history of 50 readings changes by one or two entries per event; writing the
+whole map at each checkpoint would cost 25 times what changed. So a map-like lane's
+entry ``k`` is stored under the name ``<lane>:<json of k>`` (its stamp and value, or
+nothing once removed, which lets compaction drop it), and the lane's own name holds
+only what applies to all its entries: the stamp of its last ``clear``.
+
+:func:`assemble` turns stored rows back into one snapshot per lane, which is what an
+agent restores from. Tombstones are not kept: after a restart no op older than the
+restart can arrive (links restart too), which is exactly when the CRDT allows them to
+be compacted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgpack
+
+from swimstream.crdt import ZERO_STAMP, LWWMap, MapKey, MapSnapshot, decode_snapshot, encode
+from swimstream.errors import CodecError
+
+ENTRY_SEPARATOR = ":"
+
+
+def entry_name(lane: str, key: MapKey) -> str:
+    """The stored name of entry ``key`` of map lane ``lane``."""
+    return f"{lane}{ENTRY_SEPARATOR}{json.dumps(key, separators=(',', ':'))}"
+
+
+def split_name(name: str) -> tuple[str, MapKey] | None:
+    """``(lane, key)`` of an entry name, or None for a plain name."""
+    lane, separator, key = name.partition(ENTRY_SEPARATOR)
+    if not separator:
+        return None
+    return lane, json.loads(key)
+
+
+def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
+    """Entry ``key`` of ``map_state`` as stored (None when the key is absent)."""
+    entry = map_state._entries.get(key)
+    if entry is None:
+        return None
+    (ts, replica), value = entry
+    return msgpack.packb([ts, replica, value], use_bin_type=True)
+
+
+def encode_header(map_state: LWWMap) -> bytes:
+    """What a map lane's own name holds: the stamp of its last clear."""
+    return encode(MapSnapshot((), (), map_state._cleared, 0))
+
+
+def entry_from_snapshot(snapshot: bytes, key: MapKey) -> bytes | None:
+    """One entry, as stored, out of a whole stored map snapshot (None when absent)."""
+    decoded = decode_snapshot(snapshot)
+    if not isinstance(decoded, MapSnapshot):
+        raise CodecError(f"expected a map snapshot, found {type(decoded).__name__}")
+    for entry_key, (ts, replica), value in decoded.entries:
+        if entry_key == key:
+            return msgpack.packb([ts, replica, value], use_bin_type=True)
+    return None
+
+
+def assemble(rows: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Stored rows (plain names and entries) as one value per name: entries become
+    their lane's map snapshot, filtered by that lane's last clear."""
+    plain: dict[str, bytes] = {}
+    entries: dict[str, list[tuple[Any, tuple[int, str], Any]]] = {}
+    for name, value in rows.items():
+        split = split_name(name)
+        if split is None:
+            plain[name] = value
+            continue
+        lane, key = split
+        try:
+            ts, replica, entry = msgpack.unpackb(value, raw=False, strict_map_key=False)
+        except Exception as exc:
+            raise CodecError(f"stored entry {name!r} is unreadable: {exc}") from exc
+        entries.setdefault(lane, []).append((key, (int(ts), str(replica)), entry))
+    for lane, items in entries.items():
+        cleared = ZERO_STAMP
+        header = plain.get(lane)
+        if header is not None:
+            decoded = decode_snapshot(header)
+            if isinstance(decoded, MapSnapshot):
+                cleared = decoded.cleared
+        kept = tuple(sorted((e for e in items if e[1] > cleared), key=lambda e: e[1]))
+        plain[lane] = encode(MapSnapshot(kept, (), cleared, 0))
+    return plain
+
+
+def map_names(lanes: Iterable[str], rows: Mapping[str, bytes]) -> set[str]:
+    """The stored names that belong to the given map lanes (their entries and header)."""
+    wanted = set(lanes)
+    return {name for name in rows if (split_name(name) or (name, None))[0] in wanted}
