@@ -516,22 +516,23 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
 
 
 FINDINGS = """\
-Where the time goes (read from the profiles above; written for the runs of 2026-11-21).
-The swimstream row misses both targets because the towers app does far more per reading
-than the peers. Besides the Device's own lanes, every status change is delivered over a
-local link into its tower's join lane (`cell.handle_delivery`: nearly half the time,
-inclusive), where `Tower._summarize` walks all 100 devices of that tower on every
-reading (about a third of the time: work linear in the tower's size, much of it copying
-the join lane's CRDT map in `LWWMap.values`); then the summary lane sink encodes and
-produces one summary record per reading (500,000 of them; `KafkaSink.produce` and `poll`
-about a fifth). Consuming and routing take under a fifth.
+Where the time goes (read from the profiles above; written for the runs of 2026-11-21,
+with the towers example's incremental tower aggregates). The swimstream row misses both
+targets because the towers app does several times the peers' work per reading. Besides
+the Device's own lanes (a bounded map lane, a counter lane and the status value lane;
+`ValueLane.set` is about a fifth of the time, inclusive), every status change is
+delivered over a local link into its tower's join lane (`cell.handle_delivery`: about
+30%, of which the tower's own `on_device` is two thirds), and the summary lane sink
+encodes and produces one summary record per reading (500,000 of them; `KafkaSink.produce`
+and `poll` about 15%). Consuming and routing take about a fifth. A lane sink that
+coalesces (the latest summary per tower per checkpoint, as links already coalesce)
+would remove most of the producing; the link hop is the framework's own cost.
 
 Durable state (swimstream-durable) costs about half of what is left: at every checkpoint
-the changed agents are snapshotted whole (each tower's 100-entry join lane through
-`LWWMap.snapshot`), msgpack-encoded, produced to the changelog and written to SQLite on
-the event loop's thread (`SQLiteStore.write` alone is about 30% of the time), and peak
-memory more than doubles. Deltas instead of whole snapshots, and the SQLite write off
-the loop thread, are the obvious remedies.
+the changed lanes are collected (`StateTracker.collect`), encoded, produced to the
+changelog and written to SQLite on the event loop's thread (`SQLiteStore.write` alone is
+about a third of the time), and peak memory grows by more than half. The SQLite write
+off the loop thread, or in fewer and larger transactions, is the obvious remedy.
 
 On the peers' work alone (swimstream-devices) the service is several times faster than
 the towers app, ahead of faust and Quix and close to Bytewax, yet under 150k events/s:
