@@ -515,48 +515,9 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
     return text
 
 
-FINDINGS = """\
-Where the time goes (read from the profiles above; written for the runs of 2026-11-21,
-with the towers example's incremental tower aggregates). The swimstream row misses both
-targets because the towers app does several times the peers' work per reading. Besides
-the Device's own lanes (a bounded map lane, a counter lane and the status value lane;
-`ValueLane.set` is about a fifth of the time, inclusive), every status change is
-delivered over a local link into its tower's join lane (`cell.handle_delivery`: about
-30%, of which the tower's own `on_device` is two thirds), and the summary lane sink
-encodes and produces one summary record per reading (500,000 of them; `KafkaSink.produce`
-and `poll` about 15%). Consuming and routing take about a fifth. A lane sink that
-coalesces (the latest summary per tower per checkpoint, as links already coalesce)
-would remove most of the producing; the link hop is the framework's own cost.
-
-Durable state (swimstream-durable) costs about half of what is left: at every checkpoint
-the changed lanes are collected (`StateTracker.collect`), encoded, produced to the
-changelog and written to SQLite on the event loop's thread (`SQLiteStore.write` alone is
-about a third of the time), and peak memory grows by more than half. The SQLite write
-off the loop thread, or in fewer and larger transactions, is the obvious remedy.
-
-On the peers' work alone (swimstream-devices) the service is several times faster than
-the towers app, ahead of faust and Quix and close to Bytewax, yet under 150k events/s:
-there the framework's per-record path dominates, routing (`RecordRouter.route`, about
-a third inclusive: JSON decoding, rendering the route template, one record object per
-event), scheduling and command-lane dispatch (about a quarter) and the HLC-stamped
-register write behind every `ValueLane.set`, against under a tenth in the app's own
-callback; offset commits (`KafkaSource.commit`, one per 1,000 records) take a few
-percent. What would close the gap: a tower summary maintained incrementally (or
-coalesced per checkpoint) instead of recomputed and produced per reading, routing in
-batches, and cheaper stamps for lane writes nobody links to.
-
-Start-up: the service joins with static membership (`group.instance.id`, for fast
-failover), and Tansu holds a static member's join for the whole session timeout rather
-than half of it: the raw loop's first record came 3.2 s after its start without
-`group.instance.id` and 6.2 s with it, which explains swimstream's longer start → first
-record.
-
-Variation: this is a shared two-core virtual machine. Runs an hour apart on the same
-day needed up to 1.75 times the CPU seconds for the same work (Bytewax 99k against 62k
-events/s, raw-orjson 920k against 650k), with little load visible inside the machine;
-compare rows of one run with each other, not figures across runs.
-"""
-"""What the profile and the rows mean: the findings of the run this text was written for."""
+FINDINGS = (PEERS_DIR.parent / "e2e_findings.md").read_text()
+"""What the profile and the rows mean: the findings of the run this text was written for
+(kept beside this script, in ``e2e_findings.md``)."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:

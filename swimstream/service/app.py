@@ -35,6 +35,7 @@ from swimstream.service.durability import Durability
 from swimstream.service.health import ServiceHealth
 from swimstream.service.shards import ShardMap
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients
+from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
 from swimstream.streams import SinkConnector, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
@@ -227,8 +228,12 @@ class Service:
     # -- wiring helpers ------------------------------------------------------------------
 
     @property
+    def _exactly_once_configured(self) -> bool:
+        return self.config.store.durable and self.config.processing.guarantee == "exactly-once"
+
+    @property
     def _exactly_once(self) -> bool:
-        return self.durability is not None and self.config.processing.guarantee == "exactly-once"
+        return self.durability is not None and self._exactly_once_configured
 
     async def _open_durability(self, counts: dict[str, int]) -> DurableAgentStore | None:
         """Recover durable state (Kafka brokers); None keeps state in memory."""
@@ -239,6 +244,9 @@ class Service:
         if kafka is None or kafka.changelog is None:
             log.warning("state is kept in memory only: durable state needs a Kafka broker")
             return None
+        if self._exactly_once_configured and kafka.transactional:
+            # Records produced while a checkpoint commits wait for the next transaction.
+            kafka.sink = DeferringSink(kafka.sink)  # type: ignore[arg-type]
         topics = self._source_topics().get("kafka", [])
         shards = counts[topics[0]] if topics else config.broker.partitions
         self.durability = Durability(

@@ -150,10 +150,11 @@ class Durability:
         if self.recovery is not None:
             last = max(last, self.recovery.last_checkpoint)
         first = max(int(time.time() * 1000) * 1000, last + 1)
+        restored_from = self.recovery.committed_through if self.recovery else last
         log.info(
             "checkpoints start at %d (committed through %d)",
             first,
-            self.recovery.committed_through if self.recovery else last,
+            restored_from,
             extra={"first_checkpoint": first},
         )
         self.checkpointer = Checkpointer(
@@ -168,6 +169,7 @@ class Durability:
             interval=self.config.processing.commit_interval,
             group_metadata=group_metadata,
             first_checkpoint=first,
+            restored_from=restored_from,
         )
         self.checkpointer.start()
         self._task = asyncio.get_running_loop().create_task(
@@ -201,7 +203,7 @@ class Durability:
             return
         try:
             if self.failed is None:
-                await checkpointer.checkpoint()
+                await checkpointer.finish()
         finally:
             await checkpointer.close()
 

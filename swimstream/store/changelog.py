@@ -7,13 +7,21 @@ or null once it is gone (an agent closed its last link). A key holds the whole s
 its name, not a delta, so compaction keeps exactly the current state.
 
 A checkpoint's records for a partition end with a **marker** (key ``@checkpoint``) that
-names the checkpoint and the source offsets it commits for that shard. Every record
-carries the checkpoint id in the header ``swimstream.checkpoint`` and the source offsets
-that produced it in ``swimstream.source`` (JSON ``{"topic": next offset}``). Recovery
-applies a checkpoint's records only once it has read its marker, and only when the
-marker's offsets are no further than what the sources committed: records of a
-checkpoint a crash cut short are skipped, even where the broker shows them (Tansu shows
-aborted transactions to ``read_committed`` readers).
+names the checkpoint and its cut: the source offsets of *every* source partition. (A
+shard's state depends on every partition, not only its own: a tower's summary changes
+with readings of devices in other shards, through links and commands.) Every record
+carries the checkpoint id in the header ``swimstream.checkpoint`` and the cut that
+produced it in ``swimstream.source`` (JSON ``{"topic/partition": next offset}``).
+Recovery applies a checkpoint's records only once it has read its marker, and only when
+the sources committed the whole cut: records of a checkpoint a crash cut short are
+skipped, even where the broker shows them (Tansu shows aborted transactions to
+``read_committed`` readers).
+
+A marker also names its incarnation's lineage: the checkpoint the instance restored
+from (``restored_from``) and its own first checkpoint (``first``). Every id between the
+two belongs to an earlier incarnation that crashed before committing it, whatever the
+source offsets say later (a later incarnation commits past the same offsets with state
+of its own): a rebuild from the changelog alone must not apply them.
 """
 
 from __future__ import annotations
@@ -59,15 +67,57 @@ def headers(checkpoint: int, sources: Mapping[str, int]) -> list[tuple[str, byte
     ]
 
 
-def marker_value(checkpoint: int, sources: Mapping[str, int]) -> bytes:
-    """The marker that closes a checkpoint's records in one partition."""
-    return json.dumps({"checkpoint": checkpoint, "sources": dict(sources)}, sort_keys=True).encode()
+def cut_key(topic: str, partition: int) -> str:
+    """How a source partition is named in a cut."""
+    return f"{topic}/{partition}"
 
 
-def read_marker(value: bytes) -> tuple[int, dict[str, int]]:
-    """``(checkpoint, source offsets)`` of a marker."""
+def parse_cut_key(key: str) -> tuple[str, int]:
+    """``(topic, partition)`` of a cut key."""
+    topic, _, partition = key.rpartition("/")
+    return topic, int(partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """What closes a checkpoint's records in one partition (see the module docstring)."""
+
+    checkpoint: int
+    sources: dict[str, int]
+    """The cut: ``{"topic/partition": next offset}`` of every source partition."""
+    restored_from: int = 0
+    """The committed checkpoint this incarnation started from."""
+    first: int = 0
+    """This incarnation's first checkpoint id."""
+
+    def cut_short(self, checkpoint: int) -> bool:
+        """Whether ``checkpoint`` belongs to an earlier incarnation that never committed it."""
+        return self.restored_from < checkpoint < self.first
+
+
+def marker_value(marker: Marker) -> bytes:
+    """A marker's record value."""
+    return json.dumps(
+        {
+            "checkpoint": marker.checkpoint,
+            "sources": dict(marker.sources),
+            "restored_from": marker.restored_from,
+            "first": marker.first,
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def read_marker(value: bytes) -> Marker:
+    """The marker a record value holds."""
     data = json.loads(value)
-    return int(data["checkpoint"]), {str(k): int(v) for k, v in data["sources"].items()}
+    checkpoint = int(data["checkpoint"])
+    return Marker(
+        checkpoint,
+        {str(k): int(v) for k, v in data["sources"].items()},
+        int(data.get("restored_from", 0)),
+        int(data.get("first", checkpoint)),
+    )
 
 
 def checkpoint_of(record_headers: Sequence[tuple[str, bytes]] | None) -> int | None:

@@ -1,21 +1,26 @@
 """Checkpoints: consistent cuts of the whole instance, made durable in one step.
 
-Every ``interval`` seconds (and once more when the service stops):
+Every ``interval`` seconds (and once more when the service stops), two phases:
 
-1. **Barrier.** The sources stop routing new records; the plane settles (every
-   mailbox empty: records finished, the commands they caused, link deliveries); the
-   sink flushes, so every insight is acknowledged and every record complete. What the
-   instance holds now is exactly the effect of the records before the sources'
-   positions: a consistent cut.
-2. **Store.** Every lane, link set and timer set that changed since the last
-   checkpoint is written to the changelog as its current state (one record per name,
-   however often it changed), then a marker per partition names the checkpoint and the
-   source offsets it commits.
-3. **Commit.** ``exactly-once``: the changelog records, the insights produced since the
-   last checkpoint and the source offsets commit as one Kafka transaction.
-   ``at-least-once``: the records are acknowledged first, then the offsets committed.
-4. **Resume** the sources, and write the checkpoint to the local SQLite store in the
-   background (it holds only committed checkpoints).
+**The cut** (the instance stops routing records for its duration):
+
+1. the sources stop routing; the plane settles: every mailbox empty, so every record
+   routed so far has finished, with the commands it caused and its link deliveries,
+   and every insight it published has been handed to the producer. The positions after
+   the last routed records are the cut: the instance holds exactly their effects;
+2. every lane (or map entry), link set and timer set that changed since the last cut is
+   handed to the producer as its current state (one record per name, however often it
+   changed), then a marker per changelog partition names the checkpoint and the source
+   offsets of the cut;
+3. ``exactly-once``: records produced from now on are held back for the next
+   transaction (:mod:`swimstream.store.deferral`). The sources resume.
+
+**The commit** (overlapped with processing; the next cut waits for it):
+``exactly-once`` commits the transaction holding the changelog records, every insight
+produced since the last cut and the cut's source offsets, then opens the next one and
+lets the held records in. ``at-least-once`` waits until the broker has acknowledged
+everything produced so far, then commits the cut's offsets. Then the checkpoint is
+written to the local SQLite store, which holds only committed checkpoints.
 
 A checkpoint that fails to commit leaves memory ahead of what the broker holds; the
 instance cannot continue without applying records twice, so the failure stops it
@@ -32,7 +37,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from swimstream.runtime import Plane
-from swimstream.store.changelog import MARKER_KEY, ChangelogEntry, entry_key, headers, marker_value
+from swimstream.store.changelog import (
+    MARKER_KEY,
+    ChangelogEntry,
+    Marker,
+    cut_key,
+    entry_key,
+    headers,
+    marker_value,
+)
+from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.sqlite import ShardPosition
 from swimstream.store.tracker import StateTracker
@@ -69,6 +83,7 @@ class Checkpointer:
         interval: float,
         group_metadata: Callable[[], object] | None,
         first_checkpoint: int = 1,
+        restored_from: int = 0,
     ) -> None:
         self._plane = plane
         self._tracker = tracker
@@ -81,7 +96,10 @@ class Checkpointer:
         self._interval = interval
         self._group_metadata = group_metadata
         self._next_id = first_checkpoint
+        self._first = first_checkpoint
+        self._restored_from = restored_from
         self._writing: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
         self._in_transaction = False
         self.stats = CheckpointStats()
         self.failure: BaseException | None = None
@@ -94,7 +112,9 @@ class Checkpointer:
     @property
     def _transactional(self) -> TransactionalSink:
         assert self._exactly_once
-        return self._sink  # type: ignore[return-value]
+        sink = self._sink
+        inner = sink.inner if isinstance(sink, DeferringSink) else sink
+        return inner  # type: ignore[return-value]
 
     def start(self) -> None:
         """Open the first transaction (exactly-once); call before any record is routed."""
@@ -113,19 +133,25 @@ class Checkpointer:
             await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """One checkpoint (see the module docstring); raises when it could not commit."""
+        """Make a cut and start its commit (see the module docstring); raises when the
+        previous checkpoint failed to commit."""
+        if self._committing is not None:
+            await self._committing  # one commit at a time, in order; raises its failure
         started = time.monotonic()
         checkpoint = self._next_id
         for runner in self._runners:
             runner.hold()
         try:
-            await self._barrier()
-            barrier = time.monotonic() - started
+            if self._plane.running:
+                await self._plane.settle()
             entries = self._tracker.collect()
             generation = self._store.next_generation()
-            offsets = self._source_offsets()
-            markers = await self._write(checkpoint, entries, offsets)
-            await self._commit(offsets)
+            cut: dict[TopicPartition, int] = {}
+            for runner in self._runners:
+                cut.update(runner.book.routed_positions())
+            markers = self._write(checkpoint, entries, cut)
+            if self._exactly_once and isinstance(self._sink, DeferringSink):
+                self._sink.hold()
         except BaseException as exc:
             self.failure = exc
             raise
@@ -133,24 +159,62 @@ class Checkpointer:
             for runner in self._runners:
                 runner.release()
         self._next_id += 1
+        self.stats.barrier_seconds = time.monotonic() - started
+        self._committing = asyncio.get_running_loop().create_task(
+            self._commit(checkpoint, entries, cut, markers, generation, started),
+            name=f"swimstream-commit-{checkpoint}",
+        )
+
+    async def _commit(
+        self,
+        checkpoint: int,
+        entries: list[ChangelogEntry],
+        cut: dict[TopicPartition, int],
+        markers: dict[int, int],
+        generation: int,
+        started: float,
+    ) -> None:
+        try:
+            if self._exactly_once:
+                sink = self._transactional
+                in_transaction = {tp: o for tp, o in cut.items() if self._in_transaction_of(tp)}
+                if in_transaction and self._group_metadata is not None:
+                    await sink.send_offsets_to_transaction(in_transaction, self._group_metadata())
+                await sink.commit_transaction()
+                sink.begin_transaction()
+                if isinstance(self._sink, DeferringSink):
+                    self._sink.release()
+            elif not await self._sink.flush(60.0):
+                raise TimeoutError("the broker did not acknowledge the checkpoint within 60 s")
+        except BaseException as exc:
+            self.failure = exc
+            raise
         for runner in self._runners:
-            runner.checkpointed(offsets)
+            runner.checkpointed(cut)
         positions = {
-            p: ShardPosition(offset + 1, checkpoint, self._shard_sources(offsets, p))
-            for p, offset in markers.items()
+            p: ShardPosition(offset + 1, checkpoint, _named(cut)) for p, offset in markers.items()
         }
         self._write_local(entries, positions, generation)
-        elapsed = time.monotonic() - started
         self.stats.checkpoints += 1
         self.stats.records += len(entries)
-        self.stats.last_seconds = elapsed
-        self.stats.barrier_seconds = barrier
-        log.debug("checkpoint %d: %d records in %.3f s", checkpoint, len(entries), elapsed)
+        self.stats.last_seconds = time.monotonic() - started
+        log.debug(
+            "checkpoint %d: %d records in %.3f s", checkpoint, len(entries), self.stats.last_seconds
+        )
 
-    async def close(self) -> None:
-        """Wait for the last local write; abort an open transaction."""
+    async def finish(self) -> None:
+        """Make the final cut and wait until it is committed and written locally."""
+        await self.checkpoint()
+        if self._committing is not None:
+            await self._committing
         if self._writing is not None:
             await self._writing
+
+    async def close(self) -> None:
+        """Wait for the last commit and local write; abort an open transaction."""
+        for task in (self._committing, self._writing):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
         if self._exactly_once and self._in_transaction:
             self._in_transaction = False
             try:
@@ -160,45 +224,21 @@ class Checkpointer:
 
     # -- steps ---------------------------------------------------------------------------
 
-    async def _barrier(self) -> None:
-        plane = self._plane
-        deadline = time.monotonic() + 60.0
-        while True:
-            if plane.running:
-                await plane.settle()
-            if not await self._sink.flush(max(0.1, deadline - time.monotonic())):
-                raise TimeoutError("the sink did not acknowledge its records within 60 s")
-            if all(runner.book.inflight == 0 for runner in self._runners):
-                return
-            if time.monotonic() > deadline:
-                unfinished = sum(runner.book.inflight for runner in self._runners)
-                raise TimeoutError(f"{unfinished} records did not finish within 60 s")
-            await asyncio.sleep(0.001)
-
-    def _source_offsets(self) -> dict[TopicPartition, int]:
-        offsets: dict[TopicPartition, int] = {}
-        for runner in self._runners:
-            offsets.update(runner.book.positions())
-        return offsets
-
-    def _shard_sources(self, offsets: dict[TopicPartition, int], shard: int) -> dict[str, int]:
-        return {tp.topic: offset for tp, offset in offsets.items() if tp.partition == shard}
-
-    async def _write(
+    def _write(
         self, checkpoint: int, entries: list[ChangelogEntry], offsets: dict[TopicPartition, int]
     ) -> dict[int, int]:
-        """Produce the entries and one marker per partition; returns marker offsets."""
+        """Produce the entries and one marker per partition; the returned marker offsets
+        fill in as the broker acknowledges them (by the end of the commit)."""
         sink = self._sink
         topic = self._topic
-        per_shard = {
-            p: headers(checkpoint, self._shard_sources(offsets, p)) for p in range(self._partitions)
-        }
+        cut = _named(offsets)
+        record_headers = headers(checkpoint, cut)
         for entry in entries:
             sink.produce(
                 topic,
                 entry_key(entry.node_uri, entry.name),
                 entry.value,
-                per_shard[entry.shard],
+                record_headers,
                 partition=entry.shard,
             )
         markers: dict[int, int] = {}
@@ -207,29 +247,15 @@ class Checkpointer:
             markers[partition] = offset
 
         for p in range(self._partitions):
-            sources = self._shard_sources(offsets, p)
             sink.produce(
                 topic,
                 MARKER_KEY,
-                marker_value(checkpoint, sources),
-                per_shard[p],
+                marker_value(Marker(checkpoint, cut, self._restored_from, self._first)),
+                record_headers,
                 partition=p,
                 on_written=written,
             )
-        if not self._exactly_once and not await sink.flush(30.0):
-            raise TimeoutError("the changelog records were not acknowledged within 30 s")
         return markers
-
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        kafka_offsets = {tp: o for tp, o in offsets.items() if self._in_transaction_of(tp)}
-        if self._exactly_once:
-            sink = self._transactional
-            if kafka_offsets and self._group_metadata is not None:
-                await sink.send_offsets_to_transaction(kafka_offsets, self._group_metadata())
-            await sink.commit_transaction()
-            sink.begin_transaction()
-        # at-least-once: the changelog is acknowledged (see _write); each runner commits
-        # its offsets in checkpointed(), after this.
 
     def _in_transaction_of(self, tp: TopicPartition) -> bool:
         return any(tp in runner.book.trackers and runner.transactional for runner in self._runners)
@@ -248,3 +274,8 @@ class Checkpointer:
         self._writing = asyncio.get_running_loop().create_task(
             write(), name="swimstream-local-write"
         )
+
+
+def _named(cut: dict[TopicPartition, int]) -> dict[str, int]:
+    """A cut as markers and headers name it."""
+    return {cut_key(tp.topic, tp.partition): offset for tp, offset in cut.items()}

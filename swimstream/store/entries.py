@@ -45,7 +45,10 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
     if entry is None:
         return None
     (ts, replica), value = entry
-    return msgpack.packb([ts, replica, value], use_bin_type=True)
+    try:
+        return msgpack.packb([ts, replica, value], use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. an integer beyond 64 bits
+        raise CodecError(f"map entry {key!r} cannot be stored: {exc}") from exc
 
 
 def encode_header(map_state: LWWMap) -> bytes:

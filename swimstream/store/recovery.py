@@ -1,13 +1,19 @@
 """Recovery at start: bring committed state up to the last committed checkpoint.
 
 The local store knows, per shard, how far into the changelog it reflects. Recovery reads
-each changelog partition from there to its end, groups the records by checkpoint, and
-applies a group when it reads the group's marker, if the sources committed that
-checkpoint (the marker's source offsets are within the group's committed offsets). A
-group without a marker, or whose offsets the sources never committed, was cut short by
-a crash and is skipped: its effects will be recomputed when the sources replay from
-their committed offsets. With the local store gone, it reads every partition from the
-beginning: the same code, a longer tail, and a progress line while it runs.
+each changelog partition from there to its end, groups the records by the checkpoint id
+each carries, and applies a group when it reads that checkpoint's marker, if the
+sources committed it (the marker's source offsets are within the group's committed
+offsets). A group without a marker, or whose offsets the sources never committed, was
+cut short by a crash and is skipped: its effects will be recomputed when the sources
+replay from their committed offsets. Grouping by id, not by position, matters where a
+broker shows aborted transactions (Tansu): a crash mid-checkpoint can leave part of a
+checkpoint's records in the log, and they must not join the next checkpoint's group.
+Markers name their incarnation's lineage (see :mod:`swimstream.store.changelog`), so a
+checkpoint an incarnation crashed before committing is skipped even once a later
+incarnation commits past its offsets. With the local store gone, it reads every
+partition from the beginning: the same code, a longer tail, and a progress line while
+it runs.
 
 The cost is proportional to the tail, not to the number of stored agents: agents are
 loaded lazily afterwards, each on its first use.
@@ -20,7 +26,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from swimstream.store.changelog import MARKER_KEY, ChangelogEntry, parse_key, read_marker
+from swimstream.store.changelog import (
+    MARKER_KEY,
+    ChangelogEntry,
+    checkpoint_of,
+    parse_cut_key,
+    parse_key,
+    read_marker,
+)
 from swimstream.store.committed import CommittedStore
 from swimstream.store.sqlite import ShardPosition
 from swimstream.streams.connector import ChangelogReader, InboundRecord, TopicPartition
@@ -85,9 +98,11 @@ async def recover(
     start = {p: known[p].changelog_offset if p in known else 0 for p in range(partitions)}
     report.committed_through = max((p.checkpoint for p in known.values()), default=0)
     report.last_checkpoint = report.committed_through
-    pending: dict[int, list[ChangelogEntry]] = {}
-    ready: list[ChangelogEntry] = []
+    pending: dict[tuple[int, int | None], list[ChangelogEntry]] = {}  # (partition, checkpoint)
+    ready: dict[int, list[ChangelogEntry]] = {}  # checkpoint -> its records, all partitions
+    lineages: set[tuple[int, int]] = set()  # (restored_from, first) of each incarnation seen
     positions: dict[int, ShardPosition] = {}
+    reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
 
     def on_records(batch: Sequence[InboundRecord]) -> None:
         for record in batch:
@@ -98,31 +113,51 @@ async def recover(
                 _close_group(record, partition)
             elif key is not None:
                 node, name = parse_key(key)
-                pending.setdefault(partition, []).append(
+                group = (partition, checkpoint_of(record.headers()))
+                pending.setdefault(group, []).append(
                     ChangelogEntry(node, name, record.value(), partition)
                 )
 
     def _close_group(record: InboundRecord, partition: int) -> None:
-        checkpoint, sources = read_marker(record.value() or b"{}")
+        marker = read_marker(record.value() or b"{}")
+        checkpoint = marker.checkpoint
         report.last_checkpoint = max(report.last_checkpoint, checkpoint)
-        group = pending.pop(partition, [])
-        if _was_committed(sources, partition, committed_sources):
-            ready.extend(group)
-            report.applied_checkpoints += 1
-            report.committed_through = max(report.committed_through, checkpoint)
+        group = pending.pop((partition, checkpoint), [])
+        for orphan in [g for g in pending if g[0] == partition and (g[1] or 0) < checkpoint]:
+            report.skipped_records += len(pending.pop(orphan))  # a checkpoint cut short
+        lineage = (marker.restored_from, marker.first)
+        if lineage not in lineages:
+            lineages.add(lineage)
+            for earlier in [c for c in ready if marker.cut_short(c)]:
+                _skip(earlier, ready.pop(earlier))  # committed past, but by a later incarnation
+        if _was_committed(marker.sources, committed_sources) and not any(
+            first > checkpoint > restored_from for restored_from, first in lineages
+        ):
+            ready.setdefault(checkpoint, []).extend(group)
+            reflected[partition] = checkpoint
         else:
-            report.skipped_records += len(group)
-            if checkpoint not in report.skipped_checkpoints:
-                report.skipped_checkpoints.append(checkpoint)
-        positions[partition] = ShardPosition((record.offset() or 0) + 1, checkpoint, sources)
+            _skip(checkpoint, group)
+        positions[partition] = ShardPosition(
+            (record.offset() or 0) + 1, reflected.get(partition, 0), marker.sources
+        )
+
+    def _skip(checkpoint: int, group: list[ChangelogEntry]) -> None:
+        report.skipped_records += len(group)
+        if checkpoint not in report.skipped_checkpoints:
+            report.skipped_checkpoints.append(checkpoint)
 
     progress = _Progress(topic)
     await reader.read(topic, start, on_records, progress)
     for group in pending.values():  # records after the last marker: a checkpoint cut short
         report.skipped_records += len(group)
-    for first in range(0, max(len(ready), 1), WRITE_BATCH):
-        last = first + WRITE_BATCH >= len(ready)
-        await committed.write_async(ready[first : first + WRITE_BATCH], positions if last else {})
+    applied: list[ChangelogEntry] = []
+    for checkpoint in sorted(ready):  # ids grow with commit order, across partitions too
+        applied.extend(ready[checkpoint])
+        report.applied_checkpoints += 1
+        report.committed_through = max(report.committed_through, checkpoint)
+    for first in range(0, max(len(applied), 1), WRITE_BATCH):
+        last = first + WRITE_BATCH >= len(applied)
+        await committed.write_async(applied[first : first + WRITE_BATCH], positions if last else {})
     report.seconds = time.monotonic() - started
     log.info(
         "restored %s: %d changelog records read, %d checkpoints applied, %d records of %d "
@@ -141,11 +176,10 @@ async def recover(
     return report
 
 
-def _was_committed(
-    sources: Mapping[str, int], partition: int, committed: Mapping[TopicPartition, int]
-) -> bool:
-    """Whether the sources committed at least the offsets a checkpoint's marker names."""
-    return all(
-        committed.get(TopicPartition(topic, partition), 0) >= offset
-        for topic, offset in sources.items()
-    )
+def _was_committed(cut: Mapping[str, int], committed: Mapping[TopicPartition, int]) -> bool:
+    """Whether the sources committed every offset of a checkpoint's cut."""
+    for name, offset in cut.items():
+        topic, partition = parse_cut_key(name)
+        if committed.get(TopicPartition(topic, partition), 0) < offset:
+            return False
+    return True

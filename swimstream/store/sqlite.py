@@ -202,9 +202,12 @@ class SQLiteStore:
         Call from the worker (:meth:`write_async`) so the loop never waits on the disk.
         """
         writer = self._require(self._writer)
+        latest: dict[tuple[str, str], ChangelogEntry] = {}
+        for entry in entries:  # several checkpoints at once (recovery): the last one wins
+            latest[(entry.node_uri, entry.name)] = entry
         upserts = []
         deletes = []
-        for entry in entries:
+        for entry in latest.values():
             if entry.value is None:
                 deletes.append((entry.node_uri, entry.name))
             else:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class PartitionTracker:
     """In-flight offsets of one partition and how far it is safe to commit."""
 
-    __slots__ = ("_done", "_inflight", "committable", "revoked", "tp")
+    __slots__ = ("_done", "_inflight", "committable", "revoked", "routed", "tp")
 
     def __init__(self, tp: TopicPartition) -> None:
         self.tp = tp
@@ -38,6 +38,8 @@ class PartitionTracker:
         """Next offset to read after a restart; None until a record finished."""
         self.revoked = False
         """Set when the partition was taken away: late completions change nothing."""
+        self.routed: int | None = None
+        """Next offset after the last record routed (a checkpoint's cut, once settled)."""
 
     def __len__(self) -> int:
         return len(self._inflight)
@@ -45,6 +47,7 @@ class PartitionTracker:
     def begin(self, offset: int) -> None:
         """A record of this partition is now in flight (offsets arrive in order)."""
         self._inflight.append(offset)
+        self.routed = offset + 1
 
     def complete(self, offset: int) -> None:
         """The record at ``offset`` and all its effects are done."""
@@ -155,6 +158,10 @@ class OffsetBook:
                 final[tp] = tracker.committable
             self._committed.pop(tp, None)
         return final
+
+    def routed_positions(self) -> dict[TopicPartition, int]:
+        """Every tracked partition's position after its last routed record."""
+        return {tp: t.routed for tp, t in self.trackers.items() if t.routed is not None}
 
     def positions(self) -> dict[TopicPartition, int]:
         """Every tracked partition's committable offset (where a restart resumes)."""

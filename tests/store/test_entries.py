@@ -10,7 +10,10 @@ from swimstream.store.entries import assemble, encode_entry, encode_header, entr
 
 keys = st.integers(-5, 5) | st.sampled_from(["a", "b:c", 'q"uote', ""])
 actions = st.lists(
-    st.tuples(st.sampled_from(["put", "put", "remove", "clear"]), keys, st.integers()), max_size=40
+    st.tuples(
+        st.sampled_from(["put", "put", "remove", "clear"]), keys, st.integers(-(2**63), 2**63 - 1)
+    ),
+    max_size=40,
 )
 
 

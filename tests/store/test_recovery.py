@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.crdt import LWWRegister, RegisterSnapshot, decode_snapshot, encode
 from swimstream.runtime.agent_record import LINKS
-from swimstream.store.changelog import MARKER_KEY, entry_key, headers, marker_value
+from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, headers, marker_value
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.recovery import recover
@@ -81,9 +81,15 @@ def value(text: str) -> bytes:
 
 
 def checkpoint(
-    partition: int, first: int, number: int, source: int, values: dict[str, str], marker: bool
+    partition: int,
+    first: int,
+    number: int,
+    source: int,
+    values: dict[str, str],
+    marker: bool,
+    lineage: tuple[int, int] = (0, 1),
 ) -> list[Record]:
-    sources = {"readings": source}
+    sources = {"readings/0": source}
     records = [
         Record(
             partition, first + i, entry_key(node, "status"), value(text), headers(number, sources)
@@ -92,7 +98,12 @@ def checkpoint(
     ]
     if marker:
         records.append(
-            Record(partition, first + len(records), MARKER_KEY, marker_value(number, sources))
+            Record(
+                partition,
+                first + len(records),
+                MARKER_KEY,
+                marker_value(Marker(number, sources, *lineage)),
+            )
         )
     return records
 
@@ -121,6 +132,27 @@ def test_only_checkpoints_the_sources_committed_are_applied() -> None:
     assert report.applied_checkpoints == 1 and report.skipped_checkpoints == [2]
     assert report.skipped_records == 2 and report.committed_through == 1
     assert committed.positions()[0].changelog_offset == 5  # past the decided marker
+
+
+def test_a_checkpoint_an_incarnation_never_committed_stays_out_of_a_rebuild() -> None:
+    """Incarnation one writes checkpoint 2 and crashes before committing it; incarnation
+    two restores from 1, replays and commits checkpoint 3 past the same offsets. A rebuild
+    from the changelog alone must not take 2's value for /a/2, which 3 never rewrote
+    (incarnation two reached a different state for it, here: it kept 'two')."""
+    records = (
+        checkpoint(0, 0, 1, 100, {"/a/1": "one", "/a/2": "two"}, marker=True)
+        + checkpoint(0, 3, 2, 200, {"/a/1": "x", "/a/2": "cut short"}, marker=True)
+        + checkpoint(0, 6, 3, 250, {"/a/1": "three"}, marker=True, lineage=(1, 3))
+    )
+    committed = MemoryCommitted()
+    reader = ListReader(records, {TopicPartition("readings", 0): 250})
+    report = asyncio.run(recover(committed, reader, "app.changelog", 1, reader.committed))
+    assert {node: status(committed, node) for node in ("/a/1", "/a/2")} == {
+        "/a/1": "three",
+        "/a/2": "two",
+    }
+    assert report.skipped_checkpoints == [2] and report.committed_through == 3
+    assert committed.positions()[0].checkpoint == 3
 
 
 class Counter(Agent):

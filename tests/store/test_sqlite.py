@@ -59,6 +59,34 @@ def test_a_checkpoint_round_trips_and_reports_its_positions(tmp_path: Path) -> N
     reopened.close()
 
 
+def test_several_checkpoints_in_one_write_apply_in_their_order(tmp_path: Path) -> None:
+    """Recovery writes a whole changelog tail at once: an entry removed and then put back
+    (a device that left its tower's join and came back) must end up present, and one put
+    and then removed must end up absent, however the write batches its statements."""
+    store = SQLiteStore(tmp_path / "s.sqlite").open()
+    old, new = (encode(_register(text).snapshot()) for text in ("old", "new"))
+    asyncio.run(
+        store.write_async(
+            [
+                ChangelogEntry("/tower/1", 'devices:"/device/7"', old, 0),
+                ChangelogEntry("/tower/1", 'devices:"/device/8"', old, 0),
+                ChangelogEntry("/tower/1", 'devices:"/device/7"', None, 0),  # left
+                ChangelogEntry("/tower/1", 'devices:"/device/8"', None, 0),
+                ChangelogEntry("/tower/1", 'devices:"/device/7"', new, 0),  # came back
+            ],
+            {},
+        )
+    )
+    assert store.load("/tower/1") == {'devices:"/device/7"': new}
+    store.close()
+
+
+def _register(value: str) -> LWWRegister:
+    register = LWWRegister("r")
+    register.set(value)
+    return register
+
+
 def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     written_store(path).close()

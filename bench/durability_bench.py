@@ -1,0 +1,211 @@
+"""What durable state costs, and how fast an instance comes back.
+
+1. Throughput of the towers app on the same records with state in memory (durability
+   off), ``at-least-once`` and ``exactly-once`` (issue target: exactly-once >= 70% of off).
+2. Time to ready after a restart with 1M stored agents (target <= 5 s): the store is
+   filled by running the service over 1M readings of 1M devices, stopped, and started
+   again; agents load lazily, so start-up reads only the changelog's tail.
+3. Time to rebuild those 1M agents from the changelog alone (the SQLite file deleted).
+
+Instances run as ``python -m swimstream run`` child processes on one embedded broker.
+Run: ``.venv/bin/python bench/durability_bench.py [--agents N] [--records N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.report import progress, table, write_section
+from connectors.embedded import EmbeddedKafka, start_with_progress
+from integration.support import Instance
+from swimstream import Agent, CommandLane
+from tests.support.kafka import produce_json
+
+
+def readings(count: int, devices: int) -> Any:
+    for ts in range(count):
+        device = ts * 7919 % devices
+        temp = 40.0 + (ts * 31 % 600) / 10.0
+        yield (
+            str(device),
+            {"device": str(device), "tower": f"t{device % 40}", "temp": temp, "ts": ts},
+        )
+
+
+def config(
+    kafka: EmbeddedKafka, app: str, data: Path, mode: str | None, towers: bool
+) -> dict[str, Any]:
+    agents: dict[str, Any] = {
+        "device": {"class": "examples.towers.app:Device", "route": "/device/:id"}
+    }
+    sinks: list[dict[str, Any]] = [{"publish": "alerts", "topic": f"{app}.alerts"}]
+    if towers:
+        agents["tower"] = {"class": "examples.towers.app:Tower", "route": "/tower/:id"}
+        agents["world"] = {"class": "examples.towers.app:World", "route": "/world"}
+        sinks.append({"from": "/tower/:id#summary", "topic": f"{app}.summaries"})
+    else:
+        agents["tower"] = {"class": "bench.durability_bench:Sink", "route": "/tower/:id"}
+    return {
+        "app": app,
+        "broker": {"kind": "kafka", "bootstrap": kafka.bootstrap, "partitions": 4},
+        "agents": agents,
+        "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
+        "sinks": sinks,
+        "processing": {"guarantee": mode or "at-least-once", "max_active_agents": 200_000},
+        "store": {"durable": mode is not None, "path": str(data)},
+        "mesh": {"listen": "127.0.0.1:0", "instance_id": f"{app}-1"},
+    }
+
+
+class Sink(Agent):
+    """Stands in for towers in the restart bench: takes attach commands, keeps nothing."""
+
+    attach = CommandLane[str]()
+
+
+def run_to_end(instance: Instance, records: int, timeout: float = 1800) -> float:
+    """Seconds from the first record in to the last one done (events/s = records / it)."""
+    deadline = time.monotonic() + timeout
+    first = None
+    last_report = 0.0
+    while time.monotonic() < deadline:
+        metrics = instance.metrics()
+        topic = instance.config["sources"][0]["topic"]
+        done = metrics.get(f'swimstream_records_in_total{{topic="{topic}"}}', 0)
+        if done and first is None:
+            first = time.monotonic()
+        inflight = metrics.get("swimstream_records_in_flight", 1)
+        if done >= records and inflight == 0:
+            assert first is not None
+            return time.monotonic() - first
+        if time.monotonic() - last_report > 5:
+            progress(f"{instance.name}: {done:,.0f} of {records:,} records")
+            last_report = time.monotonic()
+        time.sleep(0.1)
+    raise TimeoutError(f"{instance.name} did not finish in {timeout} s\n{instance.log_tail()}")
+
+
+def time_to_ready(instance: Instance) -> float:
+    started = time.monotonic()
+    instance.start()
+    instance.wait_ready(timeout=600)
+    return time.monotonic() - started
+
+
+def stop(instance: Instance) -> None:
+    instance.signal(signal.SIGTERM)
+    instance.wait_exit(60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=200_000, help="records per throughput run")
+    parser.add_argument("--agents", type=int, default=1_000_000, help="agents for the restart runs")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="swimstream-durability-bench-"))
+    kafka = start_with_progress(EmbeddedKafka())
+    rows: list[list[str]] = []
+    try:
+        rates: dict[str, float] = {}
+        for label, mode in (
+            ("off", None),
+            ("at-least-once", "at-least-once"),
+            ("exactly-once", "exactly-once"),
+        ):
+            app = f"dur-{label.split('-')[0]}"
+            kafka.create_topic(f"{app}.readings", partitions=4)
+            progress(f"{label}: producing {args.records:,} readings")
+            produce_json(kafka.bootstrap, f"{app}.readings", readings(args.records, 10_000))
+            instance = Instance(
+                config(kafka, app, work / app, mode, towers=True), work, app
+            ).start()
+            instance.wait_ready(120)
+            rates[label] = args.records / run_to_end(instance, args.records)
+            stop(instance)
+            progress(f"{label}: {rates[label]:,.0f} events/s")
+        for label, rate in rates.items():
+            share = rate / rates["off"]
+            target = "≥ 70% of off" if label == "exactly-once" else ""
+            verdict = ("pass" if share >= 0.7 else "BELOW") if target else ""
+            rows.append(
+                [
+                    f"throughput, {label}",
+                    f"{rate:,.0f} events/s",
+                    f"{share:.0%} of off",
+                    target,
+                    verdict,
+                ]
+            )
+
+        app = "dur-restart"
+        kafka.create_topic(f"{app}.readings", partitions=4)
+        progress(f"restart: producing {args.agents:,} readings of {args.agents:,} devices")
+        produce_json(kafka.bootstrap, f"{app}.readings", readings(args.agents, args.agents))
+        data = work / app
+        fill = Instance(
+            config(kafka, app, data, "exactly-once", towers=False), work, "fill"
+        ).start()
+        fill.wait_ready(120)
+        fill_seconds = run_to_end(fill, args.agents)
+        stop(fill)
+        store_mb = sum(f.stat().st_size for f in data.glob("*")) / 2**20
+        progress(
+            f"restart: {args.agents:,} agents stored ({store_mb:,.0f} MiB) in {fill_seconds:.0f} s"
+        )
+        restart = Instance(config(kafka, app, data, "exactly-once", towers=False), work, "restart")
+        ready = time_to_ready(restart)
+        assert restart.lane("/device/0", "readings") == 1
+        stop(restart)
+        rows.append(
+            [
+                f"time to ready after a restart, {args.agents:,} stored agents",
+                f"{ready:.1f} s",
+                f"store {store_mb:,.0f} MiB",
+                "≤ 5 s",
+                "pass" if ready <= 5 else "BELOW",
+            ]
+        )
+        progress(f"restart: ready in {ready:.1f} s; now without the local store")
+        shutil.rmtree(data)
+        rebuild = Instance(config(kafka, app, data, "exactly-once", towers=False), work, "rebuild")
+        rebuilt = time_to_ready(rebuild)
+        assert rebuild.lane(f"/device/{args.agents - 1}", "readings") == 1
+        stop(rebuild)
+        rows.append(
+            [
+                f"time to rebuild {args.agents:,} agents from the changelog alone",
+                f"{rebuilt:.1f} s",
+                "",
+                "",
+                "",
+            ]
+        )
+    finally:
+        kafka.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    body = table(["measure", "value", "", "target", ""], rows)
+    body += (
+        f"\n\nThroughput: {args.records:,} readings of 10,000 devices on 4 partitions through the"
+        " towers app (devices, towers joined over them, a world view; alerts and tower"
+        " summaries produced), timed from the first record in to the last one done; the"
+        " default commit interval. Restart: one instance filled with one reading for each of"
+        f" {args.agents:,} devices (status, history and readings lanes: three values per agent),"
+        " stopped with SIGTERM, then timed from process start to `/readyz` 200: with its"
+        " SQLite store, then with the store deleted (every changelog record read and written"
+        " to a new store before ready)."
+    )
+    write_section("durability", "Durable state", "python bench/durability_bench.py", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

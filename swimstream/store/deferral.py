@@ -1,0 +1,76 @@
+"""Holding back what is produced while a transaction commits.
+
+A Kafka producer has one transaction at a time. During the few milliseconds that a
+checkpoint's transaction takes to commit, the agents go on working, and the insights
+they publish belong to the *next* checkpoint: they wait here, in order, and enter the
+next transaction as soon as it begins. So the instance never stops for the commit's
+round trip, only for the cut itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from swimstream.streams.connector import DeliveryCallback, TransactionalSink
+
+
+class DeferringSink:
+    """A sink in front of a transactional one that can hold records back."""
+
+    def __init__(self, inner: TransactionalSink) -> None:
+        self.inner = inner
+        self._held: list[tuple[tuple[Any, ...], dict[str, Any]]] | None = None
+
+    def hold(self) -> None:
+        """From now on, keep produced records until :meth:`release`."""
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> int:
+        """Produce what was held (into the transaction now open); returns how many."""
+        held, self._held = self._held, None
+        for args, kwargs in held or ():
+            self.inner.produce(*args, **kwargs)
+        return len(held or ())
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        *,
+        partition: int | None = None,
+        on_written: Callable[[int, int], None] | None = None,
+    ) -> None:
+        held = self._held
+        if held is None:
+            self.inner.produce(
+                topic, key, value, headers, on_delivery, partition=partition, on_written=on_written
+            )
+        else:
+            held.append(
+                (
+                    (topic, key, value, headers, on_delivery),
+                    {"partition": partition, "on_written": on_written},
+                )
+            )
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    def poll(self) -> None:
+        self.inner.poll()
+
+    async def flush(self, timeout: float) -> bool:
+        return await self.inner.flush(timeout)
+
+    @property
+    def pending(self) -> int:
+        return self.inner.pending + len(self._held or ())
+
+    async def close(self) -> None:
+        self._held = None  # they belong to a checkpoint that never committed
+        await self.inner.close()
