@@ -35,7 +35,6 @@ from swimstream.routing import RoutePattern, RouteTable
 from swimstream.runtime.agent_record import (
     LinkSpec,
     TimerSpec,
-    dump_agent,
     dump_links,
     dump_timers,
     restore_agent,
@@ -53,6 +52,7 @@ from swimstream.runtime.cell import (
 from swimstream.runtime.clock import Clock, FakeClock, SystemClock
 from swimstream.runtime.failures import FailureLog
 from swimstream.runtime.links import LinkEnd, LinkRegistry
+from swimstream.runtime.passivation import Passivation
 from swimstream.runtime.scheduler import Scheduler
 from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
 from swimstream.runtime.timers import TimerEntry, TimerWheel
@@ -83,7 +83,7 @@ class PlaneStatistics:
     passivations: int
 
 
-class Plane:
+class Plane(Passivation):
     """Runs agents for a set of route patterns in this process."""
 
     def __init__(
@@ -457,60 +457,6 @@ class Plane:
         clock.set(target)
         self.passivate_idle()
         await self.settle()
-
-    # -- passivation ---------------------------------------------------------------------
-
-    def _touch(self, cell: AgentCell) -> None:
-        """After each turn: note the use and move the cell to the LRU's recent end."""
-        cell.last_used = self.clock.time()
-        cells = self._cells
-        node_uri = cell.node_uri
-        if cells.get(node_uri) is cell:
-            del cells[node_uri]
-            cells[node_uri] = cell
-
-    def passivate_idle(self) -> int:
-        """Passivate agents idle past ``idle_timeout`` and, least recently used first,
-        those beyond ``max_active``. Returns how many were passivated."""
-        excess = 0 if self.max_active is None else len(self._cells) - self.max_active
-        cutoff = None if self.idle_timeout is None else self.clock.time() - self.idle_timeout
-        doomed: list[AgentCell] = []
-        for cell in self._cells.values():  # least recently used first
-            expired = cutoff is not None and cell.last_used <= cutoff
-            if excess - len(doomed) <= 0 and not expired:
-                break
-            if cell.idle:
-                doomed.append(cell)
-        return sum(1 for cell in doomed if self._passivate(cell))
-
-    def passivate(self, node_uri: str) -> bool:
-        """Unload the agent now if it is idle; True when it was passivated."""
-        cell = self._cells.get(node_uri)
-        return cell is not None and cell.idle and self._passivate(cell)
-
-    def _passivate(self, cell: AgentCell, force: bool = False) -> bool:
-        try:
-            stopped: Any = cell.agent.on_stop()  # type: ignore[func-returns-value]
-            if asyncio.iscoroutine(stopped):
-                stopped.close()
-                raise DefinitionError("on_stop must be a plain function, not async")
-        except Exception as exc:
-            self._report_failure(cell, "lifecycle", "on_stop", exc)
-        if not force and not cell.idle:
-            return False  # on_stop queued more work for itself: keep it
-        if self._state is not None:
-            self._state.passivating(cell.agent)
-        self.store.save(cell.node_uri, dump_agent(cell.agent))
-        del self._cells[cell.node_uri]
-        self._passivations += 1
-        return True
-
-    async def _housekeep(self) -> None:
-        interval = min(1.0, (self.idle_timeout or 4.0) / 4)
-        never = asyncio.Event()
-        while True:
-            await self.clock.wait_until(self.clock.time() + interval, never)
-            self.passivate_idle()
 
     # -- durable state -------------------------------------------------------------------
 

@@ -16,10 +16,12 @@ passivation.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from swimstream.crdt import LWWMap, MapPut, MapRemove, MapSnapshot, Op, decode_snapshot, encode
+from swimstream.errors import CodecError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.entries import (
     encode_entry,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from swimstream.runtime import Plane
     from swimstream.store.changelog import ChangelogEntry
     from swimstream.store.durable import DurableAgentStore
+
+log = logging.getLogger("swimstream.store")
 
 
 class StateTracker:
@@ -104,13 +108,15 @@ class StateTracker:
         for key in dirty:
             if isinstance(key, Lane):
                 node = key._agent.node_uri
+                rows = _unless_unstorable(node, key.name, _whole_lane, key)
                 shard = shard_of(node)
-                for name, value in _whole_lane(key):
+                for name, value in rows:
                     entries.append(ChangelogEntry(node, name, value, shard))
                 continue
             node, name = key
             shard = shard_of(node)
-            for stored_name, value in self._by_name(plane, node, name):
+            rows = _unless_unstorable(node, name, self._by_name, plane, node, name)
+            for stored_name, value in rows:
                 entries.append(ChangelogEntry(node, stored_name, value, shard))
         for lane, keys in changed_keys.items():
             if lane in dirty:
@@ -119,11 +125,9 @@ class StateTracker:
             shard = shard_of(node)
             state: LWWMap = lane._map
             for map_key in keys:
-                entries.append(
-                    ChangelogEntry(
-                        node, entry_name(lane.name, map_key), encode_entry(state, map_key), shard
-                    )
-                )
+                name = entry_name(lane.name, map_key)
+                for _, value in _unless_unstorable(node, name, _entry_row, name, state, map_key):
+                    entries.append(ChangelogEntry(node, name, value, shard))
         return entries
 
     def _by_name(self, plane: Plane, node: str, name: str) -> list[tuple[str, bytes | None]]:
@@ -143,6 +147,29 @@ class StateTracker:
             if isinstance(decoded, MapSnapshot):  # a cleared map: header and every entry
                 return _map_rows(name, LWWMap.from_snapshot(decoded, "store"))
         return [(name, value)]
+
+
+def _unless_unstorable(
+    node: str, name: str, rows: Callable[..., list[tuple[str, bytes | None]]], *args: Any
+) -> list[tuple[str, bytes | None]]:
+    """``rows(*args)``, or nothing when the value cannot be encoded (an integer beyond 64
+    bits): the checkpoint goes on without it, and says so, rather than stop the instance
+    (the value lives on in memory, and is stored again at its next storable change)."""
+    try:
+        return rows(*args)
+    except CodecError as exc:
+        log.error(
+            "%s %s is not stored by this checkpoint: %s",
+            node,
+            name,
+            exc,
+            extra={"node": node, "lane": name},
+        )
+        return []
+
+
+def _entry_row(name: str, state: LWWMap, key: Any) -> list[tuple[str, bytes | None]]:
+    return [(name, encode_entry(state, key))]
 
 
 def _whole_lane(lane: Lane) -> list[tuple[str, bytes | None]]:

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.crdt import LWWRegister, RegisterSnapshot, decode_snapshot, encode
 from swimstream.runtime.agent_record import LINKS
@@ -192,3 +194,18 @@ async def test_the_tracker_collects_each_changed_name_once_even_after_passivatio
         assert store.load("/counter/a") is not None and store.overlay_size == 1
         store.written(generation)
         assert store.overlay_size == 0
+
+
+async def test_a_value_that_cannot_be_stored_is_left_out_and_the_rest_is_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = DurableAgentStore(MemoryCommitted())
+    async with open_plane({"/counter/:id": Counter}, store=store) as plane:
+        tracker = StateTracker(store, lambda node: 0)
+        tracker.attach(plane)
+        await plane.command("/counter/big", "bump", 2**70)  # msgpack stops at 64 bits
+        await plane.command("/counter/small", "bump", 3)
+        await plane.settle()
+        entries = {(e.node_uri, e.name) for e in tracker.collect()}
+    assert entries == {("/counter/small", "value")}
+    assert "/counter/big value is not stored" in caplog.text

@@ -1,0 +1,98 @@
+"""Passivation: unloading idle agents into the store, and bringing them back on use.
+
+An agent idle for ``idle_timeout``, or beyond ``max_active`` agents in memory (least
+recently used first), is passivated: ``on_stop`` runs, its lanes and links are dumped
+into the plane's store, and its object is dropped. Its links and timers stay with the
+plane, so a delivery or a due timer activates it again (see :mod:`.plane`). Kept apart
+from the plane so the plane's module holds addressing, messages and links only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from swimstream.errors import CodecError, DefinitionError
+from swimstream.runtime.agent_record import dump_agent
+
+if TYPE_CHECKING:
+    from swimstream.runtime.cell import AgentCell
+    from swimstream.runtime.clock import Clock
+    from swimstream.runtime.store import AgentStore, StateObserver
+
+
+class Passivation:
+    """The plane's passivation methods (a mixin of :class:`~.plane.Plane`)."""
+
+    clock: Clock
+    store: AgentStore
+    idle_timeout: float | None
+    max_active: int | None
+    _cells: dict[str, AgentCell]
+    _state: StateObserver | None
+    _passivations: int
+
+    def _report_failure(
+        self, cell: AgentCell, lane: str, callback: str, exc: BaseException
+    ) -> None:
+        raise NotImplementedError
+
+    def _touch(self, cell: AgentCell) -> None:
+        """After each turn: note the use and move the cell to the LRU's recent end."""
+        cell.last_used = self.clock.time()
+        cells = self._cells
+        node_uri = cell.node_uri
+        if cells.get(node_uri) is cell:
+            del cells[node_uri]
+            cells[node_uri] = cell
+
+    def passivate_idle(self) -> int:
+        """Passivate agents idle past ``idle_timeout`` and, least recently used first,
+        those beyond ``max_active``. Returns how many were passivated."""
+        excess = 0 if self.max_active is None else len(self._cells) - self.max_active
+        cutoff = None if self.idle_timeout is None else self.clock.time() - self.idle_timeout
+        doomed: list[AgentCell] = []
+        for cell in self._cells.values():  # least recently used first
+            expired = cutoff is not None and cell.last_used <= cutoff
+            if excess - len(doomed) <= 0 and not expired:
+                break
+            if cell.idle:
+                doomed.append(cell)
+        return sum(1 for cell in doomed if self._passivate(cell))
+
+    def passivate(self, node_uri: str) -> bool:
+        """Unload the agent now if it is idle; True when it was passivated."""
+        cell = self._cells.get(node_uri)
+        return cell is not None and cell.idle and self._passivate(cell)
+
+    def _passivate(self, cell: AgentCell, force: bool = False) -> bool:
+        try:
+            stopped: Any = cell.agent.on_stop()  # type: ignore[func-returns-value]
+            if asyncio.iscoroutine(stopped):
+                stopped.close()
+                raise DefinitionError("on_stop must be a plain function, not async")
+        except Exception as exc:
+            self._report_failure(cell, "lifecycle", "on_stop", exc)
+        if not force and not cell.idle:
+            return False  # on_stop queued more work for itself: keep it
+        try:
+            stored = dump_agent(cell.agent)
+        except CodecError as exc:  # a value the store cannot hold: it stays in memory
+            self._report_failure(cell, "lifecycle", "passivate", exc)
+            if not force:
+                return False
+            stored = None
+        if self._state is not None:
+            self._state.passivating(cell.agent)
+        if stored is not None:
+            self.store.save(cell.node_uri, stored)
+        del self._cells[cell.node_uri]
+        self._passivations += 1
+        return True
+
+    async def _housekeep(self) -> None:
+        interval = min(1.0, (self.idle_timeout or 4.0) / 4)
+        never = asyncio.Event()
+        while True:
+            await self.clock.wait_until(self.clock.time() + interval, never)
+            self.passivate_idle()
