@@ -33,6 +33,9 @@ class Instance:
         self.web_port = free_ports(1)[0]
         config = {**config, "web": {"listen": f"127.0.0.1:{self.web_port}"}}
         config.setdefault("mesh", {"listen": f"127.0.0.1:{free_ports(1)[0]}"})
+        # The test's own store, never the checkout's ./data (a store left by an earlier
+        # run on another broker would be read as this app's state).
+        config["store"] = {"path": str(workdir / "data"), **config.get("store", {})}
         self.config = config
         self.workdir = workdir
         self.config_path = workdir / f"{name}.yaml"

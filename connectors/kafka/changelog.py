@@ -18,6 +18,8 @@ loop thread, so the caller's callback may touch the loop's state freely.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import cast
@@ -28,10 +30,18 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from connectors.kafka.errors import translate
 from connectors.kafka.records import split_events
 from connectors.kafka.settings import Settings
-from swimstream.errors import BrokerError
+from swimstream.errors import BrokerError, StoreError
 from swimstream.streams.connector import InboundRecord, TopicPartition
 
+log = logging.getLogger("swimstream.kafka.changelog")
+
 BATCH = 10_000
+QUIET_END = 3.0
+"""Seconds without a record or an end-of-partition event after which a quiet partition
+is checked against its high watermark: at it, the partition is taken as read to its end
+(the end event is not guaranteed for an out-of-range start); beyond it, the local store
+is ahead of this changelog and belongs to another one (a recreated topic, another
+cluster), which is an error rather than a wait without end."""
 _METADATA_TIMEOUT = 10.0
 
 
@@ -76,6 +86,7 @@ class KafkaChangelogReader:
                 ]
             )
             unfinished = set(partitions)
+            heard = dict.fromkeys(partitions, time.monotonic())  # last record or end event
             done = 0
             while unfinished:
                 messages = await asyncio.to_thread(consumer.consume, BATCH, 0.5)
@@ -84,11 +95,21 @@ class KafkaChangelogReader:
                     raise BrokerError(
                         f"reading changelog {topic} at {self.bootstrap}: {split.errors[0]}"
                     )
+                now = time.monotonic()
                 for record in split.records:
                     positions[record.partition() or 0] = (record.offset() or 0) + 1
+                    heard[record.partition() or 0] = now
                 for tp, offset in split.end_offsets.items():
                     positions[tp.partition] = max(positions[tp.partition], offset)
                     unfinished.discard(tp.partition)
+                quiet = [p for p in unfinished if now - heard[p] > QUIET_END]
+                if quiet:
+                    ended = await asyncio.to_thread(
+                        self._quiet_ends, consumer, topic, quiet, positions
+                    )
+                    unfinished.difference_update(ended)
+                    for p in quiet:
+                        heard[p] = now
                 if split.records:
                     on_records(cast("list[InboundRecord]", split.records))
                     done += len(split.records)
@@ -126,6 +147,35 @@ class KafkaChangelogReader:
         if described is None or described.error is not None or not described.partitions:
             raise BrokerError(f"changelog topic {topic} does not exist")
         return sorted(described.partitions)
+
+    @staticmethod
+    def _quiet_ends(
+        consumer: Consumer, topic: str, quiet: list[int], positions: Mapping[int, int]
+    ) -> list[int]:
+        """The quiet partitions whose position reached the high watermark."""
+        ended = []
+        for partition in quiet:
+            _, high = consumer.get_watermark_offsets(
+                KafkaPartition(topic, partition), timeout=_METADATA_TIMEOUT
+            )
+            if positions[partition] > high:
+                raise StoreError(
+                    f"the local store reflects changelog {topic}[{partition}] up to offset"
+                    f" {positions[partition]}, but the topic ends at {high}: the store belongs"
+                    " to another changelog (a recreated topic or another cluster); move it"
+                    " away to rebuild this app's state from the changelog"
+                )
+            if positions[partition] == high:
+                log.info(
+                    "changelog %s[%d]: no end-of-partition event, but nothing after offset %d"
+                    " for %.0f s: taken as read to its end",
+                    topic,
+                    partition,
+                    positions[partition],
+                    QUIET_END,
+                )
+                ended.append(partition)
+        return ended
 
     @staticmethod
     def _expected(consumer: Consumer, topic: str, positions: Mapping[int, int]) -> int:
