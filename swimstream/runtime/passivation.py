@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from swimstream.agent import Agent
 from swimstream.errors import CodecError, DefinitionError
 from swimstream.runtime.agent_record import dump_agent
 
@@ -65,7 +66,10 @@ class Passivation:
         cell = self._cells.get(node_uri)
         return cell is not None and cell.idle and self._passivate(cell)
 
-    def _passivate(self, cell: AgentCell, force: bool = False) -> bool:
+    def _stop_agent(self, cell: AgentCell) -> None:
+        """Run the agent's ``on_stop`` (skipped when its class keeps the default)."""
+        if type(cell.agent).on_stop is Agent.on_stop:
+            return
         try:
             stopped: Any = cell.agent.on_stop()  # type: ignore[func-returns-value]
             if asyncio.iscoroutine(stopped):
@@ -73,6 +77,21 @@ class Passivation:
                 raise DefinitionError("on_stop must be a plain function, not async")
         except Exception as exc:
             self._report_failure(cell, "lifecycle", "on_stop", exc)
+
+    def _stop_all(self, put_away: bool) -> None:
+        """At close: stop every agent; ``put_away`` also dumps each into the store.
+
+        A durable store needs no dump: the final checkpoint captures the lanes of agents
+        still in memory, and dumping a million agents would take a minute of shutdown.
+        """
+        for cell in list(self._cells.values()):
+            if put_away:
+                self._passivate(cell, force=True)
+            else:
+                self._stop_agent(cell)
+
+    def _passivate(self, cell: AgentCell, force: bool = False) -> bool:
+        self._stop_agent(cell)
         if not force and not cell.idle:
             return False  # on_stop queued more work for itself: keep it
         try:

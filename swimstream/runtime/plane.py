@@ -145,15 +145,16 @@ class Plane(Passivation):
     ) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Finish queued work, stop every agent into the store, end the plane's tasks."""
+    async def close(self, put_away: bool = True) -> None:
+        """Finish queued work, stop every agent (into the store when ``put_away``: a
+        durable store's final checkpoint captures agents left in memory), end the
+        plane's tasks."""
         if self._closed:
             return
         if self._tasks and not self._tasks[0].done():
             await self.settle()
         self._closed = True
-        for cell in list(self._cells.values()):
-            self._passivate(cell, force=True)
+        self._stop_all(put_away)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -200,7 +200,7 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.durability is not None:
             if self.plane is not None:
-                await self.plane.close()  # agents stop (on_stop) and are put away first
+                await self.plane.close(put_away=False)  # on_stop first; the checkpoint keeps state
             try:
                 await self.durability.finish()
             except Exception as exc:

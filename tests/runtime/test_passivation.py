@@ -109,3 +109,38 @@ async def test_beyond_max_active_the_least_recently_used_go_first() -> None:
             assert plane.get(f"/meter/{n}", "level") == float(n)
         await plane.settle()  # reloaded agents run on_start in their next turn
         assert Meter.starts == 50  # 30 first starts, 20 reloads
+
+
+class Closer(Agent):
+    level = ValueLane[int](default=0)
+    stops: list[str] = []
+
+    def on_stop(self) -> None:
+        Closer.stops.append(self.node_uri)
+        self.level.set(self.level.get() + 100)
+
+
+async def test_close_stops_every_agent_into_the_store() -> None:
+    Closer.stops = []
+    store = MemoryAgentStore()
+    async with open_plane({"/closer/:id": Closer, **ROUTES}, store=store) as plane:
+        plane.agent("/closer/a")
+        await plane.command("/meter/m", "sample", 1.0)
+        await plane.settle()
+    assert Closer.stops == ["/closer/a"]
+    assert len(store) == 2  # the meter (default on_stop) is stored too
+    async with open_plane({"/closer/:id": Closer, **ROUTES}, store=store) as plane:
+        assert plane.get("/closer/a", "level") == 100  # on_stop's change was stored
+
+
+async def test_close_without_put_away_runs_on_stop_and_leaves_agents_in_memory() -> None:
+    Closer.stops = []
+    store = MemoryAgentStore()
+    async with open_plane({"/closer/:id": Closer, **ROUTES}, store=store) as plane:
+        closer = plane.agent("/closer/a")
+        await plane.command("/meter/m", "sample", 1.0)
+        await plane.settle()
+        await plane.close(put_away=False)
+        assert Closer.stops == ["/closer/a"]
+        assert isinstance(closer, Closer) and closer.level.get() == 100
+        assert len(store) == 0  # a durable store's final checkpoint reads them in memory
