@@ -48,6 +48,7 @@ from swimstream.store.changelog import (
 )
 from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
+from swimstream.store.local_writer import LocalWriter
 from swimstream.store.sqlite import ShardPosition
 from swimstream.store.tracker import StateTracker
 from swimstream.streams.connector import ChangelogSink, TopicPartition, TransactionalSink
@@ -98,7 +99,7 @@ class Checkpointer:
         self._next_id = first_checkpoint
         self._first = first_checkpoint
         self._restored_from = restored_from
-        self._writing: asyncio.Task[None] | None = None
+        self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
         self._in_transaction = False
         self.stats = CheckpointStats()
@@ -137,6 +138,9 @@ class Checkpointer:
         previous checkpoint failed to commit."""
         if self._committing is not None:
             await self._committing  # one commit at a time, in order; raises its failure
+        failed = self.local.failure
+        if failed is not None:  # the local store took no more: stop, loudly
+            raise failed
         started = time.monotonic()
         checkpoint = self._next_id
         for runner in self._runners:
@@ -207,14 +211,13 @@ class Checkpointer:
         await self.checkpoint()
         if self._committing is not None:
             await self._committing
-        if self._writing is not None:
-            await self._writing
+        await self.local.drained()
 
     async def close(self) -> None:
         """Wait for the last commit and local write; abort an open transaction."""
-        for task in (self._committing, self._writing):
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
+        if self._committing is not None:
+            await asyncio.gather(self._committing, return_exceptions=True)
+        await self.local.close()
         if self._exactly_once and self._in_transaction:
             self._in_transaction = False
             try:
@@ -263,17 +266,7 @@ class Checkpointer:
     def _write_local(
         self, entries: list[ChangelogEntry], positions: dict[int, ShardPosition], generation: int
     ) -> None:
-        previous = self._writing
-
-        async def write() -> None:
-            if previous is not None:
-                await previous
-            await self._store.committed.write_async(entries, positions)
-            self._store.written(generation)
-
-        self._writing = asyncio.get_running_loop().create_task(
-            write(), name="swimstream-local-write"
-        )
+        self.local.submit(entries, positions, generation)
 
 
 def _named(cut: dict[TopicPartition, int]) -> dict[str, int]:

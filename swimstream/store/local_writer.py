@@ -1,0 +1,78 @@
+"""Writing committed checkpoints to the local store, behind the broker and off the loop.
+
+The local store may only hold committed checkpoints, in order, and must not fall
+behind a fast stream: every SQLite transaction rewrites each B-tree page its keys fall
+on, so a million agents changing in random order cost a page per row in small
+transactions. Checkpoints that commit while a write is running therefore wait and go
+in together as the next write, one transaction however many they are: the batches grow
+exactly as much as the store needs to keep up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.durable import DurableAgentStore
+from swimstream.store.sqlite import ShardPosition
+
+log = logging.getLogger("swimstream.store")
+
+Pending = tuple[list[ChangelogEntry], dict[int, ShardPosition], int]
+
+
+class LocalWriter:
+    """Queues committed checkpoints for the local store and writes them in batches."""
+
+    def __init__(self, store: DurableAgentStore) -> None:
+        self._store = store
+        self._pending: list[Pending] = []
+        self._task: asyncio.Task[None] | None = None
+        self.writes = 0
+        """SQLite transactions so far (fewer than checkpoints when they were batched)."""
+        self.checkpoints = 0
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the last write failed (then nothing more is written)."""
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
+    def submit(
+        self, entries: list[ChangelogEntry], positions: dict[int, ShardPosition], generation: int
+    ) -> None:
+        """Queue one committed checkpoint (``generation``: the passivations it covers)."""
+        self._pending.append((entries, positions, generation))
+        if self.failure is None and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(
+                self._drain(), name="swimstream-local-write"
+            )
+
+    async def drained(self) -> None:
+        """Wait until everything submitted is written; raises the write's failure."""
+        if self._task is not None:
+            await self._task
+
+    async def close(self) -> None:
+        """Wait for the write under way, whatever its outcome."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            entries = batch[0][0] if len(batch) == 1 else [e for b in batch for e in b[0]]
+            positions: dict[int, ShardPosition] = {}
+            for _, later, _ in batch:
+                positions.update(later)
+            try:
+                await self._store.committed.write_async(entries, positions)
+            except BaseException as exc:
+                log.error("writing checkpoints to the local store failed: %s", exc)
+                raise
+            self._store.written(batch[-1][2])
+            self.writes += 1
+            self.checkpoints += len(batch)

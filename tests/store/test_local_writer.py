@@ -1,0 +1,74 @@
+"""Committed checkpoints reach the local store in order, batched when the store lags."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import pytest
+
+from swimstream.errors import StoreError
+from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.committed import MemoryCommitted
+from swimstream.store.durable import DurableAgentStore
+from swimstream.store.local_writer import LocalWriter
+from swimstream.store.sqlite import ShardPosition
+
+
+class SlowCommitted(MemoryCommitted):
+    """Committed state whose writes take a while (a disk behind a fast stream)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.fail_after = fail_after
+
+    async def write_async(
+        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
+    ) -> None:
+        if self.fail_after is not None and len(self.batches) >= self.fail_after:
+            raise StoreError("disk full")
+        await asyncio.sleep(0.05)
+        self.batches.append(len(entries))
+        await super().write_async(entries, positions)
+
+
+def checkpoint(n: int) -> tuple[list[ChangelogEntry], dict[int, ShardPosition]]:
+    entries = [ChangelogEntry("/a", "count", str(n).encode(), 0)]
+    if n % 2:
+        entries.append(ChangelogEntry(f"/odd/{n}", "seen", b"1", 0))
+    return entries, {0: ShardPosition(n + 1, n, {"t/0": n})}
+
+
+async def test_checkpoints_queued_behind_a_slow_write_go_in_together_in_order() -> None:
+    committed = SlowCommitted()
+    store = DurableAgentStore(committed)
+    for n in range(5):  # passivated agents, each covered by the checkpoint of its generation
+        store.generation = n
+        store.save(f"/sleeper/{n}", {"level": b"1"})
+    writer = LocalWriter(store)
+    for n in range(5):
+        writer.submit(*checkpoint(n), generation=n)
+        await asyncio.sleep(0)
+    await writer.drained()
+    assert writer.checkpoints == 5
+    assert writer.writes == 2  # the first alone, the four queued behind it in one
+    assert committed.batches == [1, 4 + 2]
+    assert committed.load("/a") == {"count": b"4"}  # the last checkpoint's value won
+    assert committed.positions()[0].checkpoint == 4
+    assert committed.count() == 3  # /a, /odd/1, /odd/3
+    assert store.overlay_size == 0  # every passivation covered by a written checkpoint
+
+
+async def test_a_failed_write_stops_later_writes_and_is_reported() -> None:
+    committed = SlowCommitted(fail_after=1)
+    writer = LocalWriter(DurableAgentStore(committed))
+    writer.submit(*checkpoint(0), generation=0)
+    await writer.drained()
+    writer.submit(*checkpoint(1), generation=1)
+    with pytest.raises(StoreError, match="disk full"):
+        await writer.drained()
+    writer.submit(*checkpoint(2), generation=2)
+    await writer.close()
+    assert isinstance(writer.failure, StoreError)
+    assert committed.positions()[0].checkpoint == 0  # nothing after the failure
