@@ -194,11 +194,19 @@ def main() -> None:
                 f"time to serve after a restart, {args.agents:,} stored agents",
                 f"{serving:.1f} s",
                 f"store {store_mb:,.0f} MiB",
-                "≤ 5 s",
-                "pass" if serving <= 5 else "BELOW",
+                "",
+                "",
             ]
         )
-        rows.append(["time to ready (partitions assigned too)", f"{ready:.1f} s", "", "", ""])
+        rows.append(
+            [
+                "time to ready (`/readyz`: partitions assigned too)",
+                f"{ready:.1f} s",
+                "",
+                "≤ 5 s",
+                "pass" if ready <= 5 else "BELOW",
+            ]
+        )
         progress(f"restart: serving in {serving:.1f} s, ready in {ready:.1f} s")
         shutil.rmtree(data)
         rebuild = Instance(config(kafka, app, data, "exactly-once", towers=False), work, "rebuild")
@@ -231,7 +239,8 @@ def main() -> None:
         " consumer session timeout, whatever the instance does. Then the same with the store"
         " deleted: every changelog record read and written to a new store before serving."
     )
-    write_section("durability", "Durable state", "python bench/durability_bench.py", body)
+    command = " ".join(["python bench/durability_bench.py", *sys.argv[1:]])
+    write_section("durability", "Durable state", command, body)
     print(body)
 
 

@@ -35,8 +35,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -210,6 +210,36 @@ class KafkaSink:
             except KafkaException as exc:
                 raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
         self._pending += 1
+
+    def produce_many(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes, bytes | None, int]],
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        """Queue ``(key, value, partition)`` records sharing ``headers`` (see
+        :meth:`produce`; a full queue takes its slow path, which waits for room)."""
+        producer = self._producer
+        if producer is None:
+            raise BrokerError(f"{self._where} is not open")
+        produce = producer.produce
+        count = self._count
+        listed: Any = list(headers) if headers else None  # list[tuple[str, bytes]] is fine
+        queued = 0
+        try:
+            for key, value, partition in records:
+                try:
+                    produce(
+                        topic, value, key, partition=partition, on_delivery=count, headers=listed
+                    )
+                except BufferError:
+                    self.produce(topic, key, value, listed, partition=partition)  # counts itself
+                    continue
+                queued += 1
+        except KafkaException as exc:
+            raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
+        finally:
+            self._pending += queued
 
     def poll(self) -> None:
         """Serve delivery reports that arrived, without waiting."""

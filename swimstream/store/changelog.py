@@ -29,15 +29,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MARKER_KEY = b"@checkpoint"
 CHECKPOINT_HEADER = "swimstream.checkpoint"
 SOURCE_HEADER = "swimstream.source"
 
 
-@dataclass(frozen=True, slots=True)
-class ChangelogEntry:
-    """One name of one agent as of a checkpoint; value None means it is gone."""
+class ChangelogEntry(NamedTuple):
+    """One name of one agent as of a checkpoint; value None means it is gone.
+
+    A named tuple: a checkpoint makes one per changed name, and a tuple is made several
+    times faster than a frozen dataclass."""
 
     node_uri: str
     name: str

@@ -236,14 +236,11 @@ class Checkpointer:
         topic = self._topic
         cut = _named(offsets)
         record_headers = headers(checkpoint, cut)
-        for entry in entries:
-            sink.produce(
-                topic,
-                entry_key(entry.node_uri, entry.name),
-                entry.value,
-                record_headers,
-                partition=entry.shard,
-            )
+        sink.produce_many(
+            topic,
+            ((entry_key(node, name), value, shard) for node, name, value, shard in entries),
+            record_headers,
+        )
         markers: dict[int, int] = {}
 
         def written(partition: int, offset: int) -> None:

@@ -9,7 +9,7 @@ round trip, only for the cut itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from swimstream.streams.connector import DeliveryCallback, TransactionalSink
@@ -57,6 +57,18 @@ class DeferringSink:
                     {"partition": partition, "on_written": on_written},
                 )
             )
+
+    def produce_many(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes, bytes | None, int]],
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        if self._held is None:
+            self.inner.produce_many(topic, records, headers)
+        else:
+            for key, value, partition in records:
+                self.produce(topic, key, value, headers, partition=partition)
 
     async def open(self) -> None:
         await self.inner.open()

@@ -6,11 +6,18 @@ on, so a million agents changing in random order cost a page per row in small
 transactions. Checkpoints that commit while a write is running therefore wait and go
 in together as the next write, one transaction however many they are: the batches grow
 exactly as much as the store needs to keep up.
+
+Writes also start at most every ``spacing`` seconds (1 s), whatever the commit interval:
+a name changed in every checkpoint is written once a second rather than ten times, and
+the writer's thread takes the interpreter from the agents less often. The local store
+only makes restarts fast; lagging a second behind the changelog costs a restart one
+second more of changelog tail to read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from swimstream.store.changelog import ChangelogEntry
@@ -25,10 +32,12 @@ Pending = tuple[list[ChangelogEntry], dict[int, ShardPosition], int]
 class LocalWriter:
     """Queues committed checkpoints for the local store and writes them in batches."""
 
-    def __init__(self, store: DurableAgentStore) -> None:
+    def __init__(self, store: DurableAgentStore, spacing: float = 1.0) -> None:
         self._store = store
+        self._spacing = spacing
         self._pending: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
         self.writes = 0
         """SQLite transactions so far (fewer than checkpoints when they were batched)."""
         self.checkpoints = 0
@@ -53,15 +62,19 @@ class LocalWriter:
 
     async def drained(self) -> None:
         """Wait until everything submitted is written; raises the write's failure."""
+        self._hurry.set()
         if self._task is not None:
             await self._task
 
     async def close(self) -> None:
         """Wait for the write under way, whatever its outcome."""
+        self._hurry.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while self._pending:
             batch, self._pending = self._pending, []
             entries = batch[0][0] if len(batch) == 1 else [e for b in batch for e in b[0]]
@@ -76,3 +89,8 @@ class LocalWriter:
             self._store.written(batch[-1][2])
             self.writes += 1
             self.checkpoints += len(batch)
+            pause = started + self._spacing - loop.time()
+            if pause > 0 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), pause)
+            started = loop.time()

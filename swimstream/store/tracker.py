@@ -95,39 +95,51 @@ class StateTracker:
     # -- checkpoints ---------------------------------------------------------------------
 
     def collect(self) -> list[ChangelogEntry]:
-        """Everything that changed since the last collect, as changelog entries."""
+        """Everything that changed since the last collect, as changelog entries.
+
+        The hot part of a checkpoint (one entry per changed name): shards are looked up
+        once per agent, and a value the store cannot encode costs a try, not a call."""
         from swimstream.agent import Lane
-        from swimstream.store.changelog import ChangelogEntry
+        from swimstream.store.changelog import ChangelogEntry as Entry
 
         assert self._plane is not None
         plane = self._plane
         dirty, self._dirty = self._dirty, {}
         changed_keys, self._entries = self._entries, {}
         entries: list[ChangelogEntry] = []
+        append = entries.append
+        shards: dict[str, int] = {}
         shard_of = self._shard_of
         for key in dirty:
             if isinstance(key, Lane):
                 node = key._agent.node_uri
-                rows = _unless_unstorable(node, key.name, _whole_lane, key)
-                shard = shard_of(node)
-                for name, value in rows:
-                    entries.append(ChangelogEntry(node, name, value, shard))
-                continue
-            node, name = key
-            shard = shard_of(node)
-            rows = _unless_unstorable(node, name, self._by_name, plane, node, name)
+                name = key.name
+                rows = _unless_unstorable(node, name, _whole_lane, key)
+            else:
+                node, name = key
+                rows = _unless_unstorable(node, name, self._by_name, plane, node, name)
+            shard = shards.get(node)
+            if shard is None:
+                shard = shards[node] = shard_of(node)
             for stored_name, value in rows:
-                entries.append(ChangelogEntry(node, stored_name, value, shard))
+                append(Entry(node, stored_name, value, shard))
         for lane, keys in changed_keys.items():
             if lane in dirty:
                 continue  # written whole above
             node = lane._agent.node_uri
-            shard = shard_of(node)
+            shard = shards.get(node)
+            if shard is None:
+                shard = shards[node] = shard_of(node)
             state: LWWMap = lane._map
+            lane_name = lane.name
             for map_key in keys:
-                name = entry_name(lane.name, map_key)
-                for _, value in _unless_unstorable(node, name, _entry_row, name, state, map_key):
-                    entries.append(ChangelogEntry(node, name, value, shard))
+                name = entry_name(lane_name, map_key)
+                try:
+                    value = encode_entry(state, map_key)
+                except CodecError as exc:
+                    _unstorable(node, name, exc)
+                    continue
+                append(Entry(node, name, value, shard))
         return entries
 
     def _by_name(self, plane: Plane, node: str, name: str) -> list[tuple[str, bytes | None]]:
@@ -158,18 +170,18 @@ def _unless_unstorable(
     try:
         return rows(*args)
     except CodecError as exc:
-        log.error(
-            "%s %s is not stored by this checkpoint: %s",
-            node,
-            name,
-            exc,
-            extra={"node": node, "lane": name},
-        )
+        _unstorable(node, name, exc)
         return []
 
 
-def _entry_row(name: str, state: LWWMap, key: Any) -> list[tuple[str, bytes | None]]:
-    return [(name, encode_entry(state, key))]
+def _unstorable(node: str, name: str, exc: CodecError) -> None:
+    log.error(
+        "%s %s is not stored by this checkpoint: %s",
+        node,
+        name,
+        exc,
+        extra={"node": node, "lane": name},
+    )
 
 
 def _whole_lane(lane: Lane) -> list[tuple[str, bytes | None]]:

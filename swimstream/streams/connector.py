@@ -16,7 +16,7 @@ waits happen in :meth:`SourceConnector.wait_for_records` and the async methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -186,6 +186,17 @@ class ChangelogSink(SinkConnector, Protocol):
         on_written: Callable[[int, int], None] | None = None,
     ) -> None:
         """As SinkConnector.produce; ``on_written(partition, offset)`` once written."""
+        ...
+
+    def produce_many(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes, bytes | None, int]],
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        """Queue ``(key, value, partition)`` records that share ``headers``, as
+        :meth:`produce` would one by one (a checkpoint's entries: one call, not one per
+        record)."""
         ...
 
 

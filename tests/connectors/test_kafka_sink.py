@@ -54,6 +54,21 @@ async def test_producing_faster_than_the_queue_holds_does_not_raise(
     assert len(read_topic(kafka_broker.bootstrap, topic)) == 3000
 
 
+async def test_many_records_sharing_headers_land_on_their_partitions_through_a_full_queue(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_sink: SinkFactory
+) -> None:
+    topic = make_topic(partitions=4)
+    sink = await open_sink(settings={"queue.buffering.max.messages": 100})
+    headers = [("checkpoint", b"7")]
+    records = [(b"/a/%d#n" % n, None if n % 10 == 0 else b"v%d" % n, n % 4) for n in range(2000)]
+    sink.produce_many(topic, iter(records), headers)
+    assert await sink.flush(10)
+    assert sink.pending == 0
+    found = read_topic(kafka_broker.bootstrap, topic)
+    assert sorted((r.key(), r.value(), r.partition()) for r in found) == sorted(records)
+    assert {tuple(r.headers() or ()) for r in found} == {(("checkpoint", b"7"),)}
+
+
 async def test_failures_are_broker_errors_naming_the_topic(
     make_topic: TopicFactory, open_sink: SinkFactory
 ) -> None:

@@ -18,17 +18,18 @@ from swimstream.store.sqlite import ShardPosition
 class SlowCommitted(MemoryCommitted):
     """Committed state whose writes take a while (a disk behind a fast stream)."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, delay: float = 0.05) -> None:
         super().__init__()
         self.batches: list[int] = []
         self.fail_after = fail_after
+        self.delay = delay
 
     async def write_async(
         self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
     ) -> None:
         if self.fail_after is not None and len(self.batches) >= self.fail_after:
             raise StoreError("disk full")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(self.delay)
         self.batches.append(len(entries))
         await super().write_async(entries, positions)
 
@@ -46,7 +47,7 @@ async def test_checkpoints_queued_behind_a_slow_write_go_in_together_in_order() 
     for n in range(5):  # passivated agents, each covered by the checkpoint of its generation
         store.generation = n
         store.save(f"/sleeper/{n}", {"level": b"1"})
-    writer = LocalWriter(store)
+    writer = LocalWriter(store, spacing=0)
     for n in range(5):
         writer.submit(*checkpoint(n), generation=n)
         await asyncio.sleep(0)
@@ -62,7 +63,7 @@ async def test_checkpoints_queued_behind_a_slow_write_go_in_together_in_order() 
 
 async def test_a_failed_write_stops_later_writes_and_is_reported() -> None:
     committed = SlowCommitted(fail_after=1)
-    writer = LocalWriter(DurableAgentStore(committed))
+    writer = LocalWriter(DurableAgentStore(committed), spacing=0)
     writer.submit(*checkpoint(0), generation=0)
     await writer.drained()
     writer.submit(*checkpoint(1), generation=1)
@@ -72,3 +73,15 @@ async def test_a_failed_write_stops_later_writes_and_is_reported() -> None:
     await writer.close()
     assert isinstance(writer.failure, StoreError)
     assert committed.positions()[0].checkpoint == 0  # nothing after the failure
+
+
+async def test_writes_are_spaced_and_the_last_one_does_not_wait_for_the_spacing() -> None:
+    committed = SlowCommitted(delay=0)
+    writer = LocalWriter(DurableAgentStore(committed), spacing=30.0)
+    for n in range(4):  # a checkpoint every 10 ms
+        writer.submit(*checkpoint(n), generation=n)
+        await asyncio.sleep(0.01)
+    assert committed.batches == [1]  # the first at once; the rest wait for the spacing
+    await asyncio.wait_for(writer.drained(), 10)  # the final checkpoint does not wait
+    assert committed.batches == [1, 2 + 1 + 2]  # checkpoints 1 to 3, in one write
+    assert committed.positions()[0].checkpoint == 3
