@@ -240,6 +240,7 @@ class Checkpointer:
             topic,
             ((entry_key(node, name), value, shard) for node, name, value, shard in entries),
             record_headers,
+            reported=not self._exactly_once,  # the transaction's commit vouches for them
         )
         markers: dict[int, int] = {}
 

@@ -63,9 +63,11 @@ class DeferringSink:
         topic: str,
         records: Iterable[tuple[bytes, bytes | None, int]],
         headers: Sequence[tuple[str, bytes]],
+        *,
+        reported: bool = True,
     ) -> None:
         if self._held is None:
-            self.inner.produce_many(topic, records, headers)
+            self.inner.produce_many(topic, records, headers, reported=reported)
         else:
             for key, value, partition in records:
                 self.produce(topic, key, value, headers, partition=partition)

@@ -193,10 +193,13 @@ class ChangelogSink(SinkConnector, Protocol):
         topic: str,
         records: Iterable[tuple[bytes, bytes | None, int]],
         headers: Sequence[tuple[str, bytes]],
+        *,
+        reported: bool = True,
     ) -> None:
         """Queue ``(key, value, partition)`` records that share ``headers``, as
         :meth:`produce` would one by one (a checkpoint's entries: one call, not one per
-        record)."""
+        record). ``reported=False``: no delivery report and not counted in
+        :attr:`pending`, for records whose transaction's commit vouches for them."""
         ...
 
 

@@ -108,6 +108,9 @@ async def test_a_committed_transaction_shows_its_records_and_offsets(
     sink.begin_transaction()
     for record in records:
         sink.produce(sink_topic, record.key(), b"seen " + (record.value() or b""), None, delivered)
+    unreported = [(b"u%d" % n, b"unreported %d" % n, n % 2) for n in range(10)]
+    sink.produce_many(sink_topic, unreported, [("h", b"1")], reported=False)
+    assert sink.pending == 30  # the commit vouches for the unreported ones
     positions = source.positions()
     await sink.send_offsets_to_transaction(positions, source.consumer_group_metadata())
     await sink.commit_transaction()
@@ -115,7 +118,8 @@ async def test_a_committed_transaction_shows_its_records_and_offsets(
     assert sink.pending == 0
     assert outcomes == [(None, threading.get_ident())] * 30
     seen = read_topic(kafka_broker.bootstrap, sink_topic, isolation="read_committed")
-    assert sorted(r.value() or b"" for r in seen) == sorted(b"seen %d" % n for n in range(30))
+    expected = [b"seen %d" % n for n in range(30)] + [value for _, value, _ in unreported]
+    assert sorted(r.value() or b"" for r in seen) == sorted(expected)
     committed = committed_offsets(kafka_broker.bootstrap, group, source_topic, 2)
     assert committed == {tp.partition: offset for tp, offset in positions.items()}
     assert sum(committed.values()) == 30
