@@ -206,8 +206,8 @@ class SQLiteStore:
         latest: dict[tuple[str, str], ChangelogEntry] = {}
         for entry in entries:  # several checkpoints at once (recovery): the last one wins
             latest[(entry.node_uri, entry.name)] = entry
-        upserts = []
-        deletes = []
+        upserts: list[tuple[object, ...]] = []
+        deletes: list[tuple[object, ...]] = []
         for entry in latest.values():
             if entry.value is None:
                 deletes.append((entry.node_uri, entry.name))
@@ -218,8 +218,10 @@ class SQLiteStore:
         upserts.sort()  # in key order: neighbouring rows share B-tree pages (1.3x faster)
         try:
             writer.execute("BEGIN")
-            writer.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)", upserts)
-            writer.executemany("DELETE FROM state WHERE node = ? AND name = ?", deletes)
+            _in_chunks(writer, "INSERT OR REPLACE INTO state VALUES {}", "(?, ?, ?, ?, ?)", upserts)
+            _in_chunks(
+                writer, "DELETE FROM state WHERE (node, name) IN (VALUES {})", "(?, ?)", deletes
+            )
             writer.executemany(
                 "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
                 [
@@ -242,3 +244,22 @@ class SQLiteStore:
         await asyncio.get_running_loop().run_in_executor(
             self._worker, self.write, entries, positions
         )
+
+
+CHUNK_ROWS = 2000
+"""Rows per statement when writing. ``executemany`` steps once per row, and every step
+lets go of the interpreter and takes it back: thousands of hand-overs a write, each
+one making the event loop's thread wait for its turn (measured: local writes cost the
+agents about a third of their throughput that way). One statement per 2,000 rows hands
+over once per chunk; 10,000 parameters stay well under SQLite's limit (32,766)."""
+
+
+def _in_chunks(
+    connection: sqlite3.Connection, sql: str, row: str, rows: list[tuple[object, ...]]
+) -> None:
+    """Run ``sql`` with ``{}`` filled by up to :data:`CHUNK_ROWS` ``row`` groups at a time."""
+    full = sql.format(", ".join([row] * CHUNK_ROWS))
+    for start in range(0, len(rows), CHUNK_ROWS):
+        chunk = rows[start : start + CHUNK_ROWS]
+        statement = full if len(chunk) == CHUNK_ROWS else sql.format(", ".join([row] * len(chunk)))
+        connection.execute(statement, [value for fields in chunk for value in fields])

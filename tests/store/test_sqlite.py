@@ -87,6 +87,26 @@ def _register(value: str) -> LWWRegister:
     return register
 
 
+def test_writes_larger_than_a_statement_keep_every_row(tmp_path: Path) -> None:
+    from swimstream.store.sqlite import CHUNK_ROWS
+
+    store = SQLiteStore(tmp_path / "s.sqlite").open()
+    agents = CHUNK_ROWS * 2 + 7
+    puts = [
+        ChangelogEntry(f"/d/{n}", name, b"%d" % n, n % 4)
+        for n in range(agents)
+        for name in ("a", "b")
+    ]
+    store.write(puts, {0: ShardPosition(10, 1, {})})
+    gone = [ChangelogEntry(f"/d/{n}", "b", None, n % 4) for n in range(0, agents, 2)]
+    store.write(gone, {0: ShardPosition(20, 2, {})})
+    assert store.count() == agents
+    for n in (0, 1, CHUNK_ROWS, CHUNK_ROWS + 1, agents - 1):
+        expected = {"a": b"%d" % n} if n % 2 == 0 else {"a": b"%d" % n, "b": b"%d" % n}
+        assert store.load(f"/d/{n}") == expected
+    store.close()
+
+
 def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     written_store(path).close()
