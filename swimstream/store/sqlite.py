@@ -203,25 +203,9 @@ class SQLiteStore:
         Call from the worker (:meth:`write_async`) so the loop never waits on the disk.
         """
         writer = self._require(self._writer)
-        latest: dict[tuple[str, str], ChangelogEntry] = {}
-        for entry in entries:  # several checkpoints at once (recovery): the last one wins
-            latest[(entry.node_uri, entry.name)] = entry
-        upserts: list[tuple[object, ...]] = []
-        deletes: list[tuple[object, ...]] = []
-        for entry in latest.values():
-            if entry.value is None:
-                deletes.append((entry.node_uri, entry.name))
-            else:
-                upserts.append(
-                    (entry.node_uri, entry.name, entry.value, zlib.crc32(entry.value), entry.shard)
-                )
-        upserts.sort()  # in key order: neighbouring rows share B-tree pages (1.3x faster)
         try:
             writer.execute("BEGIN")
-            _in_chunks(writer, "INSERT OR REPLACE INTO state VALUES {}", "(?, ?, ?, ?, ?)", upserts)
-            _in_chunks(
-                writer, "DELETE FROM state WHERE (node, name) IN (VALUES {})", "(?, ?)", deletes
-            )
+            _apply_in_order(writer, entries)
             writer.executemany(
                 "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
                 [
@@ -253,13 +237,42 @@ one making the event loop's thread wait for its turn (measured: local writes cos
 agents about a third of their throughput that way). One statement per 2,000 rows hands
 over once per chunk; 10,000 parameters stay well under SQLite's limit (32,766)."""
 
+_UPSERT = "INSERT OR REPLACE INTO state VALUES {}", "(?, ?, ?, ?, ?)", 5
+_DELETE = "DELETE FROM state WHERE (node, name) IN (VALUES {})", "(?, ?)", 2
 
-def _in_chunks(
-    connection: sqlite3.Connection, sql: str, row: str, rows: list[tuple[object, ...]]
+
+def _apply_in_order(connection: sqlite3.Connection, entries: Iterable[ChangelogEntry]) -> None:
+    """Upserts and deletes in the entries' order, so the last write of a name wins
+    (several checkpoints may be in one write, and a name removed in one may be put back
+    in the next). Consecutive writes of one kind go together in chunked statements: a
+    multi-row ``INSERT OR REPLACE`` applies its rows in order, and a run of deletes has
+    no order to keep. Parameters are built flat, as the statement takes them: this runs
+    in the store's thread, and its Python work is time the event loop cannot have."""
+    crc32 = zlib.crc32
+    params: list[object] = []
+    deleting = False
+    for node, name, value, shard in entries:
+        if (value is None) is not deleting:
+            _run_chunks(connection, _DELETE if deleting else _UPSERT, params)
+            params = []
+            deleting = not deleting
+        if deleting:
+            params += (node, name)
+        else:
+            params += (node, name, value, crc32(value), shard)  # type: ignore[arg-type]
+    _run_chunks(connection, _DELETE if deleting else _UPSERT, params)
+
+
+def _run_chunks(
+    connection: sqlite3.Connection, statement: tuple[str, str, int], params: list[object]
 ) -> None:
-    """Run ``sql`` with ``{}`` filled by up to :data:`CHUNK_ROWS` ``row`` groups at a time."""
+    """Run a statement over flat ``params``, up to :data:`CHUNK_ROWS` rows at a time."""
+    sql, row, width = statement
+    step = CHUNK_ROWS * width
     full = sql.format(", ".join([row] * CHUNK_ROWS))
-    for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[start : start + CHUNK_ROWS]
-        statement = full if len(chunk) == CHUNK_ROWS else sql.format(", ".join([row] * len(chunk)))
-        connection.execute(statement, [value for fields in chunk for value in fields])
+    for start in range(0, len(params), step):
+        chunk = params[start : start + step]
+        rows = len(chunk) // width
+        connection.execute(
+            full if rows == CHUNK_ROWS else sql.format(", ".join([row] * rows)), chunk
+        )
