@@ -130,6 +130,9 @@ def main() -> None:
         "--agents", type=int, default=1_000_000, help="agents for the restart runs (0: skip them)"
     )
     parser.add_argument(
+        "--rounds", type=int, default=2, help="throughput runs per mode (the best counts)"
+    )
+    parser.add_argument(
         "--commit-interval", type=float, default=None, help="seconds (default: the config's)"
     )
     args = parser.parse_args()
@@ -138,22 +141,25 @@ def main() -> None:
     rows: list[list[str]] = []
     try:
         rates: dict[str, float] = {}
-        for label, mode in (
+        modes = (
             ("off", None),
             ("at-least-once", "at-least-once"),
             ("exactly-once", "exactly-once"),
-        ):
-            app = f"dur-{label.split('-')[0]}"
-            kafka.create_topic(f"{app}.readings", partitions=4)
-            progress(f"{label}: producing {args.records:,} readings")
-            produce_json(kafka.bootstrap, f"{app}.readings", readings(args.records, 10_000))
-            instance = Instance(
-                config(kafka, app, work / app, mode, True, args.commit_interval), work, app
-            ).start()
-            instance.wait_ready(120)
-            rates[label] = args.records / run_to_end(instance, args.records)
-            stop(instance)
-            progress(f"{label}: {rates[label]:,.0f} events/s")
+        )
+        for round_ in range(1, args.rounds + 1):  # modes alternate: a busy spell hits all
+            for label, mode in modes:
+                app = f"dur-{label.split('-')[0]}-{round_}"
+                kafka.create_topic(f"{app}.readings", partitions=4)
+                progress(f"{label} (round {round_}): producing {args.records:,} readings")
+                produce_json(kafka.bootstrap, f"{app}.readings", readings(args.records, 10_000))
+                instance = Instance(
+                    config(kafka, app, work / app, mode, True, args.commit_interval), work, app
+                ).start()
+                instance.wait_ready(120)
+                rate = args.records / run_to_end(instance, args.records)
+                stop(instance)
+                rates[label] = max(rates.get(label, 0.0), rate)
+                progress(f"{label} (round {round_}): {rate:,.0f} events/s")
         for label, rate in rates.items():
             share = rate / rates["off"]
             target = "≥ 70% of off" if label == "exactly-once" else ""
@@ -230,7 +236,8 @@ def main() -> None:
         f"\n\nThroughput: {args.records:,} readings of 10,000 devices on 4 partitions through the"
         " towers app (devices, towers joined over them, a world view; alerts and tower"
         " summaries produced), timed from the first record in to the last one done; the"
-        " default commit interval. Restart: one instance filled with one reading for each of"
+        f" default commit interval; the best of {args.rounds} rounds per mode, the modes"
+        " alternating, so that a busy spell on this shared machine hits all of them. Restart: one instance filled with one reading for each of"
         f" {args.agents:,} devices (status, history and readings lanes: three values per agent),"
         " stopped with SIGTERM, then timed from process start until it serves its restored"
         " state over HTTP (recovery done: the changelog's tail read, SQLite opened; agents"
@@ -239,6 +246,9 @@ def main() -> None:
         " consumer session timeout, whatever the instance does. Then the same with the store"
         " deleted: every changelog record read and written to a new store before serving."
     )
+    findings = Path(__file__).with_name("durability_findings.md")
+    if findings.exists():
+        body += "\n\n" + findings.read_text().strip()
     command = " ".join(["python bench/durability_bench.py", *sys.argv[1:]])
     write_section("durability", "Durable state", command, body)
     print(body)
