@@ -141,3 +141,24 @@ def test_a_corrupt_store_and_a_read_only_directory_are_loud_and_answers_stay_rig
         assert status == 503 and "in memory" in body["checks"]["store"], body
         check_exact_state(readonly, events, sample=50)
         stop(readonly)
+
+
+def test_a_store_ahead_of_its_changelog_stops_the_start_with_a_clear_error(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    app = "store-ahead"
+    data = tmp_path / "data"
+    events = readings(2_000, 100, seed=5)
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events))
+    config = durable_config(kafka_broker, app, data, "exactly-once")
+    stop(run_until_settled(start_instance, config, 100, "first"))
+
+    with EmbeddedKafka() as other:  # another cluster: its changelog topic starts empty
+        other.create_topic(f"{app}.readings", partitions=4)
+        moved = durable_config(other, app, data, "exactly-once")
+        second = start_instance(moved, name="elsewhere", ready=False)
+        assert second.wait_exit(90) != 0
+        log = second.log_path.read_text()
+        assert "belongs to another changelog" in log, second.log_tail()
+        assert list(data.glob("*.sqlite")), "the store is left where it was, for the user"
