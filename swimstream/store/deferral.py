@@ -20,7 +20,7 @@ class DeferringSink:
 
     def __init__(self, inner: TransactionalSink) -> None:
         self.inner = inner
-        self._held: list[tuple[tuple[Any, ...], dict[str, Any]]] | None = None
+        self._held: list[tuple[Any, ...]] | None = None
 
     def hold(self) -> None:
         """From now on, keep produced records until :meth:`release`."""
@@ -30,8 +30,11 @@ class DeferringSink:
     def release(self) -> int:
         """Produce what was held (into the transaction now open); returns how many."""
         held, self._held = self._held, None
-        for args, kwargs in held or ():
-            self.inner.produce(*args, **kwargs)
+        produce = self.inner.produce
+        for topic, key, value, headers, on_delivery, partition, on_written in held or ():
+            produce(
+                topic, key, value, headers, on_delivery, partition=partition, on_written=on_written
+            )
         return len(held or ())
 
     def produce(
@@ -51,12 +54,7 @@ class DeferringSink:
                 topic, key, value, headers, on_delivery, partition=partition, on_written=on_written
             )
         else:
-            held.append(
-                (
-                    (topic, key, value, headers, on_delivery),
-                    {"partition": partition, "on_written": on_written},
-                )
-            )
+            held.append((topic, key, value, headers, on_delivery, partition, on_written))
 
     def produce_many(
         self,

@@ -242,16 +242,18 @@ _DELETE = "DELETE FROM state WHERE (node, name) IN (VALUES {})", "(?, ?)", 2
 
 
 def _apply_in_order(connection: sqlite3.Connection, entries: Iterable[ChangelogEntry]) -> None:
-    """Upserts and deletes in the entries' order, so the last write of a name wins
-    (several checkpoints may be in one write, and a name removed in one may be put back
-    in the next). Consecutive writes of one kind go together in chunked statements: a
-    multi-row ``INSERT OR REPLACE`` applies its rows in order, and a run of deletes has
-    no order to keep. Parameters are built flat, as the statement takes them: this runs
-    in the store's thread, and its Python work is time the event loop cannot have."""
+    """The last write of each name (several checkpoints may be in one write, and a name
+    removed in one may be put back in the next), as chunked statements: consecutive
+    writes of one kind go together. Parameters are built flat, as the statement takes
+    them: this runs in the store's thread, and its Python work is time the event loop
+    cannot have."""
     crc32 = zlib.crc32
+    latest: dict[tuple[str, str], ChangelogEntry] = {}
+    for entry in entries:  # a name written by several checkpoints: its last write only
+        latest[entry[0], entry[1]] = entry
     params: list[object] = []
     deleting = False
-    for node, name, value, shard in entries:
+    for node, name, value, shard in latest.values():
         if (value is None) is not deleting:
             _run_chunks(connection, _DELETE if deleting else _UPSERT, params)
             params = []
