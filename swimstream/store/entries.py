@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 import msgpack
@@ -33,6 +34,8 @@ def entry_name(lane: str, key: MapKey) -> str:
     """The stored name of entry ``key`` of map lane ``lane``."""
     if type(key) is int:  # the JSON of an int is its decimal form (25 times faster)
         return f"{lane}{ENTRY_SEPARATOR}{key}"
+    if type(key) is str:  # what json.dumps does for a str, without its Python layers
+        return f"{lane}{ENTRY_SEPARATOR}{_json_string(key)}"
     return f"{lane}{ENTRY_SEPARATOR}{json.dumps(key, separators=(',', ':'))}"
 
 

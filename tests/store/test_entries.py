@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,3 +50,15 @@ def test_entry_names_keep_the_key_type_and_survive_separators_in_keys() -> None:
     assert split_name(entry_name("history", 17)) == ("history", 17)
     assert split_name(entry_name("tags", "a:b")) == ("tags", "a:b")
     assert split_name("status") is None
+
+
+map_keys = st.text() | st.integers() | st.floats(allow_nan=False) | st.booleans() | st.none()
+
+
+@given(st.text(alphabet="abc_"), map_keys)
+def test_an_entry_name_is_the_lane_and_the_json_of_its_key_and_splits_back(
+    lane: str, key: str | int | float | bool | None
+) -> None:
+    name = entry_name(lane, key)
+    assert name == f"{lane}:{json.dumps(key, separators=(',', ':'))}"
+    assert split_name(name) == (lane, key)
