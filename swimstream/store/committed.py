@@ -26,6 +26,8 @@ class CommittedStore(Protocol):
 
     def count(self) -> int: ...
 
+    def known_count(self) -> int: ...
+
     async def write_async(
         self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
     ) -> None: ...
@@ -51,6 +53,9 @@ class MemoryCommitted:
         return dict(self._positions)
 
     def count(self) -> int:
+        return len(self._state)
+
+    def known_count(self) -> int:
         return len(self._state)
 
     async def write_async(

@@ -33,7 +33,7 @@ class DurableAgentStore:
         self._overlay[node_uri] = (self.generation, stored)
 
     def __len__(self) -> int:
-        return self.committed.count() + len(self._overlay)
+        return self.committed.known_count() + len(self._overlay)  # no scan: metrics ask
 
     def passivated_value(self, node_uri: str, name: str) -> bytes | None:
         """One value of a passivated agent as it was saved (None: it has none)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,9 @@ from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.changelog import ChangelogEntry
 
 SCHEMA_VERSION = "1"
+
+RECOUNT_AFTER = 30.0
+"""Seconds a count of the stored agents stays good enough for metrics."""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,6 +79,8 @@ class SQLiteStore:
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swimstream-sqlite")
+        self._known_count = 0
+        self._counted_at = -RECOUNT_AFTER
 
     @property
     def suspect_marker(self) -> Path:
@@ -93,6 +99,7 @@ class SQLiteStore:
             self._worker.submit(self._prepare).result()
             self._reader = self._connect()
             self._reader.execute("SELECT count(*) FROM shards").fetchone()
+            self._worker.submit(self._recount)  # in the background: start-up does not wait
         except (sqlite3.Error, OSError) as exc:
             self.close()
             raise StoreError(f"the local store {self.path} cannot be used: {exc}") from exc
@@ -182,11 +189,27 @@ class SQLiteStore:
         return {s: ShardPosition(o, c, json.loads(src)) for s, o, c, src in rows}
 
     def count(self) -> int:
-        """How many agents are stored."""
-        row = (
-            self._require(self._reader).execute("SELECT count(DISTINCT node) FROM state").fetchone()
-        )
+        """How many agents are stored (a scan of the whole table: see :meth:`known_count`)."""
+        return self._count_with(self._require(self._reader))
+
+    def known_count(self) -> int:
+        """How many agents were stored when last counted: at most :data:`RECOUNT_AFTER`
+        seconds before a local write (0 until the first count, made in the store's
+        thread when it opens). For metrics, which must not scan a million agents on the
+        event loop at every scrape (a full scan takes a good fraction of a second)."""
+        return self._known_count
+
+    def _count_with(self, connection: sqlite3.Connection) -> int:
+        row = connection.execute("SELECT count(DISTINCT node) FROM state").fetchone()
         return int(row[0])
+
+    def _recount(self) -> None:
+        """In the store's thread: count the agents again if the last count is old."""
+        if time.monotonic() - self._counted_at < RECOUNT_AFTER or self._writer is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._known_count = self._count_with(self._writer)
+            self._counted_at = time.monotonic()
 
     def _damaged(self, what: str, cause: object) -> StoreError:
         with contextlib.suppress(OSError):
@@ -214,6 +237,7 @@ class SQLiteStore:
                 ],
             )
             writer.execute("COMMIT")
+            self._recount()
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 writer.execute("ROLLBACK")

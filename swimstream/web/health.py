@@ -106,7 +106,7 @@ class _CachedStatistics:
 
 PLANE_GAUGES = {
     "active_agents": "Agents in memory.",
-    "stored_agents": "Agents held in the agent store.",
+    "stored_agents": "Agents held in the agent store (durable: as last counted, at most 30 s old).",
     "links": "Open links to lanes (agent downlinks and outside subscribers).",
     "timers": "Pending agent timers.",
     "messages_handled": "Mailbox messages handled since the plane started.",

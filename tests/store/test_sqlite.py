@@ -107,6 +107,21 @@ def test_writes_larger_than_a_statement_keep_every_row(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_known_count_comes_from_the_store_thread_not_a_scan_per_question(
+    tmp_path: Path,
+) -> None:
+    first = SQLiteStore(tmp_path / "s.sqlite").open()
+    first.write([ChangelogEntry(f"/d/{n}", "a", b"1", 0) for n in range(3)], {})
+    first.close()
+    store = SQLiteStore(tmp_path / "s.sqlite").open()
+    asyncio.run(store.write_async([], {}))  # queued behind the count made at open
+    assert store.known_count() == store.count() == 3
+    store.write([ChangelogEntry("/d/new", "a", b"1", 0)], {})
+    assert store.count() == 4
+    assert store.known_count() == 3  # counted again only after RECOUNT_AFTER seconds
+    store.close()
+
+
 def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     written_store(path).close()
