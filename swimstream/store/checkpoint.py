@@ -20,7 +20,8 @@ Every ``interval`` seconds (and once more when the service stops), two phases:
 produced since the last cut and the cut's source offsets, then opens the next one and
 lets the held records in. ``at-least-once`` waits until the broker has acknowledged
 everything produced so far, then commits the cut's offsets. Then the checkpoint is
-written to the local SQLite store, which holds only committed checkpoints.
+queued for the local SQLite store, which holds only committed checkpoints
+(:mod:`swimstream.store.local_writer` writes them in batches, off the loop).
 
 A checkpoint that fails to commit leaves memory ahead of what the broker holds; the
 instance cannot continue without applying records twice, so the failure stops it
@@ -198,7 +199,7 @@ class Checkpointer:
         positions = {
             p: ShardPosition(offset + 1, checkpoint, _named(cut)) for p, offset in markers.items()
         }
-        self._write_local(entries, positions, generation)
+        self.local.submit(entries, positions, generation)
         self.stats.checkpoints += 1
         self.stats.records += len(entries)
         self.stats.last_seconds = time.monotonic() - started
@@ -260,11 +261,6 @@ class Checkpointer:
 
     def _in_transaction_of(self, tp: TopicPartition) -> bool:
         return any(tp in runner.book.trackers and runner.transactional for runner in self._runners)
-
-    def _write_local(
-        self, entries: list[ChangelogEntry], positions: dict[int, ShardPosition], generation: int
-    ) -> None:
-        self.local.submit(entries, positions, generation)
 
 
 def _named(cut: dict[TopicPartition, int]) -> dict[str, int]:
