@@ -206,7 +206,7 @@ class KafkaSink:
     def produce_many(
         self,
         topic: str,
-        records: Iterable[tuple[bytes, bytes | None, int]],
+        records: Iterable[tuple[bytes | None, bytes | None, int]],
         headers: Sequence[tuple[str, bytes]],
         *,
         reported: bool = True,

@@ -5,6 +5,11 @@ checkpoint's transaction takes to commit, the agents go on working, and the insi
 they publish belong to the *next* checkpoint: they wait here, in order, and enter the
 next transaction as soon as it begins. So the instance never stops for the commit's
 round trip, only for the cut itself.
+
+Everything produced through it is in a transaction, so its delivery is vouched for by
+the commit: records go without delivery reports (about a microsecond each on the loop
+thread), and a caller's delivery callback is told of success at once. Only a
+checkpoint's markers keep their report, which says where they were written.
 """
 
 from __future__ import annotations
@@ -30,11 +35,22 @@ class DeferringSink:
     def release(self) -> int:
         """Produce what was held (into the transaction now open); returns how many."""
         held, self._held = self._held, None
-        produce = self.inner.produce
         for topic, key, value, headers, on_delivery, partition, on_written in held or ():
-            produce(
-                topic, key, value, headers, on_delivery, partition=partition, on_written=on_written
-            )
+            if on_written is None:
+                where = -1 if partition is None else partition
+                self.inner.produce_many(
+                    topic, ((key, value, where),), headers or (), reported=False
+                )
+            else:
+                self.inner.produce(
+                    topic,
+                    key,
+                    value,
+                    headers,
+                    on_delivery,
+                    partition=partition,
+                    on_written=on_written,
+                )
         return len(held or ())
 
     def produce(
@@ -49,17 +65,35 @@ class DeferringSink:
         on_written: Callable[[int, int], None] | None = None,
     ) -> None:
         held = self._held
+        if on_written is not None:  # a checkpoint's marker: where it was written matters
+            if held is None:
+                self.inner.produce(
+                    topic,
+                    key,
+                    value,
+                    headers,
+                    on_delivery,
+                    partition=partition,
+                    on_written=on_written,
+                )
+            else:
+                held.append((topic, key, value, headers, on_delivery, partition, on_written))
+            return
+        # Every other record is in the open transaction, whose commit vouches for it (a
+        # record that fails fails the commit, and the instance stops): no delivery report
+        # to wait for, and the record's effect is done as far as the caller is concerned.
         if held is None:
-            self.inner.produce(
-                topic, key, value, headers, on_delivery, partition=partition, on_written=on_written
-            )
+            where = -1 if partition is None else partition
+            self.inner.produce_many(topic, ((key, value, where),), headers or (), reported=False)
         else:
-            held.append((topic, key, value, headers, on_delivery, partition, on_written))
+            held.append((topic, key, value, headers, None, partition, None))
+        if on_delivery is not None:
+            on_delivery(None)
 
     def produce_many(
         self,
         topic: str,
-        records: Iterable[tuple[bytes, bytes | None, int]],
+        records: Iterable[tuple[bytes | None, bytes | None, int]],
         headers: Sequence[tuple[str, bytes]],
         *,
         reported: bool = True,

@@ -191,7 +191,7 @@ class ChangelogSink(SinkConnector, Protocol):
     def produce_many(
         self,
         topic: str,
-        records: Iterable[tuple[bytes, bytes | None, int]],
+        records: Iterable[tuple[bytes | None, bytes | None, int]],
         headers: Sequence[tuple[str, bytes]],
         *,
         reported: bool = True,

@@ -11,6 +11,7 @@ import pytest
 from connectors.embedded import EmbeddedKafka, TopicFactory
 from connectors.kafka import KafkaBrokerError, KafkaSink
 from swimstream.errors import BrokerError, ConfigError
+from swimstream.store.deferral import DeferringSink
 from swimstream.streams.connector import SinkConnector
 from tests.connectors.conftest import SinkFactory, SourceFactory, new_group, pump
 from tests.support.kafka import committed_offsets, produce_json, read_topic
@@ -123,6 +124,29 @@ async def test_a_committed_transaction_shows_its_records_and_offsets(
     committed = committed_offsets(kafka_broker.bootstrap, group, source_topic, 2)
     assert committed == {tp.partition: offset for tp, offset in positions.items()}
     assert sum(committed.values()) == 30
+
+
+async def test_records_held_during_a_commit_enter_the_next_transaction_vouched_for(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_sink: SinkFactory
+) -> None:
+    topic = make_topic(partitions=2)
+    inner = await open_sink(transactional_id=f"txn-{new_group()}")
+    sink = DeferringSink(inner)
+    delivered: list[BaseException | None] = []
+    inner.begin_transaction()
+    sink.produce(topic, b"a", b"first", [("h", b"1")], delivered.append)
+    assert delivered == [None]  # the commit vouches for it: no report to wait for
+    sink.hold()  # a checkpoint's commit is under way
+    sink.produce(topic, b"b", b"held", None, delivered.append, partition=1)
+    await inner.commit_transaction()
+    inner.begin_transaction()
+    assert sink.release() == 1
+    await inner.commit_transaction()
+    assert delivered == [None, None]
+    assert sink.pending == 0
+    found = read_topic(kafka_broker.bootstrap, topic, isolation="read_committed")
+    assert sorted((r.key(), r.value()) for r in found) == [(b"a", b"first"), (b"b", b"held")]
+    assert [r.partition() for r in found if r.key() == b"b"] == [1]
 
 
 async def test_closing_with_the_broker_frozen_reports_the_unacknowledged_records_failed(
