@@ -35,22 +35,8 @@ class DeferringSink:
     def release(self) -> int:
         """Produce what was held (into the transaction now open); returns how many."""
         held, self._held = self._held, None
-        for topic, key, value, headers, on_delivery, partition, on_written in held or ():
-            if on_written is None:
-                where = -1 if partition is None else partition
-                self.inner.produce_many(
-                    topic, ((key, value, where),), headers or (), reported=False
-                )
-            else:
-                self.inner.produce(
-                    topic,
-                    key,
-                    value,
-                    headers,
-                    on_delivery,
-                    partition=partition,
-                    on_written=on_written,
-                )
+        for record in held or ():
+            self._send(*record)
         return len(held or ())
 
     def produce(
@@ -64,31 +50,35 @@ class DeferringSink:
         partition: int | None = None,
         on_written: Callable[[int, int], None] | None = None,
     ) -> None:
-        held = self._held
-        if on_written is not None:  # a checkpoint's marker: where it was written matters
-            if held is None:
-                self.inner.produce(
-                    topic,
-                    key,
-                    value,
-                    headers,
-                    on_delivery,
-                    partition=partition,
-                    on_written=on_written,
-                )
-            else:
-                held.append((topic, key, value, headers, on_delivery, partition, on_written))
-            return
-        # Every other record is in the open transaction, whose commit vouches for it (a
-        # record that fails fails the commit, and the instance stops): no delivery report
-        # to wait for, and the record's effect is done as far as the caller is concerned.
-        if held is None:
+        if on_written is None and on_delivery is not None:
+            # In the open transaction, whose commit vouches for it (a record that fails
+            # fails the commit, and the instance stops): no delivery report to wait for,
+            # and the record's effect is done as far as the caller is concerned.
+            on_delivery(None)
+            on_delivery = None
+        record = (topic, key, value, headers, on_delivery, partition, on_written)
+        if self._held is None:
+            self._send(*record)
+        else:
+            self._held.append(record)
+
+    def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None,
+        on_delivery: DeliveryCallback | None,
+        partition: int | None,
+        on_written: Callable[[int, int], None] | None,
+    ) -> None:
+        if on_written is None:  # unreported: see produce
             where = -1 if partition is None else partition
             self.inner.produce_many(topic, ((key, value, where),), headers or (), reported=False)
-        else:
-            held.append((topic, key, value, headers, None, partition, None))
-        if on_delivery is not None:
-            on_delivery(None)
+        else:  # a checkpoint's marker: where it was written matters
+            self.inner.produce(
+                topic, key, value, headers, on_delivery, partition=partition, on_written=on_written
+            )
 
     def produce_many(
         self,
