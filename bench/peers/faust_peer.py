@@ -12,6 +12,7 @@ faust's banner and logs go to stderr: stdout carries only the report lines.
 from __future__ import annotations
 
 import sys
+import tempfile
 from typing import Any
 
 from peer_common import HOT_TEMPERATURE, Tally, parse_args, settings_of
@@ -26,6 +27,8 @@ def main() -> None:
         args.group,
         broker=f"kafka://{args.bootstrap}",
         store="memory://",
+        # faust writes `<app>-data/` into the working directory otherwise
+        datadir=tempfile.mkdtemp(prefix="bench-faust-"),
         web_enabled=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
