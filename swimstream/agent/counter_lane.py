@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from swimstream.agent.lane import F, Lane
-from swimstream.crdt import CounterAdd, CounterSnapshot, Op, PNCounter, Snapshot
+from swimstream.crdt import (
+    CounterAdd,
+    CounterSnapshot,
+    Op,
+    PNCounter,
+    Snapshot,
+    encode_counter,
+)
 from swimstream.errors import CallbackError
 
 if TYPE_CHECKING:
@@ -65,6 +72,9 @@ class CounterLane(Lane):
 
     def snapshot(self) -> CounterSnapshot:
         return self._counter.snapshot()
+
+    def encoded(self) -> bytes:
+        return encode_counter(self._counter)
 
     def _restore(self, snapshot: Snapshot) -> None:
         assert isinstance(snapshot, CounterSnapshot)

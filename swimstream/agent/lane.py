@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from swimstream.crdt import JsonValue, Op, Snapshot
+from swimstream.crdt import JsonValue, Op, Snapshot, encode
 from swimstream.errors import CallbackError, DefinitionError
 
 if TYPE_CHECKING:
@@ -151,6 +151,12 @@ class Lane:
     def snapshot(self) -> Snapshot | None:
         """The lane's whole state, for syncing a link and for the store."""
         return None
+
+    def encoded(self) -> bytes | None:
+        """The lane's whole state in the store's binary form (None when it has none):
+        ``encode(snapshot())``, which kinds checkpointed often do without the snapshot."""
+        snapshot = self.snapshot()
+        return None if snapshot is None else encode(snapshot)
 
     def _restore(self, snapshot: Snapshot) -> None:
         """Load a stored snapshot into a freshly bound lane (no callbacks fire)."""

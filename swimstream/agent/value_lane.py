@@ -6,7 +6,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from swimstream.agent.lane import F, Lane
-from swimstream.crdt import LWWRegister, Op, RegisterSet, RegisterSnapshot, Snapshot
+from swimstream.crdt import (
+    LWWRegister,
+    Op,
+    RegisterSet,
+    RegisterSnapshot,
+    Snapshot,
+    encode_register,
+)
 from swimstream.errors import CallbackError
 
 if TYPE_CHECKING:
@@ -79,6 +86,9 @@ class ValueLane(Lane, Generic[T]):
 
     def snapshot(self) -> RegisterSnapshot:
         return self._register.snapshot()
+
+    def encoded(self) -> bytes:
+        return encode_register(self._register)
 
     def _restore(self, snapshot: Snapshot) -> None:
         assert isinstance(snapshot, RegisterSnapshot)

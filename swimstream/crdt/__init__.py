@@ -23,6 +23,8 @@ from swimstream.crdt.codec import (
     decode,
     decode_snapshot,
     encode,
+    encode_counter,
+    encode_register,
 )
 from swimstream.crdt.counter import CounterAdd, CounterSnapshot, PNCounter
 from swimstream.crdt.lww_map import (
@@ -63,6 +65,8 @@ __all__ = [
     "decode",
     "decode_snapshot",
     "encode",
+    "encode_counter",
+    "encode_register",
     "key_order",
     "timestamp_logical",
     "timestamp_millis",

@@ -30,9 +30,9 @@ from typing import Any, TypeAlias
 
 import msgpack
 
-from swimstream.crdt.counter import CounterAdd, CounterSnapshot
+from swimstream.crdt.counter import CounterAdd, CounterSnapshot, PNCounter
 from swimstream.crdt.lww_map import MapClear, MapKey, MapPut, MapRemove, MapSnapshot
-from swimstream.crdt.register import RegisterSet, RegisterSnapshot
+from swimstream.crdt.register import LWWRegister, RegisterSet, RegisterSnapshot
 from swimstream.crdt.stamp import Stamp
 from swimstream.errors import CodecError
 
@@ -86,6 +86,29 @@ def encode(item: Encodable) -> bytes:
         return _VERSION_PREFIX + _pack(_fields(item))
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"cannot encode {type(item).__name__}: {exc}") from exc
+
+
+def encode_register(register: LWWRegister) -> bytes:
+    """``encode(register.snapshot())``, without the snapshot object in between: a
+    checkpoint encodes every changed value lane, and the snapshot was half the cost."""
+    stamp = register._stamp
+    try:
+        return _VERSION_PREFIX + _pack([16, stamp[0], stamp[1], register._value])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"cannot encode RegisterSnapshot: {exc}") from exc
+
+
+def encode_counter(counter: PNCounter) -> bytes:
+    """``encode(counter.snapshot())``, without the snapshot object in between."""
+    positive, negative = counter._positive, counter._negative
+    totals = [
+        [replica, positive.get(replica, 0), negative.get(replica, 0)]
+        for replica in sorted(positive.keys() | negative.keys())
+    ]
+    try:
+        return _VERSION_PREFIX + _pack([18, totals])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"cannot encode CounterSnapshot: {exc}") from exc
 
 
 def decode(data: bytes) -> Encodable:

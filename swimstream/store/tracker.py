@@ -17,10 +17,10 @@ passivation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from swimstream.crdt import LWWMap, MapPut, MapRemove, MapSnapshot, Op, decode_snapshot, encode
+from swimstream.crdt import LWWMap, MapPut, MapRemove, MapSnapshot, Op, decode_snapshot
 from swimstream.errors import CodecError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.entries import (
@@ -99,7 +99,6 @@ class StateTracker:
 
         The hot part of a checkpoint (one entry per changed name): shards are looked up
         once per agent, and a value the store cannot encode costs a try, not a call."""
-        from swimstream.agent import Lane
         from swimstream.store.changelog import ChangelogEntry as Entry
 
         assert self._plane is not None
@@ -111,13 +110,21 @@ class StateTracker:
         shards: dict[str, int] = {}
         shard_of = self._shard_of
         for key in dirty:
-            if isinstance(key, Lane):
-                node = key._agent.node_uri
-                name = key.name
-                rows = _unless_unstorable(node, name, _whole_lane, key)
-            else:
+            if type(key) is tuple:  # (node uri, name): links, timers, a passivated lane
                 node, name = key
                 rows = _unless_unstorable(node, name, self._by_name, plane, node, name)
+            else:
+                node = key._agent.node_uri
+                whole_map = getattr(key, "_map", None)
+                if whole_map is None:  # a value-like lane: one row, encoded without detours
+                    try:
+                        value = key.encoded()
+                    except CodecError as exc:
+                        _unstorable(node, key.name, exc)
+                        continue
+                    rows = ((key._spec.name, value),)
+                else:
+                    rows = _unless_unstorable(node, key.name, _map_rows, key.name, whole_map)
             shard = shards.get(node)
             if shard is None:
                 shard = shards[node] = shard_of(node)
@@ -130,12 +137,12 @@ class StateTracker:
             shard = shards.get(node)
             if shard is None:
                 shard = shards[node] = shard_of(node)
-            state: LWWMap = lane._map
+            entries_of: LWWMap = lane._map
             lane_name = lane.name
             for map_key in keys:
                 name = entry_name(lane_name, map_key)
                 try:
-                    value = encode_entry(state, map_key)
+                    value = encode_entry(entries_of, map_key)
                 except CodecError as exc:
                     _unstorable(node, name, exc)
                     continue
@@ -162,8 +169,8 @@ class StateTracker:
 
 
 def _unless_unstorable(
-    node: str, name: str, rows: Callable[..., list[tuple[str, bytes | None]]], *args: Any
-) -> list[tuple[str, bytes | None]]:
+    node: str, name: str, rows: Callable[..., Sequence[tuple[str, bytes | None]]], *args: Any
+) -> Sequence[tuple[str, bytes | None]]:
     """``rows(*args)``, or nothing when the value cannot be encoded (an integer beyond 64
     bits): the checkpoint goes on without it, and says so, rather than stop the instance
     (the value lives on in memory, and is stored again at its next storable change)."""
@@ -182,15 +189,6 @@ def _unstorable(node: str, name: str, exc: CodecError) -> None:
         exc,
         extra={"node": node, "lane": name},
     )
-
-
-def _whole_lane(lane: Lane) -> list[tuple[str, bytes | None]]:
-    """Every stored row of a lane written whole (a value lane, or a map after a clear)."""
-    state = getattr(lane, "_map", None)
-    if isinstance(state, LWWMap):
-        return _map_rows(lane.name, state)
-    snapshot = lane.snapshot()
-    return [(lane.name, None if snapshot is None else encode(snapshot))]
 
 
 def _map_rows(name: str, state: LWWMap) -> list[tuple[str, bytes | None]]:

@@ -7,14 +7,18 @@ from swimstream.crdt import (
     FORMAT_VERSION,
     CounterAdd,
     CounterSnapshot,
+    LWWRegister,
     MapClear,
     MapPut,
     MapRemove,
     MapSnapshot,
+    PNCounter,
     RegisterSet,
     RegisterSnapshot,
     decode,
     encode,
+    encode_counter,
+    encode_register,
 )
 from swimstream.errors import CodecError, SwimstreamError
 from tests.crdt.replication import json_values, map_keys
@@ -95,3 +99,28 @@ def test_an_unknown_version_is_named() -> None:
 def test_encoding_something_else_is_refused() -> None:
     with pytest.raises(CodecError):
         encode("not an op")  # type: ignore[arg-type]
+
+
+@given(stamps, json_values)
+def test_a_register_encodes_directly_as_its_snapshot_would(
+    stamp: tuple[int, str], value: object
+) -> None:
+    register = LWWRegister.from_snapshot(RegisterSnapshot(stamp, value), "here")  # type: ignore[arg-type]
+    assert encode_register(register) == encode(register.snapshot())
+
+
+@given(st.lists(st.tuples(st.text(max_size=6), totals, totals), max_size=5))
+def test_a_counter_encodes_directly_as_its_snapshot_would(
+    replicas: list[tuple[str, int, int]],
+) -> None:
+    counter = PNCounter.from_snapshot(CounterSnapshot(tuple(replicas)), "here")
+    assert encode_counter(counter) == encode(counter.snapshot())
+
+
+def test_direct_encodings_refuse_what_msgpack_cannot_hold() -> None:
+    with pytest.raises(CodecError, match="RegisterSnapshot"):
+        encode_register(LWWRegister("here", 2**70))
+    counter = PNCounter("here")
+    counter.add(2**65)
+    with pytest.raises(CodecError, match="CounterSnapshot"):
+        encode_counter(counter)
