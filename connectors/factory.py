@@ -110,7 +110,7 @@ async def _kafka(
             bootstrap,
             config.consumer_group,
             topics,
-            instance_id=instance_id,
+            instance_id=instance_id if broker.static_members else None,
             settings={**consumer_settings, **settings},
             offset_reset=offset_reset,
         )

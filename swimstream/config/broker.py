@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from swimstream.config.values import (
+    DEFAULT_DOC,
     BootstrapServers,
     ClientSettings,
     FrozenModel,
@@ -99,6 +100,18 @@ class BrokerConfig(FrozenModel):
         ge=1,
         description="Replication factor of created topics; unset uses the broker's default.",
     )
+    static_membership: bool | None = Field(
+        default=None,
+        json_schema_extra={DEFAULT_DOC: "true, except with the embedded broker"},
+        description=(
+            "Join the consumer group as a static member (`group.instance.id` = "
+            "`mesh.instance_id`): on Apache Kafka a restarted instance, even after a crash, "
+            "gets its partitions back without a rebalance. Tansu (the embedded broker) holds "
+            "every static member's join and sync for 3 s each, so there a dynamic member "
+            "(`false`) is ready sooner after a clean stop, though after a crash its old "
+            "membership blocks the group until the session expires."
+        ),
+    )
     partitioner: Partitioner = Field(
         default="murmur2",
         description=(
@@ -108,6 +121,13 @@ class BrokerConfig(FrozenModel):
             "instance that owns their agent without forwarding."
         ),
     )
+
+    @property
+    def static_members(self) -> bool:
+        """Whether Kafka consumers join as static members (see ``static_membership``)."""
+        if self.static_membership is not None:
+            return self.static_membership
+        return self.kind != "embedded"
 
     @property
     def protocol(self) -> Protocol:

@@ -122,9 +122,10 @@ class MeshConfig(FrozenModel):
         default=None,
         json_schema_extra={DEFAULT_DOC: "the host name"},
         description=(
-            "Stable identity of this instance, kept across restarts (the Kafka static "
+            "Stable identity of this instance, kept across restarts: its store file, its "
+            "transactional id and (see `broker.static_membership`) the Kafka static "
             "membership `group.instance.id`, so a restarted instance gets its shards back "
-            "without a rebalance). Defaults to the host name."
+            "without a rebalance. Defaults to the host name."
         ),
     )
     heartbeat_interval: Duration = Field(

@@ -167,3 +167,14 @@ def test_read_yaml_follows_anchors_and_merge_keys() -> None:
 def test_app_config_validates_when_built_in_python() -> None:
     config = AppConfig.model_validate(document())
     assert config.dead_letter == "traffic.dead-letter"
+
+
+def test_static_membership_is_kept_except_on_the_embedded_broker() -> None:
+    kafka = parse_config(document(), {})
+    embedded = parse_config(document(broker={"kind": "embedded"}), {})
+    chosen = parse_config(
+        document(broker={"kind": "kafka", "bootstrap": "k:9092", "static_membership": False}), {}
+    )
+    assert kafka.broker.static_members is True
+    assert embedded.broker.static_members is False  # Tansu holds static joins 6 s
+    assert chosen.broker.static_members is False
