@@ -9,6 +9,7 @@ import pytest
 
 from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
+from connectors.kafka import KafkaSource
 from swimstream.config import parse_config
 from tests.config.documents import document
 
@@ -26,4 +27,5 @@ async def test_sources_join_as_static_members_unless_told_otherwise(
     config = _config(kafka_broker, **({} if static is None else {"static_membership": static}))
     async with open_connectors(config, "edge-1") as clients:
         source = clients["kafka"].make_source(["vehicle-positions"])
+    assert isinstance(source, KafkaSource)
     assert source.instance_id == expected

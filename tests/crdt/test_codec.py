@@ -105,7 +105,7 @@ def test_encoding_something_else_is_refused() -> None:
 def test_a_register_encodes_directly_as_its_snapshot_would(
     stamp: tuple[int, str], value: object
 ) -> None:
-    register = LWWRegister.from_snapshot(RegisterSnapshot(stamp, value), "here")  # type: ignore[arg-type]
+    register = LWWRegister.from_snapshot(RegisterSnapshot(stamp, value), "here")
     assert encode_register(register) == encode(register.snapshot())
 
 
