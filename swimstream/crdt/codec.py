@@ -82,20 +82,21 @@ calls back into Python) and resets its buffer when it fails."""
 
 def encode(item: Encodable) -> bytes:
     """The versioned binary form of an op or snapshot."""
+    return _packed(_fields(item), type(item).__name__)
+
+
+def _packed(fields: list[Any], kind: str) -> bytes:
     try:
-        return _VERSION_PREFIX + _pack(_fields(item))
+        return _VERSION_PREFIX + _pack(fields)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"cannot encode {type(item).__name__}: {exc}") from exc
+        raise CodecError(f"cannot encode {kind}: {exc}") from exc
 
 
 def encode_register(register: LWWRegister) -> bytes:
     """``encode(register.snapshot())``, without the snapshot object in between: a
     checkpoint encodes every changed value lane, and the snapshot was half the cost."""
     stamp = register._stamp
-    try:
-        return _VERSION_PREFIX + _pack([16, stamp[0], stamp[1], register._value])
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"cannot encode RegisterSnapshot: {exc}") from exc
+    return _packed([16, stamp[0], stamp[1], register._value], "RegisterSnapshot")
 
 
 def encode_counter(counter: PNCounter) -> bytes:
@@ -105,10 +106,7 @@ def encode_counter(counter: PNCounter) -> bytes:
         [replica, positive.get(replica, 0), negative.get(replica, 0)]
         for replica in sorted(positive.keys() | negative.keys())
     ]
-    try:
-        return _VERSION_PREFIX + _pack([18, totals])
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"cannot encode CounterSnapshot: {exc}") from exc
+    return _packed([18, totals], "CounterSnapshot")
 
 
 def decode(data: bytes) -> Encodable:
