@@ -132,6 +132,13 @@ class KafkaChangelogReader:
         try:
             listed = [KafkaPartition(tp.topic, tp.partition) for tp in partitions]
             answer = await asyncio.to_thread(consumer.committed, listed, _METADATA_TIMEOUT)
+            failed = [kp for kp in answer if kp.error is not None]
+            if failed:
+                # Silently missing offsets would make recovery skip committed checkpoints.
+                raise BrokerError(
+                    f"reading the committed offsets of group {group!r}:"
+                    f" {failed[0].topic}[{failed[0].partition}]: {failed[0].error}"
+                )
             return {
                 TopicPartition(kp.topic, kp.partition): kp.offset for kp in answer if kp.offset >= 0
             }

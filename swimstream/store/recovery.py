@@ -148,7 +148,7 @@ async def recover(
             report.skipped_checkpoints.append(checkpoint)
 
     progress = _Progress(topic)
-    await reader.read(topic, start, on_records, progress)
+    ends = await reader.read(topic, start, on_records, progress)
     for group in pending.values():  # records after the last marker: a checkpoint cut short
         report.skipped_records += len(group)
     applied: list[ChangelogEntry] = []
@@ -176,6 +176,12 @@ async def recover(
         extra={
             "skipped_checkpoints": report.skipped_checkpoints,
             "committed_through": report.committed_through,
+            # Where each partition was read to and the offsets checkpoints were checked
+            # against: what a surprising restore is explained by.
+            "changelog_read_to": {str(p): o for p, o in sorted(ends.items())},
+            "committed_sources": {
+                f"{tp.topic}[{tp.partition}]": o for tp, o in sorted(committed_sources.items())
+            },
         },
     )
     return report
