@@ -123,13 +123,17 @@ class SQLiteStore:
         writer.execute("UPDATE meta SET value = value WHERE key = 'schema'")  # proves writability
 
     def close(self) -> None:
-        """Close both connections and the worker."""
+        """Stop the worker, then close both connections.
+
+        In that order: the worker may be using the writer (a write, or the background
+        count queued at open), and closing a connection under a running statement
+        crashes the interpreter rather than raising."""
+        self._worker.shutdown(wait=True, cancel_futures=True)
         for connection in (self._reader, self._writer):
             if connection is not None:
                 with contextlib.suppress(sqlite3.Error):
                     connection.close()
         self._reader = self._writer = None
-        self._worker.shutdown(wait=True)
 
     @staticmethod
     def _require(connection: sqlite3.Connection | None) -> sqlite3.Connection:

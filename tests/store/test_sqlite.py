@@ -122,6 +122,19 @@ def test_the_known_count_comes_from_the_store_thread_not_a_scan_per_question(
     store.close()
 
 
+def test_closing_while_the_store_thread_counts_is_safe(tmp_path: Path) -> None:
+    """Close right after open, while the background count still scans the table: the
+    connection it uses must not be closed under it (that crashed the interpreter)."""
+    first = SQLiteStore(tmp_path / "s.sqlite").open()
+    first.write([ChangelogEntry(f"/d/{n}", "a", b"1", 0) for n in range(100_000)], {})
+    first.close()
+    for _ in range(5):
+        SQLiteStore(tmp_path / "s.sqlite").open().close()
+    again = SQLiteStore(tmp_path / "s.sqlite").open()
+    assert again.count() == 100_000
+    again.close()
+
+
 def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     written_store(path).close()
