@@ -102,6 +102,9 @@ def encode_register(register: LWWRegister) -> bytes:
 def encode_counter(counter: PNCounter) -> bytes:
     """``encode(counter.snapshot())``, without the snapshot object in between."""
     positive, negative = counter._positive, counter._negative
+    if len(positive) == 1 and not negative:  # one writer that only added: the usual case
+        ((replica, added),) = positive.items()
+        return _packed([18, [[replica, added, 0]]], "CounterSnapshot")
     totals = [
         [replica, positive.get(replica, 0), negative.get(replica, 0)]
         for replica in sorted(positive.keys() | negative.keys())

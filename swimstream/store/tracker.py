@@ -101,6 +101,7 @@ class StateTracker:
         once per agent, and a value the store cannot encode costs a try, not a call."""
         from swimstream.store.changelog import ChangelogEntry as Entry
 
+        make = tuple.__new__  # the named tuple's own __new__ is a Python call per entry
         assert self._plane is not None
         plane = self._plane
         dirty, self._dirty = self._dirty, {}
@@ -122,14 +123,17 @@ class StateTracker:
                     except CodecError as exc:
                         _unstorable(node, key.name, exc)
                         continue
-                    rows = ((key._spec.name, value),)
-                else:
-                    rows = _unless_unstorable(node, key.name, _map_rows, key.name, whole_map)
+                    shard = shards.get(node)
+                    if shard is None:
+                        shard = shards[node] = shard_of(node)
+                    append(make(Entry, (node, key._spec.name, value, shard)))
+                    continue
+                rows = _unless_unstorable(node, key.name, _map_rows, key.name, whole_map)
             shard = shards.get(node)
             if shard is None:
                 shard = shards[node] = shard_of(node)
             for stored_name, value in rows:
-                append(Entry(node, stored_name, value, shard))
+                append(make(Entry, (node, stored_name, value, shard)))
         for lane, keys in changed_keys.items():
             if lane in dirty:
                 continue  # written whole above
@@ -146,7 +150,7 @@ class StateTracker:
                 except CodecError as exc:
                     _unstorable(node, name, exc)
                     continue
-                append(Entry(node, name, value, shard))
+                append(make(Entry, (node, name, value, shard)))
         return entries
 
     def _by_name(self, plane: Plane, node: str, name: str) -> list[tuple[str, bytes | None]]:

@@ -117,6 +117,16 @@ def test_a_counter_encodes_directly_as_its_snapshot_would(
     assert encode_counter(counter) == encode(counter.snapshot())
 
 
+@given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=5))
+def test_a_counter_one_writer_only_added_to_encodes_as_its_snapshot_would(
+    deltas: list[int],
+) -> None:
+    counter = PNCounter("here")
+    for delta in deltas:
+        counter.add(delta)
+    assert encode_counter(counter) == encode(counter.snapshot())
+
+
 def test_direct_encodings_refuse_what_msgpack_cannot_hold() -> None:
     with pytest.raises(CodecError, match="RegisterSnapshot"):
         encode_register(LWWRegister("here", 2**70))
