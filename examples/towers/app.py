@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from swimstream import Agent, CommandLane, CounterLane, JoinValueLane, MapLane, ValueLane
@@ -36,13 +37,19 @@ class Tower(Agent):
     """Aggregate over the devices attached to one tower; route ``/tower/:id``.
 
     The summary is kept up to date incrementally from each change (old and new status),
-    so a tower with thousands of devices does constant work per reading; only when the
-    hottest device cools down or leaves is the maximum looked for again.
+    so a tower with thousands of devices does little work per reading, whatever order
+    the readings come in: the hottest device is the top of a heap of the temperatures
+    seen, whose stale entries (a device that cooled down or left) are dropped when they
+    reach the top. The heap is derived from the join, so it is not stored: a tower
+    loaded after a restart builds it from its restored devices on first use.
     """
 
     devices = JoinValueLane[str, dict[str, Any] | None]()
     summary = ValueLane[dict[str, Any]](default={"devices": 0, "hot": 0, "max_temp": None})
     attach = CommandLane[str]()
+
+    _hottest: list[tuple[float, str]] | None = None
+    """(-temp, device) of every status seen since built; stale ones included."""
 
     def on_start(self) -> None:
         self.command("/world", "register", self.node_uri)
@@ -57,27 +64,49 @@ class Tower(Agent):
             self._changed(old, None)  # the device moved on: it counts here no more
             self.devices.remove(key)  # and leaves the join
             return
-        self._changed(old, new)
+        self._changed(old, new, key)
 
     @devices.on_remove
     def on_device_gone(self, key: str, old: dict[str, Any] | None) -> None:
         if old is None or old["tower"] == self.params["id"]:
             self._changed(old, None)  # (a device that moved on was accounted for then)
 
-    def _changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+    def _changed(
+        self, old: dict[str, Any] | None, new: dict[str, Any] | None, key: str | None = None
+    ) -> None:
         summary = dict(self.summary.get())
         summary["devices"] += (new is not None) - (old is not None)
         summary["hot"] += _hot(new) - _hot(old)
-        top = summary["max_temp"]
-        if new is not None and (top is None or new["temp"] >= top):
-            summary["max_temp"] = new["temp"]
-        elif old is not None and top is not None and old["temp"] >= top:
-            mine = self.params["id"]  # the top fell: look again among the devices still here
-            temps = [
-                s["temp"] for s in self.devices.values() if s is not None and s["tower"] == mine
-            ]
-            summary["max_temp"] = max(temps, default=None)
+        hottest = self._hottest
+        if hottest is None:
+            hottest = self._hottest = self._build_heap()  # includes ``new`` (already joined)
+        elif new is not None and key is not None:
+            heapq.heappush(hottest, (-new["temp"], key))
+            if len(hottest) > 2 * len(self.devices) + 64:  # mostly stale: start afresh
+                hottest = self._hottest = self._build_heap()
+        while hottest and not self._current(hottest[0]):
+            heapq.heappop(hottest)
+        summary["max_temp"] = -hottest[0][0] if hottest else None
         self.summary.set(summary)
+
+    def _current(self, entry: tuple[float, str]) -> bool:
+        """Whether a heap entry still is its device's temperature on this tower."""
+        status = self.devices.get(entry[1])
+        return (
+            status is not None
+            and status["tower"] == self.params["id"]
+            and -entry[0] == status["temp"]
+        )
+
+    def _build_heap(self) -> list[tuple[float, str]]:
+        mine = self.params["id"]
+        heap = [
+            (-status["temp"], key)
+            for key, status in self.devices.items()
+            if status is not None and status["tower"] == mine
+        ]
+        heapq.heapify(heap)
+        return heap
 
 
 def _hot(status: dict[str, Any] | None) -> int:
