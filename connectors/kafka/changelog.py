@@ -43,6 +43,8 @@ is checked against its high watermark: at it, the partition is taken as read to 
 is ahead of this changelog and belongs to another one (a recreated topic, another
 cluster), which is an error rather than a wait without end."""
 _METADATA_TIMEOUT = 10.0
+COMMITTED_ATTEMPTS = 5
+"""Answers with a partition's error before the committed offsets count as unreadable."""
 
 
 class KafkaChangelogReader:
@@ -131,17 +133,27 @@ class KafkaChangelogReader:
         consumer = self._consumer(group)
         try:
             listed = [KafkaPartition(tp.topic, tp.partition) for tp in partitions]
-            answer = await asyncio.to_thread(consumer.committed, listed, _METADATA_TIMEOUT)
-            failed = [kp for kp in answer if kp.error is not None]
-            if failed:
-                # Silently missing offsets would make recovery skip committed checkpoints.
-                raise BrokerError(
-                    f"reading the committed offsets of group {group!r}:"
-                    f" {failed[0].topic}[{failed[0].partition}]: {failed[0].error}"
+            for attempt in range(1, COMMITTED_ATTEMPTS + 1):
+                answer = await asyncio.to_thread(consumer.committed, listed, _METADATA_TIMEOUT)
+                failed = [kp for kp in answer if kp.error is not None]
+                if not failed:
+                    return {
+                        TopicPartition(kp.topic, kp.partition): kp.offset
+                        for kp in answer
+                        if kp.offset >= 0
+                    }
+                problem = f"{failed[0].topic}[{failed[0].partition}]: {failed[0].error}"
+                log.warning(
+                    "reading the committed offsets of group %r (attempt %d of %d): %s",
+                    group,
+                    attempt,
+                    COMMITTED_ATTEMPTS,
+                    problem,
                 )
-            return {
-                TopicPartition(kp.topic, kp.partition): kp.offset for kp in answer if kp.offset >= 0
-            }
+                await asyncio.sleep(0.5 * attempt)
+            # A partition's offset silently missing would make recovery skip every
+            # checkpoint that covered it: stop instead.
+            raise BrokerError(f"reading the committed offsets of group {group!r}: {problem}")
         except KafkaException as exc:
             raise translate(exc, f"reading the committed offsets of group {group!r}") from exc
         finally:
