@@ -80,7 +80,8 @@ class KafkaChangelogReader:
         try:
             partitions = await asyncio.to_thread(self._partitions, consumer, topic)
             positions = {p: start.get(p, 0) for p in partitions}
-            expected = await asyncio.to_thread(self._expected, consumer, topic, positions)
+            listed = await asyncio.to_thread(self._listed_ends, consumer, topic, positions)
+            expected = sum(max(0, listed[p] - positions[p]) for p in partitions)
             consumer.assign(
                 [
                     KafkaPartition(topic, p, o if o > 0 else OFFSET_BEGINNING)
@@ -119,6 +120,13 @@ class KafkaChangelogReader:
                         progress(done, max(expected, done))
             if progress is not None:
                 progress(done, done)
+            log.info(
+                "changelog %s read to %s; the broker listed its ends as %s at the start",
+                topic,
+                positions,
+                listed,
+                extra={"read_to": positions, "listed_ends": listed},
+            )
             return positions
         except KafkaException as exc:
             raise translate(exc, f"reading changelog {topic} at {self.bootstrap}") from exc
@@ -197,12 +205,15 @@ class KafkaChangelogReader:
         return ended
 
     @staticmethod
-    def _expected(consumer: Consumer, topic: str, positions: Mapping[int, int]) -> int:
-        """About how many records remain (watermarks may undercount on Tansu)."""
-        total = 0
-        for partition, position in positions.items():
+    def _listed_ends(
+        consumer: Consumer, topic: str, positions: Mapping[int, int]
+    ) -> dict[int, int]:
+        """Each partition's end as ListOffsets reports it: for the progress line, and
+        beside where reading ended in the log (Tansu may report less than the end)."""
+        listed = {}
+        for partition in positions:
             _, high = consumer.get_watermark_offsets(
                 KafkaPartition(topic, partition), timeout=_METADATA_TIMEOUT
             )
-            total += max(0, high - position)
-        return total
+            listed[partition] = high
+        return listed
