@@ -53,7 +53,7 @@ def test_with_the_sqlite_file_gone_state_is_rebuilt_from_the_changelog(
     )
     second = run_until_settled(start_instance, config, 1_000, "rebuilt")
     log = second.log_path.read_text()
-    restored = [line for line in log.splitlines() if "swimstream.recovery" in line]
+    restored = [line for line in log.splitlines() if "recovery" in line or '.changelog"' in line]
     try:
         check_exact_state(second, events, sample=100)
     except AssertionError as exc:
