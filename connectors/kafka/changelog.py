@@ -158,7 +158,8 @@ class KafkaChangelogReader:
                     COMMITTED_ATTEMPTS,
                     problem,
                 )
-                await asyncio.sleep(0.5 * attempt)
+                if attempt < COMMITTED_ATTEMPTS:
+                    await asyncio.sleep(0.5 * attempt)
             # A partition's offset silently missing would make recovery skip every
             # checkpoint that covered it: stop instead.
             raise BrokerError(f"reading the committed offsets of group {group!r}: {problem}")
