@@ -45,6 +45,8 @@ cluster), which is an error rather than a wait without end."""
 _METADATA_TIMEOUT = 10.0
 COMMITTED_ATTEMPTS = 5
 """Answers with a partition's error before the committed offsets count as unreadable."""
+COMMITTED_PAUSE = 0.5
+"""Seconds before the second attempt; each later one waits that much longer."""
 
 
 class KafkaChangelogReader:
@@ -159,7 +161,7 @@ class KafkaChangelogReader:
                     problem,
                 )
                 if attempt < COMMITTED_ATTEMPTS:
-                    await asyncio.sleep(0.5 * attempt)
+                    await asyncio.sleep(COMMITTED_PAUSE * attempt)
             # A partition's offset silently missing would make recovery skip every
             # checkpoint that covered it: stop instead.
             raise BrokerError(f"reading the committed offsets of group {group!r}: {problem}")

@@ -7,11 +7,14 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
+import pytest
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from connectors.embedded import EmbeddedKafka, TopicFactory
+from connectors.kafka import changelog
 from connectors.kafka.changelog import KafkaChangelogReader
+from swimstream.errors import BrokerError
 from swimstream.streams.connector import InboundRecord, TopicPartition
 from tests.support.kafka import produce_json
 
@@ -55,3 +58,58 @@ def test_the_groups_committed_offsets_are_read_without_joining_it(
     wanted = [TopicPartition(topic, p) for p in range(3)]
     committed = asyncio.run(reader.committed_offsets(group, wanted))
     assert committed == {TopicPartition(topic, 0): 42, TopicPartition(topic, 2): 7}
+
+
+class _Answer:
+    """One partition of an OffsetFetch answer, as librdkafka hands it over."""
+
+    def __init__(self, topic: str, partition: int, offset: int, error: object = None) -> None:
+        self.topic, self.partition, self.offset, self.error = topic, partition, offset, error
+
+
+class _GroupAnswering:
+    """Stands in for the broker's OffsetFetch answers, which the embedded broker cannot be
+    made to fail on demand: the first ``failures`` carry an error for partition 1."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.asked = 0
+
+    def committed(self, partitions: list[KafkaPartition], timeout: float) -> list[_Answer]:
+        self.asked += 1
+        failing = self.asked <= self.failures
+        return [
+            _Answer(p.topic, p.partition, -1001, "COORDINATOR_LOAD_IN_PROGRESS")
+            if failing and p.partition == 1
+            else _Answer(p.topic, p.partition, 10)
+            for p in partitions
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+def _reader_over(group: _GroupAnswering, monkeypatch: pytest.MonkeyPatch) -> KafkaChangelogReader:
+    monkeypatch.setattr(changelog, "COMMITTED_PAUSE", 0.0)
+    reader = KafkaChangelogReader("127.0.0.1:1")
+    monkeypatch.setattr(reader, "_consumer", lambda _group: group)
+    return reader
+
+
+def test_a_partitions_error_in_the_committed_offsets_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    group = _GroupAnswering(failures=2)
+    wanted = [TopicPartition("t", p) for p in range(3)]
+    committed = asyncio.run(_reader_over(group, monkeypatch).committed_offsets("g", wanted))
+    assert committed == {tp: 10 for tp in wanted}  # partition 1 is not left out
+    assert group.asked == 3
+
+
+def test_committed_offsets_that_stay_unreadable_stop_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    group = _GroupAnswering(failures=changelog.COMMITTED_ATTEMPTS)
+    wanted = [TopicPartition("t", p) for p in range(3)]
+    with pytest.raises(BrokerError, match=r"t\[1\]: COORDINATOR_LOAD_IN_PROGRESS"):
+        asyncio.run(_reader_over(group, monkeypatch).committed_offsets("g", wanted))
