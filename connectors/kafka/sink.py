@@ -184,18 +184,14 @@ class KafkaSink:
             report = functools.partial(self._report, on_delivery)
         else:
             report = self._count
-        listed = list(headers) if headers else None
+        listed: Any = (headers if type(headers) is list else list(headers)) if headers else None
+        where = -1 if partition is None else partition
         deadline: float | None = None
+        produce: Any = producer.produce
         while True:
             try:
-                producer.produce(
-                    topic,
-                    value,
-                    key,
-                    partition=-1 if partition is None else partition,
-                    on_delivery=report,
-                    headers=listed,  # type: ignore[arg-type]  # list[tuple[str, bytes]] is fine
-                )
+                # Positional, as in produce_many: a quarter cheaper than keywords.
+                produce(topic, value, key, where, report, None, 0, listed)
                 break
             except BufferError:
                 deadline = self._wait_for_room(topic, deadline)
