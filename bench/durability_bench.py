@@ -94,6 +94,16 @@ class Sink(Agent):
     attach = CommandLane[str]()
 
 
+def wait_serving(instance: Instance, timeout: float) -> None:
+    """Until the web port answers: ``/readyz`` would wait for the backlog to be read,
+    which is what the throughput runs time."""
+    deadline = time.monotonic() + timeout
+    while instance.request("GET", "/healthz")[0] == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{instance.name} never served\n{instance.log_tail()}")
+        time.sleep(0.05)
+
+
 def run_to_end(instance: Instance, records: int, timeout: float = 1800) -> float:
     """Seconds from the first record in to the last one done (events/s = records / it)."""
     deadline = time.monotonic() + timeout
@@ -169,7 +179,7 @@ def main() -> None:
                 instance = Instance(
                     config(kafka, app, work / app, mode, True, args.commit_interval), work, app
                 ).start()
-                instance.wait_ready(120)
+                wait_serving(instance, 120)
                 rate = args.records / run_to_end(instance, args.records)
                 stop(instance)
                 rates[label] = max(rates.get(label, 0.0), rate)
@@ -201,7 +211,7 @@ def main() -> None:
         fill = Instance(
             config(kafka, app, data, "exactly-once", towers=False, static=False), work, "fill"
         ).start()
-        fill.wait_ready(120)
+        wait_serving(fill, 120)
         fill_seconds = run_to_end(fill, args.agents)
         stop(fill)
         store_mb = sum(f.stat().st_size for f in data.glob("*")) / 2**20

@@ -53,6 +53,23 @@ def settled(instance: Instance, expected: int) -> bool:
     return lag == 0 and inflight == 0 and instance.lane("/world", "totals")["devices"] == expected
 
 
+def start_processing(
+    start_instance: Callable[..., Instance], config: dict[str, Any], name: str
+) -> Instance:
+    """An instance that has begun to work through the backlog (it is ready only once
+    it has caught up, which is too late for a kill in the middle of processing)."""
+    instance = start_instance(config, name=name, ready=False)
+
+    def working() -> bool:
+        if instance.request("GET", "/healthz")[0] != 200:
+            return False
+        routed = instance.metric("swimstream_records_in_total")
+        return routed > 0 or instance.request("GET", "/readyz")[0] == 200
+
+    wait_until(working, 60, f"{name} to start processing")
+    return instance
+
+
 def check_exact_state(instance: Instance, events: list[dict[str, Any]], sample: int) -> None:
     latest = {e["device"]: e for e in events}
     counts = Counter(e["device"] for e in events)
@@ -95,12 +112,12 @@ def test_kill_9_three_times_and_the_state_is_exact(
     produce_json(kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events))
     config = durable_config(kafka_broker, app, tmp_path / "data", mode)
     rng = random.Random(mode)
-    instances = [start_instance(config, name="run")]
+    instances = [start_processing(start_instance, config, "run")]
     for kill in range(3):
         time.sleep(rng.uniform(1.0, 3.0))  # a random moment of processing
         instances[-1].signal(signal.SIGKILL)
         instances[-1].wait_exit(10)
-        instances.append(start_instance(config, name=f"after-kill-{kill + 1}"))
+        instances.append(start_processing(start_instance, config, f"after-kill-{kill + 1}"))
     final = instances[-1]
     wait_until(lambda: settled(final, 5_000), 240, "all records processed after the kills")
     check_exact_state(final, events, sample=300)

@@ -102,8 +102,9 @@ def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_then_they_resum
     produce_json(
         kafka_broker.bootstrap, f"{app}.entries", [("one", {"seq": n}) for n in range(total)]
     )
-    instance = start_instance(config)
+    instance = start_instance(config, ready=False)  # ready only once the backlog is done
     process = psutil.Process(instance.process.pid)  # type: ignore[union-attr]
+    wait_until(lambda: instance.request("GET", "/healthz")[0] == 200, 30, "the web port")
     wait_until(lambda: instance.metric("swimstream_source_pauses_total") > 0, 30, "a pause")
     peak = process.memory_info().rss
     queued = []
@@ -115,3 +116,22 @@ def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_then_they_resum
     assert max(queued) <= 10_000 + 500  # the in-flight bound (max(4 x mailbox, 10k)) plus a batch
     assert peak < 400 * 2**20, f"rss peaked at {peak / 2**20:.0f} MiB"
     assert instance.metric("swimstream_records_in_total") == total
+    wait_until(lambda: instance.request("GET", "/readyz")[0] == 200, 30, "ready, caught up")
+
+
+def test_ready_only_once_the_backlog_is_read(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+) -> None:
+    """Right after the group assigns partitions nothing is fetched yet and no partition's
+    end is known: that is not "caught up", however empty the first fetch looks."""
+    app = "life-backlog"
+    backlog = 30_000
+    kafka_broker.create_topic(f"{app}.entries", partitions=4)
+    produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, backlog))
+    instance = start_instance(ledger_config(kafka_broker, app), ready=False)
+    deadline = time.monotonic() + 60
+    while instance.request("GET", "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, instance.log_tail()
+        time.sleep(0.02)
+    assert instance.metric("swimstream_records_in_total") == backlog
+    assert instance.metric("swimstream_consumer_lag") == 0

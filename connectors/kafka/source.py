@@ -127,6 +127,9 @@ class KafkaSource:
             consumer (a commit to an unreachable coordinator never returns by itself).
     """
 
+    reports_watermarks = True
+    """Every fetch response carries its partition's high watermark."""
+
     def __init__(
         self,
         bootstrap: str,

@@ -127,6 +127,9 @@ class PulsarSource:
         settings: a :class:`PulsarSettings` or a mapping of its field names.
     """
 
+    reports_watermarks = False
+    """See the module docstring: nothing comparable to local offsets."""
+
     def __init__(
         self,
         service_url: str,

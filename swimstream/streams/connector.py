@@ -70,6 +70,11 @@ class SourceConnector(Protocol):
     :meth:`commit`, only offsets whose records' effects are complete.
     """
 
+    reports_watermarks: bool
+    """Whether :meth:`high_watermarks` comes to know every assigned partition's end
+    (Kafka: from the first fetch). Where it does, a partition without one yet counts as
+    not caught up; where it never does (Pulsar), an empty fetch does."""
+
     async def open(self) -> None:
         """Connect and subscribe. Raises BrokerError naming the problem (a source topic
         that does not exist and is not to be created, an unreachable broker)."""

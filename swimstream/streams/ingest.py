@@ -91,11 +91,13 @@ class SourceRunner:
         return self.connector.connected and bool(self.connector.assignment()) and self._caught_up
 
     def lag(self) -> dict[TopicPartition, int]:
-        """Records behind the high watermark, per assigned partition."""
+        """Records behind the high watermark, per assigned partition whose watermark and
+        position are both known (a partition missing here is unknown, not caught up)."""
         positions = self.connector.positions()
         return {
-            tp: max(0, high - positions.get(tp, high))
+            tp: max(0, high - positions[tp])
             for tp, high in self.connector.high_watermarks().items()
+            if tp in positions
         }
 
     # -- the loop -----------------------------------------------------------------------
@@ -225,9 +227,13 @@ class SourceRunner:
             self._commits.value += 1
 
     def _check_caught_up(self) -> None:
-        if self._caught_up or not self.connector.assignment():
+        assigned = self.connector.assignment()
+        if self._caught_up or not assigned:
             return
-        if not any(self.lag().values()):
+        lag = self.lag()
+        if self.connector.reports_watermarks and not lag.keys() >= assigned:
+            return  # no fetch has told every partition's end yet: right after assignment
+        if not any(lag.values()):
             self._caught_up = True
             log.info("%s caught up with %d partitions", self.name, len(self.connector.assignment()))
 
