@@ -94,16 +94,6 @@ class Sink(Agent):
     attach = CommandLane[str]()
 
 
-def wait_serving(instance: Instance, timeout: float) -> None:
-    """Until the web port answers: ``/readyz`` would wait for the backlog to be read,
-    which is what the throughput runs time."""
-    deadline = time.monotonic() + timeout
-    while instance.request("GET", "/healthz")[0] == 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{instance.name} never served\n{instance.log_tail()}")
-        time.sleep(0.05)
-
-
 def run_to_end(instance: Instance, records: int, timeout: float = 1800) -> float:
     """Seconds from the first record in to the last one done (events/s = records / it)."""
     deadline = time.monotonic() + timeout
@@ -131,11 +121,7 @@ def time_to_serve_and_ready(instance: Instance) -> tuple[float, float]:
     done), and to ready (``/readyz``: partitions assigned by the broker as well)."""
     started = time.monotonic()
     instance.start()
-    deadline = started + 600
-    while instance.request("GET", "/healthz")[0] == 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{instance.name} never served\n{instance.log_tail()}")
-        time.sleep(0.05)
+    instance.wait_serving(timeout=600)
     serving = time.monotonic() - started
     instance.wait_ready(timeout=600)
     return serving, time.monotonic() - started
@@ -183,7 +169,7 @@ def main() -> None:
                     instance = Instance(
                         config(own, app, work / app, mode, True, args.commit_interval), work, app
                     ).start()
-                    wait_serving(instance, 120)
+                    instance.wait_serving(120)  # /readyz: after the backlog
                     rate = args.records / run_to_end(instance, args.records)
                     stop(instance)
                 finally:
@@ -217,7 +203,7 @@ def main() -> None:
         fill = Instance(
             config(kafka, app, data, "exactly-once", towers=False, static=False), work, "fill"
         ).start()
-        wait_serving(fill, 120)
+        fill.wait_serving(120)
         fill_seconds = run_to_end(fill, args.agents)
         stop(fill)
         store_mb = sum(f.stat().st_size for f in data.glob("*")) / 2**20

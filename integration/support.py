@@ -81,6 +81,17 @@ class Instance:
             time.sleep(0.2)
         raise AssertionError(f"{self.name} not ready after {timeout}s\n{self.log_tail()}")
 
+    def wait_serving(self, timeout: float = 60.0) -> Instance:
+        """Block until the web port answers at all (recovery done), whatever /readyz
+        says: an instance with a backlog is ready only once it has read it."""
+        deadline = time.monotonic() + timeout
+        while self.request("GET", "/healthz")[0] == 0:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not serving after {timeout}s\n{self.log_tail()}")
+            time.sleep(0.05)
+        return self
+
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(status, decoded JSON or text) of one HTTP request; (0, None) if refused."""
         data = None if body is None else json.dumps(body).encode()

@@ -58,11 +58,9 @@ def start_processing(
 ) -> Instance:
     """An instance that has begun to work through the backlog (it is ready only once
     it has caught up, which is too late for a kill in the middle of processing)."""
-    instance = start_instance(config, name=name, ready=False)
+    instance = start_instance(config, name=name, ready=False).wait_serving()
 
     def working() -> bool:
-        if instance.request("GET", "/healthz")[0] != 200:
-            return False
         routed = instance.metric("swimstream_records_in_total")
         return routed > 0 or instance.request("GET", "/readyz")[0] == 200
 

@@ -104,7 +104,7 @@ def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_then_they_resum
     )
     instance = start_instance(config, ready=False)  # ready only once the backlog is done
     process = psutil.Process(instance.process.pid)  # type: ignore[union-attr]
-    wait_until(lambda: instance.request("GET", "/healthz")[0] == 200, 30, "the web port")
+    instance.wait_serving(30)
     wait_until(lambda: instance.metric("swimstream_source_pauses_total") > 0, 30, "a pause")
     peak = process.memory_info().rss
     queued = []

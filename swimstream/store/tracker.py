@@ -123,15 +123,15 @@ class StateTracker:
                     except CodecError as exc:
                         _unstorable(node, key.name, exc)
                         continue
-                    shard = shards.get(node)
-                    if shard is None:
-                        shard = shards[node] = shard_of(node)
-                    append(make(Entry, (node, key._spec.name, value, shard)))
-                    continue
-                rows = _unless_unstorable(node, key.name, _map_rows, key.name, whole_map)
+                    rows = None
+                else:
+                    rows = _unless_unstorable(node, key.name, _map_rows, key.name, whole_map)
             shard = shards.get(node)
             if shard is None:
                 shard = shards[node] = shard_of(node)
+            if rows is None:
+                append(make(Entry, (node, key._spec.name, value, shard)))
+                continue
             for stored_name, value in rows:
                 append(make(Entry, (node, stored_name, value, shard)))
         for lane, keys in changed_keys.items():
