@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from connectors.embedded import EmbeddedKafka
 from examples.towers import HOT_TEMPERATURE
@@ -115,6 +117,56 @@ def test_every_agent_and_every_insight_matches_a_direct_computation(
     for tower in towers:
         assert last_summary[tower] == instance.lane(f"/tower/{tower}", "summary")
     assert instance.metric("swimstream_dead_letters_total") == 0
+
+
+@pytest.mark.parametrize(
+    ("processing", "durable", "coalesce"),
+    [("at-least-once", False, "100ms"), ("exactly-once", True, "1h")],
+    ids=["timer", "checkpoints"],
+)
+def test_a_coalesced_lane_sink_ends_on_every_towers_summary_with_fewer_records(
+    kafka_broker: EmbeddedKafka,
+    start_instance: Callable[..., Instance],
+    tmp_path: Path,
+    processing: str,
+    durable: bool,
+    coalesce: str,
+) -> None:
+    """Coalesced every 100 ms by its timer, or (at 1 h) only at the checkpoints' cuts."""
+    app = f"coalesce-{processing}"
+    events = readings(6_000, 300, seed=5)
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    config = towers_config(kafka_broker, app)
+    config["sinks"][1]["coalesce"] = coalesce
+    config["processing"] = {"guarantee": processing, "commit_interval": 0.25}
+    config["store"] = {"path": str(tmp_path / "store"), "durable": durable}
+    instance = start_instance(config)
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events))
+
+    latest = {e["device"]: e for e in events}
+    towers = sorted({e["tower"] for e in latest.values()})
+    wait_until(
+        lambda: (
+            instance.metric("swimstream_records_in_total") >= len(events)
+            and instance.metric("swimstream_records_in_flight") == 0
+        ),
+        90,
+        "all records done",
+    )
+
+    def last_summaries() -> dict[str, Any]:
+        summaries = read_topic(kafka_broker.bootstrap, f"{app}.summaries")
+        return {key_text(m): json_value(m) for m in summaries}
+
+    wait_until(
+        lambda: all(
+            last_summaries().get(t) == instance.lane(f"/tower/{t}", "summary") for t in towers
+        ),
+        30,
+        "every tower's latest summary in the topic",
+    )
+    produced = len(read_topic(kafka_broker.bootstrap, f"{app}.summaries"))
+    assert produced < len(events) / 4, produced  # one per reading without coalescing
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(

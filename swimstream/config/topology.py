@@ -19,6 +19,7 @@ from pydantic import Field, PlainSerializer, PlainValidator, model_validator
 from swimstream.config.broker import Protocol
 from swimstream.config.values import (
     ClassPath,
+    Duration,
     FrozenModel,
     LaneName,
     RoutePatternField,
@@ -156,6 +157,14 @@ class SinkConfig(FrozenModel):
         default=None,
         description="`kafka` or `pulsar`, when the topic is not on `broker`'s own protocol.",
     )
+    coalesce: Duration | None = Field(
+        default=None,
+        description=(
+            "A lane sink: produce only the latest change of each agent's lane (of each "
+            "key, for a map lane) every this often and at every checkpoint, as Kafka "
+            "Streams' record cache does for a table; leave out for a record per change."
+        ),
+    )
 
     @property
     def publish_name(self) -> str | None:
@@ -190,6 +199,11 @@ class SinkConfig(FrozenModel):
                         f"{self.key!r} is not a param of {self.from_.route}; expected {choices}",
                     )
                 )
+        if self.coalesce is not None:
+            if self.from_ is None:
+                problems.append(("coalesce", "only lane sinks (with from) coalesce changes"))
+            elif self.coalesce <= 0:
+                problems.append(("coalesce", "must be a positive duration, such as 100ms"))
         if problems:
             raise ConfigError(problems=problems)
         return self

@@ -40,8 +40,9 @@ from swimstream.store.durable import DurableAgentStore
 from swimstream.streams import SinkConnector, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
+from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.router import RecordRouter, compile_routes
-from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, LaneSink, SinkTarget
+from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTarget
 from swimstream.web import WebServer
 
 log = logging.getLogger("swimstream.service")
@@ -63,6 +64,7 @@ class Service:
         self._stack = AsyncExitStack()
         self._stop = asyncio.Event()
         self._runners: list[SourceRunner] = []
+        self._lane_sinks: list[LaneSink] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.plane: Plane | None = None
         self.web: WebServer | None = None
@@ -129,6 +131,9 @@ class Service:
         self._register_gauges()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._serve_deliveries(), name="swimstream-deliveries"))
+        for lane_sink in self._lane_sinks:
+            if lane_sink.coalesce is not None:
+                self._tasks.append(loop.create_task(lane_sink.run(), name="swimstream-coalesce"))
         group_metadata = None
         for protocol, topics in self._source_topics().items():
             clients = self.clients[protocol]
@@ -157,6 +162,7 @@ class Service:
                 self._exactly_once,
                 group_metadata,
                 self.fail,
+                [s.flush for s in self._lane_sinks if s.coalesce is not None],
             )
         for runner in self._runners:
             self._tasks.append(loop.create_task(self._watch(runner.run()), name=runner.name))
@@ -209,6 +215,8 @@ class Service:
             self.durability.close()
         for runner in self._runners:
             await runner.close()
+        for lane_sink in self._lane_sinks:
+            lane_sink.flush()
         for clients in self.clients.values():
             if not await clients.sink.flush(max(0.1, deadline - time.monotonic())):
                 log.warning(
@@ -310,8 +318,11 @@ class Service:
             if sink.from_ is None:
                 continue
             target = SinkTarget(sink.topic, sink.format, self._sink_for(sink.kind))
-            observer = LaneSink(target, sink.record_key or "uri", self.registry, self.failures)
+            observer = LaneSink(
+                target, sink.record_key or "uri", self.registry, self.failures, sink.coalesce
+            )
             plane.observe(observer, route=sink.from_.route.text, lane=sink.from_.lane)
+            self._lane_sinks.append(observer)
 
     async def _ensure_topics(self) -> dict[str, int]:
         """Create or check every topic; returns the Kafka topics' partition counts."""

@@ -139,9 +139,11 @@ class Durability:
         exactly_once: bool,
         group_metadata: Callable[[], object] | None,
         on_failure: Callable[[BaseException], None],
+        flush_sinks: Sequence[Callable[[], None]] = (),
     ) -> None:
         """Begin the first checkpoint (and transaction) and checkpoint periodically;
-        ``on_failure`` is told if a checkpoint fails (the instance must then stop)."""
+        ``on_failure`` is told if a checkpoint fails (the instance must then stop).
+        ``flush_sinks`` hand coalesced insights to the producer at every cut."""
         assert self.store is not None and self._tracker is not None
         # Checkpoint ids are unique across incarnations (wall milliseconds x 1000, then a
         # sequence), so the work of a checkpoint a crash cut short is never confused with
@@ -170,6 +172,7 @@ class Durability:
             group_metadata=group_metadata,
             first_checkpoint=first,
             restored_from=restored_from,
+            flush_sinks=flush_sinks,
         )
         self.checkpointer.start()
         self._task = asyncio.get_running_loop().create_task(

@@ -6,7 +6,8 @@ Every ``interval`` seconds (and once more when the service stops), two phases:
 
 1. the sources stop routing; the plane settles: every mailbox empty, so every record
    routed so far has finished, with the commands it caused and its link deliveries,
-   and every insight it published has been handed to the producer. The positions after
+   and every insight it published has been handed to the producer (coalesced lane
+   sinks flush here). The positions after
    the last routed records are the cut: the instance holds exactly their effects;
 2. every lane (or map entry), link set and timer set that changed since the last cut is
    handed to the producer as its current state (one record per name, however often it
@@ -86,6 +87,7 @@ class Checkpointer:
         group_metadata: Callable[[], object] | None,
         first_checkpoint: int = 1,
         restored_from: int = 0,
+        flush_sinks: Sequence[Callable[[], None]] = (),
     ) -> None:
         self._plane = plane
         self._tracker = tracker
@@ -100,6 +102,7 @@ class Checkpointer:
         self._next_id = first_checkpoint
         self._first = first_checkpoint
         self._restored_from = restored_from
+        self._flush_sinks = list(flush_sinks)
         self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
         self._in_transaction = False
@@ -149,6 +152,8 @@ class Checkpointer:
         try:
             if self._plane.running:
                 await self._plane.settle()
+            for flush in self._flush_sinks:
+                flush()  # coalesced lane sinks: their insights belong to this cut
             entries = self._tracker.collect()
             generation = self._store.next_generation()
             cut: dict[TopicPartition, int] = {}

@@ -1,9 +1,9 @@
 """Insights out: what agents publish, and lane sinks, become broker records.
 
 ``self.publish(name, value)`` goes to the sink that declares ``publish: name``; a lane
-sink (``from: /device/:id#alerts``) turns every change of that lane into a record keyed
-by the agent's id. Records are JSON (or raw bytes/text with ``format: raw``) and carry
-headers naming the node and lane they came from.
+sink (``from: /device/:id#alerts``, :mod:`swimstream.streams.lane_sink`) turns the
+changes of that lane into records keyed by the agent's id. Records are JSON (or raw
+bytes/text with ``format: raw``) and carry headers naming the node and lane they came from.
 
 Each record's delivery counts as an effect of the broker record being handled when it
 was published (its origin), so the source offset is committed only once the insight is
@@ -23,8 +23,6 @@ from typing import Any
 
 import orjson
 
-from swimstream.agent import Lane, change_to_json
-from swimstream.crdt import Op
 from swimstream.errors import ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight
@@ -69,17 +67,37 @@ class DeliveryFailures:
         self, on_delivered: Callable[[BaseException | None], None] | None
     ) -> Callable[[BaseException | None], None]:
         """A delivery callback that completes ``on_delivered`` only on success."""
+        if on_delivered is None:
+            return self._report  # one bound method for every untracked record
+        return _Delivered(self, on_delivered)
 
-        def delivered(error: BaseException | None) -> None:
-            if error is None:
-                if on_delivered is not None:
-                    on_delivered(None)
-                return
+    def _report(self, error: BaseException | None) -> None:
+        if error is not None:
             self._counter.value += 1
             self.last_error = error
             log.error("an insight record was not delivered: %s", error)
 
-        return delivered
+
+class _Delivered:
+    """Completes one insight's ack once the broker acknowledged it; counts a failure.
+
+    A small class rather than a closure: one is made per tracked record, and a nested
+    ``def`` with annotations costs a dict per call.
+    """
+
+    __slots__ = ("_failures", "_on_delivered")
+
+    def __init__(
+        self, failures: DeliveryFailures, on_delivered: Callable[[BaseException | None], None]
+    ) -> None:
+        self._failures = failures
+        self._on_delivered = on_delivered
+
+    def __call__(self, error: BaseException | None) -> None:
+        if error is None:
+            self._on_delivered(None)
+        else:
+            self._failures._report(error)
 
 
 class InsightPublisher:
@@ -123,34 +141,3 @@ class InsightPublisher:
         )
         for listener in self._listeners:
             listener(insight)
-
-
-class LaneSink:
-    """A lane observer that writes every change of one lane to a topic."""
-
-    def __init__(
-        self,
-        target: SinkTarget,
-        key_param: str,
-        registry: MetricsRegistry,
-        failures: DeliveryFailures,
-    ) -> None:
-        self._target = target
-        self._key_param = key_param
-        self._failures = failures
-        self._counter = registry.counter(
-            "insights_out", "Insight records produced.", topic=target.topic
-        )
-
-    def __call__(self, lane: Lane, op: Op) -> None:
-        agent = lane._agent
-        node_uri = agent.node_uri
-        key = node_uri if self._key_param == "uri" else agent.params.get(self._key_param, node_uri)
-        self._counter.value += 1
-        self._target.connector.produce(
-            self._target.topic,
-            key.encode(),
-            encode_value(change_to_json(lane, op), self._target.format),
-            [("swimstream.node", node_uri.encode()), ("swimstream.lane", lane.name.encode())],
-            self._failures.tracked(fork_origin()),
-        )

@@ -112,6 +112,14 @@ from tests.config.documents import document, problems
             "sinks[0].key: only lane sinks (with from) take a key",
         ),
         (
+            {"sinks": [{"topic": "t", "coalesce": "100ms"}]},
+            "sinks[0].coalesce: only lane sinks (with from) coalesce changes",
+        ),
+        (
+            {"sinks": [{"from": "/vehicle/:id#alerts", "topic": "t", "coalesce": 0}]},
+            "sinks[0].coalesce: must be a positive duration, such as 100ms",
+        ),
+        (
             {"processing": "at-most-once"},
             "processing.guarantee: expected 'exactly-once' or 'at-least-once', got 'at-most-once'",
         ),

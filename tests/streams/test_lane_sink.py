@@ -1,0 +1,224 @@
+"""Lane sinks: a record per change, or the latest change per slot with ``coalesce``.
+
+The sink connector here keeps what it is given in a list and reports deliveries when
+polled, as a broker client does; the integration tests run lane sinks against Tansu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swimstream import Agent, CommandLane, CounterLane, MapLane, ValueLane
+from swimstream.metrics import MetricsRegistry
+from swimstream.runtime import Plane
+from swimstream.streams.connector import DeliveryCallback, TopicPartition
+from swimstream.streams.lane_sink import LaneSink
+from swimstream.streams.sinks import DeliveryFailures, SinkTarget
+from swimstream.streams.tracking import PartitionTracker, RecordAck
+from swimstream.testing import open_plane
+
+
+class Board(Agent):
+    """A value lane, a map lane and a counter, changed by ``step`` commands."""
+
+    state = ValueLane[Any](default=None)
+    cells = MapLane[str, int]()
+    hits = CounterLane()
+    step = CommandLane[list[Any]]()
+
+    @step.on_command
+    def on_step(self, step: list[Any]) -> None:
+        kind = step[0]
+        if kind == "set":
+            self.state.set(step[1])
+        elif kind == "put":
+            self.cells[step[1]] = step[2]
+        elif kind == "remove":
+            self.cells.remove(step[1])
+        elif kind == "clear":
+            self.cells.clear()
+        else:
+            self.hits.add(step[1])
+
+
+ROUTES = {"/board/:id": Board}
+
+
+class ListSink:
+    """A sink connector that keeps records and reports their delivery on ``poll``."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, Any]] = []  # (key, lane, value)
+        self._reports: list[DeliveryCallback] = []
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        lane = dict(headers or ())["swimstream.lane"].decode()
+        assert key is not None and value is not None
+        self.records.append((key.decode(), lane, orjson.loads(value)))
+        if on_delivery is not None:
+            self._reports.append(on_delivery)
+
+    def poll(self) -> None:
+        reports, self._reports = self._reports, []
+        for report in reports:
+            report(None)
+
+
+def lane_sink(plane: Plane, lane: str, coalesce: float | None) -> tuple[LaneSink, ListSink]:
+    connector = ListSink()
+    registry = MetricsRegistry()
+    sink = LaneSink(
+        SinkTarget("out", "json", connector),  # type: ignore[arg-type]
+        "id",
+        registry,
+        DeliveryFailures(registry),
+        coalesce,
+    )
+    plane.observe(sink, route="/board/:id", lane=lane)
+    return sink, connector
+
+
+def fold(records: list[tuple[str, str, Any]]) -> dict[tuple[str, str], Any]:
+    """What a consumer that keeps the latest state per key and lane ends up with."""
+    state: dict[tuple[str, str], Any] = {}
+    for key, lane, value in records:
+        if lane != "cells":
+            state[key, lane] = value
+            continue
+        cells = state.setdefault((key, lane), {})
+        if "clear" in value:
+            cells.clear()
+        elif "remove" in value:
+            cells.pop(value["remove"], None)
+        else:
+            cells[value["update"]] = value["value"]
+    return state
+
+
+async def test_a_coalesced_value_lane_sink_produces_the_latest_value_of_each_agent() -> None:
+    async with open_plane(ROUTES) as plane:
+        sink, connector = lane_sink(plane, "state", coalesce=0.1)
+        for n in range(100):
+            for board in ("a", "b", "c"):
+                await plane.command(f"/board/{board}", "step", ["set", f"{board}{n}"])
+        await plane.settle()
+        assert connector.records == [] and sink.pending == 3
+        sink.flush()
+        assert sorted(connector.records) == [
+            ("a", "state", "a99"),
+            ("b", "state", "b99"),
+            ("c", "state", "c99"),
+        ]
+        sink.flush()
+        assert len(connector.records) == 3  # nothing changed since
+
+
+async def test_without_coalesce_every_change_is_a_record_at_once() -> None:
+    async with open_plane(ROUTES) as plane:
+        _, connector = lane_sink(plane, "hits", coalesce=None)
+        for delta in (1, 2, 3):
+            await plane.command("/board/a", "step", ["add", delta])
+        await plane.settle()
+        assert connector.records == [("a", "hits", 1), ("a", "hits", 3), ("a", "hits", 6)]
+
+
+async def test_a_map_lane_keeps_its_order_through_a_clear() -> None:
+    async with open_plane(ROUTES) as plane:
+        sink, connector = lane_sink(plane, "cells", coalesce=0.1)
+        steps = [["put", "x", 1], ["put", "z", 5], ["clear"], ["put", "x", 3], ["put", "y", 4]]
+        steps += [["remove", "y"], ["put", "x", 6]]
+        for step in steps:
+            await plane.command("/board/a", "step", step)
+        await plane.settle()
+        sink.flush()
+        assert connector.records == [  # z went with the clear; x's last change came last
+            ("a", "cells", {"clear": True}),
+            ("a", "cells", {"remove": "y"}),
+            ("a", "cells", {"update": "x", "value": 6}),
+        ]
+        assert fold(connector.records) == {("a", "cells"): {"x": 6}}
+
+
+async def test_an_offset_is_committable_only_once_its_coalesced_record_is_delivered() -> None:
+    tracker = PartitionTracker(TopicPartition("in", 0))
+    async with open_plane(ROUTES) as plane:
+        sink, connector = lane_sink(plane, "state", coalesce=0.1)
+        for offset in range(3):
+            ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
+            tracker.begin(offset)
+            plane.submit("/board/a", "step", ["set", offset], ack)
+        await plane.settle()
+        assert tracker.committable is None  # each record's change waits in the sink
+        sink.flush()
+        assert len(connector.records) == 1 and tracker.committable is None
+        connector.poll()  # the broker acknowledged the one record standing for all three
+        assert tracker.committable == 3
+
+
+async def test_the_flush_task_produces_on_its_own_and_once_more_when_cancelled() -> None:
+    async with open_plane(ROUTES) as plane:
+        sink, connector = lane_sink(plane, "state", coalesce=0.01)
+        task = asyncio.create_task(sink.run())
+        await plane.command("/board/a", "step", ["set", 1])
+        await plane.settle()
+        await asyncio.sleep(0.05)
+        assert connector.records == [("a", "state", 1)]
+        await plane.command("/board/a", "step", ["set", 2])
+        await plane.settle()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert connector.records[-1] == ("a", "state", 2)
+
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from("ab"), st.integers(0, 9)),
+        st.tuples(st.just("put"), st.sampled_from("ab"), st.sampled_from("xyz"), st.integers(0, 9)),
+        st.tuples(st.just("remove"), st.sampled_from("ab"), st.sampled_from("xyz")),
+        st.tuples(st.just("clear"), st.sampled_from("ab")),
+        st.tuples(st.just("add"), st.sampled_from("ab"), st.integers(-3, 3)),
+        st.just(("flush",)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(STEPS)
+def test_a_consumer_of_coalesced_records_ends_where_one_of_every_change_does(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    async def run() -> None:
+        async with open_plane(ROUTES) as plane:
+            every = [lane_sink(plane, lane, None)[1] for lane in ("state", "cells", "hits")]
+            coalesced = [lane_sink(plane, lane, 1.0) for lane in ("state", "cells", "hits")]
+
+            def flush_and_compare() -> None:
+                for sink, _ in coalesced:
+                    sink.flush()
+                expected = fold([r for c in every for r in c.records])
+                assert fold([r for _, c in coalesced for r in c.records]) == expected
+
+            for step in steps:
+                if step[0] == "flush":
+                    await plane.settle()
+                    flush_and_compare()
+                    continue
+                kind, board, *args = step
+                await plane.command(f"/board/{board}", "step", [kind, *args])
+            await plane.settle()
+            flush_and_compare()
+
+    asyncio.run(run())
