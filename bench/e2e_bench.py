@@ -260,6 +260,10 @@ DEVICES_ONLY = {
 }
 
 
+SUMMARY_COALESCE = "100ms"
+"""The tower summaries' lane sink produces each tower's latest summary every 100 ms (as
+Kafka Streams' record cache does for a table) rather than one record per reading."""
+
 SWIMSTREAM_ROWS = {  # name -> (only the peers' work, durable state)
     "swimstream": (False, False),
     "swimstream-durable": (False, True),
@@ -284,7 +288,9 @@ def swimstream_contender(
     web_port, mesh_port = free_ports(2)
     sinks: list[dict[str, str]] = [{"publish": "alerts", "topic": alerts}]
     if summaries is not None:
-        sinks.insert(0, {"from": "/tower/:id#summary", "topic": summaries})
+        sinks.insert(
+            0, {"from": "/tower/:id#summary", "topic": summaries, "coalesce": SUMMARY_COALESCE}
+        )
     config = {
         "app": app,
         "broker": {

@@ -14,19 +14,22 @@ holds its totals).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from swimstream.crdt.clock import HybridLogicalClock
-from swimstream.crdt.stamp import Stamp
+from swimstream.crdt.stamp import Stamp, distinct_by_type
 
 
-@dataclass(frozen=True, slots=True)
-class CounterAdd:
+class CounterAdd(NamedTuple):
     """Replica ``stamp[1]`` added ``delta``; its totals are now ``positive``/``negative``."""
 
     stamp: Stamp
     delta: int
     positive: int
     negative: int
+
+
+distinct_by_type(CounterAdd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +63,19 @@ class PNCounter:
     def add(self, delta: int) -> CounterAdd:
         """Add ``delta`` (negative to subtract) here; returns the op that carries it."""
         replica = self.replica_id
-        positive = self._positive.get(replica, 0)
-        negative = self._negative.get(replica, 0)
-        if delta >= 0:
-            positive += delta
+        if delta > 0:
+            positive = self._positive[replica] = self._positive.get(replica, 0) + delta
+            negative = self._negative.get(replica, 0)
+        elif delta == 0:  # an op like any other, but no total to record
+            positive = self._positive.get(replica, 0)
+            negative = self._negative.get(replica, 0)
         else:
-            negative -= delta
-        op = CounterAdd((self._clock.now(), replica), delta, positive, negative)
-        self.apply(op)
-        return op
+            positive = self._positive.get(replica, 0)
+            negative = self._negative[replica] = self._negative.get(replica, 0) - delta
+        self._value += delta
+        # Applied directly: a fresh stamp of this replica's own totals always wins, and
+        # the clock that issued it needs no observing.
+        return CounterAdd((self._clock.now(), replica), delta, positive, negative)
 
     def apply(self, op: CounterAdd) -> bool:
         """Apply a (possibly remote, late or repeated) op; True when the count changed."""

@@ -22,17 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from swimstream.crdt.clock import HybridLogicalClock
-from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp
+from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type
 
 MapKey: TypeAlias = str | int | float | bool | None
 """Map keys are JSON scalars, so they hash, encode and order predictably."""
 
 
-@dataclass(frozen=True, slots=True)
-class MapPut:
+class MapPut(NamedTuple):
     """Bind ``key`` to ``value`` unless a newer op on that key (or a clear) exists."""
 
     stamp: Stamp
@@ -40,20 +39,22 @@ class MapPut:
     value: JsonValue
 
 
-@dataclass(frozen=True, slots=True)
-class MapRemove:
+class MapRemove(NamedTuple):
     """Remove ``key`` unless a newer put exists; leaves a tombstone."""
 
     stamp: Stamp
     key: MapKey
 
 
-@dataclass(frozen=True, slots=True)
-class MapClear:
+class MapClear(NamedTuple):
     """Remove every entry written before this op."""
 
     stamp: Stamp
 
+
+distinct_by_type(MapPut)
+distinct_by_type(MapRemove)
+distinct_by_type(MapClear)
 
 MapOp: TypeAlias = MapPut | MapRemove | MapClear
 

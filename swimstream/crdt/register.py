@@ -8,13 +8,13 @@ replica that has seen the same ops holds the same value, whatever the delivery o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from swimstream.crdt.clock import HybridLogicalClock
-from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp
+from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterSet:
+class RegisterSet(NamedTuple):
     """Set the register to ``value``; the op with the greatest stamp wins."""
 
     stamp: Stamp
@@ -29,6 +29,9 @@ class RegisterSet:
     def replica(self) -> str:
         """The id of the replica that made the op."""
         return self.stamp[1]
+
+
+distinct_by_type(RegisterSet)
 
 
 @dataclass(frozen=True, slots=True)

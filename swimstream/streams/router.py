@@ -84,6 +84,13 @@ class RecordRouter:
             )
             for topic in self._by_topic
         }
+        # The usual case, one route for a topic, takes a path without the loop over
+        # routes and the cache of decoded values.
+        self._single = {
+            topic: (group[0], DECODERS[group[0].format], self._records[topic])
+            for topic, group in self._by_topic.items()
+            if len(group) == 1
+        }
 
     @property
     def topics(self) -> list[str]:
@@ -95,6 +102,24 @@ class RecordRouter:
         mailbox is now full (the caller should pause), else None."""
         topic = record.topic() or ""
         offset = record.offset() or 0
+        single = self._single.get(topic)
+        if single is not None:
+            route, decode, records = single
+            records.value += 1
+            ack = RecordAck(tracker, record, offset, self._dead_letters)
+            tracker.begin(offset)
+            try:
+                value = decode(record.value())
+                headers = dict(record.headers() or ()) if self._needs_headers[topic] else {}
+                node = route.template.render(
+                    record.key(), value, headers, topic, record.partition() or 0
+                )
+                if self._plane.submit(node, route.lane, value, ack):
+                    return None
+            except (RecordDecodeError, RoutingError) as exc:
+                ack(exc)
+                return None
+            return node
         group = self._by_topic[topic]
         self._records[topic].value += 1
         ack = RecordAck(tracker, record, offset, self._dead_letters, commands=len(group))
