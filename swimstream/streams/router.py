@@ -110,9 +110,12 @@ class RecordRouter:
             tracker.begin(offset)
             try:
                 value = decode(record.value())
-                headers = dict(record.headers() or ()) if self._needs_headers[topic] else {}
                 node = route.template.render(
-                    record.key(), value, headers, topic, record.partition() or 0
+                    record.key(),
+                    value,
+                    self._headers_of(record, topic),
+                    topic,
+                    record.partition() or 0,
                 )
                 if self._plane.submit(node, route.lane, value, ack):
                     return None
@@ -127,9 +130,7 @@ class RecordRouter:
         submit = self._plane.submit
         full = None
         decoded: dict[str, Any] = {}
-        headers: Mapping[str, bytes] = (
-            dict(record.headers() or ()) if self._needs_headers[topic] else {}
-        )
+        headers = self._headers_of(record, topic)
         for route in group:
             try:
                 value = decoded.get(route.format, _UNSET)
@@ -146,12 +147,17 @@ class RecordRouter:
                 raise  # the plane is closed: the service is stopping
         return full
 
+    def _headers_of(self, record: InboundRecord, topic: str) -> Mapping[str, bytes]:
+        """The record's headers, read only for templates that use them."""
+        return dict(record.headers() or ()) if self._needs_headers[topic] else _NO_HEADERS
+
     async def wait_for_room(self, node_uri: str) -> None:
         """Return once the agent's mailbox has drained to half its capacity."""
         await self._plane.wait_for_room(node_uri)
 
 
 _UNSET: Any = object()
+_NO_HEADERS: Mapping[str, bytes] = {}
 
 
 def compile_routes(sources: Sequence[Any]) -> list[SourceRoute]:
