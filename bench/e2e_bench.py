@@ -450,7 +450,10 @@ def summaries_sentence(results: Sequence[Result]) -> str:
     ours = next((r for r in results if r.name == "swimstream" and r.summaries is not None), None)
     if ours is None:
         return ""
-    return f" swimstream also produced {ours.summaries:,} tower summaries (its lane sink)."
+    return (
+        f" swimstream also produced {ours.summaries:,} tower summaries (its lane sink,"
+        f" coalesced every {SUMMARY_COALESCE})."
+    )
 
 
 def misses_target(result: Result, results: Sequence[Result]) -> bool:
@@ -511,7 +514,9 @@ def body_of(results: Sequence[Result], workload: Workload, elapsed: float, notes
         " Bytewax in `stateful_map` without a recovery store. Bytewax assigns partitions"
         " itself (no consumer group) and runs one worker. The raw loop produces no alerts."
         " The towers app does more than the peers: each reading also updates its tower's"
-        " join lane, recomputes the tower summary and produces it (the lane sink);"
+        " join lane and updates the tower summary, whose lane sink produces each tower's"
+        f" latest summary every {SUMMARY_COALESCE} (`coalesce: {SUMMARY_COALESCE}`, as"
+        " Kafka Streams' record cache does for a table; without it, one record per reading);"
         " *swimstream-devices* runs the same service on the peers' work only (per-key"
         " count and last reading, alerts), for a like-for-like comparison."
         f"\n\n{targets_line(results)}"

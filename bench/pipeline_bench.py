@@ -1,0 +1,219 @@
+"""The service's per-record path without a broker: how fast could it be at best?
+
+Run: ``.venv/bin/python bench/pipeline_bench.py`` (``make bench`` runs every benchmark).
+Options: ``--records N`` (default 200,000), ``--rounds N`` (default 5; the best round is
+reported, as this is a shared machine).
+
+Records are made in memory (the e2e bench's readings: 10,000 devices, 1% hot) and go
+through the same objects as in the service: :class:`~swimstream.streams.router.RecordRouter`
+(decoding, the route template, the record's ack and offset tracking), the plane and its
+scheduler, the agents' lanes and links, and the insight and lane sinks, whose connector
+here only keeps the records and reports their delivery when polled. No broker, no client
+library and no event-loop I/O: the figures are a ceiling for the service on this machine,
+and what the e2e bench measures on top of them is the Kafka side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.e2e_bench import readings as e2e_readings
+from bench.report import progress, table, write_section
+from swimstream import Agent, CommandLane
+from swimstream.metrics import MetricsRegistry
+from swimstream.routing import RouteTemplate
+from swimstream.runtime import Plane, tune_gc
+from swimstream.streams.connector import DeliveryCallback, TopicPartition
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.streams.lane_sink import LaneSink
+from swimstream.streams.router import RecordRouter, SourceRoute
+from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTarget
+from swimstream.streams.tracking import OffsetBook
+
+PARTITIONS = 4
+BATCH = 500
+"""Records routed between yields to the agents, as the source loop's ``max_batch``."""
+
+
+class Ignore(Agent):
+    """Takes each reading and does nothing: the framework's own cost per record."""
+
+    reading = CommandLane[dict[str, Any]]()
+
+    @reading.on_command
+    def on_reading(self, event: dict[str, Any]) -> None:
+        pass
+
+
+class MemoryRecord:
+    """A consumed record held in memory (the InboundRecord protocol)."""
+
+    __slots__ = ("_key", "_offset", "_partition", "_value")
+
+    def __init__(self, key: bytes, value: bytes, offset: int, partition: int) -> None:
+        self._key, self._value, self._offset, self._partition = key, value, offset, partition
+
+    def topic(self) -> str:
+        return "readings"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+    def error(self) -> None:
+        return None
+
+
+class KeepingSink:
+    """A sink connector that keeps count and reports every delivery on ``poll``."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self._reports: list[DeliveryCallback] = []
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        self.produced += 1
+        if on_delivery is not None:
+            self._reports.append(on_delivery)
+
+    def poll(self) -> None:
+        reports, self._reports = self._reports, []
+        for report in reports:
+            report(None)
+
+
+def memory_records(count: int) -> list[MemoryRecord]:
+    """The e2e bench's readings, as consumed records of its four partitions."""
+    return [
+        MemoryRecord(key, value, n, n % PARTITIONS)
+        for n, (key, value, _) in enumerate(e2e_readings(count))
+    ]
+
+
+CASES: dict[str, tuple[str, str | None]] = {  # name -> (agents, summary coalescing)
+    "framework only (a callback that does nothing)": ("ignore", None),
+    "peers' work (swimstream-devices)": ("devices", None),
+    "towers app, summaries coalesced every 100 ms": ("towers", "coalesce"),
+    "towers app, a summary record per reading": ("towers", "every"),
+}
+
+
+def routes_for(agents: str) -> dict[str, type[Agent]]:
+    if agents == "ignore":
+        return {"/device/:id": Ignore}
+    if agents == "devices":
+        from bench.peers.swimstream_devices import Device
+
+        return {"/device/:id": Device}
+    from examples.towers.app import Device as TowerDevice
+    from examples.towers.app import Tower, World
+
+    return {"/device/:id": TowerDevice, "/tower/:id": Tower, "/world": World}
+
+
+async def one_round(agents: str, summaries: str | None, records: list[MemoryRecord]) -> float:
+    """CPU seconds to take ``records`` through the pipeline until every one is done."""
+    registry = MetricsRegistry()
+    failures = DeliveryFailures(registry)
+    sink = KeepingSink()
+    connector: Any = sink
+    publisher = InsightPublisher({"alerts": SinkTarget("alerts", "json", connector)}, registry, failures)
+    async with Plane(routes_for(agents), publisher=publisher) as plane:
+        lane_sink = None
+        if summaries is not None:
+            coalesce = 0.1 if summaries == "coalesce" else None
+            target = SinkTarget("summaries", "json", connector)
+            lane_sink = LaneSink(target, "id", registry, failures, coalesce)
+            plane.observe(lane_sink, route="/tower/:id", lane="summary")
+        template = RouteTemplate.parse("/device/{key}")
+        route = SourceRoute("readings", template, "reading")
+        router = RecordRouter(plane, [route], DeadLetters(connector, "dlq", registry), registry)
+        book = OffsetBook()
+        trackers = [book.tracker(TopicPartition("readings", p)) for p in range(PARTITIONS)]
+        started = time.process_time()
+        flushed = time.monotonic()
+        for first in range(0, len(records), BATCH):
+            for record in records[first : first + BATCH]:
+                router.route(record, trackers[record._partition])
+            await asyncio.sleep(0)  # the agents' turn, as the source loop yields
+            sink.poll()
+            if lane_sink is not None and lane_sink.coalesce is not None:
+                if time.monotonic() - flushed >= lane_sink.coalesce:
+                    lane_sink.flush()
+                    flushed = time.monotonic()
+        await plane.settle()
+        if lane_sink is not None:
+            lane_sink.flush()
+        sink.poll()
+        elapsed = time.process_time() - started
+        assert book.inflight == 0, f"{book.inflight} records unfinished"
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    tune_gc()
+    records = memory_records(args.records)
+    best: dict[str, float] = {}
+    for round_number in range(1, args.rounds + 1):
+        for name, (agents, summaries) in CASES.items():
+            seconds = asyncio.run(one_round(agents, summaries, records))
+            best[name] = min(best.get(name, seconds), seconds)
+            rate = args.records / seconds
+            progress(f"round {round_number}/{args.rounds}: {name}: {rate:,.0f} records/s")
+    rows = [
+        [name, f"{args.records / seconds:,.0f}", f"{seconds / args.records * 1e6:.1f}"]
+        for name, seconds in best.items()
+    ]
+    body = (
+        table(["pipeline, no broker", "records/s (best round)", "µs per record"], rows)
+        + f"\n\n{args.records:,} readings (the e2e bench's: 10,000 devices, 1% of them hot)"
+        " held in memory, routed as the service routes them (JSON decoding, the route"
+        " template, each record's ack and offset tracking) into the plane, through the"
+        " agents, their lanes and links, and out to sinks whose connector only counts"
+        " records and reports their delivery; one thread, CPU time until every record"
+        f" is done, the best of {args.rounds} rounds. No broker, no client library and no"
+        " I/O: a ceiling for the service on this machine. The e2e bench's rows add the"
+        " Kafka side (consuming, producing, delivery reports, commits) and share the"
+        " two cores with the broker."
+    )
+    path = write_section(
+        "pipeline",
+        "The per-record path without a broker",
+        "make bench  (python bench/pipeline_bench.py)",
+        body,
+    )
+    print(body)
+    progress(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
