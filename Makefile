@@ -34,6 +34,7 @@ check: $(STAMP) ## ruff, mypy --strict (package and tests) and the layer import 
 bench: $(STAMP) ## run the benchmarks and rewrite their sections of BENCHMARKS.md
 	$(PY) bench/crdt_bench.py
 	$(PY) bench/agents_bench.py
+	$(PY) bench/pipeline_bench.py
 	$(PY) bench/e2e_bench.py
 
 clean: ## remove the virtual environment and caches

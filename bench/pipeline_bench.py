@@ -142,7 +142,9 @@ async def one_round(agents: str, summaries: str | None, records: list[MemoryReco
     failures = DeliveryFailures(registry)
     sink = KeepingSink()
     connector: Any = sink
-    publisher = InsightPublisher({"alerts": SinkTarget("alerts", "json", connector)}, registry, failures)
+    publisher = InsightPublisher(
+        {"alerts": SinkTarget("alerts", "json", connector)}, registry, failures
+    )
     async with Plane(routes_for(agents), publisher=publisher) as plane:
         lane_sink = None
         if summaries is not None:
@@ -162,10 +164,11 @@ async def one_round(agents: str, summaries: str | None, records: list[MemoryReco
                 router.route(record, trackers[record._partition])
             await asyncio.sleep(0)  # the agents' turn, as the source loop yields
             sink.poll()
-            if lane_sink is not None and lane_sink.coalesce is not None:
-                if time.monotonic() - flushed >= lane_sink.coalesce:
-                    lane_sink.flush()
-                    flushed = time.monotonic()
+            interval = lane_sink.coalesce if lane_sink is not None else None
+            if interval is not None and time.monotonic() - flushed >= interval:
+                assert lane_sink is not None
+                lane_sink.flush()
+                flushed = time.monotonic()
         await plane.settle()
         if lane_sink is not None:
             lane_sink.flush()
