@@ -30,12 +30,13 @@ from swimstream import Agent, CommandLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane, tune_gc
-from swimstream.streams.connector import DeliveryCallback, TopicPartition
+from swimstream.streams.connector import TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.router import RecordRouter, SourceRoute
 from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTarget
 from swimstream.streams.tracking import OffsetBook
+from swimstream.testing import MemoryRecord, MemorySink
 
 PARTITIONS = 4
 BATCH = 500
@@ -52,65 +53,10 @@ class Ignore(Agent):
         pass
 
 
-class MemoryRecord:
-    """A consumed record held in memory (the InboundRecord protocol)."""
-
-    __slots__ = ("_key", "_offset", "_partition", "_value")
-
-    def __init__(self, key: bytes, value: bytes, offset: int, partition: int) -> None:
-        self._key, self._value, self._offset, self._partition = key, value, offset, partition
-
-    def topic(self) -> str:
-        return "readings"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> None:
-        return None
-
-    def error(self) -> None:
-        return None
-
-
-class KeepingSink:
-    """A sink connector that keeps count and reports every delivery on ``poll``."""
-
-    def __init__(self) -> None:
-        self.produced = 0
-        self._reports: list[DeliveryCallback] = []
-
-    def produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        on_delivery: DeliveryCallback | None = None,
-    ) -> None:
-        self.produced += 1
-        if on_delivery is not None:
-            self._reports.append(on_delivery)
-
-    def poll(self) -> None:
-        reports, self._reports = self._reports, []
-        for report in reports:
-            report(None)
-
-
 def memory_records(count: int) -> list[MemoryRecord]:
     """The e2e bench's readings, as consumed records of its four partitions."""
     return [
-        MemoryRecord(key, value, n, n % PARTITIONS)
+        MemoryRecord("readings", n % PARTITIONS, n, key, value)
         for n, (key, value, _) in enumerate(e2e_readings(count))
     ]
 
@@ -140,8 +86,8 @@ async def one_round(agents: str, summaries: str | None, records: list[MemoryReco
     """CPU seconds to take ``records`` through the pipeline until every one is done."""
     registry = MetricsRegistry()
     failures = DeliveryFailures(registry)
-    sink = KeepingSink()
-    connector: Any = sink
+    sink = MemorySink(keep=False)
+    connector: Any = sink  # produces only
     publisher = InsightPublisher(
         {"alerts": SinkTarget("alerts", "json", connector)}, registry, failures
     )

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors", "routing"},
     "agent": {"errors", "crdt"},
     "runtime": {"errors", "crdt", "routing", "agent"},
-    "testing": {"agent", "runtime"},
+    "testing": {"agent", "runtime", "streams"},
     "metrics": set(),
     "streams": {"errors", "crdt", "routing", "config", "agent", "runtime", "metrics"},
     "web": {"errors", "crdt", "routing", "agent", "runtime", "metrics"},

@@ -49,4 +49,10 @@ def test_every_error_derives_from_the_one_root() -> None:
 
 
 def test_testing_namespace_exports_the_harness() -> None:
-    assert set(swimstream.testing.__all__) == {"FakeClock", "open_plane"}
+    assert set(swimstream.testing.__all__) == {
+        "FakeClock",
+        "MemoryRecord",
+        "MemorySink",
+        "SentRecord",
+        "open_plane",
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -17,45 +16,24 @@ from swimstream.store.durable import DurableAgentStore
 from swimstream.store.recovery import recover
 from swimstream.store.tracker import StateTracker
 from swimstream.streams import InboundRecord, TopicPartition
-from swimstream.testing import open_plane
+from swimstream.testing import MemoryRecord, open_plane
 
 
-@dataclass
-class Record:
+def changelog_record(
+    partition: int,
+    offset: int,
+    key: bytes,
+    value: bytes | None,
+    record_headers: list[tuple[str, bytes]] | None = None,
+) -> MemoryRecord:
     """A changelog record as a consumer hands it over (test data)."""
-
-    _partition: int
-    _offset: int
-    _key: bytes
-    _value: bytes | None
-    _headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-    def topic(self) -> str:
-        return "app.changelog"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self._headers
-
-    def error(self) -> None:
-        return None
+    return MemoryRecord("app.changelog", partition, offset, key, value, record_headers or [])
 
 
 class ListReader:
     """A changelog reader over records in memory (the Kafka one runs in integration/)."""
 
-    def __init__(self, records: list[Record], committed: dict[TopicPartition, int]) -> None:
+    def __init__(self, records: list[MemoryRecord], committed: dict[TopicPartition, int]) -> None:
         self.records = records
         self.committed = committed
 
@@ -90,17 +68,17 @@ def checkpoint(
     values: dict[str, str],
     marker: bool,
     lineage: tuple[int, int] = (0, 1),
-) -> list[Record]:
+) -> list[MemoryRecord]:
     sources = {"readings/0": source}
     records = [
-        Record(
+        changelog_record(
             partition, first + i, entry_key(node, "status"), value(text), headers(number, sources)
         )
         for i, (node, text) in enumerate(values.items())
     ]
     if marker:
         records.append(
-            Record(
+            changelog_record(
                 partition,
                 first + len(records),
                 MARKER_KEY,

@@ -1,7 +1,7 @@
 """Lane sinks: a record per change, or the latest change per slot with ``coalesce``.
 
-The sink connector here keeps what it is given in a list and reports deliveries when
-polled, as a broker client does; the integration tests run lane sinks against Tansu.
+The sink connector here (``MemorySink``) keeps what it is given and reports deliveries
+when polled, as a broker client does; the integration tests run lane sinks against Tansu.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from swimstream import Agent, CommandLane, CounterLane, MapLane, ValueLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
-from swimstream.streams.connector import DeliveryCallback, TopicPartition
+from swimstream.streams.connector import TopicPartition
 from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.sinks import DeliveryFailures, SinkTarget
 from swimstream.streams.tracking import PartitionTracker, RecordAck
-from swimstream.testing import open_plane
+from swimstream.testing import MemorySink, open_plane
 
 
 class Board(Agent):
@@ -49,38 +49,11 @@ class Board(Agent):
 ROUTES = {"/board/:id": Board}
 
 
-class ListSink:
-    """A sink connector that keeps records and reports their delivery on ``poll``."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, Any]] = []  # (key, lane, value)
-        self._reports: list[DeliveryCallback] = []
-
-    def produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        on_delivery: DeliveryCallback | None = None,
-    ) -> None:
-        lane = dict(headers or ())["swimstream.lane"].decode()
-        assert key is not None and value is not None
-        self.records.append((key.decode(), lane, orjson.loads(value)))
-        if on_delivery is not None:
-            self._reports.append(on_delivery)
-
-    def poll(self) -> None:
-        reports, self._reports = self._reports, []
-        for report in reports:
-            report(None)
-
-
-def lane_sink(plane: Plane, lane: str, coalesce: float | None) -> tuple[LaneSink, ListSink]:
-    connector = ListSink()
+def lane_sink(plane: Plane, lane: str, coalesce: float | None) -> tuple[LaneSink, MemorySink]:
+    connector = MemorySink()
     registry = MetricsRegistry()
     sink = LaneSink(
-        SinkTarget("out", "json", connector),  # type: ignore[arg-type]
+        SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
         "id",
         registry,
         DeliveryFailures(registry),
@@ -88,6 +61,15 @@ def lane_sink(plane: Plane, lane: str, coalesce: float | None) -> tuple[LaneSink
     )
     plane.observe(sink, route="/board/:id", lane=lane)
     return sink, connector
+
+
+def sent(sink: MemorySink) -> list[tuple[str, str, Any]]:
+    """(key, lane, JSON value) of every record the sink was given."""
+    return [
+        (r.key.decode(), r.headers["swimstream.lane"].decode(), orjson.loads(r.value))
+        for r in sink.records
+        if r.key is not None and r.value is not None
+    ]
 
 
 def fold(records: list[tuple[str, str, Any]]) -> dict[tuple[str, str], Any]:
@@ -114,15 +96,15 @@ async def test_a_coalesced_value_lane_sink_produces_the_latest_value_of_each_age
             for board in ("a", "b", "c"):
                 await plane.command(f"/board/{board}", "step", ["set", f"{board}{n}"])
         await plane.settle()
-        assert connector.records == [] and sink.pending == 3
+        assert sent(connector) == [] and sink.pending == 3
         sink.flush()
-        assert sorted(connector.records) == [
+        assert sorted(sent(connector)) == [
             ("a", "state", "a99"),
             ("b", "state", "b99"),
             ("c", "state", "c99"),
         ]
         sink.flush()
-        assert len(connector.records) == 3  # nothing changed since
+        assert len(sent(connector)) == 3  # nothing changed since
 
 
 async def test_without_coalesce_every_change_is_a_record_at_once() -> None:
@@ -131,7 +113,7 @@ async def test_without_coalesce_every_change_is_a_record_at_once() -> None:
         for delta in (1, 2, 3):
             await plane.command("/board/a", "step", ["add", delta])
         await plane.settle()
-        assert connector.records == [("a", "hits", 1), ("a", "hits", 3), ("a", "hits", 6)]
+        assert sent(connector) == [("a", "hits", 1), ("a", "hits", 3), ("a", "hits", 6)]
 
 
 async def test_a_map_lane_keeps_its_order_through_a_clear() -> None:
@@ -143,12 +125,12 @@ async def test_a_map_lane_keeps_its_order_through_a_clear() -> None:
             await plane.command("/board/a", "step", step)
         await plane.settle()
         sink.flush()
-        assert connector.records == [  # z went with the clear; x's last change came last
+        assert sent(connector) == [  # z went with the clear; x's last change came last
             ("a", "cells", {"clear": True}),
             ("a", "cells", {"remove": "y"}),
             ("a", "cells", {"update": "x", "value": 6}),
         ]
-        assert fold(connector.records) == {("a", "cells"): {"x": 6}}
+        assert fold(sent(connector)) == {("a", "cells"): {"x": 6}}
 
 
 async def test_an_offset_is_committable_only_once_its_coalesced_record_is_delivered() -> None:
@@ -162,7 +144,7 @@ async def test_an_offset_is_committable_only_once_its_coalesced_record_is_delive
         await plane.settle()
         assert tracker.committable is None  # each record's change waits in the sink
         sink.flush()
-        assert len(connector.records) == 1 and tracker.committable is None
+        assert len(sent(connector)) == 1 and tracker.committable is None
         connector.poll()  # the broker acknowledged the one record standing for all three
         assert tracker.committable == 3
 
@@ -174,12 +156,12 @@ async def test_the_flush_task_produces_on_its_own_and_once_more_when_cancelled()
         await plane.command("/board/a", "step", ["set", 1])
         await plane.settle()
         await asyncio.sleep(0.05)
-        assert connector.records == [("a", "state", 1)]
+        assert sent(connector) == [("a", "state", 1)]
         await plane.command("/board/a", "step", ["set", 2])
         await plane.settle()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        assert connector.records[-1] == ("a", "state", 2)
+        assert sent(connector)[-1] == ("a", "state", 2)
 
 
 STEPS = st.lists(
@@ -208,8 +190,8 @@ def test_a_consumer_of_coalesced_records_ends_where_one_of_every_change_does(
             def flush_and_compare() -> None:
                 for sink, _ in coalesced:
                     sink.flush()
-                expected = fold([r for c in every for r in c.records])
-                assert fold([r for _, c in coalesced for r in c.records]) == expected
+                expected = fold([r for c in every for r in sent(c)])
+                assert fold([r for _, c in coalesced for r in sent(c)]) == expected
 
             for step in steps:
                 if step[0] == "flush":
