@@ -1,0 +1,102 @@
+"""Routing records to command lanes: one route per topic, several, and bad records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from swimstream import Agent, CommandLane, ValueLane
+from swimstream.metrics import MetricsRegistry
+from swimstream.routing import RouteTemplate
+from swimstream.runtime import Plane
+from swimstream.streams.connector import TopicPartition
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.streams.router import RecordRouter, SourceRoute
+from swimstream.streams.tracking import PartitionTracker
+from swimstream.testing import MemoryRecord, MemorySink, open_plane
+
+
+class Meter(Agent):
+    """Keeps the last JSON reading and the last raw bytes it was sent."""
+
+    last = ValueLane[Any](default=None)
+    raw = ValueLane[Any](default=None)
+    reading = CommandLane[dict[str, Any]]()
+    bytes_in = CommandLane[bytes]()
+
+    @reading.on_command
+    def on_reading(self, event: dict[str, Any]) -> None:
+        if event.get("explode"):
+            raise ValueError("asked to")
+        self.last.set(event)
+
+    @bytes_in.on_command
+    def on_bytes(self, value: bytes) -> None:
+        self.raw.set(value.decode())
+
+
+def router_for(
+    plane: Plane, routes: list[SourceRoute]
+) -> tuple[RecordRouter, MemorySink, PartitionTracker]:
+    sink = MemorySink()
+    registry = MetricsRegistry()
+    dead = DeadLetters(sink, "app.dead-letter", registry)  # type: ignore[arg-type]  # produces only
+    tracker = PartitionTracker(TopicPartition("readings", 0))
+    return RecordRouter(plane, routes, dead, registry), sink, tracker
+
+
+def record(offset: int, key: str, value: bytes) -> MemoryRecord:
+    return MemoryRecord("readings", 0, offset, key.encode(), value)
+
+
+def reasons(sink: MemorySink) -> list[tuple[str, str]]:
+    """(origin offset, reason) of every dead letter."""
+    return [
+        (r.headers["swimstream.origin.offset"].decode(), r.headers["swimstream.error"].decode())
+        for r in sink.records
+    ]
+
+
+async def test_one_route_delivers_good_records_and_dead_letters_bad_ones() -> None:
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/meter/{payload.meter}"), "reading")
+        router, sink, tracker = router_for(plane, [route])
+        records = [
+            record(0, "a", orjson.dumps({"meter": "a", "v": 1})),
+            record(1, "b", b"{not json"),
+            record(2, "c", orjson.dumps({"v": 3})),  # no meter field to route by
+            record(3, "d", orjson.dumps({"meter": "d", "explode": True})),
+            record(4, "e", orjson.dumps({"meter": "e", "v": 5})),
+        ]
+        for r in records:
+            assert router.route(r, tracker) is None
+        await plane.settle()
+        sink.poll()  # the dead letters are delivered
+        assert plane.get("/meter/a", "last") == {"meter": "a", "v": 1}
+        assert plane.get("/meter/e", "last") == {"meter": "e", "v": 5}
+        found = reasons(sink)
+        assert [offset for offset, _ in found] == ["1", "2", "3"]
+        assert "invalid JSON" in found[0][1]
+        assert "field 'meter' is missing" in found[1][1]
+        assert "asked to" in found[2][1]
+        assert tracker.committable == 5  # every record done, the bad ones included
+
+
+async def test_two_routes_on_one_topic_each_get_every_record_once() -> None:
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        routes = [
+            SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading"),
+            SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "bytes_in", "raw"),
+        ]
+        router, sink, tracker = router_for(plane, routes)
+        router.route(record(0, "a", orjson.dumps({"v": 1})), tracker)
+        router.route(record(1, "b", b"plain text"), tracker)  # JSON fails, raw takes it
+        await plane.settle()
+        sink.poll()
+        assert plane.get("/meter/a", "last") == {"v": 1}
+        assert plane.get("/meter/a", "raw") == '{"v":1}'
+        assert plane.get("/meter/b", "raw") == "plain text"
+        assert plane.get("/meter/b", "last") is None
+        assert [offset for offset, _ in reasons(sink)] == ["1"]
+        assert tracker.committable == 2
