@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.e2e_bench import readings as e2e_readings
+from bench.e2e_workload import readings as e2e_readings
 from bench.report import progress, table, write_section
 from swimstream import Agent, CommandLane
 from swimstream.metrics import MetricsRegistry
