@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/pipeline_bench.py`` (``make bench`` runs every benchmark).
 Options: ``--records N`` (default 200,000), ``--rounds N`` (default 5; the best round is
-reported, as this is a shared machine).
+reported, as this is a shared machine), ``--no-write`` to leave BENCHMARKS.md alone (a run
+with other ``--records`` or ``--rounds`` leaves it alone too).
 
 Records are made in memory (the e2e bench's readings: 10,000 devices, 1% hot) and go
 through the same objects as in the service: :class:`~swimstream.streams.router.RecordRouter`
@@ -128,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args()
     tune_gc()
     records = memory_records(args.records)
@@ -154,14 +156,15 @@ def main() -> None:
         " Kafka side (consuming, producing, delivery reports, commits) and share the"
         " two cores with the broker."
     )
-    path = write_section(
-        "pipeline",
-        "The per-record path without a broker",
-        "make bench  (python bench/pipeline_bench.py)",
-        body,
-    )
     print(body)
-    progress(f"wrote {path}")
+    if args.records == 200_000 and args.rounds == 5 and not args.no_write:
+        path = write_section(
+            "pipeline",
+            "The per-record path without a broker",
+            "make bench  (python bench/pipeline_bench.py)",
+            body,
+        )
+        progress(f"wrote {path}")
 
 
 if __name__ == "__main__":
