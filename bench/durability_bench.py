@@ -212,16 +212,17 @@ def main() -> None:
         )
         readiness: dict[bool, tuple[float, float]] = {}
         for static in (False, True):  # the static restart last: it leaves no member behind
+            member = "static" if static else "dynamic"
             restart = Instance(
                 config(kafka, app, data, "exactly-once", towers=False, static=static),
                 work,
-                f"restart-{'static' if static else 'dynamic'}",
+                f"restart-{member}",
             )
             readiness[static] = time_to_serve_and_ready(restart)
             assert restart.lane("/device/0", "readings") == 1
             stop(restart)
             progress(
-                f"restart ({'static' if static else 'dynamic'} member): serving in"
+                f"restart ({member} member): serving in"
                 f" {readiness[static][0]:.1f} s, ready in {readiness[static][1]:.1f} s"
             )
         serving, ready = readiness[False]

@@ -129,9 +129,6 @@ def test_ready_only_once_the_backlog_is_read(
     kafka_broker.create_topic(f"{app}.entries", partitions=4)
     produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, backlog))
     instance = start_instance(ledger_config(kafka_broker, app), ready=False)
-    deadline = time.monotonic() + 60
-    while instance.request("GET", "/readyz")[0] != 200:
-        assert time.monotonic() < deadline, instance.log_tail()
-        time.sleep(0.02)
+    wait_until(lambda: instance.request("GET", "/readyz")[0] == 200, 60, "ready", 0.02)
     assert instance.metric("swimstream_records_in_total") == backlog
     assert instance.metric("swimstream_consumer_lag") == 0

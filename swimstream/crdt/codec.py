@@ -59,7 +59,7 @@ def _fields(item: Encodable) -> list[Any]:
     if type(item) is CounterAdd:
         return [5, item.stamp[0], item.stamp[1], item.delta, item.positive, item.negative]
     if type(item) is RegisterSnapshot:
-        return [16, item.stamp[0], item.stamp[1], item.value]
+        return _register_snapshot_fields(item.stamp, item.value)
     if type(item) is MapSnapshot:
         return [
             17,
@@ -70,7 +70,7 @@ def _fields(item: Encodable) -> list[Any]:
             [[key, stamp[0], stamp[1]] for key, stamp in item.tombstones],
         ]
     if type(item) is CounterSnapshot:
-        return [18, [list(total) for total in item.totals]]
+        return _counter_snapshot_fields([list(total) for total in item.totals])
     raise CodecError(f"cannot encode {type(item).__name__}: not a CRDT op or snapshot")
 
 
@@ -95,8 +95,7 @@ def _packed(fields: list[Any], kind: str) -> bytes:
 def encode_register(register: LWWRegister) -> bytes:
     """``encode(register.snapshot())``, without the snapshot object in between: a
     checkpoint encodes every changed value lane, and the snapshot was half the cost."""
-    stamp = register._stamp
-    return _packed([16, stamp[0], stamp[1], register._value], "RegisterSnapshot")
+    return _packed(_register_snapshot_fields(register._stamp, register._value), "RegisterSnapshot")
 
 
 def encode_counter(counter: PNCounter) -> bytes:
@@ -104,12 +103,20 @@ def encode_counter(counter: PNCounter) -> bytes:
     positive, negative = counter._positive, counter._negative
     if len(positive) == 1 and not negative:  # one writer that only added: the usual case
         ((replica, added),) = positive.items()
-        return _packed([18, [[replica, added, 0]]], "CounterSnapshot")
+        return _packed(_counter_snapshot_fields([[replica, added, 0]]), "CounterSnapshot")
     totals = [
         [replica, positive.get(replica, 0), negative.get(replica, 0)]
         for replica in sorted(positive.keys() | negative.keys())
     ]
-    return _packed([18, totals], "CounterSnapshot")
+    return _packed(_counter_snapshot_fields(totals), "CounterSnapshot")
+
+
+def _register_snapshot_fields(stamp: Stamp, value: Any) -> list[Any]:
+    return [16, stamp[0], stamp[1], value]
+
+
+def _counter_snapshot_fields(totals: list[list[Any]]) -> list[Any]:
+    return [18, totals]
 
 
 def decode(data: bytes) -> Encodable:

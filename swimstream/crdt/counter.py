@@ -63,15 +63,12 @@ class PNCounter:
     def add(self, delta: int) -> CounterAdd:
         """Add ``delta`` (negative to subtract) here; returns the op that carries it."""
         replica = self.replica_id
-        if delta > 0:
-            positive = self._positive[replica] = self._positive.get(replica, 0) + delta
-            negative = self._negative.get(replica, 0)
-        elif delta == 0:  # an op like any other, but no total to record
-            positive = self._positive.get(replica, 0)
-            negative = self._negative.get(replica, 0)
-        else:
-            positive = self._positive.get(replica, 0)
-            negative = self._negative[replica] = self._negative.get(replica, 0) - delta
+        positive = self._positive.get(replica, 0)
+        negative = self._negative.get(replica, 0)
+        if delta > 0:  # (an add of 0 is an op like any other, with no total to record)
+            positive = self._positive[replica] = positive + delta
+        elif delta < 0:
+            negative = self._negative[replica] = negative - delta
         self._value += delta
         # Applied directly: a fresh stamp of this replica's own totals always wins, and
         # the clock that issued it needs no observing.

@@ -235,7 +235,7 @@ class SourceRunner:
             return  # no fetch has told every partition's end yet: right after assignment
         if not any(lag.values()):
             self._caught_up = True
-            log.info("%s caught up with %d partitions", self.name, len(self.connector.assignment()))
+            log.info("%s caught up with %d partitions", self.name, len(assigned))
 
     def _on_rebalance(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         if change.assigned:
