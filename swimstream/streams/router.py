@@ -8,8 +8,10 @@ the dead-letter topic with the reason instead: routing never raises into the sou
 loop.
 
 This is the hot path of the service, so it avoids per-record work it can hoist: routes
-are grouped by topic once, headers are read only by templates that use them, and a
-record is decoded once per format even when several sources share its topic.
+are grouped by topic once, headers are read only by templates that use them, a record is
+decoded once per format even when several sources share its topic, and a template that
+reads only the record key (``/device/{key}``, the usual one) renders each key once: the
+same keys come back all the time, and a dict look-up costs a tenth of a rendering.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import orjson
 
 from swimstream.errors import RecordDecodeError, RoutingError, SwimstreamError
-from swimstream.metrics import MetricsRegistry
+from swimstream.metrics import Counter, MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
 from swimstream.streams.connector import InboundRecord
@@ -29,6 +31,9 @@ from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.tracking import PartitionTracker, RecordAck
 
 Decoder = Callable[[bytes | None], Any]
+
+NODE_CACHE_SIZE = 65_536
+"""Node URIs remembered per key-only route; emptied when full (a few MiB at most)."""
 
 
 def decode_json(value: bytes | None) -> Any:
@@ -85,9 +90,15 @@ class RecordRouter:
             for topic in self._by_topic
         }
         # The usual case, one route for a topic, takes a path without the loop over
-        # routes and the cache of decoded values.
-        self._single = {
-            topic: (group[0], DECODERS[group[0].format], self._records[topic])
+        # routes and the cache of decoded values; its node URIs are cached by key when
+        # the key is all its template reads.
+        self._single: dict[str, _SingleRoute] = {
+            topic: (
+                group[0],
+                DECODERS[group[0].format],
+                self._records[topic],
+                {} if group[0].template.roots == {"key"} else None,
+            )
             for topic, group in self._by_topic.items()
             if len(group) == 1
         }
@@ -104,19 +115,22 @@ class RecordRouter:
         offset = record.offset() or 0
         single = self._single.get(topic)
         if single is not None:
-            route, decode, records = single
+            route, decode, records, nodes = single
             records.value += 1
             ack = RecordAck(tracker, record, offset, self._dead_letters)
             tracker.begin(offset)
             try:
                 value = decode(record.value())
-                node = route.template.render(
-                    record.key(),
-                    value,
-                    self._headers_of(record, topic),
-                    topic,
-                    record.partition() or 0,
-                )
+                key = record.key()
+                node = None if nodes is None else nodes.get(key)
+                if node is None:
+                    node = route.template.render(
+                        key, value, self._headers_of(record, topic), topic, record.partition() or 0
+                    )
+                    if nodes is not None:
+                        if len(nodes) >= NODE_CACHE_SIZE:
+                            nodes.clear()
+                        nodes[key] = node
                 if self._plane.submit(node, route.lane, value, ack):
                     return None
             except (RecordDecodeError, RoutingError) as exc:
@@ -155,6 +169,9 @@ class RecordRouter:
         """Return once the agent's mailbox has drained to half its capacity."""
         await self._plane.wait_for_room(node_uri)
 
+
+_SingleRoute = tuple[SourceRoute, Decoder, Counter, dict[bytes | None, str] | None]
+"""A topic's only route, its decoder, its records counter and its node URIs by key."""
 
 _UNSET: Any = object()
 _NO_HEADERS: Mapping[str, bytes] = {}

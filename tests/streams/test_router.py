@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
+from swimstream.streams import router as router_module
 from swimstream.streams.connector import TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.router import RecordRouter, SourceRoute
@@ -100,3 +102,36 @@ async def test_two_routes_on_one_topic_each_get_every_record_once() -> None:
         assert plane.get("/meter/b", "last") is None
         assert [offset for offset, _ in reasons(sink)] == ["1"]
         assert tracker.committable == 2
+
+
+async def test_a_key_route_sends_each_key_to_its_agent_past_the_node_cache_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node URIs of a ``{key}`` template are remembered by key, and the memory is bounded:
+    with room for 3, ten keys three times over still reach their own agents, and keys
+    that cannot be routed are dead-lettered every time, not remembered."""
+    monkeypatch.setattr(router_module, "NODE_CACHE_SIZE", 3)
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+        router, sink, tracker = router_for(plane, [route])
+        offset = 0
+        for round_number in range(3):
+            for n in range(10):
+                reading = {"n": n, "round": round_number}
+                router.route(record(offset, f"m {n}", orjson.dumps(reading)), tracker)
+                offset += 1
+            for bad_key in (None, b"\xff"):
+                bad = MemoryRecord("readings", 0, offset, bad_key, b"{}")
+                router.route(bad, tracker)
+                offset += 1
+        nodes = router._single["readings"][3]
+        assert nodes is not None and 0 < len(nodes) <= 3  # the bound holds
+        await plane.settle()
+        sink.poll()
+        for n in range(10):
+            assert plane.get(f"/meter/m%20{n}", "last") == {"n": n, "round": 2}
+        found = reasons(sink)
+        assert len(found) == 6
+        assert sum("record has no key" in reason for _, reason in found) == 3
+        assert sum("key is not UTF-8" in reason for _, reason in found) == 3
+        assert tracker.committable == offset
