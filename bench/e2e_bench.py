@@ -201,7 +201,7 @@ DEVICES_ONLY = {
 
 SUMMARY_COALESCE = "100ms"
 """The tower summaries' lane sink produces each tower's latest summary every 100 ms (as
-Kafka Streams' record cache does for a table) rather than one record per reading."""
+Kafka Streams' record cache does for a table) rather than one record per change."""
 
 SWIMSTREAM_ROWS = {  # name -> (only the peers' work, durable state)
     "swimstream": (False, False),

@@ -66,7 +66,7 @@ CASES: dict[str, tuple[str, str | None]] = {  # name -> (agents, summary coalesc
     "framework only (a callback that does nothing)": ("ignore", None),
     "peers' work (swimstream-devices)": ("devices", None),
     "towers app, summaries coalesced every 100 ms": ("towers", "coalesce"),
-    "towers app, a summary record per reading": ("towers", "every"),
+    "towers app, a summary record per change": ("towers", "every"),
 }
 
 

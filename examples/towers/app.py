@@ -41,7 +41,11 @@ class Tower(Agent):
     the readings come in: the hottest device is the top of a heap of the temperatures
     seen, whose stale entries (a device that cooled down or left) are dropped when they
     reach the top. The heap is derived from the join, so it is not stored: a tower
-    loaded after a restart builds it from its restored devices on first use.
+    loaded after a restart builds it from its restored devices on first use. The
+    summary is set only when it changes (a count, or the hottest temperature): most
+    readings change neither, and every set is a record for the summary's sinks and a
+    delta for the world's join, as Kafka Streams' emit-on-change spares a KTable's
+    downstream idempotent updates.
     """
 
     devices = JoinValueLane[str, dict[str, Any] | None]()
@@ -74,7 +78,8 @@ class Tower(Agent):
     def _changed(
         self, old: dict[str, Any] | None, new: dict[str, Any] | None, key: str | None = None
     ) -> None:
-        summary = dict(self.summary.get())
+        current = self.summary.get()
+        summary = dict(current)
         summary["devices"] += (new is not None) - (old is not None)
         summary["hot"] += _hot(new) - _hot(old)
         hottest = self._hottest
@@ -87,7 +92,8 @@ class Tower(Agent):
         while hottest and not self._current(hottest[0]):
             heapq.heappop(hottest)
         summary["max_temp"] = -hottest[0][0] if hottest else None
-        self.summary.set(summary)
+        if summary != current:  # most readings move no count and not the hottest device
+            self.summary.set(summary)
 
     def _current(self, entry: tuple[float, str]) -> bool:
         """Whether a heap entry still is its device's temperature on this tower."""

@@ -108,3 +108,24 @@ async def test_aggregates_stay_exact_when_towers_are_passivated_and_loaded_again
         for tower, summary in summaries.items():
             assert plane.get(f"/tower/{tower}", "summary") == summary, tower
         assert plane.get("/world", "totals") == totals
+
+
+async def test_a_tower_summary_changes_only_when_a_count_or_the_hottest_device_does() -> None:
+    """Readings that move no count and not the hottest temperature leave the summary be,
+    so its lane sink and the world's join see changes, not one record per reading."""
+    async with open_plane(ROUTES) as plane:
+        changes: list[Any] = []
+        plane.observe(lambda lane, op: changes.append(op.value), route="/tower/:id", lane="summary")
+        await plane.command("/device/a", "reading", {"tower": "n", "temp": 80.0, "ts": 1})
+        await plane.command("/device/b", "reading", {"tower": "n", "temp": 60.0, "ts": 2})
+        await plane.settle()
+        assert changes[-1] == {"devices": 2, "hot": 0, "max_temp": 80.0}
+        seen = len(changes)
+        for ts, temp in enumerate([61.0, 70.0, 55.0, 79.5], start=3):  # b, never the hottest
+            await plane.command("/device/b", "reading", {"tower": "n", "temp": temp, "ts": ts})
+        await plane.settle()
+        assert len(changes) == seen
+        await plane.command("/device/b", "reading", {"tower": "n", "temp": 95.0, "ts": 9})
+        await plane.settle()
+        assert changes[seen:] == [{"devices": 2, "hot": 1, "max_temp": 95.0}]
+        assert plane.get("/world", "totals") == {"towers": 1, "devices": 2, "hot": 1}
