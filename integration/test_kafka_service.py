@@ -169,7 +169,7 @@ def test_a_coalesced_lane_sink_ends_on_every_towers_summary_with_fewer_records(
     )
     produced = len(read_topic(kafka_broker.bootstrap, f"{app}.summaries"))
     changes = len(read_topic(kafka_broker.bootstrap, f"{app}.summary-changes"))
-    assert produced < changes / 4, (produced, changes)
+    assert produced < changes / 2, (produced, changes)  # 16 and 796 when written
 
 
 def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(
