@@ -131,9 +131,9 @@ class Service:
         self._register_gauges()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._serve_deliveries(), name="swimstream-deliveries"))
-        for lane_sink in self._lane_sinks:
-            if lane_sink.coalesce is not None:
-                self._tasks.append(loop.create_task(lane_sink.run(), name="swimstream-coalesce"))
+        coalesced = [s for s in self._lane_sinks if s.coalesce is not None]
+        for lane_sink in coalesced:
+            self._tasks.append(loop.create_task(lane_sink.run(), name="swimstream-coalesce"))
         group_metadata = None
         for protocol, topics in self._source_topics().items():
             clients = self.clients[protocol]
@@ -162,7 +162,7 @@ class Service:
                 self._exactly_once,
                 group_metadata,
                 self.fail,
-                [s.flush for s in self._lane_sinks if s.coalesce is not None],
+                [s.flush for s in coalesced],
             )
         for runner in self._runners:
             self._tasks.append(loop.create_task(self._watch(runner.run()), name=runner.name))

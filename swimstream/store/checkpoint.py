@@ -7,8 +7,8 @@ Every ``interval`` seconds (and once more when the service stops), two phases:
 1. the sources stop routing; the plane settles: every mailbox empty, so every record
    routed so far has finished, with the commands it caused and its link deliveries,
    and every insight it published has been handed to the producer (coalesced lane
-   sinks flush here). The positions after
-   the last routed records are the cut: the instance holds exactly their effects;
+   sinks flush here). The positions after the last routed records are the cut: the
+   instance holds exactly their effects;
 2. every lane (or map entry), link set and timer set that changed since the last cut is
    handed to the producer as its current state (one record per name, however often it
    changed), then a marker per changelog partition names the checkpoint and the source
