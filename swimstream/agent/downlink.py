@@ -219,8 +219,9 @@ class ValueDownlink(Downlink):
         self._synced = True
         if not changed:
             return
-        if self._join is not None:
-            self._agent.__dict__[self._join[0]]._joined_value(self._join[1], replica.get())
+        join = self._join
+        if join is not None:
+            self._agent.__dict__[join[0]]._joined_value(join[1], replica.get())
         else:
             self._call("on_set", replica.get(), old)
 

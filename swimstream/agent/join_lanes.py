@@ -171,8 +171,7 @@ class JoinValueLane(_JoinLane[K, V]):
         self._unjoin(key)
         self._drop(key)
 
-    def _joined_value(self, key: Any, value: Any) -> None:
-        self._put(key, value)
+    _joined_value = _JoinLane._put  # a linked value's change is a put (no call between)
 
 
 class JoinMapLane(_JoinLane[K, V]):

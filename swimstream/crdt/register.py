@@ -88,7 +88,9 @@ class LWWRegister:
         stamp = op.stamp
         if stamp <= self._stamp:
             return False
-        self._clock.observe(stamp[0])
+        clock = self._clock
+        if stamp[0] >= clock._last:  # (most ops come from this plane's own clock: behind it)
+            clock.observe(stamp[0])
         self._stamp = stamp
         changed = bool(op.value != self._value)
         self._value = op.value

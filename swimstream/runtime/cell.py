@@ -169,9 +169,9 @@ def handle_delivery(cell: AgentCell, end: Any, _b: Any) -> None:
     snapshot, ops = end.take()
     downlinks = cell.agent._downlinks
     downlink = None if downlinks is None else downlinks.get(end.downlink_id)
-    if downlink is not None and not downlink.closed:
+    if downlink is not None and not downlink._closed:
         downlink._receive(snapshot, ops)
-        if downlink.join is None or isinstance(downlink, MapDownlink):  # a stored replica
+        if downlink._join is None or isinstance(downlink, MapDownlink):  # a stored replica
             cell.plane._links_delivered(cell.node_uri)
 
 

@@ -358,7 +358,10 @@ class Plane(Passivation):
             self.unlink(end.node_uri, end.lane, end)
 
     def _deliver(self, end: LinkEnd) -> None:
-        self._cell(end.subscriber).post(handle_delivery, end)
+        cell = self._cells.get(end.subscriber)  # (``_cell`` inline: once per change)
+        if cell is None:
+            cell = self._activate(end.subscriber)
+        cell.post(handle_delivery, end)
 
     def _write_through(self, node_uri: str, lane: str, op: Op) -> None:
         self._cell(node_uri).post(handle_remote_op, lane, op)
