@@ -35,6 +35,7 @@ bench: $(STAMP) ## run the benchmarks and rewrite their sections of BENCHMARKS.m
 	$(PY) bench/crdt_bench.py
 	$(PY) bench/agents_bench.py
 	$(PY) bench/pipeline_bench.py
+	$(PY) bench/instructions_bench.py
 	$(PY) bench/e2e_bench.py
 
 clean: ## remove the virtual environment and caches

@@ -1,0 +1,142 @@
+"""Instructions per record on the pipeline bench's path, counted by callgrind.
+
+Run: ``.venv/bin/python bench/instructions_bench.py`` (``make bench`` runs every
+benchmark; needs Valgrind: ``apt-get install valgrind``). Options: ``--records N``
+(default 40,000) measured after ``--warmup N`` (default 60,000, a multiple of 500),
+``--no-write`` to leave BENCHMARKS.md alone.
+
+Timings on this shared two-core machine swing by a third from one hour to the next,
+which hides any change worth less than that. The number of machine instructions the
+interpreter executes for the same records is the same from run to run (hash seeds fixed),
+so a change of one or two percent to the per-record path shows here first; the timed
+benches say what it is worth in records per second. Each case runs the pipeline bench's
+round in a child process under ``valgrind --tool=callgrind`` with counting switched on
+(``callgrind_control``) only while the measured records go through: after the warm-up,
+every agent exists and every link is open, so the figure is the steady state. The
+towers case produces a summary record per change: coalescing every 100 ms would make
+the count depend on how fast the machine (slowed some fifty times under Valgrind) runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.pipeline_bench import BATCH, CASES, CpuMeter, memory_records, one_round
+from bench.report import progress, table, write_section
+from swimstream.runtime import tune_gc
+
+MEASURED = {name: case for name, case in CASES.items() if case[1] != "coalesce"}
+"""The pipeline bench's cases that run the same instructions however fast the machine is."""
+
+
+class CallgrindMeter(CpuMeter):
+    """Switches callgrind's counting on and off for this process."""
+
+    def start(self) -> None:
+        _callgrind("on")
+
+    def stop(self) -> float:
+        _callgrind("off")
+        return 0.0
+
+
+def _callgrind(state: str) -> None:
+    subprocess.run(
+        ["callgrind_control", "--instr=" + state, str(os.getpid())],
+        check=True,
+        capture_output=True,
+    )
+
+
+def child(name: str, records: int, warmup: int) -> None:
+    """Run one case with callgrind counting only the measured records."""
+    agents, summaries = MEASURED[name]
+    tune_gc()  # as the service does
+    batch = memory_records(warmup + records)
+    asyncio.run(one_round(agents, summaries, batch, warmup=warmup, meter=CallgrindMeter()))
+
+
+def count(name: str, records: int, warmup: int) -> int:
+    """Instructions the interpreter executed for ``records`` records of case ``name``."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--records",
+            str(records),
+            "--warmup",
+            str(warmup),
+        ]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: callgrind run failed:\n{done.stderr[-2000:]}")
+        for line in out.read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{name}: callgrind wrote no totals")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--records", type=int, default=40_000)
+    parser.add_argument("--warmup", type=int, default=60_000)
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.warmup % BATCH:
+        parser.error(f"--warmup must be a multiple of {BATCH}")
+    if args.child:
+        child(args.child, args.records, args.warmup)
+        return
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        progress("valgrind is not installed (apt-get install valgrind): nothing measured")
+        return
+    rows = []
+    for number, name in enumerate(MEASURED, 1):
+        progress(f"case {number}/{len(MEASURED)}: {name} (under callgrind, about a minute)")
+        started = time.monotonic()
+        per_record = count(name, args.records, args.warmup) / args.records
+        seconds = time.monotonic() - started
+        progress(f"{name}: {per_record:,.0f} instructions a record ({seconds:.0f} s)")
+        rows.append([name, f"{per_record:,.0f}"])
+    body = (
+        table(["pipeline, no broker", "instructions per record"], rows)
+        + f"\n\nThe pipeline bench's path (see above), counted by Valgrind's callgrind over"
+        f" {args.records:,} readings after {args.warmup:,} of warm-up (every agent active,"
+        " every link open), hash seeds fixed: the same code gives the same count to"
+        " within a few hundredths of a percent, where the timed benches on this machine"
+        " vary by a third. Compare two commits with it; the timed rows say what the"
+        " difference is worth. The towers case produces a summary record per change"
+        " (coalescing by time would count differently under Valgrind's slowdown)."
+    )
+    print(body)
+    if args.records == 40_000 and args.warmup == 60_000 and not args.no_write:
+        path = write_section(
+            "instructions",
+            "Instructions per record (deterministic, for comparing commits)",
+            "make bench  (python bench/instructions_bench.py)",
+            body,
+        )
+        progress(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
