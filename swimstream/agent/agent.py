@@ -43,6 +43,8 @@ class Agent:
 
     __swim_lanes__: ClassVar[Mapping[str, Lane]] = MappingProxyType({})
     """Every lane declared on the class and its bases, by name."""
+    __swim_unbound__: ClassVar[Mapping[str, Callable[[Agent, Any], Any]]] = MappingProxyType({})
+    """Lane name -> what handles a command to it while it is unbound (lazy lanes)."""
 
     __slots__ = ("__dict__", "_context", "_downlinks", "_next_link_id", "node_uri")
 
@@ -67,6 +69,7 @@ class Agent:
         if init is not Agent.__init__:
             check_callback(cls, "__init__", init, 1, may_be_async=False)
         cls.__swim_lanes__ = MappingProxyType(lanes)
+        cls.__swim_unbound__ = {name: lane._unbound_handler() for name, lane in lanes.items()}
 
     def __init__(self) -> None:
         self._downlinks = None

@@ -50,6 +50,10 @@ class CommandLane(Lane, Generic[T]):
             return None
         return on_command(self._agent, value)
 
-    def _command_unbound(self, agent: Agent, value: Any) -> Any:
+    def _unbound_handler(self) -> Callable[[Agent, Any], Any]:
         on_command = self._spec.callbacks.get("on_command")
-        return None if on_command is None else on_command(agent, value)
+        return _ignore if on_command is None else on_command
+
+
+def _ignore(agent: Agent, value: Any) -> None:
+    """A command lane without ``on_command``: commands are only seen by its links."""

@@ -174,6 +174,11 @@ class Lane:
         """A command to a lazy lane that ``agent`` has not bound (no link needs it)."""
         raise DefinitionError(f"lane {self.name!r} ({self.kind}) must be bound")
 
+    def _unbound_handler(self) -> Callable[[Agent, Any], Any]:
+        """What handles a command while the lane is unbound: one call per command, so
+        the class computes it once (``Agent.__swim_unbound__``)."""
+        return self._command_unbound
+
     def _apply_remote(self, op: Op) -> None:
         """An op written through a downlink's replica, arriving at the owner."""
         raise DefinitionError(f"lane {self.name!r} ({self.kind}) cannot be written through a link")

@@ -152,7 +152,7 @@ def handle_command(cell: AgentCell, lane: str, value: Any) -> Any:
     bound = agent.__dict__.get(lane)
     if bound is not None:
         return bound._command(value)
-    return type(agent).__swim_lanes__[lane]._command_unbound(agent, value)
+    return type(agent).__swim_unbound__[lane](agent, value)
 
 
 def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:

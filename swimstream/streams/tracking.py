@@ -93,7 +93,9 @@ class RecordAck(Tracked):
         if error is not None:
             self._pending += 1
             self._dead_letters.send(self.record, error, self._child_done)
-        self._child_done(None)
+        self._pending -= 1  # (``_child_done`` inline: once per record)
+        if self._pending == 0 and not self._tracker.revoked:
+            self._tracker.complete(self.offset)
 
     def fork(self) -> Tracked:
         self._pending += 1
