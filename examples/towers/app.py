@@ -79,9 +79,8 @@ class Tower(Agent):
         self, old: dict[str, Any] | None, new: dict[str, Any] | None, key: str | None = None
     ) -> None:
         current = self.summary.get()
-        summary = dict(current)
-        summary["devices"] += (new is not None) - (old is not None)
-        summary["hot"] += _hot(new) - _hot(old)
+        devices = current["devices"] + (new is not None) - (old is not None)
+        hot = current["hot"] + _hot(new) - _hot(old)
         hottest = self._hottest
         if hottest is None:
             hottest = self._hottest = self._build_heap()  # includes ``new`` (already joined)
@@ -91,9 +90,14 @@ class Tower(Agent):
                 hottest = self._hottest = self._build_heap()
         while hottest and not self._current(hottest[0]):
             heapq.heappop(hottest)
-        summary["max_temp"] = -hottest[0][0] if hottest else None
-        if summary != current:  # most readings move no count and not the hottest device
-            self.summary.set(summary)
+        max_temp = -hottest[0][0] if hottest else None
+        # Most readings move no count and not the hottest device: nothing to set.
+        if (
+            devices != current["devices"]
+            or hot != current["hot"]
+            or max_temp != current["max_temp"]
+        ):
+            self.summary.set({"devices": devices, "hot": hot, "max_temp": max_temp})
 
     def _current(self, entry: tuple[float, str]) -> bool:
         """Whether a heap entry still is its device's temperature on this tower."""
