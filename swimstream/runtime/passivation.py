@@ -3,8 +3,9 @@
 An agent idle for ``idle_timeout``, or beyond ``max_active`` agents in memory (least
 recently used first), is passivated: ``on_stop`` runs, its lanes and links are dumped
 into the plane's store, and its object is dropped. Its links and timers stay with the
-plane, so a delivery or a due timer activates it again (see :mod:`.plane`). Kept apart
-from the plane so the plane's module holds addressing, messages and links only.
+plane, so a delivery or a due timer activates it again (see :mod:`.plane`). The plane's
+cells are kept in least recently used order by the scheduler, after each turn. Kept
+apart from the plane so the plane's module holds addressing, messages and links only.
 """
 
 from __future__ import annotations
@@ -37,15 +38,6 @@ class Passivation:
         self, cell: AgentCell, lane: str, callback: str, exc: BaseException
     ) -> None:
         raise NotImplementedError
-
-    def _touch(self, cell: AgentCell) -> None:
-        """After each turn: note the use and move the cell to the LRU's recent end."""
-        cell.last_used = self.clock.time()
-        cells = self._cells
-        node_uri = cell.node_uri
-        if cells.get(node_uri) is cell:
-            del cells[node_uri]
-            cells[node_uri] = cell
 
     def passivate_idle(self) -> int:
         """Passivate agents idle past ``idle_timeout`` and, least recently used first,

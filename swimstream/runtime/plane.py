@@ -117,7 +117,9 @@ class Plane(Passivation):
         self._observers: list[tuple[str | None, str | None, bool, LaneObserver]] = []
         self._observer_tables: dict[str, dict[str, tuple[LaneObserver, ...]]] = {}
         passivating = idle_timeout is not None or max_active is not None
-        self._scheduler = Scheduler(self._report_failure, self._touch if passivating else None)
+        self._scheduler = Scheduler(
+            self._report_failure, (self._cells, self.clock.time) if passivating else None
+        )
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False

@@ -60,15 +60,19 @@ class Scheduler:
     def __init__(
         self,
         on_failure: Callable[[AgentCell, str, str, BaseException], None],
-        on_turn: Callable[[AgentCell], None] | None = None,
+        recency: tuple[dict[str, AgentCell], Callable[[], float]] | None = None,
     ) -> None:
+        """``recency``, when the plane passivates: its cells, kept in least recently
+        used order, and its clock. After each turn the cell moves to the recent end and
+        notes the time (read once per :meth:`drain`); done here, inline, because a call
+        and a clock read per turn were a tenth of a record's cost."""
         self._ready: deque[AgentCell] = deque()
         self._wakeup = asyncio.Event()
         self._sleeping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._settle_waiters: list[asyncio.Future[None]] = []
         self._on_failure = on_failure
-        self._on_turn = on_turn
+        self._recency = recency
         self.processed = 0
 
     # -- feeding -------------------------------------------------------------------------
@@ -125,7 +129,8 @@ class Scheduler:
     def drain(self, budget: int) -> int:
         """Handle up to about ``budget`` messages; returns how many were handled."""
         ready = self._ready
-        on_turn = self._on_turn
+        recency = self._recency
+        lru, now = (None, 0.0) if recency is None else (recency[0], recency[1]())
         set_origin = ORIGIN.set
         origin = ORIGIN.get()
         handled = 0
@@ -159,8 +164,12 @@ class Scheduler:
                     break
                 if ack is not None:
                     ack(None)
-            if on_turn is not None:
-                on_turn(cell)
+            if lru is not None:
+                cell.last_used = now
+                node_uri = cell.node_uri
+                if lru.get(node_uri) is cell:  # (unless it was passivated in its turn)
+                    del lru[node_uri]
+                    lru[node_uri] = cell
             if cell.room_waiters is not None:
                 _release_room(cell)
             if cell.busy:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from swimstream import Agent, CommandLane, CounterLane, JoinValueLane, MapLane, ValueLane
-from swimstream.runtime import MemoryAgentStore
+from swimstream.runtime import FakeClock, MemoryAgentStore
 from swimstream.testing import open_plane
 
 
@@ -109,6 +109,22 @@ async def test_beyond_max_active_the_least_recently_used_go_first() -> None:
             assert plane.get(f"/meter/{n}", "level") == float(n)
         await plane.settle()  # reloaded agents run on_start in their next turn
         assert Meter.starts == 50  # 30 first starts, 20 reloads
+
+
+async def test_each_turn_makes_its_agent_the_most_recently_used() -> None:
+    clock = FakeClock()
+    async with open_plane(ROUTES, idle_timeout=100.0, clock=clock) as plane:
+        for n in ("a", "b", "c", "d"):
+            await plane.command(f"/meter/{n}", "sample", 1.0)
+            await plane.settle()
+        clock.advance(50.0)
+        for n in ("a", "c"):  # a: the first activated, used again
+            await plane.command(f"/meter/{n}", "sample", 2.0)
+            await plane.settle()
+        assert plane.active_node_uris() == ["/meter/b", "/meter/d", "/meter/a", "/meter/c"]
+        clock.advance(60.0)  # b and d idle for 110 s, a and c for 60 s
+        plane.passivate_idle()  # (unless the plane's housekeeping got there first)
+        assert plane.active_node_uris() == ["/meter/a", "/meter/c"]
 
 
 class Closer(Agent):
