@@ -121,9 +121,8 @@ def main() -> None:
         " garbage collector paused. *changed state* is the share of ops that won and changed"
         " the visible state (the rest lost to a newer stamp: the cheap path). Pure Python."
     )
-    path = write_section("crdt", "CRDT core", "make bench  (python bench/crdt_bench.py)", body)
+    write_section("crdt", "CRDT core", "make bench  (python bench/crdt_bench.py)", body)
     print(body)
-    progress(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -355,8 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     complete = not args.only and args.records == 500_000
     if complete and not args.no_write:
         command = "make bench  (python bench/e2e_bench.py)"
-        path = write_section("e2e", "End to end: swimstream and its peers", command, body)
-        progress(f"wrote {path}")
+        write_section("e2e", "End to end: swimstream and its peers", command, body)
     progress(f"the whole run took {elapsed:.0f} s")
 
 

@@ -120,8 +120,9 @@ def main() -> None:
     body = (
         table(["pipeline, no broker", "instructions per record"], rows)
         + f"\n\nThe pipeline bench's path (see above), counted by Valgrind's callgrind over"
-        f" {args.records:,} readings after {args.warmup:,} of warm-up (every agent active,"
-        " every link open), hash seeds fixed: the same code gives the same count to"
+        f" {args.records:,} readings after {args.warmup:,} of warm-up (by 60,000 every"
+        " agent is active and every link open), hash seeds fixed: the same code gives the"
+        " same count to"
         " within a few hundredths of a percent, where the timed benches on this machine"
         " vary by a third. Compare two commits with it; the timed rows say what the"
         " difference is worth. The towers case produces a summary record per change"
@@ -129,13 +130,12 @@ def main() -> None:
     )
     print(body)
     if args.records == 40_000 and args.warmup == 60_000 and not args.no_write:
-        path = write_section(
+        write_section(
             "instructions",
             "Instructions per record (deterministic, for comparing commits)",
             "make bench  (python bench/instructions_bench.py)",
             body,
         )
-        progress(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -185,13 +185,12 @@ def main() -> None:
     )
     print(body)
     if args.records == 200_000 and args.rounds == 5 and not args.no_write:
-        path = write_section(
+        write_section(
             "pipeline",
             "The per-record path without a broker",
             "make bench  (python bench/pipeline_bench.py)",
             body,
         )
-        progress(f"wrote {path}")
 
 
 if __name__ == "__main__":

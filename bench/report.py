@@ -66,6 +66,7 @@ def write_section(name: str, title: str, command: str, body: str) -> Path:
         else f"{text.rstrip()}\n\n{section}\n"
     )
     BENCHMARKS_MD.write_text(text if text.endswith("\n") else text + "\n")
+    progress(f"wrote the {name} section of {BENCHMARKS_MD}")
     return BENCHMARKS_MD
 
 
