@@ -21,13 +21,14 @@ record); the agent keeps running.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from swimstream.errors import CallbackError, SwimstreamError
-from swimstream.runtime.origin import ORIGIN
+from swimstream.runtime.origin import ORIGIN, TURN
 
 if TYPE_CHECKING:
     from swimstream.runtime.cell import AgentCell, Handler
@@ -131,8 +132,8 @@ class Scheduler:
         ready = self._ready
         recency = self._recency
         lru, now = (None, 0.0) if recency is None else (recency[0], recency[1]())
-        set_origin = ORIGIN.set
-        origin = ORIGIN.get()
+        turn = TURN
+        origin: Ack = None
         handled = 0
         while ready and handled < budget:
             cell = ready.popleft()
@@ -148,8 +149,7 @@ class Scheduler:
             items = iter(batch)
             for handler, a, b, ack in items:
                 if ack is not origin:  # what the callback causes descends from this ack
-                    set_origin(ack)
-                    origin = ack
+                    turn.origin = origin = ack
                 try:
                     result = handler(cell, a, b)
                 except Exception as exc:
@@ -178,8 +178,7 @@ class Scheduler:
                 ready.append(cell)
             else:
                 cell.scheduled = False
-        if origin is not None:
-            set_origin(None)
+        turn.origin = None
         self.processed += handled
         return handled
 
@@ -208,7 +207,11 @@ class Scheduler:
         ack: Ack,
     ) -> None:
         cell.busy = True
-        task = asyncio.get_running_loop().create_task(self._await(cell, coroutine, handler, a, ack))
+        context = contextvars.copy_context()
+        context.run(ORIGIN.set, ack)  # its origin, for the whole task, across awaits
+        task = asyncio.get_running_loop().create_task(
+            self._await(cell, coroutine, handler, a, ack), context=context
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
