@@ -21,8 +21,8 @@ reads the topic from the beginning in a consumer group nobody used before:
   to ``/device/{key}``, lane ``reading``), the ``alerts`` publish sink and the tower
   summary lane sink, ``processing: at-least-once``, and
   state in memory (``store: {durable: false}``), as the peers keep theirs;
-* ``swimstream-durable``: the same with durable state (changelog topic and local SQLite,
-  written at every checkpoint; the service's default);
+* ``swimstream-durable``: the same with the service's defaults, durable state (changelog
+  topic and local SQLite, written at every checkpoint) and ``processing: exactly-once``;
 * ``swimstream-devices``: the service with only the work the peers do (per-key state and
   alerts, ``bench/peers/swimstream_devices.py``; no tower joins, no summaries), in memory;
 * ``faust``, ``quix``, ``bytewax``: the peers (``bench/peers/*_peer.py``), each keeping the
@@ -216,8 +216,9 @@ def swimstream_contender(
     """A swimstream row on the input topic, its config written beside its store.
 
     The towers app, or only the peers' work (``swimstream-devices``); state in memory as
-    the peers keep theirs, or durable (``swimstream-durable``: changelog topic and SQLite,
-    written at every checkpoint, the service's default since durable state landed).
+    the peers keep theirs (at-least-once: offsets commit once a record's effects are
+    delivered), or durable (``swimstream-durable``: changelog topic and SQLite, written at
+    every checkpoint, exactly-once: the service's defaults).
     """
     devices_only, durable = SWIMSTREAM_ROWS[name]
     app = f"e2e-{uuid.uuid4().hex[:8]}"  # the app name is the consumer group
@@ -242,7 +243,7 @@ def swimstream_contender(
         "agents": DEVICES_ONLY if devices_only else TOWERS,
         "sources": [{"topic": workload.topic, "route": "/device/{key}", "lane": "reading"}],
         "sinks": sinks,
-        "processing": "at-least-once",
+        "processing": "exactly-once" if durable else "at-least-once",
         "mesh": {"listen": f"127.0.0.1:{mesh_port}"},
         "store": {"path": str(work_dir / "store"), "durable": durable},
         "web": {"listen": f"127.0.0.1:{web_port}"},
