@@ -1,0 +1,30 @@
+# The swimstream image: the service, its connectors and the towers example.
+# docker-compose.yml builds it for the `swimstream` and `simulator` services; for your own
+# app, copy your agents' package and YAML in the same way and point --config at it.
+FROM python:3.11-slim
+
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app \
+    SWIMSTREAM_DATA=/data
+
+# Dependencies first (the tested versions, as `make` installs them), so that a change to
+# the code does not reinstall them.
+COPY pyproject.toml constraints.txt README.md ./
+COPY swimstream swimstream
+COPY connectors connectors
+RUN pip install --no-cache-dir -c constraints.txt . && mkdir -p /data
+
+# The example app: its agents and its config (agents are imported from PYTHONPATH).
+COPY examples examples
+COPY config config
+
+VOLUME /data
+# 9001: HTTP lanes, dashboard, /metrics, /healthz, /readyz; 7001: the instance mesh.
+EXPOSE 9001 7001
+HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9001/healthz', timeout=2)"]
+# exec form: swimstream is PID 1 and gets docker stop's SIGTERM (it drains within 8 s).
+ENTRYPOINT ["swimstream"]
+CMD ["run", "--config", "config/towers.yaml"]
