@@ -6,21 +6,22 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-from connectors.embedded import EmbeddedKafka
+from connectors.embedded import EmbeddedKafka, free_ports
 from integration.support import Instance, json_value, wait_until
 from tests.support.kafka import produce_json, read_topic
 
 
 def ledger_config(
-    kafka: EmbeddedKafka, app: str, agent: str = "Ledger", lane: str = "entry"
+    bootstrap: str, app: str, agent: str = "Ledger", lane: str = "entry"
 ) -> dict[str, Any]:
     return {
         "app": app,
-        "broker": {"kind": "kafka", "bootstrap": kafka.bootstrap, "partitions": 4},
+        "broker": {"kind": "kafka", "bootstrap": bootstrap, "partitions": 4},
         "agents": {"account": {"class": f"integration.apps:{agent}", "route": "/account/:id"}},
         "sources": [{"topic": f"{app}.entries", "route": "/account/{key}", "lane": lane}],
         "sinks": [{"publish": "processed", "topic": f"{app}.processed"}],
@@ -42,7 +43,7 @@ def test_sigterm_under_load_exits_0_quickly_and_a_restart_skips_nothing(
     app = "life-sigterm"
     total = 40_000
     kafka_broker.create_topic(f"{app}.entries", partitions=4)
-    first = start_instance(ledger_config(kafka_broker, app))
+    first = start_instance(ledger_config(kafka_broker.bootstrap, app))
     producer = threading.Thread(
         target=lambda: [
             produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(chunk, 2_000))
@@ -57,7 +58,7 @@ def test_sigterm_under_load_exits_0_quickly_and_a_restart_skips_nothing(
     assert time.monotonic() - started <= 10.0
     producer.join()
 
-    second = start_instance(ledger_config(kafka_broker, app), name="restarted")
+    second = start_instance(ledger_config(kafka_broker.bootstrap, app), name="restarted")
     wait_until(
         lambda: len(set(processed_seqs(kafka_broker, app))) >= total, 90, "every record's effect"
     )
@@ -72,7 +73,7 @@ def test_a_frozen_broker_makes_the_instance_unready_then_it_resumes_losing_nothi
 ) -> None:
     app = "life-frozen"
     kafka_broker.create_topic(f"{app}.entries", partitions=4)
-    instance = start_instance(ledger_config(kafka_broker, app))
+    instance = start_instance(ledger_config(kafka_broker.bootstrap, app))
     produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, 3_000))
     wait_until(lambda: instance.metric("swimstream_records_in_total") >= 3_000, 60, "first batch")
     kafka_broker.pause()
@@ -80,7 +81,7 @@ def test_a_frozen_broker_makes_the_instance_unready_then_it_resumes_losing_nothi
         wait_until(lambda: instance.request("GET", "/readyz")[0] == 503, 15, "/readyz to turn 503")
         time.sleep(10 - 0)  # frozen for (at least) ten seconds in all
         assert instance.request("GET", "/healthz")[0] == 200  # unready, not dead
-        instance._check_alive()
+        assert instance.process is not None and instance.process.poll() is None, instance.log_tail()
     finally:
         kafka_broker.resume()
     wait_until(lambda: instance.request("GET", "/readyz")[0] == 200, 60, "/readyz back to 200")
@@ -95,7 +96,7 @@ def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_then_they_resum
     kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
 ) -> None:
     app = "life-slow"
-    config = ledger_config(kafka_broker, app, agent="Slow", lane="work")
+    config = ledger_config(kafka_broker.bootstrap, app, agent="Slow", lane="work")
     config["processing"] = {"guarantee": "at-least-once", "mailbox_capacity": 100}
     kafka_broker.create_topic(f"{app}.entries", partitions=4)
     total = 6_000
@@ -128,7 +129,41 @@ def test_ready_only_once_the_backlog_is_read(
     backlog = 30_000
     kafka_broker.create_topic(f"{app}.entries", partitions=4)
     produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, backlog))
-    instance = start_instance(ledger_config(kafka_broker, app), ready=False)
+    instance = start_instance(ledger_config(kafka_broker.bootstrap, app), ready=False)
     wait_until(lambda: instance.request("GET", "/readyz")[0] == 200, 60, "ready", 0.02)
     assert instance.metric("swimstream_records_in_total") == backlog
     assert instance.metric("swimstream_consumer_lag") == 0
+
+
+def test_started_before_its_broker_it_waits_with_a_trickle_of_lines_then_works(
+    start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    app = "life-early"
+    port = free_ports(1)[0]
+    instance = start_instance(ledger_config(f"127.0.0.1:{port}", app), ready=False)
+    try:
+        wait_until(lambda: "waiting for the broker" in instance.log_tail(), 60, "a waiting line")
+        time.sleep(15)  # librdkafka tries to connect several times a second meanwhile
+        assert instance.process is not None and instance.process.poll() is None, instance.log_tail()
+        lines = instance.log_path.read_text().splitlines()
+        assert len(lines) < 20, "\n".join(lines)  # a trickle, not one line per attempt
+        with EmbeddedKafka(port=port, work_dir=tmp_path / "broker") as early:
+            early.create_topic(f"{app}.entries", partitions=4)
+            instance.wait_ready(timeout=90)
+            produce_json(early.bootstrap, f"{app}.entries", entries(0, 500))
+            wait_until(lambda: len(processed_seqs(early, app)) >= 500, 60, "processed")
+            assert sorted(processed_seqs(early, app)) == list(range(500))
+            instance.signal(signal.SIGTERM)
+            assert instance.wait_exit(timeout=12) == 0, instance.log_tail()
+    finally:
+        instance.stop()
+
+
+def test_stopped_while_waiting_for_its_broker_it_exits_0(
+    start_instance: Callable[..., Instance],
+) -> None:
+    nobody = f"127.0.0.1:{free_ports(1)[0]}"  # no broker ever listens there
+    instance = start_instance(ledger_config(nobody, "life-absent"), ready=False)
+    wait_until(lambda: "waiting for the broker" in instance.log_tail(), 60, "a waiting line")
+    instance.signal(signal.SIGTERM)
+    assert instance.wait_exit(timeout=12) == 0, instance.log_tail()

@@ -108,8 +108,15 @@ class BrokerError(SwimstreamError):
     """A broker could not be started, reached or used.
 
     For an embedded broker the message ends with the last lines of its log, so a start-up
-    failure on a build machine explains itself without a second run.
+    failure on a build machine explains itself without a second run. ``unreachable``
+    says the broker did not answer at all (refused, unresolvable, timed out), as opposed
+    to answering no: the one failure that waiting can mend, so the service retries it at
+    start.
     """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class StoreError(SwimstreamError):

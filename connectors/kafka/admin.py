@@ -23,12 +23,11 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from connectors.kafka.errors import KafkaBrokerError, kafka_error_of, translate
+from connectors.kafka.errors import CLIENT_LOG, KafkaBrokerError, kafka_error_of, translate
 from connectors.kafka.settings import ADMIN_DEFAULTS, ADMIN_OWNED, Settings, merge
 from connectors.kafka.topics import partition_counts
 
 log = logging.getLogger("swimstream.kafka.admin")
-_client_log = logging.getLogger("swimstream.kafka.client")
 
 DELETE_TOPIC_CONFIG: Final[Mapping[str, str]] = {
     "cleanup.policy": "delete",
@@ -115,7 +114,7 @@ class KafkaAdmin:
     def _client(self) -> AdminClient:
         if self._admin is None:
             try:
-                self._admin = AdminClient(self._config, logger=_client_log)
+                self._admin = AdminClient(self._config, logger=CLIENT_LOG)
             except KafkaException as exc:
                 raise translate(exc, f"creating the admin client for {self.bootstrap}") from exc
         return self._admin

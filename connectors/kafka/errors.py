@@ -11,12 +11,15 @@ parsing messages.
 Errors that arrive as events rather than exceptions (a broker that went away, an
 authentication failure) are logged through :class:`ErrorLog`, which says the first
 occurrence of each kind at once and then at most once per interval with a count, so an
-unreachable broker produces a readable trickle instead of a flood.
+unreachable broker produces a readable trickle instead of a flood. librdkafka's own log
+lines (:data:`CLIENT_LOG`) get the same treatment from :class:`RepeatFilter`: a client
+that cannot connect logs every attempt, several a second.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable
 
@@ -83,8 +86,9 @@ class KafkaBrokerError(BrokerError):
         retriable: bool = False,
         fatal: bool = False,
         abortable: bool = False,
+        unreachable: bool = False,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, unreachable=unreachable)
         self.code = code
         self.retriable = retriable
         self.fatal = fatal
@@ -122,6 +126,7 @@ def translate(exc: KafkaException | KafkaError, doing: str) -> KafkaBrokerError:
         retriable=error.retriable(),
         fatal=error.fatal(),
         abortable=abortable,
+        unreachable=error.code() in UNREACHABLE,
     )
 
 
@@ -159,3 +164,44 @@ class ErrorLog:
         repeats = self._suppressed.pop(code, 0)
         again = f" ({repeats} more like it since the last report)" if repeats else ""
         self._logger.log(level, "%s: %s%s", self._where, describe(error), again)
+
+
+class RepeatFilter(logging.Filter):
+    """Passes a log line, then drops lines like it for ``interval`` seconds.
+
+    Lines are alike when they differ only in numbers (milliseconds, counts, ports). The
+    next line of a kind that passes says how many like it were dropped meanwhile.
+    """
+
+    MAX_KINDS = 1000
+    """Kinds remembered at most; beyond it the memory starts afresh."""
+
+    _NUMBERS = re.compile(r"\d+")
+
+    def __init__(self, interval: float = 30.0) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[tuple[int, str], float] = {}
+        self._dropped: dict[tuple[int, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        kind = (record.levelno, self._NUMBERS.sub("#", message))
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._interval:
+            self._dropped[kind] = self._dropped.get(kind, 0) + 1
+            return False
+        if len(self._last) >= self.MAX_KINDS:
+            self._last.clear()
+            self._dropped.clear()
+        self._last[kind] = now
+        dropped = self._dropped.pop(kind, 0)
+        if dropped:
+            record.msg, record.args = f"{message} ({dropped} more like it since)", None
+        return True
+
+
+CLIENT_LOG = logging.getLogger("swimstream.kafka.client")
+"""The logger librdkafka's clients write to (``logger`` in their settings)."""
+CLIENT_LOG.addFilter(RepeatFilter())

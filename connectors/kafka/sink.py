@@ -41,14 +41,13 @@ from typing import Any, Literal, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.kafka.deferred import kafka_partitions
-from connectors.kafka.errors import ErrorLog, translate
+from connectors.kafka.errors import CLIENT_LOG, ErrorLog, translate
 from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
 from swimstream.errors import BrokerError
 from swimstream.streams.connector import DeliveryCallback, TopicPartition
 
 log = logging.getLogger("swimstream.kafka.sink")
-_client_log = logging.getLogger("swimstream.kafka.client")
 
 T = TypeVar("T")
 
@@ -117,7 +116,7 @@ class KafkaSink:
         if self._producer is not None or self._closed:
             raise BrokerError(f"{self._where} was opened already")
         self._bridge = LoopBridge()
-        config = {**self._config, "error_cb": self._on_error, "logger": _client_log}
+        config = {**self._config, "error_cb": self._on_error, "logger": CLIENT_LOG}
         try:
             producer = Producer(config)
         except KafkaException as exc:

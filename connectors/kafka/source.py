@@ -75,7 +75,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from connectors.kafka.deferred import DeferredCalls, kafka_partitions
-from connectors.kafka.errors import KafkaBrokerError, describe, translate
+from connectors.kafka.errors import CLIENT_LOG, KafkaBrokerError, describe, translate
 from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.progress import Progress, positions
@@ -94,7 +94,6 @@ from swimstream.errors import BrokerError
 from swimstream.streams.connector import InboundRecord, TopicPartition
 
 log = logging.getLogger("swimstream.kafka.source")
-_client_log = logging.getLogger("swimstream.kafka.client")
 
 _WAIT_BATCH = 1000  # records a wait takes beyond the first one that woke it
 _METADATA_TIMEOUT = 10.0
@@ -194,7 +193,7 @@ class KafkaSource:
             "error_cb": self._health.on_error,
             "stats_cb": self._health.on_stats,
             "on_commit": self._on_commit,
-            "logger": _client_log,
+            "logger": CLIENT_LOG,
         }
         try:
             consumer = Consumer(config)

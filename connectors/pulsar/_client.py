@@ -194,7 +194,8 @@ def check_reachable(service_url: str, timeout: float) -> None:
             failures.append(f"{address}: {exc}")
     raise BrokerError(
         f"cannot reach the Pulsar broker at {service_url} ({'; '.join(failures)}); "
-        "is the broker running, and is the service URL right?"
+        "is the broker running, and is the service URL right?",
+        unreachable=True,
     )
 
 

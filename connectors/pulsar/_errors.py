@@ -19,6 +19,9 @@ from swimstream.errors import BrokerError
 
 _NO_NOTES: Mapping[str, str] = MappingProxyType({})
 
+UNREACHABLE = frozenset({"ConnectError", "Timeout"})
+"""Result codes that mean the broker did not answer, rather than answered no."""
+
 _HINTS: dict[str, str] = {
     "Timeout": (
         "the broker did not answer within the operation timeout; is it running and "
@@ -68,9 +71,10 @@ def broker_error(
     ``doing`` says what swimstream was doing, in the gerund: ``"subscribing to 'x'"``;
     ``notes`` adds causes particular to that operation, per code.
     """
-    return BrokerError(_describe(type(exc).__name__, doing, str(exc), notes))
+    code = type(exc).__name__
+    return BrokerError(_describe(code, doing, str(exc), notes), unreachable=code in UNREACHABLE)
 
 
 def result_error(code: str, doing: str) -> BrokerError:
     """The error for a failed result code (its name, e.g. ``"Timeout"``) of a callback."""
-    return BrokerError(_describe(code, doing))
+    return BrokerError(_describe(code, doing), unreachable=code in UNREACHABLE)

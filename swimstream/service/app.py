@@ -47,6 +47,15 @@ from swimstream.web import WebServer
 
 log = logging.getLogger("swimstream.service")
 
+START_RETRY_FIRST = 1.0
+"""Seconds before the first retry of a broker that did not answer at start."""
+START_RETRY_MAX = 10.0
+"""Longest wait between two tries of a silent broker at start (doubling up to it)."""
+
+
+class _StoppedWaiting(Exception):
+    """Stop was asked for while the start waited for the broker."""
+
 
 def instance_id_for(config: AppConfig) -> str:
     """A stable identity for this instance (static group membership needs one)."""
@@ -86,9 +95,7 @@ class Service:
         classes = resolve_agents(config)
         routes = {config.agents[name].route.text: cls for name, cls in classes.items()}
         tune_gc()
-        self.clients = await self._stack.enter_async_context(
-            self._connectors(config, self.instance_id)
-        )
+        self.clients = await self._open_clients()
         for clients in self.clients.values():
             for note in clients.notes:
                 log.info("%s", note)
@@ -184,6 +191,8 @@ class Service:
         try:
             await self.start()
             await self._stop.wait()
+        except _StoppedWaiting:
+            pass  # asked to stop before the broker ever answered: nothing to drain
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
@@ -234,6 +243,40 @@ class Service:
         await self.close()
 
     # -- wiring helpers ------------------------------------------------------------------
+
+    async def _open_clients(self) -> dict[str, ProtocolClients]:
+        """The broker clients, waiting for a broker that does not answer yet.
+
+        Orchestrators start a service next to its broker, not after it (compose without
+        a health condition, a pod beside a restarting cluster); Kafka Streams and Faust
+        wait for the broker too. Only silence is waited out, with a line at each try
+        (backing off to one every :data:`START_RETRY_MAX` seconds): a broker that
+        answers no (authentication, a refused setting) stops the start at once.
+        """
+        started = time.monotonic()
+        delay = START_RETRY_FIRST
+        while True:
+            try:
+                return await self._stack.enter_async_context(
+                    self._connectors(self.config, self.instance_id)
+                )
+            except BrokerError as exc:
+                if self._stop.is_set():
+                    raise _StoppedWaiting from exc
+                if not exc.unreachable:
+                    raise
+                log.warning(
+                    "waiting for the broker (%.0f s so far, next try in %g s): %s",
+                    time.monotonic() - started,
+                    delay,
+                    exc,
+                )
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except TimeoutError:
+                delay = min(delay * 2, START_RETRY_MAX)
+            else:
+                raise _StoppedWaiting
 
     @property
     def _exactly_once_configured(self) -> bool:
