@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = with_logging(commands.add_parser("run", help="run one instance of an app"))
     run.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
-    run.description = "Run one instance: consume the sources, run the agents, produce insights."
+    run.description = (
+        "Run one instance: consume the sources, run the agents, produce insights. A broker "
+        "that does not answer yet is waited for (a line per try); SIGTERM or SIGINT drains "
+        "and exits 0."
+    )
 
     check = commands.add_parser("check", help="validate a config (and import its agents)")
     check.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
