@@ -173,7 +173,8 @@ async def _serve(path: Path, env: dict[str, str]) -> int:
 def _print_problems(path: Path | None, exc: ConfigError) -> None:
     where = f"{path}: " if path else ""
     for key, message in exc.problems:
-        print(f"swimstream: {where}{key + ': ' if key else ''}{message}", file=sys.stderr)
+        named = key and key != str(path)  # (an unreadable file's problem is keyed by its path)
+        print(f"swimstream: {where}{key + ': ' if named else ''}{message}", file=sys.stderr)
 
 
 def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:

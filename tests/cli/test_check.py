@@ -93,3 +93,16 @@ def test_help_reads_well() -> None:
     assert result.returncode == 0
     for word in ("run", "check", "demo", "exit status"):
         assert word in result.stdout
+
+
+def test_run_with_a_config_it_cannot_read_exits_2_naming_the_file_once(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "swimstream", "run", "--config", str(missing)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"swimstream: {missing}: cannot read: No such file or directory"
