@@ -37,6 +37,7 @@ bench: $(STAMP) ## run the benchmarks and rewrite their sections of BENCHMARKS.m
 	$(PY) bench/pipeline_bench.py
 	$(PY) bench/instructions_bench.py
 	$(PY) bench/e2e_bench.py
+	$(PY) bench/scaleout_bench.py
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
