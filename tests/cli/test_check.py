@@ -82,14 +82,19 @@ def test_yaml_syntax_errors_give_line_and_column(tmp_path: Path) -> None:
     assert "line " in result.stderr and "column" in result.stderr
 
 
-def test_help_reads_well() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "swimstream", "--help"],
+def swimstream(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``swimstream`` command, run from the checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "swimstream", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_help_reads_well() -> None:
+    result = swimstream("--help")
     assert result.returncode == 0
     for word in ("run", "check", "demo", "exit status"):
         assert word in result.stdout
@@ -97,12 +102,6 @@ def test_help_reads_well() -> None:
 
 def test_run_with_a_config_it_cannot_read_exits_2_naming_the_file_once(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.yaml"
-    result = subprocess.run(
-        [sys.executable, "-m", "swimstream", "run", "--config", str(missing)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = swimstream("run", "--config", str(missing))
     assert result.returncode == 2
     assert result.stderr.strip() == f"swimstream: {missing}: cannot read: No such file or directory"
