@@ -16,6 +16,7 @@ import pytest
 
 from swimstream.config import AppConfig, load_config, parse_duration
 from tests.support.deployment import (
+    REPO,
     Image,
     read_compose,
     read_dockerfile,
@@ -49,7 +50,7 @@ def run_in_image(tmp_path: Path, image: Image, argv: list[str], env: dict[str, s
 def swimstream_config(service: str = "swimstream") -> AppConfig:
     """The app config the service runs, with the image's and the service's environment."""
     argv = service_argv(SERVICES[service], IMAGE)
-    path = Path(__file__).resolve().parents[1] / argv[argv.index("--config") + 1]
+    path = REPO / argv[argv.index("--config") + 1]  # the image's workdir holds the checkout's
     return load_config(path, {**IMAGE.env, **service_env(SERVICES[service])})
 
 

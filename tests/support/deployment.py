@@ -41,7 +41,12 @@ class Image:
             for source in sources:
                 path = REPO / source
                 if path.is_dir():
-                    shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+                    shutil.copytree(
+                        path,
+                        target,
+                        ignore=shutil.ignore_patterns("__pycache__"),
+                        dirs_exist_ok=True,
+                    )
                 else:
                     target.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, target / path.name)
