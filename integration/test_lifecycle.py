@@ -143,6 +143,13 @@ def test_started_before_its_broker_it_waits_with_a_trickle_of_lines_then_works(
     instance = start_instance(ledger_config(f"127.0.0.1:{port}", app), ready=False)
     try:
         wait_until(lambda: "waiting for the broker" in instance.log_tail(), 60, "a waiting line")
+        # The port answers meanwhile: alive (an orchestrator must not restart it), not
+        # ready, and saying what it waits for.
+        assert instance.request("GET", "/healthz")[0] == 200
+        status, body = instance.request("GET", "/readyz")
+        assert status == 503 and "waiting for the broker" in body["checks"]["start"], body
+        status, body = instance.request("GET", "/account/1?lane=count")
+        assert status == 503 and "starting" in body["error"], body
         time.sleep(15)  # librdkafka tries to connect several times a second meanwhile
         assert instance.process is not None and instance.process.poll() is None, instance.log_tail()
         lines = instance.log_path.read_text().splitlines()

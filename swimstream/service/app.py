@@ -23,9 +23,9 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swimstream.config import AppConfig, resolve_agents
 from swimstream.errors import BrokerError, ConfigError
@@ -44,6 +44,10 @@ from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.router import RecordRouter, compile_routes
 from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTarget
 from swimstream.web import WebServer
+from swimstream.web.startup import StartingServer
+
+if TYPE_CHECKING:
+    from swimstream.agent import Agent
 
 log = logging.getLogger("swimstream.service")
 
@@ -84,6 +88,7 @@ class Service:
         self.insight_listeners: list[Callable[[Insight], None]] = []
         """Called with every published insight (after it is handed to its sink)."""
         self.durability: Durability | None = None
+        self._starting: StartingServer | None = None
         self.failure: BaseException | None = None
         """Why the service stopped by itself (None after a requested stop)."""
 
@@ -95,11 +100,27 @@ class Service:
         classes = resolve_agents(config)
         routes = {config.agents[name].route.text: cls for name, cls in classes.items()}
         tune_gc()
+        starting = self._starting = StartingServer(_address(config.web.listen))
+        await starting.start()
+        try:
+            await self._start_serving(starting, routes)
+        finally:
+            await starting.stop()  # (already stopped once the full web port took over)
+            self._starting = None
+
+    async def _start_serving(
+        self, starting: StartingServer, routes: Mapping[str, type[Agent]]
+    ) -> None:
+        """Start-up from the broker clients on, the port answering probes meanwhile."""
+        config = self.config
+        starting.step = "opening the broker clients"
         self.clients = await self._open_clients()
         for clients in self.clients.values():
             for note in clients.notes:
                 log.info("%s", note)
+        starting.step = "checking the topics"
         counts = await self._ensure_topics()
+        starting.step = "restoring state from the changelog"
         store = await self._open_durability(counts)
         self.plane = await self._stack.enter_async_context(
             Plane(
@@ -126,12 +147,13 @@ class Service:
         router = RecordRouter(
             self.plane, compile_routes(config.sources), dead_letters, self.registry
         )
+        await starting.stop()  # the full web port takes over the same port
         self.web = await self._stack.enter_async_context(
             WebServer(
                 self.plane,
                 registry=self.registry,
                 health=self.health,
-                listen=_address(config.web.listen),
+                listen=(starting.listen[0], starting.port),
                 app_name=config.app,
             )
         )
@@ -265,12 +287,15 @@ class Service:
                     raise _StoppedWaiting from exc
                 if not exc.unreachable:
                     raise
+                waited = time.monotonic() - started
                 log.warning(
                     "waiting for the broker (%.0f s so far, next try in %g s): %s",
-                    time.monotonic() - started,
+                    waited,
                     delay,
                     exc,
                 )
+                if self._starting is not None:
+                    self._starting.step = f"waiting for the broker ({waited:.0f} s so far): {exc}"
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
             except TimeoutError:

@@ -1,0 +1,77 @@
+"""The web port while an instance starts: probes that say what it is waiting for.
+
+Starting can take long: the broker may not answer yet, and restoring a large store from
+its changelog takes minutes. An orchestrator that probes a port nobody listens on reads
+a dead process: Kubernetes' liveness probe would restart the instance in the middle of
+its restore, again and again. So the port opens at once with :class:`StartingServer`:
+``/healthz`` answers 200 (alive, starting), ``/readyz`` 503 naming the current step, and
+every other path 503 with ``Retry-After``. The full :class:`~swimstream.web.WebServer`
+takes the same port over once the plane exists.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from swimstream.web.shared import error_response, json_response
+
+log = logging.getLogger("swimstream.web")
+
+RETRY_AFTER = "1"
+"""Seconds a client is asked to wait before asking a starting instance again."""
+
+
+class StartingServer:
+    """Probes on the web port until the instance serves; set :attr:`step` as it goes.
+
+    ``listen`` is ``(host, port)``; port 0 picks a free port, which :attr:`port` tells
+    so that the full server can bind the same one.
+    """
+
+    def __init__(self, listen: tuple[str, int]) -> None:
+        self.listen = listen
+        self.step = "starting"
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port bound (known once started)."""
+        if self._port is None:
+            raise RuntimeError("the start-up probes are not started")
+        return self._port
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_route("*", "/{path:.*}", self._starting)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        self._runner = runner
+        try:
+            await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._port = int(runner.addresses[0][1])
+        log.info("web port %s:%d answers probes while the instance starts", *self.listen)
+
+    async def stop(self) -> None:
+        """Release the port (the full server binds it next)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return json_response({"ok": True, "checks": {"start": self.step}})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        return json_response({"ok": False, "checks": {"start": self.step}}, status=503)
+
+    async def _starting(self, _request: web.Request) -> web.Response:
+        response = error_response(503, f"the instance is starting: {self.step}")
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response

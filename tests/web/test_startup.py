@@ -1,0 +1,37 @@
+"""The web port while the instance starts: alive, not ready, saying what it waits for."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from swimstream.web.startup import StartingServer
+
+
+async def test_probes_answer_while_starting_and_the_port_is_free_for_the_server_after() -> None:
+    starting = StartingServer(("127.0.0.1", 0))
+    await starting.start()
+    url = f"http://127.0.0.1:{starting.port}"
+    try:
+        starting.step = "waiting for the broker (12 s so far): refused"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/healthz") as response:
+                assert response.status == 200  # alive: an orchestrator must not restart it
+                assert await response.json() == {
+                    "ok": True,
+                    "checks": {"start": "waiting for the broker (12 s so far): refused"},
+                }
+            starting.step = "restoring state from the changelog"
+            async with http.get(url + "/readyz") as response:
+                assert response.status == 503
+                body = await response.json()
+                assert body["checks"] == {"start": "restoring state from the changelog"}
+            for method, path in (("GET", "/device/7?lane=status"), ("POST", "/device/7")):
+                async with http.request(method, url + path) as response:
+                    assert response.status == 503
+                    assert response.headers["Retry-After"] == "1"
+                    assert "starting: restoring state" in (await response.json())["error"]
+    finally:
+        await starting.stop()
+    again = StartingServer(("127.0.0.1", starting.port))  # the full server binds it next
+    await again.start()
+    await again.stop()
