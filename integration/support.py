@@ -82,15 +82,21 @@ class Instance:
         raise AssertionError(f"{self.name} not ready after {timeout}s\n{self.log_tail()}")
 
     def wait_serving(self, timeout: float = 60.0) -> Instance:
-        """Block until the web port answers at all (recovery done), whatever /readyz
-        says: an instance with a backlog is ready only once it has read it."""
+        """Block until the full web server answers (recovery done), whatever /readyz
+        says: an instance with a backlog is ready only once it has read it. (While it
+        starts, the port answers probes naming the start step.)"""
         deadline = time.monotonic() + timeout
-        while self.request("GET", "/healthz")[0] == 0:
+        while not self._serving():
             self._check_alive()
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name} not serving after {timeout}s\n{self.log_tail()}")
             time.sleep(0.05)
         return self
+
+    def _serving(self) -> bool:
+        status, body = self.request("GET", "/healthz")
+        starting = isinstance(body, dict) and "start" in body.get("checks", {})
+        return status != 0 and not starting
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(status, decoded JSON or text) of one HTTP request; (0, None) if refused."""

@@ -100,7 +100,7 @@ class Service:
         classes = resolve_agents(config)
         routes = {config.agents[name].route.text: cls for name, cls in classes.items()}
         tune_gc()
-        starting = self._starting = StartingServer(_address(config.web.listen))
+        starting = self._starting = StartingServer(_address(config.web.listen), self.registry)
         await starting.start()
         try:
             await self._start_serving(starting, routes)

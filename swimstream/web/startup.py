@@ -4,7 +4,8 @@ Starting can take long: the broker may not answer yet, and restoring a large sto
 its changelog takes minutes. An orchestrator that probes a port nobody listens on reads
 a dead process: Kubernetes' liveness probe would restart the instance in the middle of
 its restore, again and again. So the port opens at once with :class:`StartingServer`:
-``/healthz`` answers 200 (alive, starting), ``/readyz`` 503 naming the current step, and
+``/healthz`` answers 200 (alive, starting), ``/readyz`` 503 naming the current step,
+``/metrics`` the registry as it stands (a scrape during a long start is not a gap), and
 every other path 503 with ``Retry-After``. The full :class:`~swimstream.web.WebServer`
 takes the same port over once the plane exists.
 """
@@ -12,10 +13,15 @@ takes the same port over once the plane exists.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from swimstream.web.health import PROMETHEUS_TYPE
 from swimstream.web.shared import error_response, json_response
+
+if TYPE_CHECKING:
+    from swimstream.metrics import MetricsRegistry
 
 log = logging.getLogger("swimstream.web")
 
@@ -30,8 +36,9 @@ class StartingServer:
     so that the full server can bind the same one.
     """
 
-    def __init__(self, listen: tuple[str, int]) -> None:
+    def __init__(self, listen: tuple[str, int], registry: MetricsRegistry) -> None:
         self.listen = listen
+        self.registry = registry
         self.step = "starting"
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -47,6 +54,7 @@ class StartingServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_route("*", "/{path:.*}", self._starting)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -70,6 +78,10 @@ class StartingServer:
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         return json_response({"ok": False, "checks": {"start": self.step}}, status=503)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        text = self.registry.render()
+        return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TYPE})
 
     async def _starting(self, _request: web.Request) -> web.Response:
         response = error_response(503, f"the instance is starting: {self.step}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import aiohttp
 
+from swimstream.metrics import MetricsRegistry
 from swimstream.web.startup import StartingServer
 
 
 async def test_probes_answer_while_starting_and_the_port_is_free_for_the_server_after() -> None:
-    starting = StartingServer(("127.0.0.1", 0))
+    registry = MetricsRegistry()
+    registry.counter("records_in", "Records read.").inc(3)
+    starting = StartingServer(("127.0.0.1", 0), registry)
     await starting.start()
     url = f"http://127.0.0.1:{starting.port}"
     try:
@@ -25,6 +28,9 @@ async def test_probes_answer_while_starting_and_the_port_is_free_for_the_server_
                 assert response.status == 503
                 body = await response.json()
                 assert body["checks"] == {"start": "restoring state from the changelog"}
+            async with http.get(url + "/metrics") as response:
+                assert response.status == 200  # a scrape during a long start is no gap
+                assert "swimstream_records_in_total 3" in await response.text()
             for method, path in (("GET", "/device/7?lane=status"), ("POST", "/device/7")):
                 async with http.request(method, url + path) as response:
                     assert response.status == 503
@@ -32,6 +38,6 @@ async def test_probes_answer_while_starting_and_the_port_is_free_for_the_server_
                     assert "starting: restoring state" in (await response.json())["error"]
     finally:
         await starting.stop()
-    again = StartingServer(("127.0.0.1", starting.port))  # the full server binds it next
+    again = StartingServer(("127.0.0.1", starting.port), registry)  # the full server binds it next
     await again.start()
     await again.stop()
