@@ -155,8 +155,7 @@ def test_started_before_its_broker_it_waits_with_a_trickle_of_lines_then_works(
         lines = instance.log_path.read_text().splitlines()
         assert len(lines) < 20, "\n".join(lines)  # a trickle, not one line per attempt
         with EmbeddedKafka(port=port, work_dir=tmp_path / "broker") as early:
-            early.create_topic(f"{app}.entries", partitions=4)
-            instance.wait_ready(timeout=90)
+            instance.wait_ready(timeout=90)  # it creates its topics once the broker answers
             produce_json(early.bootstrap, f"{app}.entries", entries(0, 500))
             wait_until(lambda: len(processed_seqs(early, app)) >= 500, 60, "processed")
             assert sorted(processed_seqs(early, app)) == list(range(500))
