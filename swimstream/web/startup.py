@@ -28,6 +28,9 @@ log = logging.getLogger("swimstream.web")
 RETRY_AFTER = "1"
 """Seconds a client is asked to wait before asking a starting instance again."""
 
+HANDOVER_TIMEOUT = 1.0
+"""Seconds a probe in flight gets to finish when the full server takes the port over."""
+
 
 class StartingServer:
     """Probes on the web port until the instance serves; set :attr:`step` as it goes.
@@ -56,7 +59,9 @@ class StartingServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_route("*", "/{path:.*}", self._starting)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=HANDOVER_TIMEOUT
+        )
         await runner.setup()
         self._runner = runner
         try:
@@ -65,7 +70,9 @@ class StartingServer:
             await self.stop()
             raise
         self._port = int(runner.addresses[0][1])
-        log.info("web port %s:%d answers probes while the instance starts", *self.listen)
+        log.info(
+            "web port %s:%d answers probes while the instance starts", self.listen[0], self._port
+        )
 
     async def stop(self) -> None:
         """Release the port (the full server binds it next)."""
