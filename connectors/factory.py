@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 from connectors.embedded import (
     EmbeddedKafka,
@@ -67,6 +68,10 @@ async def open_connectors(
             assert bootstrap is not None, "the config checks that kafka has a bootstrap"
             clients["kafka"] = await _kafka(
                 stack, config, bootstrap, consumer_settings, instance_id, notes
+            )
+        if broker.subscription_type is not None:
+            pulsar_settings = replace(
+                pulsar_settings or PulsarSettings(), subscription_type=broker.subscription_type
             )
         if "pulsar" in used:
             assert service_url is not None, "the config checks that pulsar has a service URL"

@@ -46,7 +46,9 @@ def test_pulsar_in_insights_out_and_every_agent_matches(
     events = readings(4_000, 200, seed=5)
     config = {
         "app": app,
-        "broker": {"kind": "pulsar", "service_url": url},
+        # pulsar-lite delivers right only on Shared: its Key_Shared (the default) now and
+        # then delivers a message twice (4,001 records in for 4,000 on the topic, 2 runs in 25).
+        "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
         "agents": {
             "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
             "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},

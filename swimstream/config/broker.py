@@ -28,6 +28,7 @@ from swimstream.errors import ConfigError
 from swimstream.routing import Partitioner
 
 Protocol = Literal["kafka", "pulsar"]
+SubscriptionType = Literal["key_shared", "shared", "failover", "exclusive"]
 
 # client settings swimstream sets itself -> where they come from
 RESERVED_SETTINGS: dict[str, str] = {
@@ -110,6 +111,17 @@ class BrokerConfig(FrozenModel):
             "every static member's join and sync for 3 s each, so there a dynamic member "
             "(`false`) is ready sooner after a clean stop, though after a crash its old "
             "membership blocks the group until the session expires."
+        ),
+    )
+    subscription_type: SubscriptionType | None = Field(
+        default=None,
+        json_schema_extra={DEFAULT_DOC: "`key_shared`; `shared` with the embedded broker"},
+        description=(
+            "The Pulsar subscription type of the sources. `key_shared` gives each key to one "
+            "member, as a Kafka partition does; `shared` spreads records regardless of keys; "
+            "`failover` gives each topic partition to one member; `exclusive` admits one. "
+            "pulsar-lite (the embedded Pulsar) delivers correctly only with `shared`: its "
+            "Key_Shared now and then delivers a message twice and stalls redelivery."
         ),
     )
     partitioner: Partitioner = Field(

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from connectors.embedded import EmbeddedKafka
+from connectors.embedded import EmbeddedKafka, EmbeddedPulsar
 from connectors.factory import open_connectors
 from connectors.kafka import KafkaSource
+from connectors.pulsar import PulsarSource
 from swimstream.config import parse_config
-from tests.config.documents import document
+from tests.config.documents import document, problems
 
 
 def _config(kafka: EmbeddedKafka, **broker: Any) -> Any:
@@ -29,3 +30,32 @@ async def test_sources_join_as_static_members_unless_told_otherwise(
         source = clients["kafka"].make_source(["vehicle-positions"])
     assert isinstance(source, KafkaSource)
     assert source.instance_id == expected
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "key_shared"), ("shared", "shared")])
+async def test_pulsar_sources_take_the_configured_subscription_type(
+    pulsar_broker: EmbeddedPulsar, chosen: str | None, expected: str
+) -> None:
+    broker: dict[str, Any] = {"kind": "pulsar", "service_url": pulsar_broker.service_url}
+    if chosen is not None:
+        broker["subscription_type"] = chosen
+    config = parse_config(document(broker=broker), {})
+    async with open_connectors(config, "edge-1") as clients:
+        source = clients["pulsar"].make_source(["vehicle-positions"])
+    assert isinstance(source, PulsarSource)
+    assert source.settings.subscription_type == expected
+
+
+def test_an_unknown_subscription_type_names_the_key() -> None:
+    assert any(
+        line.startswith("broker.subscription_type:")
+        for line in problems(
+            document(
+                broker={
+                    "kind": "pulsar",
+                    "service_url": "pulsar://h:6650",
+                    "subscription_type": "keyshared",
+                }
+            )
+        )
+    )
