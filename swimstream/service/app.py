@@ -88,7 +88,6 @@ class Service:
         self.insight_listeners: list[Callable[[Insight], None]] = []
         """Called with every published insight (after it is handed to its sink)."""
         self.durability: Durability | None = None
-        self._starting: StartingServer | None = None
         self.failure: BaseException | None = None
         """Why the service stopped by itself (None after a requested stop)."""
 
@@ -100,13 +99,12 @@ class Service:
         classes = resolve_agents(config)
         routes = {config.agents[name].route.text: cls for name, cls in classes.items()}
         tune_gc()
-        starting = self._starting = StartingServer(_address(config.web.listen), self.registry)
+        starting = StartingServer(_address(config.web.listen), self.registry)
         await starting.start()
         try:
             await self._start_serving(starting, routes)
         finally:
             await starting.stop()  # (already stopped once the full web port took over)
-            self._starting = None
 
     async def _start_serving(
         self, starting: StartingServer, routes: Mapping[str, type[Agent]]
@@ -114,7 +112,7 @@ class Service:
         """Start-up from the broker clients on, the port answering probes meanwhile."""
         config = self.config
         starting.step = "opening the broker clients"
-        self.clients = await self._open_clients()
+        self.clients = await self._open_clients(starting)
         for clients in self.clients.values():
             for note in clients.notes:
                 log.info("%s", note)
@@ -266,7 +264,7 @@ class Service:
 
     # -- wiring helpers ------------------------------------------------------------------
 
-    async def _open_clients(self) -> dict[str, ProtocolClients]:
+    async def _open_clients(self, starting: StartingServer) -> dict[str, ProtocolClients]:
         """The broker clients, waiting for a broker that does not answer yet.
 
         Orchestrators start a service next to its broker, not after it (compose without
@@ -294,8 +292,7 @@ class Service:
                     delay,
                     exc,
                 )
-                if self._starting is not None:
-                    self._starting.step = f"waiting for the broker ({waited:.0f} s so far): {exc}"
+                starting.step = f"waiting for the broker ({waited:.0f} s so far): {exc}"
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
             except TimeoutError:

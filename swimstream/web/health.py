@@ -80,8 +80,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: the registry in the Prometheus text format, version 0.0.4."""
-    text = state_of(request).registry.render()
-    return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TYPE})
+    return prometheus_response(state_of(request).registry)
+
+
+def prometheus_response(registry: MetricsRegistry) -> web.Response:
+    """The registry as Prometheus text (also served while the instance starts)."""
+    return web.Response(body=registry.render().encode(), headers={"Content-Type": PROMETHEUS_TYPE})
 
 
 class _CachedStatistics:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from swimstream.web.health import PROMETHEUS_TYPE
+from swimstream.web.health import prometheus_response
 from swimstream.web.shared import error_response, json_response
 
 if TYPE_CHECKING:
@@ -87,8 +87,7 @@ class StartingServer:
         return json_response({"ok": False, "checks": {"start": self.step}}, status=503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        text = self.registry.render()
-        return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TYPE})
+        return prometheus_response(self.registry)
 
     async def _starting(self, _request: web.Request) -> web.Response:
         response = error_response(503, f"the instance is starting: {self.step}")
