@@ -17,6 +17,10 @@ from connectors.embedded import EmbeddedKafka
 from integration.support import Instance, wait_until
 from integration.test_durability import check_exact_state, durable_config, settled
 from integration.test_kafka_service import readings
+from integration.test_lifecycle import ledger_config
+from swimstream.crdt import PNCounter, encode
+from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, marker_value
+from swimstream.store.changelog import headers as changelog_headers
 from tests.support.kafka import produce_json
 
 
@@ -167,3 +171,64 @@ def test_a_store_ahead_of_its_changelog_stops_the_start_with_a_clear_error(
         log = second.log_path.read_text()
         assert "belongs to another changelog" in log, second.log_tail()
         assert list(data.glob("*.sqlite")), "the store is left where it was, for the user"
+
+
+RESTORED = 300_000
+"""Agents in the store the restore test rebuilds: a restore of several seconds here."""
+
+
+def counter_state(count: int) -> bytes:
+    """A counter lane's stored state, as an earlier incarnation's checkpoint wrote it."""
+    counter = PNCounter("earlier")
+    counter.add(count)
+    return encode(counter.snapshot())
+
+
+def test_sigterm_while_restoring_a_big_store_exits_at_once_and_the_next_start_restores_it(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+) -> None:
+    """``docker stop`` kills after 10 s; a rebuild can take minutes. The stop must end
+    the restore rather than wait for it, and cost nothing but the restore's own work."""
+    app = "store-restore-stop"
+    config = ledger_config(kafka_broker.bootstrap, app)
+    stop(start_instance(config, name="empty"))  # creates the topics, the changelog's too
+    # The changelog a long-running instance leaves: one committed checkpoint holding
+    # the count of RESTORED accounts, over the four shards.
+    states = [counter_state(n + 1) for n in range(97)]
+    checkpoint = 1_000_000
+    for shard in range(4):
+        produce_json(
+            kafka_broker.bootstrap,
+            f"{app}.changelog",
+            (
+                (entry_key(f"/account/{n}", "count"), states[n % 97])
+                for n in range(shard, RESTORED, 4)
+            ),
+            partition=shard,
+            headers=changelog_headers(checkpoint, {}),
+            timeout=120,
+        )
+        marker = marker_value(Marker(checkpoint, {}, checkpoint - 1, checkpoint))
+        produce_json(
+            kafka_broker.bootstrap, f"{app}.changelog", [(MARKER_KEY, marker)], partition=shard
+        )
+
+    restoring = start_instance(config, name="restoring", ready=False)
+    wait_until(
+        lambda: "restoring" in str(restoring.request("GET", "/readyz")[1]), 60, "the restore"
+    )
+    time.sleep(0.3)  # into reading the changelog
+    asked = time.monotonic()
+    restoring.signal(signal.SIGTERM)
+    assert restoring.wait_exit(10) == 0, restoring.log_tail()
+    took = time.monotonic() - asked
+    log = restoring.log_path.read_text()
+    assert "stopped while restoring state" in log, restoring.log_tail()
+    assert '"restored ' not in log, "the restore ran to its end before the stop"
+
+    again = start_instance(config, name="restored", ready=False).wait_serving(180)
+    [summary] = [line for line in again.log_path.read_text().splitlines() if '"restored ' in line]
+    for n in (0, 1, 96, 97, RESTORED // 2 + 1, RESTORED - 1):
+        assert again.lane(f"/account/{n}", "count") == n % 97 + 1
+    stop(again)
+    print(f"exit {took:.1f} s after SIGTERM during the restore; then: {summary}")

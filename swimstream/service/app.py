@@ -37,6 +37,7 @@ from swimstream.service.shards import ShardMap
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients
 from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
+from swimstream.store.recovery import RestoreStopped
 from swimstream.streams import SinkConnector, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
@@ -57,8 +58,8 @@ START_RETRY_MAX = 10.0
 """Longest wait between two tries of a silent broker at start (doubling up to it)."""
 
 
-class _StoppedWaiting(Exception):
-    """Stop was asked for while the start waited for the broker."""
+class _StoppedStarting(Exception):
+    """Stop was asked for before the start was done (waiting for the broker, restoring)."""
 
 
 def instance_id_for(config: AppConfig) -> str:
@@ -116,10 +117,13 @@ class Service:
         for clients in self.clients.values():
             for note in clients.notes:
                 log.info("%s", note)
+        self._stop_if_asked()
         starting.step = "checking the topics"
         counts = await self._ensure_topics()
+        self._stop_if_asked()
         starting.step = "restoring state from the changelog"
         store = await self._open_durability(counts)
+        self._stop_if_asked()
         self.plane = await self._stack.enter_async_context(
             Plane(
                 routes,
@@ -192,7 +196,7 @@ class Service:
                 [s.flush for s in coalesced],
             )
         for runner in self._runners:
-            self._tasks.append(loop.create_task(self._watch(runner.run()), name=runner.name))
+            self._tasks.append(loop.create_task(self._watch(runner.run), name=runner.name))
         self.started_at = time.monotonic()
         log.info(
             "%s running as %s: %d agent types, %d source topics, web on %s",
@@ -211,8 +215,8 @@ class Service:
         try:
             await self.start()
             await self._stop.wait()
-        except _StoppedWaiting:
-            pass  # asked to stop before the broker ever answered: nothing to drain
+        except _StoppedStarting:
+            pass  # asked to stop before any record was taken: nothing to drain
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
@@ -282,7 +286,7 @@ class Service:
                 )
             except BrokerError as exc:
                 if self._stop.is_set():
-                    raise _StoppedWaiting from exc
+                    raise _StoppedStarting from exc
                 if not exc.unreachable:
                     raise
                 waited = time.monotonic() - started
@@ -298,7 +302,12 @@ class Service:
             except TimeoutError:
                 delay = min(delay * 2, START_RETRY_MAX)
             else:
-                raise _StoppedWaiting
+                raise _StoppedStarting
+
+    def _stop_if_asked(self) -> None:
+        """End the start between two steps when stop was asked for meanwhile."""
+        if self._stop.is_set():
+            raise _StoppedStarting
 
     @property
     def _exactly_once_configured(self) -> bool:
@@ -326,12 +335,20 @@ class Service:
             config, self.instance_id, kafka.changelog, shards, ShardMap(config, shards)
         )
         partitions = [TopicPartition(t, p) for t in topics for p in range(shards)]
-        return await self.durability.open(partitions)
-
-    async def _watch(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run a long-lived task; if it fails, the service fails and stops loudly."""
         try:
-            await work
+            return await self.durability.open(partitions, self._stop.is_set)
+        except RestoreStopped as exc:
+            log.info("stopped while restoring state (%s); the next start reads the same tail", exc)
+            raise _StoppedStarting from exc
+
+    async def _watch(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a long-lived task; if it fails, the service fails and stops loudly.
+
+        Takes the coroutine function, not a coroutine: a stop right after the start
+        cancels the task before it runs, and a coroutine made but never awaited would
+        print a RuntimeWarning on the way out."""
+        try:
+            await work()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -69,13 +69,24 @@ class Durability:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
-    async def open(self, source_partitions: Sequence[TopicPartition]) -> DurableAgentStore:
-        """Open the local store (or its fallback) and recover the committed tail."""
+    async def open(
+        self,
+        source_partitions: Sequence[TopicPartition],
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> DurableAgentStore:
+        """Open the local store (or its fallback) and recover the committed tail; raises
+        :class:`RestoreStopped` when ``stopping()`` turns true before the end."""
         committed = self._open_local()
-        offsets = await self._reader.committed_offsets(
-            self.config.consumer_group, source_partitions
-        )
-        self.recovery = await recover(committed, self._reader, self.topic, self.shards, offsets)
+        try:
+            offsets = await self._reader.committed_offsets(
+                self.config.consumer_group, source_partitions
+            )
+            self.recovery = await recover(
+                committed, self._reader, self.topic, self.shards, offsets, stopping
+            )
+        except BaseException:
+            committed.close()
+            raise
         self.store = DurableAgentStore(committed)
         return self.store
 

@@ -13,7 +13,7 @@ from swimstream.runtime.agent_record import LINKS
 from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, headers, marker_value
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
-from swimstream.store.recovery import recover
+from swimstream.store.recovery import RestoreStopped, recover
 from swimstream.store.tracker import StateTracker
 from swimstream.streams import InboundRecord, TopicPartition
 from swimstream.testing import MemoryRecord, open_plane
@@ -33,9 +33,15 @@ def changelog_record(
 class ListReader:
     """A changelog reader over records in memory (the Kafka one runs in integration/)."""
 
-    def __init__(self, records: list[MemoryRecord], committed: dict[TopicPartition, int]) -> None:
+    def __init__(
+        self,
+        records: list[MemoryRecord],
+        committed: dict[TopicPartition, int],
+        batch: int | None = None,
+    ) -> None:
         self.records = records
         self.committed = committed
+        self.batch = batch
 
     async def read(
         self,
@@ -44,8 +50,10 @@ class ListReader:
         on_records: Callable[[Sequence[InboundRecord]], None],
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[int, int]:
-        batch = [r for r in self.records if r.offset() >= start.get(r.partition(), 0)]
-        on_records(batch)
+        tail = [r for r in self.records if r.offset() >= start.get(r.partition(), 0)]
+        size = self.batch or max(len(tail), 1)
+        for first in range(0, len(tail), size):
+            on_records(tail[first : first + size])
         return {}
 
     async def committed_offsets(
@@ -112,6 +120,34 @@ def test_only_checkpoints_the_sources_committed_are_applied() -> None:
     assert report.applied_checkpoints == 1 and report.skipped_checkpoints == [2]
     assert report.skipped_records == 2 and report.committed_through == 1
     assert committed.positions()[0].changelog_offset == 5  # past the decided marker
+
+
+def test_a_stop_asked_during_recovery_leaves_the_store_as_it_was() -> None:
+    """SIGTERM during a long rebuild ends it at the next batch or write; the store keeps
+    its old positions, so the next start reads the same tail and ends where one
+    uninterrupted recovery would."""
+    records = checkpoint(0, 0, 1, 100, {"/a/1": "one", "/a/2": "two"}, marker=True) + checkpoint(
+        0, 3, 2, 200, {"/a/1": "later"}, marker=True
+    )
+    committed = MemoryCommitted()
+    sources = {TopicPartition("readings", 0): 200}
+    asked: list[str] = []
+
+    def stop_at(moment: int) -> Callable[[], bool]:
+        asked.clear()
+        return lambda: asked.append("asked") or len(asked) >= moment
+
+    for moment, batch in ((2, 2), (2, None)):  # before the second batch read; before writing
+        reader = ListReader(records, sources, batch=batch)
+        with pytest.raises(RestoreStopped):
+            asyncio.run(recover(committed, reader, "app.changelog", 1, sources, stop_at(moment)))
+        assert committed.positions() == {} and committed.count() == 0
+    report = asyncio.run(
+        recover(committed, ListReader(records, sources, batch=2), "app.changelog", 1, sources)
+    )
+    assert report.applied_checkpoints == 2
+    assert status(committed, "/a/1") == "later" and status(committed, "/a/2") == "two"
+    assert committed.positions()[0].changelog_offset == len(records)
 
 
 def test_a_checkpoint_an_incarnation_never_committed_stays_out_of_a_rebuild() -> None:
