@@ -81,6 +81,12 @@ async def open_connectors(
         yield clients
 
 
+KAFKA_MAX_RECORD_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``: the producer refuses larger records."""
+PULSAR_MAX_RECORD_BYTES = 5 * 1024 * 1024
+"""A Pulsar broker's default ``maxMessageSize``."""
+
+
 def _offset_reset(config: AppConfig, protocol: str) -> str:
     for source in config.sources:
         if (source.kind or config.broker.protocol) == protocol:
@@ -127,6 +133,7 @@ async def _kafka(
         admin,
         changelog=KafkaChangelogReader(bootstrap, {**settings, **consumer_settings}),
         transactional=transactional,
+        max_record_bytes=int(settings.get("message.max.bytes", KAFKA_MAX_RECORD_BYTES)),
         address=bootstrap,
         notes=list(notes),
     )
@@ -148,4 +155,11 @@ async def _pulsar(
             service_url, config.consumer_group, topics, consumer_name=instance_id, settings=settings
         )
 
-    return ProtocolClients("pulsar", sink, make_source, None, address=service_url)
+    return ProtocolClients(
+        "pulsar",
+        sink,
+        make_source,
+        None,
+        max_record_bytes=PULSAR_MAX_RECORD_BYTES,
+        address=service_url,
+    )

@@ -201,14 +201,28 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(
     batch: list[tuple[str, Any]] = [(str(e["device"]), e) for e in good]
     for index, (key, value, _) in enumerate(bad):
         batch.insert(50 + index * 90, (key.decode(), value))
-    produce_json(kafka_broker.bootstrap, f"{app}.readings", batch)
+    # A record larger than the sinks write (librdkafka's 1,000,000 bytes): its state could
+    # never be checkpointed, nor the record itself be dead-lettered whole.
+    huge = {"device": "3", "tower": "t1", "temp": 50.0, "ts": 0, "pad": "x" * 1_500_000}
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", batch[:100])
+    produce_json(
+        kafka_broker.bootstrap,
+        f"{app}.readings",
+        [("huge", huge)],
+        settings={"message.max.bytes": 4_000_000},
+    )
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", batch[100:])
 
     wait_until(
-        lambda: instance.metric("swimstream_dead_letters_total") >= 3, 60, "three dead letters"
+        lambda: instance.metric("swimstream_dead_letters_total") >= 4, 60, "four dead letters"
     )
     dead = read_topic(kafka_broker.bootstrap, f"{app}.dead-letter")
-    assert len(dead) == 3
-    by_value = {m.value(): m for m in dead}
+    assert len(dead) == 4
+    [too_large] = [m for m in dead if m.key() == b"huge"]
+    assert too_large.value() is None, "left out: it would not fit the dead-letter topic"
+    assert "over the" in header_text(too_large, "swimstream.error")
+    assert header_text(too_large, "swimstream.value.dropped").startswith("1500")
+    by_value = {m.value(): m for m in dead if m.key() != b"huge"}
     for _, value, reason in bad:
         message = by_value[value]
         assert reason in header_text(message, "swimstream.error")
@@ -221,4 +235,4 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(
             20,
             f"device {device}",
         )
-    assert instance.metric("swimstream_records_in_total") == len(good) + len(bad)
+    assert instance.metric("swimstream_records_in_total") == len(good) + len(bad) + 1

@@ -85,6 +85,16 @@ class RecordDecodeError(SwimstreamError, ValueError):
     """
 
 
+class RecordTooLargeError(RecordDecodeError):
+    """A consumed record is larger than the sinks can write.
+
+    Its state and insights could never reach the changelog or an insight topic, and a
+    checkpoint that cannot be written stops the instance, again at every restart: the
+    record is dead-lettered at the door instead (without its value, which would not fit
+    there either; its origin headers say where to find it).
+    """
+
+
 class ClosedResourceError(SwimstreamError):
     """A downlink, plane or timer was used after it was closed."""
 

@@ -45,6 +45,10 @@ def describe(value: object) -> str:
     return type(value).__name__
 
 
+EXACT_FLOAT_LIMIT = 2.0**53
+"""Floats from here on cannot tell neighbouring integers apart."""
+
+
 def to_segment(value: Any, label: str) -> str:
     """``value`` as a quoted segment, if it is a non-empty scalar; ``label`` names it."""
     kind = type(value)
@@ -57,6 +61,13 @@ def to_segment(value: Any, label: str) -> str:
     elif kind is float:
         if not math.isfinite(value):
             raise RecordRoutingError(f"{label} is {value}, not a usable value")
+        if abs(value) >= EXACT_FLOAT_LIMIT:
+            # Neighbouring ids would share an agent; JSON integers beyond 64 bits are
+            # read as floats, so this is how a too-large integer id shows up.
+            raise RecordRoutingError(
+                f"{label} is {value!r}, a number too large to name an agent exactly"
+                " (integers beyond 64 bits are read as floats); send it as a string"
+            )
         text = repr(value)
     elif isinstance(value, bytes | bytearray):
         try:

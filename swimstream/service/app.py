@@ -58,6 +58,10 @@ START_RETRY_MAX = 10.0
 """Longest wait between two tries of a silent broker at start (doubling up to it)."""
 
 
+RECORD_MARGIN = 64 * 1024
+"""Bytes of a sink's record size limit kept for keys, headers and state encoding."""
+
+
 class _StoppedStarting(Exception):
     """Stop was asked for before the start was done (waiting for the broker, restoring)."""
 
@@ -145,9 +149,12 @@ class Service:
             self.durability.attach(self.plane)
         self._add_lane_sinks(self.plane)
         home = self.clients[config.broker.protocol]
-        dead_letters = DeadLetters(home.sink, config.dead_letter, self.registry)
+        # A record the sinks cannot write is refused at the door: its checkpoint would
+        # fail at every restart. The margin leaves room for keys, headers and encoding.
+        largest = min(c.max_record_bytes for c in self.clients.values()) - RECORD_MARGIN
+        dead_letters = DeadLetters(home.sink, config.dead_letter, self.registry, largest)
         router = RecordRouter(
-            self.plane, compile_routes(config.sources), dead_letters, self.registry
+            self.plane, compile_routes(config.sources), dead_letters, self.registry, largest
         )
         await starting.stop()  # the full web port takes over the same port
         self.web = await self._stack.enter_async_context(

@@ -34,6 +34,8 @@ class ProtocolClients:
     group_metadata: Callable[[], object] | None = None
     """The source consumer's group metadata, for offsets in a transaction (set by the
     service once the source exists)."""
+    max_record_bytes: int = 1_000_000
+    """The largest record the sink writes (Kafka: the producer's ``message.max.bytes``)."""
     address: str = ""
     """Where the broker is (bootstrap servers or service URL), for logs and the demo."""
     notes: list[str] = field(default_factory=list)

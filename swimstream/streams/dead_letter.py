@@ -12,6 +12,10 @@ Headers added (all UTF-8 text)::
     swimstream.origin.topic     source topic
     swimstream.origin.partition source partition
     swimstream.origin.offset    source offset
+    swimstream.value.dropped    only when the value was left out: its size and why
+
+A record too large for the dead-letter topic itself is sent without its value (the
+headers say where the original is) rather than failing the instance.
 """
 
 from __future__ import annotations
@@ -48,9 +52,17 @@ def reason_of(error: BaseException) -> str:
 class DeadLetters:
     """Sends failed records to the dead-letter topic and counts them."""
 
-    def __init__(self, sink: SinkConnector, topic: str, registry: MetricsRegistry) -> None:
+    def __init__(
+        self,
+        sink: SinkConnector,
+        topic: str,
+        registry: MetricsRegistry,
+        max_value_bytes: int | None = None,
+    ) -> None:
         self._sink = sink
         self.topic = topic
+        self.max_value_bytes = max_value_bytes
+        """Values larger than this are left out of the dead letter (None: no limit)."""
         self._counter = registry.counter(
             "dead_letters",
             "Records sent to the dead-letter topic (undecodable, unroutable or failed).",
@@ -78,7 +90,16 @@ class DeadLetters:
             ("swimstream.origin.partition", str(record.partition()).encode()),
             ("swimstream.origin.offset", str(record.offset()).encode()),
         ]
-        self._sink.produce(self.topic, record.key(), record.value(), headers, on_delivery)
+        value = record.value()
+        if (
+            value is not None
+            and self.max_value_bytes is not None
+            and len(value) > self.max_value_bytes
+        ):
+            dropped = f"{len(value)} bytes, over the {self.max_value_bytes}-byte limit"
+            headers.append(("swimstream.value.dropped", dropped.encode()))
+            value = None
+        self._sink.produce(self.topic, record.key(), value, headers, on_delivery)
         self._log(record, reason)
 
     def _log(self, record: InboundRecord, reason: str) -> None:

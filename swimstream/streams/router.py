@@ -22,7 +22,12 @@ from typing import Any
 
 import orjson
 
-from swimstream.errors import RecordDecodeError, RoutingError, SwimstreamError
+from swimstream.errors import (
+    RecordDecodeError,
+    RecordTooLargeError,
+    RoutingError,
+    SwimstreamError,
+)
 from swimstream.metrics import Counter, MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
@@ -73,9 +78,11 @@ class RecordRouter:
         routes: Sequence[SourceRoute],
         dead_letters: DeadLetters,
         registry: MetricsRegistry,
+        max_record_bytes: int | None = None,
     ) -> None:
         self._plane = plane
         self._dead_letters = dead_letters
+        self._max_bytes = max_record_bytes if max_record_bytes is not None else 1 << 62
         self._by_topic: dict[str, tuple[SourceRoute, ...]] = {}
         for route in routes:
             self._by_topic[route.topic] = (*self._by_topic.get(route.topic, ()), route)
@@ -120,7 +127,10 @@ class RecordRouter:
             ack = RecordAck(tracker, record, offset, self._dead_letters)
             tracker.begin(offset)
             try:
-                value = decode(record.value())
+                raw = record.value()
+                if raw is not None and len(raw) > self._max_bytes:
+                    raise self._too_large(raw)
+                value = decode(raw)
                 key = record.key()
                 node = None if nodes is None else nodes.get(key)
                 if node is None:
@@ -139,8 +149,14 @@ class RecordRouter:
             return node
         group = self._by_topic[topic]
         self._records[topic].value += 1
-        ack = RecordAck(tracker, record, offset, self._dead_letters, commands=len(group))
+        raw = record.value()
+        too_large = raw is not None and len(raw) > self._max_bytes
+        commands = 1 if too_large else len(group)
+        ack = RecordAck(tracker, record, offset, self._dead_letters, commands=commands)
         tracker.begin(offset)
+        if too_large:
+            ack(self._too_large(raw or b""))
+            return None
         submit = self._plane.submit
         full = None
         decoded: dict[str, Any] = {}
@@ -149,7 +165,7 @@ class RecordRouter:
             try:
                 value = decoded.get(route.format, _UNSET)
                 if value is _UNSET:
-                    value = decoded[route.format] = DECODERS[route.format](record.value())
+                    value = decoded[route.format] = DECODERS[route.format](raw)
                 node = route.template.render(
                     record.key(), value, headers, topic, record.partition() or 0
                 )
@@ -160,6 +176,12 @@ class RecordRouter:
             except SwimstreamError:
                 raise  # the plane is closed: the service is stopping
         return full
+
+    def _too_large(self, raw: bytes) -> RecordTooLargeError:
+        return RecordTooLargeError(
+            f"record value is {len(raw):,} bytes, over the {self._max_bytes:,} the sinks"
+            " can write (its state and insights could not be stored or sent)"
+        )
 
     def _headers_of(self, record: InboundRecord, topic: str) -> Mapping[str, bytes]:
         """The record's headers, read only for templates that use them."""

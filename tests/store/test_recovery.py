@@ -131,11 +131,11 @@ def test_a_stop_asked_during_recovery_leaves_the_store_as_it_was() -> None:
     )
     committed = MemoryCommitted()
     sources = {TopicPartition("readings", 0): 200}
-    asked: list[str] = []
 
     def stop_at(moment: int) -> Callable[[], bool]:
-        asked.clear()
-        return lambda: asked.append("asked") or len(asked) >= moment
+        """True from the ``moment``-th time it is asked."""
+        asked = iter(range(1, moment + 1))
+        return lambda: next(asked, moment) >= moment
 
     for moment, batch in ((2, 2), (2, None)):  # before the second batch read; before writing
         reader = ListReader(records, sources, batch=batch)

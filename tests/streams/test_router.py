@@ -85,6 +85,35 @@ async def test_one_route_delivers_good_records_and_dead_letters_bad_ones() -> No
         assert tracker.committable == 5  # every record done, the bad ones included
 
 
+async def test_a_record_larger_than_the_sinks_write_is_dead_lettered_without_its_value() -> None:
+    """A value that fits no sink would fail its checkpoint at every restart; the dead
+    letter leaves it out (it would not fit there either) and says where it is."""
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        sink = MemorySink()
+        registry = MetricsRegistry()
+        dead = DeadLetters(sink, "app.dead-letter", registry, max_value_bytes=100)  # type: ignore[arg-type]  # produces only
+        by_key = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+        as_bytes = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "bytes_in", "raw")
+        large = orjson.dumps({"meter": "a", "pad": "x" * 200})
+        for routes in ([by_key], [by_key, as_bytes]):  # one route, and the loop over several
+            sink.records.clear()
+            tracker = PartitionTracker(TopicPartition("readings", 0))
+            router = RecordRouter(plane, routes, dead, registry, max_record_bytes=100)
+            router.route(record(0, "a", orjson.dumps({"v": 1})), tracker)
+            router.route(record(1, "b", large), tracker)
+            await plane.settle()
+            sink.poll()
+            assert plane.get("/meter/a", "last") == {"v": 1}
+            assert plane.get("/meter/b", "last") is None
+            [letter] = sink.records
+            reason = letter.headers["swimstream.error"].decode()
+            assert f"record value is {len(large)} bytes, over the 100" in reason
+            assert letter.value is None and letter.key == b"b"
+            assert letter.headers["swimstream.value.dropped"].startswith(str(len(large)).encode())
+            assert letter.headers["swimstream.origin.offset"] == b"1"
+            assert tracker.committable == 2
+
+
 async def test_two_routes_on_one_topic_each_get_every_record_once() -> None:
     async with open_plane({"/meter/:id": Meter}) as plane:
         routes = [

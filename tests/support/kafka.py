@@ -67,10 +67,12 @@ def produce_json(
     partition: int | None = None,
     headers: Headers | None = None,
     timeout: float = 30.0,
+    settings: dict[str, str | int] | None = None,
 ) -> int:
     """Produce ``(key, value)`` pairs, values as JSON (bytes are sent as they are, for
     deliberately broken records), as fast as librdkafka takes them; returns how many
-    were written. Raises on the first failed delivery."""
+    were written. Raises on the first failed delivery. ``settings`` are added to the
+    producer's (a larger ``message.max.bytes``, say)."""
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -78,6 +80,7 @@ def produce_json(
             "linger.ms": 20,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 500_000,
+            **(settings or {}),
         }
     )
     failures: list[KafkaError] = []
