@@ -44,6 +44,7 @@ from connectors.kafka.deferred import kafka_partitions
 from connectors.kafka.errors import CLIENT_LOG, ErrorLog, translate
 from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
+from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
 from swimstream.streams.connector import DeliveryCallback, TopicPartition
 
@@ -53,6 +54,9 @@ T = TypeVar("T")
 
 _PARTITIONERS = {"murmur2": "murmur2_random", "crc32": "consistent_random"}
 _OPEN_TIMEOUT = 10.0
+_CONNECT_TIMEOUT = 3.0
+"""Seconds a TCP connect to a bootstrap address may take before it counts as silent."""
+KAFKA_PORT = 9092
 _MAX_FLUSH_SLEEP = 0.01
 _CLOSE_TIMEOUT = 10.0
 
@@ -115,6 +119,15 @@ class KafkaSink:
         """Create the producer, check the broker answers, initialise transactions."""
         if self._producer is not None or self._closed:
             raise BrokerError(f"{self._where} was opened already")
+        failures = await asyncio.to_thread(
+            unreachable, self.bootstrap.split(","), KAFKA_PORT, _CONNECT_TIMEOUT
+        )
+        if failures is not None:
+            raise BrokerError(
+                f"cannot reach the Kafka broker at {self.bootstrap} ({'; '.join(failures)});"
+                " is the broker running, and is the bootstrap address right?",
+                unreachable=True,
+            )
         self._bridge = LoopBridge()
         config = {**self._config, "error_cb": self._on_error, "logger": CLIENT_LOG}
         try:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
@@ -43,6 +42,7 @@ import pulsar  # type: ignore[import-untyped]  # pulsar-client ships no type inf
 
 from connectors.pulsar._errors import broker_error
 from connectors.pulsar.settings import PulsarSettings
+from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
 
 PulsarError: type[Exception] = pulsar.PulsarException
@@ -183,15 +183,9 @@ def check_reachable(service_url: str, timeout: float) -> None:
     default_port = _DEFAULT_PORTS.get(parts.scheme)
     if default_port is None:
         return
-    failures: list[str] = []
-    for address in parts.netloc.split(","):
-        host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
-        try:
-            target = (host.strip("[]"), int(port or default_port))
-            with socket.create_connection(target, timeout=timeout):
-                return
-        except (OSError, ValueError) as exc:
-            failures.append(f"{address}: {exc}")
+    failures = unreachable(parts.netloc.split(","), default_port, timeout)
+    if failures is None:
+        return
     raise BrokerError(
         f"cannot reach the Pulsar broker at {service_url} ({'; '.join(failures)}); "
         "is the broker running, and is the service URL right?",

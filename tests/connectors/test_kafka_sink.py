@@ -4,12 +4,14 @@ queue absorbed, failures translated, and a transaction's records and offsets com
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
 
-from connectors.embedded import EmbeddedKafka, TopicFactory
+from connectors.embedded import EmbeddedKafka, TopicFactory, free_ports
 from connectors.kafka import KafkaBrokerError, KafkaSink
+from connectors.reachable import split_address
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.store.deferral import DeferringSink
 from swimstream.streams.connector import SinkConnector
@@ -181,3 +183,31 @@ def test_it_is_a_sink_connector() -> None:
 def test_settings_swimstream_owns_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"enable\.idempotence"):
         KafkaSink("127.0.0.1:9", settings={"enable.idempotence": False})
+
+
+async def test_a_broker_nobody_listens_for_is_reported_at_once_as_unreachable() -> None:
+    """librdkafka would retry for its whole 10 s metadata timeout and then say only that
+    it timed out; a plain connect is refused at once and names the address, so a
+    service started before its broker says so within a second (and waits for it)."""
+    port = free_ports(1)[0]
+    sink = KafkaSink(f"127.0.0.1:{port},localhost:{port}")
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match=rf"cannot reach the Kafka broker at 127\.0\.0\.1:{port}"):
+        await sink.open()
+    assert time.monotonic() - started < 5, "the client's own 10 s timeout was waited out"
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("kafka:19092", ("kafka", 19092)),
+        (" broker-1 ", ("broker-1", 9092)),
+        ("SASL_SSL://b.example.com:9093", ("b.example.com", 9093)),
+        ("[::1]:9094", ("::1", 9094)),
+        ("[::1]", ("::1", 9092)),
+    ],
+)
+def test_bootstrap_addresses_are_read_as_librdkafka_reads_them(
+    address: str, expected: tuple[str, int]
+) -> None:
+    assert split_address(address, 9092) == expected
