@@ -30,7 +30,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from swimstream.web import dashboard, health, lanes
-from swimstream.web.shared import STATE, WebSettings, WebState, error_response
+from swimstream.web.shared import STATE, WebSettings, WebState, error_response, listen_on
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -121,8 +121,7 @@ class WebServer:
         await runner.setup()
         self._runner = runner
         try:
-            site = web.TCPSite(runner, self.listen[0], self.listen[1])
-            await site.start()
+            await listen_on(runner, self.listen[0], self.listen[1])
         except BaseException:
             await self._stop()
             raise

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from aiohttp import web
 
-from swimstream.errors import NodeNotFoundError
+from swimstream.errors import NodeNotFoundError, SwimstreamError
 from swimstream.routing import RouteTable
 
 if TYPE_CHECKING:
@@ -33,6 +33,16 @@ if TYPE_CHECKING:
     from swimstream.web.health import HealthProvider
 
 JSON_TYPE = "application/json"
+
+
+async def listen_on(runner: web.AppRunner, host: str, port: int) -> None:
+    """Start serving ``runner`` on ``host:port``; a port that cannot be had (in use,
+    privileged) is a one-line error naming ``web.listen``, not an OSError traceback."""
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SwimstreamError(f"web.listen: cannot listen on {host}:{port}: {reason}") from exc
 
 
 @dataclass(frozen=True, slots=True)

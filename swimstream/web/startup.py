@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from swimstream.web.health import prometheus_response
-from swimstream.web.shared import error_response, json_response
+from swimstream.web.shared import error_response, json_response, listen_on
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -65,7 +65,7 @@ class StartingServer:
         await runner.setup()
         self._runner = runner
         try:
-            await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
+            await listen_on(runner, self.listen[0], self.listen[1])
         except BaseException:
             await self.stop()
             raise
