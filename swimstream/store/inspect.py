@@ -78,12 +78,10 @@ def describe(path: Path, node: str | None = None, limit: int = 20) -> Iterator[s
             f"sources {sources}"
         )
     if node is not None:
-        rows = db.execute(
-            "SELECT name, value FROM state WHERE node = ? ORDER BY name", [node]
-        ).fetchall()
-        if not rows:
+        lanes = _lanes_of(db, node)
+        if not lanes:
             yield f"  {node}: not stored"
-        for name, value in sorted(assemble(dict(rows)).items()):
+        for name, value in lanes:
             yield f"  {node}#{name} = {json.dumps(value_as_json(name, value), default=str)}"
         return
     nodes = [
@@ -93,12 +91,15 @@ def describe(path: Path, node: str | None = None, limit: int = 20) -> Iterator[s
         ).fetchall()
     ]
     for stored in nodes:
-        names = db.execute(
-            "SELECT name, value FROM state WHERE node = ? ORDER BY name", [stored]
-        ).fetchall()
-        parts = [
-            f"{name}={json.dumps(value_as_json(name, value), default=str)}" for name, value in names
-        ]
-        yield f"  {stored}  " + "  ".join(parts)
+        yield f"  {stored}  " + "  ".join(
+            f"{name}={json.dumps(value_as_json(name, value), default=str)}"
+            for name, value in _lanes_of(db, stored)
+        )
     if agents > len(nodes):
         yield f"  ... {agents - len(nodes)} more (--limit, or --node URI for one agent)"
+
+
+def _lanes_of(db: sqlite_utils.Database, node: str) -> list[tuple[str, bytes]]:
+    """An agent's stored names, map lanes assembled from their one-row-per-entry form."""
+    rows = db.execute("SELECT name, value FROM state WHERE node = ? ORDER BY name", [node])
+    return sorted(assemble(dict(rows.fetchall())).items())

@@ -13,6 +13,7 @@ from swimstream.crdt import LWWMap, LWWRegister, PNCounter, encode
 from swimstream.errors import StoreError
 from swimstream.runtime.agent_record import TIMERS, TimerSpec, dump_timers
 from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.entries import encode_entry, encode_header, entry_name
 from swimstream.store.sqlite import ShardPosition, SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,7 +159,20 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
-    written_store(tmp_path / "s.sqlite").close()
+    store = written_store(tmp_path / "s.sqlite")
+    # A map lane as checkpoints store it: a row per entry, the lane's own row its header.
+    history = LWWMap("r")
+    history.put(5, 60.0)
+    history.put(6, 61.5)
+    as_checkpoints_write = [
+        ChangelogEntry("/device/3", "history", encode_header(history), 1),
+        *(
+            ChangelogEntry("/device/3", entry_name("history", key), encode_entry(history, key), 1)
+            for key in (5, 6)
+        ),
+    ]
+    asyncio.run(store.write_async(as_checkpoints_write, {}))
+    store.close()
     result = subprocess.run(
         [sys.executable, "-m", "swimstream", "inspect", "--store", str(tmp_path)],
         cwd=REPO,
@@ -167,7 +181,8 @@ def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "2 agents" in result.stdout
+    assert "3 agents" in result.stdout
+    assert '/device/3  history={"5": 60.0, "6": 61.5}' in result.stdout
     assert "shard 1: changelog offset 42, checkpoint 7" in result.stdout
     assert 'status={"temp": 71.5}' in result.stdout
     assert 'history={"3": 70.0, "4": 71.5}' in result.stdout and "readings=2" in result.stdout
