@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from swimstream.cli.arguments import positive_float, positive_int
+
 Produce = Callable[[str, bytes, bytes], None]
 """produce(topic, key, value)."""
 
@@ -100,9 +102,17 @@ def arguments() -> argparse.ArgumentParser:
         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or localhost:9092)",
     )
     parser.add_argument("--topic", default="readings", help="topic to feed (default readings)")
-    parser.add_argument("--devices", type=int, default=5000, help="devices (default 5000)")
-    parser.add_argument("--rate", type=int, default=5000, help="readings a second (default 5000)")
-    parser.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    parser.add_argument("--devices", type=positive_int, default=5000, help="devices (default 5000)")
+    parser.add_argument(
+        "--rate", type=positive_int, default=5000, help="readings a second (default 5000)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long, counted from the start (default: until SIGTERM)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the fleet")
     return parser
 
@@ -122,7 +132,9 @@ async def _feed(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    if not await _wait_for_topic(producer, args.topic, stop):
+    started = time.monotonic()
+    end = math.inf if args.duration is None else started + args.duration
+    if not await _wait_for_topic(producer, args.topic, stop, min(end, started + TOPIC_WAIT)):
         return 0 if stop.is_set() else 1
     _say(f"feeding {args.topic} on {args.bootstrap}: {args.devices:,} devices, {args.rate:,}/s")
     sent = 0
@@ -140,7 +152,6 @@ async def _feed(args: argparse.Namespace) -> int:
 
     async def report() -> None:
         last = time.monotonic()
-        end = math.inf if args.duration is None else last + args.duration
         counted = 0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -160,13 +171,13 @@ async def _feed(args: argparse.Namespace) -> int:
     return 0 if left == 0 else 1
 
 
-async def _wait_for_topic(producer: Any, topic: str, stop: asyncio.Event) -> bool:
-    """Whether ``topic`` exists (the service creates it); waits up to :data:`TOPIC_WAIT`.
+async def _wait_for_topic(producer: Any, topic: str, stop: asyncio.Event, deadline: float) -> bool:
+    """Whether ``topic`` exists (the service creates it); waits until ``deadline``
+    (:data:`TOPIC_WAIT` at most, or the end of ``--duration``).
 
     The simulator never creates it: a broker that auto-creates topics would make it
     with its own default partition count, not the one the app is configured with.
     """
-    deadline = time.monotonic() + TOPIC_WAIT
     said = False
     while not stop.is_set():
         try:
@@ -177,7 +188,7 @@ async def _wait_for_topic(producer: Any, topic: str, stop: asyncio.Event) -> boo
         else:
             problem = f"topic {topic} does not exist yet (swimstream creates it at start)"
         if time.monotonic() >= deadline:
-            _say(f"giving up after {TOPIC_WAIT:.0f} s: {problem}")
+            _say(f"giving up: {problem}")
             return False
         if not said:
             _say(f"waiting: {problem}")

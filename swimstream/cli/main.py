@@ -12,9 +12,11 @@ import asyncio
 import os
 import sys
 from collections.abc import Coroutine, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from swimstream.cli.arguments import positive_float, positive_int
 from swimstream.errors import ConfigError, SwimstreamError
 
 EXIT_OK = 0
@@ -36,6 +38,13 @@ examples:
 exit status: 0 ok (or drained after SIGTERM), 1 failure, 2 invalid configuration."""
 
 
+def _version() -> str:
+    try:
+        return metadata.version("swimstream")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with a help text per command."""
     parser = argparse.ArgumentParser(
@@ -44,11 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_logging(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument(
-            "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+            "--log-level",
+            default="info",
+            choices=["debug", "info", "warning", "error"],
+            help="the least severe lines to print (default: info)",
         )
         sub.add_argument(
             "--log-format",
@@ -87,9 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Start an embedded Kafka, a simulator of thousands of devices on cell towers, the "
         "towers app and its dashboard; print throughput and recent insights each second."
     )
-    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS (exit 0)")
-    demo.add_argument("--devices", type=int, default=5000, help="simulated devices (default 5000)")
-    demo.add_argument("--rate", type=int, default=5000, help="readings per second (default 5000)")
+    demo.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long, with exit 0 (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--devices", type=positive_int, default=5000, help="simulated devices (default 5000)"
+    )
+    demo.add_argument(
+        "--rate", type=positive_int, default=5000, help="readings per second (default 5000)"
+    )
     demo.add_argument(
         "--web", default="127.0.0.1:9001", help="dashboard address (default 127.0.0.1:9001)"
     )
