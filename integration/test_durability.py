@@ -17,6 +17,7 @@ from connectors.embedded import EmbeddedKafka
 from examples.towers import HOT_TEMPERATURE
 from integration.support import Instance, header_text, json_value, wait_until
 from integration.test_kafka_service import readings, towers_config
+from integration.test_lifecycle import entries, ledger_config
 from tests.support.kafka import produce_json, read_topic
 
 
@@ -146,3 +147,21 @@ def test_kill_9_three_times_and_the_state_is_exact(
         )
     else:
         print(f"at-least-once: {duplicates} insights repeated after three kill -9")
+
+
+def test_metrics_count_the_checkpoints_and_the_offset_commits_inside_them(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+) -> None:
+    """With exactly-once the offsets are committed inside each checkpoint's transaction;
+    /metrics counted none of those commits (it counted only commits made outside one)."""
+    app = "metrics-eos"
+    config = ledger_config(kafka_broker.bootstrap, app)
+    config["processing"] = {"guarantee": "exactly-once", "commit_interval": 0.2}
+    instance = start_instance(config)
+    produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, 500))
+    wait_until(lambda: instance.metric("swimstream_records_in_total") >= 500, 30, "records in")
+    wait_until(
+        lambda: instance.metric("swimstream_offset_commits_total") > 0, 10, "an offset commit"
+    )
+    assert instance.metric("swimstream_checkpoints") > 0
+    assert instance.metric("swimstream_checkpoint_records") > 0

@@ -179,12 +179,15 @@ class SourceRunner:
 
     def checkpointed(self, offsets: Mapping[TopicPartition, int]) -> None:
         """A checkpoint committed: commit this runner's offsets now when they were not
-        part of its transaction (a Pulsar source next to a Kafka changelog)."""
-        if self.managed_commits and not self.transactional:
-            mine = {tp: o for tp, o in offsets.items() if tp in self.book.trackers}
-            if mine:
+        part of its transaction (a Pulsar source next to a Kafka changelog); either way
+        its offsets were committed once more."""
+        if not self.managed_commits:
+            return
+        mine = {tp: o for tp, o in offsets.items() if tp in self.book.trackers}
+        if mine:
+            if not self.transactional:
                 self.connector.commit(mine)
-                self._commits.value += 1
+            self._commits.value += 1
 
     # -- internals ----------------------------------------------------------------------
 
