@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 VALUE_KINDS = frozenset({"value", "counter", "demand_value", "command"})
 MAP_KINDS = frozenset({"map", "join_value", "join_map", "demand_map"})
 WRITABLE_KINDS = frozenset({"value", "counter", "map"})
+COMMAND_KINDS = WRITABLE_KINDS | {"command"}
+"""Lane kinds that take commands (the others are fed by links or computed)."""
 
 
 def callback_name(agent: Agent, fn: Callable[..., Any] | None, what: str) -> str | None:

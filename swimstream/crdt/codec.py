@@ -44,7 +44,9 @@ Snapshot: TypeAlias = RegisterSnapshot | MapSnapshot | CounterSnapshot
 Encodable: TypeAlias = Op | Snapshot
 
 _VERSION_PREFIX = bytes([FORMAT_VERSION])
-_MAX_NESTING = 64
+_MAX_NESTING = 1024
+"""Levels of nesting a stored value may have: msgpack packs at most 1,024 (the
+snapshot's own list is one of them), so everything encoded decodes."""
 
 
 def _fields(item: Encodable) -> list[Any]:
@@ -180,24 +182,30 @@ def _key(key: Any) -> MapKey:
     raise CodecError(f"map key must be a JSON scalar, got {type(key).__name__}")
 
 
-def _value(value: Any, depth: int = 0) -> Any:
-    """Check a decoded value is JSON-shaped (no bytes, text keys), and not absurdly deep."""
-    if depth > _MAX_NESTING:
-        raise CodecError("value nested too deeply")
-    kind = type(value)
-    if value is None or kind in (str, int, float, bool):
-        return value
-    if kind is list:
-        for element in value:
-            _value(element, depth + 1)
-        return value
-    if kind is dict:
-        for key, element in value.items():
-            if type(key) is not str:
-                raise CodecError(f"object keys must be text, got {type(key).__name__}")
-            _value(element, depth + 1)
-        return value
-    raise CodecError(f"{kind.__name__} is not a JSON value")
+def _value(value: Any) -> Any:
+    """Check a decoded value is JSON-shaped (no bytes, text keys), and not absurdly deep.
+
+    Iterative, and as deep as :data:`_MAX_NESTING`: whatever msgpack packed must unpack
+    here, or a value a lane took would be stored and then lost when its agent loads.
+    """
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        kind = type(item)
+        if item is None or kind in (str, int, float, bool):
+            continue
+        if depth >= _MAX_NESTING:
+            raise CodecError("value nested too deeply")
+        if kind is list:
+            pending.extend((element, depth + 1) for element in item)
+        elif kind is dict:
+            for key, element in item.items():
+                if type(key) is not str:
+                    raise CodecError(f"object keys must be text, got {type(key).__name__}")
+                pending.append((element, depth + 1))
+        else:
+            raise CodecError(f"{kind.__name__} is not a JSON value")
+    return value
 
 
 def _list(value: Any, what: str) -> list[Any]:

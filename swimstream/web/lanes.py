@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
+from swimstream.agent.downlink import COMMAND_KINDS
 from swimstream.errors import (
     CallbackError,
     ClosedResourceError,
@@ -124,7 +126,15 @@ async def post_command(request: web.Request) -> web.Response:
     target = _target(request)
     if isinstance(target, web.Response):
         return target
-    state, node_uri, lane, _route = target
+    state, node_uri, lane, route = target
+    kind = route.lanes[lane]
+    if kind not in COMMAND_KINDS:
+        takes = sorted(name for name, k in route.lanes.items() if k in COMMAND_KINDS)
+        refused = error_response(
+            405, f"lane {lane!r} ({kind}) does not take commands", command_lanes=takes
+        )
+        refused.headers["Allow"] = "GET, HEAD"
+        return refused
     limit = state.settings.max_body_size
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
@@ -132,10 +142,16 @@ async def post_command(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _too_large(limit)
+    except RequestPayloadError as exc:  # a body its Content-Encoding cannot decode
+        return error_response(400, f"the body cannot be read: {exc}")
     try:
+        # An empty body is null: `curl -X POST .../tick?lane=tick` triggers a command lane.
         value: Any = orjson.loads(body) if body.strip() else None
+        orjson.dumps(value)  # what GET will write: orjson reads 1,024 levels, writes 254
     except orjson.JSONDecodeError as exc:
         return error_response(400, f"the body is not valid JSON: {exc}")
+    except orjson.JSONEncodeError as exc:
+        return error_response(400, f"the body could not be served back as JSON: {exc}")
     gate = request.app[GATE]
     if gate.is_full(node_uri):
         return _mailbox_full(node_uri)

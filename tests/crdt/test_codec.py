@@ -134,3 +134,27 @@ def test_direct_encodings_refuse_what_msgpack_cannot_hold() -> None:
     counter.add(2**65)
     with pytest.raises(CodecError, match="CounterSnapshot"):
         encode_counter(counter)
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"x": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [70, 300, 1000])
+def test_whatever_nesting_encodes_decodes(depth: int) -> None:
+    """A value the store wrote but could not read back was lost when its agent loaded
+    (the decoder stopped at 64 levels; msgpack packs up to 1,024)."""
+    register = LWWRegister("here")
+    register.set(nested(depth))
+    stored = encode(register.snapshot())
+    assert encode(decode(stored)) == stored  # (== on the values recurses past Python's limit)
+
+
+def test_nesting_msgpack_cannot_pack_is_refused_when_written() -> None:
+    register = LWWRegister("here")
+    register.set(nested(2000))
+    with pytest.raises(CodecError, match="recursion limit"):
+        encode(register.snapshot())

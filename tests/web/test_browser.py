@@ -61,4 +61,9 @@ async def test_the_dashboard_lists_routes_and_shows_a_lane_changing_live(
             await expect(page.locator("#command-result")).to_contain_text("done")
             await expect(status).to_contain_text("33.3")
             assert served.plane.get("/device/5", "status") == {"temp": 33.3}
+
+            # a tower's join lane is fed by links: the form does not offer it
+            await page.locator('.route[data-route="/tower/:id"]').click()
+            await page.locator('.agents li[data-node="/tower/t2"]').click()
+            await expect(page.locator("#command-lane option")).to_have_text(["summary", "attach"])
             assert not problems, problems

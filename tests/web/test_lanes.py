@@ -106,6 +106,41 @@ async def test_bad_json_is_400_and_an_empty_body_is_null(served: Served) -> None
     assert await served.get_json("/device/1?lane=status") == (200, None)
 
 
+async def test_a_lane_that_takes_no_commands_is_405_before_any_agent_sees_it(
+    served: Served,
+) -> None:
+    """(It used to reach the agent and fail there: 422, an ERROR line with a traceback
+    and a callback failure counted, for what is the client's mistake.)"""
+    async with served.client.post(served.url("/tower/a?lane=devices"), data=b"{}") as response:
+        assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"
+        body = await response.json()
+    assert "'devices' (join_value) does not take commands" in body["error"]
+    assert body["command_lanes"] == ["attach", "summary"]
+    assert served.plane.active_agents == 0
+
+
+async def test_a_body_nested_deeper_than_a_get_could_write_back_is_400(served: Served) -> None:
+    deep = b"[" * 300 + b"]" * 300  # orjson reads 1,024 levels and writes 254
+    async with served.client.post(served.url("/device/1?lane=status"), data=deep) as response:
+        assert response.status == 400
+        assert "could not be served back as JSON" in (await response.json())["error"]
+    shallow = b"[" * 200 + b"]" * 200
+    async with served.client.post(served.url("/device/1?lane=status"), data=shallow) as response:
+        assert response.status == 200
+    status, _ = await served.get_json("/device/1?lane=status")
+    assert status == 200
+
+
+async def test_a_body_its_content_encoding_cannot_decode_is_400(served: Served) -> None:
+    headers = {"Content-Encoding": "deflate"}
+    async with served.client.post(
+        served.url("/device/1?lane=status"), data=b"xx", headers=headers
+    ) as response:
+        assert response.status == 400
+        assert "the body cannot be read" in (await response.json())["error"]
+    assert await served.get_json("/device/1?lane=status") == (200, None)
+
+
 async def test_a_body_over_the_limit_is_413(serve: ServeFactory) -> None:
     async with serve(max_body_size=1024) as served:
         big = {"pad": "x" * 2000}
