@@ -4,8 +4,9 @@
 checks what connects them: that each source route reaches an agent route (the template is
 matched against the patterns with its placeholders standing for themselves, see
 :meth:`RouteTemplate.skeleton`), that each lane sink names an agent route, that names are
-unique, that the topics fit the protocol they live on, and that the instance's ports do
-not collide. All problems found are raised together as one :class:`ConfigError`.
+unique, that the topics fit the protocol they live on and stay off the changelog and
+dead-letter topics, and that the instance's ports do not collide. All problems found are
+raised together as one :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -210,11 +211,61 @@ def _check_topics(config: AppConfig, problems: list[Problem]) -> None:
             problems.append((f"{path}.topic", f"{topic!r} is not a valid Kafka topic name"))
     if broker.protocol == "kafka" and not is_kafka_topic(config.dead_letter):
         problems.append(("dead_letter", f"{config.dead_letter!r} is not a valid Kafka topic name"))
-    looping = [i for i, source in enumerate(config.sources) if source.topic == config.dead_letter]
-    if looping:
-        problems.append(
-            ("dead_letter", f"is also the topic of sources[{looping[0]}]; bad records would loop")
-        )
+    _check_own_topics(config, problems)
+
+
+def _check_own_topics(config: AppConfig, problems: list[Problem]) -> None:
+    """Sources and sinks must stay off the topics swimstream writes itself.
+
+    A sink writing to the changelog would make the next start fail (recovery reads its
+    records as state), one writing to the dead-letter topic would pass insights off as
+    failed records, and a source of either would feed swimstream's own records to agents.
+    A sink writing to a source topic is allowed: a feedback loop can be the design.
+    """
+    home = config.broker.protocol
+    changelog = _topic_identity("kafka", config.changelog_topic)  # the changelog is Kafka's
+    dead_letter = _topic_identity(home, config.dead_letter)  # on the broker's own protocol
+    for index, source in enumerate(config.sources):
+        topic = _topic_identity(source.kind or home, source.topic)
+        if topic == changelog:
+            problems.append(
+                (
+                    f"sources[{index}].topic",
+                    f"{source.topic} is swimstream's changelog topic; it holds agent state, "
+                    "not commands",
+                )
+            )
+        elif topic == dead_letter:
+            problems.append(
+                ("dead_letter", f"is also the topic of sources[{index}]; bad records would loop")
+            )
+    for index, sink in enumerate(config.sinks):
+        topic = _topic_identity(sink.kind or home, sink.topic)
+        if topic == changelog:
+            problems.append(
+                (
+                    f"sinks[{index}].topic",
+                    f"{sink.topic} is swimstream's changelog topic; records written there "
+                    "would break the restore of agent state at the next start",
+                )
+            )
+        elif topic == dead_letter:
+            problems.append(
+                (
+                    f"sinks[{index}].topic",
+                    f"{sink.topic} is swimstream's dead-letter topic (dead_letter); records "
+                    "written there would pass for failed ones",
+                )
+            )
+
+
+def _topic_identity(protocol: Protocol, topic: str) -> tuple[Protocol, str]:
+    """A topic as its broker resolves the name: Pulsar reads ``name`` as
+    ``persistent://public/default/name`` and ``tenant/ns/name`` as
+    ``persistent://tenant/ns/name``; Kafka names are taken as they are."""
+    if protocol == "pulsar" and "://" not in topic:
+        topic = "persistent://" + (topic if "/" in topic else f"public/default/{topic}")
+    return protocol, topic
 
 
 def _check_ports(config: AppConfig, problems: list[Problem]) -> None:

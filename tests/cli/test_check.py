@@ -56,6 +56,7 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
         (("lane: reading", "lane: status"), "sources[0].lane", "command lane"),
         (("app: towers", "app: towers\nprocessing: sometimes"), "processing", "sometimes"),
         (("localhost:9092", "${BOOTSTRAP}"), "broker.bootstrap", "BOOTSTRAP is not set"),
+        (("topic: device-alerts", "topic: towers.changelog"), "sinks[0].topic", "changelog"),
     ],
 )
 def test_a_broken_config_exits_2_naming_the_key_path(
