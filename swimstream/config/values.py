@@ -9,7 +9,6 @@ service uses (a duration into float seconds, a route into a parsed pattern) or r
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -160,17 +159,6 @@ def _parse_template(value: Any) -> RouteTemplate:
     return RouteTemplate.parse(value)
 
 
-ScalarSetting = str | int | float | bool
-
-
-def _check_settings(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        for key, setting in value.items():
-            if not isinstance(setting, str | int | float | bool):
-                raise ValueError(f"{key!r} must be a string, number or boolean")
-    return value
-
-
 Duration = Annotated[
     float, BeforeValidator(parse_duration), TypeDoc("duration (`250ms`, `5s`, `2m`, `1h`)")
 ]
@@ -195,9 +183,4 @@ RouteTemplateField = Annotated[
     PlainValidator(_parse_template),
     PlainSerializer(str, return_type=str),
     TypeDoc("route template (`/vehicle/{key}`)"),
-]
-ClientSettings = Annotated[
-    dict[str, ScalarSetting],
-    BeforeValidator(_check_settings),
-    TypeDoc("map of setting name to string, number or boolean"),
 ]

@@ -57,6 +57,11 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
         (("app: towers", "app: towers\nprocessing: sometimes"), "processing", "sometimes"),
         (("localhost:9092", "${BOOTSTRAP}"), "broker.bootstrap", "BOOTSTRAP is not set"),
         (("topic: device-alerts", "topic: towers.changelog"), "sinks[0].topic", "changelog"),
+        (
+            ('"localhost:9092"}', '"localhost:9092", settings: {acks: all}}'),
+            "broker.settings['acks']",
+            "set by swimstream",
+        ),
     ],
 )
 def test_a_broken_config_exits_2_naming_the_key_path(

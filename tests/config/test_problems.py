@@ -44,8 +44,18 @@ from tests.config.documents import document, problems
             "broker.settings['group.id']: set by swimstream from app; remove it",
         ),
         (
+            {"broker": {"bootstrap": "h:1", "settings": {"acks": 1}}},
+            "broker.settings['acks']: set by swimstream to all, as idempotent writes need; "
+            "remove it",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "settings": {"client.id": "me"}}},
+            "broker.settings['client.id']: set by swimstream from app and mesh.instance_id; "
+            "remove it",
+        ),
+        (
             {"broker": {"bootstrap": "h:1", "settings": {"linger.ms": [5]}}},
-            "broker.settings: 'linger.ms' must be a string, number or boolean",
+            "broker.settings['linger.ms']: must be a string, number or boolean",
         ),
         ({"broker": "kafka"}, "broker: expected a mapping of keys to values, got 'kafka'"),
         ({"agents": {}}, "agents: must not be empty"),
@@ -185,6 +195,17 @@ processing: at-most-once
         "sources[1].route: unknown placeholder {paylod.vehicle}; a placeholder is {key}, "
         "{payload}, {payload.<field>}, {header.<name>}, {topic} or {partition}",
         "processing.guarantee: expected 'exactly-once' or 'at-least-once', got 'at-most-once'",
+    ]
+
+
+def test_every_problem_of_broker_settings_is_reported() -> None:
+    settings = {"group.id": "x", "enable.auto.commit": True, "linger.ms": [1], "acks": "all"}
+    assert problems(document(broker={"bootstrap": "h:1", "settings": settings})) == [
+        "broker.settings['group.id']: set by swimstream from app; remove it",
+        "broker.settings['enable.auto.commit']: set by swimstream from processing.guarantee; "
+        "remove it",
+        "broker.settings['linger.ms']: must be a string, number or boolean",
+        "broker.settings['acks']: set by swimstream to all, as idempotent writes need; remove it",
     ]
 
 
