@@ -5,8 +5,9 @@ checks what connects them: that each source route reaches an agent route (the te
 matched against the patterns with its placeholders standing for themselves, see
 :meth:`RouteTemplate.skeleton`), that each lane sink names an agent route, that names are
 unique, that the topics fit the protocol they live on and stay off the changelog and
-dead-letter topics, and that the instance's ports do not collide. All problems found are
-raised together as one :class:`ConfigError`.
+dead-letter topics, that the instance's ports do not collide, and that durable state or
+exactly-once are not asked for without Kafka. All problems found are raised together as
+one :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -88,6 +89,15 @@ class AppConfig(FrozenModel):
         """The name of a topic swimstream owns for this app: ``<app>.<name>``."""
         return f"{self.app}.{name}"
 
+    @property
+    def protocols(self) -> frozenset[Protocol]:
+        """Every protocol a source or sink of the app lives on, and the broker's own."""
+        home = self.broker.protocol
+        used: set[Protocol] = {home}
+        used.update(source.kind or home for source in self.sources)
+        used.update(sink.kind or home for sink in self.sinks)
+        return frozenset(used)
+
     def to_document(self) -> dict[str, Any]:
         """The configuration as a YAML/JSON-ready document, with every default filled in.
 
@@ -116,6 +126,7 @@ class AppConfig(FrozenModel):
         _check_sinks(self, routes, problems)
         _check_topics(self, problems)
         _check_ports(self, problems)
+        _check_kafka_only_choices(self, problems)
         if problems:
             raise ConfigError(problems=problems)
         return self
@@ -266,6 +277,31 @@ def _topic_identity(protocol: Protocol, topic: str) -> tuple[Protocol, str]:
     if protocol == "pulsar" and "://" not in topic:
         topic = "persistent://" + (topic if "/" in topic else f"public/default/{topic}")
     return protocol, topic
+
+
+def _check_kafka_only_choices(config: AppConfig, problems: list[Problem]) -> None:
+    """Durable state and exactly-once need Kafka: refuse them when the user asked for them
+    in an app without Kafka. Left at their defaults, the service runs with state in memory,
+    at-least-once, and logs a warning saying so."""
+    if "kafka" in config.protocols:
+        return
+    if "durable" in config.store.model_fields_set and config.store.durable:
+        problems.append(
+            (
+                "store.durable",
+                "durable state needs a Kafka broker (the changelog is a Kafka topic) and this "
+                "app uses only Pulsar; set it to false to keep state in memory",
+            )
+        )
+    processing = config.processing
+    if "guarantee" in processing.model_fields_set and processing.guarantee == "exactly-once":
+        problems.append(
+            (
+                "processing.guarantee",
+                "exactly-once needs a Kafka broker (Kafka transactions) and this app uses only "
+                "Pulsar, which runs at-least-once",
+            )
+        )
 
 
 def _check_ports(config: AppConfig, problems: list[Problem]) -> None:

@@ -35,7 +35,9 @@ class ProcessingConfig(FrozenModel):
         description=(
             "`exactly-once`: each checkpoint is one Kafka transaction holding changelog "
             "records, insights and source offsets; `at-least-once`: state stays exact but "
-            "insights may repeat after a failure (Pulsar supports only this)."
+            "insights may repeat after a failure. Pulsar supports only `at-least-once`: in an "
+            "app without Kafka, `exactly-once` given explicitly is refused, and the default "
+            "runs at-least-once."
         ),
     )
     commit_interval: Duration = Field(
@@ -161,7 +163,9 @@ class StoreConfig(FrozenModel):
             "Keep agent state durable: every checkpoint writes what changed to the "
             "`<app>.changelog` topic (compacted, one partition per shard) and to a local "
             "SQLite file. `false` keeps state in memory only (lost on restart; offsets are "
-            "then committed at-least-once). Needs a Kafka broker for the changelog."
+            "then committed at-least-once). Needs a Kafka broker for the changelog: in an app "
+            "without Kafka, `true` given explicitly is refused, and the default keeps state "
+            "in memory with a warning."
         ),
     )
     path: str = Field(

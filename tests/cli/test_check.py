@@ -58,6 +58,14 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
         (("localhost:9092", "${BOOTSTRAP}"), "broker.bootstrap", "BOOTSTRAP is not set"),
         (("topic: device-alerts", "topic: towers.changelog"), "sinks[0].topic", "changelog"),
         (
+            (
+                'broker: {kind: kafka, bootstrap: "localhost:9092"}',
+                'broker: {kind: pulsar, service_url: "pulsar://h:6650"}\nstore: {durable: true}',
+            ),
+            "store.durable",
+            "needs a Kafka broker",
+        ),
+        (
             ('"localhost:9092"}', '"localhost:9092", settings: {acks: all}}'),
             "broker.settings['acks']",
             "set by swimstream",

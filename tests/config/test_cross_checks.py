@@ -191,3 +191,63 @@ def test_ports_may_both_be_zero_but_not_the_same() -> None:
     assert problems(document(mesh={"listen": "[::1]:9001"})) == [
         "web.listen: uses port 9001, as mesh.listen does"
     ]
+
+
+PULSAR_BROKERS = [
+    {"kind": "pulsar", "service_url": "pulsar://p:6650"},
+    {"kind": "embedded", "embedded_kind": "pulsar"},
+]
+
+
+@pytest.mark.parametrize("broker", PULSAR_BROKERS)
+@pytest.mark.parametrize(
+    ("parts", "lines"),
+    [
+        (
+            {"store": {"durable": True}},
+            [
+                "store.durable: durable state needs a Kafka broker (the changelog is a Kafka "
+                "topic) and this app uses only Pulsar; set it to false to keep state in memory"
+            ],
+        ),
+        (
+            {"processing": "exactly-once", "store": {"durable": False}},
+            [
+                "processing.guarantee: exactly-once needs a Kafka broker (Kafka transactions) "
+                "and this app uses only Pulsar, which runs at-least-once"
+            ],
+        ),
+        (
+            {"processing": {"guarantee": "exactly-once"}, "store": {"durable": True}},
+            [
+                "store.durable: durable state needs a Kafka broker (the changelog is a Kafka "
+                "topic) and this app uses only Pulsar; set it to false to keep state in memory",
+                "processing.guarantee: exactly-once needs a Kafka broker (Kafka transactions) "
+                "and this app uses only Pulsar, which runs at-least-once",
+            ],
+        ),
+    ],
+)
+def test_durable_state_or_exactly_once_asked_for_without_kafka_is_refused(
+    broker: dict[str, Any], parts: dict[str, Any], lines: list[str]
+) -> None:
+    assert problems(document(broker=broker, **parts)) == lines
+
+
+@pytest.mark.parametrize("broker", PULSAR_BROKERS)
+def test_without_kafka_the_defaults_and_at_least_once_in_memory_are_accepted(
+    broker: dict[str, Any],
+) -> None:
+    config = parse_config(document(broker=broker), {})
+    assert config.store.durable and config.processing.guarantee == "exactly-once"  # warned at run
+    parse_config(document(broker=broker, processing="at-least-once", store={"durable": False}), {})
+
+
+def test_a_kafka_topic_beside_pulsar_allows_durable_state_and_exactly_once() -> None:
+    broker = {"kind": "pulsar", "service_url": "pulsar://p:6650", "bootstrap": "k:9092"}
+    sinks = [{"from": "/vehicle/:id#alerts", "topic": "alerts", "kind": "kafka"}]
+    parts = {"processing": "exactly-once", "store": {"durable": True}}
+    assert parse_config(document(broker=broker, sinks=sinks, **parts), {}).protocols == {
+        "pulsar",
+        "kafka",
+    }
