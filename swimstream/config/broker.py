@@ -19,7 +19,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from swimstream.config.client_settings import ClientSettings
-from swimstream.config.values import DEFAULT_DOC, BootstrapServers, FrozenModel, PulsarUrl
+from swimstream.config.values import (
+    DEFAULT_DOC,
+    Boolean,
+    BootstrapServers,
+    FrozenModel,
+    Integer,
+    PulsarUrl,
+)
 from swimstream.errors import ConfigError
 from swimstream.routing import Partitioner
 
@@ -64,14 +71,14 @@ class BrokerConfig(FrozenModel):
             "are refused."
         ),
     )
-    create_topics: bool = Field(
+    create_topics: Boolean = Field(
         default=True,
         description=(
             "Create missing source, sink, changelog and dead-letter topics at start. When "
             "false, a missing topic stops the start with an error naming it."
         ),
     )
-    partitions: int = Field(
+    partitions: Integer = Field(
         default=8,
         ge=1,
         le=10_000,
@@ -80,12 +87,12 @@ class BrokerConfig(FrozenModel):
             "same count (they are co-partitioned: partition p of each is shard p)."
         ),
     )
-    replication_factor: int | None = Field(
+    replication_factor: Integer | None = Field(
         default=None,
         ge=1,
         description="Replication factor of created topics; unset uses the broker's default.",
     )
-    static_membership: bool | None = Field(
+    static_membership: Boolean | None = Field(
         default=None,
         json_schema_extra={DEFAULT_DOC: "true, except with the embedded broker"},
         description=(

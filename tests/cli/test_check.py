@@ -71,6 +71,11 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
             "needs a Kafka broker",
         ),
         (
+            ('"localhost:9092"}', '"localhost:9092", partitions: yes}'),
+            "broker.partitions",
+            "expected an integer, got a boolean (True)",
+        ),
+        (
             ('"localhost:9092"}', '"localhost:9092", settings: {acks: all}}'),
             "broker.settings['acks']",
             "set by swimstream",
