@@ -29,11 +29,7 @@ from swimstream.streams import SourceConnector
 
 def protocols_used(config: AppConfig) -> set[str]:
     """Every protocol a source or sink of the app lives on."""
-    home = config.broker.protocol
-    used: set[str] = {home}
-    used.update(s.kind or home for s in config.sources)
-    used.update(s.kind or home for s in config.sinks)
-    return used
+    return set(config.protocols)
 
 
 @contextlib.asynccontextmanager

@@ -60,6 +60,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from swimstream.config import (
+    CLIENT_OWNED_SETTINGS,
+    CONSUMER_OWNED_SETTINGS,
+    PRODUCER_OWNED_SETTINGS,
+)
 from swimstream.errors import ConfigError
 
 Setting = str | int | float | bool
@@ -89,28 +94,11 @@ ADMIN_DEFAULTS: Final[Mapping[str, Setting]] = {"allow.auto.create.topics": Fals
 """An AdminClient is a producer inside librdkafka, so its Metadata requests for a named
 topic would create the topic (with the broker's defaults) on brokers that allow it."""
 
-# Set from constructor arguments or required by swimstream's guarantees.
-_CLIENT_OWNED: Final = frozenset(
-    {"bootstrap.servers", "error_cb", "stats_cb", "throttle_cb", "logger", "client.id"}
-)
-CONSUMER_OWNED: Final = _CLIENT_OWNED | {
-    "group.id",
-    "group.instance.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "auto.offset.reset",
-    "on_commit",
-}
-PRODUCER_OWNED: Final = _CLIENT_OWNED | {
-    "transactional.id",
-    "enable.idempotence",
-    "acks",
-    "request.required.acks",
-    "on_delivery",
-    "dr_cb",
-    "dr_msg_cb",
-}
-ADMIN_OWNED: Final = _CLIENT_OWNED
+# Set from constructor arguments or required by swimstream's guarantees; listed once, in
+# the config package, whose check of ``broker.settings`` refuses the same names.
+CONSUMER_OWNED: Final = frozenset(CONSUMER_OWNED_SETTINGS)
+PRODUCER_OWNED: Final = frozenset(PRODUCER_OWNED_SETTINGS)
+ADMIN_OWNED: Final = frozenset(CLIENT_OWNED_SETTINGS)
 
 
 def merge(

@@ -96,9 +96,7 @@ class KafkaSink:
             owned["transactional.id"] = transactional_id
         if partitioner:
             owned["partitioner"] = _PARTITIONERS[partitioner]
-        self._config = merge(
-            PRODUCER_DEFAULTS, settings, PRODUCER_OWNED | {"partitioner"}, owned, client="sink"
-        )
+        self._config = merge(PRODUCER_DEFAULTS, settings, PRODUCER_OWNED, owned, client="sink")
         self._where = f"Kafka sink at {bootstrap}" + (
             f" (transactional id {transactional_id!r})" if transactional_id else ""
         )

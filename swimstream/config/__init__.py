@@ -13,7 +13,13 @@ nothing of swimstream but its exception tree and the pure routing package.
 """
 
 from swimstream.config.app import AppConfig
-from swimstream.config.broker import RESERVED_SETTINGS, BrokerConfig, Protocol
+from swimstream.config.broker import BrokerConfig, Protocol
+from swimstream.config.client_settings import (
+    CLIENT_OWNED_SETTINGS,
+    CONSUMER_OWNED_SETTINGS,
+    PRODUCER_OWNED_SETTINGS,
+    RESERVED_SETTINGS,
+)
 from swimstream.config.loader import (
     check_config,
     load_config,
@@ -28,7 +34,10 @@ from swimstream.config.topology import AgentConfig, LaneRef, SinkConfig, SourceC
 from swimstream.config.values import parse_duration, split_address
 
 __all__ = [
+    "CLIENT_OWNED_SETTINGS",
+    "CONSUMER_OWNED_SETTINGS",
     "LANE_KINDS",
+    "PRODUCER_OWNED_SETTINGS",
     "RESERVED_SETTINGS",
     "AgentConfig",
     "AppConfig",

@@ -4,8 +4,10 @@
 checks what connects them: that each source route reaches an agent route (the template is
 matched against the patterns with its placeholders standing for themselves, see
 :meth:`RouteTemplate.skeleton`), that each lane sink names an agent route, that names are
-unique, that the topics fit the protocol they live on, and that the instance's ports do
-not collide. All problems found are raised together as one :class:`ConfigError`.
+unique, that the topics fit the protocol they live on and stay off the changelog and
+dead-letter topics, that the instance's ports do not collide, and that durable state or
+exactly-once are not asked for without Kafka. All problems found are raised together as
+one :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ class AppConfig(FrozenModel):
         """The name of a topic swimstream owns for this app: ``<app>.<name>``."""
         return f"{self.app}.{name}"
 
+    @property
+    def protocols(self) -> frozenset[Protocol]:
+        """Every protocol a source or sink of the app lives on, and the broker's own."""
+        home = self.broker.protocol
+        used: set[Protocol] = {home}
+        used.update(source.kind or home for source in self.sources)
+        used.update(sink.kind or home for sink in self.sinks)
+        return frozenset(used)
+
     def to_document(self) -> dict[str, Any]:
         """The configuration as a YAML/JSON-ready document, with every default filled in.
 
@@ -115,6 +126,7 @@ class AppConfig(FrozenModel):
         _check_sinks(self, routes, problems)
         _check_topics(self, problems)
         _check_ports(self, problems)
+        _check_kafka_only_choices(self, problems)
         if problems:
             raise ConfigError(problems=problems)
         return self
@@ -210,10 +222,85 @@ def _check_topics(config: AppConfig, problems: list[Problem]) -> None:
             problems.append((f"{path}.topic", f"{topic!r} is not a valid Kafka topic name"))
     if broker.protocol == "kafka" and not is_kafka_topic(config.dead_letter):
         problems.append(("dead_letter", f"{config.dead_letter!r} is not a valid Kafka topic name"))
-    looping = [i for i, source in enumerate(config.sources) if source.topic == config.dead_letter]
-    if looping:
+    _check_own_topics(config, problems)
+
+
+def _check_own_topics(config: AppConfig, problems: list[Problem]) -> None:
+    """Sources and sinks must stay off the topics swimstream writes itself.
+
+    A sink writing to the changelog would make the next start fail (recovery reads its
+    records as state), one writing to the dead-letter topic would pass insights off as
+    failed records, and a source of either would feed swimstream's own records to agents.
+    A sink writing to a source topic is allowed: a feedback loop can be the design.
+    """
+    home = config.broker.protocol
+    changelog = _topic_identity("kafka", config.changelog_topic)  # the changelog is Kafka's
+    dead_letter = _topic_identity(home, config.dead_letter)  # on the broker's own protocol
+    for index, source in enumerate(config.sources):
+        topic = _topic_identity(source.kind or home, source.topic)
+        if topic == changelog:
+            problems.append(
+                (
+                    f"sources[{index}].topic",
+                    f"{source.topic} is swimstream's changelog topic; it holds agent state, "
+                    "not commands",
+                )
+            )
+        elif topic == dead_letter:
+            problems.append(
+                ("dead_letter", f"is also the topic of sources[{index}]; bad records would loop")
+            )
+    for index, sink in enumerate(config.sinks):
+        topic = _topic_identity(sink.kind or home, sink.topic)
+        if topic == changelog:
+            problems.append(
+                (
+                    f"sinks[{index}].topic",
+                    f"{sink.topic} is swimstream's changelog topic; records written there "
+                    "would break the restore of agent state at the next start",
+                )
+            )
+        elif topic == dead_letter:
+            problems.append(
+                (
+                    f"sinks[{index}].topic",
+                    f"{sink.topic} is swimstream's dead-letter topic (dead_letter); records "
+                    "written there would pass for failed ones",
+                )
+            )
+
+
+def _topic_identity(protocol: Protocol, topic: str) -> tuple[Protocol, str]:
+    """A topic as its broker resolves the name: Pulsar reads ``name`` as
+    ``persistent://public/default/name`` and ``tenant/ns/name`` as
+    ``persistent://tenant/ns/name``; Kafka names are taken as they are."""
+    if protocol == "pulsar" and "://" not in topic:
+        topic = "persistent://" + (topic if "/" in topic else f"public/default/{topic}")
+    return protocol, topic
+
+
+def _check_kafka_only_choices(config: AppConfig, problems: list[Problem]) -> None:
+    """Durable state and exactly-once need Kafka: refuse them when the user asked for them
+    in an app without Kafka. Left at their defaults, the service runs with state in memory,
+    at-least-once, and logs a warning saying so."""
+    if "kafka" in config.protocols:
+        return
+    if "durable" in config.store.model_fields_set and config.store.durable:
         problems.append(
-            ("dead_letter", f"is also the topic of sources[{looping[0]}]; bad records would loop")
+            (
+                "store.durable",
+                "durable state needs a Kafka broker (the changelog is a Kafka topic) and this "
+                "app uses only Pulsar; set it to false to keep state in memory",
+            )
+        )
+    processing = config.processing
+    if "guarantee" in processing.model_fields_set and processing.guarantee == "exactly-once":
+        problems.append(
+            (
+                "processing.guarantee",
+                "exactly-once needs a Kafka broker (Kafka transactions) and this app uses only "
+                "Pulsar, which runs at-least-once",
+            )
         )
 
 

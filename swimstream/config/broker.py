@@ -8,20 +8,23 @@ broker part then needs that protocol's address too.
 
 ``settings`` passes client settings straight to confluent-kafka, except the few that
 swimstream must own for its guarantees to hold (the consumer group, transactions,
-offset commits): setting those here would silently break them, so they are refused.
+offset commits): setting those here would silently break them, so they are refused
+(:mod:`swimstream.config.client_settings` lists them).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from swimstream.config.client_settings import ClientSettings
 from swimstream.config.values import (
     DEFAULT_DOC,
+    Boolean,
     BootstrapServers,
-    ClientSettings,
     FrozenModel,
+    Integer,
     PulsarUrl,
 )
 from swimstream.errors import ConfigError
@@ -29,19 +32,6 @@ from swimstream.routing import Partitioner
 
 Protocol = Literal["kafka", "pulsar"]
 SubscriptionType = Literal["key_shared", "shared", "failover", "exclusive"]
-
-# client settings swimstream sets itself -> where they come from
-RESERVED_SETTINGS: dict[str, str] = {
-    "bootstrap.servers": "broker.bootstrap",
-    "group.id": "app",
-    "group.instance.id": "mesh.instance_id",
-    "transactional.id": "app and mesh.instance_id",
-    "enable.auto.commit": "processing.guarantee",
-    "enable.auto.offset.store": "processing.guarantee",
-    "isolation.level": "processing.guarantee",
-    "auto.offset.reset": "sources[].offset_reset",
-    "partitioner": "broker.partitioner",
-}
 
 
 class BrokerConfig(FrozenModel):
@@ -77,17 +67,18 @@ class BrokerConfig(FrozenModel):
         description=(
             "Extra client settings passed to every confluent-kafka producer and consumer "
             "(`linger.ms`, `security.protocol`, `sasl.*`, ...). Settings swimstream owns "
-            "(`group.id`, `transactional.id`, `enable.auto.commit`, ...) are refused."
+            "(`group.id`, `transactional.id`, `enable.auto.commit`, `acks`, `client.id`, ...) "
+            "are refused."
         ),
     )
-    create_topics: bool = Field(
+    create_topics: Boolean = Field(
         default=True,
         description=(
             "Create missing source, sink, changelog and dead-letter topics at start. When "
             "false, a missing topic stops the start with an error naming it."
         ),
     )
-    partitions: int = Field(
+    partitions: Integer = Field(
         default=8,
         ge=1,
         le=10_000,
@@ -96,12 +87,12 @@ class BrokerConfig(FrozenModel):
             "same count (they are co-partitioned: partition p of each is shard p)."
         ),
     )
-    replication_factor: int | None = Field(
+    replication_factor: Integer | None = Field(
         default=None,
         ge=1,
         description="Replication factor of created topics; unset uses the broker's default.",
     )
-    static_membership: bool | None = Field(
+    static_membership: Boolean | None = Field(
         default=None,
         json_schema_extra={DEFAULT_DOC: "true, except with the embedded broker"},
         description=(
@@ -153,21 +144,6 @@ class BrokerConfig(FrozenModel):
         if protocol == self.protocol:
             return True
         return (self.bootstrap if protocol == "kafka" else self.service_url) is not None
-
-    @field_validator("settings")
-    @classmethod
-    def _refuse_owned_settings(
-        cls, settings: dict[str, str | int | float | bool]
-    ) -> dict[str, str | int | float | bool]:
-        owned = [name for name in settings if name in RESERVED_SETTINGS]
-        if owned:
-            raise ConfigError(
-                problems=[
-                    (f"['{name}']", f"set by swimstream from {RESERVED_SETTINGS[name]}; remove it")
-                    for name in owned
-                ]
-            )
-        return settings
 
     @model_validator(mode="after")
     def _check_addresses(self) -> BrokerConfig:

@@ -11,7 +11,10 @@ configuration has no hidden inputs and tests pass their own.
 * ``$$`` — a literal ``$``.
 
 A value that is exactly one reference becomes the substituted text, and the field's
-type converts it: ``partitions: ${PARTITIONS:-8}`` gives the integer 8.
+type converts it: ``partitions: ${PARTITIONS:-8}`` gives the integer 8. Text is all the
+environment can give, so a substituted value is a :class:`Substituted` string: boolean
+and integer fields parse it, while they refuse the same text written in the YAML
+(``durable: "no"`` is a mistake; ``durable: ${DURABLE:-false}`` is not).
 Keys are never substituted.
 """
 
@@ -22,6 +25,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from swimstream.config.problems import Problem, format_path
+
+
+class Substituted(str):
+    """A string value that took text from the environment (see the module docstring).
+
+    Boolean fields take text only in this form (integer fields take any text, and no
+    boolean); pydantic turns these into plain ``str`` in string fields, and the parsers
+    of routes and lane names do too, so none reaches the configuration.
+    """
+
+    __slots__ = ()
+
 
 _REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|(\{))")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -51,7 +66,10 @@ def _walk(node: Any, env: Mapping[str, str], path: list[int | str], problems: li
 def _substitute_text(
     text: str, env: Mapping[str, str], path: list[int | str], problems: list[Problem]
 ) -> str:
+    substituted = False
+
     def replace(found: re.Match[str]) -> str:
+        nonlocal substituted
         escaped, reference, unclosed = found.groups()
         if escaped:
             return "$"
@@ -70,6 +88,7 @@ def _substitute_text(
             return found.group(0)
         value = env.get(name)
         if separator:
+            substituted = True
             return value if value else default
         if value is None:
             problems.append(
@@ -80,6 +99,8 @@ def _substitute_text(
                 )
             )
             return found.group(0)
+        substituted = True
         return value
 
-    return _REFERENCE.sub(replace, text)
+    result = _REFERENCE.sub(replace, text)
+    return Substituted(result) if substituted else result

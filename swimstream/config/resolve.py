@@ -34,8 +34,13 @@ LANE_KINDS = frozenset(
     }
 )
 
-# Demand lanes compute a value when a client asks: they have no changes to stream to a sink.
-_NOT_SINKABLE = frozenset({"demand_value", "demand_map"})
+# Lanes with no changes to stream to a sink, and why: a command lane hands each command to
+# its agent's callback and keeps nothing; a demand lane computes a value when a client asks.
+_NOT_SINKABLE = {
+    "command": "is a command lane; it passes commands to the agent",
+    "demand_value": "is a demand lane; it computes on request",
+    "demand_map": "is a demand lane; it computes on request",
+}
 
 
 def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
@@ -43,7 +48,7 @@ def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
 
     Raises :class:`ConfigError` with every problem: classes that do not import or are not
     agent classes, source lanes that are missing or not command lanes, sink lanes that
-    are missing.
+    are missing or have no changes to stream (command and demand lanes).
     """
     problems: list[Problem] = []
     classes: dict[str, type[Any]] = {}
@@ -115,8 +120,5 @@ def _lane_problem(
         shown = kind.replace("_", " ") if isinstance(kind, str) else "unknown"
         return f"lane {lane!r} of agents.{agent} is a {shown} lane; a source feeds a command lane"
     if not for_source and kind in _NOT_SINKABLE:
-        return (
-            f"lane {lane!r} of agents.{agent} is a demand lane; "
-            "it computes on request and has no changes to sink"
-        )
+        return f"lane {lane!r} of agents.{agent} {_NOT_SINKABLE[kind]} and has no changes to sink"
     return None

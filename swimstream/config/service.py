@@ -15,8 +15,10 @@ from pydantic import Field, model_validator
 
 from swimstream.config.values import (
     DEFAULT_DOC,
+    Boolean,
     Duration,
     FrozenModel,
+    Integer,
     ListenAddress,
     Name,
     PeerAddress,
@@ -35,7 +37,9 @@ class ProcessingConfig(FrozenModel):
         description=(
             "`exactly-once`: each checkpoint is one Kafka transaction holding changelog "
             "records, insights and source offsets; `at-least-once`: state stays exact but "
-            "insights may repeat after a failure (Pulsar supports only this)."
+            "insights may repeat after a failure. Pulsar supports only `at-least-once`: in an "
+            "app without Kafka, `exactly-once` given explicitly is refused, and the default "
+            "runs at-least-once."
         ),
     )
     commit_interval: Duration = Field(
@@ -43,17 +47,17 @@ class ProcessingConfig(FrozenModel):
         gt=0,
         description="Longest time between checkpoints (Kafka Streams' `commit.interval.ms`).",
     )
-    commit_max_records: int = Field(
+    commit_max_records: Integer = Field(
         default=1000,
         ge=1,
         description="A checkpoint is also taken after this many source records.",
     )
-    max_poll_records: int = Field(
+    max_poll_records: Integer = Field(
         default=500,
         ge=1,
         description="Most records taken from the sources in one poll.",
     )
-    mailbox_capacity: int = Field(
+    mailbox_capacity: Integer = Field(
         default=1000,
         ge=1,
         description=(
@@ -69,7 +73,7 @@ class ProcessingConfig(FrozenModel):
             "is dropped, and it comes back on its next use."
         ),
     )
-    max_active_agents: int = Field(
+    max_active_agents: Integer = Field(
         default=100_000,
         ge=1,
         description=(
@@ -155,13 +159,15 @@ class MeshConfig(FrozenModel):
 class StoreConfig(FrozenModel):
     """Where agent state is kept on this instance."""
 
-    durable: bool = Field(
+    durable: Boolean = Field(
         default=True,
         description=(
             "Keep agent state durable: every checkpoint writes what changed to the "
             "`<app>.changelog` topic (compacted, one partition per shard) and to a local "
             "SQLite file. `false` keeps state in memory only (lost on restart; offsets are "
-            "then committed at-least-once). Needs a Kafka broker for the changelog."
+            "then committed at-least-once). Needs a Kafka broker for the changelog: in an app "
+            "without Kafka, `true` given explicitly is refused, and the default keeps state "
+            "in memory with a warning."
         ),
     )
     path: str = Field(
@@ -172,7 +178,7 @@ class StoreConfig(FrozenModel):
             "only a longer restore from the changelog topic."
         ),
     )
-    standby: int = Field(
+    standby: Integer = Field(
         default=0,
         ge=0,
         description=(

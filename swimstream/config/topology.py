@@ -59,7 +59,7 @@ def _parse_lane_ref(value: Any) -> LaneRef:
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected <route>#<lane>, such as /vehicle/:id#alerts, got {value!r}")
-    return LaneRef.parse(value)
+    return LaneRef.parse(str(value))  # (a plain str, also when it was substituted)
 
 
 LaneRefField = Annotated[

@@ -9,13 +9,14 @@ service uses (a duration into float seconds, a route into a parsed pattern) or r
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, PlainValidator
 from pydantic import BaseModel as _BaseModel
+from pydantic_core import PydanticCustomError
 
+from swimstream.config.env import Substituted
 from swimstream.routing import RoutePattern, RouteTemplate
 
 
@@ -52,6 +53,25 @@ def parse_duration(value: Any) -> float:
     raise ValueError(
         f"expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), got {value!r}"
     )
+
+
+def _strict_bool(value: Any) -> Any:
+    # pydantic alone would take 0, 1, "no", "off"... for a boolean: a YAML typo or a
+    # number in the wrong place would pass unnoticed. Only the environment gives text.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Substituted):
+        return str(value)  # pydantic parses true/false, 1/0, yes/no, on/off
+    raise PydanticCustomError("bool_type", "Input should be a valid boolean")
+
+
+def _strict_int(value: Any) -> Any:
+    # pydantic alone would take true as 1: `partitions: yes` would give one partition.
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, Substituted):
+        return str(value)
+    return value
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -149,7 +169,7 @@ def _parse_pattern(value: Any) -> RoutePattern:
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected a route pattern such as /vehicle/:id, got {value!r}")
-    return RoutePattern.parse(value)
+    return RoutePattern.parse(str(value))  # (a plain str, also when it was substituted)
 
 
 def _parse_template(value: Any) -> RouteTemplate:
@@ -157,20 +177,13 @@ def _parse_template(value: Any) -> RouteTemplate:
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected a route template such as /vehicle/{{key}}, got {value!r}")
-    return RouteTemplate.parse(value)
+    return RouteTemplate.parse(str(value))
 
 
-ScalarSetting = str | int | float | bool
-
-
-def _check_settings(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        for key, setting in value.items():
-            if not isinstance(setting, str | int | float | bool):
-                raise ValueError(f"{key!r} must be a string, number or boolean")
-    return value
-
-
+Boolean = Annotated[bool, BeforeValidator(_strict_bool)]
+"""``true`` or ``false`` from YAML; text (``"true"``, ``"0"``) only from ``${VAR}``."""
+Integer = Annotated[int, BeforeValidator(_strict_int)]
+"""An integer, never a boolean (``yes`` is not 1)."""
 Duration = Annotated[
     float, BeforeValidator(parse_duration), TypeDoc("duration (`250ms`, `5s`, `2m`, `1h`)")
 ]
@@ -195,9 +208,4 @@ RouteTemplateField = Annotated[
     PlainValidator(_parse_template),
     PlainSerializer(str, return_type=str),
     TypeDoc("route template (`/vehicle/{key}`)"),
-]
-ClientSettings = Annotated[
-    dict[str, ScalarSetting],
-    BeforeValidator(_check_settings),
-    TypeDoc("map of setting name to string, number or boolean"),
 ]

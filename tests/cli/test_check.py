@@ -54,8 +54,32 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
         (("/device/{key}", "/devices/{key}"), "sources[0].route", "reaches no agent route"),
         (("app:Device", "app:Nope"), "agents.device.class", "Nope"),
         (("lane: reading", "lane: status"), "sources[0].lane", "command lane"),
+        (
+            ("{publish: alerts, topic: device-alerts}", '{from: "/device/:id#reading", topic: t}'),
+            "sinks[0].from",
+            "is a command lane",
+        ),
         (("app: towers", "app: towers\nprocessing: sometimes"), "processing", "sometimes"),
         (("localhost:9092", "${BOOTSTRAP}"), "broker.bootstrap", "BOOTSTRAP is not set"),
+        (("topic: device-alerts", "topic: towers.changelog"), "sinks[0].topic", "changelog"),
+        (
+            (
+                'broker: {kind: kafka, bootstrap: "localhost:9092"}',
+                'broker: {kind: pulsar, service_url: "pulsar://h:6650"}\nstore: {durable: true}',
+            ),
+            "store.durable",
+            "needs a Kafka broker",
+        ),
+        (
+            ('"localhost:9092"}', '"localhost:9092", partitions: yes}'),
+            "broker.partitions",
+            "expected an integer, got a boolean (True)",
+        ),
+        (
+            ('"localhost:9092"}', '"localhost:9092", settings: {acks: all}}'),
+            "broker.settings['acks']",
+            "set by swimstream",
+        ),
     ],
 )
 def test_a_broken_config_exits_2_naming_the_key_path(

@@ -126,8 +126,128 @@ def test_the_dead_letter_topic_must_not_be_a_source() -> None:
     ]
 
 
+def test_a_source_must_not_read_the_changelog_topic() -> None:
+    sources = [source("/vehicle/{key}", topic="traffic.changelog")]
+    assert problems(document(sources=sources)) == [
+        "sources[0].topic: traffic.changelog is swimstream's changelog topic; it holds agent "
+        "state, not commands"
+    ]
+
+
+@pytest.mark.parametrize(
+    "sink",
+    [
+        {"publish": "out", "topic": "traffic.changelog"},
+        {"from": "/vehicle/:id#alerts", "topic": "traffic.changelog"},
+    ],
+)
+def test_a_sink_must_not_write_to_the_changelog_topic(sink: dict[str, Any]) -> None:
+    assert problems(document(sinks=[sink])) == [
+        "sinks[0].topic: traffic.changelog is swimstream's changelog topic; records written "
+        "there would break the restore of agent state at the next start"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("parts", "topic"),
+    [
+        ({}, "traffic.dead-letter"),
+        ({"dead_letter": "bad-records"}, "bad-records"),
+    ],
+)
+def test_a_sink_must_not_write_to_the_dead_letter_topic(parts: dict[str, Any], topic: str) -> None:
+    sinks = [{"from": "/vehicle/:id#alerts", "topic": "alerts"}, {"topic": topic}]
+    assert problems(document(sinks=sinks, **parts)) == [
+        f"sinks[1].topic: {topic} is swimstream's dead-letter topic (dead_letter); records "
+        "written there would pass for failed ones"
+    ]
+
+
+def test_a_pulsar_topic_is_compared_by_its_full_name() -> None:
+    broker = {"kind": "pulsar", "service_url": "pulsar://p:6650"}
+    sinks = [{"topic": "persistent://public/default/traffic.dead-letter"}]
+    assert problems(document(broker=broker, sinks=sinks)) == [
+        "sinks[0].topic: persistent://public/default/traffic.dead-letter is swimstream's "
+        "dead-letter topic (dead_letter); records written there would pass for failed ones"
+    ]
+
+
+def test_own_topic_names_on_another_protocol_are_other_topics() -> None:
+    broker = {"bootstrap": "k:9092", "service_url": "pulsar://p:6650"}
+    sinks = [
+        {"topic": "traffic.changelog", "kind": "pulsar"},
+        {"topic": "traffic.dead-letter", "kind": "pulsar"},
+    ]
+    parse_config(document(broker=broker, sinks=sinks), {})
+
+
+def test_a_sink_may_feed_a_source_topic_back() -> None:
+    sinks = [{"publish": "again", "topic": "vehicle-positions"}]
+    parse_config(document(sinks=sinks), {})
+
+
 def test_ports_may_both_be_zero_but_not_the_same() -> None:
     parse_config(document(mesh={"listen": "127.0.0.1:0"}, web={"listen": "127.0.0.1:0"}), {})
     assert problems(document(mesh={"listen": "[::1]:9001"})) == [
         "web.listen: uses port 9001, as mesh.listen does"
     ]
+
+
+PULSAR_BROKERS = [
+    {"kind": "pulsar", "service_url": "pulsar://p:6650"},
+    {"kind": "embedded", "embedded_kind": "pulsar"},
+]
+
+
+@pytest.mark.parametrize("broker", PULSAR_BROKERS)
+@pytest.mark.parametrize(
+    ("parts", "lines"),
+    [
+        (
+            {"store": {"durable": True}},
+            [
+                "store.durable: durable state needs a Kafka broker (the changelog is a Kafka "
+                "topic) and this app uses only Pulsar; set it to false to keep state in memory"
+            ],
+        ),
+        (
+            {"processing": "exactly-once", "store": {"durable": False}},
+            [
+                "processing.guarantee: exactly-once needs a Kafka broker (Kafka transactions) "
+                "and this app uses only Pulsar, which runs at-least-once"
+            ],
+        ),
+        (
+            {"processing": {"guarantee": "exactly-once"}, "store": {"durable": True}},
+            [
+                "store.durable: durable state needs a Kafka broker (the changelog is a Kafka "
+                "topic) and this app uses only Pulsar; set it to false to keep state in memory",
+                "processing.guarantee: exactly-once needs a Kafka broker (Kafka transactions) "
+                "and this app uses only Pulsar, which runs at-least-once",
+            ],
+        ),
+    ],
+)
+def test_durable_state_or_exactly_once_asked_for_without_kafka_is_refused(
+    broker: dict[str, Any], parts: dict[str, Any], lines: list[str]
+) -> None:
+    assert problems(document(broker=broker, **parts)) == lines
+
+
+@pytest.mark.parametrize("broker", PULSAR_BROKERS)
+def test_without_kafka_the_defaults_and_at_least_once_in_memory_are_accepted(
+    broker: dict[str, Any],
+) -> None:
+    config = parse_config(document(broker=broker), {})
+    assert config.store.durable and config.processing.guarantee == "exactly-once"  # warned at run
+    parse_config(document(broker=broker, processing="at-least-once", store={"durable": False}), {})
+
+
+def test_a_kafka_topic_beside_pulsar_allows_durable_state_and_exactly_once() -> None:
+    broker = {"kind": "pulsar", "service_url": "pulsar://p:6650", "bootstrap": "k:9092"}
+    sinks = [{"from": "/vehicle/:id#alerts", "topic": "alerts", "kind": "kafka"}]
+    parts = {"processing": "exactly-once", "store": {"durable": True}}
+    assert parse_config(document(broker=broker, sinks=sinks, **parts), {}).protocols == {
+        "pulsar",
+        "kafka",
+    }

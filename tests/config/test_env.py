@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swimstream.config import load_config
-from swimstream.config.env import substitute
+from swimstream.config.env import Substituted, substitute
 from tests.config.documents import problems
 
 TEXT = """\
@@ -28,6 +28,62 @@ def test_references_are_replaced_and_converted_by_the_field_type() -> None:
     assert config.broker.partitions == 12
     assert config.broker.create_topics is False
     assert config.mesh.members == ("a:1", "peer-b:7001")
+
+
+@pytest.mark.parametrize(
+    ("durable", "standby", "env"),
+    [
+        (True, 4, {}),
+        (False, 2, {"DURABLE": "false", "STANDBY": "2"}),
+        (False, 1, {"DURABLE": "0", "STANDBY": "1"}),
+    ],
+)
+def test_booleans_and_integers_take_text_from_the_environment(
+    durable: bool, standby: int, env: dict[str, str]
+) -> None:
+    text = TEXT + "store: {durable: '${DURABLE:-true}', standby: '${STANDBY:-4}'}\n"
+    config = load_config(text, {"KAFKA": "k:1", "PEER_A": "a:1", **env})
+    assert config.store.durable is durable
+    assert config.store.standby == standby
+
+
+def test_a_substituted_value_that_is_no_boolean_is_refused() -> None:
+    text = TEXT + "store: {durable: '${DURABLE}'}\n"
+    assert problems(text, {"KAFKA": "k:1", "PEER_A": "a:1", "DURABLE": "perhaps"}) == [
+        "store.durable: expected true or false, got 'perhaps'"
+    ]
+
+
+def test_substituted_text_is_marked_and_plain_text_is_not() -> None:
+    document, _ = substitute({"a": "${A}", "b": "x-${A:-d}", "c": "$$", "d": "plain"}, {"A": "1"})
+    assert [isinstance(document[k], Substituted) for k in "abcd"] == [True, True, False, False]
+
+
+def test_no_substituted_string_reaches_the_configuration() -> None:
+    text = """\
+app: ${APP}
+broker: {bootstrap: "${APP}:9092", settings: {client.rack: "${APP}"}}
+agents:
+  vehicle: {class: "a:B", route: "/${APP}/:id"}
+sources: [{topic: "${APP}", route: "/${APP}/{key}", lane: "${APP}"}]
+sinks: [{from: "/${APP}/:id#${APP}", topic: "${APP}-out"}]
+"""
+    config = load_config(text, {"APP": "v"})
+    source, sink = config.sources[0], config.sinks[0]
+    assert sink.from_ is not None
+    texts = [
+        config.app,
+        config.broker.bootstrap,
+        config.broker.settings["client.rack"],
+        config.agents["vehicle"].route.text,
+        source.topic,
+        source.route.text,
+        source.lane,
+        sink.from_.route.text,
+        sink.from_.lane,
+        sink.topic,
+    ]
+    assert [type(text) for text in texts] == [str] * len(texts)
 
 
 def test_an_unset_variable_names_the_key_path_and_the_variable() -> None:

@@ -1,10 +1,15 @@
 """Every problem is reported as ``key path: message``, all of them at once."""
 
-from typing import Any
+import types
+from collections.abc import Iterator
+from typing import Annotated, Any, get_args, get_origin
 
 import pytest
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-from swimstream.config import parse_config
+from swimstream.config import AppConfig, parse_config
+from swimstream.config.values import Boolean, Integer
 from swimstream.errors import ConfigError
 from tests.config.documents import document, problems
 
@@ -40,12 +45,44 @@ from tests.config.documents import document, problems
             "broker.create_topics: expected true or false, got 'perhaps'",
         ),
         (
+            {"broker": {"bootstrap": "h:1", "create_topics": "no"}},
+            "broker.create_topics: expected true or false, got 'no'",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "partitions": True}},
+            "broker.partitions: expected an integer, got a boolean (True)",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "replication_factor": False}},
+            "broker.replication_factor: expected an integer, got a boolean (False)",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "static_membership": 1}},
+            "broker.static_membership: expected true or false, got 1",
+        ),
+        ({"store": {"durable": 0}}, "store.durable: expected true or false, got 0"),
+        ({"store": {"standby": True}}, "store.standby: expected an integer, got a boolean (True)"),
+        (
+            {"processing": {"mailbox_capacity": True}},
+            "processing.mailbox_capacity: expected an integer, got a boolean (True)",
+        ),
+        (
             {"broker": {"bootstrap": "h:1", "settings": {"group.id": "x"}}},
             "broker.settings['group.id']: set by swimstream from app; remove it",
         ),
         (
+            {"broker": {"bootstrap": "h:1", "settings": {"acks": 1}}},
+            "broker.settings['acks']: set by swimstream to all, as idempotent writes need; "
+            "remove it",
+        ),
+        (
+            {"broker": {"bootstrap": "h:1", "settings": {"client.id": "me"}}},
+            "broker.settings['client.id']: set by swimstream from app and mesh.instance_id; "
+            "remove it",
+        ),
+        (
             {"broker": {"bootstrap": "h:1", "settings": {"linger.ms": [5]}}},
-            "broker.settings: 'linger.ms' must be a string, number or boolean",
+            "broker.settings['linger.ms']: must be a string, number or boolean",
         ),
         ({"broker": "kafka"}, "broker: expected a mapping of keys to values, got 'kafka'"),
         ({"agents": {}}, "agents: must not be empty"),
@@ -188,6 +225,17 @@ processing: at-most-once
     ]
 
 
+def test_every_problem_of_broker_settings_is_reported() -> None:
+    settings = {"group.id": "x", "enable.auto.commit": True, "linger.ms": [1], "acks": "all"}
+    assert problems(document(broker={"bootstrap": "h:1", "settings": settings})) == [
+        "broker.settings['group.id']: set by swimstream from app; remove it",
+        "broker.settings['enable.auto.commit']: set by swimstream from processing.guarantee; "
+        "remove it",
+        "broker.settings['linger.ms']: must be a string, number or boolean",
+        "broker.settings['acks']: set by swimstream to all, as idempotent writes need; remove it",
+    ]
+
+
 def test_config_error_carries_the_problems_as_pairs() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(document(app="my app", broker={"kind": "kafka"}), {})
@@ -205,3 +253,38 @@ def test_a_config_error_from_a_message_alone_still_has_problems() -> None:
     error = ConfigError("something is off")
     assert error.problems == [("", "something is off")]
     assert str(error) == "something is off"
+
+
+def config_fields() -> Iterator[tuple[str, FieldInfo]]:
+    """Every field of every configuration model, as ``Model.field``."""
+    pending: list[type[BaseModel]] = [AppConfig]
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        model = pending.pop()
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            yield f"{model.__name__}.{name}", field
+            inner = [field.annotation]
+            while inner:
+                arg = inner.pop()
+                inner += get_args(arg)
+                if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in seen:
+                    pending.append(arg)
+
+
+FIELDS = dict(config_fields())
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_boolean_and_integer_fields_are_strict(name: str) -> None:
+    """Each takes the strict type (a YAML boolean for a boolean, no boolean for an integer)."""
+    field = FIELDS[name]
+    annotation: Any = field.annotation
+    metadata = list(field.metadata)
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) is Annotated:
+        annotation, *extra = get_args(annotation)
+        metadata += extra
+    strict = {bool: get_args(Boolean)[1:], int: get_args(Integer)[1:]}.get(annotation, ())
+    assert all(item in metadata for item in strict), f"{name}: use Boolean or Integer"

@@ -106,6 +106,11 @@ def test_a_source_lane_is_checked_on_the_agent_its_route_reaches() -> None:
             "lane 'forecast' of agents.vehicle is a demand lane; "
             "it computes on request and has no changes to sink",
         ),
+        (
+            "position",
+            "lane 'position' of agents.vehicle is a command lane; "
+            "it passes commands to the agent and has no changes to sink",
+        ),
     ],
 )
 def test_a_sink_must_read_an_existing_lane_that_changes(lane: str, message: str) -> None:

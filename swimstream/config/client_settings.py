@@ -1,0 +1,95 @@
+"""``broker.settings``: the Kafka client settings users pass, and the ones swimstream owns.
+
+Every setting in ``broker.settings`` goes straight to each confluent-kafka client, except
+the ones swimstream sets itself: from other keys (the consumer group from ``app``), or
+because its guarantees rest on them (offset commits, transactions, idempotent writes).
+A value given for one of those would be overridden or would break a guarantee, so it is
+refused instead.
+
+The tables here are the one list of those names. The config refuses all of them, so
+``swimstream check`` reports what ``swimstream run`` would; the Kafka connector refuses
+each client's own share again when it builds the client (its callers may pass settings
+without an app config), reading the same tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+from pydantic import BeforeValidator
+
+from swimstream.config.values import TypeDoc
+from swimstream.errors import ConfigError
+
+# Each table maps a setting name to how swimstream sets it, as a phrase completing
+# "set by swimstream ...".
+
+_CALLBACK = "to its own callback"
+
+CLIENT_OWNED_SETTINGS: Final[Mapping[str, str]] = {
+    "bootstrap.servers": "from broker.bootstrap",
+    "client.id": "from app and mesh.instance_id",
+    "error_cb": _CALLBACK,
+    "stats_cb": _CALLBACK,
+    "throttle_cb": _CALLBACK,
+    "logger": _CALLBACK,
+}
+"""Set by every Kafka client swimstream opens: consumers, producers and admins."""
+
+CONSUMER_OWNED_SETTINGS: Final[Mapping[str, str]] = {
+    **CLIENT_OWNED_SETTINGS,
+    "group.id": "from app",
+    "group.instance.id": "from mesh.instance_id",
+    "enable.auto.commit": "from processing.guarantee",
+    "enable.auto.offset.store": "from processing.guarantee",
+    "auto.offset.reset": "from sources[].offset_reset",
+    "on_commit": _CALLBACK,
+}
+"""Set by the sources' consumers."""
+
+PRODUCER_OWNED_SETTINGS: Final[Mapping[str, str]] = {
+    **CLIENT_OWNED_SETTINGS,
+    "transactional.id": "from app and mesh.instance_id",
+    "enable.idempotence": "to true, so that every record is written once",
+    "acks": "to all, as idempotent writes need",
+    "request.required.acks": "to all (it is acks), as idempotent writes need",
+    "partitioner": "from broker.partitioner",
+    "on_delivery": _CALLBACK,
+    "dr_cb": _CALLBACK,
+    "dr_msg_cb": _CALLBACK,
+}
+"""Set by the sinks' producer."""
+
+RESERVED_SETTINGS: Final[Mapping[str, str]] = {
+    **CONSUMER_OWNED_SETTINGS,
+    **PRODUCER_OWNED_SETTINGS,
+    # The connector lets direct callers choose this one; an app's sources never read
+    # records of aborted transactions (checkpoints and upstream processors write them).
+    "isolation.level": "to read_committed",
+}
+"""Every name ``broker.settings`` refuses, with how swimstream sets it."""
+
+
+def _check_settings(value: Any) -> Any:
+    """Refuse owned names and values that are not scalars, every one of them at once."""
+    if not isinstance(value, Mapping):
+        return value  # the dict type's own error says what is wrong
+    problems: list[tuple[str, str]] = []
+    for name, setting in value.items():
+        path = f"[{str(name)!r}]"
+        if name in RESERVED_SETTINGS:
+            problems.append((path, f"set by swimstream {RESERVED_SETTINGS[name]}; remove it"))
+        elif not isinstance(setting, str | int | float | bool):
+            problems.append((path, "must be a string, number or boolean"))
+    if problems:
+        raise ConfigError(problems=problems)
+    return value
+
+
+ClientSettings = Annotated[
+    dict[str, str | int | float | bool],
+    BeforeValidator(_check_settings),
+    TypeDoc("map of setting name to string, number or boolean"),
+]
+"""The type of ``broker.settings``."""
