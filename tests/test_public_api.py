@@ -25,6 +25,7 @@ EXPECTED = {
     "Plane",
     "RecordDecodeError",
     "RecordRoutingError",
+    "RecordTooLargeError",
     "RoutingError",
     "StoreError",
     "SwimstreamError",
