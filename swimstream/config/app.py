@@ -73,7 +73,9 @@ class AppConfig(FrozenModel):
     )
     mesh: MeshConfig = Field(default_factory=MeshConfig, description="The instance mesh (gRPC).")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Local state storage.")
-    web: WebConfig = Field(default_factory=WebConfig, description="The HTTP and WARP server.")
+    web: WebConfig = Field(
+        default_factory=WebConfig, description="The web server (HTTP lanes, dashboard, probes)."
+    )
 
     @property
     def consumer_group(self) -> str:

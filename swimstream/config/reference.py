@@ -38,9 +38,9 @@ def render_reference(title: str = "Configuration reference", level: int = 2) -> 
     lines = [f"{hashes} {title}", "", _INTRO]
     for heading, prefix, model in _sections():
         lines += [f"{hashes}# {heading}", ""]
-        doc = (model.__doc__ or "").strip().splitlines()
-        if doc:
-            lines += [doc[0], ""]
+        summary = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+        if summary:  # a model's first paragraph introduces its section
+            lines += [summary, ""]
         lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
         for name, field in model.model_fields.items():
             key = field.alias or name

@@ -100,7 +100,11 @@ class ProcessingConfig(FrozenModel):
 
 
 class MeshConfig(FrozenModel):
-    """How this instance reaches the others (gRPC)."""
+    """How this instance reaches the others (gRPC). Not built yet: only
+    `mesh.instance_id` is used today (store file, transactional id, static membership);
+    the other keys are checked and kept for the mesh, and nothing listens on
+    `mesh.listen`.
+    """
 
     listen: ListenAddress = Field(
         default="0.0.0.0:7001",
@@ -190,12 +194,13 @@ class StoreConfig(FrozenModel):
 
 
 class WebConfig(FrozenModel):
-    """The HTTP and WARP server: lanes over HTTP and WebSocket, metrics, health."""
+    """The web server: lanes over HTTP (and SSE streams), the dashboard, metrics, health."""
 
     listen: ListenAddress = Field(
         default="0.0.0.0:9001",
         description=(
-            "Address the web server binds to: `GET`/`POST` lanes, WARP WebSocket, "
-            "`/metrics`, `/healthz`, `/readyz`; port 0 picks a free port."
+            "Address the web server binds to: `GET`/`POST` lanes, lane streams (SSE), the "
+            "dashboard, `/metrics`, `/healthz`, `/readyz`; port 0 picks a free port. (WARP "
+            "over WebSocket is not served yet.)"
         ),
     )
