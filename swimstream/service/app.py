@@ -156,7 +156,7 @@ class Service:
         router = RecordRouter(
             self.plane, compile_routes(config.sources), dead_letters, self.registry, largest
         )
-        await starting.stop()  # the full web port takes over the same port
+        await starting.release_port()  # the full web port takes over the same port
         self.web = await self._stack.enter_async_context(
             WebServer(
                 self.plane,
@@ -166,6 +166,7 @@ class Service:
                 app_name=config.app,
             )
         )
+        await starting.stop()  # (the probes it was answering are answered by now)
         self._register_gauges()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._serve_deliveries(), name="swimstream-deliveries"))

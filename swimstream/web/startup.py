@@ -74,8 +74,17 @@ class StartingServer:
             "web port %s:%d answers probes while the instance starts", self.listen[0], self._port
         )
 
+    async def release_port(self) -> None:
+        """Stop listening, but let requests in flight finish (until :meth:`stop`): the
+        full server binds the port next, a moment later rather than after them.
+        (Closing the whole server first left the port closed for about a second, as
+        its shutdown waited for the connections clients kept alive.)"""
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
+
     async def stop(self) -> None:
-        """Release the port (the full server binds it next)."""
+        """Stop answering; the port is released (the full server binds it next)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

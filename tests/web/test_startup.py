@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from swimstream.metrics import MetricsRegistry
@@ -41,3 +43,18 @@ async def test_probes_answer_while_starting_and_the_port_is_free_for_the_server_
     again = StartingServer(("127.0.0.1", starting.port), registry)  # the full server binds it next
     await again.start()
     await again.stop()
+
+
+async def test_the_port_is_free_for_the_full_server_while_probes_in_flight_finish() -> None:
+    """(The full server bound the port only once every kept-alive connection of the
+    probes had closed: about a second when a client, as probes do, kept one open.)"""
+    starting = StartingServer(("127.0.0.1", 0), MetricsRegistry())
+    await starting.start()
+    async with aiohttp.ClientSession() as http:  # keeps its connection alive
+        async with http.get(f"http://127.0.0.1:{starting.port}/healthz") as response:
+            assert response.status == 200
+        await starting.release_port()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", starting.port)
+        server.close()
+        await starting.stop()
