@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from swimstream.web import dashboard, health, lanes
+from swimstream.web import dashboard, health, lanes, request_log
 from swimstream.web.shared import STATE, WebSettings, WebState, error_response, listen_on
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ class WebServer:
             self.plane, self.registry, self.health, self.settings, started=time.monotonic()
         )
         self._state = state
+        request_log.install()
         self._gate = lanes.MailboxGate(self.plane)
         health.register_gauges(self.registry, self.plane, lambda: len(state.open_streams))
         app = self._build_app(state, self._gate)

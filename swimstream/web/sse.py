@@ -76,7 +76,10 @@ RECONNECT_MILLIS = 3000
 
 
 def wants_stream(request: web.Request) -> bool:
-    """Whether a GET asks for the live stream rather than the current state."""
+    """Whether a GET asks for the live stream rather than the current state. (A HEAD
+    never gets one: it would be headers followed by an endless body.)"""
+    if request.method == "HEAD":
+        return False
     if request.query.get("stream", "").lower() in ("1", "true", "yes"):
         return True
     return EVENT_STREAM in request.headers.get("Accept", "")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from swimstream.web import request_log
 from swimstream.web.health import prometheus_response
 from swimstream.web.shared import error_response, json_response, listen_on
 
@@ -54,6 +55,7 @@ class StartingServer:
         return self._port
 
     async def start(self) -> None:
+        request_log.install()
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.web.harness import Served, ServeFactory, Valve, reading, wait_until
 
@@ -218,3 +220,23 @@ async def test_other_methods_get_a_json_405(served: Served) -> None:
         assert response.status == 405
         assert "error" in orjson.loads(await response.read())
         assert "POST" in response.headers["Allow"]
+
+
+async def test_malformed_requests_are_one_warning_line_not_error_tracebacks(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp answers them 400 itself and logged each at ERROR with a traceback: any
+    client could flood the log. Now: a line without traceback, then a count."""
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+        writer.write(b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]
+    lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
+    assert "a malformed request was answered 400" in lines[0].getMessage()
+    assert lines[0].exc_info is None
+    status, _ = await served.get_json("/device/1?lane=status")
+    assert status == 200

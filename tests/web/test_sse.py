@@ -141,3 +141,21 @@ async def test_stopping_the_server_ends_its_streams_and_leaves_no_task(
         assert served.plane.statistics().links == links - 1
         leftover = asyncio.all_tasks() - before - plane_tasks
         assert not leftover, leftover
+
+
+async def test_head_of_a_stream_is_headers_only(served: Served) -> None:
+    """A HEAD asking for the stream got the stream's body, endlessly: the next request
+    pipelined on that connection was never answered."""
+    port = served.server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"HEAD /device/1?lane=status&stream=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+    finally:
+        writer.close()
+    assert answer.count(b"HTTP/1.1 200") == 2, answer
+    assert b"event:" not in answer and b'"ok"' in answer
+    assert served.registry.value("web_streams_open") == 0
