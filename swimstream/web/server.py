@@ -45,6 +45,12 @@ SHUTDOWN_TIMEOUT = 5.0
 """Seconds in-flight requests get to finish when the server stops."""
 
 
+async def _get_only(request: web.Request) -> web.Response:
+    response = error_response(405, f"{request.path} answers GET only")
+    response.headers["Allow"] = "GET, HEAD"
+    return response
+
+
 class WebServer:
     """Serves a plane over HTTP on one port; an async context manager.
 
@@ -158,14 +164,21 @@ class WebServer:
         app[STATE] = state
         app[lanes.GATE] = gate
         app[dashboard.PAGE] = dashboard.load_page()
-        app.router.add_get("/", dashboard.page)
-        app.router.add_get("/dashboard", dashboard.page)
-        app.router.add_get("/_routes", dashboard.routes)
-        app.router.add_get("/_agents", dashboard.agents)
-        app.router.add_get("/_stats", dashboard.stats)
-        app.router.add_get("/healthz", health.healthz)
-        app.router.add_get("/readyz", health.readyz)
-        app.router.add_get("/metrics", health.metrics)
+        own = {
+            "/": dashboard.page,
+            "/dashboard": dashboard.page,
+            "/_routes": dashboard.routes,
+            "/_agents": dashboard.agents,
+            "/_stats": dashboard.stats,
+            "/healthz": health.healthz,
+            "/readyz": health.readyz,
+            "/metrics": health.metrics,
+        }
+        for path, handler in own.items():
+            app.router.add_get(path, handler)
+            # The server's own paths are not node URIs: a POST there is 405, not a
+            # 404 saying no agent route matches.
+            app.router.add_route("*", path, _get_only)
         app.router.add_get("/{node:.+}", lanes.get_lane)
         app.router.add_post("/{node:.+}", lanes.post_command)
         return app

@@ -240,3 +240,12 @@ async def test_malformed_requests_are_one_warning_line_not_error_tracebacks(
     assert lines[0].exc_info is None
     status, _ = await served.get_json("/device/1?lane=status")
     assert status == 200
+
+
+async def test_the_servers_own_paths_answer_405_to_other_methods(served: Served) -> None:
+    """(POST /healthz said "no agent route matches '/healthz'": they are not node URIs.)"""
+    for method, path in (("POST", "/healthz"), ("POST", "/metrics"), ("DELETE", "/_routes")):
+        async with served.client.request(method, served.url(path)) as response:
+            assert response.status == 405, (method, path)
+            assert response.headers["Allow"] == "GET, HEAD"
+            assert "answers GET only" in (await response.json())["error"]
