@@ -226,8 +226,19 @@ def apply_map_command(lane: MapLane[Any, Any], command: Any) -> None:
     elif command.get("clear"):
         lane.clear()
     elif "take" in command:
-        lane.take(int(command["take"]))
+        lane.take(_count(command["take"], "take", lane))
     elif "drop" in command:
-        lane.drop(int(command["drop"]))
+        lane.drop(_count(command["drop"], "drop", lane))
     else:
         raise ValueError(f"unknown map command {sorted(command)} for lane {lane.name!r}")
+
+
+def _count(value: Any, verb: str, lane: MapLane[Any, Any]) -> int:
+    """How many entries a take or drop names: a whole number, zero or more (``int()``
+    took 1.7 and true, and -1 emptied the map)."""
+    if type(value) is not int or value < 0:
+        raise ValueError(
+            f"{verb} on map lane {lane.name!r} needs a whole number of entries, zero or more;"
+            f" got {value!r}"
+        )
+    return value

@@ -76,6 +76,10 @@ async def test_post_then_get_shows_the_command_s_effect_on_each_lane_kind(served
     )
     await served.post_json("/device/7?lane=history", {"remove": 5})
     assert await served.get_json("/device/7?lane=history") == (200, {"6": 3.5})
+    for count in (-1, 1.7, True):  # (-1 emptied the map; 1.7 and true were taken as 1)
+        status, body = await served.post_json("/device/7?lane=history", {"take": count})
+        assert status == 422 and "a whole number of entries, zero or more" in body["error"]
+    assert await served.get_json("/device/7?lane=history") == (200, {"6": 3.5})
 
     await served.post_json("/device/7?lane=readings", 3)
     await served.post_json("/device/7?lane=readings", {"add": -1})
