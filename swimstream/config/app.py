@@ -284,8 +284,22 @@ def _topic_identity(protocol: Protocol, topic: str) -> tuple[Protocol, str]:
 def _check_kafka_only_choices(config: AppConfig, problems: list[Problem]) -> None:
     """Durable state and exactly-once need Kafka: refuse them when the user asked for them
     in an app without Kafka. Left at their defaults, the service runs with state in memory,
-    at-least-once, and logs a warning saying so."""
+    at-least-once, and logs a warning saying so. Exactly-once also needs durable state:
+    the transaction that commits the sources' offsets is the changelog's."""
+    processing = config.processing
+    asked_exactly_once = (
+        "guarantee" in processing.model_fields_set and processing.guarantee == "exactly-once"
+    )
     if "kafka" in config.protocols:
+        if asked_exactly_once and not config.store.durable:
+            problems.append(
+                (
+                    "processing.guarantee",
+                    "exactly-once needs durable state (each checkpoint's transaction commits "
+                    "the offsets with the changelog) and store.durable is false; use "
+                    "at-least-once",
+                )
+            )
         return
     if "durable" in config.store.model_fields_set and config.store.durable:
         problems.append(
@@ -295,8 +309,7 @@ def _check_kafka_only_choices(config: AppConfig, problems: list[Problem]) -> Non
                 "app uses only Pulsar; set it to false to keep state in memory",
             )
         )
-    processing = config.processing
-    if "guarantee" in processing.model_fields_set and processing.guarantee == "exactly-once":
+    if asked_exactly_once:
         problems.append(
             (
                 "processing.guarantee",

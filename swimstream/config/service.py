@@ -39,7 +39,8 @@ class ProcessingConfig(FrozenModel):
             "records, insights and source offsets; `at-least-once`: state stays exact but "
             "insights may repeat after a failure. Pulsar supports only `at-least-once`: in an "
             "app without Kafka, `exactly-once` given explicitly is refused, and the default "
-            "runs at-least-once."
+            "runs at-least-once. Exactly-once also needs `store.durable` (the same rule: "
+            "refused when explicit, at-least-once by default)."
         ),
     )
     commit_interval: Duration = Field(

@@ -243,6 +243,18 @@ def test_without_kafka_the_defaults_and_at_least_once_in_memory_are_accepted(
     parse_config(document(broker=broker, processing="at-least-once", store={"durable": False}), {})
 
 
+def test_exactly_once_asked_for_without_durable_state_is_refused() -> None:
+    """(It ran at-least-once without a word: offsets commit in the changelog's
+    transaction, and without durable state there is none.)"""
+    parts = {"processing": "exactly-once", "store": {"durable": False}}
+    assert problems(document(**parts)) == [
+        "processing.guarantee: exactly-once needs durable state (each checkpoint's "
+        "transaction commits the offsets with the changelog) and store.durable is false; "
+        "use at-least-once"
+    ]
+    parse_config(document(store={"durable": False}), {})  # the default guarantee: accepted
+
+
 def test_a_kafka_topic_beside_pulsar_allows_durable_state_and_exactly_once() -> None:
     broker = {"kind": "pulsar", "service_url": "pulsar://p:6650", "bootstrap": "k:9092"}
     sinks = [{"from": "/vehicle/:id#alerts", "topic": "alerts", "kind": "kafka"}]
