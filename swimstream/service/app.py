@@ -472,23 +472,8 @@ class Service:
         self.registry.gauge(
             "mailbox_depth", "Messages queued in agent mailboxes.", lambda: float(plane.queued())
         )
-        durability = self.durability
-        if durability is not None:
-
-            def checkpoint_stat(field: str) -> Callable[[], float]:
-                def read() -> float:
-                    made = durability.checkpointer
-                    return float(getattr(made.stats, field)) if made is not None else 0.0
-
-                return read
-
-            for field, help_text in (
-                ("checkpoints", "Checkpoints committed since the start."),
-                ("records", "Changelog records the committed checkpoints wrote."),
-                ("last_seconds", "Seconds the last checkpoint took to commit."),
-            ):
-                name = "checkpoint_" + field if field != "checkpoints" else field
-                self.registry.gauge(name, help_text, checkpoint_stat(field))
+        if self.durability is not None:
+            self.durability.register_gauges(self.registry)
 
     @property
     def runners(self) -> list[SourceRunner]:

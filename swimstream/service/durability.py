@@ -29,6 +29,7 @@ from pathlib import Path
 
 from swimstream.config import AppConfig
 from swimstream.errors import StoreError
+from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
 from swimstream.store.checkpoint import Checkpointer
@@ -199,6 +200,29 @@ class Durability:
     def current_checkpoint(self) -> int:
         """The id of the checkpoint being built now (insights carry it)."""
         return 0 if self.checkpointer is None else self.checkpointer.current
+
+    def register_gauges(self, registry: MetricsRegistry) -> None:
+        """Checkpoints on /metrics: how many, the changelog records they wrote, the last
+        one's duration (0 until checkpoints start)."""
+
+        def stat(field: str) -> Callable[[], float]:
+            def read() -> float:
+                made = self.checkpointer
+                return float(getattr(made.stats, field)) if made is not None else 0.0
+
+            return read
+
+        registry.gauge("checkpoints", "Checkpoints committed since the start.", stat("checkpoints"))
+        registry.gauge(
+            "checkpoint_records",
+            "Changelog records the committed checkpoints wrote.",
+            stat("records"),
+        )
+        registry.gauge(
+            "checkpoint_last_seconds",
+            "Seconds the last checkpoint took to commit.",
+            stat("last_seconds"),
+        )
 
     @property
     def failed(self) -> BaseException | None:
