@@ -238,38 +238,31 @@ def _check_own_topics(config: AppConfig, problems: list[Problem]) -> None:
     home = config.broker.protocol
     changelog = _topic_identity("kafka", config.changelog_topic)  # the changelog is Kafka's
     dead_letter = _topic_identity(home, config.dead_letter)  # on the broker's own protocol
-    for index, source in enumerate(config.sources):
-        topic = _topic_identity(source.kind or home, source.topic)
+    uses = [("sources", n, s.topic, s.kind) for n, s in enumerate(config.sources)]
+    uses += [("sinks", n, s.topic, s.kind) for n, s in enumerate(config.sinks)]
+    for role, index, name, kind in uses:
+        topic = _topic_identity(kind or home, name)
         if topic == changelog:
-            problems.append(
-                (
-                    f"sources[{index}].topic",
-                    f"{source.topic} is swimstream's changelog topic; it holds agent state, "
-                    "not commands",
-                )
-            )
-        elif topic == dead_letter:
+            problems.append((f"{role}[{index}].topic", f"{name} {_ON_CHANGELOG[role]}"))
+        elif topic == dead_letter and role == "sources":
             problems.append(
                 ("dead_letter", f"is also the topic of sources[{index}]; bad records would loop")
             )
-    for index, sink in enumerate(config.sinks):
-        topic = _topic_identity(sink.kind or home, sink.topic)
-        if topic == changelog:
-            problems.append(
-                (
-                    f"sinks[{index}].topic",
-                    f"{sink.topic} is swimstream's changelog topic; records written there "
-                    "would break the restore of agent state at the next start",
-                )
-            )
         elif topic == dead_letter:
             problems.append(
                 (
                     f"sinks[{index}].topic",
-                    f"{sink.topic} is swimstream's dead-letter topic (dead_letter); records "
+                    f"{name} is swimstream's dead-letter topic (dead_letter); records "
                     "written there would pass for failed ones",
                 )
             )
+
+
+_ON_CHANGELOG = {
+    "sources": "is swimstream's changelog topic; it holds agent state, not commands",
+    "sinks": "is swimstream's changelog topic; records written there would break the "
+    "restore of agent state at the next start",
+}
 
 
 def _topic_identity(protocol: Protocol, topic: str) -> tuple[Protocol, str]:
