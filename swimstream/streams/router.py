@@ -41,22 +41,43 @@ NODE_CACHE_SIZE = 65_536
 """Node URIs remembered per key-only route; emptied when full (a few MiB at most)."""
 
 
-def decode_json(value: bytes | None) -> Any:
-    """The JSON value of a record; RecordDecodeError names what is wrong."""
-    if value is None:
-        raise RecordDecodeError("record has no value (a tombstone?); a JSON source needs one")
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise RecordDecodeError(f"invalid JSON: {exc}") from exc
+def within(limit: int, fmt: str) -> Decoder:
+    """The decoder of source format ``fmt`` (``json`` decodes, ``raw`` passes the bytes
+    on), refusing values over ``limit`` bytes with RecordTooLargeError and naming what
+    else is wrong with RecordDecodeError. The size is checked where the value is looked
+    at anyway: that costs the per-record path least."""
+    if fmt == "raw":
+
+        def decode_raw_within(value: bytes | None) -> Any:
+            if value is not None and len(value) > limit:
+                raise too_large(value, limit)
+            return value
+
+        return decode_raw_within
+
+    def decode_json_within(value: bytes | None) -> Any:
+        if value is None:
+            raise RecordDecodeError("record has no value (a tombstone?); a JSON source needs one")
+        if len(value) > limit:
+            raise too_large(value, limit)
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise RecordDecodeError(f"invalid JSON: {exc}") from exc
+
+    return decode_json_within
 
 
-def decode_raw(value: bytes | None) -> Any:
-    """The record's bytes as they are (None for a record without a value)."""
-    return value
+NO_LIMIT = 1 << 62
+DECODERS: dict[str, Decoder] = {"json": within(NO_LIMIT, "json"), "raw": within(NO_LIMIT, "raw")}
+"""The decoders of each source ``format``, without a size limit."""
 
 
-DECODERS: dict[str, Decoder] = {"json": decode_json, "raw": decode_raw}
+def too_large(value: bytes, limit: int) -> RecordTooLargeError:
+    return RecordTooLargeError(
+        f"record value is {len(value):,} bytes, over the {limit:,} the sinks can write"
+        " (its state and insights could not be stored or sent)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +103,7 @@ class RecordRouter:
     ) -> None:
         self._plane = plane
         self._dead_letters = dead_letters
-        self._max_bytes = max_record_bytes if max_record_bytes is not None else 1 << 62
+        self._max_bytes = max_record_bytes if max_record_bytes is not None else NO_LIMIT
         self._by_topic: dict[str, tuple[SourceRoute, ...]] = {}
         for route in routes:
             self._by_topic[route.topic] = (*self._by_topic.get(route.topic, ()), route)
@@ -102,7 +123,9 @@ class RecordRouter:
         self._single: dict[str, _SingleRoute] = {
             topic: (
                 group[0],
-                DECODERS[group[0].format],
+                DECODERS[group[0].format]
+                if max_record_bytes is None
+                else within(max_record_bytes, group[0].format),
                 self._records[topic],
                 {} if group[0].template.roots == {"key"} else None,
             )
@@ -127,10 +150,7 @@ class RecordRouter:
             ack = RecordAck(tracker, record, offset, self._dead_letters)
             tracker.begin(offset)
             try:
-                raw = record.value()
-                if raw is not None and len(raw) > self._max_bytes:
-                    raise self._too_large(raw)
-                value = decode(raw)
+                value = decode(record.value())
                 key = record.key()
                 node = None if nodes is None else nodes.get(key)
                 if node is None:
@@ -150,12 +170,12 @@ class RecordRouter:
         group = self._by_topic[topic]
         self._records[topic].value += 1
         raw = record.value()
-        too_large = raw is not None and len(raw) > self._max_bytes
-        commands = 1 if too_large else len(group)
+        oversized = raw is not None and len(raw) > self._max_bytes
+        commands = 1 if oversized else len(group)
         ack = RecordAck(tracker, record, offset, self._dead_letters, commands=commands)
         tracker.begin(offset)
-        if too_large:
-            ack(self._too_large(raw or b""))
+        if oversized:
+            ack(too_large(raw or b"", self._max_bytes))
             return None
         submit = self._plane.submit
         full = None
@@ -176,12 +196,6 @@ class RecordRouter:
             except SwimstreamError:
                 raise  # the plane is closed: the service is stopping
         return full
-
-    def _too_large(self, raw: bytes) -> RecordTooLargeError:
-        return RecordTooLargeError(
-            f"record value is {len(raw):,} bytes, over the {self._max_bytes:,} the sinks"
-            " can write (its state and insights could not be stored or sent)"
-        )
 
     def _headers_of(self, record: InboundRecord, topic: str) -> Mapping[str, bytes]:
         """The record's headers, read only for templates that use them."""
