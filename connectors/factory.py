@@ -27,11 +27,6 @@ from swimstream.service import ProtocolClients
 from swimstream.streams import SourceConnector
 
 
-def protocols_used(config: AppConfig) -> set[str]:
-    """Every protocol a source or sink of the app lives on."""
-    return set(config.protocols)
-
-
 @contextlib.asynccontextmanager
 async def open_connectors(
     config: AppConfig, instance_id: str
@@ -59,7 +54,7 @@ async def open_connectors(
                 pulsar_settings = PULSAR_LITE_SETTINGS
                 notes.append(f"embedded Pulsar (pulsar-lite) on {service_url}")
         clients: dict[str, ProtocolClients] = {}
-        used = protocols_used(config)
+        used = config.protocols
         if "kafka" in used:
             assert bootstrap is not None, "the config checks that kafka has a bootstrap"
             clients["kafka"] = await _kafka(
