@@ -56,7 +56,12 @@ class CounterLane(Lane):
         self._changed(self._counter.add(delta), old)
 
     def _changed(self, op: CounterAdd, old: int) -> None:
-        self._emit(op)
+        uplinks = self._uplinks  # (``_emit`` inline: once per add)
+        if uplinks:
+            for uplink in uplinks:
+                uplink.offer(op)
+        for observer in self._observers:
+            observer(self, op)
         on_change = self._on_change
         if on_change is not None:
             try:

@@ -212,7 +212,7 @@ class ValueDownlink(Downlink):
 
     def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
         replica = self._replica
-        old = replica.get()
+        old = replica._value  # (both replica kinds keep it there: no call per delivery)
         changed = False
         if snapshot is not None:
             changed = replica.merge(snapshot)  # type: ignore[arg-type]
@@ -223,9 +223,9 @@ class ValueDownlink(Downlink):
             return
         join = self._join
         if join is not None:
-            self._agent.__dict__[join[0]]._joined_value(join[1], replica.get())
+            self._agent.__dict__[join[0]]._joined_value(join[1], replica._value)
         else:
-            self._call("on_set", replica.get(), old)
+            self._call("on_set", replica._value, old)
 
 
 class MapDownlink(Downlink):

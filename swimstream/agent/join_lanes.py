@@ -115,9 +115,15 @@ class _JoinLane(Lane, Generic[K, V]):
     # -- changes -----------------------------------------------------------------------
 
     def _put(self, key: Any, value: Any) -> None:
-        old = self._map.get(key)
+        current = self._map._entries.get(key)
+        old = None if current is None else current[1]
         op = self._map.put(key, value)
-        self._emit(op)
+        uplinks = self._uplinks  # (``_emit`` inline: once per linked change)
+        if uplinks:
+            for uplink in uplinks:
+                uplink.offer(op)
+        for observer in self._observers:
+            observer(self, op)
         if self._on_update is not None:
             try:
                 self._on_update(self._agent, key, value, old)

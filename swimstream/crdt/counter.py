@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from swimstream.crdt.clock import HybridLogicalClock
-from swimstream.crdt.stamp import Stamp, distinct_by_type
+from swimstream.crdt.stamp import Stamp, distinct_by_type, new_op
 
 
 class CounterAdd(NamedTuple):
@@ -72,7 +72,7 @@ class PNCounter:
         self._value += delta
         # Applied directly: a fresh stamp of this replica's own totals always wins, and
         # the clock that issued it needs no observing.
-        return CounterAdd((self._clock.now(), replica), delta, positive, negative)
+        return new_op(CounterAdd, ((self._clock.now(), replica), delta, positive, negative))
 
     def apply(self, op: CounterAdd) -> bool:
         """Apply a (possibly remote, late or repeated) op; True when the count changed."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
 
 from swimstream.crdt.clock import HybridLogicalClock
-from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type
+from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type, new_op
 
 MapKey: TypeAlias = str | int | float | bool | None
 """Map keys are JSON scalars, so they hash, encode and order predictably."""
@@ -151,14 +151,20 @@ class LWWMap:
     def put(self, key: MapKey, value: JsonValue) -> MapPut:
         """Bind ``key`` here and return the op that carries the write."""
         stamp = (self._clock.now(), self.replica_id)
-        self._apply_put(stamp, key, value)  # a fresh stamp always wins: skip apply's checks
-        return MapPut(stamp, key, value)
+        # A fresh stamp beats every entry and tombstone: no comparisons, no change test.
+        entries = self._entries
+        if key in entries:
+            del entries[key]  # re-insert at the end: iteration order is write order
+        elif self._tombstones:
+            self._tombstones.pop(key, None)
+        entries[key] = (stamp, value)
+        return new_op(MapPut, (stamp, key, value))
 
     def remove(self, key: MapKey) -> MapRemove:
         """Remove ``key`` here (present or not) and return the op."""
         stamp = (self._clock.now(), self.replica_id)
         self._apply_remove(stamp, key)
-        return MapRemove(stamp, key)
+        return new_op(MapRemove, (stamp, key))
 
     def clear(self) -> MapClear:
         """Remove every entry here and return the op."""

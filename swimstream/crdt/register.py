@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from swimstream.crdt.clock import HybridLogicalClock
-from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type
+from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type, new_op
 
 
 class RegisterSet(NamedTuple):
@@ -78,7 +78,7 @@ class LWWRegister:
 
     def set(self, value: JsonValue) -> RegisterSet:
         """Write ``value`` here and return the op that carries the write to other replicas."""
-        op = RegisterSet((self._clock.now(), self.replica_id), value)
+        op = new_op(RegisterSet, ((self._clock.now(), self.replica_id), value))
         self._stamp = op.stamp
         self._value = value
         return op

@@ -20,6 +20,11 @@ JsonValue: TypeAlias = Any
 """A value that survives a JSON round trip: None, bool, int, float, str, list, dict."""
 
 
+new_op = tuple.__new__
+"""``new_op(RegisterSet, (stamp, value))`` makes an op as ``RegisterSet(stamp, value)``
+does, without the named tuple's generated ``__new__``: a Python function around this
+very call, which the lane writes made on every event."""
+
 _Op = TypeVar("_Op", bound=type[tuple[Any, ...]])
 
 

@@ -166,7 +166,8 @@ def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:
 
 
 def handle_delivery(cell: AgentCell, end: Any, _b: Any) -> None:
-    snapshot, ops = end.take()
+    end.scheduled = False  # (``end.take()`` inline: the next offer schedules anew)
+    snapshot, ops = end.pending.take()
     downlinks = cell.agent._downlinks
     downlink = None if downlinks is None else downlinks.get(end.downlink_id)
     if downlink is not None and not downlink._closed:
