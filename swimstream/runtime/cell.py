@@ -166,7 +166,7 @@ def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:
 
 
 def handle_delivery(cell: AgentCell, end: Any, _b: Any) -> None:
-    end.scheduled = False  # (``end.take()`` inline: the next offer schedules anew)
+    end.scheduled = False  # the next offer to the link schedules a new delivery
     snapshot, ops = end.pending.take()
     downlinks = cell.agent._downlinks
     downlink = None if downlinks is None else downlinks.get(end.downlink_id)

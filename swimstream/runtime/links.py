@@ -72,11 +72,6 @@ class LinkEnd:
             self.scheduled = True
             self._deliver(self)
 
-    def take(self) -> tuple[Snapshot | None, list[Op]]:
-        """What is pending; the next offer schedules a new delivery."""
-        self.scheduled = False
-        return self.pending.take()
-
 
 class LinkRegistry:
     """Every open link of the plane, by target lane and by subscriber."""
