@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.e2e_workload import readings as e2e_readings
 from bench.report import progress, table, write_section
+from bench.towers_by_hand import TowersByHand
 from swimstream import Agent, CommandLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
@@ -67,6 +68,7 @@ CASES: dict[str, tuple[str, str | None]] = {  # name -> (agents, summary coalesc
     "peers' work (swimstream-devices)": ("devices", None),
     "towers app, summaries coalesced every 100 ms": ("towers", "coalesce"),
     "towers app, a summary record per change": ("towers", "every"),
+    "towers logic by hand (no framework: dicts, one loop)": ("by-hand", "every"),
 }
 
 
@@ -108,6 +110,8 @@ async def one_round(
     every link is open, so what is measured is the steady state.
     """
     meter = meter if meter is not None else CpuMeter()
+    if agents == "by-hand":
+        return by_hand_round(records, warmup, meter)
     registry = MetricsRegistry()
     failures = DeliveryFailures(registry)
     sink = MemorySink(keep=False)
@@ -152,6 +156,19 @@ async def one_round(
     return elapsed
 
 
+def by_hand_round(records: list[MemoryRecord], warmup: int, meter: CpuMeter) -> float:
+    """CPU seconds for the towers logic written by hand (:mod:`bench.towers_by_hand`)
+    to take ``records``: the floor under the towers app's rows."""
+    towers = TowersByHand()
+    handle = towers.handle
+    for record in records[:warmup]:
+        handle(record._key or b"", record._value or b"")
+    meter.start()
+    for record in records[warmup:]:
+        handle(record._key or b"", record._value or b"")
+    return meter.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=200_000)
@@ -181,7 +198,11 @@ def main() -> None:
         f" is done, the best of {args.rounds} rounds. No broker, no client library and no"
         " I/O: a ceiling for the service on this machine. The e2e bench's rows add the"
         " Kafka side (consuming, producing, delivery reports, commits) and share the"
-        " two cores with the broker."
+        " two cores with the broker. The last row is the floor under the towers rows:"
+        " the app's logic written by hand (`bench/towers_by_hand.py`: the same decoding,"
+        " device state, incremental tower aggregates, world totals, alerts and summary"
+        " records, checked against the app's by a test) with dicts and direct calls in"
+        " one loop; the gap is what the framework costs."
     )
     print(body)
     if args.records == 200_000 and args.rounds == 5 and not args.no_write:
