@@ -126,7 +126,8 @@ def main() -> None:
         " within a few hundredths of a percent, where the timed benches on this machine"
         " vary by a third. Compare two commits with it; the timed rows say what the"
         " difference is worth. The towers case produces a summary record per change"
-        " (coalescing by time would count differently under Valgrind's slowdown)."
+        " (coalescing by time would count differently under Valgrind's slowdown); the"
+        " by-hand row is the same logic without the framework (see the pipeline section)."
     )
     print(body)
     if args.records == 40_000 and args.warmup == 60_000 and not args.no_write:
