@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from typing import Literal
 
 from connectors.embedded import (
     EmbeddedKafka,
@@ -78,7 +79,7 @@ PULSAR_MAX_RECORD_BYTES = 5 * 1024 * 1024
 """A Pulsar broker's default ``maxMessageSize``."""
 
 
-def _offset_reset(config: AppConfig, protocol: str) -> str:
+def _offset_reset(config: AppConfig, protocol: str) -> Literal["earliest", "latest"]:
     for source in config.sources:
         if (source.kind or config.broker.protocol) == protocol:
             return source.offset_reset
@@ -137,6 +138,11 @@ async def _pulsar(
     instance_id: str,
     settings: PulsarSettings | None,
 ) -> ProtocolClients:
+    # A new subscription starts where the Pulsar sources' offset_reset says, as a new
+    # Kafka consumer group does (the settings' own default is the earliest message).
+    settings = replace(
+        settings or PulsarSettings(), initial_position=_offset_reset(config, "pulsar")
+    )
     sink = PulsarSink(service_url, settings=settings)
     await sink.open()
     stack.push_async_callback(sink.close)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import signal
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from connectors.embedded import EmbeddedPulsar
+from connectors.embedded import EmbeddedKafka, EmbeddedPulsar
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSink, PulsarSource
 from examples.towers import HOT_TEMPERATURE
 from integration.support import Instance, wait_until
 from integration.test_kafka_service import readings
+from integration.test_lifecycle import entries
 
 
 async def _produce(url: str, topic: str, events: list[dict[str, Any]]) -> None:
@@ -74,3 +79,64 @@ def test_pulsar_in_insights_out_and_every_agent_matches(
     hot = sorted((e["device"], e["temp"]) for e in events if e["temp"] > HOT_TEMPERATURE)
     alerts = asyncio.run(_read(url, f"{app}-alerts", len(hot)))
     assert sorted((a["device"], a["temp"]) for a in alerts) == hot
+
+
+async def _produce_entries(url: str, topic: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+    sink = PulsarSink(url, settings=PULSAR_LITE_SETTINGS)
+    await sink.open()
+    for key, event in events:
+        sink.produce(topic, key.encode(), orjson.dumps(event))
+    assert await sink.flush(30)
+    await sink.close()
+
+
+def test_durable_state_from_a_pulsar_source_survives_a_rebuild_from_the_changelog(
+    kafka_broker: EmbeddedKafka,
+    pulsar_broker: EmbeddedPulsar,
+    start_instance: Callable[..., Instance],
+    tmp_path: Path,
+) -> None:
+    """A Pulsar source with durable state (the changelog on Kafka): its messages are
+    acknowledged once a checkpoint holds them, so the changelog is their only copy. A
+    restart without the local store (a new machine) must rebuild that state; recovery
+    used to check the Pulsar source's local offsets against the Kafka group, find none
+    and discard every checkpoint."""
+    app = "pulsar-durable"
+    url = pulsar_broker.service_url
+    events = entries(0, 600, accounts=20)
+    config = {
+        "app": app,
+        "broker": {
+            "kind": "kafka",
+            "bootstrap": kafka_broker.bootstrap,
+            "service_url": url,
+            "subscription_type": "shared",
+            "partitions": 2,
+        },
+        "agents": {"account": {"class": "integration.apps:Ledger", "route": "/account/:id"}},
+        "sources": [
+            {
+                "topic": f"{app}-entries",
+                "route": "/account/{key}",
+                "lane": "entry",
+                "kind": "pulsar",
+            }
+        ],
+        "sinks": [{"publish": "processed", "topic": f"{app}.processed"}],
+        "processing": {"guarantee": "at-least-once", "commit_interval": 0.1},
+        "mesh": {"listen": "127.0.0.1:0", "instance_id": f"{app}-1"},
+    }
+    first = start_instance(config)
+    asyncio.run(_produce_entries(url, f"{app}-entries", events))
+    counts = Counter(key for key, _ in events)
+    wait_until(lambda: first.metric("swimstream_records_in_total") >= len(events), 60, "records")
+    for account, count in counts.items():
+        wait_until(
+            lambda a=account, c=count: first.lane(f"/account/{a}", "count") == c, 20, account
+        )
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit(15) == 0
+    shutil.rmtree(tmp_path / "data")  # the local store is gone: the changelog must serve
+    second = start_instance(config, name="rebuilt")
+    for account, count in counts.items():
+        assert second.lane(f"/account/{account}", "count") == count, account

@@ -76,14 +76,24 @@ class Durability:
         stopping: Callable[[], bool] = lambda: False,
     ) -> DurableAgentStore:
         """Open the local store (or its fallback) and recover the committed tail; raises
-        :class:`RestoreStopped` when ``stopping()`` turns true before the end."""
+        :class:`RestoreStopped` when ``stopping()`` turns true before the end.
+
+        ``source_partitions`` are the Kafka sources' partitions: the consumer group's
+        offsets for them are what checkpoints are checked against (a Pulsar source's are
+        not kept by any broker; see :func:`recover`)."""
         committed = self._open_local()
         try:
             offsets = await self._reader.committed_offsets(
                 self.config.consumer_group, source_partitions
             )
             self.recovery = await recover(
-                committed, self._reader, self.topic, self.shards, offsets, stopping
+                committed,
+                self._reader,
+                self.topic,
+                self.shards,
+                offsets,
+                stopping,
+                checked=frozenset(source_partitions),
             )
         except BaseException:
             committed.close()

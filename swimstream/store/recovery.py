@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swimstream.store.changelog import (
@@ -96,8 +96,18 @@ async def recover(
     partitions: int,
     committed_sources: Mapping[TopicPartition, int],
     stopping: Callable[[], bool] = lambda: False,
+    *,
+    checked: Collection[TopicPartition] | None = None,
 ) -> RecoveryReport:
     """Apply the changelog's committed tail to ``committed``; see the module docstring.
+
+    ``checked`` names the source partitions whose offsets the consumer group keeps
+    (Kafka's), the only ones a cut can be checked against; ``None`` checks every
+    partition of a cut. A Pulsar source's cut is in local offsets, which mean nothing
+    to another run and are never in ``committed_sources``: its messages are acknowledged
+    once the checkpoint committed, so a checkpoint with a marker holds them (checking
+    them would discard every such checkpoint, and the broker would not send the
+    acknowledged messages again).
 
     ``stopping`` is asked after each batch read and before each write: rebuilding a big
     store takes minutes, and an orchestrator's SIGTERM (``docker stop`` kills after 10 s)
@@ -144,7 +154,7 @@ async def recover(
             lineages.add(lineage)
             for earlier in [c for c in ready if marker.cut_short(c)]:
                 _skip(earlier, ready.pop(earlier))  # committed past, but by a later incarnation
-        if _was_committed(marker.sources, committed_sources) and not any(
+        if _was_committed(marker.sources, committed_sources, checked) and not any(
             first > checkpoint > restored_from for restored_from, first in lineages
         ):
             ready.setdefault(checkpoint, []).extend(group)
@@ -202,10 +212,17 @@ async def recover(
     return report
 
 
-def _was_committed(cut: Mapping[str, int], committed: Mapping[TopicPartition, int]) -> bool:
-    """Whether the sources committed every offset of a checkpoint's cut."""
+def _was_committed(
+    cut: Mapping[str, int],
+    committed: Mapping[TopicPartition, int],
+    checked: Collection[TopicPartition] | None,
+) -> bool:
+    """Whether the sources committed every offset of a checkpoint's cut (of the
+    ``checked`` partitions, when given)."""
     for name, offset in cut.items():
-        topic, partition = parse_cut_key(name)
-        if committed.get(TopicPartition(topic, partition), 0) < offset:
+        source = TopicPartition(*parse_cut_key(name))
+        if checked is not None and source not in checked:
+            continue
+        if committed.get(source, 0) < offset:
             return False
     return True

@@ -46,6 +46,26 @@ async def test_pulsar_sources_take_the_configured_subscription_type(
     assert source.settings.subscription_type == expected
 
 
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+async def test_pulsar_sources_start_a_new_subscription_where_offset_reset_says(
+    pulsar_broker: EmbeddedPulsar, reset: str
+) -> None:
+    """``offset_reset: latest`` on a Pulsar source was ignored: a new subscription read
+    the topic's whole history, as with ``earliest``."""
+    source_config = {"topic": "t", "route": "/vehicle/{key}", "lane": "position"}
+    config = parse_config(
+        document(
+            broker={"kind": "pulsar", "service_url": pulsar_broker.service_url},
+            sources=[{**source_config, "offset_reset": reset}],
+        ),
+        {},
+    )
+    async with open_connectors(config, "edge-1") as clients:
+        source = clients["pulsar"].make_source(["t"])
+    assert isinstance(source, PulsarSource)
+    assert source.settings.initial_position == reset
+
+
 def test_an_unknown_subscription_type_names_the_key() -> None:
     assert any(
         line.startswith("broker.subscription_type:")

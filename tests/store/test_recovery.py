@@ -223,3 +223,29 @@ async def test_a_value_that_cannot_be_stored_is_left_out_and_the_rest_is_kept(
         entries = {(e.node_uri, e.name) for e in tracker.collect()}
     assert entries == {("/counter/small", "value")}
     assert "/counter/big value is not stored" in caplog.text
+
+
+def test_a_pulsar_source_in_the_cut_does_not_discard_committed_checkpoints() -> None:
+    """A Pulsar source next to a Kafka changelog: its cut is in local offsets that no
+    consumer group keeps, and its messages were acknowledged once the checkpoint
+    committed. A rebuild from the changelog alone must apply those checkpoints (it
+    discarded all of them: the state was gone and the broker would not resend it),
+    while the Kafka source's offsets are still checked."""
+    sources = {"readings/0": 100, "pulsar-readings/0": 40}
+    records = [
+        changelog_record(0, 0, entry_key("/a/1", "status"), value("one"), headers(1, sources)),
+        changelog_record(0, 1, MARKER_KEY, marker_value(Marker(1, sources, 0, 1))),
+    ]
+    ahead = {"readings/0": 150, "pulsar-readings/0": 60}  # Kafka offsets never committed
+    records += [
+        changelog_record(0, 2, entry_key("/a/1", "status"), value("ahead"), headers(2, ahead)),
+        changelog_record(0, 3, MARKER_KEY, marker_value(Marker(2, ahead, 0, 1))),
+    ]
+    committed = MemoryCommitted()
+    kafka = TopicPartition("readings", 0)
+    reader = ListReader(records, {kafka: 100})
+    report = asyncio.run(
+        recover(committed, reader, "app.changelog", 1, reader.committed, checked={kafka})
+    )
+    assert status(committed, "/a/1") == "one"
+    assert report.applied_checkpoints == 1 and report.skipped_checkpoints == [2]
