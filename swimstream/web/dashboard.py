@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from importlib import resources
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -89,7 +90,7 @@ async def agents(request: web.Request) -> web.Response:
     more = False
     node_uris = state.plane.active_node_uris()
     for node_uri in reversed(node_uris):  # most recently used last in the plane's order
-        if needle and needle not in node_uri:
+        if needle and not _matches(needle, node_uri):
             continue
         if route is not None:
             found = table.lookup(node_uri)
@@ -121,3 +122,9 @@ async def stats(request: web.Request) -> web.Response:
     body["uptime"] = round(time.monotonic() - state.started, 3)
     body["app"] = state.settings.app_name
     return json_response(body)
+
+
+def _matches(needle: str, node_uri: str) -> bool:
+    """Whether a user's filter text is in a node URI, as stored (percent-encoded) or as
+    read (``é``, ``a b``: what a user types for an id that routing had to encode)."""
+    return needle in node_uri or ("%" in node_uri and needle in unquote(node_uri))

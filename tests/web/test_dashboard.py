@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from tests.web.harness import Served, reading
 
 
@@ -49,6 +51,16 @@ async def test_agents_pages_through_the_active_agents_of_a_route(served: Served)
     assert sorted(towers["agents"]) == ["/tower/t0", "/tower/t1", "/tower/t2"]
     _, found = await served.get_json("/_agents?route=/device/:id&q=/device/24")
     assert sorted(found["agents"]) == ["/device/24", *(f"/device/24{d}" for d in range(10))]
+
+
+async def test_the_agent_filter_finds_ids_that_routing_percent_encoded(served: Served) -> None:
+    """Node URIs hold ``é`` and spaces percent-encoded; a user types them as they read."""
+    for n, device in enumerate(["caf%C3%A9", "a%20b", "plain"]):
+        served.plane.submit(f"/device/{device}", "reading", reading(50.0, "t0", n))
+    await served.plane.settle()
+    for typed, found in [("é", "/device/caf%C3%A9"), ("a b", "/device/a%20b"), ("%C3", None)]:
+        _, body = await served.get_json(f"/_agents?route=/device/:id&q={quote(typed)}")
+        assert body["agents"] == ([found] if found else ["/device/caf%C3%A9"]), typed
 
 
 async def test_agents_rejects_unknown_routes_and_bad_limits(served: Served) -> None:
