@@ -135,5 +135,10 @@ class PulsarRecord:
         unlike :meth:`offset`, which numbers deliveries."""
         return self._message.message_id().serialize()
 
+    def origin_id(self) -> str:
+        """The message id as Pulsar's tools print it, ``(ledger,entry,partition,batch)``:
+        what a dead letter names its original by, as :meth:`offset` cannot."""
+        return str(self._message.message_id())
+
     def __repr__(self) -> str:
         return f"<PulsarRecord {self._topic}[{self._partition}]@{self._offset}>"

@@ -12,6 +12,9 @@ Headers added (all UTF-8 text)::
     swimstream.origin.topic     source topic
     swimstream.origin.partition source partition
     swimstream.origin.offset    source offset
+    swimstream.origin.id        only from a broker without integer offsets (Pulsar): the
+                                record's id there, as its tools print it; the offset is
+                                then the source's own count, which restarts with it
     swimstream.value.dropped    only when the value was left out: its size and why
 
 A record too large for the dead-letter topic itself is sent without its value (the
@@ -90,6 +93,9 @@ class DeadLetters:
             ("swimstream.origin.partition", str(record.partition()).encode()),
             ("swimstream.origin.offset", str(record.offset()).encode()),
         ]
+        origin_id = getattr(record, "origin_id", None)
+        if origin_id is not None:
+            headers.append(("swimstream.origin.id", origin_id().encode()))
         value = record.value()
         if (
             value is not None

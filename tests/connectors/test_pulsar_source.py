@@ -9,11 +9,13 @@ committed is not seen again by the next member of the subscription, what was not
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 import pytest
+from pulsar import MessageId  # type: ignore[import-untyped]
 
 from connectors.embedded import EmbeddedPulsar, free_ports, unique_topic_name
 from connectors.pulsar import (
@@ -26,13 +28,16 @@ from connectors.pulsar import (
 from connectors.pulsar.offsets import OffsetLedger
 from connectors.pulsar.settings import Setting
 from connectors.pulsar.source import split_partition
-from swimstream.errors import BrokerError, ConfigError
+from swimstream.errors import BrokerError, ConfigError, RecordDecodeError
+from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import (
     InboundRecord,
     Rebalance,
     SourceConnector,
     TopicPartition,
 )
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.testing import MemorySink
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 UNBATCHED = PulsarSettings(batching=False)
@@ -151,6 +156,23 @@ async def test_records_keep_keys_values_and_properties(
     ]
     assert all(len(record.message_id()) > 0 for record in records)
     assert records[0].timestamp()[1] > 0
+
+
+async def test_a_dead_letter_names_its_pulsar_original_by_message_id(
+    service_url: str, topic: str, open_source: OpenSource
+) -> None:
+    """A Pulsar record's offset is the source's own count (it restarts with the source),
+    so its dead letter also carries the message id, which finds the original."""
+    await produce(service_url, topic, [(b"k", b"not json", None), (b"k", b"{}", None)])
+    source = await open_source([topic])
+    records = await read(source, 2)
+    sink = MemorySink()
+    dead = DeadLetters(sink, "app.dead-letter", MetricsRegistry())  # type: ignore[arg-type]
+    for record in records:
+        dead.send(record, RecordDecodeError("not JSON"))
+    ids = [letter.headers["swimstream.origin.id"].decode() for letter in sink.records]
+    assert ids == [str(MessageId.deserialize(record.message_id())) for record in records]
+    assert ids[0] != ids[1] and all(re.fullmatch(r"\(\d+,\d+,-?\d+,-?\d+\)", i) for i in ids)
 
 
 async def test_the_source_satisfies_the_contract(service_url: str, topic: str) -> None:
