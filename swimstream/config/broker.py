@@ -75,7 +75,9 @@ class BrokerConfig(FrozenModel):
         default=True,
         description=(
             "Create missing source, sink, changelog and dead-letter topics at start. When "
-            "false, a missing topic stops the start with an error naming it."
+            "false, a missing topic stops the start with an error naming it. Kafka only: "
+            "a Pulsar broker creates a topic on first use when its namespace allows it "
+            "(pulsar-lite always does), and swimstream does not administer Pulsar."
         ),
     )
     partitions: Integer = Field(
