@@ -193,7 +193,7 @@ def check_reachable(service_url: str, timeout: float) -> None:
     )
 
 
-Purpose = Literal["consume", "produce"]
+Purpose = Literal["consume", "produce", "probe"]
 _ClientKey = tuple[Purpose, str, float, float]
 _shared_lock = threading.Lock()
 _shared: dict[_ClientKey, tuple[PulsarClient, int]] = {}

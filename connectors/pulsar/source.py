@@ -43,7 +43,9 @@ Why it is built this way:
   a number that would claim the source caught up; :meth:`PulsarSource.positions` is the
   next local offset per partition, which is exact.
 * ``connected`` is the client's own view of each consumer's connection: it turns False
-  when a connection drops and True again when the client has reconnected by itself.
+  when a connection drops and True again when the client has reconnected by itself; and
+  a probe's (:mod:`connectors.pulsar.probe`) of whether the broker answers at all, as a
+  hung broker closes no connection.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from connectors.pulsar._client import (
 )
 from connectors.pulsar._errors import broker_error, result_error
 from connectors.pulsar.offsets import OffsetLedger
+from connectors.pulsar.probe import BrokerProbe
 from connectors.pulsar.records import PulsarRecord
 from connectors.pulsar.settings import PulsarSettings, Setting
 from swimstream.errors import BrokerError, ConfigError
@@ -147,6 +150,7 @@ class PulsarSource:
         self.consumer_name = consumer_name
         self.settings = PulsarSettings.of(settings)
         self._client: PulsarClient | None = None
+        self._probe: BrokerProbe | None = None
         self._closed = False
         self._feeds: list[_Feed] = []
         self._by_partition: dict[TopicPartition, _Feed] = {}
@@ -192,6 +196,13 @@ class PulsarSource:
         self._client = client
         self._feeds = feeds
         self._by_partition = {feed.partition: feed for feed in feeds}
+        probe = BrokerProbe(self.service_url, self.topics[0], self.settings)
+        try:
+            await asyncio.to_thread(probe.start)
+        except BaseException:
+            await asyncio.to_thread(_close_feeds, feeds, client)
+            raise
+        self._probe = probe
         log.info(
             "Pulsar source %r subscribed to %d partition(s) of %s",
             self.subscription,
@@ -236,6 +247,8 @@ class PulsarSource:
                 self.commit(self._listener(Rebalance(revoked=tuple(self._by_partition))))
         finally:
             self._closed = True
+            if self._probe is not None:
+                await asyncio.to_thread(self._probe.stop)
             if client is not None:
                 await asyncio.to_thread(_close_feeds, self._feeds, client)
 
@@ -372,9 +385,11 @@ class PulsarSource:
 
     @property
     def connected(self) -> bool:
-        """True while open and every consumer has a connection to its broker and did not
-        fail its last wait."""
+        """True while open, the broker answers lookups (:mod:`connectors.pulsar.probe`),
+        and every consumer has a connection to its broker and did not fail its last wait."""
         if self._client is None or self._closed:
+            return False
+        if self._probe is not None and not self._probe.answering:
             return False
         return all(feed.failure is None and feed.consumer.is_connected() for feed in self._feeds)
 

@@ -26,6 +26,7 @@ from connectors.pulsar import (
     PulsarSource,
 )
 from connectors.pulsar.offsets import OffsetLedger
+from connectors.pulsar.probe import STALE_AFTER, TIMEOUT
 from connectors.pulsar.settings import Setting
 from connectors.pulsar.source import split_partition
 from swimstream.errors import BrokerError, ConfigError, RecordDecodeError
@@ -38,6 +39,7 @@ from swimstream.streams.connector import (
 )
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.testing import MemorySink
+from tests.support.waiting import wait_until
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 UNBATCHED = PulsarSettings(batching=False)
@@ -173,6 +175,21 @@ async def test_a_dead_letter_names_its_pulsar_original_by_message_id(
     ids = [letter.headers["swimstream.origin.id"].decode() for letter in sink.records]
     assert ids == [str(MessageId.deserialize(record.message_id())) for record in records]
     assert ids[0] != ids[1] and all(re.fullmatch(r"\(\d+,\d+,-?\d+,-?\d+\)", i) for i in ids)
+
+
+async def test_a_hung_broker_turns_connected_false_and_back_when_it_answers(
+    pulsar_broker: EmbeddedPulsar, topic: str, open_source: OpenSource
+) -> None:
+    """A stopped broker closes no connection, so the consumers stay connected until the
+    client's keep-alive gives up (about 40 s); the source's probe notices in seconds."""
+    source = await open_source([topic])
+    assert source.connected
+    pulsar_broker.pause()
+    try:
+        await wait_until(lambda: not source.connected, STALE_AFTER + TIMEOUT + 4.0)
+    finally:
+        pulsar_broker.resume()
+    await wait_until(lambda: source.connected, 20.0)
 
 
 async def test_the_source_satisfies_the_contract(service_url: str, topic: str) -> None:

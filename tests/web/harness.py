@@ -148,12 +148,3 @@ class EventReader:
                     name = value
                 elif key == "data":
                     data.append(value)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until it holds (for effects that happen after a response)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.01)  # effects of other tasks: nothing to wait on

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.web.harness import Served, ServeFactory, Valve, reading, wait_until
+from tests.support.waiting import wait_until
+from tests.web.harness import Served, ServeFactory, Valve, reading
 
 
 async def test_get_answers_value_map_counter_and_join_lanes_after_commands(

@@ -10,7 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.web.harness import EventReader, Served, ServeFactory, reading, wait_until
+from tests.support.waiting import wait_until
+from tests.web.harness import EventReader, Served, ServeFactory, reading
 
 STREAM_HEADERS = {"Accept": "text/event-stream"}
 
