@@ -36,8 +36,10 @@ class ProcessingConfig(FrozenModel):
         default="exactly-once",
         description=(
             "`exactly-once`: each checkpoint is one Kafka transaction holding changelog "
-            "records, insights and source offsets; `at-least-once`: state stays exact but "
-            "insights may repeat after a failure. Pulsar supports only `at-least-once`: in an "
+            "records, insights and source offsets; `at-least-once`: insights may repeat after "
+            "a failure, and state stays exact when it is durable and its sources are Kafka's "
+            "(state in memory, or fed by Pulsar, counts a redelivered record again). Pulsar "
+            "supports only `at-least-once`: in an "
             "app without Kafka, `exactly-once` given explicitly is refused, and the default "
             "runs at-least-once. Exactly-once also needs `store.durable` (the same rule: "
             "refused when explicit, at-least-once by default)."
