@@ -56,6 +56,7 @@ class Durability:
         shard_of: Callable[[str], int],
     ) -> None:
         self.config = config
+        self.instance_id = instance_id
         self.topic = config.changelog_topic
         self.path = Path(config.store.path) / f"{instance_id}.sqlite"
         self.shards = shards
@@ -184,6 +185,7 @@ class Durability:
             group_metadata=group_metadata,
             first_checkpoint=first,
             restored_from=restored_from,
+            instance=self.instance_id,
             flush_sinks=flush_sinks,
         )
         self.checkpointer.start()
