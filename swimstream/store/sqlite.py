@@ -35,6 +35,9 @@ from swimstream.store.changelog import ChangelogEntry
 
 SCHEMA_VERSION = "1"
 
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+"""SQLite's primary result codes that mean the file itself is damaged."""
+
 RECOUNT_AFTER = 30.0
 """Seconds a count of the stored agents stays good enough for metrics."""
 
@@ -245,6 +248,11 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 writer.execute("ROLLBACK")
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGED:
+                # Opening reads only the first pages: a file cut short or overwritten
+                # further in (a crash, a bad disk) is found here, at every start. Marked,
+                # it is moved aside and rebuilt instead of stopping each start in turn.
+                raise self._damaged("writing", exc) from exc
             raise StoreError(f"writing the local store {self.path}: {exc}") from exc
 
     async def write_async(

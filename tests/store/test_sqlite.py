@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,32 @@ def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None
     store = SQLiteStore(path).open()
     with pytest.raises(StoreError, match="checksum mismatch"):
         store.load("/device/1")
+    store.close()
+    with pytest.raises(StoreError, match="damaged in an earlier run"):
+        SQLiteStore(path).open()
+
+
+def damage_the_second_half(path: Path) -> None:
+    """Overwrite the file's second half: opening reads only its first pages."""
+    size = path.stat().st_size
+    with path.open("r+b") as file:
+        file.seek(size // 2)
+        file.write(random.Random(1).randbytes(size - size // 2))
+
+
+def test_a_write_that_finds_the_file_damaged_marks_the_store(tmp_path: Path) -> None:
+    """Damage past the pages an open reads (a crash, a bad disk) is found by a write:
+    unmarked, the next start opened the file again and stopped at the same write, at
+    every start."""
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path).open()
+    rows = [ChangelogEntry(f"/device/{i}", "status", b"x" * 400, 0) for i in range(2000)]
+    asyncio.run(store.write_async(rows, {0: ShardPosition(1, 1, {})}))
+    store.close()
+    damage_the_second_half(path)
+    store = SQLiteStore(path).open()
+    with pytest.raises(StoreError, match="is damaged"):
+        asyncio.run(store.write_async([row._replace(value=b"y") for row in rows], {}))
     store.close()
     with pytest.raises(StoreError, match="damaged in an earlier run"):
         SQLiteStore(path).open()
