@@ -109,6 +109,42 @@ def test_writes_larger_than_a_statement_keep_every_row(tmp_path: Path) -> None:
     store.close()
 
 
+def test_removing_a_name_looks_it_up_rather_than_scanning_the_store(tmp_path: Path) -> None:
+    """A bounded map lane drops its oldest entries as new ones come, so a write holds
+    removals between upserts, agent by agent. Each run of removals was one ``(node,
+    name) IN (VALUES ...)`` statement, which SQLite answers (from two rows on) by scanning
+    the whole table: with 100,000 names stored, writing one second of a stream of 1,500
+    readings a second took 8 to 13 s, and a SIGTERM waited for it far beyond the drain
+    timeout. Counted in SQLite's virtual machine steps, which do not depend on the machine."""
+    store = SQLiteStore(tmp_path / "s.sqlite").open()
+    rows = [
+        ChangelogEntry(f"/device/{i}", f"history:{k}", b"x", 0)
+        for i in range(2000)
+        for k in range(10)
+    ]
+    asyncio.run(store.write_async(rows, {}))
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    writer = store._writer  # the test counts the writer's own work
+    assert writer is not None
+    writer.set_progress_handler(count, 1000)
+    changes = []
+    for i in range(100):  # readings of each device: entries in, the oldest out
+        changes.append(ChangelogEntry(f"/device/{i}", "history:10", b"y", 0))
+        changes.append(ChangelogEntry(f"/device/{i}", "history:0", None, 0))
+        changes.append(ChangelogEntry(f"/device/{i}", "history:1", None, 0))
+    asyncio.run(store.write_async(changes, {}))
+    writer.set_progress_handler(None, 0)
+    stored = store.load("/device/7")
+    assert stored is not None and set(stored) == {f"history:{k}" for k in range(2, 11)}
+    assert steps[0] * 1000 < 200_000, f"{steps[0] * 1000:,} steps for 300 changes"
+    store.close()
+
+
 def test_the_known_count_comes_from_the_store_thread_not_a_scan_per_question(
     tmp_path: Path,
 ) -> None:
