@@ -274,3 +274,23 @@ def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
         timeout=60,
     )
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_inspect_names_a_damaged_store_instead_of_a_traceback(tmp_path: Path) -> None:
+    """A store set aside as corrupt opens (its first pages are fine) and failed at the
+    first scan with a Python traceback."""
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path).open()
+    rows = [ChangelogEntry(f"/device/{i}", "status", b"x" * 400, 0) for i in range(2000)]
+    asyncio.run(store.write_async(rows, {0: ShardPosition(1, 1, {})}))
+    store.close()
+    damage_the_second_half(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "swimstream", "inspect", "--store", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"swimstream: {path} is damaged:"), result.stderr
