@@ -183,6 +183,31 @@ def test_a_rebalance_that_gives_the_partitions_back_counts_nothing_twice(
     check_exact_state(instance, events, sample=100)
 
 
+def test_partitions_lost_while_the_broker_was_away_count_nothing_twice(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    """A broker silent for longer than the session (10 s) makes the instance lose its
+    partitions; they come back when it answers, at the last committed cut, and the
+    records routed since were applied a second time. (At-least-once: with exactly-once
+    the checkpoint's transaction fails first and the instance stops, then recovers.)"""
+    app = "broker-away"
+    events = readings(150_000, 2_000, seed=37)
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    produce_json(kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events))
+    config = durable_config(kafka_broker, app, tmp_path / "data", "at-least-once")
+    config["processing"]["commit_interval"] = 1.0  # much routed between cuts
+    instance = start_processing(start_instance, config, "run")
+    kafka_broker.pause()
+    try:
+        time.sleep(14)
+    finally:
+        kafka_broker.resume()
+    wait_until(lambda: " lost " in instance.log_path.read_text(), 60, "the partitions lost")
+    assert instance.metric("swimstream_records_in_total") < len(events), "too late"
+    wait_until(lambda: settled(instance, 2_000), 240, "all records processed")
+    check_exact_state(instance, events, sample=100)
+
+
 def test_metrics_count_the_checkpoints_and_the_offset_commits_inside_them(
     kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
 ) -> None:

@@ -24,7 +24,8 @@ offsets of that cut itself; the service then stops the runner in two steps
 A revoke then commits nothing: the group resumes a partition at the last checkpoint's
 cut, while the agents in memory already hold every record routed since. When the next
 assignment gives such a partition back (the range assignor's eager protocol revokes
-everything at each rebalance, and mostly hands the same partitions back), the records
+everything at each rebalance, and mostly hands the same partitions back; a session that
+expired while the broker was away loses them all), the records
 before where it was routed to are dropped as they are delivered again: applying them a
 second time would count them twice.
 """
@@ -264,9 +265,10 @@ class SourceRunner:
         if not (change.revoked or change.lost):
             return {}
         released = change.revoked
-        # Lost partitions may be in another member's hands already: nothing to drop.
+        # Lost ones too (the session expired while the broker was away): should another
+        # member have gone past them meanwhile, the group resumes beyond and none drops.
         held: dict[TopicPartition, int] = {}
-        if self.managed_commits and not change.lost:
+        if self.managed_commits:
             for tp in released:
                 tracker = self.book.trackers.get(tp)
                 # (given back at the last rebalance, and nothing delivered again since)
