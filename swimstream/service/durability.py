@@ -8,8 +8,9 @@ stops, and a final one after the sources stopped and the agents were put away.
 
 Faults of the local store are loud and never turn into wrong answers:
 
-* unusable at start (corrupt, damaged in an earlier run, wrong schema): the file is
-  moved aside and state rebuilt from the changelog into a fresh one;
+* unusable at start (corrupt, damaged in an earlier run, wrong schema, or found damaged
+  by the restore's own write): the file is moved aside and state rebuilt from the
+  changelog into a fresh one;
 * its directory not writable: state is rebuilt from the changelog into memory;
 * damaged while running (a checksum or SQLite error on read): the read fails, the
   service stops (exit status 1), and the next start finds the file marked and rebuilds.
@@ -21,6 +22,7 @@ naming the fault, until it restarts with a healthy store.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -56,6 +58,7 @@ class Durability:
         shard_of: Callable[[str], int],
     ) -> None:
         self.config = config
+        self.instance_id = instance_id
         self.topic = config.changelog_topic
         self.path = Path(config.store.path) / f"{instance_id}.sqlite"
         self.shards = shards
@@ -86,15 +89,24 @@ class Durability:
             offsets = await self._reader.committed_offsets(
                 self.config.consumer_group, source_partitions
             )
-            self.recovery = await recover(
-                committed,
-                self._reader,
-                self.topic,
-                self.shards,
-                offsets,
-                stopping,
+            recovering = functools.partial(
+                recover,
+                reader=self._reader,
+                topic=self.topic,
+                partitions=self.shards,
+                committed_sources=offsets,
+                stopping=stopping,
                 checked=frozenset(source_partitions),
             )
+            try:
+                self.recovery = await recovering(committed)
+            except StoreError as exc:
+                if not (isinstance(committed, SQLiteStore) and committed.suspect_marker.exists()):
+                    raise
+                # Damage the open did not see, found by the restore's write: fall back now.
+                committed.close()
+                committed = self._rebuilt(str(exc))
+                self.recovery = await recovering(committed)
         except BaseException:
             committed.close()
             raise
@@ -105,7 +117,10 @@ class Durability:
         try:
             return SQLiteStore(self.path).open()
         except StoreError as exc:
-            problem = str(exc)
+            return self._rebuilt(str(exc))
+
+    def _rebuilt(self, problem: str) -> CommittedStore:
+        """A fresh store in place of an unusable one (moved aside), or memory."""
         aside = self._move_aside()
         if aside is not None:
             try:
@@ -194,6 +209,7 @@ class Durability:
             group_metadata=group_metadata,
             first_checkpoint=first,
             restored_from=restored_from,
+            instance=self.instance_id,
             flush_sinks=flush_sinks,
         )
         self.checkpointer.start()

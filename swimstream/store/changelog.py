@@ -17,11 +17,13 @@ the sources committed the whole cut: records of a checkpoint a crash cut short a
 skipped, even where the broker shows them (Tansu shows aborted transactions to
 ``read_committed`` readers).
 
-A marker also names its incarnation's lineage: the checkpoint the instance restored
-from (``restored_from``) and its own first checkpoint (``first``). Every id between the
-two belongs to an earlier incarnation that crashed before committing it, whatever the
-source offsets say later (a later incarnation commits past the same offsets with state
-of its own): a rebuild from the changelog alone must not apply them.
+A marker also names its incarnation's lineage: the instance that wrote it
+(``instance``), the checkpoint it restored from (``restored_from``) and its own first
+checkpoint (``first``). Every id of that instance between the two belongs to an earlier
+incarnation of it that crashed before committing it, whatever the source offsets say
+later (a later incarnation commits past the same offsets with state of its own): a
+rebuild from the changelog alone must not apply them. Other instances of the app write
+to the same changelog meanwhile, with ids in that range too: those are theirs to judge.
 """
 
 from __future__ import annotations
@@ -92,10 +94,13 @@ class Marker:
     """The committed checkpoint this incarnation started from."""
     first: int = 0
     """This incarnation's first checkpoint id."""
+    instance: str = ""
+    """The instance that wrote it (``mesh.instance_id``; empty in markers from before)."""
 
-    def cut_short(self, checkpoint: int) -> bool:
-        """Whether ``checkpoint`` belongs to an earlier incarnation that never committed it."""
-        return self.restored_from < checkpoint < self.first
+    def cut_short(self, instance: str, checkpoint: int) -> bool:
+        """Whether ``checkpoint``, written by ``instance``, belongs to an earlier
+        incarnation of this marker's instance that never committed it."""
+        return instance == self.instance and self.restored_from < checkpoint < self.first
 
 
 def marker_value(marker: Marker) -> bytes:
@@ -106,6 +111,7 @@ def marker_value(marker: Marker) -> bytes:
             "sources": dict(marker.sources),
             "restored_from": marker.restored_from,
             "first": marker.first,
+            "instance": marker.instance,
         },
         sort_keys=True,
     ).encode()
@@ -120,6 +126,7 @@ def read_marker(value: bytes) -> Marker:
         {str(k): int(v) for k, v in data["sources"].items()},
         int(data.get("restored_from", 0)),
         int(data.get("first", checkpoint)),
+        str(data.get("instance", "")),
     )
 
 

@@ -87,6 +87,7 @@ class Checkpointer:
         group_metadata: Callable[[], object] | None,
         first_checkpoint: int = 1,
         restored_from: int = 0,
+        instance: str = "",
         flush_sinks: Sequence[Callable[[], None]] = (),
     ) -> None:
         self._plane = plane
@@ -102,6 +103,7 @@ class Checkpointer:
         self._next_id = first_checkpoint
         self._first = first_checkpoint
         self._restored_from = restored_from
+        self._instance = instance
         self._flush_sinks = list(flush_sinks)
         self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
@@ -257,7 +259,9 @@ class Checkpointer:
             sink.produce(
                 topic,
                 MARKER_KEY,
-                marker_value(Marker(checkpoint, cut, self._restored_from, self._first)),
+                marker_value(
+                    Marker(checkpoint, cut, self._restored_from, self._first, self._instance)
+                ),
                 record_headers,
                 partition=p,
                 on_written=written,

@@ -67,7 +67,16 @@ def value_as_json(name: str, value: bytes) -> Any:
 
 
 def describe(path: Path, node: str | None = None, limit: int = 20) -> Iterator[str]:
-    """Lines describing one store file (one agent when ``node`` is given)."""
+    """Lines describing one store file (one agent when ``node`` is given); StoreError
+    when the file is damaged past the pages opening it reads (a store an instance set
+    aside as corrupt is what one inspects after a fault)."""
+    try:
+        yield from _describe(path, node, limit)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path} is damaged: {exc}") from exc
+
+
+def _describe(path: Path, node: str | None, limit: int) -> Iterator[str]:
     db = open_read_only(path)
     agents = db.execute("SELECT count(DISTINCT node) FROM state").fetchone()[0]
     yield f"{path}: {agents} agents"

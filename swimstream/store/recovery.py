@@ -9,11 +9,14 @@ cut short by a crash and is skipped: its effects will be recomputed when the sou
 replay from their committed offsets. Grouping by id, not by position, matters where a
 broker shows aborted transactions (Tansu): a crash mid-checkpoint can leave part of a
 checkpoint's records in the log, and they must not join the next checkpoint's group.
-Markers name their incarnation's lineage (see :mod:`swimstream.store.changelog`), so a
-checkpoint an incarnation crashed before committing is skipped even once a later
-incarnation commits past its offsets. With the local store gone, it reads every
-partition from the beginning: the same code, a longer tail, and a progress line while
-it runs.
+Markers name their instance and its incarnation's lineage (see
+:mod:`swimstream.store.changelog`), so a checkpoint an incarnation crashed before
+committing is skipped even once a later incarnation of that instance commits past its
+offsets, while the checkpoints other instances committed meanwhile are applied. (Their
+records interleave in a partition, so a marker says nothing of records of lower ids
+still waiting for theirs: only a group never closed by its marker is skipped.) With
+the local store gone, it reads every partition from the beginning: the same code, a
+longer tail, and a progress line while it runs.
 
 The cost is proportional to the tail, not to the number of stored agents: agents are
 loaded lazily afterwards, each on its first use.
@@ -122,7 +125,8 @@ async def recover(
     report.last_checkpoint = report.committed_through
     pending: dict[tuple[int, int | None], list[ChangelogEntry]] = {}  # (partition, checkpoint)
     ready: dict[int, list[ChangelogEntry]] = {}  # checkpoint -> its records, all partitions
-    lineages: set[tuple[int, int]] = set()  # (restored_from, first) of each incarnation seen
+    lineages: set[tuple[str, int, int]] = set()  # (instance, restored_from, first) seen
+    writers: dict[int, str] = {}  # checkpoint -> the instance whose marker closed it
     positions: dict[int, ShardPosition] = {}
     reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
 
@@ -147,17 +151,18 @@ async def recover(
         checkpoint = marker.checkpoint
         report.last_checkpoint = max(report.last_checkpoint, checkpoint)
         group = pending.pop((partition, checkpoint), [])
-        for orphan in [g for g in pending if g[0] == partition and (g[1] or 0) < checkpoint]:
-            report.skipped_records += len(pending.pop(orphan))  # a checkpoint cut short
-        lineage = (marker.restored_from, marker.first)
+        instance = marker.instance
+        lineage = (instance, marker.restored_from, marker.first)
         if lineage not in lineages:
             lineages.add(lineage)
-            for earlier in [c for c in ready if marker.cut_short(c)]:
+            for earlier in [c for c in ready if marker.cut_short(writers[c], c)]:
                 _skip(earlier, ready.pop(earlier))  # committed past, but by a later incarnation
         if _was_committed(marker.sources, committed_sources, checked) and not any(
-            first > checkpoint > restored_from for restored_from, first in lineages
+            writer == instance and first > checkpoint > restored_from
+            for writer, restored_from, first in lineages
         ):
             ready.setdefault(checkpoint, []).extend(group)
+            writers[checkpoint] = instance
             reflected[partition] = checkpoint
         else:
             _skip(checkpoint, group)

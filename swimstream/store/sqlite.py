@@ -35,6 +35,9 @@ from swimstream.store.changelog import ChangelogEntry
 
 SCHEMA_VERSION = "1"
 
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+"""SQLite's primary result codes that mean the file itself is damaged."""
+
 RECOUNT_AFTER = 30.0
 """Seconds a count of the stored agents stays good enough for metrics."""
 
@@ -245,6 +248,11 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 writer.execute("ROLLBACK")
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGED:
+                # Opening reads only the first pages: a file cut short or overwritten
+                # further in (a crash, a bad disk) is found here, at every start. Marked,
+                # it is moved aside and rebuilt instead of stopping each start in turn.
+                raise self._damaged("writing", exc) from exc
             raise StoreError(f"writing the local store {self.path}: {exc}") from exc
 
     async def write_async(
@@ -273,7 +281,15 @@ _UPSERT = (
 )
 """An upsert rather than ``INSERT OR REPLACE``, which deletes the old row and inserts a
 new one: updating in place took about an eighth less of the writer's CPU per row."""
-_DELETE = "DELETE FROM state WHERE (node, name) IN (VALUES {})", "(?, ?)", 2
+_DELETE = (
+    "DELETE FROM state WHERE (node, name) IN (SELECT column1, column2 FROM (VALUES {}))",
+    "(?, ?)",
+    2,
+)
+"""Through a subquery: SQLite answers ``(node, name) IN (VALUES ...)`` of two rows or
+more by scanning the whole table, once per statement (a bounded map lane removes an
+entry at every change, so a write holds one such statement per changed agent), while a
+``SELECT`` over the values looks each one up by the primary key."""
 
 
 def _apply_in_order(connection: sqlite3.Connection, entries: Iterable[ChangelogEntry]) -> None:

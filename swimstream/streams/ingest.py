@@ -21,6 +21,13 @@ With durable state, a :class:`~swimstream.store.checkpoint.Checkpointer` commits
 so nothing new is routed while the instance reaches a consistent cut, and commits the
 offsets of that cut itself; the service then stops the runner in two steps
 (:meth:`SourceRunner.stop_consuming`, the final checkpoint, :meth:`SourceRunner.close`).
+A revoke then commits nothing: the group resumes a partition at the last checkpoint's
+cut, while the agents in memory already hold every record routed since. When the next
+assignment gives such a partition back (the range assignor's eager protocol revokes
+everything at each rebalance, and mostly hands the same partitions back; a session that
+expired while the broker was away loses them all), the records
+before where it was routed to are dropped as they are delivered again: applying them a
+second time would count them twice.
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ class SourceRunner:
         self._commit_every = commit_every
         self._stopping = asyncio.Event()
         self._paused: list[TopicPartition] = []
+        self._routed_at_revoke: dict[TopicPartition, int] = {}
+        """Managed commits: where the partitions of the last revoke were routed to."""
         self._caught_up = False
         self._last_commit = 0.0
         self._since_commit = 0
@@ -110,6 +119,7 @@ class SourceRunner:
         book = self.book
         last_key: tuple[str | None, int | None] = (None, None)
         tracker: PartitionTracker | None = None
+        replayed_to: int | None = None
         while not self._stopping.is_set():
             if not self._open.is_set():
                 await self._open.wait()  # a checkpoint is making its cut
@@ -128,6 +138,11 @@ class SourceRunner:
                 if key != last_key or tracker is None or tracker.revoked:
                     tracker = book.tracker(TopicPartition(key[0] or "", key[1] or 0))
                     last_key = key
+                    replayed_to = tracker.replayed_to
+                if replayed_to is not None:
+                    if _applied_already(tracker, record.offset() or 0):
+                        continue
+                    replayed_to = None
                 full = route(record, tracker) or full
             self._since_commit += len(records)
             if full is not None or book.inflight > self._max_inflight:
@@ -243,14 +258,42 @@ class SourceRunner:
     def _on_rebalance(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         if change.assigned:
             log.info("%s assigned %s", self.name, _partition_list(change.assigned))
+            routed, self._routed_at_revoke = self._routed_at_revoke, {}
+            for tp in change.assigned:
+                if tp in routed:
+                    self.book.tracker(tp).replayed_to = routed[tp]
         if not (change.revoked or change.lost):
             return {}
         released = change.revoked
+        # Lost ones too (the session expired while the broker was away): should another
+        # member have gone past them meanwhile, the group resumes beyond and none drops.
+        held: dict[TopicPartition, int] = {}
+        if self.managed_commits:
+            for tp in released:
+                tracker = self.book.trackers.get(tp)
+                # (given back at the last rebalance, and nothing delivered again since)
+                position = None if tracker is None else tracker.routed or tracker.replayed_to
+                if position is not None:
+                    held[tp] = position
+        self._routed_at_revoke = held
         final = self.book.release(released)
         log.info("%s released %s", self.name, _partition_list(released))
         if change.lost or self.managed_commits:
             return {}  # with checkpoints, only a checkpoint commits (its state is in the cut)
         return final
+
+
+def _applied_already(tracker: PartitionTracker, offset: int) -> bool:
+    """Whether a record of a partition given back after a revoke is one its agents hold
+    already (see the module docstring): those before where it was routed to. When the
+    group resumes past that (another member went further meanwhile), none is."""
+    floor = tracker.replayed_to
+    if floor is None or offset >= floor:
+        tracker.replayed_to = None
+        return False
+    if tracker.routed is None:
+        tracker.routed = floor  # the next cut commits what the agents hold
+    return True
 
 
 def _partition_list(partitions: tuple[TopicPartition, ...]) -> str:

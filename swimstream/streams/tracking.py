@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class PartitionTracker:
     """In-flight offsets of one partition and how far it is safe to commit."""
 
-    __slots__ = ("_done", "_inflight", "committable", "revoked", "routed", "tp")
+    __slots__ = ("_done", "_inflight", "committable", "replayed_to", "revoked", "routed", "tp")
 
     def __init__(self, tp: TopicPartition) -> None:
         self.tp = tp
@@ -40,6 +40,9 @@ class PartitionTracker:
         """Set when the partition was taken away: late completions change nothing."""
         self.routed: int | None = None
         """Next offset after the last record routed (a checkpoint's cut, once settled)."""
+        self.replayed_to: int | None = None
+        """Set on a partition given back after a revoke: its agents' state already holds
+        every record before this offset, so those are dropped when delivered again."""
 
     def __len__(self) -> int:
         return len(self._inflight)

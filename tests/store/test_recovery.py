@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import pytest
@@ -76,8 +77,10 @@ def checkpoint(
     values: dict[str, str],
     marker: bool,
     lineage: tuple[int, int] = (0, 1),
+    instance: str = "",
+    partition_source: int = 0,
 ) -> list[MemoryRecord]:
-    sources = {"readings/0": source}
+    sources = {f"readings/{partition_source}": source}
     records = [
         changelog_record(
             partition, first + i, entry_key(node, "status"), value(text), headers(number, sources)
@@ -90,7 +93,7 @@ def checkpoint(
                 partition,
                 first + len(records),
                 MARKER_KEY,
-                marker_value(Marker(number, sources, *lineage)),
+                marker_value(Marker(number, sources, *lineage, instance=instance)),
             )
         )
     return records
@@ -169,6 +172,34 @@ def test_a_checkpoint_an_incarnation_never_committed_stays_out_of_a_rebuild() ->
     }
     assert report.skipped_checkpoints == [2] and report.committed_through == 3
     assert committed.positions()[0].checkpoint == 3
+
+
+def test_another_instance_s_incarnation_cuts_short_none_of_this_one_s_checkpoints() -> None:
+    """Two instances share the changelog, each with its source partition. B started
+    (restoring from A's checkpoint 10) and took 30 as its first id; A's later checkpoints
+    11 and 12 lie between, yet were committed: a restore skipped them (a restart of A lost
+    their state). And B's marker of 31, read between A's records of 12 and A's marker,
+    made 12 look cut short."""
+    a = functools.partial(checkpoint, lineage=(0, 10), instance="a", partition_source=0)
+    b = functools.partial(checkpoint, lineage=(10, 30), instance="b", partition_source=1)
+    records = (
+        a(0, 0, 10, 100, {"/a/1": "ten"}, marker=True)
+        + b(0, 2, 30, 50, {"/b/1": "thirty"}, marker=True)
+        + a(0, 4, 11, 110, {"/a/1": "eleven"}, marker=True)
+        + a(0, 6, 12, 120, {"/a/2": "twelve"}, marker=False)
+        + b(0, 7, 31, 60, {"/b/1": "thirty-one"}, marker=True)
+        + a(0, 9, 12, 120, {}, marker=True)
+    )
+    committed = MemoryCommitted()
+    offsets = {TopicPartition("readings", 0): 120, TopicPartition("readings", 1): 60}
+    reader = ListReader(records, offsets)
+    report = asyncio.run(recover(committed, reader, "app.changelog", 1, offsets))
+    assert {node: status(committed, node) for node in ("/a/1", "/a/2", "/b/1")} == {
+        "/a/1": "eleven",
+        "/a/2": "twelve",
+        "/b/1": "thirty-one",
+    }
+    assert report.skipped_checkpoints == [] and report.applied_checkpoints == 5
 
 
 class Counter(Agent):

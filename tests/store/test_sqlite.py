@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,42 @@ def test_writes_larger_than_a_statement_keep_every_row(tmp_path: Path) -> None:
     store.close()
 
 
+def test_removing_a_name_looks_it_up_rather_than_scanning_the_store(tmp_path: Path) -> None:
+    """A bounded map lane drops its oldest entries as new ones come, so a write holds
+    removals between upserts, agent by agent. Each run of removals was one ``(node,
+    name) IN (VALUES ...)`` statement, which SQLite answers (from two rows on) by scanning
+    the whole table: with 100,000 names stored, writing one second of a stream of 1,500
+    readings a second took 8 to 13 s, and a SIGTERM waited for it far beyond the drain
+    timeout. Counted in SQLite's virtual machine steps, which do not depend on the machine."""
+    store = SQLiteStore(tmp_path / "s.sqlite").open()
+    rows = [
+        ChangelogEntry(f"/device/{i}", f"history:{k}", b"x", 0)
+        for i in range(2000)
+        for k in range(10)
+    ]
+    asyncio.run(store.write_async(rows, {}))
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    writer = store._writer  # the test counts the writer's own work
+    assert writer is not None
+    writer.set_progress_handler(count, 1000)
+    changes = []
+    for i in range(100):  # readings of each device: entries in, the oldest out
+        changes.append(ChangelogEntry(f"/device/{i}", "history:10", b"y", 0))
+        changes.append(ChangelogEntry(f"/device/{i}", "history:0", None, 0))
+        changes.append(ChangelogEntry(f"/device/{i}", "history:1", None, 0))
+    asyncio.run(store.write_async(changes, {}))
+    writer.set_progress_handler(None, 0)
+    stored = store.load("/device/7")
+    assert stored is not None and set(stored) == {f"history:{k}" for k in range(2, 11)}
+    assert steps[0] * 1000 < 200_000, f"{steps[0] * 1000:,} steps for 300 changes"
+    store.close()
+
+
 def test_the_known_count_comes_from_the_store_thread_not_a_scan_per_question(
     tmp_path: Path,
 ) -> None:
@@ -146,6 +183,32 @@ def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None
     store = SQLiteStore(path).open()
     with pytest.raises(StoreError, match="checksum mismatch"):
         store.load("/device/1")
+    store.close()
+    with pytest.raises(StoreError, match="damaged in an earlier run"):
+        SQLiteStore(path).open()
+
+
+def damage_the_second_half(path: Path) -> None:
+    """Overwrite the file's second half: opening reads only its first pages."""
+    size = path.stat().st_size
+    with path.open("r+b") as file:
+        file.seek(size // 2)
+        file.write(random.Random(1).randbytes(size - size // 2))
+
+
+def test_a_write_that_finds_the_file_damaged_marks_the_store(tmp_path: Path) -> None:
+    """Damage past the pages an open reads (a crash, a bad disk) is found by a write:
+    unmarked, the next start opened the file again and stopped at the same write, at
+    every start."""
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path).open()
+    rows = [ChangelogEntry(f"/device/{i}", "status", b"x" * 400, 0) for i in range(2000)]
+    asyncio.run(store.write_async(rows, {0: ShardPosition(1, 1, {})}))
+    store.close()
+    damage_the_second_half(path)
+    store = SQLiteStore(path).open()
+    with pytest.raises(StoreError, match="is damaged"):
+        asyncio.run(store.write_async([row._replace(value=b"y") for row in rows], {}))
     store.close()
     with pytest.raises(StoreError, match="damaged in an earlier run"):
         SQLiteStore(path).open()
@@ -211,3 +274,23 @@ def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
         timeout=60,
     )
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_inspect_names_a_damaged_store_instead_of_a_traceback(tmp_path: Path) -> None:
+    """A store set aside as corrupt opens (its first pages are fine) and failed at the
+    first scan with a Python traceback."""
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path).open()
+    rows = [ChangelogEntry(f"/device/{i}", "status", b"x" * 400, 0) for i in range(2000)]
+    asyncio.run(store.write_async(rows, {0: ShardPosition(1, 1, {})}))
+    store.close()
+    damage_the_second_half(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "swimstream", "inspect", "--store", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"swimstream: {path} is damaged:"), result.stderr

@@ -1,0 +1,43 @@
+"""The local store's faults at start: the instance falls back and serves right state."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from swimstream.config import parse_config
+from swimstream.crdt import RegisterSnapshot, decode_snapshot
+from swimstream.service.durability import Durability
+from swimstream.store.recovery import recover
+from swimstream.store.sqlite import SQLiteStore
+from swimstream.streams import TopicPartition
+from tests.config.documents import document
+from tests.store.test_recovery import ListReader, checkpoint
+from tests.store.test_sqlite import damage_the_second_half
+
+
+def test_a_store_the_restore_finds_damaged_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    """An open that reads only the first pages passes; the restore's write hits the
+    damage. The start stopped there, and again at every start, where a store found
+    damaged at open is set aside and rebuilt from the changelog (health names it)."""
+    config = parse_config(document(store={"path": str(tmp_path)}), {})
+    store = SQLiteStore(tmp_path / "one.sqlite").open()
+    records = checkpoint(0, 0, 1, 10, {f"/vehicle/{i}": "old" for i in range(2000)}, True)
+    reader = ListReader(records, {TopicPartition("readings", 0): 10})
+    asyncio.run(recover(store, reader, "traffic.changelog", 1, reader.committed))
+    store.close()
+    damage_the_second_half(tmp_path / "one.sqlite")
+    tail = checkpoint(0, 2001, 2, 20, {f"/vehicle/{i}": "new" for i in range(2000)}, True)
+    reader = ListReader(records + tail, {TopicPartition("readings", 0): 20})
+
+    durability = Durability(config, "one", reader, 1, lambda node: 0)
+    committed = asyncio.run(durability.open([TopicPartition("readings", 0)])).committed
+    try:
+        assert durability.fault is not None and "rebuilt from the changelog" in durability.fault
+        stored = committed.load("/vehicle/7")
+        assert stored is not None
+        snapshot = decode_snapshot(stored["status"])
+        assert isinstance(snapshot, RegisterSnapshot) and snapshot.value == "new"
+        assert list(tmp_path.glob("one.sqlite.corrupt-*"))
+    finally:
+        durability.close()
