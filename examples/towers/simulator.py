@@ -124,6 +124,7 @@ async def _feed(args: argparse.Namespace) -> int:
         {
             "bootstrap.servers": args.bootstrap,
             "client.id": "towers-simulator",
+            "partitioner": "murmur2_random",  # as the Java clients, and the app's default
             "linger.ms": 20,
             "enable.idempotence": True,  # a device's readings stay in order through retries
         }
