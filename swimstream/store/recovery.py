@@ -124,9 +124,10 @@ async def recover(
     report.committed_through = max((p.checkpoint for p in known.values()), default=0)
     report.last_checkpoint = report.committed_through
     pending: dict[tuple[int, int | None], list[ChangelogEntry]] = {}  # (partition, checkpoint)
-    ready: dict[int, list[ChangelogEntry]] = {}  # checkpoint -> its records, all partitions
+    # (checkpoint, instance) -> its records, all partitions: live instances of one app
+    # number their checkpoints on their own, so two may use the same id.
+    ready: dict[tuple[int, str], list[ChangelogEntry]] = {}
     lineages: set[tuple[str, int, int]] = set()  # (instance, restored_from, first) seen
-    writers: dict[int, str] = {}  # checkpoint -> the instance whose marker closed it
     positions: dict[int, ShardPosition] = {}
     reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
 
@@ -155,14 +156,13 @@ async def recover(
         lineage = (instance, marker.restored_from, marker.first)
         if lineage not in lineages:
             lineages.add(lineage)
-            for earlier in [c for c in ready if marker.cut_short(writers[c], c)]:
-                _skip(earlier, ready.pop(earlier))  # committed past, but by a later incarnation
+            for earlier in [c for c in ready if marker.cut_short(c[1], c[0])]:
+                _skip(earlier[0], ready.pop(earlier))  # committed past, by a later incarnation
         if _was_committed(marker.sources, committed_sources, checked) and not any(
             writer == instance and first > checkpoint > restored_from
             for writer, restored_from, first in lineages
         ):
-            ready.setdefault(checkpoint, []).extend(group)
-            writers[checkpoint] = instance
+            ready.setdefault((checkpoint, instance), []).extend(group)
             reflected[partition] = checkpoint
         else:
             _skip(checkpoint, group)
@@ -180,8 +180,8 @@ async def recover(
     for group in pending.values():  # records after the last marker: a checkpoint cut short
         report.skipped_records += len(group)
     applied: list[ChangelogEntry] = []
-    for checkpoint in sorted(ready):  # ids grow with commit order, across partitions too
-        applied.extend(ready[checkpoint])
+    for checkpoint, instance in sorted(ready):  # an instance's ids grow with commit order
+        applied.extend(ready[checkpoint, instance])
         report.applied_checkpoints += 1
         report.committed_through = max(report.committed_through, checkpoint)
     # In key order (a stable sort keeps each name's writes in checkpoint order, so the

@@ -202,6 +202,33 @@ def test_another_instance_s_incarnation_cuts_short_none_of_this_one_s_checkpoint
     assert report.skipped_checkpoints == [] and report.applied_checkpoints == 5
 
 
+def test_two_instances_checkpoints_of_one_id_are_judged_each_by_its_own_lineage() -> None:
+    """Live instances number their checkpoints on their own: A and B both committed a 5.
+    A then crashed before committing its 6 and restarted from 5 with 9 as its first id:
+    A's 6 is cut short; B's 6, committed, stays."""
+    a = functools.partial(checkpoint, instance="a", partition_source=0)
+    b = functools.partial(checkpoint, instance="b", partition_source=1)
+    records = (
+        a(0, 0, 5, 50, {"/a/1": "a5"}, marker=True, lineage=(0, 5))
+        + b(0, 2, 5, 10, {"/b/1": "b5"}, marker=True, lineage=(0, 5))
+        + a(0, 4, 6, 60, {"/a/1": "a6"}, marker=True, lineage=(0, 5))
+        + b(0, 6, 6, 20, {"/b/1": "b6"}, marker=True, lineage=(0, 5))
+        + a(0, 8, 9, 60, {"/a/2": "a9"}, marker=True, lineage=(5, 9))
+    )
+    committed = MemoryCommitted()
+    # A's 6 reached the changelog, but its offsets were never committed: A's incarnation
+    # that started at 9 committed the same offsets with state of its own.
+    offsets = {TopicPartition("readings", 0): 60, TopicPartition("readings", 1): 20}
+    reader = ListReader(records, offsets)
+    report = asyncio.run(recover(committed, reader, "app.changelog", 1, offsets))
+    assert {node: status(committed, node) for node in ("/a/1", "/a/2", "/b/1")} == {
+        "/a/1": "a5",
+        "/a/2": "a9",
+        "/b/1": "b6",
+    }
+    assert report.skipped_checkpoints == [6]
+
+
 class Counter(Agent):
     value = ValueLane[int](default=0)
     bump = CommandLane[int]()
