@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from connectors.embedded import EmbeddedKafka, free_ports
 from integration.support import Instance, json_value, wait_until
@@ -68,18 +69,27 @@ def test_sigterm_under_load_exits_0_quickly_and_a_restart_skips_nothing(
     second.stop()
 
 
+@pytest.mark.parametrize(
+    ("guarantee", "frozen"),
+    [("at-least-once", 10), ("exactly-once", 20)],  # (a checkpoint's commit waited 10 s)
+)
 def test_a_frozen_broker_makes_the_instance_unready_then_it_resumes_losing_nothing(
-    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+    kafka_broker: EmbeddedKafka,
+    start_instance: Callable[..., Instance],
+    guarantee: str,
+    frozen: int,
 ) -> None:
-    app = "life-frozen"
+    app = f"life-frozen-{guarantee}"
     kafka_broker.create_topic(f"{app}.entries", partitions=4)
-    instance = start_instance(ledger_config(kafka_broker.bootstrap, app))
+    instance = start_instance(
+        {**ledger_config(kafka_broker.bootstrap, app), "processing": guarantee}
+    )
     produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, 3_000))
     wait_until(lambda: instance.metric("swimstream_records_in_total") >= 3_000, 60, "first batch")
     kafka_broker.pause()
     try:
         wait_until(lambda: instance.request("GET", "/readyz")[0] == 503, 15, "/readyz to turn 503")
-        time.sleep(10 - 0)  # frozen for (at least) ten seconds in all
+        time.sleep(frozen)  # frozen for (at least) that long in all
         assert instance.request("GET", "/healthz")[0] == 200  # unready, not dead
         instance._check_alive()
     finally:

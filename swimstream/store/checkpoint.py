@@ -58,6 +58,12 @@ from swimstream.streams.ingest import SourceRunner
 
 log = logging.getLogger("swimstream.checkpoint")
 
+COMMIT_TIMEOUT = 60.0
+"""Seconds a checkpoint's commit may wait for the broker before the instance gives up
+(exit 1), with either guarantee: a broker away for less keeps the instance running,
+unready, as Kafka Streams' ``task.timeout.ms`` rides out a short outage. Processing goes
+on meanwhile, up to the work the sources let be in flight."""
+
 
 @dataclass
 class CheckpointStats:
@@ -191,13 +197,17 @@ class Checkpointer:
                 sink = self._transactional
                 in_transaction = {tp: o for tp, o in cut.items() if self._in_transaction_of(tp)}
                 if in_transaction and self._group_metadata is not None:
-                    await sink.send_offsets_to_transaction(in_transaction, self._group_metadata())
-                await sink.commit_transaction()
+                    await sink.send_offsets_to_transaction(
+                        in_transaction, self._group_metadata(), COMMIT_TIMEOUT
+                    )
+                await sink.commit_transaction(COMMIT_TIMEOUT)
                 sink.begin_transaction()
                 if isinstance(self._sink, DeferringSink):
                     self._sink.release()
-            elif not await self._sink.flush(60.0):
-                raise TimeoutError("the broker did not acknowledge the checkpoint within 60 s")
+            elif not await self._sink.flush(COMMIT_TIMEOUT):
+                raise TimeoutError(
+                    f"the broker did not acknowledge the checkpoint within {COMMIT_TIMEOUT:.0f} s"
+                )
         except BaseException as exc:
             self.failure = exc
             raise
