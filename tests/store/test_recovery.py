@@ -14,7 +14,7 @@ from swimstream.runtime.agent_record import LINKS
 from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, headers, marker_value
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
-from swimstream.store.recovery import RestoreStopped, recover
+from swimstream.store.recovery import RecoveryReport, RestoreStopped, recover
 from swimstream.store.tracker import StateTracker
 from swimstream.streams import InboundRecord, TopicPartition
 from swimstream.testing import MemoryRecord, open_plane
@@ -97,6 +97,17 @@ def checkpoint(
             )
         )
     return records
+
+
+def restored(
+    records: list[MemoryRecord], offsets: dict[TopicPartition, int]
+) -> tuple[MemoryCommitted, RecoveryReport]:
+    """A fresh store recovered from ``records``, the sources having committed ``offsets``."""
+    committed = MemoryCommitted()
+    report = asyncio.run(
+        recover(committed, ListReader(records, offsets), "app.changelog", 1, offsets)
+    )
+    return committed, report
 
 
 def status(committed: MemoryCommitted, node: str) -> object:
@@ -190,10 +201,8 @@ def test_another_instance_s_incarnation_cuts_short_none_of_this_one_s_checkpoint
         + b(0, 7, 31, 60, {"/b/1": "thirty-one"}, marker=True)
         + a(0, 9, 12, 120, {}, marker=True)
     )
-    committed = MemoryCommitted()
     offsets = {TopicPartition("readings", 0): 120, TopicPartition("readings", 1): 60}
-    reader = ListReader(records, offsets)
-    report = asyncio.run(recover(committed, reader, "app.changelog", 1, offsets))
+    committed, report = restored(records, offsets)
     assert {node: status(committed, node) for node in ("/a/1", "/a/2", "/b/1")} == {
         "/a/1": "eleven",
         "/a/2": "twelve",
@@ -215,12 +224,10 @@ def test_two_instances_checkpoints_of_one_id_are_judged_each_by_its_own_lineage(
         + b(0, 6, 6, 20, {"/b/1": "b6"}, marker=True, lineage=(0, 5))
         + a(0, 8, 9, 60, {"/a/2": "a9"}, marker=True, lineage=(5, 9))
     )
-    committed = MemoryCommitted()
     # A's 6 reached the changelog, but its offsets were never committed: A's incarnation
     # that started at 9 committed the same offsets with state of its own.
     offsets = {TopicPartition("readings", 0): 60, TopicPartition("readings", 1): 20}
-    reader = ListReader(records, offsets)
-    report = asyncio.run(recover(committed, reader, "app.changelog", 1, offsets))
+    committed, report = restored(records, offsets)
     assert {node: status(committed, node) for node in ("/a/1", "/a/2", "/b/1")} == {
         "/a/1": "a5",
         "/a/2": "a9",

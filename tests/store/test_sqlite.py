@@ -188,6 +188,27 @@ def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None
         SQLiteStore(path).open()
 
 
+def inspect(store: str) -> subprocess.CompletedProcess[str]:
+    """``swimstream inspect --store`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "swimstream", "inspect", "--store", store],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def damaged_store(path: Path) -> Path:
+    """A store of 2,000 agents whose second half is garbage (its first pages are fine)."""
+    store = SQLiteStore(path).open()
+    rows = [ChangelogEntry(f"/device/{i}", "status", b"x" * 400, 0) for i in range(2000)]
+    asyncio.run(store.write_async(rows, {0: ShardPosition(1, 1, {})}))
+    store.close()
+    damage_the_second_half(path)
+    return path
+
+
 def damage_the_second_half(path: Path) -> None:
     """Overwrite the file's second half: opening reads only its first pages."""
     size = path.stat().st_size
@@ -200,15 +221,11 @@ def test_a_write_that_finds_the_file_damaged_marks_the_store(tmp_path: Path) -> 
     """Damage past the pages an open reads (a crash, a bad disk) is found by a write:
     unmarked, the next start opened the file again and stopped at the same write, at
     every start."""
-    path = tmp_path / "s.sqlite"
-    store = SQLiteStore(path).open()
-    rows = [ChangelogEntry(f"/device/{i}", "status", b"x" * 400, 0) for i in range(2000)]
-    asyncio.run(store.write_async(rows, {0: ShardPosition(1, 1, {})}))
-    store.close()
-    damage_the_second_half(path)
+    path = damaged_store(tmp_path / "s.sqlite")
     store = SQLiteStore(path).open()
     with pytest.raises(StoreError, match="is damaged"):
-        asyncio.run(store.write_async([row._replace(value=b"y") for row in rows], {}))
+        rewrites = [ChangelogEntry(f"/device/{i}", "status", b"y", 0) for i in range(2000)]
+        asyncio.run(store.write_async(rewrites, {}))
     store.close()
     with pytest.raises(StoreError, match="damaged in an earlier run"):
         SQLiteStore(path).open()
@@ -236,13 +253,7 @@ def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
     ]
     asyncio.run(store.write_async(as_checkpoints_write, {}))
     store.close()
-    result = subprocess.run(
-        [sys.executable, "-m", "swimstream", "inspect", "--store", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = inspect(str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "3 agents" in result.stdout
     assert '/device/3  history={"5": 60.0, "6": 61.5}' in result.stdout
@@ -266,31 +277,14 @@ def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
         timeout=60,
     )
     assert '/device/1#@timers = [{"id": 1, "method": "ring"' in one.stdout
-    missing = subprocess.run(
-        [sys.executable, "-m", "swimstream", "inspect", "--store", str(tmp_path / "nope")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = inspect(str(tmp_path / "nope"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 
 def test_inspect_names_a_damaged_store_instead_of_a_traceback(tmp_path: Path) -> None:
     """A store set aside as corrupt opens (its first pages are fine) and failed at the
     first scan with a Python traceback."""
-    path = tmp_path / "s.sqlite"
-    store = SQLiteStore(path).open()
-    rows = [ChangelogEntry(f"/device/{i}", "status", b"x" * 400, 0) for i in range(2000)]
-    asyncio.run(store.write_async(rows, {0: ShardPosition(1, 1, {})}))
-    store.close()
-    damage_the_second_half(path)
-    result = subprocess.run(
-        [sys.executable, "-m", "swimstream", "inspect", "--store", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    path = damaged_store(tmp_path / "s.sqlite")
+    result = inspect(str(path))
     assert result.returncode == 1
     assert result.stderr.startswith(f"swimstream: {path} is damaged:"), result.stderr
