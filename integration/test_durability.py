@@ -150,7 +150,9 @@ def test_kill_9_three_times_and_the_state_is_exact(
         print(f"at-least-once: {duplicates} insights repeated after three kill -9")
 
 
-@pytest.mark.parametrize("mode", ["exactly-once", "at-least-once"])
+# The default guarantee only: at-least-once drops the replayed records by the same code
+# (the runner's, under managed commits), and the test of lost partitions runs at-least-once.
+@pytest.mark.parametrize("mode", ["exactly-once"])
 def test_a_rebalance_that_gives_the_partitions_back_counts_nothing_twice(
     mode: str, kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
 ) -> None:
