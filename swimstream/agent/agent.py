@@ -15,8 +15,9 @@ is idempotent per method for that reason.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from swimstream.agent.downlink import (
     MAP_KINDS,
@@ -31,35 +32,6 @@ from swimstream.errors import DefinitionError
 
 if TYPE_CHECKING:
     from swimstream.agent.context import AgentContext, Timer
-
-
-T = TypeVar("T")
-
-
-class _KeptInInstance(Generic[T]):
-    """An attribute computed on its first read and kept in the agent's ``__dict__``.
-
-    Callbacks read ``self.params`` on nearly every event; kept in the instance, a read
-    is a dictionary look-up instead of two property calls (agent, then context). A
-    non-data descriptor, so the instance's entry wins once it is there.
-    """
-
-    def __init__(self, compute: Callable[[Any], T]) -> None:
-        self._compute = compute
-        self._name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    @overload
-    def __get__(self, agent: None, owner: type | None = None) -> _KeptInInstance[T]: ...
-
-    @overload
-    def __get__(self, agent: object, owner: type | None = None) -> T: ...
-
-    def __get__(self, agent: object, owner: type | None = None) -> T | _KeptInInstance[T]:
-        if agent is None:
-            return self
-        value = agent.__dict__[self._name] = self._compute(agent)
-        return value
 
 
 class Agent:
@@ -143,7 +115,7 @@ class Agent:
 
     # -- what agents do -----------------------------------------------------------------
 
-    @_KeptInInstance
+    @cached_property  # read on nearly every event: then a look-up in the agent's __dict__
     def params(self) -> Mapping[str, str]:
         """The route's parameters: ``/device/:id`` at ``/device/42`` gives ``{"id": "42"}``."""
         return self._context.params
