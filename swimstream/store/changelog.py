@@ -56,9 +56,9 @@ def entry_key(node_uri: str, name: str) -> bytes:
 
 
 def parse_key(key: bytes) -> tuple[str, str]:
-    """``(node uri, name)`` of a changelog key (node URIs quote ``#``, so the last one
-    separates)."""
-    node, hash_sign, name = key.decode().rpartition("#")
+    """``(node uri, name)`` of a changelog key. The first ``#`` separates: node URIs
+    quote it (``%23``), while a name may hold it (a map entry's key is in its name)."""
+    node, hash_sign, name = key.decode().partition("#")
     if not hash_sign or not node.startswith("/"):
         raise ValueError(f"not a changelog key: {key!r}")
     return node, name

@@ -9,11 +9,19 @@ from collections.abc import Callable, Mapping, Sequence
 import pytest
 
 from swimstream import Agent, CommandLane, ValueLane
-from swimstream.crdt import LWWRegister, RegisterSnapshot, decode_snapshot, encode
+from swimstream.crdt import (
+    LWWMap,
+    LWWRegister,
+    MapSnapshot,
+    RegisterSnapshot,
+    decode_snapshot,
+    encode,
+)
 from swimstream.runtime.agent_record import LINKS
 from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, headers, marker_value
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
+from swimstream.store.entries import assemble, encode_entry, entry_name
 from swimstream.store.recovery import RecoveryReport, RestoreStopped, recover
 from swimstream.store.tracker import StateTracker
 from swimstream.streams import InboundRecord, TopicPartition
@@ -314,3 +322,32 @@ def test_a_pulsar_source_in_the_cut_does_not_discard_committed_checkpoints() -> 
     )
     assert status(committed, "/a/1") == "one"
     assert report.applied_checkpoints == 1 and report.skipped_checkpoints == [2]
+
+
+def test_a_map_entry_whose_key_holds_a_hash_sign_is_rebuilt_under_its_own_agent() -> None:
+    """A changelog key is ``<node uri>#<name>``, and a map entry's name holds its key:
+    ``tags:"a#b"``. A rebuild must split at the node URI's end, which never holds a raw
+    ``#``, or the entry lands under an agent ``/a/1#tags:"a`` that does not exist."""
+    tags = LWWMap("w")
+    tags.put("a#b", 1)
+    tags.put("plain", 2)
+    sources = {"readings/0": 100}
+    records = [
+        changelog_record(
+            0,
+            offset,
+            entry_key("/a/1", entry_name("tags", key)),
+            encode_entry(tags, key),
+            headers(1, sources),
+        )
+        for offset, key in enumerate(("a#b", "plain"))
+    ]
+    records.append(changelog_record(0, 2, MARKER_KEY, marker_value(Marker(1, sources))))
+    committed, report = restored(records, {TopicPartition("readings", 0): 100})
+    assert report.applied_checkpoints == 1
+    stored = committed.load("/a/1")
+    assert stored is not None
+    snapshot = decode_snapshot(assemble(stored)["tags"])
+    assert isinstance(snapshot, MapSnapshot)
+    assert LWWMap.from_snapshot(snapshot, "r").to_dict() == {"a#b": 1, "plain": 2}
+    assert committed.load('/a/1#tags:"a') is None
