@@ -142,6 +142,20 @@ class TimerSpec:
     period: float | None
 
 
+def check_timer_args(method: str, args: tuple[Any, ...]) -> None:
+    """Refuse timer arguments that could not be stored, when the timer is scheduled.
+
+    Found at the next checkpoint instead, they would fail it and stop the instance, and
+    the record that scheduled the timer, replayed at restart, would do it again."""
+    try:
+        msgpack.packb(list(args), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(
+            f"timer {method!r}: arguments must be JSON values, as pending timers are"
+            f" stored with the agent ({exc})"
+        ) from None
+
+
 def dump_timers(timers: list[TimerSpec]) -> bytes | None:
     """An agent's pending timers, encoded; None when it has none."""
     if not timers:

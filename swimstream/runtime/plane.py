@@ -35,6 +35,7 @@ from swimstream.routing import RoutePattern, RouteTable
 from swimstream.runtime.agent_record import (
     LinkSpec,
     TimerSpec,
+    check_timer_args,
     dump_links,
     dump_timers,
     restore_agent,
@@ -430,6 +431,7 @@ class Plane(Passivation):
     ) -> TimerEntry:
         if not callable(getattr(self._cell(node_uri).agent, method, None)):
             raise DefinitionError(f"agent {node_uri} has no method {method!r} to call")
+        check_timer_args(method, args)
         entry = self.timers.schedule(node_uri, method, args, self.clock.time() + delay, period)
         self._timer_wakeup.set()
         return entry

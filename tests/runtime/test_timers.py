@@ -1,5 +1,6 @@
 """Timers under the fake clock: schedule, every, cancel, order, idempotent every."""
 
+from datetime import datetime
 from typing import Any
 
 from swimstream import Agent, CommandLane, ValueLane
@@ -63,3 +64,30 @@ async def test_a_cancelled_timer_never_fires() -> None:
         await plane.advance(5.0)
         assert [label for label, _ in plane.get("/alarm/a", "fired")] == []
         assert not plane.agent("/alarm/a").last_timer.pending  # type: ignore[attr-defined]
+
+
+class Reminder(Agent):
+    remind = CommandLane[str]()
+
+    @remind.on_command
+    def on_remind(self, when: str) -> None:
+        # A datetime cannot be stored with the agent; a string can.
+        arg: Any = datetime.fromisoformat(when) if when != "plain" else when
+        self.schedule(60.0, self.ring, arg)
+
+    def ring(self, when: Any) -> None: ...
+
+
+async def test_timer_arguments_that_cannot_be_stored_fail_the_callback_that_scheduled_them() -> (
+    None
+):
+    """Pending timers are stored with the agent. Found at the next checkpoint, an argument
+    that cannot be stored would stop the instance; at schedule time it fails the callback
+    (its record goes to the dead letters, naming the problem) and nothing else."""
+    async with open_plane({"/reminder/:id": Reminder}) as plane:
+        await plane.command("/reminder/a", "remind", "2026-11-22T08:00:00")
+        await plane.command("/reminder/a", "remind", "plain")
+        await plane.settle()
+        assert plane.statistics().callback_failures == 1
+        assert "arguments must be JSON values" in str(plane.failures.last_error)
+        assert plane.timers_of("/reminder/a") is not None  # the plain one is pending
