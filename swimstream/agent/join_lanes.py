@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from swimstream.agent.downlink import Downlink, MapDownlink
 from swimstream.agent.lane import F, Lane
-from swimstream.crdt import LWWMap, MapKey, MapSnapshot, Snapshot
+from swimstream.crdt import KEY_TYPES, LWWMap, MapKey, MapSnapshot, Snapshot, raise_bad_key
 from swimstream.errors import CallbackError
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ class _JoinLane(Lane, Generic[K, V]):
     # -- joining -----------------------------------------------------------------------
 
     def _join(self, key: Any, node_uri: str, lane: str, map_like: bool) -> None:
+        if type(key) not in KEY_TYPES:
+            raise_bad_key(key)  # the key is stored with the link, and keys the entry
         link_id = self._links.get(key)
         if link_id is not None:
             current = self._agent.downlinks.get(link_id)

@@ -28,6 +28,7 @@ from swimstream.crdt.codec import (
 )
 from swimstream.crdt.counter import CounterAdd, CounterSnapshot, PNCounter
 from swimstream.crdt.lww_map import (
+    KEY_TYPES,
     LWWMap,
     MapClear,
     MapKey,
@@ -36,12 +37,14 @@ from swimstream.crdt.lww_map import (
     MapRemove,
     MapSnapshot,
     key_order,
+    raise_bad_key,
 )
 from swimstream.crdt.register import LWWRegister, RegisterSet, RegisterSnapshot
 from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp
 
 __all__ = [
     "FORMAT_VERSION",
+    "KEY_TYPES",
     "ZERO_STAMP",
     "CounterAdd",
     "CounterSnapshot",
@@ -68,6 +71,7 @@ __all__ = [
     "encode_counter",
     "encode_register",
     "key_order",
+    "raise_bad_key",
     "timestamp_logical",
     "timestamp_millis",
 ]

@@ -31,7 +31,7 @@ from typing import Any, TypeAlias
 import msgpack
 
 from swimstream.crdt.counter import CounterAdd, CounterSnapshot, PNCounter
-from swimstream.crdt.lww_map import MapClear, MapKey, MapPut, MapRemove, MapSnapshot
+from swimstream.crdt.lww_map import KEY_TYPES, MapClear, MapKey, MapPut, MapRemove, MapSnapshot
 from swimstream.crdt.register import LWWRegister, RegisterSet, RegisterSnapshot
 from swimstream.crdt.stamp import Stamp
 from swimstream.errors import CodecError
@@ -177,7 +177,7 @@ def _stamp(ts: Any, replica: Any) -> Stamp:
 
 
 def _key(key: Any) -> MapKey:
-    if key is None or type(key) in (str, int, float, bool):
+    if type(key) in KEY_TYPES:
         return key  # type: ignore[no-any-return]
     raise CodecError(f"map key must be a JSON scalar, got {type(key).__name__}")
 

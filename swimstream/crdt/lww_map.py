@@ -22,13 +22,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, NoReturn, TypeAlias
 
 from swimstream.crdt.clock import HybridLogicalClock
 from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type, new_op
 
 MapKey: TypeAlias = str | int | float | bool | None
 """Map keys are JSON scalars, so they hash, encode and order predictably."""
+
+
+KEY_TYPES = frozenset({str, int, float, bool, type(None)})
+"""The types a map key may have: JSON scalars, which is what replicas, the store and the
+changelog can carry (a tuple would come back a list, which no dict can hold)."""
+
+
+def raise_bad_key(key: object) -> NoReturn:
+    """Refuse a key when it is written, rather than when a restart cannot read it back."""
+    raise TypeError(
+        f"map key must be a JSON scalar (str, int, float, bool or None), got"
+        f" {type(key).__name__}: {key!r}"
+    )
 
 
 class MapPut(NamedTuple):
@@ -155,8 +168,11 @@ class LWWMap:
         entries = self._entries
         if key in entries:
             del entries[key]  # re-insert at the end: iteration order is write order
-        elif self._tombstones:
-            self._tombstones.pop(key, None)
+        else:
+            if type(key) not in KEY_TYPES:
+                raise_bad_key(key)
+            if self._tombstones:
+                self._tombstones.pop(key, None)
         entries[key] = (stamp, value)
         return new_op(MapPut, (stamp, key, value))
 

@@ -160,3 +160,36 @@ async def test_close_without_put_away_runs_on_stop_and_leaves_agents_in_memory()
         assert Closer.stops == ["/closer/a"]
         assert isinstance(closer, Closer) and closer.level.get() == 100
         assert len(store) == 0  # a durable store's final checkpoint reads them in memory
+
+
+class Index(Agent):
+    """Puts and joins under whatever key a command names (a list stands for a tuple)."""
+
+    entries = MapLane[Any, int]()
+    sources = JoinValueLane[Any, float]()
+    put = CommandLane[Any]()
+    follow = CommandLane[Any]()
+
+    @put.on_command
+    def on_put(self, key: Any) -> None:
+        self.entries[tuple(key) if isinstance(key, list) else key] = 1
+
+    @follow.on_command
+    def on_follow(self, key: Any) -> None:
+        self.sources.join(tuple(key) if isinstance(key, list) else key, "/meter/m", "level")
+
+
+async def test_a_map_key_that_could_not_be_read_back_fails_its_callback_not_the_reload() -> None:
+    """A tuple key works in memory, but is stored as a list, which no map can hold: the
+    agent would fail to load after passivation or a restart, and every record for it
+    after that. The write that brings it is refused instead, and says why."""
+    async with open_plane({**ROUTES, "/index/:id": Index}, store=MemoryAgentStore()) as plane:
+        for lane, key in (("put", "a"), ("put", [1, 2]), ("follow", [3]), ("put", 7)):
+            await plane.command("/index/i", lane, key)
+        await plane.settle()
+        assert plane.statistics().callback_failures == 2
+        assert "map key must be a JSON scalar" in str(plane.failures.last_error)
+        assert plane.passivate("/index/i")
+        await plane.command("/index/i", "put", None)
+        await plane.settle()
+        assert plane.get("/index/i", "entries") == {"a": 1, 7: 1, None: 1}
