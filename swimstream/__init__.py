@@ -18,6 +18,7 @@ from swimstream.agent import (
     ValueLane,
 )
 from swimstream.errors import (
+    AgentRestoreError,
     BrokerError,
     CallbackError,
     ClosedResourceError,
@@ -38,6 +39,7 @@ from swimstream.runtime import Plane
 
 __all__ = [
     "Agent",
+    "AgentRestoreError",
     "BrokerError",
     "CallbackError",
     "ClosedResourceError",

@@ -114,6 +114,17 @@ class CallbackError(SwimstreamError):
         self.callback = callback
 
 
+class AgentRestoreError(SwimstreamError):
+    """An agent's stored state does not fit its class any more, or cannot be read.
+
+    Usually a code change: a lane whose kind changed (a value lane became a map lane)
+    under the same name. The agent stays unloaded and its stored state untouched; what is
+    sent to it fails with this error (a record goes to the dead-letter topic with it as
+    its reason), and the rest of the instance runs on. Renaming the lane, or restoring
+    its old kind, brings the agent back at the next start.
+    """
+
+
 class BrokerError(SwimstreamError):
     """A broker could not be started, reached or used.
 

@@ -5,6 +5,7 @@ import swimstream.testing
 
 EXPECTED = {
     "Agent",
+    "AgentRestoreError",
     "BrokerError",
     "CallbackError",
     "ClosedResourceError",

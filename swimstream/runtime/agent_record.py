@@ -22,10 +22,10 @@ import msgpack
 
 from swimstream.agent import MapDownlink
 from swimstream.crdt import decode_snapshot, encode
-from swimstream.errors import CodecError
+from swimstream.errors import AgentRestoreError, CodecError
 
 if TYPE_CHECKING:
-    from swimstream.agent import Agent
+    from swimstream.agent import Agent, Downlink, Lane
 
 LINKS = "@links"
 """The stored name of an agent's open downlinks."""
@@ -111,24 +111,48 @@ def decode_links(data: bytes) -> tuple[int, list[LinkSpec]]:
 
 
 def restore_agent(agent: Agent, stored: StoredAgent) -> None:
-    """Load ``stored`` into a freshly attached ``agent`` (no callbacks fire)."""
+    """Load ``stored`` into a freshly attached ``agent`` (no callbacks fire); raises
+    :class:`~swimstream.errors.AgentRestoreError` when it does not fit the agent's class
+    (the caller then drops the half-restored agent)."""
     lanes = type(agent).__swim_lanes__
     for name, blob in stored.items():
         if name in lanes:
-            agent.lane(name)._restore(decode_snapshot(blob))
+            lane = agent.lane(name)
+            _restore_into(agent, f"lane {name!r} ({type(lane).__name__})", lane, blob)
     links = stored.get(LINKS)
     if links is None:
         return
-    next_link, specs = decode_links(links)
+    try:
+        next_link, specs = decode_links(links)
+    except CodecError as exc:
+        raise AgentRestoreError(f"agent {agent.node_uri} cannot be restored: {exc}") from exc
     agent._next_link_id = max(agent._next_link_id, next_link)
     for spec in specs:
         downlink = agent._open_link(
             spec.node_uri, spec.lane, spec.callbacks, spec.join, spec.map_like, spec.id
         )
         if spec.replica is not None:
-            downlink._restore(decode_snapshot(spec.replica))
+            where = f"the downlink to {spec.node_uri}#{spec.lane}"
+            _restore_into(agent, where, downlink, spec.replica)
         if spec.join is not None and spec.join[0] in lanes:
             agent.lane(spec.join[0])._adopt(spec.join[1], downlink)  # type: ignore[attr-defined]
+
+
+def _restore_into(agent: Agent, what: str, target: Lane | Downlink, blob: bytes) -> None:
+    """Restore one stored snapshot, checking first that it is the kind ``target`` holds:
+    a lane that changed kind under the same name must not take the old kind's state."""
+    problem = f"agent {agent.node_uri} cannot be restored: {what}"
+    try:
+        snapshot = decode_snapshot(blob)
+    except CodecError as exc:
+        raise AgentRestoreError(f"{problem} has unreadable stored state: {exc}") from exc
+    expected = type(target.snapshot())
+    if type(snapshot) is not expected:
+        raise AgentRestoreError(
+            f"{problem} was stored as a {type(snapshot).__name__} and holds a"
+            f" {expected.__name__} now; did the lane change kind under the same name?"
+        )
+    target._restore(snapshot)
 
 
 @dataclass(frozen=True, slots=True)

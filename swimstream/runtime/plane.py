@@ -17,6 +17,7 @@ owns the scheduler, the timer loop and housekeeping as tasks and ends them on ex
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 from swimstream.agent import Agent, Downlink, Lane, LaneObserver, Uplink
 from swimstream.crdt import HybridLogicalClock, Op
 from swimstream.errors import (
+    AgentRestoreError,
     ClosedResourceError,
     DefinitionError,
     LaneNotFoundError,
@@ -57,6 +59,8 @@ from swimstream.runtime.passivation import Passivation
 from swimstream.runtime.scheduler import Scheduler
 from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
 from swimstream.runtime.timers import TimerEntry, TimerWheel
+
+log = logging.getLogger("swimstream.agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,7 @@ class Plane(Passivation):
         self._publisher = publisher
         self._routes = _compile_routes(routes)
         self._cells: dict[str, AgentCell] = {}
+        self._unrestorable: dict[str, AgentRestoreError] = {}
         self._observers: list[tuple[str | None, str | None, bool, LaneObserver]] = []
         self._observer_tables: dict[str, dict[str, tuple[LaneObserver, ...]]] = {}
         passivating = idle_timeout is not None or max_active is not None
@@ -201,6 +206,9 @@ class Plane(Passivation):
         cell = self._cells.get(canonical)
         if cell is not None:
             return cell
+        unrestorable = self._unrestorable.get(canonical)
+        if unrestorable is not None:
+            raise unrestorable  # (logged once, at the first try: the code must change)
         cell = AgentCell(self, canonical, route)
         agent = cls()
         agent._attach(canonical, cell)
@@ -212,6 +220,11 @@ class Plane(Passivation):
             self._restoring = True
             try:
                 restore_agent(agent, stored)
+            except AgentRestoreError as exc:
+                del self._cells[canonical]  # its stored state stays as it is
+                self._unrestorable[canonical] = exc
+                log.error("%s", exc, extra={"node": canonical})
+                raise
             finally:
                 self._restoring = False
         cell.post(handle_start)
@@ -363,7 +376,11 @@ class Plane(Passivation):
     def _deliver(self, end: LinkEnd) -> None:
         cell = self._cells.get(end.subscriber)  # (``_cell`` inline: once per change)
         if cell is None:
-            cell = self._activate(end.subscriber)
+            try:
+                cell = self._activate(end.subscriber)
+            except AgentRestoreError:
+                end.scheduled = False  # its subscriber cannot load; the change stays pending
+                return
         cell.post(handle_delivery, end)
 
     def _write_through(self, node_uri: str, lane: str, op: Op) -> None:
@@ -438,7 +455,10 @@ class Plane(Passivation):
 
     def _fire_due_timers(self) -> None:
         for entry in self.timers.pop_due(self.clock.time()):
-            self._cell(entry.node_uri).post(handle_timer, entry.method, entry.args)
+            try:
+                self._cell(entry.node_uri).post(handle_timer, entry.method, entry.args)
+            except AgentRestoreError:
+                continue  # logged when its agent failed to load
 
     async def _run_timers(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from swimstream.errors import (
+    AgentRestoreError,
     RecordDecodeError,
     RecordTooLargeError,
     RoutingError,
@@ -163,7 +164,7 @@ class RecordRouter:
                         nodes[key] = node
                 if self._plane.submit(node, route.lane, value, ack):
                     return None
-            except (RecordDecodeError, RoutingError) as exc:
+            except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
                 ack(exc)
                 return None
             return node
@@ -191,7 +192,7 @@ class RecordRouter:
                 )
                 if not submit(node, route.lane, value, ack):
                     full = node
-            except (RecordDecodeError, RoutingError) as exc:
+            except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
                 ack(exc)
             except SwimstreamError:
                 raise  # the plane is closed: the service is stopping

@@ -32,6 +32,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from swimstream.agent.downlink import COMMAND_KINDS
 from swimstream.errors import (
+    AgentRestoreError,
     CallbackError,
     ClosedResourceError,
     LaneNotFoundError,
@@ -115,6 +116,8 @@ async def get_lane(request: web.Request) -> web.StreamResponse:
         return error_response(404, str(exc))
     except ClosedResourceError as exc:
         return error_response(503, str(exc))
+    except AgentRestoreError as exc:
+        return error_response(500, str(exc))
     try:
         return json_response(value)
     except TypeError as exc:
@@ -167,6 +170,8 @@ async def post_command(request: web.Request) -> web.Response:
         return error_response(404, str(exc))
     except ClosedResourceError as exc:
         return error_response(503, str(exc))
+    except AgentRestoreError as exc:
+        return error_response(500, str(exc))
     if not has_room:
         gate.mark_full(node_uri)
     return await _answer(state, done)

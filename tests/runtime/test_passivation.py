@@ -2,7 +2,17 @@
 
 from typing import Any
 
-from swimstream import Agent, CommandLane, CounterLane, JoinValueLane, MapLane, ValueLane
+import pytest
+
+from swimstream import (
+    Agent,
+    AgentRestoreError,
+    CommandLane,
+    CounterLane,
+    JoinValueLane,
+    MapLane,
+    ValueLane,
+)
 from swimstream.runtime import FakeClock, MemoryAgentStore
 from swimstream.testing import open_plane
 
@@ -193,3 +203,49 @@ async def test_a_map_key_that_could_not_be_read_back_fails_its_callback_not_the_
         await plane.command("/index/i", "put", None)
         await plane.settle()
         assert plane.get("/index/i", "entries") == {"a": 1, 7: 1, None: 1}
+
+
+class Gauge(Agent):
+    """Version one of an agent: ``level`` is a value lane."""
+
+    level = ValueLane[float](default=0.0)
+    set_level = CommandLane[float]()
+
+    @set_level.on_command
+    def on_set_level(self, value: float) -> None:
+        self.level.set(value)
+
+
+class GaugeV2(Agent):
+    """Version two: ``level`` became a map lane under the same name."""
+
+    level = MapLane[str, float]()
+    set_level = CommandLane[float]()
+
+    @set_level.on_command
+    def on_set_level(self, value: float) -> None:
+        self.level["now"] = value
+
+
+async def test_an_agent_whose_lane_changed_kind_stays_unloaded_and_keeps_its_stored_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Loading a value lane's stored state into a map lane used to fail on an assert,
+    with the agent left half-built in memory: the next command overwrote what was stored."""
+    store = MemoryAgentStore()
+    async with open_plane({"/gauge/:id": Gauge}, store=store) as plane:
+        await plane.command("/gauge/g", "set_level", 7.0)
+        await plane.settle()
+    stored = dict(store.load("/gauge/g") or {})
+    async with open_plane({"/gauge/:id": GaugeV2}, store=store) as plane:
+        for _ in range(2):
+            with pytest.raises(AgentRestoreError, match=r"lane 'level' \(MapLane\) was stored"):
+                await plane.command("/gauge/g", "set_level", 8.0)
+        with pytest.raises(AgentRestoreError):
+            plane.get("/gauge/g", "level")
+        assert not plane.is_active("/gauge/g")
+        await plane.command("/gauge/other", "set_level", 1.0)  # the rest runs on
+        await plane.settle()
+        assert plane.get("/gauge/other", "level") == {"now": 1.0}
+    assert store.load("/gauge/g") == stored
+    assert caplog.text.count("agent /gauge/g cannot be restored") == 1  # logged once

@@ -8,9 +8,10 @@ import orjson
 import pytest
 
 from swimstream import Agent, CommandLane, ValueLane
+from swimstream.crdt import LWWMap, encode
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
-from swimstream.runtime import Plane
+from swimstream.runtime import MemoryAgentStore, Plane
 from swimstream.streams import router as router_module
 from swimstream.streams.connector import TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
@@ -164,3 +165,22 @@ async def test_a_key_route_sends_each_key_to_its_agent_past_the_node_cache_bound
         assert sum("record has no key" in reason for _, reason in found) == 3
         assert sum("key is not UTF-8" in reason for _, reason in found) == 3
         assert tracker.committable == offset
+
+
+async def test_a_record_for_an_agent_whose_stored_state_no_longer_fits_is_dead_lettered() -> None:
+    """A lane that changed kind under the same name (here ``last``, stored as a map)
+    leaves its agent unloadable: its records go to the dead letters naming the lane, and
+    the others are processed."""
+    store = MemoryAgentStore()
+    store.save("/meter/old", {"last": encode(LWWMap("w").snapshot())})
+    async with open_plane({"/meter/:id": Meter}, store=store) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+        router, sink, tracker = router_for(plane, [route])
+        for offset, key in enumerate(("old", "new")):
+            assert router.route(record(offset, key, b'{"v": 1}'), tracker) is None
+        await plane.settle()
+        sink.poll()
+        assert plane.get("/meter/new", "last") == {"v": 1}
+        [(origin, reason)] = reasons(sink)
+        assert origin == "0" and "lane 'last' (ValueLane) was stored as a MapSnapshot" in reason
+        assert tracker.committable == 2
