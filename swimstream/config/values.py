@@ -8,6 +8,7 @@ service uses (a duration into float seconds, a route into a parsed pattern) or r
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -43,15 +44,25 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> float:
-    """``100ms``, ``5s``, ``2m``, ``1h`` or a bare number of seconds, as float seconds."""
+    """``100ms``, ``5s``, ``2m``, ``1h`` or a bare number of seconds, as float seconds.
+
+    The result is finite: ``.inf``, ``.nan`` and numbers too large for a float are refused.
+    """
+    seconds = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            seconds = math.inf
+    elif isinstance(value, str):
         found = _DURATION.fullmatch(value)
         if found is not None:
-            return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+            seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds is not None and math.isfinite(seconds):
+        return seconds
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     raise ValueError(
-        f"expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), got {value!r}"
+        f"expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), got {shown}"
     )
 
 

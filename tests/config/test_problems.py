@@ -166,6 +166,22 @@ from tests.config.documents import document, problems
             "(a bare number is seconds), got 'soon'",
         ),
         (
+            {"processing": {"commit_interval": 10**400}},  # too large for a float
+            "processing.commit_interval: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got 10000000000000000000000000000000000000000000000000"
+            "0000000...",
+        ),
+        (
+            {"processing": {"drain_timeout": float("inf")}},  # YAML's .inf
+            "processing.drain_timeout: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got inf",
+        ),
+        (
+            {"sinks": [{"from": "/vehicle/:id#alerts", "topic": "t", "coalesce": float("nan")}]},
+            "sinks[0].coalesce: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got nan",
+        ),
+        (
             {"processing": {"idle_timeout": 0}},
             "processing.idle_timeout: must be more than 0, got 0",
         ),
