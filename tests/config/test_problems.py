@@ -241,6 +241,29 @@ processing: at-most-once
     ]
 
 
+def test_keys_yaml_reads_as_numbers_or_null_are_unknown_keys_at_their_path() -> None:
+    """YAML reads ``1:``, ``null:`` or ``2024-01-01:`` as keys that are no strings; each is
+    named as written, under its mapping, not as a list index."""
+    text = """\
+app: traffic
+broker: {kind: kafka, bootstrap: "localhost:9092", 1: x}
+agents:
+  vehicle: {class: "a:B", route: /vehicle/:id}
+sources:
+  - {topic: t, route: "/vehicle/{key}", lane: position, null: x}
+2024-01-01: x
+"""
+    assert problems(text) == [
+        "broker.1: unknown key; expected one of: kind, bootstrap, service_url, embedded_kind, "
+        "settings, create_topics, partitions, replication_factor, static_membership, "
+        "subscription_type, partitioner",
+        "sources[0].null: unknown key; expected one of: topic, route, lane, format, kind, "
+        "offset_reset",
+        "2024-01-01: unknown key; expected one of: app, broker, agents, sources, sinks, "
+        "dead_letter, processing, mesh, store, web",
+    ]
+
+
 def test_every_problem_of_broker_settings_is_reported() -> None:
     settings = {"group.id": "x", "enable.auto.commit": True, "linger.ms": [1], "acks": "all"}
     assert problems(document(broker={"bootstrap": "h:1", "settings": settings})) == [
