@@ -85,10 +85,18 @@ def _strict_int(value: Any) -> Any:
     return value
 
 
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _is_port(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²' and other scripts' digits
+    return _PORT.fullmatch(text) is not None and int(text) <= 65535
+
+
 def split_address(address: str) -> tuple[str, int]:
     """``host:port`` (or ``[v6 address]:port``) as a host and a port number."""
     host, colon, port = address.rpartition(":")
-    if not colon or not host or not port.isdigit() or int(port) > 65535:
+    if not colon or not host or not _is_port(port):
         raise ValueError(f"expected host:port, such as 0.0.0.0:7001, got {address!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -121,7 +129,7 @@ def _check_bootstrap(value: str) -> str:
         host, colon, port = hostport.rpartition(":")
         if not colon:
             host, port = hostport, "9092"
-        if not host or not port.isdigit() or any(ch.isspace() for ch in host):
+        if not host or not _is_port(port) or any(ch.isspace() for ch in host):
             raise ValueError(f"expected host:port[,host:port...], got {value!r}")
     return ",".join(servers)
 

@@ -194,6 +194,19 @@ from tests.config.documents import document, problems
             "mesh.listen: expected host:port, such as 0.0.0.0:7001, got 'h:70011'",
         ),
         (
+            {"mesh": {"listen": "h:" + "9" * 5000}},  # int() would name Python's own limit
+            "mesh.listen: expected host:port, such as 0.0.0.0:7001, got 'h:" + "9" * 5000 + "'",
+        ),
+        (
+            {"web": {"listen": "h:\u0669\u0660\u0660\u0661"}},  # Arabic-Indic digits
+            "web.listen: expected host:port, such as 0.0.0.0:7001, "
+            "got 'h:\u0669\u0660\u0660\u0661'",
+        ),
+        (
+            {"broker": {"bootstrap": "k1:9092,k2:99999"}},
+            "broker.bootstrap: expected host:port[,host:port...], got 'k1:9092,k2:99999'",
+        ),
+        (
             {"mesh": {"advertise": "0.0.0.0:7001"}},
             "mesh.advertise: '0.0.0.0:7001' is not an address other instances can dial",
         ),
