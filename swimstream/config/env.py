@@ -10,6 +10,9 @@ configuration has no hidden inputs and tests pass their own.
 * ``${VAR:-default}`` — the default when the variable is unset or empty.
 * ``$$`` — a literal ``$``.
 
+A default is plain text: ``${A:-${B}}`` is refused rather than read as ``${A:-$`` and
+``{B}}``.
+
 A value that is exactly one reference becomes the substituted text, and the field's
 type converts it: ``partitions: ${PARTITIONS:-8}`` gives the integer 8. Text is all the
 environment can give, so a substituted value is a :class:`Substituted` string: boolean
@@ -83,6 +86,15 @@ def _substitute_text(
                     format_path(path),
                     f"${{{reference}}} is not a variable reference; "
                     "write ${NAME} or ${NAME:-default}",
+                )
+            )
+            return found.group(0)
+        if "${" in default:  # ${A:-${B}}: the regex stopped at B's brace, leaving a '}'
+            problems.append(
+                (
+                    format_path(path),
+                    f"the default of ${{{name}:-...}} holds a reference; a default is plain "
+                    "text (nested references are not supported)",
                 )
             )
             return found.group(0)

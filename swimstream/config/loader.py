@@ -75,7 +75,10 @@ def read_yaml(source: str | os.PathLike[str]) -> Any:
             raise ConfigError(problems=[(str(path), f"cannot read: {reason}")]) from None
     else:
         text = source
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as NUL
+        raise ConfigError(problems=[_character_problem(exc, text)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -104,6 +107,16 @@ def _syntax_problem(exc: yaml.MarkedYAMLError) -> Problem:
     problem = exc.problem or "invalid YAML"
     context = f" ({exc.context})" if exc.context else ""
     return where, f"YAML syntax error: {problem}{context}"
+
+
+def _character_problem(exc: yaml.reader.ReaderError, text: str) -> Problem:
+    """The line and column of a character YAML refuses anywhere (text holds no marks yet)."""
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    return (
+        f"line {line}, column {column}",
+        f"YAML syntax error: character #x{exc.character:04x} is not allowed in YAML",
+    )
 
 
 def _duplicate_keys(node: yaml.Node, path: list[int | str], seen: set[int]) -> list[Problem]:

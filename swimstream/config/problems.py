@@ -16,6 +16,7 @@ import difflib
 import re
 import types
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -60,6 +61,10 @@ def problems_from_validation(exc: ValidationError, root: type[BaseModel]) -> lis
             base = format_path(loc)
             problems.extend((join_path(base, path), message) for path, message in cause.problems)
             continue
+        if error["type"] == "invalid_key":  # a key YAML read as a number, null, a date...
+            loc[-1] = _key_text(error.get("input"))
+            problems.append((format_path(loc), _unknown_key(root, loc)))
+            continue
         if loc and loc[-1] == "[key]":  # a mapping key itself is wrong
             loc.pop()
             loc[-1] = str(loc[-1])  # a key, even when YAML read it as a number
@@ -71,6 +76,17 @@ def problems_from_validation(exc: ValidationError, root: type[BaseModel]) -> lis
 
 def _is_schema_step(part: int | str) -> bool:
     return isinstance(part, str) and _SCHEMA_STEP.match(part) is not None
+
+
+def _key_text(key: Any) -> str:
+    """A key that is not a string, spelled as the YAML gave it (``1``, ``null``, ``true``)."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, date):
+        return key.isoformat()
+    return str(key)
 
 
 def _shown(value: Any) -> str:

@@ -21,7 +21,7 @@ from swimstream.config.values import DEFAULT_DOC, TypeDoc
 _INTRO = """\
 A swimstream app is configured by one YAML file, the same for every instance of the app.
 Unknown keys are errors. Any string value may use `${VAR}` (an error when `VAR` is unset)
-or `${VAR:-default}` (the default when `VAR` is unset or empty); `$$` is a literal `$`.
+or `${VAR:-default}` (the default, plain text, when `VAR` is unset or empty); `$$` is a literal `$`.
 A boolean key takes `true` or `false`, not a number or a quoted string, and an integer
 key takes no boolean; a reference gives either as text (`durable: ${DURABLE:-true}`).
 Inside `{...}` flow mappings, quote values holding braces (references, route templates):

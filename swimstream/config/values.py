@@ -8,6 +8,7 @@ service uses (a duration into float seconds, a route into a parsed pattern) or r
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -43,15 +44,25 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> float:
-    """``100ms``, ``5s``, ``2m``, ``1h`` or a bare number of seconds, as float seconds."""
+    """``100ms``, ``5s``, ``2m``, ``1h`` or a bare number of seconds, as float seconds.
+
+    The result is finite: ``.inf``, ``.nan`` and numbers too large for a float are refused.
+    """
+    seconds = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            seconds = math.inf
+    elif isinstance(value, str):
         found = _DURATION.fullmatch(value)
         if found is not None:
-            return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+            seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    if seconds is not None and math.isfinite(seconds):
+        return seconds
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     raise ValueError(
-        f"expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), got {value!r}"
+        f"expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), got {shown}"
     )
 
 
@@ -74,10 +85,18 @@ def _strict_int(value: Any) -> Any:
     return value
 
 
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _is_port(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes '²' and other scripts' digits
+    return _PORT.fullmatch(text) is not None and int(text) <= 65535
+
+
 def split_address(address: str) -> tuple[str, int]:
     """``host:port`` (or ``[v6 address]:port``) as a host and a port number."""
     host, colon, port = address.rpartition(":")
-    if not colon or not host or not port.isdigit() or int(port) > 65535:
+    if not colon or not host or not _is_port(port):
         raise ValueError(f"expected host:port, such as 0.0.0.0:7001, got {address!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -110,7 +129,7 @@ def _check_bootstrap(value: str) -> str:
         host, colon, port = hostport.rpartition(":")
         if not colon:
             host, port = hostport, "9092"
-        if not host or not port.isdigit() or any(ch.isspace() for ch in host):
+        if not host or not _is_port(port) or any(ch.isspace() for ch in host):
             raise ValueError(f"expected host:port[,host:port...], got {value!r}")
     return ",".join(servers)
 

@@ -16,6 +16,7 @@ records that caused them are committed only once the coalesced record is durable
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ from swimstream.metrics import MetricsRegistry
 from swimstream.runtime.origin import Tracked, fork_origin
 from swimstream.streams.connector import DeliveryCallback
 from swimstream.streams.sinks import DeliveryFailures, SinkTarget, encode_value
+
+log = logging.getLogger("swimstream.sinks")
 
 
 @dataclass(slots=True)
@@ -79,7 +82,8 @@ class LaneSink:
         value = change_to_json(lane, op)
         ack = fork_origin()
         if self.coalesce is None:
-            self._produce(key, node_uri, lane.name, value, self._failures.tracked(ack))
+            encoded = encode_value(value, self._target.format)  # raising fails the callback
+            self._produce(key, node_uri, lane.name, encoded, self._failures.tracked(ack))
             return
         pending = self._pending
         slot = (node_uri, lane.name, op.key if isinstance(op, MapPut | MapRemove) else None)
@@ -107,7 +111,24 @@ class LaneSink:
         for entry in pending.values():
             acks = entry.acks
             done = None if not acks else acks[0] if len(acks) == 1 else _AllDone(acks)
-            self._produce(entry.key, entry.node_uri, entry.lane, entry.value, tracked(done))
+            try:
+                value = encode_value(entry.value, self._target.format)
+            except (TypeError, ValueError) as exc:  # nested over 254 levels, an int over 64 bits
+                self._unwritable(entry, exc, done)
+                continue
+            self._produce(entry.key, entry.node_uri, entry.lane, value, tracked(done))
+
+    def _unwritable(self, entry: _Pending, exc: Exception, done: DeliveryCallback | None) -> None:
+        """A change the sink's format cannot hold is logged and completes its records'
+        acks with the error, as a failed effect does; raising would fail the flush, lose
+        the changes after it and, from the coalescing task, end every later flush."""
+        error = TypeError(
+            f"the change of lane {entry.lane!r} of {entry.node_uri} cannot be written to "
+            f"{self._target.topic} as {self._target.format}: {exc}"
+        )
+        log.error("%s", error)
+        if done is not None:
+            done(error)
 
     async def run(self) -> None:
         """Flush every ``coalesce`` seconds until cancelled (then once more)."""
@@ -120,13 +141,13 @@ class LaneSink:
             self.flush()
 
     def _produce(
-        self, key: str, node_uri: str, lane: str, value: Any, on_delivery: DeliveryCallback
+        self, key: str, node_uri: str, lane: str, value: bytes, on_delivery: DeliveryCallback
     ) -> None:
         self._counter.value += 1
         self._target.connector.produce(
             self._target.topic,
             key.encode(),
-            encode_value(value, self._target.format),
+            value,
             [("swimstream.node", node_uri.encode()), ("swimstream.lane", lane.encode())],
             on_delivery,
         )

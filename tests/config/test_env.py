@@ -133,6 +133,11 @@ def test_substitution_forms(value: str, env: dict[str, str], expected: str) -> N
         ("${}", "${} is not a variable reference; write ${NAME} or ${NAME:-default}"),
         ("${1A}", "${1A} is not a variable reference; write ${NAME} or ${NAME:-default}"),
         ("${A-x}", "${A-x} is not a variable reference; write ${NAME} or ${NAME:-default}"),
+        (
+            "${A:-${B}}",
+            "the default of ${A:-...} holds a reference; a default is plain text "
+            "(nested references are not supported)",
+        ),
     ],
 )
 def test_malformed_references_are_problems(value: str, message: str) -> None:

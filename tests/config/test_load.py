@@ -131,6 +131,13 @@ def test_yaml_syntax_errors_give_line_and_column() -> None:
     assert line.startswith("line 3, column 1: YAML syntax error: expected ',' or '}'")
 
 
+def test_characters_yaml_refuses_give_line_and_column() -> None:
+    """A control character (a NUL pasted in, a stray bell) is refused before parsing."""
+    assert problems("app: x\nbroker: \x00\n") == [
+        "line 2, column 9: YAML syntax error: character #x0000 is not allowed in YAML"
+    ]
+
+
 def test_duplicate_keys_are_errors_with_both_lines() -> None:
     text = "app: a\nagents:\n  v: {class: a:B, route: /v/:id}\n  v: {class: a:C, route: /w/:id}\n"
     assert problems(text) == ["agents.v: duplicate key (line 4; first on line 3)"]

@@ -166,6 +166,22 @@ from tests.config.documents import document, problems
             "(a bare number is seconds), got 'soon'",
         ),
         (
+            {"processing": {"commit_interval": 10**400}},  # too large for a float
+            "processing.commit_interval: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got 10000000000000000000000000000000000000000000000000"
+            "0000000...",
+        ),
+        (
+            {"processing": {"drain_timeout": float("inf")}},  # YAML's .inf
+            "processing.drain_timeout: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got inf",
+        ),
+        (
+            {"sinks": [{"from": "/vehicle/:id#alerts", "topic": "t", "coalesce": float("nan")}]},
+            "sinks[0].coalesce: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got nan",
+        ),
+        (
             {"processing": {"idle_timeout": 0}},
             "processing.idle_timeout: must be more than 0, got 0",
         ),
@@ -176,6 +192,19 @@ from tests.config.documents import document, problems
         (
             {"mesh": {"listen": "h:70011"}},
             "mesh.listen: expected host:port, such as 0.0.0.0:7001, got 'h:70011'",
+        ),
+        (
+            {"mesh": {"listen": "h:" + "9" * 5000}},  # int() would name Python's own limit
+            "mesh.listen: expected host:port, such as 0.0.0.0:7001, got 'h:" + "9" * 5000 + "'",
+        ),
+        (
+            {"web": {"listen": "h:\u0669\u0660\u0660\u0661"}},  # Arabic-Indic digits
+            "web.listen: expected host:port, such as 0.0.0.0:7001, "
+            "got 'h:\u0669\u0660\u0660\u0661'",
+        ),
+        (
+            {"broker": {"bootstrap": "k1:9092,k2:99999"}},
+            "broker.bootstrap: expected host:port[,host:port...], got 'k1:9092,k2:99999'",
         ),
         (
             {"mesh": {"advertise": "0.0.0.0:7001"}},
@@ -222,6 +251,29 @@ processing: at-most-once
         "sources[1].route: unknown placeholder {paylod.vehicle}; a placeholder is {key}, "
         "{payload}, {payload.<field>}, {header.<name>}, {topic} or {partition}",
         "processing.guarantee: expected 'exactly-once' or 'at-least-once', got 'at-most-once'",
+    ]
+
+
+def test_keys_yaml_reads_as_numbers_or_null_are_unknown_keys_at_their_path() -> None:
+    """YAML reads ``1:``, ``null:`` or ``2024-01-01:`` as keys that are no strings; each is
+    named as written, under its mapping, not as a list index."""
+    text = """\
+app: traffic
+broker: {kind: kafka, bootstrap: "localhost:9092", 1: x}
+agents:
+  vehicle: {class: "a:B", route: /vehicle/:id}
+sources:
+  - {topic: t, route: "/vehicle/{key}", lane: position, null: x}
+2024-01-01: x
+"""
+    assert problems(text) == [
+        "broker.1: unknown key; expected one of: kind, bootstrap, service_url, embedded_kind, "
+        "settings, create_topics, partitions, replication_factor, static_membership, "
+        "subscription_type, partitioner",
+        "sources[0].null: unknown key; expected one of: topic, route, lane, format, kind, "
+        "offset_reset",
+        "2024-01-01: unknown key; expected one of: app, broker, agents, sources, sinks, "
+        "dead_letter, processing, mesh, store, web",
     ]
 
 

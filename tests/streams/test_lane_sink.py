@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,6 +147,34 @@ async def test_an_offset_is_committable_only_once_its_coalesced_record_is_delive
         sink.flush()
         assert len(sent(connector)) == 1 and tracker.committable is None
         connector.poll()  # the broker acknowledged the one record standing for all three
+        assert tracker.committable == 3
+
+
+async def test_a_coalesced_change_json_cannot_hold_is_logged_and_the_flush_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A record may carry JSON nested deeper than JSON can be written back (orjson reads
+    1,024 levels, writes 254). Its coalesced change is logged as not written, its record
+    completes (a failed effect, as elsewhere), and the flush goes on with the changes after
+    it: it used to raise, losing them and ending the coalescing task for good."""
+    deep: list[Any] = []
+    for _ in range(300):
+        deep = [deep]
+    tracker = PartitionTracker(TopicPartition("in", 0))
+    async with open_plane(ROUTES) as plane:
+        sink, connector = lane_sink(plane, "state", coalesce=0.1)
+        for offset, (board, value) in enumerate([("a", 1), ("b", deep), ("c", 3)]):
+            ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
+            tracker.begin(offset)
+            plane.submit(f"/board/{board}", "step", ["set", value], ack)
+        await plane.settle()
+        sink.flush()
+        assert sent(connector) == [("a", "state", 1), ("c", "state", 3)]
+        assert (
+            "the change of lane 'state' of /board/b cannot be written to out as json: "
+            "Recursion limit reached" in caplog.text
+        )
+        connector.poll()
         assert tracker.committable == 3
 
 
