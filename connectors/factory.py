@@ -15,11 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Literal
 
-from connectors.embedded import (
-    EmbeddedKafka,
-    EmbeddedPulsar,
-    start_with_progress,
-)
+from connectors.embedded import EmbeddedKafka, EmbeddedPulsar
 from connectors.kafka import KafkaAdmin, KafkaSink, KafkaSource
 from connectors.kafka.changelog import KafkaChangelogReader
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSettings, PulsarSink, PulsarSource
@@ -41,15 +37,17 @@ async def open_connectors(
         pulsar_settings: PulsarSettings | None = None
         notes: list[str] = []
         if broker.kind == "embedded":
+            # Started plainly, not with start_with_progress: the broker logs its start and
+            # address itself, and raw text on stderr would break `--log-format json`.
             if broker.embedded_kind == "kafka":
-                kafka = await asyncio.to_thread(start_with_progress, EmbeddedKafka())
+                kafka = await asyncio.to_thread(EmbeddedKafka().start)
                 stack.callback(kafka.stop)
                 bootstrap = kafka.bootstrap
                 # Tansu holds a group join for half the session timeout: keep it short.
                 consumer_settings["session.timeout.ms"] = 6000
                 notes.append(f"embedded Kafka (Tansu) on {bootstrap}")
             else:
-                pulsar = await asyncio.to_thread(start_with_progress, EmbeddedPulsar())
+                pulsar = await asyncio.to_thread(EmbeddedPulsar().start)
                 stack.callback(pulsar.stop)
                 service_url = pulsar.service_url
                 pulsar_settings = PULSAR_LITE_SETTINGS

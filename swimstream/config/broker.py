@@ -41,7 +41,11 @@ class BrokerConfig(FrozenModel):
         default="kafka",
         description=(
             "`kafka`, `pulsar`, or `embedded` to start a local broker inside the service "
-            "(for demos and tests; it speaks `embedded_kind`)."
+            "(for demos and tests; it speaks `embedded_kind`). The embedded broker listens on "
+            "a free loopback port, named in the log line `embedded Kafka (Tansu) ready on "
+            "127.0.0.1:PORT` (its Kafka ignores `bootstrap`), and keeps nothing across runs: "
+            "topics, offsets and state start empty at every run (a store an earlier run left "
+            "is moved to `<file>.previous`)."
         ),
     )
     bootstrap: BootstrapServers | None = Field(

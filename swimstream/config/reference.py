@@ -26,7 +26,11 @@ A boolean key takes `true` or `false`, not a number or a quoted string, and an i
 key takes no boolean; a reference gives either as text (`durable: ${DURABLE:-true}`).
 Inside `{...}` flow mappings, quote values holding braces (references, route templates):
 `broker: {bootstrap: "${KAFKA}"}`, `- {topic: t, route: "/vehicle/{key}", lane: position}`.
-`swimstream check --config app.yaml` reports every problem, each with its key path.
+A duration is `250ms`, `5s`, `2m`, `1h` or a bare number of seconds (`commit_interval: 100`
+is 100 s, not Kafka's milliseconds). `swimstream check --config app.yaml` reports every
+problem it finds, each with its key path; those that depend on other keys (the routes
+sources reach, the agent classes, the lanes sources and sinks name) are checked once the
+keys they depend on are valid.
 """
 
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}

@@ -114,6 +114,8 @@ class Durability:
         return self.store
 
     def _open_local(self) -> CommittedStore:
+        if self.config.broker.kind == "embedded" and self.path.exists():
+            self._set_aside_previous_run()
         try:
             return SQLiteStore(self.path).open()
         except StoreError as exc:
@@ -133,10 +135,27 @@ class Durability:
         self._report(f"{problem}; running on state rebuilt from the changelog in memory")
         return MemoryCommitted()
 
-    def _move_aside(self) -> Path | None:
-        """Move a damaged store (and its WAL files) out of the way; None if impossible."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+    def _set_aside_previous_run(self) -> None:
+        """The embedded broker keeps everything in memory, so each run starts on an empty
+        changelog: a store left by an earlier run reflects a broker that is gone, and
+        recovery would refuse it as another changelog's. Keep it as ``.previous`` (for
+        ``swimstream inspect``) and start empty, as the broker does."""
+        aside = self.path.with_name(f"{self.path.name}.previous")
+        for older in (aside, *(aside.with_name(aside.name + s) for s in ("-wal", "-shm"))):
+            older.unlink(missing_ok=True)
+        if self._move_aside(aside) is not None:
+            log.warning(
+                "the embedded broker starts empty at every run: the store of the last run "
+                "is moved to %s and state starts empty",
+                aside,
+            )
+
+    def _move_aside(self, aside: Path | None = None) -> Path | None:
+        """Move a damaged store (and its WAL files) out of the way, to ``aside`` (by
+        default ``<file>.corrupt-<time>``); None if impossible."""
+        if aside is None:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         try:
             if not os.access(self.path.parent, os.W_OK):
                 return None

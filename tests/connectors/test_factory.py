@@ -79,3 +79,15 @@ def test_an_unknown_subscription_type_names_the_key() -> None:
             )
         )
     )
+
+
+async def test_an_embedded_broker_starts_without_writing_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`run` with `kind: embedded` wrote `starting embedded Kafka ... ready in 0.1 s` as
+    raw text to stderr, in the middle of the log lines (one JSON object per line under
+    `--log-format json`); the broker logs its start and address itself."""
+    config = parse_config(document(broker={"kind": "embedded"}), {})
+    async with open_connectors(config, "edge-1") as clients:
+        assert "kafka" in clients
+    assert capsys.readouterr().err == ""

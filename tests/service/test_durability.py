@@ -41,3 +41,27 @@ def test_a_store_the_restore_finds_damaged_is_set_aside_and_rebuilt(tmp_path: Pa
         assert list(tmp_path.glob("one.sqlite.corrupt-*"))
     finally:
         durability.close()
+
+
+def test_with_the_embedded_broker_a_store_of_an_earlier_run_is_set_aside(
+    tmp_path: Path,
+) -> None:
+    """The embedded broker keeps everything in memory, so a restarted `run` found its
+    changelog empty and refused the store of the first run as another changelog's
+    (exit 1 at every start until the store was deleted by hand)."""
+    config = parse_config(document(broker={"kind": "embedded"}, store={"path": str(tmp_path)}), {})
+    store = SQLiteStore(tmp_path / "one.sqlite").open()
+    records = checkpoint(0, 0, 1, 10, {"/vehicle/7": "old"}, True)
+    reader = ListReader(records, {TopicPartition("readings", 0): 10})
+    asyncio.run(recover(store, reader, "traffic.changelog", 1, reader.committed))
+    store.close()
+
+    empty = ListReader([], {})
+    durability = Durability(config, "one", empty, 1, lambda node: 0)
+    committed = asyncio.run(durability.open([TopicPartition("readings", 0)])).committed
+    try:
+        assert durability.fault is None
+        assert committed.load("/vehicle/7") is None
+        assert (tmp_path / "one.sqlite.previous").exists()
+    finally:
+        durability.close()
