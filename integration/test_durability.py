@@ -224,5 +224,5 @@ def test_metrics_count_the_checkpoints_and_the_offset_commits_inside_them(
     wait_until(
         lambda: instance.metric("swimstream_offset_commits_total") > 0, 10, "an offset commit"
     )
-    assert instance.metric("swimstream_checkpoints") > 0
-    assert instance.metric("swimstream_checkpoint_records") > 0
+    assert instance.metric("swimstream_checkpoints_total") > 0
+    assert instance.metric("swimstream_checkpoint_records_total") > 0

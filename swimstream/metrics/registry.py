@@ -28,11 +28,15 @@ class Counter:
 
 @dataclass(eq=False)
 class Gauge:
-    """A value read from ``read()`` at scrape time (per label set)."""
+    """A value read from ``read()`` at scrape time (per label set).
+
+    ``kind`` is ``counter`` for a count kept elsewhere that only grows (the plane's
+    commands): Prometheus' ``rate()`` and ``increase()`` then treat a drop as a restart."""
 
     name: str
     help: str
     read: Callable[[], float | Mapping[Labels, float]] = field(repr=False)
+    kind: str = "gauge"
 
 
 class MetricsRegistry:
@@ -61,6 +65,15 @@ class MetricsRegistry:
         gauge = self._gauges[full] = Gauge(full, help, read)
         return gauge
 
+    def counted(
+        self, name: str, help: str, read: Callable[[], float | Mapping[Labels, float]]
+    ) -> Gauge:
+        """Register (or replace) the counter ``name``, read at scrape time: a count only
+        growing until the process restarts, kept elsewhere (named ``..._total``)."""
+        full = self._check(name, help, "_total")
+        gauge = self._gauges[full] = Gauge(full, help, read, "counter")
+        return gauge
+
     def value(self, name: str, **labels: str) -> float:
         """A counter's current value (0 if it was never created); for tests and logs."""
         counter = self._counters.get((self.prefix + name + "_total", tuple(sorted(labels.items()))))
@@ -76,7 +89,7 @@ class MetricsRegistry:
             lines += [f"# HELP {name} {_escape_help(self._help[name])}", f"# TYPE {name} counter"]
             lines += [f"{name}{_labels(c.labels)} {_number(c.value)}" for c in counters]
         for name, gauge in sorted(self._gauges.items()):
-            lines += [f"# HELP {name} {_escape_help(gauge.help)}", f"# TYPE {name} gauge"]
+            lines += [f"# HELP {name} {_escape_help(gauge.help)}", f"# TYPE {name} {gauge.kind}"]
             reading = gauge.read()
             samples: Iterable[tuple[Labels, float]] = (
                 reading.items() if isinstance(reading, Mapping) else [((), reading)]

@@ -257,8 +257,10 @@ class Durability:
 
             return read
 
-        registry.gauge("checkpoints", "Checkpoints committed since the start.", stat("checkpoints"))
-        registry.gauge(
+        registry.counted(
+            "checkpoints", "Checkpoints committed since the start.", stat("checkpoints")
+        )
+        registry.counted(
             "checkpoint_records",
             "Changelog records the committed checkpoints wrote.",
             stat("records"),

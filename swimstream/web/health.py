@@ -113,20 +113,26 @@ PLANE_GAUGES = {
     "stored_agents": "Agents held in the agent store (durable: as last counted, at most 30 s old).",
     "links": "Open links to lanes (agent downlinks and outside subscribers).",
     "timers": "Pending agent timers.",
+}
+"""PlaneStatistics field -> help text; each becomes the gauge ``plane_<field>``."""
+
+PLANE_COUNTERS = {
     "messages_handled": "Mailbox messages handled since the plane started.",
     "commands": "Commands submitted to agents (from sources, HTTP, WARP and other agents).",
     "callback_failures": "Agent callbacks that raised since the plane started.",
     "activations": "Agents created or reloaded since the plane started.",
     "passivations": "Agents unloaded into the store since the plane started.",
 }
-"""PlaneStatistics field -> help text; each becomes the gauge ``plane_<field>``."""
+"""PlaneStatistics field -> help text; each becomes the counter ``plane_<field>_total``."""
 
 
 def register_gauges(
     registry: MetricsRegistry, plane: Plane, open_streams: Callable[[], int]
 ) -> None:
-    """Register the plane's statistics and the open SSE streams as gauges."""
+    """Register the plane's statistics and the open SSE streams."""
     statistics = _CachedStatistics(plane)
     for name, help_text in PLANE_GAUGES.items():
         registry.gauge(f"plane_{name}", help_text, statistics.field(name))
+    for name, help_text in PLANE_COUNTERS.items():
+        registry.counted(f"plane_{name}", help_text, statistics.field(name))
     registry.gauge("web_streams_open", "Open lane streams (SSE) on the web port.", open_streams)

@@ -72,15 +72,19 @@ async def test_metrics_is_prometheus_text_with_the_plane_gauges(served: Served) 
     async with served.client.get(served.url("/metrics")) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        samples = parse_prometheus(await response.text())
+        text = await response.text()
+        samples = parse_prometheus(text)
 
     statistics = served.plane.statistics()
     assert samples["swimstream_plane_active_agents"] == statistics.active_agents == 5
     assert samples["swimstream_plane_stored_agents"] == statistics.stored_agents
     assert samples["swimstream_plane_links"] == statistics.links == 4  # 3 devices, 1 tower
     assert samples["swimstream_plane_timers"] == statistics.timers
-    assert samples["swimstream_plane_messages_handled"] == statistics.messages_handled > 0
-    assert samples["swimstream_plane_callback_failures"] == 1
+    assert samples["swimstream_plane_messages_handled_total"] == statistics.messages_handled > 0
+    assert samples["swimstream_plane_callback_failures_total"] == 1
+    # Counts that only grow are counters (rate() reads a drop as a restart), levels gauges.
+    assert "# TYPE swimstream_plane_commands_total counter" in text
+    assert "# TYPE swimstream_plane_active_agents gauge" in text
     assert samples["swimstream_web_streams_open"] == 0
     assert samples['swimstream_web_responses_total{code="200",method="POST"}'] == 3
     assert samples['swimstream_web_responses_total{code="422",method="POST"}'] == 1
