@@ -182,6 +182,11 @@ from tests.config.documents import document, problems
             "(a bare number is seconds), got nan",
         ),
         (
+            {"processing": {"commit_interval": "\uff15s"}},  # a fullwidth 5: not a number here
+            "processing.commit_interval: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got '\uff15s'",
+        ),
+        (
             {"processing": {"idle_timeout": 0}},
             "processing.idle_timeout: must be more than 0, got 0",
         ),
