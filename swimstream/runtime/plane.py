@@ -208,7 +208,9 @@ class Plane(Passivation):
             return cell
         unrestorable = self._unrestorable.get(canonical)
         if unrestorable is not None:
-            raise unrestorable  # (logged once, at the first try: the code must change)
+            # Logged once, at the first try (the code must change); a fresh exception
+            # each time, so tracebacks do not pile up on one object.
+            raise AgentRestoreError(str(unrestorable))
         cell = AgentCell(self, canonical, route)
         agent = cls()
         agent._attach(canonical, cell)
