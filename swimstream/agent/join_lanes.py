@@ -1,9 +1,10 @@
 """Join lanes: maps whose entries are live downlinks to other agents' lanes.
 
 ``JoinValueLane``: ``join(key, node, lane)`` links to a value lane; the entry at ``key``
-follows that lane's value. ``JoinMapLane``: ``join(link_key, node, lane)`` links to a
-map lane; its entries merge into this map (the latest write wins a key two joined maps
-share), and ``remove(link_key)`` drops that link's entries.
+follows that lane's value from the link's sync on (its default, if it was never set).
+``JoinMapLane``: ``join(link_key, node, lane)`` links to a map lane; its entries merge
+into this map (the latest write wins a key two joined maps share), and
+``remove(link_key)`` drops that link's entries.
 
 This is how aggregates are built: a tower joins its devices, a region joins its
 towers, and each level's callbacks recompute summaries as the level below changes. The
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from swimstream.agent.downlink import Downlink, MapDownlink
+from swimstream.agent.downlink import Downlink, MapDownlink, ValueDownlink
 from swimstream.agent.lane import F, Lane
 from swimstream.crdt import KEY_TYPES, LWWMap, MapKey, MapSnapshot, Snapshot, raise_bad_key
 from swimstream.errors import CallbackError
@@ -180,6 +181,11 @@ class JoinValueLane(_JoinLane[K, V]):
         self._drop(key)
 
     _joined_value = _JoinLane._put  # a linked value's change is a put (no call between)
+
+    def _adopt(self, key: Any, downlink: Downlink) -> None:
+        super()._adopt(key, downlink)
+        if isinstance(downlink, ValueDownlink):
+            downlink._seed(self._map.get(key))
 
 
 class JoinMapLane(_JoinLane[K, V]):
