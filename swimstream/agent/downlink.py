@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from swimstream.crdt import (
+    ZERO_STAMP,
     CounterSnapshot,
     LWWMap,
     LWWRegister,
@@ -33,7 +34,6 @@ from swimstream.crdt import (
     RegisterSnapshot,
     Snapshot,
 )
-from swimstream.crdt.stamp import ZERO_STAMP
 from swimstream.errors import CallbackError, ClosedResourceError, DefinitionError
 
 if TYPE_CHECKING:

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from swimstream.agent.downlink import Downlink, MapDownlink, ValueDownlink
 from swimstream.agent.lane import F, Lane
-from swimstream.crdt import KEY_TYPES, LWWMap, MapKey, MapSnapshot, Snapshot, raise_bad_key
+from swimstream.crdt import (
+    KEY_TYPES,
+    ZERO_STAMP,
+    LWWMap,
+    MapKey,
+    MapSnapshot,
+    Snapshot,
+    raise_bad_key,
+)
 from swimstream.errors import CallbackError
 
 if TYPE_CHECKING:
@@ -210,9 +218,26 @@ class JoinMapLane(_JoinLane[K, V]):
             self._drop(key)
 
     def _adopt(self, key: Any, downlink: Downlink) -> None:
+        """An entry came from the link whose value the join shows, not from whichever
+        link holding the key is restored last: ``remove`` of the link it came from must
+        drop it, and of another must not. Of links that hold the same value, the one
+        with the newest write of it is taken for the last delivered."""
         super()._adopt(key, downlink)
-        if isinstance(downlink, MapDownlink):
-            for entry in downlink.to_dict():
+        if not isinstance(downlink, MapDownlink):
+            return
+        replica = downlink._replica
+        links = self._agent.downlinks
+        for entry, value in replica.items():
+            if entry not in self._map or self._map.get(entry) != value:
+                continue  # another link's value won this key
+            origin = self._origin.get(entry)
+            current = None if origin is None else links.get(self._links.get(origin, -1))
+            if (
+                current is None
+                or not isinstance(current, MapDownlink)
+                or (current._replica.stamp_of(entry) or ZERO_STAMP)
+                < (replica.stamp_of(entry) or ZERO_STAMP)
+            ):
                 self._origin[entry] = key
 
     def _joined_update(self, link_key: Any, key: Any, value: Any) -> None:

@@ -233,3 +233,22 @@ async def test_links_to_lanes_never_set_see_their_defaults() -> None:
         panel = plane.agent("/panel/p")
         assert isinstance(panel, Panel)
         assert panel.link.get() == 0.5 and panel.levels == [(0.5, None)]
+
+
+async def test_a_reloaded_join_map_lane_drops_a_removed_link_s_entries() -> None:
+    """Two joined maps share a key; the join shows the value of the one written last.
+    Reloaded, the join took the key for the link restored last, so removing the link
+    its value came from left that value in the join."""
+    async with open_plane({"/catalog/:id": Catalog, "/store/:id": Store}) as plane:
+        await plane.command("/catalog/a", "items", {"update": "apple", "value": 1})
+        await plane.command("/catalog/b", "items", {"update": "apple", "value": 2})
+        for key in "ab":
+            await plane.command("/store/s", "sources", {"key": key, "node": f"/catalog/{key}"})
+        await plane.settle()
+        await plane.command("/catalog/a", "items", {"update": "apple", "value": 3})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"apple": 3}
+        assert plane.passivate("/store/s")
+        await plane.command("/store/s", "drop", "a")
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {}  # as without the reload
