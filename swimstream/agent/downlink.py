@@ -73,6 +73,7 @@ class Downlink:
         "lane",
         "lane_kind",
         "node_uri",
+        "stores_replica",
     )
 
     def __init__(
@@ -95,6 +96,14 @@ class Downlink:
         self._closed = False
         self._stale = False
         self._synced = False
+        # Whether the stored link keeps the replica. A join-value link to a value lane
+        # need not: its join lane's entry is the replica's value, and restores it. A
+        # counter's must: its count sums every writer's totals, and the next delivery
+        # (one writer's new totals) is merged into them. (An attribute: every delivery
+        # asks.)
+        self.stores_replica = (
+            join is None or lane_kind == "counter" or isinstance(self, MapDownlink)
+        )
 
     @property
     def stale(self) -> bool:
@@ -120,14 +129,6 @@ class Downlink:
     def callbacks(self) -> dict[str, str]:
         """Event -> name of the agent method it calls."""
         return self._callbacks
-
-    @property
-    def stores_replica(self) -> bool:
-        """Whether the stored link keeps the replica. A join-value link to a value lane
-        need not: its join lane's entry is the replica's value, and restores it. A
-        counter's must: its count sums every writer's totals, and the next delivery
-        (one writer's new totals) is merged into them."""
-        return self._join is None or self.lane_kind == "counter" or isinstance(self, MapDownlink)
 
     def close(self) -> None:
         """Unlink. Idempotent."""
