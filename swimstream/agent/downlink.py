@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from swimstream.crdt import (
+    ZERO_STAMP,
     CounterSnapshot,
     LWWMap,
     LWWRegister,
@@ -29,6 +30,7 @@ from swimstream.crdt import (
     MapSnapshot,
     Op,
     PNCounter,
+    RegisterSet,
     RegisterSnapshot,
     Snapshot,
 )
@@ -71,6 +73,7 @@ class Downlink:
         "lane",
         "lane_kind",
         "node_uri",
+        "stores_replica",
     )
 
     def __init__(
@@ -93,6 +96,14 @@ class Downlink:
         self._closed = False
         self._stale = False
         self._synced = False
+        # Whether the stored link keeps the replica. A join-value link to a value lane
+        # need not: its join lane's entry is the replica's value, and restores it. A
+        # counter's must: its count sums every writer's totals, and the next delivery
+        # (one writer's new totals) is merged into them. (An attribute: every delivery
+        # asks.)
+        self.stores_replica = (
+            join is None or lane_kind == "counter" or isinstance(self, MapDownlink)
+        )
 
     @property
     def stale(self) -> bool:
@@ -210,6 +221,13 @@ class ValueDownlink(Downlink):
         assert isinstance(snapshot, RegisterSnapshot | CounterSnapshot)
         self._replica.merge(snapshot)  # type: ignore[arg-type]
 
+    def _seed(self, value: Any) -> None:
+        """A restored join-value link takes its value from its join lane's entry, under
+        no stamp: whatever the owner writes next wins, and is a change only if it differs
+        from what the join shows (a set to None after a restore was lost)."""
+        if isinstance(self._replica, LWWRegister) and self._replica.stamp == ZERO_STAMP:
+            self._replica._value = value
+
     def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
         replica = self._replica
         old = replica._value  # (both replica kinds keep it there: no call per delivery)
@@ -218,13 +236,23 @@ class ValueDownlink(Downlink):
             changed = replica.merge(snapshot)  # type: ignore[arg-type]
         for op in ops:
             changed = replica.apply(op) or changed  # type: ignore[arg-type]
+            if (
+                type(op) is RegisterSet
+                and op.stamp == ZERO_STAMP == replica._stamp  # type: ignore[union-attr]
+                and op.value != replica._value
+            ):
+                # A lane never set holds its default, which carries no stamp to win with.
+                replica._value = op.value
+                changed = True
+        first = not self._synced
         self._synced = True
-        if not changed:
-            return
         join = self._join
         if join is not None:
-            self._agent.__dict__[join[0]]._joined_value(join[1], replica._value)
-        else:
+            # The first delivery is the target's state: the entry appears (or replaces
+            # that of the key's previous target) even when the replica did not change.
+            if changed or first:
+                self._agent.__dict__[join[0]]._joined_value(join[1], replica._value)
+        elif changed:
             self._call("on_set", replica._value, old)
 
 

@@ -1,9 +1,10 @@
 """Join lanes: maps whose entries are live downlinks to other agents' lanes.
 
 ``JoinValueLane``: ``join(key, node, lane)`` links to a value lane; the entry at ``key``
-follows that lane's value. ``JoinMapLane``: ``join(link_key, node, lane)`` links to a
-map lane; its entries merge into this map (the latest write wins a key two joined maps
-share), and ``remove(link_key)`` drops that link's entries.
+follows that lane's value from the link's sync on (its default, if it was never set).
+``JoinMapLane``: ``join(link_key, node, lane)`` links to a map lane; its entries merge
+into this map (the latest write wins a key two joined maps share), and
+``remove(link_key)`` drops that link's entries.
 
 This is how aggregates are built: a tower joins its devices, a region joins its
 towers, and each level's callbacks recompute summaries as the level below changes. The
@@ -18,9 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from swimstream.agent.downlink import Downlink, MapDownlink
+from swimstream.agent.downlink import Downlink, MapDownlink, ValueDownlink
 from swimstream.agent.lane import F, Lane
-from swimstream.crdt import KEY_TYPES, LWWMap, MapKey, MapSnapshot, Snapshot, raise_bad_key
+from swimstream.crdt import (
+    KEY_TYPES,
+    ZERO_STAMP,
+    LWWMap,
+    MapKey,
+    MapSnapshot,
+    Snapshot,
+    raise_bad_key,
+)
 from swimstream.errors import CallbackError
 
 if TYPE_CHECKING:
@@ -181,6 +190,11 @@ class JoinValueLane(_JoinLane[K, V]):
 
     _joined_value = _JoinLane._put  # a linked value's change is a put (no call between)
 
+    def _adopt(self, key: Any, downlink: Downlink) -> None:
+        super()._adopt(key, downlink)
+        if isinstance(downlink, ValueDownlink):
+            downlink._seed(self._map.get(key))
+
 
 class JoinMapLane(_JoinLane[K, V]):
     """The union of several agents' map lanes, each joined under a link key."""
@@ -204,9 +218,26 @@ class JoinMapLane(_JoinLane[K, V]):
             self._drop(key)
 
     def _adopt(self, key: Any, downlink: Downlink) -> None:
+        """An entry came from the link whose value the join shows, not from whichever
+        link holding the key is restored last: ``remove`` of the link it came from must
+        drop it, and of another must not. Of links that hold the same value, the one
+        with the newest write of it is taken for the last delivered."""
         super()._adopt(key, downlink)
-        if isinstance(downlink, MapDownlink):
-            for entry in downlink.to_dict():
+        if not isinstance(downlink, MapDownlink):
+            return
+        replica = downlink._replica
+        links = self._agent.downlinks
+        for entry, value in replica.items():
+            if entry not in self._map or self._map.get(entry) != value:
+                continue  # another link's value won this key
+            origin = self._origin.get(entry)
+            current = None if origin is None else links.get(self._links.get(origin, -1))
+            if (
+                current is None
+                or not isinstance(current, MapDownlink)
+                or (current._replica.stamp_of(entry) or ZERO_STAMP)
+                < (replica.stamp_of(entry) or ZERO_STAMP)
+            ):
                 self._origin[entry] = key
 
     def _joined_update(self, link_key: Any, key: Any, value: Any) -> None:

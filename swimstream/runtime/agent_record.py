@@ -2,9 +2,10 @@
 
 A stored agent is a mapping ``name -> bytes``: each stateful lane's CRDT snapshot under
 the lane's name, and the agent's open downlinks under :data:`LINKS` (their targets,
-callbacks by method name, join tags, and the replicas of plain downlinks). The same
-names key the changelog (``node#name``) and the local store, so an agent passivated in
-memory, written to SQLite, or rebuilt from the changelog is the same thing. Timers are
+callbacks by method name, join tags, and the replicas of all but join-value links to
+value lanes, whose join lane's entry holds their value). The same names key the
+changelog (``node#name``) and the local store, so an agent passivated in memory, written
+to SQLite, or rebuilt from the changelog is the same thing. Timers are
 kept apart (:data:`TIMERS`): they belong to the plane's timer wheel.
 
 Restoring reopens each link under its old id. Within one process, or after a restart
@@ -78,8 +79,7 @@ def dump_links(agent: Agent) -> bytes | None:
             isinstance(d, MapDownlink),
             d.callbacks,
             None if d.join is None else list(d.join),
-            # A join-value link's replica is its join lane's entry: no need to keep it twice.
-            None if d.join is not None and not isinstance(d, MapDownlink) else encode(d.snapshot()),
+            encode(d.snapshot()) if d.stores_replica else None,
         ]
         for d in downlinks.values()
     ]
@@ -136,6 +136,7 @@ def restore_agent(agent: Agent, stored: StoredAgent) -> None:
             _restore_into(agent, where, downlink, spec.replica)
         if spec.join is not None and spec.join[0] in lanes:
             agent.lane(spec.join[0])._adopt(spec.join[1], downlink)  # type: ignore[attr-defined]
+        downlink._synced = True  # it holds what it held: the next delivery is not a sync
 
 
 def _restore_into(agent: Agent, what: str, target: Lane | Downlink, blob: bytes) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from swimstream.agent import MapDownlink
 from swimstream.crdt import HybridLogicalClock
 from swimstream.runtime.origin import Ack, fork_origin
 
@@ -172,7 +171,7 @@ def handle_delivery(cell: AgentCell, end: Any, _b: Any) -> None:
     downlink = None if downlinks is None else downlinks.get(end.downlink_id)
     if downlink is not None and not downlink._closed:
         downlink._receive(snapshot, ops)
-        if downlink._join is None or isinstance(downlink, MapDownlink):  # a stored replica
+        if downlink.stores_replica:
             cell.plane._links_delivered(cell.node_uri)
 
 

@@ -8,6 +8,7 @@ from swimstream import (
     CommandLane,
     CounterLane,
     JoinMapLane,
+    JoinValueLane,
     MapLane,
     ValueLane,
 )
@@ -178,3 +179,76 @@ async def test_a_join_map_lane_merges_linked_maps_and_drops_a_link_s_entries() -
         downlinks = plane.agent("/store/s").downlinks
         assert [d.node_uri for d in downlinks.values()] == ["/catalog/b"]
         assert isinstance(next(iter(downlinks.values())), MapDownlink)
+
+
+class Dial(Agent):
+    level = ValueLane[float](default=0.5)
+    status = ValueLane[str | None](default=None)
+    hits = CounterLane()
+
+
+class Panel(Agent):
+    dials = JoinValueLane[str, Any]()
+    follow = CommandLane[list[str]]()
+    watch = CommandLane[str]()
+    levels: list[Any]
+
+    @follow.on_command
+    def on_follow(self, spec: list[str]) -> None:
+        self.dials.join(spec[0], spec[1], spec[2])
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.levels = []
+        self.link = self.downlink(node, "level", on_set=self.level_set)
+
+    def level_set(self, new: Any, old: Any) -> None:
+        self.levels.append((new, old))
+
+
+async def test_links_to_lanes_never_set_see_their_defaults() -> None:
+    """A lane never set holds its default under no stamp, which no replica took: a
+    downlink showed None, and a join had no entry for it, or kept the entry of the
+    key's previous target."""
+    async with open_plane({"/dial/:id": Dial, "/panel/:id": Panel}) as plane:
+        await plane.command("/dial/set", "status", "on")
+        for key, node, lane in (
+            ("level", "/dial/d", "level"),
+            ("status", "/dial/d", "status"),
+            ("hits", "/dial/d", "hits"),
+            ("moved", "/dial/set", "status"),
+        ):
+            await plane.command("/panel/p", "follow", [key, node, lane])
+        await plane.command("/panel/p", "watch", "/dial/d")
+        await plane.settle()
+        assert plane.get("/panel/p", "dials") == {
+            "level": 0.5,
+            "status": None,
+            "hits": 0,
+            "moved": "on",
+        }
+        await plane.command("/panel/p", "follow", ["moved", "/dial/d", "status"])
+        await plane.settle()
+        assert plane.get("/panel/p", "dials")["moved"] is None
+        panel = plane.agent("/panel/p")
+        assert isinstance(panel, Panel)
+        assert panel.link.get() == 0.5 and panel.levels == [(0.5, None)]
+
+
+async def test_a_reloaded_join_map_lane_drops_a_removed_link_s_entries() -> None:
+    """Two joined maps share a key; the join shows the value of the one written last.
+    Reloaded, the join took the key for the link restored last, so removing the link
+    its value came from left that value in the join."""
+    async with open_plane({"/catalog/:id": Catalog, "/store/:id": Store}) as plane:
+        await plane.command("/catalog/a", "items", {"update": "apple", "value": 1})
+        await plane.command("/catalog/b", "items", {"update": "apple", "value": 2})
+        for key in "ab":
+            await plane.command("/store/s", "sources", {"key": key, "node": f"/catalog/{key}"})
+        await plane.settle()
+        await plane.command("/catalog/a", "items", {"update": "apple", "value": 3})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"apple": 3}
+        assert plane.passivate("/store/s")
+        await plane.command("/store/s", "drop", "a")
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {}  # as without the reload

@@ -249,3 +249,42 @@ async def test_an_agent_whose_lane_changed_kind_stays_unloaded_and_keeps_its_sto
         assert plane.get("/gauge/other", "level") == {"now": 1.0}
     assert store.load("/gauge/g") == stored
     assert caplog.text.count("agent /gauge/g cannot be restored") == 1  # logged once
+
+
+class Tally(Agent):
+    count = CounterLane()
+    state = ValueLane[Any](default=None)
+    via_link = CommandLane[str]()
+
+    @via_link.on_command
+    def on_via_link(self, node: str) -> None:
+        self.downlink(node, "count").add(10)  # a second writer of that counter
+
+
+class Board(Agent):
+    rows = JoinValueLane[str, Any]()
+    follow = CommandLane[list[str]]()
+
+    @follow.on_command
+    def on_follow(self, spec: list[str]) -> None:
+        self.rows.join(spec[0], spec[1], spec[2])
+
+
+async def test_a_join_value_lane_follows_its_targets_after_reload() -> None:
+    """A join-value link's replica was not stored: reloaded empty, it took the next
+    delivery of a counter with two writers for the whole count (one writer's totals),
+    and missed a value lane set back to None (no change from its empty replica)."""
+    routes = {"/tally/:id": Tally, "/board/:id": Board}
+    async with open_plane(routes, store=MemoryAgentStore()) as plane:
+        await plane.command("/tally/t", "count", 5)
+        await plane.command("/tally/w", "via_link", "/tally/t")
+        await plane.command("/tally/t", "state", 3)
+        await plane.command("/board/b", "follow", ["count", "/tally/t", "count"])
+        await plane.command("/board/b", "follow", ["state", "/tally/t", "state"])
+        await plane.settle()
+        assert plane.get("/board/b", "rows") == {"count": 15, "state": 3}
+        assert plane.passivate("/board/b")
+        await plane.command("/tally/t", "count", 1)
+        await plane.command("/tally/t", "state", None)
+        await plane.settle()
+        assert plane.get("/board/b", "rows") == {"count": 16, "state": None}
