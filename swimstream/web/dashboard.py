@@ -8,9 +8,15 @@ reads three endpoints, all cheap enough for a plane with a million agents:
 * ``GET /_agents?route=<pattern>&q=<substring>&offset=<n>&limit=<n>``: the node URIs of
   agents in memory that ``route`` resolves, most recently active first (activation
   order when the plane does not passivate), ``limit`` at most :data:`MAX_LIMIT`:
-  ``{"route", "agents": [...], "offset", "limit", "more": bool, "active": n}``. The
-  scan stops as soon as the page is full, so the first pages stay cheap however many
-  agents there are; ``more`` tells whether another page exists.
+  ``{"route", "agents": [...], "offset", "next", "limit", "more": bool, "active": n}``.
+  ``offset`` and ``next`` are positions in that order (agents looked at, matching or
+  not), so the next page starts where this one stopped without scanning again. One
+  request looks at :data:`SCAN_LIMIT` agents at most: a route or filter that few agents
+  match (a world agent among a million devices) would otherwise scan the whole plane,
+  blocking the event loop for seconds, every time the page refreshes. A page may
+  therefore hold fewer than ``limit`` agents, even none, with ``more`` true: ``more``
+  tells that agents after ``next`` remain to be looked at (not that one of them
+  matches: finding out could take that same whole scan).
 * ``GET /_stats``: the plane's statistics plus the web port's open streams and uptime;
   the page polls it once a second to show throughput. Lanes themselves are live over
   SSE (:mod:`swimstream.web.sse`), never polled.
@@ -19,6 +25,7 @@ reads three endpoints, all cheap enough for a plane with a million agents:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from importlib import resources
 from urllib.parse import unquote
@@ -29,6 +36,8 @@ from swimstream.web.shared import error_response, json_response, state_of
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+SCAN_LIMIT = 10_000
+"""Most agents one ``/_agents`` request looks at: milliseconds, whatever the filter."""
 
 
 def load_page() -> bytes:
@@ -86,27 +95,27 @@ async def agents(request: web.Request) -> web.Response:
     needle = request.query.get("q", "")
     table = state.table
     page_uris: list[str] = []
-    skipped = 0
+    position = offset
     more = False
     node_uris = state.plane.active_node_uris()
-    for node_uri in reversed(node_uris):  # most recently used last in the plane's order
+    # most recently used last in the plane's order; skipping is cheap, looking up is not
+    for node_uri in itertools.islice(reversed(node_uris), offset, None):
+        if len(page_uris) == limit or position - offset == SCAN_LIMIT:
+            more = True
+            break
+        position += 1
         if needle and not _matches(needle, node_uri):
             continue
         if route is not None:
             found = table.lookup(node_uri)
             if found is None or found.target != route:
                 continue
-        if skipped < offset:
-            skipped += 1
-            continue
-        if len(page_uris) == limit:
-            more = True
-            break
         page_uris.append(node_uri)
     body = {
         "route": route,
         "agents": page_uris,
         "offset": offset,
+        "next": position,
         "limit": limit,
         "more": more,
         "active": len(node_uris),
