@@ -79,9 +79,10 @@ class LinkRegistry:
     def __init__(self) -> None:
         self._by_node: dict[str, dict[str, list[Uplink]]] = {}
         self._ends: dict[tuple[str, int], LinkEnd] = {}
+        self._count = 0  # kept, not summed: statistics read it every second (dashboards)
 
     def __len__(self) -> int:
-        return sum(len(uplinks) for lanes in self._by_node.values() for uplinks in lanes.values())
+        return self._count
 
     def linked_lanes(self, node_uri: str) -> dict[str, list[Uplink]] | None:
         """Lane -> links, for one agent; None when nothing links to it."""
@@ -92,6 +93,7 @@ class LinkRegistry:
         uplinks = self._by_node.setdefault(node_uri, {}).setdefault(lane, [])
         if uplink not in uplinks:
             uplinks.append(uplink)
+            self._count += 1
         return uplinks
 
     def remove(self, node_uri: str, lane: str, uplink: Uplink) -> bool:
@@ -102,6 +104,7 @@ class LinkRegistry:
             return True
         if uplink in uplinks:
             uplinks.remove(uplink)
+            self._count -= 1
         if uplinks:
             return False
         del lanes[lane]

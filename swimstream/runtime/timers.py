@@ -52,9 +52,10 @@ class TimerWheel:
         self._repeating: dict[tuple[str, str], TimerEntry] = {}
         self._on_change = on_change
         """Told the node URI whenever one of its timers is added, fired or cancelled."""
+        self._count = 0  # kept, not summed: statistics read it every second (dashboards)
 
     def __len__(self) -> int:
-        return sum(len(timers) for timers in self._by_node.values())
+        return self._count
 
     def schedule(
         self,
@@ -82,7 +83,10 @@ class TimerWheel:
             period,
             self,
         )
-        self._by_node.setdefault(node_uri, {})[entry.id] = entry
+        timers = self._by_node.setdefault(node_uri, {})
+        if entry.id not in timers:
+            self._count += 1
+        timers[entry.id] = entry
         if period is not None:
             self._repeating[(node_uri, method)] = entry
         heapq.heappush(self._heap, (due, entry.id, entry))
@@ -130,7 +134,8 @@ class TimerWheel:
     def _forget(self, entry: TimerEntry) -> None:
         timers = self._by_node.get(entry.node_uri)
         if timers is not None:
-            timers.pop(entry.id, None)
+            if timers.pop(entry.id, None) is not None:
+                self._count -= 1
             if not timers:
                 del self._by_node[entry.node_uri]
         if self._repeating.get((entry.node_uri, entry.method)) is entry:

@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 from urllib.parse import quote
 
+from swimstream import Agent, CommandLane
 from swimstream.web.dashboard import SCAN_LIMIT
-from tests.web.harness import Served, reading
+from tests.web.harness import TEST_ROUTES, Served, ServeFactory, reading
+
+
+class Watcher(Agent):
+    """Holds one link (to a tower's summary) and one timer, for counting them."""
+
+    watch = CommandLane[str]()
+    forget = CommandLane[None]()
+
+    @watch.on_command
+    def on_watch(self, tower: str) -> None:
+        self.summary = self.downlink(f"/tower/{tower}", "summary")
+        self.timer = self.schedule(3600.0, self.look)
+
+    @forget.on_command
+    def on_forget(self, _: None) -> None:
+        self.summary.close()
+        self.timer.cancel()
+
+    def look(self) -> None:
+        pass
+
+
+def lines_run(call: Callable[[], object]) -> int:
+    """How many lines of Python ``call`` runs: its work, measured without a clock."""
+    count = 0
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal count
+        count += event == "line"
+        return trace
+
+    before = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(before)
+    return count
 
 
 async def test_the_page_is_served_self_contained_at_root_and_dashboard(served: Served) -> None:
@@ -106,3 +149,27 @@ async def test_stats_reports_the_plane_counters(served: Served) -> None:
     assert body["active_agents"] == 3 and body["links"] == 2
     assert body["messages_handled"] >= 3 and body["streams_open"] == 0
     assert body["uptime"] >= 0
+
+
+async def test_the_stats_a_dashboard_polls_every_second_do_not_walk_every_link_and_timer(
+    serve: ServeFactory,
+) -> None:
+    """Counting links and timers summed them agent by agent: /_stats took 43 ms with
+    200,000 links, once a second for each open dashboard."""
+    async with serve({**TEST_ROUTES, "/watcher/:id": Watcher}) as served:
+        for n in range(10):
+            served.plane.submit(f"/watcher/{n}", "watch", "a")
+        await served.plane.settle()
+        few = lines_run(served.plane.statistics)
+        for n in range(10, 1010):
+            served.plane.submit(f"/watcher/{n}", "watch", "a")
+        await served.plane.settle()
+        _, body = await served.get_json("/_stats")
+        assert body["links"] == 1010 + 1  # and the tower's own link to the world
+        assert body["timers"] == 1010
+        assert lines_run(served.plane.statistics) == few
+        for n in range(1000):
+            served.plane.submit(f"/watcher/{n}", "forget", None)
+        await served.plane.settle()
+        _, body = await served.get_json("/_stats")
+        assert (body["links"], body["timers"]) == (10 + 1, 10)
