@@ -31,7 +31,10 @@ class Instance:
     def __init__(self, config: dict[str, Any], workdir: Path, name: str = "instance") -> None:
         self.name = name
         self.web_port = free_ports(1)[0]
-        config = {**config, "web": {"listen": f"127.0.0.1:{self.web_port}"}}
+        config = {
+            **config,
+            "web": {**config.get("web", {}), "listen": f"127.0.0.1:{self.web_port}"},
+        }
         config.setdefault("mesh", {"listen": f"127.0.0.1:{free_ports(1)[0]}"})
         # The test's own store, never the checkout's ./data (a store left by an earlier
         # run on another broker would be read as this app's state).

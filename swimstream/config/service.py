@@ -207,3 +207,33 @@ class WebConfig(FrozenModel):
             "over WebSocket is not served yet.)"
         ),
     )
+    command_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How long a `POST` waits for its command's callback: 200 when it finished, 422 "
+            "if it raised; still running then, the command stays queued and the answer is "
+            "202 `queued` (do not resend it)."
+        ),
+    )
+    max_body_size: Integer = Field(
+        default=1 << 20,
+        ge=1,
+        description="Largest `POST` body, in bytes; a larger one is answered 413.",
+    )
+    stream_interval: Duration = Field(
+        default=0.05,
+        gt=0,
+        description=(
+            "A lane stream (SSE) sends what changed at most once per interval, the newest "
+            "value (or newest op per map key) of each: longer costs a browser fewer events."
+        ),
+    )
+    heartbeat_interval: Duration = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "An idle lane stream sends a comment line this often, so proxies keep it open "
+            "and a client that left without closing is found."
+        ),
+    )

@@ -171,6 +171,10 @@ class Service:
                 health=self.health,
                 listen=(starting.listen[0], starting.port),
                 app_name=config.app,
+                max_body_size=config.web.max_body_size,
+                command_timeout=config.web.command_timeout,
+                heartbeat_interval=config.web.heartbeat_interval,
+                stream_interval=config.web.stream_interval,
             )
         )
         await starting.stop()  # (the probes it was answering are answered by now)

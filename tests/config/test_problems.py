@@ -191,6 +191,14 @@ from tests.config.documents import document, problems
             "processing.idle_timeout: must be more than 0, got 0",
         ),
         (
+            {"web": {"command_timeout": 0}},
+            "web.command_timeout: must be more than 0, got 0",
+        ),
+        (
+            {"web": {"max_body_size": "1MiB"}},
+            "web.max_body_size: expected an integer, got '1MiB'",
+        ),
+        (
             {"mesh": {"listen": "7001"}},
             "mesh.listen: expected host:port, such as 0.0.0.0:7001, got '7001'",
         ),
