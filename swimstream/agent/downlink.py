@@ -236,16 +236,10 @@ class ValueDownlink(Downlink):
             changed = replica.merge(snapshot)  # type: ignore[arg-type]
         for op in ops:
             changed = replica.apply(op) or changed  # type: ignore[arg-type]
-            if (
-                type(op) is RegisterSet
-                and op.stamp == ZERO_STAMP == replica._stamp  # type: ignore[union-attr]
-                and op.value != replica._value
-            ):
-                # A lane never set holds its default, which carries no stamp to win with.
-                replica._value = op.value
-                changed = True
         first = not self._synced
         self._synced = True
+        if first and not changed:  # (the sync: not on the path of every later delivery)
+            changed = _took_default(replica, ops)
         join = self._join
         if join is not None:
             # The first delivery is the target's state: the entry appears (or replaces
@@ -254,6 +248,20 @@ class ValueDownlink(Downlink):
                 self._agent.__dict__[join[0]]._joined_value(join[1], replica._value)
         elif changed:
             self._call("on_set", replica._value, old)
+
+
+def _took_default(replica: LWWRegister | PNCounter, ops: list[Op]) -> bool:
+    """A lane never set holds its default, which carries no stamp to win with: the sync
+    that brings it sets the replica anyway. True when that changed the replica."""
+    for op in ops:
+        if (
+            type(op) is RegisterSet
+            and op.stamp == ZERO_STAMP == replica._stamp  # type: ignore[union-attr]
+            and op.value != replica._value
+        ):
+            replica._value = op.value
+            return True
+    return False
 
 
 class MapDownlink(Downlink):
