@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--store", "-s", required=True, type=Path, help="file or directory")
     inspect.add_argument("--node", help="show only the agent at this node URI")
-    inspect.add_argument("--limit", type=int, default=20, help="agents to list (default 20)")
+    inspect.add_argument(
+        "--limit", type=positive_int, default=20, help="agents to list, 1 or more (default 20)"
+    )
 
     demo = with_logging(commands.add_parser("demo", help="embedded broker, simulator, dashboard"))
     demo.description = (

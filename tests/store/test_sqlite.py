@@ -188,10 +188,10 @@ def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None
         SQLiteStore(path).open()
 
 
-def inspect(store: str) -> subprocess.CompletedProcess[str]:
+def inspect(store: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``swimstream inspect --store`` as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "swimstream", "inspect", "--store", store],
+        [sys.executable, "-m", "swimstream", "inspect", "--store", store, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -279,6 +279,18 @@ def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
     assert '/device/1#@timers = [{"id": 1, "method": "ring"' in one.stdout
     missing = inspect(str(tmp_path / "nope"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_inspect_refuses_a_limit_below_one(tmp_path: Path, limit: str) -> None:
+    """(-1 listed every agent, as SQLite's LIMIT -1 does, and 0 none.)"""
+    written_store(tmp_path / "s.sqlite").close()
+    result = inspect(str(tmp_path), "--limit", limit)
+    assert result.returncode == 2, result.stdout
+    assert f"argument --limit: {limit} is not above zero" in result.stderr, result.stderr
+    assert result.stdout == ""
+    listed = inspect(str(tmp_path), "--limit", "1")
+    assert listed.returncode == 0 and "... 1 more" in listed.stdout, listed.stdout
 
 
 def test_inspect_names_a_damaged_store_instead_of_a_traceback(tmp_path: Path) -> None:
