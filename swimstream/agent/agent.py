@@ -46,6 +46,10 @@ class Agent:
     """Every lane declared on the class and its bases, by name."""
     __swim_unbound__: ClassVar[Mapping[str, Callable[[Agent, Any], Any]]] = MappingProxyType({})
     """Lane name -> what handles a command to it while it is unbound (lazy lanes)."""
+    __swim_base__: ClassVar[bool] = True
+    """Declared in the body of a class to subclass, not to route to (this one): the
+    configuration check refuses a route to it. Subclasses do not inherit the mark, as
+    it is read from the class's own namespace."""
 
     __slots__ = ("__dict__", "_context", "_downlinks", "_next_link_id", "node_uri")
 

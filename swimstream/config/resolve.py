@@ -7,8 +7,9 @@ names a lane that exists and changes.
 
 Agent classes are recognised by the lanes they declare: a class attribute
 ``__swim_lanes__`` mapping each lane name to a lane spec whose ``kind`` is one of
-:data:`LANE_KINDS`. This layer knows nothing else of the agent layer, so the check works
-on any class that declares its lanes this way.
+:data:`LANE_KINDS`. A class whose own body sets ``__swim_base__`` (``swimstream.Agent``
+itself) is a base to subclass, refused as a route's class. This layer knows nothing else
+of the agent layer, so the check works on any class that declares its lanes this way.
 """
 
 from __future__ import annotations
@@ -60,7 +61,22 @@ def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
             problems.append((path, str(exc)))
             continue
         if not isinstance(getattr(cls, "__swim_lanes__", None), Mapping):
-            problems.append((path, f"{agent.class_path} is not an agent class (no __swim_lanes__)"))
+            problems.append(
+                (
+                    path,
+                    f"{agent.class_path} is not an agent class (no __swim_lanes__; "
+                    "agent classes subclass swimstream.Agent)",
+                )
+            )
+            continue
+        if vars(cls).get("__swim_base__", False):
+            problems.append(
+                (
+                    path,
+                    f"{agent.class_path} is the base class of agents, not an agent: "
+                    "name your subclass of it, which declares the lanes",
+                )
+            )
             continue
         classes[name] = cls
 

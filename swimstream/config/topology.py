@@ -77,7 +77,8 @@ class AgentConfig(FrozenModel):
         alias="class",
         description=(
             "The agent class as `module:Class`, imported from the service's working "
-            "directory and `PYTHONPATH`."
+            "directory and `PYTHONPATH`: a subclass of `swimstream.Agent` (`check` refuses "
+            "any other class, and `Agent` itself)."
         ),
     )
     route: RoutePatternField = Field(

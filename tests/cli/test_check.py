@@ -53,6 +53,16 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
         (("{key}", "{paylod.device}"), "sources[0].route", "unknown placeholder {paylod.device}"),
         (("/device/{key}", "/devices/{key}"), "sources[0].route", "reaches no agent route"),
         (("app:Device", "app:Nope"), "agents.device.class", "Nope"),
+        (
+            ("examples.towers.app:Device", "swimstream:Agent"),
+            "agents.device.class",
+            "swimstream:Agent is the base class of agents, not an agent",
+        ),
+        (
+            ("examples.towers.app:Device", "collections:OrderedDict"),
+            "agents.device.class",
+            "collections:OrderedDict is not an agent class",
+        ),
         (("lane: reading", "lane: status"), "sources[0].lane", "command lane"),
         (
             ("{publish: alerts, topic: device-alerts}", '{from: "/device/:id#reading", topic: t}'),

@@ -29,6 +29,19 @@ class NotAnAgent:
     pass
 
 
+class AgentBase:
+    """As ``swimstream.Agent`` itself: lanes (none), and the mark of a base to subclass."""
+
+    __swim_lanes__: dict[str, LaneSpec] = {}
+    __swim_base__ = True
+
+
+class AgentSubclass(AgentBase):
+    """A subclass of the base: an agent class (the mark is not inherited)."""
+
+    __swim_lanes__ = {"go": LaneSpec("command")}
+
+
 not_a_class = 42
 
 

@@ -22,6 +22,12 @@ def test_resolve_imports_the_classes_by_agent_name() -> None:
     assert classes == {"vehicle": standins.Vehicle, "tower": standins.Tower}
 
 
+def test_a_subclass_of_a_base_resolves() -> None:
+    agents = {"sub": {"class": "tests.config.standins:AgentSubclass", "route": "/s/:id"}}
+    config = parse_config(document(agents=agents, sources=[], sinks=[]), {})
+    assert resolve_agents(config) == {"sub": standins.AgentSubclass}
+
+
 def test_nested_classes_resolve() -> None:
     agents = {"inner": {"class": "tests.config.standins:Outer.Inner", "route": "/i/:id"}}
     config = parse_config(document(agents=agents, sources=[], sinks=[]), {})
@@ -50,7 +56,13 @@ def test_nested_classes_resolve() -> None:
         ),
         (
             "tests.config.standins:NotAnAgent",
-            "tests.config.standins:NotAnAgent is not an agent class (no __swim_lanes__)",
+            "tests.config.standins:NotAnAgent is not an agent class (no __swim_lanes__; "
+            "agent classes subclass swimstream.Agent)",
+        ),
+        (
+            "tests.config.standins:AgentBase",
+            "tests.config.standins:AgentBase is the base class of agents, not an agent: "
+            "name your subclass of it, which declares the lanes",
         ),
     ],
 )
