@@ -18,7 +18,8 @@ drained to half (:class:`MailboxGate`). A 503 therefore always means "not queued
 retry", and a retry never applies a command twice.
 
 The path is matched still percent-encoded, so ``/device/a%2Fb`` addresses the agent
-whose id is ``a/b``, as the node URI spells it.
+whose id is ``a/b``, as the node URI spells it; a path whose escapes are not UTF-8
+(``/device/%ff``) is 400.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from swimstream.errors import (
     LaneNotFoundError,
     NodeNotFoundError,
 )
-from swimstream.web.shared import Route, WebState, error_response, json_response, state_of
+from swimstream.web.shared import (
+    Route,
+    WebState,
+    error_response,
+    json_response,
+    state_of,
+    undecodable_segment,
+)
 from swimstream.web.sse import stream_lane, wants_stream
 
 if TYPE_CHECKING:
@@ -90,9 +98,14 @@ def _target(request: web.Request) -> tuple[WebState, str, str, Route] | web.Resp
     """The node URI, lane name and route a lane request names, or the error response."""
     state = state_of(request)
     lane = request.query.get("lane")
+    raw_path = request.rel_url.raw_path
     try:
-        node_uri, route = state.address(request.rel_url.raw_path)
+        node_uri, route = state.address(raw_path)
     except NodeNotFoundError as exc:
+        bad = undecodable_segment(raw_path)
+        if bad is not None:
+            message = f"{raw_path!r} is no node URI: {bad!r} does not percent-decode to UTF-8"
+            return error_response(400, message)
         return error_response(404, str(exc))
     if not lane:
         return error_response(400, "missing query parameter 'lane' (/<node uri>?lane=<lane>)")

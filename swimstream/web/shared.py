@@ -12,7 +12,9 @@ must round-trip with its type is carried as a value in the deltas of a lane stre
 
 Node URIs are matched with a route table rebuilt from the plane's own route patterns,
 so the web layer can answer 404 and spell a URI canonically (``/device/%61`` is
-``/device/a``) without creating an agent and without reaching into the plane.
+``/device/a``) without creating an agent and without reaching into the plane. A path
+whose percent-escapes do not decode to UTF-8 (``/device/%ff``) names no node at all,
+whatever the routes: it is the client's mistake, answered 400 (:func:`undecodable_segment`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import orjson
 from aiohttp import web
 
 from swimstream.errors import NodeNotFoundError, SwimstreamError
-from swimstream.routing import RouteTable
+from swimstream.routing import RouteTable, unquote_segment
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -101,6 +103,15 @@ class WebState:
         if found is None:
             raise NodeNotFoundError(f"no agent route matches {raw_path!r}")
         return found.uri, self.routes[found.target]
+
+
+def undecodable_segment(raw_path: str) -> str | None:
+    """The first segment of ``raw_path`` (still percent-encoded) whose escapes do not
+    decode to UTF-8 text, or None. Node URI values are text, so no node is named so."""
+    for segment in raw_path.split("/"):
+        if unquote_segment(segment) is None:
+            return segment
+    return None
 
 
 STATE = web.AppKey("swimstream_web_state", WebState)

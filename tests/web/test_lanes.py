@@ -181,6 +181,26 @@ async def test_percent_encoded_node_uris_reach_the_right_agent(served: Served) -
     assert "/device/%61" not in served.plane.active_node_uris()
 
 
+async def test_a_path_whose_escapes_are_not_utf8_is_400_naming_it(served: Served) -> None:
+    """(It was 404 "no agent route matches '/device/%ff'", though the route matches:
+    no value of the id can be written so.)"""
+    for path in ("/device/%ff", "/device/a%FFb", "/%ff", "/device/%c3"):
+        for method in ("GET", "POST"):
+            async with served.client.request(
+                method, served.url(f"{path}?lane=status"), data=b"1"
+            ) as response:
+                assert response.status == 400, (method, path, await response.text())
+                error = (await response.json())["error"]
+            segment = path.rpartition("/")[2]
+            assert error == f"{path!r} is no node URI: {segment!r} does not percent-decode to UTF-8"
+        stream = served.url(f"{path}?lane=status&stream=1")
+        async with served.client.get(stream) as response:
+            assert response.status == 400
+    assert served.plane.active_agents == 0
+    status, _ = await served.get_json("/device/%C3%A9?lane=status")  # UTF-8 escapes are fine
+    assert status == 200
+
+
 async def test_a_full_mailbox_answers_503_with_retry_after_until_it_drains(
     serve: ServeFactory,
 ) -> None:
