@@ -39,6 +39,7 @@ from swimstream.errors import (
     LaneNotFoundError,
     NodeNotFoundError,
 )
+from swimstream.web.request_log import body_problem
 from swimstream.web.shared import (
     Route,
     WebState,
@@ -159,7 +160,11 @@ async def post_command(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return _too_large(limit)
     except RequestPayloadError as exc:  # a body its Content-Encoding cannot decode
-        return error_response(400, f"the body cannot be read: {exc}")
+        # aiohttp closes the connection (the rest of the body cannot be skipped) and
+        # logs one WARNING line (request_log): say so, lest the client reuse it.
+        unreadable = error_response(400, f"the body cannot be read: {body_problem(exc) or exc}")
+        unreadable.force_close()
+        return unreadable
     try:
         # An empty body is null: `curl -X POST .../tick?lane=tick` triggers a command lane.
         value: Any = orjson.loads(body) if body.strip() else None

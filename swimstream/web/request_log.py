@@ -2,10 +2,16 @@
 
 aiohttp answers a malformed request (a URL or header over 8 KiB, a bad chunk size, an
 unknown Content-Encoding) with 400 itself, before any handler runs, and logs it at
-ERROR with a full traceback. The fault is the client's and any client can send such
-requests at will: a flood of tracebacks would bury the instance's own errors. So these
-lines become one WARNING naming the problem, at most one every
-:data:`REPORT_INTERVAL` seconds with a count of those left out.
+ERROR with a full traceback. A body that does not decode as its ``Content-Encoding``
+says (corrupt gzip) is found later, while it is read: the handler answers 400 (or
+never reads it), and aiohttp, draining the rest of the body after the answer, fails on
+it again and logs "Unhandled exception" with a traceback of three chained errors.
+
+The fault is the client's in both cases, and any client can send such requests at
+will: a flood of tracebacks would bury the instance's own errors. So these lines become
+one WARNING naming the problem, at most one every :data:`REPORT_INTERVAL` seconds with
+a count of those left out. Each server installs its own filter for as long as it runs
+(:func:`install`, :func:`uninstall`), so the count starts afresh with each server.
 """
 
 from __future__ import annotations
@@ -14,9 +20,25 @@ import logging
 import time
 
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 REPORT_INTERVAL = 10.0
 """Seconds between two reported malformed requests."""
+
+SERVER_LOG = "aiohttp.server"
+
+
+def body_problem(error: BaseException) -> str | None:
+    """One line saying why aiohttp could not read a request body (corrupt gzip, a bad
+    chunk), or None when ``error`` is no such failure."""
+    cause = error.__cause__ if isinstance(error, RequestPayloadError) else None
+    if not isinstance(cause, HttpProcessingError):
+        return None
+    problem = " ".join(str(cause.message or cause).split())
+    reason = cause.__cause__ or cause.__context__  # the decompressor's own, as zlib's
+    if reason is not None:
+        problem += f" ({reason})"
+    return problem[:200]
 
 
 class MalformedRequests(logging.Filter):
@@ -29,24 +51,36 @@ class MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError):
-            return True  # an error of ours: as aiohttp logs it
+        if error is None:
+            return True
+        if isinstance(error, HttpProcessingError):
+            problem = " ".join(str(error.message or error).split())[:200]
+            message, args = "a malformed request was answered %d: %s%s", [error.code, problem]
+        else:
+            body = body_problem(error)
+            if body is None:
+                return True  # an error of ours: as aiohttp logs it
+            message, args = "a request body could not be read, its connection closed: %s%s", [body]
         now = time.monotonic()
         if now - self._last < REPORT_INTERVAL:
             self._unreported += 1
             return False
         more = f" ({self._unreported} more since the last report)" if self._unreported else ""
         self._last, self._unreported = now, 0
-        problem = " ".join(str(error.message or error).split())[:200]
-        record.msg = "a malformed request was answered %d: %s%s"
-        record.args = (error.code, problem, more)
+        record.msg = message
+        record.args = (*args, more)
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = record.exc_text = None
         return True
 
 
-def install() -> None:
-    """Put the filter on aiohttp's server log, once per process."""
-    logger = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, MalformedRequests) for f in logger.filters):
-        logger.addFilter(MalformedRequests())
+def install() -> MalformedRequests:
+    """Put a filter on aiohttp's server log; :func:`uninstall` it when the server stops."""
+    log_filter = MalformedRequests()
+    logging.getLogger(SERVER_LOG).addFilter(log_filter)
+    return log_filter
+
+
+def uninstall(log_filter: MalformedRequests) -> None:
+    """Take a filter :func:`install` put on aiohttp's server log off it again."""
+    logging.getLogger(SERVER_LOG).removeFilter(log_filter)

@@ -88,6 +88,7 @@ class WebServer:
         self._runner: web.AppRunner | None = None
         self._state: WebState | None = None
         self._gate: lanes.MailboxGate | None = None
+        self._log_filter: request_log.MalformedRequests | None = None
         self._port: int | None = None
 
     @property
@@ -114,7 +115,7 @@ class WebServer:
             self.plane, self.registry, self.health, self.settings, started=time.monotonic()
         )
         self._state = state
-        request_log.install()
+        self._log_filter = request_log.install()
         self._gate = lanes.MailboxGate(self.plane)
         health.register_gauges(self.registry, self.plane, lambda: len(state.open_streams))
         app = self._build_app(state, self._gate)
@@ -147,6 +148,7 @@ class WebServer:
 
     async def _stop(self) -> None:
         state, runner, gate = self._state, self._runner, self._gate
+        log_filter, self._log_filter = self._log_filter, None
         self._runner = None
         if state is not None and not state.stopping.done():
             state.stopping.set_result(None)
@@ -156,6 +158,8 @@ class WebServer:
             await runner.cleanup()
         if gate is not None:
             await gate.close()
+        if log_filter is not None:
+            request_log.uninstall(log_filter)
 
     def _build_app(self, state: WebState, gate: lanes.MailboxGate) -> web.Application:
         app = web.Application(

@@ -45,6 +45,7 @@ class StartingServer:
         self.registry = registry
         self.step = "starting"
         self._runner: web.AppRunner | None = None
+        self._log_filter: request_log.MalformedRequests | None = None
         self._port: int | None = None
 
     @property
@@ -55,7 +56,7 @@ class StartingServer:
         return self._port
 
     async def start(self) -> None:
-        request_log.install()
+        self._log_filter = request_log.install()
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -88,8 +89,11 @@ class StartingServer:
     async def stop(self) -> None:
         """Stop answering; the port is released (the full server binds it next)."""
         runner, self._runner = self._runner, None
+        log_filter, self._log_filter = self._log_filter, None
         if runner is not None:
             await runner.cleanup()
+        if log_filter is not None:
+            request_log.uninstall(log_filter)
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return json_response({"ok": True, "checks": {"start": self.step}})

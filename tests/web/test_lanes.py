@@ -148,6 +148,48 @@ async def test_a_body_its_content_encoding_cannot_decode_is_400(served: Served) 
     assert await served.get_json("/device/1?lane=status") == (200, None)
 
 
+async def test_a_corrupt_gzip_body_is_400_and_one_warning_line_without_a_traceback(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """(The 400 was right, but aiohttp, draining the body after it, failed on it again
+    and logged "Unhandled exception" at ERROR with three chained tracebacks.)"""
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    gzip = {"Content-Encoding": "gzip"}
+
+    async def corrupt_chunks() -> Any:  # no Content-Length: read as it arrives
+        yield b"still not gzip"
+
+    def server_lines() -> list[logging.LogRecord]:
+        lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+        caplog.clear()
+        return lines
+
+    async with serve() as served:
+        url = served.url("/device/1?lane=status")
+        for body in (b"not gzip at all", corrupt_chunks()):
+            async with served.client.post(url, data=body, headers=gzip) as response:
+                assert response.status == 400 and response.headers["Connection"] == "close"
+                assert (await response.json())["error"] == (
+                    "the body cannot be read: Can not decode content-encoding: gzip "
+                    "(Error -3 while decompressing data: incorrect header check)"
+                )
+        assert await served.get_json("/device/1?lane=status") == (200, None)
+    lines = server_lines()  # (the server stopped: every connection ended)
+    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
+    assert lines[0].exc_info is None and lines[0].getMessage() == (
+        "a request body could not be read, its connection closed: Can not decode "
+        "content-encoding: gzip (Error -3 while decompressing data: incorrect header check)"
+    )
+
+    async with serve() as served:  # a handler that never reads the body: the same line
+        url = served.url("/device/1?lane=status")
+        async with served.client.get(url, data=b"not gzip", headers=gzip) as response:
+            assert response.status == 200
+    lines = server_lines()
+    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
+    assert "a request body could not be read" in lines[0].getMessage()
+
+
 async def test_a_body_over_the_limit_is_413(serve: ServeFactory) -> None:
     async with serve(max_body_size=1024) as served:
         big = {"pad": "x" * 2000}
