@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,16 @@ def test_open_links_and_pending_timers_survive_a_crash(
         "processing": {"guarantee": "exactly-once", "commit_interval": 0.2},
         "store": {"path": str(tmp_path / "data")},
         "mesh": {"listen": "127.0.0.1:0", "instance_id": f"{app}-1"},
-        "web": {"max_body_size": 64},  # (the web keys reach the server: a bigger body is 413)
+        # (the web keys reach the server: a bigger body is 413, a second stream 503)
+        "web": {"max_body_size": 64, "max_streams": 1},
     }
     first = start_instance(config, name="first")
     assert first.request("POST", "/gauge/g?lane=level", 5)[0] == 200
     assert first.request("POST", "/gauge/g?lane=level", "x" * 100)[0] == 413
+    stream = "/gauge/g?lane=level&stream=1"
+    with urllib.request.urlopen(first.url + stream, timeout=10) as held:
+        assert held.status == 200
+        assert first.request("GET", stream)[0] == 503
     assert first.request("POST", "/reminder/r?lane=watch", "/gauge/g")[0] == 200
     wait_until(lambda: first.lane("/reminder/r", "watched") == 5, 10, "the link to sync")
     assert first.request("POST", "/reminder/r?lane=remind", {"delay": 4})[0] == 200

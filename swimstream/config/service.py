@@ -237,3 +237,13 @@ class WebConfig(FrozenModel):
             "and a client that left without closing is found."
         ),
     )
+    max_streams: Integer = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Most lane streams (SSE) open at once on this instance; each holds a buffer "
+            "and costs the agent it watches a delivery per change. Beyond it a new stream "
+            "is answered 503 with `Retry-After: 5` until one closes "
+            "(`swimstream_web_streams_open` in `/metrics` counts them)."
+        ),
+    )

@@ -175,6 +175,7 @@ class Service:
                 command_timeout=config.web.command_timeout,
                 heartbeat_interval=config.web.heartbeat_interval,
                 stream_interval=config.web.stream_interval,
+                max_streams=config.web.max_streams,
             )
         )
         await starting.stop()  # (the probes it was answering are answered by now)

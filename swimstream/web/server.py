@@ -58,7 +58,8 @@ class WebServer:
     :attr:`url` tell once the server started. ``registry`` receives the plane's
     statistics as gauges; ``health`` answers the probes. The rest tune the port:
     the app name the dashboard shows, the largest command body, how long a POST waits
-    for its command's callback, and a stream's heartbeat and minimum flush interval.
+    for its command's callback, a stream's heartbeat and minimum flush interval, and
+    how many streams may be open at once.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class WebServer:
         command_timeout: float = 30.0,
         heartbeat_interval: float = 15.0,
         stream_interval: float = 0.05,
+        max_streams: int = 1000,
     ) -> None:
         self.plane = plane
         self.registry = registry
@@ -84,6 +86,7 @@ class WebServer:
             command_timeout=command_timeout,
             heartbeat_interval=heartbeat_interval,
             stream_interval=stream_interval,
+            max_streams=max_streams,
         )
         self._runner: web.AppRunner | None = None
         self._state: WebState | None = None

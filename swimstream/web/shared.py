@@ -56,6 +56,7 @@ class WebSettings:
     command_timeout: float = 30.0
     heartbeat_interval: float = 15.0
     stream_interval: float = 0.05
+    max_streams: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,10 @@
 ``GET /<node>?lane=<lane>`` with ``Accept: text/event-stream`` (or ``&stream=1``) links
 the HTTP response to the lane like any other subscriber. One stream goes through:
 
+``refused``
+    With ``max_streams`` streams open, a new one is answered 503 with ``Retry-After``
+    before anything is linked: each open stream holds a buffer and costs the agent it
+    watches a delivery per change. A stream's slot is free again once it unlinked.
 ``link``
     :meth:`Plane.link` registers a :class:`LaneUplink` on the lane. Right behind the
     link, in the same agent turn, :meth:`Plane.call` reads the lane's whole state and
@@ -73,6 +77,9 @@ EVENT_STREAM = "text/event-stream"
 HEARTBEAT = b": heartbeat\n\n"
 RECONNECT_MILLIS = 3000
 """How long a browser's EventSource waits before it reconnects a dropped stream."""
+STREAMS_RETRY_AFTER_SECONDS = 5
+"""The ``Retry-After`` of a stream refused because ``max_streams`` are open: streams
+last, so a slot frees up seldom; a client retrying every second would only spin."""
 
 
 def wants_stream(request: web.Request) -> bool:
@@ -173,6 +180,9 @@ async def stream_lane(
     Raises the plane's NodeNotFoundError, LaneNotFoundError or ClosedResourceError
     before anything was sent, for the caller to turn into a status code.
     """
+    limit = state.settings.max_streams
+    if len(state.open_streams) >= limit:
+        return _refuse_stream(state, limit)
     plane = state.plane
     uplink = LaneUplink(lane, kind)
     plane.link(node_uri, lane, uplink)
@@ -204,6 +214,20 @@ async def stream_lane(
         uplink.stop()
         state.open_streams.discard(uplink)
         plane.unlink(node_uri, lane, uplink)
+
+
+def _refuse_stream(state: WebState, limit: int) -> web.Response:
+    """503: ``limit`` streams are open. Counted, not logged: any client can ask again."""
+    state.registry.counter(
+        "web_streams_refused", "Lane streams (SSE) refused because web.max_streams were open."
+    ).inc()
+    refused = error_response(
+        503,
+        f"too many lane streams are open ({limit}, web.max_streams); retry later",
+        max_streams=limit,
+    )
+    refused.headers["Retry-After"] = str(STREAMS_RETRY_AFTER_SECONDS)
+    return refused
 
 
 async def _pump(response: web.StreamResponse, uplink: LaneUplink, settings: WebSettings) -> None:

@@ -199,6 +199,10 @@ from tests.config.documents import document, problems
             "web.max_body_size: expected an integer, got '1MiB'",
         ),
         (
+            {"web": {"max_streams": 0}},
+            "web.max_streams: must be at least 1, got 0",
+        ),
+        (
             {"mesh": {"listen": "7001"}},
             "mesh.listen: expected host:port, such as 0.0.0.0:7001, got '7001'",
         ),

@@ -108,6 +108,34 @@ async def test_a_client_that_leaves_is_unlinked(served: Served) -> None:
     await served.post_json("/device/5?lane=status", {"after": True})  # nobody to deliver to
 
 
+async def test_streams_beyond_max_streams_are_503_with_retry_after_until_one_closes(
+    serve: ServeFactory,
+) -> None:
+    """(There was no cap: each stream holds a buffer and costs the agent it watches a
+    delivery per change, and a client could open as many as it liked.)"""
+    async with serve(max_streams=2) as served, stream(served, "/device/8?lane=status") as first:
+        assert await first.next() == ("state", None)
+        await first.next()  # synced
+        async with stream(served, "/device/9?lane=history"):
+            url = served.url("/device/8?lane=status")
+            async with served.client.get(url, headers=STREAM_HEADERS) as refused:
+                assert refused.status == 503 and refused.headers["Retry-After"] == "5"
+                assert await refused.json() == {
+                    "error": "too many lane streams are open (2, web.max_streams); retry later",
+                    "max_streams": 2,
+                }
+            assert await served.get_json("/device/8?lane=status") == (200, None)  # no stream
+            metrics = served.registry.render()
+            assert "swimstream_web_streams_open 2\n" in metrics
+            assert "swimstream_web_streams_refused_total 1\n" in metrics
+        # the second stream's client left: its slot is free once it unlinked
+        await wait_until(lambda: "swimstream_web_streams_open 1\n" in served.registry.render())
+        async with stream(served, "/device/8?lane=status") as again:
+            assert await again.next() == ("state", None)
+        await served.post_json("/device/8?lane=status", 3)
+        assert await first.next() == ("set", 3)  # the first one streams on
+
+
 async def test_an_idle_stream_sends_heartbeats(serve: ServeFactory) -> None:
     async with (
         serve(heartbeat_interval=0.05) as served,
