@@ -106,6 +106,7 @@ class KafkaSink:
         self._bridge: LoopBridge | None = None
         self._executor: DaemonExecutor | None = None
         self._pending = 0
+        self._pending_waiter: asyncio.Future[None] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -207,6 +208,8 @@ class KafkaSink:
                 deadline = self._wait_for_room(topic, deadline)
             except KafkaException as exc:
                 raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
+        if self._pending_waiter is not None:  # (None while records are pending)
+            self._wake_poller()
         self._pending += 1
 
     def produce_many(
@@ -243,7 +246,9 @@ class KafkaSink:
         except KafkaException as exc:
             raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
         finally:
-            if reported:
+            if reported and queued:
+                if self._pending_waiter is not None:
+                    self._wake_poller()
                 self._pending += queued
 
     def _wait_for_room(self, topic: str, deadline: float | None) -> float:
@@ -266,6 +271,20 @@ class KafkaSink:
         """Serve delivery reports that arrived, without waiting."""
         if self._producer is not None:
             self._producer.poll(0)
+
+    async def wait_for_pending(self) -> None:
+        """Return once a record waits for its delivery report (at once if one does)."""
+        if self._pending:
+            return
+        waiter = self._pending_waiter
+        if waiter is None or waiter.done():
+            waiter = self._pending_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiter)  # (a cancelled wait leaves it for the next one)
+
+    def _wake_poller(self) -> None:
+        waiter, self._pending_waiter = self._pending_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def flush(self, timeout: float) -> bool:
         """Serve delivery reports until none is pending (True) or ``timeout`` passed."""

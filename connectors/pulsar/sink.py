@@ -257,6 +257,10 @@ class PulsarSink:
         """Nothing to do: delivery reports are scheduled onto the event loop as they
         arrive and run as it turns."""
 
+    async def wait_for_pending(self) -> None:
+        """Never returns: nothing here needs :meth:`poll` (see there)."""
+        await asyncio.Event().wait()
+
     async def flush(self, timeout: float) -> bool:
         """Send partly filled batches now and wait until every record's ``on_delivery``
         has run (True), or ``timeout`` seconds passed (False)."""

@@ -331,6 +331,10 @@ class Plane(Passivation):
         """Wait until every queued message, and everything it caused, has been handled."""
         await self._scheduler.settle()
 
+    async def wait_for_work(self) -> None:
+        """Return once an agent has work after the plane was idle (at once if busy)."""
+        await self._scheduler.wait_for_work()
+
     # -- links ---------------------------------------------------------------------------
 
     def link(self, node_uri: str, lane: str, uplink: Uplink) -> None:

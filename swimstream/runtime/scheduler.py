@@ -72,6 +72,7 @@ class Scheduler:
         self._sleeping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._settle_waiters: list[asyncio.Future[None]] = []
+        self._work_waiters: list[asyncio.Future[None]] = []
         self._on_failure = on_failure
         self._recency = recency
         self.processed = 0
@@ -88,9 +89,12 @@ class Scheduler:
             self.wake()
 
     def wake(self) -> None:
-        """Rouse the loop from its idle wait."""
+        """Rouse the loop from its idle wait (and whoever waits for work)."""
         self._sleeping = False
         self._wakeup.set()
+        if self._work_waiters:
+            _resolve_all(self._work_waiters)
+            self._work_waiters = []
 
     def queued(self) -> int:
         """Messages in the mailboxes of agents waiting for a turn."""
@@ -109,6 +113,22 @@ class Scheduler:
             if self._sleeping:
                 self._wakeup.set()
             await waiter
+
+    async def wait_for_work(self) -> None:
+        """Return once an agent has work after the loop was idle (at once unless it
+        is idle now). Costs nothing per message: only the idle loop's wake-up looks.
+
+        Periodic housekeeping (checkpoints) waits here instead of polling an idle plane.
+        """
+        if not self._sleeping:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._work_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._work_waiters:  # cancelled: leave no dead future behind
+                self._work_waiters.remove(waiter)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -259,10 +279,16 @@ class Scheduler:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for waiter in self._settle_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        _resolve_all(self._settle_waiters)
         self._settle_waiters = []
+        _resolve_all(self._work_waiters)
+        self._work_waiters = []
+
+
+def _resolve_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 ROOM_FRACTION = 2

@@ -62,8 +62,12 @@ DELIVERY_POLL = 0.002
 """Seconds between polls for delivery reports while records wait for theirs."""
 
 IDLE_DELIVERY_POLL = 0.02
-"""The longest pause between polls when no record waits (the first report after a
-quiet spell waits at most this long)."""
+"""The longest pause between polls when no record waits; once it is reached, the loop
+sleeps until a sink has a record pending (or :data:`QUIET_DELIVERY_POLL` passed)."""
+
+QUIET_DELIVERY_POLL = 1.0
+"""Seconds between polls while no record is pending: they serve only client error
+events then, which need no hurry."""
 
 RECORD_MARGIN = 64 * 1024
 """Bytes of a sink's record size limit kept for keys, headers and state encoding."""
@@ -97,6 +101,8 @@ class Service:
         self.failures = DeliveryFailures(self.registry)
         self.health = ServiceHealth(self)
         self.started_at = 0.0
+        self.delivery_sleeps = 0
+        """Times the delivery-report loop went to sleep until a record was pending."""
         self.insight_listeners: list[Callable[[Insight], None]] = []
         """Called with every published insight (after it is handed to its sink)."""
         self.durability: Durability | None = None
@@ -213,7 +219,7 @@ class Service:
                 self._exactly_once,
                 group_metadata,
                 self.fail,
-                [s.flush for s in coalesced],
+                coalesced,
             )
         for runner in self._runners:
             self._tasks.append(loop.create_task(self._watch(runner.run), name=runner.name))
@@ -385,8 +391,9 @@ class Service:
         """Serve the sinks' delivery reports: each completes an insight's effect (and so
         lets its record's offset be committed). Every 2 ms while records wait for theirs
         (the sinks also serve them while waiting for room); with none waiting the pause
-        doubles up to 20 ms, since an idle instance spent most of its CPU on these
-        wake-ups."""
+        doubles up to 20 ms, and then the loop sleeps until a sink has a record pending
+        (at most :data:`QUIET_DELIVERY_POLL`): an idle instance spent most of its CPU on
+        these wake-ups."""
         sinks = [clients.sink for clients in self.clients.values()]
         pause = DELIVERY_POLL
         while True:
@@ -394,7 +401,14 @@ class Service:
             for sink in sinks:
                 sink.poll()
                 waiting = waiting or sink.pending > 0
-            pause = DELIVERY_POLL if waiting else min(pause * 2, IDLE_DELIVERY_POLL)
+            if waiting:
+                pause = DELIVERY_POLL
+            elif pause >= IDLE_DELIVERY_POLL:
+                self.delivery_sleeps += 1
+                await _first_of([sink.wait_for_pending() for sink in sinks], QUIET_DELIVERY_POLL)
+                continue  # poll at once: 2 ms apart again if a record is pending
+            else:
+                pause = min(pause * 2, IDLE_DELIVERY_POLL)
             await asyncio.sleep(pause)
 
     def _protocol_of(self, kind: str | None) -> str:
@@ -497,6 +511,16 @@ class Service:
     def runners(self) -> list[SourceRunner]:
         """The source loops (one per protocol)."""
         return list(self._runners)
+
+
+async def _first_of(waits: list[Coroutine[Any, Any, None]], timeout: float) -> None:
+    """Return when the first of ``waits`` does, or after ``timeout``; cancel the rest."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _address(text: str) -> tuple[str, int]:

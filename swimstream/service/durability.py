@@ -34,7 +34,7 @@ from swimstream.errors import StoreError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
-from swimstream.store.checkpoint import Checkpointer
+from swimstream.store.checkpoint import Checkpointer, CoalescedSink
 from swimstream.store.committed import CommittedStore, MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.recovery import RecoveryReport, recover
@@ -195,7 +195,7 @@ class Durability:
         exactly_once: bool,
         group_metadata: Callable[[], object] | None,
         on_failure: Callable[[BaseException], None],
-        flush_sinks: Sequence[Callable[[], None]] = (),
+        flush_sinks: Sequence[CoalescedSink] = (),
     ) -> None:
         """Begin the first checkpoint (and transaction) and checkpoint periodically;
         ``on_failure`` is told if a checkpoint fails (the instance must then stop).

@@ -24,6 +24,13 @@ everything produced so far, then commits the cut's offsets. Then the checkpoint 
 queued for the local SQLite store, which holds only committed checkpoints
 (:mod:`swimstream.store.local_writer` writes them in batches, off the loop).
 
+**Nothing new, no checkpoint.** A periodic checkpoint is skipped when nothing changed
+since the last cut: no state, no source position, and (``exactly-once``) nothing produced
+into the open transaction, as Kafka Streams commits only tasks that processed something.
+An idle instance then writes no markers and runs no transactions; the checkpointer waits
+for the plane or a source to get work (or :data:`IDLE_RECHECK` seconds) before looking
+again, then checkpoints within ``interval`` as usual.
+
 A checkpoint that fails to commit leaves memory ahead of what the broker holds; the
 instance cannot continue without applying records twice, so the failure stops it
 (health red, exit non-zero) and recovery resumes from the last committed checkpoint.
@@ -37,6 +44,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from swimstream.runtime import Plane
 from swimstream.store.changelog import (
@@ -64,6 +72,10 @@ COMMIT_TIMEOUT = 60.0
 unready, as Kafka Streams' ``task.timeout.ms`` rides out a short outage. Processing goes
 on meanwhile, up to the work the sources let be in flight."""
 
+IDLE_RECHECK = 1.0
+"""Seconds an idle checkpointer sleeps at most before looking for changes again (it is
+woken at once when agents get work or records arrive; this covers anything else)."""
+
 
 @dataclass
 class CheckpointStats:
@@ -73,6 +85,21 @@ class CheckpointStats:
     records: int = 0
     last_seconds: float = 0.0
     barrier_seconds: float = 0.0
+    skipped: int = 0
+    """Periodic checkpoints left out because nothing had changed."""
+
+
+class CoalescedSink(Protocol):
+    """A lane sink that holds changes until it is flushed (at every cut)."""
+
+    @property
+    def pending(self) -> int:
+        """Changes waiting for the next flush."""
+        ...
+
+    def flush(self) -> None:
+        """Produce the changes held."""
+        ...
 
 
 class Checkpointer:
@@ -94,7 +121,7 @@ class Checkpointer:
         first_checkpoint: int = 1,
         restored_from: int = 0,
         instance: str = "",
-        flush_sinks: Sequence[Callable[[], None]] = (),
+        flush_sinks: Sequence[CoalescedSink] = (),
     ) -> None:
         self._plane = plane
         self._tracker = tracker
@@ -113,6 +140,8 @@ class Checkpointer:
         self._flush_sinks = list(flush_sinks)
         self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
+        self._last_cut: dict[TopicPartition, int] | None = None
+        self._produced_at_cut = 0
         self._in_transaction = False
         self.stats = CheckpointStats()
         self.failure: BaseException | None = None
@@ -143,7 +172,47 @@ class Checkpointer:
                 await asyncio.wait_for(stopping.wait(), self._interval)
             if stopping.is_set():
                 return
+            if self.unchanged():
+                self.stats.skipped += 1
+                await self._wait_for_work(stopping)
+                continue
             await self.checkpoint()
+
+    def unchanged(self) -> bool:
+        """Whether a checkpoint now would hold nothing the last one did not: no state
+        changed, no source moved on, nothing produced into the open transaction, no
+        commit running or failed (a failure must surface at the next checkpoint)."""
+        committing = self._committing
+        if committing is not None and (
+            not committing.done() or committing.cancelled() or committing.exception()
+        ):
+            return False
+        if self._last_cut is None or self.local.failure is not None or len(self._tracker):
+            return False
+        if any(sink.pending for sink in self._flush_sinks):
+            return False
+        if self._exactly_once:
+            sink = self._sink
+            if not isinstance(sink, DeferringSink) or sink.produced != self._produced_at_cut:
+                return False
+        cut: dict[TopicPartition, int] = {}
+        for runner in self._runners:
+            cut.update(runner.book.routed_positions())
+        return cut == self._last_cut
+
+    async def _wait_for_work(self, stopping: asyncio.Event) -> None:
+        """Sleep until the plane or a source gets work, ``stopping`` is set, or
+        :data:`IDLE_RECHECK` passed."""
+        waits = [
+            asyncio.ensure_future(self._plane.wait_for_work()),
+            asyncio.ensure_future(stopping.wait()),
+            *(asyncio.ensure_future(runner.wait_for_records()) for runner in self._runners),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=IDLE_RECHECK, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def checkpoint(self) -> None:
         """Make a cut and start its commit (see the module docstring); raises when the
@@ -160,8 +229,8 @@ class Checkpointer:
         try:
             if self._plane.running:
                 await self._plane.settle()
-            for flush in self._flush_sinks:
-                flush()  # coalesced lane sinks: their insights belong to this cut
+            for coalesced in self._flush_sinks:
+                coalesced.flush()  # coalesced lane sinks: their insights belong to this cut
             entries = self._tracker.collect()
             generation = self._store.next_generation()
             cut: dict[TopicPartition, int] = {}
@@ -170,6 +239,8 @@ class Checkpointer:
             markers = self._write(checkpoint, entries, cut)
             if self._exactly_once and isinstance(self._sink, DeferringSink):
                 self._sink.hold()
+                self._produced_at_cut = self._sink.produced
+            self._last_cut = cut
         except BaseException as exc:
             self.failure = exc
             raise

@@ -26,6 +26,9 @@ class DeferringSink:
     def __init__(self, inner: TransactionalSink) -> None:
         self.inner = inner
         self._held: list[tuple[Any, ...]] | None = None
+        self.produced = 0
+        """Calls that produced records so far (a checkpoint with none since the last
+        one has no transaction to commit)."""
 
     def hold(self) -> None:
         """From now on, keep produced records until :meth:`release`."""
@@ -57,6 +60,7 @@ class DeferringSink:
             on_delivery(None)
             on_delivery = None
         record = (topic, key, value, headers, on_delivery, partition, on_written)
+        self.produced += 1
         if self._held is None:
             self._send(*record)
         else:
@@ -88,6 +92,7 @@ class DeferringSink:
         *,
         reported: bool = True,
     ) -> None:
+        self.produced += 1
         if self._held is None:
             self.inner.produce_many(topic, records, headers, reported=reported)
         else:
@@ -99,6 +104,9 @@ class DeferringSink:
 
     def poll(self) -> None:
         self.inner.poll()
+
+    async def wait_for_pending(self) -> None:
+        await self.inner.wait_for_pending()
 
     async def flush(self, timeout: float) -> bool:
         return await self.inner.flush(timeout)

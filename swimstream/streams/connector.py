@@ -162,6 +162,12 @@ class SinkConnector(Protocol):
         """Serve pending delivery callbacks, without waiting."""
         ...
 
+    async def wait_for_pending(self) -> None:
+        """Return once a record waits for a delivery report that :meth:`poll` serves (at
+        once if one does): an idle service sleeps here rather than polling. A sink
+        whose reports need no polling may never return."""
+        ...
+
     async def flush(self, timeout: float) -> bool:
         """Wait until every queued record is delivered (True) or ``timeout`` passed."""
         ...

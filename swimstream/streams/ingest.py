@@ -13,6 +13,12 @@ until the work in flight halves, and resumes. Commits are asynchronous and happe
 all their effects are done (:mod:`swimstream.streams.tracking`). On a revoke, the
 revoked partitions' final offsets are committed before the partitions are released.
 
+While records come, the runner waits at most :data:`SOURCE_WAIT` for more (the connector
+returns as soon as one arrives; the bound is how often an empty loop looks at commits
+and readiness). With nothing in flight the wait doubles, up to :data:`IDLE_SOURCE_WAIT`,
+so an idle instance wakes a few times a second rather than twenty: the first record
+after a quiet spell is still picked up as soon as it arrives.
+
 ``stop()`` drains: no more fetching, the records in flight finish (up to a deadline),
 their offsets are committed, and the connector leaves the group.
 
@@ -43,6 +49,13 @@ from swimstream.streams.router import RecordRouter
 from swimstream.streams.tracking import OffsetBook, PartitionTracker
 
 log = logging.getLogger("swimstream.source")
+
+SOURCE_WAIT = 0.05
+"""Longest wait for records, in seconds, while records are in flight or just came."""
+
+IDLE_SOURCE_WAIT = 0.25
+"""Longest wait for records once nothing is in flight: also how late a stop, or a
+commit or pause deferred while the connector waits, may be after a quiet spell."""
 
 
 class SourceRunner:
@@ -80,6 +93,10 @@ class SourceRunner:
         self._routed_at_revoke: dict[TopicPartition, int] = {}
         """Managed commits: where the partitions of the last revoke were routed to."""
         self._caught_up = False
+        self._wait = SOURCE_WAIT
+        self.waits = 0
+        """Waits for records so far (each one a wake-up of an idle instance)."""
+        self._arrived = asyncio.Event()
         self._last_commit = 0.0
         self._since_commit = 0
         self._pauses = registry.counter(
@@ -128,8 +145,10 @@ class SourceRunner:
             if not records:
                 self._check_caught_up()
                 self._commit(force=False)
-                await connector.wait_for_records(0.05)
+                await connector.wait_for_records(self._next_wait())
                 continue
+            self._wait = SOURCE_WAIT
+            self._arrived.set()
             full: str | None = None
             for record in records:
                 if record.error() is not None:
@@ -149,6 +168,12 @@ class SourceRunner:
                 await self._relieve_pressure(full)
             self._commit(force=False)
             await asyncio.sleep(0)  # let the agents work through what just arrived
+
+    async def wait_for_records(self) -> None:
+        """Return once the runner takes records from its connector (checkpoints wait
+        here, and on the plane, rather than polling an idle instance)."""
+        self._arrived.clear()
+        await self._arrived.wait()
 
     async def stop(self, timeout: float) -> int:
         """Drain: stop fetching, let in-flight records finish (up to ``timeout``),
@@ -229,6 +254,16 @@ class SourceRunner:
             current = set(self.connector.assignment())
             self.connector.resume([tp for tp in self._paused if tp in current])
             self._paused = []
+
+    def _next_wait(self) -> float:
+        """How long the next empty wait may last: :data:`SOURCE_WAIT` while records are
+        in flight or their offsets wait for a commit, doubling up to
+        :data:`IDLE_SOURCE_WAIT` once none is."""
+        self.waits += 1
+        wait = self._wait
+        unsettled = self.book.inflight or (self._since_commit and not self.managed_commits)
+        self._wait = SOURCE_WAIT if unsettled else min(wait * 2, IDLE_SOURCE_WAIT)
+        return wait
 
     def _commit(self, force: bool) -> None:
         if self.managed_commits:
