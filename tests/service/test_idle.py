@@ -1,0 +1,97 @@
+"""An idle service sleeps: its loops wake a few times a second, not hundreds.
+
+Counted, not timed: each loop's wake-ups over an idle spell, against what its shortest
+sleep allows in the time that passed (a slow machine only makes fewer of them). With
+the old polling the source loop woke every 50 ms, the delivery poll every 20 ms and a
+checkpoint (a Kafka transaction) ran every 100 ms, whatever came in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from connectors.embedded import EmbeddedKafka, free_ports
+from connectors.factory import open_connectors
+from swimstream.config import parse_config
+from swimstream.service import Service
+from swimstream.store.checkpoint import IDLE_RECHECK
+from swimstream.streams.ingest import IDLE_SOURCE_WAIT
+
+IDLE_SECONDS = 2.0
+
+
+def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
+    web, mesh = free_ports(2)
+    return {
+        "app": app,
+        "broker": {"kind": "kafka", "bootstrap": kafka.bootstrap, "partitions": 2},
+        "agents": {
+            "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
+            "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
+            "world": {"class": "examples.towers.app:World", "route": "/world"},
+        },
+        "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
+        "sinks": [{"from": "/tower/:id#summary", "topic": f"{app}.summaries"}],
+        "store": {"path": str(store)},  # durable, exactly-once: the defaults
+        "web": {"listen": f"127.0.0.1:{web}"},
+        "mesh": {"listen": f"127.0.0.1:{mesh}"},
+    }
+
+
+async def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_idle_instance_neither_polls_nor_checkpoints_and_wakes_for_a_record(
+    kafka_broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    app = "idle-towers"
+    kafka_broker.create_topic(f"{app}.readings", partitions=2)
+    service = Service(parse_config(towers(kafka_broker, app, tmp_path), {}), open_connectors)
+    await service.start()
+    try:
+        runner = service.runners[0]
+        assert service.durability is not None and service.durability.checkpointer is not None
+        checkpointer = service.durability.checkpointer
+        await wait_until(lambda: runner.ready and checkpointer.stats.checkpoints > 0, 60, "ready")
+        await asyncio.sleep(IDLE_RECHECK)  # the waits back off
+
+        started = time.monotonic()
+        waits, sleeps = runner.waits, service.delivery_sleeps
+        checkpoints, skipped = checkpointer.stats.checkpoints, checkpointer.stats.skipped
+        await asyncio.sleep(IDLE_SECONDS)
+        idle = time.monotonic() - started
+
+        assert checkpointer.stats.checkpoints == checkpoints, "a checkpoint with nothing new"
+        # Each skipped checkpoint sleeps until work comes or IDLE_RECHECK passes.
+        assert checkpointer.stats.skipped - skipped <= idle / IDLE_RECHECK + 2
+        # The delivery poll sleeps until a record is pending (or a second passes).
+        assert service.delivery_sleeps - sleeps <= idle + 2
+        # Fetching no record, the source loop waits up to IDLE_SOURCE_WAIT (and the
+        # consumer ends a wait early only when something arrives).
+        assert runner.waits - waits <= idle / IDLE_SOURCE_WAIT + 3
+
+        # A record after the quiet spell is processed and checkpointed (in a
+        # transaction, so exactly-once readers see its effects) as usual.
+        producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+        reading = {"device": "d1", "tower": "t1", "temp": 20.0, "ts": 1}
+        producer.produce(f"{app}.readings", orjson.dumps(reading), b"d1")
+        assert await asyncio.to_thread(producer.flush, 10) == 0
+        assert service.plane is not None
+        plane = service.plane
+        await wait_until(lambda: plane.is_active("/device/d1"), 30, "the record processed")
+        await wait_until(
+            lambda: checkpointer.stats.checkpoints > checkpoints, 30, "a checkpoint of it"
+        )
+    finally:
+        service.stop()
+        await service.close()
