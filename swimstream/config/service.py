@@ -48,7 +48,10 @@ class ProcessingConfig(FrozenModel):
     commit_interval: Duration = Field(
         default=0.1,
         gt=0,
-        description="Longest time between checkpoints (Kafka Streams' `commit.interval.ms`).",
+        description=(
+            "Longest time from a change to the checkpoint that holds it (Kafka Streams' "
+            "`commit.interval.ms`); an instance with nothing new takes none."
+        ),
     )
     commit_max_records: Integer = Field(
         default=1000,
