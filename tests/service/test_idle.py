@@ -92,6 +92,15 @@ async def test_an_idle_instance_neither_polls_nor_checkpoints_and_wakes_for_a_re
         await wait_until(
             lambda: checkpointer.stats.checkpoints > checkpoints, 30, "a checkpoint of it"
         )
+
+        # A change no source brought (a command, as an HTTP POST makes one) after
+        # another quiet spell is checkpointed too: the idle checkpointer wakes for it.
+        await asyncio.sleep(IDLE_RECHECK + 0.5)
+        checkpoints = checkpointer.stats.checkpoints
+        await plane.command("/device/d2", "reading", {**reading, "device": "d2"})
+        await wait_until(
+            lambda: checkpointer.stats.checkpoints > checkpoints, 30, "a checkpoint of a command"
+        )
     finally:
         service.stop()
         await service.close()
