@@ -278,27 +278,47 @@ async def test_batched_records_may_repeat_but_are_never_lost(
 async def test_key_shared_gives_each_key_to_one_member(
     service_url: str, topic: str, open_source: OpenSource
 ) -> None:
+    """What Key_Shared promises two steady members: each key goes to one of them, in the
+    order produced; nothing is lost; and nothing acknowledged comes back.
+
+    Delivery is at-least-once, not exactly-once: a message not yet acknowledged may come
+    again (Apache Pulsar redelivers on a reconnect, for one), and pulsar-lite's Key_Shared
+    dispatch has handed a fresh producer batch to its member twice before any
+    acknowledgement (same message ids, redelivery count 0; see :mod:`connectors.pulsar`).
+    So a repeat is allowed, but only as the same message again, at the member that owns
+    its key, and not once it was acknowledged.
+    """
     members = [await open_source([topic]), await open_source([topic])]
     await produce(service_url, topic, numbered(200, keys=20), PulsarSettings())
 
     received: list[list[PulsarRecord]] = [[], []]
+    arrived: set[int] = set()
     deadline = time.monotonic() + 10
-    while sum(map(len, received)) < 200:
-        assert time.monotonic() < deadline, f"received {sum(map(len, received))} of 200"
+    while len(arrived) < 200:  # every number, however many deliveries that took
+        assert time.monotonic() < deadline, f"received {len(arrived)} of 200"
         for member, records in zip(members, received, strict=True):
             batch = member.consume(200)
             if batch:
                 records.extend(batch)
+                arrived.update(numbers(batch))
                 member.commit({TopicPartition(topic, 0): batch[-1].offset() + 1})
         await members[0].wait_for_records(0.05)
 
-    assert sorted(numbers(received[0] + received[1])) == list(range(200))
+    assert arrived == set(range(200))
     keys = [{record.key() for record in records} for records in received]
     assert keys[0] and keys[1] and not keys[0] & keys[1]
     for member_keys, records in zip(keys, received, strict=True):
+        first_ids: dict[int, bytes] = {}
+        for record in records:  # a repeat is the same message delivered again
+            number = int(record.value() or b"")
+            assert first_ids.setdefault(number, record.message_id()) == record.message_id()
         for key in member_keys:  # each key's records in the order they were produced
-            of_key = numbers([record for record in records if record.key() == key])
+            of_key = list(dict.fromkeys(numbers([r for r in records if r.key() == key])))
             assert of_key == sorted(of_key)
+
+    for member in members:
+        await member.close()  # sends the acknowledgements still batched
+    assert await read_nothing_more(await open_source([topic])) == []
 
 
 # -- reading without blocking ---------------------------------------------------------------
