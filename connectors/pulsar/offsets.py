@@ -9,9 +9,18 @@ is committed; committing then means acknowledging those ids one by one (Key_Shar
 refuses cumulative acknowledgement).
 
 The numbers are local to one source object: they start at 0 on every ``open`` and a
-redelivered message gets a new number. They are good for completion tracking inside
-one run and mean nothing across runs; :meth:`PulsarRecord.message_id` is the stable
-identity.
+message delivered again after its number was committed (a whole batch comes back when
+only part of it was acknowledged) gets a new number. They are good for completion
+tracking inside one run and mean nothing across runs; :meth:`PulsarRecord.message_id`
+is the stable identity.
+
+**A message delivered again while it is still held is handed out once.** Pulsar
+redelivers what is unacknowledged when a consumer reconnects (or its ack timeout
+passes, or on ``redeliver_unacknowledged_messages``), including messages the service is
+still processing, and pulsar-lite has sent a fresh batch twice (see
+:mod:`connectors.pulsar`). Handing such a repeat out would apply the same event twice
+(a counter counts it twice) although nothing was lost; instead it is dropped, and the
+acknowledgement of the first delivery, once its offset is committed, covers both.
 
 Memory: one entry per handed-out, uncommitted message, which the service bounds with
 its in-flight limits (the same records it must hold to process them anyway).
@@ -20,6 +29,7 @@ its in-flight limits (the same records it must hold to process them anyway).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from swimstream.streams.connector import TopicPartition
@@ -28,14 +38,29 @@ IdT = TypeVar("IdT")
 
 
 class OffsetLedger(Generic[IdT]):
-    """Numbers messages per partition and releases their ids when offsets are committed."""
+    """Numbers messages per partition and releases their ids when offsets are committed.
 
-    def __init__(self) -> None:
+    ``identity`` turns a message id into something hashable that is equal for two
+    deliveries of one message (pulsar-client's ids are not hashable).
+    """
+
+    def __init__(self, identity: Callable[[IdT], Hashable] = lambda message_id: message_id):
+        self._identity = identity
         self._next: dict[TopicPartition, int] = {}
         self._held: dict[TopicPartition, deque[tuple[int, IdT]]] = {}
+        self._holding: set[tuple[TopicPartition, Hashable]] = set()
+        self.repeats = 0
+        """Deliveries dropped as repeats of a message still held."""
 
-    def assign(self, partition: TopicPartition, message_id: IdT) -> int:
-        """The next offset of ``partition``, now standing for ``message_id``."""
+    def assign(self, partition: TopicPartition, message_id: IdT) -> int | None:
+        """The next offset of ``partition``, now standing for ``message_id``; None when
+        that message is held already (delivered again before its offset was committed:
+        see the module docstring), so the caller drops this delivery."""
+        identity = (partition, self._identity(message_id))
+        if identity in self._holding:
+            self.repeats += 1
+            return None
+        self._holding.add(identity)
         offset = self._next.get(partition, 0)
         self._next[partition] = offset + 1
         held = self._held.get(partition)
@@ -50,7 +75,9 @@ class OffsetLedger(Generic[IdT]):
         held = self._held.get(partition)
         released: list[IdT] = []
         while held and held[0][0] < below:
-            released.append(held.popleft()[1])
+            message_id = held.popleft()[1]
+            self._holding.discard((partition, self._identity(message_id)))
+            released.append(message_id)
         return released
 
     def next_offset(self, partition: TopicPartition) -> int:

@@ -7,7 +7,9 @@ may repeat, never get lost. Exactly-once needs Kafka transactions
 (``send_offsets_to_transaction``) and is Kafka-only. Even an acknowledged message can
 come back when it shared a producer batch with one that was not (acknowledgement is per
 batch unless batch-index acknowledgement is on, which pulsar-lite gets wrong; see
-:mod:`connectors.pulsar`).
+:mod:`connectors.pulsar`). A message delivered again while the service still holds it
+(a reconnect redelivers everything unacknowledged) is dropped rather than handed out
+twice (:mod:`connectors.pulsar.offsets`).
 
 Why it is built this way:
 
@@ -101,6 +103,12 @@ def split_partition(topic: str) -> tuple[str, int]:
     return match["topic"], int(match["number"])
 
 
+def _identity(message_id: MessageId) -> tuple[int, int, int]:
+    """What two deliveries of one message to one partition's consumer share
+    (pulsar-client's ids are not hashable)."""
+    return message_id.ledger_id(), message_id.entry_id(), message_id.batch_index()
+
+
 @dataclass(eq=False, slots=True)
 class _Feed:
     """One consumer on one topic partition, as the event loop sees it."""
@@ -154,7 +162,7 @@ class PulsarSource:
         self._closed = False
         self._feeds: list[_Feed] = []
         self._by_partition: dict[TopicPartition, _Feed] = {}
-        self._ledger: OffsetLedger[MessageId] = OffsetLedger()
+        self._ledger: OffsetLedger[MessageId] = OffsetLedger(_identity)
         self._listener: RebalanceListener | None = None
         self._announced = False
         self._rotation = 0
@@ -288,7 +296,8 @@ class PulsarSource:
                 feed.landed = None
             feed.failure = None
             offset = self._ledger.assign(partition, message.message_id())
-            records.append(PulsarRecord(message, partition.topic, partition.partition, offset))
+            if offset is not None:  # (None: a repeat of a message still being processed)
+                records.append(PulsarRecord(message, partition.topic, partition.partition, offset))
 
     async def wait_for_records(self, timeout: float) -> None:
         """Return when a record has arrived on a partition that is not paused, or after
@@ -374,6 +383,12 @@ class PulsarSource:
                     feed.consumer.acknowledge(message_id)
                 except PulsarError as exc:
                     raise broker_error(exc, f"acknowledging messages of {partition}") from exc
+
+    @property
+    def repeats(self) -> int:
+        """Deliveries dropped because their message was still being processed
+        (:mod:`connectors.pulsar.offsets`)."""
+        return self._ledger.repeats
 
     def high_watermarks(self) -> dict[TopicPartition, int]:
         """``{}``: Pulsar reports nothing comparable to local offsets (module docstring)."""

@@ -258,6 +258,36 @@ async def test_held_records_go_to_the_next_member_when_their_consumer_leaves(
     assert await read_nothing_more(staying, within=0.3) == []  # and each once
 
 
+async def test_a_message_delivered_again_while_still_held_is_handed_out_once(
+    service_url: str, topic: str, open_source: OpenSource
+) -> None:
+    """Pulsar redelivers every unacknowledged message when a consumer reconnects,
+    including those still being processed: handed out again, each would be applied
+    twice. Here the consumer asks for that redelivery itself, as a reconnect does."""
+    await produce(service_url, topic, numbered(10))
+    source = await open_source([topic], PULSAR_LITE_SETTINGS)
+    assert numbers(await read(source, 10)) == list(range(10))
+    partition = TopicPartition(topic, 0)
+    source.commit({partition: 4})  # 0-3 acknowledged; 4-9 still being processed
+
+    source._by_partition[partition].consumer.redeliver_unacknowledged_messages()
+    repeated: list[PulsarRecord] = []
+
+    async def six_repeats_seen() -> bool:
+        repeated.extend(source.consume(100))
+        await source.wait_for_records(0.05)
+        return source.repeats >= 6
+
+    deadline = time.monotonic() + 10
+    while not await six_repeats_seen():
+        assert time.monotonic() < deadline, f"{source.repeats} repeats, {numbers(repeated)}"
+    assert numbers(repeated) == [] and source.repeats == 6
+
+    source.commit({partition: 10})  # the first deliveries' acknowledgements cover both
+    await source.close()
+    assert await read_nothing_more(await open_source([topic], PULSAR_LITE_SETTINGS)) == []
+
+
 async def test_batched_records_may_repeat_but_are_never_lost(
     service_url: str, topic: str, open_source: OpenSource
 ) -> None:
@@ -473,3 +503,14 @@ def test_the_ledger_releases_ids_below_a_committed_offset_once() -> None:
     assert ledger.release(partition, 100) == ["id3", "id4"]
     assert ledger.next_offset(partition) == 5
     assert ledger.release(TopicPartition("other", 0), 10) == []
+
+
+def test_the_ledger_drops_a_message_held_already_and_takes_it_once_released() -> None:
+    ledger: OffsetLedger[str] = OffsetLedger(str.lower)
+    partition = TopicPartition("events", 0)
+    assert [ledger.assign(partition, n) for n in ("a", "b", "A", "c", "B")] == [0, 1, None, 2, None]
+    assert ledger.repeats == 2
+    assert ledger.assign(TopicPartition("events", 1), "a") == 0  # another partition's
+    assert ledger.release(partition, 2) == ["a", "b"]
+    assert ledger.assign(partition, "a") == 3  # delivered again once acknowledged: new
+    assert ledger.held(partition) == 2
