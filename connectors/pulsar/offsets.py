@@ -44,10 +44,10 @@ class OffsetLedger(Generic[IdT]):
     deliveries of one message (pulsar-client's ids are not hashable).
     """
 
-    def __init__(self, identity: Callable[[IdT], Hashable] = lambda message_id: message_id):
+    def __init__(self, identity: Callable[[IdT], Hashable] = lambda message_id: message_id) -> None:
         self._identity = identity
         self._next: dict[TopicPartition, int] = {}
-        self._held: dict[TopicPartition, deque[tuple[int, IdT]]] = {}
+        self._held: dict[TopicPartition, deque[tuple[int, IdT, Hashable]]] = {}
         self._holding: set[tuple[TopicPartition, Hashable]] = set()
         self.repeats = 0
         """Deliveries dropped as repeats of a message still held."""
@@ -66,7 +66,7 @@ class OffsetLedger(Generic[IdT]):
         held = self._held.get(partition)
         if held is None:
             held = self._held[partition] = deque()
-        held.append((offset, message_id))
+        held.append((offset, message_id, identity))
         return offset
 
     def release(self, partition: TopicPartition, below: int) -> list[IdT]:
@@ -75,8 +75,8 @@ class OffsetLedger(Generic[IdT]):
         held = self._held.get(partition)
         released: list[IdT] = []
         while held and held[0][0] < below:
-            message_id = held.popleft()[1]
-            self._holding.discard((partition, self._identity(message_id)))
+            _, message_id, identity = held.popleft()
+            self._holding.discard(identity)
             released.append(message_id)
         return released
 
