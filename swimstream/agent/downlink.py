@@ -267,12 +267,15 @@ def _took_default(replica: LWWRegister | PNCounter, ops: list[Op]) -> bool:
 class MapDownlink(Downlink):
     """Replica of a map lane; ``on_update(key, new, old)`` and ``on_remove(key, old)``."""
 
-    __slots__ = ("_replica",)
+    __slots__ = ("_opened_at", "_replica")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         context = self._agent._context
         self._replica = LWWMap(context.replica_id, context.hlc)
+        # What the replica holds from before this link opened (a restored replica)
+        # and its sync lacks was removed meanwhile: see ``_receive``. None once synced.
+        self._opened_at: int | None = context.hlc.now()
 
     def get(self, key: MapKey, default: Any = None) -> Any:
         """The replica's value at ``key``."""
@@ -317,7 +320,16 @@ class MapDownlink(Downlink):
         if snapshot is not None:
             assert isinstance(snapshot, MapSnapshot)
             before = replica.to_dict()
-            if replica.merge(snapshot):
+            changed = replica.merge(snapshot)
+            # The link's first snapshot is the owner's whole state. A replica restored
+            # from storage may hold keys the owner removed while it was away, whose
+            # tombstones are gone (forgotten after a while, or never stored): they go
+            # now. What was written through since the link opened stays (the owner
+            # has not seen it yet).
+            opened_at, self._opened_at = self._opened_at, None
+            if opened_at is not None and replica.forget_absent(snapshot, opened_at):
+                changed = True
+            if changed:
                 self._fire_diff(before, replica.to_dict())
         for op in ops:
             if isinstance(op, MapPut):

@@ -5,10 +5,16 @@ remove's stamp) so that a put older than the remove, arriving late, cannot bring
 back. ``clear`` is one op with one stamp: it voids every write older than itself, so it
 costs O(entries) to apply but O(1) to remember.
 
-Tombstones grow with removed keys. Once a timestamp is *stable* (every replica is known
-to have seen every op before it: the caller knows this, e.g. from acknowledged
-changelog offsets or link syncs), :meth:`LWWMap.compact` drops the tombstones below it
-and raises a floor under which ops are ignored: by stability they are duplicates.
+Tombstones grow with removed keys, and a bounded map lane removes a key at every write
+once full: kept for ever, they would grow without end. So a replica forgets the
+tombstones older than :data:`TOMBSTONE_TTL_MS` (in hybrid-logical time, behind the
+newest time it has seen) once they outnumber its live entries, as Cassandra purges
+tombstones after ``gc_grace_seconds``: a remove keeps a late put of its key out for at
+least that long. Links deliver each replica's ops in order and a link's sync comes from
+the owner's current state (a replica drops what that state no longer holds), so only an
+op delayed by longer than that could bring a key back. Where a timestamp is known to
+be *stable* (every replica has seen every op before it), :meth:`LWWMap.compact` drops
+the tombstones below it and raises a floor under which ops are ignored as duplicates.
 
 ``take(n)`` and ``drop(n)`` (the WARP map commands) are not ops of their own: the
 replica that receives them turns them into removes of the keys they cut, in key order,
@@ -24,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn, TypeAlias
 
-from swimstream.crdt.clock import HybridLogicalClock
+from swimstream.crdt.clock import LOGICAL_BITS, HybridLogicalClock
 from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type, new_op
 
 MapKey: TypeAlias = str | int | float | bool | None
@@ -34,6 +40,14 @@ MapKey: TypeAlias = str | int | float | bool | None
 KEY_TYPES = frozenset({str, int, float, bool, type(None)})
 """The types a map key may have: JSON scalars, which is what replicas, the store and the
 changelog can carry (a tuple would come back a list, which no dict can hold)."""
+
+
+TOMBSTONE_TTL_MS = 60_000
+"""How long, at least, a replica remembers a removed key (see the module docstring)."""
+
+TOMBSTONES_KEPT = 64
+"""Tombstones a replica keeps however old (beyond its live entries' count) before
+looking for old ones to forget: a map that rarely removes never looks."""
 
 
 def raise_bad_key(key: object) -> NoReturn:
@@ -99,7 +113,15 @@ class LWWMap:
     ``replica_id`` must be unique among writers and not reused after a loss of state.
     """
 
-    __slots__ = ("_cleared", "_clock", "_entries", "_floor", "_tombstones", "replica_id")
+    __slots__ = (
+        "_cleared",
+        "_clock",
+        "_entries",
+        "_floor",
+        "_tombstone_limit",
+        "_tombstones",
+        "replica_id",
+    )
 
     def __init__(self, replica_id: str, clock: HybridLogicalClock | None = None) -> None:
         self.replica_id = replica_id
@@ -108,6 +130,8 @@ class LWWMap:
         # Created on the first remove: most maps never remove, and an empty dict per
         # map lane is a real cost across a million agents.
         self._tombstones: dict[MapKey, Stamp] | None = None
+        self._tombstone_limit = TOMBSTONES_KEPT
+        """Past this many tombstones, the old ones are forgotten (:meth:`_forget_old`)."""
         self._cleared: Stamp = ZERO_STAMP
         self._floor = 0
 
@@ -244,11 +268,25 @@ class LWWMap:
                 return False
             del self._entries[key]
             tombstones[key] = stamp
+            if len(tombstones) > self._tombstone_limit:
+                self._forget_old()
             return True
         tombstone = tombstones.get(key)
         if tombstone is None or stamp > tombstone:
             tombstones[key] = stamp
+            if len(tombstones) > self._tombstone_limit:
+                self._forget_old()
         return False
+
+    def _forget_old(self) -> None:
+        """Forget the tombstones older than :data:`TOMBSTONE_TTL_MS`; look again only
+        once there are twice as many left (or more than the live entries): amortized,
+        a remove pays a constant share of the scans."""
+        assert self._tombstones is not None
+        horizon = self._clock.last - (TOMBSTONE_TTL_MS << LOGICAL_BITS)
+        kept = {key: stamp for key, stamp in self._tombstones.items() if stamp[0] >= horizon}
+        self._tombstones = kept
+        self._tombstone_limit = max(TOMBSTONES_KEPT, len(self._entries), 2 * len(kept))
 
     def _apply_clear(self, stamp: Stamp) -> bool:
         self._cleared = stamp
@@ -259,6 +297,21 @@ class LWWMap:
         if self._tombstones:
             self._tombstones = {k: s for k, s in self._tombstones.items() if s > stamp}
         return bool(doomed)
+
+    def forget_absent(self, owner: MapSnapshot, before: int) -> bool:
+        """Forget the entries written before HLC time ``before`` that ``owner`` (the
+        whole state of the replica every write goes through) does not hold; True when
+        there were any. A replica restored from storage learns so of removes it missed
+        whose tombstones are gone; an entry written here since is the owner's to see."""
+        held = {key for key, _, _ in owner.entries}
+        stale = [
+            key
+            for key, (stamp, _) in self._entries.items()
+            if stamp[0] < before and key not in held
+        ]
+        for key in stale:
+            del self._entries[key]
+        return bool(stale)
 
     def compact(self, stable_before: int) -> int:
         """Forget tombstones older than HLC time ``stable_before``; returns how many.

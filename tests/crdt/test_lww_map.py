@@ -15,6 +15,7 @@ from swimstream.crdt import (
     key_order,
 )
 from swimstream.crdt.codec import encode
+from swimstream.crdt.lww_map import TOMBSTONE_TTL_MS, TOMBSTONES_KEPT
 from tests.crdt.replication import (
     FakeWall,
     build_network,
@@ -211,3 +212,53 @@ def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) ->
     assert canonical(_merged(a, b)) == canonical(_merged(b, a))
     assert canonical(_merged(_merged(a, b), c)) == canonical(_merged(a, _merged(b, c)))
     assert canonical(_merged(a, a)) == canonical(a)
+
+
+def test_a_bounded_map_keeps_a_minute_of_tombstones_not_every_removed_key() -> None:
+    # Keep the newest 50 keys, one write a second: every write past the 50th removes
+    # a key. A tombstone per removed key, kept for ever, would grow without end.
+    wall = FakeWall(1_000_000)
+    m = LWWMap("a", clock=HybridLogicalClock(wall))
+    most = 0
+    for second in range(2_000):
+        wall.millis += 1_000
+        m.put(second, float(second))
+        if len(m) > 50:
+            m.remove(m.oldest_key())
+        most = max(most, m.tombstone_count)
+    ttl_seconds = TOMBSTONE_TTL_MS // 1_000
+    assert 1_950 - most > 1_000  # far fewer than the keys removed
+    assert most <= max(TOMBSTONES_KEPT, 50, 2 * (ttl_seconds + 1))
+    # The removes of the last minute still keep a late put of their key out.
+    tombstones = dict(m.snapshot().tombstones)
+    recent = max(tombstones, key=key_order)
+    late = MapPut((tombstones[recent][0] - 1, "b"), recent, "late")
+    assert m.apply(late) is False and recent not in m.to_dict()
+
+
+def test_a_tombstone_within_the_minute_is_kept_however_many_there_are() -> None:
+    wall = FakeWall(1_000_000)
+    m = LWWMap("a", clock=HybridLogicalClock(wall))
+    puts = [m.put(n, n) for n in range(500)]
+    for n in range(500):
+        m.remove(n)
+    assert m.tombstone_count == 500  # all younger than the TTL: none forgotten
+    assert not any(m.apply(put) for put in puts) and m.to_dict() == {}
+
+
+def test_forget_absent_drops_what_the_owner_lost_before_a_time_and_keeps_later_writes() -> None:
+    wall = FakeWall(1_000)
+    clock = HybridLogicalClock(wall)
+    owner, replica = LWWMap("owner", clock=clock), LWWMap("replica", clock=clock)
+    for key in ("a", "b", "c"):
+        replica.apply(owner.put(key, 1))
+    owner.remove("b")
+    owner.compact(clock.now())  # the owner forgot the remove's tombstone
+    wall.millis = 2_000
+    opened = clock.now()
+    replica.put("d", 4)  # written here after the link opened: the owner's to see yet
+    replica.merge(owner.snapshot())
+    assert replica.to_dict() == {"a": 1, "b": 1, "c": 1, "d": 4}  # merge alone keeps b
+    assert replica.forget_absent(owner.snapshot(), opened) is True
+    assert replica.to_dict() == {"a": 1, "c": 1, "d": 4}
+    assert replica.forget_absent(owner.snapshot(), opened) is False

@@ -288,3 +288,61 @@ async def test_a_join_value_lane_follows_its_targets_after_reload() -> None:
         await plane.command("/tally/t", "state", None)
         await plane.settle()
         assert plane.get("/board/b", "rows") == {"count": 16, "state": None}
+
+
+class Feed(Agent):
+    items = MapLane[str, int]()
+    put = CommandLane[str]()
+    drop = CommandLane[str]()
+
+    @put.on_command
+    def on_put(self, key: str) -> None:
+        self.items[key] = 1
+
+    @drop.on_command
+    def on_drop(self, key: str) -> None:
+        self.items.remove(key)
+
+
+class Reader(Agent):
+    """Mirrors a feed's keys through a map downlink."""
+
+    keys = ValueLane[list[str]](default=[])
+    follow = CommandLane[str]()
+
+    @follow.on_command
+    def on_follow(self, node: str) -> None:
+        self.map_downlink(node, "items", on_update=self.changed, on_remove=self.gone)
+
+    def changed(self, key: str, new: int, old: int | None) -> None:
+        self.keys.set(sorted({*self.keys.get(), key}))
+
+    def gone(self, key: str, old: int) -> None:
+        self.keys.set([k for k in self.keys.get() if k != key])
+
+
+async def test_a_restored_replica_drops_what_its_owner_removed_while_it_was_stored() -> None:
+    # The owner's tombstone of the remove is long forgotten when the reader comes back
+    # (a minute passed and many removes since), so only the sync can tell the reader.
+    routes = {"/feed/:id": Feed, "/reader/:id": Reader}
+    store = MemoryAgentStore()
+    async with open_plane(routes, store=store) as plane:
+        for key in ("a", "b", "c"):
+            await plane.command("/feed/f", "put", key)
+        await plane.command("/reader/r", "follow", "/feed/f")
+        await plane.settle()
+        assert plane.get("/reader/r", "keys") == ["a", "b", "c"]
+    clock = FakeClock()
+    async with open_plane(routes, store=store, clock=clock) as plane:  # a restart
+        await plane.command("/feed/f", "drop", "b")  # the reader is not loaded: no link
+        await plane.advance(61.0)
+        for n in range(100):
+            await plane.command("/feed/f", "put", f"x{n}")
+            await plane.command("/feed/f", "drop", f"x{n}")
+        await plane.settle()
+        feed = plane.agent("/feed/f")
+        assert isinstance(feed, Feed)
+        assert "b" not in dict(feed.items._map.snapshot().tombstones)  # forgotten
+        assert plane.get("/reader/r", "keys") == ["a", "b", "c"]  # loads it, as stored
+        await plane.settle()  # its link's sync arrives
+        assert plane.get("/reader/r", "keys") == ["a", "c"]
