@@ -10,11 +10,12 @@ once full: kept for ever, they would grow without end. So a replica forgets the
 tombstones older than :data:`TOMBSTONE_TTL_MS` (in hybrid-logical time, behind the
 newest time it has seen) once they outnumber its live entries, as Cassandra purges
 tombstones after ``gc_grace_seconds``: a remove keeps a late put of its key out for at
-least that long. Links deliver each replica's ops in order and a link's sync comes from
-the owner's current state (a replica drops what that state no longer holds), so only an
-op delayed by longer than that could bring a key back. Where a timestamp is known to
-be *stable* (every replica has seen every op before it), :meth:`LWWMap.compact` drops
-the tombstones below it and raises a floor under which ops are ignored as duplicates.
+least half a minute, where an op waits in a mailbox for seconds at most. Links deliver
+each replica's ops in order and a link's sync comes from the owner's current state (a
+replica drops what that state no longer holds), so only an op delayed by longer than
+that could bring a key back. Where a timestamp is known to be *stable* (every replica
+has seen every op before it), :meth:`LWWMap.compact` drops the tombstones below it and
+raises a floor under which ops are ignored as duplicates.
 
 ``take(n)`` and ``drop(n)`` (the WARP map commands) are not ops of their own: the
 replica that receives them turns them into removes of the keys they cut, in key order,
@@ -42,7 +43,7 @@ KEY_TYPES = frozenset({str, int, float, bool, type(None)})
 changelog can carry (a tuple would come back a list, which no dict can hold)."""
 
 
-TOMBSTONE_TTL_MS = 60_000
+TOMBSTONE_TTL_MS = 30_000
 """How long, at least, a replica remembers a removed key (see the module docstring)."""
 
 TOMBSTONES_KEPT = 64

@@ -214,7 +214,7 @@ def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) ->
     assert canonical(_merged(a, a)) == canonical(a)
 
 
-def test_a_bounded_map_keeps_a_minute_of_tombstones_not_every_removed_key() -> None:
+def test_a_bounded_map_keeps_its_recent_tombstones_not_every_removed_key() -> None:
     # Keep the newest 50 keys, one write a second: every write past the 50th removes
     # a key. A tombstone per removed key, kept for ever, would grow without end.
     wall = FakeWall(1_000_000)
@@ -229,14 +229,14 @@ def test_a_bounded_map_keeps_a_minute_of_tombstones_not_every_removed_key() -> N
     ttl_seconds = TOMBSTONE_TTL_MS // 1_000
     assert 1_950 - most > 1_000  # far fewer than the keys removed
     assert most <= max(TOMBSTONES_KEPT, 50, 2 * (ttl_seconds + 1))
-    # The removes of the last minute still keep a late put of their key out.
+    # The recent removes still keep a late put of their key out.
     tombstones = dict(m.snapshot().tombstones)
     recent = max(tombstones, key=key_order)
     late = MapPut((tombstones[recent][0] - 1, "b"), recent, "late")
     assert m.apply(late) is False and recent not in m.to_dict()
 
 
-def test_a_tombstone_within_the_minute_is_kept_however_many_there_are() -> None:
+def test_tombstones_younger_than_the_ttl_are_kept_however_many_there_are() -> None:
     wall = FakeWall(1_000_000)
     m = LWWMap("a", clock=HybridLogicalClock(wall))
     puts = [m.put(n, n) for n in range(500)]

@@ -13,6 +13,7 @@ from swimstream import (
     MapLane,
     ValueLane,
 )
+from swimstream.crdt.lww_map import TOMBSTONE_TTL_MS
 from swimstream.runtime import FakeClock, MemoryAgentStore
 from swimstream.testing import open_plane
 
@@ -323,7 +324,7 @@ class Reader(Agent):
 
 async def test_a_restored_replica_drops_what_its_owner_removed_while_it_was_stored() -> None:
     # The owner's tombstone of the remove is long forgotten when the reader comes back
-    # (a minute passed and many removes since), so only the sync can tell the reader.
+    # (longer ago than the TTL, and many removes since), so only the sync can tell it.
     routes = {"/feed/:id": Feed, "/reader/:id": Reader}
     store = MemoryAgentStore()
     async with open_plane(routes, store=store) as plane:
@@ -335,7 +336,7 @@ async def test_a_restored_replica_drops_what_its_owner_removed_while_it_was_stor
     clock = FakeClock()
     async with open_plane(routes, store=store, clock=clock) as plane:  # a restart
         await plane.command("/feed/f", "drop", "b")  # the reader is not loaded: no link
-        await plane.advance(61.0)
+        await plane.advance(TOMBSTONE_TTL_MS / 1000 + 1)
         for n in range(100):
             await plane.command("/feed/f", "put", f"x{n}")
             await plane.command("/feed/f", "drop", f"x{n}")
