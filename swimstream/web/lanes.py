@@ -170,7 +170,10 @@ async def post_command(request: web.Request) -> web.Response:
         value: Any = orjson.loads(body) if body.strip() else None
         orjson.dumps(value)  # what GET will write: orjson reads 1,024 levels, writes 254
     except orjson.JSONDecodeError as exc:
-        return error_response(400, f"the body is not valid JSON: {exc}")
+        # aiohttp takes a gzip or deflate stream cut short as complete: say it was coded.
+        coding = request.headers.get("Content-Encoding")
+        decoded = f" (decoded as {coding}: was it cut short?)" if coding else ""
+        return error_response(400, f"the body is not valid JSON{decoded}: {exc}")
     except orjson.JSONEncodeError as exc:
         return error_response(400, f"the body could not be served back as JSON: {exc}")
     gate = request.app[GATE]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 from typing import Any
 
@@ -146,6 +147,21 @@ async def test_a_body_its_content_encoding_cannot_decode_is_400(served: Served) 
         assert response.status == 400
         assert "the body cannot be read" in (await response.json())["error"]
     assert await served.get_json("/device/1?lane=status") == (200, None)
+
+
+async def test_a_gzip_body_cut_short_is_400_saying_it_was_decoded(serve: ServeFactory) -> None:
+    """aiohttp hands over what a truncated gzip stream decoded to, with no error: the 400
+    says the body was decoded, or "not valid JSON" would point at the wrong problem."""
+    whole = gzip.compress(b'{"temp": 71.5, "tower": "t1", "ts": 1}')
+    async with serve() as served:
+        url = served.url("/device/1?lane=reading")
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        async with served.client.post(url, data=whole[:-12], headers=headers) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+        assert error.startswith("the body is not valid JSON (decoded as gzip: was it cut short?)")
+        async with served.client.post(url, data=whole, headers=headers) as response:
+            assert response.status == 200, await response.text()
 
 
 async def test_a_corrupt_gzip_body_is_400_and_one_warning_line_without_a_traceback(
