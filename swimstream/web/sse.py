@@ -198,9 +198,11 @@ async def stream_lane(
                 "X-Accel-Buffering": "no",  # tell nginx-style proxies not to buffer
             }
         )
-        await response.prepare(request)
         synced = dumps({"node": node_uri, "lane": lane, "kind": kind})
         try:
+            # (A client that left while the agent was busy syncing fails the prepare:
+            # as quiet as one that leaves later. aiohttp closes such a response itself.)
+            await response.prepare(request)
             await response.write(
                 b"retry: %d\n\n" % RECONNECT_MILLIS
                 + sse_event("state", initial)
