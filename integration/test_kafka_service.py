@@ -14,17 +14,14 @@ from connectors.embedded import EmbeddedKafka
 from examples.towers import HOT_TEMPERATURE
 from integration.support import Instance, header_text, json_value, key_text, wait_until
 from tests.support.kafka import produce_json, read_topic
+from tests.support.towers import TOWERS_AGENTS
 
 
 def towers_config(kafka: EmbeddedKafka, app: str, **extra: Any) -> dict[str, Any]:
     return {
         "app": app,
         "broker": {"kind": "kafka", "bootstrap": kafka.bootstrap, "partitions": 4},
-        "agents": {
-            "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
-            "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
-            "world": {"class": "examples.towers.app:World", "route": "/world"},
-        },
+        "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
         "sinks": [
             {"publish": "alerts", "topic": f"{app}.alerts"},

@@ -18,6 +18,7 @@ from examples.towers import HOT_TEMPERATURE
 from integration.support import Instance, wait_until
 from integration.test_kafka_service import readings
 from integration.test_lifecycle import entries
+from tests.support.towers import TOWERS_AGENTS
 
 
 async def _produce(url: str, topic: str, events: list[dict[str, Any]]) -> None:
@@ -54,11 +55,7 @@ def test_pulsar_in_insights_out_and_every_agent_matches(
         # pulsar-lite delivers right only on Shared: its Key_Shared (the default) now and
         # then delivers a message twice (4,001 records in for 4,000 on the topic, 2 runs in 25).
         "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-        "agents": {
-            "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
-            "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
-            "world": {"class": "examples.towers.app:World", "route": "/world"},
-        },
+        "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}-readings", "route": "/device/{key}", "lane": "reading"}],
         "sinks": [{"publish": "alerts", "topic": f"{app}-alerts"}],
         "processing": "at-least-once",

@@ -22,6 +22,7 @@ from swimstream.config import parse_config
 from swimstream.service import Service
 from swimstream.store.checkpoint import IDLE_RECHECK
 from swimstream.streams.ingest import IDLE_SOURCE_WAIT
+from tests.support.towers import TOWERS_AGENTS
 
 IDLE_SECONDS = 2.0
 
@@ -31,11 +32,7 @@ def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
     return {
         "app": app,
         "broker": {"kind": "kafka", "bootstrap": kafka.bootstrap, "partitions": 2},
-        "agents": {
-            "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
-            "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
-            "world": {"class": "examples.towers.app:World", "route": "/world"},
-        },
+        "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
         "sinks": [{"from": "/tower/:id#summary", "topic": f"{app}.summaries"}],
         "store": {"path": str(store)},  # durable, exactly-once: the defaults
