@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.support.waiting import wait_until
-from tests.web.harness import EventReader, Served, ServeFactory, reading
+from tests.web.harness import EventReader, Served, ServeFactory, Valve, reading
 
 STREAM_HEADERS = {"Accept": "text/event-stream"}
 
@@ -188,3 +189,30 @@ async def test_head_of_a_stream_is_headers_only(served: Served) -> None:
     assert answer.count(b"HTTP/1.1 200") == 2, answer
     assert b"event:" not in answer and b'"ok"' in answer
     assert "swimstream_web_streams_open 0\n" in served.registry.render()  # (value() reads counters)
+
+
+async def test_a_client_gone_before_its_stream_synced_ends_it_quietly(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sync waits for the agent's turn; a client that leaves meanwhile must free
+    its stream's slot and link, with nothing logged as a failure of the web port."""
+    served.plane.submit("/valve/1", "hold", None)  # the valve's turn holds its mailbox
+    try:
+        await wait_until(lambda: Valve.entered == 1)
+        url = served.url("/")
+        _, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(
+            b"GET /valve/1?lane=passed HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        await writer.drain()
+        await wait_until(lambda: "swimstream_web_streams_open 1\n" in served.registry.render())
+        writer.close()  # the client gives up before anything was sent
+        await writer.wait_closed()
+        await asyncio.sleep(0.1)
+    finally:
+        Valve.opened.set()  # the sync happens now, for nobody
+    await wait_until(lambda: "swimstream_web_streams_open 0\n" in served.registry.render())
+    await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if "web port failed" in r.getMessage()]
+    async with stream(served, "/valve/1?lane=passed") as events:  # and it serves on
+        assert await events.next() == ("state", 1)
