@@ -31,6 +31,7 @@ from swimstream.config import AppConfig, resolve_agents
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
+from swimstream.runtime.waiting import first_of
 from swimstream.service.durability import Durability
 from swimstream.service.health import ServiceHealth
 from swimstream.service.shards import ShardMap
@@ -405,7 +406,7 @@ class Service:
                 pause = DELIVERY_POLL
             elif pause >= IDLE_DELIVERY_POLL:
                 self.delivery_sleeps += 1
-                await _first_of([sink.wait_for_pending() for sink in sinks], QUIET_DELIVERY_POLL)
+                await first_of([sink.wait_for_pending() for sink in sinks], QUIET_DELIVERY_POLL)
                 continue  # poll at once: 2 ms apart again if a record is pending
             else:
                 pause = min(pause * 2, IDLE_DELIVERY_POLL)
@@ -511,16 +512,6 @@ class Service:
     def runners(self) -> list[SourceRunner]:
         """The source loops (one per protocol)."""
         return list(self._runners)
-
-
-async def _first_of(waits: list[Coroutine[Any, Any, None]], timeout: float) -> None:
-    """Return when the first of ``waits`` does, or after ``timeout``; cancel the rest."""
-    tasks = [asyncio.ensure_future(wait) for wait in waits]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from swimstream.runtime import Plane
+from swimstream.runtime.waiting import first_of
 from swimstream.store.changelog import (
     MARKER_KEY,
     ChangelogEntry,
@@ -203,16 +204,9 @@ class Checkpointer:
     async def _wait_for_work(self, stopping: asyncio.Event) -> None:
         """Sleep until the plane or a source gets work, ``stopping`` is set, or
         :data:`IDLE_RECHECK` passed."""
-        waits = [
-            asyncio.ensure_future(self._plane.wait_for_work()),
-            asyncio.ensure_future(stopping.wait()),
-            *(asyncio.ensure_future(runner.wait_for_records()) for runner in self._runners),
-        ]
-        try:
-            await asyncio.wait(waits, timeout=IDLE_RECHECK, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
+        waits = [self._plane.wait_for_work(), stopping.wait()]
+        waits += [runner.wait_for_records() for runner in self._runners]
+        await first_of(waits, IDLE_RECHECK)
 
     async def checkpoint(self) -> None:
         """Make a cut and start its commit (see the module docstring); raises when the
