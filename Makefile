@@ -36,7 +36,7 @@ bench: $(STAMP) ## run the benchmarks and rewrite their sections of BENCHMARKS.m
 	$(PY) bench/agents_bench.py
 	$(PY) bench/pipeline_bench.py
 	$(PY) bench/instructions_bench.py
-	$(PY) bench/e2e_bench.py
+	$(PY) bench/e2e_bench.py --rounds 3
 	$(PY) bench/scaleout_bench.py
 
 clean: ## remove the virtual environment and caches

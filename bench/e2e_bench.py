@@ -7,7 +7,9 @@ means both raw
 rows), ``--timeout S`` per contender, ``--no-write`` to leave BENCHMARKS.md alone (any run
 with ``--only`` or another ``--records`` leaves it alone too), ``--profile`` /
 ``--no-profile`` to force or skip the py-spy pass over swimstream (by default it runs when
-swimstream misses a target and ``.venv/bin/py-spy`` exists).
+swimstream misses a target and ``.venv/bin/py-spy`` exists), ``--rounds N`` to run every
+contender N times in turn and report each one's median round (a single run on this
+shared machine can be a third off).
 
 One embedded broker (Tansu) serves the whole run. The input topic is produced once: N
 readings ``{"device": "42", "tower": "t0", "temp": 71.3, "ts": 3}`` keyed by device, over
@@ -324,22 +326,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--profile", action="store_true", help="profile swimstream even when it meets its targets"
     )
     parser.add_argument("--no-profile", action="store_true", help="never profile swimstream")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="run every contender this many times, in turn, and report each one's median",
+    )
     args = parser.parse_args(argv)
     names = expand_only(args.only)
     started = time.monotonic()
-    results: list[Result] = []
+    by_round: list[list[Result]] = []
     with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp, EmbeddedKafka() as kafka:
         progress(f"broker {kafka.title} on {kafka.bootstrap}")
         workload = produce_workload(kafka, args.records)
-        for item in build_contenders(names, kafka, workload, Path(tmp)):
-            if isinstance(item, Result):
-                progress(f"{item.name}: cannot run: {item.failure}")
-                results.append(item)
-                continue
-            progress(f"{item.name}: running ({item.client})")
-            result = run_contender(item, workload, args.timeout)
-            progress(f"{item.name}: " + summary(result))
-            results.append(result)
+        for round_number in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                progress(f"round {round_number} of {args.rounds}")
+            work_dir = Path(tmp) / f"round-{round_number}"
+            by_round.append(run_round(names, kafka, workload, work_dir, args.timeout))
+        results = medians(by_round)
         profiles: list[str] = []
         for ours in results:
             wanted = args.profile or misses_target(ours, results)
@@ -350,14 +355,67 @@ def main(argv: Sequence[str] | None = None) -> None:
                 progress(profile)
                 profiles.append(f"Profile of {ours.name}: {profile}")
     elapsed = time.monotonic() - started
-    notes = "\n\n".join([*profiles, FINDINGS] if FINDINGS else profiles)
+    spread = rounds_sentence(by_round)
+    notes = "\n\n".join(p for p in [spread, *profiles, FINDINGS] if p)
     body = body_of(results, workload, elapsed, notes, FAUST_SETTINGS, SUMMARY_COALESCE)
     print(body)
     complete = not args.only and args.records == 500_000
     if complete and not args.no_write:
-        command = "make bench  (python bench/e2e_bench.py)"
+        rounds = f" --rounds {args.rounds}" if args.rounds > 1 else ""
+        command = f"make bench  (python bench/e2e_bench.py{rounds})"
         write_section("e2e", "End to end: swimstream and its peers", command, body)
     progress(f"the whole run took {elapsed:.0f} s")
+
+
+def run_round(
+    names: Sequence[str], kafka: EmbeddedKafka, workload: Workload, work_dir: Path, timeout: float
+) -> list[Result]:
+    """Every contender once, in order, each in a fresh consumer group."""
+    results: list[Result] = []
+    for item in build_contenders(names, kafka, workload, work_dir):
+        if isinstance(item, Result):
+            progress(f"{item.name}: cannot run: {item.failure}")
+            results.append(item)
+            continue
+        progress(f"{item.name}: running ({item.client})")
+        result = run_contender(item, workload, timeout)
+        progress(f"{item.name}: " + summary(result))
+        results.append(result)
+    return results
+
+
+def medians(by_round: Sequence[Sequence[Result]]) -> list[Result]:
+    """Each contender's round of median events/s (the upper one of an even count), or
+    its failure when no round of it ran: on this shared machine a single run can be a
+    third off, so the table shows the typical round, and the text every round."""
+    chosen: list[Result] = []
+    for name in [r.name for r in by_round[0]]:
+        runs = [r for results in by_round for r in results if r.name == name]
+        ran = sorted((r for r in runs if not r.failure), key=lambda r: r.steady_rate)
+        chosen.append(ran[len(ran) // 2] if ran else runs[-1])
+    return chosen
+
+
+def rounds_sentence(by_round: Sequence[Sequence[Result]]) -> str:
+    """Every round's events/s per contender, when there was more than one round."""
+    if len(by_round) < 2:
+        return ""
+    rates: dict[str, list[str]] = {}
+    for results in by_round:
+        for r in results:
+            rates.setdefault(r.name, []).append("failed" if r.failure else f"{r.steady_rate:,.0f}")
+    listed = "; ".join(f"{name} {', '.join(values)}" for name, values in rates.items())
+    return (
+        f"Each row is its contender's median of {len(by_round)} rounds (every contender"
+        f" once per round, in the order of the table). Events/s of each round: {listed}."
+    )
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def expand_only(only: str) -> list[str]:
