@@ -29,7 +29,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from connectors.kafka.errors import translate
 from connectors.kafka.records import split_events
-from connectors.kafka.settings import Settings
+from connectors.kafka.settings import Settings, applicable
 from swimstream.errors import BrokerError, StoreError
 from swimstream.streams.connector import InboundRecord, TopicPartition
 
@@ -54,7 +54,7 @@ class KafkaChangelogReader:
 
     def __init__(self, bootstrap: str, settings: Settings | None = None) -> None:
         self.bootstrap = bootstrap
-        self._settings = dict(settings or {})
+        self._settings = applicable(settings or {}, "consumer")
 
     def _consumer(self, group: str) -> Consumer:
         config: dict[str, object] = {

@@ -5,6 +5,12 @@ Every client is built as ``defaults | user settings | owned settings``: the user
 the settings swimstream's guarantees rest on, which are refused with a
 :class:`~swimstream.errors.ConfigError` naming them rather than silently overridden.
 
+Of the user's settings each client takes those that apply to it (:func:`applicable`):
+``broker.settings`` is one map for every client, and librdkafka logs a CONFWARN line at
+each client's creation for every property meant for the other client type, so consumer
+tuning such as ``fetch.wait.max.ms`` would otherwise be warned about at every producer's
+start.
+
 Why each default is what it is (figures measured on the embedded Tansu broker, see
 :mod:`connectors.embedded.kafka`; on Apache Kafka every choice below is harmless):
 
@@ -58,8 +64,9 @@ Producer
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeVar
 
+from connectors.kafka.property_scopes import CONSUMER_ONLY, PRODUCER_ONLY
 from swimstream.config import (
     CLIENT_OWNED_SETTINGS,
     CONSUMER_OWNED_SETTINGS,
@@ -69,6 +76,8 @@ from swimstream.errors import ConfigError
 
 Setting = str | int | float | bool
 Settings = Mapping[str, Setting]
+ClientKind = Literal["consumer", "producer", "admin"]
+V = TypeVar("V")
 
 CONSUMER_DEFAULTS: Final[Mapping[str, Setting]] = {
     "partition.assignment.strategy": "range",
@@ -101,15 +110,43 @@ PRODUCER_OWNED: Final = frozenset(PRODUCER_OWNED_SETTINGS)
 ADMIN_OWNED: Final = frozenset(CLIENT_OWNED_SETTINGS)
 
 
+_NOT_FOR: Final[Mapping[ClientKind, frozenset[str]]] = {
+    "consumer": PRODUCER_ONLY,
+    "producer": CONSUMER_ONLY,
+    # librdkafka runs an admin client as a producer; producer-only properties are not
+    # warned about there, but nothing in an admin client uses them either.
+    "admin": CONSUMER_ONLY | PRODUCER_ONLY,
+}
+
+
+def applicable(settings: Mapping[str, V], kind: ClientKind) -> dict[str, V]:
+    """The settings that apply to a client of ``kind``, by librdkafka's own scopes.
+
+    A name librdkafka does not list as consumer- or producer-only goes to every client,
+    so a misspelled one still fails at the first client's creation ("No such
+    configuration property") instead of vanishing.
+    """
+    left_out = _NOT_FOR[kind]
+    return {name: value for name, value in settings.items() if name not in left_out}
+
+
+_KIND_OF: Final[Mapping[str, ClientKind]] = {
+    "source": "consumer",
+    "sink": "producer",
+    "admin": "admin",
+}
+
+
 def merge(
     defaults: Mapping[str, Setting],
     settings: Settings | None,
     owned_keys: frozenset[str],
     owned: Mapping[str, object],
     *,
-    client: str,
+    client: Literal["source", "sink", "admin"],
 ) -> dict[str, Any]:
-    """``defaults | settings | owned``, refusing user settings that swimstream owns."""
+    """``defaults | settings | owned``, refusing user settings that swimstream owns and
+    leaving out those that do not apply to the client."""
     settings = settings or {}
     refused = sorted(name for name in settings if name in owned_keys)
     if refused:
@@ -119,7 +156,7 @@ def merge(
                 for name in refused
             ]
         )
-    return {**defaults, **settings, **owned}
+    return {**defaults, **applicable(settings, _KIND_OF[client]), **owned}
 
 
 def stall_seconds(config: Mapping[str, object]) -> float:
