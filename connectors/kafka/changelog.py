@@ -27,7 +27,7 @@ from typing import cast
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from connectors.kafka.errors import translate
+from connectors.kafka.errors import CLIENT_LOG, translate
 from connectors.kafka.records import split_events
 from connectors.kafka.settings import Settings, applicable
 from swimstream.errors import BrokerError, StoreError
@@ -68,6 +68,8 @@ class KafkaChangelogReader:
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
+            # Its log lines go where every other client's go, rather than raw to stderr.
+            "logger": CLIENT_LOG,
         }
         return Consumer(config)
 
