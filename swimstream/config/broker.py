@@ -6,10 +6,11 @@ embedded broker starts a Kafka- or Pulsar-compatible broker inside the service f
 demos and tests. A source or sink may name the other protocol with its own ``kind``; the
 broker part then needs that protocol's address too.
 
-``settings`` passes client settings straight to confluent-kafka, except the few that
-swimstream must own for its guarantees to hold (the consumer group, transactions,
-offset commits): setting those here would silently break them, so they are refused
-(:mod:`swimstream.config.client_settings` lists them).
+``settings`` passes client settings straight to confluent-kafka (to each client the ones
+that apply to its type), except the few that swimstream must own for its guarantees to
+hold (the consumer group, transactions, offset commits): setting those here would
+silently break them, so they are refused (:mod:`swimstream.config.client_settings` lists
+them).
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ class BrokerConfig(FrozenModel):
     settings: ClientSettings = Field(
         default_factory=dict,
         description=(
-            "Extra client settings passed to every confluent-kafka producer and consumer "
-            "(`linger.ms`, `security.protocol`, `sasl.*`, ...). Settings swimstream owns "
+            "Extra confluent-kafka client settings (`linger.ms`, `security.protocol`, "
+            "`sasl.*`, ...). Each client gets the ones that apply to it: a setting librdkafka "
+            "lists as consumer-only (`fetch.wait.max.ms`, `session.timeout.ms`, ...) goes to "
+            "the consumers only, a producer-only one (`linger.ms`, `compression.type`, ...) to "
+            "the producers only, any other (including names librdkafka does not know) to "
+            "every consumer, producer and admin client. Settings swimstream owns "
             "(`group.id`, `transactional.id`, `enable.auto.commit`, `acks`, `client.id`, ...) "
             "are refused."
         ),

@@ -1,10 +1,12 @@
 """``broker.settings``: the Kafka client settings users pass, and the ones swimstream owns.
 
-Every setting in ``broker.settings`` goes straight to each confluent-kafka client, except
-the ones swimstream sets itself: from other keys (the consumer group from ``app``), or
-because its guarantees rest on them (offset commits, transactions, idempotent writes).
-A value given for one of those would be overridden or would break a guarantee, so it is
-refused instead.
+Every setting in ``broker.settings`` goes straight to the confluent-kafka clients it
+applies to (consumer-only ones to consumers, producer-only ones to producers, the rest to
+all, as the Kafka connector reads librdkafka's own table), except the ones swimstream
+sets itself: from other keys (the consumer group from ``app``), or because its
+guarantees rest on them (offset commits, transactions, idempotent writes). A value given
+for one of those would be overridden or would break a guarantee, so it is refused
+instead.
 
 The tables here are the one list of those names. The config refuses all of them, so
 ``swimstream check`` reports what ``swimstream run`` would; the Kafka connector refuses
