@@ -66,6 +66,10 @@ class RecoveryReport:
     """Records of checkpoints that never committed (cut short by a crash)."""
     skipped_checkpoints: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    cuts: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Per changelog partition read, the highest source offsets of the checkpoints
+    applied from it (``{cut key: next offset}``): what the restored state holds of each
+    source partition, so a shard taken over from another instance resumes there."""
 
 
 class _Progress:
@@ -101,6 +105,7 @@ async def recover(
     stopping: Callable[[], bool] = lambda: False,
     *,
     checked: Collection[TopicPartition] | None = None,
+    shards: Collection[int] | None = None,
 ) -> RecoveryReport:
     """Apply the changelog's committed tail to ``committed``; see the module docstring.
 
@@ -112,6 +117,14 @@ async def recover(
     them would discard every such checkpoint, and the broker would not send the
     acknowledged messages again).
 
+    ``shards`` limits the read to those changelog partitions (a shard this instance
+    just took over); None reads every one (the start).
+
+    Checkpoints are applied in the order of their markers in each partition, not by id:
+    a shard's records are written by one instance at a time, and when the shard moves
+    to another instance its writes follow the previous owner's in the log, while the two
+    number their checkpoints each on its own.
+
     ``stopping`` is asked after each batch read and before each write: rebuilding a big
     store takes minutes, and an orchestrator's SIGTERM (``docker stop`` kills after 10 s)
     must not wait for it. The store's positions move only with the last write, so an
@@ -120,13 +133,16 @@ async def recover(
     started = time.monotonic()
     report = RecoveryReport()
     known = committed.positions()
-    start = {p: known[p].changelog_offset if p in known else 0 for p in range(partitions)}
+    read = range(partitions) if shards is None else sorted(shards)
+    start = {p: known[p].changelog_offset if p in known else 0 for p in read}
     report.committed_through = max((p.checkpoint for p in known.values()), default=0)
     report.last_checkpoint = report.committed_through
     pending: dict[tuple[int, int | None], list[ChangelogEntry]] = {}  # (partition, checkpoint)
-    # (checkpoint, instance) -> its records, all partitions: live instances of one app
-    # number their checkpoints on their own, so two may use the same id.
-    ready: dict[tuple[int, str], list[ChangelogEntry]] = {}
+    # (partition, checkpoint, instance) -> its records, in the order the markers were
+    # read (each partition's log order): live instances of one app number their
+    # checkpoints on their own, so two may use the same id.
+    ready: dict[tuple[int, int, str], list[ChangelogEntry]] = {}
+    cut_of: dict[tuple[int, int, str], Mapping[str, int]] = {}
     lineages: set[tuple[str, int, int]] = set()  # (instance, restored_from, first) seen
     positions: dict[int, ShardPosition] = {}
     reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
@@ -156,13 +172,14 @@ async def recover(
         lineage = (instance, marker.restored_from, marker.first)
         if lineage not in lineages:
             lineages.add(lineage)
-            for earlier in [c for c in ready if marker.cut_short(c[1], c[0])]:
-                _skip(earlier[0], ready.pop(earlier))  # committed past, by a later incarnation
+            for earlier in [c for c in ready if marker.cut_short(c[2], c[1])]:
+                _skip(earlier[1], ready.pop(earlier))  # committed past, by a later incarnation
         if _was_committed(marker.sources, committed_sources, checked) and not any(
             writer == instance and first > checkpoint > restored_from
             for writer, restored_from, first in lineages
         ):
-            ready.setdefault((checkpoint, instance), []).extend(group)
+            ready.setdefault((partition, checkpoint, instance), []).extend(group)
+            cut_of[partition, checkpoint, instance] = marker.sources
             reflected[partition] = checkpoint
         else:
             _skip(checkpoint, group)
@@ -180,10 +197,14 @@ async def recover(
     for group in pending.values():  # records after the last marker: a checkpoint cut short
         report.skipped_records += len(group)
     applied: list[ChangelogEntry] = []
-    for checkpoint, instance in sorted(ready):  # an instance's ids grow with commit order
-        applied.extend(ready[checkpoint, instance])
-        report.applied_checkpoints += 1
+    for key, group in ready.items():  # each partition's log order
+        partition, checkpoint, _ = key
+        applied.extend(group)
         report.committed_through = max(report.committed_through, checkpoint)
+        cut = report.cuts.setdefault(partition, {})
+        for name, offset in cut_of[key].items():
+            cut[name] = max(cut.get(name, 0), offset)
+    report.applied_checkpoints = len({(c, i) for _, c, i in ready})
     # In key order (a stable sort keeps each name's writes in checkpoint order, so the
     # last still wins): SQLite then fills its B-tree from one end, 1.7 times faster than
     # the changelog's order when a whole store is rebuilt.

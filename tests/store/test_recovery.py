@@ -59,7 +59,9 @@ class ListReader:
         on_records: Callable[[Sequence[InboundRecord]], None],
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[int, int]:
-        tail = [r for r in self.records if r.offset() >= start.get(r.partition(), 0)]
+        tail = [
+            r for r in self.records if r.partition() in start and r.offset() >= start[r.partition()]
+        ]
         size = self.batch or max(len(tail), 1)
         for first in range(0, len(tail), size):
             on_records(tail[first : first + size])
@@ -351,3 +353,32 @@ def test_a_map_entry_whose_key_holds_a_hash_sign_is_rebuilt_under_its_own_agent(
     assert isinstance(snapshot, MapSnapshot)
     assert LWWMap.from_snapshot(snapshot, "r").to_dict() == {"a#b": 1, "plain": 2}
     assert committed.load('/a/1#tags:"a') is None
+
+
+def test_a_shard_taken_over_keeps_its_new_owner_s_writes_whatever_their_ids() -> None:
+    """Shard 0 moved from A to B. A numbers its checkpoints from 900, B from 40: applied
+    by id, A's older write of /d/1 would win over B's newer one; the log's order holds."""
+    a = functools.partial(checkpoint, instance="a", lineage=(0, 900))
+    b = functools.partial(checkpoint, instance="b", lineage=(0, 40))
+    records = a(0, 0, 900, 100, {"/d/1": "a-900", "/d/2": "a-900"}, marker=True) + b(
+        0, 3, 40, 150, {"/d/1": "b-40"}, marker=True
+    )
+    committed, report = restored(records, {TopicPartition("readings", 0): 150})
+    assert status(committed, "/d/1") == "b-40"
+    assert status(committed, "/d/2") == "a-900"
+    assert report.cuts == {0: {"readings/0": 150}}
+
+
+def test_a_restore_of_some_shards_reads_only_their_partitions() -> None:
+    records = checkpoint(0, 0, 5, 10, {"/d/0": "zero"}, marker=True) + checkpoint(
+        1, 0, 5, 20, {"/d/1": "one"}, marker=True, partition_source=1
+    )
+    offsets = {TopicPartition("readings", 0): 10, TopicPartition("readings", 1): 20}
+    committed = MemoryCommitted()
+    report = asyncio.run(
+        recover(committed, ListReader(records, offsets), "app.changelog", 2, offsets, shards={1})
+    )
+    assert committed.load("/d/0") is None
+    assert status(committed, "/d/1") == "one"
+    assert report.cuts == {1: {"readings/1": 20}}
+    assert set(committed.positions()) == {1}
