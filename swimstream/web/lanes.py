@@ -160,11 +160,9 @@ async def post_command(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return _too_large(limit)
     except RequestPayloadError as exc:  # a body its Content-Encoding cannot decode
-        # aiohttp closes the connection (the rest of the body cannot be skipped) and
-        # logs one WARNING line (request_log): say so, lest the client reuse it.
-        unreadable = error_response(400, f"the body cannot be read: {body_problem(exc) or exc}")
-        unreadable.force_close()
-        return unreadable
+        # aiohttp closes the connection (the rest cannot be skipped), which the answer
+        # says (keep_alive), and logs one WARNING line (request_log).
+        return error_response(400, f"the body cannot be read: {body_problem(exc) or exc}")
     try:
         # An empty body is null: `curl -X POST .../tick?lane=tick` triggers a command lane.
         value: Any = orjson.loads(body) if body.strip() else None

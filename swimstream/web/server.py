@@ -13,7 +13,8 @@ never name an agent:
 anything else               a node URI: ``GET``/``POST ?lane=`` (:mod:`~.lanes`)
 ==========================  =====================================================
 
-Every error answers JSON ``{"error": "..."}``, including aiohttp's own (405, 413).
+Every error answers JSON ``{"error": "..."}``, including aiohttp's own (405, 413). An
+answer whose request body will end the connection says so (:mod:`~.keep_alive`).
 Handlers are cancelled when their client disconnects, which is what ends an SSE stream
 whose client left; on exit the server ends every stream and refuses to wait for
 commands, then stops listening, so no task of the server outlives it.
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from swimstream.web import dashboard, health, lanes, request_log
+from swimstream.web import dashboard, health, keep_alive, lanes, request_log
 from swimstream.web.shared import STATE, WebSettings, WebState, error_response, listen_on
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ class WebServer:
         app = web.Application(
             client_max_size=self.settings.max_body_size, middlewares=[self._errors]
         )
+        app.on_response_prepare.append(keep_alive.close_if_body_unskippable)
         app[STATE] = state
         app[lanes.GATE] = gate
         app[dashboard.PAGE] = dashboard.load_page()

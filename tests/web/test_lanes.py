@@ -206,6 +206,74 @@ async def test_a_corrupt_gzip_body_is_400_and_one_warning_line_without_a_traceba
     assert "a request body could not be read" in lines[0].getMessage()
 
 
+def request_head(method: str, path: str, body: bytes, coding: str | None = "gzip") -> bytes:
+    """A keep-alive request's line and headers, announcing ``body`` coded as ``coding``."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}"]
+    if coding:
+        lines.append(f"Content-Encoding: {coding}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def answer_of(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status and headers of one answer off a raw connection (its body read)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status, *lines = head.decode().strip().split("\r\n")
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status.split()[1]), headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body_arrives"),
+    [
+        ("GET", "/device/1?lane=status", 200, "with the headers"),  # never read
+        ("GET", "/device/1?lane=status", 200, "after the answer"),  # not even received
+        ("POST", "/nowhere/1?lane=status", 404, "with the headers"),  # refused unread
+        ("POST", "/nowhere/1?lane=status", 404, "after the answer"),
+        ("POST", "/device/1?lane=status", 400, "with the headers"),  # read, and it failed
+    ],
+)
+async def test_an_answer_whose_corrupt_gzip_body_ends_the_connection_says_so(
+    served: Served, method: str, path: str, status: int, body_arrives: str
+) -> None:
+    """A keep-alive client sends its next request on the same connection unless told
+    otherwise. aiohttp closes a connection whose body does not decode (it cannot skip
+    the rest), so the answer must say ``Connection: close``; it said nothing when the
+    handler had not read the body, and the next request met a closed connection."""
+    body = b"not gzip at all"
+    head = request_head(method, path, body)
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+    try:
+        if body_arrives == "with the headers":
+            writer.write(head + body)
+            answer = await answer_of(reader)
+        else:
+            writer.write(head)
+            answer = await answer_of(reader)
+            writer.write(body)
+        assert answer[0] == status
+        assert answer[1].get("connection") == "close", answer
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # and the server closed it
+    finally:
+        writer.close()
+    assert await served.get_json("/device/1?lane=status") == (200, None)
+
+
+async def test_an_unread_body_that_decodes_or_is_not_coded_keeps_the_connection(
+    served: Served,
+) -> None:
+    """Only a body that cannot be skipped closes: a gzip body received and decoded
+    whole, or a plain one, leaves the connection open for the next request."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+    try:
+        for coding, body in (("gzip", gzip.compress(b"ignored")), (None, b"ignored")):
+            writer.write(request_head("GET", "/device/1?lane=status", body, coding) + body)
+            status, headers = await answer_of(reader)
+            assert (status, headers.get("connection")) == (200, None), coding
+    finally:
+        writer.close()
+
+
 async def test_a_body_over_the_limit_is_413(serve: ServeFactory) -> None:
     async with serve(max_body_size=1024) as served:
         big = {"pad": "x" * 2000}
