@@ -48,7 +48,8 @@ class Agent:
     """Lane name -> what handles a command to it while it is unbound (lazy lanes)."""
     __swim_base__: ClassVar[bool] = True
     """Declared in the body of a class to subclass, not to route to (this one): the
-    configuration check refuses a route to it. Subclasses do not inherit the mark, as
+    configuration check and the plane refuse a route to it
+    (:func:`swimstream.routing.is_base_class`). Subclasses do not inherit the mark, as
     it is read from the class's own namespace."""
 
     __slots__ = ("__dict__", "_context", "_downlinks", "_next_link_id", "node_uri")

@@ -7,9 +7,10 @@ names a lane that exists and changes.
 
 Agent classes are recognised by the lanes they declare: a class attribute
 ``__swim_lanes__`` mapping each lane name to a lane spec whose ``kind`` is one of
-:data:`LANE_KINDS`. A class whose own body sets ``__swim_base__`` (``swimstream.Agent``
-itself) is a base to subclass, refused as a route's class. This layer knows nothing else
-of the agent layer, so the check works on any class that declares its lanes this way.
+:data:`LANE_KINDS`. The base class itself (``swimstream.Agent``) is refused as a route's
+class, by the rule the plane applies too (:func:`swimstream.routing.is_base_class`). This
+layer knows nothing else of the agent layer, so the check works on any class that
+declares its lanes this way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from swimstream.config.app import AppConfig
 from swimstream.config.problems import Problem, format_path
 from swimstream.errors import ConfigError
+from swimstream.routing import is_base_class
 
 LANE_KINDS = frozenset(
     {
@@ -69,7 +71,7 @@ def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
                 )
             )
             continue
-        if vars(cls).get("__swim_base__", False):
+        if is_base_class(cls):
             problems.append(
                 (
                     path,

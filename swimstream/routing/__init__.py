@@ -9,6 +9,8 @@
 * :func:`shard_for` / :func:`shard_for_uri` — the shard of a key or an agent, computed
   with the producers' partitioner (Java's murmur2 or librdkafka's crc32) so that keyed
   events arrive at the instance that owns their agent.
+* :func:`is_base_class` — whether a class is the base agents subclass, which no route
+  may name.
 
 This package does no I/O and imports nothing of swimstream but its exception tree.
 """
@@ -17,6 +19,7 @@ from swimstream.routing.pattern import RoutePattern
 from swimstream.routing.segments import quote_segment, unquote_segment
 from swimstream.routing.shard import PARTITIONERS, Partitioner, murmur2, shard_for, shard_for_uri
 from swimstream.routing.table import RouteMatch, RouteTable
+from swimstream.routing.targets import is_base_class
 from swimstream.routing.template import Placeholder, RouteTemplate
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "RoutePattern",
     "RouteTable",
     "RouteTemplate",
+    "is_base_class",
     "murmur2",
     "quote_segment",
     "shard_for",

@@ -33,7 +33,7 @@ from swimstream.errors import (
     LaneNotFoundError,
     NodeNotFoundError,
 )
-from swimstream.routing import RoutePattern, RouteTable
+from swimstream.routing import RoutePattern, RouteTable, is_base_class
 from swimstream.runtime.agent_record import (
     LinkSpec,
     TimerSpec,
@@ -575,5 +575,11 @@ def _compile_routes(routes: Mapping[str, type[Agent]]) -> RouteTable[type[Agent]
     for text, cls in routes.items():
         if not (isinstance(cls, type) and issubclass(cls, Agent)):
             raise DefinitionError(f"route {text!r} must map to an Agent subclass, got {cls!r}")
+        if is_base_class(cls):
+            name = cls.__qualname__
+            raise DefinitionError(
+                f"route {text!r} maps to {name}, the base class of agents, not an agent: "
+                f"route to a subclass of {name} that declares the lanes"
+            )
         table.add(text, cls)
     return table

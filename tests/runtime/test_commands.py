@@ -11,11 +11,13 @@ from swimstream import (
     CallbackError,
     CommandLane,
     CounterLane,
+    DefinitionError,
     LaneNotFoundError,
     MapLane,
     NodeNotFoundError,
     ValueLane,
 )
+from swimstream.runtime import Plane
 from swimstream.testing import open_plane
 
 
@@ -73,6 +75,27 @@ async def test_unknown_route_and_unknown_lane_are_named() -> None:
             await plane.command("/nowhere/1", "deposit", 1)
         with pytest.raises(LaneNotFoundError, match="no lane 'withdraw'"):
             await plane.command("/account/a", "withdraw", 1)
+
+
+BASE_CLASS_REFUSED = (
+    "route '/x/:id' maps to Agent, the base class of agents, not an agent: "
+    "route to a subclass of Agent that declares the lanes"
+)
+
+
+def test_a_plane_refuses_a_route_to_the_base_agent_class() -> None:
+    """`swimstream check` refused it, but a plane built directly took it and failed
+    only at the first command, saying the agent had no such lane."""
+    with pytest.raises(DefinitionError) as refused:
+        Plane({"/x/:id": Agent, "/account/:id": Account})
+    assert str(refused.value) == BASE_CLASS_REFUSED
+
+
+async def test_the_test_plane_refuses_a_route_to_the_base_agent_class() -> None:
+    with pytest.raises(DefinitionError) as refused:
+        async with open_plane({"/x/:id": Agent}):
+            pass
+    assert str(refused.value) == BASE_CLASS_REFUSED
 
 
 async def test_a_raising_callback_is_logged_counted_and_the_agent_keeps_running(
