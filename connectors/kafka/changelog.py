@@ -82,8 +82,9 @@ class KafkaChangelogReader:
     ) -> dict[int, int]:
         consumer = self._consumer(f"swimstream-changelog-reader-{uuid.uuid4().hex[:8]}")
         try:
-            partitions = await asyncio.to_thread(self._partitions, consumer, topic)
-            positions = {p: start.get(p, 0) for p in partitions}
+            listed_partitions = await asyncio.to_thread(self._partitions, consumer, topic)
+            partitions = [p for p in listed_partitions if p in start]
+            positions = {p: start[p] for p in partitions}
             listed = await asyncio.to_thread(self._listed_ends, consumer, topic, positions)
             expected = sum(max(0, listed[p] - positions[p]) for p in partitions)
             consumer.assign(

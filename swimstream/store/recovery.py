@@ -70,6 +70,8 @@ class RecoveryReport:
     """Per changelog partition read, the highest source offsets of the checkpoints
     applied from it (``{cut key: next offset}``): what the restored state holds of each
     source partition, so a shard taken over from another instance resumes there."""
+    changed: set[str] = field(default_factory=set)
+    """The agents whose stored state the applied checkpoints changed."""
 
 
 class _Progress:
@@ -146,6 +148,11 @@ async def recover(
     lineages: set[tuple[str, int, int]] = set()  # (instance, restored_from, first) seen
     positions: dict[int, ShardPosition] = {}
     reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
+    first_at: dict[tuple[int, int | None], int] = {}  # (partition, checkpoint): 1st record
+    # Skipped groups not known to be cut short: their sources had not committed them
+    # when this read began, which may yet happen (another live instance's checkpoint
+    # in flight, on a broker that shows records of open transactions, as Tansu does).
+    unresolved: list[tuple[int, int, str, int]] = []  # (partition, checkpoint, writer, 1st)
 
     def on_records(batch: Sequence[InboundRecord]) -> None:
         if stopping():
@@ -159,15 +166,18 @@ async def recover(
             elif key is not None:
                 node, name = parse_key(key)
                 group = (partition, checkpoint_of(record.headers()))
-                pending.setdefault(group, []).append(
-                    ChangelogEntry(node, name, record.value(), partition)
-                )
+                entries = pending.get(group)
+                if entries is None:
+                    entries = pending[group] = []
+                    first_at[group] = record.offset() or 0
+                entries.append(ChangelogEntry(node, name, record.value(), partition))
 
     def _close_group(record: InboundRecord, partition: int) -> None:
         marker = read_marker(record.value() or b"{}")
         checkpoint = marker.checkpoint
         report.last_checkpoint = max(report.last_checkpoint, checkpoint)
         group = pending.pop((partition, checkpoint), [])
+        group_start = first_at.pop((partition, checkpoint), None)
         instance = marker.instance
         lineage = (instance, marker.restored_from, marker.first)
         if lineage not in lineages:
@@ -183,6 +193,8 @@ async def recover(
             reflected[partition] = checkpoint
         else:
             _skip(checkpoint, group)
+            if group_start is not None:
+                unresolved.append((partition, checkpoint, instance, group_start))
         positions[partition] = ShardPosition(
             (record.offset() or 0) + 1, reflected.get(partition, 0), marker.sources
         )
@@ -196,10 +208,18 @@ async def recover(
     ends = await reader.read(topic, start, on_records, progress)
     for group in pending.values():  # records after the last marker: a checkpoint cut short
         report.skipped_records += len(group)
+    # The next read starts again at the first group that may still commit.
+    for partition, checkpoint, writer, group_start in unresolved:
+        if any(w == writer and first > checkpoint > low for w, low, first in lineages):
+            continue  # cut short: a later incarnation of its instance says so
+        held = positions[partition]
+        if group_start < held.changelog_offset:
+            positions[partition] = ShardPosition(group_start, held.checkpoint, held.sources)
     applied: list[ChangelogEntry] = []
     for key, group in ready.items():  # each partition's log order
         partition, checkpoint, _ = key
         applied.extend(group)
+        report.changed.update(entry.node_uri for entry in group)
         report.committed_through = max(report.committed_through, checkpoint)
         cut = report.cuts.setdefault(partition, {})
         for name, offset in cut_of[key].items():
@@ -215,6 +235,8 @@ async def recover(
             raise RestoreStopped(f"{first:,} of {len(applied):,} entries written")
         await committed.write_async(applied[first : first + WRITE_BATCH], positions if last else {})
     report.seconds = time.monotonic() - started
+    if shards is not None:
+        return report  # a shard taken over at run time: the caller says what it did
     log.info(
         "restored %s: %d changelog records read, %d checkpoints applied, %d records of %d "
         "uncommitted checkpoints skipped, in %.1f s",

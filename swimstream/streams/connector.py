@@ -61,6 +61,11 @@ class Rebalance:
     lost: bool = False
     """True when the partitions were taken without a clean revoke (session expired):
     their offsets must not be committed."""
+    incremental: bool = False
+    """True under a cooperative protocol: only partitions that move are revoked, and no
+    assignment need follow. Otherwise (eager) every revoke is followed by the member's
+    whole new assignment, told even when it is empty, which may hand the same
+    partitions back."""
 
 
 class SourceConnector(Protocol):
@@ -246,10 +251,10 @@ class ChangelogReader(Protocol):
         on_records: Callable[[Sequence[InboundRecord]], None],
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[int, int]:
-        """Read partition p of ``topic`` from offset ``start[p]`` to its end (as of the
-        call), ``read_committed``, handing batches to ``on_records`` on the loop thread;
-        ``progress(records read, records expected)`` is called as it goes. Returns the
-        next offset per partition."""
+        """Read partition p of ``topic``, for each p that ``start`` names, from offset
+        ``start[p]`` to its end (as of the call), ``read_committed``, handing batches to
+        ``on_records`` on the loop thread; ``progress(records read, records expected)``
+        is called as it goes. Returns the next offset per partition read."""
         ...
 
     async def committed_offsets(

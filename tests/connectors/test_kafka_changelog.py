@@ -37,9 +37,13 @@ def test_every_partition_is_read_to_its_end_from_where_the_store_left_off(
             seen[record.partition() or 0].append(record.offset() or 0)
 
     reader = KafkaChangelogReader(kafka_broker.bootstrap)
-    ends = asyncio.run(reader.read(topic, {0: 100}, on_records))
+    ends = asyncio.run(reader.read(topic, {0: 100, 1: 0, 2: 0}, on_records))
     assert ends == {0: 500, 1: 20, 2: 0}
     assert seen == {0: list(range(100, 500)), 1: list(range(20)), 2: []}
+    # A shard taken over at run time is read alone: the others are not this read's.
+    seen = {0: [], 1: [], 2: []}
+    assert asyncio.run(reader.read(topic, {1: 5}, on_records)) == {1: 20}
+    assert seen == {0: [], 1: list(range(5, 20)), 2: []}
 
 
 def test_the_groups_committed_offsets_are_read_without_joining_it(

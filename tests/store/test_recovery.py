@@ -143,7 +143,36 @@ def test_only_checkpoints_the_sources_committed_are_applied() -> None:
     }
     assert report.applied_checkpoints == 1 and report.skipped_checkpoints == [2]
     assert report.skipped_records == 2 and report.committed_through == 1
-    assert committed.positions()[0].changelog_offset == 5  # past the decided marker
+    # Checkpoint 2 may yet commit (another instance's, in flight on a broker that shows
+    # open transactions): the next read starts at its first record again.
+    assert committed.positions()[0].changelog_offset == 3
+
+
+def test_a_checkpoint_committed_after_one_read_is_applied_by_the_next() -> None:
+    """Instance A's checkpoint 2 was in flight when B read the changelog at its start;
+    A committed it a moment later. B's next read (taking a shard over) must apply it:
+    the sources resume past its cut."""
+    records = checkpoint(0, 0, 1, 100, {"/a/1": "one"}, marker=True) + checkpoint(
+        0, 2, 2, 250, {"/a/1": "two"}, marker=True
+    )
+    committed = MemoryCommitted()
+    early = ListReader(records, {TopicPartition("readings", 0): 100})
+    asyncio.run(recover(committed, early, "app.changelog", 1, early.committed))
+    assert status(committed, "/a/1") == "one"
+    late = ListReader(records, {TopicPartition("readings", 0): 250})
+    report = asyncio.run(recover(committed, late, "app.changelog", 1, late.committed))
+    assert status(committed, "/a/1") == "two"
+    assert report.cuts == {0: {"readings/0": 250}}
+    assert committed.positions()[0].changelog_offset == 4
+
+
+def test_a_checkpoint_a_later_incarnation_says_was_cut_short_is_read_no_more() -> None:
+    records = checkpoint(0, 0, 2, 250, {"/a/1": "lost"}, marker=True, lineage=(0, 1)) + (
+        checkpoint(0, 2, 5, 100, {"/a/1": "five"}, marker=True, lineage=(1, 5))
+    )
+    committed, report = restored(records, {TopicPartition("readings", 0): 100})
+    assert status(committed, "/a/1") == "five" and report.skipped_checkpoints == [2]
+    assert committed.positions()[0].changelog_offset == 4
 
 
 def test_a_stop_asked_during_recovery_leaves_the_store_as_it_was() -> None:
