@@ -121,3 +121,7 @@ class LinkRegistry:
 
     def pop_end(self, subscriber: str, downlink_id: int) -> LinkEnd | None:
         return self._ends.pop((subscriber, downlink_id), None)
+
+    def ends(self) -> list[LinkEnd]:
+        """Every subscriber's link end (a copy: callers close some as they go)."""
+        return list(self._ends.values())

@@ -18,9 +18,14 @@ from swimstream.errors import CodecError, DefinitionError
 from swimstream.runtime.agent_record import dump_agent
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from swimstream.agent import Uplink
     from swimstream.runtime.cell import AgentCell
     from swimstream.runtime.clock import Clock
+    from swimstream.runtime.links import LinkRegistry
     from swimstream.runtime.store import AgentStore, StateObserver
+    from swimstream.runtime.timers import TimerWheel
 
 
 class Passivation:
@@ -33,6 +38,11 @@ class Passivation:
     _cells: dict[str, AgentCell]
     _state: StateObserver | None
     _passivations: int
+    timers: TimerWheel
+    links: LinkRegistry
+
+    def unlink(self, node_uri: str, lane: str, uplink: Uplink) -> None:
+        raise NotImplementedError
 
     def _report_failure(
         self, cell: AgentCell, lane: str, callback: str, exc: BaseException
@@ -57,6 +67,29 @@ class Passivation:
         """Unload the agent now if it is idle; True when it was passivated."""
         cell = self._cells.get(node_uri)
         return cell is not None and cell.idle and self._passivate(cell)
+
+    def forget_agents(self, select: Callable[[str], bool]) -> int:
+        """Drop the agents ``select`` names, in memory or passivated, with their timers
+        and the links they opened, storing nothing; returns how many were in memory.
+
+        For state that belongs elsewhere now: their shard moved to another instance, or
+        is about to be restored from the changelog, which holds it (a link to one of
+        their lanes stays, and reaches the agent loaded afresh). ``on_stop`` does not
+        run: what it would see is a copy that is no longer the agent. Call with the
+        plane settled (as at a checkpoint's cut): no turn of theirs may be under way.
+        """
+        gone = [node for node in self._cells if select(node)]
+        for node in gone:
+            del self._cells[node]
+        for timer in list(self.timers):
+            if select(timer.node_uri):
+                timer.cancel()
+        for end in self.links.ends():
+            if select(end.subscriber):
+                end.closed = True
+                self.links.pop_end(end.subscriber, end.downlink_id)
+                self.unlink(end.node_uri, end.lane, end)
+        return len(gone)
 
     def _stop_agent(self, cell: AgentCell) -> None:
         """Run the agent's ``on_stop`` (skipped when its class keeps the default)."""

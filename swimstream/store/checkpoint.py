@@ -141,6 +141,7 @@ class Checkpointer:
         self._flush_sinks = list(flush_sinks)
         self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
+        self._cut = asyncio.Lock()  # one barrier at a time: a cut, or a change at rest
         self._last_cut: dict[TopicPartition, int] | None = None
         self._produced_at_cut = 0
         self._in_transaction = False
@@ -218,6 +219,33 @@ class Checkpointer:
             raise failed
         started = time.monotonic()
         checkpoint = self._next_id
+        async with self._cut:
+            entries, cut, markers, generation = await self._make_cut(checkpoint)
+        self._next_id += 1
+        self.stats.barrier_seconds = time.monotonic() - started
+        self._committing = asyncio.get_running_loop().create_task(
+            self._commit(checkpoint, entries, cut, markers, generation, started),
+            name=f"swimstream-commit-{checkpoint}",
+        )
+
+    async def at_rest(self, change: Callable[[], None]) -> None:
+        """Run ``change()`` with the sources held and the plane settled, as at a cut and
+        never during one: for changes to which agents are in memory (a shard leaving
+        this instance, or restored into it) that no turn may see half done."""
+        async with self._cut:
+            for runner in self._runners:
+                runner.hold()
+            try:
+                if self._plane.running:
+                    await self._plane.settle()
+                change()
+            finally:
+                for runner in self._runners:
+                    runner.release()
+
+    async def _make_cut(
+        self, checkpoint: int
+    ) -> tuple[list[ChangelogEntry], dict[TopicPartition, int], dict[int, int], int]:
         for runner in self._runners:
             runner.hold()
         try:
@@ -241,12 +269,7 @@ class Checkpointer:
         finally:
             for runner in self._runners:
                 runner.release()
-        self._next_id += 1
-        self.stats.barrier_seconds = time.monotonic() - started
-        self._committing = asyncio.get_running_loop().create_task(
-            self._commit(checkpoint, entries, cut, markers, generation, started),
-            name=f"swimstream-commit-{checkpoint}",
-        )
+        return entries, cut, markers, generation
 
     async def _commit(
         self,
@@ -278,8 +301,14 @@ class Checkpointer:
             raise
         for runner in self._runners:
             runner.checkpointed(cut)
+        # Only the shards of the partitions in the cut are this instance's: in the
+        # others, another instance's records may lie before this marker, which this
+        # store never read (it would skip them when it takes such a shard over).
+        owned = {tp.partition for tp in cut}
         positions = {
-            p: ShardPosition(offset + 1, checkpoint, _named(cut)) for p, offset in markers.items()
+            p: ShardPosition(offset + 1, checkpoint, _named(cut))
+            for p, offset in markers.items()
+            if p in owned
         }
         self.local.submit(entries, positions, generation)
         self.stats.checkpoints += 1

@@ -8,6 +8,8 @@ then leaves it; loading looks in the overlay first, then in committed state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from swimstream.runtime.agent_record import StoredAgent
 from swimstream.store.committed import CommittedStore
 from swimstream.store.entries import assemble
@@ -42,6 +44,12 @@ class DurableAgentStore:
             rows = self.committed.load(node_uri)
             return None if rows is None else assemble(rows).get(name)
         return held[1].get(name)
+
+    def forget(self, select: Callable[[str], bool]) -> None:
+        """Drop the passivated agents ``select`` names (their shard left this instance,
+        or is being restored: committed state is theirs again)."""
+        for node in [node for node in self._overlay if select(node)]:
+            del self._overlay[node]
 
     def next_generation(self) -> int:
         """A checkpoint collected its changes; later passivations belong to the next."""

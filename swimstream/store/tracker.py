@@ -17,7 +17,7 @@ passivation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swimstream.crdt import LWWMap, MapPut, MapRemove, MapSnapshot, Op, decode_snapshot
@@ -43,7 +43,7 @@ log = logging.getLogger("swimstream.store")
 class StateTracker:
     """Notes what changed; hands the changes over at each checkpoint."""
 
-    __slots__ = ("_dirty", "_entries", "_plane", "_shard_of", "_store")
+    __slots__ = ("_dirty", "_entries", "_held", "_plane", "_shard_of", "_store")
 
     def __init__(self, store: DurableAgentStore, shard_of: Callable[[str], int]) -> None:
         self._dirty: dict[Any, None] = {}  # Lane objects (whole lanes), or (node uri, name)
@@ -51,6 +51,7 @@ class StateTracker:
         self._store = store
         self._shard_of = shard_of
         self._plane: Plane | None = None
+        self._held: frozenset[int] = frozenset()
 
     def attach(self, plane: Plane) -> None:
         """Follow ``plane``'s changes from now on."""
@@ -92,6 +93,27 @@ class StateTracker:
                 for key in keys:
                     dirty[(node, entry_name(lane.name, key))] = None
 
+    # -- shards moving to another instance ------------------------------------------------
+
+    def hold(self, shards: Iterable[int]) -> None:
+        """Keep the changes of ``shards`` out of checkpoints until :meth:`release` or
+        :meth:`forget`: their partitions were revoked, and the group resumes them at
+        the last checkpoint's cut, so a later checkpoint must not store state holding
+        records routed after it (the next owner applies those records again)."""
+        self._held = self._held | frozenset(shards)
+
+    def release(self, shards: Iterable[int]) -> None:
+        """Checkpoint the changes of ``shards`` again (their partitions came back)."""
+        self._held = self._held - frozenset(shards)
+
+    def forget(self, select: Callable[[str], bool]) -> None:
+        """Drop every change noted for the agents ``select`` names: their state is no
+        longer this instance's to store (their shard moved away, or is restored)."""
+        self._dirty = {key: None for key in self._dirty if not select(_node_of(key))}
+        self._entries = {
+            lane: keys for lane, keys in self._entries.items() if not select(lane._agent.node_uri)
+        }
+
     # -- checkpoints ---------------------------------------------------------------------
 
     def collect(self) -> list[ChangelogEntry]:
@@ -106,6 +128,8 @@ class StateTracker:
         plane = self._plane
         dirty, self._dirty = self._dirty, {}
         changed_keys, self._entries = self._entries, {}
+        if self._held:
+            dirty, changed_keys = self._keep_held(dirty, changed_keys)
         entries: list[ChangelogEntry] = []
         append = entries.append
         shards: dict[str, int] = {}
@@ -153,6 +177,25 @@ class StateTracker:
                 append(make(Entry, (node, name, value, shard)))
         return entries
 
+    def _keep_held(
+        self, dirty: dict[Any, None], changed_keys: dict[Any, set[Any]]
+    ) -> tuple[dict[Any, None], dict[Any, set[Any]]]:
+        """Split off the changes of held shards: they stay noted for a later collect."""
+        held, shard_of = self._held, self._shard_of
+        collected: dict[Any, None] = {}
+        for key in dirty:
+            if shard_of(_node_of(key)) in held:
+                self._dirty[key] = None
+            else:
+                collected[key] = None
+        entries: dict[Any, set[Any]] = {}
+        for lane, keys in changed_keys.items():
+            if shard_of(lane._agent.node_uri) in held:
+                self._entries[lane] = keys
+            else:
+                entries[lane] = keys
+        return collected, entries
+
     def _by_name(self, plane: Plane, node: str, name: str) -> list[tuple[str, bytes | None]]:
         """The current stored values of one noted name (an agent not in memory is read
         from what the store kept at passivation)."""
@@ -170,6 +213,11 @@ class StateTracker:
             if isinstance(decoded, MapSnapshot):  # a cleared map: header and every entry
                 return _map_rows(name, LWWMap.from_snapshot(decoded, "store"))
         return [(name, value)]
+
+
+def _node_of(key: Any) -> str:
+    """The agent a noted change belongs to: ``(node uri, name)`` or a lane object."""
+    return key[0] if type(key) is tuple else key._agent.node_uri  # type: ignore[no-any-return]
 
 
 def _unless_unstorable(

@@ -1,0 +1,91 @@
+"""A shard leaving this instance: its changes held out of checkpoints, then forgotten."""
+
+from __future__ import annotations
+
+from swimstream import Agent, CommandLane, MapLane, ValueLane
+from swimstream.store.committed import MemoryCommitted
+from swimstream.store.durable import DurableAgentStore
+from swimstream.store.tracker import StateTracker
+from swimstream.testing import open_plane
+
+
+class Meter(Agent):
+    """A value, a map, a timer and a link: everything an agent can leave behind."""
+
+    level = ValueLane[int](default=0)
+    seen = MapLane[str, int]()
+    read = CommandLane[int]()
+    watch = CommandLane[str]()
+
+    @read.on_command
+    def on_read(self, n: int) -> None:
+        self.level.set(n)
+        self.seen[str(n)] = n
+        self.schedule(3600, self.expire)
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.downlink(node, "level")
+
+    def expire(self) -> None: ...
+
+
+def shard(node: str) -> int:
+    """``/meter/<shard>-<name>``: the shard is in the name."""
+    return int(node.rsplit("/", 1)[1].split("-")[0])
+
+
+def names(tracker: StateTracker) -> set[tuple[str, str]]:
+    return {(e.node_uri, e.name) for e in tracker.collect()}
+
+
+async def test_a_held_shard_stays_out_of_checkpoints_until_released() -> None:
+    store = DurableAgentStore(MemoryCommitted())
+    async with open_plane({"/meter/:id": Meter}, store=store) as plane:
+        tracker = StateTracker(store, shard)
+        tracker.attach(plane)
+        await plane.command("/meter/0-a", "read", 1)
+        await plane.command("/meter/1-b", "read", 2)
+        await plane.settle()
+        tracker.hold({1})
+        assert {node for node, _ in names(tracker)} == {"/meter/0-a"}
+        await plane.command("/meter/1-b", "read", 3)  # still noted while held
+        await plane.settle()
+        assert names(tracker) == set()
+        tracker.release({1})
+        assert {node for node, _ in names(tracker)} == {"/meter/1-b"}
+
+
+async def test_a_forgotten_shard_leaves_no_agent_timer_link_or_note_behind() -> None:
+    store = DurableAgentStore(MemoryCommitted())
+    async with open_plane({"/meter/:id": Meter}, store=store) as plane:
+        tracker = StateTracker(store, shard)
+        tracker.attach(plane)
+        await plane.command("/meter/1-b", "read", 7)
+        await plane.command("/meter/1-c", "read", 8)
+        await plane.command("/meter/1-b", "watch", "/meter/0-a")  # a link it opened
+        await plane.command("/meter/0-a", "read", 9)
+        await plane.settle()
+        assert plane.passivate("/meter/1-c")  # passivated: in the store's overlay
+        tracker.hold({1})
+        links_before = len(plane.links)
+
+        def leaving(node: str) -> bool:
+            return shard(node) == 1
+
+        assert plane.forget_agents(leaving) == 1
+        tracker.forget(leaving)
+        store.forget(leaving)
+        assert not plane.is_active("/meter/1-b")
+        assert [t.node_uri for t in plane.timers] == ["/meter/0-a"]
+        assert len(plane.links) == links_before - 1
+        assert store.overlay_size == 0 and store.load("/meter/1-c") is None
+        tracker.release({1})
+        assert {node for node, _ in names(tracker)} == {"/meter/0-a"}
+        # Loaded afresh, the agent starts from what committed state holds (nothing here).
+        await plane.command("/meter/0-a", "read", 10)  # the old link is gone: no delivery
+        def level(agent: Agent) -> int:
+            assert isinstance(agent, Meter)
+            return agent.level.get()
+
+        assert await plane.call("/meter/1-b", level) == 0
