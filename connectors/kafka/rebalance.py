@@ -164,9 +164,11 @@ class RebalanceRelay:
         for tp in gained:
             membership.end_offsets.pop(tp, None)
         self._log.info("%s: assigned %s", self._where, partition_list(gained) or "nothing")
-        if self.listener is not None and gained:
+        # (An eager protocol's empty assignment is told too: it settles what the revoke
+        # before it took away.)
+        if self.listener is not None and (gained or not self._cooperative):
             try:
-                self.listener(Rebalance(assigned=gained))
+                self.listener(Rebalance(assigned=gained, incremental=self._cooperative))
             except Exception as exc:
                 self._fail(exc)
 
@@ -174,7 +176,9 @@ class RebalanceRelay:
         final: Mapping[TopicPartition, int] = {}
         if self.listener is not None and gone:
             try:
-                final = self.listener(Rebalance(revoked=gone, lost=lost))
+                final = self.listener(
+                    Rebalance(revoked=gone, lost=lost, incremental=self._cooperative)
+                )
             except Exception as exc:
                 self._fail(exc)
         membership = self._membership

@@ -33,6 +33,7 @@ from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
 from swimstream.runtime.waiting import first_of
 from swimstream.service.durability import Durability
+from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
 from swimstream.service.shards import ShardMap
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients
@@ -107,6 +108,7 @@ class Service:
         self.insight_listeners: list[Callable[[Insight], None]] = []
         """Called with every published insight (after it is handed to its sink)."""
         self.durability: Durability | None = None
+        self.handover: Handover | None = None
         self.failure: BaseException | None = None
         """Why the service stopped by itself (None after a requested stop)."""
 
@@ -194,6 +196,8 @@ class Service:
             self._tasks.append(loop.create_task(lane_sink.run(), name="swimstream-coalesce"))
         group_metadata = None
         for protocol, topics in self._source_topics().items():
+            if self.durability is not None and protocol == "kafka":
+                self.handover = Handover(self.durability, self.plane, topics, self.fail)
             clients = self.clients[protocol]
             source = clients.make_source(topics)
             await source.open()
@@ -211,6 +215,8 @@ class Service:
             if protocol == "kafka" and self._exactly_once:
                 runner.transactional = True
                 group_metadata = getattr(source, "consumer_group_metadata", None)
+            if self.handover is not None and protocol == "kafka":
+                self.handover.follow(runner)
             self._runners.append(runner)
         if self.durability is not None:
             self.durability.start_checkpoints(
@@ -261,6 +267,8 @@ class Service:
         reserve = 3.0 if self.durability is not None else 1.0  # for the final checkpoint
         for runner in self._runners:
             await runner.stop_consuming(max(0.1, deadline - time.monotonic() - reserve))
+        if self.handover is not None:
+            await self.handover.close()  # the revoke as the group is left moves nothing
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -187,6 +187,25 @@ class Durability:
         for node, value in committed.named(LINKS):
             plane.restore_links(node, decode_links(value)[1])
 
+    @property
+    def tracker(self) -> StateTracker:
+        """What changed since the last checkpoint (once :meth:`attach` ran)."""
+        assert self._tracker is not None
+        return self._tracker
+
+    @property
+    def reader(self) -> ChangelogReader:
+        return self._reader
+
+    @property
+    def committed(self) -> CommittedStore:
+        """Committed state: the local store (or its fallback), once opened."""
+        assert self.store is not None
+        return self.store.committed
+
+    def shard_of(self, node_uri: str) -> int:
+        return self._shard_of(node_uri)
+
     def start_checkpoints(
         self,
         plane: Plane,

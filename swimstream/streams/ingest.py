@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import Rebalance, SourceConnector, TopicPartition
@@ -92,6 +92,12 @@ class SourceRunner:
         self._paused: list[TopicPartition] = []
         self._routed_at_revoke: dict[TopicPartition, int] = {}
         """Managed commits: where the partitions of the last revoke were routed to."""
+        self.on_moved: Callable[[Rebalance], None] | None = None
+        """Told of every assignment and revoke once the runner has handled it (durable
+        state hands shards over between instances there)."""
+        self.restoring: set[TopicPartition] = set()
+        """Partitions paused until their state is restored: backpressure must not
+        resume them."""
         self._caught_up = False
         self._wait = SOURCE_WAIT
         self.waits = 0
@@ -251,7 +257,7 @@ class SourceRunner:
                 self._commit(force=False)
                 await asyncio.sleep(0.005)
         finally:
-            current = set(self.connector.assignment())
+            current = set(self.connector.assignment()) - self.restoring
             self.connector.resume([tp for tp in self._paused if tp in current])
             self._paused = []
 
@@ -291,6 +297,12 @@ class SourceRunner:
             log.info("%s caught up with %d partitions", self.name, len(assigned))
 
     def _on_rebalance(self, change: Rebalance) -> Mapping[TopicPartition, int]:
+        final = self._rebalanced(change)
+        if self.on_moved is not None:
+            self.on_moved(change)
+        return final
+
+    def _rebalanced(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         if change.assigned:
             log.info("%s assigned %s", self.name, _partition_list(change.assigned))
             routed, self._routed_at_revoke = self._routed_at_revoke, {}

@@ -1,0 +1,220 @@
+"""Shards moving between live instances: their state handed over through the changelog.
+
+Several instances of an app share its partitions as one consumer group, and with
+durable state shard p (partition p of the source topics) lives in changelog partition p.
+When a partition moves (an instance joins, leaves, or fails), its agents' state must
+move with it, exactly, as Kafka Streams moves a task's store:
+
+* **The old owner lets go.** At the revoke its checkpoints stop storing the shard's
+  changes (:meth:`~swimstream.store.tracker.StateTracker.hold`): the group resumes the
+  partition at the last checkpoint's cut, so state holding records routed since would
+  count them twice wherever the partition goes next. If the partition comes back (an
+  eager rebalance revokes everything and mostly hands the same partitions back), the
+  agents in memory go on, as the source runner's replay rule expects. If it went to
+  another member, its agents, their timers and links, and their noted changes are
+  dropped from this instance, at rest (no turn under way).
+* **The new owner catches up before it reads.** A partition gained is paused at once,
+  before a record of it is delivered; the changelog partition is read from where this
+  instance's store reflects it to its end, applying the checkpoints the sources
+  committed (:func:`~swimstream.store.recovery.recover`); agents in memory whose stored
+  state that changed are dropped, to load afresh, and their stored timers and links are
+  re-armed; the records the restored state already holds are skipped as they are
+  delivered again. Then the partition resumes.
+
+The first assignment after a start is a gain like any other: the start's recovery read
+the changelog before this member joined, and another instance may have checkpointed
+since. Reading a tail with nothing new costs one fetch.
+
+What this does not give: the insights of records the old owner routed after its last
+checkpoint are in its open transaction, which it commits at its next checkpoint, and the
+new owner publishes them again when it replays those records. At a hand-over, insights
+are at least once (at most ``processing.commit_interval`` of records); state is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from swimstream.runtime import Plane
+from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
+from swimstream.service.durability import Durability
+from swimstream.store.changelog import cut_key
+from swimstream.store.recovery import RecoveryReport, recover
+from swimstream.streams import TopicPartition
+from swimstream.streams.connector import Rebalance
+from swimstream.streams.ingest import SourceRunner
+
+log = logging.getLogger("swimstream.handover")
+
+
+class Handover:
+    """Hands shards over between this instance and the others (see the module docstring)."""
+
+    def __init__(
+        self,
+        durability: Durability,
+        plane: Plane,
+        source_topics: Sequence[str],
+        on_failure: Callable[[BaseException], None],
+    ) -> None:
+        self._durability = durability
+        self._plane = plane
+        self._topics = list(source_topics)
+        self._on_failure = on_failure
+        self._runners: list[SourceRunner] = []
+        self._released: dict[SourceRunner, set[int]] = {}
+        self._restoring: dict[TopicPartition, int] = {}  # partition -> its latest restore
+        self._next_restore = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.restores = 0
+        """Restores of gained partitions finished so far."""
+
+    def follow(self, runner: SourceRunner) -> None:
+        """Hand over the shards of ``runner``'s partitions as they move."""
+        runner.on_moved = lambda change: self._moved(runner, change)
+        self._runners.append(runner)
+
+    async def close(self) -> None:
+        """Follow no more moves, and stop restores still running (the service stops:
+        its final checkpoint comes next, and leaving the group revokes everything)."""
+        for runner in self._runners:
+            runner.on_moved = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- rebalances (on the loop's thread, inside the consumer's callback) --------------
+
+    def _moved(self, runner: SourceRunner, change: Rebalance) -> None:
+        tracker = self._durability.tracker
+        if change.revoked:
+            shards = {tp.partition for tp in change.revoked}
+            tracker.hold(shards)
+            if change.incremental:  # only moving partitions are revoked: they left
+                self._leave(shards)
+            else:  # the assignment that follows says which come back
+                self._released.setdefault(runner, set()).update(shards)
+            return
+        released = self._released.pop(runner, set())
+        gained = {tp.partition for tp in change.assigned}
+        # (A partition whose restore had not ended when it was revoked is not back: its
+        # agents in memory may be the stale ones the restore was to replace.)
+        back = (released & gained) - {tp.partition for tp in self._restoring}
+        tracker.release(back)
+        if released - gained:
+            self._leave(released - gained)
+        new = [tp for tp in change.assigned if tp.partition not in back]
+        if not new:
+            return
+        runner.connector.pause(new)
+        runner.restoring.update(new)
+        self._next_restore += 1
+        for tp in new:
+            self._restoring[tp] = self._next_restore
+        task = asyncio.get_running_loop().create_task(
+            self._restore(runner, new, self._next_restore), name="swimstream-handover"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _leave(self, shards: set[int]) -> None:
+        shard_of = self._durability.shard_of
+        log.info("shards %s moved to another instance: their agents leave memory", sorted(shards))
+
+        def leave() -> None:
+            def gone(node: str) -> bool:
+                return shard_of(node) in shards
+
+            self._forget(gone)
+            self._durability.tracker.release(shards)
+
+        task = asyncio.get_running_loop().create_task(self._at_rest(leave))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- a gained partition's restore -----------------------------------------------------
+
+    async def _restore(
+        self, runner: SourceRunner, gained: list[TopicPartition], number: int
+    ) -> None:
+        durability = self._durability
+        shards = {tp.partition for tp in gained}
+        try:
+            reader = durability.reader
+            sources = [TopicPartition(t, p) for t in self._topics for p in range(durability.shards)]
+            offsets = await reader.committed_offsets(durability.config.consumer_group, sources)
+            assert durability.store is not None
+            report = await recover(
+                durability.store.committed,
+                reader,
+                durability.topic,
+                durability.shards,
+                offsets,
+                checked=frozenset(sources),
+                shards=shards,
+            )
+            await self._at_rest(lambda: self._install(runner, gained, report))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("restoring the state of shards %s failed: %r", sorted(shards), exc)
+            self._on_failure(exc)
+            return
+        mine = [tp for tp in gained if self._restoring.get(tp) == number]  # none newer
+        for tp in mine:
+            del self._restoring[tp]
+        runner.restoring.difference_update(mine)
+        held = runner.connector.assignment()
+        runner.connector.resume([tp for tp in mine if tp in held])
+        self.restores += 1
+        log.info(
+            "shards %s caught up with the changelog: %d records read, %d checkpoints "
+            "applied (%d records of uncommitted ones skipped), %d agents changed, in %.1f s",
+            sorted(shards),
+            report.records,
+            report.applied_checkpoints,
+            report.skipped_records,
+            len(report.changed),
+            report.seconds,
+            extra={"restored_shards": sorted(shards), "restored_cuts": report.cuts},
+        )
+
+    def _install(
+        self, runner: SourceRunner, gained: list[TopicPartition], report: RecoveryReport
+    ) -> None:
+        """Drop what memory holds of the agents the restore changed, re-arm their stored
+        timers and links, and skip the records the restored state holds."""
+        changed = report.changed
+        if changed:
+            self._forget(changed.__contains__)
+            committed = self._durability.committed
+            for node, value in committed.named(TIMERS):
+                if node in changed:
+                    self._plane.restore_timers(node, decode_timers(value))
+            for node, value in committed.named(LINKS):
+                if node in changed:
+                    self._plane.restore_links(node, decode_links(value)[1])
+        held = [tp for tp in gained if tp in runner.connector.assignment()]
+        for tp in held:
+            cut = report.cuts.get(tp.partition, {}).get(cut_key(tp.topic, tp.partition))
+            if cut is not None:
+                runner.book.tracker(tp).replayed_to = cut
+        # (Held back if it was revoked while this restore ran, and handed back since.)
+        self._durability.tracker.release({tp.partition for tp in held})
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _forget(self, select: Callable[[str], bool]) -> None:
+        self._plane.forget_agents(select)
+        self._durability.tracker.forget(select)
+        assert self._durability.store is not None
+        self._durability.store.forget(select)
+
+    async def _at_rest(self, change: Callable[[], None]) -> None:
+        checkpointer = self._durability.checkpointer
+        if checkpointer is None:  # not started yet: nothing runs that could see it
+            change()
+        else:
+            await checkpointer.at_rest(change)
