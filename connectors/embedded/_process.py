@@ -58,6 +58,10 @@ _TAIL_LINES = 25
 _ADDRESS_IN_USE = ("AddrInUse", "Address already in use", "Address in use")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
+_STOPPED_BY_US = (0, -signal.SIGTERM, -signal.SIGKILL)
+"""Exit codes :meth:`EmbeddedBroker.stop` brings about itself: a clean exit, or death
+by the signals it sends."""
+
 # Brokers started and not yet stopped; the atexit hook stops whatever is left.
 _running: set[EmbeddedBroker] = set()
 _atexit_registered = False
@@ -116,6 +120,9 @@ class EmbeddedBroker(abc.ABC):
 
     _slug: ClassVar[str]
     _port_count: ClassVar[int] = 1
+    _killed_when_clients_linger: ClassVar[bool] = False
+    """Whether this broker outlives ``stop_grace`` while clients stay connected, so that
+    SIGKILL is its ordinary way out (logged as detail, not as news)."""
 
     def __init__(
         self,
@@ -259,7 +266,10 @@ class EmbeddedBroker(abc.ABC):
             return
         died_on_its_own = process.poll() is not None
         exit_code = self._terminate()
-        log.info("%s on %s stopped (exit code %s)", self.title, self.address, exit_code)
+        if died_on_its_own or exit_code not in _STOPPED_BY_US:
+            log.info("%s on %s stopped (exit code %s)", self.title, self.address, exit_code)
+        else:  # the exit our own SIGTERM or SIGKILL explains says nothing worth a reader
+            log.info("%s on %s stopped", self.title, self.address)
         if died_on_its_own:
             log.warning(
                 "%s had died on its own (exit code %s); log kept at %s:\n%s",
@@ -389,8 +399,11 @@ class EmbeddedBroker(abc.ABC):
             try:
                 process.wait(self.stop_grace)
             except subprocess.TimeoutExpired:
-                log.info(
-                    "%s still running %.1f s after SIGTERM; killing it", self.title, self.stop_grace
+                log.log(
+                    logging.DEBUG if self._killed_when_clients_linger else logging.INFO,
+                    "%s still running %.1f s after SIGTERM; killing it",
+                    self.title,
+                    self.stop_grace,
                 )
                 self._signal(signal.SIGKILL)
                 process.wait()

@@ -10,6 +10,7 @@ ListOffsets, which Tansu answers wrongly (see :mod:`connectors.embedded.kafka`).
 from __future__ import annotations
 
 import io
+import logging
 import re
 import socket
 import time
@@ -26,6 +27,7 @@ from confluent_kafka.admin._config import ConfigResource  # not re-exported for 
 
 from connectors.embedded import (
     FAST_CONSUMER_SETTINGS,
+    HOST,
     EmbeddedBroker,
     EmbeddedKafka,
     EmbeddedPulsar,
@@ -290,6 +292,22 @@ def test_stop_leaves_no_process_behind(broker_class: Callable[[], EmbeddedBroker
     assert pid not in {child.pid for child in psutil.Process().children(recursive=True)}
     assert not work_dir.exists()
     broker.stop()  # idempotent
+
+
+def test_a_tansu_killed_because_a_client_lingers_logs_one_plain_stopped_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Tansu drains open connections for 5 s, so a service, which stops it with some
+    still open, kills it at every stop: an ordinary stop, not "exit code -9" news."""
+    with (
+        caplog.at_level(logging.INFO, logger="swimstream.embedded"),
+        EmbeddedKafka() as broker,
+        socket.create_connection((HOST, broker.port)),
+    ):
+        caplog.clear()
+        broker.stop()
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [f"embedded Kafka (Tansu) on {broker.bootstrap} stopped"]
 
 
 def test_a_broker_that_cannot_start_raises_with_its_log(tmp_path: Path) -> None:
