@@ -16,7 +16,17 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from swimstream.agent.lane import F, Lane
-from swimstream.crdt import LWWMap, MapClear, MapKey, MapPut, MapRemove, MapSnapshot, Op, Snapshot
+from swimstream.crdt import (
+    LWWMap,
+    MapClear,
+    MapKey,
+    MapPut,
+    MapRemove,
+    MapSnapshot,
+    Op,
+    Snapshot,
+    raise_bad_key,
+)
 from swimstream.errors import CallbackError, DefinitionError
 
 if TYPE_CHECKING:
@@ -95,7 +105,10 @@ class MapLane(Lane, Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         """Bind ``key`` to ``value``, stream it, then run ``on_update``."""
         entries = self._map._entries
-        current = entries.get(key)
+        try:
+            current = entries.get(key)
+        except TypeError:  # unhashable: a list or an object, as a JSON command can name
+            raise_bad_key(key)
         old = None if current is None else current[1]
         op = self._map.put(key, value)
         uplinks = self._uplinks
@@ -119,7 +132,10 @@ class MapLane(Lane, Generic[K, V]):
 
     def remove(self, key: K) -> None:
         """Remove ``key`` (if present), stream it, then run ``on_remove``."""
-        entry = self._map._entries.get(key)
+        try:
+            entry = self._map._entries.get(key)
+        except TypeError:  # unhashable, as in put
+            raise_bad_key(key)
         if entry is None:
             return
         self._removed(self._map.remove(key), key, entry[1])

@@ -52,11 +52,14 @@ looking for old ones to forget: a map that rarely removes never looks."""
 
 
 def raise_bad_key(key: object) -> NoReturn:
-    """Refuse a key when it is written, rather than when a restart cannot read it back."""
+    """Refuse a key when it is written, rather than when a restart cannot read it back.
+
+    Called also where hashing the key failed: this message replaces "unhashable type",
+    not chained to it."""
     raise TypeError(
         f"map key must be a JSON scalar (str, int, float, bool or None), got"
         f" {type(key).__name__}: {key!r}"
-    )
+    ) from None
 
 
 class MapPut(NamedTuple):

@@ -69,6 +69,23 @@ async def test_commands_to_value_map_and_counter_lanes_change_them_directly() ->
         assert plane.get("/account/a", "hits") == 2
 
 
+async def test_a_map_command_whose_key_is_a_json_list_or_object_names_the_key_rule() -> None:
+    """JSON gives lists and objects, which no dict can hash: the command fails saying
+    what a map key must be, not "unhashable type"."""
+    errors: list[BaseException | None] = []
+    async with open_plane(ROUTES) as plane:
+        for command in ({"update": [1], "value": 2}, {"update": {"a": 1}}, {"remove": [1]}):
+            plane.submit("/account/a", "log", command, errors.append)
+        await plane.settle()
+        assert plane.get("/account/a", "log") == {}
+    assert len(errors) == 3
+    for error in errors:
+        assert isinstance(error, CallbackError)
+        cause = error.__cause__
+        assert isinstance(cause, TypeError) and "map key must be a JSON scalar" in str(cause)
+        assert cause.__suppress_context__  # no "during handling of unhashable type" chain
+
+
 async def test_unknown_route_and_unknown_lane_are_named() -> None:
     async with open_plane(ROUTES) as plane:
         with pytest.raises(NodeNotFoundError, match="/nowhere/1"):
