@@ -30,10 +30,10 @@ back to the broker. Describe the app in YAML; run one or more instances of it.""
 
 EPILOG = """\
 examples:
-  swimstream check --config config/towers.yaml     validate a config without connecting
-  swimstream run --config config/towers.yaml       run an instance (SIGTERM drains, exits 0)
+  swimstream check --config config/towers.yaml      validate a config without connecting
+  swimstream run --config config/towers.yaml        run an instance (SIGTERM drains, exits 0)
   swimstream inspect --store data --node /device/7  what the local store holds for an agent
-  swimstream demo --duration 20                    embedded broker + simulator + dashboard
+  swimstream demo --duration 20                     embedded broker + simulator + dashboard
 
 exit status: 0 ok (or drained after SIGTERM), 1 failure, 2 invalid configuration."""
 
@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--log-format",
             choices=["text", "json"],
             default=None,
-            help="text for a terminal, json (one object per line) otherwise; default: by terminal",
+            help="text, or json (one object per line); default: text when stderr is a "
+            "terminal, else json",
         )
         return sub
 
@@ -82,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config (and import its agents)")
     check.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
     check.description = (
-        "Load the config, substitute ${VARS}, import the agent classes and check every lane "
-        "it names, without connecting to anything. Exit 2 listing each bad key."
+        "Load the config, substitute ${VARS}, import the agent classes and check the lanes "
+        "its sources and sinks name, without connecting to anything. Exit 0 printing ok, "
+        "or 2 listing each problem with its key."
     )
 
     inspect = commands.add_parser("inspect", help="show what a local store holds")
@@ -91,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Show a local store (a .sqlite file, or the store.path directory): its shards, how "
         "far each reflects the changelog, and the agents with their lanes, links and timers."
     )
-    inspect.add_argument("--store", "-s", required=True, type=Path, help="file or directory")
+    inspect.add_argument(
+        "--store",
+        "-s",
+        required=True,
+        type=Path,
+        help="a store's .sqlite file, or the store.path directory (each .sqlite in it)",
+    )
     inspect.add_argument("--node", help="show only the agent at this node URI")
     inspect.add_argument(
         "--limit", type=positive_int, default=20, help="agents to list, 1 or more (default 20)"
