@@ -35,7 +35,6 @@ async def open_connectors(
         service_url = broker.service_url
         consumer_settings: dict[str, str | int | float | bool] = {}
         pulsar_settings: PulsarSettings | None = None
-        notes: list[str] = []
         if broker.kind == "embedded":
             # Started plainly, not with start_with_progress: the broker logs its start and
             # address itself, and raw text on stderr would break `--log-format json`.
@@ -45,19 +44,17 @@ async def open_connectors(
                 bootstrap = kafka.bootstrap
                 # Tansu holds a group join for half the session timeout: keep it short.
                 consumer_settings["session.timeout.ms"] = 6000
-                notes.append(f"embedded Kafka (Tansu) on {bootstrap}")
             else:
                 pulsar = await asyncio.to_thread(EmbeddedPulsar().start)
                 stack.callback(pulsar.stop)
                 service_url = pulsar.service_url
                 pulsar_settings = PULSAR_LITE_SETTINGS
-                notes.append(f"embedded Pulsar (pulsar-lite) on {service_url}")
         clients: dict[str, ProtocolClients] = {}
         used = config.protocols
         if "kafka" in used:
             assert bootstrap is not None, "the config checks that kafka has a bootstrap"
             clients["kafka"] = await _kafka(
-                stack, config, bootstrap, consumer_settings, instance_id, notes
+                stack, config, bootstrap, consumer_settings, instance_id
             )
         if broker.subscription_type is not None:
             pulsar_settings = replace(
@@ -90,7 +87,6 @@ async def _kafka(
     bootstrap: str,
     consumer_settings: dict[str, str | int | float | bool],
     instance_id: str,
-    notes: list[str],
 ) -> ProtocolClients:
     broker = config.broker
     settings = dict(broker.settings)
@@ -125,7 +121,6 @@ async def _kafka(
         transactional=transactional,
         max_record_bytes=int(settings.get("message.max.bytes", KAFKA_MAX_RECORD_BYTES)),
         address=bootstrap,
-        notes=list(notes),
     )
 
 

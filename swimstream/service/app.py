@@ -134,9 +134,6 @@ class Service:
         config = self.config
         starting.step = "opening the broker clients"
         self.clients = await self._open_clients(starting)
-        for clients in self.clients.values():
-            for note in clients.notes:
-                log.info("%s", note)
         self._stop_if_asked()
         starting.step = "checking the topics"
         counts = await self._ensure_topics()

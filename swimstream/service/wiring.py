@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from swimstream.config import AppConfig
@@ -38,8 +38,6 @@ class ProtocolClients:
     """The largest record the sink writes (Kafka: the producer's ``message.max.bytes``)."""
     address: str = ""
     """Where the broker is (bootstrap servers or service URL), for logs and the demo."""
-    notes: list[str] = field(default_factory=list)
-    """Lines worth printing at start (an embedded broker's address, its start time)."""
 
 
 class ConnectorFactory(Protocol):
