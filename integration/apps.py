@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from swimstream import Agent, CommandLane, CounterLane, ValueLane
@@ -20,6 +21,13 @@ class Ledger(Agent):
         self.count.add(1)
         self.last.set(record["seq"])
         self.publish("processed", {"seq": record["seq"], "account": self.params["id"]})
+
+
+class Lingering(Ledger):
+    """A Ledger whose ``on_stop`` takes two seconds: a drain long enough to signal into."""
+
+    def on_stop(self) -> None:
+        time.sleep(2.0)
 
 
 class Slow(Agent):

@@ -69,6 +69,26 @@ def test_sigterm_under_load_exits_0_quickly_and_a_restart_skips_nothing(
     second.stop()
 
 
+def test_a_second_sigint_while_draining_lets_the_drain_finish(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+) -> None:
+    """Ctrl-C pressed twice: the second one came after the signal handlers were gone,
+    raised KeyboardInterrupt inside the drain (no final checkpoint, no flush, no
+    "stopped") and still exited 0, as if the drain had finished."""
+    app = "life-twice"
+    kafka_broker.create_topic(f"{app}.entries", partitions=4)
+    instance = start_instance(ledger_config(kafka_broker.bootstrap, app, agent="Lingering"))
+    assert instance.request("POST", "/account/a?lane=entry", {"seq": 0})[0] == 200
+    instance.signal(signal.SIGINT)
+    wait_until(lambda: "stopping: draining" in instance.log_tail(), 5, "the drain")
+    time.sleep(0.5)  # the drain is in the agent's two-second on_stop
+    instance.signal(signal.SIGINT)
+    assert instance.wait_exit(timeout=12) == 0, instance.log_tail()
+    log = instance.log_tail()
+    assert '"message": "stopped"' in log.splitlines()[-1], log
+    assert "SIGINT again: the drain goes on" in log
+
+
 @pytest.mark.parametrize(
     ("guarantee", "frozen"),
     [("at-least-once", 10), ("exactly-once", 20)],  # (a checkpoint's commit waited 10 s)

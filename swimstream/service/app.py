@@ -241,22 +241,36 @@ class Service:
         """Start, serve until SIGTERM/SIGINT or :meth:`stop`, then drain and close."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop)
+            loop.add_signal_handler(signum, self._signalled, signum)
         try:
             await self.start()
             await self._stop.wait()
         except _StoppedStarting:
             pass  # asked to stop before any record was taken: nothing to drain
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
-            await self.close()
+            # The handlers stay through the drain: without them a second Ctrl-C raised
+            # KeyboardInterrupt inside it (no final checkpoint, no flush), and a second
+            # SIGTERM killed the process.
+            try:
+                await self.close()
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
 
     def stop(self) -> None:
         """Ask the service to drain and exit (safe from a signal handler)."""
         if not self._stop.is_set():
             log.info("stopping: draining work in flight")
             self._stop.set()
+
+    def _signalled(self, signum: signal.Signals) -> None:
+        if self._stop.is_set():
+            log.info(
+                "%s again: the drain goes on (processing.drain_timeout: %g s)",
+                signum.name,
+                self.config.processing.drain_timeout,
+            )
+        self.stop()
 
     async def close(self) -> None:
         """Drain the sources, checkpoint, flush the sinks, stop agents, web and brokers."""
