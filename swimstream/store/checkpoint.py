@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -219,8 +219,12 @@ class Checkpointer:
             raise failed
         started = time.monotonic()
         checkpoint = self._next_id
-        async with self._cut:
-            entries, cut, markers, generation = await self._make_cut(checkpoint)
+        try:
+            async with self._at_rest():
+                entries, cut, markers, generation = self._make_cut(checkpoint)
+        except BaseException as exc:
+            self.failure = exc
+            raise
         self._next_id += 1
         self.stats.barrier_seconds = time.monotonic() - started
         self._committing = asyncio.get_running_loop().create_task(
@@ -232,43 +236,38 @@ class Checkpointer:
         """Run ``change()`` with the sources held and the plane settled, as at a cut and
         never during one: for changes to which agents are in memory (a shard leaving
         this instance, or restored into it) that no turn may see half done."""
+        async with self._at_rest():
+            change()
+
+    @contextlib.asynccontextmanager
+    async def _at_rest(self) -> AsyncIterator[None]:
+        """The sources held (nothing new routed) and every mailbox empty, one at a time."""
         async with self._cut:
             for runner in self._runners:
                 runner.hold()
             try:
                 if self._plane.running:
                     await self._plane.settle()
-                change()
+                yield
             finally:
                 for runner in self._runners:
                     runner.release()
 
-    async def _make_cut(
+    def _make_cut(
         self, checkpoint: int
     ) -> tuple[list[ChangelogEntry], dict[TopicPartition, int], dict[int, int], int]:
+        for coalesced in self._flush_sinks:
+            coalesced.flush()  # coalesced lane sinks: their insights belong to this cut
+        entries = self._tracker.collect()
+        generation = self._store.next_generation()
+        cut: dict[TopicPartition, int] = {}
         for runner in self._runners:
-            runner.hold()
-        try:
-            if self._plane.running:
-                await self._plane.settle()
-            for coalesced in self._flush_sinks:
-                coalesced.flush()  # coalesced lane sinks: their insights belong to this cut
-            entries = self._tracker.collect()
-            generation = self._store.next_generation()
-            cut: dict[TopicPartition, int] = {}
-            for runner in self._runners:
-                cut.update(runner.book.routed_positions())
-            markers = self._write(checkpoint, entries, cut)
-            if self._exactly_once and isinstance(self._sink, DeferringSink):
-                self._sink.hold()
-                self._produced_at_cut = self._sink.produced
-            self._last_cut = cut
-        except BaseException as exc:
-            self.failure = exc
-            raise
-        finally:
-            for runner in self._runners:
-                runner.release()
+            cut.update(runner.book.routed_positions())
+        markers = self._write(checkpoint, entries, cut)
+        if self._exactly_once and isinstance(self._sink, DeferringSink):
+            self._sink.hold()
+            self._produced_at_cut = self._sink.produced
+        self._last_cut = cut
         return entries, cut, markers, generation
 
     async def _commit(
