@@ -69,3 +69,19 @@ class Reminder(Agent):
 
     def level_changed(self, new: Any, old: Any) -> None:
         self.watched.set(new)
+
+
+class Alarm(Agent):
+    """Rings once, a while after it is armed: a stored timer that must fire on one
+    instance of a group, the one its shard is assigned to."""
+
+    arm = CommandLane[dict[str, Any]]()
+    rang = CounterLane()
+
+    @arm.on_command
+    def on_arm(self, spec: dict[str, Any]) -> None:
+        self.schedule(spec["delay"], self.ring)
+
+    def ring(self) -> None:
+        self.rang.add(1)
+        self.publish("rang", {"alarm": self.params["id"]})

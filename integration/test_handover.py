@@ -208,3 +208,49 @@ def test_partitions_moved_by_scaling_out_and_in_keep_every_account_exact(
         raise AssertionError(
             f"{len(missing)} records without an insight in {app}.processed, e.g. {missing[:10]}"
         ) from None
+
+
+def test_a_stored_timer_fires_on_the_instance_its_shard_is_assigned_to_only(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    """Timers armed on one instance, stored, then due while two share the partitions:
+    every instance used to arm every stored timer at its start, so each alarm rang
+    twice, once on an instance that does not own it."""
+    app = "alarms"
+    topic = f"{app}.arm"
+    kafka_broker.create_topic(topic, partitions=PARTITIONS)
+    data = tmp_path / "data"
+
+    def config(instance_id: str) -> dict[str, Any]:
+        settings = handover_config(kafka_broker, app, data, instance_id)
+        settings["agents"] = {"alarm": {"class": "integration.apps:Alarm", "route": "/alarm/:id"}}
+        settings["sources"] = [{"topic": topic, "route": "/alarm/{key}", "lane": "arm"}]
+        settings["sinks"] = [{"publish": "rang", "topic": f"{app}.rang"}]
+        return settings
+
+    alarms = [f"alarm-{n}" for n in range(40)]
+    first = start_instance(config(f"{app}-a"), name="a")
+    arm = ((alarm, {"delay": 40}) for alarm in alarms)  # due once both run, below
+    produce_json(kafka_broker.bootstrap, topic, arm, settings=PRODUCER_SETTINGS)
+    wait_until(lambda: settled([first], topic), 60, "a to arm every alarm")
+    time.sleep(1.0)  # a few checkpoints: the timers are stored
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit(timeout=20) == 0, first.log_tail()
+
+    again = start_instance(config(f"{app}-a"), name="a-again", ready=False)
+    second = start_instance(config(f"{app}-b"), name="b", ready=False)
+    wait_until(lambda: settled([again, second], topic), 60, "a and b to share the partitions")
+    rang: dict[str, int] = {}
+
+    def every_alarm_rang() -> bool:
+        rang.clear()
+        for message in read_topic(kafka_broker.bootstrap, f"{app}.rang"):
+            alarm = json_value(message)["alarm"]
+            rang[alarm] = rang.get(alarm, 0) + 1
+        return set(rang) == set(alarms)
+
+    wait_until(every_alarm_rang, 60, "every alarm to ring", interval=1.0)
+    time.sleep(2.0)  # a second ring elsewhere would be published by now
+    every_alarm_rang()
+    twice = {alarm: n for alarm, n in rang.items() if n != 1}
+    assert not twice, f"{len(twice)} of {len(alarms)} alarms rang more than once: {twice}"

@@ -159,7 +159,12 @@ class Service:
             )
         )
         if self.durability is not None:
-            self.durability.attach(self.plane)
+            kafka_topics = self._source_topics().get("kafka")
+            # With a consumer group, an agent's timers and links run where its shard is
+            # assigned: the hand-over arms them as each shard comes (see its module).
+            self.durability.attach(self.plane, arm_stored=not kafka_topics)
+            if kafka_topics:
+                self.handover = Handover(self.durability, self.plane, kafka_topics, self.fail)
         self._add_lane_sinks(self.plane)
         home = self.clients[config.broker.protocol]
         # A record the sinks cannot write is refused at the door: its checkpoint would
@@ -193,8 +198,6 @@ class Service:
             self._tasks.append(loop.create_task(lane_sink.run(), name="swimstream-coalesce"))
         group_metadata = None
         for protocol, topics in self._source_topics().items():
-            if self.durability is not None and protocol == "kafka":
-                self.handover = Handover(self.durability, self.plane, topics, self.fail)
             clients = self.clients[protocol]
             source = clients.make_source(topics)
             await source.open()

@@ -3,7 +3,8 @@
 Start-up: open ``<store.path>/<instance id>.sqlite``; read the sources' committed
 offsets; recover the changelog's committed tail into the store; give the plane a
 :class:`~swimstream.store.durable.DurableAgentStore`; re-arm stored timers and register
-stored links (agents themselves load lazily). Then checkpoints run until the service
+stored links (agents themselves load lazily; with Kafka sources, shard by shard as the
+group assigns them, see :mod:`swimstream.service.handover`). Then checkpoints run until the service
 stops, and a final one after the sources stopped and the agents were put away.
 
 Faults of the local store are loud and never turn into wrong answers:
@@ -176,16 +177,25 @@ class Durability:
         self.fault = fault
         log.error("local store fault: %s", fault)
 
-    def attach(self, plane: Plane) -> None:
-        """Follow the plane's changes; re-arm stored timers and register stored links."""
+    def attach(self, plane: Plane, arm_stored: bool = True) -> None:
+        """Follow the plane's changes; with ``arm_stored``, re-arm every stored timer and
+        register every stored link (else :meth:`arm` does it shard by shard)."""
         assert self.store is not None
         self._tracker = StateTracker(self.store, self._shard_of)
         self._tracker.attach(plane)
-        committed = self.store.committed
+        if arm_stored:
+            self.arm(plane, lambda node: True)
+
+    def arm(self, plane: Plane, select: Callable[[str], bool]) -> None:
+        """Re-arm the stored timers of the agents ``select`` names that have none pending,
+        and register their stored links that are not open."""
+        committed = self.committed
         for node, value in committed.named(TIMERS):
-            plane.restore_timers(node, decode_timers(value))
+            if select(node) and not plane.timers.for_node(node):
+                plane.restore_timers(node, decode_timers(value))
         for node, value in committed.named(LINKS):
-            plane.restore_links(node, decode_links(value)[1])
+            if select(node):
+                plane.restore_links(node, decode_links(value)[1])
 
     @property
     def tracker(self) -> StateTracker:

@@ -17,9 +17,10 @@ move with it, exactly, as Kafka Streams moves a task's store:
   before a record of it is delivered; the changelog partition is read from where this
   instance's store reflects it to its end, applying the checkpoints the sources
   committed (:func:`~swimstream.store.recovery.recover`); agents in memory whose stored
-  state that changed are dropped, to load afresh, and their stored timers and links are
-  re-armed; the records the restored state already holds are skipped as they are
-  delivered again. Then the partition resumes.
+  state that changed are dropped, to load afresh; the stored timers and links of the
+  shard's agents are armed (an instance arms only those of the shards it is assigned,
+  so a timer fires on one instance, not on each); the records the restored state
+  already holds are skipped as they are delivered again. Then the partition resumes.
 
 The first assignment after a start is a gain like any other: the start's recovery read
 the changelog before this member joined, and another instance may have checkpointed
@@ -38,7 +39,6 @@ import logging
 from collections.abc import Callable, Sequence
 
 from swimstream.runtime import Plane
-from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
 from swimstream.service.durability import Durability
 from swimstream.store.changelog import cut_key
 from swimstream.store.recovery import RecoveryReport, recover
@@ -184,25 +184,21 @@ class Handover:
     def _install(
         self, runner: SourceRunner, gained: list[TopicPartition], report: RecoveryReport
     ) -> None:
-        """Drop what memory holds of the agents the restore changed, re-arm their stored
-        timers and links, and skip the records the restored state holds."""
-        changed = report.changed
-        if changed:
-            self._forget(changed.__contains__)
-            committed = self._durability.committed
-            for node, value in committed.named(TIMERS):
-                if node in changed:
-                    self._plane.restore_timers(node, decode_timers(value))
-            for node, value in committed.named(LINKS):
-                if node in changed:
-                    self._plane.restore_links(node, decode_links(value)[1])
+        """Drop what memory holds of the agents the restore changed, arm the stored
+        timers and links of the shards' agents, and skip the records the restored state
+        holds."""
+        if report.changed:
+            self._forget(report.changed.__contains__)
         held = [tp for tp in gained if tp in runner.connector.assignment()]
+        shards = {tp.partition for tp in held}
+        shard_of = self._durability.shard_of
+        self._durability.arm(self._plane, lambda node: shard_of(node) in shards)
         for tp in held:
             cut = report.cuts.get(tp.partition, {}).get(cut_key(tp.topic, tp.partition))
             if cut is not None:
                 runner.book.tracker(tp).replayed_to = cut
         # (Held back if it was revoked while this restore ran, and handed back since.)
-        self._durability.tracker.release({tp.partition for tp in held})
+        self._durability.tracker.release(shards)
 
     # -- helpers --------------------------------------------------------------------------
 
