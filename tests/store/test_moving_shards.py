@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from swimstream import Agent, CommandLane, MapLane, ValueLane
+from swimstream.runtime import Plane
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.tracker import StateTracker
@@ -39,11 +43,18 @@ def names(tracker: StateTracker) -> set[tuple[str, str]]:
     return {(e.node_uri, e.name) for e in tracker.collect()}
 
 
-async def test_a_held_shard_stays_out_of_checkpoints_until_released() -> None:
+@contextlib.asynccontextmanager
+async def tracked() -> AsyncIterator[tuple[Plane, StateTracker, DurableAgentStore]]:
+    """A plane of meters over durable state, its changes tracked by shard."""
     store = DurableAgentStore(MemoryCommitted())
     async with open_plane({"/meter/:id": Meter}, store=store) as plane:
         tracker = StateTracker(store, shard)
         tracker.attach(plane)
+        yield plane, tracker, store
+
+
+async def test_a_held_shard_stays_out_of_checkpoints_until_released() -> None:
+    async with tracked() as (plane, tracker, _):
         await plane.command("/meter/0-a", "read", 1)
         await plane.command("/meter/1-b", "read", 2)
         await plane.settle()
@@ -57,10 +68,7 @@ async def test_a_held_shard_stays_out_of_checkpoints_until_released() -> None:
 
 
 async def test_a_forgotten_shard_leaves_no_agent_timer_link_or_note_behind() -> None:
-    store = DurableAgentStore(MemoryCommitted())
-    async with open_plane({"/meter/:id": Meter}, store=store) as plane:
-        tracker = StateTracker(store, shard)
-        tracker.attach(plane)
+    async with tracked() as (plane, tracker, store):
         await plane.command("/meter/1-b", "read", 7)
         await plane.command("/meter/1-c", "read", 8)
         await plane.command("/meter/1-b", "watch", "/meter/0-a")  # a link it opened
@@ -84,6 +92,7 @@ async def test_a_forgotten_shard_leaves_no_agent_timer_link_or_note_behind() -> 
         assert {node for node, _ in names(tracker)} == {"/meter/0-a"}
         # Loaded afresh, the agent starts from what committed state holds (nothing here).
         await plane.command("/meter/0-a", "read", 10)  # the old link is gone: no delivery
+
         def level(agent: Agent) -> int:
             assert isinstance(agent, Meter)
             return agent.level.get()
