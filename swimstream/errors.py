@@ -21,7 +21,7 @@ The tree::
     ├── RecordDecodeError       a record whose value is not in its source's format (dead-lettered)
     ├── InvalidRouteError       a route pattern or template that does not parse, or overlaps another
     ├── ClosedResourceError     a downlink, plane or timer used after it was closed
-    ├── CallbackError           a user callback raised; names the agent, lane and callback
+    ├── CallbackError           a user callback raised (or a lane refused a command); names the site
     ├── BrokerError             a broker could not be started, reached or used
     ├── StoreError              the local state store is unreadable, corrupt or unwritable
     └── ConfigError             a configuration value is missing or wrong; names the key path
@@ -99,8 +99,26 @@ class ClosedResourceError(SwimstreamError):
     """A downlink, plane or timer was used after it was closed."""
 
 
+LANE_COMMAND = "command"
+"""The ``callback`` named when a value, map or counter lane rejects a command itself.
+
+Those lanes apply commands without a user callback, so naming ``on_command`` (the
+command lane's callback) would blame code the lane does not have; reports say
+"command to lane 'x'" instead (:func:`failure_site`).
+"""
+
+
+def failure_site(lane: str, callback: str) -> str:
+    """What failed, for an error message or a log line: ``on_set of lane 'x'``, or
+    ``command to lane 'x'`` for :data:`LANE_COMMAND`."""
+    if callback == LANE_COMMAND:
+        return f"command to lane {lane!r}"
+    return f"{callback} of lane {lane!r}"
+
+
 class CallbackError(SwimstreamError):
-    """A user callback raised; the original exception is the ``__cause__``.
+    """A user callback raised, or a lane rejected a command; the original exception is
+    the ``__cause__``.
 
     The runtime logs it with the agent and lane, counts it and keeps the agent running:
     the message that triggered the callback ends there, and changes made before the
@@ -108,7 +126,8 @@ class CallbackError(SwimstreamError):
     """
 
     def __init__(self, node_uri: str, lane: str, callback: str) -> None:
-        super().__init__(f"{callback} of lane {lane!r} on agent {node_uri} raised")
+        verb = "failed" if callback == LANE_COMMAND else "raised"
+        super().__init__(f"{failure_site(lane, callback)} on agent {node_uri} {verb}")
         self.node_uri = node_uri
         self.lane = lane
         self.callback = callback

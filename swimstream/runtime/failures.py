@@ -13,6 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from swimstream.errors import LANE_COMMAND, failure_site
+
 log = logging.getLogger("swimstream.agent")
 
 LOG_INTERVAL = 10.0
@@ -48,10 +50,10 @@ class FailureLog:
         since = (
             f" ({site.unlogged} more at this site since the last report)" if site.unlogged else ""
         )
+        site_text = failure_site(lane, callback)
         log.error(
-            "callback %s of lane %r on agent %s failed: %s: %s%s",
-            callback,
-            lane,
+            "%s on agent %s failed: %s: %s%s",
+            site_text if callback == LANE_COMMAND else f"callback {site_text}",
             node_uri,
             type(error).__name__,
             error,

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from swimstream.errors import CallbackError, SwimstreamError
+from swimstream.errors import LANE_COMMAND, CallbackError, SwimstreamError
 from swimstream.runtime.origin import ORIGIN, TURN
 
 if TYPE_CHECKING:
@@ -43,11 +43,18 @@ LOOP_BUDGET = 4096
 """Messages handled between yields to the event loop."""
 
 
-def _describe(handler: Handler, a: Any) -> tuple[str, str]:
-    """(lane, callback) to name in a failure report for a mailbox item."""
+def _describe(cell: AgentCell, handler: Handler, a: Any) -> tuple[str, str]:
+    """(lane, callback) to name in a failure report for a mailbox item.
+
+    A failed command ran ``on_command`` only on a command lane; value, map and counter
+    lanes apply commands themselves (their own callbacks, such as ``on_update``, report
+    under their names by raising :class:`CallbackError`).
+    """
     name = getattr(handler, "__name__", "handler")
     if name == "handle_command":
-        return str(a), "on_command"
+        declared = type(cell.agent).__swim_lanes__.get(a)
+        kind = declared.kind if declared is not None else None
+        return str(a), "on_command" if kind == "command" else LANE_COMMAND
     if name == "handle_timer":
         return "timer", str(a)
     if name == "handle_start":
@@ -209,7 +216,7 @@ class Scheduler:
             lane, callback = exc.lane, exc.callback
             cause = exc.__cause__ or exc
         else:
-            lane, callback = _describe(handler, a)
+            lane, callback = _describe(cell, handler, a)
             cause = exc
             if not isinstance(exc, SwimstreamError):
                 exc = CallbackError(cell.node_uri, lane, callback)

@@ -135,6 +135,30 @@ async def test_a_raising_callback_is_logged_counted_and_the_agent_keeps_running(
         assert "negative deposit -1" in record.getMessage()
 
 
+async def test_a_command_a_map_or_counter_lane_rejects_names_the_command_not_on_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Those lanes have no ``on_command``: blaming it sent readers to look for one."""
+    errors: list[BaseException | None] = []
+    async with open_plane(ROUTES) as plane:
+        plane.submit("/account/a", "log", {"bogus": 1}, errors.append)
+        plane.submit("/account/a", "hits", "lots", errors.append)
+        plane.submit("/account/a", "deposit", -1, errors.append)
+        with caplog.at_level(logging.ERROR, logger="swimstream.agent"):
+            await plane.settle()
+    assert [str(error) for error in errors] == [
+        "command to lane 'log' on agent /account/a failed",
+        "command to lane 'hits' on agent /account/a failed",
+        "on_command of lane 'deposit' on agent /account/a raised",
+    ]
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.agent"]
+    assert lines[0].startswith(
+        "command to lane 'log' on agent /account/a failed: ValueError: unknown map command"
+    )
+    assert lines[1].startswith("command to lane 'hits' on agent /account/a failed: ValueError")
+    assert lines[2].startswith("callback on_command of lane 'deposit' on agent /account/a failed")
+
+
 async def test_an_agent_commanding_an_unknown_node_fails_that_callback_only() -> None:
     async with open_plane(ROUTES) as plane:
         await plane.command("/relay/r", "forward", {"to": "/ghost/1", "lane": "x", "value": 1})

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from swimstream import Agent, CommandLane, ValueLane
+from swimstream import Agent, CommandLane, CounterLane, ValueLane
 from swimstream.crdt import LWWMap, encode
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
@@ -84,6 +84,30 @@ async def test_one_route_delivers_good_records_and_dead_letters_bad_ones() -> No
         assert "field 'meter' is missing" in found[1][1]
         assert "asked to" in found[2][1]
         assert tracker.committable == 5  # every record done, the bad ones included
+
+
+class Tally(Agent):
+    """Counts what records add: a lane that takes commands without an ``on_command``."""
+
+    count = CounterLane()
+
+
+async def test_a_record_a_counter_lane_refuses_is_dead_lettered_naming_the_command() -> None:
+    async with open_plane({"/tally/:id": Tally}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/tally/{key}"), "count")
+        router, sink, tracker = router_for(plane, [route])
+        router.route(record(0, "a", b"2"), tracker)
+        router.route(record(1, "a", b'"lots"'), tracker)
+        await plane.settle()
+        sink.poll()
+        assert plane.get("/tally/a", "count") == 2
+        assert reasons(sink) == [
+            (
+                "1",
+                "command to lane 'count' on agent /tally/a failed: "
+                "ValueError: a command to counter lane 'count' must be an integer",
+            )
+        ]
 
 
 async def test_a_record_larger_than_the_sinks_write_is_dead_lettered_without_its_value() -> None:

@@ -97,12 +97,20 @@ async def test_a_raising_callback_answers_422_with_its_message_and_the_server_st
         "on_command of lane 'reading' on agent /device/1 raised: KeyError: 'temp'"
     )
     status, body = await served.post_json("/device/1?lane=readings", "lots")
-    assert status == 422 and "must be an integer" in body["error"]
+    assert status == 422 and body["error"].startswith(
+        "command to lane 'readings' on agent /device/1 failed: ValueError: "
+    )
+    assert "must be an integer" in body["error"]
+    status, body = await served.post_json("/device/1?lane=history", {"bogus": 1})
+    assert status == 422 and body["error"] == (
+        "command to lane 'history' on agent /device/1 failed: "
+        "ValueError: unknown map command ['bogus'] for lane 'history'"
+    )
     assert "Traceback" not in body["error"]
 
     assert await served.post_json("/device/1?lane=reading", reading(40.0)) == (200, {"ok": True})
     assert (await served.get_json("/device/1?lane=status"))[1]["temp"] == 40.0
-    assert served.plane.statistics().callback_failures == 2
+    assert served.plane.statistics().callback_failures == 3
 
 
 async def test_bad_json_is_400_and_an_empty_body_is_null(served: Served) -> None:
