@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -11,13 +10,11 @@ import orjson
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
-from swimstream.streams.connector import InboundRecord, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import IDLE_SOURCE_WAIT, SOURCE_WAIT, SourceRunner
 from swimstream.streams.router import RecordRouter, SourceRoute
 from swimstream.testing import MemoryRecord, MemorySink, open_plane
-
-PARTITION = TopicPartition("readings", 0)
+from tests.streams.scripted import ScriptedSource
 
 
 class Meter(Agent):
@@ -27,57 +24,6 @@ class Meter(Agent):
     @reading.on_command
     def on_reading(self, event: dict[str, Any]) -> None:
         self.last.set(event)
-
-
-class ScriptedSource:
-    """A connector whose waits return at once (no time passes) and note their timeout;
-    ``arrivals`` maps a wait's number to the records that arrive during it."""
-
-    reports_watermarks = False
-    connected = True
-
-    def __init__(self, arrivals: Mapping[int, list[MemoryRecord]], waits: int) -> None:
-        self.arrivals = dict(arrivals)
-        self.timeouts: list[float] = []
-        self.done = asyncio.Event()
-        self._limit = waits
-        self._ready: list[MemoryRecord] = []
-
-    def consume(self, max_records: int) -> Sequence[InboundRecord]:
-        batch, self._ready = self._ready[:max_records], self._ready[max_records:]
-        return batch  # (MemoryRecord is an InboundRecord)
-
-    async def wait_for_records(self, timeout: float) -> None:
-        self.timeouts.append(timeout)
-        self._ready += self.arrivals.pop(len(self.timeouts), [])
-        if len(self.timeouts) >= self._limit:
-            self.done.set()
-            await asyncio.Event().wait()  # until the test cancels the runner
-        await asyncio.sleep(0)  # the agents run meanwhile
-
-    def set_rebalance_listener(self, listener: Callable[..., Any]) -> None:
-        pass
-
-    def assignment(self) -> set[TopicPartition]:
-        return {PARTITION}
-
-    def pause(self, partitions: Sequence[TopicPartition]) -> None:
-        pass
-
-    def resume(self, partitions: Sequence[TopicPartition]) -> None:
-        pass
-
-    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        pass
-
-    def high_watermarks(self) -> dict[TopicPartition, int]:
-        return {}
-
-    def positions(self) -> dict[TopicPartition, int]:
-        return {}
-
-    async def close(self) -> None:
-        pass
 
 
 def reading(offset: int) -> MemoryRecord:

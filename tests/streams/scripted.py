@@ -1,0 +1,66 @@
+"""A source connector for runner tests: scripted arrivals, waits that take no time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+
+from swimstream.streams.connector import InboundRecord, Rebalance, TopicPartition
+from swimstream.testing import MemoryRecord
+
+PARTITION = TopicPartition("readings", 0)
+
+RebalanceListener = Callable[[Rebalance], Mapping[TopicPartition, int]]
+
+
+class ScriptedSource:
+    """A connector whose waits return at once (no time passes) and note their timeout;
+    ``arrivals`` maps a wait's number to the records that arrive during it."""
+
+    reports_watermarks = False
+    connected = True
+
+    def __init__(self, arrivals: Mapping[int, list[MemoryRecord]], waits: int) -> None:
+        self.arrivals = dict(arrivals)
+        self.timeouts: list[float] = []
+        self.done = asyncio.Event()
+        self._limit = waits
+        self._ready: list[MemoryRecord] = []
+        self.listener: RebalanceListener | None = None
+        """What the runner gave to hear of rebalances (call it to play one)."""
+
+    def consume(self, max_records: int) -> Sequence[InboundRecord]:
+        batch, self._ready = self._ready[:max_records], self._ready[max_records:]
+        return batch  # (MemoryRecord is an InboundRecord)
+
+    async def wait_for_records(self, timeout: float) -> None:
+        self.timeouts.append(timeout)
+        self._ready += self.arrivals.pop(len(self.timeouts), [])
+        if len(self.timeouts) >= self._limit:
+            self.done.set()
+            await asyncio.Event().wait()  # until the test cancels the runner
+        await asyncio.sleep(0)  # the agents run meanwhile
+
+    def set_rebalance_listener(self, listener: RebalanceListener) -> None:
+        self.listener = listener
+
+    def assignment(self) -> set[TopicPartition]:
+        return {PARTITION}
+
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        pass
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        pass
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        pass
+
+    def high_watermarks(self) -> dict[TopicPartition, int]:
+        return {}
+
+    def positions(self) -> dict[TopicPartition, int]:
+        return {}
+
+    async def close(self) -> None:
+        pass
