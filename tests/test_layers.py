@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "swimstream"
 # layer -> the swimstream layers it may import (itself always allowed)
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "text": set(),
     "crdt": {"errors"},
     "routing": {"errors"},
     "config": {"errors", "routing"},
@@ -25,11 +26,12 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"errors", "crdt", "routing", "agent"},
     "testing": {"agent", "runtime", "streams"},
     "metrics": set(),
-    "streams": {"errors", "crdt", "routing", "config", "agent", "runtime", "metrics"},
+    "streams": {"errors", "text", "crdt", "routing", "config", "agent", "runtime", "metrics"},
     "web": {"errors", "crdt", "routing", "agent", "runtime", "metrics"},
     "store": {"errors", "crdt", "agent", "runtime", "streams"},
     "service": {
         "errors",
+        "text",
         "crdt",
         "routing",
         "config",

@@ -80,6 +80,7 @@ from connectors.pulsar.records import PulsarRecord
 from connectors.pulsar.settings import PulsarSettings, Setting
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.streams.connector import Rebalance, TopicPartition
+from swimstream.text import counted
 
 log = logging.getLogger("swimstream.pulsar")
 
@@ -212,9 +213,9 @@ class PulsarSource:
             raise
         self._probe = probe
         log.info(
-            "Pulsar source %r subscribed to %d partition(s) of %s",
+            "Pulsar source %r subscribed to %s of %s",
             self.subscription,
-            len(feeds),
+            counted(len(feeds), "partition"),
             ", ".join(self.topics),
         )
 

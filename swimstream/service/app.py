@@ -46,6 +46,7 @@ from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.router import RecordRouter, compile_routes
 from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTarget
+from swimstream.text import counted
 from swimstream.web import WebServer
 from swimstream.web.startup import StartingServer
 
@@ -232,11 +233,11 @@ class Service:
             self._tasks.append(loop.create_task(self._watch(runner.run), name=runner.name))
         self.started_at = time.monotonic()
         log.info(
-            "%s running as %s: %d agent types, %d source topics, web on %s",
+            "%s running as %s: %s, %s, web on %s",
             config.app,
             self.instance_id,
-            len(routes),
-            sum(len(t) for t in self._source_topics().values()),
+            counted(len(routes), "agent type"),
+            counted(sum(len(t) for t in self._source_topics().values()), "source topic"),
             self.web.url,
         )
 

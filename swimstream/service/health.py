@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from swimstream.text import counted
 from swimstream.web import HealthReport
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class ServiceHealth:
             else:
                 stats = durability.checkpointer.stats if durability.checkpointer else None
                 made = stats.checkpoints if stats else 0
-                checks["store"] = f"ok ({made} checkpoints)"
+                checks["store"] = f"ok ({counted(made, 'checkpoint')})"
         if service.failure is not None:
             checks["service"] = f"stopping after a failure: {service.failure}"
             ok = False
@@ -75,11 +76,11 @@ class ServiceHealth:
                 ok = False
             elif not runner.ready:
                 behind = sum(runner.lag().values())
-                checks[runner.name] = f"catching up ({behind} records behind)"
+                checks[runner.name] = f"catching up ({counted(behind, 'record')} behind)"
                 ok = False
             else:
                 paused = " (paused for backpressure)" if runner.paused else ""
-                checks[runner.name] = f"{len(connector.assignment())} partitions{paused}"
+                checks[runner.name] = f"{counted(len(connector.assignment()), 'partition')}{paused}"
         # A store fault makes the instance unhealthy (someone must look) but not unready:
         # it serves state rebuilt from the changelog, which is right.
         plane = service.plane

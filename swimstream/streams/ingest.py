@@ -47,6 +47,7 @@ from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import Rebalance, SourceConnector, TopicPartition
 from swimstream.streams.router import RecordRouter
 from swimstream.streams.tracking import OffsetBook, PartitionTracker
+from swimstream.text import counted
 
 log = logging.getLogger("swimstream.source")
 
@@ -294,7 +295,7 @@ class SourceRunner:
             return  # no fetch has told every partition's end yet: right after assignment
         if not any(lag.values()):
             self._caught_up = True
-            log.info("%s caught up with %d partitions", self.name, len(assigned))
+            log.info("%s caught up with %s", self.name, counted(len(assigned), "partition"))
 
     def _on_rebalance(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         final = self._rebalanced(change)

@@ -1,0 +1,18 @@
+"""Small helpers for the wording of log lines, health checks and messages.
+
+A leaf like :mod:`swimstream.errors`: it imports nothing of swimstream, so every layer
+(and the connectors) may use it.
+"""
+
+from __future__ import annotations
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, the noun in the plural unless the count is one.
+
+    ``counted(1, "partition")`` is ``"1 partition"``, ``counted(3, "agent type")``
+    ``"3 agent types"``; pass ``plural`` where adding an ``s`` is wrong. Log lines
+    mostly say one of a thing ("caught up with 1 partition"), where a fixed plural
+    reads as a mistake.
+    """
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"

@@ -1,0 +1,51 @@
+"""What a source runner logs: one line per event, worded for the count it gives."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from swimstream import Agent, ValueLane
+from swimstream.metrics import MetricsRegistry
+from swimstream.routing import RouteTemplate
+from swimstream.runtime import Plane
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.streams.ingest import SourceRunner
+from swimstream.streams.router import RecordRouter, SourceRoute
+from swimstream.testing import MemorySink, open_plane
+from tests.streams.scripted import ScriptedSource
+
+
+class Meter(Agent):
+    last = ValueLane[Any](default=None)
+
+
+def runner_for(plane: Plane, source: ScriptedSource) -> SourceRunner:
+    registry = MetricsRegistry()
+    route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "last")
+    dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]  # produces only
+    router = RecordRouter(plane, [route], dead, registry)
+    return SourceRunner("memory:readings", source, router, registry)  # type: ignore[arg-type]  # scripted
+
+
+async def run_until_done(runner: SourceRunner, source: ScriptedSource) -> None:
+    task = asyncio.create_task(runner.run())
+    await source.done.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_caught_up_names_one_partition_in_the_singular(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        source = ScriptedSource({}, waits=2)
+        runner = runner_for(plane, source)
+        with caplog.at_level(logging.INFO, logger="swimstream.source"):
+            await run_until_done(runner, source)
+    assert runner.ready
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.source"]
+    assert lines == ["memory:readings caught up with 1 partition"]
