@@ -305,7 +305,8 @@ class SourceRunner:
 
     def _rebalanced(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         if change.assigned:
-            log.info("%s assigned %s", self.name, _partition_list(change.assigned))
+            # (debug: the connector logs each rebalance at info, with its group and broker)
+            log.debug("%s assigned %s", self.name, _partition_list(change.assigned))
             routed, self._routed_at_revoke = self._routed_at_revoke, {}
             for tp in change.assigned:
                 if tp in routed:
@@ -325,7 +326,7 @@ class SourceRunner:
                     held[tp] = position
         self._routed_at_revoke = held
         final = self.book.release(released)
-        log.info("%s released %s", self.name, _partition_list(released))
+        log.debug("%s released %s", self.name, _partition_list(released))
         if change.lost or self.managed_commits:
             return {}  # with checkpoints, only a checkpoint commits (its state is in the cut)
         return final

@@ -4,6 +4,7 @@ and liveness, each checked through the topic or the group itself."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -128,8 +129,12 @@ async def test_a_new_member_starts_after_the_committed_offsets(
 
 
 async def test_a_joining_member_revokes_on_the_loop_thread_and_commits_the_listeners_offsets(
-    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+    kafka_broker: EmbeddedKafka,
+    make_topic: TopicFactory,
+    open_source: SourceFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="swimstream.kafka.source")
     topic = make_topic(partitions=4)
     fill(kafka_broker.bootstrap, topic, per_partition=10)
     group = new_group()
@@ -173,6 +178,11 @@ async def test_a_joining_member_revokes_on_the_loop_thread_and_commits_the_liste
     # owner started from them.
     assert {offset_of(r) for r in taken} <= {7, 8, 9}
     assert committed_offsets(kafka_broker.bootstrap, group, topic, 4) == {p: 7 for p in range(4)}
+    # Each rebalance is one info line, the source's (naming its group): the runner's
+    # are debug (integration tests wait for "revoked" in an instance's log).
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(f"assigned {topic}[0, 1, 2, 3]" in line for line in lines), lines
+    assert any(f"revoked {topic}[0, 1, 2, 3]" in line for line in lines), lines
 
 
 @pytest.mark.parametrize("waits", [True, False], ids=["with-waits", "consume-only"])

@@ -12,11 +12,12 @@ from swimstream import Agent, ValueLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
+from swimstream.streams.connector import Rebalance
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.router import RecordRouter, SourceRoute
 from swimstream.testing import MemorySink, open_plane
-from tests.streams.scripted import ScriptedSource
+from tests.streams.scripted import PARTITION, ScriptedSource
 
 
 class Meter(Agent):
@@ -49,3 +50,23 @@ async def test_caught_up_names_one_partition_in_the_singular(
     assert runner.ready
     lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.source"]
     assert lines == ["memory:readings caught up with 1 partition"]
+
+
+async def test_a_rebalance_is_the_connectors_info_line_and_only_a_debug_line_here(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The Kafka source logs each rebalance at info with its group; the runner's
+    line said the same again, so every assignment and revoke took two lines."""
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        source = ScriptedSource({}, waits=1)
+        runner = runner_for(plane, source)
+        await run_until_done(runner, source)
+        assert source.listener is not None
+        with caplog.at_level(logging.DEBUG, logger="swimstream.source"):
+            source.listener(Rebalance(assigned=(PARTITION,)))
+            source.listener(Rebalance(revoked=(PARTITION,)))
+    mine = [r for r in caplog.records if r.name == "swimstream.source"]
+    assert [(r.levelno, r.getMessage()) for r in mine] == [
+        (logging.DEBUG, "memory:readings assigned readings[0]"),
+        (logging.DEBUG, "memory:readings released readings[0]"),
+    ]
