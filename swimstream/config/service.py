@@ -19,9 +19,10 @@ from swimstream.config.values import (
     Duration,
     FrozenModel,
     Integer,
-    ListenAddress,
+    MeshListenAddress,
     Name,
     PeerAddress,
+    WebListenAddress,
 )
 from swimstream.errors import ConfigError
 
@@ -112,7 +113,7 @@ class MeshConfig(FrozenModel):
     `mesh.listen`.
     """
 
-    listen: ListenAddress = Field(
+    listen: MeshListenAddress = Field(
         default="0.0.0.0:7001",
         description="Address the mesh gRPC server binds to; port 0 picks a free port.",
     )
@@ -202,7 +203,7 @@ class StoreConfig(FrozenModel):
 class WebConfig(FrozenModel):
     """The web server: lanes over HTTP (and SSE streams), the dashboard, metrics, health."""
 
-    listen: ListenAddress = Field(
+    listen: WebListenAddress = Field(
         default="0.0.0.0:9001",
         description=(
             "Address the web server binds to: `GET`/`POST` lanes, lane streams (SSE), the "

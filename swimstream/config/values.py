@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -93,28 +94,35 @@ def _is_port(text: str) -> bool:
     return _PORT.fullmatch(text) is not None and int(text) <= 65535
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """``host:port`` (or ``[v6 address]:port``) as a host and a port number."""
+def split_address(address: str, *, example: str | None = None) -> tuple[str, int]:
+    """``host:port`` (or ``[v6 address]:port``) as a host and a port number.
+
+    ``example``, named in the error, is an address of the key being checked: the mesh
+    and the web listen on different ports, and a wrong port in the example is a trap.
+    """
     host, colon, port = address.rpartition(":")
-    if not colon or not host or not _is_port(port):
-        raise ValueError(f"expected host:port, such as 0.0.0.0:7001, got {address!r}")
+    valid = bool(colon and host and _is_port(port))
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not host or any(ch.isspace() or ch in "/[]" for ch in host):
-        raise ValueError(f"expected host:port, such as 0.0.0.0:7001, got {address!r}")
+    if not valid or not host or any(ch.isspace() or ch in "/[]" for ch in host):
+        such_as = f", such as {example}" if example else ""
+        raise ValueError(f"expected host:port{such_as}, got {address!r}")
     return host, int(port)
 
 
-def _check_listen(address: str) -> str:
-    split_address(address)
-    return address
+def _listen_check(example: str) -> Callable[[str], str]:
+    def check(address: str) -> str:
+        split_address(address, example=example)
+        return address
+
+    return check
 
 
 _UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::", "*"})
 
 
 def _check_peer(address: str) -> str:
-    host, port = split_address(address)
+    host, port = split_address(address, example="10.0.0.2:7001")
     if host in _UNSPECIFIED_HOSTS:
         raise ValueError(f"{address!r} is not an address other instances can dial")
     if port == 0:
@@ -206,7 +214,12 @@ Integer = Annotated[int, BeforeValidator(_strict_int)]
 Duration = Annotated[
     float, BeforeValidator(parse_duration), TypeDoc("duration (`250ms`, `5s`, `2m`, `1h`)")
 ]
-ListenAddress = Annotated[str, AfterValidator(_check_listen), TypeDoc("host:port")]
+MeshListenAddress = Annotated[
+    str, AfterValidator(_listen_check("0.0.0.0:7001")), TypeDoc("host:port")
+]
+WebListenAddress = Annotated[
+    str, AfterValidator(_listen_check("0.0.0.0:9001")), TypeDoc("host:port")
+]
 PeerAddress = Annotated[str, AfterValidator(_check_peer), TypeDoc("host:port")]
 BootstrapServers = Annotated[
     str, AfterValidator(_check_bootstrap), TypeDoc("host:port[,host:port...]")

@@ -216,12 +216,20 @@ from tests.config.documents import document, problems
         ),
         (
             {"web": {"listen": "h:\u0669\u0660\u0660\u0661"}},  # Arabic-Indic digits
-            "web.listen: expected host:port, such as 0.0.0.0:7001, "
+            "web.listen: expected host:port, such as 0.0.0.0:9001, "
             "got 'h:\u0669\u0660\u0660\u0661'",
         ),
         (
             {"broker": {"bootstrap": "k1:9092,k2:99999"}},
             "broker.bootstrap: expected host:port[,host:port...], got 'k1:9092,k2:99999'",
+        ),
+        (
+            {"web": {"listen": "9001"}},  # (the mesh's port in the example was a trap)
+            "web.listen: expected host:port, such as 0.0.0.0:9001, got '9001'",
+        ),
+        (
+            {"mesh": {"advertise": "7001"}},  # (an example to dial, not 0.0.0.0)
+            "mesh.advertise: expected host:port, such as 10.0.0.2:7001, got '7001'",
         ),
         (
             {"mesh": {"advertise": "0.0.0.0:7001"}},
