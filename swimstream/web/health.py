@@ -118,7 +118,10 @@ PLANE_GAUGES = {
 
 PLANE_COUNTERS = {
     "messages_handled": "Mailbox messages handled since the plane started.",
-    "commands": "Commands submitted to agents (from sources, HTTP, WARP and other agents).",
+    "commands": (
+        "Commands queued to agents' lanes: HTTP POSTs, source records routed to command lanes, "
+        "and commands agents send."
+    ),
     "callback_failures": "Agent callbacks that raised since the plane started.",
     "activations": "Agents created or reloaded since the plane started.",
     "passivations": "Agents unloaded into the store since the plane started.",

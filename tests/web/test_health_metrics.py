@@ -84,6 +84,9 @@ async def test_metrics_is_prometheus_text_with_the_plane_gauges(served: Served) 
     assert samples["swimstream_plane_callback_failures_total"] == 1
     # Counts that only grow are counters (rate() reads a drop as a restart), levels gauges.
     assert "# TYPE swimstream_plane_commands_total counter" in text
+    # Help says what counts today: WARP is not served yet.
+    helps = [line for line in text.splitlines() if line.startswith("# HELP")]
+    assert [line for line in helps if "WARP" in line] == []
     assert "# TYPE swimstream_plane_active_agents gauge" in text
     assert samples["swimstream_web_streams_open"] == 0
     assert samples['swimstream_web_responses_total{code="200",method="POST"}'] == 3
