@@ -104,6 +104,7 @@ class Service:
         self.failures = DeliveryFailures(self.registry)
         self.health = ServiceHealth(self)
         self.started_at = 0.0
+        """When the start finished (monotonic clock); 0 until then."""
         self.delivery_sleeps = 0
         """Times the delivery-report loop went to sleep until a record was pending."""
         self.insight_listeners: list[Callable[[Insight], None]] = []
@@ -264,7 +265,10 @@ class Service:
     def stop(self) -> None:
         """Ask the service to drain and exit (safe from a signal handler)."""
         if not self._stop.is_set():
-            log.info("stopping: draining work in flight")
+            if self.started_at:
+                log.info("stopping: draining work in flight")
+            else:  # (waiting for the broker, say: no record was taken, nothing to drain)
+                log.info("stopping before the start finished")
             self._stop.set()
 
     def _signalled(self, signum: signal.Signals) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
 from connectors.embedded import EmbeddedKafka, free_ports
 from connectors.factory import open_connectors
-from swimstream.config import parse_config
-from swimstream.service import Service
+from swimstream.config import AppConfig, parse_config
+from swimstream.errors import BrokerError
+from swimstream.service import ProtocolClients, Service
 from tests.support.towers import TOWERS_AGENTS
 from tests.support.waiting import wait_until
 
@@ -49,3 +53,30 @@ async def test_one_source_topic_and_one_partition_read_in_the_singular(
             await service.close()
     [running] = [line for line in service_lines(caplog) if " running as " in line]
     assert ": 3 agent types, 1 source topic, web on " in running
+    assert "stopping: draining work in flight" in service_lines(caplog)
+
+
+@asynccontextmanager
+async def no_broker(
+    config: AppConfig, instance_id: str
+) -> AsyncIterator[dict[str, ProtocolClients]]:
+    """A broker that never answers (as open_connectors reports one)."""
+    raise BrokerError("nobody listens on 127.0.0.1:9", unreachable=True)
+    yield {}  # (never reached: makes this a generator)
+
+
+async def test_stopped_while_waiting_for_its_broker_it_says_so_not_that_it_drains(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing is in flight before the start finished: "draining" was untrue there."""
+    service = Service(parse_config(one_topic_app("127.0.0.1:9", "lines-early"), {}), no_broker)
+    with caplog.at_level(logging.INFO):
+        running = asyncio.create_task(service.run())
+        await wait_until(
+            lambda: any("waiting for the broker" in line for line in service_lines(caplog))
+        )
+        service.stop()
+        await asyncio.wait_for(running, 10)
+    lines = service_lines(caplog)
+    assert "stopping before the start finished" in lines
+    assert "stopping: draining work in flight" not in lines
