@@ -10,7 +10,8 @@ The steps, each reporting every problem it finds as ``path: message``:
 Problems of steps 2 and 3 are reported together; a value whose variable is unset is
 not also reported as invalid. Agent classes are imported only by
 :func:`~swimstream.config.resolve.resolve_agents`, a separate step, so loading a
-configuration runs no user code.
+configuration runs no user code (:func:`check_config`, which is that step too, imports
+the classes of valid agent entries even when other keys are wrong).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pydantic import ValidationError
 from swimstream.config.app import AppConfig
 from swimstream.config.env import substitute
 from swimstream.config.problems import Problem, format_path, problems_from_validation
-from swimstream.config.resolve import resolve_agents
+from swimstream.config.resolve import import_agent_classes, resolve_agents
+from swimstream.config.topology import AgentConfig
 from swimstream.errors import ConfigError
 
 _FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -152,14 +154,51 @@ def check_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> list[s
     """Every problem of the configuration file at ``path``, as printable lines.
 
     Empty when the configuration is valid, its agent classes import and the lanes its
-    sources and sinks name exist (which imports the agents' modules). This is what
+    sources and sinks name exist (which imports the agents' modules). When other keys
+    are wrong, the classes of the agents whose own entries are valid are imported all
+    the same, so a missing class is named in the same pass. This is what
     ``swimstream check`` prints.
     """
     try:
-        resolve_agents(load_config(Path(path), env))
+        config = load_config(Path(path), env)
+    except ConfigError as exc:
+        return problem_lines(exc.problems + _class_problems_beside(Path(path), env, exc.problems))
+    try:
+        resolve_agents(config)
     except ConfigError as exc:
         return problem_lines(exc.problems)
     return []
+
+
+def _class_problems_beside(
+    path: Path, env: Mapping[str, str], found: list[Problem]
+) -> list[Problem]:
+    """The class problems of the agents whose own entries are valid, in a configuration
+    with problems elsewhere: a missing class is then reported in the same pass, not
+    after the other keys are fixed. (The lanes sources and sinks name still wait for a
+    valid configuration: which agent a source reaches depends on the other keys.)
+    """
+    try:
+        document = read_yaml(path)
+    except ConfigError:
+        return []
+    if not isinstance(document, Mapping):
+        return []
+    agents = substitute(document, env)[0].get("agents")
+    if not isinstance(agents, Mapping):
+        return []
+    valid: dict[str, AgentConfig] = {}
+    for name, entry in agents.items():
+        if not isinstance(name, str):
+            continue
+        prefix = format_path(["agents", name])
+        if any(_is_under(problem_path, prefix) for problem_path, _ in found):
+            continue
+        try:
+            valid[name] = AgentConfig.model_validate(entry)
+        except ValidationError:
+            continue
+    return import_agent_classes(valid)[1]
 
 
 def problem_lines(problems: list[Problem]) -> list[str]:

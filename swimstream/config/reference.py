@@ -28,9 +28,9 @@ Inside `{...}` flow mappings, quote values holding braces (references, route tem
 `broker: {bootstrap: "${KAFKA}"}`, `- {topic: t, route: "/vehicle/{key}", lane: position}`.
 A duration is `250ms`, `5s`, `2m`, `1h` or a bare number of seconds (`commit_interval: 100`
 is 100 s, not Kafka's milliseconds). `swimstream check --config app.yaml` reports every
-problem it finds, each with its key path; those that depend on other keys (the routes
-sources reach, the agent classes, the lanes sources and sinks name) are checked once the
-keys they depend on are valid.
+problem it finds, each with its key path, and imports the class of every agent whose own
+entry is valid; checks that depend on other keys (the agent routes sources reach, the
+lanes sources and sinks name) wait until those keys are valid.
 """
 
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}

@@ -21,6 +21,7 @@ from typing import Any
 
 from swimstream.config.app import AppConfig
 from swimstream.config.problems import Problem, format_path
+from swimstream.config.topology import AgentConfig
 from swimstream.errors import ConfigError
 from swimstream.routing import is_base_class
 
@@ -53,9 +54,39 @@ def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
     agent classes, source lanes that are missing or not command lanes, sink lanes that
     are missing or have no changes to stream (command and demand lanes).
     """
+    classes, problems = import_agent_classes(config.agents)
+    routes = config.agent_routes()
+    for index, source in enumerate(config.sources):
+        found = routes.lookup(source.route.skeleton())
+        if found is not None and found.target in classes:
+            problem = _lane_problem(config, classes, found.target, source.lane, for_source=True)
+            if problem is not None:
+                problems.append((f"sources[{index}].lane", problem))
+    for index, sink in enumerate(config.sinks):
+        if sink.from_ is None:
+            continue
+        target = routes.get(sink.from_.route)
+        if target is not None and target in classes:
+            problem = _lane_problem(config, classes, target, sink.from_.lane, for_source=False)
+            if problem is not None:
+                problems.append((f"sinks[{index}].from", problem))
+    if problems:
+        raise ConfigError(problems=problems)
+    return classes
+
+
+def import_agent_classes(
+    agents: Mapping[str, AgentConfig],
+) -> tuple[dict[str, type[Any]], list[Problem]]:
+    """Import the class of each agent: those that are agent classes by agent name, and
+    a problem (at ``agents.<name>.class``) for each that does not import or is not one.
+
+    Apart from :func:`resolve_agents` so that ``swimstream check`` can import the classes
+    of the agents whose entries are valid when other keys are not.
+    """
     problems: list[Problem] = []
     classes: dict[str, type[Any]] = {}
-    for name, agent in config.agents.items():
+    for name, agent in agents.items():
         path = format_path(["agents", name, "class"])
         try:
             cls = _import_class(agent.class_path)
@@ -81,25 +112,7 @@ def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
             )
             continue
         classes[name] = cls
-
-    routes = config.agent_routes()
-    for index, source in enumerate(config.sources):
-        found = routes.lookup(source.route.skeleton())
-        if found is not None and found.target in classes:
-            problem = _lane_problem(config, classes, found.target, source.lane, for_source=True)
-            if problem is not None:
-                problems.append((f"sources[{index}].lane", problem))
-    for index, sink in enumerate(config.sinks):
-        if sink.from_ is None:
-            continue
-        target = routes.get(sink.from_.route)
-        if target is not None and target in classes:
-            problem = _lane_problem(config, classes, target, sink.from_.lane, for_source=False)
-            if problem is not None:
-                problems.append((f"sinks[{index}].from", problem))
-    if problems:
-        raise ConfigError(problems=problems)
-    return classes
+    return classes, problems
 
 
 def _import_class(class_path: str) -> type[Any]:

@@ -103,6 +103,32 @@ def test_a_broken_config_exits_2_naming_the_key_path(
     assert problem in result.stderr, result.stderr
 
 
+def test_a_missing_class_is_reported_with_the_problems_of_other_keys(tmp_path: Path) -> None:
+    """The classes of valid agent entries are imported even when other keys are wrong,
+    so one pass names both (it named the route only, then the class at the next run)."""
+    text = GOOD.replace("app:Device", "app:Nope").replace(
+        "sinks:", '  - {topic: readings, route: "/devices/{key}", lane: reading}\nsinks:'
+    )
+    result = run_check(tmp_path, text)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith("app.yaml: 2 problems"), result.stderr
+    assert "sources[1].route: /devices/{key} reaches no agent route" in lines[1], result.stderr
+    assert "agents.device.class: cannot import 'examples.towers.app:Nope'" in lines[2]
+
+
+def test_an_agent_whose_own_entry_is_wrong_is_not_imported(tmp_path: Path) -> None:
+    text = GOOD.replace("app:Device", "app:Nope").replace("app:Tower", "app:Gone")
+    result = run_check(tmp_path, text.replace("route: /tower/:id", "route: tower"))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert lines[1:] == [
+        "  agents.tower.route: 'tower' must start with '/'",
+        "  agents.device.class: cannot import 'examples.towers.app:Nope' "
+        "('examples.towers.app' has no attribute 'Nope')",
+    ], result.stderr
+
+
 def test_an_environment_variable_fills_a_placeholder(tmp_path: Path) -> None:
     result = run_check(
         tmp_path, GOOD.replace("localhost:9092", "${BOOTSTRAP}"), {"BOOTSTRAP": "k:9092"}
