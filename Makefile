@@ -38,6 +38,7 @@ bench: $(STAMP) ## run the benchmarks and rewrite their sections of BENCHMARKS.m
 	$(PY) bench/instructions_bench.py
 	$(PY) bench/e2e_bench.py --rounds 3
 	$(PY) bench/scaleout_bench.py
+	$(PY) bench/scaleout_bench.py --durable
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/scaleout_bench.py`` (``make bench`` runs it). Options:
 ``--records N`` (default 500,000), ``--rounds N`` (default 2: each round runs one
-instance, then two), ``--no-write`` to leave BENCHMARKS.md alone.
+instance, then two), ``--durable`` for the service's defaults (durable state,
+exactly-once) instead of state in memory, ``--no-write`` to leave BENCHMARKS.md alone.
 
 The e2e bench measures one instance, where the service's main thread is the limit (its
 other threads and the broker leave the second core mostly idle). An app whose agents
@@ -46,10 +47,15 @@ ROW = "swimstream-devices"
 TIMEOUT = 600.0
 
 
-def run_instances(kafka: EmbeddedKafka, workload: Workload, count: int, work: Path) -> list[str]:
+def run_instances(
+    kafka: EmbeddedKafka, workload: Workload, count: int, work: Path, durable: bool = False
+) -> list[str]:
     """Start ``count`` instances of one app together; the table row of their run."""
     contender = swimstream_contender(ROW, kafka, workload, work)
     config = json.loads(Path(contender.argv[contender.argv.index("--config") + 1]).read_text())
+    if durable:  # the service's defaults
+        config["store"] = {**config["store"], "durable": True}
+        config["processing"] = "exactly-once"
     processes: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
@@ -123,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--durable", action="store_true", help="durable state and exactly-once (the defaults)"
+    )
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     rows: list[list[str]] = []
@@ -133,13 +142,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             for count in (1, 2):
                 work = Path(tmp) / f"round-{round_number}-x{count}"
                 work.mkdir(parents=True)
-                row = run_instances(kafka, workload, count, work)
+                row = run_instances(kafka, workload, count, work, args.durable)
                 progress(f"round {round_number}: {count} instance(s): {row[1]} events/s")
                 rows.append([str(round_number), *row])
+    state = (
+        "durable state (changelog and SQLite per instance), exactly-once: the service's defaults"
+        if args.durable
+        else "state in memory, at-least-once"
+    )
     note = (
         f"{args.records:,} readings of the e2e bench ({PARTITIONS} partitions, 10,000 devices,"
         " 1% hot) through its swimstream-devices app (the peers' work: a count, the latest"
-        " reading and an alert per device; state in memory, at-least-once), one instance,"
+        f" reading and an alert per device; {state}), one instance,"
         " then two in one consumer group started together, on one embedded Tansu. Events/s"
         " run from the first record either instance took to the last. The peers were not"
         " run scaled out; each can be (faust workers, Bytewax processes, Quix Streams"
@@ -156,8 +170,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write and args.records == 500_000:
-        command = "make bench  (python bench/scaleout_bench.py)"
-        write_section("scaleout", "Scale-out: the peers' work on two instances", command, body)
+        if args.durable:
+            command = "make bench  (python bench/scaleout_bench.py --durable)"
+            title = "Scale-out with durable state: the peers' work on two instances"
+            write_section("scaleout-durable", title, command, body)
+        else:
+            command = "make bench  (python bench/scaleout_bench.py)"
+            write_section("scaleout", "Scale-out: the peers' work on two instances", command, body)
 
 
 if __name__ == "__main__":
