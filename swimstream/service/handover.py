@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from swimstream.runtime import Plane
 from swimstream.service.durability import Durability
@@ -68,8 +69,6 @@ class Handover:
         self._restoring: dict[TopicPartition, int] = {}  # partition -> its latest restore
         self._next_restore = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.restores = 0
-        """Restores of gained partitions finished so far."""
 
     def follow(self, runner: SourceRunner) -> None:
         """Hand over the shards of ``runner``'s partitions as they move."""
@@ -103,8 +102,9 @@ class Handover:
         # agents in memory may be the stale ones the restore was to replace.)
         back = (released & gained) - {tp.partition for tp in self._restoring}
         tracker.release(back)
-        if released - gained:
-            self._leave(released - gained)
+        gone = released - gained
+        if gone:
+            self._leave(gone)
         new = [tp for tp in change.assigned if tp.partition not in back]
         if not new:
             return
@@ -113,11 +113,7 @@ class Handover:
         self._next_restore += 1
         for tp in new:
             self._restoring[tp] = self._next_restore
-        task = asyncio.get_running_loop().create_task(
-            self._restore(runner, new, self._next_restore), name="swimstream-handover"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._restore(runner, new, self._next_restore))
 
     def _leave(self, shards: set[int]) -> None:
         shard_of = self._durability.shard_of
@@ -130,9 +126,7 @@ class Handover:
             self._forget(gone)
             self._durability.tracker.release(shards)
 
-        task = asyncio.get_running_loop().create_task(self._at_rest(leave))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._at_rest(leave))
 
     # -- a gained partition's restore -----------------------------------------------------
 
@@ -145,9 +139,8 @@ class Handover:
             reader = durability.reader
             sources = [TopicPartition(t, p) for t in self._topics for p in range(durability.shards)]
             offsets = await reader.committed_offsets(durability.config.consumer_group, sources)
-            assert durability.store is not None
             report = await recover(
-                durability.store.committed,
+                durability.committed,
                 reader,
                 durability.topic,
                 durability.shards,
@@ -168,7 +161,6 @@ class Handover:
         runner.restoring.difference_update(mine)
         held = runner.connector.assignment()
         runner.connector.resume([tp for tp in mine if tp in held])
-        self.restores += 1
         log.info(
             "shards %s caught up with the changelog: %d records read, %d checkpoints "
             "applied (%d records of uncommitted ones skipped), %d agents changed, in %.1f s",
@@ -201,6 +193,12 @@ class Handover:
         self._durability.tracker.release(shards)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that :meth:`close` cancels."""
+        task = asyncio.get_running_loop().create_task(work, name="swimstream-handover")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _forget(self, select: Callable[[str], bool]) -> None:
         self._plane.forget_agents(select)
