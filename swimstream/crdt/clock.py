@@ -70,8 +70,8 @@ class HybridLogicalClock:
         After this, :meth:`now` is greater than ``remote_ts``, so an op made here in
         reaction to a remote one is ordered after it.
         """
-        if remote_ts < self._last:
-            # Already ahead: the next now() orders after it without reading the wall.
+        if remote_ts <= self._last:
+            # Not behind: the next now() orders after it without reading the wall.
             return self._last
         physical = self._wall() << LOGICAL_BITS
         self._last = physical if physical > remote_ts else remote_ts + 1

@@ -86,7 +86,7 @@ class PNCounter:
         if op.negative > known:
             self._negative[replica] = op.negative
             self._value -= op.negative - known
-        if op.stamp[0] >= self._clock.last:
+        if op.stamp[0] > self._clock.last:
             self._clock.observe(op.stamp[0])
         return self._value != before
 

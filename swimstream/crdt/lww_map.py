@@ -233,7 +233,7 @@ class LWWMap:
         stamp = op.stamp
         if stamp <= self._cleared or stamp[0] < self._floor:
             return False
-        if stamp[0] >= self._clock.last:
+        if stamp[0] > self._clock.last:
             self._clock.observe(stamp[0])
         if type(op) is MapPut:
             return self._apply_put(stamp, op.key, op.value)

@@ -89,7 +89,7 @@ class LWWRegister:
         if stamp <= self._stamp:
             return False
         clock = self._clock
-        if stamp[0] >= clock._last:  # (most ops come from this plane's own clock: behind it)
+        if stamp[0] > clock._last:  # (most ops come from this plane's own clock: not ahead)
             clock.observe(stamp[0])
         self._stamp = stamp
         changed = bool(op.value != self._value)

@@ -278,12 +278,15 @@ class Plane(Passivation):
         lane: str,
         value: Any = None,
         ack: Callable[[BaseException | None], None] | None = None,
+        *,
+        now: bool = False,
     ) -> bool:
         """Queue a command without waiting; False when the target's mailbox is full.
 
         The command is queued either way: False asks the caller (a source) to pause
         until :meth:`wait_for_room`. ``ack`` is called after the command's callback
-        finished, with the exception if it raised.
+        finished, with the exception if it raised. ``now``, from outside any turn (a
+        source): an idle agent runs it at once (``Scheduler.run_now``).
         """
         cell = self._cells.get(node_uri)
         if cell is None:
@@ -292,8 +295,10 @@ class Plane(Passivation):
             raise LaneNotFoundError(
                 f"agent {node_uri} ({type(cell.agent).__name__}) has no lane {lane!r}"
             )
-        cell.post(handle_command, lane, value, ack)
         self._commands += 1
+        if now and self._scheduler.run_now(cell, handle_command, lane, value, ack):
+            return True
+        cell.post(handle_command, lane, value, ack)
         mailbox = cell.mailbox
         return mailbox is None or len(mailbox) < self.mailbox_capacity
 
@@ -387,7 +392,8 @@ class Plane(Passivation):
             except AgentRestoreError:
                 end.scheduled = False  # its subscriber cannot load; the change stays pending
                 return
-        cell.post(handle_delivery, end)
+        if not self._scheduler.run_now(cell, handle_delivery, end, None, None):
+            cell.post(handle_delivery, end)
 
     def _write_through(self, node_uri: str, lane: str, op: Op) -> None:
         self._cell(node_uri).post(handle_remote_op, lane, op)

@@ -42,6 +42,14 @@ TURN_BATCH = 64
 LOOP_BUDGET = 4096
 """Messages handled between yields to the event loop."""
 
+NOW_DEPTH = 4
+"""How deep messages run at once inside other messages (a link's delivery inside the
+turn that changed the lane, and so on) before they queue instead: bounds the stack."""
+
+UNTRACED: Any = object()
+"""The origin of a delivery run at once: not the record of the turn it runs inside
+(links carry state, not events), and not an ack to fork."""
+
 
 def _describe(cell: AgentCell, handler: Handler, a: Any) -> tuple[str, str]:
     """(lane, callback) to name in a failure report for a mailbox item.
@@ -82,6 +90,7 @@ class Scheduler:
         self._work_waiters: list[asyncio.Future[None]] = []
         self._on_failure = on_failure
         self._recency = recency
+        self._depth = 0  # messages run at once, one inside the other (``run_now``)
         self.processed = 0
 
     # -- feeding -------------------------------------------------------------------------
@@ -136,6 +145,53 @@ class Scheduler:
         finally:
             if waiter in self._work_waiters:  # cancelled: leave no dead future behind
                 self._work_waiters.remove(waiter)
+
+    def run_now(self, cell: AgentCell, handler: Handler, a: Any, b: Any, ack: Ack) -> bool:
+        """Run one message of an idle agent at once, as a turn of its own; False (and
+        nothing done) when the agent has work queued or running, or too deep a stack.
+
+        An idle agent's message would be the first of its next turn anyway, so running
+        it now keeps every agent's order: what it causes is queued or, for idle
+        agents, run the same way. It saves the mailbox, the ready queue and the loop's
+        bookkeeping, which were a fifth of a record's cost. ``cell.scheduled`` stays set
+        meanwhile, so nothing re-enters the agent: a message for it queues.
+        """
+        if cell.scheduled or self._depth >= NOW_DEPTH:
+            return False
+        cell.scheduled = True
+        self._depth += 1
+        turn = TURN
+        outer = turn.origin
+        turn.origin = UNTRACED if ack is None else ack
+        try:
+            result = handler(cell, a, b)
+        except Exception as exc:
+            self._failed(cell, handler, a, exc, ack)
+        else:
+            if result is not None and asyncio.iscoroutine(result):
+                self._start_async(cell, result, handler, a, ack)  # its end unsets scheduled
+            elif ack is not None:
+                ack(None)
+        finally:
+            turn.origin = outer
+            self._depth -= 1
+        self.processed += 1
+        recency = self._recency
+        if recency is not None:
+            lru = recency[0]
+            cell.last_used = recency[1]()
+            if lru.get(cell.node_uri) is cell:
+                del lru[cell.node_uri]
+                lru[cell.node_uri] = cell
+        if cell.busy:
+            return True
+        if cell.mailbox:
+            self._ready.append(cell)
+        else:
+            cell.scheduled = False
+        if self._sleeping:
+            self.wake()  # (whoever waits for work: checkpoints)
+        return True
 
     # -- the loop ------------------------------------------------------------------------
 

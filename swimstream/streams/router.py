@@ -162,7 +162,7 @@ class RecordRouter:
                         if len(nodes) >= NODE_CACHE_SIZE:
                             nodes.clear()
                         nodes[key] = node
-                if self._plane.submit(node, route.lane, value, ack):
+                if self._plane.submit(node, route.lane, value, ack, now=True):
                     return None
             except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
                 ack(exc)
@@ -190,7 +190,7 @@ class RecordRouter:
                 node = route.template.render(
                     record.key(), value, headers, topic, record.partition() or 0
                 )
-                if not submit(node, route.lane, value, ack):
+                if not submit(node, route.lane, value, ack, now=True):
                     full = node
             except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
                 ack(exc)

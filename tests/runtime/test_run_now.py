@@ -1,0 +1,123 @@
+"""Messages an idle agent runs at once (a source's record, a link's delivery): the
+turns they skip must not show. No agent is re-entered, none overtakes its own queue,
+a deep chain of links does not grow the stack without bound, and a failure is the
+failing agent's, not that of the turn it ran inside."""
+
+import asyncio
+from typing import Any
+
+from swimstream import Agent, CommandLane, ValueLane
+from swimstream.testing import open_plane
+
+
+class Relay(Agent):
+    """Follows ``upstream``'s value lane and passes value + 1 on in its own."""
+
+    value = ValueLane[int](default=0)
+    follow = CommandLane[str]()
+    start = CommandLane[int]()
+    inside = False
+    overlaps = 0
+    depths: list[int] = []
+
+    @follow.on_command
+    def on_follow(self, node: str) -> None:
+        self.downlink(node, "value", on_set=self.changed)
+
+    @start.on_command
+    def on_start_value(self, value: int) -> None:
+        self.value.set(value)
+
+    def changed(self, new: int, _old: int) -> None:
+        if self.inside:  # re-entered while one of its callbacks ran
+            type(self).overlaps += 1
+        self.inside = True
+        try:
+            if new < 40:  # a cycle stops somewhere
+                self.value.set(new + 1)
+        finally:
+            self.inside = False
+
+
+async def _link(plane: Any, follower: str, followed: str) -> None:
+    await plane.command(follower, "follow", followed)
+    await plane.settle()
+
+
+async def test_a_cycle_of_links_never_reenters_an_agent_and_settles() -> None:
+    Relay.overlaps = 0
+    async with open_plane({"/relay/:id": Relay}) as plane:
+        await _link(plane, "/relay/a", "/relay/b")
+        await _link(plane, "/relay/b", "/relay/a")
+        assert plane.submit("/relay/a", "start", 1, now=True)
+        await plane.settle()
+        assert Relay.overlaps == 0
+        # a -> b -> a ... each step one more, until one reaches 40
+        assert {plane.get("/relay/a", "value"), plane.get("/relay/b", "value")} == {39, 40}
+
+
+async def test_a_chain_longer_than_the_depth_limit_reaches_its_end() -> None:
+    length = 300  # deep enough to exhaust the stack if every delivery ran inside the last
+    async with open_plane({"/relay/:id": Relay}) as plane:
+        for n in range(1, length):
+            await _link(plane, f"/relay/{n}", f"/relay/{n - 1}")
+        plane.submit("/relay/0", "start", 0, now=True)
+        await plane.settle()
+        assert [plane.get(f"/relay/{n}", "value") for n in range(length)] == list(range(length))
+
+
+class Fragile(Agent):
+    """Fails on every change it is sent through its link."""
+
+    follow = CommandLane[str]()
+    failures = 0
+
+    @follow.on_command
+    def on_follow(self, node: str) -> None:
+        self.downlink(node, "value", on_set=self.changed)
+
+    def changed(self, new: int, _old: int) -> None:
+        if new:
+            raise RuntimeError("no")
+
+
+async def test_a_subscriber_failing_inside_the_writer_s_turn_fails_alone() -> None:
+    async with open_plane({"/relay/:id": Relay, "/fragile/:id": Fragile}) as plane:
+        await _link(plane, "/fragile/x", "/relay/a")
+        outcome: list[BaseException | None] = []
+        plane.submit("/relay/a", "start", 5, outcome.append, now=True)
+        await plane.settle()
+        assert outcome == [None]  # the record that set the value is not at fault
+        assert plane.get("/relay/a", "value") == 5
+        assert plane.failures.by_site() == {("/fragile/:id", "/relay/a#value", "changed"): 1}
+
+
+class Slow(Agent):
+    """An async command holds the agent; the order of commands is kept."""
+
+    seen = ValueLane[list[int]](default=[])
+    step = CommandLane[int]()
+    gate: asyncio.Event
+
+    @step.on_command
+    async def on_step(self, n: int) -> None:
+        if n == 0:
+            await self.gate.wait()
+        self.seen.set([*self.seen.get(), n])
+
+
+async def test_a_busy_agent_queues_what_would_run_at_once_and_keeps_its_order() -> None:
+    Slow.gate = asyncio.Event()
+    async with open_plane({"/slow/:id": Slow}) as plane:
+        await plane.command("/slow/s", "step", -1)
+        await plane.settle()
+        acks: list[BaseException | None] = []
+        for n in range(5):
+            plane.submit("/slow/s", "step", n, acks.append, now=True)
+        await asyncio.sleep(0.01)
+        assert plane.get("/slow/s", "seen") == [-1]  # 0 holds it; 1 to 4 wait their turn
+        assert acks == []
+        Slow.gate.set()
+        await plane.settle()
+        assert plane.get("/slow/s", "seen") == [-1, 0, 1, 2, 3, 4]
+        assert acks == [None] * 5
