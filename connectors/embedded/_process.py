@@ -138,6 +138,11 @@ class EmbeddedBroker(abc.ABC):
         self.stop_grace = stop_grace
         self.startup_seconds: float | None = None
         """Seconds the last successful :meth:`start` took, retries included."""
+        self.exit_code: int | None = None
+        """How the last process reaped here ended (None before the first): at
+        :meth:`stop`, 0 when Tansu exited by itself at SIGTERM (pulsar-lite dies of it:
+        ``-signal.SIGTERM``), ``-signal.SIGKILL`` when the broker outlived ``stop_grace``
+        and was killed, as Tansu is while a client stays connected."""
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._ports: list[int] = []
@@ -409,6 +414,7 @@ class EmbeddedBroker(abc.ABC):
                 process.wait()
         self._process = None
         self._paused = False
+        self.exit_code = process.returncode
         _running.discard(self)
         if self._log_file is not None:
             self._log_file.close()

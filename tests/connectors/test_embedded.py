@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import signal
 import socket
 import time
 import uuid
@@ -308,6 +309,13 @@ def test_a_tansu_killed_because_a_client_lingers_logs_one_plain_stopped_line(
         broker.stop()
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [f"embedded Kafka (Tansu) on {broker.bootstrap} stopped"]
+    assert broker.exit_code == -signal.SIGKILL
+
+
+def test_a_tansu_without_clients_exits_by_itself_at_sigterm() -> None:
+    with EmbeddedKafka() as broker:
+        broker.create_topic("events")  # its own admin client is released by stop
+    assert broker.exit_code == 0
 
 
 def test_a_broker_that_cannot_start_raises_with_its_log(tmp_path: Path) -> None:
