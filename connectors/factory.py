@@ -100,6 +100,9 @@ async def _kafka(
     await sink.open()
     stack.push_async_callback(sink.close)
     admin = KafkaAdmin(bootstrap, settings, replication_factor=broker.replication_factor)
+    # Its connection stayed open until the process exited, so an embedded Tansu, which
+    # waits for every open connection at SIGTERM, was killed at every stop.
+    stack.callback(admin.close)
     offset_reset = _offset_reset(config, "kafka")
 
     def make_source(topics: Sequence[str]) -> SourceConnector:

