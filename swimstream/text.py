@@ -7,12 +7,14 @@ A leaf like :mod:`swimstream.errors`: it imports nothing of swimstream, so every
 from __future__ import annotations
 
 
-def counted(count: int, noun: str, plural: str | None = None) -> str:
+def counted(count: int, noun: str, plural: str | None = None, *, grouped: bool = False) -> str:
     """``count`` and ``noun``, the noun in the plural unless the count is one.
 
     ``counted(1, "partition")`` is ``"1 partition"``, ``counted(3, "agent type")``
     ``"3 agent types"``; pass ``plural`` where adding an ``s`` is wrong. Log lines
     mostly say one of a thing ("caught up with 1 partition"), where a fixed plural
-    reads as a mistake.
+    reads as a mistake. ``grouped`` writes the count with thousands separators
+    (``"12,000 records"``), for counts that grow large, such as records read.
     """
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+    number = f"{count:,}" if grouped else str(count)
+    return f"{number} {noun if count == 1 else plural or noun + 's'}"
