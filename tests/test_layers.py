@@ -19,16 +19,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "swimstream"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "text": set(),
-    "crdt": {"errors"},
+    "crdt": {"errors", "text"},
     "routing": {"errors"},
     "config": {"errors", "routing"},
-    "agent": {"errors", "crdt"},
+    "agent": {"errors", "text", "crdt"},
     "runtime": {"errors", "crdt", "routing", "agent"},
     "testing": {"agent", "runtime", "streams"},
     "metrics": set(),
     "streams": {"errors", "text", "crdt", "routing", "config", "agent", "runtime", "metrics"},
     "web": {"errors", "crdt", "routing", "agent", "runtime", "metrics"},
-    "store": {"errors", "crdt", "agent", "runtime", "streams"},
+    "store": {"errors", "text", "crdt", "agent", "runtime", "streams"},
     "service": {
         "errors",
         "text",
@@ -42,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
         "store",
         "web",
     },
-    "cli": {"errors", "config", "runtime", "service", "store"},
+    "cli": {"errors", "text", "config", "runtime", "service", "store"},
     "__main__": {"cli"},
 }
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from swimstream.crdt import JsonValue, Op, Snapshot, encode
 from swimstream.errors import CallbackError, DefinitionError
+from swimstream.text import counted
 
 if TYPE_CHECKING:
     from typing import Self
@@ -220,7 +221,7 @@ def check_callback(owner: type, what: str, fn: Any, arity: int, may_be_async: bo
         expected = ", ".join(["self", *_PARAM_NAMES.get((what.split(".")[-1], arity), ())])
         raise DefinitionError(
             f"{owner.__name__}.{what}: {fn.__name__}{signature} must take ({expected}) "
-            f"- {arity} positional parameters"
+            f"- {counted(arity, 'positional parameter')}"
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from swimstream.cli.arguments import positive_float, positive_int
 from swimstream.errors import ConfigError, SwimstreamError
+from swimstream.text import counted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -167,7 +168,7 @@ def check(path: Path, env: dict[str, str]) -> int:
 
     problems = check_config(path, env)
     if problems:
-        print(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=sys.stderr)
+        print(f"{path}: {counted(len(problems), 'problem')}", file=sys.stderr)
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return EXIT_BAD_CONFIG

@@ -35,6 +35,7 @@ from swimstream.crdt.lww_map import KEY_TYPES, MapClear, MapKey, MapPut, MapRemo
 from swimstream.crdt.register import LWWRegister, RegisterSet, RegisterSnapshot
 from swimstream.crdt.stamp import Stamp
 from swimstream.errors import CodecError
+from swimstream.text import counted
 
 FORMAT_VERSION = 1
 """The first byte of every encoding; bumped on any incompatible change."""
@@ -159,7 +160,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
 
 def _arity(fields: list[Any], count: int, name: str) -> None:
     if len(fields) != count:
-        raise CodecError(f"{name} has {len(fields) - 1} fields, expected {count - 1}")
+        raise CodecError(f"{name} has {counted(len(fields) - 1, 'field')}, expected {count - 1}")
 
 
 def _int(value: Any, what: str) -> int:

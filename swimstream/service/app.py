@@ -509,8 +509,9 @@ class Service:
             )
             if counts[changelog] != shards:
                 raise BrokerError(
-                    f"the changelog topic {changelog} has {counts[changelog]} partitions; it "
-                    f"needs {shards}, one per shard (partition of the source topics)"
+                    f"the changelog topic {changelog} has "
+                    f"{counted(counts[changelog], 'partition')}; it needs {shards}, one per "
+                    "shard (partition of the source topics)"
                 )
         return found
 

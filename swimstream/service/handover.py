@@ -46,6 +46,7 @@ from swimstream.store.recovery import RecoveryReport, recover
 from swimstream.streams import TopicPartition
 from swimstream.streams.connector import Rebalance
 from swimstream.streams.ingest import SourceRunner
+from swimstream.text import counted
 
 log = logging.getLogger("swimstream.handover")
 
@@ -162,13 +163,13 @@ class Handover:
         held = runner.connector.assignment()
         runner.connector.resume([tp for tp in mine if tp in held])
         log.info(
-            "shards %s caught up with the changelog: %d records read, %d checkpoints "
-            "applied (%d records of uncommitted ones skipped), %d agents changed, in %.1f s",
+            "shards %s caught up with the changelog: %s read, %s applied (%s of "
+            "uncommitted ones skipped), %s changed, in %.1f s",
             sorted(shards),
-            report.records,
-            report.applied_checkpoints,
-            report.skipped_records,
-            len(report.changed),
+            counted(report.records, "record", grouped=True),
+            counted(report.applied_checkpoints, "checkpoint"),
+            counted(report.skipped_records, "record", grouped=True),
+            counted(len(report.changed), "agent", grouped=True),
             report.seconds,
             extra={"restored_shards": sorted(shards), "restored_cuts": report.cuts},
         )

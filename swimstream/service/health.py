@@ -54,9 +54,8 @@ class ServiceHealth:
             ok = False
         lost = service.failures.count
         if lost:
-            checks["sinks"] = (
-                f"{lost} insight records were not delivered: {service.failures.last_error}"
-            )
+            undelivered = counted(lost, "insight record")
+            checks["sinks"] = f"{undelivered} not delivered: {service.failures.last_error}"
             ok = False
         else:
             checks["sinks"] = "ok"

@@ -64,6 +64,7 @@ from swimstream.store.sqlite import ShardPosition
 from swimstream.store.tracker import StateTracker
 from swimstream.streams.connector import ChangelogSink, TopicPartition, TransactionalSink
 from swimstream.streams.ingest import SourceRunner
+from swimstream.text import counted
 
 log = logging.getLogger("swimstream.checkpoint")
 
@@ -314,7 +315,10 @@ class Checkpointer:
         self.stats.records += len(entries)
         self.stats.last_seconds = time.monotonic() - started
         log.debug(
-            "checkpoint %d: %d records in %.3f s", checkpoint, len(entries), self.stats.last_seconds
+            "checkpoint %d: %s in %.3f s",
+            checkpoint,
+            counted(len(entries), "record"),
+            self.stats.last_seconds,
         )
 
     async def finish(self) -> None:

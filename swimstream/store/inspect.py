@@ -20,6 +20,7 @@ from swimstream.crdt import CounterSnapshot, MapSnapshot, RegisterSnapshot, deco
 from swimstream.errors import StoreError
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
 from swimstream.store.entries import assemble
+from swimstream.text import counted
 
 
 def store_files(path: Path) -> list[Path]:
@@ -79,7 +80,7 @@ def describe(path: Path, node: str | None = None, limit: int = 20) -> Iterator[s
 def _describe(path: Path, node: str | None, limit: int) -> Iterator[str]:
     db = open_read_only(path)
     agents = db.execute("SELECT count(DISTINCT node) FROM state").fetchone()[0]
-    yield f"{path}: {agents} agents"
+    yield f"{path}: {counted(agents, 'agent')}"
     for shard, offset, checkpoint, sources in db.execute(
         "SELECT shard, changelog_offset, checkpoint, sources FROM shards ORDER BY shard"
     ).fetchall():

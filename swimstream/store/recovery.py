@@ -41,6 +41,7 @@ from swimstream.store.changelog import (
 from swimstream.store.committed import CommittedStore
 from swimstream.store.sqlite import ShardPosition
 from swimstream.streams.connector import ChangelogReader, InboundRecord, TopicPartition
+from swimstream.text import counted
 
 log = logging.getLogger("swimstream.recovery")
 
@@ -89,10 +90,10 @@ class _Progress:
         self._last = now
         share = f" ({done / expected:.0%})" if expected else ""
         log.info(
-            "restoring state from %s: %s of about %s records%s, %.1f s",
+            "restoring state from %s: %s of about %s%s, %.1f s",
             self._topic,
             f"{done:,}",
-            f"{expected:,}",
+            counted(expected, "record", grouped=True),
             share,
             now - self._started,
         )
@@ -156,7 +157,8 @@ async def recover(
 
     def on_records(batch: Sequence[InboundRecord]) -> None:
         if stopping():
-            raise RestoreStopped(f"{report.records:,} changelog records read")
+            read = counted(report.records, "changelog record", grouped=True)
+            raise RestoreStopped(f"{read} read")
         for record in batch:
             report.records += 1
             partition = record.partition() or 0
@@ -232,19 +234,19 @@ async def recover(
     for first in range(0, max(len(applied), 1), WRITE_BATCH):
         last = first + WRITE_BATCH >= len(applied)
         if stopping():
-            raise RestoreStopped(f"{first:,} of {len(applied):,} entries written")
+            written = counted(len(applied), "entry", "entries", grouped=True)
+            raise RestoreStopped(f"{first:,} of {written} written")
         await committed.write_async(applied[first : first + WRITE_BATCH], positions if last else {})
     report.seconds = time.monotonic() - started
     if shards is not None:
         return report  # a shard taken over at run time: the caller says what it did
     log.info(
-        "restored %s: %d changelog records read, %d checkpoints applied, %d records of %d "
-        "uncommitted checkpoints skipped, in %.1f s",
+        "restored %s: %s read, %s applied, %s of %s skipped, in %.1f s",
         topic,
-        report.records,
-        report.applied_checkpoints,
-        report.skipped_records,
-        len(report.skipped_checkpoints),
+        counted(report.records, "changelog record", grouped=True),
+        counted(report.applied_checkpoints, "checkpoint"),
+        counted(report.skipped_records, "record", grouped=True),
+        counted(len(report.skipped_checkpoints), "uncommitted checkpoint"),
         report.seconds,
         extra={
             "skipped_checkpoints": report.skipped_checkpoints,

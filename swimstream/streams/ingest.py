@@ -202,10 +202,10 @@ class SourceRunner:
         unfinished = self.book.inflight
         if unfinished:
             log.warning(
-                "%s: %d records still in flight at the drain deadline; they will be "
-                "consumed again after a restart",
+                "%s: %s still in flight at the drain deadline, to be consumed again after "
+                "a restart",
                 self.name,
-                unfinished,
+                counted(unfinished, "record"),
             )
         return unfinished
 

@@ -48,3 +48,11 @@ def test_one_checkpoint_one_partition_and_one_record_behind_read_in_the_singular
     assert not behind.ok
     assert behind.checks["store"] == "ok (2 checkpoints)"
     assert behind.checks["kafka:readings"] == "catching up (1 record behind)"
+
+
+def test_one_undelivered_insight_record_reads_in_the_singular() -> None:
+    stand_in = service(runner(ready=True, behind=0), checkpoints=1)
+    stand_in.failures = SimpleNamespace(count=1, last_error="timed out")
+    health = ServiceHealth(stand_in).health()
+    assert not health.ok
+    assert health.checks["sinks"] == "1 insight record not delivered: timed out"

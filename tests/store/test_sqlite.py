@@ -15,6 +15,7 @@ from swimstream.errors import StoreError
 from swimstream.runtime.agent_record import TIMERS, TimerSpec, dump_timers
 from swimstream.store.changelog import ChangelogEntry
 from swimstream.store.entries import encode_entry, encode_header, entry_name
+from swimstream.store.inspect import describe
 from swimstream.store.sqlite import ShardPosition, SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,6 +198,13 @@ def inspect(store: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def test_inspect_of_a_store_with_one_agent_says_one_agent(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite").open()
+    asyncio.run(store.write_async(sample_entries()[:1], {}))
+    store.close()
+    assert next(describe(tmp_path / "s.sqlite")) == f"{tmp_path / 's.sqlite'}: 1 agent"
 
 
 def damaged_store(path: Path) -> Path:
