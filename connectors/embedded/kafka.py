@@ -78,6 +78,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from connectors.embedded._process import HOST, EmbeddedBroker
 from swimstream.errors import BrokerError
+from swimstream.text import counted
 
 FAST_CONSUMER_SETTINGS: dict[str, str | int] = {
     "fetch.queue.backoff.ms": 10,
@@ -199,7 +200,8 @@ class EmbeddedKafka(EmbeddedBroker):
                 pass
             if time.monotonic() >= deadline:
                 raise BrokerError(
-                    f"topic {name!r} on {self.title} did not show {partitions} partitions in time"
+                    f"topic {name!r} on {self.title} did not show "
+                    f"{counted(partitions, 'partition')} in time"
                 )
             time.sleep(0.02)
 

@@ -29,6 +29,7 @@ import logging
 from confluent_kafka import KafkaError
 
 from connectors.kafka.errors import UNREACHABLE, ErrorLog
+from swimstream.text import counted
 
 _COORDINATOR = "GroupCoordinator"
 _IGNORED_STATES = frozenset({"INIT"})
@@ -93,7 +94,7 @@ class ConnectionHealth:
             idle_us = int(broker.get("rxidle", -1))
             if not coordinator and waiting > 0 and idle_us > self._stall_us:
                 return (
-                    f"{_display(name, broker)} has not answered {waiting} request(s) "
+                    f"{_display(name, broker)} has not answered {counted(waiting, 'request')} "
                     f"for {idle_us / 1_000_000:.1f} s"
                 )
         return None

@@ -40,6 +40,7 @@ from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import LoopBridge, LoopGoneError
 from connectors.kafka.records import RecordBuffer
 from swimstream.streams.connector import Rebalance, TopicPartition
+from swimstream.text import counted
 
 Listener = Callable[[Rebalance], Mapping[TopicPartition, int]]
 
@@ -189,11 +190,11 @@ class RebalanceRelay:
         dropped = self._buffer.discard(gone)
         if gone:
             self._log.info(
-                "%s: %s %s (%d fetched records dropped)",
+                "%s: %s %s (%s dropped)",
                 self._where,
                 "lost" if lost else "revoked",
                 partition_list(gone),
-                dropped,
+                counted(dropped, "fetched record"),
             )
         if lost:
             return {}

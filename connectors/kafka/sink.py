@@ -47,6 +47,7 @@ from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Setting
 from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
 from swimstream.streams.connector import DeliveryCallback, TopicPartition
+from swimstream.text import counted
 
 log = logging.getLogger("swimstream.kafka.sink")
 
@@ -158,10 +159,10 @@ class KafkaSink:
             return
         if not await self.flush(timeout):
             log.warning(
-                "%s: closing with %d records not acknowledged after %g s; they are reported "
-                "failed (some may still have been written)",
+                "%s: closing with %s not acknowledged after %g s; each is reported failed "
+                "(the broker may have written it all the same)",
                 self._where,
-                self._pending,
+                counted(self._pending, "record"),
                 timeout,
             )
             producer.purge(in_queue=True, in_flight=True, blocking=False)
@@ -261,7 +262,7 @@ class KafkaSink:
         if now >= deadline:
             raise BrokerError(
                 f"{self._where}: the producer queue stayed full for "
-                f"{self._queue_full_timeout:g} s ({len(producer)} records waiting for "
+                f"{self._queue_full_timeout:g} s ({counted(len(producer), 'record')} waiting for "
                 f"topic {topic!r} and others); is the broker reachable?"
             )
         producer.poll(0.01)
