@@ -7,6 +7,8 @@ import asyncio
 from typing import Any
 
 from swimstream import Agent, CommandLane, ValueLane
+from swimstream.streams.connector import TopicPartition
+from swimstream.streams.tracking import PartitionTracker, RecordAck
 from swimstream.testing import open_plane
 
 
@@ -18,7 +20,7 @@ class Relay(Agent):
     start = CommandLane[int]()
     inside = False
     overlaps = 0
-    depths: list[int] = []
+    limit = 40  # a cycle stops somewhere
 
     @follow.on_command
     def on_follow(self, node: str) -> None:
@@ -33,7 +35,7 @@ class Relay(Agent):
             type(self).overlaps += 1
         self.inside = True
         try:
-            if new < 40:  # a cycle stops somewhere
+            if new < self.limit:
                 self.value.set(new + 1)
         finally:
             self.inside = False
@@ -56,14 +58,20 @@ async def test_a_cycle_of_links_never_reenters_an_agent_and_settles() -> None:
         assert {plane.get("/relay/a", "value"), plane.get("/relay/b", "value")} == {39, 40}
 
 
+class Link(Relay):
+    limit = 10**6
+
+
 async def test_a_chain_longer_than_the_depth_limit_reaches_its_end() -> None:
     length = 300  # deep enough to exhaust the stack if every delivery ran inside the last
-    async with open_plane({"/relay/:id": Relay}) as plane:
+    async with open_plane({"/relay/:id": Link}) as plane:
         for n in range(1, length):
             await _link(plane, f"/relay/{n}", f"/relay/{n - 1}")
-        plane.submit("/relay/0", "start", 0, now=True)
+        assert plane.get(f"/relay/{length - 1}", "value") == length - 1  # (the syncs)
+        plane.submit("/relay/0", "start", 1000, now=True)
         await plane.settle()
-        assert [plane.get(f"/relay/{n}", "value") for n in range(length)] == list(range(length))
+        values = [plane.get(f"/relay/{n}", "value") for n in range(length)]
+        assert values == [1000 + n for n in range(length)]
 
 
 class Fragile(Agent):
@@ -121,3 +129,34 @@ async def test_a_busy_agent_queues_what_would_run_at_once_and_keeps_its_order() 
         await plane.settle()
         assert plane.get("/slow/s", "seen") == [-1, 0, 1, 2, 3, 4]
         assert acks == [None] * 5
+
+
+class Forwarder(Agent):
+    """Sends a step to the slow agent on every change it is sent through its link."""
+
+    follow = CommandLane[str]()
+
+    @follow.on_command
+    def on_follow(self, node: str) -> None:
+        self.downlink(node, "value", on_set=self.changed)
+
+    def changed(self, new: int, _old: int) -> None:
+        if new:  # (not the sync of a lane never set)
+            self.command("/slow/s", "step", 0)
+
+
+async def test_what_a_delivery_run_at_once_causes_is_not_counted_against_the_record() -> None:
+    """Links carry state, not events: the record that set a lane is done when its own
+    callback is, not when what a subscriber did about the change is."""
+    Slow.gate = asyncio.Event()
+    routes = {"/relay/:id": Relay, "/forwarder/:id": Forwarder, "/slow/:id": Slow}
+    async with open_plane(routes) as plane:
+        await _link(plane, "/forwarder/f", "/relay/a")
+        tracker = PartitionTracker(TopicPartition("readings", 0))
+        record = RecordAck(tracker, None, 0, None)  # type: ignore[arg-type]
+        plane.submit("/relay/a", "start", 7, record, now=True)
+        committable = tracker.committable  # while the step it led to waits for the gate
+        Slow.gate.set()
+        await plane.settle()
+        assert committable == 1
+        assert plane.get("/slow/s", "seen") == [0]
