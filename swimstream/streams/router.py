@@ -149,7 +149,6 @@ class RecordRouter:
             route, decode, records, nodes = single
             records.value += 1
             ack = RecordAck(tracker, record, offset, self._dead_letters)
-            tracker.begin(offset)
             try:
                 value = decode(record.value())
                 key = record.key()
@@ -174,7 +173,6 @@ class RecordRouter:
         oversized = raw is not None and len(raw) > self._max_bytes
         commands = 1 if oversized else len(group)
         ack = RecordAck(tracker, record, offset, self._dead_letters, commands=commands)
-        tracker.begin(offset)
         if oversized:
             ack(too_large(raw or b"", self._max_bytes))
             return None

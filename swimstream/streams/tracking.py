@@ -73,7 +73,12 @@ class PartitionTracker:
 
 
 class RecordAck(Tracked):
-    """The ack of one consumed record: done when its callback and every effect are."""
+    """The ack of one consumed record: done when its callback and every effect are.
+
+    Made as the record is routed, it puts the record in flight on its partition's
+    tracker, and takes it out when done. Both steps are inlined here for the common
+    case (records finish in order): they were two calls of the thirty a record costs.
+    """
 
     __slots__ = ("_dead_letters", "_pending", "_tracker", "offset", "record")
 
@@ -90,6 +95,8 @@ class RecordAck(Tracked):
         self.offset = offset
         self._dead_letters = dead_letters
         self._pending = commands  # one per source that routes this record
+        tracker._inflight.append(offset)  # (``tracker.begin`` inline: once per record)
+        tracker.routed = offset + 1
 
     def __call__(self, error: BaseException | None) -> None:
         """One of the record's own commands finished; a failure dead-letters the record."""
@@ -97,8 +104,17 @@ class RecordAck(Tracked):
             self._pending += 1
             self._dead_letters.send(self.record, error, self._child_done)
         self._pending -= 1  # (``_child_done`` inline: once per record)
-        if self._pending == 0 and not self._tracker.revoked:
-            self._tracker.complete(self.offset)
+        if self._pending == 0:
+            tracker = self._tracker
+            inflight = tracker._inflight
+            if tracker.revoked:
+                return
+            offset = self.offset
+            if inflight and inflight[0] == offset and not tracker._done:
+                inflight.popleft()  # (``tracker.complete``'s usual case inline)
+                tracker.committable = inflight[0] if inflight else offset + 1
+            else:
+                tracker.complete(offset)
 
     def fork(self) -> Tracked:
         self._pending += 1

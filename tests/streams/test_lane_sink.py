@@ -140,7 +140,6 @@ async def test_an_offset_is_committable_only_once_its_coalesced_record_is_delive
         sink, connector = lane_sink(plane, "state", coalesce=0.1)
         for offset in range(3):
             ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
-            tracker.begin(offset)
             plane.submit("/board/a", "step", ["set", offset], ack)
         await plane.settle()
         assert tracker.committable is None  # each record's change waits in the sink
@@ -165,7 +164,6 @@ async def test_a_coalesced_change_json_cannot_hold_is_logged_and_the_flush_goes_
         sink, connector = lane_sink(plane, "state", coalesce=0.1)
         for offset, (board, value) in enumerate([("a", 1), ("b", deep), ("c", 3)]):
             ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
-            tracker.begin(offset)
             plane.submit(f"/board/{board}", "step", ["set", value], ack)
         await plane.settle()
         sink.flush()

@@ -46,9 +46,29 @@ def test_committable_is_the_oldest_unfinished_offset(gaps: list[int], data: st.D
     assert len(tracker) == 0
 
 
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=60), st.data())
+def test_records_acked_in_any_order_commit_as_the_tracker_would(
+    gaps: list[int], data: st.DataObject
+) -> None:
+    """A record's ack takes it in and out of flight itself (inline for the in-order
+    case): the committable offset is the tracker's own answer, whatever the order."""
+    offsets = [sum(gaps[: n + 1]) + n for n in range(len(gaps))]
+    through_acks, direct = PartitionTracker(TP), PartitionTracker(TP)
+    acks = {}
+    for offset in offsets:
+        acks[offset] = RecordAck(through_acks, None, offset, CapturingDeadLetters())  # type: ignore[arg-type]
+        direct.begin(offset)
+    assert through_acks.routed == direct.routed == offsets[-1] + 1
+    for offset in data.draw(st.permutations(offsets)):
+        acks[offset](None)
+        direct.complete(offset)
+        assert through_acks.committable == direct.committable
+        assert len(through_acks) == len(direct)
+    assert through_acks.committable == offsets[-1] + 1
+
+
 def test_a_record_completes_only_after_every_effect_it_caused() -> None:
     tracker = PartitionTracker(TP)
-    tracker.begin(7)
     ack = RecordAck(tracker, record=None, offset=7, dead_letters=CapturingDeadLetters())  # type: ignore[arg-type]
     insight = ack.fork()
     command = ack.fork()
@@ -64,7 +84,6 @@ def test_a_record_completes_only_after_every_effect_it_caused() -> None:
 def test_a_failed_record_completes_once_its_dead_letter_is_delivered() -> None:
     dead_letters = CapturingDeadLetters()
     tracker = PartitionTracker(TP)
-    tracker.begin(3)
     ack = RecordAck(tracker, record="the record", offset=3, dead_letters=dead_letters)  # type: ignore[arg-type]
     ack(ValueError("bad"))
     assert tracker.committable is None
