@@ -181,6 +181,17 @@ def test_partitions_moved_by_scaling_out_and_in_keep_every_account_exact(
     check_exact_state(
         "3 (after scale-out)", ledgers.expected(), lambda account: owner[partition_of[account]]
     )
+    # The other instance neither answers for an account from a copy nor takes a command
+    # into one (its change would be checkpointed into a shard it does not write): it
+    # names the shard. The owner still serves it.
+    account = "acct-1"
+    shard = partition_of[account]
+    elsewhere = first if owner[shard] is second else second
+    for method, body in (("GET", None), ("POST", 1)):
+        status, refused = elsewhere.request(method, f"/account/{account}?lane=count", body)
+        assert (status, refused.get("shard")) == (421, shard), (method, status, refused)
+        assert "another instance holds" in refused["error"], refused
+    assert owner[shard].lane(f"/account/{account}", "count") == ledgers.expected()[account][0]
 
     # 4. Scale in: the second stops cleanly and its partitions go back to the first.
     second.signal(signal.SIGTERM)

@@ -35,6 +35,7 @@ from swimstream.runtime.waiting import first_of
 from swimstream.service.durability import Durability
 from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
+from swimstream.service.placement import Placement
 from swimstream.service.shards import ShardMap
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients
 from swimstream.store.deferral import DeferringSink
@@ -189,6 +190,7 @@ class Service:
                 heartbeat_interval=config.web.heartbeat_interval,
                 stream_interval=config.web.stream_interval,
                 max_streams=config.web.max_streams,
+                placement=self._placement(counts),
             )
         )
         await starting.stop()  # (the probes it was answering are answered by now)
@@ -394,6 +396,22 @@ class Service:
         except RestoreStopped as exc:
             log.info("stopped while restoring state (%s); the next start reads the same tail", exc)
             raise _StoppedStarting from exc
+
+    def _placement(self, counts: Mapping[str, int]) -> Placement | None:
+        """Which agents this instance serves over HTTP, when a consumer group shares
+        the shards out (every source a Kafka topic); None: all of them."""
+        sources = self._source_topics()
+        topics = sources.get("kafka")
+        if not topics or len(sources) > 1:
+            return None
+        shards = counts[topics[0]]
+        handover = self.handover
+        return Placement(
+            ShardMap(self.config, shards),
+            topics,
+            lambda: [tp for runner in self._runners for tp in runner.connector.assignment()],
+            handover.restoring if handover is not None else frozenset,
+        )
 
     async def _watch(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a long-lived task; if it fails, the service fails and stops loudly.

@@ -76,6 +76,10 @@ class Handover:
         runner.on_moved = lambda change: self._moved(runner, change)
         self._runners.append(runner)
 
+    def restoring(self) -> set[int]:
+        """The shards gained whose state is still being read from the changelog."""
+        return {tp.partition for tp in self._restoring}
+
     async def close(self) -> None:
         """Follow no more moves, and stop restores still running (the service stops:
         its final checkpoint comes next, and leaving the group revokes everything)."""

@@ -5,6 +5,9 @@ the agent if it is not in memory: agents exist on first use), so a read never wa
 behind a busy mailbox. With ``Accept: text/event-stream`` or ``stream=1`` the same URL
 is a live stream instead (:mod:`swimstream.web.sse`).
 
+With several instances, an agent whose shard another instance holds is not served
+here: 421 (or 503 while shards move) names the shard, rather than a copy answering.
+
 ``POST`` sends the JSON body as a command to the lane and answers once the command's
 callback finished: 200 ``{"ok": true}``, or 422 with the callback's error message. So a
 client that got 200 and then GETs sees the effect. A command whose callback has not
@@ -113,6 +116,12 @@ def _target(request: web.Request) -> tuple[WebState, str, str, Route] | web.Resp
     if lane not in route.lanes:
         message = f"agent {node_uri} ({route.agent}) has no lane {lane!r}"
         return error_response(404, message, lanes=sorted(route.lanes))
+    misplaced = state.placement(node_uri)
+    if misplaced is not None:  # (not a copy made here: see swimstream/service/placement.py)
+        refused = error_response(misplaced.status, misplaced.message, shard=misplaced.shard)
+        if misplaced.status == 503:
+            refused.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return refused
     return state, node_uri, lane, route
 
 

@@ -31,7 +31,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from swimstream.web import dashboard, health, keep_alive, lanes, request_log
-from swimstream.web.shared import STATE, WebSettings, WebState, error_response, listen_on
+from swimstream.web.shared import (
+    STATE,
+    Placement,
+    WebSettings,
+    WebState,
+    error_response,
+    listen_on,
+)
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -60,7 +67,8 @@ class WebServer:
     statistics as gauges; ``health`` answers the probes. The rest tune the port:
     the app name the dashboard shows, the largest command body, how long a POST waits
     for its command's callback, a stream's heartbeat and minimum flush interval, and
-    how many streams may be open at once.
+    how many streams may be open at once. ``placement`` says which agents this
+    instance serves (another instance holds the others' shards); all, without it.
     """
 
     def __init__(
@@ -76,8 +84,10 @@ class WebServer:
         heartbeat_interval: float = 15.0,
         stream_interval: float = 0.05,
         max_streams: int = 1000,
+        placement: Placement | None = None,
     ) -> None:
         self.plane = plane
+        self.placement = placement
         self.registry = registry
         self.health = health
         self.listen = listen
@@ -118,6 +128,8 @@ class WebServer:
         state = WebState(
             self.plane, self.registry, self.health, self.settings, started=time.monotonic()
         )
+        if self.placement is not None:
+            state.placement = self.placement
         self._state = state
         self._log_filter = request_log.install()
         self._gate = lanes.MailboxGate(self.plane)

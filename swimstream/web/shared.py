@@ -20,6 +20,7 @@ whatever the routes: it is the client's mistake, answered 400 (:func:`undecodabl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,6 +75,27 @@ class OpenStream(Protocol):
     def stop(self) -> None: ...
 
 
+class Misplacement(Protocol):
+    """Why this instance does not serve an agent now (another holds its shard)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def shard(self) -> int: ...
+
+
+Placement = Callable[[str], Misplacement | None]
+"""``placement(node_uri)``: None when this instance serves the agent, else why not."""
+
+
+def _everywhere(_node_uri: str) -> Misplacement | None:
+    return None
+
+
 @dataclass(eq=False)
 class WebState:
     """Everything the handlers need, owned by one running :class:`WebServer`."""
@@ -89,6 +111,7 @@ class WebState:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     open_streams: set[OpenStream] = field(default_factory=set)
+    placement: Placement = _everywhere
 
     def __post_init__(self) -> None:
         for pattern, agent, lanes in self.plane.describe_routes():
