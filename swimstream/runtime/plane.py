@@ -102,6 +102,7 @@ class Plane(Passivation):
         idle_timeout: float | None = None,
         max_active: int | None = None,
         publisher: Callable[[Insight], None] | None = None,
+        on_activate: Callable[[str], None] | None = None,
     ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.hlc = HybridLogicalClock(self.clock.wall_millis)
@@ -117,6 +118,7 @@ class Plane(Passivation):
         self.insights: list[Insight] = []
         self.failures = FailureLog()
         self._publisher = publisher
+        self._on_activate = on_activate  # told each node URI made in memory
         self._routes = _compile_routes(routes)
         self._cells: dict[str, AgentCell] = {}
         self._unrestorable: dict[str, AgentRestoreError] = {}
@@ -231,6 +233,8 @@ class Plane(Passivation):
                 self._restoring = False
         cell.post(handle_start)
         self._activations += 1
+        if self._on_activate is not None:
+            self._on_activate(canonical)
         return cell
 
     def agent(self, node_uri: str) -> Agent:

@@ -144,10 +144,12 @@ class Service:
         starting.step = "restoring state from the changelog"
         store = await self._open_durability(counts)
         self._stop_if_asked()
+        placement = self._placement(counts)
         self.plane = await self._stack.enter_async_context(
             Plane(
                 routes,
                 store=store,
+                on_activate=placement.note_made if placement is not None else None,
                 replica_id=self.instance_id,
                 mailbox_capacity=config.processing.mailbox_capacity,
                 idle_timeout=config.processing.idle_timeout,
@@ -190,7 +192,7 @@ class Service:
                 heartbeat_interval=config.web.heartbeat_interval,
                 stream_interval=config.web.stream_interval,
                 max_streams=config.web.max_streams,
-                placement=self._placement(counts),
+                placement=placement,
             )
         )
         await starting.stop()  # (the probes it was answering are answered by now)
@@ -405,13 +407,18 @@ class Service:
         if not topics or len(sources) > 1:
             return None
         shards = counts[topics[0]]
-        handover = self.handover
-        return Placement(
+        placement = Placement(
             ShardMap(self.config, shards),
             topics,
             lambda: [tp for runner in self._runners for tp in runner.connector.assignment()],
-            handover.restoring if handover is not None else frozenset,
+            lambda: self.handover.restoring() if self.handover is not None else (),
         )
+        self.registry.counted(
+            "agents_misplaced",
+            "Agents made in memory on this instance while another held their shard.",
+            lambda: float(placement.misplaced),
+        )
+        return placement
 
     async def _watch(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a long-lived task; if it fails, the service fails and stops loudly.

@@ -13,11 +13,18 @@ revoke and the assignment of a rebalance) or is still restoring the shard's stat
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from swimstream.streams import TopicPartition
 from swimstream.text import counted
+
+log = logging.getLogger("swimstream.placement")
+
+WARN_INTERVAL = 60.0
+"""Seconds between two warnings about agents made on the wrong instance."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,10 @@ class Placement:
         self._topics = frozenset(topics)
         self._assigned = assigned
         self._restoring = restoring
+        self.misplaced = 0
+        """Agents made in memory here although another instance held their shard."""
+        self._warned_at: float | None = None
+        self._unwarned = 0
 
     def held(self) -> set[int]:
         """The shards whose partitions this instance holds now."""
@@ -73,3 +84,30 @@ class Placement:
             f"holds partition {shard} of the source topics",
             shard,
         )
+
+    def note_made(self, node_uri: str) -> None:
+        """An agent was made in memory here (a record, a command, a link, a timer):
+        count it, and warn now and then, when another instance holds its shard.
+
+        Commands and links between agents are not forwarded yet either, so an agent
+        that gathers from every partition (a tower joining devices) gets a copy on
+        each instance, none of them whole, each checkpointed into the same shard.
+        """
+        misplaced = self(node_uri)
+        if misplaced is None or misplaced.status != 421:
+            return  # (held here, or nothing held yet: no one to tell apart)
+        self.misplaced += 1
+        self._unwarned += 1
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < WARN_INTERVAL:
+            return
+        log.warning(
+            "%s made on this instance for shards another instance holds, the last %s "
+            "(agents that command or link agents of other partitions need a single "
+            "instance until the mesh forwards between instances)",
+            counted(self._unwarned, "agent"),
+            node_uri,
+            extra={"node": node_uri, "shard": misplaced.shard},
+        )
+        self._warned_at = now
+        self._unwarned = 0
