@@ -2,6 +2,7 @@
 
 Each instance gets its own config file, a free web port and a log file; tests talk to
 it the way users do, over HTTP (lanes, health, metrics) and through the broker's topics.
+Its Kafka consumers join with a 6 s session (:data:`TANSU_CONSUMER_SETTINGS`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from connectors.embedded import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 
+TANSU_CONSUMER_SETTINGS: dict[str, int] = {"session.timeout.ms": 6000}
+"""Added under ``broker.settings`` of an instance on Kafka (a test's own settings win).
+Tansu holds every group join for half the session timeout (see
+:mod:`connectors.embedded.kafka`): 3 s instead of the service's default 5 s at every
+start and rebalance, as ``broker: {kind: embedded}`` does."""
+
 
 class Instance:
     """One swimstream process running an app config."""
@@ -35,6 +42,10 @@ class Instance:
             **config,
             "web": {**config.get("web", {}), "listen": f"127.0.0.1:{self.web_port}"},
         }
+        broker = config.get("broker", {})
+        if broker.get("kind") == "kafka":
+            settings = {**TANSU_CONSUMER_SETTINGS, **broker.get("settings", {})}
+            config["broker"] = {**broker, "settings": settings}
         config.setdefault("mesh", {"listen": f"127.0.0.1:{free_ports(1)[0]}"})
         # The test's own store, never the checkout's ./data (a store left by an earlier
         # run on another broker would be read as this app's state).

@@ -188,7 +188,7 @@ def test_a_rebalance_that_gives_the_partitions_back_counts_nothing_twice(
 def test_partitions_lost_while_the_broker_was_away_count_nothing_twice(
     kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
 ) -> None:
-    """A broker silent for longer than the session (10 s) makes the instance lose its
+    """A broker silent for longer than the session (6 s here) makes the instance lose its
     partitions; they come back when it answers, at the last committed cut, and the
     records routed since were applied a second time. (At-least-once: with exactly-once
     the checkpoint's transaction fails first and the instance stops, then recovers.)"""
@@ -201,7 +201,7 @@ def test_partitions_lost_while_the_broker_was_away_count_nothing_twice(
     instance = start_processing(start_instance, config, "run")
     kafka_broker.pause()
     try:
-        time.sleep(14)
+        time.sleep(10)  # the session's 6 s and a margin
     finally:
         kafka_broker.resume()
     wait_until(lambda: " lost " in instance.log_path.read_text(), 60, "the partitions lost")
