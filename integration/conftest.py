@@ -25,5 +25,7 @@ def start_instance(tmp_path: Path) -> Iterator[Callable[..., Instance]]:
         return instance
 
     yield start
+    for instance in started:  # all at once: instances of one group leave it together
+        instance.terminate()
     for instance in started:
         instance.stop()

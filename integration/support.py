@@ -35,6 +35,8 @@ start and rebalance, as ``broker: {kind: embedded}`` does."""
 class Instance:
     """One swimstream process running an app config."""
 
+    _terminated = False  # SIGTERM sent (by terminate or stop)
+
     def __init__(self, config: dict[str, Any], workdir: Path, name: str = "instance") -> None:
         self.name = name
         self.web_port = free_ports(1)[0]
@@ -154,11 +156,17 @@ class Instance:
         assert self.process is not None
         return self.process.wait(timeout)
 
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM) if it still runs, without waiting for it."""
+        if self.process is not None and self.process.poll() is None and not self._terminated:
+            self.process.terminate()
+            self._terminated = True
+
     def stop(self) -> None:
         """Terminate (then kill) if still running."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        self.terminate()
         try:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
