@@ -241,7 +241,8 @@ def test_a_stored_timer_fires_on_the_instance_its_shard_is_assigned_to_only(
 
     alarms = [f"alarm-{n}" for n in range(40)]
     first = start_instance(config(f"{app}-a"), name="a")
-    arm = ((alarm, {"delay": 40}) for alarm in alarms)  # due once both run, below
+    # Due once both run, below: about 8 s after this here (two group joins of 3 s).
+    arm = ((alarm, {"delay": 20}) for alarm in alarms)
     produce_json(kafka_broker.bootstrap, topic, arm, settings=PRODUCER_SETTINGS)
     wait_until(lambda: settled([first], topic), 60, "a to arm every alarm")
     time.sleep(1.0)  # a few checkpoints: the timers are stored
