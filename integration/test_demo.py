@@ -19,7 +19,7 @@ def test_the_demo_runs_serves_its_dashboard_shows_insights_and_exits_0() -> None
             "swimstream",
             "demo",
             "--duration",
-            "20",
+            "12",  # insights flow from about 5 s on: the group join takes 3
             "--web",
             "127.0.0.1:0",
             "--rate",
