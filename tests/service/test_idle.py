@@ -22,6 +22,7 @@ from swimstream.config import parse_config
 from swimstream.service import Service
 from swimstream.store.checkpoint import IDLE_RECHECK
 from swimstream.streams.ingest import IDLE_SOURCE_WAIT
+from tests.support.kafka import QUICK_GROUP_JOIN
 from tests.support.towers import TOWERS_AGENTS
 
 IDLE_SECONDS = 2.0
@@ -31,7 +32,12 @@ def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
     web, mesh = free_ports(2)
     return {
         "app": app,
-        "broker": {"kind": "kafka", "bootstrap": kafka.bootstrap, "partitions": 2},
+        "broker": {
+            "kind": "kafka",
+            "bootstrap": kafka.bootstrap,
+            "partitions": 2,
+            **QUICK_GROUP_JOIN,
+        },
         "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
         "sinks": [{"from": "/tower/:id#summary", "topic": f"{app}.summaries"}],

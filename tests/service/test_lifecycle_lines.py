@@ -15,6 +15,7 @@ from connectors.factory import open_connectors
 from swimstream.config import AppConfig, parse_config
 from swimstream.errors import BrokerError
 from swimstream.service import ProtocolClients, Service
+from tests.support.kafka import QUICK_GROUP_JOIN
 from tests.support.towers import TOWERS_AGENTS
 from tests.support.waiting import wait_until
 
@@ -23,7 +24,7 @@ def one_topic_app(bootstrap: str, app: str) -> dict[str, Any]:
     web, mesh = free_ports(2)
     return {
         "app": app,
-        "broker": {"kind": "kafka", "bootstrap": bootstrap, "partitions": 1},
+        "broker": {"kind": "kafka", "bootstrap": bootstrap, "partitions": 1, **QUICK_GROUP_JOIN},
         "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
         "store": {"durable": False},

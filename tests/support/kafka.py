@@ -20,6 +20,15 @@ from connectors.embedded import FAST_CONSUMER_SETTINGS
 Key = str | bytes | None
 Headers = Sequence[tuple[str, bytes]]
 
+QUICK_GROUP_JOIN: dict[str, object] = {
+    "static_membership": False,
+    "settings": {"session.timeout.ms": 6000},
+}
+"""``broker`` keys for a service under test whose group membership is beside the point.
+Tansu holds a join for half the session timeout, and a static member's for 6 s more
+(see :mod:`connectors.embedded.kafka`): a dynamic member with a 6 s session gets its
+partitions 3 s after it joins, a static one with the default 10 s session after 8."""
+
 
 def read_topic(
     bootstrap: str, topic: str, *, isolation: str = "read_committed", timeout: float = 20.0
