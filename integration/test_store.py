@@ -199,7 +199,9 @@ def test_sigterm_while_restoring_a_big_store_exits_at_once_and_the_next_start_re
     the restore rather than wait for it, and cost nothing but the restore's own work."""
     app = "store-restore-stop"
     config = ledger_config(kafka_broker.bootstrap, app)
-    stop(start_instance(config, name="empty"))  # creates the topics, the changelog's too
+    # It creates the topics, the changelog's too, before it serves: no need to wait for
+    # its group to assign it the partitions.
+    stop(start_instance(config, name="empty", ready=False).wait_serving())
     # The changelog a long-running instance leaves: one committed checkpoint holding
     # the count of RESTORED accounts, over the four shards.
     states = [counter_state(n + 1) for n in range(97)]
