@@ -175,6 +175,12 @@ class Checkpointer:
                 await asyncio.wait_for(stopping.wait(), self._interval)
             if stopping.is_set():
                 return
+            committing = self._committing
+            if committing is not None and not committing.done():
+                # A commit slower than the interval: wait for it, then ask again. A cut
+                # made meanwhile would hold nothing new when the instance is idle, and
+                # each one commits its own (empty) transaction.
+                await asyncio.wait([committing])
             if self.unchanged():
                 self.stats.skipped += 1
                 await self._wait_for_work(stopping)

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from confluent_kafka import Producer
 
 from connectors.embedded import EmbeddedKafka, free_ports
 from connectors.factory import open_connectors
 from swimstream.config import parse_config
 from swimstream.service import Service
-from swimstream.store.checkpoint import IDLE_RECHECK
+from swimstream.store.checkpoint import IDLE_RECHECK, Checkpointer
 from swimstream.streams.ingest import IDLE_SOURCE_WAIT
 from tests.support.kafka import QUICK_GROUP_JOIN
 from tests.support.towers import TOWERS_AGENTS
@@ -104,6 +105,36 @@ async def test_an_idle_instance_neither_polls_nor_checkpoints_and_wakes_for_a_re
         await wait_until(
             lambda: checkpointer.stats.checkpoints > checkpoints, 30, "a checkpoint of a command"
         )
+    finally:
+        service.stop()
+        await service.close()
+
+
+async def test_commits_slower_than_the_interval_make_no_empty_checkpoints(
+    kafka_broker: EmbeddedKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow broker's commit outlasts ``commit_interval``: the checkpointer waits for
+    it and asks again, rather than cutting (and committing) nothing new each time."""
+    commit = Checkpointer._commit
+
+    async def slow_commit(self: Checkpointer, *args: Any) -> None:
+        await asyncio.sleep(0.3)  # three intervals
+        await commit(self, *args)
+
+    monkeypatch.setattr(Checkpointer, "_commit", slow_commit)
+    app = "slow-commits"
+    kafka_broker.create_topic(f"{app}.readings", partitions=2)
+    service = Service(parse_config(towers(kafka_broker, app, tmp_path), {}), open_connectors)
+    await service.start()
+    try:
+        assert service.durability is not None and service.durability.checkpointer is not None
+        checkpointer = service.durability.checkpointer
+        runner = service.runners[0]
+        await wait_until(lambda: runner.ready and checkpointer.stats.checkpoints > 0, 60, "ready")
+        await asyncio.sleep(0.5)  # the first commit done
+        checkpoints = checkpointer.stats.checkpoints
+        await asyncio.sleep(IDLE_SECONDS)
+        assert checkpointer.stats.checkpoints == checkpoints, "checkpoints with nothing new"
     finally:
         service.stop()
         await service.close()
