@@ -1,6 +1,6 @@
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.crdt import (
@@ -52,7 +52,6 @@ def test_a_replica_restored_from_the_owner_continues_its_own_totals() -> None:
     assert owner.value == 7
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_replicas_converge_to_the_sum_of_all_adds(data: st.DataObject) -> None:
     net = build_network(data, make, write)
@@ -63,7 +62,6 @@ def test_replicas_converge_to_the_sum_of_all_adds(data: st.DataObject) -> None:
     assert len(snapshots) == 1
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_snapshot_then_further_ops_equals_all_ops(data: st.DataObject) -> None:
     net = build_network(data, make, write)
@@ -89,7 +87,6 @@ def _merged(*parts: PNCounter) -> PNCounter:
     return result
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) -> None:
     net = build_network(data, make, write)

@@ -1,6 +1,6 @@
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.crdt import (
@@ -152,7 +152,6 @@ def test_oldest_key_is_the_least_recently_written() -> None:
     assert m.oldest_key() == "y"
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_replicas_converge_to_the_direct_computation(data: st.DataObject) -> None:
     net = build_network(data, make, write)
@@ -162,7 +161,6 @@ def test_replicas_converge_to_the_direct_computation(data: st.DataObject) -> Non
     assert net.replicas[0].to_dict() == expected_map(net.ops)
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_snapshot_then_further_ops_equals_all_ops(data: st.DataObject) -> None:
     net = build_network(data, make, write)
@@ -197,7 +195,6 @@ def _merged(*parts: LWWMap) -> LWWMap:
     return result
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) -> None:
     net = build_network(data, make, write)

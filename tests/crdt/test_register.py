@@ -1,6 +1,6 @@
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.crdt import HybridLogicalClock, LWWRegister, RegisterSet, decode, encode
@@ -49,7 +49,6 @@ def test_a_write_after_observing_a_skewed_peer_wins() -> None:
     assert ahead.get() == behind.get() == "new"
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_replicas_converge_whatever_the_delivery(data: st.DataObject) -> None:
     net = build_network(data, make, write)
@@ -62,7 +61,6 @@ def test_replicas_converge_whatever_the_delivery(data: st.DataObject) -> None:
         assert values[0] == winner.value
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_snapshot_then_further_ops_equals_all_ops(data: st.DataObject) -> None:
     net = build_network(data, make, write)
@@ -93,7 +91,6 @@ def _merged(*parts: LWWRegister) -> LWWRegister:
     return result
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) -> None:
     net = build_network(data, make, write)

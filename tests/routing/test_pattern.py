@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.errors import InvalidRouteError
@@ -99,7 +99,6 @@ def test_patterns_differing_only_in_param_names_have_one_shape() -> None:
     assert RoutePattern.parse("/a/:x") != RoutePattern.parse("/a/:y")
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_render_then_match_gives_the_params_back(data: st.DataObject) -> None:
     pattern = data.draw(patterns)
@@ -109,7 +108,6 @@ def test_render_then_match_gives_the_params_back(data: st.DataObject) -> None:
     assert uri.count("/") == len(pattern.segments)
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.data())
 def test_render_is_canonical(data: st.DataObject) -> None:
     pattern = data.draw(patterns)

@@ -1,7 +1,7 @@
 import zlib
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.routing import PARTITIONERS, Partitioner, murmur2, shard_for, shard_for_uri
@@ -85,13 +85,11 @@ def test_crc32_takes_the_checksum_unsigned_and_the_empty_key_to_partition_0() ->
     assert shard_for(b"", 7, "crc32") == 0
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.binary(max_size=64), st.integers(1, 10_000), st.sampled_from(PARTITIONERS))
 def test_shards_are_in_range(key: bytes, partitions: int, partitioner: Partitioner) -> None:
     assert 0 <= shard_for(key, partitions, partitioner) < partitions
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(st.binary(max_size=64))
 def test_murmur2_is_a_signed_32_bit_int(key: bytes) -> None:
     assert -(2**31) <= murmur2(key) < 2**31

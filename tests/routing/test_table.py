@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.errors import InvalidRouteError, NodeNotFoundError
@@ -104,7 +104,6 @@ small_fixed = st.sampled_from(["a", "b"])
 shapes = st.lists(st.one_of(small_fixed, st.just(None)), min_size=1, max_size=3)
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(
     st.lists(shapes, min_size=1, max_size=8, unique_by=tuple),
     st.lists(st.one_of(small_fixed, fixed_segments), min_size=1, max_size=3),

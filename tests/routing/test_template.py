@@ -4,7 +4,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.errors import InvalidRouteError, RecordRoutingError
@@ -152,7 +152,6 @@ scalars = st.one_of(
 )
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(
     outer=st.from_regex(r"[A-Za-z0-9_\-]{1,5}", fullmatch=True),
     inner=st.sampled_from(["id", "vehicle_id", "x-1"]),
@@ -176,7 +175,6 @@ def test_rendering_a_payload_field_then_matching_gives_the_value_back(
     assert params == {"id": expected}
 
 
-@settings(deadline=None)  # timing varies on shared machines
 @given(key=st.binary(min_size=1, max_size=16), region=param_values)
 def test_rendering_keys_and_headers_then_matching_gives_them_back(key: bytes, region: str) -> None:
     template = RouteTemplate.parse("/region/{header.region}/vehicle/{key}")
