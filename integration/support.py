@@ -2,7 +2,7 @@
 
 Each instance gets its own config file, a free web port and a log file; tests talk to
 it the way users do, over HTTP (lanes, health, metrics) and through the broker's topics.
-Its Kafka consumers join with a 6 s session (:data:`TANSU_CONSUMER_SETTINGS`).
+Its Kafka consumers join with a 6 s session (:data:`tests.support.kafka.TANSU_SESSION`).
 """
 
 from __future__ import annotations
@@ -22,14 +22,9 @@ from typing import Any
 import yaml
 
 from connectors.embedded import free_ports
+from tests.support.kafka import TANSU_SESSION
 
 REPO = Path(__file__).resolve().parent.parent
-
-TANSU_CONSUMER_SETTINGS: dict[str, int] = {"session.timeout.ms": 6000}
-"""Added under ``broker.settings`` of an instance on Kafka (a test's own settings win).
-Tansu holds every group join for half the session timeout (see
-:mod:`connectors.embedded.kafka`): 3 s instead of the service's default 5 s at every
-start and rebalance, as ``broker: {kind: embedded}`` does."""
 
 
 class Instance:
@@ -46,7 +41,9 @@ class Instance:
         }
         broker = config.get("broker", {})
         if broker.get("kind") == "kafka":
-            settings = {**TANSU_CONSUMER_SETTINGS, **broker.get("settings", {})}
+            # Tansu holds every group join for half the session: 3 s instead of the
+            # service's default 5 s at every start and rebalance, as `kind: embedded` does.
+            settings = {**TANSU_SESSION, **broker.get("settings", {})}
             config["broker"] = {**broker, "settings": settings}
         config.setdefault("mesh", {"listen": f"127.0.0.1:{free_ports(1)[0]}"})
         # The test's own store, never the checkout's ./data (a store left by an earlier

@@ -19,8 +19,9 @@ from connectors.embedded import EmbeddedKafka
 from connectors.kafka import KafkaSink, KafkaSource
 from connectors.kafka.settings import Settings
 from swimstream.streams.connector import InboundRecord
+from tests.support.kafka import TANSU_SESSION
 
-TEST_SOURCE_SETTINGS: dict[str, str | int | float | bool] = {"session.timeout.ms": 6000}
+TEST_SOURCE_SETTINGS: dict[str, str | int | float | bool] = {**TANSU_SESSION}
 
 
 class SourceFactory(Protocol):

@@ -18,6 +18,7 @@ from connectors.embedded import EmbeddedKafka, free_ports
 from connectors.factory import open_connectors
 from swimstream.config import parse_config
 from swimstream.service import Service
+from tests.support.kafka import QUICK_GROUP_JOIN
 from tests.support.towers import TOWERS_AGENTS
 from tests.support.waiting import wait_until
 
@@ -43,8 +44,8 @@ async def test_a_stopped_service_leaves_no_client_connected_to_its_broker(
 ) -> None:
     with EmbeddedKafka() as broker:
         # As the service joins the embedded broker: a dynamic member, for a short join.
-        kafka = {"kind": "kafka", "bootstrap": broker.bootstrap, "static_membership": False}
-        config = durable_app({**kafka, "settings": {"session.timeout.ms": 6000}}, tmp_path)
+        kafka = {"kind": "kafka", "bootstrap": broker.bootstrap, **QUICK_GROUP_JOIN}
+        config = durable_app(kafka, tmp_path)
         service = Service(parse_config(config, {}), open_connectors)
         await service.start()
         try:

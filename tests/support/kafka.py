@@ -20,10 +20,13 @@ from connectors.embedded import FAST_CONSUMER_SETTINGS
 Key = str | bytes | None
 Headers = Sequence[tuple[str, bytes]]
 
-QUICK_GROUP_JOIN: dict[str, object] = {
-    "static_membership": False,
-    "settings": {"session.timeout.ms": 6000},
+TANSU_SESSION: dict[str, int] = {
+    "session.timeout.ms": int(FAST_CONSUMER_SETTINGS["session.timeout.ms"])
 }
+"""The session of consumers on the embedded broker (as ``kind: embedded`` sets it):
+Tansu holds a group join for half of it (see :mod:`connectors.embedded.kafka`)."""
+
+QUICK_GROUP_JOIN: dict[str, object] = {"static_membership": False, "settings": TANSU_SESSION}
 """``broker`` keys for a service under test whose group membership is beside the point.
 Tansu holds a join for half the session timeout, and a static member's for 6 s more
 (see :mod:`connectors.embedded.kafka`): a dynamic member with a 6 s session gets its
