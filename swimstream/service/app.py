@@ -295,9 +295,12 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.plane is not None:
+            # Agents stop (on_stop) but are not put away: a durable store's final
+            # checkpoint keeps their state, and state in memory ends with the process
+            # (dumping each agent into it would cost a second per 100,000 agents).
+            await self.plane.close(put_away=False)
         if self.durability is not None:
-            if self.plane is not None:
-                await self.plane.close(put_away=False)  # on_stop first; the checkpoint keeps state
             try:
                 await self.durability.finish()
             except Exception as exc:
