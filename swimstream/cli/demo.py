@@ -31,6 +31,7 @@ def demo_config_path() -> Path:
 async def run_demo(duration: float | None, devices: int, rate: int, web: str) -> int:
     """Run the demo; returns the exit status (0 when it stopped as asked)."""
     from connectors.factory import open_connectors
+    from connectors.kafka.sink import KafkaSink
     from examples.towers.simulator import Fleet, simulate
 
     data = tempfile.mkdtemp(prefix="swimstream-demo-")  # the embedded broker is new each run too
@@ -51,11 +52,16 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str) ->
     await service.start()
     assert service.web is not None
     print(f"dashboard: {service.web.url}   (Ctrl-C to stop)", flush=True)
-    sink = service.clients["kafka"].sink
+    # The fleet has a producer of its own, as devices would: through the service's, its
+    # readings would ride the service's transactions (visible only at each checkpoint,
+    # aborted with it) and give an idle service something to commit.
+    sink = KafkaSink(service.clients["kafka"].address)
+    await sink.open()
     fleet = Fleet(devices)
 
     def produce(topic: str, key: bytes, value: bytes) -> None:
         sink.produce(topic, key, value)
+        sink.poll()  # delivery reports: nobody else serves this producer's
 
     simulator = loop.create_task(simulate(produce, "readings", fleet, rate, stop))
     with contextlib.suppress(NotImplementedError):
@@ -69,6 +75,7 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str) ->
     finally:
         stop.set()
         await simulator
+        await sink.close()
         await service.close()
     shutil.rmtree(data, ignore_errors=True)
     print("demo stopped", flush=True)
