@@ -127,7 +127,12 @@ def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_then_they_resum
 ) -> None:
     app = "life-slow"
     config = ledger_config(kafka_broker.bootstrap, app, agent="Slow", lane="work")
-    config["processing"] = {"guarantee": "at-least-once", "mailbox_capacity": 100}
+    mailbox, batch = 100, 500
+    config["processing"] = {
+        "guarantee": "at-least-once",
+        "mailbox_capacity": mailbox,
+        "max_poll_records": batch,
+    }
     kafka_broker.create_topic(f"{app}.entries", partitions=4)
     total = 6_000
     produce_json(
@@ -144,7 +149,12 @@ def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_then_they_resum
         queued.append(instance.metric("swimstream_records_in_flight"))
         time.sleep(0.2)
         assert len(queued) < 300, "the slow agent never finished"
-    assert max(queued) <= 10_000 + 500  # the in-flight bound (max(4 x mailbox, 10k)) plus a batch
+    # Every record goes to the one slow agent, so its full mailbox pauses the partitions
+    # long before the in-flight bound (max(4 x mailbox, 10k)) would: the source routes
+    # a batch only while that mailbox has room, so at most a mailbox and a batch are in
+    # flight. Without the pause the source would read the whole backlog at once: the
+    # agent gets through some 500 records a second, so thousands would wait.
+    assert max(queued) <= mailbox + batch, f"in flight, every 0.2 s: {queued}"
     assert peak < 400 * 2**20, f"rss peaked at {peak / 2**20:.0f} MiB"
     assert instance.metric("swimstream_records_in_total") == total
     wait_until(lambda: instance.request("GET", "/readyz")[0] == 200, 30, "ready, caught up")
