@@ -36,6 +36,12 @@ from swimstream.streams.connector import InboundRecord, TopicPartition
 log = logging.getLogger("swimstream.kafka.changelog")
 
 BATCH = 10_000
+FETCH_WAIT = 0.05
+"""Seconds one ``consume`` waits. librdkafka's batch consume returns at a full batch or
+this timeout, whichever comes first, not when the end-of-partition events arrive: with
+half a second, reading an empty changelog of 4 partitions took 0.56 s, at every start
+and every time shards are gained; with this, 0.16 to 0.21 s (and 200,000 records 0.35 s
+instead of 0.72 s), on the embedded Tansu."""
 QUIET_END = 3.0
 """Seconds without a record or an end-of-partition event after which a quiet partition
 is checked against its high watermark: at it, the partition is taken as read to its end
@@ -97,7 +103,7 @@ class KafkaChangelogReader:
             heard = dict.fromkeys(partitions, time.monotonic())  # last record or end event
             done = 0
             while unfinished:
-                messages = await asyncio.to_thread(consumer.consume, BATCH, 0.5)
+                messages = await asyncio.to_thread(consumer.consume, BATCH, FETCH_WAIT)
                 split = split_events(messages)
                 if split.errors:
                     raise BrokerError(
