@@ -50,33 +50,34 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str) ->
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     await service.start()
-    assert service.web is not None
-    print(f"dashboard: {service.web.url}   (Ctrl-C to stop)", flush=True)
-    # The fleet has a producer of its own, as devices would: through the service's, its
-    # readings would ride the service's transactions (visible only at each checkpoint,
-    # aborted with it) and give an idle service something to commit.
-    sink = KafkaSink(service.clients["kafka"].address)
-    await sink.open()
-    fleet = Fleet(devices)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(service.close)
+        assert service.web is not None
+        print(f"dashboard: {service.web.url}   (Ctrl-C to stop)", flush=True)
+        # The fleet has a producer of its own, as devices would: through the service's,
+        # its readings would ride the service's transactions (visible only at each
+        # checkpoint, aborted with it) and give an idle service something to commit.
+        sink = KafkaSink(service.clients["kafka"].address)
+        await sink.open()
+        stack.push_async_callback(sink.close)  # (before the service and its broker stop)
+        fleet = Fleet(devices)
 
-    def produce(topic: str, key: bytes, value: bytes) -> None:
-        sink.produce(topic, key, value)
-        sink.poll()  # delivery reports: nobody else serves this producer's
+        def produce(topic: str, key: bytes, value: bytes) -> None:
+            sink.produce(topic, key, value)
+            sink.poll()  # delivery reports: nobody else serves this producer's
 
-    simulator = loop.create_task(simulate(produce, "readings", fleet, rate, stop))
-    with contextlib.suppress(NotImplementedError):
-        import signal
+        simulator = loop.create_task(simulate(produce, "readings", fleet, rate, stop))
+        with contextlib.suppress(NotImplementedError):
+            import signal
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-    started = time.monotonic()
-    try:
-        await _report(service, latest, stop, duration, started)
-    finally:
-        stop.set()
-        await simulator
-        await sink.close()
-        await service.close()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+        started = time.monotonic()
+        try:
+            await _report(service, latest, stop, duration, started)
+        finally:
+            stop.set()
+            await simulator
     shutil.rmtree(data, ignore_errors=True)
     print("demo stopped", flush=True)
     return 0
