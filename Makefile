@@ -39,6 +39,7 @@ bench: $(STAMP) ## run the benchmarks and rewrite their sections of BENCHMARKS.m
 	$(PY) bench/e2e_bench.py --rounds 3
 	$(PY) bench/scaleout_bench.py
 	$(PY) bench/scaleout_bench.py --durable
+	$(PY) bench/latency_bench.py
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

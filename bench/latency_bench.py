@@ -1,0 +1,264 @@
+"""Latency end to end: from a reading produced to its alert readable downstream.
+
+Run: ``.venv/bin/python bench/latency_bench.py`` (``make bench`` runs it). Options:
+``--rate N`` readings a second (default 2,000), ``--seconds S`` of steady load per row
+(default 20), ``--no-write`` to leave BENCHMARKS.md alone (a run with other options
+leaves it alone too).
+
+The e2e bench measures throughput with a backlog; a user watching alerts feels latency
+at a steady rate instead. One embedded Tansu; for each row, a fresh swimstream instance
+of the towers app (the e2e bench's config) is started and waited for until ready, then
+the bench produces readings of 1,000 devices at a steady rate, one in twenty hot
+(above 90, so the device publishes an alert), each hot one with a temperature no other
+reading of that device has. A ``read_committed`` consumer of the alerts topic matches
+every alert to the reading that caused it, by device and temperature, and takes the
+time from the reading's ``produce()`` to the alert's arrival: the producer's batching,
+the broker, the service's fetch, routing, agent and sink, the transaction's commit when
+there is one, and the consumer's fetch. The first row is the floor under all of it: the
+same consumer reading the readings topic itself, with no service in between.
+
+Rows: *at-least-once, in memory* (insights are produced as they happen); *exactly-once,
+durable* (the service's defaults: insights are part of a checkpoint's transaction, so a
+``read_committed`` consumer sees them once it commits, every ``commit_interval``, 100 ms
+by default, as Kafka Streams' ``commit.interval.ms``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, Producer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.e2e_bench import swimstream_contender
+from bench.e2e_workload import PARTITIONS
+from bench.peers.harness import Workload
+from bench.report import progress, table, write_section
+from connectors.embedded import FAST_CONSUMER_SETTINGS, EmbeddedKafka
+
+DEVICES = 1_000
+HOT_EVERY = 20
+"""One reading in this many is hot (above 90): an alert each."""
+READY_TIMEOUT = 60.0
+DRAIN = 5.0
+"""Seconds after the last reading to wait for the alerts still on their way."""
+
+Key = tuple[str, float]
+"""(device, temperature): names a hot reading, and the alert it causes."""
+
+
+class Matcher:
+    """Send times of hot readings, and the latencies of the alerts that came back."""
+
+    def __init__(self) -> None:
+        self.sent: dict[Key, float] = {}
+        self.latencies: list[float] = []
+        self.unmatched = 0
+        self._lock = threading.Lock()
+
+    def note_sent(self, key: Key, at: float) -> None:
+        with self._lock:
+            self.sent[key] = at
+
+    def note_seen(self, key: Key, at: float) -> None:
+        with self._lock:
+            sent = self.sent.pop(key, None)
+            if sent is None:
+                self.unmatched += 1
+            else:
+                self.latencies.append(at - sent)
+
+
+def consume(
+    bootstrap: str,
+    topic: str,
+    key_of: Callable[[bytes], Key | None],
+    matcher: Matcher,
+    stop: threading.Event,
+    ready: threading.Event,
+) -> None:
+    """Read ``topic`` from its start (``read_committed``) until ``stop``; match each record."""
+    consumer = Consumer(
+        {
+            **FAST_CONSUMER_SETTINGS,
+            "bootstrap.servers": bootstrap,
+            "group.id": f"latency-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    consumer.subscribe([topic], on_assign=lambda _c, _p: ready.set())
+    try:
+        while not stop.is_set():
+            for message in consumer.consume(500, 0.01):
+                if message.error() is not None:
+                    continue
+                key = key_of(message.value() or b"")
+                if key is not None:
+                    matcher.note_seen(key, time.perf_counter())
+    finally:
+        consumer.close()
+
+
+def alert_key(value: bytes) -> Key:
+    alert = orjson.loads(value)
+    return str(alert["device"]), float(alert["temp"])
+
+
+def reading_key(value: bytes) -> Key | None:
+    reading = orjson.loads(value)
+    temp = float(reading["temp"])
+    return (str(reading["device"]), temp) if temp > 90 else None
+
+
+def produce_steady(bootstrap: str, topic: str, rate: int, seconds: float, matcher: Matcher) -> int:
+    """Readings at ``rate`` a second for ``seconds``; returns how many were hot."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    hot = 0
+    started = time.perf_counter()
+    sent = 0
+    total = int(rate * seconds)
+    while sent < total:
+        due = min(total, int((time.perf_counter() - started) * rate))
+        while sent < due:
+            device = sent % DEVICES
+            is_hot = sent % HOT_EVERY == 0
+            # A hot reading's temperature is its own, so its alert names it.
+            temp = 90.5 + sent / 1_000_000 if is_hot else 40.0 + (sent * 7 % 400) / 10
+            value = {"device": str(device), "tower": f"t{device // 50}", "temp": temp, "ts": sent}
+            if is_hot:
+                hot += 1
+                matcher.note_sent((str(device), temp), time.perf_counter())
+            producer.produce(topic, orjson.dumps(value), str(device).encode())
+            sent += 1
+        producer.poll(0)
+        time.sleep(0.001)
+    producer.flush(30)
+    return hot
+
+
+def measure(kafka: EmbeddedKafka, name: str, rate: int, seconds: float, work: Path) -> list[str]:
+    """One row: start the instance (or none, for the floor), load it, read the latencies."""
+    readings = kafka.create_topic(f"latency-{uuid.uuid4().hex[:8]}", partitions=PARTITIONS)
+    process: subprocess.Popen[bytes] | None = None
+    if name == "broker only":
+        watched, key_of = readings, reading_key
+    else:
+        workload = Workload(kafka.bootstrap, readings, 0, 0)
+        contender = swimstream_contender(name, kafka, workload, work / name)
+        assert contender.alerts_topic is not None and contender.metrics_url is not None
+        watched, key_of = contender.alerts_topic, alert_key
+        log = (work / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [*contender.argv, "--log-level", "warning", "--log-format", "text"],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        wait_ready(contender.metrics_url.replace("/metrics", "/readyz"), process)
+    matcher = Matcher()
+    stop, ready = threading.Event(), threading.Event()
+    reader = threading.Thread(
+        target=consume, args=(kafka.bootstrap, watched, key_of, matcher, stop, ready)
+    )
+    reader.start()
+    try:
+        if not ready.wait(READY_TIMEOUT):
+            raise SystemExit(f"{name}: the alerts consumer got no assignment")
+        progress(f"{name}: {rate:,} readings/s for {seconds:g} s")
+        hot = produce_steady(kafka.bootstrap, readings, rate, seconds, matcher)
+        deadline = time.monotonic() + DRAIN
+        while matcher.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        reader.join()
+        if process is not None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+    found = matcher.latencies
+    if not found:
+        raise SystemExit(f"{name}: no alert came back")
+    cuts = statistics.quantiles(found, n=100)
+    ms = [f"{1000 * value:,.1f}" for value in (cuts[49], cuts[89], cuts[98], max(found))]
+    return [name, f"{len(found):,} of {hot:,}", f"{matcher.unmatched:,}", *ms]
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Until the instance answers ``/readyz`` with 200 (it holds its partitions)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the instance exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the instance was not ready within {READY_TIMEOUT:.0f} s")
+
+
+ROWS = {
+    "broker only": "broker only",
+    "swimstream": "at-least-once, in memory",
+    "swimstream-durable": "exactly-once, durable (the defaults)",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rate", type=int, default=2_000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp, EmbeddedKafka() as kafka:
+        progress(f"broker {kafka.title} on {kafka.bootstrap}")
+        for name, title in ROWS.items():
+            row = measure(kafka, name, args.rate, args.seconds, Path(tmp))
+            rows.append([title, *row[1:]])
+            progress(f"{title}: p50 {row[3]} ms, p99 {row[5]} ms")
+    headers = ["path", "matched", "unmatched", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)"]
+    body = (
+        table(headers, rows)
+        + f"\n\n{args.rate:,} readings a second of {DEVICES:,} devices for {args.seconds:g} s"
+        f" per row, one in {HOT_EVERY} hot, on {PARTITIONS} partitions of one embedded Tansu;"
+        " the time from each hot reading's `produce()` to its alert read by a"
+        " `read_committed` consumer (the first row: to the reading itself, read from the"
+        " input topic, the floor under the others); *unmatched* counts alerts with no"
+        " reading left to pair with (a repeated alert would show there). The instance"
+        " runs the towers app with the e2e bench's config, started and ready before the"
+        " load begins; the producer lingers 5 ms, every consumer uses"
+        " FAST_CONSUMER_SETTINGS, with `fetch.wait.max.ms` 10 for the bench's own."
+    )
+    print(body)
+    if not args.no_write and args.rate == 2_000 and args.seconds == 20.0:
+        write_section(
+            "latency",
+            "Latency: a reading in, its alert out",
+            "make bench  (python bench/latency_bench.py)",
+            body,
+        )
+
+
+if __name__ == "__main__":
+    main()
