@@ -17,6 +17,11 @@ the broker, the service's fetch, routing, agent and sink, the transaction's comm
 there is one, and the consumer's fetch. The first row is the floor under all of it: the
 same consumer reading the readings topic itself, with no service in between.
 
+While the at-least-once instance runs, the bench also follows the status lane of 20 of
+the devices as Server-Sent Events, as a dashboard does (``?lane=status&stream=1``), and
+times each reading of theirs to the event showing its ``ts``: one broker hop, the
+service, and the stream's batching (at most one write every 50 ms).
+
 Rows: *at-least-once, in memory* (insights are produced as they happen); *exactly-once,
 durable* (the service's defaults: insights are part of a checkpoint's transaction, so a
 ``read_committed`` consumer sees them once it commits, every ``commit_interval``, 100 ms
@@ -26,8 +31,10 @@ by default, as Kafka Streams' ``commit.interval.ms``).
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -59,7 +66,10 @@ DRAIN = 5.0
 """Seconds after the last reading to wait for the alerts still on their way."""
 
 Key = tuple[str, float]
-"""(device, temperature): names a hot reading, and the alert it causes."""
+"""(device, temperature): names a hot reading, and the alert it causes; (device, ts):
+names a reading, and the change of its device's status lane it causes."""
+VIEWED = frozenset(range(0, DEVICES, 50))
+"""Devices whose status lane the bench follows as a live view (SSE), as a dashboard does."""
 
 
 class Matcher:
@@ -128,8 +138,16 @@ def reading_key(value: bytes) -> Key | None:
     return (str(reading["device"]), temp) if temp > 90 else None
 
 
-def produce_steady(bootstrap: str, topic: str, rate: int, seconds: float, matcher: Matcher) -> int:
-    """Readings at ``rate`` a second for ``seconds``; returns how many were hot."""
+def produce_steady(
+    bootstrap: str,
+    topic: str,
+    rate: int,
+    seconds: float,
+    alerts: Matcher,
+    views: Matcher | None = None,
+) -> int:
+    """Readings at ``rate`` a second for ``seconds``; returns how many were hot. Hot ones
+    go to ``alerts``, and every reading of a :data:`VIEWED` device to ``views``."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     hot = 0
     started = time.perf_counter()
@@ -143,9 +161,12 @@ def produce_steady(bootstrap: str, topic: str, rate: int, seconds: float, matche
             # A hot reading's temperature is its own, so its alert names it.
             temp = 90.5 + sent / 1_000_000 if is_hot else 40.0 + (sent * 7 % 400) / 10
             value = {"device": str(device), "tower": f"t{device // 50}", "temp": temp, "ts": sent}
+            now = time.perf_counter()
             if is_hot:
                 hot += 1
-                matcher.note_sent((str(device), temp), time.perf_counter())
+                alerts.note_sent((str(device), temp), now)
+            if views is not None and device in VIEWED:
+                views.note_sent((str(device), float(sent)), now)
             producer.produce(topic, orjson.dumps(value), str(device).encode())
             sent += 1
         producer.poll(0)
@@ -154,10 +175,41 @@ def produce_steady(bootstrap: str, topic: str, rate: int, seconds: float, matche
     return hot
 
 
-def measure(kafka: EmbeddedKafka, name: str, rate: int, seconds: float, work: Path) -> list[str]:
-    """One row: start the instance (or none, for the floor), load it, read the latencies."""
+def watch_view(
+    base: str, device: int, views: Matcher, streams: list[http.client.HTTPConnection]
+) -> None:
+    """Follow ``/device/<device>?lane=status`` as Server-Sent Events until its connection
+    is shut (``streams`` lists it for that); each ``set`` event is matched to the reading
+    whose ``ts`` it shows."""
+    host, port = base.split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    connection.request("GET", f"/device/{device}?lane=status&stream=1")
+    streams.append(connection)
+    response = connection.getresponse()
+    event = ""
+    try:
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: ") and event == "set":
+                status = orjson.loads(line[len("data: ") :])
+                if status is not None:
+                    views.note_seen((str(device), float(status["ts"])), time.perf_counter())
+    except (OSError, http.client.HTTPException):
+        pass  # shut down by the bench
+    finally:
+        connection.close()
+
+
+def measure(
+    kafka: EmbeddedKafka, name: str, rate: int, seconds: float, work: Path
+) -> list[list[str]]:
+    """Start the instance (none for the floor), load it, and read the latencies: one
+    row, and for ``swimstream`` a second one for its live views."""
     readings = kafka.create_topic(f"latency-{uuid.uuid4().hex[:8]}", partitions=PARTITIONS)
     process: subprocess.Popen[bytes] | None = None
+    web = ""
     if name == "broker only":
         watched, key_of = readings, reading_key
     else:
@@ -165,6 +217,7 @@ def measure(kafka: EmbeddedKafka, name: str, rate: int, seconds: float, work: Pa
         contender = swimstream_contender(name, kafka, workload, work / name)
         assert contender.alerts_topic is not None and contender.metrics_url is not None
         watched, key_of = contender.alerts_topic, alert_key
+        web = contender.metrics_url.removeprefix("http://").removesuffix("/metrics")
         log = (work / f"{name}.log").open("ab")
         process = subprocess.Popen(
             [*contender.argv, "--log-level", "warning", "--log-format", "text"],
@@ -172,33 +225,55 @@ def measure(kafka: EmbeddedKafka, name: str, rate: int, seconds: float, work: Pa
             stderr=log,
             start_new_session=True,
         )
-        wait_ready(contender.metrics_url.replace("/metrics", "/readyz"), process)
-    matcher = Matcher()
+        wait_ready(f"http://{web}/readyz", process)
+    alerts = Matcher()
+    views = Matcher() if name == "swimstream" else None
     stop, ready = threading.Event(), threading.Event()
-    reader = threading.Thread(
-        target=consume, args=(kafka.bootstrap, watched, key_of, matcher, stop, ready)
-    )
-    reader.start()
+    streams: list[http.client.HTTPConnection] = []
+    threads = [
+        threading.Thread(
+            target=consume, args=(kafka.bootstrap, watched, key_of, alerts, stop, ready)
+        )
+    ]
+    if views is not None:
+        threads += [
+            threading.Thread(target=watch_view, args=(web, device, views, streams))
+            for device in VIEWED
+        ]
+    for thread in threads:
+        thread.start()
     try:
         if not ready.wait(READY_TIMEOUT):
             raise SystemExit(f"{name}: the alerts consumer got no assignment")
         progress(f"{name}: {rate:,} readings/s for {seconds:g} s")
-        hot = produce_steady(kafka.bootstrap, readings, rate, seconds, matcher)
+        hot = produce_steady(kafka.bootstrap, readings, rate, seconds, alerts, views)
         deadline = time.monotonic() + DRAIN
-        while matcher.sent and time.monotonic() < deadline:
+        while (alerts.sent or (views and views.sent)) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         stop.set()
-        reader.join()
+        for stream in streams:
+            if stream.sock is not None:
+                stream.sock.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join()
         if process is not None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(30)
+    rows = [row_of(name, alerts, hot)]
+    if views is not None:
+        rows.append(row_of("live view", views, int(rate * seconds) * len(VIEWED) // DEVICES))
+    return rows
+
+
+def row_of(name: str, matcher: Matcher, expected: int) -> list[str]:
+    """A table row: how many came back, and the latency percentiles in milliseconds."""
     found = matcher.latencies
-    if not found:
-        raise SystemExit(f"{name}: no alert came back")
+    if len(found) < 2:
+        raise SystemExit(f"{name}: {len(found)} of {expected:,} came back")
     cuts = statistics.quantiles(found, n=100)
     ms = [f"{1000 * value:,.1f}" for value in (cuts[49], cuts[89], cuts[98], max(found))]
-    return [name, f"{len(found):,} of {hot:,}", f"{matcher.unmatched:,}", *ms]
+    return [name, f"{len(found):,} of {expected:,}", f"{matcher.unmatched:,}", *ms]
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -220,6 +295,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 ROWS = {
     "broker only": "broker only",
     "swimstream": "at-least-once, in memory",
+    "live view": "a live view of a lane (SSE), at-least-once",
     "swimstream-durable": "exactly-once, durable (the defaults)",
 }
 
@@ -233,10 +309,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp, EmbeddedKafka() as kafka:
         progress(f"broker {kafka.title} on {kafka.bootstrap}")
-        for name, title in ROWS.items():
-            row = measure(kafka, name, args.rate, args.seconds, Path(tmp))
-            rows.append([title, *row[1:]])
-            progress(f"{title}: p50 {row[3]} ms, p99 {row[5]} ms")
+        for name in ("broker only", "swimstream", "swimstream-durable"):
+            for row in measure(kafka, name, args.rate, args.seconds, Path(tmp)):
+                title = ROWS[row[0]]
+                rows.append([title, *row[1:]])
+                progress(f"{title}: p50 {row[3]} ms, p99 {row[5]} ms")
     headers = ["path", "matched", "unmatched", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)"]
     body = (
         table(headers, rows)
@@ -245,7 +322,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         " the time from each hot reading's `produce()` to its alert read by a"
         " `read_committed` consumer (the first row: to the reading itself, read from the"
         " input topic, the floor under the others); *unmatched* counts alerts with no"
-        " reading left to pair with (a repeated alert would show there). The instance"
+        " reading left to pair with (a repeated alert would show there). The live view"
+        f" row follows the status lane of {len(VIEWED)} devices over HTTP (Server-Sent"
+        " Events) during the at-least-once run, from each of their readings' `produce()`"
+        " to the event showing it. The instance"
         " runs the towers app with the e2e bench's config, started and ready before the"
         " load begins; the producer lingers 5 ms, every consumer uses"
         " FAST_CONSUMER_SETTINGS, with `fetch.wait.max.ms` 10 for the bench's own."
