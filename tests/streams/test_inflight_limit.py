@@ -1,0 +1,89 @@
+"""More records in flight than the limit hold the source back, though no mailbox is full."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from swimstream import Agent, CommandLane, CounterLane
+from swimstream.metrics import MetricsRegistry
+from swimstream.routing import RouteTemplate
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.streams.ingest import SourceRunner
+from swimstream.streams.router import RecordRouter, SourceRoute
+from swimstream.testing import MemoryRecord, MemorySink, open_plane
+from tests.streams.scripted import ScriptedSource
+
+
+class Valve(Agent):
+    """Keeps each record in flight until the test lets one through the gate."""
+
+    work = CommandLane[dict[str, Any]]()
+    done = CounterLane()
+    gate: asyncio.Semaphore
+
+    @work.on_command
+    async def on_work(self, event: dict[str, Any]) -> None:
+        await self.gate.acquire()
+        self.done.add(1)
+
+
+def records(start: int, count: int) -> list[MemoryRecord]:
+    """One record for each of ``count`` agents: every mailbox holds one, none is full."""
+    return [
+        MemoryRecord("readings", 0, n, f"v{n}".encode(), orjson.dumps({"n": n}))
+        for n in range(start, start + count)
+    ]
+
+
+async def turns_until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (a few turns: no time passes here)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+
+
+async def test_more_records_in_flight_than_the_limit_stop_the_reading_until_half_are_done() -> None:
+    Valve.gate = asyncio.Semaphore(0)
+    async with open_plane({"/valve/:id": Valve}, mailbox_capacity=100) as plane:
+        registry = MetricsRegistry()
+        route = SourceRoute("readings", RouteTemplate.parse("/valve/{key}"), "work")
+        dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]
+        router = RecordRouter(plane, [route], dead, registry)
+        # 20 records arrive in the first wait and 20 in the second, each for its own agent.
+        source = ScriptedSource({1: records(0, 20), 2: records(20, 20)}, waits=3)
+        runner = SourceRunner("test", source, router, registry, max_inflight=8)  # type: ignore[arg-type]
+        task = asyncio.create_task(runner.run())
+        try:
+            await turns_until(lambda: runner.paused or source.done.is_set())
+            # 20 in flight, over the limit of 8: the runner reads nothing more (no second
+            # wait, so the next 20 stay at the source) ...
+            assert runner.paused, f"read on with {runner.book.inflight} in flight"
+            assert runner.book.inflight == 20
+            assert len(source.timeouts) == 1
+            assert registry.value("source_pauses", source="test") == 1
+            # ... while more than half the limit is in flight (it looks every 5 ms) ...
+            for _ in range(12):
+                Valve.gate.release()
+            await turns_until(lambda: runner.book.inflight == 8)
+            await asyncio.sleep(0.05)
+            assert runner.paused, "read on with 8 in flight, over half the limit"
+            assert len(source.timeouts) == 1
+            # ... and reads on once no more than half is.
+            for _ in range(40):
+                Valve.gate.release()
+            await asyncio.wait_for(source.done.wait(), 10)  # the next 20, held the same way
+        finally:
+            for _ in range(40):
+                Valve.gate.release()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await plane.settle()
+        assert sum(plane.get(f"/valve/v{n}", "done") for n in range(40)) == 40
+
+    assert registry.value("source_pauses", source="test") == 2
+    assert not runner.paused
