@@ -31,6 +31,20 @@ def kafka_partitions(
     return [KafkaPartition(tp.topic, tp.partition, offsets[tp]) for tp in partitions]
 
 
+def resume_fetching(consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+    """Resume ``partitions``, then seek each to its position, which starts its fetch at
+    once. A resume alone waits for librdkafka's fetcher, asleep while every partition
+    was paused, to wake by itself: 0.4 to 0.9 s from resume to records on the embedded
+    Tansu (its resume wakes nothing), during which an agent behind a full mailbox sat
+    idle, a fifth of a slow agent's run; with the seek, 0.06 s. What it refetches, the
+    pause had dropped anyway. A partition with no position yet (paused on assignment,
+    for a restore) fetches from its committed offset when resumed, unsought."""
+    consumer.resume(partitions)
+    for position in consumer.position(partitions):
+        if position.offset >= 0:
+            consumer.seek(position)
+
+
 class DeferredCalls:
     """Pause, resume and commit calls waiting for the consumer; thread-safe."""
 
@@ -79,7 +93,7 @@ class DeferredCalls:
                 if pause:
                     consumer.pause(kafka_partitions(held))
                 else:
-                    consumer.resume(kafka_partitions(held))
+                    resume_fetching(consumer, kafka_partitions(held))
             except KafkaException as exc:
                 failures.append(f"{'pausing' if pause else 'resuming'} {held}: {exc}")
         held_commits = {tp: offset for tp, offset in commits.items() if tp in assigned}

@@ -67,14 +67,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from connectors.kafka.deferred import DeferredCalls, kafka_partitions
+from connectors.kafka.deferred import DeferredCalls, kafka_partitions, resume_fetching
 from connectors.kafka.errors import CLIENT_LOG, KafkaBrokerError, describe, translate
 from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import DaemonExecutor, LoopBridge
@@ -345,7 +345,8 @@ class KafkaSource:
         self._flow(partitions, pause=True)
 
     def resume(self, partitions: Sequence[TopicPartition]) -> None:
-        """Fetch ``partitions`` again, from the position the service reached."""
+        """Fetch ``partitions`` again, from the position the service reached, at once
+        (see :func:`~connectors.kafka.deferred.resume_fetching`)."""
         self._flow(partitions, pause=False)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -422,10 +423,11 @@ class KafkaSource:
         if self._consumer is None or self._worker is not None:
             (self._deferred.pause if pause else self._deferred.resume)(held)
             return
-        call: Callable[[list[KafkaPartition]], None]
-        call = self._consumer.pause if pause else self._consumer.resume
         try:
-            call(kafka_partitions(held))
+            if pause:
+                self._consumer.pause(kafka_partitions(held))
+            else:
+                resume_fetching(self._consumer, kafka_partitions(held))
         except KafkaException as exc:
             what = "pausing" if pause else "resuming"
             raise translate(exc, f"{what} {held} of {self._where}") from exc
