@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -140,15 +142,21 @@ async def test_agents_rejects_unknown_routes_and_bad_limits(served: Served) -> N
     assert status == 400
 
 
-async def test_stats_reports_the_plane_counters(served: Served) -> None:
-    await served.post_json("/device/1?lane=reading", reading(70.0))
-    await served.plane.settle()
-    status, body = await served.get_json("/_stats")
+async def test_stats_reports_the_plane_counters(serve: ServeFactory) -> None:
+    before = time.monotonic()
+    async with serve() as served:
+        await served.post_json("/device/1?lane=reading", reading(70.0))
+        await served.plane.settle()
+        await asyncio.sleep(0.2)
+        status, body = await served.get_json("/_stats")
+        after = time.monotonic()
     assert status == 200
     assert body["app"] == "towers"
     assert body["active_agents"] == 3 and body["links"] == 2
     assert body["messages_handled"] >= 3 and body["streams_open"] == 0
-    assert body["uptime"] >= 0
+    # The seconds since this server started (to the millisecond): at least the sleep,
+    # at most the whole test.
+    assert 0.2 - 0.0005 <= body["uptime"] <= after - before + 0.0005, (body, after - before)
 
 
 async def test_the_stats_a_dashboard_polls_every_second_do_not_walk_every_link_and_timer(
