@@ -32,6 +32,11 @@ def towers_config(kafka: EmbeddedKafka, app: str, **extra: Any) -> dict[str, Any
     }
 
 
+def canonical(value: Any) -> bytes:
+    """``value`` as JSON with sorted keys: an order for lists of equal-shaped values."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
 def readings(count: int, devices: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     home = {d: f"t{rng.randrange(8)}" for d in range(devices)}
@@ -104,10 +109,21 @@ def test_every_agent_and_every_insight_matches_a_direct_computation(
     wait_until(
         lambda: len(read_topic(kafka_broker.bootstrap, f"{app}.alerts")) >= len(hot), 30, "alerts"
     )
-    alerts = [json_value(m) for m in read_topic(kafka_broker.bootstrap, f"{app}.alerts")]
-    assert sorted((a["device"], a["temp"]) for a in alerts) == sorted(
-        (e["device"], e["temp"]) for e in hot
-    )
+    # Each record as a consumer of the insight topic sees it: keyed by the device, the
+    # publishing agent in a header, the alert whole.
+    alerts = [
+        (key_text(m), header_text(m, "swimstream.node"), json_value(m))
+        for m in read_topic(kafka_broker.bootstrap, f"{app}.alerts")
+    ]
+    expected_alerts = [
+        (
+            e["device"],
+            f"/device/{e['device']}",
+            {"device": e["device"], "temp": e["temp"], "tower": e["tower"]},
+        )
+        for e in hot
+    ]
+    assert sorted(alerts, key=canonical) == sorted(expected_alerts, key=canonical)
 
     summaries = read_topic(kafka_broker.bootstrap, f"{app}.summaries")
     last_summary = {key_text(m): json_value(m) for m in summaries}
