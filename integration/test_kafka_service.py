@@ -231,16 +231,29 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_processed(
     )
     dead = read_topic(kafka_broker.bootstrap, f"{app}.dead-letter")
     assert len(dead) == 4
-    [too_large] = [m for m in dead if m.key() == b"huge"]
+    by_key = {m.key(): m for m in dead}
+    too_large = by_key[b"huge"]
     assert too_large.value() is None, "left out: it would not fit the dead-letter topic"
     assert "over the" in header_text(too_large, "swimstream.error")
     assert header_text(too_large, "swimstream.value.dropped").startswith("1500")
-    by_value = {m.value(): m for m in dead if m.key() != b"huge"}
-    for _, value, reason in bad:
-        message = by_value[value]
+    for key, value, reason in bad:
+        message = by_key[key]
+        assert message.value() == value, "the record as it came, to fix and replay"
         assert reason in header_text(message, "swimstream.error")
-        assert header_text(message, "swimstream.origin.topic") == f"{app}.readings"
-        assert int(header_text(message, "swimstream.origin.offset")) >= 0
+    # Where each bad record sits, read back from the source topic itself: the origin
+    # headers must lead an operator to that record, not to some other one.
+    origin = {
+        m.key(): (m.partition(), m.offset())
+        for m in read_topic(kafka_broker.bootstrap, f"{app}.readings")
+        if m.key() in by_key
+    }
+    for letter_key, letter in by_key.items():
+        assert header_text(letter, "swimstream.origin.topic") == f"{app}.readings"
+        where = (
+            int(header_text(letter, "swimstream.origin.partition")),
+            int(header_text(letter, "swimstream.origin.offset")),
+        )
+        assert where == origin[letter_key], (letter_key, where, origin[letter_key])
     for device in range(20):
         expected = sum(1 for e in good if e["device"] == str(device))
         wait_until(
