@@ -19,7 +19,7 @@ from examples.towers import HOT_TEMPERATURE
 from integration.support import Instance, header_text, json_value, wait_until
 from integration.test_kafka_service import readings, towers_config
 from integration.test_lifecycle import entries, ledger_config
-from tests.support.kafka import produce_json, read_topic
+from tests.support.kafka import committed_offsets, produce_json, read_topic
 
 
 def durable_config(kafka: EmbeddedKafka, app: str, data: Path, mode: str) -> dict[str, Any]:
@@ -221,8 +221,24 @@ def test_metrics_count_the_checkpoints_and_the_offset_commits_inside_them(
     instance = start_instance(config)
     produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, 500))
     wait_until(lambda: instance.metric("swimstream_records_in_total") >= 500, 30, "records in")
+
+    def every_offset_committed() -> bool:  # as the broker tells it
+        return (
+            sum(committed_offsets(kafka_broker.bootstrap, app, f"{app}.entries", 4).values()) == 500
+        )
+
+    wait_until(every_offset_committed, 30, "the offsets of every record committed")
     wait_until(
         lambda: instance.metric("swimstream_offset_commits_total") > 0, 10, "an offset commit"
     )
-    assert instance.metric("swimstream_checkpoints_total") > 0
-    assert instance.metric("swimstream_checkpoint_records_total") > 0
+    # The 50 accounts' two lanes (count, last) each written once at least, in the
+    # checkpoints whose transactions committed those offsets: records, not checkpoints.
+    wait_until(
+        lambda: instance.metric("swimstream_checkpoint_records_total") >= 100,
+        10,
+        "the changelog records of every account counted",
+    )
+    metrics = instance.metrics()
+    commits = sum(v for k, v in metrics.items() if k.startswith("swimstream_offset_commits_total"))
+    assert commits <= metrics["swimstream_checkpoints_total"], metrics  # one in each at most
+    assert metrics["swimstream_checkpoint_records_total"] <= 2 * 500, metrics
