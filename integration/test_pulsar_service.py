@@ -16,7 +16,7 @@ from connectors.embedded import EmbeddedKafka, EmbeddedPulsar
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSink, PulsarSource
 from examples.towers import HOT_TEMPERATURE
 from integration.support import Instance, wait_until
-from integration.test_kafka_service import readings
+from integration.test_kafka_service import canonical, readings
 from integration.test_lifecycle import entries
 from tests.support.towers import TOWERS_AGENTS
 
@@ -30,14 +30,22 @@ async def _produce(url: str, topic: str, events: list[dict[str, Any]]) -> None:
     await sink.close()
 
 
-async def _read(url: str, topic: str, expected: int) -> list[dict[str, Any]]:
+async def _read(url: str, topic: str, expected: int) -> list[tuple[str, str, Any]]:
+    """(key, swimstream.node header, JSON value) of the first ``expected`` records."""
     source = PulsarSource(url, "test-reader", [topic], settings=PULSAR_LITE_SETTINGS)
     await source.open()
-    seen: list[dict[str, Any]] = []
+    seen: list[tuple[str, str, Any]] = []
     deadline = asyncio.get_running_loop().time() + 30
     while len(seen) < expected and asyncio.get_running_loop().time() < deadline:
         batch = source.consume(1000)
-        seen += [orjson.loads(record.value() or b"null") for record in batch]
+        seen += [
+            (
+                (record.key() or b"").decode(),
+                dict(record.headers() or ()).get("swimstream.node", b"").decode(),
+                orjson.loads(record.value() or b"null"),
+            )
+            for record in batch
+        ]
         if not batch:
             await source.wait_for_records(0.2)
     await source.close()
@@ -73,9 +81,17 @@ def test_pulsar_in_insights_out_and_every_agent_matches(
         assert instance.lane(f"/device/{device}", "readings") == sum(
             1 for e in events if e["device"] == device
         )
-    hot = sorted((e["device"], e["temp"]) for e in events if e["temp"] > HOT_TEMPERATURE)
+    hot = [
+        (
+            e["device"],
+            f"/device/{e['device']}",
+            {"device": e["device"], "temp": e["temp"], "tower": e["tower"]},
+        )
+        for e in events
+        if e["temp"] > HOT_TEMPERATURE
+    ]
     alerts = asyncio.run(_read(url, f"{app}-alerts", len(hot)))
-    assert sorted((a["device"], a["temp"]) for a in alerts) == hot
+    assert sorted(alerts, key=canonical) == sorted(hot, key=canonical)
 
 
 async def _produce_entries(url: str, topic: str, events: list[tuple[str, dict[str, Any]]]) -> None:
