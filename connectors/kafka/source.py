@@ -103,12 +103,12 @@ from swimstream.streams.connector import InboundRecord, TopicPartition
 log = logging.getLogger("swimstream.kafka.source")
 
 _LOGICAL_OFFSETS = {
-    name: offset
-    for names, offset in (
-        (("earliest", "smallest", "beginning"), OFFSET_BEGINNING),
-        (("latest", "largest", "end"), OFFSET_END),
-    )
-    for name in names
+    "earliest": OFFSET_BEGINNING,
+    "smallest": OFFSET_BEGINNING,
+    "beginning": OFFSET_BEGINNING,
+    "latest": OFFSET_END,
+    "largest": OFFSET_END,
+    "end": OFFSET_END,
 }
 """``auto.offset.reset`` values, as the logical offsets a seek takes."""
 
