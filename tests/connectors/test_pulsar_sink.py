@@ -9,6 +9,7 @@ slows ``produce`` down instead of failing records.
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 
@@ -17,6 +18,7 @@ import pytest
 
 from connectors.embedded import EmbeddedPulsar, free_ports, unique_topic_name
 from connectors.pulsar import PulsarSink
+from connectors.pulsar.records import KEY_ENCODING_PROPERTY
 from swimstream.errors import BrokerError
 from swimstream.streams.connector import SinkConnector
 
@@ -79,6 +81,37 @@ async def test_reports_run_on_the_loop_thread_and_pending_returns_to_zero(
         of_key.setdefault(key, []).append(int(payload))
     assert sorted(of_key) == [f"device-{n}" for n in range(7)]
     assert all(numbers == sorted(numbers) for numbers in of_key.values())
+
+
+async def test_headers_become_message_properties_and_a_binary_key_survives(
+    service_url: str, topic: str
+) -> None:
+    """What a Pulsar consumer of the insights reads: the headers the service names the
+    node and lane with, as properties; a key that is not text, base64 in the partition
+    key, marked so."""
+    sink = PulsarSink(service_url)
+    await sink.open()
+    headers = [("swimstream.node", b"/device/7"), ("swimstream.lane", b"status")]
+    sink.produce(topic, b"7", b"{}", headers, None)
+    sink.produce(topic, b"\xff\x00", b"{}", None, None)
+    assert await sink.flush(10)
+    await sink.close()
+
+    def read() -> list[tuple[str, dict[str, str]]]:
+        client = pulsar.Client(service_url, operation_timeout_seconds=5)
+        try:
+            consumer = client.subscribe(
+                topic, "read-back", initial_position=pulsar.InitialPosition.Earliest
+            )
+            messages = [consumer.receive(5000) for _ in range(2)]
+            return [(m.partition_key(), m.properties()) for m in messages]
+        finally:
+            client.close()
+
+    (key, properties), (binary_key, binary_properties) = await asyncio.to_thread(read)
+    assert (key, properties) == ("7", {"swimstream.node": "/device/7", "swimstream.lane": "status"})
+    assert base64.b64decode(binary_key) == b"\xff\x00"
+    assert binary_properties == {KEY_ENCODING_PROPERTY: "base64"}
 
 
 async def test_records_wait_for_their_topics_producer_and_keep_their_order(
