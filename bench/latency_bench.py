@@ -32,17 +32,14 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
+import json
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,6 +54,7 @@ from bench.e2e_workload import PARTITIONS
 from bench.peers.harness import Workload
 from bench.report import progress, table, write_section
 from connectors.embedded import FAST_CONSUMER_SETTINGS, EmbeddedKafka
+from integration.support import Instance
 
 DEVICES = 1_000
 HOT_EVERY = 20
@@ -176,12 +174,12 @@ def produce_steady(
 
 
 def watch_view(
-    base: str, device: int, views: Matcher, streams: list[http.client.HTTPConnection]
+    url: str, device: int, views: Matcher, streams: list[http.client.HTTPConnection]
 ) -> None:
     """Follow ``/device/<device>?lane=status`` as Server-Sent Events until its connection
     is shut (``streams`` lists it for that); each ``set`` event is matched to the reading
     whose ``ts`` it shows."""
-    host, port = base.split(":")
+    host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port))
     connection.request("GET", f"/device/{device}?lane=status&stream=1")
     streams.append(connection)
@@ -208,24 +206,17 @@ def measure(
     """Start the instance (none for the floor), load it, and read the latencies: one
     row, and for ``swimstream`` a second one for its live views."""
     readings = kafka.create_topic(f"latency-{uuid.uuid4().hex[:8]}", partitions=PARTITIONS)
-    process: subprocess.Popen[bytes] | None = None
-    web = ""
+    instance: Instance | None = None
     if name == "broker only":
         watched, key_of = readings, reading_key
     else:
         workload = Workload(kafka.bootstrap, readings, 0, 0)
         contender = swimstream_contender(name, kafka, workload, work / name)
-        assert contender.alerts_topic is not None and contender.metrics_url is not None
+        assert contender.alerts_topic is not None
         watched, key_of = contender.alerts_topic, alert_key
-        web = contender.metrics_url.removeprefix("http://").removesuffix("/metrics")
-        log = (work / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [*contender.argv, "--log-level", "warning", "--log-format", "text"],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        wait_ready(f"http://{web}/readyz", process)
+        config_path = Path(contender.argv[contender.argv.index("--config") + 1])
+        instance = Instance(json.loads(config_path.read_text()), work / name, name).start()
+        instance.wait_ready(READY_TIMEOUT)
     alerts = Matcher()
     views = Matcher() if name == "swimstream" else None
     stop, ready = threading.Event(), threading.Event()
@@ -235,9 +226,9 @@ def measure(
             target=consume, args=(kafka.bootstrap, watched, key_of, alerts, stop, ready)
         )
     ]
-    if views is not None:
+    if views is not None and instance is not None:
         threads += [
-            threading.Thread(target=watch_view, args=(web, device, views, streams))
+            threading.Thread(target=watch_view, args=(instance.url, device, views, streams))
             for device in VIEWED
         ]
     for thread in threads:
@@ -257,9 +248,9 @@ def measure(
                 stream.sock.shutdown(socket.SHUT_RDWR)
         for thread in threads:
             thread.join()
-        if process is not None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(30)
+        if instance is not None:
+            instance.signal(signal.SIGTERM)
+            instance.wait_exit(30)
     rows = [row_of(name, alerts, hot)]
     if views is not None:
         rows.append(row_of("live view", views, int(rate * seconds) * len(VIEWED) // DEVICES))
@@ -274,22 +265,6 @@ def row_of(name: str, matcher: Matcher, expected: int) -> list[str]:
     cuts = statistics.quantiles(found, n=100)
     ms = [f"{1000 * value:,.1f}" for value in (cuts[49], cuts[89], cuts[98], max(found))]
     return [name, f"{len(found):,} of {expected:,}", f"{matcher.unmatched:,}", *ms]
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Until the instance answers ``/readyz`` with 200 (it holds its partitions)."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the instance exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the instance was not ready within {READY_TIMEOUT:.0f} s")
 
 
 ROWS = {
