@@ -13,10 +13,11 @@ newest offset wins), as they would have at the broker.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Collection, Mapping
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from swimstream.streams.connector import TopicPartition
@@ -31,27 +32,21 @@ def kafka_partitions(
     return [KafkaPartition(tp.topic, tp.partition, offsets[tp]) for tp in partitions]
 
 
-def resume_fetching(
-    consumer: Consumer,
-    partitions: list[KafkaPartition],
-    at: Mapping[TopicPartition, int] | None = None,
-) -> None:
+def resume_fetching(consumer: Consumer, partitions: list[KafkaPartition]) -> None:
     """Resume ``partitions``, then seek each to its position, which starts its fetch at
     once. A resume alone waits for librdkafka's fetcher, asleep while every partition
-    was paused, to wake by itself: 0.4 to 1.0 s from resume to records on the embedded
+    was paused, to wake by itself: 0.4 to 0.9 s from resume to records on the embedded
     Tansu (its resume wakes nothing), during which an agent behind a full mailbox sat
     idle, a fifth of a slow agent's run; with the seek, 0.06 s. What it refetches, the
-    pause had dropped anyway. A partition with no position yet (paused as it was
-    assigned, for a restore) seeks to its offset in ``at`` if given (the committed one,
-    or the logical one ``auto.offset.reset`` names, where librdkafka would start it);
-    without, its start waits as a resume's does."""
+    pause had dropped anyway. A partition with no position yet (paused on assignment,
+    for a restore) fetches from its committed offset when resumed, unsought: librdkafka
+    refuses a seek (``_STATE``) on a partition whose fetch has not started. A refused
+    seek leaves the partition resumed, to start when the fetcher wakes, as before."""
     consumer.resume(partitions)
     for position in consumer.position(partitions):
-        offset = position.offset
-        if offset == OFFSET_INVALID and at:
-            offset = at.get(TopicPartition(position.topic, position.partition), offset)
-        if offset != OFFSET_INVALID:
-            consumer.seek(KafkaPartition(position.topic, position.partition, offset))
+        if position.offset >= 0:
+            with contextlib.suppress(KafkaException):
+                consumer.seek(position)
 
 
 class DeferredCalls:
@@ -59,8 +54,7 @@ class DeferredCalls:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # (pause?, partitions, a resume's offsets for partitions without a position)
-        self._flow: list[tuple[bool, list[TopicPartition], Mapping[TopicPartition, int]]] = []
+        self._flow: list[tuple[bool, list[TopicPartition]]] = []  # (pause?, partitions)
         self._commits: dict[TopicPartition, int] = {}
 
     def __bool__(self) -> bool:
@@ -69,14 +63,12 @@ class DeferredCalls:
     def pause(self, partitions: list[TopicPartition]) -> None:
         """Record a pause."""
         with self._lock:
-            self._flow.append((True, partitions, {}))
+            self._flow.append((True, partitions))
 
-    def resume(
-        self, partitions: list[TopicPartition], at: Mapping[TopicPartition, int] | None = None
-    ) -> None:
+    def resume(self, partitions: list[TopicPartition]) -> None:
         """Record a resume."""
         with self._lock:
-            self._flow.append((False, partitions, at or {}))
+            self._flow.append((False, partitions))
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Record a commit."""
@@ -97,7 +89,7 @@ class DeferredCalls:
             flow, self._flow = self._flow, []
             commits, self._commits = self._commits, {}
         failures: list[str] = []
-        for pause, partitions, at in flow:
+        for pause, partitions in flow:
             held = [tp for tp in partitions if tp in assigned]
             if not held:
                 continue
@@ -105,7 +97,7 @@ class DeferredCalls:
                 if pause:
                     consumer.pause(kafka_partitions(held))
                 else:
-                    resume_fetching(consumer, kafka_partitions(held), at)
+                    resume_fetching(consumer, kafka_partitions(held))
             except KafkaException as exc:
                 failures.append(f"{'pausing' if pause else 'resuming'} {held}: {exc}")
         held_commits = {tp: offset for tp, offset in commits.items() if tp in assigned}

@@ -71,14 +71,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from connectors.kafka.deferred import DeferredCalls, kafka_partitions, resume_fetching
@@ -101,16 +94,6 @@ from swimstream.errors import BrokerError
 from swimstream.streams.connector import InboundRecord, TopicPartition
 
 log = logging.getLogger("swimstream.kafka.source")
-
-_LOGICAL_OFFSETS = {
-    "earliest": OFFSET_BEGINNING,
-    "smallest": OFFSET_BEGINNING,
-    "beginning": OFFSET_BEGINNING,
-    "latest": OFFSET_END,
-    "largest": OFFSET_END,
-    "end": OFFSET_END,
-}
-"""``auto.offset.reset`` values, as the logical offsets a seek takes."""
 
 _WAIT_BATCH = 1000  # records a wait takes beyond the first one that woke it
 _METADATA_TIMEOUT = 10.0
@@ -180,7 +163,6 @@ class KafkaSource:
             owned["group.instance.id"] = instance_id
         self._config = merge(CONSUMER_DEFAULTS, settings, CONSUMER_OWNED, owned, client="source")
         self._where = f"Kafka source of group {group_id!r} at {bootstrap}"
-        self._reset_to = _LOGICAL_OFFSETS.get(offset_reset)
         self._health = ConnectionHealth(log, self._where, stall_seconds(self._config))
         self._membership = Membership()
         self._buffer = RecordBuffer()
@@ -362,13 +344,10 @@ class KafkaSource:
         records already buffered here are still delivered)."""
         self._flow(partitions, pause=True)
 
-    def resume(
-        self, partitions: Sequence[TopicPartition], at: Mapping[TopicPartition, int] | None = None
-    ) -> None:
-        """Fetch ``partitions`` again, from the position the service reached (or ``at``,
-        for one that delivered nothing yet), at once (see
-        :func:`~connectors.kafka.deferred.resume_fetching`)."""
-        self._flow(partitions, pause=False, at=at)
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Fetch ``partitions`` again, from the position the service reached, at once
+        (see :func:`~connectors.kafka.deferred.resume_fetching`)."""
+        self._flow(partitions, pause=False)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit the next offset to read per partition, asynchronously. Partitions this
@@ -437,30 +416,18 @@ class KafkaSource:
             self._health.on_activity()
         return records
 
-    def _flow(
-        self,
-        partitions: Sequence[TopicPartition],
-        *,
-        pause: bool,
-        at: Mapping[TopicPartition, int] | None = None,
-    ) -> None:
+    def _flow(self, partitions: Sequence[TopicPartition], *, pause: bool) -> None:
         held = [tp for tp in partitions if tp in self._membership.assigned]
         if not held:
             return
-        if at is not None and self._reset_to is not None:
-            # Not committed: where ``auto.offset.reset`` would start it (a logical offset).
-            at = {tp: at.get(tp, self._reset_to) for tp in held}
         if self._consumer is None or self._worker is not None:
-            if pause:
-                self._deferred.pause(held)
-            else:
-                self._deferred.resume(held, at)
+            (self._deferred.pause if pause else self._deferred.resume)(held)
             return
         try:
             if pause:
                 self._consumer.pause(kafka_partitions(held))
             else:
-                resume_fetching(self._consumer, kafka_partitions(held), at)
+                resume_fetching(self._consumer, kafka_partitions(held))
         except KafkaException as exc:
             what = "pausing" if pause else "resuming"
             raise translate(exc, f"{what} {held} of {self._where}") from exc

@@ -360,11 +360,8 @@ class PulsarSource:
             if feed is not None:
                 feed.paused = True
 
-    def resume(
-        self, partitions: Sequence[TopicPartition], at: Mapping[TopicPartition, int] | None = None
-    ) -> None:
-        """Read ``partitions`` again, from where they stopped (the subscription knows
-        where that is: ``at`` is not needed)."""
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read ``partitions`` again, from where they stopped."""
         for partition in partitions:
             feed = self._by_partition.get(partition)
             if feed is not None:

@@ -165,8 +165,7 @@ class Handover:
             del self._restoring[tp]
         runner.restoring.difference_update(mine)
         held = runner.connector.assignment()
-        # From the committed offsets just read: the fetch starts at once (see the connector).
-        runner.connector.resume([tp for tp in mine if tp in held], at=offsets)
+        runner.connector.resume([tp for tp in mine if tp in held])
         log.info(
             "shards %s caught up with the changelog: %s read, %s applied (%s of "
             "uncommitted ones skipped), %s changed, in %.1f s",

@@ -110,12 +110,8 @@ class SourceConnector(Protocol):
         """Stop fetching these partitions (backpressure); records already fetched stay."""
         ...
 
-    def resume(
-        self, partitions: Sequence[TopicPartition], at: Mapping[TopicPartition, int] | None = None
-    ) -> None:
-        """Fetch these partitions again, from where they stopped. ``at`` gives the offset
-        to start from for those that delivered nothing yet (paused as they were
-        assigned): their committed offsets, which a connector may use to start at once."""
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Fetch these partitions again."""
         ...
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

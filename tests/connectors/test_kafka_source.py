@@ -226,31 +226,6 @@ async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
     assert len(await pump(source, lambda got: len(got) >= 10)) == 10
 
 
-async def test_a_partition_paused_as_it_was_assigned_resumes_from_the_offset_given(
-    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
-) -> None:
-    """A restore pauses its partitions as they are assigned, and resumes them from the
-    offsets it read (the committed ones): each starts there, by a seek, which starts the
-    fetch at once (a bare resume waited up to a second for librdkafka's fetcher); one
-    with no offset given starts where ``auto.offset.reset`` says, here the earliest."""
-    topic = make_topic(partitions=2)
-    fill(kafka_broker.bootstrap, topic, per_partition=10, partitions=2)
-    source = await open_source([topic])
-
-    def restore_first(change: Rebalance) -> Mapping[TopicPartition, int]:
-        source.pause(change.assigned)
-        return {}
-
-    source.set_rebalance_listener(restore_first)
-    nothing = await pump(source, lambda _: bool(source.assignment()))
-    assert nothing == []
-    first, second = TopicPartition(topic, 0), TopicPartition(topic, 1)
-    source.resume([first, second], at={first: 6})
-    resumed = await pump(source, lambda got: len(got) >= 14)
-    assert [offset_of(r) for r in resumed if partition_of(r) == 0] == list(range(6, 10))
-    assert [offset_of(r) for r in resumed if partition_of(r) == 1] == list(range(10))
-
-
 async def test_connected_follows_a_frozen_broker(
     kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
 ) -> None:

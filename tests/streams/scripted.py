@@ -50,9 +50,7 @@ class ScriptedSource:
     def pause(self, partitions: Sequence[TopicPartition]) -> None:
         pass
 
-    def resume(
-        self, partitions: Sequence[TopicPartition], at: Mapping[TopicPartition, int] | None = None
-    ) -> None:
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
         pass
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
