@@ -20,7 +20,7 @@ from yarl import URL
 from examples.towers import ROUTES
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.metrics import MetricsRegistry
-from swimstream.runtime import Plane
+from swimstream.runtime import AgentStore, Plane
 from swimstream.testing import open_plane
 from swimstream.web import HealthReport, WebServer
 
@@ -89,11 +89,14 @@ class Served:
 async def serve(
     routes: Mapping[str, type[Agent]] = TEST_ROUTES,
     mailbox_capacity: int = 1024,
+    store: AgentStore | None = None,
+    idle_timeout: float | None = None,
     **options: Any,
 ) -> AsyncIterator[Served]:
     """A plane running ``routes`` behind a WebServer on a free port, and a client session.
 
-    ``options`` go to the WebServer (``max_body_size``, ``stream_interval``, ...).
+    ``store`` and ``idle_timeout`` go to the plane, the other ``options`` to the
+    WebServer (``max_body_size``, ``stream_interval``, ...).
     """
     Valve.opened = asyncio.Event()
     Valve.entered = 0
@@ -101,7 +104,9 @@ async def serve(
     health = SettableHealth()
     options.setdefault("app_name", "towers")
     async with (
-        open_plane(routes, mailbox_capacity=mailbox_capacity) as plane,
+        open_plane(
+            routes, mailbox_capacity=mailbox_capacity, store=store, idle_timeout=idle_timeout
+        ) as plane,
         WebServer(
             plane, registry=registry, health=health, listen=("127.0.0.1", 0), **options
         ) as server,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from swimstream.runtime import MemoryAgentStore
 from swimstream.web import HealthReport
-from tests.web.harness import Served, reading
+from tests.web.harness import Served, ServeFactory, reading
 
 # One line of the Prometheus text exposition format, version 0.0.4.
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -91,3 +93,23 @@ async def test_metrics_is_prometheus_text_with_the_plane_gauges(served: Served) 
     assert samples["swimstream_web_streams_open"] == 0
     assert samples['swimstream_web_responses_total{code="200",method="POST"}'] == 3
     assert samples['swimstream_web_responses_total{code="422",method="POST"}'] == 1
+
+
+async def test_metrics_count_stored_agents_and_pending_timers(serve: ServeFactory) -> None:
+    """The two gauges that read zero on a fresh plane, given something to count."""
+    async with serve(store=MemoryAgentStore(), idle_timeout=60.0) as served:
+        for ts in (1, 2, 3):
+            await served.post_json(f"/device/{ts}?lane=reading", reading(50.0, "a", ts))
+
+        def two_timers(device: Any) -> None:  # due long after the passivation below
+            device.schedule(3600.0, device.on_reading, reading(40.0))
+            device.schedule(7200.0, device.on_reading, reading(41.0))
+
+        await served.plane.call("/device/1", two_timers)
+        await served.plane.advance(61.0)  # every agent idle past its timeout: passivated
+        async with served.client.get(served.url("/metrics")) as response:
+            samples = parse_prometheus(await response.text())
+
+    assert samples["swimstream_plane_active_agents"] == 0
+    assert samples["swimstream_plane_stored_agents"] == 5  # 3 devices, the tower, the world
+    assert samples["swimstream_plane_timers"] == 2
