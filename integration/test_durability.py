@@ -70,6 +70,18 @@ def start_processing(
     return instance
 
 
+def kill_after(instance: Instance, records: int, what: str) -> None:
+    """``kill -9`` once ``instance`` has taken ``records`` records in (not after a
+    delay, which on a fast machine can fall after the backlog is done)."""
+    wait_until(
+        lambda: instance.metric("swimstream_records_in_total") >= records,
+        120,
+        f"{records} records in before {what}",
+        interval=0.05,
+    )
+    instance.signal(signal.SIGKILL)
+
+
 def check_exact_state(instance: Instance, events: list[dict[str, Any]], sample: int) -> None:
     latest = {e["device"]: e for e in events}
     counts = Counter(e["device"] for e in events)
@@ -114,8 +126,10 @@ def test_kill_9_three_times_and_the_state_is_exact(
     rng = random.Random(mode)
     instances = [start_processing(start_instance, config, "run")]
     for kill in range(3):
-        time.sleep(rng.uniform(1.0, 3.0))  # a random moment of processing
-        instances[-1].signal(signal.SIGKILL)
+        # A random moment in the middle of the backlog, whatever the machine's speed: a
+        # restart reads again from the last checkpoint, so three kills within their first
+        # 20,000 records leave the last instance most of the 100,000 to do.
+        kill_after(instances[-1], rng.randrange(3_000, 20_000), f"kill {kill + 1}")
         instances[-1].wait_exit(10)
         instances.append(start_processing(start_instance, config, f"after-kill-{kill + 1}"))
     final = instances[-1]
