@@ -7,6 +7,8 @@ commit), yet the service's callbacks touch state that belongs to the event loop.
 :class:`LoopBridge` moves such a call onto the loop thread: directly when already
 there, otherwise through ``call_soon_threadsafe``, waiting for the result when the
 caller needs it (a rebalance listener's offsets) and not otherwise (a delivery report).
+A worker thread may also wait for a coroutine run on the loop (:meth:`LoopBridge.wait`:
+a checkpoint before a revoke), up to a deadline.
 
 The blocking calls go the other way, to a :class:`DaemonExecutor`: one daemon thread per
 client. Not a ThreadPoolExecutor, whose threads the interpreter joins at exit: a
@@ -21,8 +23,9 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -75,6 +78,36 @@ class LoopBridge:
                 if self.loop.is_closed():
                     future.cancel()
                     raise LoopGoneError("the event loop closed while a callback waited") from None
+
+    def wait(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``work`` on the loop and wait for its result, from another thread.
+
+        As :meth:`call`, deadlock-free because the loop is awaiting the calling thread,
+        not blocked on it: the loop keeps running (agents, sinks, a checkpoint) while
+        the caller waits. Past ``timeout`` seconds ``work`` is cancelled (whatever it
+        shielded goes on) and TimeoutError raised. On the loop thread itself nothing
+        could run ``work`` while the caller waits: that is refused (RuntimeError).
+        """
+        if self.on_loop_thread:
+            work.close()
+            raise RuntimeError("a coroutine cannot be waited for on its own loop's thread")
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        except RuntimeError as exc:  # the loop is closed
+            work.close()
+            raise LoopGoneError("the event loop is closed") from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return future.result(timeout=max(0.0, min(left, _LOOP_CHECK)))
+            except concurrent.futures.TimeoutError:
+                if self.loop.is_closed():
+                    future.cancel()
+                    raise LoopGoneError("the event loop closed while a coroutine ran") from None
+                if left <= _LOOP_CHECK:
+                    future.cancel()
+                    raise TimeoutError(f"not done within {timeout:g} s") from None
 
     def post(self, function: Callable[[], object]) -> None:
         """``function()`` on the loop thread without waiting: now if already there.

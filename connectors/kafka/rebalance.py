@@ -1,14 +1,27 @@
 """Group rebalances, from librdkafka's callbacks to the service's listener.
 
-librdkafka calls ``on_assign``/``on_revoke``/``on_lost`` from inside ``consume`` on the
-thread that called it, which is the source's fetch thread as often as the event loop.
-:class:`RebalanceRelay` runs the part the service sees (its listener, and every change to
-what :class:`Membership` says this member holds) on the loop thread through a
-:class:`~connectors.kafka.loop.LoopBridge`, and waits there for the listener's answer;
-then, back on the calling thread and before the callback returns (that is, before
-librdkafka lets the partitions go), it commits the listener's offsets synchronously,
-unless the broker is known not to answer: librdkafka's synchronous commit waits for the
-coordinator for ever, so those offsets are given up (the records are read again).
+librdkafka calls ``on_assign``/``on_revoke``/``on_lost`` from inside ``consume`` (or
+``close``) on the thread that called it, which is always the source's worker thread
+(:mod:`connectors.kafka.source`). :class:`RebalanceRelay` runs the part the service sees
+(its listener, and every change to what :class:`Membership` says this member holds) on
+the loop thread through a :class:`~connectors.kafka.loop.LoopBridge`, and waits there for
+the listener's answer; then, back on the worker thread and before the callback returns
+(that is, before librdkafka lets the partitions go), it commits the listener's offsets
+synchronously, unless the broker is known not to answer: librdkafka's synchronous
+commit waits for the coordinator for ever, so those offsets are given up (the records
+are read again).
+
+A clean revoke first runs the listener's ``before_revoke`` coroutine on the loop, the
+worker waiting for it: the buffered records of the revoked partitions are dropped, so
+none is routed after it, and the service commits what it routed (a checkpoint, with its
+own transaction) while the partitions are still this member's, as Kafka Streams commits
+a task in ``onPartitionsRevoked``. The loop runs on meanwhile, and the worker holds the
+consumer, so the coroutine must not need the consumer (the source defers or answers
+from snapshots). The wait is bounded by ``revoke_timeout``, and skipped when the broker
+is known not to answer: past it the coroutine is cancelled (what it shielded, such as a
+commit under way, goes on) and the revoke proceeds as without it, with a warning; the
+next owner then starts from the last committed offsets. A lost partition gets no such
+call: another member may own it already.
 
 On assignment the partitions are assigned *before* the listener runs, so that a
 listener that pauses new partitions (to restore their state first) pauses partitions
@@ -28,7 +41,7 @@ after the position already moved past them. A listener's exception is kept in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException
@@ -39,10 +52,8 @@ from connectors.kafka.errors import partition_list
 from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import LoopBridge, LoopGoneError
 from connectors.kafka.records import RecordBuffer
-from swimstream.streams.connector import Rebalance, TopicPartition
+from swimstream.streams.connector import Rebalance, RebalanceListener, RevokeHook, TopicPartition
 from swimstream.text import counted
-
-Listener = Callable[[Rebalance], Mapping[TopicPartition, int]]
 
 
 @dataclass(slots=True)
@@ -77,10 +88,13 @@ class RebalanceRelay:
         health: ConnectionHealth,
         *,
         cooperative: bool,
+        revoke_timeout: float,
         logger: logging.Logger,
         where: str,
     ) -> None:
-        self.listener: Listener | None = None
+        self.listener: RebalanceListener | None = None
+        self.before_revoke: RevokeHook | None = None
+        self._revoke_timeout = revoke_timeout
         self._membership = membership
         self._buffer = buffer
         self._deferred = deferred
@@ -134,9 +148,10 @@ class RebalanceRelay:
         )
         self._membership.busy = True
         try:
+            dropped = 0 if lost or not gone else self._before_revoke(gone)
             final: dict[TopicPartition, int] = {}
             try:
-                final = self._bridge.call(lambda: self._revoked(gone, lost))
+                final = self._bridge.call(lambda: self._revoked(gone, lost, dropped))
             except LoopGoneError:
                 self._log.error(
                     "%s: event loop gone; releasing %s without committing",
@@ -156,6 +171,46 @@ class RebalanceRelay:
         finally:
             self._membership.busy = False
 
+    def _before_revoke(self, gone: tuple[TopicPartition, ...]) -> int:
+        """Await the hook on the loop, up to the revoke timeout, after dropping the
+        buffered records of ``gone`` (so none is routed after what the hook commits);
+        returns how many were dropped. Whatever goes wrong, the revoke goes on as
+        without a hook: the next owner reads again from the last committed offsets."""
+        hook = self.before_revoke
+        if hook is None:
+            return 0
+        where, partitions = self._where, partition_list(gone)
+        if not self._health.connected:  # its commit would wait for the broker in vain
+            self._log.warning(
+                "%s: the broker does not answer: revoking %s without committing first",
+                where,
+                partitions,
+            )
+            return 0
+
+        async def prepare() -> int:
+            dropped = self._buffer.discard(gone)
+            await hook(gone)
+            return dropped
+
+        try:
+            return self._bridge.wait(prepare(), self._revoke_timeout)
+        except TimeoutError:
+            self._log.warning(
+                "%s: committing before the revoke of %s took over %g s; revoking them "
+                "without waiting (the next owner may read records again)",
+                where,
+                partitions,
+                self._revoke_timeout,
+            )
+        except LoopGoneError:
+            self._log.error(
+                "%s: event loop gone; revoking %s without committing", where, partitions
+            )
+        except Exception as exc:
+            self._fail(exc)
+        return 0
+
     def _assigned(self, gained: tuple[TopicPartition, ...], metadata: object) -> None:
         membership = self._membership
         held = membership.assigned | set(gained) if self._cooperative else frozenset(gained)
@@ -173,7 +228,9 @@ class RebalanceRelay:
             except Exception as exc:
                 self._fail(exc)
 
-    def _revoked(self, gone: tuple[TopicPartition, ...], lost: bool) -> dict[TopicPartition, int]:
+    def _revoked(
+        self, gone: tuple[TopicPartition, ...], lost: bool, dropped: int
+    ) -> dict[TopicPartition, int]:
         final: Mapping[TopicPartition, int] = {}
         if self.listener is not None and gone:
             try:
@@ -187,7 +244,7 @@ class RebalanceRelay:
         membership.epoch += 1
         for tp in gone:
             membership.end_offsets.pop(tp, None)
-        dropped = self._buffer.discard(gone)
+        dropped += self._buffer.discard(gone)
         if gone:
             self._log.info(
                 "%s: %s %s (%s dropped)",

@@ -6,26 +6,34 @@ positions). Settings and why: :mod:`connectors.kafka.settings`.
 
 Threading model
     Everything the service calls runs on the event loop's thread and never waits for the
-    network, except where noted. :meth:`~KafkaSource.consume` hands over records that
-    librdkafka has already fetched (``consume(n, 0)``). :meth:`~KafkaSource.wait_for_records`
-    blocks in the source's own worker thread (``consume(1, timeout)``, then whatever else
-    is already there) and buffers what it gets, so the next ``consume`` returns it first,
-    in order.
+    network, except where noted. The consumer is consumed from in the source's own
+    worker thread only, never on the loop: librdkafka runs the rebalance callbacks
+    inside whichever ``consume`` serves them, and a callback on the loop thread could
+    not wait for anything the loop does, such as a checkpoint before a revoke.
+    :meth:`~KafkaSource.consume` hands over records the worker already buffered, and
+    when fewer than the batch asked for remain, starts the worker's next fetch
+    (``consume(n, 0)``, n up to :data:`_FETCH_RECORDS` or the batch if larger), so under
+    load the next records are fetched while the service routes the last ones, two thread
+    hand-offs per fetch rather than per batch. :meth:`~KafkaSource.wait_for_records`
+    blocks in the worker (``consume(1, timeout)``, then whatever else is already there)
+    and buffers what it gets, so the next ``consume`` returns it first, in order.
 
     While that worker is inside the consumer, the loop does not call into it:
     confluent-kafka 2.16 serializes cross-thread calls into a Consumer, so a loop call
-    would stall until the wait ends, or for ever if the wait is itself waiting for the
+    would stall until the fetch ends, or for ever if the fetch is itself waiting for the
     loop. ``pause``/``resume``/``commit`` made meanwhile are deferred and applied by the
     worker (:mod:`connectors.kafka.deferred`); ``high_watermarks``/``positions`` answer
-    from the snapshot the worker took at the end of its last wait.
+    from the snapshot the worker took at the end of its last fetch, and
+    ``consumer_group_metadata`` from the assignment's.
 
-    Rebalance callbacks run inside whichever ``consume`` call librdkafka serves them from;
-    the listener and every change of the assignment always run on the loop thread, the
-    worker waiting for them (:mod:`connectors.kafka.rebalance`), and the listener's
-    offsets are committed synchronously before the callback returns. When the callback
-    runs on the loop thread itself (from ``consume``), that commit is a blocking round
-    trip on the loop, once per rebalance. A listener may pause, resume, commit and read
-    the source; a ``consume`` from inside it returns only buffered records.
+    Rebalance callbacks thus always run in the worker; the listener and every change of
+    the assignment run on the loop thread, the worker waiting for them
+    (:mod:`connectors.kafka.rebalance`), and the listener's offsets are committed
+    synchronously before the callback returns. Before a revoke, the listener's
+    ``before_revoke`` coroutine runs on the loop, the worker waiting for it up to
+    ``revoke_timeout``; the loop goes on meanwhile (agents, sinks, a checkpoint). A
+    listener may pause, resume, commit and read the source; a ``consume`` from inside it
+    returns only buffered records.
 
     The default ``range`` strategy is eager: each rebalance first revokes everything this
     member holds (the listener must hand back final offsets for all of it), then assigns
@@ -48,8 +56,8 @@ Static membership
 Liveness
     ``connected`` follows :mod:`connectors.kafka.health`: error events and per-second
     broker statistics, because a broker that hangs closes no socket. Both are delivered
-    from inside ``consume``/``wait_for_records``, so the flag is only as fresh as the
-    service's polling (which never stops while the source runs).
+    from inside the worker's fetches, so the flag is only as fresh as the service's
+    polling (which never stops while the source runs).
 
 Measured throughput
     What ``consume`` can hand to Python: 500k JSON records of about 45 bytes over 4
@@ -57,7 +65,9 @@ Measured throughput
     ``wait_for_records(0.05)`` when it returns nothing) and counted, timed from the
     assignment on, with the defaults of :mod:`connectors.kafka.settings`: 0.38-0.46 s,
     that is **1.1-1.3 million records/s** (three runs; Python 3.11, 2 AMD EPYC cores,
-    broker on the same machine). With librdkafka's default ``fetch.queue.backoff.ms``
+    broker on the same machine), when ``consume`` still called librdkafka on the loop
+    thread; fetching in the worker instead (prefetching 2,000 at a time): FIGURES.
+    With librdkafka's default ``fetch.queue.backoff.ms``
     (1000) the same read took 2.3 s (214k records/s); ``fetch.wait.max.ms`` 50 or 100
     made no difference to throughput, only to latency. Reproduce with
     ``SWIMSTREAM_BENCH=1 pytest tests/connectors/test_kafka_source.py -k consume_rate -s``.
@@ -79,7 +89,7 @@ from connectors.kafka.errors import CLIENT_LOG, KafkaBrokerError, describe, tran
 from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.progress import Progress, positions
-from connectors.kafka.rebalance import Listener, Membership, RebalanceRelay
+from connectors.kafka.rebalance import Membership, RebalanceRelay
 from connectors.kafka.records import RecordBuffer, split_events
 from connectors.kafka.settings import (
     CONSUMER_DEFAULTS,
@@ -91,11 +101,18 @@ from connectors.kafka.settings import (
 )
 from connectors.kafka.topics import check_topics
 from swimstream.errors import BrokerError
-from swimstream.streams.connector import InboundRecord, TopicPartition
+from swimstream.streams.connector import (
+    InboundRecord,
+    RebalanceListener,
+    RevokeHook,
+    TopicPartition,
+)
 
 log = logging.getLogger("swimstream.kafka.source")
 
-_WAIT_BATCH = 1000  # records a wait takes beyond the first one that woke it
+_FETCH_RECORDS = 2000
+"""Records a fetch takes at most, or the service's batch if larger: a fetch costs two
+thread hand-offs, whatever it brings."""
 _METADATA_TIMEOUT = 10.0
 _WORKER_GRACE = 0.05
 """Seconds a wait gives the worker it started beyond ``timeout``. The worker's ``consume``
@@ -107,13 +124,15 @@ the next wait returned as soon as it finished, two wake-ups of an idle source fo
 
 @dataclass(slots=True)
 class _Fetched:
-    """What one wait brought back from the worker thread."""
+    """What one fetch brought back from the worker thread."""
 
     records: list[Message]
     end_offsets: dict[TopicPartition, int]
     epoch: int
-    """The membership epoch when the wait began: a change means a rebalance ran in it."""
+    """The membership epoch when the fetch began: a change means a rebalance ran in it."""
     progress: Progress
+    waited: bool
+    """Whether the fetch waited for a record (one that did not may have come too soon)."""
 
 
 class KafkaSource:
@@ -130,6 +149,8 @@ class KafkaSource:
             (``earliest`` or ``latest``).
         close_timeout: seconds :meth:`close` waits for the broker before abandoning the
             consumer (a commit to an unreachable coordinator never returns by itself).
+        revoke_timeout: seconds a revoke waits for the listener's ``before_revoke``
+            before it lets the partitions go all the same.
     """
 
     reports_watermarks = True
@@ -145,9 +166,11 @@ class KafkaSource:
         settings: Settings | None = None,
         offset_reset: str = "earliest",
         close_timeout: float = 30.0,
+        revoke_timeout: float = 10.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.close_timeout = close_timeout
+        self.revoke_timeout = revoke_timeout
         self.group_id = group_id
         self.topics = tuple(topics)
         self.instance_id = instance_id
@@ -167,11 +190,13 @@ class KafkaSource:
         self._membership = Membership()
         self._buffer = RecordBuffer()
         self._deferred = DeferredCalls()
-        self._listener: Listener | None = None
+        self._listener: RebalanceListener | None = None
+        self._before_revoke: RevokeHook | None = None
         self._consumer: Consumer | None = None
         self._relay: RebalanceRelay | None = None
         self._executor: DaemonExecutor | None = None
         self._worker: asyncio.Future[Any] | None = None  # the worker holds the consumer
+        self._fetch_size = _FETCH_RECORDS
         self._failure: BaseException | None = None
         self._progress = Progress()
         self._closed = False
@@ -191,9 +216,10 @@ class KafkaSource:
         bridge = LoopBridge()
         self._relay = RebalanceRelay(
             self._membership, self._buffer, self._deferred, bridge, self._health,
-            cooperative=is_cooperative(self._config), logger=log, where=self._where,
+            cooperative=is_cooperative(self._config), revoke_timeout=self.revoke_timeout,
+            logger=log, where=self._where,
         )  # fmt: skip
-        self._relay.listener = self._listener
+        self._relay.listener, self._relay.before_revoke = self._listener, self._before_revoke
         config = {
             **self._config,
             "error_cb": self._health.on_error,
@@ -260,23 +286,14 @@ class KafkaSource:
     # -- records ------------------------------------------------------------------------
 
     def consume(self, max_records: int) -> Sequence[InboundRecord]:
-        """Buffered records first, then what librdkafka has fetched, without waiting."""
+        """Buffered records, up to ``max_records``, without waiting; when fewer than that
+        remain buffered, the worker starts fetching the next ones (see the module
+        docstring)."""
         self._raise_failure()
         records = self._buffer.take(max_records)
-        consumer = self._consumer
-        room = max_records - len(records)
-        membership = self._membership
-        if room > 0 and consumer is not None and self._worker is None and not membership.busy:
-            epoch = membership.epoch
-            try:
-                messages = consumer.consume(room, 0)
-            except KafkaException as exc:
-                raise translate(exc, f"consuming {self._where}") from exc
-            split = split_events(messages)
-            self._report_errors(split.errors)
-            fresh = self._take(split.records, split.end_offsets, epoch)
-            if fresh:
-                records = records + fresh if records else fresh
+        self._fetch_size = max(max_records, _FETCH_RECORDS)
+        if len(self._buffer) < max_records:
+            self._start_fetch(0.0)
         return cast("list[InboundRecord]", records)
 
     async def wait_for_records(self, timeout: float) -> None:
@@ -285,34 +302,55 @@ class KafkaSource:
         A wait abandoned by cancellation, or by an earlier call's shorter timeout,
         finishes in the background and its records stay buffered."""
         self._raise_failure()
-        if self._buffer or self._consumer is None:
-            return
-        worker = self._worker
-        limit = timeout  # a worker an earlier wait started may have a longer timeout
-        if worker is None:
-            loop = asyncio.get_running_loop()
-            worker = loop.run_in_executor(self._executor, self._fetch, self._consumer, timeout)
-            worker.add_done_callback(self._fetched)
-            self._worker = worker
-            limit = timeout + _WORKER_GRACE
-        await asyncio.wait([worker], timeout=limit)
-        self._raise_failure()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._buffer and self._consumer is not None:
+            worker = self._worker
+            limit = deadline - loop.time()  # a worker already running may wait longer
+            if worker is None:
+                worker = self._start_fetch(limit) if limit > 0 else None
+                if worker is None:  # (time is up, or the source is closing)
+                    return
+                limit += _WORKER_GRACE
+            await asyncio.wait([worker], timeout=limit)
+            self._raise_failure()
+            # Only a fetch that did not wait (started by ``consume``) and brought
+            # nothing leaves time to wait for; any other ends the wait.
+            if not worker.done() or worker.exception() or worker.result().waited:
+                return
 
-    def _fetch(self, consumer: Consumer, timeout: float) -> _Fetched:
-        """The worker's half of a wait (runs in the worker thread)."""
+    def _start_fetch(self, timeout: float) -> asyncio.Future[_Fetched] | None:
+        """Start the worker's next fetch unless one runs (or the consumer is closed)."""
+        if self._worker is not None or self._consumer is None or self._closed:
+            return self._worker
+        loop = asyncio.get_running_loop()
+        worker = loop.run_in_executor(
+            self._executor, self._fetch, self._consumer, timeout, self._fetch_size
+        )
+        worker.add_done_callback(self._fetched)
+        self._worker = worker
+        return worker
+
+    def _fetch(self, consumer: Consumer, timeout: float, size: int) -> _Fetched:
+        """The worker's half of a fetch (runs in the worker thread): up to ``size``
+        records, waiting up to ``timeout`` seconds for the first one. Every rebalance
+        callback runs in here."""
         epoch = self._membership.epoch
         self._apply_deferred(consumer)
-        messages = consumer.consume(1, timeout)
-        if messages:
-            messages.extend(consumer.consume(_WAIT_BATCH, 0))
+        if timeout > 0:
+            messages = consumer.consume(1, timeout)
+            if messages:
+                messages.extend(consumer.consume(size - 1, 0))
+        else:
+            messages = consumer.consume(size, 0)
         self._apply_deferred(consumer)
         split = split_events(messages)
         self._report_errors(split.errors)
         progress = Progress.read(consumer, self._membership.assigned)
-        return _Fetched(split.records, split.end_offsets, epoch, progress)
+        return _Fetched(split.records, split.end_offsets, epoch, progress, timeout > 0)
 
     def _fetched(self, worker: asyncio.Future[_Fetched]) -> None:
-        """The loop's half of a wait: buffer what the worker brought back."""
+        """The loop's half of a fetch: buffer what the worker brought back."""
         self._worker = None
         exc = worker.exception()
         if exc is not None:
@@ -329,11 +367,15 @@ class KafkaSource:
 
     # -- the group ----------------------------------------------------------------------
 
-    def set_rebalance_listener(self, listener: Listener) -> None:
-        """Called with every assignment change, on the event loop's thread."""
-        self._listener = listener
+    def set_rebalance_listener(
+        self, listener: RebalanceListener, before_revoke: RevokeHook | None = None
+    ) -> None:
+        """Called with every assignment change, on the event loop's thread;
+        ``before_revoke`` awaited before a revoke, up to ``revoke_timeout`` (see the
+        module docstring)."""
+        self._listener, self._before_revoke = listener, before_revoke
         if self._relay is not None:
-            self._relay.listener = listener
+            self._relay.listener, self._relay.before_revoke = listener, before_revoke
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this member holds now."""

@@ -79,12 +79,15 @@ from connectors.pulsar.probe import BrokerProbe
 from connectors.pulsar.records import PulsarRecord
 from connectors.pulsar.settings import PulsarSettings, Setting
 from swimstream.errors import BrokerError, ConfigError
-from swimstream.streams.connector import Rebalance, TopicPartition
+from swimstream.streams.connector import (
+    Rebalance,
+    RebalanceListener,
+    RevokeHook,
+    TopicPartition,
+)
 from swimstream.text import counted
 
 log = logging.getLogger("swimstream.pulsar")
-
-RebalanceListener = Callable[[Rebalance], Mapping[TopicPartition, int]]
 
 _SUBSCRIBE_NOTES = {
     "Timeout": (
@@ -338,8 +341,13 @@ class PulsarSource:
 
     # -- flow and progress ------------------------------------------------------------
 
-    def set_rebalance_listener(self, listener: RebalanceListener) -> None:
-        """Store ``listener``; it hears of the (only) assignment at the next read."""
+    def set_rebalance_listener(
+        self, listener: RebalanceListener, before_revoke: RevokeHook | None = None
+    ) -> None:
+        """Store ``listener``; it hears of the (only) assignment at the next read.
+        ``before_revoke`` is never called: Pulsar moves keys without telling the client
+        (see the module docstring), and the revoke in :meth:`close` comes after the
+        service's final checkpoint, with nothing left to commit before it."""
         self._listener = listener
         self._announced = False
 

@@ -16,7 +16,7 @@ waits happen in :meth:`SourceConnector.wait_for_records` and the async methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -68,6 +68,14 @@ class Rebalance:
     partitions back."""
 
 
+RebalanceListener = Callable[[Rebalance], Mapping[TopicPartition, int]]
+"""Told of every assignment change; returns the final offsets of revoked partitions."""
+
+RevokeHook = Callable[[tuple[TopicPartition, ...]], Awaitable[None]]
+"""Awaited on the loop before partitions are revoked (not lost), while this member
+still holds them: what it commits there, the next owner starts from."""
+
+
 class SourceConnector(Protocol):
     """Consumes the app's source topics as one member of its consumer group.
 
@@ -94,12 +102,16 @@ class SourceConnector(Protocol):
         ...
 
     def set_rebalance_listener(
-        self, listener: Callable[[Rebalance], Mapping[TopicPartition, int]]
+        self, listener: RebalanceListener, before_revoke: RevokeHook | None = None
     ) -> None:
-        """Call ``listener`` on every assignment change, from inside ``consume`` or
-        ``wait_for_records``, before partitions are released; the offsets it returns
-        (next offset to read, per revoked partition) are committed first, synchronously.
-        """
+        """Call ``listener`` on every assignment change, on the loop's thread, before
+        partitions are released; the offsets it returns (next offset to read, per
+        revoked partition) are committed first, synchronously.
+
+        ``before_revoke(partitions)``, when given, is awaited before the listener hears
+        of a clean revoke (not of a loss), while the partitions are still held and none
+        of their records is delivered any more, for a bounded time; a source without
+        revokes (Pulsar's) never calls it."""
         ...
 
     def assignment(self) -> set[TopicPartition]:

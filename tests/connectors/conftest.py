@@ -8,6 +8,7 @@ Sources use a 6 s session timeout because Tansu holds every group join for half 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,6 +35,7 @@ class SourceFactory(Protocol):
         *,
         instance_id: str | None = None,
         settings: Settings | None = None,
+        revoke_timeout: float = 10.0,
     ) -> KafkaSource: ...
 
 
@@ -61,6 +63,7 @@ async def open_source(kafka_broker: EmbeddedKafka) -> AsyncIterator[SourceFactor
         *,
         instance_id: str | None = None,
         settings: Settings | None = None,
+        revoke_timeout: float = 10.0,
     ) -> KafkaSource:
         source = KafkaSource(
             kafka_broker.bootstrap,
@@ -68,6 +71,7 @@ async def open_source(kafka_broker: EmbeddedKafka) -> AsyncIterator[SourceFactor
             topics,
             instance_id=instance_id,
             settings={**TEST_SOURCE_SETTINGS, **(settings or {})},
+            revoke_timeout=revoke_timeout,
         )
         await source.open()
         opened.append(source)
@@ -118,3 +122,22 @@ async def pump(
         else:
             await source.wait_for_records(0.05)
     return records
+
+
+@contextlib.asynccontextmanager
+async def kept_polling(source: KafkaSource) -> AsyncIterator[None]:
+    """Keep ``source`` consuming, as the service would, for the block's duration (a
+    rebalance is served only in a fetch)."""
+    stop = asyncio.Event()
+
+    async def poll() -> None:
+        while not stop.is_set():
+            source.consume(100)
+            await source.wait_for_records(0.05)
+
+    polling = asyncio.create_task(poll())
+    try:
+        yield
+    finally:
+        stop.set()
+        await polling

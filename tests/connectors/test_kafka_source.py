@@ -23,7 +23,7 @@ from swimstream.streams.connector import (
     SourceConnector,
     TopicPartition,
 )
-from tests.connectors.conftest import SourceFactory, new_group, pump
+from tests.connectors.conftest import SourceFactory, kept_polling, new_group, pump
 from tests.support.kafka import committed_offsets, produce_json
 
 
@@ -153,19 +153,8 @@ async def test_a_joining_member_revokes_on_the_loop_thread_and_commits_the_liste
     ]
 
     second = await open_source([topic], group)
-    stop = asyncio.Event()
-
-    async def keep_first_polling() -> None:
-        while not stop.is_set():
-            first.consume(100)
-            await first.wait_for_records(0.05)
-
-    polling = asyncio.create_task(keep_first_polling())
-    try:
+    async with kept_polling(first):
         taken = await pump(second, lambda _: len(second.assignment()) == 2, timeout=20)
-    finally:
-        stop.set()
-        await polling
 
     revoked = [change for change, _, _ in seen if change.revoked]
     assert revoked and not revoked[0].lost
@@ -185,13 +174,94 @@ async def test_a_joining_member_revokes_on_the_loop_thread_and_commits_the_liste
     assert any(f"revoked {topic}[0, 1, 2, 3]" in line for line in lines), lines
 
 
+async def test_a_revoke_waits_for_before_revoke_while_the_partitions_are_still_held(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    """``before_revoke`` runs on the loop while the worker waits in the revoke: it may
+    await (a checkpoint settles and commits there), the partitions are still this
+    member's meanwhile, and what it commits is where their next owner starts."""
+    topic = make_topic(partitions=4)
+    fill(kafka_broker.bootstrap, topic, per_partition=10)
+    group = new_group()
+    loop_thread = threading.get_ident()
+    everything = {TopicPartition(topic, p) for p in range(4)}
+    events: list[str] = []
+    first = await open_source([topic], group)
+
+    def listener(change: Rebalance) -> Mapping[TopicPartition, int]:
+        if change.revoked:
+            events.append("listener told of the revoke")
+        return {}  # nothing: the offsets committed are before_revoke's
+
+    async def before_revoke(partitions: tuple[TopicPartition, ...]) -> None:
+        events.append("before_revoke began")
+        assert threading.get_ident() == loop_thread
+        assert set(partitions) == everything == first.assignment()
+        await asyncio.sleep(0.5)
+        first.commit({tp: 6 for tp in partitions})
+        events.append("before_revoke ended")
+
+    first.set_rebalance_listener(listener, before_revoke)
+    await pump(first, lambda got: len(got) >= 40)
+    second = await open_source([topic], group)
+    async with kept_polling(first):
+        taken = await pump(second, lambda got: len(got) >= 8, timeout=20)
+
+    assert events[:3] == [
+        "before_revoke began",
+        "before_revoke ended",
+        "listener told of the revoke",
+    ]
+    assert {offset_of(r) for r in taken} == {6, 7, 8, 9}
+    assert committed_offsets(kafka_broker.bootstrap, group, topic, 4) == {p: 6 for p in range(4)}
+
+
+async def test_a_revoke_waits_for_before_revoke_no_longer_than_the_revoke_timeout(
+    kafka_broker: EmbeddedKafka,
+    make_topic: TopicFactory,
+    open_source: SourceFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A ``before_revoke`` that never ends (a commit to a broker gone silent) is
+    cancelled after ``revoke_timeout``, and the partitions move all the same."""
+    topic = make_topic(partitions=2)
+    group = new_group()
+    first = await open_source([topic], group, revoke_timeout=1.0)
+    cancelled = asyncio.Event()
+
+    async def never_done(_partitions: tuple[TopicPartition, ...]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    first.set_rebalance_listener(lambda _: {}, never_done)
+    await pump(first, lambda _: len(first.assignment()) == 2)
+    second = await open_source([topic], group)
+    started = time.monotonic()
+    async with kept_polling(first):
+        await pump(second, lambda _: bool(second.assignment()), timeout=20)
+    assert cancelled.is_set()
+    assert len(first.assignment()) == 1 and time.monotonic() - started < 15
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("took over 1 s" in line for line in warned), warned
+
+
 @pytest.mark.parametrize("waits", [True, False], ids=["with-waits", "consume-only"])
 async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
-    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory, waits: bool
+    kafka_broker: EmbeddedKafka,
+    make_topic: TopicFactory,
+    open_source: SourceFactory,
+    caplog: pytest.LogCaptureFixture,
+    waits: bool,
 ) -> None:
-    """The assignment reaches the listener from the wait's worker thread (with waits) or
-    from ``consume`` on the loop thread (consume-only); either way a pause made inside
-    the listener holds before any record of the new partitions is delivered."""
+    """The assignment is served in the worker thread, whether the service waits for
+    records or only consumes (whose fetches the worker makes too: a callback served on
+    the loop thread could await nothing), and reaches the listener on the loop thread;
+    either way a pause made inside the listener holds before any record of the new
+    partitions is delivered."""
+    caplog.set_level(logging.DEBUG, logger="swimstream.kafka.source")
     topic = make_topic(partitions=2)
     fill(kafka_broker.bootstrap, topic, per_partition=5, partitions=2)
     source = await open_source([topic])
@@ -221,6 +291,8 @@ async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
         await poll_once()
     assert delivered == []
     assert threads == {threading.get_ident()}
+    served = [r.getMessage() for r in caplog.records if "assignment served" in r.getMessage()]
+    assert served and all(line.endswith("in a worker thread") for line in served), served
 
     source.resume(sorted(source.assignment()))
     assert len(await pump(source, lambda got: len(got) >= 10)) == 10

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from swimstream.streams.connector import InboundRecord, Rebalance, TopicPartition
+from swimstream.streams.connector import (
+    InboundRecord,
+    RebalanceListener,
+    RevokeHook,
+    TopicPartition,
+)
 from swimstream.testing import MemoryRecord
 
 PARTITION = TopicPartition("readings", 0)
-
-RebalanceListener = Callable[[Rebalance], Mapping[TopicPartition, int]]
 
 
 class ScriptedSource:
@@ -28,6 +31,8 @@ class ScriptedSource:
         self._ready: list[MemoryRecord] = []
         self.listener: RebalanceListener | None = None
         """What the runner gave to hear of rebalances (call it to play one)."""
+        self.before_revoke: RevokeHook | None = None
+        """What the runner gave to await before a revoke (await it to play one)."""
 
     def consume(self, max_records: int) -> Sequence[InboundRecord]:
         batch, self._ready = self._ready[:max_records], self._ready[max_records:]
@@ -41,8 +46,11 @@ class ScriptedSource:
             await asyncio.Event().wait()  # until the test cancels the runner
         await asyncio.sleep(0)  # the agents run meanwhile
 
-    def set_rebalance_listener(self, listener: RebalanceListener) -> None:
+    def set_rebalance_listener(
+        self, listener: RebalanceListener, before_revoke: RevokeHook | None = None
+    ) -> None:
         self.listener = listener
+        self.before_revoke = before_revoke
 
     def assignment(self) -> set[TopicPartition]:
         return {PARTITION}
