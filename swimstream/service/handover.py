@@ -5,13 +5,18 @@ durable state shard p (partition p of the source topics) lives in changelog part
 When a partition moves (an instance joins, leaves, or fails), its agents' state must
 move with it, exactly, as Kafka Streams moves a task's store:
 
-* **The old owner lets go.** At the revoke its checkpoints stop storing the shard's
-  changes (:meth:`~swimstream.store.tracker.StateTracker.hold`): the group resumes the
-  partition at the last checkpoint's cut, so state holding records routed since would
-  count them twice wherever the partition goes next. If the partition comes back (an
-  eager rebalance revokes everything and mostly hands the same partitions back), the
-  agents in memory go on, as the source runner's replay rule expects. If it went to
-  another member, its agents, their timers and links, and their noted changes are
+* **The old owner commits, then lets go.** Before a revoke completes, that is before
+  librdkafka lets the partitions go, it checkpoints and waits for the commit
+  (:meth:`~swimstream.store.checkpoint.Checkpointer.commit_now`, skipped when nothing
+  changed since the last cut): no record of the partition is routed after that cut,
+  so the group resumes the partition exactly where the committed state ends, as Kafka
+  Streams commits a task in ``onPartitionsRevoked``. Then its checkpoints stop storing
+  the shard's changes (:meth:`~swimstream.store.tracker.StateTracker.hold`): the group
+  resumes the partition at the last checkpoint's cut, so state holding anything since
+  would count it twice wherever the partition goes next. If the partition comes back
+  (an eager rebalance revokes everything and mostly hands the same partitions back),
+  the agents in memory go on, as the source runner's replay rule expects. If it went
+  to another member, its agents, their timers and links, and their noted changes are
   dropped from this instance, at rest (no turn under way).
 * **The new owner catches up before it reads.** A partition gained is paused at once,
   before a record of it is delivered; the changelog partition is read from where this
@@ -26,10 +31,29 @@ The first assignment after a start is a gain like any other: the start's recover
 the changelog before this member joined, and another instance may have checkpointed
 since. Reading a tail with nothing new costs one fetch.
 
-What this does not give: the insights of records the old owner routed after its last
-checkpoint are in its open transaction, which it commits at its next checkpoint, and the
-new owner publishes them again when it replays those records. At a hand-over, insights
-are at least once (at most ``processing.commit_interval`` of records); state is exact.
+What holds for insights (the ``exactly-once`` guarantee, read with
+``isolation.level=read_committed``): a revoke's checkpoint commits, in one transaction,
+the shard's state, its source offsets and the insights of every record routed from it,
+so across a clean hand-over (scaling out or in, a rolling restart) each record's
+insights are published once. (``at-least-once``: the checkpoint commits the offsets
+right after the broker acknowledged the insights, so a clean hand-over repeats none
+either.) Where no checkpoint is made before the partitions go, the new owner replays
+the records since the last committed checkpoint (at most ``processing.commit_interval``
+of them), and state stays exact:
+
+* a crash: the old owner's open transaction is aborted (its transaction times out, or
+  its next incarnation fences it), so its insights of those records are never
+  visible, and the new owner's are the only ones (on Kafka; the embedded Tansu shows
+  ``read_committed`` readers the records of aborted transactions);
+* a **lost** partition (the session expired while this instance, or its broker, was
+  away): another member may own it already, so nothing is committed for it; the old
+  owner's next checkpoint still commits the insights of what it routed, and the new
+  owner publishes them again;
+* a revoke whose checkpoint does not commit within the source's ``revoke_timeout``
+  (10 s; a broker that stopped answering), or one met while the broker is known not to
+  answer: the partitions go with a warning, as if lost;
+* the revoke as the instance leaves the group at its stop comes after the final
+  checkpoint, which committed everything already.
 """
 
 from __future__ import annotations
@@ -74,6 +98,7 @@ class Handover:
     def follow(self, runner: SourceRunner) -> None:
         """Hand over the shards of ``runner``'s partitions as they move."""
         runner.on_moved = lambda change: self._moved(runner, change)
+        runner.before_revoke = self._commit_before_revoke
         self._runners.append(runner)
 
     def restoring(self) -> set[int]:
@@ -84,12 +109,20 @@ class Handover:
         """Follow no more moves, and stop restores still running (the service stops:
         its final checkpoint comes next, and leaving the group revokes everything)."""
         for runner in self._runners:
-            runner.on_moved = None
+            runner.on_moved = runner.before_revoke = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- rebalances (on the loop's thread, inside the consumer's callback) --------------
+
+    async def _commit_before_revoke(self, revoked: tuple[TopicPartition, ...]) -> None:
+        """Checkpoint and wait for its commit while the partitions are still held (see
+        the module docstring); nothing to do before checkpoints start, as nothing was
+        routed yet."""
+        checkpointer = self._durability.checkpointer
+        if checkpointer is not None:
+            await checkpointer.commit_now()
 
     def _moved(self, runner: SourceRunner, change: Rebalance) -> None:
         tracker = self._durability.tracker

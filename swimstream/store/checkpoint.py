@@ -31,6 +31,11 @@ An idle instance then writes no markers and runs no transactions; the checkpoint
 for the plane or a source to get work (or :data:`IDLE_RECHECK` seconds) before looking
 again, then checkpoints within ``interval`` as usual.
 
+**At a revoke**, :meth:`Checkpointer.commit_now` checkpoints at once (unless nothing
+changed) and waits for the commit, so the partitions leave with everything routed from
+them committed (:mod:`swimstream.service.handover`); it shares the periodic
+checkpoints' turn, one checkpoint at a time.
+
 A checkpoint that fails to commit leaves memory ahead of what the broker holds; the
 instance cannot continue without applying records twice, so the failure stops it
 (health red, exit non-zero) and recovery resumes from the last committed checkpoint.
@@ -143,6 +148,8 @@ class Checkpointer:
         self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
         self._cut = asyncio.Lock()  # one barrier at a time: a cut, or a change at rest
+        self._turn = asyncio.Lock()  # one checkpoint at a time: periodic, revoke, final
+        self._finishing = False
         self._last_cut: dict[TopicPartition, int] | None = None
         self._produced_at_cut = 0
         self._in_transaction = False
@@ -219,6 +226,28 @@ class Checkpointer:
     async def checkpoint(self) -> None:
         """Make a cut and start its commit (see the module docstring); raises when the
         previous checkpoint failed to commit."""
+        async with self._turn:
+            await self._checkpoint()
+
+    async def commit_now(self) -> None:
+        """Checkpoint now unless nothing changed since the last cut, and return once it
+        and every checkpoint before it are committed; raises as :meth:`checkpoint`.
+
+        For a revoke (:mod:`swimstream.service.handover`): everything routed until now
+        is then committed, state, offsets and insights together, before the partitions
+        go to their next owner. Once the final checkpoint has begun it is the one
+        waited for."""
+        async with self._turn:
+            if not self._finishing:
+                if self._committing is not None:
+                    await asyncio.shield(self._committing)
+                if not self.unchanged():
+                    await self._checkpoint()
+            committing = self._committing
+        if committing is not None:
+            await asyncio.shield(committing)
+
+    async def _checkpoint(self) -> None:
         if self._committing is not None:
             await self._committing  # one commit at a time, in order; raises its failure
         failed = self.local.failure
@@ -329,6 +358,7 @@ class Checkpointer:
 
     async def finish(self) -> None:
         """Make the final cut and wait until it is committed and written locally."""
+        self._finishing = True
         await self.checkpoint()
         if self._committing is not None:
             await self._committing
@@ -336,6 +366,7 @@ class Checkpointer:
 
     async def close(self) -> None:
         """Wait for the last commit and local write; abort an open transaction."""
+        self._finishing = True
         if self._committing is not None:
             await asyncio.gather(self._committing, return_exceptions=True)
         await self.local.close()

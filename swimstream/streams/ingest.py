@@ -27,13 +27,15 @@ With durable state, a :class:`~swimstream.store.checkpoint.Checkpointer` commits
 so nothing new is routed while the instance reaches a consistent cut, and commits the
 offsets of that cut itself; the service then stops the runner in two steps
 (:meth:`SourceRunner.stop_consuming`, the final checkpoint, :meth:`SourceRunner.close`).
-A revoke then commits nothing: the group resumes a partition at the last checkpoint's
-cut, while the agents in memory already hold every record routed since. When the next
-assignment gives such a partition back (the range assignor's eager protocol revokes
-everything at each rebalance, and mostly hands the same partitions back; a session that
-expired while the broker was away loses them all), the records
-before where it was routed to are dropped as they are delivered again: applying them a
-second time would count them twice.
+A revoke itself commits nothing: :attr:`SourceRunner.before_revoke` (a checkpoint,
+waited for) runs first, so the group resumes the partition where the runner stopped
+routing it. Where that checkpoint could not be made (a lost partition, a broker that
+does not answer), the group resumes at the last checkpoint's cut, while the agents in
+memory already hold every record routed since. When the next assignment gives such a
+partition back (the range assignor's eager protocol revokes everything at each
+rebalance, and mostly hands the same partitions back; a session that expired while the
+broker was away loses them all), the records before where it was routed to are dropped
+as they are delivered again: applying them a second time would count them twice.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ import time
 from collections.abc import Callable, Mapping
 
 from swimstream.metrics import MetricsRegistry
-from swimstream.streams.connector import Rebalance, SourceConnector, TopicPartition
+from swimstream.streams.connector import (
+    Rebalance,
+    RevokeHook,
+    SourceConnector,
+    TopicPartition,
+)
 from swimstream.streams.router import RecordRouter
 from swimstream.streams.tracking import OffsetBook, PartitionTracker
 from swimstream.text import counted
@@ -96,6 +103,9 @@ class SourceRunner:
         self.on_moved: Callable[[Rebalance], None] | None = None
         """Told of every assignment and revoke once the runner has handled it (durable
         state hands shards over between instances there)."""
+        self.before_revoke: RevokeHook | None = None
+        """Awaited before a clean revoke, while the partitions are still held and none
+        of their records is routed any more (durable state checkpoints there)."""
         self.restoring: set[TopicPartition] = set()
         """Partitions paused until their state is restored: backpressure must not
         resume them."""
@@ -138,7 +148,7 @@ class SourceRunner:
     async def run(self) -> None:
         """Consume until :meth:`stop`; then drain."""
         connector = self.connector
-        connector.set_rebalance_listener(self._on_rebalance)
+        connector.set_rebalance_listener(self._on_rebalance, self._before_revoke)
         route = self._router.route
         book = self.book
         last_key: tuple[str | None, int | None] = (None, None)
@@ -296,6 +306,10 @@ class SourceRunner:
         if not any(lag.values()):
             self._caught_up = True
             log.info("%s caught up with %s", self.name, counted(len(assigned), "partition"))
+
+    async def _before_revoke(self, partitions: tuple[TopicPartition, ...]) -> None:
+        if self.before_revoke is not None:  # (cleared as the service stops)
+            await self.before_revoke(partitions)
 
     def _on_rebalance(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         final = self._rebalanced(change)

@@ -1,0 +1,110 @@
+"""A revoke commits a checkpoint before the partitions go, so their next owner starts
+where the committed state ends (see :mod:`swimstream.service.handover`).
+
+With a commit interval far longer than the test, no periodic checkpoint runs: whatever
+the group has committed when the revoke completes, the revoke's checkpoint committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Message, Producer
+
+from connectors.embedded import EmbeddedKafka, free_ports
+from connectors.factory import open_connectors
+from connectors.kafka import KafkaSource
+from swimstream.config import parse_config
+from swimstream.service import Service
+from tests.connectors.conftest import kept_polling
+from tests.support.kafka import QUICK_GROUP_JOIN, TANSU_SESSION, committed_offsets
+from tests.support.towers import TOWERS_AGENTS
+
+PARTITIONS = 2
+RECORDS = 600
+
+
+def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
+    web, mesh = free_ports(2)
+    return {
+        "app": app,
+        "broker": {
+            "kind": "kafka",
+            "bootstrap": kafka.bootstrap,
+            "partitions": PARTITIONS,
+            **QUICK_GROUP_JOIN,
+        },
+        "agents": TOWERS_AGENTS,
+        "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
+        "processing": {"commit_interval": 600},  # no periodic checkpoint in the test
+        "store": {"path": str(store)},  # durable, exactly-once: the defaults
+        "web": {"listen": f"127.0.0.1:{web}"},
+        "mesh": {"listen": f"127.0.0.1:{mesh}"},
+    }
+
+
+async def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_revoke_commits_a_checkpoint_of_everything_routed_before_the_partitions_go(
+    kafka_broker: EmbeddedKafka, tmp_path: Path
+) -> None:
+    app = "revoke-checkpoint"
+    topic = f"{app}.readings"
+    kafka_broker.create_topic(topic, partitions=PARTITIONS)
+    service = Service(parse_config(towers(kafka_broker, app, tmp_path), {}), open_connectors)
+    await service.start()
+    joining: KafkaSource | None = None
+    try:
+        assert service.durability is not None and service.durability.checkpointer is not None
+        checkpointer = service.durability.checkpointer
+        runner = service.runners[0]
+        await wait_until(lambda: runner.ready, 60, "the service to hold its partitions")
+        # (Keyed as the app shards its agents; each partition's end counted as written.)
+        producer = Producer(
+            {"bootstrap.servers": kafka_broker.bootstrap, "partitioner": "murmur2_random"}
+        )
+        ends: dict[int, int] = {}
+
+        def written(error: object, message: Message) -> None:
+            assert error is None, error
+            partition, offset = message.partition(), message.offset()
+            assert partition is not None and offset is not None
+            ends[partition] = max(ends.get(partition, 0), offset + 1)
+
+        for n in range(RECORDS):
+            reading = {"device": f"d{n % 50}", "tower": "t0", "temp": 20.0, "ts": n}
+            producer.produce(topic, orjson.dumps(reading), f"d{n % 50}", on_delivery=written)
+        assert producer.flush(10) == 0 and len(ends) == PARTITIONS
+
+        def routed() -> int:
+            return sum(runner.book.routed_positions().values())
+
+        await wait_until(lambda: routed() == RECORDS, 30, "every record routed")
+        assert checkpointer.stats.checkpoints == 0  # (the interval is ten minutes)
+
+        # Another member joins: the eager protocol revokes both partitions, then splits
+        # them. The revoke waited for a checkpoint's commit of everything routed.
+        joining = KafkaSource(
+            kafka_broker.bootstrap, service.config.consumer_group, [topic], settings=TANSU_SESSION
+        )
+        await joining.open()
+        async with kept_polling(joining):
+            await wait_until(lambda: len(runner.connector.assignment()) == 1, 30, "the split")
+            committed = committed_offsets(kafka_broker.bootstrap, app, topic, PARTITIONS)
+            assert committed == ends
+            assert checkpointer.stats.checkpoints == 1  # one per rebalance, not per callback
+    finally:
+        if joining is not None:
+            await joining.close()
+        service.stop()
+        await service.close()
+    assert service.failure is None
