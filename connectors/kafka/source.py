@@ -63,13 +63,19 @@ Measured throughput
     What ``consume`` can hand to Python: 500k JSON records of about 45 bytes over 4
     partitions of the embedded Tansu, read by ``consume(500)`` (falling back to
     ``wait_for_records(0.05)`` when it returns nothing) and counted, timed from the
-    assignment on, with the defaults of :mod:`connectors.kafka.settings`: 0.38-0.46 s,
-    that is **1.1-1.3 million records/s** (three runs; Python 3.11, 2 AMD EPYC cores,
-    broker on the same machine), when ``consume`` still called librdkafka on the loop
-    thread; fetching in the worker instead (prefetching 2,000 at a time): FIGURES.
-    With librdkafka's default ``fetch.queue.backoff.ms``
-    (1000) the same read took 2.3 s (214k records/s); ``fetch.wait.max.ms`` 50 or 100
-    made no difference to throughput, only to latency. Reproduce with
+    assignment on, with the defaults of :mod:`connectors.kafka.settings`: 0.43-0.52 s,
+    that is **1.0-1.15 million records/s** (three runs; Python 3.11, 2 AMD EPYC cores,
+    broker on the same machine). ``consume`` used to call librdkafka on the loop thread
+    when nothing was buffered: 0.33-0.36 s (1.4-1.5 million records/s) in runs taken
+    in turn with those. The difference is the worker: each fetch of 2,000 costs two
+    thread hand-offs (about 0.1 ms), and the records are made on one thread and read
+    on another, under one GIL. Where routing costs far more than fetching it hardly
+    shows: ``bench/e2e_bench.py``'s swimstream rows, three rounds each, gave a median of
+    60k against 65k events/s in memory and 35k against 34k durable (runs on this
+    machine vary by a third). Larger fetches did not help (5,000 or 10,000: slower).
+    With librdkafka's default ``fetch.queue.backoff.ms`` (1000) the same read took
+    2.3 s (214k records/s); ``fetch.wait.max.ms`` 50 or 100 made no difference to
+    throughput, only to latency. Reproduce with
     ``SWIMSTREAM_BENCH=1 pytest tests/connectors/test_kafka_source.py -k consume_rate -s``.
 """
 

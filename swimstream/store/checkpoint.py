@@ -149,7 +149,6 @@ class Checkpointer:
         self._committing: asyncio.Task[None] | None = None
         self._cut = asyncio.Lock()  # one barrier at a time: a cut, or a change at rest
         self._turn = asyncio.Lock()  # one checkpoint at a time: periodic, revoke, final
-        self._finishing = False
         self._last_cut: dict[TopicPartition, int] | None = None
         self._produced_at_cut = 0
         self._in_transaction = False
@@ -235,14 +234,12 @@ class Checkpointer:
 
         For a revoke (:mod:`swimstream.service.handover`): everything routed until now
         is then committed, state, offsets and insights together, before the partitions
-        go to their next owner. Once the final checkpoint has begun it is the one
-        waited for."""
+        go to their next owner."""
         async with self._turn:
-            if not self._finishing:
-                if self._committing is not None:
-                    await asyncio.shield(self._committing)
-                if not self.unchanged():
-                    await self._checkpoint()
+            if self._committing is not None:
+                await asyncio.shield(self._committing)
+            if not self.unchanged():
+                await self._checkpoint()
             committing = self._committing
         if committing is not None:
             await asyncio.shield(committing)
@@ -358,7 +355,6 @@ class Checkpointer:
 
     async def finish(self) -> None:
         """Make the final cut and wait until it is committed and written locally."""
-        self._finishing = True
         await self.checkpoint()
         if self._committing is not None:
             await self._committing
@@ -366,7 +362,6 @@ class Checkpointer:
 
     async def close(self) -> None:
         """Wait for the last commit and local write; abort an open transaction."""
-        self._finishing = True
         if self._committing is not None:
             await asyncio.gather(self._committing, return_exceptions=True)
         await self.local.close()

@@ -62,10 +62,10 @@ async def test_a_revoke_commits_a_checkpoint_of_everything_routed_before_the_par
     kafka_broker.create_topic(topic, partitions=PARTITIONS)
     service = Service(parse_config(towers(kafka_broker, app, tmp_path), {}), open_connectors)
     await service.start()
+    assert service.durability is not None and service.durability.checkpointer is not None
+    checkpointer = service.durability.checkpointer
     joining: KafkaSource | None = None
     try:
-        assert service.durability is not None and service.durability.checkpointer is not None
-        checkpointer = service.durability.checkpointer
         runner = service.runners[0]
         await wait_until(lambda: runner.ready, 60, "the service to hold its partitions")
         # (Keyed as the app shards its agents; each partition's end counted as written.)
