@@ -248,6 +248,43 @@ async def test_a_revoke_waits_for_before_revoke_no_longer_than_the_revoke_timeou
     assert any("took over 1 s" in line for line in warned), warned
 
 
+async def test_a_before_revoke_that_fails_fails_the_source_and_the_partitions_move(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    """A failed ``before_revoke`` (a checkpoint that could not commit) is raised by the
+    source's next call, as a listener's failure is, for the service to stop on; the
+    revoke itself goes on."""
+    topic = make_topic(partitions=2)
+    group = new_group()
+    first = await open_source([topic], group)
+
+    async def failing(_partitions: tuple[TopicPartition, ...]) -> None:
+        raise RuntimeError("the checkpoint failed")
+
+    first.set_rebalance_listener(lambda _: {}, failing)
+    await pump(first, lambda _: len(first.assignment()) == 2)
+    second = await open_source([topic], group)
+    raised: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def poll_first() -> None:
+        while not stop.is_set():
+            try:
+                first.consume(100)
+                await first.wait_for_records(0.05)
+            except RuntimeError as exc:
+                raised.append(exc)
+
+    polling = asyncio.create_task(poll_first())
+    try:
+        await pump(second, lambda _: bool(second.assignment()), timeout=20)
+    finally:
+        stop.set()
+        await polling
+    assert [str(exc) for exc in raised] == ["the checkpoint failed"]
+    assert len(first.assignment()) == 1
+
+
 @pytest.mark.parametrize("waits", [True, False], ids=["with-waits", "consume-only"])
 async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
     kafka_broker: EmbeddedKafka,

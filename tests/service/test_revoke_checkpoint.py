@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from confluent_kafka import Message, Producer
 
 from connectors.embedded import EmbeddedKafka, free_ports
@@ -28,7 +29,7 @@ PARTITIONS = 2
 RECORDS = 600
 
 
-def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
+def towers(kafka: EmbeddedKafka, app: str, store: Path, guarantee: str) -> dict[str, Any]:
     web, mesh = free_ports(2)
     return {
         "app": app,
@@ -40,8 +41,9 @@ def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
         },
         "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
-        "processing": {"commit_interval": 600},  # no periodic checkpoint in the test
-        "store": {"path": str(store)},  # durable, exactly-once: the defaults
+        # (No periodic checkpoint in the test.)
+        "processing": {"guarantee": guarantee, "commit_interval": 600},
+        "store": {"path": str(store)},
         "web": {"listen": f"127.0.0.1:{web}"},
         "mesh": {"listen": f"127.0.0.1:{mesh}"},
     }
@@ -54,13 +56,17 @@ async def wait_until(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
 async def test_a_revoke_commits_a_checkpoint_of_everything_routed_before_the_partitions_go(
-    kafka_broker: EmbeddedKafka, tmp_path: Path
+    kafka_broker: EmbeddedKafka, tmp_path: Path, guarantee: str
 ) -> None:
-    app = "revoke-checkpoint"
+    """Exactly-once commits the offsets in the checkpoint's transaction; at-least-once
+    right after it, through the source, before the revoke lets the partitions go."""
+    app = f"revoke-checkpoint-{guarantee}"
     topic = f"{app}.readings"
     kafka_broker.create_topic(topic, partitions=PARTITIONS)
-    service = Service(parse_config(towers(kafka_broker, app, tmp_path), {}), open_connectors)
+    config = towers(kafka_broker, app, tmp_path, guarantee)
+    service = Service(parse_config(config, {}), open_connectors)
     await service.start()
     assert service.durability is not None and service.durability.checkpointer is not None
     checkpointer = service.durability.checkpointer
