@@ -105,7 +105,8 @@ class SourceRunner:
         state hands shards over between instances there)."""
         self.before_revoke: RevokeHook | None = None
         """Awaited before a clean revoke, while the partitions are still held and none
-        of their records is routed any more (durable state checkpoints there)."""
+        of their records is routed any more (durable state checkpoints there); set
+        before :meth:`run`, cleared as the service stops."""
         self.restoring: set[TopicPartition] = set()
         """Partitions paused until their state is restored: backpressure must not
         resume them."""
@@ -148,7 +149,9 @@ class SourceRunner:
     async def run(self) -> None:
         """Consume until :meth:`stop`; then drain."""
         connector = self.connector
-        connector.set_rebalance_listener(self._on_rebalance, self._before_revoke)
+        connector.set_rebalance_listener(
+            self._on_rebalance, self._before_revoke if self.before_revoke is not None else None
+        )
         route = self._router.route
         book = self.book
         last_key: tuple[str | None, int | None] = (None, None)
