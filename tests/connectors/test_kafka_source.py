@@ -285,6 +285,36 @@ async def test_a_before_revoke_that_fails_fails_the_source_and_the_partitions_mo
     assert len(first.assignment()) == 1
 
 
+async def test_a_revoke_while_the_broker_does_not_answer_does_not_wait_for_before_revoke(
+    kafka_broker: EmbeddedKafka,
+    make_topic: TopicFactory,
+    open_source: SourceFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing revokes; with the broker frozen, what ``before_revoke`` would commit
+    could only wait for it, so it is not called (a warning says so) and the close is
+    bounded by ``close_timeout`` alone."""
+    topic = make_topic(partitions=1)
+    source = await open_source([topic])
+    called: list[tuple[TopicPartition, ...]] = []
+
+    async def before_revoke(partitions: tuple[TopicPartition, ...]) -> None:
+        called.append(partitions)
+
+    source.set_rebalance_listener(lambda _: {}, before_revoke)
+    await pump(source, lambda _: bool(source.assignment()))
+    kafka_broker.pause()
+    try:
+        await pump(source, lambda _: not source.connected, timeout=10)
+        source.close_timeout = 3.0
+        await source.close()
+    finally:
+        kafka_broker.resume()
+    assert called == []
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("does not answer: revoking" in line for line in warned), warned
+
+
 @pytest.mark.parametrize("waits", [True, False], ids=["with-waits", "consume-only"])
 async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
     kafka_broker: EmbeddedKafka,
