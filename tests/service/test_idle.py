@@ -17,42 +17,22 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from connectors.embedded import EmbeddedKafka, free_ports
+from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
 from swimstream.config import parse_config
 from swimstream.service import Service
 from swimstream.store.checkpoint import IDLE_RECHECK, Checkpointer
 from swimstream.streams.ingest import IDLE_SOURCE_WAIT
-from tests.support.kafka import QUICK_GROUP_JOIN
-from tests.support.towers import TOWERS_AGENTS
+from tests.support.towers import durable_towers_config
+from tests.support.waiting import wait_until
 
 IDLE_SECONDS = 2.0
 
 
 def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
-    web, mesh = free_ports(2)
-    return {
-        "app": app,
-        "broker": {
-            "kind": "kafka",
-            "bootstrap": kafka.bootstrap,
-            "partitions": 2,
-            **QUICK_GROUP_JOIN,
-        },
-        "agents": TOWERS_AGENTS,
-        "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
-        "sinks": [{"from": "/tower/:id#summary", "topic": f"{app}.summaries"}],
-        "store": {"path": str(store)},  # durable, exactly-once: the defaults
-        "web": {"listen": f"127.0.0.1:{web}"},
-        "mesh": {"listen": f"127.0.0.1:{mesh}"},
-    }
-
-
-async def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+    config = durable_towers_config(kafka.bootstrap, app, str(store), partitions=2)
+    config["sinks"] = [{"from": "/tower/:id#summary", "topic": f"{app}.summaries"}]
+    return config
 
 
 async def test_an_idle_instance_neither_polls_nor_checkpoints_and_wakes_for_a_record(

@@ -7,8 +7,6 @@ the group has committed when the revoke completes, the revoke's checkpoint commi
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,44 +14,24 @@ import orjson
 import pytest
 from confluent_kafka import Message, Producer
 
-from connectors.embedded import EmbeddedKafka, free_ports
+from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
 from connectors.kafka import KafkaSource
 from swimstream.config import parse_config
 from swimstream.service import Service
 from tests.connectors.conftest import kept_polling
-from tests.support.kafka import QUICK_GROUP_JOIN, TANSU_SESSION, committed_offsets
-from tests.support.towers import TOWERS_AGENTS
+from tests.support.kafka import TANSU_SESSION, committed_offsets
+from tests.support.towers import durable_towers_config
+from tests.support.waiting import wait_until
 
 PARTITIONS = 2
 RECORDS = 600
 
 
 def towers(kafka: EmbeddedKafka, app: str, store: Path, guarantee: str) -> dict[str, Any]:
-    web, mesh = free_ports(2)
-    return {
-        "app": app,
-        "broker": {
-            "kind": "kafka",
-            "bootstrap": kafka.bootstrap,
-            "partitions": PARTITIONS,
-            **QUICK_GROUP_JOIN,
-        },
-        "agents": TOWERS_AGENTS,
-        "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
-        # (No periodic checkpoint in the test.)
-        "processing": {"guarantee": guarantee, "commit_interval": 600},
-        "store": {"path": str(store)},
-        "web": {"listen": f"127.0.0.1:{web}"},
-        "mesh": {"listen": f"127.0.0.1:{mesh}"},
-    }
-
-
-async def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+    config = durable_towers_config(kafka.bootstrap, app, str(store), PARTITIONS)
+    config["processing"] = {"guarantee": guarantee, "commit_interval": 600}  # (none periodic)
+    return config
 
 
 @pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])

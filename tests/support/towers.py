@@ -2,9 +2,32 @@
 
 from typing import Any
 
+from connectors.embedded import free_ports
+from tests.support.kafka import QUICK_GROUP_JOIN
+
 TOWERS_AGENTS: dict[str, dict[str, Any]] = {
     "device": {"class": "examples.towers.app:Device", "route": "/device/:id"},
     "tower": {"class": "examples.towers.app:Tower", "route": "/tower/:id"},
     "world": {"class": "examples.towers.app:World", "route": "/world"},
 }
 """Copy before changing it (``dict(TOWERS_AGENTS)``): tests share it."""
+
+
+def durable_towers_config(bootstrap: str, app: str, store: str, partitions: int) -> dict[str, Any]:
+    """A durable towers app on ``{app}.readings`` (keyed by device), with the quick
+    group join and free loopback ports: the in-process service tests' app."""
+    web, mesh = free_ports(2)
+    return {
+        "app": app,
+        "broker": {
+            "kind": "kafka",
+            "bootstrap": bootstrap,
+            "partitions": partitions,
+            **QUICK_GROUP_JOIN,
+        },
+        "agents": TOWERS_AGENTS,
+        "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
+        "store": {"path": store},  # durable, exactly-once: the defaults
+        "web": {"listen": f"127.0.0.1:{web}"},
+        "mesh": {"listen": f"127.0.0.1:{mesh}"},
+    }
