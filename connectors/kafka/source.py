@@ -325,6 +325,23 @@ class KafkaSource:
             if not worker.done() or worker.exception() or worker.result().waited:
                 return
 
+    async def keep_membership(self, timeout: float) -> None:
+        """A wait in the worker, for ``timeout`` seconds, while every partition the
+        runner holds is paused (backpressure): librdkafka takes a member that has not
+        consumed for ``max.poll.interval.ms`` (300 s) for dead and leaves the group,
+        and serves rebalances only inside a consume. A paused partition delivers
+        nothing, so the wait returns nothing but what partitions gained or resumed
+        meanwhile bring, buffered; with a fetch's worth buffered it fetches no more and
+        only waits (the records first have to be routed)."""
+        self._raise_failure()
+        if len(self._buffer) >= self._fetch_size:
+            await asyncio.sleep(timeout)
+            return
+        worker = self._start_fetch(timeout)
+        if worker is not None:
+            await asyncio.wait([worker], timeout=timeout + _WORKER_GRACE)
+        self._raise_failure()
+
     def _start_fetch(self, timeout: float) -> asyncio.Future[_Fetched] | None:
         """Start the worker's next fetch unless one runs (or the consumer is closed)."""
         if self._worker is not None or self._consumer is None or self._closed:

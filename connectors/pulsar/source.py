@@ -320,6 +320,12 @@ class PulsarSource:
             async with asyncio.timeout(timeout):
                 await self._wakeup.wait()
 
+    async def keep_membership(self, timeout: float) -> None:
+        """Wait ``timeout`` seconds: a Pulsar consumer owes its broker nothing while the
+        service reads none of its messages (the client keeps the connection alive on its
+        own threads, and the broker stops sending once the receiver queue is full)."""
+        await asyncio.sleep(timeout)
+
     def _received(self, feed: _Feed, result: Result, message: Message) -> None:
         """Runs on a client thread, where an escaping exception would end the process."""
         try:

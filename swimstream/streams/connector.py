@@ -101,6 +101,13 @@ class SourceConnector(Protocol):
         """Return when records may be available, or after ``timeout`` seconds."""
         ...
 
+    async def keep_membership(self, timeout: float) -> None:
+        """Stay a live member of the group for up to ``timeout`` seconds while the
+        runner takes no records (its partitions paused for backpressure): serve
+        rebalances, and whatever proof of life the client owes the group. Records that
+        arrive meanwhile are buffered for :meth:`consume`."""
+        ...
+
     def set_rebalance_listener(
         self, listener: RebalanceListener, before_revoke: RevokeHook | None = None
     ) -> None:

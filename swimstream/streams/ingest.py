@@ -65,6 +65,17 @@ IDLE_SOURCE_WAIT = 0.25
 """Longest wait for records once nothing is in flight: also how late a stop, or a
 commit or pause deferred while the connector waits, may be after a quiet spell."""
 
+KEEP_MEMBERSHIP_AFTER = 10.0
+"""Seconds of a backpressure wait after which the runner keeps its connector's group
+membership alive (:meth:`SourceConnector.keep_membership`): Kafka's consumer leaves the
+group when it has not consumed for ``max.poll.interval.ms`` (300 s by default), and a
+full mailbox drains that slowly when its agent takes over 0.6 s a message. Not from the
+start: a resume made while such a wait runs is applied when it ends, up to
+:data:`KEEP_MEMBERSHIP_POLL` later, which the usual short waits should not pay."""
+
+KEEP_MEMBERSHIP_POLL = 1.0
+"""Seconds each of those keep-alive waits lasts."""
+
 
 class SourceRunner:
     """Feeds one source connector into the plane (see the module docstring)."""
@@ -260,6 +271,7 @@ class SourceRunner:
         self.connector.pause(partitions)
         self._pauses.value += 1
         low = self._max_inflight // 2
+        keeping = asyncio.ensure_future(self._keep_membership())
         try:
             if full_node is not None:
                 waiting = asyncio.ensure_future(self._router.wait_for_room(full_node))
@@ -271,9 +283,25 @@ class SourceRunner:
                 self._commit(force=False)
                 await asyncio.sleep(0.005)
         finally:
+            keeping.cancel()
             current = set(self.connector.assignment()) - self.restoring
             self.connector.resume([tp for tp in self._paused if tp in current])
             self._paused = []
+
+    async def _keep_membership(self) -> None:
+        """Keep the group membership alive through a long backpressure wait (see
+        :data:`KEEP_MEMBERSHIP_AFTER`); cancelled as the wait ends."""
+        await asyncio.sleep(KEEP_MEMBERSHIP_AFTER)
+        log.info(
+            "%s: paused for backpressure over %g s; polling the group meanwhile",
+            self.name,
+            KEEP_MEMBERSHIP_AFTER,
+        )
+        try:
+            while True:
+                await self.connector.keep_membership(KEEP_MEMBERSHIP_POLL)
+        except Exception:  # the connector raises it again from the runner's next call
+            pass
 
     def _next_wait(self) -> float:
         """How long the next empty wait may last: :data:`SOURCE_WAIT` while records are

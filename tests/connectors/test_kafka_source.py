@@ -106,6 +106,41 @@ async def test_pause_stops_a_partition_and_resume_restarts_it(
     assert sorted(offset_of(r) for r in resumed) == list(range(10, 20))
 
 
+async def test_keep_membership_keeps_a_paused_member_in_its_group(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    """A member that consumes nothing for ``max.poll.interval.ms`` (7 s here) leaves its
+    group, and takes its partitions with it; calling ``keep_membership`` while every
+    partition is paused keeps it in, and delivers nothing of the paused partitions."""
+    topic = make_topic(partitions=2)
+    fill(kafka_broker.bootstrap, topic, per_partition=10, partitions=2)
+    source = await open_source([topic], settings={"max.poll.interval.ms": 7000})
+    changes: list[Rebalance] = []
+
+    def listener(change: Rebalance) -> Mapping[TopicPartition, int]:
+        changes.append(change)
+        return {}
+
+    source.set_rebalance_listener(listener)
+    await pump(source, lambda got: len(got) >= 20)
+    held = sorted(source.assignment())
+    assert len(held) == 2
+    source.pause(held)
+    fill(kafka_broker.bootstrap, topic, per_partition=10, partitions=2)
+    changes.clear()
+
+    kept_until = time.monotonic() + 12.0  # well past max.poll.interval.ms
+    while time.monotonic() < kept_until:
+        await source.keep_membership(1.0)
+
+    assert changes == []  # neither revoked nor lost
+    assert source.assignment() == set(held)
+    assert source.consume(100) == []  # what arrived meanwhile waits for the resume
+    source.resume(held)
+    resumed = await pump(source, lambda got: len(got) >= 20)
+    assert sorted(offset_of(r) for r in resumed) == sorted(list(range(10, 20)) * 2)
+
+
 async def test_a_new_member_starts_after_the_committed_offsets(
     kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
 ) -> None:

@@ -33,6 +33,8 @@ class ScriptedSource:
         """What the runner gave to hear of rebalances (call it to play one)."""
         self.before_revoke: RevokeHook | None = None
         """What the runner gave to await before a revoke (await it to play one)."""
+        self.kept: list[float] = []
+        """The timeout of every ``keep_membership`` call."""
 
     def consume(self, max_records: int) -> Sequence[InboundRecord]:
         batch, self._ready = self._ready[:max_records], self._ready[max_records:]
@@ -45,6 +47,10 @@ class ScriptedSource:
             self.done.set()
             await asyncio.Event().wait()  # until the test cancels the runner
         await asyncio.sleep(0)  # the agents run meanwhile
+
+    async def keep_membership(self, timeout: float) -> None:
+        self.kept.append(timeout)
+        await asyncio.sleep(timeout)  # (the runner calls it again at once: no spinning)
 
     def set_rebalance_listener(
         self, listener: RebalanceListener, before_revoke: RevokeHook | None = None

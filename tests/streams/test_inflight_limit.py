@@ -7,10 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 
 from swimstream import Agent, CommandLane, CounterLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
+from swimstream.streams import ingest
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.router import RecordRouter, SourceRoute
@@ -87,3 +89,39 @@ async def test_more_records_in_flight_than_the_limit_stop_the_reading_until_half
 
     assert registry.value("source_pauses", source="test") == 2
     assert not runner.paused
+
+
+async def test_a_long_pause_keeps_the_group_membership_alive_and_a_short_one_does_not_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through a backpressure wait longer than ``KEEP_MEMBERSHIP_AFTER`` (0.2 s here) the
+    runner keeps calling its connector's ``keep_membership`` (Kafka would otherwise
+    leave the group); a shorter wait does not, and the calls stop with the wait."""
+    monkeypatch.setattr(ingest, "KEEP_MEMBERSHIP_AFTER", 0.2)
+    monkeypatch.setattr(ingest, "KEEP_MEMBERSHIP_POLL", 0.02)
+    Valve.gate = asyncio.Semaphore(0)
+    async with open_plane({"/valve/:id": Valve}, mailbox_capacity=100) as plane:
+        registry = MetricsRegistry()
+        route = SourceRoute("readings", RouteTemplate.parse("/valve/{key}"), "work")
+        dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]
+        router = RecordRouter(plane, [route], dead, registry)
+        source = ScriptedSource({1: records(0, 20), 2: records(20, 20)}, waits=3)
+        runner = SourceRunner("test", source, router, registry, max_inflight=8)  # type: ignore[arg-type]
+        task = asyncio.create_task(runner.run())
+        try:
+            await turns_until(lambda: runner.paused)
+            await asyncio.sleep(0.1)  # a short wait so far: no keep-alive
+            assert source.kept == []
+            await asyncio.sleep(0.3)  # past 0.2 s: polled every 0.02 s
+            assert len(source.kept) >= 5 and set(source.kept) == {0.02}
+            for _ in range(20):  # the wait ends ...
+                Valve.gate.release()
+            await turns_until(lambda: not runner.paused)
+            kept = len(source.kept)
+            await asyncio.sleep(0.1)
+            assert len(source.kept) == kept  # ... and the keep-alive with it
+        finally:
+            for _ in range(40):
+                Valve.gate.release()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
