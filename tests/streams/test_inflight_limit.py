@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ import pytest
 from swimstream import Agent, CommandLane, CounterLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
+from swimstream.runtime import Plane
 from swimstream.streams import ingest
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
@@ -49,41 +51,49 @@ async def turns_until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0)
 
 
-async def test_more_records_in_flight_than_the_limit_stop_the_reading_until_half_are_done() -> None:
+@contextlib.asynccontextmanager
+async def valves() -> AsyncIterator[tuple[Plane, MetricsRegistry, ScriptedSource, SourceRunner]]:
+    """A runner over a scripted source feeding Valve agents, with a limit of 8 records
+    in flight: 20 records arrive in the first wait and 20 in the second, each for its
+    own agent. Every gate opens and the runner stops on the way out."""
     Valve.gate = asyncio.Semaphore(0)
     async with open_plane({"/valve/:id": Valve}, mailbox_capacity=100) as plane:
         registry = MetricsRegistry()
         route = SourceRoute("readings", RouteTemplate.parse("/valve/{key}"), "work")
         dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]
         router = RecordRouter(plane, [route], dead, registry)
-        # 20 records arrive in the first wait and 20 in the second, each for its own agent.
         source = ScriptedSource({1: records(0, 20), 2: records(20, 20)}, waits=3)
         runner = SourceRunner("test", source, router, registry, max_inflight=8)  # type: ignore[arg-type]
         task = asyncio.create_task(runner.run())
         try:
-            await turns_until(lambda: runner.paused or source.done.is_set())
-            # 20 in flight, over the limit of 8: the runner reads nothing more (no second
-            # wait, so the next 20 stay at the source) ...
-            assert runner.paused, f"read on with {runner.book.inflight} in flight"
-            assert runner.book.inflight == 20
-            assert len(source.timeouts) == 1
-            assert registry.value("source_pauses", source="test") == 1
-            # ... while more than half the limit is in flight (it looks every 5 ms) ...
-            for _ in range(12):
-                Valve.gate.release()
-            await turns_until(lambda: runner.book.inflight == 8)
-            await asyncio.sleep(0.05)
-            assert runner.paused, "read on with 8 in flight, over half the limit"
-            assert len(source.timeouts) == 1
-            # ... and reads on once no more than half is.
-            for _ in range(40):
-                Valve.gate.release()
-            await asyncio.wait_for(source.done.wait(), 10)  # the next 20, held the same way
+            yield plane, registry, source, runner
         finally:
             for _ in range(40):
                 Valve.gate.release()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_more_records_in_flight_than_the_limit_stop_the_reading_until_half_are_done() -> None:
+    async with valves() as (plane, registry, source, runner):
+        await turns_until(lambda: runner.paused or source.done.is_set())
+        # 20 in flight, over the limit of 8: the runner reads nothing more (no second
+        # wait, so the next 20 stay at the source) ...
+        assert runner.paused, f"read on with {runner.book.inflight} in flight"
+        assert runner.book.inflight == 20
+        assert len(source.timeouts) == 1
+        assert registry.value("source_pauses", source="test") == 1
+        # ... while more than half the limit is in flight (it looks every 5 ms) ...
+        for _ in range(12):
+            Valve.gate.release()
+        await turns_until(lambda: runner.book.inflight == 8)
+        await asyncio.sleep(0.05)
+        assert runner.paused, "read on with 8 in flight, over half the limit"
+        assert len(source.timeouts) == 1
+        # ... and reads on once no more than half is.
+        for _ in range(40):
+            Valve.gate.release()
+        await asyncio.wait_for(source.done.wait(), 10)  # the next 20, held the same way
         await plane.settle()
         assert sum(plane.get(f"/valve/v{n}", "done") for n in range(40)) == 40
 
@@ -99,29 +109,15 @@ async def test_a_long_pause_keeps_the_group_membership_alive_and_a_short_one_doe
     leave the group); a shorter wait does not, and the calls stop with the wait."""
     monkeypatch.setattr(ingest, "KEEP_MEMBERSHIP_AFTER", 0.2)
     monkeypatch.setattr(ingest, "KEEP_MEMBERSHIP_POLL", 0.02)
-    Valve.gate = asyncio.Semaphore(0)
-    async with open_plane({"/valve/:id": Valve}, mailbox_capacity=100) as plane:
-        registry = MetricsRegistry()
-        route = SourceRoute("readings", RouteTemplate.parse("/valve/{key}"), "work")
-        dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]
-        router = RecordRouter(plane, [route], dead, registry)
-        source = ScriptedSource({1: records(0, 20), 2: records(20, 20)}, waits=3)
-        runner = SourceRunner("test", source, router, registry, max_inflight=8)  # type: ignore[arg-type]
-        task = asyncio.create_task(runner.run())
-        try:
-            await turns_until(lambda: runner.paused)
-            await asyncio.sleep(0.1)  # a short wait so far: no keep-alive
-            assert source.kept == []
-            await asyncio.sleep(0.3)  # past 0.2 s: polled every 0.02 s
-            assert len(source.kept) >= 5 and set(source.kept) == {0.02}
-            for _ in range(20):  # the wait ends ...
-                Valve.gate.release()
-            await turns_until(lambda: not runner.paused)
-            kept = len(source.kept)
-            await asyncio.sleep(0.1)
-            assert len(source.kept) == kept  # ... and the keep-alive with it
-        finally:
-            for _ in range(40):
-                Valve.gate.release()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    async with valves() as (_plane, _registry, source, runner):
+        await turns_until(lambda: runner.paused)
+        await asyncio.sleep(0.1)  # a short wait so far: no keep-alive
+        assert source.kept == []
+        await asyncio.sleep(0.3)  # past 0.2 s: polled every 0.02 s
+        assert len(source.kept) >= 5 and set(source.kept) == {0.02}
+        for _ in range(20):  # the wait ends ...
+            Valve.gate.release()
+        await turns_until(lambda: not runner.paused)
+        kept = len(source.kept)
+        await asyncio.sleep(0.1)
+        assert len(source.kept) == kept  # ... and the keep-alive with it
