@@ -71,8 +71,9 @@ Measured throughput
     thread hand-offs (about 0.1 ms), and the records are made on one thread and read
     on another, under one GIL. Where routing costs far more than fetching it hardly
     shows: ``bench/e2e_bench.py``'s swimstream rows, three rounds each, gave a median of
-    60k against 65k events/s in memory and 35k against 34k durable (runs on this
-    machine vary by a third). Larger fetches did not help (5,000 or 10,000: slower).
+    60k against 65k events/s in memory and 35k against 34k durable; four runs of each,
+    taken in turn, gave 59k against 59k in memory (runs on this machine vary by a
+    third: ``bench/e2e_findings.md``). Larger fetches did not help (5,000 or 10,000: slower).
     With librdkafka's default ``fetch.queue.backoff.ms`` (1000) the same read took
     2.3 s (214k records/s); ``fetch.wait.max.ms`` 50 or 100 made no difference to
     throughput, only to latency. Reproduce with
