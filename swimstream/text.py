@@ -6,6 +6,11 @@ A leaf like :mod:`swimstream.errors`: it imports nothing of swimstream, so every
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+PartitionKey = TypeVar("PartitionKey", bound=tuple[str, int])
+
 
 def counted(count: int, noun: str, plural: str | None = None, *, grouped: bool = False) -> str:
     """``count`` and ``noun``, the noun in the plural unless the count is one.
@@ -18,3 +23,18 @@ def counted(count: int, noun: str, plural: str | None = None, *, grouped: bool =
     """
     number = f"{count:,}" if grouped else str(count)
     return f"{number} {noun if count == 1 else plural or noun + 's'}"
+
+
+def partition_list(partitions: Iterable[tuple[str, int]]) -> str:
+    """``orders[0, 3], payments[1]`` for (topic, partition) pairs."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in partitions:
+        by_topic.setdefault(topic, []).append(partition)
+    return ", ".join(f"{topic}{sorted(parts)}" for topic, parts in sorted(by_topic.items()))
+
+
+def offset_list(offsets: Mapping[PartitionKey, int]) -> str:
+    """``orders[0]@12, orders[3]@40`` for offsets by (topic, partition)."""
+    return ", ".join(
+        f"{topic}[{partition}]@{offset}" for (topic, partition), offset in sorted(offsets.items())
+    )

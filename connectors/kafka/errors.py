@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -128,14 +127,6 @@ def translate(exc: KafkaException | KafkaError, doing: str) -> KafkaBrokerError:
         abortable=abortable,
         unreachable=error.code() in UNREACHABLE,
     )
-
-
-def partition_list(partitions: Iterable[tuple[str, int]]) -> str:
-    """``orders[0, 3], payments[1]`` for (topic, partition) pairs."""
-    by_topic: dict[str, list[int]] = {}
-    for topic, partition in partitions:
-        by_topic.setdefault(topic, []).append(partition)
-    return ", ".join(f"{topic}{sorted(parts)}" for topic, parts in sorted(by_topic.items()))
 
 
 class ErrorLog:

@@ -48,12 +48,11 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from connectors.kafka.deferred import DeferredCalls, kafka_partitions
-from connectors.kafka.errors import partition_list
 from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import LoopBridge, LoopGoneError
 from connectors.kafka.records import RecordBuffer
 from swimstream.streams.connector import Rebalance, RebalanceListener, RevokeHook, TopicPartition
-from swimstream.text import counted
+from swimstream.text import counted, offset_list, partition_list
 
 
 @dataclass(slots=True)
@@ -188,13 +187,15 @@ class RebalanceRelay:
             )
             return 0
 
-        async def prepare() -> int:
+        dropped = 0  # (what ``prepare`` dropped counts even if the hook then times out)
+
+        async def prepare() -> None:
+            nonlocal dropped
             dropped = self._buffer.discard(gone)
             await hook(gone)
-            return dropped
 
         try:
-            return self._bridge.wait(prepare(), self._revoke_timeout)
+            self._bridge.wait(prepare(), self._revoke_timeout)
         except TimeoutError:
             self._log.warning(
                 "%s: committing before the revoke of %s took over %g s; revoking them "
@@ -209,7 +210,7 @@ class RebalanceRelay:
             )
         except Exception as exc:
             self._fail(exc)
-        return 0
+        return dropped
 
     def _assigned(self, gained: tuple[TopicPartition, ...], metadata: object) -> None:
         membership = self._membership
@@ -266,7 +267,7 @@ class RebalanceRelay:
                 "%s: not committing %s before releasing them: the broker does not answer; "
                 "they will be read again from the last committed offsets",
                 self._where,
-                _offset_list(offsets),
+                offset_list(offsets),
             )
             return
         try:
@@ -278,7 +279,7 @@ class RebalanceRelay:
                 "%s: committing %s before releasing them failed (%s); they "
                 "will be read again from the last committed offsets",
                 self._where,
-                _offset_list(offsets),
+                offset_list(offsets),
                 exc,
             )
             return
@@ -304,9 +305,3 @@ class RebalanceRelay:
 
 def _partitions(partitions: list[KafkaPartition]) -> tuple[TopicPartition, ...]:
     return tuple(TopicPartition(p.topic, p.partition) for p in partitions)
-
-
-def _offset_list(offsets: Mapping[TopicPartition, int]) -> str:
-    return ", ".join(
-        f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(offsets.items())
-    )

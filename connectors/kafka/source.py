@@ -114,6 +114,7 @@ from swimstream.streams.connector import (
     RevokeHook,
     TopicPartition,
 )
+from swimstream.text import offset_list
 
 log = logging.getLogger("swimstream.kafka.source")
 
@@ -477,6 +478,8 @@ class KafkaSource:
                 r for r in records if TopicPartition(r.topic() or "", r.partition() or 0) in held
             ]
             end_offsets = {tp: offset for tp, offset in end_offsets.items() if tp in held}
+        if end_offsets:  # (readiness waits for each empty partition's one)
+            log.debug("%s: end of %s", self._where, offset_list(end_offsets))
         membership.end_offsets.update(end_offsets)
         if records:
             self._health.on_activity()

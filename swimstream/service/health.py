@@ -12,9 +12,11 @@ state rebuilt from the changelog, which is right.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
-from swimstream.text import counted
+from swimstream.streams.connector import TopicPartition
+from swimstream.text import counted, partition_list
 from swimstream.web import HealthReport
 
 if TYPE_CHECKING:
@@ -74,8 +76,7 @@ class ServiceHealth:
                 checks[runner.name] = "waiting for partitions"
                 ok = False
             elif not runner.ready:
-                behind = sum(runner.lag().values())
-                checks[runner.name] = f"catching up ({counted(behind, 'record')} behind)"
+                checks[runner.name] = _catching_up(runner.lag(), connector.assignment())
                 ok = False
             else:
                 paused = " (paused for backpressure)" if runner.paused else ""
@@ -86,3 +87,13 @@ class ServiceHealth:
         if plane is None or not plane.running or service.failure is not None:
             ok = False
         return HealthReport(ok=ok, checks={**self.health().checks, **checks})
+
+
+def _catching_up(lag: Mapping[TopicPartition, int], held: Collection[TopicPartition]) -> str:
+    """How far a source is from caught up: records behind, and the partitions whose end
+    no fetch has told yet (they count for nothing behind, but readiness waits for them)."""
+    line = f"catching up ({counted(sum(lag.values()), 'record')} behind"
+    unknown = [tp for tp in held if tp not in lag]
+    if unknown:
+        line += f"; the end of {partition_list(unknown)} not known yet"
+    return line + ")"

@@ -54,7 +54,7 @@ from swimstream.streams.connector import (
 )
 from swimstream.streams.router import RecordRouter
 from swimstream.streams.tracking import OffsetBook, PartitionTracker
-from swimstream.text import counted
+from swimstream.text import counted, partition_list
 
 log = logging.getLogger("swimstream.source")
 
@@ -64,6 +64,10 @@ SOURCE_WAIT = 0.05
 IDLE_SOURCE_WAIT = 0.25
 """Longest wait for records once nothing is in flight: also how late a stop, or a
 commit or pause deferred while the connector waits, may be after a quiet spell."""
+
+ENDS_UNKNOWN_WARNING = 30.0
+"""Seconds an assigned partition (not restoring) may go without its end known before
+the runner warns that readiness waits for it."""
 
 KEEP_MEMBERSHIP_AFTER = 10.0
 """Seconds of a backpressure wait after which the runner keeps its connector's group
@@ -122,6 +126,8 @@ class SourceRunner:
         """Partitions paused until their state is restored: backpressure must not
         resume them."""
         self._caught_up = False
+        self._ends_unknown_since: float | None = None
+        self._ends_warned = False
         self._wait = SOURCE_WAIT
         self.waits = 0
         """Waits for records so far (each one a wake-up of an idle instance)."""
@@ -333,10 +339,30 @@ class SourceRunner:
             return
         lag = self.lag()
         if self.connector.reports_watermarks and not lag.keys() >= assigned:
-            return  # no fetch has told every partition's end yet: right after assignment
+            # No fetch has told every partition's end yet: right after assignment.
+            self._note_ends_unknown(assigned - lag.keys() - self.restoring)
+            return
         if not any(lag.values()):
             self._caught_up = True
             log.info("%s caught up with %s", self.name, counted(len(assigned), "partition"))
+
+    def _note_ends_unknown(self, unknown: set[TopicPartition]) -> None:
+        """Warn, once per assignment, when partitions go :data:`ENDS_UNKNOWN_WARNING`
+        seconds without a fetch telling their end: the first fetch should, in well
+        under a second, and readiness waits for it."""
+        if not unknown or self._ends_warned:
+            return
+        now = time.monotonic()
+        if self._ends_unknown_since is None:
+            self._ends_unknown_since = now
+        elif now - self._ends_unknown_since >= ENDS_UNKNOWN_WARNING:
+            self._ends_warned = True
+            log.warning(
+                "%s is not ready: no fetch has told the end of %s in %.0f s",
+                self.name,
+                partition_list(unknown),
+                now - self._ends_unknown_since,
+            )
 
     async def _before_revoke(self, partitions: tuple[TopicPartition, ...]) -> None:
         if self.before_revoke is not None:  # (cleared as the service stops)
@@ -350,8 +376,9 @@ class SourceRunner:
 
     def _rebalanced(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         if change.assigned:
+            self._ends_unknown_since, self._ends_warned = None, False
             # (debug: the connector logs each rebalance at info, with its group and broker)
-            log.debug("%s assigned %s", self.name, _partition_list(change.assigned))
+            log.debug("%s assigned %s", self.name, partition_list(change.assigned))
             routed, self._routed_at_revoke = self._routed_at_revoke, {}
             for tp in change.assigned:
                 if tp in routed:
@@ -371,7 +398,7 @@ class SourceRunner:
                     held[tp] = position
         self._routed_at_revoke = held
         final = self.book.release(released)
-        log.debug("%s released %s", self.name, _partition_list(released))
+        log.debug("%s released %s", self.name, partition_list(released))
         if change.lost or self.managed_commits:
             return {}  # with checkpoints, only a checkpoint commits (its state is in the cut)
         return final
@@ -388,10 +415,3 @@ def _applied_already(tracker: PartitionTracker, offset: int) -> bool:
     if tracker.routed is None:
         tracker.routed = floor  # the next cut commits what the agents hold
     return True
-
-
-def _partition_list(partitions: tuple[TopicPartition, ...]) -> str:
-    by_topic: dict[str, list[int]] = {}
-    for tp in partitions:
-        by_topic.setdefault(tp.topic, []).append(tp.partition)
-    return ", ".join(f"{topic}{sorted(parts)}" for topic, parts in sorted(by_topic.items()))

@@ -56,3 +56,17 @@ def test_one_undelivered_insight_record_reads_in_the_singular() -> None:
     health = ServiceHealth(stand_in).health()
     assert not health.ok
     assert health.checks["sinks"] == "1 insight record not delivered: timed out"
+
+
+def test_catching_up_names_the_partitions_whose_end_is_not_known_yet() -> None:
+    """A partition no fetch has told the end of counts for nothing behind, yet keeps
+    the instance unready: the check says which, rather than "0 records behind"."""
+    held = {TopicPartition("readings", p) for p in range(4)}
+    stand_in = runner(ready=False, behind=0)
+    stand_in.connector.assignment = lambda: held
+    stand_in.lag = lambda: {TopicPartition("readings", 0): 3, TopicPartition("readings", 2): 0}
+    readiness = ServiceHealth(service(stand_in, checkpoints=1)).readiness()
+    assert not readiness.ok
+    assert readiness.checks["kafka:readings"] == (
+        "catching up (3 records behind; the end of readings[1, 3] not known yet)"
+    )

@@ -70,3 +70,30 @@ async def test_a_rebalance_is_the_connectors_info_line_and_only_a_debug_line_her
         (logging.DEBUG, "memory:readings assigned readings[0]"),
         (logging.DEBUG, "memory:readings released readings[0]"),
     ]
+
+
+@pytest.mark.parametrize("restoring", [False, True], ids=["fetching", "restoring"])
+async def test_a_partition_whose_end_stays_unknown_is_named_once_unless_it_is_restoring(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, restoring: bool
+) -> None:
+    """A source that reports watermarks is ready only once every partition's end is
+    known. A partition no fetch ever tells the end of kept an instance unready with
+    nothing in its log: now one warning names it. A partition paused for its restore
+    is expected to wait, and is not named."""
+    monkeypatch.setattr("swimstream.streams.ingest.ENDS_UNKNOWN_WARNING", 0.0)
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        source = ScriptedSource({}, waits=4)
+        source.reports_watermarks = True  # and tells no partition's end
+        runner = runner_for(plane, source)
+        if restoring:
+            runner.restoring.add(PARTITION)
+        with caplog.at_level(logging.INFO, logger="swimstream.source"):
+            await run_until_done(runner, source)
+    assert not runner.ready
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    expected = (
+        []
+        if restoring
+        else ["memory:readings is not ready: no fetch has told the end of readings[0] in 0 s"]
+    )
+    assert warned == expected
