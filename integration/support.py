@@ -74,6 +74,8 @@ class Instance:
                 str(self.config_path),
                 "--log-format",
                 "json",
+                "--log-level",
+                os.environ.get("SWIMSTREAM_TEST_LOG_LEVEL", "info"),  # debug to hunt a flake
             ],
             cwd=REPO,
             env=env,
@@ -86,13 +88,16 @@ class Instance:
     def wait_ready(self, timeout: float = 60.0) -> Instance:
         """Block until /readyz answers 200; fail with the log's tail if it dies first."""
         deadline = time.monotonic() + timeout
+        body: Any = None
         while time.monotonic() < deadline:
             self._check_alive()
-            status, _ = self.request("GET", "/readyz")
+            status, body = self.request("GET", "/readyz")
             if status == 200:
                 return self
             time.sleep(0.2)
-        raise AssertionError(f"{self.name} not ready after {timeout}s\n{self.log_tail()}")
+        raise AssertionError(
+            f"{self.name} not ready after {timeout}s: /readyz said {body}\n{self.log_tail()}"
+        )
 
     def wait_serving(self, timeout: float = 60.0) -> Instance:
         """Block until the full web server answers (recovery done), whatever /readyz
