@@ -12,7 +12,7 @@ Threading model
     not wait for anything the loop does, such as a checkpoint before a revoke.
     :meth:`~KafkaSource.consume` hands over records the worker already buffered, and
     when fewer than the batch asked for remain, starts the worker's next fetch
-    (``consume(n, 0)``, n up to :data:`_FETCH_RECORDS` or the batch if larger), so under
+    (``consume(n, 0)``, n up to :data:`FETCH_RECORDS` or the batch if larger), so under
     load the next records are fetched while the service routes the last ones, two thread
     hand-offs per fetch rather than per batch. :meth:`~KafkaSource.wait_for_records`
     blocks in the worker (``consume(1, timeout)``, then whatever else is already there)
@@ -118,7 +118,7 @@ from swimstream.text import offset_list
 
 log = logging.getLogger("swimstream.kafka.source")
 
-_FETCH_RECORDS = 2000
+FETCH_RECORDS = 2000
 """Records a fetch takes at most, or the service's batch if larger: a fetch costs two
 thread hand-offs, whatever it brings."""
 _METADATA_TIMEOUT = 10.0
@@ -204,7 +204,7 @@ class KafkaSource:
         self._relay: RebalanceRelay | None = None
         self._executor: DaemonExecutor | None = None
         self._worker: asyncio.Future[Any] | None = None  # the worker holds the consumer
-        self._fetch_size = _FETCH_RECORDS
+        self._fetch_size = FETCH_RECORDS
         self._failure: BaseException | None = None
         self._progress = Progress()
         self._closed = False
@@ -299,7 +299,7 @@ class KafkaSource:
         docstring)."""
         self._raise_failure()
         records = self._buffer.take(max_records)
-        self._fetch_size = max(max_records, _FETCH_RECORDS)
+        self._fetch_size = max(max_records, FETCH_RECORDS)
         if len(self._buffer) < max_records:
             self._start_fetch(0.0)
         return cast("list[InboundRecord]", records)
@@ -333,24 +333,28 @@ class KafkaSource:
         consumed for ``max.poll.interval.ms`` (300 s) for dead and leaves the group,
         and serves rebalances only inside a consume. A paused partition delivers
         nothing, so the wait returns nothing but what partitions gained or resumed
-        meanwhile bring, buffered; with a fetch's worth buffered it fetches no more and
-        only waits (the records first have to be routed)."""
+        meanwhile bring, buffered. With records buffered already (under load, the
+        prefetch the runner could not route before it paused) it takes one record at
+        most, so the buffer grows by no more than one a call: sleeping instead, as it
+        did with a fetch's worth buffered, let the member be taken for dead while the
+        records it held waited for a slow agent."""
         self._raise_failure()
-        if len(self._buffer) >= self._fetch_size:
-            await asyncio.sleep(timeout)
-            return
-        worker = self._start_fetch(timeout)
+        size = 1 if self._buffer else self._fetch_size
+        worker = self._start_fetch(timeout, size)
         if worker is not None:
             await asyncio.wait([worker], timeout=timeout + _WORKER_GRACE)
         self._raise_failure()
 
-    def _start_fetch(self, timeout: float) -> asyncio.Future[_Fetched] | None:
-        """Start the worker's next fetch unless one runs (or the consumer is closed)."""
+    def _start_fetch(
+        self, timeout: float, size: int | None = None
+    ) -> asyncio.Future[_Fetched] | None:
+        """Start the worker's next fetch, of ``size`` records at most (the fetch size
+        unless given), unless one runs (or the consumer is closed)."""
         if self._worker is not None or self._consumer is None or self._closed:
             return self._worker
         loop = asyncio.get_running_loop()
         worker = loop.run_in_executor(
-            self._executor, self._fetch, self._consumer, timeout, self._fetch_size
+            self._executor, self._fetch, self._consumer, timeout, size or self._fetch_size
         )
         worker.add_done_callback(self._fetched)
         self._worker = worker
@@ -440,6 +444,11 @@ class KafkaSource:
         return self._membership.group_metadata
 
     # -- progress -----------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Records fetched and not yet handed over by :meth:`consume`."""
+        return len(self._buffer)
 
     def high_watermarks(self) -> dict[TopicPartition, int]:
         """Per assigned partition, the high watermark the last fetch reported."""

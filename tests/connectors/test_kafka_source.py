@@ -16,6 +16,7 @@ import pytest
 from connectors.embedded import EmbeddedKafka, TopicFactory
 from connectors.kafka import KafkaSource
 from connectors.kafka.loop import LoopBridge
+from connectors.kafka.source import FETCH_RECORDS
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.streams.connector import (
     InboundRecord,
@@ -106,12 +107,20 @@ async def test_pause_stops_a_partition_and_resume_restarts_it(
     assert sorted(offset_of(r) for r in resumed) == list(range(10, 20))
 
 
+@pytest.mark.parametrize(
+    "buffered", [0, FETCH_RECORDS], ids=["nothing-buffered", "a-fetch-buffered"]
+)
 async def test_keep_membership_keeps_a_paused_member_in_its_group(
-    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+    kafka_broker: EmbeddedKafka,
+    make_topic: TopicFactory,
+    open_source: SourceFactory,
+    buffered: int,
 ) -> None:
     """A member that consumes nothing for ``max.poll.interval.ms`` (7 s here) leaves its
     group, and takes its partitions with it; calling ``keep_membership`` while every
-    partition is paused keeps it in, and delivers nothing of the paused partitions."""
+    partition is paused keeps it in, and delivers nothing of the paused partitions.
+    Also with a whole fetch buffered and not yet taken (under load, what the runner
+    could not route before it paused), where the keep-alive used to only sleep."""
     topic = make_topic(partitions=2)
     fill(kafka_broker.bootstrap, topic, per_partition=10, partitions=2)
     source = await open_source([topic], settings={"max.poll.interval.ms": 7000})
@@ -125,6 +134,12 @@ async def test_keep_membership_keeps_a_paused_member_in_its_group(
     await pump(source, lambda got: len(got) >= 20)
     held = sorted(source.assignment())
     assert len(held) == 2
+    if buffered:
+        fill(kafka_broker.bootstrap, topic, per_partition=buffered, partitions=2)
+        await asyncio.sleep(1.0)  # librdkafka prefetches them all
+        await source.wait_for_records(5.0)  # one fetch, of up to the fetch size
+        assert source.buffered >= buffered // 2
+    before = source.buffered
     source.pause(held)
     fill(kafka_broker.bootstrap, topic, per_partition=10, partitions=2)
     changes.clear()
@@ -135,10 +150,14 @@ async def test_keep_membership_keeps_a_paused_member_in_its_group(
 
     assert changes == []  # neither revoked nor lost
     assert source.assignment() == set(held)
-    assert source.consume(100) == []  # what arrived meanwhile waits for the resume
+    # What was buffered before the pause is still there; what arrived meanwhile waits
+    # for the resume.
+    taken = source.consume(buffered + 100)
+    assert len(taken) == before
     source.resume(held)
-    resumed = await pump(source, lambda got: len(got) >= 20)
-    assert sorted(offset_of(r) for r in resumed) == sorted(list(range(10, 20)) * 2)
+    resumed = await pump(source, lambda got: len(got) >= 2 * (buffered + 10) - before)
+    offsets = sorted(offset_of(r) for r in [*taken, *resumed])
+    assert offsets == sorted(list(range(10, buffered + 20)) * 2)
 
 
 async def test_a_new_member_starts_after_the_committed_offsets(
