@@ -14,6 +14,7 @@ newest offset wins), as they would have at the broker.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Collection, Mapping
 
@@ -21,6 +22,9 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from swimstream.streams.connector import TopicPartition
+from swimstream.text import partition_list
+
+log = logging.getLogger("swimstream.kafka.source")
 
 
 def kafka_partitions(
@@ -43,10 +47,18 @@ def resume_fetching(consumer: Consumer, partitions: list[KafkaPartition]) -> Non
     refuses a seek (``_STATE``) on a partition whose fetch has not started. A refused
     seek leaves the partition resumed, to start when the fetcher wakes, as before."""
     consumer.resume(partitions)
+    sought: list[str] = []
     for position in consumer.position(partitions):
         if position.offset >= 0:
             with contextlib.suppress(KafkaException):
                 consumer.seek(position)
+                sought.append(f"{position.topic}[{position.partition}]@{position.offset}")
+    if log.isEnabledFor(logging.DEBUG):  # (readiness waits for each resumed one's end)
+        log.debug(
+            "resumed %s; sought %s",
+            partition_list((p.topic, p.partition) for p in partitions),
+            ", ".join(sought) or "none (no position yet: fetched from the committed offset)",
+        )
 
 
 class DeferredCalls:
