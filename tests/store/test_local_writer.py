@@ -18,16 +18,18 @@ from swimstream.store.sqlite import ShardPosition
 class SlowCommitted(MemoryCommitted):
     """Committed state whose writes take a while (a disk behind a fast stream)."""
 
-    def __init__(self, fail_after: int | None = None, delay: float = 0.05) -> None:
+    def __init__(self, fail_at: int | None = None, delay: float = 0.05) -> None:
         super().__init__()
         self.batches: list[int] = []
-        self.fail_after = fail_after
+        self.attempts = 0
+        self.fail_at = fail_at
         self.delay = delay
 
     async def write_async(
         self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
     ) -> None:
-        if self.fail_after is not None and len(self.batches) >= self.fail_after:
+        self.attempts += 1
+        if self.attempts == self.fail_at:  # that write only: later ones would succeed
             raise StoreError("disk full")
         await asyncio.sleep(self.delay)
         self.batches.append(len(entries))
@@ -62,7 +64,7 @@ async def test_checkpoints_queued_behind_a_slow_write_go_in_together_in_order() 
 
 
 async def test_a_failed_write_stops_later_writes_and_is_reported() -> None:
-    committed = SlowCommitted(fail_after=1)
+    committed = SlowCommitted(fail_at=2)
     writer = LocalWriter(DurableAgentStore(committed), spacing=0)
     writer.submit(*checkpoint(0), generation=0)
     await writer.drained()
@@ -72,6 +74,8 @@ async def test_a_failed_write_stops_later_writes_and_is_reported() -> None:
     writer.submit(*checkpoint(2), generation=2)
     await writer.close()
     assert isinstance(writer.failure, StoreError)
+    assert committed.attempts == 2  # checkpoint 2 was not even tried
+    assert committed.batches == [1]
     assert committed.positions()[0].checkpoint == 0  # nothing after the failure
 
 

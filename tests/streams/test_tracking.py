@@ -100,8 +100,22 @@ def test_revoked_partitions_are_released_with_their_last_committable_offset() ->
         tracker.begin(offset)
     tracker.complete(0)
     tracker.complete(1)
+    assert book.release((TP,)) == {TP: 2}  # not committed yet: the revoke commits it
+    assert TP not in book.trackers
+
+
+def test_a_committed_release_gives_nothing_and_late_acks_change_nothing() -> None:
+    book = OffsetBook()
+    tracker = book.tracker(TP)
+    acks = [
+        RecordAck(tracker, record=f"r{n}", offset=n, dead_letters=CapturingDeadLetters())  # type: ignore[arg-type]
+        for n in (0, 1, 2)
+    ]
+    acks[0](None)
+    acks[1](None)
     assert book.to_commit() == {TP: 2}
     assert book.to_commit() == {}
     assert book.release((TP,)) == {}  # nothing new since the last commit
-    tracker.complete(2)  # finishing after the revoke changes nothing
+    acks[2](None)  # finishing after the revoke changes nothing
+    assert tracker.committable == 2
     assert TP not in book.trackers and book.inflight == 0

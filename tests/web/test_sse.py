@@ -199,6 +199,7 @@ async def test_a_client_gone_before_its_stream_synced_ends_it_quietly(
     served.plane.submit("/valve/1", "hold", None)  # the valve's turn holds its mailbox
     try:
         await wait_until(lambda: Valve.entered == 1)
+        links = served.plane.statistics().links
         url = served.url("/")
         _, writer = await asyncio.open_connection(url.host, url.port)
         writer.write(
@@ -212,7 +213,8 @@ async def test_a_client_gone_before_its_stream_synced_ends_it_quietly(
     finally:
         Valve.opened.set()  # the sync happens now, for nobody
     await wait_until(lambda: "swimstream_web_streams_open 0\n" in served.registry.render())
-    await asyncio.sleep(0.1)
+    await served.plane.settle()  # the valve's queued turn, with the link, has run
+    assert served.plane.statistics().links == links  # the gone client's link was not made
     assert not [r for r in caplog.records if "web port failed" in r.getMessage()]
     async with stream(served, "/valve/1?lane=passed") as events:  # and it serves on
         assert await events.next() == ("state", 1)

@@ -54,6 +54,10 @@ async def test_the_port_is_free_for_the_full_server_while_probes_in_flight_finis
         async with http.get(f"http://127.0.0.1:{starting.port}/healthz") as response:
             assert response.status == 200
         await starting.release_port()
+        # The kept-alive connection still answers (the whole server's shutdown would
+        # have waited for it, then closed it) while the port is free for a new server.
+        async with http.get(f"http://127.0.0.1:{starting.port}/healthz") as response:
+            assert response.status == 200
         loop = asyncio.get_running_loop()
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", starting.port)
         server.close()
