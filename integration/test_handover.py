@@ -309,6 +309,8 @@ def test_a_stored_timer_fires_on_the_instance_its_shard_is_assigned_to_only(
     again = start_instance(config(f"{app}-a"), name="a-again", ready=False)
     second = start_instance(config(f"{app}-b"), name="b", ready=False)
     wait_until(lambda: settled([again, second], topic), 60, "a and b to share the partitions")
+    early = list(read_topic(kafka_broker.bootstrap, f"{app}.rang"))
+    assert not early, f"{len(early)} alarms rang before both instances ran: the delay is short"
     rang: dict[str, int] = {}
 
     def every_alarm_rang() -> bool:
@@ -323,3 +325,12 @@ def test_a_stored_timer_fires_on_the_instance_its_shard_is_assigned_to_only(
     every_alarm_rang()
     twice = {alarm: n for alarm, n in rang.items() if n != 1}
     assert not twice, f"{len(twice)} of {len(alarms)} alarms rang more than once: {twice}"
+    # Each rang on the instance that holds its shard, not on the other one.
+    owner = owners([again, second], topic)
+    elsewhere = [
+        alarm
+        for alarm in alarms
+        if owner[shard_for(alarm.encode(), PARTITIONS, "murmur2")].lane(f"/alarm/{alarm}", "rang")
+        != 1
+    ]
+    assert not elsewhere, f"{len(elsewhere)} alarms did not ring on their shard's owner"

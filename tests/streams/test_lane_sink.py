@@ -177,18 +177,22 @@ async def test_a_coalesced_change_json_cannot_hold_is_logged_and_the_flush_goes_
 
 
 async def test_the_flush_task_produces_on_its_own_and_once_more_when_cancelled() -> None:
+    """Two sinks of one lane: one flushes every 50 ms, the other every minute, so only
+    its flush as it is cancelled (the stop) can have produced its record."""
     async with open_plane(ROUTES) as plane:
-        sink, connector = lane_sink(plane, "state", coalesce=0.01)
-        task = asyncio.create_task(sink.run())
-        await plane.command("/board/a", "step", ["set", 1])
-        await plane.settle()
-        await asyncio.sleep(0.05)
-        assert sent(connector) == [("a", "state", 1)]
+        ticking, ticked = lane_sink(plane, "state", coalesce=0.05)
+        waiting, waited = lane_sink(plane, "state", coalesce=60.0)
+        tasks = [asyncio.create_task(sink.run()) for sink in (ticking, waiting)]
         await plane.command("/board/a", "step", ["set", 2])
         await plane.settle()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        assert sent(connector)[-1] == ("a", "state", 2)
+        await asyncio.sleep(0.3)
+        assert sent(ticked) == [("a", "state", 2)]  # on its own
+        assert sent(waited) == [] and waiting.pending == 1
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert sent(waited) == [("a", "state", 2)]
+        assert sent(ticked) == [("a", "state", 2)]  # nothing new: nothing more
 
 
 STEPS = st.lists(

@@ -114,12 +114,14 @@ async def test_a_raising_callback_answers_422_with_its_message_and_the_server_st
 
 
 async def test_bad_json_is_400_and_an_empty_body_is_null(served: Served) -> None:
+    assert await served.post_json("/device/1?lane=status", {"temp": 1.0}) == (200, {"ok": True})
     async with served.client.post(served.url("/device/1?lane=status"), data=b"{nope") as response:
         assert response.status == 400
         assert "not valid JSON" in (await response.json())["error"]
+    assert await served.get_json("/device/1?lane=status") == (200, {"temp": 1.0})  # untouched
     async with served.client.post(served.url("/device/1?lane=status"), data=b"") as response:
         assert response.status == 200
-    assert await served.get_json("/device/1?lane=status") == (200, None)
+    assert await served.get_json("/device/1?lane=status") == (200, None)  # set to null
 
 
 async def test_a_lane_that_takes_no_commands_is_405_before_any_agent_sees_it(
@@ -143,8 +145,8 @@ async def test_a_body_nested_deeper_than_a_get_could_write_back_is_400(served: S
     shallow = b"[" * 200 + b"]" * 200
     async with served.client.post(served.url("/device/1?lane=status"), data=shallow) as response:
         assert response.status == 200
-    status, _ = await served.get_json("/device/1?lane=status")
-    assert status == 200
+    status, body = await served.get_json("/device/1?lane=status")
+    assert status == 200 and orjson.dumps(body) == shallow  # and it is served back whole
 
 
 async def test_a_body_its_content_encoding_cannot_decode_is_400(served: Served) -> None:
