@@ -92,6 +92,8 @@ async def test_a_forgotten_shard_leaves_no_agent_timer_link_or_note_behind() -> 
         assert {node for node, _ in names(tracker)} == {"/meter/0-a"}
         # Loaded afresh, the agent starts from what committed state holds (nothing here).
         await plane.command("/meter/0-a", "read", 10)  # the old link is gone: no delivery
+        await plane.settle()
+        assert not plane.is_active("/meter/1-b")  # (a delivery would have loaded it)
 
         def level(agent: Agent) -> int:
             assert isinstance(agent, Meter)

@@ -20,6 +20,7 @@ from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.router import RecordRouter, SourceRoute
 from swimstream.testing import MemoryRecord, MemorySink, open_plane
 from tests.streams.scripted import ScriptedSource
+from tests.support.waiting import wait_until
 
 
 class Valve(Agent):
@@ -49,6 +50,7 @@ async def turns_until(condition: Callable[[], bool]) -> None:
         if condition():
             return
         await asyncio.sleep(0)
+    raise AssertionError("not reached in 1,000 turns of the loop")
 
 
 @contextlib.asynccontextmanager
@@ -115,9 +117,9 @@ async def test_a_long_pause_keeps_the_group_membership_alive_and_a_short_one_doe
         assert source.kept == []
         await asyncio.sleep(0.3)  # past 0.2 s: polled every 0.02 s
         assert len(source.kept) >= 5 and set(source.kept) == {0.02}
-        for _ in range(20):  # the wait ends ...
+        for _ in range(40):  # the wait ends (and the next batch's is short) ...
             Valve.gate.release()
-        await turns_until(lambda: not runner.paused)
+        await wait_until(lambda: source.done.is_set() and not runner.paused, 5, "the last wait")
         kept = len(source.kept)
         await asyncio.sleep(0.1)
         assert len(source.kept) == kept  # ... and the keep-alive with it

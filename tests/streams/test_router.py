@@ -156,6 +156,7 @@ async def test_two_routes_on_one_topic_each_get_every_record_once() -> None:
         assert plane.get("/meter/b", "last") is None
         assert [offset for offset, _ in reasons(sink)] == ["1"]
         assert tracker.committable == 2
+        assert plane.statistics().commands == 3  # a: both routes; b: the raw one only
 
 
 async def test_a_key_route_sends_each_key_to_its_agent_past_the_node_cache_bound(
