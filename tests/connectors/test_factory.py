@@ -30,6 +30,7 @@ async def test_sources_join_as_static_members_unless_told_otherwise(
         source = clients["kafka"].make_source(["vehicle-positions"])
     assert isinstance(source, KafkaSource)
     assert source.instance_id == expected
+    assert source._config.get("group.instance.id") == expected  # what librdkafka is given
 
 
 @pytest.mark.parametrize(("chosen", "expected"), [(None, "key_shared"), ("shared", "shared")])
@@ -91,3 +92,21 @@ async def test_an_embedded_broker_starts_without_writing_to_stderr(
     async with open_connectors(config, "edge-1") as clients:
         assert "kafka" in clients
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+async def test_kafka_sources_start_a_new_group_where_offset_reset_says(
+    kafka_broker: EmbeddedKafka, reset: str
+) -> None:
+    source_config = {"topic": "t", "route": "/vehicle/{key}", "lane": "position"}
+    config = parse_config(
+        document(
+            broker={"kind": "kafka", "bootstrap": kafka_broker.bootstrap},
+            sources=[{**source_config, "offset_reset": reset}],
+        ),
+        {},
+    )
+    async with open_connectors(config, "edge-1") as clients:
+        source = clients["kafka"].make_source(["t"])
+    assert isinstance(source, KafkaSource)
+    assert source._config["auto.offset.reset"] == reset  # what librdkafka is given

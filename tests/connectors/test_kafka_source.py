@@ -208,7 +208,9 @@ async def test_a_joining_member_revokes_on_the_loop_thread_and_commits_the_liste
 
     second = await open_source([topic], group)
     async with kept_polling(first):
-        taken = await pump(second, lambda _: len(second.assignment()) == 2, timeout=20)
+        taken = await pump(
+            second, lambda got: len(second.assignment()) == 2 and len(got) >= 6, timeout=20
+        )
 
     revoked = [change for change, _, _ in seen if change.revoked]
     assert revoked and not revoked[0].lost
@@ -219,7 +221,7 @@ async def test_a_joining_member_revokes_on_the_loop_thread_and_commits_the_liste
     assert first.assignment().isdisjoint(second.assignment())
     # The listener's offsets were committed before the partitions moved, so the new
     # owner started from them.
-    assert {offset_of(r) for r in taken} <= {7, 8, 9}
+    assert sorted(offset_of(r) for r in taken) == [7, 7, 8, 8, 9, 9]
     assert committed_offsets(kafka_broker.bootstrap, group, topic, 4) == {p: 7 for p in range(4)}
     # Each rebalance is one info line, the source's (naming its group): the runner's
     # are debug (integration tests wait for "revoked" in an instance's log).
@@ -297,7 +299,10 @@ async def test_a_revoke_waits_for_before_revoke_no_longer_than_the_revoke_timeou
     async with kept_polling(first):
         await pump(second, lambda _: bool(second.assignment()), timeout=20)
     assert cancelled.is_set()
-    assert len(first.assignment()) == 1 and time.monotonic() - started < 15
+    took = time.monotonic() - started
+    # About 5 s here (the group's join and the 1 s wait); waiting out the default 10 s
+    # instead of the source's revoke_timeout took 14.
+    assert len(first.assignment()) == 1 and took < 10, f"the revoke took {took:.1f} s"
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("took over 1 s" in line for line in warned), warned
 
@@ -361,10 +366,13 @@ async def test_a_revoke_while_the_broker_does_not_answer_does_not_wait_for_befor
     try:
         await pump(source, lambda _: not source.connected, timeout=10)
         source.close_timeout = 3.0
+        started = time.monotonic()
         await source.close()
+        took = time.monotonic() - started
     finally:
         kafka_broker.resume()
     assert called == []
+    assert took < 3.0 + 5.0, f"closing took {took:.1f} s"  # (a wait for the broker: 30 s on)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("does not answer: revoking" in line for line in warned), warned
 

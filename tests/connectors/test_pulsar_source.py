@@ -197,6 +197,20 @@ async def test_the_source_satisfies_the_contract(service_url: str, topic: str) -
     assert not source.connected
 
 
+@pytest.mark.parametrize(("position", "expected"), [("earliest", 5), ("latest", 2)])
+async def test_a_new_subscription_starts_where_its_initial_position_says(
+    service_url: str, topic: str, open_source: OpenSource, position: str, expected: int
+) -> None:
+    """``latest`` skips what the topic held before the subscription was made (the
+    factory sets it from a source's ``offset_reset``)."""
+    await produce(service_url, topic, numbered(3))
+    settings = PulsarSettings(subscription_type="shared", initial_position=position)  # type: ignore[arg-type]
+    source = await open_source([topic], settings)
+    await produce(service_url, topic, numbered(5)[3:])
+    assert numbers(await read(source, expected)) == list(range(5 - expected, 5))
+    assert await read_nothing_more(source) == []
+
+
 # -- acknowledgement and redelivery -------------------------------------------------------
 # On pulsar-lite with its settings (Shared: Key_Shared redelivery stalls there, as the
 # strict xfail below keeps measuring).
@@ -217,6 +231,7 @@ async def committed_then_reopened(
     again = await read(second, 8, timeout=2.0)
     assert [record.offset() for record in again] == list(range(8))  # numbered afresh
     second.commit({TopicPartition(topic, 0): 8})
+    await second.close()  # (what it held unacknowledged would go to the next member)
     return numbers(again)
 
 
