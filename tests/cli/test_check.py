@@ -42,7 +42,7 @@ def run_check(
 def test_a_valid_config_passes(tmp_path: Path) -> None:
     result = run_check(tmp_path, GOOD)
     assert result.returncode == 0, result.stderr
-    assert "ok" in result.stdout
+    assert result.stdout == f"{tmp_path / 'app.yaml'}: ok\n"
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,6 @@ def test_check_config_returns_printable_lines(tmp_path: Path) -> None:
     ]
 
 
-def test_the_example_resolves_once_the_towers_example_exists() -> None:
-    pytest.importorskip("examples.towers.app")
+def test_the_example_config_resolves_to_the_towers_agents() -> None:
     classes = resolve_agents(load_config(EXAMPLE_FILE, {}))
     assert sorted(classes) == ["device", "tower", "world"]

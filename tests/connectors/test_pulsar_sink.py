@@ -145,6 +145,8 @@ async def test_a_full_queue_slows_produce_down_instead_of_failing(
     assert await sink.flush(10)
     await sink.close()
     assert reports.errors == [None] * 300
+    payloads = [payload for _, payload in read_back(service_url, topic, 301)]
+    assert payloads == [b"first", *(b"%d" % number for number in range(300))]
 
 
 async def test_a_producer_the_broker_refuses_fails_its_records_with_the_reason(

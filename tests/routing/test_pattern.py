@@ -1,3 +1,5 @@
+from urllib.parse import unquote
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -110,9 +112,25 @@ def test_render_then_match_gives_the_params_back(data: st.DataObject) -> None:
 
 @given(st.data())
 def test_render_is_canonical(data: st.DataObject) -> None:
+    """Any spelling of a URI (here every param byte percent-escaped, in lower-case hex)
+    matches the same params, and rendering them gives the one canonical spelling."""
     pattern = data.draw(patterns)
     params = {name: data.draw(param_values) for name in pattern.params}
     uri = pattern.render(params)
-    matched = pattern.match(uri)
-    assert matched is not None
+    segments = uri[1:].split("/")
+    escaped = [
+        segment if fixed is not None else "".join(f"%{b:02x}" for b in params_of(segment))
+        for segment, fixed in zip(segments, pattern.segments, strict=True)
+    ]
+    alternative = "/" + "/".join(escaped)
+    found = pattern.match_split(escaped)
+    assert found is not None
+    matched, canonical = found
+    assert matched == params
+    assert canonical == (alternative == uri)
     assert pattern.render(matched) == uri
+
+
+def params_of(segment: str) -> bytes:
+    """A rendered param segment's value, as UTF-8."""
+    return unquote(segment).encode()

@@ -19,8 +19,10 @@ class Origin(Tracked):
     def __init__(self, name: str) -> None:
         self.name = name
         self.pending = 1
+        self.errors: list[BaseException | None] = []
 
     def __call__(self, error: BaseException | None) -> None:
+        self.errors.append(error)
         self.pending -= 1
         if self.pending == 0:
             EVENTS.append(f"{self.name} done")
@@ -72,3 +74,5 @@ async def test_an_ack_waits_for_the_commands_its_callback_sent_before_and_after_
     assert EVENTS.index("second done") > EVENTS.index("took from /slow/a")
     assert EVENTS.count("took from /relay/b") == 2
     assert [e for e in EVENTS if e.endswith("done")] == ["first done", "third done", "second done"]
+    for origin in (first, second, third):  # the callback and the command each acked, cleanly
+        assert origin.errors == [None, None], (origin.name, origin.errors)
