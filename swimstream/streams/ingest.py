@@ -347,9 +347,9 @@ class SourceRunner:
             log.info("%s caught up with %s", self.name, counted(len(assigned), "partition"))
 
     def _note_ends_unknown(self, unknown: set[TopicPartition]) -> None:
-        """Warn, once per assignment, when partitions go :data:`ENDS_UNKNOWN_WARNING`
-        seconds without a fetch telling their end: the first fetch should, in well
-        under a second, and readiness waits for it."""
+        """Warn when partitions go :data:`ENDS_UNKNOWN_WARNING` seconds without a fetch
+        telling their end (once per assignment, until the source first caught up): the
+        first fetch should, in well under a second, and readiness waits for it."""
         if not unknown or self._ends_warned:
             return
         now = time.monotonic()
