@@ -196,9 +196,7 @@ class Handover:
         mine = [tp for tp in gained if self._restoring.get(tp) == number]  # none newer
         for tp in mine:
             del self._restoring[tp]
-        runner.restoring.difference_update(mine)
-        held = runner.connector.assignment()
-        runner.connector.resume([tp for tp in mine if tp in held])
+        runner.restored(mine)
         log.info(
             "shards %s caught up with the changelog: %s read, %s applied (%s of "
             "uncommitted ones skipped), %s changed, in %.1f s",

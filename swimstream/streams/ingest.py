@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import (
@@ -123,8 +123,8 @@ class SourceRunner:
         of their records is routed any more (durable state checkpoints there); set
         before :meth:`run`, cleared as the service stops."""
         self.restoring: set[TopicPartition] = set()
-        """Partitions paused until their state is restored: backpressure must not
-        resume them."""
+        """Partitions paused until their state is restored (:meth:`restored`):
+        backpressure must not resume them."""
         self._caught_up = False
         self._ends_unknown_since: float | None = None
         self._ends_warned = False
@@ -254,6 +254,17 @@ class SourceRunner:
         """Route again."""
         self._open.set()
 
+    def restored(self, partitions: Sequence[TopicPartition]) -> None:
+        """The state of ``partitions`` is restored: fetch them again, unless a
+        backpressure wait holds the others (its end resumes them with the rest)."""
+        self.restoring.difference_update(partitions)
+        held = self.connector.assignment()
+        mine = [tp for tp in partitions if tp in held]
+        if self._paused:
+            self._paused += [tp for tp in mine if tp not in self._paused]
+        else:
+            self.connector.resume(mine)
+
     def checkpointed(self, offsets: Mapping[TopicPartition, int]) -> None:
         """A checkpoint committed: commit this runner's offsets now when they were not
         part of its transaction (a Pulsar source next to a Kafka changelog); either way
@@ -377,6 +388,9 @@ class SourceRunner:
     def _rebalanced(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         if change.assigned:
             self._ends_unknown_since, self._ends_warned = None, False
+            if self._paused:  # gained during a backpressure wait: they wait as well
+                self.connector.pause(change.assigned)
+                self._paused += [tp for tp in change.assigned if tp not in self._paused]
             # (debug: the connector logs each rebalance at info, with its group and broker)
             log.debug("%s assigned %s", self.name, partition_list(change.assigned))
             routed, self._routed_at_revoke = self._routed_at_revoke, {}

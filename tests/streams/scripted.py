@@ -35,6 +35,10 @@ class ScriptedSource:
         """What the runner gave to await before a revoke (await it to play one)."""
         self.kept: list[float] = []
         """The timeout of every ``keep_membership`` call."""
+        self.held = {PARTITION}
+        """What ``assignment`` answers (a test plays a rebalance by changing it)."""
+        self.flow: list[tuple[str, list[TopicPartition]]] = []
+        """Every pause and resume, in order: ("pause" or "resume", partitions)."""
 
     def consume(self, max_records: int) -> Sequence[InboundRecord]:
         batch, self._ready = self._ready[:max_records], self._ready[max_records:]
@@ -59,13 +63,13 @@ class ScriptedSource:
         self.before_revoke = before_revoke
 
     def assignment(self) -> set[TopicPartition]:
-        return {PARTITION}
+        return set(self.held)
 
     def pause(self, partitions: Sequence[TopicPartition]) -> None:
-        pass
+        self.flow.append(("pause", sorted(partitions)))
 
     def resume(self, partitions: Sequence[TopicPartition]) -> None:
-        pass
+        self.flow.append(("resume", sorted(partitions)))
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         pass

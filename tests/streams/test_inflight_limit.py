@@ -15,11 +15,12 @@ from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
 from swimstream.streams import ingest
+from swimstream.streams.connector import Rebalance, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.router import RecordRouter, SourceRoute
 from swimstream.testing import MemoryRecord, MemorySink, open_plane
-from tests.streams.scripted import ScriptedSource
+from tests.streams.scripted import PARTITION, ScriptedSource
 from tests.support.waiting import wait_until
 
 
@@ -123,3 +124,34 @@ async def test_a_long_pause_keeps_the_group_membership_alive_and_a_short_one_doe
         kept = len(source.kept)
         await asyncio.sleep(0.1)
         assert len(source.kept) == kept  # ... and the keep-alive with it
+
+
+async def test_partitions_gained_or_restored_during_a_backpressure_wait_wait_as_well() -> None:
+    """A partition assigned while the runner waits for room is paused with the others
+    (the keep-alive's consumes would otherwise fetch it into memory, wait after wait),
+    and so is one whose restore ends meanwhile; the wait's end resumes them all."""
+    gained, restored = TopicPartition("readings", 1), TopicPartition("readings", 2)
+    async with valves() as (_plane, _registry, source, runner):
+        await turns_until(lambda: runner.paused)
+        assert source.flow == [("pause", [PARTITION])]
+        assert source.listener is not None
+        source.held |= {gained, restored}
+        runner.restoring.add(restored)  # (as the durable service marks a gained one)
+        source.listener(Rebalance(assigned=(gained, restored), incremental=True))
+        runner.restored([restored])  # its state is back while the wait goes on
+        assert source.flow == [("pause", [PARTITION]), ("pause", [gained, restored])]
+        for _ in range(40):  # the wait ends
+            Valve.gate.release()
+        await wait_until(lambda: source.done.is_set() and not runner.paused, 5, "the last wait")
+    resumed = [partitions for what, partitions in source.flow if what == "resume"]
+    assert resumed[0] == [PARTITION, gained, restored]
+
+
+async def test_a_restore_ending_outside_a_backpressure_wait_resumes_its_partitions() -> None:
+    restored = TopicPartition("readings", 2)
+    async with valves() as (_plane, _registry, source, runner):
+        source.held |= {restored}
+        runner.restoring.add(restored)
+        runner.restored([restored, TopicPartition("readings", 3)])  # (3: no longer held)
+        assert runner.restoring == set()
+        assert source.flow[0] == ("resume", [restored])
