@@ -170,6 +170,25 @@ def _check_sources(config: AppConfig, routes: RouteTable[str], problems: list[Pr
                 )
             )
         seen.setdefault(identity, index)
+    _check_offset_resets(config, problems)
+
+
+def _check_offset_resets(config: AppConfig, problems: list[Problem]) -> None:
+    """One consumer per protocol reads every source topic on it, so they start alike."""
+    first: dict[str, int] = {}
+    for index, source in enumerate(config.sources):
+        protocol = source.kind or config.broker.protocol
+        earlier = first.setdefault(protocol, index)
+        reset = config.sources[earlier].offset_reset
+        if source.offset_reset != reset:
+            problems.append(
+                (
+                    f"sources[{index}].offset_reset",
+                    f"{source.offset_reset!r} differs from sources[{earlier}]'s {reset!r}: "
+                    f"one consumer reads every {protocol} source topic, so they start alike "
+                    "(set the same value on each)",
+                )
+            )
 
 
 def _check_sinks(config: AppConfig, routes: RouteTable[str], problems: list[Problem]) -> None:

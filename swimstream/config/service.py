@@ -57,7 +57,10 @@ class ProcessingConfig(FrozenModel):
     commit_max_records: Integer = Field(
         default=1000,
         ge=1,
-        description="A checkpoint is also taken after this many source records.",
+        description=(
+            "With `store.durable: false`, source offsets are also committed after this many "
+            "records; checkpoints (durable state) are timed by `commit_interval` alone."
+        ),
     )
     max_poll_records: Integer = Field(
         default=500,
@@ -128,28 +131,32 @@ class MeshConfig(FrozenModel):
     members: tuple[PeerAddress, ...] = Field(
         default=(),
         description=(
-            "Static list of every instance's mesh address. Used without Kafka (Pulsar or "
-            "embedded brokers): shard owners are then chosen by rendezvous hashing over the "
-            "live members. With Kafka the consumer group decides and this may stay empty."
+            "Static list of every instance's mesh address. For the mesh (not built yet): "
+            "without Kafka, shard owners are to be chosen by rendezvous hashing over the "
+            "live members; with Kafka the consumer group decides and this may stay empty."
         ),
     )
     instance_id: Name | None = Field(
         default=None,
-        json_schema_extra={DEFAULT_DOC: "the host name"},
+        json_schema_extra={DEFAULT_DOC: "`<app>-<host name>`"},
         description=(
             "Stable identity of this instance, kept across restarts: its store file, its "
             "transactional id and (see `broker.static_membership`) the Kafka static "
             "membership `group.instance.id`, so a restarted instance gets its shards back "
-            "without a rebalance. Defaults to the host name."
+            "without a rebalance. Defaults to the app's name and the host name "
+            "(`towers-host1`)."
         ),
     )
     heartbeat_interval: Duration = Field(
-        default=1.0, gt=0, description="Time between heartbeats to each peer."
+        default=1.0, gt=0, description="Time between heartbeats to each peer (the mesh)."
     )
     peer_timeout: Duration = Field(
         default=5.0,
         gt=0,
-        description="A peer silent this long is unreachable: replicas it fed are marked stale.",
+        description=(
+            "For the mesh: a peer silent this long is unreachable, and replicas it fed are "
+            "marked stale."
+        ),
     )
 
     @model_validator(mode="after")
@@ -195,7 +202,7 @@ class StoreConfig(FrozenModel):
         description=(
             "Standby replicas per shard: instances that tail the changelog of shards they do "
             "not own, so a failover replays only their lag (Kafka Streams' "
-            "`num.standby.replicas`)."
+            "`num.standby.replicas`). Not built yet: checked, then ignored."
         ),
     )
 

@@ -117,7 +117,8 @@ class SourceConfig(FrozenModel):
         default="earliest",
         description=(
             "Where to start when the consumer group has no committed offset yet: the "
-            "oldest record or only new ones."
+            "oldest record or only new ones. One consumer reads every source topic of a "
+            "protocol, so their sources must agree (`check` names one that does not)."
         ),
     )
 

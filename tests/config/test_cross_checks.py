@@ -61,6 +61,23 @@ def test_repeated_sources_are_refused() -> None:
     ]
 
 
+def test_sources_of_one_protocol_that_start_differently_are_refused() -> None:
+    """One consumer reads every Kafka source topic, with one ``auto.offset.reset``: the
+    second source's ``latest`` was ignored without a word."""
+    sources = [
+        {**source("/vehicle/{key}"), "topic": "positions"},
+        {**source("/vehicle/{key}"), "topic": "speeds", "offset_reset": "latest"},
+        {**source("/vehicle/{key}"), "topic": "events", "kind": "pulsar", "offset_reset": "latest"},
+    ]
+    broker = {"kind": "kafka", "bootstrap": "localhost:9092", "service_url": "pulsar://p:6650"}
+    assert problems(document(sources=sources, broker=broker)) == [
+        "sources[1].offset_reset: 'latest' differs from sources[0]'s 'earliest': one consumer "
+        "reads every kafka source topic, so they start alike (set the same value on each)"
+    ]  # (the Pulsar source has a consumer of its own: its 'latest' is fine)
+    sources[0]["offset_reset"] = "latest"
+    assert len(parse_config(document(sources=sources, broker=broker), {}).sources) == 3
+
+
 def test_one_topic_may_feed_two_agent_types() -> None:
     sources = [source("/vehicle/{key}"), source("/tower/{payload.tower}", lane="attach")]
     assert len(parse_config(document(sources=sources), {}).sources) == 2

@@ -68,6 +68,7 @@ def test_the_reference_shows_types_and_defaults() -> None:
     assert "| `broker.create_topics` | boolean | `true` |" in reference
     assert "| `broker` | mapping (below) | required |" in reference
     assert "| `dead_letter` | topic name | `<app>.dead-letter` |" in reference
-    assert "| `mesh.instance_id` | name (letters, digits, `._-`) | the host name |" in reference
+    instance_id = "| `mesh.instance_id` | name (letters, digits, `._-`) | `<app>-<host name>` |"
+    assert instance_id in reference
     assert "### `sources[]`" in reference
     assert reference.startswith("## Configuration reference\n")
