@@ -300,9 +300,9 @@ async def test_a_revoke_waits_for_before_revoke_no_longer_than_the_revoke_timeou
         await pump(second, lambda _: bool(second.assignment()), timeout=20)
     assert cancelled.is_set()
     took = time.monotonic() - started
-    # About 5 s here (the group's join and the 1 s wait); waiting out the default 10 s
-    # instead of the source's revoke_timeout took 14.
-    assert len(first.assignment()) == 1 and took < 10, f"the revoke took {took:.1f} s"
+    # About 5 s here (the group's join, mostly the broker's fixed delay, and the 1 s
+    # wait); waiting out the default 10 s instead of the source's revoke_timeout took 14.
+    assert len(first.assignment()) == 1 and took < 12, f"the revoke took {took:.1f} s"
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("took over 1 s" in line for line in warned), warned
 
