@@ -21,6 +21,12 @@ def _config(kafka: EmbeddedKafka, **broker: Any) -> Any:
     )
 
 
+def _starting(reset: str, **broker: Any) -> Any:
+    """An app config whose one source starts where ``reset`` says."""
+    source = {"topic": "t", "route": "/vehicle/{key}", "lane": "position", "offset_reset": reset}
+    return parse_config(document(broker=broker, sources=[source]), {})
+
+
 @pytest.mark.parametrize(("static", "expected"), [(None, "edge-1"), (False, None)])
 async def test_sources_join_as_static_members_unless_told_otherwise(
     kafka_broker: EmbeddedKafka, static: bool | None, expected: str | None
@@ -53,14 +59,7 @@ async def test_pulsar_sources_start_a_new_subscription_where_offset_reset_says(
 ) -> None:
     """``offset_reset: latest`` on a Pulsar source was ignored: a new subscription read
     the topic's whole history, as with ``earliest``."""
-    source_config = {"topic": "t", "route": "/vehicle/{key}", "lane": "position"}
-    config = parse_config(
-        document(
-            broker={"kind": "pulsar", "service_url": pulsar_broker.service_url},
-            sources=[{**source_config, "offset_reset": reset}],
-        ),
-        {},
-    )
+    config = _starting(reset, kind="pulsar", service_url=pulsar_broker.service_url)
     async with open_connectors(config, "edge-1") as clients:
         source = clients["pulsar"].make_source(["t"])
     assert isinstance(source, PulsarSource)
@@ -98,14 +97,7 @@ async def test_an_embedded_broker_starts_without_writing_to_stderr(
 async def test_kafka_sources_start_a_new_group_where_offset_reset_says(
     kafka_broker: EmbeddedKafka, reset: str
 ) -> None:
-    source_config = {"topic": "t", "route": "/vehicle/{key}", "lane": "position"}
-    config = parse_config(
-        document(
-            broker={"kind": "kafka", "bootstrap": kafka_broker.bootstrap},
-            sources=[{**source_config, "offset_reset": reset}],
-        ),
-        {},
-    )
+    config = _starting(reset, kind="kafka", bootstrap=kafka_broker.bootstrap)
     async with open_connectors(config, "edge-1") as clients:
         source = clients["kafka"].make_source(["t"])
     assert isinstance(source, KafkaSource)
