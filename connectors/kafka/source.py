@@ -487,7 +487,7 @@ class KafkaSource:
                 r for r in records if TopicPartition(r.topic() or "", r.partition() or 0) in held
             ]
             end_offsets = {tp: offset for tp, offset in end_offsets.items() if tp in held}
-        if end_offsets:  # (readiness waits for each empty partition's one)
+        if end_offsets and log.isEnabledFor(logging.DEBUG):  # (a fetch to the end has one)
             log.debug("%s: end of %s", self._where, offset_list(end_offsets))
         membership.end_offsets.update(end_offsets)
         if records:
