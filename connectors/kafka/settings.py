@@ -41,6 +41,15 @@ Consumer
 * ``statistics.interval.ms=1000``: the per-broker statistics are how the source notices a
   broker that stopped answering without closing its socket (see
   :mod:`connectors.kafka.health`).
+* ``coordinator.query.interval.ms=500`` (librdkafka's default is ten minutes): a partition
+  paused as it is assigned (durable state restores it first), then resumed before its
+  first fetch, starts fetching only once it has its committed offset from the group,
+  and that waited for a round of librdkafka's group handler, which each coordinator
+  query brings forward. Measured on the embedded Tansu, from the resume to the
+  partition's end: 0.75 to 0.86 s with the default or with 1 s, 0.20 s with 500 ms,
+  0.10 s with 100 ms; an instance starting, or gaining a partition from another, was
+  unready that much longer. The cost is a FindCoordinator request (a metadata lookup)
+  every half second.
 
 Producer
 
@@ -88,6 +97,7 @@ CONSUMER_DEFAULTS: Final[Mapping[str, Setting]] = {
     "enable.partition.eof": True,
     "isolation.level": "read_committed",
     "statistics.interval.ms": 1_000,
+    "coordinator.query.interval.ms": 500,
 }
 
 PRODUCER_DEFAULTS: Final[Mapping[str, Setting]] = {
