@@ -11,7 +11,7 @@ make the two meet on purpose).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.store.checkpoint import Checkpointer
@@ -19,7 +19,7 @@ from swimstream.store.committed import MemoryCommitted
 from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.tracker import StateTracker
-from swimstream.streams.connector import DeliveryCallback, TopicPartition
+from swimstream.streams.connector import TopicPartition
 from swimstream.testing import open_plane
 
 COMMIT_SECONDS = 0.05
@@ -75,26 +75,17 @@ class SlowTransactions:
 
     def produce(
         self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-        on_delivery: DeliveryCallback | None = None,
-        *,
+        *_record: object,
         partition: int | None = None,
         on_written: Callable[[int, int], None] | None = None,
+        **_options: object,
     ) -> None:
         if on_written is not None:  # a checkpoint's marker
             on_written(partition or 0, self._offset)
         self._offset += 1
 
     def produce_many(
-        self,
-        topic: str,
-        records: Iterable[tuple[bytes | None, bytes | None, int]],
-        headers: Sequence[tuple[str, bytes]],
-        *,
-        reported: bool = True,
+        self, _topic: str, records: Iterable[object], *_rest: object, **_: object
     ) -> None:
         self._offset += len(list(records))
 
