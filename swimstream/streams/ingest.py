@@ -112,7 +112,7 @@ class SourceRunner:
         self._commit_interval = commit_interval
         self._commit_every = commit_every
         self._stopping = asyncio.Event()
-        self._paused: list[TopicPartition] = []
+        self._paused: set[TopicPartition] = set()
         self._routed_at_revoke: dict[TopicPartition, int] = {}
         """Managed commits: where the partitions of the last revoke were routed to."""
         self.on_moved: Callable[[Rebalance], None] | None = None
@@ -261,7 +261,7 @@ class SourceRunner:
         held = self.connector.assignment()
         mine = [tp for tp in partitions if tp in held]
         if self._paused:
-            self._paused += [tp for tp in mine if tp not in self._paused]
+            self._paused.update(mine)
         else:
             self.connector.resume(mine)
 
@@ -284,7 +284,7 @@ class SourceRunner:
         partitions = sorted(self.connector.assignment())
         if not partitions:
             return
-        self._paused = partitions
+        self._paused = set(partitions)
         self.connector.pause(partitions)
         self._pauses.value += 1
         low = self._max_inflight // 2
@@ -302,8 +302,8 @@ class SourceRunner:
         finally:
             keeping.cancel()
             current = set(self.connector.assignment()) - self.restoring
-            self.connector.resume([tp for tp in self._paused if tp in current])
-            self._paused = []
+            self.connector.resume(sorted(self._paused & current))
+            self._paused = set()
 
     async def _keep_membership(self) -> None:
         """Keep the group membership alive through a long backpressure wait (see
@@ -390,7 +390,7 @@ class SourceRunner:
             self._ends_unknown_since, self._ends_warned = None, False
             if self._paused:  # gained during a backpressure wait: they wait as well
                 self.connector.pause(change.assigned)
-                self._paused += [tp for tp in change.assigned if tp not in self._paused]
+                self._paused.update(change.assigned)
             # (debug: the connector logs each rebalance at info, with its group and broker)
             log.debug("%s assigned %s", self.name, partition_list(change.assigned))
             routed, self._routed_at_revoke = self._routed_at_revoke, {}
