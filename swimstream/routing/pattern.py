@@ -98,9 +98,11 @@ class RoutePattern:
         return found[0] if found is not None else None
 
     def match_split(self, segments: list[str]) -> tuple[dict[str, str], bool] | None:
-        """The params of a split URI and whether it is spelled canonically, or ``None``.
+        """The params of a split URI and whether its spelling is surely canonical, or ``None``.
 
-        One pass for both, since the route table needs both for every lookup.
+        One pass for both, since the route table needs both for every lookup. The flag is
+        true only when every param segment is plain; a segment with escapes, even escapes
+        that happen to be canonical, leaves it false and the caller renders the params.
         """
         if len(segments) != len(self.segments):
             return None
