@@ -5,6 +5,7 @@ error; it never skips them, because a skipped broker test hides a broken build m
 The logic lives in :mod:`connectors.embedded`; these fixtures only scope it.
 """
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,8 +15,11 @@ from connectors.embedded import EmbeddedKafka, EmbeddedPulsar, TopicFactory, uni
 
 # Property tests look for wrong answers, not slow ones: an example of 20 ms took 232 on
 # this shared machine under load, and hypothesis's 200 ms deadline failed the test.
+# `HYPOTHESIS_PROFILE=thorough` runs each property test on 50 times the examples: how a
+# property that holds for 100 examples but not for every one is found before CI finds it.
 settings.register_profile("swimstream", deadline=None)
-settings.load_profile("swimstream")
+settings.register_profile("thorough", deadline=None, max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "swimstream"))
 
 
 @pytest.fixture(scope="session")
