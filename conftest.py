@@ -15,9 +15,11 @@ from connectors.embedded import EmbeddedKafka, EmbeddedPulsar, TopicFactory, uni
 
 # Property tests look for wrong answers, not slow ones: an example of 20 ms took 232 on
 # this shared machine under load, and hypothesis's 200 ms deadline failed the test.
-# `HYPOTHESIS_PROFILE=thorough` runs each property test on 50 times the examples: how a
-# property that holds for 100 examples but not for every one is found before CI finds it.
-settings.register_profile("swimstream", deadline=None)
+# The default profile tries the same 100 examples on every machine (derandomize), so CI
+# passes or fails as the developer's run did: a property that held for 100 random examples
+# once failed CI on the 101st kind. `HYPOTHESIS_PROFILE=thorough` searches at random, with
+# 50 times the examples; run it after changing a property or the code under it.
+settings.register_profile("swimstream", deadline=None, derandomize=True)
 settings.register_profile("thorough", deadline=None, max_examples=5000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "swimstream"))
 
