@@ -104,7 +104,15 @@ class AgentCell:
         return self.plane.lane_kind(node_uri, lane)
 
     def command(self, node_uri: str, lane: str, value: Any) -> None:
-        self.plane.submit(node_uri, lane, value, fork_origin())
+        ack = fork_origin()
+        try:
+            self.plane.submit(node_uri, lane, value, ack)
+        except BaseException:
+            # Never queued: the record's own ack takes the error (and dead-letters it),
+            # and this share of it must not keep the record unfinished for good.
+            if ack is not None:
+                ack(None)
+            raise
 
     def publish(self, topic: str, value: Any, key: str | None) -> None:
         self.plane._publish(self, topic, value, key)

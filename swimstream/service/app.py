@@ -175,7 +175,9 @@ class Service:
         # A record the sinks cannot write is refused at the door: its checkpoint would
         # fail at every restart. The margin leaves room for keys, headers and encoding.
         largest = min(c.max_record_bytes for c in self.clients.values()) - RECORD_MARGIN
-        dead_letters = DeadLetters(home.sink, config.dead_letter, self.registry, largest)
+        dead_letters = DeadLetters(
+            home.sink, config.dead_letter, self.registry, largest, self.failures
+        )
         router = RecordRouter(
             self.plane, compile_routes(config.sources), dead_letters, self.registry, largest
         )

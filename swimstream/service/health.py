@@ -56,7 +56,7 @@ class ServiceHealth:
             ok = False
         lost = service.failures.count
         if lost:
-            undelivered = counted(lost, "insight record")
+            undelivered = counted(lost, "insight or dead-letter record")
             checks["sinks"] = f"{undelivered} not delivered: {service.failures.last_error}"
             ok = False
         else:

@@ -18,7 +18,11 @@ Headers added (all UTF-8 text)::
     swimstream.value.dropped    only when the value was left out: its size and why
 
 A record too large for the dead-letter topic itself is sent without its value (the
-headers say where the original is) rather than failing the instance.
+headers say where the original is) rather than failing the instance. A dead letter the
+broker does not take (the topic deleted, a timeout) is counted with the undelivered
+insights (:class:`~swimstream.streams.sinks.DeliveryFailures`): its record stays
+unfinished, so no offset past it is committed, ``/healthz`` turns unhealthy, and the
+restart that follows tries the record again. Counting the record done would drop it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Callable
 from swimstream.errors import CallbackError
 from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import InboundRecord, SinkConnector
+from swimstream.streams.sinks import DeliveryFailures
 
 log = logging.getLogger("swimstream.dead_letter")
 
@@ -61,8 +66,10 @@ class DeadLetters:
         topic: str,
         registry: MetricsRegistry,
         max_value_bytes: int | None = None,
+        failures: DeliveryFailures | None = None,
     ) -> None:
         self._sink = sink
+        self._failures = failures if failures is not None else DeliveryFailures(registry)
         self.topic = topic
         self.max_value_bytes = max_value_bytes
         """Values larger than this are left out of the dead letter (None: no limit)."""
@@ -79,7 +86,8 @@ class DeadLetters:
         error: BaseException,
         on_delivery: Callable[[BaseException | None], None] | None = None,
     ) -> None:
-        """Copy ``record`` to the dead-letter topic with ``error`` as the reason."""
+        """Copy ``record`` to the dead-letter topic with ``error`` as the reason;
+        ``on_delivery(None)`` once the broker took it, never if it does not."""
         self._counter.value += 1
         reason = reason_of(error)
         kind = type(
@@ -105,7 +113,12 @@ class DeadLetters:
             dropped = f"{len(value)} bytes, over the {self.max_value_bytes}-byte limit"
             headers.append(("swimstream.value.dropped", dropped.encode()))
             value = None
-        self._sink.produce(self.topic, record.key(), value, headers, on_delivery)
+        where = f"the dead letter of {record.topic()}[{record.partition()}]@{record.offset()}"
+        delivered = _LetterDelivered(self._failures, where, on_delivery)
+        try:
+            self._sink.produce(self.topic, record.key(), value, headers, delivered)
+        except Exception as exc:  # a full queue that never drained, a refused record
+            delivered(exc)
         self._log(record, reason)
 
     def _log(self, record: InboundRecord, reason: str) -> None:
@@ -129,3 +142,25 @@ class DeadLetters:
             },
         )
         self._last_log, self._unlogged = now, 0
+
+
+class _LetterDelivered:
+    """Completes a dead letter's record on delivery; counts a failure and leaves it."""
+
+    __slots__ = ("_failures", "_on_delivery", "_where")
+
+    def __init__(
+        self,
+        failures: DeliveryFailures,
+        where: str,
+        on_delivery: Callable[[BaseException | None], None] | None,
+    ) -> None:
+        self._failures = failures
+        self._where = where
+        self._on_delivery = on_delivery
+
+    def __call__(self, error: BaseException | None) -> None:
+        if error is not None:
+            self._failures.failed(error, self._where)
+        elif self._on_delivery is not None:
+            self._on_delivery(None)

@@ -80,11 +80,17 @@ class LaneSink:
         node_uri = agent.node_uri
         key = node_uri if self._key_param == "uri" else agent.params.get(self._key_param, node_uri)
         value = change_to_json(lane, op)
-        ack = fork_origin()
         if self.coalesce is None:
             encoded = encode_value(value, self._target.format)  # raising fails the callback
-            self._produce(key, node_uri, lane.name, encoded, self._failures.tracked(ack))
+            ack = fork_origin()
+            try:
+                self._produce(key, node_uri, lane.name, encoded, self._failures.tracked(ack))
+            except BaseException:
+                if ack is not None:  # nothing produced: the callback's error dead-letters it
+                    ack(None)
+                raise
             return
+        ack = fork_origin()
         pending = self._pending
         slot = (node_uri, lane.name, op.key if isinstance(op, MapPut | MapRemove) else None)
         entry = pending.pop(slot, None)

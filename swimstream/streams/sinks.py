@@ -51,11 +51,16 @@ class SinkTarget:
 
 
 class DeliveryFailures:
-    """Counts insight deliveries that failed for good; health reads it."""
+    """Counts insight and dead-letter deliveries that failed for good; health reads it.
+
+    Their records stay unfinished, so no offset past them is committed and a restart
+    replays them: an unhealthy instance is what gets it restarted.
+    """
 
     def __init__(self, registry: MetricsRegistry) -> None:
         self._counter = registry.counter(
-            "insight_delivery_failures", "Insight records the broker never acknowledged."
+            "insight_delivery_failures",
+            "Insight and dead-letter records the broker never acknowledged.",
         )
         self.last_error: BaseException | None = None
 
@@ -73,9 +78,13 @@ class DeliveryFailures:
 
     def _report(self, error: BaseException | None) -> None:
         if error is not None:
-            self._counter.value += 1
-            self.last_error = error
-            log.error("an insight record was not delivered: %s", error)
+            self.failed(error, "an insight record")
+
+    def failed(self, error: BaseException, what: str) -> None:
+        """Count and log ``what`` (a record the broker will never acknowledge)."""
+        self._counter.value += 1
+        self.last_error = error
+        log.error("%s was not delivered: %s", what, error)
 
 
 class _Delivered:
@@ -132,12 +141,15 @@ class InsightPublisher:
         headers = [("swimstream.node", insight.node_uri.encode())]
         if self._checkpoint is not None:
             headers.append(("swimstream.checkpoint", str(self._checkpoint()).encode()))
-        target.connector.produce(
-            target.topic,
-            insight.key.encode(),
-            encode_value(insight.value, target.format),
-            headers,
-            self._failures.tracked(fork_origin()),
-        )
+        value = encode_value(insight.value, target.format)  # raising fails the callback
+        ack = fork_origin()
+        try:
+            target.connector.produce(
+                target.topic, insight.key.encode(), value, headers, self._failures.tracked(ack)
+            )
+        except BaseException:
+            if ack is not None:  # nothing produced: the callback's error dead-letters the record
+                ack(None)
+            raise
         for listener in self._listeners:
             listener(insight)

@@ -55,7 +55,7 @@ def test_one_undelivered_insight_record_reads_in_the_singular() -> None:
     stand_in.failures = SimpleNamespace(count=1, last_error="timed out")
     health = ServiceHealth(stand_in).health()
     assert not health.ok
-    assert health.checks["sinks"] == "1 insight record not delivered: timed out"
+    assert health.checks["sinks"] == "1 insight or dead-letter record not delivered: timed out"
 
 
 def test_catching_up_names_the_partitions_whose_end_is_not_known_yet() -> None:

@@ -18,10 +18,12 @@ from swimstream import Agent, CommandLane, CounterLane, MapLane, ValueLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
 from swimstream.streams.connector import TopicPartition
+from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.sinks import DeliveryFailures, SinkTarget
 from swimstream.streams.tracking import PartitionTracker, RecordAck
-from swimstream.testing import MemorySink, open_plane
+from swimstream.testing import MemoryRecord, MemorySink, open_plane
+from tests.streams.refusing import RefusingSink
 
 
 class Board(Agent):
@@ -235,3 +237,41 @@ def test_a_consumer_of_coalesced_records_ends_where_one_of_every_change_does(
             flush_and_compare()
 
     asyncio.run(run())
+
+
+async def test_a_change_the_sink_cannot_produce_is_dead_lettered_and_later_ones_commit() -> None:
+    """A record per change: a change that cannot be encoded or produced fails its
+    callback, so its record goes to the dead letters; it must complete all the same, or
+    no offset after it would ever be committed."""
+    deep: list[Any] = []
+    for _ in range(300):
+        deep = [deep]
+    tracker = PartitionTracker(TopicPartition("in", 0))
+    registry = MetricsRegistry()
+    connector = RefusingSink("out")
+    dead = DeadLetters(connector, "dead", registry)  # type: ignore[arg-type]  # produces only
+    async with open_plane(ROUTES) as plane:
+        sink = LaneSink(
+            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
+            "id",
+            registry,
+            DeliveryFailures(registry),
+            None,
+        )
+        plane.observe(sink, route="/board/:id", lane="state")
+        for offset, value in enumerate([1, deep, "refuse", 4]):
+            record = MemoryRecord("in", 0, offset, b"k", b"")
+            plane.submit(
+                "/board/a", "step", ["set", value], RecordAck(tracker, record, offset, dead)
+            )
+        await plane.settle()
+        connector.poll()  # the changes and the dead letters are delivered
+        assert [
+            (r.topic, r.headers.get("swimstream.origin.offset")) for r in connector.records
+        ] == [
+            ("out", None),
+            ("dead", b"1"),
+            ("dead", b"2"),
+            ("out", None),
+        ]
+        assert tracker.committable == 4

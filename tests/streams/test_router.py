@@ -16,8 +16,10 @@ from swimstream.streams import router as router_module
 from swimstream.streams.connector import TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.router import RecordRouter, SourceRoute
+from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTarget
 from swimstream.streams.tracking import PartitionTracker
 from swimstream.testing import MemoryRecord, MemorySink, open_plane
+from tests.streams.refusing import RefusingSink
 
 
 class Meter(Agent):
@@ -58,6 +60,7 @@ def reasons(sink: MemorySink) -> list[tuple[str, str]]:
     return [
         (r.headers["swimstream.origin.offset"].decode(), r.headers["swimstream.error"].decode())
         for r in sink.records
+        if r.topic == "app.dead-letter"
     ]
 
 
@@ -209,3 +212,97 @@ async def test_a_record_for_an_agent_whose_stored_state_no_longer_fits_is_dead_l
         [(origin, reason)] = reasons(sink)
         assert origin == "0" and "lane 'last' (ValueLane) was stored as a MapSnapshot" in reason
         assert tracker.committable == 2
+
+
+class Relay(Agent):
+    """Passes each reading on to another agent's lane: one its event names."""
+
+    reading = CommandLane[dict[str, Any]]()
+
+    @reading.on_command
+    def on_reading(self, event: dict[str, Any]) -> None:
+        self.command(event["to"], event["lane"], event)
+
+
+@pytest.mark.parametrize(
+    ("to", "lane", "reason"),
+    [
+        ("/meter/x", "no_such_lane", "has no lane 'no_such_lane'"),
+        ("/nowhere/x", "reading", "/nowhere/x"),
+    ],
+)
+async def test_a_callback_whose_command_cannot_be_sent_is_dead_lettered_and_its_offset_moves_on(
+    to: str, lane: str, reason: str
+) -> None:
+    """The command's ack was taken for the record before the send failed: the record
+    must still complete once dead-lettered, or the partition's commits stop there."""
+    async with open_plane({"/relay/:id": Relay, "/meter/:id": Meter}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/relay/{key}"), "reading")
+        router, sink, tracker = router_for(plane, [route])
+        router.route(record(0, "a", orjson.dumps({"to": to, "lane": lane})), tracker)
+        router.route(record(1, "b", orjson.dumps({"to": "/meter/b", "lane": "reading"})), tracker)
+        await plane.settle()
+        sink.poll()
+        assert plane.get("/meter/b", "last") == {"to": "/meter/b", "lane": "reading"}
+        [(origin, why)] = reasons(sink)
+        assert origin == "0" and reason in why
+        assert tracker.committable == 2
+
+
+class Alarm(Agent):
+    """Publishes every reading it is sent as an alert."""
+
+    reading = CommandLane[dict[str, Any]]()
+
+    @reading.on_command
+    def on_reading(self, event: dict[str, Any]) -> None:
+        self.publish("alerts", event)
+
+
+async def test_an_insight_the_producer_refuses_is_dead_lettered_and_later_ones_commit() -> None:
+    registry = MetricsRegistry()
+    connector = RefusingSink("alerts")
+    targets = {"alerts": SinkTarget("alerts", "json", connector)}  # type: ignore[arg-type]  # produces only
+    publisher = InsightPublisher(targets, registry, DeliveryFailures(registry))
+    async with Plane({"/alarm/:id": Alarm}, publisher=publisher) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/alarm/{key}"), "reading")
+        dead = DeadLetters(connector, "app.dead-letter", registry)  # type: ignore[arg-type]  # produces only
+        router = RecordRouter(plane, [route], dead, registry)
+        tracker = PartitionTracker(TopicPartition("readings", 0))
+        for offset, text in enumerate(["fine", "refuse", "fine too"]):
+            router.route(record(offset, "a", orjson.dumps({"say": text})), tracker)
+        await plane.settle()
+        connector.poll()
+        assert [(r.topic, r.value) for r in connector.records] == [
+            ("alerts", b'{"say":"fine"}'),
+            ("app.dead-letter", b'{"say":"refuse"}'),
+            ("alerts", b'{"say":"fine too"}'),
+        ]
+        assert "BufferError: queue full" in reasons(connector)[0][1]
+        assert tracker.committable == 3
+
+
+@pytest.mark.parametrize("at_delivery", [False, True], ids=["refused", "never-delivered"])
+async def test_a_dead_letter_the_broker_does_not_take_leaves_its_offset_uncommitted(
+    at_delivery: bool,
+) -> None:
+    """Neither processed nor kept: the record must be replayed, so no offset past it is
+    committed, and the failure is counted where health reads it. The records after it
+    are processed all the same."""
+    registry = MetricsRegistry()
+    failures = DeliveryFailures(registry)
+    connector = RefusingSink("app.dead-letter", at_delivery=at_delivery)
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+        dead = DeadLetters(connector, "app.dead-letter", registry, failures=failures)  # type: ignore[arg-type]  # produces only
+        router = RecordRouter(plane, [route], dead, registry)
+        tracker = PartitionTracker(TopicPartition("readings", 0))
+        router.route(record(0, "a", orjson.dumps({"v": 0})), tracker)
+        router.route(record(1, "b", b"refuse: not JSON"), tracker)
+        router.route(record(2, "c", orjson.dumps({"v": 2})), tracker)
+        await plane.settle()
+        connector.poll()
+        assert plane.get("/meter/c", "last") == {"v": 2}
+        assert tracker.committable == 1
+        assert failures.count == 1
+        assert failures.last_error is not None
