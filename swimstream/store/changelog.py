@@ -24,6 +24,14 @@ incarnation of it that crashed before committing it, whatever the source offsets
 later (a later incarnation commits past the same offsets with state of its own): a
 rebuild from the changelog alone must not apply them. Other instances of the app write
 to the same changelog meanwhile, with ids in that range too: those are theirs to judge.
+
+Every record restates its marker's lineage (header ``swimstream.writer``), because
+compaction keeps only a partition's newest marker: all markers share one key. A group
+whose marker compaction removed is judged by its records' headers as by the marker (its
+cut committed, no later incarnation of its writer saying it was cut short). Only its
+completeness goes unchecked: the one way a group is partial and yet its cut committed is
+a crash mid-checkpoint followed by another member's replay of the same records, whose
+writes of the same names come later in the log and win.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import NamedTuple
 MARKER_KEY = b"@checkpoint"
 CHECKPOINT_HEADER = "swimstream.checkpoint"
 SOURCE_HEADER = "swimstream.source"
+WRITER_HEADER = "swimstream.writer"
 
 
 class ChangelogEntry(NamedTuple):
@@ -64,12 +73,32 @@ def parse_key(key: bytes) -> tuple[str, str]:
     return node, name
 
 
-def headers(checkpoint: int, sources: Mapping[str, int]) -> list[tuple[str, bytes]]:
-    """The headers every record of a checkpoint carries."""
-    return [
+def headers(
+    checkpoint: int, sources: Mapping[str, int], writer: Marker | None = None
+) -> list[tuple[str, bytes]]:
+    """The headers every record of a checkpoint carries; ``writer`` is its marker, whose
+    lineage they restate."""
+    listed = [
         (CHECKPOINT_HEADER, str(checkpoint).encode()),
         (SOURCE_HEADER, json.dumps(dict(sources), sort_keys=True).encode()),
     ]
+    if writer is not None:
+        lineage = [writer.instance, writer.restored_from, writer.first]
+        listed.append((WRITER_HEADER, json.dumps(lineage).encode()))
+    return listed
+
+
+def restated_marker(record_headers: Sequence[tuple[str, bytes]] | None) -> Marker | None:
+    """The marker a record's headers restate, or None for records from before they did."""
+    found = dict(record_headers or ())
+    writer = found.get(WRITER_HEADER)
+    checkpoint = found.get(CHECKPOINT_HEADER)
+    sources = found.get(SOURCE_HEADER)
+    if writer is None or checkpoint is None or sources is None:
+        return None
+    instance, restored_from, first = json.loads(writer)
+    cut = {str(k): int(v) for k, v in json.loads(sources).items()}
+    return Marker(int(checkpoint), cut, int(restored_from), int(first), str(instance))
 
 
 def cut_key(topic: str, partition: int) -> str:

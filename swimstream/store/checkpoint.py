@@ -382,7 +382,8 @@ class Checkpointer:
         sink = self._sink
         topic = self._topic
         cut = _named(offsets)
-        record_headers = headers(checkpoint, cut)
+        marker = Marker(checkpoint, cut, self._restored_from, self._first, self._instance)
+        record_headers = headers(checkpoint, cut, marker)
         sink.produce_many(
             topic,
             ((entry_key(node, name), value, shard) for node, name, value, shard in entries),
@@ -394,13 +395,12 @@ class Checkpointer:
         def written(partition: int, offset: int) -> None:
             markers[partition] = offset
 
+        closing = marker_value(marker)
         for p in range(self._partitions):
             sink.produce(
                 topic,
                 MARKER_KEY,
-                marker_value(
-                    Marker(checkpoint, cut, self._restored_from, self._first, self._instance)
-                ),
+                closing,
                 record_headers,
                 partition=p,
                 on_written=written,

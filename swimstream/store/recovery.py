@@ -6,7 +6,9 @@ each carries, and applies a group when it reads that checkpoint's marker, if the
 sources committed it (the marker's source offsets are within the group's committed
 offsets). A group without a marker, or whose offsets the sources never committed, was
 cut short by a crash and is skipped: its effects will be recomputed when the sources
-replay from their committed offsets. Grouping by id, not by position, matters where a
+replay from their committed offsets. (A group before a later marker and without its own
+lost it to compaction: it is judged by the marker its records restate, at the end of
+the read, and applied in its place in the log.) Grouping by id, not by position, matters where a
 broker shows aborted transactions (Tansu): a crash mid-checkpoint can leave part of a
 checkpoint's records in the log, and they must not join the next checkpoint's group.
 Markers name their instance and its incarnation's lineage (see
@@ -33,10 +35,12 @@ from dataclasses import dataclass, field
 from swimstream.store.changelog import (
     MARKER_KEY,
     ChangelogEntry,
+    Marker,
     checkpoint_of,
     parse_cut_key,
     parse_key,
     read_marker,
+    restated_marker,
 )
 from swimstream.store.committed import CommittedStore
 from swimstream.store.sqlite import ShardPosition
@@ -150,6 +154,9 @@ async def recover(
     positions: dict[int, ShardPosition] = {}
     reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
     first_at: dict[tuple[int, int | None], int] = {}  # (partition, checkpoint): 1st record
+    restated: dict[tuple[int, int | None], Marker] = {}  # what its records say of its marker
+    restated_lineages: set[tuple[str, int, int]] = set()
+    order: dict[tuple[int, int, str], int] = {}  # ready group -> where its marker was
     # Skipped groups not known to be cut short: their sources had not committed them
     # when this read began, which may yet happen (another live instance's checkpoint
     # in flight, on a broker that shows records of open transactions, as Tansu does).
@@ -172,6 +179,10 @@ async def recover(
                 if entries is None:
                     entries = pending[group] = []
                     first_at[group] = record.offset() or 0
+                    writer = restated_marker(record.headers())
+                    if writer is not None:
+                        restated[group] = writer
+                        restated_lineages.add((writer.instance, writer.restored_from, writer.first))
                 entries.append(ChangelogEntry(node, name, record.value(), partition))
 
     def _close_group(record: InboundRecord, partition: int) -> None:
@@ -180,18 +191,19 @@ async def recover(
         report.last_checkpoint = max(report.last_checkpoint, checkpoint)
         group = pending.pop((partition, checkpoint), [])
         group_start = first_at.pop((partition, checkpoint), None)
+        restated.pop((partition, checkpoint), None)
         instance = marker.instance
         lineage = (instance, marker.restored_from, marker.first)
         if lineage not in lineages:
             lineages.add(lineage)
             for earlier in [c for c in ready if marker.cut_short(c[2], c[1])]:
                 _skip(earlier[1], ready.pop(earlier))  # committed past, by a later incarnation
-        if _was_committed(marker.sources, committed_sources, checked) and not any(
-            writer == instance and first > checkpoint > restored_from
-            for writer, restored_from, first in lineages
+        if _was_committed(marker.sources, committed_sources, checked) and not _cut_short(
+            lineages, instance, checkpoint
         ):
             ready.setdefault((partition, checkpoint, instance), []).extend(group)
             cut_of[partition, checkpoint, instance] = marker.sources
+            order.setdefault((partition, checkpoint, instance), record.offset() or 0)
             reflected[partition] = checkpoint
         else:
             _skip(checkpoint, group)
@@ -208,17 +220,34 @@ async def recover(
 
     progress = _Progress(topic)
     ends = await reader.read(topic, start, on_records, progress)
-    for group in pending.values():  # records after the last marker: a checkpoint cut short
-        report.skipped_records += len(group)
+    known_lineages = lineages | restated_lineages
+    for (partition, number), group in pending.items():
+        restating = restated.get((partition, number))
+        start_at = first_at[partition, number]
+        held = positions.get(partition)
+        if restating is None or held is None or start_at >= held.changelog_offset:
+            # After the partition's last marker: a checkpoint cut short, or still open.
+            report.skipped_records += len(group)
+        elif _was_committed(restating.sources, committed_sources, checked) and not _cut_short(
+            known_lineages, restating.instance, restating.checkpoint
+        ):
+            # Before a later marker, without its own: compaction removed it.
+            key = (partition, restating.checkpoint, restating.instance)
+            ready.setdefault(key, []).extend(group)
+            cut_of[key] = restating.sources
+            order.setdefault(key, start_at)
+        else:
+            _skip(restating.checkpoint, group)
     # The next read starts again at the first group that may still commit.
     for partition, checkpoint, writer, group_start in unresolved:
-        if any(w == writer and first > checkpoint > low for w, low, first in lineages):
+        if _cut_short(lineages, writer, checkpoint):
             continue  # cut short: a later incarnation of its instance says so
         held = positions[partition]
         if group_start < held.changelog_offset:
             positions[partition] = ShardPosition(group_start, held.checkpoint, held.sources)
     applied: list[ChangelogEntry] = []
-    for key, group in ready.items():  # each partition's log order
+    for key in sorted(ready, key=lambda k: (k[0], order[k])):  # each partition's log order
+        group = ready[key]
         partition, checkpoint, _ = key
         applied.extend(group)
         report.changed.update(entry.node_uri for entry in group)
@@ -260,6 +289,16 @@ async def recover(
         },
     )
     return report
+
+
+def _cut_short(lineages: Collection[tuple[str, int, int]], instance: str, checkpoint: int) -> bool:
+    """Whether a later incarnation of ``instance`` says it crashed before committing
+    ``checkpoint`` (its ids run from where it restored from to its first; see
+    :mod:`swimstream.store.changelog`)."""
+    return any(
+        writer == instance and first > checkpoint > restored_from
+        for writer, restored_from, first in lineages
+    )
 
 
 def _was_committed(

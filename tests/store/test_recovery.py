@@ -89,24 +89,30 @@ def checkpoint(
     lineage: tuple[int, int] = (0, 1),
     instance: str = "",
     partition_source: int = 0,
+    writer: bool = False,
 ) -> list[MemoryRecord]:
+    """Records of one checkpoint; ``writer``: they restate its marker, as they do since
+    compaction was found to remove markers (records from before do not)."""
     sources = {f"readings/{partition_source}": source}
+    closing = Marker(number, sources, *lineage, instance=instance)
+    record_headers = headers(number, sources, closing if writer else None)
     records = [
         changelog_record(
-            partition, first + i, entry_key(node, "status"), value(text), headers(number, sources)
+            partition, first + i, entry_key(node, "status"), value(text), record_headers
         )
         for i, (node, text) in enumerate(values.items())
     ]
     if marker:
         records.append(
-            changelog_record(
-                partition,
-                first + len(records),
-                MARKER_KEY,
-                marker_value(Marker(number, sources, *lineage, instance=instance)),
-            )
+            changelog_record(partition, first + len(records), MARKER_KEY, marker_value(closing))
         )
     return records
+
+
+def compacted(records: list[MemoryRecord]) -> list[MemoryRecord]:
+    """What log compaction leaves: the newest record of each key in each partition."""
+    newest = {(r.partition(), r.key()): r.offset() for r in records}
+    return [r for r in records if newest[r.partition(), r.key()] == r.offset()]
 
 
 def restored(
@@ -173,6 +179,67 @@ def test_a_checkpoint_a_later_incarnation_says_was_cut_short_is_read_no_more() -
     committed, report = restored(records, {TopicPartition("readings", 0): 100})
     assert status(committed, "/a/1") == "five" and report.skipped_checkpoints == [2]
     assert committed.positions()[0].changelog_offset == 4
+
+
+def test_a_compacted_changelog_restores_every_committed_checkpoint() -> None:
+    """All markers share a key, so compaction keeps a partition's newest one only: the
+    checkpoints before it are judged by what their records restate."""
+    records = (
+        checkpoint(0, 0, 1, 100, {"/a/1": "one", "/a/2": "two"}, marker=True, writer=True)
+        + checkpoint(0, 3, 2, 200, {"/a/3": "three"}, marker=True, writer=True)
+        + checkpoint(0, 5, 3, 300, {"/a/1": "one again"}, marker=True, writer=True)
+    )
+    left = compacted(records)
+    assert sum(r.key() == MARKER_KEY for r in left) == 1
+    committed, report = restored(left, {TopicPartition("readings", 0): 300})
+    assert {node: status(committed, node) for node in ("/a/1", "/a/2", "/a/3")} == {
+        "/a/1": "one again",
+        "/a/2": "two",
+        "/a/3": "three",
+    }
+    assert report.skipped_records == 0 and report.committed_through == 3
+    assert report.cuts == {0: {"readings/0": 300}}
+
+
+def test_after_compaction_checkpoints_cut_short_or_still_open_stay_out() -> None:
+    """Incarnation (0, 1) of the instance committed checkpoint 1, crashed in checkpoint 2
+    (no marker; its offsets were committed later by the next incarnation, 5), and
+    checkpoint 6 is still open after the last marker."""
+    records = (
+        checkpoint(0, 0, 1, 100, {"/a/1": "one"}, marker=True, writer=True)
+        + checkpoint(0, 2, 2, 250, {"/a/2": "lost"}, marker=False, writer=True)
+        + checkpoint(0, 3, 5, 300, {"/a/3": "five"}, marker=True, lineage=(1, 5), writer=True)
+        + checkpoint(0, 5, 6, 400, {"/a/4": "open"}, marker=False, lineage=(1, 5), writer=True)
+    )
+    committed, report = restored(compacted(records), {TopicPartition("readings", 0): 400})
+    assert {node: status(committed, node) for node in ("/a/1", "/a/3")} == {
+        "/a/1": "one",
+        "/a/3": "five",
+    }
+    assert committed.load("/a/2") is None and committed.load("/a/4") is None
+    assert report.skipped_records == 2 and report.skipped_checkpoints == [2]
+    # Another instance's marker after them all: checkpoint 5's goes too, and only its
+    # records still say that incarnation 5 began after checkpoint 2 was cut short.
+    later = checkpoint(0, 6, 50, 0, {"/b/1": "b"}, marker=True, lineage=(0, 50), instance="b")
+    committed, report = restored(
+        compacted(records[:5] + later), {TopicPartition("readings", 0): 400}
+    )
+    assert sum(r.key() == MARKER_KEY for r in compacted(records[:5] + later)) == 1
+    assert status(committed, "/a/3") == "five" and committed.load("/a/2") is None
+
+
+def test_a_checkpoint_whose_marker_was_compacted_is_applied_in_its_place_in_the_log() -> None:
+    """Compaction works up to the log's active segment: checkpoint 1's marker is gone
+    (checkpoint 2's came after it), its record of ``/a/1`` is not (it was written again
+    only in the active segment), and that later write must win."""
+    first = checkpoint(0, 0, 1, 100, {"/a/1": "one"}, marker=True, writer=True)
+    records = (
+        first[:-1]  # the marker removed
+        + checkpoint(0, 2, 2, 200, {"/a/2": "two"}, marker=True, writer=True)
+        + checkpoint(0, 4, 3, 300, {"/a/1": "three"}, marker=True, writer=True)
+    )
+    committed, _ = restored(records, {TopicPartition("readings", 0): 300})
+    assert status(committed, "/a/1") == "three" and status(committed, "/a/2") == "two"
 
 
 def test_a_stop_asked_during_recovery_leaves_the_store_as_it_was() -> None:
