@@ -107,6 +107,9 @@ class KafkaSink:
         self._bridge: LoopBridge | None = None
         self._executor: DaemonExecutor | None = None
         self._pending = 0
+        self.undelivered = 0
+        """Records without a delivery callback of their own (a checkpoint's, at least
+        once) that the broker refused for good: their checkpoint must not commit."""
         self._pending_waiter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -399,6 +402,7 @@ class KafkaSink:
             return
         self._pending -= 1
         if error is not None:
+            self.undelivered += 1
             self._errors.report(error)
 
     def _on_error(self, error: KafkaError) -> None:

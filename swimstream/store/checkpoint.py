@@ -51,6 +51,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from swimstream.errors import BrokerError
 from swimstream.runtime import Plane
 from swimstream.runtime.waiting import first_of
 from swimstream.store.changelog import (
@@ -134,6 +135,7 @@ class Checkpointer:
         self._tracker = tracker
         self._store = store
         self._sink = sink
+        self._undelivered = sink.undelivered  # refusals seen by the last checkpoint
         self._topic = changelog_topic
         self._partitions = partitions
         self._runners = list(runners)
@@ -324,10 +326,20 @@ class Checkpointer:
                 sink.begin_transaction()
                 if isinstance(self._sink, DeferringSink):
                     self._sink.release()
-            elif not await self._sink.flush(COMMIT_TIMEOUT):
-                raise TimeoutError(
-                    f"the broker did not acknowledge the checkpoint within {COMMIT_TIMEOUT:.0f} s"
-                )
+            else:
+                if not await self._sink.flush(COMMIT_TIMEOUT):
+                    raise TimeoutError(
+                        f"the broker did not acknowledge the checkpoint within "
+                        f"{COMMIT_TIMEOUT:.0f} s"
+                    )
+                refused = self._sink.undelivered - self._undelivered
+                if refused:
+                    # Its offsets stay uncommitted: a restart replays what it held.
+                    self._undelivered = self._sink.undelivered
+                    raise BrokerError(
+                        f"checkpoint {checkpoint}: the broker refused "
+                        f"{counted(refused, 'changelog record')} (see the errors logged above)"
+                    )
         except BaseException as exc:
             self.failure = exc
             raise

@@ -99,6 +99,10 @@ class DeferringSink:
             for key, value, partition in records:
                 self.produce(topic, key, value, headers, partition=partition)
 
+    @property
+    def undelivered(self) -> int:
+        return self.inner.undelivered
+
     async def open(self) -> None:
         await self.inner.open()
 

@@ -209,6 +209,10 @@ class SinkConnector(Protocol):
 class ChangelogSink(SinkConnector, Protocol):
     """A sink that can say where each record was written (the changelog's needs)."""
 
+    undelivered: int
+    """Records produced without a delivery callback of their own (``reported`` ones)
+    that the broker refused for good, so far."""
+
     def produce(
         self,
         topic: str,

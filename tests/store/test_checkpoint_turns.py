@@ -52,6 +52,7 @@ class SlowTransactions:
         self.calls: list[str] = []
         self.committing = False
         self.overlaps = 0
+        self.undelivered = 0
         self._offset = 0
 
     def begin_transaction(self) -> None:
