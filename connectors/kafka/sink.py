@@ -108,8 +108,9 @@ class KafkaSink:
         self._executor: DaemonExecutor | None = None
         self._pending = 0
         self.undelivered = 0
-        """Records without a delivery callback of their own (a checkpoint's, at least
-        once) that the broker refused for good: their checkpoint must not commit."""
+        """Records the broker refused for good, so far: an at-least-once checkpoint
+        whose flush saw any (its own records carry no callback to be told) must not
+        commit the offsets they depend on."""
         self._pending_waiter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -367,6 +368,7 @@ class KafkaSink:
         self._pending -= 1
         failure = None
         if error is not None:
+            self.undelivered += 1
             where = f"{message.topic()}[{message.partition()}]"
             failure = translate(error, f"delivering a record to {where} on {self._where}")
         try:

@@ -334,11 +334,12 @@ class Checkpointer:
                     )
                 refused = self._sink.undelivered - self._undelivered
                 if refused:
-                    # Its offsets stay uncommitted: a restart replays what it held.
+                    # Changelog records or insights of the cut were lost: its offsets stay
+                    # uncommitted, and the restart after this failure replays them.
                     self._undelivered = self._sink.undelivered
                     raise BrokerError(
                         f"checkpoint {checkpoint}: the broker refused "
-                        f"{counted(refused, 'changelog record')} (see the errors logged above)"
+                        f"{counted(refused, 'record')} (see the errors logged above)"
                     )
         except BaseException as exc:
             self.failure = exc

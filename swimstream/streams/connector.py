@@ -210,8 +210,8 @@ class ChangelogSink(SinkConnector, Protocol):
     """A sink that can say where each record was written (the changelog's needs)."""
 
     undelivered: int
-    """Records produced without a delivery callback of their own (``reported`` ones)
-    that the broker refused for good, so far."""
+    """Records the broker refused for good, so far (changelog records, insights and
+    dead letters alike)."""
 
     def produce(
         self,

@@ -11,7 +11,10 @@ durable. With durable state, each insight also carries ``swimstream.checkpoint``
 whose commit makes it visible (to tell apart, on brokers that show aborted transactions,
 the copies a crash left behind). A delivery that finally fails (the client gave up after
 its retries) is not acknowledged at all: the offset stays uncommitted, the failure is
-counted and health turns red, and a restart replays the record.
+counted and health turns red, and a restart replays the record. With durable state at
+least once, offsets are committed by checkpoints rather than record by record: the
+checkpoint whose flush saw the failure fails instead (the sink's ``undelivered``), which
+stops the instance, and its restart replays the record.
 """
 
 from __future__ import annotations
