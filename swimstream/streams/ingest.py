@@ -228,7 +228,7 @@ class SourceRunner:
         while self.book.inflight and time.monotonic() < deadline:
             self._commit(force=True)
             await asyncio.sleep(0.01)
-        self._commit(force=True)
+        self._commit(force=True, final=True)
         unfinished = self.book.inflight
         if unfinished:
             log.warning(
@@ -330,14 +330,14 @@ class SourceRunner:
         self._wait = SOURCE_WAIT if unsettled else min(wait * 2, IDLE_SOURCE_WAIT)
         return wait
 
-    def _commit(self, force: bool) -> None:
+    def _commit(self, force: bool, final: bool = False) -> None:
         if self.managed_commits:
             return  # the checkpointer commits consistent cuts
         now = time.monotonic()
         due = now - self._last_commit >= self._commit_interval
         if not (force or due or self._since_commit >= self._commit_every):
             return
-        offsets = self.book.to_commit()
+        offsets = self.book.to_commit(final)
         self._last_commit = now
         self._since_commit = 0
         if offsets:

@@ -157,25 +157,32 @@ class OffsetBook:
             tracker = self.trackers[tp] = PartitionTracker(tp)
         return tracker
 
-    def to_commit(self) -> dict[TopicPartition, int]:
-        """Committable offsets that moved since the last call (marked as committed)."""
+    def to_commit(self, final: bool = False) -> dict[TopicPartition, int]:
+        """Committable offsets that moved since the last call (marked as committed);
+        ``final``: every committable offset, moved or not.
+
+        Commits while running are asynchronous, and one that failed is only superseded
+        by the next that moves: the last commit before the partitions go (a stop, a
+        revoke) repeats them all, so an idle partition's failed commit is not left
+        standing for its next owner to read twice."""
         moved: dict[TopicPartition, int] = {}
         for tp, tracker in self.trackers.items():
             offset = tracker.committable
-            if offset is not None and self._committed.get(tp) != offset:
+            if offset is not None and (final or self._committed.get(tp) != offset):
                 moved[tp] = offset
         self._committed.update(moved)
         return moved
 
     def release(self, partitions: tuple[TopicPartition, ...]) -> dict[TopicPartition, int]:
-        """Stop tracking revoked partitions; returns their final committable offsets."""
+        """Stop tracking revoked partitions; returns their final committable offsets,
+        committed before or not (see :meth:`to_commit`)."""
         final: dict[TopicPartition, int] = {}
         for tp in partitions:
             tracker = self.trackers.pop(tp, None)
             if tracker is None:
                 continue
             tracker.revoked = True
-            if tracker.committable is not None and self._committed.get(tp) != tracker.committable:
+            if tracker.committable is not None:
                 final[tp] = tracker.committable
             self._committed.pop(tp, None)
         return final

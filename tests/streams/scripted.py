@@ -39,6 +39,8 @@ class ScriptedSource:
         """What ``assignment`` answers (a test plays a rebalance by changing it)."""
         self.flow: list[tuple[str, list[TopicPartition]]] = []
         """Every pause and resume, in order: ("pause" or "resume", partitions)."""
+        self.commits: list[dict[TopicPartition, int]] = []
+        """Every commit asked for, in order (each may fail at the broker)."""
 
     def consume(self, max_records: int) -> Sequence[InboundRecord]:
         batch, self._ready = self._ready[:max_records], self._ready[max_records:]
@@ -72,7 +74,7 @@ class ScriptedSource:
         self.flow.append(("resume", sorted(partitions)))
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        pass
+        self.commits.append(dict(offsets))
 
     def high_watermarks(self) -> dict[TopicPartition, int]:
         return {}
