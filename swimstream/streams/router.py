@@ -184,7 +184,14 @@ class RecordRouter:
             try:
                 value = decoded.get(route.format, _UNSET)
                 if value is _UNSET:
-                    value = decoded[route.format] = DECODERS[route.format](raw)
+                    try:
+                        value = decoded[route.format] = DECODERS[route.format](raw)
+                    except RecordDecodeError:
+                        decoded[route.format] = _UNDECODABLE
+                        raise
+                elif value is _UNDECODABLE:
+                    ack(None)  # dead-lettered once already, by the first route of its format
+                    continue
                 node = route.template.render(
                     record.key(), value, headers, topic, record.partition() or 0
                 )
@@ -209,6 +216,7 @@ _SingleRoute = tuple[SourceRoute, Decoder, Counter, dict[bytes | None, str] | No
 """A topic's only route, its decoder, its records counter and its node URIs by key."""
 
 _UNSET: Any = object()
+_UNDECODABLE: Any = object()
 _NO_HEADERS: Mapping[str, bytes] = {}
 
 

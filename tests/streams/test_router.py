@@ -306,3 +306,19 @@ async def test_a_dead_letter_the_broker_does_not_take_leaves_its_offset_uncommit
         assert tracker.committable == 1
         assert failures.count == 1
         assert failures.last_error is not None
+
+
+async def test_a_record_two_json_routes_cannot_decode_is_dead_lettered_once() -> None:
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        routes = [
+            SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading"),
+            SourceRoute("readings", RouteTemplate.parse("/meter/{key}-copy"), "reading"),
+        ]
+        router, sink, tracker = router_for(plane, routes)
+        router.route(record(0, "a", b"{not json"), tracker)
+        router.route(record(1, "b", orjson.dumps({"v": 1})), tracker)
+        await plane.settle()
+        sink.poll()
+        assert [offset for offset, _ in reasons(sink)] == ["0"]
+        assert plane.get("/meter/b-copy", "last") == {"v": 1}
+        assert tracker.committable == 2
