@@ -72,6 +72,26 @@ class LocalWriter:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def _not_behind(
+        self, entries: list[ChangelogEntry], positions: dict[int, ShardPosition]
+    ) -> tuple[list[ChangelogEntry], dict[int, ShardPosition]]:
+        """Leave out the shards the store holds a later state of.
+
+        A shard that left while its checkpoint waited here, and came back, was restored
+        meanwhile from the changelog, which holds the other owner's later writes:
+        writing the wait's older state over them would take the shard back in time."""
+        known = self._store.committed.positions()
+        behind = {
+            shard
+            for shard, position in positions.items()
+            if shard in known and known[shard].changelog_offset > position.changelog_offset
+        }
+        if not behind:
+            return entries, positions
+        log.debug("left out of a local write: shards %s, restored since", sorted(behind))
+        kept = [entry for entry in entries if entry.shard not in behind]
+        return kept, {p: position for p, position in positions.items() if p not in behind}
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -81,6 +101,7 @@ class LocalWriter:
             positions: dict[int, ShardPosition] = {}
             for _, later, _ in batch:
                 positions.update(later)
+            entries, positions = self._not_behind(entries, positions)
             try:
                 await self._store.committed.write_async(entries, positions)
             except BaseException as exc:

@@ -89,3 +89,22 @@ async def test_writes_are_spaced_and_the_last_one_does_not_wait_for_the_spacing(
     await asyncio.wait_for(writer.drained(), 10)  # the final checkpoint does not wait
     assert committed.batches == [1, 2 + 1 + 2]  # checkpoints 1 to 3, in one write
     assert committed.positions()[0].checkpoint == 3
+
+
+async def test_a_checkpoint_waiting_to_be_written_does_not_undo_a_restore_made_since() -> None:
+    """Shard 0 left with its checkpoint queued here, and came back: its restore wrote
+    the other owner's later state. The queued write lands after it and must leave the
+    shard alone; shard 1's part of the same checkpoint is written."""
+    committed = MemoryCommitted()
+    writer = LocalWriter(DurableAgentStore(committed), spacing=30.0)
+    writer.submit(*checkpoint(0), generation=0)  # written at once; the next ones wait
+    await asyncio.sleep(0)
+    queued = [ChangelogEntry("/a", "count", b"mine", 0), ChangelogEntry("/b", "count", b"b", 1)]
+    writer.submit(queued, {0: ShardPosition(5, 7, {}), 1: ShardPosition(3, 7, {})}, generation=1)
+    restored = [ChangelogEntry("/a", "count", b"other owner's", 0)]
+    await committed.write_async(restored, {0: ShardPosition(9, 8, {})})  # the restore
+    await writer.drained()
+    assert committed.load("/a") == {"count": b"other owner's"}
+    assert committed.positions()[0].changelog_offset == 9
+    assert committed.load("/b") == {"count": b"b"}
+    assert committed.positions()[1].changelog_offset == 3
