@@ -17,7 +17,10 @@ Faults of the local store are loud and never turn into wrong answers:
   service stops (exit status 1), and the next start finds the file marked and rebuilds.
 
 In the first two cases the instance runs on correct state but ``/healthz`` stays red,
-naming the fault, until it restarts with a healthy store.
+naming the fault, until it restarts with a healthy store. A store whose state is of
+checkpoints the sources never committed (at least once, a commit that never landed; or
+offsets reset by hand) is no fault: it is set aside (``<file>.ahead``) with a warning
+and rebuilt from the changelog, which holds what was committed.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_
 from swimstream.store.checkpoint import Checkpointer, CoalescedSink
 from swimstream.store.committed import CommittedStore, MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
-from swimstream.store.recovery import RecoveryReport, recover
+from swimstream.store.recovery import RecoveryReport, recover, shards_ahead
 from swimstream.store.sqlite import SQLiteStore
 from swimstream.store.tracker import StateTracker
 from swimstream.streams import ChangelogReader, ChangelogSink, TopicPartition
@@ -90,6 +93,16 @@ class Durability:
             offsets = await self._reader.committed_offsets(
                 self.config.consumer_group, source_partitions
             )
+            ahead = shards_ahead(committed.positions(), offsets, frozenset(source_partitions))
+            if ahead:
+                log.warning(
+                    "the local store holds state of shards %s from checkpoints whose source "
+                    "offsets were never committed (a commit that did not land, or offsets "
+                    "reset): it is set aside and rebuilt from the changelog",
+                    ahead,
+                )
+                committed.close()
+                committed = self._fresh()
             recovering = functools.partial(
                 recover,
                 reader=self._reader,
@@ -135,6 +148,15 @@ class Durability:
                 return store
         self._report(f"{problem}; running on state rebuilt from the changelog in memory")
         return MemoryCommitted()
+
+    def _fresh(self) -> CommittedStore:
+        """An empty store in place of one whose state is ahead of the sources."""
+        if self._move_aside(self.path.with_name(f"{self.path.name}.ahead")) is None:
+            return self._rebuilt("the local store, ahead of the sources, could not be set aside")
+        try:
+            return SQLiteStore(self.path).open()
+        except StoreError as exc:
+            return self._rebuilt(str(exc))
 
     def _set_aside_previous_run(self) -> None:
         """The embedded broker keeps everything in memory, so each run starts on an empty

@@ -291,6 +291,26 @@ async def recover(
     return report
 
 
+def shards_ahead(
+    positions: Mapping[int, ShardPosition],
+    committed_sources: Mapping[TopicPartition, int],
+    checked: Collection[TopicPartition],
+) -> list[int]:
+    """The shards whose stored state is of a checkpoint the sources never committed.
+
+    At least once, a checkpoint's offsets are committed asynchronously after its
+    flush, and its local write follows: a commit that never landed (a crash, a failed
+    commit) leaves the store ahead of the offsets, and the records in between would be
+    applied twice. So would offsets reset by hand to reprocess. Recovery cannot take a
+    shard back; the caller rebuilds the store from the changelog, whose tail it judges.
+    """
+    return sorted(
+        shard
+        for shard, position in positions.items()
+        if not _was_committed(position.sources, committed_sources, checked)
+    )
+
+
 def _cut_short(lineages: Collection[tuple[str, int, int]], instance: str, checkpoint: int) -> bool:
     """Whether a later incarnation of ``instance`` says it crashed before committing
     ``checkpoint`` (its ids run from where it restored from to its first; see

@@ -15,6 +15,8 @@ from tests.config.documents import document
 from tests.store.test_recovery import ListReader, checkpoint
 from tests.store.test_sqlite import damage_the_second_half
 
+SOURCE = TopicPartition("readings", 0)
+
 
 def test_a_store_the_restore_finds_damaged_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
     """An open that reads only the first pages passes; the restore's write hits the
@@ -63,5 +65,30 @@ def test_with_the_embedded_broker_a_store_of_an_earlier_run_is_set_aside(
         assert durability.fault is None
         assert committed.load("/vehicle/7") is None
         assert (tmp_path / "one.sqlite.previous").exists()
+    finally:
+        durability.close()
+
+
+def test_a_store_ahead_of_the_committed_offsets_is_rebuilt_to_them(tmp_path: Path) -> None:
+    """At least once, checkpoint 2 reached the local store but its offsets' commit never
+    landed: the sources resume at checkpoint 1's cut, so the state must be checkpoint
+    1's, or the records in between would count twice."""
+    config = parse_config(document(store={"path": str(tmp_path)}), {})
+    records = checkpoint(0, 0, 1, 10, {"/vehicle/7": "one"}, True) + checkpoint(
+        0, 2, 2, 20, {"/vehicle/7": "two"}, True
+    )
+    store = SQLiteStore(tmp_path / "one.sqlite").open()
+    asyncio.run(recover(store, ListReader(records, {}), "traffic.changelog", 1, {SOURCE: 20}))
+    store.close()
+
+    durability = Durability(config, "one", ListReader(records, {SOURCE: 10}), 1, lambda node: 0)
+    committed = asyncio.run(durability.open([SOURCE])).committed
+    try:
+        stored = committed.load("/vehicle/7")
+        assert stored is not None
+        snapshot = decode_snapshot(stored["status"])
+        assert isinstance(snapshot, RegisterSnapshot) and snapshot.value == "one"
+        assert durability.fault is None  # no fault of the store: what at-least-once does
+        assert (tmp_path / "one.sqlite.ahead").exists()
     finally:
         durability.close()
