@@ -72,6 +72,30 @@ def test_with_the_sqlite_file_gone_state_is_rebuilt_from_the_changelog(
     assert second.request("GET", "/healthz")[0] == 200
 
 
+def test_a_clean_at_least_once_restart_keeps_its_store_and_its_state(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    """At least once, a checkpoint's offsets commit after its flush and before its local
+    write; a store found ahead of the offsets is set aside and rebuilt. A clean stop must
+    leave its final checkpoint's offsets committed, or every restart would rebuild."""
+    app = "store-alos"
+    data = tmp_path / "data"
+    events = readings(6_000, 500, seed=41)
+    kafka_broker.create_topic(f"{app}.readings", partitions=4)
+    config = durable_config(kafka_broker, app, data, "at-least-once")
+    produce_json(
+        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[:4_000])
+    )
+    stop(run_until_settled(start_instance, config, 500, "first"))
+    produce_json(
+        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[4_000:])
+    )
+    second = run_until_settled(start_instance, config, 500, "second")
+    check_exact_state(second, events, sample=50)
+    assert not list(data.glob("*.ahead")), second.log_tail()
+    assert "set aside and rebuilt" not in second.log_path.read_text()
+
+
 def test_open_links_and_pending_timers_survive_a_crash(
     kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
 ) -> None:

@@ -94,15 +94,6 @@ class Durability:
                 self.config.consumer_group, source_partitions
             )
             ahead = shards_ahead(committed.positions(), offsets, frozenset(source_partitions))
-            if ahead:
-                log.warning(
-                    "the local store holds state of shards %s from checkpoints whose source "
-                    "offsets were never committed (a commit that did not land, or offsets "
-                    "reset): it is set aside and rebuilt from the changelog",
-                    ahead,
-                )
-                committed.close()
-                committed = self._fresh()
             recovering = functools.partial(
                 recover,
                 reader=self._reader,
@@ -120,6 +111,17 @@ class Durability:
                 # Damage the open did not see, found by the restore's write: fall back now.
                 committed.close()
                 committed = self._rebuilt(str(exc))
+                self.recovery = await recovering(committed)
+            if ahead:
+                # (Only after that first restore, which refuses another changelog's store.)
+                log.warning(
+                    "the local store holds state of shards %s from checkpoints whose source "
+                    "offsets were never committed (a commit that did not land, or offsets "
+                    "reset): it is set aside and rebuilt from the changelog",
+                    ahead,
+                )
+                committed.close()
+                committed = self._fresh()
                 self.recovery = await recovering(committed)
         except BaseException:
             committed.close()

@@ -153,6 +153,7 @@ async def recover(
     lineages: set[tuple[str, int, int]] = set()  # (instance, restored_from, first) seen
     positions: dict[int, ShardPosition] = {}
     reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
+    reflected_cut = {p: known[p].sources for p in known}  # and the cut it committed
     first_at: dict[tuple[int, int | None], int] = {}  # (partition, checkpoint): 1st record
     restated: dict[tuple[int, int | None], Marker] = {}  # what its records say of its marker
     restated_lineages: set[tuple[str, int, int]] = set()
@@ -205,12 +206,15 @@ async def recover(
             cut_of[partition, checkpoint, instance] = marker.sources
             order.setdefault((partition, checkpoint, instance), record.offset() or 0)
             reflected[partition] = checkpoint
+            reflected_cut[partition] = marker.sources
         else:
             _skip(checkpoint, group)
             if group_start is not None:
                 unresolved.append((partition, checkpoint, instance, group_start))
         positions[partition] = ShardPosition(
-            (record.offset() or 0) + 1, reflected.get(partition, 0), marker.sources
+            (record.offset() or 0) + 1,
+            reflected.get(partition, 0),
+            reflected_cut.get(partition, {}),
         )
 
     def _skip(checkpoint: int, group: list[ChangelogEntry]) -> None:

@@ -152,6 +152,9 @@ def test_only_checkpoints_the_sources_committed_are_applied() -> None:
     # Checkpoint 2 may yet commit (another instance's, in flight on a broker that shows
     # open transactions): the next read starts at its first record again.
     assert committed.positions()[0].changelog_offset == 3
+    # The cut the store's state is of: checkpoint 1's, not the skipped marker's (a start
+    # takes a store whose cut the sources never committed for one ahead of them).
+    assert committed.positions()[0].sources == {"readings/0": 100}
 
 
 def test_a_checkpoint_committed_after_one_read_is_applied_by_the_next() -> None:
