@@ -39,24 +39,39 @@ def stop(instance: Instance) -> None:
     assert instance.wait_exit(15) == 0, instance.log_tail()
 
 
+def produce_readings(kafka: EmbeddedKafka, app: str, events: list[dict[str, Any]]) -> None:
+    produce_json(kafka.bootstrap, f"{app}.readings", ((e["device"], e) for e in events))
+
+
+def first_run(
+    kafka: EmbeddedKafka,
+    start_instance: Callable[..., Instance],
+    app: str,
+    data: Path,
+    mode: str,
+    events: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """An app's topic made, ``events`` produced and processed by an instance stopped
+    cleanly once settled; returns the app's config, for the next run."""
+    kafka.create_topic(f"{app}.readings", partitions=4)
+    config = durable_config(kafka, app, data, mode)
+    produce_readings(kafka, app, events)
+    devices = len({e["device"] for e in events})
+    stop(run_until_settled(start_instance, config, devices, "first"))
+    return config
+
+
 def test_with_the_sqlite_file_gone_state_is_rebuilt_from_the_changelog(
     kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
 ) -> None:
     app = "store-lost"
     data = tmp_path / "data"
     events = readings(20_000, 1_000, seed=31)
-    kafka_broker.create_topic(f"{app}.readings", partitions=4)
-    config = durable_config(kafka_broker, app, data, "exactly-once")
-    produce_json(
-        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[:12_000])
-    )
-    stop(run_until_settled(start_instance, config, 1_000, "first"))
+    config = first_run(kafka_broker, start_instance, app, data, "exactly-once", events[:12_000])
     assert list(data.glob("*.sqlite")), "the first run wrote a local store"
     shutil.rmtree(data)  # a new machine
 
-    produce_json(
-        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[12_000:])
-    )
+    produce_readings(kafka_broker, app, events[12_000:])
     second = run_until_settled(start_instance, config, 1_000, "rebuilt")
     log = second.log_path.read_text()
     restored = [line for line in log.splitlines() if "recovery" in line or '.changelog"' in line]
@@ -81,15 +96,8 @@ def test_a_clean_at_least_once_restart_keeps_its_store_and_its_state(
     app = "store-alos"
     data = tmp_path / "data"
     events = readings(6_000, 500, seed=41)
-    kafka_broker.create_topic(f"{app}.readings", partitions=4)
-    config = durable_config(kafka_broker, app, data, "at-least-once")
-    produce_json(
-        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[:4_000])
-    )
-    stop(run_until_settled(start_instance, config, 500, "first"))
-    produce_json(
-        kafka_broker.bootstrap, f"{app}.readings", ((e["device"], e) for e in events[4_000:])
-    )
+    config = first_run(kafka_broker, start_instance, app, data, "at-least-once", events[:4_000])
+    produce_readings(kafka_broker, app, events[4_000:])
     second = run_until_settled(start_instance, config, 500, "second")
     check_exact_state(second, events, sample=50)
     assert not list(data.glob("*.ahead")), second.log_tail()

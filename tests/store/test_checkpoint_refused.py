@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from swimstream import Agent, CommandLane, ValueLane
 from swimstream.errors import BrokerError
 from swimstream.store.checkpoint import Checkpointer
 from swimstream.store.committed import MemoryCommitted
@@ -20,17 +19,9 @@ from swimstream.store.durable import DurableAgentStore
 from swimstream.store.tracker import StateTracker
 from swimstream.streams.connector import TopicPartition
 from swimstream.testing import open_plane
+from tests.store.test_checkpoint_turns import Meter
 
 SOURCE = TopicPartition("readings", 0)
-
-
-class Meter(Agent):
-    level = ValueLane[int](default=0)
-    read = CommandLane[int]()
-
-    @read.on_command
-    def on_read(self, value: int) -> None:
-        self.level.set(value)
 
 
 class RefusingChangelog:

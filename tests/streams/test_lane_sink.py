@@ -52,8 +52,10 @@ class Board(Agent):
 ROUTES = {"/board/:id": Board}
 
 
-def lane_sink(plane: Plane, lane: str, coalesce: float | None) -> tuple[LaneSink, MemorySink]:
-    connector = MemorySink()
+def lane_sink(
+    plane: Plane, lane: str, coalesce: float | None, connector: MemorySink | None = None
+) -> tuple[LaneSink, MemorySink]:
+    connector = connector if connector is not None else MemorySink()
     registry = MetricsRegistry()
     sink = LaneSink(
         SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
@@ -247,18 +249,10 @@ async def test_a_change_the_sink_cannot_produce_is_dead_lettered_and_later_ones_
     for _ in range(300):
         deep = [deep]
     tracker = PartitionTracker(TopicPartition("in", 0))
-    registry = MetricsRegistry()
     connector = RefusingSink("out")
-    dead = DeadLetters(connector, "dead", registry)  # type: ignore[arg-type]  # produces only
+    dead = DeadLetters(connector, "dead", MetricsRegistry())  # type: ignore[arg-type]  # produces only
     async with open_plane(ROUTES) as plane:
-        sink = LaneSink(
-            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
-            "id",
-            registry,
-            DeliveryFailures(registry),
-            None,
-        )
-        plane.observe(sink, route="/board/:id", lane="state")
+        lane_sink(plane, "state", None, connector)
         for offset, value in enumerate([1, deep, "refuse", 4]):
             record = MemoryRecord("in", 0, offset, b"k", b"")
             plane.submit(
