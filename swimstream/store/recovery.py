@@ -6,11 +6,12 @@ each carries, and applies a group when it reads that checkpoint's marker, if the
 sources committed it (the marker's source offsets are within the group's committed
 offsets). A group without a marker, or whose offsets the sources never committed, was
 cut short by a crash and is skipped: its effects will be recomputed when the sources
-replay from their committed offsets. (A group before a later marker and without its own
-lost it to compaction: it is judged by the marker its records restate, at the end of
-the read, and applied in its place in the log.) Grouping by id, not by position, matters where a
-broker shows aborted transactions (Tansu): a crash mid-checkpoint can leave part of a
-checkpoint's records in the log, and they must not join the next checkpoint's group.
+replay from their committed offsets. (A group before a later marker and without its
+own lost it to compaction: it is judged by the marker its records restate, at the end
+of the read, and applied in its place in the log.) Grouping by id, not by position,
+matters where a broker shows aborted transactions (Tansu): a crash mid-checkpoint can
+leave part of a checkpoint's records in the log, and they must not join the next
+checkpoint's group.
 Markers name their instance and its incarnation's lineage (see
 :mod:`swimstream.store.changelog`), so a checkpoint an incarnation crashed before
 committing is skipped even once a later incarnation of that instance commits past its
@@ -199,9 +200,7 @@ async def recover(
             lineages.add(lineage)
             for earlier in [c for c in ready if marker.cut_short(c[2], c[1])]:
                 _skip(earlier[1], ready.pop(earlier))  # committed past, by a later incarnation
-        if _was_committed(marker.sources, committed_sources, checked) and not _cut_short(
-            lineages, instance, checkpoint
-        ):
+        if _stands(marker, lineages):
             ready.setdefault((partition, checkpoint, instance), []).extend(group)
             cut_of[partition, checkpoint, instance] = marker.sources
             order.setdefault((partition, checkpoint, instance), record.offset() or 0)
@@ -215,6 +214,13 @@ async def recover(
             (record.offset() or 0) + 1,
             reflected.get(partition, 0),
             reflected_cut.get(partition, {}),
+        )
+
+    def _stands(marker: Marker, known: Collection[tuple[str, int, int]]) -> bool:
+        """Whether a checkpoint is committed: its cut by the sources, and not cut short
+        by a later incarnation of its writer."""
+        return _was_committed(marker.sources, committed_sources, checked) and not _cut_short(
+            known, marker.instance, marker.checkpoint
         )
 
     def _skip(checkpoint: int, group: list[ChangelogEntry]) -> None:
@@ -232,9 +238,7 @@ async def recover(
         if restating is None or held is None or start_at >= held.changelog_offset:
             # After the partition's last marker: a checkpoint cut short, or still open.
             report.skipped_records += len(group)
-        elif _was_committed(restating.sources, committed_sources, checked) and not _cut_short(
-            known_lineages, restating.instance, restating.checkpoint
-        ):
+        elif _stands(restating, known_lineages):
             # Before a later marker, without its own: compaction removed it.
             key = (partition, restating.checkpoint, restating.instance)
             ready.setdefault(key, []).extend(group)
