@@ -30,6 +30,19 @@ class Lingering(Ledger):
         time.sleep(2.0)
 
 
+class Paced(Agent):
+    """Publishes one insight per record, 2 ms after it came: a few agents keep records
+    (and their insights) in flight for seconds, long enough to freeze the broker under
+    them."""
+
+    entry = CommandLane[dict[str, Any]]()
+
+    @entry.on_command
+    async def on_entry(self, record: dict[str, Any]) -> None:
+        await asyncio.sleep(0.002)
+        self.publish("processed", {"seq": record["seq"], "account": self.params["id"]})
+
+
 class Slow(Agent):
     """Takes its time over every record: the source must pause rather than pile up."""
 

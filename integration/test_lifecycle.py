@@ -123,6 +123,48 @@ def test_a_frozen_broker_makes_the_instance_unready_then_it_resumes_losing_nothi
     assert set(processed_seqs(kafka_broker, app)) == set(range(6_000))
 
 
+def test_insights_the_broker_never_took_stop_the_instance_and_its_restart_loses_none(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
+) -> None:
+    """A broker frozen for longer than the producer's delivery timeout: the records whose
+    insights timed out stay uncommitted. Running on would pause the source for good
+    behind them (with red health, which Compose does not act on); the instance stops
+    with exit 1 instead, and its restart replays them."""
+    app = "life-undelivered"
+    total = 8_000
+    kafka_broker.create_topic(f"{app}.entries", partitions=4)
+    produce_json(kafka_broker.bootstrap, f"{app}.entries", entries(0, total, accounts=4))
+    # State in memory: no checkpoint to fail in the record's stead (the durable modes'
+    # checkpoints stop the instance too).
+    config = {
+        **ledger_config(kafka_broker.bootstrap, app, agent="Paced"),
+        "store": {"durable": False},
+    }
+    short = {**config, "broker": {**config["broker"], "settings": {"message.timeout.ms": 2000}}}
+    first = start_instance(short, ready=False).wait_serving()
+    wait_until(lambda: first.metric("swimstream_insights_out_total") > 2_000, 60, "insights")
+    kafka_broker.pause()
+    try:
+        # The paced agents go on through the records they hold; their insights wait.
+        wait_until(lambda: "stopping after a failure" in first.log_path.read_text(), 30, "a stop")
+    finally:
+        kafka_broker.resume()
+    assert first.wait_exit(timeout=30) == 1, first.log_tail()
+    lines = first.log_path.read_text().splitlines()
+    failed = [line for line in lines if '"logger": "swimstream.sinks"' in line]
+    # Every insight in flight failed, but the sinks say so in a line or two.
+    assert 1 <= len(failed) <= 2, failed
+    assert "an insight record was not delivered" in failed[0], failed
+    assert "Message timed out" in failed[0], failed
+
+    second = start_instance(config, name="restarted", ready=False)
+    wait_until(
+        lambda: len(set(processed_seqs(kafka_broker, app))) >= total, 90, "every record's effect"
+    )
+    assert set(processed_seqs(kafka_broker, app)) == set(range(total))
+    second.stop()
+
+
 def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_and_they_resume_at_once(
     kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
 ) -> None:

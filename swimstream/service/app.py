@@ -102,7 +102,7 @@ class Service:
         self.plane: Plane | None = None
         self.web: WebServer | None = None
         self.clients: dict[str, ProtocolClients] = {}
-        self.failures = DeliveryFailures(self.registry)
+        self.failures = DeliveryFailures(self.registry, on_failure=self.fail)
         self.health = ServiceHealth(self)
         self.started_at = 0.0
         """When the start finished (monotonic clock); 0 until then."""

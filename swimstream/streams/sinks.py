@@ -11,24 +11,26 @@ durable. With durable state, each insight also carries ``swimstream.checkpoint``
 whose commit makes it visible (to tell apart, on brokers that show aborted transactions,
 the copies a crash left behind). A delivery that finally fails (the client gave up after
 its retries) is not acknowledged at all: the offset stays uncommitted, the failure is
-counted and health turns red, and a restart replays the record. With durable state at
-least once, offsets are committed by checkpoints rather than record by record: the
-checkpoint whose flush saw the failure fails instead (the sink's ``undelivered``), which
-stops the instance, and its restart replays the record.
+counted, health turns red and the service stops (exit 1), and its restart replays the
+record. With durable state at least once, offsets are committed by checkpoints rather
+than record by record: the checkpoint whose flush saw the failure fails too (the sink's
+``undelivered``), so no offset past the record is committed while the instance stops.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from swimstream.errors import ConfigError
+from swimstream.errors import BrokerError, ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight
+from swimstream.runtime.failures import LOG_INTERVAL
 from swimstream.runtime.origin import fork_origin
 from swimstream.streams.connector import SinkConnector
 
@@ -54,18 +56,29 @@ class SinkTarget:
 
 
 class DeliveryFailures:
-    """Counts insight and dead-letter deliveries that failed for good; health reads it.
+    """Counts insight and dead-letter deliveries that failed for good (health reads it),
+    and logs them as callback failures are: the first at once, then at most one line per
+    :data:`~swimstream.runtime.failures.LOG_INTERVAL`.
 
     Their records stay unfinished, so no offset past them is committed and a restart
-    replays them: an unhealthy instance is what gets it restarted.
+    replays them. That restart is what ``on_failure`` is for: the service stops (as Kafka
+    Streams' default production handler does), since running on would only pile up
+    records behind the unfinished one until the source paused for good.
     """
 
-    def __init__(self, registry: MetricsRegistry) -> None:
+    def __init__(
+        self,
+        registry: MetricsRegistry,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self._counter = registry.counter(
             "insight_delivery_failures",
             "Insight and dead-letter records the broker never acknowledged.",
         )
+        self._on_failure = on_failure
         self.last_error: BaseException | None = None
+        self._logged_at = -LOG_INTERVAL
+        self._unlogged = 0
 
     @property
     def count(self) -> int:
@@ -87,7 +100,15 @@ class DeliveryFailures:
         """Count and log ``what`` (a record the broker will never acknowledge)."""
         self._counter.value += 1
         self.last_error = error
-        log.error("%s was not delivered: %s", what, error)
+        now = time.monotonic()
+        if now - self._logged_at < LOG_INTERVAL:
+            self._unlogged += 1  # (a broker outage fails every record in flight)
+        else:
+            since = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
+            log.error("%s was not delivered: %s%s", what, error, since)
+            self._logged_at, self._unlogged = now, 0
+        if self._on_failure is not None:
+            self._on_failure(BrokerError(f"{what} was not delivered: {error}"))
 
 
 class _Delivered:
