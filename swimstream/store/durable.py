@@ -8,7 +8,7 @@ then leaves it; loading looks in the overlay first, then in committed state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from swimstream.runtime.agent_record import StoredAgent
 from swimstream.store.committed import CommittedStore
@@ -50,6 +50,17 @@ class DurableAgentStore:
         or is being restored: committed state is theirs again)."""
         for node in [node for node in self._overlay if select(node)]:
             del self._overlay[node]
+
+    def keep(self, nodes: Iterable[str]) -> None:
+        """The checkpoint being collected leaves these passivated agents' changes out
+        (their shard is held, its partitions revoked): keep them here for the next
+        checkpoint, which stores them once the shard is back. Dropped when that one was
+        written, their agents would load from committed state and lose those changes.
+        Called during the checkpoint's collect, before its :meth:`next_generation`."""
+        for node in nodes:
+            held = self._overlay.get(node)
+            if held is not None:
+                self._overlay[node] = (self.generation + 1, held[1])
 
     def next_generation(self) -> int:
         """A checkpoint collected its changes; later passivations belong to the next."""

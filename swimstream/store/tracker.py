@@ -180,14 +180,19 @@ class StateTracker:
     def _keep_held(
         self, dirty: dict[Any, None], changed_keys: dict[Any, set[Any]]
     ) -> tuple[dict[Any, None], dict[Any, set[Any]]]:
-        """Split off the changes of held shards: they stay noted for a later collect."""
+        """Split off the changes of held shards: they stay noted for a later collect
+        (and a passivated agent's, in the store's overlay)."""
         held, shard_of = self._held, self._shard_of
         collected: dict[Any, None] = {}
+        kept: set[str] = set()
         for key in dirty:
             if shard_of(_node_of(key)) in held:
                 self._dirty[key] = None
+                if type(key) is tuple:
+                    kept.add(key[0])
             else:
                 collected[key] = None
+        self._store.keep(kept)
         entries: dict[Any, set[Any]] = {}
         for lane, keys in changed_keys.items():
             if shard_of(lane._agent.node_uri) in held:
