@@ -268,28 +268,45 @@ class KafkaSource:
         if consumer is None or executor is None:
             return
         if (waiting := self._worker) is not None:
-            await asyncio.wait([waiting])
+            # A fetch returns within its timeout, but a revoke's commit inside it waits
+            # for the broker, which may have frozen since the revoke began.
+            done, _ = await asyncio.wait([waiting], timeout=self.close_timeout)
+            if not done:
+                self._let_go(executor)
+                self._abandoned("the consumer was still busy with the broker")
+                return
         loop = asyncio.get_running_loop()
         closing = loop.run_in_executor(executor, consumer.close)
         self._worker = closing
-        self._consumer = None
-        executor.shutdown(wait=False)
+        self._let_go(executor)
         done, _ = await asyncio.wait([closing], timeout=self.close_timeout)
-        self._membership.assigned = frozenset()
         if not done:
-            # The worker stays marked busy, so nothing touches the consumer again.
-            log.error(
-                "%s: the broker did not let the consumer leave within %g s; abandoned it. "
-                "Offsets not committed by now will be read again by the next owner",
-                self._where,
-                self.close_timeout,
-            )
+            self._abandoned("the broker did not let the consumer leave")
             return
+        self._membership.assigned = frozenset()
         self._worker = None
         try:
             closing.result()
         except KafkaException as exc:
             raise translate(exc, f"closing {self._where}") from exc
+
+    def _let_go(self, executor: DaemonExecutor) -> None:
+        """Nothing touches the consumer any more (its worker thread, a daemon, ends with
+        its last call or with the process)."""
+        executor.shutdown(wait=False)
+        self._consumer = None
+
+    def _abandoned(self, why: str) -> None:
+        """Say that a consumer the broker held up was given up (its worker stays marked
+        busy)."""
+        self._membership.assigned = frozenset()
+        log.error(
+            "%s: %s within %g s; abandoned it. Offsets not committed by now will be read "
+            "again by the next owner",
+            self._where,
+            why,
+            self.close_timeout,
+        )
 
     # -- records ------------------------------------------------------------------------
 

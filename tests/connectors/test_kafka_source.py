@@ -377,6 +377,41 @@ async def test_a_revoke_while_the_broker_does_not_answer_does_not_wait_for_befor
     assert any("does not answer: revoking" in line for line in warned), warned
 
 
+async def test_a_close_while_a_frozen_broker_holds_up_a_revoke_gives_up_in_time(
+    kafka_broker: EmbeddedKafka,
+    make_topic: TopicFactory,
+    open_source: SourceFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker froze after a revoke began (so the revoke did not know to skip its
+    commit): the commit waits for it inside the worker, and ``close`` gives up after
+    ``close_timeout`` instead of waiting as long as the client does."""
+    topic = make_topic(partitions=2)
+    group = new_group()
+    first = await open_source([topic], group)
+    frozen = asyncio.Event()
+
+    async def freeze(_partitions: tuple[TopicPartition, ...]) -> None:
+        kafka_broker.pause()
+        frozen.set()
+
+    first.set_rebalance_listener(lambda change: {tp: 0 for tp in change.revoked}, freeze)
+    await pump(first, lambda _: len(first.assignment()) == 2)
+    second = await open_source([topic], group)
+    try:
+        async with kept_polling(first):
+            await pump(second, lambda _: frozen.is_set(), timeout=20)
+        first.close_timeout = 2.0
+        started = time.monotonic()
+        await first.close()
+        took = time.monotonic() - started
+    finally:
+        kafka_broker.resume()
+    assert took < 2.0 + 3.0, f"closing took {took:.1f} s"
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("still busy with the broker within 2 s" in line for line in errors), errors
+
+
 @pytest.mark.parametrize("waits", [True, False], ids=["with-waits", "consume-only"])
 async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
     kafka_broker: EmbeddedKafka,
