@@ -7,7 +7,8 @@ store, the mesh and the web plug into it through the plane's small surface (``su
 
 from swimstream.runtime.clock import Clock, FakeClock, SystemClock
 from swimstream.runtime.gc_policy import tune_gc
-from swimstream.runtime.plane import Insight, Plane, PlaneStatistics
+from swimstream.runtime.plane import Plane
+from swimstream.runtime.reports import Insight, PlaneStatistics
 from swimstream.runtime.store import AgentStore, MemoryAgentStore
 
 __all__ = [

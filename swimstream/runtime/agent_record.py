@@ -15,6 +15,7 @@ and nothing re-syncs; a link end that is missing is opened afresh and syncs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,12 @@ import msgpack
 
 from swimstream.agent import MapDownlink
 from swimstream.crdt import decode_snapshot, encode
-from swimstream.errors import AgentRestoreError, CodecError
+from swimstream.errors import AgentRestoreError, CodecError, DefinitionError, RoutingError
 
 if TYPE_CHECKING:
     from swimstream.agent import Agent, Downlink, Lane
+
+log = logging.getLogger("swimstream.agent")
 
 LINKS = "@links"
 """The stored name of an agent's open downlinks."""
@@ -128,9 +131,15 @@ def restore_agent(agent: Agent, stored: StoredAgent) -> None:
         raise AgentRestoreError(f"agent {agent.node_uri} cannot be restored: {exc}") from exc
     agent._next_link_id = max(agent._next_link_id, next_link)
     for spec in specs:
-        downlink = agent._open_link(
-            spec.node_uri, spec.lane, spec.callbacks, spec.join, spec.map_like, spec.id
-        )
+        try:
+            downlink = agent._open_link(
+                spec.node_uri, spec.lane, spec.callbacks, spec.join, spec.map_like, spec.id
+            )
+        except (RoutingError, DefinitionError) as exc:
+            # Its target lane is gone or changed kind (code changed under stored state):
+            # the link goes, as a stored lane the class no longer declares does.
+            log.warning("agent %s: its stored link is dropped: %s", agent.node_uri, exc)
+            continue
         if spec.replica is not None:
             where = f"the downlink to {spec.node_uri}#{spec.lane}"
             _restore_into(agent, where, downlink, spec.replica)

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -56,36 +55,12 @@ from swimstream.runtime.clock import Clock, FakeClock, SystemClock
 from swimstream.runtime.failures import FailureLog
 from swimstream.runtime.links import LinkEnd, LinkRegistry
 from swimstream.runtime.passivation import Passivation
+from swimstream.runtime.reports import Insight, PlaneStatistics
 from swimstream.runtime.scheduler import Scheduler
 from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
 from swimstream.runtime.timers import TimerEntry, TimerWheel
 
 log = logging.getLogger("swimstream.agent")
-
-
-@dataclass(frozen=True, slots=True)
-class Insight:
-    """A record an agent published for the sinks."""
-
-    topic: str
-    key: str
-    value: Any
-    node_uri: str
-
-
-@dataclass(frozen=True, slots=True)
-class PlaneStatistics:
-    """A snapshot of the plane's counters (immutable; call ``statistics()`` again)."""
-
-    active_agents: int
-    stored_agents: int
-    messages_handled: int
-    commands: int
-    callback_failures: int
-    links: int
-    timers: int
-    activations: int
-    passivations: int
 
 
 class Plane(Passivation):
@@ -219,18 +194,23 @@ class Plane(Passivation):
         cell.agent = agent
         cell.last_used = self.clock.time()
         self._cells[canonical] = cell
-        stored = self.store.load(canonical)
-        if stored is not None:
-            self._restoring = True
-            try:
+        restoring, self._restoring = self._restoring, True  # (a link's target may nest)
+        try:
+            stored = self.store.load(canonical)
+            if stored is not None:
                 restore_agent(agent, stored)
-            except AgentRestoreError as exc:
-                del self._cells[canonical]  # its stored state stays as it is
-                self._unrestorable[canonical] = exc
-                log.error("%s", exc, extra={"node": canonical})
-                raise
-            finally:
-                self._restoring = False
+        except AgentRestoreError as exc:  # its own state does not fit its class
+            del self._cells[canonical]  # its stored state stays as it is
+            self._unrestorable[canonical] = exc
+            log.error("%s", exc, extra={"node": canonical})
+            raise
+        except Exception as exc:
+            # Not in memory half-loaded: its next use would find it so (without the
+            # rest of its links, which its next passivation would then drop for good).
+            del self._cells[canonical]
+            raise AgentRestoreError(f"agent {canonical} cannot be loaded: {exc!r}") from exc
+        finally:
+            self._restoring = restoring
         cell.post(handle_start)
         self._activations += 1
         if self._on_activate is not None:
@@ -377,7 +357,16 @@ class Plane(Passivation):
             self._deliver,
         )
         self.links.add_end(end)
-        self._cell(downlink.node_uri).post(handle_link, downlink.lane, end)
+        try:
+            target = self._cell(downlink.node_uri)
+        except AgentRestoreError:
+            if not self._restoring:
+                raise
+            # Reopening a stored link of an agent being loaded, to a target that cannot
+            # load (logged once, with why): the agent loads all the same, and the link
+            # waits, registered, for a start whose code can load its target.
+            return
+        target.post(handle_link, downlink.lane, end)
 
     def _close_downlink(self, cell: AgentCell, downlink: Downlink) -> None:
         cell.agent._forget_link(downlink)
