@@ -70,9 +70,14 @@ def dump_agent(agent: Agent) -> dict[str, bytes]:
 
 
 def dump_links(agent: Agent) -> bytes | None:
-    """The agent's open downlinks, encoded; None when it has none."""
+    """The agent's open downlinks, encoded; None when it never opened one.
+
+    Kept when none is open, for the next link id: a counter downlink writes as
+    ``replica:node:link id``, and a new link reusing a closed one's id would start its
+    totals again under that writer, which the owner's merge (the larger total) drops.
+    """
     downlinks = agent.downlinks
-    if not downlinks:
+    if not downlinks and agent._next_link_id <= 1:
         return None
     rows = [
         [

@@ -508,7 +508,7 @@ class Plane(Passivation):
             self._state.links_changed(node_uri)
 
     def links_of(self, node_uri: str) -> bytes | None:
-        """The encoded open links of an active agent (None when it has none or is not
+        """The encoded links of an active agent (None when it never opened one or is not
         active: a passivated agent's links are in its stored form)."""
         cell = self._cells.get(node_uri)
         return None if cell is None else dump_links(cell.agent)

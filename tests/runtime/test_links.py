@@ -252,3 +252,32 @@ async def test_a_reloaded_join_map_lane_drops_a_removed_link_s_entries() -> None
         await plane.command("/store/s", "drop", "a")
         await plane.settle()
         assert plane.get("/store/s", "stock") == {}  # as without the reload
+
+
+class Hits(Agent):
+    count = CounterLane()
+
+
+class Visitor(Agent):
+    """Adds to a counter through a link it opens and closes each time."""
+
+    visit = CommandLane[int]()
+
+    @visit.on_command
+    def on_visit(self, hits: int) -> None:
+        link = self.downlink("/hits/1", "count")
+        link.add(hits)
+        link.close()
+
+
+async def test_adds_through_a_link_opened_again_after_a_passivation_all_count() -> None:
+    """The new link must not take the closed one's id: a counter link writes under
+    its id, and totals started again under the same writer were dropped by the owner's
+    merge (it keeps the larger)."""
+    async with open_plane({"/hits/:id": Hits, "/visitor/:id": Visitor}) as plane:
+        await plane.command("/visitor/1", "visit", 5)
+        await plane.settle()
+        assert plane.passivate("/visitor/1")
+        await plane.command("/visitor/1", "visit", 3)
+        await plane.settle()
+        assert plane.get("/hits/1", "count") == 8
