@@ -184,7 +184,9 @@ def _key(key: Any) -> MapKey:
 
 
 def _value(value: Any) -> Any:
-    """Check a decoded value is JSON-shaped (no bytes, text keys), and not absurdly deep.
+    """Check a decoded value is JSON-shaped (no bytes; objects keyed by scalars, as map
+    lanes are: Python code keys dicts by numbers too, and msgpack keeps them as they
+    were), and not absurdly deep.
 
     Iterative, and as deep as :data:`_MAX_NESTING`: whatever msgpack packed must unpack
     here, or a value a lane took would be stored and then lost when its agent loads.
@@ -201,8 +203,8 @@ def _value(value: Any) -> Any:
             pending.extend((element, depth + 1) for element in item)
         elif kind is dict:
             for key, element in item.items():
-                if type(key) is not str:
-                    raise CodecError(f"object keys must be text, got {type(key).__name__}")
+                if type(key) not in KEY_TYPES:
+                    raise CodecError(f"object keys must be scalars, got {type(key).__name__}")
                 pending.append((element, depth + 1))
         else:
             raise CodecError(f"{kind.__name__} is not a JSON value")

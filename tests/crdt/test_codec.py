@@ -105,6 +105,23 @@ def test_well_formed_msgpack_of_the_wrong_shape_is_rejected(payload: object) -> 
         decode(bytes([FORMAT_VERSION]) + msgpack.packb(payload, use_bin_type=True))
 
 
+values_keyed_by_scalars = st.recursive(
+    json_values,
+    lambda inner: st.dictionaries(codec_keys, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(stamps, values_keyed_by_scalars)
+def test_values_whose_objects_have_number_or_other_scalar_keys_round_trip(
+    stamp: tuple[int, str], value: object
+) -> None:
+    """``{13: 1}`` in a value lane: stored as it is, it must load as it is (a decode
+    that refused it left the agent unloadable after its first passivation)."""
+    snapshot = RegisterSnapshot(stamp, value)
+    assert decode(encode(snapshot)) == snapshot
+
+
 def test_an_unknown_version_is_named() -> None:
     with pytest.raises(CodecError, match="version 9"):
         decode(b"\x09" + msgpack.packb([1, 0, "r", None]))

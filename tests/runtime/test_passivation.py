@@ -347,3 +347,28 @@ async def test_a_restored_replica_drops_what_its_owner_removed_while_it_was_stor
         assert plane.get("/reader/r", "keys") == ["a", "b", "c"]  # loads it, as stored
         await plane.settle()  # its link's sync arrives
         assert plane.get("/reader/r", "keys") == ["a", "c"]
+
+
+class Histogram(Agent):
+    buckets = ValueLane[dict[int, int]](default={})
+    count = CommandLane[int]()
+
+    @count.on_command
+    def on_count(self, bucket: int) -> None:
+        buckets = dict(self.buckets.get())
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+        self.buckets.set(buckets)
+
+
+async def test_a_value_keyed_by_numbers_comes_back_as_it_was() -> None:
+    """Stored with its number keys, a dict used to be refused when loaded: the agent
+    could not load again after its first passivation."""
+    async with open_plane({"/histogram/:id": Histogram}, store=MemoryAgentStore()) as plane:
+        await plane.command("/histogram/h", "count", 13)
+        await plane.settle()
+        assert plane.passivate("/histogram/h")
+        await plane.command("/histogram/h", "count", 13)
+        await plane.settle()
+        histogram = plane.agent("/histogram/h")
+        assert isinstance(histogram, Histogram)
+        assert histogram.buckets.get() == {13: 2}
