@@ -53,6 +53,8 @@ class LinkSpec:
     join: tuple[str, Any] | None
     replica: bytes | None
     """The replica's snapshot; None for join-value links, whose lane holds the value."""
+    synced: bool = True
+    """Whether the target's state reached it (stored links of before this field had)."""
 
 
 def dump_agent(agent: Agent) -> dict[str, bytes]:
@@ -88,6 +90,7 @@ def dump_links(agent: Agent) -> bytes | None:
             d.callbacks,
             None if d.join is None else list(d.join),
             encode(d.snapshot()) if d.stores_replica else None,
+            d.synced,
         ]
         for d in downlinks.values()
     ]
@@ -109,6 +112,7 @@ def decode_links(data: bytes) -> tuple[int, list[LinkSpec]]:
                 dict(row[4]),
                 None if row[5] is None else (row[5][0], row[5][1]),
                 row[6],
+                bool(row[7]) if len(row) > 7 else True,
             )
             for row in rows
         ]
@@ -150,7 +154,10 @@ def restore_agent(agent: Agent, stored: StoredAgent) -> None:
             _restore_into(agent, where, downlink, spec.replica)
         if spec.join is not None and spec.join[0] in lanes:
             agent.lane(spec.join[0])._adopt(spec.join[1], downlink)  # type: ignore[attr-defined]
-        downlink._synced = True  # it holds what it held: the next delivery is not a sync
+        # It holds what it held: the next delivery is not a sync, unless none came yet
+        # (its target was busy when it was passivated): then that one is, and a join's
+        # entry appears with it even if the target holds its default.
+        downlink._synced = spec.synced
 
 
 def _restore_into(agent: Agent, what: str, target: Lane | Downlink, blob: bytes) -> None:

@@ -3,6 +3,8 @@
 import asyncio
 from typing import Any
 
+import pytest
+
 from swimstream import (
     Agent,
     CommandLane,
@@ -281,3 +283,46 @@ async def test_adds_through_a_link_opened_again_after_a_passivation_all_count() 
         await plane.command("/visitor/1", "visit", 3)
         await plane.settle()
         assert plane.get("/hits/1", "count") == 8
+
+
+class Busy(Agent):
+    """A device whose status was never set, busy in an async callback until let go."""
+
+    status = ValueLane[str](default="unknown")
+    work = CommandLane[None]()
+    gate: asyncio.Event | None = None
+
+    @work.on_command
+    async def on_work(self, _: None) -> None:
+        assert Busy.gate is not None
+        await Busy.gate.wait()
+
+
+class Board(Agent):
+    devices = JoinValueLane[str, str]()
+    attach = CommandLane[str]()
+
+    @attach.on_command
+    def on_attach(self, node: str) -> None:
+        self.devices.join(node, node=node, lane="status")
+
+
+@pytest.mark.parametrize("passivated", [False, True])
+async def test_a_join_passivated_before_its_first_sync_still_gets_its_entry(
+    passivated: bool,
+) -> None:
+    """Its target was busy, so the sync came after the board was passivated: reloaded,
+    the link counted as synced, and a sync of the target's default changed nothing, so
+    the entry never appeared."""
+    Busy.gate = asyncio.Event()
+    async with open_plane({"/busy/:id": Busy, "/board/:id": Board}) as plane:
+        plane.submit("/busy/1", "work", None)
+        await plane.command("/board/1", "attach", "/busy/1")
+        for _ in range(5):
+            await asyncio.sleep(0)  # the board's turn; the busy device's sync waits
+        assert plane.get("/board/1", "devices") == {}
+        if passivated:
+            assert plane.passivate("/board/1")
+        Busy.gate.set()
+        await plane.settle()
+        assert plane.get("/board/1", "devices") == {"/busy/1": "unknown"}
