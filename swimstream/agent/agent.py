@@ -148,7 +148,10 @@ class Agent:
         on_set: Callable[[Any, Any], Any] | None = None,
         on_stale: Callable[[bool], Any] | None = None,
     ) -> ValueDownlink:
-        """Link to a value (or counter) lane and keep a live replica of it."""
+        """Link to a value (or counter) lane and keep a live replica of it.
+
+        While a link with the same node, lane and callbacks is open, this returns it, so
+        ``on_start`` (which runs at every load) may open the agent's links."""
         callbacks = {"on_set": on_set, "on_stale": on_stale}
         downlink = self._open(node_uri, lane, callbacks, map_like=False)
         assert isinstance(downlink, ValueDownlink)
@@ -163,7 +166,8 @@ class Agent:
         on_remove: Callable[[Any, Any], Any] | None = None,
         on_stale: Callable[[bool], Any] | None = None,
     ) -> MapDownlink:
-        """Link to a map-like lane and keep a live replica of it."""
+        """Link to a map-like lane and keep a live replica of it (the same link, while
+        one with the same node, lane and callbacks is open, as :meth:`downlink`)."""
         callbacks = {"on_update": on_update, "on_remove": on_remove, "on_stale": on_stale}
         downlink = self._open(node_uri, lane, callbacks, map_like=True)
         assert isinstance(downlink, MapDownlink)
@@ -181,6 +185,18 @@ class Agent:
             name = callback_name(self, fn, event)
             if name is not None:
                 names[event] = name
+        # The same link open already is that link: ``on_start`` runs at every load, and
+        # finds the links its last run opened restored (a new one each time, each
+        # calling back on every change, piled up).
+        for open_link in (self._downlinks or {}).values():
+            if (
+                open_link.node_uri == node_uri
+                and open_link.lane == lane
+                and open_link.join is None
+                and open_link.callbacks == names
+                and isinstance(open_link, MapDownlink) == map_like
+            ):
+                return open_link
         return self._open_link(node_uri, lane, names, None, map_like)
 
     def _open_link(

@@ -326,3 +326,39 @@ async def test_a_join_passivated_before_its_first_sync_still_gets_its_entry(
         Busy.gate.set()
         await plane.settle()
         assert plane.get("/board/1", "devices") == {"/busy/1": "unknown"}
+
+
+class Follows(Agent):
+    """Opens its link in ``on_start``, as SwimOS agents do in ``didStart``."""
+
+    heard = ValueLane[int](default=0)
+    poke = CommandLane[None]()
+
+    def on_start(self) -> None:
+        self.downlink("/sensor/1", "reading", on_set=self.on_reading)
+
+    def on_reading(self, new: Any, old: Any) -> None:
+        self.heard.set(self.heard.get() + 1)
+
+    @poke.on_command
+    def on_poke(self, _: None) -> None: ...
+
+
+def set_reading(sensor: Agent) -> None:
+    assert isinstance(sensor, Sensor)
+    sensor.reading.set(42.0)
+
+
+async def test_a_link_opened_in_on_start_is_opened_once_however_often_its_agent_loads() -> None:
+    async with open_plane({"/sensor/:id": Sensor, "/follows/:id": Follows}) as plane:
+        await plane.command("/follows/1", "poke", None)
+        await plane.settle()
+        for _ in range(3):
+            assert plane.passivate("/follows/1")
+            await plane.command("/follows/1", "poke", None)
+            await plane.settle()
+        assert len(plane.agent("/follows/1").downlinks) == 1
+        heard = plane.get("/follows/1", "heard")
+        await plane.call("/sensor/1", set_reading)
+        await plane.settle()
+        assert plane.get("/follows/1", "heard") == heard + 1  # one callback a change
