@@ -2,9 +2,11 @@
 
 ``JoinValueLane``: ``join(key, node, lane)`` links to a value lane; the entry at ``key``
 follows that lane's value from the link's sync on (its default, if it was never set).
-``JoinMapLane``: ``join(link_key, node, lane)`` links to a map lane; its entries merge
-into this map (the latest write wins a key two joined maps share), and
-``remove(link_key)`` drops that link's entries.
+``JoinMapLane``: ``join(link_key, node, lane)`` links to a map lane; the join is the
+union of the joined maps. A key two of them share shows the value delivered last; when
+the map it came from removes it, or that map's link is removed, the key falls back to the
+newest write among the other joined maps that hold it, and leaves the join (``on_remove``)
+only when none does. ``remove(link_key)`` drops that link's entries but those.
 
 This is how aggregates are built: a tower joins its devices, a region joins its
 towers, and each level's callbacks recompute summaries as the level below changes. The
@@ -28,6 +30,7 @@ from swimstream.crdt import (
     MapKey,
     MapSnapshot,
     Snapshot,
+    Stamp,
     raise_bad_key,
 )
 from swimstream.errors import CallbackError
@@ -211,11 +214,11 @@ class JoinMapLane(_JoinLane[K, V]):
         self._join(link_key, node, lane, map_like=True)
 
     def remove(self, link_key: Any) -> None:
-        """Close the link ``link_key`` and drop the entries it brought."""
+        """Close the link ``link_key`` and drop the entries it brought, but for keys
+        another joined map still holds: those take that map's value."""
         self._unjoin(link_key)
         for key in [k for k, origin in self._origin.items() if origin == link_key]:
-            del self._origin[key]
-            self._drop(key)
+            self._fall_back(key)
 
     def _adopt(self, key: Any, downlink: Downlink) -> None:
         """An entry came from the link whose value the join shows, not from whichever
@@ -246,5 +249,28 @@ class JoinMapLane(_JoinLane[K, V]):
 
     def _joined_remove(self, link_key: Any, key: Any) -> None:
         if self._origin.get(key) == link_key:
-            del self._origin[key]
+            self._fall_back(key)
+
+    def _fall_back(self, key: Any) -> None:
+        """The link whose value the join shows at ``key`` no longer holds it (removed
+        there, or the link left; either way no longer among the holders): the join is
+        the union of its maps, so the key takes the newest write of those that still
+        hold it, and leaves only when none does."""
+        holder: tuple[Stamp, Any, LWWMap] | None = None  # (stamp, link key, replica)
+        links = self._agent.downlinks
+        for link_key, link_id in self._links.items():
+            downlink = links.get(link_id)
+            if not isinstance(downlink, MapDownlink):
+                continue
+            stamp = downlink._replica.stamp_of(key)
+            if stamp is not None and (holder is None or stamp > holder[0]):
+                holder = (stamp, link_key, downlink._replica)
+        if holder is None:
+            self._origin.pop(key, None)
             self._drop(key)
+            return
+        _, link_key, replica = holder
+        self._origin[key] = link_key
+        value = replica.get(key)
+        if key not in self._map or self._map.get(key) != value:
+            self._put(key, value)

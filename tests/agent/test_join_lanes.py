@@ -1,0 +1,106 @@
+"""Join lanes: a join map is the union of the maps it joins; joins replace links cleanly."""
+
+from typing import Any
+
+from swimstream import Agent, CommandLane, JoinMapLane, MapLane
+from swimstream.testing import open_plane
+
+
+class Catalog(Agent):
+    items = MapLane[str, Any]()
+
+
+class Store(Agent):
+    """Joins catalogs under link keys; records what its join lane reports."""
+
+    stock = JoinMapLane[str, Any]()
+    sources = CommandLane[dict[str, str]]()
+    drop = CommandLane[str]()
+    events: list[tuple[Any, ...]]
+
+    def on_start(self) -> None:
+        self.events = []
+
+    @sources.on_command
+    def on_source(self, spec: dict[str, str]) -> None:
+        self.stock.join(spec["key"], spec["node"], "items")
+
+    @drop.on_command
+    def on_drop(self, link_key: str) -> None:
+        self.stock.remove(link_key)
+
+    @stock.on_update
+    def stock_updated(self, key: str, new: Any, old: Any) -> None:
+        self.events.append(("update", key, new, old))
+
+    @stock.on_remove
+    def stock_removed(self, key: str, old: Any) -> None:
+        self.events.append(("remove", key, old))
+
+
+STORES = {"/catalog/:id": Catalog, "/store/:id": Store}
+
+
+def store_events(plane: Any) -> list[tuple[Any, ...]]:
+    store = plane.agent("/store/s")
+    assert isinstance(store, Store)
+    return store.events
+
+
+async def test_a_key_one_joined_map_removes_falls_back_to_another_map_that_holds_it() -> None:
+    async with open_plane(STORES) as plane:
+        await plane.command("/catalog/a", "items", {"update": "k", "value": "from-a"})
+        await plane.command("/catalog/b", "items", {"update": "k", "value": "from-b"})
+        for key in "ab":
+            await plane.command("/store/s", "sources", {"key": key, "node": f"/catalog/{key}"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"k": "from-b"}  # b's was delivered last
+        store_events(plane).clear()
+        await plane.command("/catalog/b", "items", {"remove": "k"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"k": "from-a"}
+        assert store_events(plane) == [("update", "k", "from-a", "from-b")]
+        await plane.command("/catalog/a", "items", {"remove": "k"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {}
+        assert store_events(plane)[1:] == [("remove", "k", "from-a")]
+
+
+async def test_a_removed_key_falls_back_to_the_newest_write_among_the_maps_that_hold_it() -> None:
+    async with open_plane(STORES) as plane:
+        for node in "adc":  # written oldest first: of a, d and c, c holds the newest write
+            await plane.command(f"/catalog/{node}", "items", {"update": "k", "value": node})
+            await plane.settle()
+        for key in "acdb":  # neither the first nor the last link joined holds the newest
+            await plane.command("/store/s", "sources", {"key": key, "node": f"/catalog/{key}"})
+        await plane.settle()
+        await plane.command("/catalog/b", "items", {"update": "k", "value": "b"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"k": "b"}
+        await plane.command("/catalog/b", "items", {"remove": "k"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"k": "c"}
+        await plane.command("/catalog/c", "items", {"remove": "k"})  # c's link now holds it
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"k": "d"}
+
+
+async def test_removing_a_link_keeps_the_keys_another_joined_map_still_holds() -> None:
+    async with open_plane(STORES) as plane:
+        await plane.command("/catalog/a", "items", {"update": "k", "value": "from-a"})
+        await plane.command("/catalog/b", "items", {"update": "k", "value": "from-b"})
+        await plane.command("/catalog/b", "items", {"update": "only-b", "value": 1})
+        for key in "ab":
+            await plane.command("/store/s", "sources", {"key": key, "node": f"/catalog/{key}"})
+        await plane.settle()
+        store_events(plane).clear()
+        await plane.command("/store/s", "drop", "b")
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"k": "from-a"}
+        assert sorted(store_events(plane)) == [
+            ("remove", "only-b", 1),
+            ("update", "k", "from-a", "from-b"),
+        ]
+        await plane.command("/catalog/b", "items", {"update": "k", "value": "b-again"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"k": "from-a"}  # b is no longer joined
