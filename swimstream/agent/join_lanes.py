@@ -10,7 +10,9 @@ only when none does. ``remove(link_key)`` drops that link's entries but those.
 
 This is how aggregates are built: a tower joins its devices, a region joins its
 towers, and each level's callbacks recompute summaries as the level below changes. The
-graph follows the data: joining a key to a new node replaces the old link.
+graph follows the data: joining a key to a new node replaces the old link (in a join
+map, the old link's entries go as ``remove`` drops them; in a join value lane, the entry
+shows the old value until the new link's sync replaces it).
 
 The joined links are ordinary downlinks of the agent tagged with ``(lane, key)``, so
 they are stored, restored and re-synced like any other link.
@@ -210,15 +212,22 @@ class JoinMapLane(_JoinLane[K, V]):
         self._origin: dict[Any, Any] = {}  # entry key -> link key it came from
 
     def join(self, link_key: Any, node: str, lane: str) -> None:
-        """Merge the entries of ``lane`` of ``node`` into this map, under ``link_key``."""
+        """Merge the entries of ``lane`` of ``node`` into this map, under ``link_key``
+        (replacing any old link under it, whose entries go as ``remove`` drops them)."""
         self._join(link_key, node, lane, map_like=True)
 
     def remove(self, link_key: Any) -> None:
         """Close the link ``link_key`` and drop the entries it brought, but for keys
         another joined map still holds: those take that map's value."""
         self._unjoin(link_key)
-        for key in [k for k, origin in self._origin.items() if origin == link_key]:
-            self._fall_back(key)
+
+    def _unjoin(self, key: Any) -> Downlink | None:
+        """Closing a link, by ``remove`` or by joining its key to another map, lets go
+        of the entries it brought: none of them would ever change or leave again."""
+        downlink = super()._unjoin(key)
+        for entry in [k for k, origin in self._origin.items() if origin == key]:
+            self._fall_back(entry)
+        return downlink
 
     def _adopt(self, key: Any, downlink: Downlink) -> None:
         """An entry came from the link whose value the join shows, not from whichever

@@ -3,6 +3,7 @@
 from typing import Any
 
 from swimstream import Agent, CommandLane, JoinMapLane, MapLane
+from swimstream.runtime import Plane
 from swimstream.testing import open_plane
 
 
@@ -41,10 +42,14 @@ class Store(Agent):
 STORES = {"/catalog/:id": Catalog, "/store/:id": Store}
 
 
-def store_events(plane: Any) -> list[tuple[Any, ...]]:
+def the_store(plane: Plane) -> Store:
     store = plane.agent("/store/s")
     assert isinstance(store, Store)
-    return store.events
+    return store
+
+
+def store_events(plane: Plane) -> list[tuple[Any, ...]]:
+    return the_store(plane).events
 
 
 async def test_a_key_one_joined_map_removes_falls_back_to_another_map_that_holds_it() -> None:
@@ -104,3 +109,31 @@ async def test_removing_a_link_keeps_the_keys_another_joined_map_still_holds() -
         await plane.command("/catalog/b", "items", {"update": "k", "value": "b-again"})
         await plane.settle()
         assert plane.get("/store/s", "stock") == {"k": "from-a"}  # b is no longer joined
+
+
+async def test_rejoining_a_link_key_to_another_map_drops_the_old_map_s_entries() -> None:
+    async with open_plane(STORES) as plane:
+        await plane.command("/catalog/a", "items", {"update": "a1", "value": 1})
+        await plane.command("/catalog/a", "items", {"update": "shared", "value": "a"})
+        await plane.command("/catalog/b", "items", {"update": "b1", "value": 2})
+        await plane.command("/catalog/c", "items", {"update": "shared", "value": "c"})
+        await plane.command("/store/s", "sources", {"key": "keep", "node": "/catalog/c"})
+        await plane.command("/store/s", "sources", {"key": "slot", "node": "/catalog/a"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"a1": 1, "shared": "a"}
+        store_events(plane).clear()
+        await plane.command("/store/s", "sources", {"key": "slot", "node": "/catalog/b"})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"shared": "c", "b1": 2}
+        assert sorted(store_events(plane)) == [
+            ("remove", "a1", 1),
+            ("update", "b1", 2, None),
+            ("update", "shared", "c", "a"),
+        ]
+        await plane.command("/catalog/a", "items", {"update": "a1", "value": 10})
+        await plane.settle()
+        assert "a1" not in plane.get("/store/s", "stock")
+        assert the_store(plane).stock.joined() == {
+            "keep": ("/catalog/c", "items"),
+            "slot": ("/catalog/b", "items"),
+        }
