@@ -216,6 +216,7 @@ class Agent:
             raise DefinitionError(f"{node_uri}#{lane} is a {kind} lane: use downlink()")
         if not map_like and kind not in VALUE_KINDS:
             raise DefinitionError(f"{node_uri}#{lane} is a {kind} lane: use map_downlink()")
+        fresh = link_id is None
         if link_id is None:
             link_id = self._next_link_id
         self._next_link_id = max(self._next_link_id, link_id + 1)
@@ -224,7 +225,15 @@ class Agent:
         if self._downlinks is None:
             self._downlinks = {}
         self._downlinks[link_id] = downlink
-        self._context.open_downlink(downlink)
+        try:
+            self._context.open_downlink(downlink)
+        except BaseException:
+            # The target's agent could not load (its stored state no longer fits): no
+            # half-open link stays behind, to be stored with this agent. (Not in a
+            # restore: one that fails drops the whole agent, stored links untouched.)
+            if fresh:
+                downlink.close()
+            raise
         return downlink
 
     def _forget_link(self, downlink: Downlink) -> None:

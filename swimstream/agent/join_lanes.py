@@ -12,7 +12,9 @@ This is how aggregates are built: a tower joins its devices, a region joins its
 towers, and each level's callbacks recompute summaries as the level below changes. The
 graph follows the data: joining a key to a new node replaces the old link (in a join
 map, the old link's entries go as ``remove`` drops them; in a join value lane, the entry
-shows the old value until the new link's sync replaces it).
+shows the old value until the new link's sync replaces it). A join that fails (no such
+node or lane, a lane of the other kind, an agent that cannot load) raises and leaves the
+key's old link as it was.
 
 The joined links are ordinary downlinks of the agent tagged with ``(lane, key)``, so
 they are stored, restored and re-synced like any other link.
@@ -113,8 +115,12 @@ class _JoinLane(Lane, Generic[K, V]):
             current = self._agent.downlinks.get(link_id)
             if current is not None and (current.node_uri, current.lane) == (node_uri, lane):
                 return
-            self._unjoin(key)
+        # The new link opens before the old one closes: a target that cannot be linked
+        # (no route, no such lane, a lane of the other kind, an agent whose stored state
+        # no longer loads) raises here, and the key keeps its old link and entries.
         downlink = self._agent._open_link(node_uri, lane, {}, (self.name, key), map_like)
+        if link_id is not None:
+            self._unjoin(key)
         self._links[key] = downlink.id
 
     def _unjoin(self, key: Any) -> Downlink | None:

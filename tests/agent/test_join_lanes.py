@@ -2,8 +2,21 @@
 
 from typing import Any
 
-from swimstream import Agent, CommandLane, JoinMapLane, MapLane
-from swimstream.runtime import Plane
+import pytest
+
+from swimstream import (
+    Agent,
+    AgentRestoreError,
+    CommandLane,
+    DefinitionError,
+    JoinMapLane,
+    JoinValueLane,
+    LaneNotFoundError,
+    MapLane,
+    NodeNotFoundError,
+    ValueLane,
+)
+from swimstream.runtime import MemoryAgentStore, Plane
 from swimstream.testing import open_plane
 
 
@@ -137,3 +150,69 @@ async def test_rejoining_a_link_key_to_another_map_drops_the_old_map_s_entries()
             "keep": ("/catalog/c", "items"),
             "slot": ("/catalog/b", "items"),
         }
+
+
+class Dial(Agent):
+    level = ValueLane[float](default=0.5)
+
+
+class Gauge(Agent):
+    """Version one of ``/gauge/:id``: its ``level`` was a map lane."""
+
+    level = MapLane[str, float]()
+
+
+class GaugeV2(Agent):
+    """Version two: ``level`` became a value lane, so a stored gauge no longer loads."""
+
+    level = ValueLane[float](default=0.0)
+
+
+class Panel(Agent):
+    dials = JoinValueLane[str, Any]()
+    follow = CommandLane[list[str]]()
+
+    @follow.on_command
+    def on_follow(self, spec: list[str]) -> None:
+        self.dials.join(spec[0], spec[1], spec[2])
+
+
+async def test_a_join_to_a_target_that_cannot_be_linked_keeps_the_key_s_old_link() -> None:
+    store = MemoryAgentStore()
+    async with open_plane({"/gauge/:id": Gauge}, store=store) as plane:
+        await plane.command("/gauge/g", "level", {"update": "now", "value": 1.0})
+        await plane.settle()
+    routes = {"/dial/:id": Dial, "/gauge/:id": GaugeV2, "/panel/:id": Panel, **STORES}
+    async with open_plane(routes, store=store) as plane:
+        await plane.command("/dial/d", "level", 0.7)
+        await plane.command("/panel/p", "follow", ["x", "/dial/d", "level"])
+        await plane.settle()
+        panel = plane.agent("/panel/p")
+        assert isinstance(panel, Panel)
+        for node, lane, error in (
+            ("/nowhere/1", "level", NodeNotFoundError),
+            ("/dial/d", "missing", LaneNotFoundError),
+            ("/catalog/c", "items", DefinitionError),  # a map lane
+            ("/gauge/g", "level", AgentRestoreError),
+        ):
+            with pytest.raises(error):
+                panel.dials.join("x", node, lane)
+            assert panel.dials.joined() == {"x": ("/dial/d", "level")}
+            assert len(panel.downlinks) == 1  # no half-open link to the failed target
+        await plane.command("/dial/d", "level", 0.9)
+        await plane.settle()
+        assert plane.get("/panel/p", "dials") == {"x": 0.9}
+
+
+async def test_a_failed_rejoin_of_a_join_map_link_key_keeps_the_old_map_and_its_entries() -> None:
+    async with open_plane(STORES) as plane:
+        await plane.command("/catalog/a", "items", {"update": "a1", "value": 1})
+        await plane.command("/store/s", "sources", {"key": "slot", "node": "/catalog/a"})
+        await plane.settle()
+        with pytest.raises(NodeNotFoundError):
+            the_store(plane).stock.join("slot", "/nowhere/1", "items")
+        assert the_store(plane).stock.joined() == {"slot": ("/catalog/a", "items")}
+        assert plane.get("/store/s", "stock") == {"a1": 1}
+        await plane.command("/catalog/a", "items", {"update": "a2", "value": 2})
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"a1": 1, "a2": 2}
