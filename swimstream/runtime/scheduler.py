@@ -86,6 +86,7 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._sleeping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy: set[AgentCell] = set()  # agents in an async callback
         self._settle_waiters: list[asyncio.Future[None]] = []
         self._work_waiters: list[asyncio.Future[None]] = []
         self._on_failure = on_failure
@@ -113,8 +114,10 @@ class Scheduler:
             self._work_waiters = []
 
     def queued(self) -> int:
-        """Messages in the mailboxes of agents waiting for a turn."""
-        return sum(len(cell.mailbox) for cell in self._ready if cell.mailbox)
+        """Messages in the mailboxes of agents waiting for a turn, or busy in an async
+        callback (the backlog behind I/O is the one most worth seeing)."""
+        waiting = (*self._ready, *self._busy)
+        return sum(len(cell.mailbox) for cell in waiting if cell.mailbox)
 
     @property
     def quiet(self) -> bool:
@@ -290,6 +293,7 @@ class Scheduler:
         ack: Ack,
     ) -> None:
         cell.busy = True
+        self._busy.add(cell)
         context = contextvars.copy_context()
         context.run(ORIGIN.set, ack)  # its origin, for the whole task, across awaits
         task = asyncio.get_running_loop().create_task(
@@ -321,6 +325,7 @@ class Scheduler:
             if task is not None:
                 self._tasks.discard(task)
             cell.busy = False
+            self._busy.discard(cell)
             if cell.mailbox:
                 self.ready(cell)
             else:

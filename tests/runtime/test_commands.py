@@ -219,3 +219,30 @@ async def test_a_full_mailbox_asks_the_sender_to_wait() -> None:
         assert mailbox is None or len(mailbox) < 4
         await plane.settle()
         assert plane.get("/account/a", "balance") == 10
+
+
+class Waiting(Agent):
+    """Waits on I/O (an event the test sets) in every command."""
+
+    io = CommandLane[int]()
+    gate: asyncio.Event | None = None
+
+    @io.on_command
+    async def on_io(self, _: int) -> None:
+        assert Waiting.gate is not None
+        await Waiting.gate.wait()
+
+
+async def test_the_queue_depth_counts_the_backlog_behind_an_agent_busy_with_io() -> None:
+    """The mailbox-depth gauge read 0 exactly when a backlog built behind I/O."""
+    Waiting.gate = asyncio.Event()
+    async with open_plane({"/waiting/:id": Waiting}, mailbox_capacity=8) as plane:
+        for n in range(20):
+            plane.submit("/waiting/1", "io", n)
+        await asyncio.sleep(0.01)  # the first command is waiting; 19 are queued behind
+        try:
+            assert plane.queued() == 19
+        finally:
+            Waiting.gate.set()
+        await plane.settle()
+        assert plane.queued() == 0
