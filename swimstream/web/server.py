@@ -13,7 +13,9 @@ never name an agent:
 anything else               a node URI: ``GET``/``POST ?lane=`` (:mod:`~.lanes`)
 ==========================  =====================================================
 
-Every error answers JSON ``{"error": "..."}``, including aiohttp's own (405, 413). An
+Every error answers JSON ``{"error": "..."}``, including aiohttp's own (405, 413), but
+for a failure after a handler began its own answer (a stream): its connection is closed
+instead, since a second answer would be written into the first one's body. An
 answer whose request body will end the connection says so (:mod:`~.keep_alive`).
 Handlers are cancelled when their client disconnects, which is what ends an SSE stream
 whose client left; on exit the server ends every stream and refuses to wait for
@@ -51,6 +53,13 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"
 
 SHUTDOWN_TIMEOUT = 5.0
 """Seconds in-flight requests get to finish when the server stops."""
+
+_STARTED = web.RequestKey("swimstream_started_response", web.StreamResponse)
+"""The response a handler prepared (began to send) itself, as an SSE stream does."""
+
+
+async def _remember_started(request: web.Request, response: web.StreamResponse) -> None:
+    request[_STARTED] = response
 
 
 async def _get_only(request: web.Request) -> web.Response:
@@ -182,6 +191,7 @@ class WebServer:
             client_max_size=self.settings.max_body_size, middlewares=[self._errors]
         )
         app.on_response_prepare.append(keep_alive.close_if_body_unskippable)
+        app.on_response_prepare.append(_remember_started)
         app[STATE] = state
         app[lanes.GATE] = gate
         app[dashboard.PAGE] = dashboard.load_page()
@@ -215,8 +225,22 @@ class WebServer:
                 if header in exc.headers:
                     response.headers[header] = exc.headers[header]
         except Exception:
-            log.exception("the web port failed on %s %s", request.method, request.path)
-            response = error_response(500, "internal error; see the server log")
+            started = request.get(_STARTED)
+            if started is None:
+                log.exception("the web port failed on %s %s", request.method, request.path)
+                response = error_response(500, "internal error; see the server log")
+            else:
+                # Its status line and part of its body went out: a 500 now would be
+                # written into that body. Closing the connection instead tells the
+                # client the body is incomplete (an EventSource reconnects).
+                log.exception(
+                    "the web port failed on %s %s after its answer started; connection closed",
+                    request.method,
+                    request.path,
+                )
+                if request.transport is not None:
+                    request.transport.close()
+                response = started
         self.registry.counter(
             "web_responses",
             "HTTP responses of the web port, by method and status code.",

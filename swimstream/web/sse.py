@@ -22,6 +22,8 @@ the HTTP response to the lane like any other subscriber. One stream goes through
     per ``stream_interval`` and never while the previous write is still blocked on the
     client. So a slow or stalled client costs one buffer the size of the lane, never a
     backlog, and when it reads again it gets a few events that end in the latest state.
+    A change that cannot be written as JSON (a Python ``set`` held in memory, a list
+    nested over 254 levels) is an ``error`` event instead, and the stream goes on.
     When nothing changes, a comment line every ``heartbeat_interval`` keeps proxies from
     closing the connection and finds clients that left without a FIN.
 ``unlinked``
@@ -41,16 +43,26 @@ map, join_value, join_map, demand_map                ``update``  ``{"update": ke
                                                      ``remove``  ``{"remove": key}``
                                                      ``clear``   ``{"clear": true}``
                                                      ``state``   the whole map (on a re-sync)
+any                                                  ``error``   ``{"error": why}``
 ===================================================  ==========  ===============================
 
 Map keys in deltas keep their JSON type (``{"update": 3, ...}``), as in map commands;
 in a ``state`` object they are stringified (see :mod:`swimstream.web.shared`).
+
+An ``error`` event stands for a change that is not JSON; its data names the lane and
+orjson's reason, and the server logs it once per stream. The stream stays open rather
+than ending: a browser's EventSource reconnects an ended stream, and its re-sync would
+be a 500 for as long as the lane holds that value, which makes EventSource give up for
+good; an open stream puts the page right with the lane's next change. (EventSource
+hands an ``error`` event to the same ``onerror`` listeners as a dropped connection, with
+the reason in its ``data``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -72,6 +84,8 @@ from swimstream.web.shared import WebSettings, WebState, dumps, error_response
 
 if TYPE_CHECKING:
     from swimstream.agent import Agent
+
+log = logging.getLogger("swimstream.web")
 
 EVENT_STREAM = "text/event-stream"
 HEARTBEAT = b": heartbeat\n\n"
@@ -104,15 +118,26 @@ class LaneUplink:
     fold the change into the buffer and wake the writer.
     """
 
-    __slots__ = ("_counter", "changed", "closed", "kind", "lane", "pending")
+    __slots__ = (
+        "_counter",
+        "_reported",
+        "changed",
+        "closed",
+        "kind",
+        "lane",
+        "node_uri",
+        "pending",
+    )
 
-    def __init__(self, lane: str, kind: str) -> None:
+    def __init__(self, node_uri: str, lane: str, kind: str) -> None:
+        self.node_uri = node_uri
         self.lane = lane
         self.kind = kind
         self.pending = pending_for(kind)
         self.changed = asyncio.Event()
         self.closed = False  # the plane skips registering a link that closed early
         self._counter: PNCounter | None = None
+        self._reported = False  # whether a change that is not JSON was logged
 
     def offer(self, op: Op) -> None:
         if not self.closed:
@@ -150,17 +175,17 @@ class LaneUplink:
         events: list[bytes] = []
         if isinstance(snapshot, MapSnapshot):
             state = {key: value for key, _stamp, value in snapshot.entries}
-            events.append(sse_event("state", dumps(state)))
+            events.append(self._event("state", state))
         elif isinstance(snapshot, RegisterSnapshot):
-            events.append(sse_event("set", dumps(snapshot.value)))
+            events.append(self._event("set", snapshot.value))
         counted = False
         for op in ops:
             if isinstance(op, RegisterSet):
-                events.append(sse_event("set", dumps(op.value)))
+                events.append(self._event("set", op.value))
             elif isinstance(op, MapPut):
-                events.append(sse_event("update", dumps({"update": op.key, "value": op.value})))
+                events.append(self._event("update", {"update": op.key, "value": op.value}))
             elif isinstance(op, MapRemove):
-                events.append(sse_event("remove", dumps({"remove": op.key})))
+                events.append(self._event("remove", {"remove": op.key}))
             elif isinstance(op, MapClear):
                 events.append(sse_event("clear", b'{"clear":true}'))
             elif isinstance(op, CounterAdd):
@@ -168,8 +193,21 @@ class LaneUplink:
                     self._counter = PNCounter("web")
                 counted = self._counter.apply(op) or counted
         if counted and self._counter is not None:
-            events.append(sse_event("set", dumps(self._counter.value)))
+            events.append(self._event("set", self._counter.value))
         return b"".join(events)
+
+    def _event(self, name: str, value: Any) -> bytes:
+        """``value`` as the event ``name``, or an ``error`` event saying why it is not JSON
+        (see the module docstring), logged the first time only: a lane that holds such
+        values may change a thousand times a second."""
+        try:
+            return sse_event(name, dumps(value))
+        except TypeError as exc:  # (orjson's JSONEncodeError is a TypeError)
+            reason = f"a change of lane {self.lane!r} of {self.node_uri} is not JSON: {exc}"
+        if not self._reported:
+            self._reported = True
+            log.warning("%s; sent to its stream as an error event, logged once per stream", reason)
+        return sse_event("error", dumps({"error": reason}))
 
 
 async def stream_lane(
@@ -184,7 +222,7 @@ async def stream_lane(
     if len(state.open_streams) >= limit:
         return _refuse_stream(state, limit)
     plane = state.plane
-    uplink = LaneUplink(lane, kind)
+    uplink = LaneUplink(node_uri, lane, kind)
     plane.link(node_uri, lane, uplink)
     state.open_streams.add(uplink)
     try:

@@ -218,3 +218,60 @@ async def test_a_client_gone_before_its_stream_synced_ends_it_quietly(
     assert not [r for r in caplog.records if "web port failed" in r.getMessage()]
     async with stream(served, "/valve/1?lane=passed") as events:  # and it serves on
         assert await events.next() == ("state", 1)
+
+
+def nested_list(depth: int) -> list[Any]:
+    """``[[[...]]]`` ``depth`` levels deep: orjson reads 1,024 levels but writes 254."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+async def read_until(reader: asyncio.StreamReader, marker: bytes, received: bytes = b"") -> bytes:
+    """``received`` and then the raw bytes the server sends until ``marker`` arrives
+    among them; AssertionError showing every byte read when it does not within 5 s."""
+    start = len(received)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            while marker not in received[start:]:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                received += chunk
+    assert marker in received[start:], (marker, received)
+    return received
+
+
+@pytest.mark.parametrize(
+    ("unencodable", "reason"),
+    [
+        pytest.param({1, 2}, b"Type is not JSON serializable: set", id="a set"),
+        pytest.param(nested_list(300), b"Recursion limit reached", id="a list nested 300 deep"),
+    ],
+)
+async def test_a_change_that_is_not_json_is_an_error_event_and_the_stream_goes_on(
+    served: Served, caplog: pytest.LogCaptureFixture, unencodable: Any, reason: bytes
+) -> None:
+    """(Its encoding error escaped the stream after the response had started, and the
+    error middleware wrote a second response, ``HTTP/1.1 500``, into the open body.)"""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+    try:
+        writer.write(
+            b"GET /device/11?lane=status HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        received = await read_until(reader, b"event: synced")
+        for _ in range(2):  # (held in memory, the lane never encodes its value)
+            await served.plane.command("/device/11", "status", unencodable)
+            received = await read_until(reader, b"event: error", received)
+        await served.post_json("/device/11?lane=status", {"temp": 1.0})
+        received = await read_until(reader, b'event: set\ndata: {"temp":1.0}', received)
+    finally:
+        writer.close()
+    assert received.count(b"HTTP/1.1 ") == 1, received
+    assert received.count(b"event: error\ndata: ") == 2
+    error = b"a change of lane 'status' of /device/11 is not JSON: " + reason
+    assert received.count(b'event: error\ndata: {"error":"' + error + b'"}\n\n') == 2, received
+    logged = [r for r in caplog.records if "is not JSON" in r.getMessage()]
+    assert len(logged) == 1, logged  # once per stream, not per change
+    assert await served.get_json("/device/11?lane=status") == (200, {"temp": 1.0})
