@@ -245,7 +245,8 @@ class WebConfig(FrozenModel):
         gt=0,
         description=(
             "An idle lane stream sends a comment line this often, so proxies keep it open "
-            "and a client that left without closing is found."
+            "and a client that left without closing is found; a stream whose client took "
+            "nothing for twice as long (it stopped reading) is dropped."
         ),
     )
     max_streams: Integer = Field(

@@ -26,11 +26,16 @@ the HTTP response to the lane like any other subscriber. One stream goes through
     nested over 254 levels) is an ``error`` event instead, and the stream goes on.
     When nothing changes, a comment line every ``heartbeat_interval`` keeps proxies from
     closing the connection and finds clients that left without a FIN.
+``stalled``
+    A write the client has not taken after :data:`STALLED_WRITE_HEARTBEATS` heartbeat
+    intervals (it stopped reading: its receive window is zero) would wait forever, and
+    the heartbeat that finds clients gone would never come; so the connection is
+    dropped, with one log line, and the stream unlinks.
 ``unlinked``
-    When the client goes away (the server cancels the handler, or a write fails) or the
-    server stops, :meth:`Plane.unlink` removes the uplink and the response ends. The
-    stream runs in its request's handler task and starts no task of its own, so nothing
-    outlives the connection.
+    When the client goes away (the server cancels the handler, or a write fails or
+    stalls) or the server stops, :meth:`Plane.unlink` removes the uplink and the
+    response ends. The stream runs in its request's handler task and starts no task of
+    its own, so nothing outlives the connection.
 
 Events after ``synced`` (``data`` is one line of JSON):
 
@@ -91,6 +96,10 @@ EVENT_STREAM = "text/event-stream"
 HEARTBEAT = b": heartbeat\n\n"
 RECONNECT_MILLIS = 3000
 """How long a browser's EventSource waits before it reconnects a dropped stream."""
+STALLED_WRITE_HEARTBEATS = 2
+"""A write (data or heartbeat) its client has not taken after this many
+``heartbeat_interval`` ends the stream: the client stopped reading, and the stream would
+hold its slot of ``max_streams`` and its buffer for as long as the connection lasts."""
 STREAMS_RETRY_AFTER_SECONDS = 5
 """The ``Retry-After`` of a stream refused because ``max_streams`` are open: streams
 last, so a slot frees up seldom; a client retrying every second would only spin."""
@@ -241,14 +250,18 @@ async def stream_lane(
             # (A client that left while the agent was busy syncing fails the prepare:
             # as quiet as one that leaves later. aiohttp closes such a response itself.)
             await response.prepare(request)
-            await response.write(
+            await _write(
+                response,
                 b"retry: %d\n\n" % RECONNECT_MILLIS
                 + sse_event("state", initial)
-                + sse_event("synced", synced)
+                + sse_event("synced", synced),
+                state.settings,
             )
             await _pump(response, uplink, state.settings)
         except ConnectionError:
             pass  # the client left; unlink below
+        except TimeoutError:  # a write the client did not take (_write)
+            _drop_stalled(request, node_uri, lane, state.settings)
         return response
     finally:
         uplink.stop()
@@ -279,7 +292,7 @@ async def _pump(response: web.StreamResponse, uplink: LaneUplink, settings: WebS
             async with asyncio.timeout(settings.heartbeat_interval):
                 await uplink.changed.wait()
         except TimeoutError:
-            await response.write(HEARTBEAT)
+            await _write(response, HEARTBEAT, settings)
             continue
         pause = last_flush + settings.stream_interval - loop.time()
         if pause > 0:
@@ -288,5 +301,28 @@ async def _pump(response: web.StreamResponse, uplink: LaneUplink, settings: WebS
             return
         chunk = uplink.take_events()
         if chunk:
-            await response.write(chunk)  # blocks while the client does not read
+            await _write(response, chunk, settings)  # blocks while the client does not read
             last_flush = loop.time()
+
+
+async def _write(response: web.StreamResponse, data: bytes, settings: WebSettings) -> None:
+    """Write ``data``; TimeoutError when the client has not taken it in time (see
+    :data:`STALLED_WRITE_HEARTBEATS`)."""
+    async with asyncio.timeout(settings.heartbeat_interval * STALLED_WRITE_HEARTBEATS):
+        await response.write(data)
+
+
+def _drop_stalled(request: web.Request, node_uri: str, lane: str, settings: WebSettings) -> None:
+    """Drop the connection of a stream whose client stopped reading. Aborted, not closed:
+    a close would wait for the client to take what is still buffered, which it does not."""
+    stalled = settings.heartbeat_interval * STALLED_WRITE_HEARTBEATS
+    log.info(
+        "the client of a stream of lane %r of %s took nothing for %g s (it stopped "
+        "reading); connection dropped",
+        lane,
+        node_uri,
+        stalled,
+    )
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -275,3 +277,41 @@ async def test_a_change_that_is_not_json_is_an_error_event_and_the_stream_goes_o
     logged = [r for r in caplog.records if "is not JSON" in r.getMessage()]
     assert len(logged) == 1, logged  # once per stream, not per change
     assert await served.get_json("/device/11?lane=status") == (200, {"temp": 1.0})
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_its_stream_slot_freed(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """(A write the client did not take waited forever, and the heartbeat, which finds
+    clients gone, never came: every such client held a slot of web.max_streams.)"""
+    caplog.set_level(logging.INFO, "swimstream.web")
+    loop = asyncio.get_running_loop()
+    async with serve(heartbeat_interval=0.1) as served:
+        baseline = served.plane.statistics().links
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connecting
+        client.setblocking(False)
+        try:
+            await loop.sock_connect(client, ("127.0.0.1", served.server.port))
+            await loop.sock_sendall(
+                client,
+                b"GET /device/12?lane=status HTTP/1.1\r\nHost: x\r\n"
+                b"Accept: text/event-stream\r\n\r\n",
+            )  # and it never reads
+            await wait_until(lambda: "swimstream_web_streams_open 1\n" in served.registry.render())
+            pad = "x" * 1_000_000
+            deadline = loop.time() + 8
+            for n in range(1_000_000):
+                if "swimstream_web_streams_open 0\n" in served.registry.render():
+                    break
+                assert loop.time() < deadline, "the stream of a client that reads nothing is open"
+                await served.plane.command("/device/12", "status", {"n": n, "pad": pad})
+                await asyncio.sleep(0.02)
+        finally:
+            client.close()
+        await wait_until(lambda: served.plane.statistics().links == baseline)
+        dropped = [r for r in caplog.records if "stopped reading" in r.getMessage()]
+        assert len(dropped) == 1, dropped
+        await served.post_json("/device/12?lane=status", {"after": True})
+        async with stream(served, "/device/12?lane=status") as events:  # it serves on
+            assert await events.next() == ("state", {"after": True})
