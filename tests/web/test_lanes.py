@@ -149,6 +149,34 @@ async def test_a_body_nested_deeper_than_a_get_could_write_back_is_400(served: S
     assert status == 200 and orjson.dumps(body) == shallow  # and it is served back whole
 
 
+async def test_an_integer_beyond_64_bits_is_400_rather_than_applied_as_a_float(
+    served: Served,
+) -> None:
+    """(orjson reads such an integer as the nearest float: the lane was set to
+    1.2345678901234568e+29, a number the client never sent.)"""
+    url = served.url("/device/1?lane=status")
+    for body, literal in [
+        (b"123456789012345678901234567890", "123456789012345678901234567890"),
+        (b'{"id": 18446744073709551617}', "18446744073709551617"),
+        (b'[1, {"a": [-9223372036854775809]}]', "-9223372036854775809"),
+    ]:
+        async with served.client.post(url, data=body) as response:
+            assert response.status == 400, body
+            error = (await response.json())["error"]
+        assert "could not be served back as JSON" in error, error
+        assert f"the integer {literal} is beyond 64 bits" in error, error
+    assert await served.get_json("/device/1?lane=status") == (200, None)  # untouched
+    for fits in [
+        b'{"id": 9007199254740993}',  # beyond a double's integers, within 64 bits
+        b"[18446744073709551615, -9223372036854775808]",
+        b'{"id": "123456789012345678901234567890", "x": 0.12345678901234567890123}',
+    ]:
+        async with served.client.post(url, data=fits) as response:
+            assert response.status == 200, fits
+        status, body = await served.get_json("/device/1?lane=status")
+        assert status == 200 and orjson.dumps(body) == orjson.dumps(orjson.loads(fits))
+
+
 async def test_a_body_its_content_encoding_cannot_decode_is_400(served: Served) -> None:
     headers = {"Content-Encoding": "deflate"}
     async with served.client.post(
