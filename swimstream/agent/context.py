@@ -35,6 +35,12 @@ class Uplink(Protocol):
         """The lane's whole state, sent when the link syncs."""
         ...
 
+    def unlinked(self) -> None:
+        """The plane dropped the link from its end: the lane's agent was forgotten here
+        (its shard moved to another instance, or is reloaded afresh from the
+        changelog), so what the link showed may not be the agent's state any more."""
+        ...
+
 
 class LaneObserver(Protocol):
     """Sees every change of the lanes it is registered for (sinks, the store)."""

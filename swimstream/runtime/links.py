@@ -72,6 +72,11 @@ class LinkEnd:
             self.scheduled = True
             self._deliver(self)
 
+    def unlinked(self) -> None:
+        """(Links between agents outlive a forgotten agent, reaching it loaded afresh:
+        the plane does not drop them.)"""
+        self.closed = True
+
 
 class LinkRegistry:
     """Every open link of the plane, by target lane and by subscriber."""
@@ -121,6 +126,10 @@ class LinkRegistry:
 
     def pop_end(self, subscriber: str, downlink_id: int) -> LinkEnd | None:
         return self._ends.pop((subscriber, downlink_id), None)
+
+    def linked_nodes(self) -> list[str]:
+        """The agents something links to (a copy: callers unlink some as they go)."""
+        return list(self._by_node)
 
     def ends(self) -> list[LinkEnd]:
         """Every subscriber's link end (a copy: callers close some as they go)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from swimstream.agent import Agent
 from swimstream.errors import CodecError, DefinitionError
 from swimstream.runtime.agent_record import dump_agent
+from swimstream.runtime.links import LinkEnd
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,8 +74,10 @@ class Passivation:
         and the links they opened, storing nothing; returns how many were in memory.
 
         For state that belongs elsewhere now: their shard moved to another instance, or
-        is about to be restored from the changelog, which holds it (a link to one of
-        their lanes stays, and reaches the agent loaded afresh). ``on_stop`` does not
+        is about to be restored from the changelog, which holds it (a link from an agent
+        to one of their lanes stays, and reaches the agent loaded afresh; one from
+        outside, a web stream, is dropped and told, so that its client links again, to
+        a fresh sync or to the instance that has the agent now). ``on_stop`` does not
         run: what it would see is a copy that is no longer the agent. Call with the
         plane settled (as at a checkpoint's cut): no turn of theirs may be under way.
         """
@@ -89,6 +92,12 @@ class Passivation:
                 end.closed = True
                 self.links.pop_end(end.subscriber, end.downlink_id)
                 self.unlink(end.node_uri, end.lane, end)
+        for node in self.links.linked_nodes():
+            if select(node):
+                for lane, uplinks in list((self.links.linked_lanes(node) or {}).items()):
+                    for uplink in [u for u in uplinks if not isinstance(u, LinkEnd)]:
+                        self.unlink(node, lane, uplink)
+                        uplink.unlinked()
         return len(gone)
 
     def _stop_agent(self, cell: AgentCell) -> None:

@@ -177,6 +177,11 @@ class LaneUplink:
         self.closed = True
         self.changed.set()
 
+    def unlinked(self) -> None:
+        """Its agent was forgotten here (a hand-over): the stream ends, and its client's
+        reconnect gets a fresh sync, or a 421 naming the instance that has the agent."""
+        self.stop()
+
     def take_events(self) -> bytes:
         """What changed since the last call, rendered as SSE events (maybe nothing)."""
         self.changed.clear()

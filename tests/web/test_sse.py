@@ -315,3 +315,22 @@ async def test_a_client_that_stops_reading_is_dropped_and_its_stream_slot_freed(
         await served.post_json("/device/12?lane=status", {"after": True})
         async with stream(served, "/device/12?lane=status") as events:  # it serves on
             assert await events.next() == ("state", {"after": True})
+
+
+async def test_a_stream_of_an_agent_a_hand_over_forgets_ends_and_its_reconnect_syncs_afresh(
+    served: Served,
+) -> None:
+    """A hand-over drops an agent from memory (its shard left, or is restored from the
+    changelog): the stream showed a state that may no longer be the agent's, and used
+    to stay open for good, never re-synced, with keys the agent no longer holds."""
+    await served.post_json("/device/6?lane=history", {"update": 1, "value": 50.0})
+    async with stream(served, "/device/6?lane=history") as events:
+        assert await events.next() == ("state", {"1": 50.0})
+        assert (await events.next())[0] == "synced"
+        # What a hand-over does once the restored state is in the store.
+        assert served.plane.forget_agents(lambda node: node == "/device/6") == 1
+        with pytest.raises(EOFError):
+            await events.next()
+    await wait_until(lambda: "swimstream_web_streams_open 0" in served.registry.render())
+    async with stream(served, "/device/6?lane=history") as events:
+        assert await events.next() == ("state", {})  # the agent as its store has it
