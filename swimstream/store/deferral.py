@@ -53,18 +53,21 @@ class DeferringSink:
         partition: int | None = None,
         on_written: Callable[[int, int], None] | None = None,
     ) -> None:
+        vouched = None
         if on_written is None and on_delivery is not None:
             # In the open transaction, whose commit vouches for it (a record that fails
             # fails the commit, and the instance stops): no delivery report to wait for,
-            # and the record's effect is done as far as the caller is concerned.
-            on_delivery(None)
-            on_delivery = None
+            # and the record's effect is done as far as the caller is concerned, once it
+            # is in (a record the client refuses raises, and its caller handles that).
+            vouched, on_delivery = on_delivery, None
         record = (topic, key, value, headers, on_delivery, partition, on_written)
         self.produced += 1
         if self._held is None:
             self._send(*record)
         else:
             self._held.append(record)
+        if vouched is not None:
+            vouched(None)
 
     def _send(
         self,
