@@ -203,7 +203,9 @@ class Service:
         self._tasks.append(loop.create_task(self._serve_deliveries(), name="swimstream-deliveries"))
         coalesced = [s for s in self._lane_sinks if s.coalesce is not None]
         for lane_sink in coalesced:
-            self._tasks.append(loop.create_task(lane_sink.run(), name="swimstream-coalesce"))
+            self._tasks.append(
+                loop.create_task(self._watch(lane_sink.run), name="swimstream-coalesce")
+            )
         group_metadata = None
         for protocol, topics in self._source_topics().items():
             clients = self.clients[protocol]

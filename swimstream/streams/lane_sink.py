@@ -29,6 +29,10 @@ from swimstream.streams.sinks import DeliveryFailures, SinkTarget, encode_value
 
 log = logging.getLogger("swimstream.sinks")
 
+_WHOLE: Any = object()
+"""The slot key of a change of the whole lane (a value, a counter, a map's clear): not
+``None``, which is a map key like any other."""
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -92,7 +96,7 @@ class LaneSink:
             return
         ack = fork_origin()
         pending = self._pending
-        slot = (node_uri, lane.name, op.key if isinstance(op, MapPut | MapRemove) else None)
+        slot = (node_uri, lane.name, op.key if isinstance(op, MapPut | MapRemove) else _WHOLE)
         entry = pending.pop(slot, None)
         if entry is None:
             entry = _Pending(key, node_uri, lane.name, value)
@@ -122,7 +126,14 @@ class LaneSink:
             except (TypeError, ValueError) as exc:  # nested over 254 levels, an int over 64 bits
                 self._unwritable(entry, exc, done)
                 continue
-            self._produce(entry.key, entry.node_uri, entry.lane, value, tracked(done))
+            try:
+                self._produce(entry.key, entry.node_uri, entry.lane, value, tracked(done))
+            except Exception as exc:  # the client refused it: its queue stayed full, ...
+                # As a record the broker never took: its changes' records stay
+                # unfinished and the service stops, so a restart replays them. Raising
+                # would lose the changes after it and, from the coalescing task, end
+                # every later flush without a word.
+                self._failures.failed(exc, f"a record of lane {entry.lane!r} of {entry.node_uri}")
 
     def _unwritable(self, entry: _Pending, exc: Exception, done: DeliveryCallback | None) -> None:
         """A change the sink's format cannot hold is logged and completes its records'

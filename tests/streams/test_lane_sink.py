@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from swimstream import Agent, CommandLane, CounterLane, MapLane, ValueLane
@@ -199,11 +199,14 @@ async def test_the_flush_task_produces_on_its_own_and_once_more_when_cancelled()
         assert sent(ticked) == [("a", "state", 2)]  # nothing new: nothing more
 
 
+CELL_KEYS = st.sampled_from(["x", "y", None])
+"""Map keys; ``None`` is one (a clear's slot was keyed by it, so they collided)."""
+
 STEPS = st.lists(
     st.one_of(
         st.tuples(st.just("set"), st.sampled_from("ab"), st.integers(0, 9)),
-        st.tuples(st.just("put"), st.sampled_from("ab"), st.sampled_from("xyz"), st.integers(0, 9)),
-        st.tuples(st.just("remove"), st.sampled_from("ab"), st.sampled_from("xyz")),
+        st.tuples(st.just("put"), st.sampled_from("ab"), CELL_KEYS, st.integers(0, 9)),
+        st.tuples(st.just("remove"), st.sampled_from("ab"), CELL_KEYS),
         st.tuples(st.just("clear"), st.sampled_from("ab")),
         st.tuples(st.just("add"), st.sampled_from("ab"), st.integers(-3, 3)),
         st.just(("flush",)),
@@ -214,6 +217,7 @@ STEPS = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(STEPS)
+@example([("put", "a", "x", 1), ("flush",), ("clear", "a"), ("put", "a", None, 2)])
 def test_a_consumer_of_coalesced_records_ends_where_one_of_every_change_does(
     steps: list[tuple[Any, ...]],
 ) -> None:
@@ -269,3 +273,43 @@ async def test_a_change_the_sink_cannot_produce_is_dead_lettered_and_later_ones_
             ("out", None),
         ]
         assert tracker.committable == 4
+
+
+async def test_a_coalesced_change_the_client_refuses_fails_the_instance_and_the_flush_goes_on() -> (
+    None
+):
+    """The client refused a coalesced record at ``produce`` (its queue stayed full, the
+    record is too large): the flush raised, losing the changes after it, and the
+    coalescing task ended without a word, never to flush again. Now the refusal counts
+    as a record never delivered (the service stops on it) and its changes' records stay
+    unfinished; the flush goes on with the rest."""
+    tracker = PartitionTracker(TopicPartition("in", 0))
+    connector = RefusingSink("out")
+    registry = MetricsRegistry()
+    stopped: list[BaseException] = []
+    failures = DeliveryFailures(registry, on_failure=stopped.append)
+    async with open_plane(ROUTES) as plane:
+        sink = LaneSink(
+            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
+            "id",
+            registry,
+            failures,
+            coalesce=0.05,
+        )
+        plane.observe(sink, route="/board/:id", lane="state")
+        flushing = asyncio.create_task(sink.run())
+        for offset, (board, value) in enumerate([("a", 1), ("b", "refuse"), ("c", 3)]):
+            ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
+            plane.submit(f"/board/{board}", "step", ["set", value], ack)
+        await plane.settle()
+        await asyncio.sleep(0.2)
+        connector.poll()
+        assert sent(connector) == [("a", "state", 1), ("c", "state", 3)]
+        assert failures.count == 1 and "queue full" in str(stopped[0])
+        assert tracker.committable == 1  # not past the refused one
+        await plane.command("/board/d", "step", ["set", 4])  # the task flushes on
+        await plane.settle()
+        await asyncio.sleep(0.2)
+        assert ("d", "state", 4) in sent(connector)
+        flushing.cancel()
+        await asyncio.gather(flushing, return_exceptions=True)
