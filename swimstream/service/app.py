@@ -237,6 +237,8 @@ class Service:
                 group_metadata,
                 self.fail,
                 coalesced,
+                [c.sink for protocol, c in self.clients.items() if protocol != "kafka"],
+                lambda: self.failures.count,
             )
         for runner in self._runners:
             self._tasks.append(loop.create_task(self._watch(runner.run), name=runner.name))

@@ -38,7 +38,7 @@ from swimstream.errors import StoreError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
-from swimstream.store.checkpoint import Checkpointer, CoalescedSink
+from swimstream.store.checkpoint import Checkpointer, CoalescedSink, OtherSink
 from swimstream.store.committed import CommittedStore, MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.recovery import RecoveryReport, recover, shards_ahead
@@ -249,10 +249,14 @@ class Durability:
         group_metadata: Callable[[], object] | None,
         on_failure: Callable[[BaseException], None],
         flush_sinks: Sequence[CoalescedSink] = (),
+        other_sinks: Sequence[OtherSink] = (),
+        delivery_failures: Callable[[], int] = lambda: 0,
     ) -> None:
         """Begin the first checkpoint (and transaction) and checkpoint periodically;
         ``on_failure`` is told if a checkpoint fails (the instance must then stop).
-        ``flush_sinks`` hand coalesced insights to the producer at every cut."""
+        ``flush_sinks`` hand coalesced insights to the producer at every cut;
+        ``other_sinks`` (another protocol's) are flushed before a cut commits, and
+        ``delivery_failures`` (their failed records so far) must not have moved."""
         assert self.store is not None and self._tracker is not None
         # Checkpoint ids are unique across incarnations (wall milliseconds x 1000, then a
         # sequence), so the work of a checkpoint a crash cut short is never confused with
@@ -283,6 +287,8 @@ class Durability:
             restored_from=restored_from,
             instance=self.instance_id,
             flush_sinks=flush_sinks,
+            other_sinks=other_sinks,
+            delivery_failures=delivery_failures,
         )
         self.checkpointer.start()
         self._task = asyncio.get_running_loop().create_task(

@@ -97,6 +97,14 @@ class CheckpointStats:
     """Periodic checkpoints left out because nothing had changed."""
 
 
+class OtherSink(Protocol):
+    """A sink outside the changelog's producer (another protocol's: Pulsar)."""
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every record produced so far is reported (True), or ``timeout``."""
+        ...
+
+
 class CoalescedSink(Protocol):
     """A lane sink that holds changes until it is flushed (at every cut)."""
 
@@ -130,6 +138,8 @@ class Checkpointer:
         restored_from: int = 0,
         instance: str = "",
         flush_sinks: Sequence[CoalescedSink] = (),
+        other_sinks: Sequence[OtherSink] = (),
+        delivery_failures: Callable[[], int] = lambda: 0,
     ) -> None:
         self._plane = plane
         self._tracker = tracker
@@ -147,6 +157,9 @@ class Checkpointer:
         self._restored_from = restored_from
         self._instance = instance
         self._flush_sinks = list(flush_sinks)
+        self._other_sinks = list(other_sinks)
+        self._delivery_failures = delivery_failures
+        self._failed_deliveries = delivery_failures()  # as the last checkpoint saw them
         self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
         self._cut = asyncio.Lock()  # one barrier at a time: a cut, or a change at rest
@@ -305,6 +318,24 @@ class Checkpointer:
         self._last_cut = cut
         return entries, cut, markers, generation
 
+    async def _delivered_elsewhere(self, checkpoint: int) -> None:
+        """Insights and dead letters of the cut that went to other sinks than the
+        changelog's producer are in neither its transaction nor its flush: they must be
+        delivered before the cut's offsets commit, or a crash or a refusal loses them."""
+        for sink in self._other_sinks:
+            if not await sink.flush(COMMIT_TIMEOUT):
+                raise TimeoutError(
+                    f"checkpoint {checkpoint}: a sink did not deliver its records within "
+                    f"{COMMIT_TIMEOUT:.0f} s"
+                )
+        failed = self._delivery_failures()
+        if failed != self._failed_deliveries:
+            lost, self._failed_deliveries = failed - self._failed_deliveries, failed
+            raise BrokerError(
+                f"checkpoint {checkpoint}: {counted(lost, 'insight or dead-letter record')} "
+                "not delivered (see the errors logged above)"
+            )
+
     async def _commit(
         self,
         checkpoint: int,
@@ -315,6 +346,7 @@ class Checkpointer:
         started: float,
     ) -> None:
         try:
+            await self._delivered_elsewhere(checkpoint)
             if self._exactly_once:
                 sink = self._transactional
                 in_transaction = {tp: o for tp, o in cut.items() if self._in_transaction_of(tp)}

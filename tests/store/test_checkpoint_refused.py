@@ -8,18 +8,24 @@ state that was never stored behind offsets that say it was, lost at the next res
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 
 from swimstream.errors import BrokerError
+from swimstream.metrics import MetricsRegistry
+from swimstream.runtime import Plane
 from swimstream.store.checkpoint import Checkpointer
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.tracker import StateTracker
 from swimstream.streams.connector import TopicPartition
+from swimstream.streams.sinks import DeliveryFailures
 from swimstream.testing import open_plane
 from tests.store.test_checkpoint_turns import Meter
+from tests.streams.refusing import RefusingSink
 
 SOURCE = TopicPartition("readings", 0)
 
@@ -77,25 +83,33 @@ class Source:
         self.committed.append(dict(cut))
 
 
+def checkpointer_of(
+    plane: Plane, sink: RefusingChangelog, source: Source, **others: Any
+) -> Checkpointer:
+    """An at-least-once checkpointer of ``plane`` over the stand-ins above."""
+    store = DurableAgentStore(MemoryCommitted())
+    tracker = StateTracker(store, lambda _node: 0)
+    tracker.attach(plane)
+    return Checkpointer(
+        plane=plane,
+        tracker=tracker,
+        store=store,
+        sink=sink,  # type: ignore[arg-type]  # the stand-in above
+        changelog_topic="app.changelog",
+        partitions=1,
+        runners=[source],  # type: ignore[list-item]  # the stand-in above
+        exactly_once=False,
+        interval=600.0,
+        group_metadata=None,
+        **others,
+    )
+
+
 async def test_refused_changelog_records_fail_the_checkpoint_and_commit_no_offsets() -> None:
     async with open_plane({"/meter/:id": Meter}) as plane:
-        store = DurableAgentStore(MemoryCommitted())
-        tracker = StateTracker(store, lambda _node: 0)
-        tracker.attach(plane)
         sink = RefusingChangelog()
         source = Source()
-        checkpointer = Checkpointer(
-            plane=plane,
-            tracker=tracker,
-            store=store,
-            sink=sink,  # type: ignore[arg-type]  # the stand-in above
-            changelog_topic="app.changelog",
-            partitions=1,
-            runners=[source],  # type: ignore[list-item]  # the stand-in above
-            exactly_once=False,
-            interval=600.0,
-            group_metadata=None,
-        )
+        checkpointer = checkpointer_of(plane, sink, source)
         checkpointer.start()
         for routed, refusing in ((1, False), (2, True)):
             await plane.command("/meter/a", "read", routed)
@@ -110,3 +124,41 @@ async def test_refused_changelog_records_fail_the_checkpoint_and_commit_no_offse
         assert isinstance(checkpointer.failure, BrokerError)  # what stops the service
         await checkpointer.close()
         assert source.committed == [{SOURCE: 1}]  # not the refused checkpoint's offsets
+
+
+def note(delivered: list[str], value: str, _error: BaseException | None) -> None:
+    delivered.append(value)
+
+
+async def test_a_cut_commits_once_another_protocol_s_sink_delivered_and_not_if_it_failed() -> None:
+    """Insights to a Pulsar sink (of an app whose changelog is on Kafka) are in neither
+    the checkpoint's transaction nor its flush: its offsets were committed while they
+    were in flight, or after the broker refused them, and a restart never replayed them."""
+    registry = MetricsRegistry()
+    failures = DeliveryFailures(registry)
+    other = RefusingSink("alerts", at_delivery=True)
+    delivered: list[str] = []
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        source = Source()
+        checkpointer = checkpointer_of(
+            plane,
+            RefusingChangelog(),
+            source,
+            other_sinks=[other],
+            delivery_failures=lambda: failures.count,
+        )
+        checkpointer.start()
+        for routed, value in ((1, b"fine"), (2, b"refuse")):
+            await plane.command("/meter/a", "read", routed)
+            await plane.settle()
+            source.routed = routed
+            report = failures.tracked(functools.partial(note, delivered, value.decode()))
+            other.produce("alerts", b"a", value, None, report)  # an insight of the cut
+            if value == b"fine":
+                await checkpointer.commit_now()
+                assert delivered == ["fine"] and source.committed == [{SOURCE: 1}]
+            else:
+                with pytest.raises(BrokerError, match="1 insight or dead-letter record not"):
+                    await checkpointer.commit_now()
+        await checkpointer.close()
+        assert source.committed == [{SOURCE: 1}]  # not the failed checkpoint's offsets
