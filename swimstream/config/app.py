@@ -252,11 +252,21 @@ def _check_own_topics(config: AppConfig, problems: list[Problem]) -> None:
     A sink writing to the changelog would make the next start fail (recovery reads its
     records as state), one writing to the dead-letter topic would pass insights off as
     failed records, and a source of either would feed swimstream's own records to agents.
-    A sink writing to a source topic is allowed: a feedback loop can be the design.
+    The dead-letter topic must not be the changelog either: recovery would read the
+    failed records as state and stop every later start. A sink writing to a source topic
+    is allowed: a feedback loop can be the design.
     """
     home = config.broker.protocol
     changelog = _topic_identity("kafka", config.changelog_topic)  # the changelog is Kafka's
     dead_letter = _topic_identity(home, config.dead_letter)  # on the broker's own protocol
+    if dead_letter == changelog:
+        problems.append(
+            (
+                "dead_letter",
+                f"{config.dead_letter} is swimstream's changelog topic; failed records "
+                "written there would break the restore of agent state at the next start",
+            )
+        )
     uses = [("sources", n, s.topic, s.kind) for n, s in enumerate(config.sources)]
     uses += [("sinks", n, s.topic, s.kind) for n, s in enumerate(config.sinks)]
     for role, index, name, kind in uses:

@@ -143,6 +143,27 @@ def test_the_dead_letter_topic_must_not_be_a_source() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "broker",
+    [
+        {"kind": "kafka", "bootstrap": "localhost:9092"},
+        {"kind": "embedded"},
+    ],
+)
+def test_the_dead_letter_topic_must_not_be_the_changelog_topic(broker: dict[str, Any]) -> None:
+    """Failed records in the changelog would be read back as agent state, and their keys
+    are no node URIs: every later start would fail its recovery."""
+    assert problems(document(broker=broker, dead_letter="traffic.changelog")) == [
+        "dead_letter: traffic.changelog is swimstream's changelog topic; failed records "
+        "written there would break the restore of agent state at the next start"
+    ]
+
+
+def test_a_dead_letter_topic_on_pulsar_named_like_the_changelog_is_another_topic() -> None:
+    broker = {"kind": "pulsar", "service_url": "pulsar://p:6650"}
+    parse_config(document(broker=broker, dead_letter="traffic.changelog"), {})
+
+
 def test_a_source_must_not_read_the_changelog_topic() -> None:
     sources = [source("/vehicle/{key}", topic="traffic.changelog")]
     assert problems(document(sources=sources)) == [
