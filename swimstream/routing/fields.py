@@ -50,7 +50,11 @@ EXACT_FLOAT_LIMIT = 2.0**53
 
 
 def to_segment(value: Any, label: str) -> str:
-    """``value`` as a quoted segment, if it is a non-empty scalar; ``label`` names it."""
+    """``value`` as a quoted segment, if it is a non-empty scalar; ``label`` names it.
+
+    A whole float is spelled as the integer it equals (``1.0`` as ``1``, ``-0.0`` as
+    ``0``), other floats as Python's shortest repr (``1.5``).
+    """
     kind = type(value)
     if kind is str:
         text: str = value
@@ -68,7 +72,9 @@ def to_segment(value: Any, label: str) -> str:
                 f"{label} is {value!r}, a number too large to name an agent exactly"
                 " (integers beyond 64 bits are read as floats); send it as a string"
             )
-        text = repr(value)
+        # JSON has one kind of number: 1.0 and -0.0 must name the agents 1 and 0 do, or
+        # a producer that writes ids as floats would split each agent in two.
+        text = str(int(value)) if value.is_integer() else repr(value)
     elif isinstance(value, bytes | bytearray):
         try:
             text = bytes(value).decode("utf-8")

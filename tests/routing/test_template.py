@@ -168,11 +168,46 @@ def test_rendering_a_payload_field_then_matching_gives_the_value_back(
     expected = (
         ("true" if value else "false")
         if isinstance(value, bool)
-        else repr(value)
+        else (str(int(value)) if value.is_integer() else repr(value))
         if isinstance(value, float)
         else str(value)
     )
     assert params == {"id": expected}
+
+
+@given(
+    number=st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+    placeholder=st.sampled_from(["{payload.id}", "{payload}"]),
+)
+def test_an_integer_and_the_same_number_as_a_float_route_to_one_agent(
+    number: int, placeholder: str
+) -> None:
+    """JSON does not tell 1 from 1.0: a producer writing ids as floats must reach the
+    agents the integers name, not a second agent per id."""
+    template = RouteTemplate.parse(f"/device/{placeholder}")
+
+    def uri(value: int | float) -> str:
+        payload = {"id": value} if placeholder == "{payload.id}" else value
+        return template.render(None, payload, {}, "t", 0)
+
+    assert uri(float(number)) == uri(number) == f"/device/{number}"
+
+
+@pytest.mark.parametrize(
+    ("document", "uri"),
+    [
+        (b'{"id": -0.0}', "/device/0"),
+        (b'{"id": 0.0}', "/device/0"),
+        (b'{"id": 1e3}', "/device/1000"),
+        (b'{"id": 1.5}', "/device/1.5"),
+        (b'{"id": -2.25}', "/device/-2.25"),
+        (b'{"id": 1e-7}', "/device/1e-07"),
+    ],
+)
+def test_a_float_id_names_the_agent_of_its_integer_only_when_it_is_whole(
+    document: bytes, uri: str
+) -> None:
+    assert render("/device/{payload.id}", payload=orjson.loads(document)) == uri
 
 
 @given(key=st.binary(min_size=1, max_size=16), region=param_values)
