@@ -10,8 +10,10 @@ configuration has no hidden inputs and tests pass their own.
 * ``${VAR:-default}`` — the default when the variable is unset or empty.
 * ``$$`` — a literal ``$``.
 
-A default is plain text: ``${A:-${B}}`` is refused rather than read as ``${A:-$`` and
-``{B}}``.
+A default is plain text, and may hold braces that pair up, so a route template can be
+one: ``${ROUTE:-/device/{key}}`` defaults to ``/device/{key}`` (the reference ends at the
+``}`` that closes its ``${``). A reference in a default, ``${A:-${B}}``, is refused, and
+so is a ``${`` whose braces never close, such as ``${A:-{x}``.
 
 A value that is exactly one reference becomes the substituted text, and the field's
 type converts it: ``partitions: ${PARTITIONS:-8}`` gives the integer 8. Text is all the
@@ -41,7 +43,6 @@ class Substituted(str):
     __slots__ = ()
 
 
-_REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|(\{))")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -69,50 +70,83 @@ def _walk(node: Any, env: Mapping[str, str], path: list[int | str], problems: li
 def _substitute_text(
     text: str, env: Mapping[str, str], path: list[int | str], problems: list[Problem]
 ) -> str:
+    pieces: list[str] = []
     substituted = False
-
-    def replace(found: re.Match[str]) -> str:
-        nonlocal substituted
-        escaped, reference, unclosed = found.groups()
-        if escaped:
-            return "$"
-        if unclosed:
-            problems.append((format_path(path), "'${' without a closing '}'"))
-            return found.group(0)
-        name, separator, default = reference.partition(":-")
-        if _VARIABLE.fullmatch(name) is None:
-            problems.append(
-                (
-                    format_path(path),
-                    f"${{{reference}}} is not a variable reference; "
-                    "write ${NAME} or ${NAME:-default}",
-                )
-            )
-            return found.group(0)
-        if "${" in default:  # ${A:-${B}}: the regex stopped at B's brace, leaving a '}'
-            problems.append(
-                (
-                    format_path(path),
-                    f"the default of ${{{name}:-...}} holds a reference; a default is plain "
-                    "text (nested references are not supported)",
-                )
-            )
-            return found.group(0)
-        value = env.get(name)
-        if separator:
-            substituted = True
-            return value if value else default
+    position = 0
+    while (dollar := text.find("$", position)) != -1:
+        pieces.append(text[position:dollar])
+        follower = text[dollar + 1 : dollar + 2]
+        if follower != "{":  # "$$" is a "$"; a "$" before anything else stands as it is
+            pieces.append("$")
+            position = dollar + (2 if follower == "$" else 1)
+            continue
+        close = _closing_brace(text, dollar + 1)
+        if close is None:
+            hint = " (braces in a default must pair up)" if "{" in text[dollar + 2 :] else ""
+            problems.append((format_path(path), f"'${{' without a closing '}}'{hint}"))
+            pieces.append("${")
+            position = dollar + 2
+            continue
+        value = _resolve(text[dollar + 2 : close], env, path, problems)
         if value is None:
-            problems.append(
-                (
-                    format_path(path),
-                    f"environment variable {name} is not set "
-                    f"(write ${{{name}:-default}} to give a default)",
-                )
-            )
-            return found.group(0)
-        substituted = True
-        return value
-
-    result = _REFERENCE.sub(replace, text)
+            pieces.append(text[dollar : close + 1])
+        else:
+            pieces.append(value)
+            substituted = True
+        position = close + 1
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    result = "".join(pieces)
     return Substituted(result) if substituted else result
+
+
+def _closing_brace(text: str, opening: int) -> int | None:
+    """The index of the ``}`` that pairs with the ``{`` at ``opening``, if there is one."""
+    depth = 0
+    for index in range(opening, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
+
+
+def _resolve(
+    reference: str, env: Mapping[str, str], path: list[int | str], problems: list[Problem]
+) -> str | None:
+    """The text ``${reference}`` stands for, or ``None`` after recording its problem."""
+    name, separator, default = reference.partition(":-")
+    if _VARIABLE.fullmatch(name) is None:
+        problems.append(
+            (
+                format_path(path),
+                f"${{{reference}}} is not a variable reference; "
+                "write ${NAME} or ${NAME:-default}",
+            )
+        )
+        return None
+    if "${" in default:
+        problems.append(
+            (
+                format_path(path),
+                f"the default of ${{{name}:-...}} holds a reference; a default is plain "
+                "text (nested references are not supported)",
+            )
+        )
+        return None
+    value = env.get(name)
+    if separator:
+        return value if value else default
+    if value is None:
+        problems.append(
+            (
+                format_path(path),
+                f"environment variable {name} is not set "
+                f"(write ${{{name}:-default}} to give a default)",
+            )
+        )
+        return None
+    return value

@@ -22,6 +22,8 @@ _INTRO = """\
 A swimstream app is configured by one YAML file, the same for every instance of the app.
 Unknown keys are errors. Any string value may use `${VAR}` (an error when `VAR` is unset)
 or `${VAR:-default}` (the default, plain text, when `VAR` is unset or empty); `$$` is a literal `$`.
+A default may hold braces that pair up, such as a route template's: `${ROUTE:-/vehicle/{key}}`
+defaults to `/vehicle/{key}`; it may not hold another reference.
 A boolean key takes `true` or `false`, not a number or a quoted string, and an integer
 key takes no boolean; a reference gives either as text (`durable: ${DURABLE:-true}`).
 Inside `{...}` flow mappings, quote values holding braces (references, route templates):

@@ -120,6 +120,9 @@ def test_unset_variables_and_invalid_values_are_reported_together() -> None:
         ("$${A}", {"A": "x"}, "${A}"),
         ("cost: 5$", {}, "cost: 5$"),
         ("$A", {"A": "x"}, "$A"),  # only the braced form is a reference
+        ("${A:-{x}}", {}, "{x}"),
+        ("${A:-x}}", {}, "x}"),  # the reference ends where its braces pair up
+        ("${A:-{a}-{b}}/${B:-{c}}", {"B": "y"}, "{a}-{b}/y"),
     ],
 )
 def test_substitution_forms(value: str, env: dict[str, str], expected: str) -> None:
@@ -130,6 +133,7 @@ def test_substitution_forms(value: str, env: dict[str, str], expected: str) -> N
     ("value", "message"),
     [
         ("${A", "'${' without a closing '}'"),
+        ("${A:-{x}", "'${' without a closing '}' (braces in a default must pair up)"),
         ("${}", "${} is not a variable reference; write ${NAME} or ${NAME:-default}"),
         ("${1A}", "${1A} is not a variable reference; write ${NAME} or ${NAME:-default}"),
         ("${A-x}", "${A-x} is not a variable reference; write ${NAME} or ${NAME:-default}"),
@@ -158,3 +162,30 @@ def test_text_without_a_dollar_is_unchanged(text: str) -> None:
 @given(st.text(st.characters(codec="utf-8"), max_size=20))
 def test_a_substituted_value_is_taken_literally(value: str) -> None:
     assert substitute({"k": "${V}"}, {"V": value}) == ({"k": value}, [])
+
+
+ROUTED = """\
+app: traffic
+broker: {bootstrap: "k:9092"}
+agents:
+  vehicle: {class: "a:B", route: /vehicle/:id}
+sources:
+  - topic: positions
+    route: "${ROUTE:-/vehicle/{key}}"
+    lane: position
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "route"),
+    [
+        ({}, "/vehicle/{key}"),
+        ({"ROUTE": "/vehicle/{payload.id}"}, "/vehicle/{payload.id}"),
+    ],
+)
+def test_a_route_template_may_be_the_default_of_a_reference(
+    env: dict[str, str], route: str
+) -> None:
+    """The default's own braces used to end the reference early: it worked only while
+    ROUTE was unset, where a stray '}' happened to complete the template."""
+    assert load_config(ROUTED, env).sources[0].route.text == route
