@@ -28,7 +28,8 @@ from swimstream.config.values import (
     TypeDoc,
 )
 from swimstream.errors import ConfigError
-from swimstream.routing import RoutePattern
+from swimstream.routing import RoutePattern, ServerPath
+from swimstream.routing.reserved import server_path_list
 
 RecordFormat = Literal["json", "raw"]
 
@@ -84,9 +85,26 @@ class AgentConfig(FrozenModel):
     route: RoutePatternField = Field(
         description=(
             "Route pattern of the agents' node URIs: fixed segments and `:param` segments, "
-            "such as `/vehicle/:id`. An agent is created on first use of a matching URI."
+            "such as `/vehicle/:id`. An agent is created on first use of a matching URI. "
+            "A route without params may not be one of the web server's own paths "
+            f"({server_path_list()}): its lanes could not be reached over HTTP."
         ),
     )
+
+    @model_validator(mode="after")
+    def _check_route_is_reachable(self) -> AgentConfig:
+        """The web server matches its own paths before node URIs (see ``ServerPath``)."""
+        if self.route.is_static and self.route.text in _SERVER_PATHS:
+            message = (
+                f"{self.route} is one of the web server's own paths "
+                f"({', '.join(_SERVER_PATHS)}); HTTP requests for it would never reach this "
+                "agent's lanes"
+            )
+            raise ConfigError(problems=[("route", message)])
+        return self
+
+
+_SERVER_PATHS = tuple(path.value for path in ServerPath)
 
 
 class SourceConfig(FrozenModel):

@@ -11,11 +11,14 @@
   events arrive at the instance that owns their agent.
 * :func:`is_base_class` — whether a class is the base agents subclass, which no route
   may name.
+* :class:`ServerPath` — the paths the web port answers itself, which no static agent
+  route may take.
 
 This package does no I/O and imports nothing of swimstream but its exception tree.
 """
 
 from swimstream.routing.pattern import RoutePattern
+from swimstream.routing.reserved import ServerPath
 from swimstream.routing.segments import quote_segment, unquote_segment
 from swimstream.routing.shard import PARTITIONERS, Partitioner, murmur2, shard_for, shard_for_uri
 from swimstream.routing.table import RouteMatch, RouteTable
@@ -30,6 +33,7 @@ __all__ = [
     "RoutePattern",
     "RouteTable",
     "RouteTemplate",
+    "ServerPath",
     "is_base_class",
     "murmur2",
     "quote_segment",

@@ -1,8 +1,9 @@
 """The web port: one aiohttp server for lanes, streams, probes, metrics and the dashboard.
 
 :class:`WebServer` only wires endpoints to a plane; each endpoint lives in the module
-of its concern. Paths are taken in this order, so the fixed ones are reserved and can
-never name an agent:
+of its concern. Paths are taken in this order, so the fixed ones
+(:class:`~swimstream.routing.ServerPath`, which the configuration refuses as agent
+routes) are reserved and can never name an agent:
 
 ==========================  =====================================================
 ``/`` and ``/dashboard``    the dashboard page (:mod:`swimstream.web.dashboard`)
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from swimstream.routing import ServerPath
 from swimstream.web import dashboard, health, keep_alive, lanes, request_log
 from swimstream.web.shared import (
     STATE,
@@ -195,21 +197,23 @@ class WebServer:
         app[STATE] = state
         app[lanes.GATE] = gate
         app[dashboard.PAGE] = dashboard.load_page()
-        own = {
-            "/": dashboard.page,
-            "/dashboard": dashboard.page,
-            "/_routes": dashboard.routes,
-            "/_agents": dashboard.agents,
-            "/_stats": dashboard.stats,
-            "/healthz": health.healthz,
-            "/readyz": health.readyz,
-            "/metrics": health.metrics,
+        # Keyed by ServerPath, the list the configuration refuses agent routes from: a
+        # path served here but missing there would let an agent be unreachable.
+        own: dict[ServerPath, Handler] = {
+            ServerPath.ROOT: dashboard.page,
+            ServerPath.DASHBOARD: dashboard.page,
+            ServerPath.ROUTES: dashboard.routes,
+            ServerPath.AGENTS: dashboard.agents,
+            ServerPath.STATS: dashboard.stats,
+            ServerPath.HEALTHZ: health.healthz,
+            ServerPath.READYZ: health.readyz,
+            ServerPath.METRICS: health.metrics,
         }
         for path, handler in own.items():
-            app.router.add_get(path, handler)
+            app.router.add_get(path.value, handler)
             # The server's own paths are not node URIs: a POST there is 405, not a
             # 404 saying no agent route matches.
-            app.router.add_route("*", path, _get_only)
+            app.router.add_route("*", path.value, _get_only)
         app.router.add_get("/{node:.+}", lanes.get_lane)
         app.router.add_post("/{node:.+}", lanes.post_command)
         return app

@@ -55,6 +55,25 @@ def test_agents_whose_routes_overlap_are_refused() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "route", ["/dashboard", "/metrics", "/healthz", "/readyz", "/_routes", "/_agents", "/_stats"]
+)
+def test_a_static_agent_route_on_one_of_the_web_servers_own_paths_is_refused(route: str) -> None:
+    """The web server answers these paths itself: the agent's lanes would be unreachable."""
+    agents = {"page": {"class": "a:B", "route": route}}
+    assert problems(document(agents=agents, sources=[], sinks=[])) == [
+        f"agents.page.route: {route} is one of the web server's own paths (/, /dashboard, "
+        "/_routes, /_agents, /_stats, /healthz, /readyz, /metrics); HTTP requests for it "
+        "would never reach this agent's lanes"
+    ]
+
+
+@pytest.mark.parametrize("route", ["/metrics/:id", "/dashboard/main", "/:page", "/Metrics"])
+def test_agent_routes_below_or_beside_the_web_servers_own_paths_are_accepted(route: str) -> None:
+    agents = {"page": {"class": "a:B", "route": route}}
+    parse_config(document(agents=agents, sources=[], sinks=[]), {})
+
+
 def test_repeated_sources_are_refused() -> None:
     assert problems(document(sources=[source("/vehicle/{key}")] * 2)) == [
         "sources[1]: repeats sources[0] (same topic, route, lane)"
