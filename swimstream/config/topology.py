@@ -124,7 +124,8 @@ class SourceConfig(FrozenModel):
         default="json",
         description=(
             "`json`: the value is decoded as JSON (undecodable records are dead-lettered); "
-            "`raw`: the command is the value's bytes."
+            "`raw`: the command is the value's bytes, so `route` cannot read a "
+            "`{payload.<field>}` (the whole `{payload}`, as UTF-8 text, it can)."
         ),
     )
     kind: Protocol | None = Field(
@@ -139,6 +140,21 @@ class SourceConfig(FrozenModel):
             "protocol, so their sources must agree (`check` names one that does not)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _check_route_reads_the_format(self) -> SourceConfig:
+        """A raw payload is bytes, with no fields: a route reading one would send every
+        record to the dead-letter topic."""
+        if self.format == "raw":
+            fields = [p for p in self.route.placeholders if p.root == "payload" and p.path]
+            if fields:
+                message = (
+                    f"{fields[0]} reads a payload field, but format raw gives the payload as "
+                    "bytes, which have no fields; use format json, or {key}, {header.<name>} "
+                    "or the whole {payload}"
+                )
+                raise ConfigError(problems=[("route", message)])
+        return self
 
 
 class SinkConfig(FrozenModel):

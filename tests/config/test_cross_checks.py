@@ -45,6 +45,24 @@ def test_a_placeholder_may_fill_the_first_segment_when_a_route_has_a_param_there
     parse_config(document(agents=agents, sinks=[], sources=[source("/{payload.kind}/{key}")]), {})
 
 
+@pytest.mark.parametrize(
+    ("route", "field"),
+    [("/vehicle/{payload.id}", "{payload.id}"), ("/vehicle/{key}-{payload.a.b}", "{payload.a.b}")],
+)
+def test_a_raw_source_whose_route_reads_a_payload_field_is_refused(route: str, field: str) -> None:
+    """A raw payload is bytes: every record would have gone to the dead-letter topic."""
+    assert problems(document(sources=[source(route, format="raw")])) == [
+        f"sources[0].route: {field} reads a payload field, but format raw gives the payload "
+        "as bytes, which have no fields; use format json, or {key}, {header.<name>} or the "
+        "whole {payload}"
+    ]
+
+
+@pytest.mark.parametrize("route", ["/vehicle/{key}", "/vehicle/{payload}", "/vehicle/{header.id}"])
+def test_a_raw_source_may_route_by_key_header_or_whole_payload(route: str) -> None:
+    parse_config(document(sources=[source(route, format="raw")]), {})
+
+
 def test_agents_whose_routes_overlap_are_refused() -> None:
     agents = {
         "vehicle": {"class": "a:B", "route": "/vehicle/:id"},
