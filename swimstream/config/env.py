@@ -53,18 +53,48 @@ def substitute(document: Any, env: Mapping[str, str]) -> tuple[Any, list[Problem
     references), each at the key path of the value it was in.
     """
     problems: list[Problem] = []
-    result = _walk(document, env, [], problems)
+    result = _walk(document, env, [], problems, set())
     return result, problems
 
 
-def _walk(node: Any, env: Mapping[str, str], path: list[int | str], problems: list[Problem]) -> Any:
+def _walk(
+    node: Any,
+    env: Mapping[str, str],
+    path: list[int | str],
+    problems: list[Problem],
+    enclosing: set[int],
+) -> Any:
+    """``node`` substituted; ``enclosing`` holds the ids of the containers around it.
+
+    A YAML alias may name a value that contains the alias itself (``sources: &s [*s]``);
+    such a value is infinitely deep, so it is reported at the path where it refers back
+    (and left out, as ``None``) instead of being followed.
+    """
     if isinstance(node, str):
         return _substitute_text(node, env, path, problems) if "$" in node else node
-    if isinstance(node, Mapping):
-        return {key: _walk(value, env, [*path, str(key)], problems) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_walk(item, env, [*path, index], problems) for index, item in enumerate(node)]
-    return node
+    if not isinstance(node, Mapping | list):
+        return node
+    if id(node) in enclosing:
+        problems.append(
+            (
+                format_path(path),
+                "a YAML alias here names a value that contains it (a recursive anchor), "
+                "so the value would be infinitely deep",
+            )
+        )
+        return None
+    enclosing.add(id(node))
+    try:
+        if isinstance(node, Mapping):
+            return {
+                key: _walk(value, env, [*path, str(key)], problems, enclosing)
+                for key, value in node.items()
+            }
+        return [
+            _walk(item, env, [*path, index], problems, enclosing) for index, item in enumerate(node)
+        ]
+    finally:
+        enclosing.discard(id(node))
 
 
 def _substitute_text(

@@ -90,6 +90,11 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
             "broker.settings['acks']",
             "set by swimstream",
         ),
+        (
+            ("sinks:\n  - {publish: alerts, topic: device-alerts}", "sinks: &s [*s]"),
+            "sinks[0]",
+            "a YAML alias here names a value that contains it (a recursive anchor)",
+        ),
     ],
 )
 def test_a_broken_config_exits_2_naming_the_key_path(
@@ -165,3 +170,17 @@ def test_run_with_a_config_it_cannot_read_exits_2_naming_the_file_once(tmp_path:
     result = swimstream("run", "--config", str(missing))
     assert result.returncode == 2
     assert result.stderr.strip() == f"swimstream: {missing}: cannot read: No such file or directory"
+
+
+def test_run_with_a_recursive_yaml_alias_exits_2_naming_the_key_path(tmp_path: Path) -> None:
+    """It crashed with a RecursionError traceback instead."""
+    path = tmp_path / "app.yaml"
+    source = 'sources:\n  - {topic: readings, route: "/device/{key}", lane: reading}\n'
+    assert source in GOOD
+    path.write_text(GOOD.replace(source, "sources: &s [*s]\n"))
+    result = swimstream("run", "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"swimstream: {path}: sources[0]: a YAML alias here names a value that "
+        "contains it (a recursive anchor), so the value would be infinitely deep"
+    )

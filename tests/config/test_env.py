@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -189,3 +191,26 @@ def test_a_route_template_may_be_the_default_of_a_reference(
     """The default's own braces used to end the reference early: it worked only while
     ROUTE was unset, where a stray '}' happened to complete the template."""
     assert load_config(ROUTED, env).sources[0].route.text == route
+
+
+def test_a_value_that_contains_itself_is_a_problem_at_the_path_where_it_recurs() -> None:
+    """What ``sources: &s [*s]`` loads as; it crashed with a RecursionError."""
+    looped: list[Any] = []
+    looped.append({"topic": "t", "again": looped})
+    document, found = substitute({"sources": looped}, {})
+    assert found == [
+        (
+            "sources[0].again",
+            "a YAML alias here names a value that contains it (a recursive anchor), "
+            "so the value would be infinitely deep",
+        )
+    ]
+    assert document == {"sources": [{"topic": "t", "again": None}]}
+
+
+def test_a_value_named_by_two_aliases_side_by_side_is_no_loop() -> None:
+    shared = {"a": "${A:-x}"}
+    assert substitute({"one": shared, "two": [shared, shared]}, {}) == (
+        {"one": {"a": "x"}, "two": [{"a": "x"}, {"a": "x"}]},
+        [],
+    )
