@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from swimstream.config.problems import Problem, format_path
+from swimstream.config.problems import Problem, format_path, key_text
 
 
 class Substituted(str):
@@ -87,7 +87,7 @@ def _walk(
     try:
         if isinstance(node, Mapping):
             return {
-                key: _walk(value, env, [*path, str(key)], problems, enclosing)
+                key: _walk(value, env, [*path, key_text(key)], problems, enclosing)
                 for key, value in node.items()
             }
         return [

@@ -54,32 +54,70 @@ def join_path(base: str, relative: str) -> str:
 def problems_from_validation(exc: ValidationError, root: type[BaseModel]) -> list[Problem]:
     """Every problem in ``exc``, as ``(path, message)``, in the order pydantic found them."""
     problems: list[Problem] = []
-    for error in exc.errors(include_url=False):
-        loc = [part for part in error["loc"] if not _is_schema_step(part)]
+    errors = exc.errors(include_url=False)
+    spelled = _key_spellings(errors)
+    for error in errors:
+        loc = _respell(_document_loc(error), spelled)
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, ConfigError):
             base = format_path(loc)
             problems.extend((join_path(base, path), message) for path, message in cause.problems)
             continue
         if error["type"] == "invalid_key":  # a key YAML read as a number, null, a date...
-            loc[-1] = _key_text(error.get("input"))
+            loc[-1] = key_text(error.get("input"))
             problems.append((format_path(loc), _unknown_key(root, loc)))
             continue
         if loc and loc[-1] == "[key]":  # a mapping key itself is wrong
             loc.pop()
             loc[-1] = str(loc[-1])  # a key, even when YAML read it as a number
-            problems.append((format_path(loc), _message(error, root, loc)))
+            message = _message(error, root, loc)
+            if error.get("input") is None or isinstance(error.get("input"), bool):
+                message += (
+                    "; YAML reads an unquoted yes, no, on, off, true or false as a boolean "
+                    "and ~ or null as null: quote the key"
+                )
+            problems.append((format_path(loc), message))
             continue
         problems.append((format_path(loc), _message(error, root, loc)))
     return problems
+
+
+def _document_loc(error: ErrorDetails) -> list[int | str]:
+    return [part for part in error["loc"] if not _is_schema_step(part)]
+
+
+def _key_spellings(errors: list[ErrorDetails]) -> dict[tuple[int | str, ...], str]:
+    """The mapping keys that are no strings, spelled as YAML read them, by location.
+
+    Pydantic names such a key in a location by a lossy stand-in (``no:`` as ``0``,
+    ``~:`` as ``'None'``, ``on:`` as ``1``), which would read as a list index or another
+    key; the key's own ``[key]`` error carries the key itself.
+    """
+    spelled: dict[tuple[int | str, ...], str] = {}
+    for error in errors:
+        loc = _document_loc(error)
+        key = error.get("input")
+        if len(loc) >= 2 and loc[-1] == "[key]" and not isinstance(key, str):
+            spelled[tuple(loc[:-1])] = key_text(key)
+    return spelled
+
+
+def _respell(loc: list[int | str], spelled: dict[tuple[int | str, ...], str]) -> list[int | str]:
+    """``loc`` with every stand-in of a non-string key replaced by the key's spelling."""
+    if not spelled:
+        return loc
+    return [spelled.get(tuple(loc[: depth + 1]), part) for depth, part in enumerate(loc)]
 
 
 def _is_schema_step(part: int | str) -> bool:
     return isinstance(part, str) and _SCHEMA_STEP.match(part) is not None
 
 
-def _key_text(key: Any) -> str:
-    """A key that is not a string, spelled as the YAML gave it (``1``, ``null``, ``true``)."""
+def key_text(key: Any) -> str:
+    """A mapping key as YAML read it: strings as they are; others as YAML spells them
+    (``1``, ``null``, ``true``), since a key path holds text."""
+    if isinstance(key, str):
+        return key
     if key is None:
         return "null"
     if isinstance(key, bool):

@@ -302,6 +302,43 @@ sources:
     ]
 
 
+KEY_HINT = (
+    "; YAML reads an unquoted yes, no, on, off, true or false as a boolean and ~ or null "
+    "as null: quote the key"
+)
+
+
+def test_keys_yaml_reads_as_booleans_null_or_numbers_are_named_as_yaml_read_them() -> None:
+    """They were named by pydantic's stand-ins: ``no:`` as ``agents.0``, ``~:`` as
+    ``agents.None``, ``on:`` as ``broker.settings.1``, and ``3:``'s entry as the list
+    index ``agents[3]``."""
+    text = """\
+app: traffic
+broker: {kind: kafka, bootstrap: "localhost:9092", settings: {on: 1}}
+agents:
+  no: {class: "a:B", route: /x/:id}
+  ~: {}
+  3: {route: /y/:id}
+"""
+    assert problems(text) == [
+        "broker.settings.true: expected a string, got a boolean (True)" + KEY_HINT,
+        "agents.false: expected a string, got a boolean (False)" + KEY_HINT,
+        "agents.null: expected a string, got nothing (null)" + KEY_HINT,
+        "agents.null.class: required",
+        "agents.null.route: required",
+        "agents.3: expected a string, got 3",
+        "agents.3.class: required",
+    ]
+
+
+def test_an_unset_variable_under_a_boolean_key_is_named_at_that_key() -> None:
+    text = 'app: t\nbroker: {bootstrap: "k:1", settings: {off: "${X}"}}\nagents: {}\n'
+    assert problems(text)[0] == (
+        "broker.settings.false: environment variable X is not set "
+        "(write ${X:-default} to give a default)"
+    )
+
+
 def test_every_problem_of_broker_settings_is_reported() -> None:
     settings = {"group.id": "x", "enable.auto.commit": True, "linger.ms": [1], "acks": "all"}
     assert problems(document(broker={"bootstrap": "h:1", "settings": settings})) == [
