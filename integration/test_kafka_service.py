@@ -129,6 +129,10 @@ def test_every_agent_and_every_insight_matches_a_direct_computation(
     last_summary = {key_text(m): json_value(m) for m in summaries}
     for tower in towers:
         assert last_summary[tower] == instance.lane(f"/tower/{tower}", "summary")
+    # State is durable: every insight, published or from a lane sink, names the
+    # checkpoint whose commit vouches for it.
+    for message in [*summaries, *read_topic(kafka_broker.bootstrap, f"{app}.alerts")]:
+        assert int(header_text(message, "swimstream.checkpoint")) > 0
     assert instance.metric("swimstream_dead_letters_total") == 0
 
 

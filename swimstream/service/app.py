@@ -503,7 +503,12 @@ class Service:
                 continue
             target = SinkTarget(sink.topic, sink.format, self._sink_for(sink.kind))
             observer = LaneSink(
-                target, sink.record_key or "uri", self.registry, self.failures, sink.coalesce
+                target,
+                sink.record_key or "uri",
+                self.registry,
+                self.failures,
+                sink.coalesce,
+                self.durability.current_checkpoint if self.durability else None,
             )
             plane.observe(observer, route=sink.from_.route.text, lane=sink.from_.lane)
             self._lane_sinks.append(observer)

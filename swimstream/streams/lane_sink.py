@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +69,12 @@ class LaneSink:
         registry: MetricsRegistry,
         failures: DeliveryFailures,
         coalesce: float | None = None,
+        checkpoint: Callable[[], int] | None = None,
     ) -> None:
         self._target = target
+        self._checkpoint = checkpoint
+        """With durable state: the checkpoint open work belongs to, for the header
+        ``swimstream.checkpoint`` (as published insights carry it)."""
         self._key_param = key_param
         self._failures = failures
         self.coalesce = coalesce
@@ -161,10 +166,9 @@ class LaneSink:
         self, key: str, node_uri: str, lane: str, value: bytes, on_delivery: DeliveryCallback
     ) -> None:
         self._counter.value += 1
+        headers = [("swimstream.node", node_uri.encode()), ("swimstream.lane", lane.encode())]
+        if self._checkpoint is not None:
+            headers.append(("swimstream.checkpoint", str(self._checkpoint()).encode()))
         self._target.connector.produce(
-            self._target.topic,
-            key.encode(),
-            value,
-            [("swimstream.node", node_uri.encode()), ("swimstream.lane", lane.encode())],
-            on_delivery,
+            self._target.topic, key.encode(), value, headers, on_delivery
         )

@@ -313,3 +313,32 @@ async def test_a_coalesced_change_the_client_refuses_fails_the_instance_and_the_
         assert ("d", "state", 4) in sent(connector)
         flushing.cancel()
         await asyncio.gather(flushing, return_exceptions=True)
+
+
+@pytest.mark.parametrize("coalesce", [None, 0.1])
+async def test_with_durable_state_a_lane_sink_record_names_its_checkpoint(
+    coalesce: float | None,
+) -> None:
+    """As published insights do: on a broker that shows records of aborted transactions
+    (Tansu), it is what tells a crash's leftover copies apart."""
+    connector = MemorySink()
+    registry = MetricsRegistry()
+    async with open_plane(ROUTES) as plane:
+        sink = LaneSink(
+            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
+            "id",
+            registry,
+            DeliveryFailures(registry),
+            coalesce,
+            checkpoint=lambda: 1796573006230007,
+        )
+        plane.observe(sink, route="/board/:id", lane="state")
+        await plane.command("/board/a", "step", ["set", 1])
+        await plane.settle()
+        sink.flush()
+        [record] = connector.records
+        assert record.headers == {
+            "swimstream.node": b"/board/a",
+            "swimstream.lane": b"state",
+            "swimstream.checkpoint": b"1796573006230007",
+        }
