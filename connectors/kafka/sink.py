@@ -36,7 +36,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -60,6 +60,16 @@ _CONNECT_TIMEOUT = 3.0
 KAFKA_PORT = 9092
 _MAX_FLUSH_SLEEP = 0.01
 _CLOSE_TIMEOUT = 10.0
+
+
+class _Batch:
+    """The reported records produced between two marks (a checkpoint's cuts), counted
+    down as their reports come."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0
 
 
 class KafkaSink:
@@ -107,6 +117,8 @@ class KafkaSink:
         self._bridge: LoopBridge | None = None
         self._executor: DaemonExecutor | None = None
         self._pending = 0
+        self._batch = _Batch()  # the reported records produced since the last mark
+        self._open: list[_Batch] = [self._batch]
         self.undelivered = 0
         """Records the broker refused for good, so far: an at-least-once checkpoint
         whose flush saw any (its own records carry no callback to be told) must not
@@ -194,12 +206,13 @@ class KafkaSink:
         if producer is None:
             raise BrokerError(f"{self._where} is not open")
         report: Callable[[KafkaError | None, Message], None]
+        batch = self._batch
         if on_written is not None:
-            report = functools.partial(self._report_written, on_delivery, on_written)
+            report = functools.partial(self._report_written, batch, on_delivery, on_written)
         elif on_delivery is not None:
-            report = functools.partial(self._report, on_delivery)
+            report = functools.partial(self._report, batch, on_delivery)
         else:
-            report = self._count
+            report = functools.partial(self._count, batch)
         listed: Any = (headers if type(headers) is list else list(headers)) if headers else None
         where = -1 if partition is None else partition
         deadline: float | None = None
@@ -216,6 +229,7 @@ class KafkaSink:
         if self._pending_waiter is not None:  # (None while records are pending)
             self._wake_poller()
         self._pending += 1
+        batch.pending += 1
 
     def produce_many(
         self,
@@ -234,7 +248,8 @@ class KafkaSink:
             raise BrokerError(f"{self._where} is not open")
         produce: Any = producer.produce
         listed: Any = list(headers) if headers else None  # list[tuple[str, bytes]] is fine
-        report = self._count if reported else None
+        batch = self._batch
+        report = functools.partial(self._count, batch) if reported else None
         queued = 0
         try:
             for key, value, partition in records:
@@ -255,6 +270,7 @@ class KafkaSink:
                 if self._pending_waiter is not None:
                     self._wake_poller()
                 self._pending += queued
+                batch.pending += queued
 
     def _wait_for_room(self, topic: str, deadline: float | None) -> float:
         """The producer's queue is full: serve delivery reports for a moment (returns the
@@ -298,6 +314,30 @@ class KafkaSink:
         while True:
             self.poll()
             if self._pending == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_FLUSH_SLEEP)
+
+    def mark(self) -> object:
+        """A mark after every record produced so far, for :meth:`flush_to`."""
+        marked = [batch for batch in self._open if batch.pending]
+        self._batch = _Batch()
+        self._open = [*marked, self._batch]
+        return marked
+
+    async def flush_to(self, mark: object, timeout: float) -> bool:
+        """Serve delivery reports until every record produced before ``mark`` is
+        reported (True), or ``timeout`` passed. The records produced since do not hold
+        it up: an at-least-once checkpoint waits for its cut's records only, which under
+        a steady stream of insights :meth:`flush` may not see the end of for long."""
+        batches = cast(list[_Batch], mark)  # (what mark returned)
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while True:
+            self.poll()
+            if not any(batch.pending for batch in batches):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -359,13 +399,18 @@ class KafkaSink:
     # -- internals ----------------------------------------------------------------------
 
     def _report(
-        self, on_delivery: DeliveryCallback, error: KafkaError | None, message: Message
+        self,
+        batch: _Batch,
+        on_delivery: DeliveryCallback,
+        error: KafkaError | None,
+        message: Message,
     ) -> None:
         bridge = self._bridge
         if bridge is not None and not bridge.on_loop_thread:
-            bridge.post(lambda: self._report(on_delivery, error, message))
+            bridge.post(lambda: self._report(batch, on_delivery, error, message))
             return
         self._pending -= 1
+        batch.pending -= 1
         failure = None
         if error is not None:
             self.undelivered += 1
@@ -378,6 +423,7 @@ class KafkaSink:
 
     def _report_written(
         self,
+        batch: _Batch,
         on_delivery: DeliveryCallback | None,
         on_written: Callable[[int, int], None],
         error: KafkaError | None,
@@ -385,7 +431,9 @@ class KafkaSink:
     ) -> None:
         bridge = self._bridge
         if bridge is not None and not bridge.on_loop_thread:
-            bridge.post(lambda: self._report_written(on_delivery, on_written, error, message))
+            bridge.post(
+                lambda: self._report_written(batch, on_delivery, on_written, error, message)
+            )
             return
         if error is None:
             try:
@@ -393,16 +441,17 @@ class KafkaSink:
             except Exception:
                 log.exception("%s: an on_written callback raised", self._where)
         if on_delivery is not None:
-            self._report(on_delivery, error, message)
+            self._report(batch, on_delivery, error, message)
         else:
-            self._count(error, message)
+            self._count(batch, error, message)
 
-    def _count(self, error: KafkaError | None, message: Message) -> None:
+    def _count(self, batch: _Batch, error: KafkaError | None, message: Message) -> None:
         bridge = self._bridge
         if bridge is not None and not bridge.on_loop_thread:
-            bridge.post(lambda: self._count(error, message))
+            bridge.post(lambda: self._count(batch, error, message))
             return
         self._pending -= 1
+        batch.pending -= 1
         if error is not None:
             self.undelivered += 1
             self._errors.report(error)

@@ -269,14 +269,14 @@ class Checkpointer:
         checkpoint = self._next_id
         try:
             async with self._at_rest():
-                entries, cut, markers, generation = self._make_cut(checkpoint)
+                entries, cut, markers, generation, mark = self._make_cut(checkpoint)
         except BaseException as exc:
             self.failure = exc
             raise
         self._next_id += 1
         self.stats.barrier_seconds = time.monotonic() - started
         self._committing = asyncio.get_running_loop().create_task(
-            self._commit(checkpoint, entries, cut, markers, generation, started),
+            self._commit(checkpoint, entries, cut, markers, generation, mark, started),
             name=f"swimstream-commit-{checkpoint}",
         )
 
@@ -303,7 +303,7 @@ class Checkpointer:
 
     def _make_cut(
         self, checkpoint: int
-    ) -> tuple[list[ChangelogEntry], dict[TopicPartition, int], dict[int, int], int]:
+    ) -> tuple[list[ChangelogEntry], dict[TopicPartition, int], dict[int, int], int, object]:
         for coalesced in self._flush_sinks:
             coalesced.flush()  # coalesced lane sinks: their insights belong to this cut
         entries = self._tracker.collect()
@@ -316,7 +316,9 @@ class Checkpointer:
             self._sink.hold()
             self._produced_at_cut = self._sink.produced
         self._last_cut = cut
-        return entries, cut, markers, generation
+        # (At least once, the commit waits for the records produced until here only.)
+        mark = None if self._exactly_once else self._sink.mark()
+        return entries, cut, markers, generation, mark
 
     async def _delivered_elsewhere(self, checkpoint: int) -> None:
         """Insights and dead letters of the cut that went to other sinks than the
@@ -343,6 +345,7 @@ class Checkpointer:
         cut: dict[TopicPartition, int],
         markers: dict[int, int],
         generation: int,
+        mark: object,
         started: float,
     ) -> None:
         try:
@@ -359,7 +362,7 @@ class Checkpointer:
                 if isinstance(self._sink, DeferringSink):
                     self._sink.release()
             else:
-                if not await self._sink.flush(COMMIT_TIMEOUT):
+                if not await self._sink.flush_to(mark, COMMIT_TIMEOUT):
                     raise TimeoutError(
                         f"the broker did not acknowledge the checkpoint within "
                         f"{COMMIT_TIMEOUT:.0f} s"

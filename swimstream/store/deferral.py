@@ -118,6 +118,12 @@ class DeferringSink:
     async def flush(self, timeout: float) -> bool:
         return await self.inner.flush(timeout)
 
+    def mark(self) -> object:
+        return self.inner.mark()
+
+    async def flush_to(self, mark: object, timeout: float) -> bool:
+        return await self.inner.flush_to(mark, timeout)
+
     @property
     def pending(self) -> int:
         return self.inner.pending + len(self._held or ())

@@ -241,6 +241,15 @@ class ChangelogSink(SinkConnector, Protocol):
         :attr:`pending`, for records whose transaction's commit vouches for them."""
         ...
 
+    def mark(self) -> object:
+        """A mark after every record produced so far (a checkpoint's cut)."""
+        ...
+
+    async def flush_to(self, mark: object, timeout: float) -> bool:
+        """Serve delivery reports until every record produced before ``mark`` is
+        reported (True), or ``timeout`` passed; records produced since do not count."""
+        ...
+
 
 class TransactionalSink(ChangelogSink, Protocol):
     """A sink whose records, with a source's offsets, commit atomically (Kafka EOS)."""

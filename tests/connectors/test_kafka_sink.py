@@ -14,7 +14,7 @@ from connectors.kafka import KafkaBrokerError, KafkaSink
 from connectors.reachable import split_address
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.store.deferral import DeferringSink
-from swimstream.streams.connector import SinkConnector
+from swimstream.streams.connector import DeliveryCallback, SinkConnector
 from tests.connectors.conftest import SinkFactory, SourceFactory, new_group, pump
 from tests.support.kafka import committed_offsets, produce_json, read_topic
 
@@ -174,6 +174,35 @@ async def test_closing_with_the_broker_frozen_reports_the_unacknowledged_records
     assert sink.pending == 0
     assert len(outcomes) == 5
     assert all(isinstance(error, KafkaBrokerError) for error in outcomes)
+
+
+async def test_a_flush_to_a_mark_waits_for_the_records_before_it_and_no_others(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_sink: SinkFactory
+) -> None:
+    """An at-least-once checkpoint waits for its cut's records: under a steady stream of
+    insights, waiting until none at all is pending took seconds, or never ended."""
+    topic = make_topic(partitions=1)
+    sink = await open_sink()
+    delivered: list[str] = []
+
+    def noted(what: str) -> DeliveryCallback:
+        return lambda _error: delivered.append(what)
+
+    for n in range(100):
+        sink.produce(topic, None, b"%d" % n, on_delivery=noted(f"{n}"))
+    cut = sink.mark()
+    assert await sink.flush_to(cut, 10)
+    assert len(delivered) == 100  # every record before the mark, reported
+    kafka_broker.pause()
+    try:
+        sink.produce(topic, None, b"after", on_delivery=noted("after"))
+        started = time.monotonic()
+        assert await sink.flush_to(cut, 5)  # the record after the mark holds nothing up
+        assert time.monotonic() - started < 1.0
+        assert not await sink.flush(0.5)  # (it is still pending)
+    finally:
+        kafka_broker.resume()
+    assert await sink.flush(10) and delivered[-1] == "after"
 
 
 async def test_transactions_need_a_transactional_id(open_sink: SinkFactory) -> None:

@@ -61,6 +61,12 @@ class RefusingChangelog:
     async def flush(self, timeout: float) -> bool:
         return True  # every report is in (a refusal is a report too)
 
+    def mark(self) -> object:
+        return None
+
+    async def flush_to(self, mark: object, timeout: float) -> bool:
+        return True
+
 
 class Source:
     """The runner's side of a checkpoint: the cut it offers, and the commits it gets."""
