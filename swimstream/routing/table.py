@@ -92,6 +92,16 @@ class RouteTable(Generic[T]):
         return found
 
     def _search(self, uri: str) -> RouteMatch[T] | None:
+        found = self._match(uri)
+        if found is not None and found.uri != uri:
+            # Another spelling (escaped) of the canonical URI, which may be one a route
+            # fixes (``/vehicle/fl%65et`` is ``/vehicle/fleet``): the route that owns the
+            # canonical URI decides, not one whose param took the escaped text (its agent
+            # would take the other route's URI, with the wrong class).
+            return self._match(found.uri)
+        return found
+
+    def _match(self, uri: str) -> RouteMatch[T] | None:
         if not uri.startswith("/"):
             return None
         segments = uri[1:].split("/")

@@ -76,6 +76,33 @@ def test_lookup_gives_the_canonical_spelling_of_the_uri() -> None:
     assert again.uri == "/vehicle/a"
 
 
+def test_an_escaped_spelling_of_a_fixed_segment_reaches_the_route_that_owns_it() -> None:
+    """``/vehicle/fl%65et`` is ``/vehicle/fleet`` spelled otherwise. It matched
+    ``/vehicle/:id`` with id ``fleet``, whose canonical URI is the fleet's: a vehicle agent
+    then took the fleet agent's URI, and the fleet's commands failed on it."""
+    table = make_table()
+    found = table.lookup("/vehicle/fl%65et")
+    assert found is not None
+    assert (found.target, found.params, found.uri) == ("fleet", {}, "/vehicle/fleet")
+
+
+@given(st.lists(st.sampled_from(["a", "b", "%61", "%62", "c"]), min_size=1, max_size=3))
+def test_a_match_s_canonical_uri_matches_the_same_route(uri_segments: list[str]) -> None:
+    table: RouteTable[str] = RouteTable(
+        [
+            ("/a/:x", "a-x"),
+            ("/a/a", "a-a"),
+            ("/:x/b", "x-b"),
+            ("/b/:x/:y", "b-x-y"),
+            ("/b/a/a", "b-a-a"),
+        ]
+    )
+    found = table.lookup("/" + "/".join(uri_segments))
+    if found is not None:
+        again = table.lookup(found.uri)
+        assert again is not None and (again.target, again.uri) == (found.target, found.uri)
+
+
 def test_adding_a_pattern_forgets_cached_answers() -> None:
     table = RouteTable([("/vehicle/:id", "vehicle")])
     assert table.lookup("/tower/1") is None
