@@ -106,6 +106,8 @@ class Plane(Passivation):
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self.dropped = 0
+        """Messages its close left unhandled (its work did not finish in time)."""
         self._activations = 0
         self._passivations = 0
         self._commands = 0
@@ -130,20 +132,28 @@ class Plane(Passivation):
     ) -> None:
         await self.close()
 
-    async def close(self, put_away: bool = True) -> None:
+    async def close(self, put_away: bool = True, timeout: float | None = None) -> int:
         """Finish queued work, stop every agent (into the store when ``put_away``: a
         durable store's final checkpoint captures agents left in memory), end the
-        plane's tasks."""
+        plane's tasks. Returns how many messages were left unhandled when the queued
+        work did not finish within ``timeout`` seconds (0 when it did)."""
         if self._closed:
-            return
+            return 0
+        left = 0
         if self._tasks and not self._tasks[0].done():
-            await self.settle()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.settle()
+            except TimeoutError:
+                left = max(1, self.queued())  # (at least the one running)
+        self.dropped = left
         self._closed = True
         self._stop_all(put_away)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._scheduler.close()
+        return left
 
     @property
     def running(self) -> bool:

@@ -87,6 +87,7 @@ class Scheduler:
         self._sleeping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: set[AgentCell] = set()  # agents in an async callback
+        self._closed = False
         self._settle_waiters: list[asyncio.Future[None]] = []
         self._work_waiters: list[asyncio.Future[None]] = []
         self._on_failure = on_failure
@@ -126,7 +127,7 @@ class Scheduler:
 
     async def settle(self) -> None:
         """Wait until every queued message (and what it caused) has been handled."""
-        while not self.quiet:
+        while not self.quiet and not self._closed:  # (closed: what is left stays left)
             waiter = asyncio.get_running_loop().create_future()
             self._settle_waiters.append(waiter)
             if self._sleeping:
@@ -342,6 +343,7 @@ class Scheduler:
 
     async def close(self) -> None:
         """Cancel running async callbacks and wait for them to end."""
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -301,14 +301,26 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        left = 0
         if self.plane is not None:
             # Agents stop (on_stop) but are not put away: a durable store's final
             # checkpoint keeps their state, and state in memory ends with the process
             # (dumping each agent into it would cost a second per 100,000 agents).
-            await self.plane.close(put_away=False)
+            remaining = deadline - time.monotonic() - (reserve if self.durability else 0.0)
+            left = await self.plane.close(put_away=False, timeout=max(0.1, remaining))
+            if left:
+                log.warning(
+                    "%s still queued for agents at the drain deadline (%g s, "
+                    "processing.drain_timeout) were dropped; their records are consumed "
+                    "again after a restart%s",
+                    counted(left, "message"),
+                    self.config.processing.drain_timeout,
+                    ", from the last checkpoint" if self.durability else "",
+                )
         if self.durability is not None:
             try:
-                await self.durability.finish()
+                # No final cut of work left half done: the last committed one stands.
+                await self.durability.finish(final=not left)
             except Exception as exc:
                 self.failure = self.failure or exc
                 log.error("the final checkpoint failed: %s", exc)

@@ -337,8 +337,9 @@ class Durability:
             return self._task.exception()
         return None
 
-    async def finish(self) -> None:
-        """Stop the periodic checkpoints, take the final one, wait for the local write."""
+    async def finish(self, final: bool = True) -> None:
+        """Stop the periodic checkpoints, take the final one (unless not ``final``: the
+        plane stopped with work left), wait for the local write."""
         self._stopping.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
@@ -346,7 +347,7 @@ class Durability:
         if checkpointer is None:
             return
         try:
-            if self.failed is None:
+            if self.failed is None and final:
                 await checkpointer.finish()
         finally:
             await checkpointer.close()

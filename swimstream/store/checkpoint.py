@@ -51,7 +51,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from swimstream.errors import BrokerError
+from swimstream.errors import BrokerError, ClosedResourceError
 from swimstream.runtime import Plane
 from swimstream.runtime.waiting import first_of
 from swimstream.store.changelog import (
@@ -206,7 +206,10 @@ class Checkpointer:
                 self.stats.skipped += 1
                 await self._wait_for_work(stopping)
                 continue
-            await self.checkpoint()
+            try:
+                await self.checkpoint()
+            except ClosedResourceError:
+                return  # the drain ended with work left: the last committed cut stands
 
     def unchanged(self) -> bool:
         """Whether a checkpoint now would hold nothing the last one did not: no state
@@ -270,6 +273,8 @@ class Checkpointer:
         try:
             async with self._at_rest():
                 entries, cut, markers, generation, mark = self._make_cut(checkpoint)
+        except ClosedResourceError:
+            raise  # no cut: not a failure (the service stops, its drain over)
         except BaseException as exc:
             self.failure = exc
             raise
@@ -296,6 +301,8 @@ class Checkpointer:
             try:
                 if self._plane.running:
                     await self._plane.settle()
+                if self._plane.dropped:
+                    raise ClosedResourceError("the plane stopped with work left: no cut of it")
                 yield
             finally:
                 for runner in self._runners:

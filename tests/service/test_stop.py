@@ -9,7 +9,9 @@ With every client closed first, Tansu exits by itself, with status 0.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +22,7 @@ from connectors.factory import open_connectors
 from swimstream import Agent, CommandLane
 from swimstream.config import parse_config
 from swimstream.service import Service
-from tests.support.kafka import QUICK_GROUP_JOIN
+from tests.support.kafka import QUICK_GROUP_JOIN, produce_json
 from tests.support.towers import TOWERS_AGENTS
 from tests.support.waiting import wait_until
 
@@ -117,3 +119,58 @@ async def test_an_in_memory_service_stops_its_agents_without_putting_them_away(
     statistics = plane.statistics()
     assert sorted(Stopping.stopped) == sorted(f"/stopping/{n}" for n in range(50))
     assert (statistics.passivations, statistics.stored_agents) == (0, 0)
+
+
+class Slow(Agent):
+    """Takes 20 ms over each reading."""
+
+    reading = CommandLane[dict[str, Any]]()
+
+    @reading.on_command
+    async def on_reading(self, event: dict[str, Any]) -> None:
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["in-memory", "durable"])
+async def test_a_drain_ends_by_its_timeout_with_work_left_and_takes_no_cut_of_it(
+    kafka_broker: EmbeddedKafka,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    durable: bool,
+) -> None:
+    """Five seconds of queued work for one slow agent, a one-second drain: the close
+    used to finish the work first, whatever the timeout (past which `docker stop`
+    kills). With durable state no final checkpoint may cut it half done: the last
+    committed one stands, and the group replays from it."""
+    app = f"drain-{durable}"
+    kafka_broker.create_topic(f"{app}.readings", partitions=1)
+    web, mesh = free_ports(2)
+    config = {
+        "app": app,
+        "broker": {"kind": "kafka", "bootstrap": kafka_broker.bootstrap, **QUICK_GROUP_JOIN},
+        "agents": {"slow": {"class": f"{__name__}:Slow", "route": "/slow/:id"}},
+        "sources": [{"topic": f"{app}.readings", "route": "/slow/{key}", "lane": "reading"}],
+        "processing": {"guarantee": "at-least-once", "drain_timeout": "1s"},
+        "store": {"durable": durable, "path": str(tmp_path)},
+        "web": {"listen": f"127.0.0.1:{web}"},
+        "mesh": {"listen": f"127.0.0.1:{mesh}"},
+    }
+    service = Service(parse_config(config, {}), open_connectors)
+    await service.start()
+    try:
+        runner = service.runners[0]
+        await wait_until(lambda: runner.ready, 60, "ready")
+        produce_json(kafka_broker.bootstrap, f"{app}.readings", [("one", {})] * 250)
+        await wait_until(lambda: sum(runner.book.routed_positions().values()) >= 250, 30, "routed")
+        checkpoints = service.durability.checkpointer.stats.checkpoints if durable else 0  # type: ignore[union-attr]
+    finally:
+        service.stop()
+        started = time.monotonic()
+        await service.close()
+    took = time.monotonic() - started
+    assert took < 1.0 + 2.0, f"the drain took {took:.1f} s"  # (clients close in the rest)
+    assert service.failure is None
+    assert "still queued for agents at the drain deadline" in caplog.text
+    if durable:
+        assert service.durability is not None and service.durability.checkpointer is not None
+        assert service.durability.checkpointer.stats.checkpoints == checkpoints  # no cut
