@@ -48,9 +48,7 @@ of them), and state stays exact:
 * a **lost** partition (the session expired while this instance, or its broker, was
   away): another member may own it already, so nothing is committed for it; the old
   owner's next checkpoint still commits the insights of what it routed, and the new
-  owner publishes them again. Its agents leave this instance's memory, as a moved
-  partition's do, even when the group hands it straight back: the other member may
-  have gone on from the last committed cut meanwhile, so it is restored like a gain;
+  owner publishes them again;
 * a revoke whose checkpoint does not commit within the source's ``revoke_timeout``
   (10 s; a broker that stopped answering), or one met while the broker is known not to
   answer: the partitions go with a warning, as if lost;
@@ -131,10 +129,7 @@ class Handover:
         if change.revoked:
             shards = {tp.partition for tp in change.revoked}
             tracker.hold(shards)
-            if change.incremental or change.lost:
-                # They left: only moving partitions are revoked, and a lost one may have
-                # been another member's since (which went on from the last committed
-                # cut): handed back, it is restored from the changelog like any gain.
+            if change.incremental:  # only moving partitions are revoked: they left
                 self._leave(shards)
             else:  # the assignment that follows says which come back
                 self._released.setdefault(runner, set()).update(shards)
@@ -227,10 +222,9 @@ class Handover:
         shard_of = self._durability.shard_of
         self._durability.arm(self._plane, lambda node: shard_of(node) in shards)
         for tp in held:
-            # The restored state holds the records before its cut, and none after it:
-            # where the partition was routed to before it left says nothing of it now.
             cut = report.cuts.get(tp.partition, {}).get(cut_key(tp.topic, tp.partition))
-            runner.book.tracker(tp).replayed_to = cut
+            if cut is not None:
+                runner.book.tracker(tp).replayed_to = cut
         # (Held back if it was revoked while this restore ran, and handed back since.)
         self._durability.tracker.release(shards)
 

@@ -386,13 +386,6 @@ class SourceRunner:
         return final
 
     def _rebalanced(self, change: Rebalance) -> Mapping[TopicPartition, int]:
-        if not (change.revoked or change.lost):  # an assignment, maybe empty
-            # What was routed before a revoke holds for the assignment right after it
-            # only (an eager rebalance handing the same partitions back), never later.
-            routed, self._routed_at_revoke = self._routed_at_revoke, {}
-            for tp in change.assigned:
-                if tp in routed:
-                    self.book.tracker(tp).replayed_to = routed[tp]
         if change.assigned:
             self._ends_unknown_since, self._ends_warned = None, False
             if self._paused:  # gained during a backpressure wait: they wait as well
@@ -400,6 +393,10 @@ class SourceRunner:
                 self._paused.update(change.assigned)
             # (debug: the connector logs each rebalance at info, with its group and broker)
             log.debug("%s assigned %s", self.name, partition_list(change.assigned))
+            routed, self._routed_at_revoke = self._routed_at_revoke, {}
+            for tp in change.assigned:
+                if tp in routed:
+                    self.book.tracker(tp).replayed_to = routed[tp]
         if not (change.revoked or change.lost):
             return {}
         released = change.revoked
