@@ -7,6 +7,7 @@ when polled, as a broker client does; the integration tests run lane sinks again
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -53,7 +54,13 @@ ROUTES = {"/board/:id": Board}
 
 
 def lane_sink(
-    plane: Plane, lane: str, coalesce: float | None, connector: MemorySink | None = None
+    plane: Plane,
+    lane: str,
+    coalesce: float | None,
+    connector: MemorySink | None = None,
+    *,
+    failures: DeliveryFailures | None = None,
+    checkpoint: Callable[[], int] | None = None,
 ) -> tuple[LaneSink, MemorySink]:
     connector = connector if connector is not None else MemorySink()
     registry = MetricsRegistry()
@@ -61,8 +68,9 @@ def lane_sink(
         SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
         "id",
         registry,
-        DeliveryFailures(registry),
+        failures if failures is not None else DeliveryFailures(registry),
         coalesce,
+        checkpoint,
     )
     plane.observe(sink, route="/board/:id", lane=lane)
     return sink, connector
@@ -289,14 +297,7 @@ async def test_a_coalesced_change_the_client_refuses_fails_the_instance_and_the_
     stopped: list[BaseException] = []
     failures = DeliveryFailures(registry, on_failure=stopped.append)
     async with open_plane(ROUTES) as plane:
-        sink = LaneSink(
-            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
-            "id",
-            registry,
-            failures,
-            coalesce=0.05,
-        )
-        plane.observe(sink, route="/board/:id", lane="state")
+        sink, _ = lane_sink(plane, "state", 0.05, connector, failures=failures)
         flushing = asyncio.create_task(sink.run())
         for offset, (board, value) in enumerate([("a", 1), ("b", "refuse"), ("c", 3)]):
             ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
@@ -321,18 +322,8 @@ async def test_with_durable_state_a_lane_sink_record_names_its_checkpoint(
 ) -> None:
     """As published insights do: on a broker that shows records of aborted transactions
     (Tansu), it is what tells a crash's leftover copies apart."""
-    connector = MemorySink()
-    registry = MetricsRegistry()
     async with open_plane(ROUTES) as plane:
-        sink = LaneSink(
-            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
-            "id",
-            registry,
-            DeliveryFailures(registry),
-            coalesce,
-            checkpoint=lambda: 1796573006230007,
-        )
-        plane.observe(sink, route="/board/:id", lane="state")
+        sink, connector = lane_sink(plane, "state", coalesce, checkpoint=lambda: 1796573006230007)
         await plane.command("/board/a", "step", ["set", 1])
         await plane.settle()
         sink.flush()
