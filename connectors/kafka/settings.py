@@ -18,7 +18,8 @@ Consumer
 
 * ``partition.assignment.strategy=range``: partition p of every source topic goes to the
   same member, which is how shard p gets one owner (DESIGN.md, "Placement"). librdkafka's
-  ``cooperative-sticky`` does not keep topics co-partitioned. Overridable.
+  ``cooperative-sticky`` does not keep topics co-partitioned. Overridable; with durable
+  state and several source topics the config refuses another assignor.
 * ``fetch.queue.backoff.ms=10``: librdkafka postpones a partition's next fetch by this
   much when its local queue is over the threshold; with the default 1000 ms a consumer
   that drains its queue quickly idles for the rest of the second (1M records: 7.4 s with

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from swimstream.config.broker import BrokerConfig, Protocol
+from swimstream.config.problems import format_path
 from swimstream.config.service import MeshConfig, ProcessingConfig, StoreConfig, WebConfig
 from swimstream.config.topology import AgentConfig, SinkConfig, SourceConfig
 from swimstream.config.values import (
@@ -129,6 +130,7 @@ class AppConfig(FrozenModel):
         _check_topics(self, problems)
         _check_ports(self, problems)
         _check_kafka_only_choices(self, problems)
+        _check_shard_owners(self, problems)
         if problems:
             raise ConfigError(problems=problems)
         return self
@@ -337,6 +339,28 @@ def _check_kafka_only_choices(config: AppConfig, problems: list[Problem]) -> Non
                 "processing.guarantee",
                 "exactly-once needs a Kafka broker (Kafka transactions) and this app uses only "
                 "Pulsar, which runs at-least-once",
+            )
+        )
+
+
+def _check_shard_owners(config: AppConfig, problems: list[Problem]) -> None:
+    """With durable state, shard p lives in changelog partition p and must have one owner:
+    the instance holding partition p of every Kafka source topic. Only the range assignor
+    keeps those partitions together; another one (``cooperative-sticky``, ``roundrobin``)
+    splits them once there are several source topics, and two instances would write one
+    shard's state. (With one source topic any assignor keeps shards whole.)"""
+    strategy = str(config.broker.settings.get("partition.assignment.strategy", "range"))
+    if strategy.strip() == "range" or not config.store.durable:
+        return
+    kafka = {s.topic for s in config.sources if (s.kind or config.broker.protocol) == "kafka"}
+    if len(kafka) > 1:
+        problems.append(
+            (
+                format_path(["broker", "settings", "partition.assignment.strategy"]),
+                f"{strategy!r} may give partition p of two source topics to different "
+                "instances, which would both write shard p's state; with durable state and "
+                f"{len(kafka)} Kafka source topics only 'range' (the default) keeps them "
+                "together",
             )
         )
 

@@ -77,7 +77,9 @@ class BrokerConfig(FrozenModel):
             "the producers only, any other (including names librdkafka does not know) to "
             "every consumer, producer and admin client. Settings swimstream owns "
             "(`group.id`, `transactional.id`, `enable.auto.commit`, `acks`, `client.id`, ...) "
-            "are refused."
+            "are refused, and so is a `partition.assignment.strategy` other than `range` "
+            "with durable state and several Kafka source topics (it would split a shard's "
+            "partitions between instances)."
         ),
     )
     create_topics: Boolean = Field(

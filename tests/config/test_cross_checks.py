@@ -115,6 +115,31 @@ def test_sources_of_one_protocol_that_start_differently_are_refused() -> None:
     assert len(parse_config(document(sources=sources, broker=broker), {}).sources) == 3
 
 
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "roundrobin"])
+def test_an_assignor_that_splits_shards_between_instances_is_refused(strategy: str) -> None:
+    """Partition p of every source topic feeds shard p, whose durable state one instance
+    writes: an assignor other than range hands those partitions to different members."""
+    sources = [
+        {**source("/vehicle/{key}"), "topic": "positions"},
+        {**source("/vehicle/{key}"), "topic": "speeds"},
+    ]
+    broker = {
+        "kind": "kafka",
+        "bootstrap": "localhost:9092",
+        "settings": {"partition.assignment.strategy": strategy},
+    }
+    assert problems(document(sources=sources, broker=broker)) == [
+        f"broker.settings['partition.assignment.strategy']: {strategy!r} may give partition "
+        "p of two source topics to different instances, which would both write shard p's "
+        "state; with durable state and 2 Kafka source topics only 'range' (the default) "
+        "keeps them together"
+    ]
+    # One source topic, or state in memory: no shard to split.
+    assert parse_config(document(sources=sources[:1], broker=broker), {})
+    in_memory = document(sources=sources, broker=broker, store={"durable": False})
+    assert parse_config(in_memory, {})
+
+
 def test_one_topic_may_feed_two_agent_types() -> None:
     sources = [source("/vehicle/{key}"), source("/tower/{payload.tower}", lane="attach")]
     assert len(parse_config(document(sources=sources), {}).sources) == 2
