@@ -132,13 +132,13 @@ class Plane(Passivation):
     ) -> None:
         await self.close()
 
-    async def close(self, put_away: bool = True, timeout: float | None = None) -> int:
+    async def close(self, put_away: bool = True, timeout: float | None = None) -> None:
         """Finish queued work, stop every agent (into the store when ``put_away``: a
         durable store's final checkpoint captures agents left in memory), end the
-        plane's tasks. Returns how many messages were left unhandled when the queued
-        work did not finish within ``timeout`` seconds (0 when it did)."""
+        plane's tasks. Work not finished within ``timeout`` seconds is left unhandled
+        (:attr:`dropped` says how much)."""
         if self._closed:
-            return 0
+            return
         left = 0
         if self._tasks and not self._tasks[0].done():
             try:
@@ -153,7 +153,6 @@ class Plane(Passivation):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._scheduler.close()
-        return left
 
     @property
     def running(self) -> bool:

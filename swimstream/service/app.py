@@ -307,7 +307,8 @@ class Service:
             # checkpoint keeps their state, and state in memory ends with the process
             # (dumping each agent into it would cost a second per 100,000 agents).
             remaining = deadline - time.monotonic() - (reserve if self.durability else 0.0)
-            left = await self.plane.close(put_away=False, timeout=max(0.1, remaining))
+            await self.plane.close(put_away=False, timeout=max(0.1, remaining))
+            left = self.plane.dropped
             if left:
                 log.warning(
                     "%s still queued for agents at the drain deadline (%g s, "

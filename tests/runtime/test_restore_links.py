@@ -18,9 +18,9 @@ from swimstream.runtime.agent_record import LINKS
 from swimstream.testing import open_plane
 
 
-class Target(Agent):
-    status = ValueLane[Any](default=None)
-    other = ValueLane[Any](default=None)
+class Settable(Agent):
+    """Sets ``[lane, value]`` on a value lane of its subclass."""
+
     put = CommandLane[list[Any]]()
 
     @put.on_command
@@ -28,15 +28,15 @@ class Target(Agent):
         self.lane(spec[0]).set(spec[1])  # type: ignore[attr-defined]
 
 
-class Renamed(Agent):
+class Target(Settable):
+    status = ValueLane[Any](default=None)
+    other = ValueLane[Any](default=None)
+
+
+class Renamed(Settable):
     """New code: ``status`` is gone."""
 
     other = ValueLane[Any](default=None)
-    put = CommandLane[list[Any]]()
-
-    @put.on_command
-    def on_put(self, spec: list[Any]) -> None:
-        self.lane(spec[0]).set(spec[1])  # type: ignore[attr-defined]
 
 
 class ChangedKind(Agent):
@@ -56,12 +56,9 @@ class Follower(Agent):
     @go.on_command
     def on_go(self, what: str) -> None:
         if what == "link":
-            self.downlink("/t/1", "status", on_set=self.noted("status"))
-            self.downlink("/t/1", "other", on_set=self.noted("other"))
+            self.downlink("/t/1", "status", on_set=self.on_status)
+            self.downlink("/t/1", "other", on_set=self.on_other)
         self.commands.set(self.commands.get() + 1)
-
-    def noted(self, lane: str) -> Any:
-        return getattr(self, f"on_{lane}")
 
     def on_status(self, new: Any, old: Any) -> None:
         self.seen.set({**self.seen.get(), "status": new})
