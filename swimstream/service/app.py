@@ -434,6 +434,7 @@ class Service:
             topics,
             lambda: [tp for runner in self._runners for tp in runner.connector.assignment()],
             lambda: self.handover.restoring() if self.handover is not None else (),
+            lambda: self.handover.revoking() if self.handover is not None else (),
         )
         self.registry.counted(
             "agents_misplaced",

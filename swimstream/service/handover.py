@@ -92,6 +92,7 @@ class Handover:
         self._runners: list[SourceRunner] = []
         self._released: dict[SourceRunner, set[int]] = {}
         self._restoring: dict[TopicPartition, int] = {}  # partition -> its latest restore
+        self._revoking: set[int] = set()
         self._next_restore = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -105,11 +106,17 @@ class Handover:
         """The shards gained whose state is still being read from the changelog."""
         return {tp.partition for tp in self._restoring}
 
+    def revoking(self) -> set[int]:
+        """The shards a revoke is committing before they go: a command taken for one
+        now would land after the revoke's cut, in state no checkpoint stores."""
+        return set(self._revoking)
+
     async def close(self) -> None:
         """Follow no more moves, and stop restores still running (the service stops:
         its final checkpoint comes next, and leaving the group revokes everything)."""
         for runner in self._runners:
             runner.on_moved = runner.before_revoke = None
+        self._revoking.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -120,6 +127,7 @@ class Handover:
         """Checkpoint and wait for its commit while the partitions are still held (see
         the module docstring); nothing to do before checkpoints start, as nothing was
         routed yet."""
+        self._revoking.update(tp.partition for tp in revoked)  # (until the revoke is done)
         checkpointer = self._durability.checkpointer
         if checkpointer is not None:
             await checkpointer.commit_now()
@@ -128,6 +136,7 @@ class Handover:
         tracker = self._durability.tracker
         if change.revoked:
             shards = {tp.partition for tp in change.revoked}
+            self._revoking -= shards
             tracker.hold(shards)
             if change.incremental:  # only moving partitions are revoked: they left
                 self._leave(shards)

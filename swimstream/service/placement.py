@@ -9,6 +9,10 @@ such a request is refused, naming the shard, as Kafka Streams' interactive queri
 a key is not local: 421 (Misdirected Request) when another instance holds the shard,
 503 while this instance holds no partition yet (joining the group, or between the
 revoke and the assignment of a rebalance) or is still restoring the shard's state.
+A command is also refused with 503 while a revoke commits the shard's checkpoint: the
+command would run after the revoke's cut, in state that the shard's next owner, or this
+instance after an eager revoke, does not get from the changelog. Reads are served then:
+the state is still here and still current.
 """
 
 from __future__ import annotations
@@ -45,13 +49,16 @@ class Placement:
         topics: Collection[str],
         assigned: Callable[[], Iterable[TopicPartition]],
         restoring: Callable[[], Collection[int]] = frozenset,
+        revoking: Callable[[], Collection[int]] = frozenset,
     ) -> None:
-        """``assigned`` tells the partitions this instance's sources hold now, and
-        ``restoring`` the shards whose state it is still reading."""
+        """``assigned`` tells the partitions this instance's sources hold now,
+        ``restoring`` the shards whose state it is still reading, and ``revoking`` those
+        a revoke is committing before they go."""
         self._shard_of = shard_of
         self._topics = frozenset(topics)
         self._assigned = assigned
         self._restoring = restoring
+        self._revoking = revoking
         self.misplaced = 0
         """Agents made in memory here although another instance held their shard."""
         self._warned_at: float | None = None
@@ -61,13 +68,21 @@ class Placement:
         """The shards whose partitions this instance holds now."""
         return {tp.partition for tp in self._assigned() if tp.topic in self._topics}
 
-    def __call__(self, node_uri: str) -> Misplaced | None:
+    def __call__(self, node_uri: str, *, command: bool = False) -> Misplaced | None:
+        """Whether to refuse a read of ``node_uri``, or a ``command`` to it."""
         shard = self._shard_of(node_uri)
         held = self.held()
         if shard in held:
             if shard in self._restoring():
                 return Misplaced(
                     503, f"shard {shard} of agent {node_uri} is being restored here", shard
+                )
+            if command and shard in self._revoking():
+                return Misplaced(
+                    503,
+                    f"shard {shard} of agent {node_uri} is being handed over (a rebalance): "
+                    "its commands wait until the group assigns it",
+                    shard,
                 )
             return None
         if not held:

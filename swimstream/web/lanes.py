@@ -105,7 +105,9 @@ class MailboxGate:
 GATE = web.AppKey("swimstream_web_gate", MailboxGate)
 
 
-def _target(request: web.Request) -> tuple[WebState, str, str, Route] | web.Response:
+def _target(
+    request: web.Request, command: bool = False
+) -> tuple[WebState, str, str, Route] | web.Response:
     """The node URI, lane name and route a lane request names, or the error response."""
     state = state_of(request)
     lane = request.query.get("lane")
@@ -123,13 +125,22 @@ def _target(request: web.Request) -> tuple[WebState, str, str, Route] | web.Resp
     if lane not in route.lanes:
         message = f"agent {node_uri} ({route.agent}) has no lane {lane!r}"
         return error_response(404, message, lanes=sorted(route.lanes))
-    misplaced = state.placement(node_uri)
-    if misplaced is not None:  # (not a copy made here: see swimstream/service/placement.py)
-        refused = error_response(misplaced.status, misplaced.message, shard=misplaced.shard)
-        if misplaced.status == 503:
-            refused.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    refused = _misplaced(state, node_uri, command)
+    if refused is not None:
         return refused
     return state, node_uri, lane, route
+
+
+def _misplaced(state: WebState, node_uri: str, command: bool) -> web.Response | None:
+    """The answer when this instance does not serve ``node_uri`` now (not a copy made
+    here: see swimstream/service/placement.py), else None."""
+    misplaced = state.placement(node_uri, command=command)
+    if misplaced is None:
+        return None
+    refused = error_response(misplaced.status, misplaced.message, shard=misplaced.shard)
+    if misplaced.status == 503:
+        refused.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return refused
 
 
 async def get_lane(request: web.Request) -> web.StreamResponse:
@@ -156,7 +167,7 @@ async def get_lane(request: web.Request) -> web.StreamResponse:
 
 async def post_command(request: web.Request) -> web.Response:
     """``POST /<node>?lane=<lane>``: send the JSON body as a command and await its callback."""
-    target = _target(request)
+    target = _target(request, command=True)
     if isinstance(target, web.Response):
         return target
     state, node_uri, lane, route = target
@@ -194,6 +205,9 @@ async def post_command(request: web.Request) -> web.Response:
     if wide is not None:
         message = f"the integer {wide} is beyond 64 bits: it would be read as a float"
         return error_response(400, f"the body could not be served back as JSON: {message}")
+    moving = _misplaced(state, node_uri, command=True)  # (again: the body took its time)
+    if moving is not None:
+        return moving
     gate = request.app[GATE]
     if gate.is_full(node_uri):
         return _mailbox_full(node_uri)

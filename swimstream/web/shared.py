@@ -20,7 +20,6 @@ whatever the routes: it is the client's mistake, answered 400 (:func:`undecodabl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -88,11 +87,14 @@ class Misplacement(Protocol):
     def shard(self) -> int: ...
 
 
-Placement = Callable[[str], Misplacement | None]
-"""``placement(node_uri)``: None when this instance serves the agent, else why not."""
+class Placement(Protocol):
+    """``placement(node_uri)``: None when this instance serves the agent, else why not;
+    ``command=True`` asks for a command rather than a read."""
+
+    def __call__(self, node_uri: str, /, *, command: bool = False) -> Misplacement | None: ...
 
 
-def _everywhere(_node_uri: str) -> Misplacement | None:
+def _everywhere(_node_uri: str, *, command: bool = False) -> Misplacement | None:
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from confluent_kafka import Message, Producer
@@ -26,6 +27,7 @@ from tests.support.waiting import wait_until
 
 PARTITIONS = 2
 RECORDS = 600
+READING = {"device": "d0", "tower": "t0", "temp": 20.0, "ts": RECORDS}
 
 
 def towers(kafka: EmbeddedKafka, app: str, store: Path, guarantee: str) -> dict[str, Any]:
@@ -36,10 +38,12 @@ def towers(kafka: EmbeddedKafka, app: str, store: Path, guarantee: str) -> dict[
 
 @pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
 async def test_a_revoke_commits_a_checkpoint_of_everything_routed_before_the_partitions_go(
-    kafka_broker: EmbeddedKafka, tmp_path: Path, guarantee: str
+    kafka_broker: EmbeddedKafka, tmp_path: Path, guarantee: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Exactly-once commits the offsets in the checkpoint's transaction; at-least-once
-    right after it, through the source, before the revoke lets the partitions go."""
+    right after it, through the source, before the revoke lets the partitions go. While
+    it commits, HTTP commands to the shards' agents are told to retry (they would run
+    after its cut) and reads are served."""
     app = f"revoke-checkpoint-{guarantee}"
     topic = f"{app}.readings"
     kafka_broker.create_topic(topic, partitions=PARTITIONS)
@@ -74,6 +78,20 @@ async def test_a_revoke_commits_a_checkpoint_of_everything_routed_before_the_par
 
         await wait_until(lambda: routed() == RECORDS, 30, "every record routed")
         assert checkpointer.stats.checkpoints == 0  # (the interval is ten minutes)
+        assert service.web is not None
+        lane = f"{service.web.url}/device/d0?lane="
+        answers: list[int] = []
+        commit_now = checkpointer.commit_now
+
+        async def ask_then_commit() -> None:
+            async with aiohttp.ClientSession() as client:
+                async with client.post(lane + "reading", json=READING) as posted:
+                    answers.append(posted.status)
+                async with client.get(lane + "status") as read:
+                    answers.append(read.status)
+            await commit_now()
+
+        monkeypatch.setattr(checkpointer, "commit_now", ask_then_commit)
 
         # Another member joins: the eager protocol revokes both partitions, then splits
         # them. The revoke waited for a checkpoint's commit of everything routed.
@@ -86,6 +104,7 @@ async def test_a_revoke_commits_a_checkpoint_of_everything_routed_before_the_par
             committed = committed_offsets(kafka_broker.bootstrap, app, topic, PARTITIONS)
             assert committed == ends
             assert checkpointer.stats.checkpoints == 1  # one per rebalance, not per callback
+            assert answers == [503, 200]
     finally:
         if joining is not None:
             await joining.close()
