@@ -90,9 +90,35 @@ def encode(item: Encodable) -> bytes:
 
 def _packed(fields: list[Any], kind: str) -> bytes:
     try:
+        check_keys(fields)
         return _VERSION_PREFIX + _pack(fields)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"cannot encode {kind}: {exc}") from exc
+
+
+def check_keys(value: Any) -> None:
+    """Raise TypeError if an object in ``value`` has a key decoding would refuse.
+
+    msgpack packs a tuple key (``{(1, 2): 5}``, fine in Python) as an array, which no
+    decoder can make a dict key again: stored, the value would make its agent
+    unloadable at its next load. Refused here, its checkpoint leaves it out and its
+    passivation keeps the agent in memory, each saying why, and nothing stored is lost.
+    """
+    if not isinstance(value, list | tuple | dict):
+        return
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            for key, element in item.items():
+                if type(key) not in KEY_TYPES:
+                    raise TypeError(
+                        f"an object key must be a JSON scalar, not {type(key).__name__} {key!r}"
+                    )
+                if isinstance(element, list | tuple | dict):
+                    pending.append(element)
+        else:
+            pending.extend(e for e in item if isinstance(e, list | tuple | dict))
 
 
 def encode_register(register: LWWRegister) -> bytes:

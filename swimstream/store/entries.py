@@ -21,7 +21,15 @@ from typing import Any
 
 import msgpack
 
-from swimstream.crdt import ZERO_STAMP, LWWMap, MapKey, MapSnapshot, decode_snapshot, encode
+from swimstream.crdt import (
+    ZERO_STAMP,
+    LWWMap,
+    MapKey,
+    MapSnapshot,
+    check_keys,
+    decode_snapshot,
+    encode,
+)
 from swimstream.errors import CodecError
 
 ENTRY_SEPARATOR = ":"
@@ -54,6 +62,7 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
         return None
     (ts, replica), value = entry
     try:
+        check_keys(value)
         return _pack([ts, replica, value])
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. an integer beyond 64 bits
         raise CodecError(f"map entry {key!r} cannot be stored: {exc}") from exc

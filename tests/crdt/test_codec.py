@@ -122,6 +122,40 @@ def test_values_whose_objects_have_number_or_other_scalar_keys_round_trip(
     assert decode(encode(snapshot)) == snapshot
 
 
+python_values = st.recursive(
+    json_values,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(codec_keys | st.tuples(codec_keys, codec_keys), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+"""What a lane may be given in Python: tuples too, and as keys (``{(1, 2): 5}``)."""
+
+
+@given(stamps, codec_keys, python_values)
+def test_what_encodes_decodes_and_what_would_not_decode_is_refused_when_encoded(
+    stamp: tuple[int, str], key: object, value: object
+) -> None:
+    """A tuple key encoded as an array, which no decoder can make a key again: the value
+    was stored, and its agent could not load. Refused, it stays in memory (a checkpoint
+    leaves it out, a passivation keeps the agent), saying why."""
+    register = LWWRegister.from_snapshot(RegisterSnapshot(stamp, value), "here")
+    encodings = [
+        lambda: encode_register(register),
+        lambda: encode(RegisterSnapshot(stamp, value)),
+        lambda: encode(MapPut(stamp, key, value)),  # type: ignore[arg-type]
+    ]
+    for encoding in encodings:
+        try:
+            stored = encoding()
+        except CodecError as exc:
+            assert "an object key must be a JSON scalar, not tuple" in str(exc)
+            continue
+        decode(stored)  # raises if what was stored cannot be read back
+
+
 def test_an_unknown_version_is_named() -> None:
     with pytest.raises(CodecError, match="version 9"):
         decode(b"\x09" + msgpack.packb([1, 0, "r", None]))
