@@ -51,7 +51,14 @@ class CounterLane(Lane):
         return self._counter._value
 
     def add(self, delta: int = 1) -> None:
-        """Add ``delta`` (negative to subtract), stream it, then run ``on_change``."""
+        """Add ``delta`` (negative to subtract), stream it, then run ``on_change``.
+
+        Raises TypeError unless ``delta`` is an integer within 64 bits: the totals are
+        stored as such (a float total made the agent unloadable)."""
+        if type(delta) is not int or not -(2**63) < delta < 2**63:
+            raise self._unstorable(
+                TypeError(f"the counter's delta must be an integer, not {delta!r}")
+            )
         old = self._counter._value
         self._changed(self._counter.add(delta), old)
 

@@ -33,6 +33,7 @@ from swimstream.crdt import (
     RegisterSet,
     RegisterSnapshot,
     Snapshot,
+    check_storable,
 )
 from swimstream.errors import CallbackError, ClosedResourceError, DefinitionError
 
@@ -139,13 +140,20 @@ class Downlink:
     def _context(self) -> AgentContext:
         return self._agent._context
 
-    def _check_writable(self) -> None:
+    def _check_writable(self, value: Any = None) -> None:
+        """Refuse a write through a closed or read-only link, or of a value the owner
+        could not store (see ``check_storable``)."""
         if self._closed:
             raise ClosedResourceError(f"downlink to {self.node_uri}#{self.lane} is closed")
         if self._join is not None or self.lane_kind not in WRITABLE_KINDS:
             raise DefinitionError(
                 f"cannot write through a link to {self.node_uri}#{self.lane} ({self.lane_kind})"
             )
+        try:
+            check_storable(value)
+        except TypeError as exc:
+            where = f"{self.node_uri}#{self.lane}"
+            raise TypeError(f"a write through the link to {where} cannot hold it: {exc}") from None
 
     def _call(self, event: str, *args: Any) -> None:
         name = self._callbacks.get(event)
@@ -196,7 +204,7 @@ class ValueDownlink(Downlink):
 
     def set(self, value: Any) -> None:
         """Write through to a value lane: here at once, then at the owner."""
-        self._check_writable()
+        self._check_writable(value)
         if not isinstance(self._replica, LWWRegister):
             raise DefinitionError(f"{self.node_uri}#{self.lane} is a counter: use add()")
         old = self._replica.get()
@@ -207,6 +215,8 @@ class ValueDownlink(Downlink):
     def add(self, delta: int = 1) -> None:
         """Add to a counter lane through the link."""
         self._check_writable()
+        if type(delta) is not int or not -(2**63) < delta < 2**63:
+            raise TypeError(f"the counter's delta must be an integer, not {delta!r}")
         if not isinstance(self._replica, PNCounter):
             raise DefinitionError(f"{self.node_uri}#{self.lane} is not a counter: use set()")
         old = self._replica.value
@@ -293,7 +303,7 @@ class MapDownlink(Downlink):
 
     def put(self, key: MapKey, value: Any) -> None:
         """Write through to a map lane."""
-        self._check_writable()
+        self._check_writable(value)
         old = self._replica.get(key)
         self._context().write_through(self, self._replica.put(key, value))
         self._call("on_update", key, value, old)

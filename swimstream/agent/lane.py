@@ -142,6 +142,11 @@ class Lane:
     def _failed(self, event: str) -> CallbackError:
         return CallbackError(self._agent.node_uri, self._spec.name, event)
 
+    def _unstorable(self, problem: TypeError) -> TypeError:
+        """The error for a value this lane cannot store (see ``check_storable``)."""
+        where = f"lane {self._spec.name!r} of {self._agent.node_uri}"
+        return TypeError(f"{where} cannot hold this value: {problem}")
+
     # -- state, overridden by lanes that hold some -------------------------------------
 
     @property

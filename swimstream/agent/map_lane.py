@@ -25,6 +25,7 @@ from swimstream.crdt import (
     MapSnapshot,
     Op,
     Snapshot,
+    check_storable,
     raise_bad_key,
 )
 from swimstream.errors import CallbackError, DefinitionError
@@ -103,12 +104,18 @@ class MapLane(Lane, Generic[K, V]):
     # -- writing -----------------------------------------------------------------------
 
     def put(self, key: K, value: V) -> None:
-        """Bind ``key`` to ``value``, stream it, then run ``on_update``."""
+        """Bind ``key`` to ``value``, stream it, then run ``on_update``.
+
+        Raises TypeError for a value the store cannot hold (see ``check_storable``)."""
         entries = self._map._entries
         try:
             current = entries.get(key)
         except TypeError:  # unhashable: a list or an object, as a JSON command can name
             raise_bad_key(key)
+        try:
+            check_storable(value)
+        except TypeError as exc:
+            raise self._unstorable(exc) from None
         old = None if current is None else current[1]
         op = self._map.put(key, value)
         uplinks = self._uplinks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -12,6 +13,7 @@ from swimstream.crdt import (
     RegisterSet,
     RegisterSnapshot,
     Snapshot,
+    check_storable,
     encode_register,
 )
 from swimstream.errors import CallbackError
@@ -44,7 +46,10 @@ class ValueLane(Lane, Generic[T]):
 
     def _setup(self, context: AgentContext) -> None:
         spec = self._spec
-        self._register = LWWRegister(context.replica_id, spec.options["default"], context.hlc)
+        default = spec.options["default"]
+        if isinstance(default, dict | list):  # each agent its own: one may change it in place
+            default = copy.deepcopy(default)
+        self._register = LWWRegister(context.replica_id, default, context.hlc)
         self._on_set: Callable[..., Any] | None = spec.callbacks.get("on_set")
 
     # -- reading and writing -----------------------------------------------------------
@@ -59,7 +64,13 @@ class ValueLane(Lane, Generic[T]):
         return self._register._value  # type: ignore[no-any-return]
 
     def set(self, value: T) -> None:
-        """Replace the value, stream the change to every link, then run ``on_set``."""
+        """Replace the value, stream the change to every link, then run ``on_set``.
+
+        Raises TypeError for a value the store cannot hold (see ``check_storable``)."""
+        try:
+            check_storable(value)
+        except TypeError as exc:
+            raise self._unstorable(exc) from None
         register = self._register
         old = register._value
         op = register.set(value)

@@ -46,8 +46,13 @@ Encodable: TypeAlias = Op | Snapshot
 
 _VERSION_PREFIX = bytes([FORMAT_VERSION])
 _MAX_NESTING = 1024
-"""Levels of nesting a stored value may have: msgpack packs at most 1,024 (the
-snapshot's own list is one of them), so everything encoded decodes."""
+"""Levels of nesting a decoded value may have: msgpack packs at most 1,024 (the
+snapshot's own list is one of them)."""
+
+VALUE_NESTING = 1000
+"""Levels of nesting a lane's value may have (:func:`check_storable`): a round number
+under msgpack's 1,024, whatever the value sits in (a map entry is three levels down in
+its lane's snapshot)."""
 
 
 def _fields(item: Encodable) -> list[Any]:
@@ -84,46 +89,96 @@ calls back into Python) and resets its buffer when it fails."""
 
 
 def encode(item: Encodable) -> bytes:
-    """The versioned binary form of an op or snapshot."""
-    return _packed(_fields(item), type(item).__name__)
+    """The versioned binary form of an op or snapshot; raises CodecError for one holding
+    a value that would not decode (see :func:`check_storable`)."""
+    kind = type(item)
+    try:
+        if kind is RegisterSet or kind is RegisterSnapshot or kind is MapPut:
+            check_storable(item.value)  # type: ignore[union-attr]
+        elif kind is MapSnapshot:
+            for _key, _stamp, value in item.entries:  # type: ignore[union-attr]
+                check_storable(value)
+    except TypeError as exc:
+        raise CodecError(f"cannot encode {kind.__name__}: {exc}") from exc
+    return _packed(_fields(item), kind.__name__)
 
 
 def _packed(fields: list[Any], kind: str) -> bytes:
     try:
-        check_keys(fields)
         return _VERSION_PREFIX + _pack(fields)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"cannot encode {kind}: {exc}") from exc
 
 
-def check_keys(value: Any) -> None:
-    """Raise TypeError if an object in ``value`` has a key decoding would refuse.
+_SCALARS = frozenset({str, float, bool, type(None)})
+_CONTAINERS = (list, tuple, dict)
 
-    msgpack packs a tuple key (``{(1, 2): 5}``, fine in Python) as an array, which no
-    decoder can make a dict key again: stored, the value would make its agent
-    unloadable at its next load. Refused here, its checkpoint leaves it out and its
-    passivation keeps the agent in memory, each saying why, and nothing stored is lost.
+
+def check_storable(value: Any) -> None:
+    """Raise TypeError, naming the part, unless ``value`` is one the store holds and
+    gives back: JSON values (a tuple reads back as a list), objects keyed by scalars,
+    integers within 64 bits, as deep as :data:`VALUE_NESTING`.
+
+    Lanes call it as they are written: a value refused only when stored (at a
+    checkpoint or a passivation) would live in memory and be lost at the next restart,
+    and one stored but refused when read would make its agent unloadable. A flat value
+    costs a type check; a small object a short walk.
     """
-    if not isinstance(value, list | tuple | dict):
+    kind = type(value)
+    if kind in _SCALARS:
         return
-    pending = [value]
+    if kind is int:
+        if not -(2**63) <= value < 2**64:
+            raise TypeError(f"the integer {value} is beyond 64 bits")
+        return
+    if kind is dict:  # the usual object: text keys, scalar values, checked in one loop
+        for key, element in value.items():
+            if type(key) is not str:
+                break
+            element_kind = type(element)
+            if element_kind in _SCALARS or (element_kind is int and -(2**63) <= element < 2**64):
+                continue
+            break
+        else:
+            return
+    pending = [(value, 0)]
     while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
+        item, depth = pending.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is int:
+            if not -(2**63) <= item < 2**64:
+                raise TypeError(f"the integer {item} is beyond 64 bits")
+        elif depth >= VALUE_NESTING:
+            raise TypeError(f"a value nested over {VALUE_NESTING} levels")
+        elif isinstance(item, dict):
             for key, element in item.items():
                 if type(key) not in KEY_TYPES:
                     raise TypeError(
                         f"an object key must be a JSON scalar, not {type(key).__name__} {key!r}"
                     )
-                if isinstance(element, list | tuple | dict):
-                    pending.append(element)
+                if type(key) is int and not -(2**63) <= key < 2**64:
+                    raise TypeError(f"the object key {key} is beyond 64 bits")
+                pending.append((element, depth + 1))
+        elif isinstance(item, list | tuple):
+            pending.extend((element, depth + 1) for element in item)
         else:
-            pending.extend(e for e in item if isinstance(e, list | tuple | dict))
+            raise TypeError(f"{kind.__name__} is not a JSON value: {_short(item)}")
+
+
+def _short(item: object) -> str:
+    text = repr(item)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def encode_register(register: LWWRegister) -> bytes:
     """``encode(register.snapshot())``, without the snapshot object in between: a
     checkpoint encodes every changed value lane, and the snapshot was half the cost."""
+    try:
+        check_storable(register._value)
+    except TypeError as exc:
+        raise CodecError(f"cannot encode RegisterSnapshot: {exc}") from exc
     return _packed(_register_snapshot_fields(register._stamp, register._value), "RegisterSnapshot")
 
 

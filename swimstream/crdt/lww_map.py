@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn, TypeAlias
 
 from swimstream.crdt.clock import LOGICAL_BITS, HybridLogicalClock
-from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type, new_op
+from swimstream.crdt.stamp import (
+    ZERO_STAMP,
+    JsonValue,
+    Stamp,
+    distinct_by_type,
+    new_op,
+    same_container,
+)
 
 MapKey: TypeAlias = str | int | float | bool | None
 """Map keys are JSON scalars, so they hash, encode and order predictably."""
@@ -251,7 +258,7 @@ class LWWMap:
                 return False
             del entries[key]  # re-insert at the end: iteration order is write order
             entries[key] = (stamp, value)
-            return bool(value != current[1])
+            return bool(value != current[1]) or same_container(value, current[1])
         tombstones = self._tombstones
         if tombstones is not None:
             tombstone = tombstones.get(key)

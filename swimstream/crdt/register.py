@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from swimstream.crdt.clock import HybridLogicalClock
-from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, distinct_by_type, new_op
+from swimstream.crdt.stamp import (
+    ZERO_STAMP,
+    JsonValue,
+    Stamp,
+    distinct_by_type,
+    new_op,
+    same_container,
+)
 
 
 class RegisterSet(NamedTuple):
@@ -92,8 +99,9 @@ class LWWRegister:
         if stamp[0] > clock._last:  # (most ops come from this plane's own clock: not ahead)
             clock.observe(stamp[0])
         self._stamp = stamp
-        changed = bool(op.value != self._value)
-        self._value = op.value
+        value = op.value
+        changed = bool(value != self._value) or same_container(value, self._value)
+        self._value = value
         return changed
 
     def snapshot(self) -> RegisterSnapshot:

@@ -46,3 +46,10 @@ def distinct_by_type(cls: _Op) -> _Op:
     cls.__ne__ = __ne__  # type: ignore[assignment,method-assign]
     cls.__hash__ = __hash__  # type: ignore[method-assign]
     return cls
+
+
+def same_container(new: object, old: object) -> bool:
+    """Whether a newer write carries the very object held here: its writer changed it in
+    place (in one process a link's replica holds the owner's object), so it may differ
+    from what it was, though it equals itself. Told as a change, not swallowed."""
+    return new is old and isinstance(new, dict | list)

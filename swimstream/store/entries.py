@@ -26,7 +26,7 @@ from swimstream.crdt import (
     LWWMap,
     MapKey,
     MapSnapshot,
-    check_keys,
+    check_storable,
     decode_snapshot,
     encode,
 )
@@ -62,7 +62,7 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
         return None
     (ts, replica), value = entry
     try:
-        check_keys(value)
+        check_storable(value)
         return _pack([ts, replica, value])
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. an integer beyond 64 bits
         raise CodecError(f"map entry {key!r} cannot be stored: {exc}") from exc
