@@ -9,12 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONPATH=/app \
     SWIMSTREAM_DATA=/data
 
-# Dependencies first (the tested versions, as `make` installs them), so that a change to
-# the code does not reinstall them.
+# Dependencies first (the tested versions, as `make` installs them), in a layer of their
+# own, so that a change to the code does not reinstall them. Without the `embedded` extra:
+# the image runs next to a real broker (`kind: embedded` then says what to install).
 COPY pyproject.toml constraints.txt README.md ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
+    && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 COPY swimstream swimstream
 COPY connectors connectors
-RUN pip install --no-cache-dir -c constraints.txt . && mkdir -p /data
+RUN pip install --no-cache-dir --no-deps . && mkdir -p /data
 
 # The example app: its agents and its config (agents are imported from PYTHONPATH).
 COPY examples examples

