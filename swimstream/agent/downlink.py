@@ -33,7 +33,7 @@ from swimstream.crdt import (
     RegisterSet,
     RegisterSnapshot,
     Snapshot,
-    check_storable,
+    kind_problem,
 )
 from swimstream.errors import CallbackError, ClosedResourceError, DefinitionError
 
@@ -142,18 +142,17 @@ class Downlink:
 
     def _check_writable(self, value: Any = None) -> None:
         """Refuse a write through a closed or read-only link, or of a value the owner
-        could not store (see ``check_storable``)."""
+        could not store (see ``kind_problem``)."""
         if self._closed:
             raise ClosedResourceError(f"downlink to {self.node_uri}#{self.lane} is closed")
         if self._join is not None or self.lane_kind not in WRITABLE_KINDS:
             raise DefinitionError(
                 f"cannot write through a link to {self.node_uri}#{self.lane} ({self.lane_kind})"
             )
-        try:
-            check_storable(value)
-        except TypeError as exc:
+        problem = kind_problem(value)
+        if problem is not None:
             where = f"{self.node_uri}#{self.lane}"
-            raise TypeError(f"a write through the link to {where} cannot hold it: {exc}") from None
+            raise TypeError(f"a write through the link to {where} cannot hold it: {problem}")
 
     def _call(self, event: str, *args: Any) -> None:
         name = self._callbacks.get(event)

@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from swimstream.crdt import JsonValue, Op, Snapshot, encode
+from swimstream.crdt import JsonValue, Op, Snapshot, encode, kind_problem
 from swimstream.errors import CallbackError, DefinitionError
 from swimstream.text import counted
 
@@ -143,9 +143,16 @@ class Lane:
         return CallbackError(self._agent.node_uri, self._spec.name, event)
 
     def _unstorable(self, problem: TypeError) -> TypeError:
-        """The error for a value this lane cannot store (see ``check_storable``)."""
+        """The error for a value this lane cannot store (see ``kind_problem``)."""
         where = f"lane {self._spec.name!r} of {self._agent.node_uri}"
         return TypeError(f"{where} cannot hold this value: {problem}")
+
+    def _refuse_kind(self, value: Any) -> None:
+        """Raise for ``value`` if its kind is one the store cannot hold; the caller has
+        taken the common kinds already, inline."""
+        problem = kind_problem(value)
+        if problem is not None:
+            raise self._unstorable(problem)
 
     # -- state, overridden by lanes that hold some -------------------------------------
 

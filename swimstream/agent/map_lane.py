@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from swimstream.agent.lane import F, Lane
 from swimstream.crdt import (
+    TAKEN_KINDS,
     LWWMap,
     MapClear,
     MapKey,
@@ -25,7 +26,6 @@ from swimstream.crdt import (
     MapSnapshot,
     Op,
     Snapshot,
-    check_storable,
     raise_bad_key,
 )
 from swimstream.errors import CallbackError, DefinitionError
@@ -106,16 +106,17 @@ class MapLane(Lane, Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         """Bind ``key`` to ``value``, stream it, then run ``on_update``.
 
-        Raises TypeError for a value the store cannot hold (see ``check_storable``)."""
+        Raises TypeError for a value of a kind the store cannot hold (``kind_problem``)."""
         entries = self._map._entries
         try:
             current = entries.get(key)
         except TypeError:  # unhashable: a list or an object, as a JSON command can name
             raise_bad_key(key)
-        try:
-            check_storable(value)
-        except TypeError as exc:
-            raise self._unstorable(exc) from None
+        kind = type(value)
+        if kind not in TAKEN_KINDS and (
+            kind is not int or not -(2**63) <= value < 2**64  # type: ignore[operator]
+        ):
+            self._refuse_kind(value)
         old = None if current is None else current[1]
         op = self._map.put(key, value)
         uplinks = self._uplinks

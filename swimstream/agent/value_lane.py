@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from swimstream.agent.lane import F, Lane
 from swimstream.crdt import (
+    TAKEN_KINDS,
     LWWRegister,
     Op,
     RegisterSet,
     RegisterSnapshot,
     Snapshot,
-    check_storable,
     encode_register,
 )
 from swimstream.errors import CallbackError
@@ -66,11 +66,12 @@ class ValueLane(Lane, Generic[T]):
     def set(self, value: T) -> None:
         """Replace the value, stream the change to every link, then run ``on_set``.
 
-        Raises TypeError for a value the store cannot hold (see ``check_storable``)."""
-        try:
-            check_storable(value)
-        except TypeError as exc:
-            raise self._unstorable(exc) from None
+        Raises TypeError for a value of a kind the store cannot hold (``kind_problem``)."""
+        kind = type(value)
+        if kind not in TAKEN_KINDS and (
+            kind is not int or not -(2**63) <= value < 2**64  # type: ignore[operator]
+        ):
+            self._refuse_kind(value)
         register = self._register
         old = register._value
         op = register.set(value)

@@ -17,6 +17,7 @@ This package does no I/O and imports nothing of swimstream but its exception tre
 from swimstream.crdt.clock import HybridLogicalClock, timestamp_logical, timestamp_millis
 from swimstream.crdt.codec import (
     FORMAT_VERSION,
+    TAKEN_KINDS,
     Encodable,
     Op,
     Snapshot,
@@ -26,6 +27,7 @@ from swimstream.crdt.codec import (
     encode,
     encode_counter,
     encode_register,
+    kind_problem,
 )
 from swimstream.crdt.counter import CounterAdd, CounterSnapshot, PNCounter
 from swimstream.crdt.lww_map import (
@@ -46,6 +48,7 @@ from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp
 __all__ = [
     "FORMAT_VERSION",
     "KEY_TYPES",
+    "TAKEN_KINDS",
     "ZERO_STAMP",
     "CounterAdd",
     "CounterSnapshot",
@@ -73,6 +76,7 @@ __all__ = [
     "encode_counter",
     "encode_register",
     "key_order",
+    "kind_problem",
     "raise_bad_key",
     "timestamp_logical",
     "timestamp_millis",

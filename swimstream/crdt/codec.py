@@ -111,7 +111,26 @@ def _packed(fields: list[Any], kind: str) -> bytes:
 
 
 _SCALARS = frozenset({str, float, bool, type(None)})
-_CONTAINERS = (list, tuple, dict)
+
+TAKEN_KINDS = frozenset({*_SCALARS, dict, list, tuple})
+"""The kinds of value a lane takes without a second look (an ``int`` within 64 bits is
+taken too): a write of any other kind is refused where it is made
+(:func:`kind_problem`), and what a container holds is checked when it is stored
+(:func:`check_storable`), where the walk costs once per checkpoint rather than once per
+write."""
+
+
+def kind_problem(value: Any) -> TypeError | None:
+    """The error for writing ``value`` to a lane when its own kind is one the store cannot
+    hold (bytes, a set, an object, an integer beyond 64 bits), else None."""
+    kind = type(value)
+    if kind in TAKEN_KINDS or isinstance(value, dict | list | tuple):
+        return None
+    if kind is int:
+        if -(2**63) <= value < 2**64:
+            return None
+        return TypeError(f"the integer {value} is beyond 64 bits")
+    return TypeError(f"{kind.__name__} is not a JSON value: {_short(value)}")
 
 
 def check_storable(value: Any) -> None:
@@ -119,10 +138,11 @@ def check_storable(value: Any) -> None:
     gives back: JSON values (a tuple reads back as a list), objects keyed by scalars,
     integers within 64 bits, as deep as :data:`VALUE_NESTING`.
 
-    Lanes call it as they are written: a value refused only when stored (at a
-    checkpoint or a passivation) would live in memory and be lost at the next restart,
-    and one stored but refused when read would make its agent unloadable. A flat value
-    costs a type check; a small object a short walk.
+    The encoder calls it, so that nothing is stored that would make its agent
+    unloadable: such a value is left out of a checkpoint, and an agent holding it is not
+    passivated, each saying why. (Lanes refuse a value of the wrong kind as it is
+    written, :func:`kind_problem`, but walk no container there: that would cost every
+    write of a small object a fifth of the per-record path.)
     """
     kind = type(value)
     if kind in _SCALARS:
@@ -162,7 +182,8 @@ def check_storable(value: Any) -> None:
                     raise TypeError(f"the object key {key} is beyond 64 bits")
                 pending.append((element, depth + 1))
         elif isinstance(item, list | tuple):
-            pending.extend((element, depth + 1) for element in item)
+            for element in item:
+                pending.append((element, depth + 1))
         else:
             raise TypeError(f"{kind.__name__} is not a JSON value: {_short(item)}")
 
