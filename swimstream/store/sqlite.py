@@ -8,8 +8,10 @@ Links and timers are read eagerly at start (partial indexes find them), because 
 passivated agent's links and timers must work before anything touches it.
 
 It is written only after a checkpoint committed, so it never holds state the broker
-does not. Each value carries a CRC32 checked on every read: a damaged page or a bit
-flip raises :class:`~swimstream.errors.StoreError` instead of serving wrong state.
+does not. Each value, and each shard's position, carries a CRC32 checked on every
+read: a damaged page or a bit flip raises :class:`~swimstream.errors.StoreError`
+instead of serving wrong state (a flipped offset would skip changelog records, losing
+state, or re-read them).
 
 WAL mode: one connection reads on the event loop's thread (point lookups by primary
 key, tens of microseconds), another writes in a worker thread, and neither blocks the
@@ -33,7 +35,9 @@ from swimstream.errors import StoreError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.changelog import ChangelogEntry
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""Version 2 added the CRC of each shard's position. A file of another version is
+refused at open and so set aside and rebuilt from the changelog, like a damaged one."""
 
 _DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 """SQLite's primary result codes that mean the file itself is damaged."""
@@ -57,7 +61,8 @@ CREATE TABLE IF NOT EXISTS shards (
     shard INTEGER PRIMARY KEY,
     changelog_offset INTEGER NOT NULL,
     checkpoint INTEGER NOT NULL,
-    sources TEXT NOT NULL
+    sources TEXT NOT NULL,
+    crc INTEGER NOT NULL
 );
 """
 
@@ -106,6 +111,13 @@ class SQLiteStore:
         except (sqlite3.Error, OSError) as exc:
             self.close()
             raise StoreError(f"the local store {self.path} cannot be used: {exc}") from exc
+        try:
+            # Every start reads them first: a damaged one must be found here, where the
+            # caller sets the file aside, not later, where it would stop every start.
+            self.positions()
+        except StoreError:
+            self.close()
+            raise
         return self
 
     def _connect(self) -> sqlite3.Connection:
@@ -184,16 +196,29 @@ class SQLiteStore:
         return [(node, bytes(value)) for node, value, _ in rows]
 
     def positions(self) -> dict[int, ShardPosition]:
-        """Per shard, how far into the changelog the store reflects."""
+        """Per shard, how far into the changelog the store reflects; StoreError (the
+        file marked damaged) when a position fails its CRC or does not parse."""
         try:
             rows = (
                 self._require(self._reader)
-                .execute("SELECT shard, changelog_offset, checkpoint, sources FROM shards")
+                .execute("SELECT shard, changelog_offset, checkpoint, sources, crc FROM shards")
                 .fetchall()
             )
         except sqlite3.Error as exc:
             raise self._damaged("reading shard positions", exc) from exc
-        return {s: ShardPosition(o, c, json.loads(src)) for s, o, c, src in rows}
+        positions = {}
+        for shard, offset, checkpoint, sources, crc in rows:
+            what = f"reading shard {shard}'s position"
+            if position_crc(offset, checkpoint, sources) != crc:
+                raise self._damaged(what, "checksum mismatch")
+            try:
+                cut = json.loads(sources)
+                if not isinstance(cut, dict):
+                    raise TypeError(f"sources are {type(cut).__name__}, not an object")
+            except (ValueError, TypeError) as exc:
+                raise self._damaged(what, exc) from exc
+            positions[shard] = ShardPosition(offset, checkpoint, cut)
+        return positions
 
     def count(self) -> int:
         """How many agents are stored (a scan of the whole table: see :meth:`known_count`)."""
@@ -237,11 +262,8 @@ class SQLiteStore:
             writer.execute("BEGIN")
             _apply_in_order(writer, entries)
             writer.executemany(
-                "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
-                [
-                    (shard, p.changelog_offset, p.checkpoint, json.dumps(p.sources, sort_keys=True))
-                    for shard, p in positions.items()
-                ],
+                "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?, ?)",
+                [_position_row(shard, p) for shard, p in positions.items()],
             )
             writer.execute("COMMIT")
             self._recount()
@@ -264,6 +286,18 @@ class SQLiteStore:
         await asyncio.get_running_loop().run_in_executor(
             self._worker, self.write, entries, positions
         )
+
+
+def position_crc(changelog_offset: int, checkpoint: int, sources: str) -> int:
+    """The CRC32 of one shard's stored position, over all three of its columns."""
+    return zlib.crc32(f"{changelog_offset} {checkpoint} {sources}".encode())
+
+
+def _position_row(shard: int, position: ShardPosition) -> tuple[int, int, int, str, int]:
+    """One row of the ``shards`` table."""
+    sources = json.dumps(position.sources, sort_keys=True)
+    crc = position_crc(position.changelog_offset, position.checkpoint, sources)
+    return (shard, position.changelog_offset, position.checkpoint, sources, crc)
 
 
 CHUNK_ROWS = 2000

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
-from swimstream.config import parse_config
+from swimstream.config import AppConfig, parse_config
 from swimstream.crdt import RegisterSnapshot, decode_snapshot
 from swimstream.service.durability import Durability
 from swimstream.store.recovery import recover
 from swimstream.store.sqlite import SQLiteStore
 from swimstream.streams import TopicPartition
+from swimstream.testing import MemoryRecord
 from tests.config.documents import document
 from tests.store.test_recovery import ListReader, checkpoint
 from tests.store.test_sqlite import damage_the_second_half
@@ -92,3 +94,37 @@ def test_a_store_ahead_of_the_committed_offsets_is_rebuilt_to_them(tmp_path: Pat
         assert (tmp_path / "one.sqlite.ahead").exists()
     finally:
         durability.close()
+
+
+def started_status(config: AppConfig, records: list[MemoryRecord]) -> tuple[str | None, object]:
+    """Start once on ``records`` (the sources at offset 10): the fault and /vehicle/7."""
+    durability = Durability(config, "one", ListReader(records, {SOURCE: 10}), 1, lambda n: 0)
+    committed = asyncio.run(durability.open([SOURCE])).committed
+    try:
+        stored = committed.load("/vehicle/7")
+        assert stored is not None
+        snapshot = decode_snapshot(stored["status"])
+        assert isinstance(snapshot, RegisterSnapshot)
+        return durability.fault, snapshot.value
+    finally:
+        durability.close()
+
+
+def test_a_store_whose_shard_position_is_damaged_is_set_aside_and_rebuilt(
+    tmp_path: Path,
+) -> None:
+    """A damaged ``sources`` column stopped every start with a bare JSONDecodeError
+    (a traceback, exit 1), and the file was never set aside."""
+    config = parse_config(document(store={"path": str(tmp_path)}), {})
+    records = checkpoint(0, 0, 1, 10, {"/vehicle/7": "one"}, True)
+    store = SQLiteStore(tmp_path / "one.sqlite").open()
+    asyncio.run(recover(store, ListReader(records, {}), "traffic.changelog", 1, {SOURCE: 10}))
+    store.close()
+    with sqlite3.connect(tmp_path / "one.sqlite") as raw:
+        raw.execute("""UPDATE shards SET sources = '{"readings/0": 10|'""")
+
+    fault, status = started_status(config, records)
+    assert fault is not None and "reading shard 0's position" in fault, fault
+    assert "rebuilt from the changelog" in fault and status == "one"
+    assert list(tmp_path.glob("one.sqlite.corrupt-*"))
+    assert started_status(config, records) == (None, "one")  # the rebuilt store is healthy

@@ -189,6 +189,45 @@ def test_a_damaged_value_is_refused_and_the_store_marked(tmp_path: Path) -> None
         SQLiteStore(path).open()
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "sources = '{\"readings\": 100|'",  # one flipped bit: no longer JSON
+        "sources = '[100]'",  # JSON, but not a cut
+        "changelog_offset = 43",  # still a plausible offset: would skip a record
+        "checkpoint = 6",
+    ],
+)
+def test_a_damaged_shard_position_is_refused_at_open_and_the_store_marked(
+    tmp_path: Path, damage: str
+) -> None:
+    """Positions had no CRC: a bad ``sources`` stopped every start with a bare
+    JSONDecodeError (never marked, so never set aside), and a flipped offset silently
+    skipped changelog records."""
+    path = tmp_path / "s.sqlite"
+    written_store(path).close()
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"UPDATE shards SET {damage} WHERE shard = 1")
+    with pytest.raises(StoreError, match="is damaged \\(reading shard 1's position"):
+        SQLiteStore(path).open()
+    with pytest.raises(StoreError, match="damaged in an earlier run"):
+        SQLiteStore(path).open()
+
+
+def test_a_store_of_another_schema_is_refused(tmp_path: Path) -> None:
+    """Schema 1 kept positions without a CRC: such a file is set aside and rebuilt."""
+    path = tmp_path / "s.sqlite"
+    written_store(path).close()
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with pytest.raises(StoreError, match="has schema 1, this build reads 2"):
+        SQLiteStore(path).open()
+
+
 def inspect(store: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``swimstream inspect --store`` as a user runs it."""
     return subprocess.run(
