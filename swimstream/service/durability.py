@@ -12,7 +12,8 @@ Faults of the local store are loud and never turn into wrong answers:
 * unusable at start (corrupt, damaged in an earlier run, wrong schema, or found damaged
   by the restore's own write): the file is moved aside and state rebuilt from the
   changelog into a fresh one;
-* its directory not writable: state is rebuilt from the changelog into memory;
+* its directory not writable, or the restore's write failing without damage (a full
+  disk; the file is kept as it is): state is rebuilt from the changelog into memory;
 * damaged while running (a checksum or SQLite error on read): the read fails, the
   service stops (exit status 1), and the next start finds the file marked and rebuilds.
 
@@ -30,7 +31,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from swimstream.config import AppConfig
@@ -88,7 +89,7 @@ class Durability:
         ``source_partitions`` are the Kafka sources' partitions: the consumer group's
         offsets for them are what checkpoints are checked against (a Pulsar source's are
         not kept by any broker; see :func:`recover`)."""
-        committed = self._open_local()
+        opened = committed = self._open_local()
         try:
             offsets = await self._reader.committed_offsets(
                 self.config.consumer_group, source_partitions
@@ -103,16 +104,8 @@ class Durability:
                 stopping=stopping,
                 checked=frozenset(source_partitions),
             )
-            try:
-                self.recovery = await recovering(committed)
-            except StoreError as exc:
-                if not (isinstance(committed, SQLiteStore) and committed.suspect_marker.exists()):
-                    raise
-                # Damage the open did not see, found by the restore's write: fall back now.
-                committed.close()
-                committed = self._rebuilt(str(exc))
-                self.recovery = await recovering(committed)
-            if ahead:
+            committed = await self._restored(committed, recovering)
+            if ahead and committed is opened:  # (a fallback was rebuilt whole already)
                 # (Only after that first restore, which refuses another changelog's store.)
                 log.warning(
                     "the local store holds state of shards %s from checkpoints whose source "
@@ -121,13 +114,40 @@ class Durability:
                     ahead,
                 )
                 committed.close()
-                committed = self._fresh()
-                self.recovery = await recovering(committed)
+                committed = await self._restored(self._fresh(), recovering)
         except BaseException:
             committed.close()
             raise
         self.store = DurableAgentStore(committed)
         return self.store
+
+    async def _restored(
+        self,
+        committed: CommittedStore,
+        recovering: Callable[[CommittedStore], Awaitable[RecoveryReport]],
+    ) -> CommittedStore:
+        """Recover into ``committed``, or into its fallback when the restore's write
+        fails: the store that now holds the restored state.
+
+        Damage the open did not see is marked by that write: the file is set aside and
+        rebuilt. Any other failure to write (a full disk, an I/O error) is no damage:
+        the file is kept as it is (its positions move only with a restore's last write,
+        so it still says where its state stands), and a fresh file would likely fail
+        the same way, so the state is rebuilt in memory, as for an unwritable
+        directory, rather than stop this start and every later one."""
+        try:
+            self.recovery = await recovering(committed)
+        except StoreError as exc:
+            if not isinstance(committed, SQLiteStore):
+                raise
+            committed.close()
+            if committed.suspect_marker.exists():
+                fallback = self._rebuilt(str(exc))
+            else:
+                self._report(f"{exc}; running on state rebuilt from the changelog in memory")
+                fallback = MemoryCommitted()
+            return await self._restored(fallback, recovering)
+        return committed
 
     def _open_local(self) -> CommittedStore:
         if self.config.broker.kind == "embedded" and self.path.exists():

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
+import signal
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from swimstream.config import AppConfig, parse_config
 from swimstream.crdt import RegisterSnapshot, decode_snapshot
 from swimstream.service.durability import Durability
+from swimstream.store.committed import MemoryCommitted
 from swimstream.store.recovery import recover
 from swimstream.store.sqlite import SQLiteStore
 from swimstream.streams import TopicPartition
@@ -128,3 +133,36 @@ def test_a_store_whose_shard_position_is_damaged_is_set_aside_and_rebuilt(
     assert "rebuilt from the changelog" in fault and status == "one"
     assert list(tmp_path.glob("one.sqlite.corrupt-*"))
     assert started_status(config, records) == (None, "one")  # the rebuilt store is healthy
+
+
+@contextlib.contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """Writes that would grow a file past ``size`` bytes fail (EFBIG), as on a full disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, not the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_restore_that_cannot_write_runs_on_state_rebuilt_in_memory(tmp_path: Path) -> None:
+    """A full disk met by the start's restore stopped this start and every later one,
+    though memory is the documented fallback when no file can be written."""
+    config = parse_config(document(store={"path": str(tmp_path)}), {})
+    records = checkpoint(0, 0, 1, 10, {f"/vehicle/{i}": "x" * 300 for i in range(2000)}, True)
+    durability = Durability(config, "one", ListReader(records, {SOURCE: 10}), 1, lambda n: 0)
+    with files_limited_to(200_000):
+        committed = asyncio.run(durability.open([SOURCE])).committed
+    try:
+        assert isinstance(committed, MemoryCommitted)
+        assert durability.fault is not None and "writing the local store" in durability.fault
+        assert "rebuilt from the changelog in memory" in durability.fault
+        assert committed.load("/vehicle/1999") is not None
+        assert (tmp_path / "one.sqlite").exists()  # not damaged: kept, for the next start
+        assert not list(tmp_path.glob("one.sqlite.corrupt-*"))
+    finally:
+        durability.close()
+    assert started_status(config, records) == (None, "x" * 300)  # with room again
