@@ -239,6 +239,7 @@ class Service:
                 coalesced,
                 [c.sink for protocol, c in self.clients.items() if protocol != "kafka"],
                 lambda: self.failures.count,
+                self.handover.settled if self.handover is not None else None,
             )
         for runner in self._runners:
             self._tasks.append(loop.create_task(self._watch(runner.run), name=runner.name))

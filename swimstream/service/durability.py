@@ -31,7 +31,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 
 from swimstream.config import AppConfig
@@ -271,12 +271,17 @@ class Durability:
         flush_sinks: Sequence[CoalescedSink] = (),
         other_sinks: Sequence[OtherSink] = (),
         delivery_failures: Callable[[], int] = lambda: 0,
+        owned_shards: Callable[[], Collection[int]] | None = None,
     ) -> None:
         """Begin the first checkpoint (and transaction) and checkpoint periodically;
         ``on_failure`` is told if a checkpoint fails (the instance must then stop).
         ``flush_sinks`` hand coalesced insights to the producer at every cut;
         ``other_sinks`` (another protocol's) are flushed before a cut commits, and
-        ``delivery_failures`` (their failed records so far) must not have moved."""
+        ``delivery_failures`` (their failed records so far) must not have moved.
+        ``owned_shards`` names the shards a consumer group gives this instance, their
+        state restored (:meth:`~swimstream.service.handover.Handover.settled`); None:
+        no group shares them out, every shard is this instance's (as :meth:`attach`
+        arms every stored timer)."""
         assert self.store is not None and self._tracker is not None
         # Checkpoint ids are unique across incarnations (wall milliseconds x 1000, then a
         # sequence), so the work of a checkpoint a crash cut short is never confused with
@@ -309,6 +314,7 @@ class Durability:
             flush_sinks=flush_sinks,
             other_sinks=other_sinks,
             delivery_failures=delivery_failures,
+            owned_shards=owned_shards or (lambda: range(self.shards)),
         )
         self.checkpointer.start()
         self._task = asyncio.get_running_loop().create_task(

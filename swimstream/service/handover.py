@@ -106,6 +106,14 @@ class Handover:
         """The shards gained whose state is still being read from the changelog."""
         return {tp.partition for tp in self._restoring}
 
+    def settled(self) -> set[int]:
+        """The shards this instance holds with their state restored and its changes
+        stored: its store holds their changelog partitions whole up to its own next
+        marker there (checkpoints move these shards' positions)."""
+        runners = self._runners
+        assigned = {tp.partition for runner in runners for tp in runner.connector.assignment()}
+        return assigned - self.restoring() - self._durability.tracker.held
+
     def revoking(self) -> set[int]:
         """The shards a revoke is committing before they go: a command taken for one
         now would land after the revoke's cut, in state no checkpoint stores."""

@@ -47,7 +47,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -140,7 +140,11 @@ class Checkpointer:
         flush_sinks: Sequence[CoalescedSink] = (),
         other_sinks: Sequence[OtherSink] = (),
         delivery_failures: Callable[[], int] = lambda: 0,
+        owned_shards: Callable[[], Collection[int]] = lambda: (),
     ) -> None:
+        """``owned_shards`` names the shards whose changelog partitions this instance's
+        store reflects whole up to its next marker there: besides those a cut routed
+        from, those it holds that routed nothing (see :meth:`_owned`)."""
         self._plane = plane
         self._tracker = tracker
         self._store = store
@@ -159,6 +163,7 @@ class Checkpointer:
         self._flush_sinks = list(flush_sinks)
         self._other_sinks = list(other_sinks)
         self._delivery_failures = delivery_failures
+        self._owned_shards = owned_shards
         self._failed_deliveries = delivery_failures()  # as the last checkpoint saw them
         self.local = LocalWriter(store)
         self._committing: asyncio.Task[None] | None = None
@@ -273,6 +278,7 @@ class Checkpointer:
         try:
             async with self._at_rest():
                 entries, cut, markers, generation, mark = self._make_cut(checkpoint)
+                owned = self._owned(cut)
         except ClosedResourceError:
             raise  # no cut: not a failure (the service stops, its drain over)
         except BaseException as exc:
@@ -281,7 +287,7 @@ class Checkpointer:
         self._next_id += 1
         self.stats.barrier_seconds = time.monotonic() - started
         self._committing = asyncio.get_running_loop().create_task(
-            self._commit(checkpoint, entries, cut, markers, generation, mark, started),
+            self._commit(checkpoint, entries, cut, owned, markers, generation, mark, started),
             name=f"swimstream-commit-{checkpoint}",
         )
 
@@ -327,6 +333,18 @@ class Checkpointer:
         mark = None if self._exactly_once else self._sink.mark()
         return entries, cut, markers, generation, mark
 
+    def _owned(self, cut: dict[TopicPartition, int]) -> frozenset[int]:
+        """The shards whose position this checkpoint moves, named at its cut.
+
+        Only this instance's: in the other changelog partitions another instance's
+        records may lie before this marker, which this store never read (it would skip
+        them when it takes such a shard over). Those of the partitions in the cut are
+        its own, and so are the shards it holds with their state restored whether or
+        not anything was routed from them: left out, a quiet shard's position stayed
+        where the last restore put it, and every restart read that changelog partition
+        (a marker per checkpoint) again from there."""
+        return frozenset({tp.partition for tp in cut} | set(self._owned_shards()))
+
     async def _delivered_elsewhere(self, checkpoint: int) -> None:
         """Insights and dead letters of the cut that went to other sinks than the
         changelog's producer are in neither its transaction nor its flush: they must be
@@ -350,6 +368,7 @@ class Checkpointer:
         checkpoint: int,
         entries: list[ChangelogEntry],
         cut: dict[TopicPartition, int],
+        owned: frozenset[int],
         markers: dict[int, int],
         generation: int,
         mark: object,
@@ -388,10 +407,6 @@ class Checkpointer:
             raise
         for runner in self._runners:
             runner.checkpointed(cut)
-        # Only the shards of the partitions in the cut are this instance's: in the
-        # others, another instance's records may lie before this marker, which this
-        # store never read (it would skip them when it takes such a shard over).
-        owned = {tp.partition for tp in cut}
         positions = {
             p: ShardPosition(offset + 1, checkpoint, _named(cut))
             for p, offset in markers.items()

@@ -102,6 +102,11 @@ class StateTracker:
         records routed after it (the next owner applies those records again)."""
         self._held = self._held | frozenset(shards)
 
+    @property
+    def held(self) -> frozenset[int]:
+        """The shards whose changes checkpoints leave out now (see :meth:`hold`)."""
+        return self._held
+
     def release(self, shards: Iterable[int]) -> None:
         """Checkpoint the changes of ``shards`` again (their partitions came back)."""
         self._held = self._held - frozenset(shards)
