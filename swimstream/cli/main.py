@@ -181,13 +181,19 @@ def inspect_store(path: Path, node: str | None, limit: int) -> int:
     from swimstream.store.inspect import describe, store_files
 
     try:
-        for file in store_files(path):
-            for line in describe(file, node, limit):
-                print(line)
+        files = store_files(path)
     except SwimstreamError as exc:
         print(f"swimstream: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK
+    status = EXIT_OK
+    for file in files:  # a damaged file does not hide the others
+        try:
+            for line in describe(file, node, limit):
+                print(line)
+        except SwimstreamError as exc:
+            print(f"swimstream: {exc}", file=sys.stderr)
+            status = EXIT_FAILED
+    return status
 
 
 async def _serve(path: Path, env: dict[str, str]) -> int:

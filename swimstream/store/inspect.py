@@ -4,12 +4,20 @@ Shards (how far into the changelog each reflects, and the source offsets of thei
 checkpoint), the agents stored, and each agent's lanes decoded to JSON, with its links
 and pending timers. It opens the file read-only through sqlite-utils, so it is safe to
 run next to a live instance.
+
+It is what one runs on a store an instance found damaged, so it checks every CRC, as
+the instance does, and shows a value that fails it, or does not decode, as damaged or
+unreadable in its place (a bit flip decodes as a wrong value more often than not), then
+goes on: the listing says which agents and lanes are hurt, and ends with an error.
+Map keys are shown as their JSON (as stored names spell them), so that ``1`` and
+``"1"``, two keys, stay two.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +25,10 @@ from typing import Any
 import sqlite_utils
 
 from swimstream.crdt import CounterSnapshot, MapSnapshot, RegisterSnapshot, decode_snapshot
-from swimstream.errors import StoreError
+from swimstream.errors import CodecError, StoreError
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
-from swimstream.store.entries import assemble
+from swimstream.store.entries import assemble, split_name
+from swimstream.store.sqlite import position_crc
 from swimstream.text import counted
 
 
@@ -62,7 +71,7 @@ def value_as_json(name: str, value: bytes) -> Any:
     if isinstance(snapshot, RegisterSnapshot):
         return snapshot.value
     if isinstance(snapshot, MapSnapshot):
-        return {str(key): entry for key, _, entry in snapshot.entries}
+        return {json.dumps(key): entry for key, _, entry in snapshot.entries}
     assert isinstance(snapshot, CounterSnapshot)
     return sum(p - n for _, p, n in snapshot.totals)
 
@@ -70,7 +79,8 @@ def value_as_json(name: str, value: bytes) -> Any:
 def describe(path: Path, node: str | None = None, limit: int = 20) -> Iterator[str]:
     """Lines describing one store file (one agent when ``node`` is given); StoreError
     when the file is damaged past the pages opening it reads (a store an instance set
-    aside as corrupt is what one inspects after a fault)."""
+    aside as corrupt is what one inspects after a fault), or, once every line is out,
+    when a value listed failed its CRC or did not decode."""
     try:
         yield from _describe(path, node, limit)
     except sqlite3.Error as exc:
@@ -81,35 +91,83 @@ def _describe(path: Path, node: str | None, limit: int) -> Iterator[str]:
     db = open_read_only(path)
     agents = db.execute("SELECT count(DISTINCT node) FROM state").fetchone()[0]
     yield f"{path}: {counted(agents, 'agent')}"
-    for shard, offset, checkpoint, sources in db.execute(
-        "SELECT shard, changelog_offset, checkpoint, sources FROM shards ORDER BY shard"
-    ).fetchall():
+    hurt = 0
+    for shard, offset, checkpoint, sources, crc in _shard_rows(db):
+        if crc is not None and position_crc(offset, checkpoint, sources) != crc:
+            hurt += 1
+            yield f"  shard {shard}: {DAMAGED}"
+            continue
         yield f"  shard {shard}: changelog offset {offset}, checkpoint {checkpoint}, " + (
             f"sources {sources}"
         )
     if node is not None:
-        lanes = _lanes_of(db, node)
+        lanes, damaged = _lanes_of(db, node)
+        hurt += damaged
         if not lanes:
             yield f"  {node}: not stored"
-        for name, value in lanes:
-            yield f"  {node}#{name} = {json.dumps(value_as_json(name, value), default=str)}"
-        return
-    nodes = [
-        row[0]
-        for row in db.execute(
-            "SELECT DISTINCT node FROM state ORDER BY node LIMIT ?", [limit]
-        ).fetchall()
-    ]
-    for stored in nodes:
-        yield f"  {stored}  " + "  ".join(
-            f"{name}={json.dumps(value_as_json(name, value), default=str)}"
-            for name, value in _lanes_of(db, stored)
+        for name, shown in lanes:
+            yield f"  {node}#{name} = {shown}"
+    else:
+        nodes = [
+            row[0]
+            for row in db.execute(
+                "SELECT DISTINCT node FROM state ORDER BY node LIMIT ?", [limit]
+            ).fetchall()
+        ]
+        for stored in nodes:
+            lanes, damaged = _lanes_of(db, stored)
+            hurt += damaged
+            yield f"  {stored}  " + "  ".join(f"{name}={shown}" for name, shown in lanes)
+        if agents > len(nodes):
+            yield f"  ... {agents - len(nodes)} more (--limit, or --node URI for one agent)"
+    if hurt:
+        raise StoreError(
+            f"{path}: of the values listed above, {hurt} damaged or unreadable (an "
+            "instance that reads one stops, and its next start sets the file aside)"
         )
-    if agents > len(nodes):
-        yield f"  ... {agents - len(nodes)} more (--limit, or --node URI for one agent)"
 
 
-def _lanes_of(db: sqlite_utils.Database, node: str) -> list[tuple[str, bytes]]:
-    """An agent's stored names, map lanes assembled from their one-row-per-entry form."""
-    rows = db.execute("SELECT name, value FROM state WHERE node = ? ORDER BY name", [node])
-    return sorted(assemble(dict(rows.fetchall())).items())
+DAMAGED = "<damaged: checksum mismatch>"
+"""What is shown in place of a value whose CRC does not match."""
+
+
+def _shard_rows(db: sqlite_utils.Database) -> list[tuple[int, int, int, str, int | None]]:
+    """The ``shards`` rows, their CRC None in a file of schema 1 (set aside by an
+    earlier version: it had none)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(shards)").fetchall()}
+    crc = "crc" if "crc" in columns else "NULL"
+    return db.execute(
+        f"SELECT shard, changelog_offset, checkpoint, sources, {crc} FROM shards ORDER BY shard"
+    ).fetchall()
+
+
+def _lanes_of(db: sqlite_utils.Database, node: str) -> tuple[list[tuple[str, str]], int]:
+    """An agent's stored names as ``(name, JSON or what is wrong with it)``, map lanes
+    assembled from their one-row-per-entry form, and how many are damaged or unreadable.
+
+    Each lane on its own: one bad value must not hide the agent's others."""
+    rows = db.execute("SELECT name, value, crc FROM state WHERE node = ? ORDER BY name", [node])
+    by_lane: dict[str, dict[str, bytes]] = {}
+    failing: dict[str, list[str]] = {}  # lane -> its rows that fail their CRC
+    for name, value, crc in rows.fetchall():
+        try:
+            split = split_name(name)
+        except ValueError:  # (an entry's key that is not JSON: shown as is, unreadable)
+            split = None
+        lane = name if split is None else split[0]
+        by_lane.setdefault(lane, {})[name] = bytes(value)
+        if zlib.crc32(value) != crc:
+            failing.setdefault(lane, []).append(name)
+    shown: list[tuple[str, str]] = []
+    for lane, stored in sorted(by_lane.items()):
+        if lane in failing:
+            rows_named = "" if failing[lane] == [lane] else f" in {', '.join(failing[lane])}"
+            shown.append((lane, DAMAGED[:-1] + rows_named + ">"))
+            continue
+        try:
+            as_json = value_as_json(lane, assemble(stored)[lane])
+        except (CodecError, ValueError, TypeError) as exc:
+            shown.append((lane, f"<unreadable: {exc}>"))
+            continue
+        shown.append((lane, json.dumps(as_json, default=str)))
+    return shown, sum(1 for _, text in shown if text.startswith(("<damaged", "<unreadable")))

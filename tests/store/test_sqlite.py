@@ -328,6 +328,49 @@ def test_inspect_shows_shards_agents_and_decoded_lanes(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 
+def test_inspect_marks_damaged_and_unreadable_values_and_lists_the_rest(tmp_path: Path) -> None:
+    """Inspect checked no CRC (a flipped bit printed as a plausible wrong value), stopped
+    at the first value it could not decode without naming it, and showed map keys 1
+    and "1" as one entry."""
+    both = LWWMap("r")
+    both.put(1, "int one")
+    both.put("1", "str one")
+    rows = [
+        *(
+            ChangelogEntry(f"/a/{n}", "status", encode(_register(f"v{n}").snapshot()), 0)
+            for n in (1, 2, 3, 4)
+        ),
+        ChangelogEntry("/m/1", "m", encode_header(both), 0),
+        *(ChangelogEntry("/m/1", entry_name("m", k), encode_entry(both, k), 0) for k in (1, "1")),
+    ]
+    store = SQLiteStore(tmp_path / "s.sqlite").open()
+    asyncio.run(store.write_async(rows, {0: ShardPosition(7, 1, {"readings/0": 10})}))
+    store.close()
+    import sqlite3
+    import zlib
+
+    with sqlite3.connect(tmp_path / "s.sqlite") as raw:
+        row = raw.execute("SELECT value FROM state WHERE node = '/a/2'").fetchone()
+        flipped = bytearray(row[0])
+        flipped[-1] ^= 0x01  # "v2" reads "v3", its CRC left as it was
+        raw.execute("UPDATE state SET value = ? WHERE node = '/a/2'", (bytes(flipped),))
+        garbage = b"\x00\xff"  # its CRC right: stored so, not damaged since
+        raw.execute(
+            "UPDATE state SET value = ?, crc = ? WHERE node = '/a/3'",
+            (garbage, zlib.crc32(garbage)),
+        )
+    result = inspect(str(tmp_path))
+    assert result.returncode == 1
+    assert '/a/1  status="v1"' in result.stdout
+    assert "/a/2  status=<damaged: checksum mismatch>" in result.stdout, result.stdout
+    assert "/a/3  status=<unreadable: " in result.stdout, result.stdout
+    assert '/a/4  status="v4"' in result.stdout
+    assert '/m/1  m={"1": "int one", "\\"1\\"": "str one"}' in result.stdout, result.stdout
+    assert "of the values listed above, 2 damaged or unreadable" in result.stderr, result.stderr
+    one = inspect(str(tmp_path), "--node", "/a/2")
+    assert one.returncode == 1 and "/a/2#status = <damaged: checksum mismatch>" in one.stdout
+
+
 @pytest.mark.parametrize("limit", ["-1", "0"])
 def test_inspect_refuses_a_limit_below_one(tmp_path: Path, limit: str) -> None:
     """(-1 listed every agent, as SQLite's LIMIT -1 does, and 0 none.)"""
