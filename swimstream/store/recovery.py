@@ -53,6 +53,9 @@ log = logging.getLogger("swimstream.recovery")
 WRITE_BATCH = 50_000
 """Entries applied to committed state per write while rebuilding."""
 
+PROGRESS_EVERY = 1.0
+"""Seconds between progress lines while a long tail is read, then written."""
+
 
 class RestoreStopped(Exception):
     """Stop was asked for during recovery; the local store is as it was before it."""
@@ -81,18 +84,23 @@ class RecoveryReport:
 
 
 class _Progress:
-    """A progress line at most every second while a long tail is read."""
+    """A progress line at most every :data:`PROGRESS_EVERY` seconds while a long tail
+    is read, then while the restored state is written: at a million agents the write
+    takes tens of seconds, and a log silent after "100%" looks like a hung start."""
 
     def __init__(self, topic: str) -> None:
         self._topic = topic
         self._last = 0.0
         self._started = time.monotonic()
+        self._shown: tuple[int, int] | None = None
 
     def __call__(self, done: int, expected: int) -> None:
         now = time.monotonic()
-        if now - self._last < 1.0 and done < expected:
+        if now - self._last < PROGRESS_EVERY and done < expected:
             return
-        self._last = now
+        if self._shown == (done, expected):
+            return  # (the reader's last word repeats the figure its last batch showed)
+        self._last, self._shown = now, (done, expected)
         share = f" ({done / expected:.0%})" if expected else ""
         log.info(
             "restoring state from %s: %s of about %s%s, %.1f s",
@@ -100,6 +108,22 @@ class _Progress:
             f"{done:,}",
             counted(expected, "record", grouped=True),
             share,
+            now - self._started,
+        )
+
+    def writing(self, written: int, total: int) -> None:
+        """Before the restored state is written in several writes (``written`` 0), and
+        after each one when the last line is old enough."""
+        now = time.monotonic()
+        if written and now - self._last < PROGRESS_EVERY:
+            return
+        self._last = now
+        entries = counted(total, "entry", "entries", grouped=True)
+        done = f"{written:,} of {entries} written" if written else f"writing {entries}"
+        log.info(
+            "restoring state from %s: %s to the local store, %.1f s",
+            self._topic,
+            done,
             now - self._started,
         )
 
@@ -267,6 +291,8 @@ async def recover(
     # In key order (a stable sort keeps each name's writes in checkpoint order, so the
     # last still wins): SQLite then fills its B-tree from one end, 1.7 times faster than
     # the changelog's order when a whole store is rebuilt.
+    if len(applied) > WRITE_BATCH:
+        progress.writing(0, len(applied))  # (the sort alone takes a second at a million)
     applied.sort(key=operator.itemgetter(0, 1))
     for first in range(0, max(len(applied), 1), WRITE_BATCH):
         last = first + WRITE_BATCH >= len(applied)
@@ -274,6 +300,8 @@ async def recover(
             written = counted(len(applied), "entry", "entries", grouped=True)
             raise RestoreStopped(f"{first:,} of {written} written")
         await committed.write_async(applied[first : first + WRITE_BATCH], positions if last else {})
+        if not last:
+            progress.writing(first + WRITE_BATCH, len(applied))
     report.seconds = time.monotonic() - started
     if shards is not None:
         return report  # a shard taken over at run time: the caller says what it did

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import pytest
@@ -18,6 +19,7 @@ from swimstream.crdt import (
     encode,
 )
 from swimstream.runtime.agent_record import LINKS
+from swimstream.store import recovery
 from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, headers, marker_value
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
@@ -271,6 +273,46 @@ def test_a_stop_asked_during_recovery_leaves_the_store_as_it_was() -> None:
     assert report.applied_checkpoints == 2
     assert status(committed, "/a/1") == "later" and status(committed, "/a/2") == "two"
     assert committed.positions()[0].changelog_offset == len(records)
+
+
+class ReportingReader(ListReader):
+    """Reports progress as the Kafka reader does: after each batch, then once at the end."""
+
+    async def read(
+        self,
+        topic: str,
+        start: Mapping[int, int],
+        on_records: Callable[[Sequence[InboundRecord]], None],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[int, int]:
+        assert progress is not None
+        for done, record in enumerate(self.records, 1):
+            on_records([record])
+            progress(done, len(self.records))
+        progress(len(self.records), len(self.records))
+        return {}
+
+
+def test_a_rebuild_says_how_far_its_write_is_and_reports_the_read_s_end_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After "100%" the log went quiet while the store was written (tens of seconds at a
+    million agents), and the 100% line came twice. (Batches of 2 entries and no wait
+    between lines stand in for a million agents.)"""
+    monkeypatch.setattr(recovery, "WRITE_BATCH", 2)
+    monkeypatch.setattr(recovery, "PROGRESS_EVERY", 0.0, raising=False)  # (new with the lines)
+    records = checkpoint(0, 0, 1, 100, {f"/a/{n}": "v" for n in range(5)}, marker=True)
+    reader = ReportingReader(records, {TopicPartition("readings", 0): 100})
+    with caplog.at_level(logging.INFO, logger="swimstream.recovery"):
+        asyncio.run(recover(MemoryCommitted(), reader, "app.changelog", 1, reader.committed))
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.recovery"]
+    assert sum("6 of about 6 records (100%)" in line for line in lines) == 1, lines
+    written = [line.split(": ", 1)[1].split(",")[0] for line in lines if "local store" in line]
+    assert written == [
+        "writing 5 entries to the local store",
+        "2 of 5 entries written to the local store",
+        "4 of 5 entries written to the local store",
+    ], lines
 
 
 def test_a_checkpoint_an_incarnation_never_committed_stays_out_of_a_rebuild() -> None:
