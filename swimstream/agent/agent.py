@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from swimstream.agent.context import AgentContext, Timer
 
 
+_LANE_WRITES = {"value": "set(...)", "map": "put(key, value)", "counter": "add(...)"}
+"""Lane kind -> the call that changes it, named when an agent assigns to a lane."""
+
+
 class Agent:
     """A stateful twin of one entity, addressed by its node URI.
 
@@ -57,6 +61,7 @@ class Agent:
     node_uri: str
     _context: AgentContext
     _downlinks: dict[int, Downlink] | None
+    _next_link_id: int
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,15 +83,35 @@ class Agent:
         cls.__swim_unbound__ = {name: lane._unbound_handler() for name, lane in lanes.items()}
 
     def __init__(self) -> None:
-        self._downlinks = None
-        self._next_link_id = 1
+        # Past ``__setattr__``'s lane check, here and in ``_attach``: run for every
+        # activation, where four checked assignments cost a few percent.
+        object.__setattr__(self, "_downlinks", None)
+        object.__setattr__(self, "_next_link_id", 1)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Refuse ``self.status = x`` where ``status`` is a lane.
+
+        The assignment would silently replace the bound lane with the value: its state
+        would stop changing, links would stop hearing of it, and the agent could no
+        longer be stored. The runtime binds lanes by writing ``__dict__`` directly, so
+        only attribute assignments pay for this look-up, never the lanes' hot path.
+        """
+        lanes = type(self).__swim_lanes__
+        if name in lanes:
+            call = _LANE_WRITES.get(lanes[name].kind)
+            how = f"self.{name}.{call}" if call else f"the methods of self.{name}"
+            raise DefinitionError(
+                f"{type(self).__name__}.{name} is a lane, not an attribute to assign: "
+                f"change it with {how}"
+            )
+        object.__setattr__(self, name, value)
 
     # -- runtime plumbing ---------------------------------------------------------------
 
     def _attach(self, node_uri: str, context: AgentContext) -> None:
         """Called by the runtime once, right after creating the agent."""
-        self.node_uri = node_uri
-        self._context = context
+        object.__setattr__(self, "node_uri", node_uri)
+        object.__setattr__(self, "_context", context)
         state = self.__dict__
         linked = context.linked_lanes()
         observers = context.lane_observers()

@@ -14,7 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from swimstream.agent import Agent
-from swimstream.errors import CodecError, DefinitionError
+from swimstream.errors import DefinitionError
 from swimstream.runtime.agent_record import dump_agent
 from swimstream.runtime.links import LinkEnd
 
@@ -130,7 +130,10 @@ class Passivation:
             return False  # on_stop queued more work for itself: keep it
         try:
             stored = dump_agent(cell.agent)
-        except CodecError as exc:  # a value the store cannot hold: it stays in memory
+        except Exception as exc:
+            # A value the store cannot hold (CodecError), or an agent broken some other
+            # way: it stays in memory, reported, and housekeeping goes on with the
+            # others (raised, it would end the task that passivates every agent).
             self._report_failure(cell, "lifecycle", "passivate", exc)
             if not force:
                 return False

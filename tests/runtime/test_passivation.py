@@ -9,6 +9,7 @@ from swimstream import (
     AgentRestoreError,
     CommandLane,
     CounterLane,
+    DefinitionError,
     JoinValueLane,
     MapLane,
     ValueLane,
@@ -372,3 +373,44 @@ async def test_a_value_keyed_by_numbers_comes_back_as_it_was() -> None:
         histogram = plane.agent("/histogram/h")
         assert isinstance(histogram, Histogram)
         assert histogram.buckets.get() == {13: 2}
+
+
+class Thermostat(Agent):
+    status = ValueLane[int](default=0)
+    report = CommandLane[int]()
+
+    @report.on_command
+    def on_report(self, value: int) -> None:
+        self.status = value  # type: ignore[assignment]  # meant self.status.set(value)
+
+
+async def test_assigning_to_a_lane_fails_its_callback_and_leaves_the_lane_in_place() -> None:
+    """The assignment used to replace the lane with the value, silently: the agent
+    could then never be stored, and its passivation ended the plane's housekeeping."""
+    errors: list[BaseException | None] = []
+    async with open_plane({"/thermostat/:id": Thermostat}, idle_timeout=5.0) as plane:
+        plane.submit("/thermostat/t", "report", 21, errors.append)
+        await plane.settle()
+        assert isinstance(errors[0], DefinitionError)
+        assert str(errors[0]) == (
+            "Thermostat.status is a lane, not an attribute to assign: "
+            "change it with self.status.set(...)"
+        )
+        await plane.advance(20.0)
+        assert not plane.is_active("/thermostat/t")
+        assert plane.get("/thermostat/t", "status") == 0
+
+
+async def test_an_agent_that_cannot_be_stored_stays_in_memory_and_the_others_passivate() -> None:
+    """Any failure to store one agent (not only a value the codec refuses) used to end
+    the housekeeping that passivates every agent, and then the plane's close."""
+    async with open_plane({"/thermostat/:id": Thermostat, **ROUTES}, idle_timeout=5.0) as plane:
+        # Broken past what ``Agent.__setattr__`` refuses: a lane that is no lane.
+        await plane.call("/thermostat/t", lambda agent: agent.__dict__.update(status=5))
+        await plane.command("/meter/m", "sample", 1.0)
+        await plane.settle()
+        await plane.advance(20.0)
+        assert plane.is_active("/thermostat/t")
+        assert not plane.is_active("/meter/m")
+        assert set(plane.failures.by_site()) == {("/thermostat/:id", "lifecycle", "passivate")}
+        assert isinstance(plane.failures.last_error, AttributeError)
