@@ -469,10 +469,14 @@ class Plane(Passivation):
 
     def _fire_due_timers(self) -> None:
         for entry in self.timers.pop_due(self.clock.time()):
+            if entry.in_flight:
+                continue  # its last tick has not run yet: no pile-up behind a busy agent
             try:
-                self._cell(entry.node_uri).post(handle_timer, entry.method, entry.args)
+                cell = self._cell(entry.node_uri)
             except AgentRestoreError:
                 continue  # logged when its agent failed to load
+            entry.in_flight = True
+            cell.post(handle_timer, entry.method, entry.args, entry.tick_finished)
 
     async def _run_timers(self) -> None:
         while True:

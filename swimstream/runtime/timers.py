@@ -5,7 +5,10 @@ timers pending and is woken (reloaded) when one comes due. A timer names an agen
 method, not a function object, for the same reason and so that timers can be stored.
 
 A repeating timer that fell behind (the process was down, or the loop was busy) fires
-once and then resumes its period from now: it never fires a burst to catch up.
+once and then resumes its period from now: it never fires a burst to catch up. Nor
+does one whose agent is busy (in an ``async`` callback, or a tick slower than the
+period): while its last tick waits in the mailbox or runs (:attr:`TimerEntry.in_flight`),
+the plane posts no other, so ticks never pile up behind the agent.
 """
 
 from __future__ import annotations
@@ -29,11 +32,18 @@ class TimerEntry:
     wheel: TimerWheel = field(repr=False)
     cancelled: bool = False
     fired: bool = False
+    in_flight: bool = False
+    """Its last tick is queued or running: the plane skips the ticks due meanwhile."""
 
     @property
     def pending(self) -> bool:
         """False once a one-shot timer fired, or any timer was cancelled."""
         return not self.cancelled and not (self.fired and self.period is None)
+
+    def tick_finished(self, _error: BaseException | None) -> None:
+        """The ack of a tick's message: called when it ran, failed or, if ``async``,
+        ended, so the next due time posts a tick again."""
+        self.in_flight = False
 
     def cancel(self) -> None:
         """Stop the timer; harmless when it already fired."""

@@ -1,10 +1,12 @@
 """Timers under the fake clock: schedule, every, cancel, order, idempotent every."""
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from swimstream import Agent, CommandLane, ValueLane
-from swimstream.testing import open_plane
+from swimstream.runtime import Plane
+from swimstream.testing import FakeClock, open_plane
 
 
 class Alarm(Agent):
@@ -91,3 +93,66 @@ async def test_timer_arguments_that_cannot_be_stored_fail_the_callback_that_sche
         assert plane.statistics().callback_failures == 1
         assert "arguments must be JSON values" in str(plane.failures.last_error)
         assert plane.timers_of("/reminder/a") is not None  # the plain one is pending
+
+
+class Poller(Agent):
+    """Ticks every second, and sometimes waits on I/O in an async command meanwhile."""
+
+    ticks = ValueLane[list[float]](default=[])
+    fetch = CommandLane[None]()
+    io_done: asyncio.Event
+
+    def on_start(self) -> None:
+        self.every(1.0, self.tick)
+
+    def tick(self) -> None:
+        self.ticks.set([*self.ticks.get(), self.now()])
+
+    @fetch.on_command
+    async def on_fetch(self, _: None) -> None:
+        await Poller.io_done.wait()
+
+
+async def _advance_while_busy(plane: Plane, seconds: int) -> None:
+    """``plane.advance`` waits for the agent to settle; this only lets due timers fire."""
+    clock = plane.clock
+    assert isinstance(clock, FakeClock)
+    for _ in range(seconds):
+        clock.advance(1.0)
+        for _ in range(100):  # until the timer loop has taken the tick now due
+            if (plane.timers.next_due() or 0.0) > clock.time():
+                break
+            await asyncio.sleep(0)
+
+
+async def test_a_repeating_timer_of_a_busy_agent_fires_once_after_not_as_a_burst() -> None:
+    """Each period used to queue another tick behind the busy agent: 100 seconds of I/O
+    left 100 ticks in its mailbox (against its capacity), run back to back after."""
+    Poller.io_done = asyncio.Event()
+    async with open_plane({"/poller/:id": Poller}) as plane:
+        start = plane.clock.time()
+        await plane.command("/poller/p", "fetch")
+        await _advance_while_busy(plane, 100)
+        queued = plane.queued()
+        Poller.io_done.set()  # (before any assert: the plane's close waits for the agent)
+        await plane.settle()
+        assert queued == 1  # the one tick due first, waiting for the agent
+        await plane.advance(2.0)
+        assert [at - start for at in plane.get("/poller/p", "ticks")] == [100.0, 101.0, 102.0]
+
+
+class Flaky(Agent):
+    fetch = CommandLane[None]()
+
+    def on_start(self) -> None:
+        self.every(1.0, self.tick)
+
+    def tick(self) -> None:
+        raise RuntimeError("the probe is down")
+
+
+async def test_a_repeating_timer_whose_tick_raises_keeps_its_period() -> None:
+    async with open_plane({"/flaky/:id": Flaky}) as plane:
+        plane.agent("/flaky/f")
+        await plane.advance(3.0)
+        assert plane.statistics().callback_failures == 3
