@@ -279,6 +279,9 @@ class Agent:
 
         One repeating timer per method: calling ``every`` again for the same method
         (as ``on_start`` does after each activation) returns the timer already running.
+        With another ``period`` (asked for now, or a deploy changed it since the timer
+        was stored), that timer is re-armed: next due ``period`` seconds from now, then
+        every ``period``.
         """
         if period <= 0:
             raise ValueError(f"period must be positive, got {period}")

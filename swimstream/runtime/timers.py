@@ -76,10 +76,18 @@ class TimerWheel:
         period: float | None,
         timer_id: int | None = None,
     ) -> TimerEntry:
-        """Add a timer; a repeating one replaces nothing and returns the one running."""
+        """Add a timer. A repeating one replaces nothing: the one running for the same
+        method is returned, re-armed to ``due`` when ``period`` differs from its own
+        (the code asks for another period, or a deploy changed it since it was stored)."""
         if period is not None:
             running = self._repeating.get((node_uri, method))
             if running is not None and running.pending:
+                if running.period != period:
+                    running.period = period
+                    running.due = due  # its old place in the heap no longer matches: skipped
+                    heapq.heappush(self._heap, (due, running.id, running))
+                    if self._on_change is not None:
+                        self._on_change(node_uri)
                 return running
         if timer_id is None:
             timer_id = self._next_id

@@ -6,6 +6,7 @@ from typing import Any
 
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.runtime import Plane
+from swimstream.runtime.agent_record import decode_timers
 from swimstream.testing import FakeClock, open_plane
 
 
@@ -156,3 +157,57 @@ async def test_a_repeating_timer_whose_tick_raises_keeps_its_period() -> None:
         plane.agent("/flaky/f")
         await plane.advance(3.0)
         assert plane.statistics().callback_failures == 3
+
+
+class Sampler(Agent):
+    """Samples every 10 s from ``on_start``; a command asks for another period."""
+
+    period = 10.0
+    samples = ValueLane[list[float]](default=[])
+    rate = CommandLane[float]()
+
+    def on_start(self) -> None:
+        self.every(type(self).period, self.sample)
+
+    @rate.on_command
+    def on_rate(self, period: float) -> None:
+        self.every(period, self.sample)
+
+    def sample(self) -> None:
+        self.samples.set([*self.samples.get(), self.now()])
+
+
+class FastSampler(Sampler):
+    """The next version of the code: samples every 2 s."""
+
+    period = 2.0
+
+
+async def test_every_with_another_period_re_arms_the_running_timer() -> None:
+    """It used to return the running timer unchanged: asked for every 2 s, it went on
+    ticking every 10 s."""
+    async with open_plane({"/sampler/:id": Sampler}) as plane:
+        start = plane.clock.time()
+        plane.agent("/sampler/s")
+        await plane.advance(13.0)
+        (timer,) = plane.timers.for_node("/sampler/s")
+        await plane.command("/sampler/s", "rate", 2.0)
+        await plane.advance(6.0)
+        assert [at - start for at in plane.get("/sampler/s", "samples")] == [10.0, 15.0, 17.0, 19.0]
+        assert plane.timers.for_node("/sampler/s") == [timer]  # the same timer, re-armed
+
+
+async def test_a_restored_timer_takes_the_period_the_deployed_code_asks_for() -> None:
+    clock = FakeClock()
+    async with open_plane({"/sampler/:id": Sampler}, clock=clock) as plane:
+        plane.agent("/sampler/s")
+        await plane.settle()
+        stored = plane.timers_of("/sampler/s")
+        await plane.close(put_away=False)
+    assert stored is not None
+    async with open_plane({"/sampler/:id": FastSampler}, clock=clock) as plane:
+        start = clock.time()
+        plane.restore_timers("/sampler/s", decode_timers(stored))
+        plane.agent("/sampler/s")  # its on_start asks for every 2 s
+        await plane.advance(5.0)
+        assert [at - start for at in plane.get("/sampler/s", "samples")] == [2.0, 4.0]
