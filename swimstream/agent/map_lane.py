@@ -3,7 +3,11 @@
 With ``max_entries`` the lane keeps the newest N keys: each write that grows it past N
 removes the key written longest ago (firing ``on_remove`` and streaming the remove),
 so a per-device history stays bounded however long the device lives. Only the owner
-enforces the bound; replicas follow its removes.
+enforces the bound; replicas follow its removes. The eviction comes before the write's
+``on_update``, so that callback sees the lane within its bound, and one that raises
+cannot leave it over the bound (stored and synced so): the owner's callbacks run
+``on_remove`` of the evicted key, then ``on_update`` of the new one. (Replicas get the
+put first, then the remove, in the order the ops stream.)
 
 Commands from outside (WARP ``@update``/``@remove``/``@clear``/``@take``/``@drop``,
 HTTP POST, ``agent.command``) are dicts: ``{"update": key, "value": v}``,
@@ -125,6 +129,8 @@ class MapLane(Lane, Generic[K, V]):
                 uplink.offer(op)
         for observer in self._observers:
             observer(self, op)
+        if self._max_entries is not None and len(entries) > self._max_entries:
+            self._evict()  # before on_update: see the module's docstring
         on_update = self._on_update
         if on_update is not None:
             try:
@@ -133,8 +139,6 @@ class MapLane(Lane, Generic[K, V]):
                 raise
             except Exception as exc:
                 raise self._failed("on_update") from exc
-        if self._max_entries is not None and len(entries) > self._max_entries:
-            self._evict()
 
     __setitem__ = put
 
@@ -221,13 +225,13 @@ class MapLane(Lane, Generic[K, V]):
             return
         self._emit(op)
         if isinstance(op, MapPut):
+            if self._max_entries is not None and len(self._map) > self._max_entries:
+                self._evict()  # before on_update, as in put
             if self._on_update is not None:
                 try:
                     self._on_update(self._agent, op.key, op.value, old)
                 except Exception as exc:
                     raise self._failed("on_update") from exc
-            if self._max_entries is not None and len(self._map) > self._max_entries:
-                self._evict()
         elif isinstance(op, MapRemove):
             self._fire_remove(op.key, old)
         else:

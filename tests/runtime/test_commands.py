@@ -246,3 +246,55 @@ async def test_the_queue_depth_counts_the_backlog_behind_an_agent_busy_with_io()
             Waiting.gate.set()
         await plane.settle()
         assert plane.queued() == 0
+
+
+class Recent(Agent):
+    """Keeps the two newest readings; its ``on_update`` refuses negative ones."""
+
+    readings = MapLane[str, int](max_entries=2)
+    events: list[tuple[str, str, int]] = []
+
+    @readings.on_update
+    def on_reading(self, key: str, new: int, old: int | None) -> None:
+        Recent.events.append(("update", key, len(self.readings)))
+        if new < 0:
+            raise ValueError(f"negative reading {new}")
+
+    @readings.on_remove
+    def on_evicted(self, key: str, old: int) -> None:
+        Recent.events.append(("remove", key, len(self.readings)))
+
+
+class Writer(Agent):
+    """Writes to a ``Recent`` through its link (the owner applies the put as it arrives)."""
+
+    write = CommandLane[str]()
+
+    @write.on_command
+    def on_write(self, key: str) -> None:
+        self.map_downlink("/recent/r", "readings").put(key, 9)
+
+
+async def test_a_bounded_map_evicts_before_on_update_which_sees_it_within_its_bound() -> None:
+    """``on_update`` ran before the eviction: it saw one entry too many, and when it
+    raised, the map stayed over its bound, stored and synced so."""
+    Recent.events = []
+    async with open_plane({"/recent/:id": Recent, "/writer/:id": Writer}) as plane:
+        for key, value in (("a", 1), ("b", 2), ("c", 3), ("d", -4)):
+            await plane.command("/recent/r", "readings", {"update": key, "value": value})
+        await plane.settle()
+        assert plane.statistics().callback_failures == 1
+        assert plane.get("/recent/r", "readings") == {"c": 3, "d": -4}
+        await plane.command("/writer/w", "write", "e")
+        await plane.settle()
+        assert plane.get("/recent/r", "readings") == {"d": -4, "e": 9}
+    assert Recent.events == [
+        ("update", "a", 1),
+        ("update", "b", 2),
+        ("remove", "a", 2),
+        ("update", "c", 2),
+        ("remove", "b", 2),
+        ("update", "d", 2),
+        ("remove", "c", 2),
+        ("update", "e", 2),
+    ]
