@@ -179,16 +179,18 @@ class Plane(Passivation):
         cls = type(cell.agent) if cell is not None else self._resolve(node_uri)[1]
         declared = cls.__swim_lanes__.get(lane)
         if declared is None:
-            raise LaneNotFoundError(f"agent {node_uri} ({cls.__name__}) has no lane {lane!r}")
+            raise _lane_not_found(node_uri, cls, lane)
         return declared.kind
 
-    def _cell(self, node_uri: str) -> AgentCell:
+    def _cell(self, node_uri: str, lane: str | None = None) -> AgentCell:
         cell = self._cells.get(node_uri)
-        return cell if cell is not None else self._activate(node_uri)
+        return cell if cell is not None else self._activate(node_uri, lane)
 
-    def _activate(self, node_uri: str) -> AgentCell:
+    def _activate(self, node_uri: str, lane: str | None = None) -> AgentCell:
         self._check_open()
         route, cls, canonical = self._resolve(node_uri)
+        if lane is not None and lane not in cls.__swim_lanes__:  # a typo in a command or
+            raise _lane_not_found(node_uri, cls, lane)  # a read makes no agent, no on_start
         cell = self._cells.get(canonical)
         if cell is not None:
             return cell
@@ -232,11 +234,9 @@ class Plane(Passivation):
 
     def lane(self, node_uri: str, lane: str) -> Lane:
         """The bound lane ``lane`` of the agent at ``node_uri``."""
-        agent = self._cell(node_uri).agent
+        agent = self._cell(node_uri, lane).agent
         if lane not in type(agent).__swim_lanes__:
-            raise LaneNotFoundError(
-                f"agent {node_uri} ({type(agent).__name__}) has no lane {lane!r}"
-            )
+            raise _lane_not_found(node_uri, type(agent), lane)
         return agent.lane(lane)
 
     def get(self, node_uri: str, lane: str) -> Any:
@@ -283,11 +283,9 @@ class Plane(Passivation):
         """
         cell = self._cells.get(node_uri)
         if cell is None:
-            cell = self._activate(node_uri)
+            cell = self._activate(node_uri, lane)
         if lane not in type(cell.agent).__swim_lanes__:
-            raise LaneNotFoundError(
-                f"agent {node_uri} ({type(cell.agent).__name__}) has no lane {lane!r}"
-            )
+            raise _lane_not_found(node_uri, type(cell.agent), lane)
         self._commands += 1
         if now and self._scheduler.run_now(cell, handle_command, lane, value, ack):
             return True
@@ -580,6 +578,10 @@ class Plane(Passivation):
             activations=self._activations,
             passivations=self._passivations,
         )
+
+
+def _lane_not_found(node_uri: str, cls: type[Agent], lane: str) -> LaneNotFoundError:
+    return LaneNotFoundError(f"agent {node_uri} ({cls.__name__}) has no lane {lane!r}")
 
 
 def _compile_routes(routes: Mapping[str, type[Agent]]) -> RouteTable[type[Agent]]:

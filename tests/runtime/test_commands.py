@@ -94,6 +94,24 @@ async def test_unknown_route_and_unknown_lane_are_named() -> None:
             await plane.command("/account/a", "withdraw", 1)
 
 
+async def test_a_command_or_read_of_an_unknown_lane_creates_no_agent() -> None:
+    """The agent was created, and its ``on_start`` run, before the lane was refused: a
+    typo in an HTTP POST made a twin nothing else would ever address."""
+    async with open_plane(ROUTES) as plane:
+        refused = r"agent /account/a \(Account\) has no lane 'withdraw'"
+        with pytest.raises(LaneNotFoundError, match=refused):
+            plane.submit("/account/a", "withdraw", 1)
+        with pytest.raises(LaneNotFoundError, match="no lane 'balanse'"):
+            plane.get("/account/b", "balanse")
+        assert plane.active_agents == 0
+        assert plane.statistics().activations == 0
+        await plane.command("/account/a", "deposit", 1)
+        await plane.settle()
+        with pytest.raises(LaneNotFoundError, match="no lane 'withdraw'"):
+            plane.submit("/account/a", "withdraw", 1)  # (an agent in memory: the same)
+        assert plane.active_node_uris() == ["/account/a"]
+
+
 BASE_CLASS_REFUSED = (
     "route '/x/:id' maps to Agent, the base class of agents, not an agent: "
     "route to a subclass of Agent that declares the lanes"
