@@ -108,12 +108,36 @@ command lane's callback) would blame code the lane does not have; reports say
 """
 
 
-def failure_site(lane: str, callback: str) -> str:
-    """What failed, for an error message or a log line: ``on_set of lane 'x'``, or
-    ``command to lane 'x'`` for :data:`LANE_COMMAND`."""
+LIFECYCLE = "lifecycle"
+"""The ``lane`` a failure of ``on_start``, ``on_stop`` or a passivation is counted under."""
+
+TIMER = "timer"
+"""The ``lane`` a failing timer callback is counted under (its ``callback``: the method)."""
+
+
+def failure_site(node_uri: str, lane: str, callback: str) -> str:
+    """What failed on which agent, for an error message or a log line.
+
+    Failures are counted by ``(lane, callback)``, where ``lane`` is also
+    :data:`LIFECYCLE`, :data:`TIMER` or, for a downlink's callback, the link's
+    ``node#lane``; the text names each as what it is: ``on_set of lane 'x' on agent
+    /a/1``, ``command to lane 'x' on agent /a/1`` (:data:`LANE_COMMAND`), ``on_start of
+    agent /a/1``, ``timer callback tick of agent /a/1``, ``downlink callback s (link to
+    /b/1#v) of agent /a/1``.
+    """
     if callback == LANE_COMMAND:
-        return f"command to lane {lane!r}"
-    return f"{callback} of lane {lane!r}"
+        return f"command to lane {lane!r} on agent {node_uri}"
+    if lane == LIFECYCLE and callback in ("on_start", "on_stop"):
+        return f"{callback} of agent {node_uri}"
+    if lane == LIFECYCLE and callback == "passivate":
+        return f"passivation of agent {node_uri}"
+    if lane == TIMER:
+        return f"timer callback {callback} of agent {node_uri}"
+    if "#" in lane:  # (never in a lane's name, an identifier)
+        return f"downlink callback {callback} (link to {lane}) of agent {node_uri}"
+    if callback == f"handle_{lane}":  # a runtime message (a link, a call), not a callback
+        return f"{lane} message to agent {node_uri}"
+    return f"{callback} of lane {lane!r} on agent {node_uri}"
 
 
 class CallbackError(SwimstreamError):
@@ -127,7 +151,7 @@ class CallbackError(SwimstreamError):
 
     def __init__(self, node_uri: str, lane: str, callback: str) -> None:
         verb = "failed" if callback == LANE_COMMAND else "raised"
-        super().__init__(f"{failure_site(lane, callback)} on agent {node_uri} {verb}")
+        super().__init__(f"{failure_site(node_uri, lane, callback)} {verb}")
         self.node_uri = node_uri
         self.lane = lane
         self.callback = callback

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from swimstream.errors import LANE_COMMAND, failure_site
+from swimstream.errors import failure_site
 
 log = logging.getLogger("swimstream.agent")
 
@@ -50,11 +50,9 @@ class FailureLog:
         since = (
             f" ({site.unlogged} more at this site since the last report)" if site.unlogged else ""
         )
-        site_text = failure_site(lane, callback)
         log.error(
-            "%s on agent %s failed: %s: %s%s",
-            site_text if callback == LANE_COMMAND else f"callback {site_text}",
-            node_uri,
+            "%s failed: %s: %s%s",
+            failure_site(node_uri, lane, callback),
             type(error).__name__,
             error,
             since,

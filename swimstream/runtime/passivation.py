@@ -14,7 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from swimstream.agent import Agent
-from swimstream.errors import DefinitionError
+from swimstream.errors import LIFECYCLE, DefinitionError
 from swimstream.runtime.agent_record import dump_agent
 from swimstream.runtime.links import LinkEnd
 
@@ -110,7 +110,7 @@ class Passivation:
                 stopped.close()
                 raise DefinitionError("on_stop must be a plain function, not async")
         except Exception as exc:
-            self._report_failure(cell, "lifecycle", "on_stop", exc)
+            self._report_failure(cell, LIFECYCLE, "on_stop", exc)
 
     def _stop_all(self, put_away: bool) -> None:
         """At close: stop every agent; ``put_away`` also dumps each into the store.
@@ -134,7 +134,7 @@ class Passivation:
             # A value the store cannot hold (CodecError), or an agent broken some other
             # way: it stays in memory, reported, and housekeeping goes on with the
             # others (raised, it would end the task that passivates every agent).
-            self._report_failure(cell, "lifecycle", "passivate", exc)
+            self._report_failure(cell, LIFECYCLE, "passivate", exc)
             if not force:
                 return False
             stored = None

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from swimstream.errors import LANE_COMMAND, CallbackError, SwimstreamError
+from swimstream.errors import LANE_COMMAND, LIFECYCLE, TIMER, CallbackError, SwimstreamError
 from swimstream.runtime.origin import ORIGIN, TURN
 
 if TYPE_CHECKING:
@@ -64,9 +64,9 @@ def _describe(cell: AgentCell, handler: Handler, a: Any) -> tuple[str, str]:
         kind = declared.kind if declared is not None else None
         return str(a), "on_command" if kind == "command" else LANE_COMMAND
     if name == "handle_timer":
-        return "timer", str(a)
+        return TIMER, str(a)
     if name == "handle_start":
-        return "lifecycle", "on_start"
+        return LIFECYCLE, "on_start"
     return name.removeprefix("handle_"), name
 
 

@@ -174,7 +174,47 @@ async def test_a_command_a_map_or_counter_lane_rejects_names_the_command_not_on_
         "command to lane 'log' on agent /account/a failed: ValueError: unknown map command"
     )
     assert lines[1].startswith("command to lane 'hits' on agent /account/a failed: ValueError")
-    assert lines[2].startswith("callback on_command of lane 'deposit' on agent /account/a failed")
+    assert lines[2].startswith("on_command of lane 'deposit' on agent /account/a failed")
+
+
+class Shaky(Agent):
+    """Fails in every place that is not a lane: start, stop, a timer, a downlink."""
+
+    level = ValueLane[int](default=0)
+
+    def on_start(self) -> None:
+        if self.node_uri == "/shaky/watcher":
+            self.downlink("/shaky/source", "level", on_set=self.on_level)
+        self.schedule(1.0, self.tick)
+        raise RuntimeError("no start")
+
+    def on_stop(self) -> None:
+        raise RuntimeError("no stop")
+
+    def tick(self) -> None:
+        raise RuntimeError("no tick")
+
+    def on_level(self, new: int, old: int | None) -> None:
+        raise RuntimeError("no level")
+
+
+async def test_failures_outside_lanes_are_named_as_what_they_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logs called a start or a downlink's callback a lane: ``callback on_start of lane
+    'lifecycle'``, ``callback on_level of lane '/shaky/source#level'``."""
+    with caplog.at_level(logging.ERROR, logger="swimstream.agent"):
+        async with open_plane({"/shaky/:id": Shaky}) as plane:
+            plane.agent("/shaky/watcher")
+            await plane.settle()
+            await plane.advance(1.0)
+    # (each site is logged once here: the source's failures share the watcher's sites)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "on_start of agent /shaky/watcher failed",
+        "downlink callback on_level (link to /shaky/source#level) of agent /shaky/watcher failed",
+        "timer callback tick of agent /shaky/watcher failed",
+        "on_stop of agent /shaky/watcher failed",
+    ]
 
 
 async def test_an_agent_commanding_an_unknown_node_fails_that_callback_only() -> None:
