@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from types import ModuleType
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from connectors.kafka import KafkaAdmin, KafkaSink, KafkaSource
 from connectors.kafka.changelog import KafkaChangelogReader
@@ -39,6 +39,29 @@ def _embedded_brokers() -> ModuleType:
     return connectors.embedded
 
 
+class _Broker(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+
+
+BrokerT = TypeVar("BrokerT", bound=_Broker)
+
+
+async def _start_embedded(broker: BrokerT) -> BrokerT:
+    """Start an embedded broker in a thread. A stop asked for meanwhile (the service
+    cancels its start) lets the start finish, then stops the broker: a cancel alone
+    would leave its process running, with nobody to stop it."""
+    starting = asyncio.ensure_future(asyncio.to_thread(broker.start))
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # (a start that failed left nothing behind)
+            await starting
+        await asyncio.to_thread(broker.stop)
+        raise
+    return broker
+
+
 @contextlib.asynccontextmanager
 async def open_connectors(
     config: AppConfig, instance_id: str
@@ -55,13 +78,13 @@ async def open_connectors(
             # address itself, and raw text on stderr would break `--log-format json`.
             embedded = _embedded_brokers()
             if broker.embedded_kind == "kafka":
-                kafka = await asyncio.to_thread(embedded.EmbeddedKafka().start)
+                kafka = await _start_embedded(embedded.EmbeddedKafka())
                 stack.callback(kafka.stop)
                 bootstrap = kafka.bootstrap
                 # Tansu holds a group join for half the session timeout: keep it short.
                 consumer_settings["session.timeout.ms"] = 6000
             else:
-                pulsar = await asyncio.to_thread(embedded.EmbeddedPulsar().start)
+                pulsar = await _start_embedded(embedded.EmbeddedPulsar())
                 stack.callback(pulsar.stop)
                 service_url = pulsar.service_url
                 pulsar_settings = PULSAR_LITE_SETTINGS

@@ -159,6 +159,12 @@ class KafkaSink:
         except KafkaException as exc:
             await self._release()
             raise translate(exc, f"opening {self._where}") from exc
+        except asyncio.CancelledError:
+            # A stop asked for at start: the close is queued behind the request in
+            # flight, which may hang for its whole timeout (a port that is not Kafka's),
+            # and the worker thread runs it then; the stop does not wait for it.
+            self._release_later()
+            raise
         except BaseException:
             await self._release()
             raise
@@ -469,6 +475,15 @@ class KafkaSink:
     async def _blocking(self, function: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+
+    def _release_later(self) -> None:
+        """Queue the producer's close on its worker thread, and wait for nothing."""
+        producer, executor = self._producer, self._executor
+        self._producer = None
+        if executor is not None:
+            if producer is not None:
+                executor.submit(producer.close)
+            executor.shutdown(wait=False)  # the thread ends after the close
 
     async def _release(self) -> None:
         producer, executor = self._producer, self._executor

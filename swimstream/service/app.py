@@ -32,6 +32,7 @@ from swimstream.errors import BrokerError, ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
 from swimstream.runtime.waiting import first_of
+from swimstream.service.broker_wait import open_clients
 from swimstream.service.durability import Durability
 from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
@@ -55,12 +56,6 @@ if TYPE_CHECKING:
     from swimstream.agent import Agent
 
 log = logging.getLogger("swimstream.service")
-
-START_RETRY_FIRST = 1.0
-"""Seconds before the first retry of a broker that did not answer at start."""
-START_RETRY_MAX = 10.0
-"""Longest wait between two tries of a silent broker at start (doubling up to it)."""
-
 
 DELIVERY_POLL = 0.002
 """Seconds between polls for delivery reports while records wait for theirs."""
@@ -136,8 +131,12 @@ class Service:
         """Start-up from the broker clients on, the port answering probes meanwhile."""
         config = self.config
         starting.step = "opening the broker clients"
-        self.clients = await self._open_clients(starting)
-        self._stop_if_asked()
+        opened = await open_clients(
+            self._connectors, config, self.instance_id, self._stack, self._stop, starting
+        )
+        if opened is None:
+            raise _StoppedStarting
+        self.clients = opened
         starting.step = "checking the topics"
         counts = await self._ensure_topics()
         self._stop_if_asked()
@@ -348,42 +347,6 @@ class Service:
         await self.close()
 
     # -- wiring helpers ------------------------------------------------------------------
-
-    async def _open_clients(self, starting: StartingServer) -> dict[str, ProtocolClients]:
-        """The broker clients, waiting for a broker that does not answer yet.
-
-        Orchestrators start a service next to its broker, not after it (compose without
-        a health condition, a pod beside a restarting cluster); Kafka Streams and Faust
-        wait for the broker too. Only silence is waited out, with a line at each try
-        (backing off to one every :data:`START_RETRY_MAX` seconds): a broker that
-        answers no (authentication, a refused setting) stops the start at once.
-        """
-        started = time.monotonic()
-        delay = START_RETRY_FIRST
-        while True:
-            try:
-                return await self._stack.enter_async_context(
-                    self._connectors(self.config, self.instance_id)
-                )
-            except BrokerError as exc:
-                if self._stop.is_set():
-                    raise _StoppedStarting from exc
-                if not exc.unreachable:
-                    raise
-                waited = time.monotonic() - started
-                log.warning(
-                    "waiting for the broker (%.0f s so far, next try in %g s): %s",
-                    waited,
-                    delay,
-                    exc,
-                )
-                starting.step = f"waiting for the broker ({waited:.0f} s so far): {exc}"
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, START_RETRY_MAX)
-            else:
-                raise _StoppedStarting
 
     def _stop_if_asked(self) -> None:
         """End the start between two steps when stop was asked for meanwhile."""

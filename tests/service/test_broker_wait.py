@@ -1,0 +1,69 @@
+"""Waiting for the broker at start: each try is named, and a stop ends the wait at once,
+even in the middle of a try that hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from connectors.factory import open_connectors
+from swimstream.config import parse_config
+from swimstream.service import Service
+from tests.service.test_lifecycle_lines import one_topic_app, service_lines
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+def not_kafka() -> Iterator[str]:
+    """A port that accepts TCP and never answers (a wrong port, a load balancer): the
+    producer's metadata request waits its full 10 s there."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshakes; nobody reads
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def test_a_stop_during_a_hung_try_ends_the_start_at_once(
+    not_kafka: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM in the middle of a try took the rest of the client's 10 s timeout (the
+    README promises exit at once; `docker stop` kills after 10 s), and the start said
+    nothing until that try failed."""
+    config = parse_config(one_topic_app(not_kafka, "hung-broker"), {})
+    service = Service(config, open_connectors)
+    with caplog.at_level(logging.INFO):
+        running = asyncio.create_task(service.run())
+        await wait_until(
+            lambda: f"connecting to the broker at {not_kafka}" in service_lines(caplog),
+            what="the line naming the try",
+        )
+        await asyncio.sleep(1.0)  # past the TCP check: the metadata request hangs now
+        service.stop()
+        began = time.monotonic()
+        await asyncio.wait_for(running, 15)
+        took = time.monotonic() - began
+    assert took < 2.0, f"the stop took {took:.1f} s"
+    assert not [line for line in service_lines(caplog) if "waiting for the broker" in line]
+
+
+async def test_a_stop_while_the_embedded_broker_starts_leaves_no_broker_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The cancelled try lets the broker's start finish, then stops it: a cancel alone
+    would leave its process running, with nobody to stop it."""
+    app = one_topic_app("127.0.0.1:9", "embedded-early")
+    config = parse_config({**app, "broker": {"kind": "embedded", "partitions": 1}}, {})
+    service = Service(config, open_connectors)
+    with caplog.at_level(logging.INFO):
+        running = asyncio.create_task(service.run())
+        await wait_until(lambda: any("embedded" in line for line in service_lines(caplog)))
+        service.stop()
+        await asyncio.wait_for(running, 30)
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.embedded"]
+    assert [line for line in lines if " ready on " in line], lines
+    assert [line for line in lines if line.endswith(" stopped")], lines
