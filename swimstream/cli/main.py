@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
     check.description = (
         "Load the config, substitute ${VARS}, import the agent classes and check the lanes "
-        "its sources and sinks name, without connecting to anything. Exit 0 printing ok, "
+        "its sources and sinks name and the broker.settings librdkafka knows, without "
+        "connecting to anything. Exit 0 printing ok, "
         "or 2 listing each problem with its key."
     )
 
@@ -164,9 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check(path: Path, env: dict[str, str]) -> int:
     """``swimstream check``: print the problems of a config, or that it is fine."""
+    from connectors.kafka.settings_check import librdkafka_problems
     from swimstream.config import check_config
 
-    problems = check_config(path, env)
+    problems = check_config(path, env, librdkafka_problems)
     if problems:
         print(f"{path}: {counted(len(problems), 'problem')}", file=sys.stderr)
         for line in problems:
@@ -198,10 +200,11 @@ def inspect_store(path: Path, node: str | None, limit: int) -> int:
 
 async def _serve(path: Path, env: dict[str, str]) -> int:
     from connectors.factory import open_connectors
+    from connectors.kafka.settings_check import librdkafka_problems
     from swimstream.config import load_config
     from swimstream.service import Service
 
-    config = load_config(path, env)
+    config = load_config(path, env, librdkafka_problems)
     service = Service(config, open_connectors)
     await service.run()
     if service.failure is not None:

@@ -19,6 +19,8 @@ from swimstream.config.client_settings import (
     CONSUMER_OWNED_SETTINGS,
     PRODUCER_OWNED_SETTINGS,
     RESERVED_SETTINGS,
+    Setting,
+    SettingsCheck,
 )
 from swimstream.config.loader import (
     check_config,
@@ -46,6 +48,8 @@ __all__ = [
     "MeshConfig",
     "ProcessingConfig",
     "Protocol",
+    "Setting",
+    "SettingsCheck",
     "SinkConfig",
     "SourceConfig",
     "StoreConfig",

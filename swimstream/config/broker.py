@@ -74,8 +74,10 @@ class BrokerConfig(FrozenModel):
             "`sasl.*`, ...). Each client gets the ones that apply to it: a setting librdkafka "
             "lists as consumer-only (`fetch.wait.max.ms`, `session.timeout.ms`, ...) goes to "
             "the consumers only, a producer-only one (`linger.ms`, `compression.type`, ...) to "
-            "the producers only, any other (including names librdkafka does not know) to "
-            "every consumer, producer and admin client. Settings swimstream owns "
+            "the producers only, any other to every consumer, producer and admin client. "
+            'A name librdkafka does not know (with a "did you mean") or a value it refuses '
+            "is a config problem, found by `swimstream check` as by `run` without "
+            "connecting anywhere. Settings swimstream owns "
             "(`group.id`, `transactional.id`, `enable.auto.commit`, `acks`, `client.id`, ...) "
             "are refused, and so is a `partition.assignment.strategy` other than `range` "
             "with durable state and several Kafka source topics (it would split a shard's "

@@ -8,6 +8,10 @@ guarantees rest on them (offset commits, transactions, idempotent writes). A val
 for one of those would be overridden or would break a guarantee, so it is refused
 instead.
 
+Names and values librdkafka itself refuses are checked by the Kafka connector (it builds
+a client from each setting, connecting nowhere); the loader takes that check as a
+:data:`SettingsCheck` function, since this package imports no client library.
+
 The tables here are the one list of those names. The config refuses all of them, so
 ``swimstream check`` reports what ``swimstream run`` would; the Kafka connector refuses
 each client's own share again when it builds the client (its callers may pass settings
@@ -16,7 +20,7 @@ without an app config), reading the same tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator
@@ -89,8 +93,31 @@ def _check_settings(value: Any) -> Any:
     return value
 
 
+Setting = str | int | float | bool
+"""The value of one client setting."""
+
+SettingsCheck = Callable[[Mapping[str, Setting]], list[tuple[str, str]]]
+"""Checks client settings against the client library: ``(name, message)`` for each one
+it refuses (``connectors.kafka.settings_check.librdkafka_problems``)."""
+
+
+def usable_settings(value: object) -> dict[str, Setting]:
+    """The settings of a raw ``broker.settings`` worth a :data:`SettingsCheck`: those
+    with a name and a value of the right type that swimstream does not own (the others
+    are reported by the validation already)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        name: setting
+        for name, setting in value.items()
+        if isinstance(name, str)
+        and isinstance(setting, str | int | float | bool)
+        and name not in RESERVED_SETTINGS
+    }
+
+
 ClientSettings = Annotated[
-    dict[str, str | int | float | bool],
+    dict[str, Setting],
     BeforeValidator(_check_settings),
     TypeDoc("map of setting name to string, number or boolean"),
 ]

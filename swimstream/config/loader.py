@@ -5,9 +5,11 @@ The steps, each reporting every problem it finds as ``path: message``:
 1. parse the YAML (syntax errors give the line and column), refusing duplicate keys,
    which YAML itself would silently resolve to the last one;
 2. substitute ``${VAR}`` references from the environment mapping passed in;
-3. validate with the models, then the cross-checks of :class:`AppConfig`.
+3. validate with the models, then the cross-checks of :class:`AppConfig`;
+4. when the caller passes a :data:`~swimstream.config.SettingsCheck`, have the client
+   library check ``broker.settings`` (names and values it refuses; nothing connects).
 
-Problems of steps 2 and 3 are reported together; a value whose variable is unset is
+Problems of steps 2 to 4 are reported together; a value whose variable is unset is
 not also reported as invalid. Agent classes are imported only by
 :func:`~swimstream.config.resolve.resolve_agents`, a separate step, so loading a
 configuration runs no user code (:func:`check_config`, which is that step too, imports
@@ -25,6 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from swimstream.config.app import AppConfig
+from swimstream.config.client_settings import SettingsCheck, usable_settings
 from swimstream.config.env import substitute
 from swimstream.config.problems import Problem, format_path, problems_from_validation
 from swimstream.config.resolve import import_agent_classes, resolve_agents
@@ -34,17 +37,24 @@ from swimstream.errors import ConfigError
 _FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def load_config(source: str | os.PathLike[str], env: Mapping[str, str]) -> AppConfig:
+def load_config(
+    source: str | os.PathLike[str],
+    env: Mapping[str, str],
+    settings_check: SettingsCheck | None = None,
+) -> AppConfig:
     """Load and validate a configuration; raise :class:`ConfigError` listing every problem.
 
     ``source`` is a path (any ``os.PathLike``, or a one-line string ending in ``.yaml``,
     ``.yml`` or ``.json``) or else the YAML text itself. ``env`` supplies ``${VAR}``
     values; pass ``os.environ`` from the entry point, or a dict in tests.
+    ``settings_check`` has the client library check ``broker.settings`` too.
     """
-    return parse_config(read_yaml(source), env)
+    return parse_config(read_yaml(source), env, settings_check)
 
 
-def parse_config(document: Any, env: Mapping[str, str]) -> AppConfig:
+def parse_config(
+    document: Any, env: Mapping[str, str], settings_check: SettingsCheck | None = None
+) -> AppConfig:
     """Validate an already parsed document (a mapping, as YAML or JSON gives it)."""
     if document is None:
         raise ConfigError(problems=[("", "the configuration is empty")])
@@ -54,16 +64,33 @@ def parse_config(document: Any, env: Mapping[str, str]) -> AppConfig:
             problems=[("", f"the configuration must be a mapping of keys, got {kind}")]
         )
     data, env_problems = substitute(document, env)
+    unset = [path for path, _ in env_problems]
+    refused = [
+        p
+        for p in _refused_settings(data, settings_check)
+        if not any(_is_under(p[0], path) for path in unset)
+    ]
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
         problems = problems_from_validation(exc, AppConfig)
-        unset = [path for path, _ in env_problems]
         problems = [p for p in problems if not any(_is_under(p[0], path) for path in unset)]
-        raise ConfigError(problems=env_problems + problems) from None
-    if env_problems:
-        raise ConfigError(problems=env_problems)
+        raise ConfigError(problems=env_problems + problems + refused) from None
+    if env_problems or refused:
+        raise ConfigError(problems=env_problems + refused)
     return config
+
+
+def _refused_settings(data: Any, settings_check: SettingsCheck | None) -> list[Problem]:
+    """The ``broker.settings`` the client library refuses (none without a check)."""
+    broker = data.get("broker") if isinstance(data, Mapping) else None
+    if settings_check is None or not isinstance(broker, Mapping):
+        return []
+    settings = usable_settings(broker.get("settings"))
+    return [
+        (format_path(["broker", "settings", name]), message)
+        for name, message in settings_check(settings)
+    ]
 
 
 def read_yaml(source: str | os.PathLike[str]) -> Any:
@@ -150,17 +177,21 @@ def _duplicate_keys(node: yaml.Node, path: list[int | str], seen: set[int]) -> l
     return problems
 
 
-def check_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> list[str]:
+def check_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str],
+    settings_check: SettingsCheck | None = None,
+) -> list[str]:
     """Every problem of the configuration file at ``path``, as printable lines.
 
     Empty when the configuration is valid, its agent classes import and the lanes its
     sources and sinks name exist (which imports the agents' modules). When other keys
     are wrong, the classes of the agents whose own entries are valid are imported all
     the same, so a missing class is named in the same pass. This is what
-    ``swimstream check`` prints.
+    ``swimstream check`` prints (with the Kafka connector's ``settings_check``).
     """
     try:
-        config = load_config(Path(path), env)
+        config = load_config(Path(path), env, settings_check)
     except ConfigError as exc:
         return problem_lines(exc.problems + _class_problems_beside(Path(path), env, exc.problems))
     try:

@@ -91,6 +91,16 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
             "set by swimstream",
         ),
         (
+            ('"localhost:9092"}', '"localhost:9092", settings: {linger.mss: 5}}'),
+            "broker.settings['linger.mss']",
+            "unknown librdkafka property; did you mean 'linger.ms'?",
+        ),
+        (
+            ('"localhost:9092"}', '"localhost:9092", settings: {compression.type: zip}}'),
+            "broker.settings['compression.type']",
+            'librdkafka refuses the value: Invalid value "zip"',
+        ),
+        (
             ("sinks:\n  - {publish: alerts, topic: device-alerts}", "sinks: &s [*s]"),
             "sinks[0]",
             "a YAML alias here names a value that contains it (a recursive anchor)",
@@ -184,3 +194,20 @@ def test_run_with_a_recursive_yaml_alias_exits_2_naming_the_key_path(tmp_path: P
         f"swimstream: {path}: sources[0]: a YAML alias here names a value that "
         "contains it (a recursive anchor), so the value would be infinitely deep"
     )
+
+
+def test_run_refuses_a_setting_librdkafka_does_not_know_before_connecting(
+    tmp_path: Path,
+) -> None:
+    """`check` said ok, and `run` failed as it made its first client (or, as here with no
+    broker, waited for one first)."""
+    path = tmp_path / "app.yaml"
+    text = GOOD.replace('"localhost:9092"}', '"127.0.0.1:1", settings: {linger.mss: 5}}')
+    path.write_text(text)
+    result = swimstream("run", "--config", str(path), "--log-format", "text")
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"swimstream: {path}: broker.settings['linger.mss']: unknown librdkafka property; "
+        "did you mean 'linger.ms'?"
+    ) in result.stderr
+    assert "connecting to the broker" not in result.stderr

@@ -1,9 +1,10 @@
+from collections.abc import Mapping
 from pathlib import Path
 
 import pydantic
 import pytest
 
-from swimstream.config import AppConfig, load_config, parse_config, read_yaml
+from swimstream.config import AppConfig, Setting, load_config, parse_config, read_yaml
 from swimstream.errors import ConfigError
 from swimstream.routing import RoutePattern, RouteTemplate
 from tests.config.documents import DESIGN_EXAMPLE, document, problems
@@ -185,3 +186,30 @@ def test_static_membership_is_kept_except_on_the_embedded_broker() -> None:
     assert kafka.broker.static_members is True
     assert embedded.broker.static_members is False  # Tansu holds static joins 6 s
     assert chosen.broker.static_members is False
+
+
+def refuse_misspelt(settings: Mapping[str, Setting]) -> list[tuple[str, str]]:
+    """A stand-in for the client library's check: it knows no name ending in ``.mss``."""
+    return [(name, "unknown property") for name in settings if name.endswith(".mss")]
+
+
+def test_a_settings_check_is_keyed_by_setting_and_joins_the_other_problems() -> None:
+    """The check sees only the settings worth it (not those swimstream owns, reported
+    already), and its problems come in the same pass as the models'."""
+    seen: list[Mapping[str, Setting]] = []
+
+    def check(settings: Mapping[str, Setting]) -> list[tuple[str, str]]:
+        seen.append(dict(settings))
+        return refuse_misspelt(settings)
+
+    settings = {"linger.mss": 5, "acks": "all", "fetch.wait.max.ms": 10}
+    broker = {"kind": "kafka", "bootstrap": "localhost:9092", "settings": settings}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document(broker=broker, partitions="x"), {}, check)
+    paths = [path for path, _ in caught.value.problems]
+    assert "broker.settings['linger.mss']" in paths and "broker.settings['acks']" in paths
+    assert seen == [{"linger.mss": 5, "fetch.wait.max.ms": 10}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document(broker={**broker, "settings": {"linger.mss": 5}}), {}, check)
+    assert caught.value.problems == [("broker.settings['linger.mss']", "unknown property")]
+    assert parse_config(document(broker=broker | {"settings": {}}), {}, check).app == "traffic"

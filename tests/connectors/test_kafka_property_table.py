@@ -41,11 +41,12 @@ def test_global_and_topic_properties_are_read_with_their_scopes() -> None:
     }
 
 
-def test_the_rendered_module_lists_only_the_single_scope_names() -> None:
+def test_the_rendered_module_lists_the_single_scope_names_and_every_name() -> None:
     namespace: dict[str, object] = {}
     exec(render_module(parse_scopes(TABLE), "9.9.9"), namespace)
     assert namespace["CONSUMER_ONLY"] == {"auto.offset.reset", "fetch.wait.max.ms"}
     assert namespace["PRODUCER_ONLY"] == {"linger.ms"}
+    assert namespace["KNOWN"] == set(parse_scopes(TABLE))  # every scope, for suggestions
 
 
 def test_the_committed_table_is_the_installed_librdkafkas() -> None:
