@@ -78,7 +78,7 @@ async def open_clients(
                 delay,
                 exc,
             )
-            starting.step = f"waiting for the broker ({waited:.0f} s so far): {exc}"
+            starting.set_waiting("waiting for the broker", started, str(exc))
         else:
             if opened is None:
                 return None

@@ -13,6 +13,8 @@ takes the same port over once the plane exists.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -40,13 +42,40 @@ class StartingServer:
     so that the full server can bind the same one.
     """
 
-    def __init__(self, listen: tuple[str, int], registry: MetricsRegistry) -> None:
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        registry: MetricsRegistry,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.listen = listen
         self.registry = registry
-        self.step = "starting"
+        self._clock = clock
+        self._step = "starting"
+        self._since: float | None = None
+        self._reason = ""
         self._runner: web.AppRunner | None = None
         self._log_filter: request_log.MalformedRequests | None = None
         self._port: int | None = None
+
+    @property
+    def step(self) -> str:
+        """What the start is doing, as the probes say it; a wait (:meth:`set_waiting`)
+        with the time it has lasted, counted when asked."""
+        if self._since is None:
+            return self._step
+        waited = self._clock() - self._since
+        return f"{self._step} ({waited:.0f} s so far): {self._reason}"
+
+    @step.setter
+    def step(self, text: str) -> None:
+        self._step, self._since, self._reason = text, None, ""
+
+    def set_waiting(self, what: str, since: float, reason: str) -> None:
+        """Say the start is waiting, since ``since`` (on the clock given, monotonic by
+        default), for ``reason``: each probe counts the seconds anew (they stood still
+        at the last failed try, which may be 10 s old)."""
+        self._step, self._since, self._reason = what, since, reason
 
     @property
     def port(self) -> int:

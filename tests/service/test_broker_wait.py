@@ -9,12 +9,13 @@ import socket
 import time
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 
 from connectors.factory import open_connectors
 from swimstream.config import parse_config
 from swimstream.service import Service
-from tests.service.test_lifecycle_lines import one_topic_app, service_lines
+from tests.service.test_lifecycle_lines import no_broker, one_topic_app, service_lines
 from tests.support.waiting import wait_until
 
 
@@ -67,3 +68,30 @@ async def test_a_stop_while_the_embedded_broker_starts_leaves_no_broker_running(
     lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.embedded"]
     assert [line for line in lines if " ready on " in line], lines
     assert [line for line in lines if line.endswith(" stopped")], lines
+
+
+async def test_readyz_counts_the_wait_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    """The seconds stood still at the last failed try: 14 s into the wait, /readyz said
+    "7 s so far". Tries here fail at once, at 0, 1 and 3 s: asked at 2.2 s, it said 1 s."""
+    config = parse_config(one_topic_app("127.0.0.1:9", "readyz-wait"), {})
+    service = Service(config, no_broker)
+    with caplog.at_level(logging.INFO):
+        running = asyncio.create_task(service.run())
+        try:
+            await wait_until(
+                lambda: any("waiting for the broker" in line for line in service_lines(caplog))
+            )
+            began = time.monotonic()
+            await asyncio.sleep(2.2)  # between the second try and the third
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://{config.web.listen}/readyz") as response,
+            ):
+                step = (await response.json())["checks"]["start"]
+            asked_at = time.monotonic() - began
+        finally:
+            service.stop()
+            await asyncio.wait_for(running, 10)
+    assert step.startswith("waiting for the broker ("), step
+    seconds = int(step.removeprefix("waiting for the broker (").split(" ")[0])
+    assert abs(seconds - asked_at) < 0.75, (step, asked_at)  # (whole seconds, rounded)

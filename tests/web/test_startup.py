@@ -62,3 +62,14 @@ async def test_the_port_is_free_for_the_full_server_while_probes_in_flight_finis
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", starting.port)
         server.close()
         await starting.stop()
+
+
+async def test_a_wait_is_counted_at_each_probe() -> None:
+    now = [100.0]
+    starting = StartingServer(("127.0.0.1", 0), MetricsRegistry(), clock=lambda: now[0])
+    starting.set_waiting("waiting for the broker", 93.0, "refused")
+    assert starting.step == "waiting for the broker (7 s so far): refused"
+    now[0] = 107.0
+    assert starting.step == "waiting for the broker (14 s so far): refused"
+    starting.step = "checking the topics"
+    assert starting.step == "checking the topics"
