@@ -56,8 +56,9 @@ class TextFormatter(logging.Formatter):
 
 def configure_logging(
     level: str = "info", style: str | None = None, stream: TextIO | None = None
-) -> None:
-    """Send swimstream's logs (and the root logger's) to ``stream`` in ``style``."""
+) -> str:
+    """Send swimstream's logs (and the root logger's) to ``stream`` in ``style``; returns
+    the style chosen (``text`` or ``json``)."""
     stream = stream or sys.stderr
     if style is None:
         style = "text" if stream.isatty() else "json"
@@ -67,3 +68,4 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    return style

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -19,6 +20,8 @@ from typing import Any
 from swimstream.cli.arguments import positive_float, positive_int
 from swimstream.errors import ConfigError, SwimstreamError
 from swimstream.text import counted
+
+log = logging.getLogger("swimstream.cli")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -144,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return inspect_store(args.store, args.node, args.limit)
     from swimstream.cli.logs import configure_logging
 
-    configure_logging(args.log_level, args.log_format)
+    log_format = configure_logging(args.log_level, args.log_format)
     try:
         if args.command == "run":
             return _run_async(_serve(args.config, env))
@@ -153,9 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return _run_async(run_demo(args.duration, args.devices, args.rate, args.web))
     except ConfigError as exc:
-        _print_problems(args.config if args.command == "run" else None, exc)
+        path = args.config if args.command == "run" else None
+        if log_format == "json":
+            _log_problems(path, exc)
+        _print_problems(path, exc)
         return EXIT_BAD_CONFIG
     except SwimstreamError as exc:
+        if log_format == "json":
+            log.error("%s", exc)
         print(f"swimstream: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -211,6 +219,16 @@ async def _serve(path: Path, env: dict[str, str]) -> int:
         print(f"swimstream: stopped after a failure: {service.failure}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _log_problems(path: Path | None, exc: ConfigError) -> None:
+    """Each problem as an error record, its key path a field of its own: a JSON log
+    pipeline sees why the instance exited (the lines printed after are plain text)."""
+    for key, message in exc.problems:
+        fields = {"config": str(path)} if path else {}
+        if key and key != str(path):
+            fields["key"] = key
+        log.error("invalid configuration: %s", message, extra=fields)
 
 
 def _print_problems(path: Path | None, exc: ConfigError) -> None:

@@ -101,6 +101,7 @@ class Service:
         self.health = ServiceHealth(self)
         self.started_at = 0.0
         """When the start finished (monotonic clock); 0 until then."""
+        self._began = False  # the start got past the config checks and the web port
         self.delivery_sleeps = 0
         """Times the delivery-report loop went to sleep until a record was pending."""
         self.insight_listeners: list[Callable[[Insight], None]] = []
@@ -120,6 +121,7 @@ class Service:
         tune_gc()
         starting = StartingServer(_address(config.web.listen), self.registry)
         await starting.start()
+        self._began = True
         try:
             await self._start_serving(starting, routes)
         finally:
@@ -337,7 +339,8 @@ class Service:
                 )
         self._runners, self._tasks = [], []
         await self._stack.aclose()
-        log.info("stopped")
+        if self._began:  # (not after a config error: nothing had started to stop)
+            log.info("stopped")
 
     async def __aenter__(self) -> Service:
         await self.start()

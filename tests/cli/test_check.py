@@ -177,7 +177,7 @@ def test_help_reads_well() -> None:
 
 def test_run_with_a_config_it_cannot_read_exits_2_naming_the_file_once(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.yaml"
-    result = swimstream("run", "--config", str(missing))
+    result = swimstream("run", "--config", str(missing), "--log-format", "text")
     assert result.returncode == 2
     assert result.stderr.strip() == f"swimstream: {missing}: cannot read: No such file or directory"
 
@@ -188,7 +188,7 @@ def test_run_with_a_recursive_yaml_alias_exits_2_naming_the_key_path(tmp_path: P
     source = 'sources:\n  - {topic: readings, route: "/device/{key}", lane: reading}\n'
     assert source in GOOD
     path.write_text(GOOD.replace(source, "sources: &s [*s]\n"))
-    result = swimstream("run", "--config", str(path))
+    result = swimstream("run", "--config", str(path), "--log-format", "text")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == (
         f"swimstream: {path}: sources[0]: a YAML alias here names a value that "

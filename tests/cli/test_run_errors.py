@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +56,39 @@ def test_the_simulator_refuses_them_too() -> None:
 def test_version() -> None:
     result = swimstream("--version")
     assert result.returncode == 0 and result.stdout.startswith("swimstream "), result
+
+
+def json_records(stderr: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def test_config_errors_at_run_are_logged_as_errors_keyed_by_path_in_json(
+    tmp_path: Path,
+) -> None:
+    """A JSON log pipeline got only a misleading "stopped" record; the problem itself
+    was a plain line it could not parse."""
+    config = tmp_path / "app.yaml"
+    config.write_text(GOOD.replace("lane: reading", "lane: readin"))
+    result = swimstream("run", "--config", str(config), "--log-format", "json")
+    assert result.returncode == 2, result.stderr
+    records = json_records(result.stderr)
+    [error] = [r for r in records if r["level"] == "error"]
+    assert error["key"] == "sources[0].lane" and error["config"] == str(config), error
+    assert "'readin'" in error["message"], error
+    assert "stopped" not in [r["message"] for r in records], records
+    assert f"swimstream: {config}: sources[0].lane: " in result.stderr  # for people, too
+
+
+def test_a_web_port_in_use_is_an_error_record_and_nothing_says_stopped(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "app.yaml"
+        config.write_text(GOOD + f'web: {{listen: "127.0.0.1:{port}"}}\n')
+        result = swimstream("run", "--config", str(config), "--log-format", "json")
+    assert result.returncode == 1, result.stderr
+    records = json_records(result.stderr)
+    [error] = [r["message"] for r in records if r["level"] == "error"]
+    assert error.startswith(f"web.listen: cannot listen on 127.0.0.1:{port}"), error
+    assert "stopped" not in [r["message"] for r in records], records
