@@ -7,6 +7,7 @@
   and sinks name (a separate step: it runs user code).
 * :func:`check_config` — both, as printable lines: what ``swimstream check`` shows.
 * :func:`render_reference` — the Markdown reference of every key, from the models.
+* :func:`unbuilt_settings` — the keys set that have no effect yet, for a warning.
 
 The environment is read by the caller, once, at the entry point. This package imports
 nothing of swimstream but its exception tree and the pure routing package.
@@ -33,6 +34,7 @@ from swimstream.config.reference import documented_keys, render_reference
 from swimstream.config.resolve import LANE_KINDS, resolve_agents
 from swimstream.config.service import MeshConfig, ProcessingConfig, StoreConfig, WebConfig
 from swimstream.config.topology import AgentConfig, LaneRef, SinkConfig, SourceConfig
+from swimstream.config.unbuilt import unbuilt_settings
 from swimstream.config.values import parse_duration, split_address
 
 __all__ = [
@@ -64,4 +66,5 @@ __all__ = [
     "render_reference",
     "resolve_agents",
     "split_address",
+    "unbuilt_settings",
 ]

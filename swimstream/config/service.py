@@ -113,7 +113,8 @@ class MeshConfig(FrozenModel):
     """How this instance reaches the others (gRPC). Not built yet: only
     `mesh.instance_id` is used today (store file, transactional id, static membership);
     the other keys are checked and kept for the mesh, and nothing listens on
-    `mesh.listen`.
+    `mesh.listen`; `run` warns at start about each one set to another value than its
+    default.
     """
 
     listen: MeshListenAddress = Field(
@@ -202,7 +203,8 @@ class StoreConfig(FrozenModel):
         description=(
             "Standby replicas per shard: instances that tail the changelog of shards they do "
             "not own, so a failover replays only their lag (Kafka Streams' "
-            "`num.standby.replicas`). Not built yet: checked, then ignored."
+            "`num.standby.replicas`). Not built yet: checked, then ignored (with a warning at "
+            "start when set)."
         ),
     )
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from swimstream.config import AppConfig, resolve_agents
+from swimstream.config import AppConfig, resolve_agents, unbuilt_settings
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
@@ -118,6 +118,10 @@ class Service:
         config = self.config
         classes = resolve_agents(config)
         routes = {config.agents[name].route.text: cls for name, cls in classes.items()}
+        for key, value, effect in unbuilt_settings(config):
+            log.warning(
+                "%s: %s has no effect yet (not built): %s", key, value, effect, extra={"key": key}
+            )
         tune_gc()
         starting = StartingServer(_address(config.web.listen), self.registry)
         await starting.start()

@@ -81,3 +81,33 @@ async def test_stopped_while_waiting_for_its_broker_it_says_so_not_that_it_drain
     lines = service_lines(caplog)
     assert "stopping before the start finished" in lines
     assert "stopping: draining work in flight" not in lines
+
+
+async def test_keys_not_built_yet_are_warned_about_once_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`store.standby: 2` and a list of mesh members were accepted without a word, and
+    nothing of either ran."""
+    app = one_topic_app("127.0.0.1:9", "lines-unbuilt")
+    app["store"] = {"durable": False, "standby": 2}
+    app["mesh"] = {**app["mesh"], "members": ["10.0.0.1:7001", "10.0.0.2:7001"]}
+    service = Service(parse_config(app, {}), no_broker)
+    with caplog.at_level(logging.INFO):
+        running = asyncio.create_task(service.run())
+        await wait_until(lambda: any("waiting for the broker" in x for x in service_lines(caplog)))
+        service.stop()
+        await asyncio.wait_for(running, 10)
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "swimstream.service"
+        and r.levelno == logging.WARNING
+        and "has no effect yet" in r.getMessage()
+    ]
+    assert warned == [
+        f"mesh.listen: {app['mesh']['listen']} has no effect yet (not built): nothing "
+        "listens on it",
+        "mesh.members: 10.0.0.1:7001, 10.0.0.2:7001 has no effect yet (not built): no "
+        "instance dials another",
+        "store.standby: 2 has no effect yet (not built): no standby replicas run",
+    ]
