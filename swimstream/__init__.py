@@ -33,6 +33,7 @@ from swimstream.errors import (
     RecordTooLargeError,
     RoutingError,
     StoreError,
+    StoreWriteError,
     SwimstreamError,
 )
 from swimstream.runtime import Plane
@@ -63,6 +64,7 @@ __all__ = [
     "RecordTooLargeError",
     "RoutingError",
     "StoreError",
+    "StoreWriteError",
     "SwimstreamError",
     "ValueDownlink",
     "ValueLane",

@@ -24,6 +24,7 @@ The tree::
     ├── CallbackError           a user callback raised (or a lane refused a command); names the site
     ├── BrokerError             a broker could not be started, reached or used
     ├── StoreError              the local state store is unreadable, corrupt or unwritable
+    │   └── StoreWriteError     a write refused without damage (a full disk)
     └── ConfigError             a configuration value is missing or wrong; names the key path
 """
 
@@ -189,6 +190,13 @@ class StoreError(SwimstreamError):
     The changelog stays the truth: the instance rebuilds from it rather than serve state
     it cannot trust, and reports the fault loudly (health goes red).
     """
+
+
+class StoreWriteError(StoreError):
+    """The local store refused a write without being damaged (a full disk, an I/O
+    error): the file still says where its state stands, so it is kept, and the start
+    rebuilds its state in memory. Other store errors at start (damage, a store of
+    another changelog) are not this one."""
 
 
 class ConfigError(SwimstreamError, ValueError):

@@ -29,6 +29,7 @@ EXPECTED = {
     "RecordTooLargeError",
     "RoutingError",
     "StoreError",
+    "StoreWriteError",
     "SwimstreamError",
     "ValueDownlink",
     "ValueLane",

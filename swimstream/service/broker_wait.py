@@ -62,8 +62,8 @@ async def open_clients(
     started = time.monotonic()
     delay = START_RETRY_FIRST
     where = broker_address(config)
+    log.info("connecting to the broker at %s", where)  # (then a line at each failed try)
     while True:
-        log.info("connecting to the broker at %s", where)
         try:
             opened = await _try_opening(connectors(config, instance_id), stop)
         except BrokerError as exc:

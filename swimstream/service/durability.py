@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 
 from swimstream.config import AppConfig
-from swimstream.errors import StoreError
+from swimstream.errors import StoreError, StoreWriteError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
@@ -140,12 +140,15 @@ class Durability:
         except StoreError as exc:
             if not isinstance(committed, SQLiteStore):
                 raise
-            committed.close()
             if committed.suspect_marker.exists():
-                fallback = self._rebuilt(str(exc))
-            else:
+                committed.close()
+                fallback: CommittedStore = self._rebuilt(str(exc))
+            elif isinstance(exc, StoreWriteError):
+                committed.close()
                 self._report(f"{exc}; running on state rebuilt from the changelog in memory")
                 fallback = MemoryCommitted()
+            else:  # (a store of another changelog: the user must look, not a fallback)
+                raise
             return await self._restored(fallback, recovering)
         return committed
 

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from swimstream.errors import StoreError
+from swimstream.errors import StoreError, StoreWriteError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.changelog import ChangelogEntry
 
@@ -275,7 +275,7 @@ class SQLiteStore:
                 # further in (a crash, a bad disk) is found here, at every start. Marked,
                 # it is moved aside and rebuilt instead of stopping each start in turn.
                 raise self._damaged("writing", exc) from exc
-            raise StoreError(f"writing the local store {self.path}: {exc}") from exc
+            raise StoreWriteError(f"writing the local store {self.path}: {exc}") from exc
 
     async def write_async(
         self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]

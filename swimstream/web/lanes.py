@@ -152,6 +152,12 @@ async def get_lane(request: web.Request) -> web.StreamResponse:
     try:
         if wants_stream(request):
             return await stream_lane(request, state, node_uri, lane, route.lanes[lane])
+        if not _made(state, node_uri):
+            message = (
+                f"no agent {node_uri} yet: no record, command or link has made it (a read "
+                "makes none; a POST or a stream does)"
+            )
+            return error_response(404, message)
         value = state.plane.get(node_uri, lane)
     except (NodeNotFoundError, LaneNotFoundError) as exc:
         return error_response(404, str(exc))
@@ -163,6 +169,15 @@ async def get_lane(request: web.Request) -> web.StreamResponse:
         return json_response(value)
     except TypeError as exc:
         return error_response(500, f"the state of lane {lane!r} of {node_uri} is not JSON: {exc}")
+
+
+def _made(state: WebState, node_uri: str) -> bool:
+    """Whether the agent exists, in memory or stored. A GET is a read: making the agent
+    would run its ``on_start`` (its timers then publish, and are stored), so a typo in a
+    URL would leave an agent behind for good, as Kafka Streams' interactive queries
+    answer an unknown key with nothing rather than create it."""
+    plane = state.plane
+    return plane.is_active(node_uri) or plane.store.load(node_uri) is not None
 
 
 async def post_command(request: web.Request) -> web.Response:

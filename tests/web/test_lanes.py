@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.support.waiting import wait_until
-from tests.web.harness import Served, ServeFactory, Valve, reading
+from tests.web.harness import EventReader, Served, ServeFactory, Valve, reading
 
 
 async def test_get_answers_value_map_counter_and_join_lanes_after_commands(
@@ -165,7 +165,7 @@ async def test_an_integer_beyond_64_bits_is_400_rather_than_applied_as_a_float(
             error = (await response.json())["error"]
         assert "could not be served back as JSON" in error, error
         assert f"the integer {literal} is beyond 64 bits" in error, error
-    assert await served.get_json("/device/1?lane=status") == (200, None)  # untouched
+    assert not served.plane.is_active("/device/1")  # untouched: not even made
     for fits in [
         b'{"id": 9007199254740993}',  # beyond a double's integers, within 64 bits
         b"[18446744073709551615, -9223372036854775808]",
@@ -184,7 +184,7 @@ async def test_a_body_its_content_encoding_cannot_decode_is_400(served: Served) 
     ) as response:
         assert response.status == 400
         assert "the body cannot be read" in (await response.json())["error"]
-    assert await served.get_json("/device/1?lane=status") == (200, None)
+    assert not served.plane.is_active("/device/1")  # untouched: not even made
 
 
 async def test_a_gzip_body_cut_short_is_400_saying_it_was_decoded(serve: ServeFactory) -> None:
@@ -227,7 +227,7 @@ async def test_a_corrupt_gzip_body_is_400_and_one_warning_line_without_a_traceba
                     "the body cannot be read: Can not decode content-encoding: gzip "
                     "(Error -3 while decompressing data: incorrect header check)"
                 )
-        assert await served.get_json("/device/1?lane=status") == (200, None)
+        assert not served.plane.is_active("/device/1")  # untouched: not even made
     lines = server_lines()  # (the server stopped: every connection ended)
     assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
     assert lines[0].exc_info is None and lines[0].getMessage() == (
@@ -237,6 +237,7 @@ async def test_a_corrupt_gzip_body_is_400_and_one_warning_line_without_a_traceba
 
     async with serve() as served:  # a handler that never reads the body: the same line
         url = served.url("/device/1?lane=status")
+        served.plane.agent("/device/1")
         async with served.client.get(url, data=b"not gzip", headers=gzip) as response:
             assert response.status == 200
     lines = server_lines()
@@ -278,6 +279,7 @@ async def test_an_answer_whose_corrupt_gzip_body_ends_the_connection_says_so(
     otherwise. aiohttp closes a connection whose body does not decode (it cannot skip
     the rest), so the answer must say ``Connection: close``; it said nothing when the
     handler had not read the body, and the next request met a closed connection."""
+    served.plane.agent("/device/1")  # (a GET reads an agent something made)
     body = b"not gzip at all"
     head = request_head(method, path, body)
     reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
@@ -302,6 +304,7 @@ async def test_an_unread_body_that_decodes_or_is_not_coded_keeps_the_connection(
 ) -> None:
     """Only a body that cannot be skipped closes: a gzip body received and decoded
     whole, or a plain one, leaves the connection open for the next request."""
+    served.plane.agent("/device/1")
     reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
     try:
         for coding, body in (("gzip", gzip.compress(b"ignored")), (None, b"ignored")):
@@ -361,8 +364,8 @@ async def test_a_path_whose_escapes_are_not_utf8_is_400_naming_it(served: Served
         async with served.client.get(stream) as response:
             assert response.status == 400
     assert served.plane.active_agents == 0
-    status, _ = await served.get_json("/device/%C3%A9?lane=status")  # UTF-8 escapes are fine
-    assert status == 200
+    status, body = await served.get_json("/device/%C3%A9?lane=status")  # UTF-8 escapes are fine
+    assert (status, body["error"].split(":")[0]) == (404, "no agent /device/%C3%A9 yet")
 
 
 async def test_a_full_mailbox_answers_503_with_retry_after_until_it_drains(
@@ -427,6 +430,7 @@ async def test_malformed_requests_are_one_warning_line_not_error_tracebacks(
     assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
     assert "a malformed request was answered 400" in lines[0].getMessage()
     assert lines[0].exc_info is None
+    served.plane.agent("/device/1")
     status, _ = await served.get_json("/device/1?lane=status")
     assert status == 200
 
@@ -438,3 +442,27 @@ async def test_the_servers_own_paths_answer_405_to_other_methods(served: Served)
             assert response.status == 405, (method, path)
             assert response.headers["Allow"] == "GET, HEAD"
             assert "answers GET only" in (await response.json())["error"]
+
+
+async def test_a_read_of_an_agent_nothing_made_is_404_and_makes_none(serve: ServeFactory) -> None:
+    """A GET is a read. It made the agent, so its on_start ran (a tower registers with
+    the world, a timer would start publishing and be stored): a typo in a URL left
+    agents behind for good. A record, a command or a stream (a link) makes one."""
+    async with serve(idle_timeout=5) as served:
+        status, body = await served.get_json("/tower/typo?lane=summary")
+        assert (status, body["error"]) == (
+            404,
+            "no agent /tower/typo yet: no record, command or link has made it (a read "
+            "makes none; a POST or a stream does)",
+        )
+        assert served.plane.active_agents == 0
+        assert (await served.post_json("/device/1?lane=reading", reading(50.0)))[0] == 200
+        await served.plane.settle()
+        assert (await served.get_json("/tower/a?lane=summary"))[0] == 200
+        await served.plane.advance(30)  # passivated: stored, so it exists
+        assert not served.plane.is_active("/device/1")
+        status, body = await served.get_json("/device/1?lane=status")
+        assert (status, body["temp"]) == (200, 50.0)
+        async with served.client.get(served.url("/device/2?lane=status&stream=1")) as stream:
+            assert (await EventReader(stream).next())[0] == "state"
+        assert served.plane.is_active("/device/2")

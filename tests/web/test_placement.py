@@ -93,6 +93,7 @@ async def test_between_assignments_and_while_restoring_the_answer_is_retry(
             f"shard {shard} of agent /device/7 is being restored here",
         )
         group.restoring.clear()
+        served.plane.agent("/device/7")
         assert (await served.get_json("/device/7?lane=status"))[0] == 200
 
 

@@ -178,6 +178,7 @@ async def test_stopping_the_server_ends_its_streams_and_leaves_no_task(
 async def test_head_of_a_stream_is_headers_only(served: Served) -> None:
     """A HEAD asking for the stream got the stream's body, endlessly: the next request
     pipelined on that connection was never answered."""
+    served.plane.agent("/device/1")
     port = served.server.port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
