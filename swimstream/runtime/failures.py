@@ -50,13 +50,14 @@ class FailureLog:
         since = (
             f" ({site.unlogged} more at this site since the last report)" if site.unlogged else ""
         )
+        first = site.count == 1  # (the traceback once: later reports are the same site)
         log.error(
             "%s failed: %s: %s%s",
             failure_site(node_uri, lane, callback),
             type(error).__name__,
             error,
             since,
-            exc_info=(type(error), error, error.__traceback__),
+            exc_info=(type(error), error, error.__traceback__) if first else None,
             extra={"node": node_uri, "lane": lane, "callback": callback},
         )
         site.last_logged = now
