@@ -46,7 +46,11 @@ class BrokerConfig(FrozenModel):
             "a free loopback port, named in the log line `embedded Kafka (Tansu) ready on "
             "127.0.0.1:PORT` (its Kafka ignores `bootstrap`), and keeps nothing across runs: "
             "topics, offsets and state start empty at every run (a store an earlier run left "
-            "is moved to `<file>.previous`)."
+            "is moved to `<file>.previous`), so to see state survive a restart run a broker "
+            "that outlives the service (`kind: kafka`). Its group joins are slow for a "
+            "consumer with the default session (45 s: the broker holds a join for half of "
+            "it): a script reading its output topics should `assign()` partitions or set "
+            "`session.timeout.ms: 6000`."
         ),
     )
     bootstrap: BootstrapServers | None = Field(
