@@ -22,7 +22,7 @@ demo: $(STAMP) ## embedded broker, simulated fleet, the towers app and its dashb
 
 test: $(STAMP) ## run the whole test suite (unit, property and integration tests)
 	bash scripts/ensure-chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 check: $(STAMP) ## ruff, mypy --strict (package and tests) and the layer import rule
 	$(VENV)/bin/ruff check swimstream connectors tests integration bench examples

@@ -49,3 +49,14 @@ def make_topic(kafka_broker: EmbeddedKafka, request: pytest.FixtureRequest) -> T
         return kafka_broker.create_topic(name, partitions, compacted=compacted)
 
     return make
+
+
+INTEGRATION = "integration"
+"""The xdist group of the tests that run whole instances (``make test`` runs two
+workers): they run one at a time, on one worker, while the other takes the rest."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parts[-2] == INTEGRATION:
+            item.add_marker(pytest.mark.xdist_group(INTEGRATION))
