@@ -14,17 +14,23 @@ import pytest
 from tests.cli.test_check import GOOD, REPO, swimstream
 
 
-def test_a_web_port_in_use_is_one_line_naming_web_listen(tmp_path: Path) -> None:
+def run_on_a_taken_port(tmp_path: Path, log_format: str) -> tuple[int, str]:
+    """The port another process listens on, and ``run``'s stderr with it as web port."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         config = tmp_path / "app.yaml"
         config.write_text(GOOD + f'web: {{listen: "127.0.0.1:{port}"}}\n')
-        result = swimstream("run", "--config", str(config), "--log-format", "text")
+        result = swimstream("run", "--config", str(config), "--log-format", log_format)
     assert result.returncode == 1, result.stderr
-    assert f"swimstream: web.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
+    return port, result.stderr
+
+
+def test_a_web_port_in_use_is_one_line_naming_web_listen(tmp_path: Path) -> None:
+    port, stderr = run_on_a_taken_port(tmp_path, "text")
+    assert f"swimstream: web.listen: cannot listen on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr, stderr
 
 
 @pytest.mark.parametrize(
@@ -80,15 +86,8 @@ def test_config_errors_at_run_are_logged_as_errors_keyed_by_path_in_json(
 
 
 def test_a_web_port_in_use_is_an_error_record_and_nothing_says_stopped(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        config = tmp_path / "app.yaml"
-        config.write_text(GOOD + f'web: {{listen: "127.0.0.1:{port}"}}\n')
-        result = swimstream("run", "--config", str(config), "--log-format", "json")
-    assert result.returncode == 1, result.stderr
-    records = json_records(result.stderr)
+    port, stderr = run_on_a_taken_port(tmp_path, "json")
+    records = json_records(stderr)
     [error] = [r["message"] for r in records if r["level"] == "error"]
     assert error.startswith(f"web.listen: cannot listen on 127.0.0.1:{port}"), error
     assert "stopped" not in [r["message"] for r in records], records
