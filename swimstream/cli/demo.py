@@ -38,7 +38,6 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str) ->
     env = {
         "SWIMSTREAM_BROKER": "embedded",
         "SWIMSTREAM_WEB": web,
-        "SWIMSTREAM_MESH": "127.0.0.1:0",
         "SWIMSTREAM_DATA": data,
     }
     config = load_config(demo_config_path(), env)

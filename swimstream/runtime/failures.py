@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swimstream.errors import failure_site
@@ -30,7 +31,9 @@ class _Site:
 class FailureLog:
     """Counts callback failures per site and rate-limits their log lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (seconds) paces the log lines; tests pass their own."""
+        self._clock = clock
         self.count = 0
         self._sites: dict[tuple[str, str, str], _Site] = {}
         self.last_error: BaseException | None = None
@@ -43,7 +46,7 @@ class FailureLog:
         self.last_error = error
         site = self._sites.setdefault((route, lane, callback), _Site())
         site.count += 1
-        now = time.monotonic()
+        now = self._clock()
         if now - site.last_logged < LOG_INTERVAL:
             site.unlogged += 1
             return

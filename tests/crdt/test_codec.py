@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import msgpack
 import pytest
 from hypothesis import given
@@ -144,7 +146,7 @@ def test_what_a_lane_takes_round_trips_and_what_it_refuses_is_refused_when_encod
     store (a tuple as a list), and any other must be refused by the encoder too, never
     stored to make its agent unloadable (a tuple key and bytes were)."""
     register = LWWRegister.from_snapshot(RegisterSnapshot(stamp, value), "here")
-    encodings = [
+    encodings: list[Callable[[], bytes]] = [
         lambda: encode_register(register),
         lambda: encode(RegisterSnapshot(stamp, value)),
         lambda: encode(MapPut(stamp, key, value)),  # type: ignore[arg-type]

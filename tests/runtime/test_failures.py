@@ -8,7 +8,6 @@ import logging
 
 import pytest
 
-from swimstream.runtime import failures
 from swimstream.runtime.failures import LOG_INTERVAL, FailureLog
 
 
@@ -20,11 +19,10 @@ def raised(message: str) -> ValueError:
 
 
 def test_a_site_is_logged_with_its_traceback_once_then_with_counts(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = [1_000.0]
-    monkeypatch.setattr(failures.time, "monotonic", lambda: now[0])
-    log = FailureLog()
+    log = FailureLog(clock=lambda: now[0])
     with caplog.at_level(logging.ERROR, logger="swimstream.agent"):
         for step in range(5):  # five failures inside one interval: one line
             log.record("/a/1", "/a/:id", "go", "on_command", raised(f"bad {step}"))

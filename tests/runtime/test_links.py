@@ -115,7 +115,7 @@ async def test_a_stalled_subscriber_then_sees_the_latest_value_not_a_backlog() -
         await plane.command("/watcher/slow", "watch", "/sensor/1")
         await plane.settle()
         watcher = plane.agent("/watcher/slow")
-        watcher.gate = asyncio.Event()  # type: ignore[attr-defined]
+        watcher.gate = asyncio.Event()
         await plane.command("/watcher/slow", "hold")
         await asyncio.sleep(0)
         sensor = plane.agent("/sensor/1")
