@@ -144,48 +144,27 @@ def check_storable(value: Any) -> None:
     written, :func:`kind_problem`, but walk no container there: that would cost every
     write of a small object a fifth of the per-record path.)
     """
-    kind = type(value)
-    if kind in _SCALARS:
-        return
-    if kind is int:
-        if not -(2**63) <= value < 2**64:
-            raise TypeError(f"the integer {value} is beyond 64 bits")
-        return
-    if kind is dict:  # the usual object: text keys, scalar values, checked in one loop
-        for key, element in value.items():
-            if type(key) is not str:
-                break
-            element_kind = type(element)
-            if element_kind in _SCALARS or (element_kind is int and -(2**63) <= element < 2**64):
-                continue
-            break
-        else:
-            return
     pending = [(value, 0)]
     while pending:
         item, depth = pending.pop()
-        kind = type(item)
-        if kind in _SCALARS:
-            continue
-        if kind is int:
-            if not -(2**63) <= item < 2**64:
-                raise TypeError(f"the integer {item} is beyond 64 bits")
-        elif depth >= VALUE_NESTING:
-            raise TypeError(f"a value nested over {VALUE_NESTING} levels")
-        elif isinstance(item, dict):
-            for key, element in item.items():
-                if type(key) not in KEY_TYPES:
-                    raise TypeError(
-                        f"an object key must be a JSON scalar, not {type(key).__name__} {key!r}"
-                    )
-                if type(key) is int and not -(2**63) <= key < 2**64:
-                    raise TypeError(f"the object key {key} is beyond 64 bits")
-                pending.append((element, depth + 1))
-        elif isinstance(item, list | tuple):
-            for element in item:
-                pending.append((element, depth + 1))
+        if isinstance(item, dict | list | tuple):
+            if depth >= VALUE_NESTING:
+                raise TypeError(f"a value nested over {VALUE_NESTING} levels")
+            if isinstance(item, dict):
+                for key, element in item.items():
+                    if type(key) not in KEY_TYPES:
+                        raise TypeError(
+                            f"an object key must be a JSON scalar, not {type(key).__name__} {key!r}"
+                        )
+                    if type(key) is int and not -(2**63) <= key < 2**64:
+                        raise TypeError(f"the object key {key} is beyond 64 bits")
+                    pending.append((element, depth + 1))
+            else:
+                pending.extend([(element, depth + 1) for element in item])
         else:
-            raise TypeError(f"{kind.__name__} is not a JSON value: {_short(item)}")
+            problem = kind_problem(item)  # (a scalar: the same rule as a lane's write)
+            if problem is not None:
+                raise problem
 
 
 def _short(item: object) -> str:
