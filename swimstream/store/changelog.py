@@ -25,13 +25,22 @@ later (a later incarnation commits past the same offsets with state of its own):
 rebuild from the changelog alone must not apply them. Other instances of the app write
 to the same changelog meanwhile, with ids in that range too: those are theirs to judge.
 
+A checkpoint is whole only with its marker in *every* partition: a crash between two
+partitions' markers leaves one half closed, and where the cut did not move (a change by a
+timer or an HTTP command only) the sources' offsets cannot tell. Recovery applies a
+checkpoint when it read its marker in every partition it read, or read a later
+checkpoint of the same instance (the next cut waits for the last commit). Markers are
+keyed per instance (``@checkpoint/<instance>``), so compaction, which keeps the newest
+record of each key, keeps each instance's last marker in every partition: the one
+checkpoint no later one vouches for.
+
 Every record restates its marker's lineage (header ``swimstream.writer``), because
-compaction keeps only a partition's newest marker: all markers share one key. A group
-whose marker compaction removed is judged by its records' headers as by the marker (its
-cut committed, no later incarnation of its writer saying it was cut short). Only its
-completeness goes unchecked: the one way a group is partial and yet its cut committed is
-a crash mid-checkpoint followed by another member's replay of the same records, whose
-writes of the same names come later in the log and win.
+compaction removes all but an instance's newest marker. A group whose marker compaction
+removed is judged by its records' headers as by the marker (its cut committed, no later
+incarnation of its writer saying it was cut short). Only its completeness goes
+unchecked: the one way a group is partial and yet its cut committed is a crash
+mid-checkpoint followed by another member's replay of the same records, whose writes of
+the same names come later in the log and win.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 MARKER_KEY = b"@checkpoint"
+"""The key of a marker of an instance without a name (markers written before they were
+keyed per instance, and tests)."""
 CHECKPOINT_HEADER = "swimstream.checkpoint"
 SOURCE_HEADER = "swimstream.source"
 WRITER_HEADER = "swimstream.writer"
@@ -71,6 +82,20 @@ def parse_key(key: bytes) -> tuple[str, str]:
     if not hash_sign or not node.startswith("/"):
         raise ValueError(f"not a changelog key: {key!r}")
     return node, name
+
+
+_INSTANCE_MARKER = MARKER_KEY + b"/"
+
+
+def marker_key(instance: str) -> bytes:
+    """The key of ``instance``'s markers: one per instance, so that compaction keeps the
+    last marker of each (see the module docstring)."""
+    return _INSTANCE_MARKER + instance.encode() if instance else MARKER_KEY
+
+
+def is_marker_key(key: bytes) -> bool:
+    """Whether a changelog key is a marker's (no entry's key: those start with ``/``)."""
+    return key == MARKER_KEY or key.startswith(_INSTANCE_MARKER)
 
 
 def headers(

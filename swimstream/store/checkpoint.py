@@ -55,12 +55,12 @@ from swimstream.errors import BrokerError, ClosedResourceError
 from swimstream.runtime import Plane
 from swimstream.runtime.waiting import first_of
 from swimstream.store.changelog import (
-    MARKER_KEY,
     ChangelogEntry,
     Marker,
     cut_key,
     entry_key,
     headers,
+    marker_key,
     marker_value,
 )
 from swimstream.store.deferral import DeferringSink
@@ -466,10 +466,11 @@ class Checkpointer:
             markers[partition] = offset
 
         closing = marker_value(marker)
+        key = marker_key(self._instance)
         for p in range(self._partitions):
             sink.produce(
                 topic,
-                MARKER_KEY,
+                key,
                 closing,
                 record_headers,
                 partition=p,

@@ -17,7 +17,12 @@ Markers name their instance and its incarnation's lineage (see
 committing is skipped even once a later incarnation of that instance commits past its
 offsets, while the checkpoints other instances committed meanwhile are applied. (Their
 records interleave in a partition, so a marker says nothing of records of lower ids
-still waiting for theirs: only a group never closed by its marker is skipped.) With
+still waiting for theirs: only a group never closed by its marker is skipped.) A
+checkpoint is applied in every partition or in none: it needs its marker in each
+partition read, or a later checkpoint of its instance, begun only once it committed
+(see :mod:`swimstream.store.changelog`); one closed in some partitions only (a crash
+between markers, or another instance's checkpoint still in flight) is skipped and read
+again next time. With
 the local store gone, it reads every partition from the beginning: the same code, a
 longer tail, and a progress line while it runs.
 
@@ -34,10 +39,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swimstream.store.changelog import (
-    MARKER_KEY,
     ChangelogEntry,
     Marker,
     checkpoint_of,
+    is_marker_key,
     parse_cut_key,
     parse_key,
     read_marker,
@@ -177,12 +182,15 @@ async def recover(
     cut_of: dict[tuple[int, int, str], Mapping[str, int]] = {}
     lineages: set[tuple[str, int, int]] = set()  # (instance, restored_from, first) seen
     positions: dict[int, ShardPosition] = {}
-    reflected = {p: known[p].checkpoint for p in known}  # per partition: last applied id
-    reflected_cut = {p: known[p].sources for p in known}  # and the cut it committed
     first_at: dict[tuple[int, int | None], int] = {}  # (partition, checkpoint): 1st record
     restated: dict[tuple[int, int | None], Marker] = {}  # what its records say of its marker
     restated_lineages: set[tuple[str, int, int]] = set()
     order: dict[tuple[int, int, str], int] = {}  # ready group -> where its marker was
+    began: dict[tuple[int, int, str], int] = {}  # ready group -> its first record
+    # Where each (checkpoint, instance) was seen closed, and each instance's highest
+    # checkpoint seen (a marker or a record): what tells a checkpoint is whole.
+    marked: dict[tuple[int, str], set[int]] = {}
+    latest: dict[str, int] = {}
     # Skipped groups not known to be cut short: their sources had not committed them
     # when this read began, which may yet happen (another live instance's checkpoint
     # in flight, on a broker that shows records of open transactions, as Tansu does).
@@ -196,7 +204,7 @@ async def recover(
             report.records += 1
             partition = record.partition() or 0
             key = record.key()
-            if key == MARKER_KEY:
+            if key is not None and is_marker_key(key):
                 _close_group(record, partition)
             elif key is not None:
                 node, name = parse_key(key)
@@ -208,6 +216,9 @@ async def recover(
                     writer = restated_marker(record.headers())
                     if writer is not None:
                         restated[group] = writer
+                        latest[writer.instance] = max(
+                            latest.get(writer.instance, 0), writer.checkpoint
+                        )
                         restated_lineages.add((writer.instance, writer.restored_from, writer.first))
                 entries.append(ChangelogEntry(node, name, record.value(), partition))
 
@@ -219,6 +230,8 @@ async def recover(
         group_start = first_at.pop((partition, checkpoint), None)
         restated.pop((partition, checkpoint), None)
         instance = marker.instance
+        marked.setdefault((checkpoint, instance), set()).add(partition)
+        latest[instance] = max(latest.get(instance, 0), checkpoint)
         lineage = (instance, marker.restored_from, marker.first)
         if lineage not in lineages:
             lineages.add(lineage)
@@ -228,17 +241,16 @@ async def recover(
             ready.setdefault((partition, checkpoint, instance), []).extend(group)
             cut_of[partition, checkpoint, instance] = marker.sources
             order.setdefault((partition, checkpoint, instance), record.offset() or 0)
-            reflected[partition] = checkpoint
-            reflected_cut[partition] = marker.sources
+            began.setdefault(
+                (partition, checkpoint, instance),
+                record.offset() or 0 if group_start is None else group_start,
+            )
         else:
             _skip(checkpoint, group)
             if group_start is not None:
                 unresolved.append((partition, checkpoint, instance, group_start))
-        positions[partition] = ShardPosition(
-            (record.offset() or 0) + 1,
-            reflected.get(partition, 0),
-            reflected_cut.get(partition, {}),
-        )
+        # (What it reflects is named at the end, once every checkpoint is judged.)
+        positions[partition] = ShardPosition((record.offset() or 0) + 1, 0, {})
 
     def _stands(marker: Marker, known: Collection[tuple[str, int, int]]) -> bool:
         """Whether a checkpoint is committed: its cut by the sources, and not cut short
@@ -268,8 +280,32 @@ async def recover(
             ready.setdefault(key, []).extend(group)
             cut_of[key] = restating.sources
             order.setdefault(key, start_at)
+            began.setdefault(key, start_at)
+            marked.setdefault(key[1:], set()).add(partition)
         else:
             _skip(restating.checkpoint, group)
+    # A checkpoint closed in some partitions only: a crash between its markers, or
+    # another instance's in flight. Skipped everywhere, and read again next time.
+    # (Judged after every lineage is known: a later checkpoint of a later incarnation
+    # vouches for none its lineage says were cut short.)
+    for key in [k for k in ready if _cut_short(known_lineages, k[2], k[1])]:
+        _skip(key[1], ready.pop(key))
+    for key in [k for k in ready if not _whole(k[1], k[2], marked, latest, read)]:
+        _skip(key[1], ready.pop(key))
+        unresolved.append((*key, began[key]))
+    for partition, held in positions.items():
+        # What each partition's position says it reflects: its last checkpoint applied.
+        newest = max((k for k in ready if k[0] == partition), key=order.__getitem__, default=None)
+        if newest is not None:
+            positions[partition] = ShardPosition(
+                held.changelog_offset, newest[1], dict(cut_of[newest])
+            )
+        elif partition in known:
+            positions[partition] = ShardPosition(
+                held.changelog_offset, known[partition].checkpoint, known[partition].sources
+            )
+        else:
+            positions[partition] = ShardPosition(held.changelog_offset, 0, {})
     # The next read starts again at the first group that may still commit.
     for partition, checkpoint, writer, group_start in unresolved:
         if _cut_short(lineages, writer, checkpoint):
@@ -345,6 +381,20 @@ def shards_ahead(
         for shard, position in positions.items()
         if not _was_committed(position.sources, committed_sources, checked)
     )
+
+
+def _whole(
+    checkpoint: int,
+    instance: str,
+    marked: Mapping[tuple[int, str], Collection[int]],
+    latest: Mapping[str, int],
+    read: Collection[int],
+) -> bool:
+    """Whether a checkpoint was closed in every partition read: its marker read in each,
+    or a later checkpoint of its instance read (which the instance began only once this
+    one had committed, so once every marker of it was written)."""
+    closed_in = marked.get((checkpoint, instance), ())
+    return latest.get(instance, 0) > checkpoint or all(p in closed_in for p in read)
 
 
 def _cut_short(lineages: Collection[tuple[str, int, int]], instance: str, checkpoint: int) -> bool:

@@ -20,7 +20,14 @@ from swimstream.crdt import (
 )
 from swimstream.runtime.agent_record import LINKS
 from swimstream.store import recovery
-from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, headers, marker_value
+from swimstream.store.changelog import (
+    MARKER_KEY,
+    Marker,
+    entry_key,
+    headers,
+    marker_key,
+    marker_value,
+)
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.entries import assemble, encode_entry, entry_name
@@ -106,7 +113,9 @@ def checkpoint(
     ]
     if marker:
         records.append(
-            changelog_record(partition, first + len(records), MARKER_KEY, marker_value(closing))
+            changelog_record(
+                partition, first + len(records), marker_key(instance), marker_value(closing)
+            )
         )
     return records
 
