@@ -106,6 +106,17 @@ class Agent:
             )
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name: str) -> None:
+        """Refuse ``del self.status`` where ``status`` is a lane: the next use would
+        bind a fresh lane at its default, apart from the one links and the store know,
+        and the state would be gone without a word. To empty a lane, use its methods."""
+        if name in type(self).__swim_lanes__:
+            raise DefinitionError(
+                f"{type(self).__name__}.{name} is a lane, not an attribute to delete: "
+                f"empty it with the methods of self.{name}"
+            )
+        object.__delattr__(self, name)
+
     # -- runtime plumbing ---------------------------------------------------------------
 
     def _attach(self, node_uri: str, context: AgentContext) -> None:

@@ -378,10 +378,20 @@ async def test_a_value_keyed_by_numbers_comes_back_as_it_was() -> None:
 class Thermostat(Agent):
     status = ValueLane[int](default=0)
     report = CommandLane[int]()
+    forget = CommandLane[None]()
+    set_to = CommandLane[int]()
+
+    @set_to.on_command
+    def on_set_to(self, value: int) -> None:
+        self.status.set(value)
 
     @report.on_command
     def on_report(self, value: int) -> None:
         self.status = value  # type: ignore[assignment]  # meant self.status.set(value)
+
+    @forget.on_command
+    def on_forget(self, _: None) -> None:
+        del self.status
 
 
 async def test_assigning_to_a_lane_fails_its_callback_and_leaves_the_lane_in_place() -> None:
@@ -399,6 +409,20 @@ async def test_assigning_to_a_lane_fails_its_callback_and_leaves_the_lane_in_pla
         await plane.advance(20.0)
         assert not plane.is_active("/thermostat/t")
         assert plane.get("/thermostat/t", "status") == 0
+
+
+async def test_deleting_a_lane_fails_its_callback_and_keeps_the_lane_s_state() -> None:
+    """``del self.status`` used to unbind the lane: its state was gone, and later
+    writes went to a fresh lane that reads over HTTP and links never saw."""
+    errors: list[BaseException | None] = []
+    async with open_plane({"/thermostat/:id": Thermostat}) as plane:
+        await plane.command("/thermostat/t", "set_to", 21)
+        plane.submit("/thermostat/t", "forget", None, errors.append)
+        await plane.command("/thermostat/t", "set_to", 22)
+        await plane.settle()
+        assert isinstance(errors[0], DefinitionError)
+        assert "Thermostat.status is a lane, not an attribute to delete" in str(errors[0])
+        assert plane.get("/thermostat/t", "status") == 22
 
 
 async def test_an_agent_that_cannot_be_stored_stays_in_memory_and_the_others_passivate() -> None:
