@@ -32,7 +32,8 @@ A duration is `250ms`, `5s`, `2m`, `1h` or a bare number of seconds (`commit_int
 is 100 s, not Kafka's milliseconds). `swimstream check --config app.yaml` reports every
 problem it finds, each with its key path, and imports the class of every agent whose own
 entry is valid; checks that depend on other keys (the agent routes sources reach, the
-lanes sources and sinks name) wait until those keys are valid.
+lanes sources and sinks name, the names agent classes pass to `self.publish` as
+literals) wait until those keys are valid.
 """
 
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}

@@ -2,8 +2,9 @@
 
 A separate step from loading, because it runs user code (the agents' modules) and needs
 them importable. What it checks is what only the classes know: that each ``class`` is an
-agent class, that each source feeds a command lane that exists, and that each lane sink
-names a lane that exists and changes.
+agent class, that each source feeds a command lane that exists, that each lane sink
+names a lane that exists and changes, and that each name a class passes to
+``self.publish`` as a literal has a sink (:mod:`swimstream.config.publishes`).
 
 Agent classes are recognised by the lanes they declare: a class attribute
 ``__swim_lanes__`` mapping each lane name to a lane spec whose ``kind`` is one of
@@ -21,6 +22,7 @@ from typing import Any
 
 from swimstream.config.app import AppConfig
 from swimstream.config.problems import Problem, format_path
+from swimstream.config.publishes import published_names
 from swimstream.config.topology import AgentConfig
 from swimstream.errors import ConfigError
 from swimstream.routing import is_base_class
@@ -70,9 +72,28 @@ def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
             problem = _lane_problem(config, classes, target, sink.from_.lane, for_source=False)
             if problem is not None:
                 problems.append((f"sinks[{index}].from", problem))
+    problems.extend(_publish_problems(config, classes))
     if problems:
         raise ConfigError(problems=problems)
     return classes
+
+
+def _publish_problems(config: AppConfig, classes: Mapping[str, type[Any]]) -> list[Problem]:
+    """A problem for each name an agent class publishes to that no sink declares."""
+    declared = {name for sink in config.sinks if (name := sink.publish_name) is not None}
+    known = ", ".join(sorted(declared)) or "none"
+    problems: list[Problem] = []
+    for agent, cls in classes.items():
+        for name, where in dict.fromkeys(published_names(cls)):
+            if name not in declared:
+                problems.append(
+                    (
+                        format_path(["agents", agent, "class"]),
+                        f"{cls.__name__} calls self.publish({name!r}) ({where}), but no sink "
+                        f"declares `publish: {name}` (declared: {known}); add a sink for it",
+                    )
+                )
+    return problems
 
 
 def import_agent_classes(

@@ -48,3 +48,21 @@ not_a_class = 42
 class Outer:
     class Inner:
         __swim_lanes__ = {"go": LaneSpec("command")}
+
+
+class Alerting:
+    """Publishes to names given as literals (checked) and computed (not seen)."""
+
+    __swim_lanes__ = {"reading": LaneSpec("command")}
+
+    def publish(self, topic: str, value: object) -> None: ...
+
+    def on_reading(self, temp: float, where: str) -> None:
+        if temp > 50:
+            self.publish("alerts", temp)
+        self.publish(topic="summaries", value=temp)
+        self.publish(where, temp)  # computed: left to the callback's own error
+
+
+class AlertingToo(Alerting):
+    """Inherits its publishing."""

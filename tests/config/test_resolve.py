@@ -145,6 +145,30 @@ def test_every_resolve_problem_is_reported_at_once() -> None:
     ]
 
 
+def published_at(text: str) -> str:
+    """``file:line`` of the line of the stand-ins holding ``text``."""
+    source = Path(standins.__file__)
+    number = source.read_text().splitlines().index(text) + 1
+    return f"{source}:{number}"
+
+
+@pytest.mark.parametrize("class_name", ["Alerting", "AlertingToo"])
+def test_a_name_published_that_no_sink_declares_is_named_with_its_line(class_name: str) -> None:
+    agents = {"probe": {"class": f"tests.config.standins:{class_name}", "route": "/p/:id"}}
+    sinks = [{"publish": "alerts", "topic": "probe-alerts"}]
+    where = published_at('        self.publish(topic="summaries", value=temp)')
+    assert resolve_problems(agents=agents, sources=[], sinks=sinks) == [
+        (
+            "agents.probe.class",
+            f"{class_name} calls self.publish('summaries') ({where}), but no sink declares "
+            "`publish: summaries` (declared: alerts); add a sink for it",
+        )
+    ]
+    sinks.append({"topic": "summaries"})  # (a topic's own name, when publish is not given)
+    config = parse_config(document(agents=agents, sources=[], sinks=sinks), {})
+    assert list(resolve_agents(config)) == ["probe"]
+
+
 def test_check_config_returns_printable_lines(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(
