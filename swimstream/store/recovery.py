@@ -293,9 +293,14 @@ async def recover(
     for key in [k for k in ready if not _whole(k[1], k[2], marked, latest, read)]:
         _skip(key[1], ready.pop(key))
         unresolved.append((*key, began[key]))
+    last_applied: dict[int, tuple[int, int, str]] = {}
+    for key in ready:
+        newest = last_applied.get(key[0])
+        if newest is None or order[key] > order[newest]:
+            last_applied[key[0]] = key
     for partition, held in positions.items():
         # What each partition's position says it reflects: its last checkpoint applied.
-        newest = max((k for k in ready if k[0] == partition), key=order.__getitem__, default=None)
+        newest = last_applied.get(partition)
         if newest is not None:
             positions[partition] = ShardPosition(
                 held.changelog_offset, newest[1], dict(cut_of[newest])
@@ -394,7 +399,8 @@ def _whole(
     or a later checkpoint of its instance read (which the instance began only once this
     one had committed, so once every marker of it was written)."""
     closed_in = marked.get((checkpoint, instance), ())
-    return latest.get(instance, 0) > checkpoint or all(p in closed_in for p in read)
+    # (Only partitions read are marked: counting them is enough.)
+    return latest.get(instance, 0) > checkpoint or len(closed_in) >= len(read)
 
 
 def _cut_short(lineages: Collection[tuple[str, int, int]], instance: str, checkpoint: int) -> bool:
