@@ -5,6 +5,11 @@ Each distinct failure site (route, lane, callback) is logged with its traceback 
 first time, then at most once per :data:`LOG_INTERVAL` seconds with the number of
 failures since, so the log stays readable and the instance stays fast. The counts are
 exact and exported as metrics.
+
+Failures held back inside an interval are reported once it is over even if that site
+never fails again (:meth:`FailureLog.report_held`, from the plane's housekeeping), and
+at the latest when the plane closes: a burst that ended would otherwise show as one
+line, and an operator would believe it failed once.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ class _Site:
     count: int = 0
     unlogged: int = 0
     last_logged: float = field(default=-LOG_INTERVAL)
+    # The last failure held back (reported if no later one comes); cleared once logged,
+    # so its traceback's frames are not kept alive.
+    held_node: str = ""
+    held_error: BaseException | None = None
 
 
 class FailureLog:
@@ -49,23 +58,52 @@ class FailureLog:
         now = self._clock()
         if now - site.last_logged < LOG_INTERVAL:
             site.unlogged += 1
+            site.held_node, site.held_error = node_uri, error
             return
-        since = (
-            f" ({site.unlogged} more at this site since the last report)" if site.unlogged else ""
-        )
         first = site.count == 1  # (the traceback once: later reports are the same site)
+        self._log(site, node_uri, lane, callback, error, site.unlogged, first)
+        site.last_logged = now
+
+    def report_held(self, everything: bool = False) -> int:
+        """Log the failures held back at each site whose interval is over (every site
+        when ``everything``, as the plane closes); returns how many lines that took.
+
+        Each line names the last failure held back, with the count of the others, as a
+        line for a new failure would have: the total in the log is exact.
+        """
+        now = self._clock()
+        lines = 0
+        for (_route, lane, callback), site in self._sites.items():
+            error = site.held_error
+            if error is None or (not everything and now - site.last_logged < LOG_INTERVAL):
+                continue
+            self._log(site, site.held_node, lane, callback, error, site.unlogged - 1, False)
+            site.last_logged = now
+            lines += 1
+        return lines
+
+    def by_site(self) -> dict[tuple[str, str, str], int]:
+        """Failures per (route, lane, callback)."""
+        return {key: site.count for key, site in self._sites.items()}
+
+    @staticmethod
+    def _log(
+        site: _Site,
+        node_uri: str,
+        lane: str,
+        callback: str,
+        error: BaseException,
+        more: int,
+        traceback: bool,
+    ) -> None:
+        since = f" ({more} more at this site since the last report)" if more else ""
         log.error(
             "%s failed: %s: %s%s",
             failure_site(node_uri, lane, callback),
             type(error).__name__,
             error,
             since,
-            exc_info=(type(error), error, error.__traceback__) if first else None,
+            exc_info=(type(error), error, error.__traceback__) if traceback else None,
             extra={"node": node_uri, "lane": lane, "callback": callback},
         )
-        site.last_logged = now
-        site.unlogged = 0
-
-    def by_site(self) -> dict[tuple[str, str, str], int]:
-        """Failures per (route, lane, callback)."""
-        return {key: site.count for key, site in self._sites.items()}
+        site.unlogged, site.held_node, site.held_error = 0, "", None

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from swimstream.agent import Uplink
     from swimstream.runtime.cell import AgentCell
     from swimstream.runtime.clock import Clock
+    from swimstream.runtime.failures import FailureLog
     from swimstream.runtime.links import LinkRegistry
     from swimstream.runtime.store import AgentStore, StateObserver
     from swimstream.runtime.timers import TimerWheel
@@ -41,6 +42,7 @@ class Passivation:
     _passivations: int
     timers: TimerWheel
     links: LinkRegistry
+    failures: FailureLog
 
     def unlink(self, node_uri: str, lane: str, uplink: Uplink) -> None:
         raise NotImplementedError
@@ -147,8 +149,11 @@ class Passivation:
         return True
 
     async def _housekeep(self) -> None:
+        """Every second at most: passivate, and log the callback failures held back
+        whose interval is over (a plane that never passivates runs it for those)."""
         interval = min(1.0, (self.idle_timeout or 4.0) / 4)
         never = asyncio.Event()
         while True:
             await self.clock.wait_until(self.clock.time() + interval, never)
             self.passivate_idle()
+            self.failures.report_held()

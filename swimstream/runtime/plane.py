@@ -119,9 +119,8 @@ class Plane(Passivation):
         self._tasks = [
             loop.create_task(self._scheduler.run(), name="swimstream-scheduler"),
             loop.create_task(self._run_timers(), name="swimstream-timers"),
+            loop.create_task(self._housekeep(), name="swimstream-housekeeping"),
         ]
-        if self.idle_timeout is not None or self.max_active is not None:
-            self._tasks.append(loop.create_task(self._housekeep(), name="swimstream-passivation"))
         return self
 
     async def __aexit__(
@@ -153,6 +152,7 @@ class Plane(Passivation):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._scheduler.close()
+        self.failures.report_held(everything=True)  # (a burst must not end as one line)
 
     @property
     def running(self) -> bool:

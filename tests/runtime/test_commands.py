@@ -208,12 +208,15 @@ async def test_failures_outside_lanes_are_named_as_what_they_are(
             plane.agent("/shaky/watcher")
             await plane.settle()
             await plane.advance(1.0)
-    # (each site is logged once here: the source's failures share the watcher's sites)
+    # (the source's failures share the watcher's sites: held back, logged at the close)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "on_start of agent /shaky/watcher failed",
         "downlink callback on_level (link to /shaky/source#level) of agent /shaky/watcher failed",
         "timer callback tick of agent /shaky/watcher failed",
         "on_stop of agent /shaky/watcher failed",
+        "on_start of agent /shaky/source failed",
+        "timer callback tick of agent /shaky/source failed",
+        "on_stop of agent /shaky/source failed",
     ]
 
 
