@@ -9,7 +9,8 @@ other agents, linking to their lanes, timers, publishing insights) goes through 
 Lifecycle: ``on_start`` runs each time the agent is activated (first use, and again
 after passivation or a restart), ``on_stop`` each time it is deactivated. Timers and
 links persist across those, so ``on_start`` must not assume a blank slate: ``every``
-is idempotent per method for that reason.
+is idempotent per method for that reason, and ``pending_timers`` reaches the timers an
+earlier agent object set.
 """
 
 from __future__ import annotations
@@ -299,6 +300,17 @@ class Agent:
         name = callback_name(self, fn, "a timer callback")
         assert name is not None
         return self._context.schedule(period, name, (), period)
+
+    def pending_timers(self, fn: Callable[..., Any] | None = None) -> list[Timer]:
+        """This agent's pending timers that call the method ``fn`` (all when None),
+        earliest first, to cancel one or to see that it is set.
+
+        Timers outlive the agent object: after a passivation or a restart, a handle the
+        old object kept (``self.alarm = self.schedule(...)``) is gone with it, while its
+        timer is still pending. This is how the agent reaches that timer again.
+        """
+        name = callback_name(self, fn, "a timer callback")
+        return self._context.pending_timers(name)
 
     # -- lifecycle ----------------------------------------------------------------------
 

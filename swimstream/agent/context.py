@@ -49,7 +49,8 @@ class LaneObserver(Protocol):
 
 
 class Timer(Protocol):
-    """A pending call of an agent method, returned by ``schedule`` and ``every``."""
+    """A pending call of an agent method, returned by ``schedule``, ``every`` and
+    ``pending_timers``."""
 
     @property
     def due(self) -> float:
@@ -133,6 +134,11 @@ class AgentContext(Protocol):
         self, delay: float, method: str, args: tuple[Any, ...], period: float | None
     ) -> Timer:
         """Call the agent's ``method`` after ``delay`` seconds (then every ``period``)."""
+        ...
+
+    def pending_timers(self, method: str | None) -> list[Timer]:
+        """The agent's pending timers (those calling ``method``; all when None), earliest
+        first: the same ones whether set by this agent object or by one before it."""
         ...
 
     def cue(self, lane: Lane, key: Any) -> None:

@@ -131,6 +131,11 @@ class AgentCell:
     ) -> Timer:
         return self.plane._schedule_timer(self.node_uri, method, args, delay, period)
 
+    def pending_timers(self, method: str | None) -> list[Timer]:
+        timers = self.plane.timers.for_node(self.node_uri)
+        timers.sort(key=lambda t: (t.due, t.id))
+        return [t for t in timers if method is None or t.method == method]
+
     def cue(self, lane: Lane, key: Any) -> None:
         if self.cues is None:
             self.cues = {}

@@ -211,3 +211,66 @@ async def test_a_restored_timer_takes_the_period_the_deployed_code_asks_for() ->
         plane.agent("/sampler/s")  # its on_start asks for every 2 s
         await plane.advance(5.0)
         assert [at - start for at in plane.get("/sampler/s", "samples")] == [2.0, 4.0]
+
+
+class Snooze(Agent):
+    """Sets a wake-up call and takes it back, with the agent passivated in between."""
+
+    fired = ValueLane[list[str]](default=[])
+    arm = CommandLane[float]()
+    disarm = CommandLane[None]()
+
+    def on_start(self) -> None:
+        self.every(3600.0, self.check)
+
+    @arm.on_command
+    def on_arm(self, delay: float) -> None:
+        self.schedule(delay, self.ring, f"in {delay:g} s")
+
+    @disarm.on_command
+    def on_disarm(self, _: None) -> None:
+        for timer in self.pending_timers(self.ring):
+            timer.cancel()
+
+    def ring(self, label: str) -> None:
+        self.fired.set([*self.fired.get(), label])
+
+    def check(self) -> None: ...
+
+
+async def test_a_one_shot_timer_set_before_a_passivation_can_be_cancelled_after_it() -> None:
+    """The handle ``schedule`` returns was the only way to cancel a timer, and it is gone
+    with the agent object that kept it: the reloaded agent could not reach its pending
+    timer, which rang all the same."""
+    async with open_plane({"/snooze/:id": Snooze}) as plane:
+        await plane.command("/snooze/a", "arm", 60.0)
+        await plane.settle()
+        assert plane.passivate("/snooze/a")
+        await plane.command("/snooze/a", "disarm")
+        await plane.settle()
+        await plane.advance(120.0)
+        assert plane.get("/snooze/a", "fired") == []
+        assert plane.statistics().callback_failures == 0
+        assert [t.method for t in plane.timers.for_node("/snooze/a")] == ["check"]
+
+
+async def test_pending_timers_are_the_restored_ones_after_a_restart_earliest_first() -> None:
+    clock = FakeClock()
+    async with open_plane({"/snooze/:id": Snooze}, clock=clock) as plane:
+        for delay in (90.0, 30.0, 60.0):
+            await plane.command("/snooze/a", "arm", delay)
+        await plane.settle()
+        stored = plane.timers_of("/snooze/a")
+        await plane.close(put_away=False)
+    assert stored is not None
+    async with open_plane({"/snooze/:id": Snooze}, clock=clock) as plane:
+        plane.restore_timers("/snooze/a", decode_timers(stored))
+        snooze = plane.agent("/snooze/a")
+        assert isinstance(snooze, Snooze)
+        rings = snooze.pending_timers(snooze.ring)
+        assert [t.due - clock.time() for t in rings] == [30.0, 60.0, 90.0]
+        assert len(snooze.pending_timers()) == 4  # with the hourly check
+        rings[0].cancel()
+        await plane.command("/snooze/a", "arm", 10.0)
+        await plane.advance(75.0)
+        assert plane.get("/snooze/a", "fired") == ["in 10 s", "in 60 s"]
