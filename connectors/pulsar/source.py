@@ -205,15 +205,21 @@ class PulsarSource:
         except BaseException:
             await asyncio.to_thread(release_client, client)
             raise
+        probe = BrokerProbe(self.service_url, self.topics[0], self.settings)
+        starting = asyncio.ensure_future(asyncio.to_thread(probe.start))
+        try:
+            await asyncio.shield(starting)
+        except BaseException:
+            # Undone here, once: the source is not open, so close() gives nothing back
+            # again. A cancelled start goes on in its thread; stop the probe it started.
+            with contextlib.suppress(Exception):
+                await starting
+            await asyncio.to_thread(probe.stop)
+            await asyncio.to_thread(_close_feeds, feeds, client)
+            raise
         self._client = client
         self._feeds = feeds
         self._by_partition = {feed.partition: feed for feed in feeds}
-        probe = BrokerProbe(self.service_url, self.topics[0], self.settings)
-        try:
-            await asyncio.to_thread(probe.start)
-        except BaseException:
-            await asyncio.to_thread(_close_feeds, feeds, client)
-            raise
         self._probe = probe
         log.info(
             "Pulsar source %r subscribed to %s of %s",

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from types import CodeType, FrameType
 from typing import Protocol
 
 import pytest
@@ -25,8 +27,9 @@ from connectors.pulsar import (
     PulsarSink,
     PulsarSource,
 )
+from connectors.pulsar._client import _shared, _shared_lock
 from connectors.pulsar.offsets import OffsetLedger
-from connectors.pulsar.probe import STALE_AFTER, TIMEOUT
+from connectors.pulsar.probe import STALE_AFTER, TIMEOUT, BrokerProbe
 from connectors.pulsar.settings import Setting
 from connectors.pulsar.source import split_partition
 from swimstream.errors import BrokerError, ConfigError, RecordDecodeError
@@ -467,6 +470,62 @@ async def test_a_missing_broker_is_reported_at_once() -> None:
     ):
         await source.open()
     assert time.monotonic() - began < 1.0
+
+
+def _running(code: CodeType) -> bool:
+    """Whether some thread is inside the function of ``code`` right now."""
+    for frame in sys._current_frames().values():
+        current: FrameType | None = frame
+        while current is not None:
+            if current.f_code is code:
+                return True
+            current = current.f_back
+    return False
+
+
+def _users(purpose: str, service_url: str) -> int:
+    """How many sources or sinks of this process share the client (0: none is made)."""
+    return sum(users for key, (_, users) in _shared.items() if key[:2] == (purpose, service_url))
+
+
+async def test_an_open_cancelled_while_its_probe_starts_releases_the_client_once(
+    service_url: str, topic: str, open_source: OpenSource
+) -> None:
+    """A stop in the middle of ``open`` cancels it; the open undoes what it had made. Once
+    its probe was starting, it closed its consumers and gave its client back, yet kept
+    them as if open, so ``close`` gave the client back a second time: the count of the
+    client it shares with the other sources of the process went down twice, the client
+    was closed under a source still reading, and that source's own close raised
+    KeyError. The probe started meanwhile kept looking up, with a client of its own.
+
+    The client registry's lock is held while the probe starts (it blocks making the
+    probe's client there), so the cancel lands exactly then."""
+    bystander = await open_source([topic], PULSAR_LITE_SETTINGS)
+    source = PulsarSource(service_url, "twins", [topic], settings=PULSAR_LITE_SETTINGS)
+    opening = asyncio.create_task(source.open())
+    held = False
+    try:
+        async with asyncio.timeout(5):
+            # At each turn of the loop, not wait_until's 10 ms: the lock is to be held before
+            # the subscriptions, which begin once the open holds the client, are done.
+            while _users("consume", service_url) < 2:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0)
+        held = _shared_lock.acquire()
+        await wait_until(lambda: _running(BrokerProbe.start.__code__), what="the probe start")
+        opening.cancel()
+    finally:
+        if held:
+            _shared_lock.release()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+
+    await source.close()
+
+    assert bystander.connected
+    await produce(service_url, topic, numbered(3))
+    assert numbers(await read(bystander, 3)) == [0, 1, 2]
+    await bystander.close()
+    assert [key for key in _shared if key[1] == service_url] == []  # no probe left either
 
 
 async def test_a_source_is_used_between_open_and_close_only(service_url: str, topic: str) -> None:
