@@ -32,7 +32,7 @@ from swimstream.errors import (
     LaneNotFoundError,
     NodeNotFoundError,
 )
-from swimstream.routing import RoutePattern, RouteTable, is_base_class
+from swimstream.routing import RoutePattern
 from swimstream.runtime.agent_record import (
     LinkSpec,
     TimerSpec,
@@ -56,6 +56,7 @@ from swimstream.runtime.failures import FailureLog
 from swimstream.runtime.links import LinkEnd, LinkRegistry
 from swimstream.runtime.passivation import Passivation
 from swimstream.runtime.reports import Insight, PlaneStatistics
+from swimstream.runtime.routes import agent_routes
 from swimstream.runtime.scheduler import Scheduler
 from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
 from swimstream.runtime.timers import TimerEntry, TimerWheel
@@ -94,7 +95,7 @@ class Plane(Passivation):
         self.failures = FailureLog()
         self._publisher = publisher
         self._on_activate = on_activate  # told each node URI made in memory
-        self._routes = _compile_routes(routes)
+        self._routes = agent_routes(routes)
         self._cells: dict[str, AgentCell] = {}
         self._unrestorable: dict[str, AgentRestoreError] = {}
         self._observers: list[tuple[str | None, str | None, bool, LaneObserver]] = []
@@ -582,18 +583,3 @@ class Plane(Passivation):
 
 def _lane_not_found(node_uri: str, cls: type[Agent], lane: str) -> LaneNotFoundError:
     return LaneNotFoundError(f"agent {node_uri} ({cls.__name__}) has no lane {lane!r}")
-
-
-def _compile_routes(routes: Mapping[str, type[Agent]]) -> RouteTable[type[Agent]]:
-    table: RouteTable[type[Agent]] = RouteTable()
-    for text, cls in routes.items():
-        if not (isinstance(cls, type) and issubclass(cls, Agent)):
-            raise DefinitionError(f"route {text!r} must map to an Agent subclass, got {cls!r}")
-        if is_base_class(cls):
-            name = cls.__qualname__
-            raise DefinitionError(
-                f"route {text!r} maps to {name}, the base class of agents, not an agent: "
-                f"route to a subclass of {name} that declares the lanes"
-            )
-        table.add(text, cls)
-    return table
