@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from swimstream.agent import Uplink
+    from swimstream.runtime.agent_record import StoredAgent
     from swimstream.runtime.cell import AgentCell
     from swimstream.runtime.clock import Clock
     from swimstream.runtime.failures import FailureLog
@@ -51,6 +52,24 @@ class Passivation:
         self, cell: AgentCell, lane: str, callback: str, exc: BaseException
     ) -> None:
         raise NotImplementedError
+
+    def _activate(
+        self, node_uri: str, lane: str | None = None, stored: StoredAgent | None = None
+    ) -> AgentCell:
+        raise NotImplementedError
+
+    def activate_existing(self, node_uri: str) -> bool:
+        """Whether the agent at ``node_uri`` exists, in memory or stored, making none that
+        does not (a read, a GET over HTTP, makes no agent). A stored one comes back into
+        memory from that one read of the store: asking the store whether it exists, then
+        activating it, read and decoded it twice."""
+        if node_uri in self._cells:
+            return True
+        stored = self.store.load(node_uri)
+        if stored is None:
+            return False
+        self._activate(node_uri, stored=stored)
+        return True
 
     def passivate_idle(self) -> int:
         """Passivate agents idle past ``idle_timeout`` and, least recently used first,

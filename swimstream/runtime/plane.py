@@ -35,6 +35,7 @@ from swimstream.errors import (
 from swimstream.routing import RoutePattern
 from swimstream.runtime.agent_record import (
     LinkSpec,
+    StoredAgent,
     TimerSpec,
     check_timer_args,
     dump_links,
@@ -187,7 +188,11 @@ class Plane(Passivation):
         cell = self._cells.get(node_uri)
         return cell if cell is not None else self._activate(node_uri, lane)
 
-    def _activate(self, node_uri: str, lane: str | None = None) -> AgentCell:
+    def _activate(
+        self, node_uri: str, lane: str | None = None, stored: StoredAgent | None = None
+    ) -> AgentCell:
+        """The agent's cell, made (or loaded back) now; ``stored`` is its record when the
+        caller has read it already (one read, not two)."""
         self._check_open()
         route, cls, canonical = self._resolve(node_uri)
         if lane is not None and lane not in cls.__swim_lanes__:  # a typo in a command or
@@ -208,7 +213,7 @@ class Plane(Passivation):
         self._cells[canonical] = cell
         restoring, self._restoring = self._restoring, True  # (a link's target may nest)
         try:
-            stored = self.store.load(canonical)
+            stored = self.store.load(canonical) if stored is None else stored
             if stored is not None:
                 restore_agent(agent, stored)
         except AgentRestoreError as exc:  # its own state does not fit its class

@@ -172,12 +172,12 @@ async def get_lane(request: web.Request) -> web.StreamResponse:
 
 
 def _made(state: WebState, node_uri: str) -> bool:
-    """Whether the agent exists, in memory or stored. A GET is a read: making the agent
-    would run its ``on_start`` (its timers then publish, and are stored), so a typo in a
-    URL would leave an agent behind for good, as Kafka Streams' interactive queries
-    answer an unknown key with nothing rather than create it."""
-    plane = state.plane
-    return plane.is_active(node_uri) or plane.store.load(node_uri) is not None
+    """Whether the agent exists, in memory or stored (then loaded back, for the read that
+    follows). A GET is a read: making the agent would run its ``on_start`` (its timers
+    then publish, and are stored), so a typo in a URL would leave an agent behind for
+    good, as Kafka Streams' interactive queries answer an unknown key with nothing
+    rather than create it."""
+    return state.plane.activate_existing(node_uri)
 
 
 async def post_command(request: web.Request) -> web.Response:

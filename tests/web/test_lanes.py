@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+from collections import Counter
 from typing import Any
 
 import orjson
 import pytest
 
+from swimstream.runtime import MemoryAgentStore
+from swimstream.runtime.agent_record import StoredAgent
 from tests.support.waiting import wait_until
 from tests.web.harness import EventReader, Served, ServeFactory, Valve, reading
 
@@ -466,3 +469,38 @@ async def test_a_read_of_an_agent_nothing_made_is_404_and_makes_none(serve: Serv
         async with served.client.get(served.url("/device/2?lane=status&stream=1")) as stream:
             assert (await EventReader(stream).next())[0] == "state"
         assert served.plane.is_active("/device/2")
+
+
+class CountingStore(MemoryAgentStore):
+    """An agent store that counts its loads, by node URI (a load reads and decodes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: Counter[str] = Counter()
+
+    def load(self, node_uri: str) -> StoredAgent | None:
+        self.loads[node_uri] += 1
+        return super().load(node_uri)
+
+
+async def test_a_read_of_a_passivated_agent_loads_it_from_the_store_once(
+    serve: ServeFactory,
+) -> None:
+    """Whether a passivated agent exists and its state are one read of the store: asking
+    the store first (a read makes no agent), then activating, loaded it twice."""
+    store = CountingStore()
+    async with serve(store=store, idle_timeout=5) as served:
+        assert (await served.post_json("/device/1?lane=reading", reading(50.0)))[0] == 200
+        await served.plane.advance(30)
+        assert not served.plane.is_active("/device/1")
+        store.loads.clear()
+
+        status, body = await served.get_json("/device/1?lane=status")
+
+        assert (status, body["temp"]) == (200, 50.0)
+        assert store.loads["/device/1"] == 1
+        assert served.plane.is_active("/device/1")
+        assert (await served.get_json("/device/1?lane=readings")) == (200, 1)
+        assert (await served.get_json("/device/2?lane=status"))[0] == 404
+        assert (store.loads["/device/1"], store.loads["/device/2"]) == (1, 1)
+        assert not served.plane.is_active("/device/2")
