@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 
 from swimstream import Agent, CommandLane, ValueLane
+from swimstream.runtime import Plane
 from swimstream.store.checkpoint import Checkpointer
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.deferral import DeferringSink
@@ -91,25 +92,39 @@ class SlowTransactions:
         self._offset += len(list(records))
 
 
+def exactly_once_checkpointer(
+    plane: Plane,
+    sink: SlowTransactions,
+    *,
+    partitions: int = 1,
+    shard_of: Callable[[str], int] = lambda _node: 0,
+    instance: str = "",
+) -> Checkpointer:
+    """A checkpointer of ``plane``'s state into ``sink``, with no sources, checkpointing
+    when asked (its interval is ten minutes)."""
+    store = DurableAgentStore(MemoryCommitted())
+    tracker = StateTracker(store, shard_of)
+    tracker.attach(plane)
+    return Checkpointer(
+        plane=plane,
+        tracker=tracker,
+        store=store,
+        sink=DeferringSink(sink),  # type: ignore[arg-type]  # the stand-in above
+        changelog_topic="app.changelog",
+        partitions=partitions,
+        runners=[],
+        exactly_once=True,
+        interval=600.0,
+        group_metadata=None,
+        instance=instance,
+    )
+
+
 async def test_a_periodic_and_a_revoke_checkpoint_commit_one_after_the_other() -> None:
     Slow.done = asyncio.Event()
     async with open_plane({"/meter/:id": Meter, "/slow/:id": Slow}) as plane:
-        store = DurableAgentStore(MemoryCommitted())
-        tracker = StateTracker(store, lambda _node: 0)
-        tracker.attach(plane)
         sink = SlowTransactions()
-        checkpointer = Checkpointer(
-            plane=plane,
-            tracker=tracker,
-            store=store,
-            sink=DeferringSink(sink),  # type: ignore[arg-type]  # the stand-in above
-            changelog_topic="app.changelog",
-            partitions=1,
-            runners=[],
-            exactly_once=True,
-            interval=600.0,
-            group_metadata=None,
-        )
+        checkpointer = exactly_once_checkpointer(plane, sink)
         checkpointer.start()
         await plane.command("/meter/a", "read", 1)
         await plane.settle()

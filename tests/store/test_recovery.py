@@ -137,10 +137,11 @@ def restored(
     return committed, report
 
 
-def status(committed: MemoryCommitted, node: str) -> object:
+def status(committed: MemoryCommitted, node: str, lane: str = "status") -> object:
+    """The value of a value lane of ``node`` in ``committed``."""
     stored = committed.load(node)
     assert stored is not None
-    snapshot = decode_snapshot(stored["status"])
+    snapshot = decode_snapshot(stored[lane])
     assert isinstance(snapshot, RegisterSnapshot)
     return snapshot.value
 

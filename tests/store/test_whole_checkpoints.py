@@ -17,16 +17,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import cast
 
-from swimstream.crdt import RegisterSnapshot, decode_snapshot
-from swimstream.store.checkpoint import Checkpointer
 from swimstream.store.committed import MemoryCommitted
-from swimstream.store.deferral import DeferringSink
-from swimstream.store.durable import DurableAgentStore
 from swimstream.store.recovery import RecoveryReport, recover
-from swimstream.store.tracker import StateTracker
 from swimstream.streams import TopicPartition
 from swimstream.testing import MemoryRecord, open_plane
-from tests.store.test_checkpoint_turns import Meter, SlowTransactions
+from tests.store.test_checkpoint_turns import Meter, SlowTransactions, exactly_once_checkpointer
 from tests.store.test_recovery import ListReader, changelog_record, checkpoint, compacted, status
 
 OFFSETS = {TopicPartition("readings", 0): 100}
@@ -124,6 +119,9 @@ def test_an_instance_s_last_checkpoint_keeps_its_markers_through_compaction() ->
     assert report.skipped_checkpoints == []
 
 
+SHARDS = {"/meter/a": 0, "/meter/b": 1}
+
+
 class KeptChangelog(SlowTransactions):
     """A transactional sink that keeps what is produced as a two-partition changelog."""
 
@@ -161,21 +159,8 @@ async def checkpoints_of(
 ) -> None:
     """An instance that sets each node's level in turn, checkpointing each, and stops."""
     async with open_plane({"/meter/:id": Meter}) as plane:
-        store = DurableAgentStore(MemoryCommitted())
-        tracker = StateTracker(store, lambda node: 0 if node == "/meter/a" else 1)
-        tracker.attach(plane)
-        checkpointer = Checkpointer(
-            plane=plane,
-            tracker=tracker,
-            store=store,
-            sink=DeferringSink(log),  # type: ignore[arg-type]  # the stand-in above
-            changelog_topic="app.changelog",
-            partitions=2,
-            runners=[],
-            exactly_once=True,
-            interval=600.0,
-            group_metadata=None,
-            instance=instance,
+        checkpointer = exactly_once_checkpointer(
+            plane, log, partitions=2, shard_of=SHARDS.__getitem__, instance=instance
         )
         checkpointer.start()
         for node, level in commands:
@@ -186,14 +171,6 @@ async def checkpoints_of(
         await checkpointer.close()
 
 
-def level(store: MemoryCommitted, node: str) -> object:
-    stored = store.load(node)
-    assert stored is not None
-    snapshot = decode_snapshot(stored["level"])
-    assert isinstance(snapshot, RegisterSnapshot)
-    return snapshot.value
-
-
 def test_what_an_instance_checkpointed_before_it_left_survives_compaction() -> None:
     log = KeptChangelog()
     asyncio.run(checkpoints_of("one", log, [("/meter/a", 7)]))
@@ -201,5 +178,5 @@ def test_what_an_instance_checkpointed_before_it_left_survives_compaction() -> N
     rebuilt = MemoryCommitted()
     reader = ListReader(compacted(log.records), {})
     asyncio.run(recover(rebuilt, reader, "app.changelog", 2, {}))
-    assert level(rebuilt, "/meter/a") == 7
-    assert level(rebuilt, "/meter/b") == 2
+    assert status(rebuilt, "/meter/a", "level") == 7
+    assert status(rebuilt, "/meter/b", "level") == 2
