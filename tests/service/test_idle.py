@@ -31,7 +31,7 @@ IDLE_SECONDS = 2.0
 
 def towers(kafka: EmbeddedKafka, app: str, store: Path) -> dict[str, Any]:
     config = durable_towers_config(kafka.bootstrap, app, str(store), partitions=2)
-    config["sinks"] = [{"from": "/tower/:id#summary", "topic": f"{app}.summaries"}]
+    config["sinks"].append({"from": "/tower/:id#summary", "topic": f"{app}.summaries"})
     return config
 
 

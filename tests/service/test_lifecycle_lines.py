@@ -16,7 +16,7 @@ from swimstream.config import AppConfig, parse_config
 from swimstream.errors import BrokerError
 from swimstream.service import ProtocolClients, Service
 from tests.support.kafka import QUICK_GROUP_JOIN
-from tests.support.towers import TOWERS_AGENTS
+from tests.support.towers import TOWERS_AGENTS, alerts_sink
 from tests.support.waiting import wait_until
 
 
@@ -27,6 +27,7 @@ def one_topic_app(bootstrap: str, app: str) -> dict[str, Any]:
         "broker": {"kind": "kafka", "bootstrap": bootstrap, "partitions": 1, **QUICK_GROUP_JOIN},
         "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
+        "sinks": [alerts_sink(app)],
         "store": {"durable": False},
         "web": {"listen": f"127.0.0.1:{web}"},
         "mesh": {"listen": f"127.0.0.1:{mesh}"},

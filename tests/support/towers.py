@@ -13,6 +13,12 @@ TOWERS_AGENTS: dict[str, dict[str, Any]] = {
 """Copy before changing it (``dict(TOWERS_AGENTS)``): tests share it."""
 
 
+def alerts_sink(app: str) -> dict[str, str]:
+    """The sink the towers example's devices publish their alerts to (``check`` and
+    ``run`` refuse the app without it)."""
+    return {"publish": "alerts", "topic": f"{app}.alerts"}
+
+
 def durable_towers_config(bootstrap: str, app: str, store: str, partitions: int) -> dict[str, Any]:
     """A durable towers app on ``{app}.readings`` (keyed by device), with the quick
     group join and free loopback ports: the in-process service tests' app."""
@@ -27,6 +33,7 @@ def durable_towers_config(bootstrap: str, app: str, store: str, partitions: int)
         },
         "agents": TOWERS_AGENTS,
         "sources": [{"topic": f"{app}.readings", "route": "/device/{key}", "lane": "reading"}],
+        "sinks": [alerts_sink(app)],
         "store": {"path": store},  # durable, exactly-once: the defaults
         "web": {"listen": f"127.0.0.1:{web}"},
         "mesh": {"listen": f"127.0.0.1:{mesh}"},
