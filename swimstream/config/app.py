@@ -246,6 +246,28 @@ def _check_topics(config: AppConfig, problems: list[Problem]) -> None:
     if broker.protocol == "kafka" and not is_kafka_topic(config.dead_letter):
         problems.append(("dead_letter", f"{config.dead_letter!r} is not a valid Kafka topic name"))
     _check_own_topics(config, problems)
+    _check_one_protocol_per_source_name(config, problems)
+
+
+def _check_one_protocol_per_source_name(config: AppConfig, problems: list[Problem]) -> None:
+    """A topic name read from both Kafka and Pulsar would be one topic to swimstream: its
+    records are routed, and its positions checkpointed, by name and partition, so each
+    broker's records would reach the other's routes and Pulsar's positions would be
+    committed to Kafka as offsets, skipping Kafka records at the next start."""
+    first: dict[str, tuple[int, str]] = {}
+    for index, source in enumerate(config.sources):
+        protocol = source.kind or config.broker.protocol
+        earlier = first.setdefault(source.topic, (index, protocol))
+        if earlier[1] != protocol:
+            problems.append(
+                (
+                    f"sources[{index}].topic",
+                    f"{source.topic} is also the {earlier[1]} topic of sources[{earlier[0]}]; "
+                    "one app cannot read a topic name from both Kafka and Pulsar (records "
+                    "and positions are kept by topic name): give the Pulsar one its full "
+                    f"name, persistent://public/default/{source.topic}",
+                )
+            )
 
 
 def _check_own_topics(config: AppConfig, problems: list[Problem]) -> None:

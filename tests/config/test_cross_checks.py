@@ -181,6 +181,23 @@ def test_a_topic_on_the_other_protocol_needs_its_address() -> None:
     parse_config(document(broker=broker, sources=sources), {})
 
 
+def test_one_topic_name_is_not_read_from_both_kafka_and_pulsar() -> None:
+    """Records are routed, and positions checkpointed, by topic name and partition: a
+    Pulsar source named like a Kafka one fed the Kafka routes, and its positions were
+    committed to Kafka as offsets (Kafka records skipped at the next start)."""
+    broker = {"bootstrap": "k:9092", "service_url": "pulsar://p:6650"}
+    both = [source("/vehicle/{key}", topic="ev"), source("/tower/{key}", topic="ev", kind="pulsar")]
+    assert problems(document(broker=broker, sources=both)) == [
+        "sources[1].topic: ev is also the kafka topic of sources[0]; one app cannot read a "
+        "topic name from both Kafka and Pulsar (records and positions are kept by topic "
+        "name): give the Pulsar one its full name, persistent://public/default/ev"
+    ]
+    both[1]["topic"] = "persistent://public/default/ev"
+    parse_config(document(broker=broker, sources=both), {})
+    two_routes = [source("/vehicle/{key}", topic="ev"), source("/tower/{key}", topic="ev")]
+    parse_config(document(broker=broker, sources=two_routes), {})
+
+
 def test_the_embedded_broker_serves_its_own_protocol() -> None:
     config = parse_config(document(broker={"kind": "embedded"}), {})
     assert config.broker.protocol == "kafka"
