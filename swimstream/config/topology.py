@@ -130,7 +130,11 @@ class SourceConfig(FrozenModel):
     )
     kind: Protocol | None = Field(
         default=None,
-        description="`kafka` or `pulsar`, when the topic is not on `broker`'s own protocol.",
+        description=(
+            "`kafka` or `pulsar`, when the topic is not on `broker`'s own protocol. One "
+            "topic name is read from one protocol only: a Pulsar topic named like a Kafka "
+            "source takes its full name (`persistent://public/default/<name>`)."
+        ),
     )
     offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest",
