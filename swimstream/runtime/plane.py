@@ -28,7 +28,6 @@ from swimstream.crdt import HybridLogicalClock, Op
 from swimstream.errors import (
     AgentRestoreError,
     ClosedResourceError,
-    DefinitionError,
     LaneNotFoundError,
     NodeNotFoundError,
 )
@@ -37,7 +36,6 @@ from swimstream.runtime.agent_record import (
     LinkSpec,
     StoredAgent,
     TimerSpec,
-    check_timer_args,
     dump_links,
     dump_timers,
     restore_agent,
@@ -50,22 +48,22 @@ from swimstream.runtime.cell import (
     handle_link,
     handle_remote_op,
     handle_start,
-    handle_timer,
 )
-from swimstream.runtime.clock import Clock, FakeClock, SystemClock
+from swimstream.runtime.clock import Clock, SystemClock
 from swimstream.runtime.failures import FailureLog
 from swimstream.runtime.links import LinkEnd, LinkRegistry
 from swimstream.runtime.passivation import Passivation
+from swimstream.runtime.plane_timers import TimerDriving
 from swimstream.runtime.reports import Insight, PlaneStatistics
 from swimstream.runtime.routes import agent_routes
 from swimstream.runtime.scheduler import Scheduler
 from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
-from swimstream.runtime.timers import TimerEntry, TimerWheel
+from swimstream.runtime.timers import TimerWheel
 
 log = logging.getLogger("swimstream.agent")
 
 
-class Plane(Passivation):
+class Plane(Passivation, TimerDriving):
     """Runs agents for a set of route patterns in this process."""
 
     def __init__(
@@ -80,7 +78,9 @@ class Plane(Passivation):
         max_active: int | None = None,
         publisher: Callable[[Insight], None] | None = None,
         on_activate: Callable[[str], None] | None = None,
+        on_crash: Callable[[BaseException], None] | None = None,
     ) -> None:
+        """``on_crash`` is told if a task of the plane (its scheduler, its timers) fails."""
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.hlc = HybridLogicalClock(self.clock.wall_millis)
         self.replica_id = replica_id or f"p-{secrets.token_hex(4)}"
@@ -110,6 +110,9 @@ class Plane(Passivation):
         self._closed = False
         self.dropped = 0
         """Messages its close left unhandled (its work did not finish in time)."""
+        self.crashed: BaseException | None = None
+        """What ended a task of the plane by itself, if one did (none of its own)."""
+        self._on_crash = on_crash
         self._activations = 0
         self._passivations = 0
         self._commands = 0
@@ -123,7 +126,21 @@ class Plane(Passivation):
             loop.create_task(self._run_timers(), name="swimstream-timers"),
             loop.create_task(self._housekeep(), name="swimstream-housekeeping"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
         return self
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A task of the plane that ends by itself broke: agents' turns or timers stop,
+        and whoever runs the plane must hear of it rather than carry on (a checkpoint
+        would cut past records no agent handled)."""
+        crashed = None if task.cancelled() else task.exception()
+        if crashed is None or self.crashed is not None:
+            return
+        self.crashed = crashed
+        log.critical("the plane's task %s failed: %r", task.get_name(), crashed, exc_info=crashed)
+        if self._on_crash is not None:
+            self._on_crash(crashed)
 
     async def __aexit__(
         self,
@@ -147,6 +164,8 @@ class Plane(Passivation):
                     await self.settle()
             except TimeoutError:
                 left = max(1, self.queued())  # (at least the one running)
+        if self.crashed is not None:
+            left = max(1, self.queued())  # (whatever it left, nothing may cut past it)
         self.dropped = left
         self._closed = True
         self._stop_all(put_away)
@@ -458,55 +477,6 @@ class Plane(Passivation):
             self._publisher(insight)
         else:
             self.insights.append(insight)
-
-    # -- timers --------------------------------------------------------------------------
-
-    def _schedule_timer(
-        self, node_uri: str, method: str, args: tuple[Any, ...], delay: float, period: float | None
-    ) -> TimerEntry:
-        if not callable(getattr(self._cell(node_uri).agent, method, None)):
-            raise DefinitionError(f"agent {node_uri} has no method {method!r} to call")
-        check_timer_args(method, args)
-        entry = self.timers.schedule(node_uri, method, args, self.clock.time() + delay, period)
-        self._timer_wakeup.set()
-        return entry
-
-    def _fire_due_timers(self) -> None:
-        for entry in self.timers.pop_due(self.clock.time()):
-            if entry.in_flight:
-                continue  # its last tick has not run yet: no pile-up behind a busy agent
-            try:
-                cell = self._cell(entry.node_uri)
-            except AgentRestoreError:
-                continue  # logged when its agent failed to load
-            entry.in_flight = True
-            cell.post(handle_timer, entry.method, entry.args, entry.tick_finished)
-
-    async def _run_timers(self) -> None:
-        while True:
-            self._timer_wakeup.clear()
-            due = self.timers.next_due()
-            if due is not None and due <= self.clock.time():
-                self._fire_due_timers()
-                await asyncio.sleep(0)
-                continue
-            await self.clock.wait_until(due, self._timer_wakeup)
-
-    async def advance(self, seconds: float) -> None:
-        """Move a fake clock forward, firing due timers in order and settling after each."""
-        clock = self.clock
-        if not isinstance(clock, FakeClock):
-            raise TypeError("advance() needs a plane with a FakeClock (swimstream.testing)")
-        target = clock.time() + seconds
-        await self.settle()
-        while (due := self.timers.next_due()) is not None and due <= target:
-            clock.set(due)
-            self._fire_due_timers()
-            self.passivate_idle()
-            await self.settle()
-        clock.set(target)
-        self.passivate_idle()
-        await self.settle()
 
     # -- durable state -------------------------------------------------------------------
 

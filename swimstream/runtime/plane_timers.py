@@ -1,0 +1,85 @@
+"""Timers: firing agents' due timers in order, on the system clock or a test's fake one.
+
+A mixin of :class:`~.plane.Plane`, kept apart so the plane's module holds addressing,
+messages and links. Timers belong to the plane, not to agent objects: a due timer of a
+passivated agent activates it again (see :mod:`.timers` for the wheel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from swimstream.errors import AgentRestoreError, DefinitionError
+from swimstream.runtime.agent_record import check_timer_args
+from swimstream.runtime.cell import handle_timer
+from swimstream.runtime.clock import FakeClock
+
+if TYPE_CHECKING:
+    from swimstream.runtime.cell import AgentCell
+    from swimstream.runtime.clock import Clock
+    from swimstream.runtime.timers import TimerEntry, TimerWheel
+
+
+class TimerDriving:
+    """The plane's timer methods (a mixin of :class:`~.plane.Plane`)."""
+
+    clock: Clock
+    timers: TimerWheel
+    _timer_wakeup: asyncio.Event
+
+    def _cell(self, node_uri: str, lane: str | None = None) -> AgentCell:
+        raise NotImplementedError
+
+    async def settle(self) -> None:
+        raise NotImplementedError
+
+    def passivate_idle(self) -> int:
+        raise NotImplementedError
+
+    def _schedule_timer(
+        self, node_uri: str, method: str, args: tuple[Any, ...], delay: float, period: float | None
+    ) -> TimerEntry:
+        if not callable(getattr(self._cell(node_uri).agent, method, None)):
+            raise DefinitionError(f"agent {node_uri} has no method {method!r} to call")
+        check_timer_args(method, args)
+        entry = self.timers.schedule(node_uri, method, args, self.clock.time() + delay, period)
+        self._timer_wakeup.set()
+        return entry
+
+    def _fire_due_timers(self) -> None:
+        for entry in self.timers.pop_due(self.clock.time()):
+            if entry.in_flight:
+                continue  # its last tick has not run yet: no pile-up behind a busy agent
+            try:
+                cell = self._cell(entry.node_uri)
+            except AgentRestoreError:
+                continue  # logged when its agent failed to load
+            entry.in_flight = True
+            cell.post(handle_timer, entry.method, entry.args, entry.tick_finished)
+
+    async def _run_timers(self) -> None:
+        while True:
+            self._timer_wakeup.clear()
+            due = self.timers.next_due()
+            if due is not None and due <= self.clock.time():
+                self._fire_due_timers()
+                await asyncio.sleep(0)
+                continue
+            await self.clock.wait_until(due, self._timer_wakeup)
+
+    async def advance(self, seconds: float) -> None:
+        """Move a fake clock forward, firing due timers in order and settling after each."""
+        clock = self.clock
+        if not isinstance(clock, FakeClock):
+            raise TypeError("advance() needs a plane with a FakeClock (swimstream.testing)")
+        target = clock.time() + seconds
+        await self.settle()
+        while (due := self.timers.next_due()) is not None and due <= target:
+            clock.set(due)
+            self._fire_due_timers()
+            self.passivate_idle()
+            await self.settle()
+        clock.set(target)
+        self.passivate_idle()
+        await self.settle()
