@@ -38,3 +38,16 @@ def offset_list(offsets: Mapping[PartitionKey, int]) -> str:
     return ", ".join(
         f"{topic}[{partition}]@{offset}" for (topic, partition), offset in sorted(offsets.items())
     )
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or what can be said of it when that raises: a user's exception
+    class whose ``__str__`` reads a missing attribute must not turn the report of its
+    failure into a failure of the reporter (the scheduler's loop, a dead letter)."""
+    try:
+        return str(error)
+    except Exception:
+        try:
+            return repr(error)
+        except Exception:
+            return f"<{type(error).__name__} (its text could not be read)>"

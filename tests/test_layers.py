@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "routing": {"errors"},
     "config": {"errors", "routing"},
     "agent": {"errors", "text", "crdt"},
-    "runtime": {"errors", "crdt", "routing", "agent"},
+    "runtime": {"errors", "text", "crdt", "routing", "agent"},
     "testing": {"agent", "runtime", "streams"},
     "metrics": set(),
     "streams": {"errors", "text", "crdt", "routing", "config", "agent", "runtime", "metrics"},

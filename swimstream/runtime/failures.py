@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swimstream.errors import failure_site
+from swimstream.text import error_text
 
 log = logging.getLogger("swimstream.agent")
 
@@ -101,7 +102,7 @@ class FailureLog:
             "%s failed: %s: %s%s",
             failure_site(node_uri, lane, callback),
             type(error).__name__,
-            error,
+            error_text(error),
             since,
             exc_info=(type(error), error, error.__traceback__) if traceback else None,
             extra={"node": node_uri, "lane": lane, "callback": callback},

@@ -169,7 +169,7 @@ class Scheduler:
         turn.origin = UNTRACED if ack is None else ack
         try:
             result = handler(cell, a, b)
-        except Exception as exc:
+        except BaseException as exc:  # (see _failed: any exception is the callback's)
             self._failed(cell, handler, a, exc, ack)
         else:
             if result is not None and asyncio.iscoroutine(result):
@@ -239,7 +239,7 @@ class Scheduler:
                     turn.origin = origin = ack
                 try:
                     result = handler(cell, a, b)
-                except Exception as exc:
+                except BaseException as exc:
                     self._failed(cell, handler, a, exc, ack)
                     continue
                 if result is not None and asyncio.iscoroutine(result):
@@ -272,6 +272,15 @@ class Scheduler:
     def _failed(
         self, cell: AgentCell, handler: Handler, a: Any, exc: BaseException, ack: Ack
     ) -> None:
+        """A callback raised: its message failed (its record goes to the dead letters).
+
+        Whatever it raised, ``SystemExit``, ``KeyboardInterrupt`` and ``CancelledError``
+        included: a callback runs inside the scheduler's loop (or a source's), and any of
+        those ending that loop stopped every agent's turns while sources read on and
+        checkpoints committed past records no agent handled. (The service stops on its
+        signals, never through an exception raised in a callback.) Reporting it must not
+        fail either: an exception whose ``str()`` raises is reported all the same.
+        """
         if isinstance(exc, CallbackError):
             lane, callback = exc.lane, exc.callback
             cause = exc.__cause__ or exc
@@ -281,7 +290,10 @@ class Scheduler:
             if not isinstance(exc, SwimstreamError):
                 exc = CallbackError(cell.node_uri, lane, callback)
                 exc.__cause__ = cause
-        self._on_failure(cell, lane, callback, cause)
+        try:
+            self._on_failure(cell, lane, callback, cause)
+        except Exception:  # (a report that fails must not end the loop)
+            log.exception("reporting the failure of %s on %s failed", callback, cell.node_uri)
         if ack is not None:
             ack(exc)
 
@@ -313,9 +325,12 @@ class Scheduler:
     ) -> None:
         try:
             await coroutine
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if self._closed or (task is not None and task.cancelling()):
+                raise  # this task is cancelled (the plane closes): its record is replayed
+            self._failed(cell, handler, a, exc, ack)  # the callback's own (an inner task's)
+        except BaseException as exc:
             self._failed(cell, handler, a, exc, ack)
         else:
             if ack is not None:

@@ -159,6 +159,7 @@ class Service:
                 mailbox_capacity=config.processing.mailbox_capacity,
                 idle_timeout=config.processing.idle_timeout,
                 max_active=config.processing.max_active_agents,
+                on_crash=self.fail,  # (its agents' turns stopped: so must the sources)
                 publisher=InsightPublisher(
                     self._publish_targets(),
                     self.registry,

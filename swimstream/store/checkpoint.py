@@ -307,7 +307,7 @@ class Checkpointer:
             try:
                 if self._plane.running:
                     await self._plane.settle()
-                if self._plane.dropped:
+                if self._plane.dropped or self._plane.crashed is not None:
                     raise ClosedResourceError("the plane stopped with work left: no cut of it")
                 yield
             finally:

@@ -35,6 +35,7 @@ from swimstream.errors import CallbackError
 from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import InboundRecord, SinkConnector
 from swimstream.streams.sinks import DeliveryFailures
+from swimstream.text import error_text
 
 log = logging.getLogger("swimstream.dead_letter")
 
@@ -46,13 +47,11 @@ def reason_of(error: BaseException) -> str:
     """One line saying why a record failed (the user's exception for callback errors)."""
     if isinstance(error, CallbackError) and error.__cause__ is not None:
         cause = error.__cause__
-        text = f"{error}: {type(cause).__name__}: {cause}"
+        text = f"{error}: {type(cause).__name__}: {error_text(cause)}"
     else:
-        text = (
-            f"{type(error).__name__}: {error}"
-            if not str(error).startswith(type(error).__name__)
-            else str(error)
-        )
+        said = error_text(error)
+        name = type(error).__name__
+        text = said if said.startswith(name) else f"{name}: {said}"
     text = " ".join(text.split())
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
