@@ -16,9 +16,12 @@ Headers added (all UTF-8 text)::
                                 record's id there, as its tools print it; the offset is
                                 then the source's own count, which restarts with it
     swimstream.value.dropped    only when the value was left out: its size and why
+    swimstream.headers.dropped  only when the record's own headers were left out
+    swimstream.key.dropped      only when the key was left out: its size and SHA-256
 
-A record too large for the dead-letter topic itself is sent without its value (the
-headers say where the original is) rather than failing the instance. A dead letter the
+A record too large for the dead-letter topic itself is sent without its largest parts
+(value, key, the record's own headers), as few as it takes to fit (the headers added
+say where the original is) rather than failing the instance. A dead letter the
 broker does not take (the topic deleted, a timeout) is counted with the undelivered
 insights (:class:`~swimstream.streams.sinks.DeliveryFailures`): its record stays
 unfinished, so no offset past it is committed, ``/healthz`` turns unhealthy, and the
@@ -27,6 +30,7 @@ restart that follows tries the record again. Counting the record done would drop
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -71,7 +75,8 @@ class DeadLetters:
         self._failures = failures if failures is not None else DeliveryFailures(registry)
         self.topic = topic
         self.max_value_bytes = max_value_bytes
-        """Values larger than this are left out of the dead letter (None: no limit)."""
+        """Bytes a letter's key, value and the record's own headers may take together (None:
+        no limit); past it they are left out in that order (see :func:`_fitted`)."""
         self._counter = registry.counter(
             "dead_letters",
             "Records sent to the dead-letter topic (undecodable, unroutable or failed).",
@@ -92,7 +97,10 @@ class DeadLetters:
         kind = type(
             error.__cause__ if isinstance(error, CallbackError) and error.__cause__ else error
         )
-        headers = list(record.headers() or ())
+        key, value, headers, dropped = _fitted(
+            record.key(), record.value(), list(record.headers() or ()), self.max_value_bytes
+        )
+        headers += dropped
         headers += [
             ("swimstream.error", reason.encode()),
             ("swimstream.error.type", kind.__name__.encode()),
@@ -103,19 +111,10 @@ class DeadLetters:
         origin_id = getattr(record, "origin_id", None)
         if origin_id is not None:
             headers.append(("swimstream.origin.id", origin_id().encode()))
-        value = record.value()
-        if (
-            value is not None
-            and self.max_value_bytes is not None
-            and len(value) > self.max_value_bytes
-        ):
-            dropped = f"{len(value)} bytes, over the {self.max_value_bytes}-byte limit"
-            headers.append(("swimstream.value.dropped", dropped.encode()))
-            value = None
         where = f"the dead letter of {record.topic()}[{record.partition()}]@{record.offset()}"
         delivered = _LetterDelivered(self._failures, where, on_delivery)
         try:
-            self._sink.produce(self.topic, record.key(), value, headers, delivered)
+            self._sink.produce(self.topic, key, value, headers, delivered)
         except Exception as exc:  # a full queue that never drained, a refused record
             delivered(exc)
         self._log(record, reason)
@@ -163,3 +162,38 @@ class _LetterDelivered:
             self._failures.failed(error, self._where)
         elif self._on_delivery is not None:
             self._on_delivery(None)
+
+
+Header = tuple[str, bytes]
+
+
+def _fitted(
+    key: bytes | None, value: bytes | None, headers: list[Header], limit: int | None
+) -> tuple[bytes | None, bytes | None, list[Header], list[Header]]:
+    """The key, value and headers a dead letter can carry within ``limit`` bytes, and
+    a header naming each part left out, the largest first, as few as it takes. A letter
+    the broker refuses stops the instance, and the same record then stops every start;
+    one missing a part still says where the record is."""
+    sizes = {
+        "value": len(value or b""),
+        "headers": sum(len(name.encode()) + len(held or b"") for name, held in headers),
+        "key": len(key or b""),
+    }
+    dropped: list[Header] = []
+    if limit is None:
+        return key, value, headers, dropped
+    for part in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        if sum(sizes.values()) <= limit or not sizes[part]:
+            break
+        note = f"{sizes[part]} bytes, over the {limit}-byte limit"
+        if part == "value":
+            value = None
+        elif part == "headers":
+            note = f"{len(headers)} headers, {note}"
+            headers = []
+        else:
+            note = f"{note}; sha256 {hashlib.sha256(key or b'').hexdigest()}"
+            key = None
+        dropped.append((f"swimstream.{part}.dropped", note.encode()))
+        sizes[part] = 0
+    return key, value, headers, dropped

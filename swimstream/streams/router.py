@@ -25,6 +25,7 @@ import orjson
 from swimstream.errors import (
     AgentRestoreError,
     RecordDecodeError,
+    RecordRoutingError,
     RecordTooLargeError,
     RoutingError,
     SwimstreamError,
@@ -37,6 +38,11 @@ from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.tracking import PartitionTracker, RecordAck
 
 Decoder = Callable[[bytes | None], Any]
+
+NODE_URI_LIMIT = 16_384
+"""Characters a node URI made from a record may have: it names the agent's state in every
+changelog key and insight header, which a record size limit bounds (a megabyte key routed
+by ``{key}`` made an agent whose every checkpoint failed, at every restart)."""
 
 NODE_CACHE_SIZE = 65_536
 """Node URIs remembered per key-only route; emptied when full (a few MiB at most)."""
@@ -157,6 +163,8 @@ class RecordRouter:
                     node = route.template.render(
                         key, value, self._headers_of(record, topic), topic, record.partition() or 0
                     )
+                    if len(node) > NODE_URI_LIMIT:
+                        raise _too_long(node)
                     if nodes is not None:
                         if len(nodes) >= NODE_CACHE_SIZE:
                             nodes.clear()
@@ -195,6 +203,8 @@ class RecordRouter:
                 node = route.template.render(
                     record.key(), value, headers, topic, record.partition() or 0
                 )
+                if len(node) > NODE_URI_LIMIT:
+                    raise _too_long(node)
                 if not submit(node, route.lane, value, ack, now=True):
                     full = node
             except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
@@ -223,3 +233,10 @@ _NO_HEADERS: Mapping[str, bytes] = {}
 def compile_routes(sources: Sequence[Any]) -> list[SourceRoute]:
     """SourceRoutes from the app config's ``sources`` entries."""
     return [SourceRoute(s.topic, s.route, s.lane, s.format) for s in sources]
+
+
+def _too_long(node_uri: str) -> RecordRoutingError:
+    return RecordRoutingError(
+        f"the node URI the route makes is {len(node_uri):,} characters, over the "
+        f"{NODE_URI_LIMIT:,} an agent's name may have (it starts {node_uri[:60]!r})"
+    )

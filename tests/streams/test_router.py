@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -140,6 +141,56 @@ async def test_a_record_larger_than_the_sinks_write_is_dead_lettered_without_its
             assert letter.headers["swimstream.value.dropped"].startswith(str(len(large)).encode())
             assert letter.headers["swimstream.origin.offset"] == b"1"
             assert tracker.committable == 2
+
+
+async def test_a_dead_letter_leaves_out_its_largest_parts_as_few_as_it_takes() -> None:
+    """A bad record with a huge key or header: its letter, measured by its value alone,
+    was refused by the broker, which stopped the instance at every start."""
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        sink = MemorySink()
+        registry = MetricsRegistry()
+        dead = DeadLetters(sink, "app.dead-letter", registry, max_value_bytes=1_000)  # type: ignore[arg-type]  # produces only
+        by_key = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+        router = RecordRouter(plane, [by_key], dead, registry, max_record_bytes=1_000)
+        tracker = PartitionTracker(TopicPartition("readings", 0))
+        big_key = b"k" * 5_000
+        router.route(MemoryRecord("readings", 0, 0, big_key, b"{not json"), tracker)
+        noted = [("trace", b"t" * 3_000), ("tenant", b"blue")]
+        router.route(MemoryRecord("readings", 0, 1, b"small", b"{not json", noted), tracker)
+        await plane.settle()
+        sink.poll()
+        keyless, headless = sink.records
+        assert keyless.key is None and keyless.value == b"{not json"
+        digest = hashlib.sha256(big_key).hexdigest()
+        assert keyless.headers["swimstream.key.dropped"] == (
+            f"5000 bytes, over the 1000-byte limit; sha256 {digest}".encode()
+        )
+        assert headless.key == b"small" and headless.value == b"{not json"
+        assert "trace" not in headless.headers and "swimstream.key.dropped" not in headless.headers
+        assert headless.headers["swimstream.headers.dropped"].startswith(b"2 headers, 3015 bytes")
+        assert headless.headers["swimstream.origin.offset"] == b"1"
+        assert tracker.committable == 2
+
+
+async def test_a_key_that_would_make_a_node_uri_too_long_is_dead_lettered() -> None:
+    """Routed by ``{key}``, a megabyte key made an agent whose name no changelog record
+    could hold: every checkpoint failed, at every restart."""
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        sink = MemorySink()
+        registry = MetricsRegistry()
+        dead = DeadLetters(sink, "app.dead-letter", registry, max_value_bytes=100_000)  # type: ignore[arg-type]  # produces only
+        by_key = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+        router = RecordRouter(plane, [by_key], dead, registry, max_record_bytes=100_000)
+        tracker = PartitionTracker(TopicPartition("readings", 0))
+        router.route(record(0, "m" * 20_000, orjson.dumps({"v": 1})), tracker)
+        router.route(record(1, "a", orjson.dumps({"v": 2})), tracker)
+        await plane.settle()
+        sink.poll()
+        [(offset, reason)] = reasons(sink)
+        assert offset == "0"
+        assert reason.startswith("RecordRoutingError: the node URI the route makes is 20,007 ")
+        assert plane.active_node_uris() == ["/meter/a"]
+        assert tracker.committable == 2
 
 
 async def test_two_routes_on_one_topic_each_get_every_record_once() -> None:
