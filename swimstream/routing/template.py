@@ -6,7 +6,8 @@ template is fixed text with placeholders, each standing for part of one segment:
 ============================  ==================================================
 ``{key}``                     the record key, as UTF-8 text
 ``{payload}``                 the whole payload, when it is a scalar (raw sources)
-``{payload.a.b}``             a field of the JSON payload; numeric names index lists
+``{payload.a.b}``             a field of the JSON payload (an object: a list inside
+                              it is indexed by numeric names, ``{payload.a.0}``)
 ``{header.region}``           a record header, as UTF-8 text
 ``{topic}``, ``{partition}``  where the record came from
 ============================  ==================================================
