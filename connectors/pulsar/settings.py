@@ -71,7 +71,8 @@ class PulsarSettings:
     client blocks instead of failing the record; see the sink's docstring)."""
 
     send_timeout: float = 30.0
-    """Seconds before an unacknowledged record fails with a timeout."""
+    """Seconds before an unacknowledged record fails with a timeout; also how long the
+    sink keeps trying to make a topic's producer while the broker does not answer."""
 
     close_timeout: float = 10.0
     """Seconds the sink's ``close`` waits for records in flight before closing anyway."""

@@ -10,9 +10,13 @@ Why it is built this way:
 * **One producer per topic, made on first use.** Making one is a broker round trip, and
   ``produce`` runs on the event loop, so the first record for a topic starts the
   creation in a worker thread and waits in a local queue; the queue is sent, in order,
-  the moment the producer exists, and every later record goes straight to it. If the
-  creation fails, each waiting record's ``on_delivery`` gets the error and the next
-  record tries again.
+  the moment the producer exists, and every later record goes straight to it. A broker
+  that does not answer (``ConnectError``, ``Timeout``) is tried again, backing off from
+  1 s to 10 s, for up to ``send_timeout``: the bound a record sent on an existing
+  producer gets, so a short outage just as a topic gets its first record (its first
+  dead letter, a rare alert) delays it rather than fails it and stops the service.
+  Any other failure (a refused topic, missing permissions) is final at once: each
+  waiting record's ``on_delivery`` gets the error and the next record tries again.
 * **Delivery callbacks run on the event loop.** The client reports deliveries on its own
   threads; the sink hops each report to the loop with ``call_soon_threadsafe`` before
   calling ``on_delivery``, so callbacks may touch the service's state without locks,
@@ -68,6 +72,12 @@ _Report = tuple[DeliveryCallback | None, BrokerError | None]
 _REPORTS_AFTER_CLOSE = 1.0
 """Seconds ``close`` waits for the reports of records its producers failed."""
 
+FIRST_CREATE_RETRY = 1.0
+"""Seconds before the first new try at creating a producer the broker did not answer."""
+
+LAST_CREATE_RETRY = 10.0
+"""The longest pause between two tries; the pause doubles from the first up to this."""
+
 
 class PulsarSink:
     """Produces records to Pulsar topics (at-least-once).
@@ -88,6 +98,7 @@ class PulsarSink:
         self._producers: dict[str, Producer] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._creations: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()  # ends the pause of a creation waiting to retry
         self._pending = 0
         # Delivery reports cross from the client's threads to the loop through this
         # queue; one loop callback serves every report queued before it runs, so a
@@ -131,6 +142,7 @@ class PulsarSink:
         if client is not None:
             await self.flush(self.settings.close_timeout)
         self._closed = True
+        self._closing.set()
         await asyncio.gather(*self._creations, return_exceptions=True)
         if client is not None:
             await asyncio.to_thread(self._close_all, client)
@@ -191,12 +203,32 @@ class PulsarSink:
         waiting.append((message, on_delivery))
 
     async def _create_producer(self, topic: str) -> None:
+        """Create ``topic``'s producer, trying again while the broker does not answer
+        (see the module docstring), then send the records that waited for it."""
         assert self._client is not None
-        try:
-            producer = await asyncio.to_thread(self._client.create_producer, topic, self.settings)
-        except PulsarError as exc:
-            self._fail_waiting(topic, broker_error(exc, f"creating a producer for {topic!r}"))
-            return
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.settings.send_timeout
+        pause = FIRST_CREATE_RETRY
+        while True:
+            try:
+                producer = await asyncio.to_thread(
+                    self._client.create_producer, topic, self.settings
+                )
+                break
+            except PulsarError as exc:
+                error = broker_error(exc, f"creating a producer for {topic!r}")
+            left = give_up_at - loop.time()
+            if not error.unreachable or left <= 0:
+                self._fail_waiting(topic, error)
+                return
+            log.warning("%s; trying again in %.0f s", error, min(pause, left))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(pause, left)):
+                    await self._closing.wait()
+            if self._closed:
+                self._fail_waiting(topic, error)
+                return
+            pause = min(pause * 2, LAST_CREATE_RETRY)
         self._producers[topic] = producer
         for message, on_delivery in self._waiting.pop(topic, ()):
             self._send(producer, topic, message, on_delivery)

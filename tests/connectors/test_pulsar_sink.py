@@ -189,6 +189,55 @@ async def test_records_the_broker_never_acknowledges_fail_with_a_broker_error() 
         await sink.close()
 
 
+async def test_a_producer_made_while_the_broker_does_not_answer_is_tried_again() -> None:
+    """A topic's producer is made on its first record (its first dead letter, a rare
+    alert). A broker frozen just then failed the records waiting for it after one
+    connection timeout, and that stopped the service; they now wait while the broker
+    does not answer, and go out once it does."""
+    with EmbeddedPulsar() as broker:
+        sink = PulsarSink(broker.service_url, settings={"connection_timeout": 1.0})
+        await sink.open()
+        reports = Reports()
+        broker.pause()
+        try:
+            sink.produce("first-use", None, b"waits", None, reports)
+            await asyncio.sleep(3.5)  # three connection timeouts
+            assert reports.errors == []
+        finally:
+            broker.resume()
+
+        assert await sink.flush(20)
+
+        assert reports.errors == [None]
+        await sink.close()
+        assert [payload for _, payload in read_back(broker.service_url, "first-use", 1)] == [
+            b"waits"
+        ]
+
+
+async def test_a_producer_the_broker_never_answers_for_fails_its_records_at_send_timeout() -> None:
+    with EmbeddedPulsar() as broker:
+        settings = {"connection_timeout": 0.5, "send_timeout": 2.0}
+        sink = PulsarSink(broker.service_url, settings=settings)
+        await sink.open()
+        reports = Reports()
+        broker.pause()
+        try:
+            began = time.monotonic()
+            sink.produce("never", None, b"lost", None, reports)
+
+            assert await sink.flush(10)
+
+            assert 2.0 <= time.monotonic() - began < 4.0
+        finally:
+            broker.resume()
+        assert len(reports.errors) == 1
+        assert isinstance(reports.errors[0], BrokerError)
+        assert "creating a producer for 'never'" in str(reports.errors[0])
+        assert reports.errors[0].unreachable
+        await sink.close()
+
+
 async def test_close_reports_every_record_it_could_not_deliver() -> None:
     with EmbeddedPulsar() as broker:
         sink = PulsarSink(broker.service_url, settings={"close_timeout": 0.2})
