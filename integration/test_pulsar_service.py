@@ -160,3 +160,42 @@ def test_durable_state_from_a_pulsar_source_survives_a_rebuild_from_the_changelo
     assert second.metric("swimstream_records_in_total") == 0
     restored = [line for line in second.log_path.read_text().splitlines() if "restored " in line]
     assert restored and "0 changelog records read" not in restored[0], restored
+
+
+def test_sigterm_while_the_broker_is_frozen_exits_0_within_the_drain(
+    start_instance: Callable[..., Instance],
+) -> None:
+    """The drain's deadline holds while the Pulsar broker does not answer. Consumers and
+    producers used to close one after another, each waiting the client's 10 s for the
+    broker, and the sink flushed again for its own 10 s: 24 s to exit, 34 s and exit 1
+    with an insight in flight, which `docker stop` cuts short with SIGKILL at 10 s. The
+    insight in flight fails at the close; its record is not committed (a command here:
+    its sender got no answer it could take for done), so the stop is not a failure."""
+    app = "pulsar-frozen-stop"
+    with EmbeddedPulsar() as broker:
+        url = broker.service_url
+        config = {
+            "app": app,
+            "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
+            "agents": {"account": {"class": "integration.apps:Ledger", "route": "/account/:id"}},
+            "sources": [{"topic": f"{app}-entries", "route": "/account/{key}", "lane": "entry"}],
+            "sinks": [{"publish": "processed", "topic": f"{app}-processed"}],
+            "processing": {"guarantee": "at-least-once", "drain_timeout": "4s"},
+        }
+        instance = start_instance(config)
+        asyncio.run(_produce_entries(url, f"{app}-entries", entries(0, 100, accounts=5)))
+        wait_until(lambda: instance.metric("swimstream_records_in_total") >= 100, 30, "records")
+        wait_until(lambda: instance.metric("swimstream_insights_out_total") >= 100, 30, "insights")
+        broker.pause()
+        try:
+            assert instance.request("POST", "/account/a?lane=entry", {"seq": 100})[0] == 200
+            began = time.monotonic()
+            instance.signal(signal.SIGTERM)
+            code = instance.wait_exit(30)
+            took = time.monotonic() - began
+        finally:
+            broker.resume()
+        print(f"exit {code} after {took:.1f} s")
+        assert code == 0, instance.log_tail()
+        assert took < 5.5, instance.log_tail()
+        assert "not delivered by the drain deadline" in instance.log_path.read_text()

@@ -169,16 +169,17 @@ class KafkaSink:
             await self._release()
             raise
 
-    async def close(self, timeout: float = 10.0) -> None:
-        """Flush for up to ``timeout`` seconds, then release the producer. Records still
-        unacknowledged then are purged and reported failed: librdkafka's own close would
-        wait for them for as long as the broker stays away."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush for up to ``timeout`` seconds (``None``: 10), then release the producer.
+        Records still unacknowledged then are purged and reported failed: librdkafka's
+        own close would wait for them for as long as the broker stays away."""
         if self._closed:
             return
         self._closed = True
         producer = self._producer
         if producer is None:
             return
+        timeout = 10.0 if timeout is None else timeout
         if not await self.flush(timeout):
             log.warning(
                 "%s: closing with %s not acknowledged after %g s; each is reported failed "

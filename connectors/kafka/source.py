@@ -258,30 +258,33 @@ class KafkaSource:
             raise
         self._consumer = consumer
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         """Revoke (the listener's offsets are committed), leave the group, release the
-        client. Static members do not leave: see the module docstring."""
+        client, waiting for the broker up to ``timeout`` seconds, or ``close_timeout``
+        when that is sooner. Static members do not leave: see the module docstring."""
         if self._closed:
             return
         self._closed = True
         consumer, executor = self._consumer, self._executor
         if consumer is None or executor is None:
             return
+        bound = self.close_timeout if timeout is None else min(timeout, self.close_timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + bound
         if (waiting := self._worker) is not None:
             # A fetch returns within its timeout, but a revoke's commit inside it waits
             # for the broker, which may have frozen since the revoke began.
-            done, _ = await asyncio.wait([waiting], timeout=self.close_timeout)
+            done, _ = await asyncio.wait([waiting], timeout=bound)
             if not done:
                 self._let_go(executor)
-                self._abandoned("the consumer was still busy with the broker")
+                self._abandoned("the consumer was still busy with the broker", bound)
                 return
-        loop = asyncio.get_running_loop()
         closing = loop.run_in_executor(executor, consumer.close)
         self._worker = closing
         self._let_go(executor)
-        done, _ = await asyncio.wait([closing], timeout=self.close_timeout)
+        done, _ = await asyncio.wait([closing], timeout=max(0.0, deadline - loop.time()))
         if not done:
-            self._abandoned("the broker did not let the consumer leave")
+            self._abandoned("the broker did not let the consumer leave", bound)
             return
         self._membership.assigned = frozenset()
         self._worker = None
@@ -296,7 +299,7 @@ class KafkaSource:
         executor.shutdown(wait=False)
         self._consumer = None
 
-    def _abandoned(self, why: str) -> None:
+    def _abandoned(self, why: str, bound: float) -> None:
         """Say that a consumer the broker held up was given up (its worker stays marked
         busy)."""
         self._membership.assigned = frozenset()
@@ -305,7 +308,7 @@ class KafkaSource:
             "again by the next owner",
             self._where,
             why,
-            self.close_timeout,
+            bound,
         )
 
     # -- records ------------------------------------------------------------------------

@@ -30,6 +30,9 @@ pulsar-lite: 9.2k/s over one connection, 15.6k/s over two).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import math
 import threading
@@ -40,7 +43,7 @@ from urllib.parse import urlsplit
 import _pulsar  # type: ignore[import-not-found]  # the C extension pulsar-client is built on
 import pulsar  # type: ignore[import-untyped]  # pulsar-client ships no type information
 
-from connectors.pulsar._errors import broker_error
+from connectors.pulsar._errors import broker_error, result_error
 from connectors.pulsar.settings import PulsarSettings
 from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
@@ -132,6 +135,8 @@ class Consumer(Protocol):
 
     def close(self) -> None: ...
 
+    def close_async(self, callback: ResultCallback, /) -> None: ...
+
 
 class Producer(Protocol):
     """A ``_pulsar.Producer`` on one topic."""
@@ -143,6 +148,14 @@ class Producer(Protocol):
     def is_connected(self) -> bool: ...
 
     def close(self) -> None: ...
+
+    def close_async(self, callback: ResultCallback, /) -> None: ...
+
+
+class Closable(Protocol):
+    """A consumer, producer or client: each can be closed without holding a thread."""
+
+    def close_async(self, callback: ResultCallback, /) -> None: ...
 
 
 def is_ok(result: Result) -> bool:
@@ -215,16 +228,79 @@ def acquire_client(service_url: str, settings: PulsarSettings, purpose: Purpose)
 
 def release_client(client: PulsarClient) -> None:
     """Give back a client from :func:`acquire_client`; the last user closes it (blocks)."""
-    with _shared_lock:
-        shared, users = _shared[client.key]
-        if users > 1:
-            _shared[client.key] = (shared, users - 1)
-            return
-        del _shared[client.key]
+    if not _give_back(client):
+        return
     try:
         client.close()
     except PulsarError as exc:
         log.warning("%s", broker_error(exc, f"closing the Pulsar client of {client.service_url}"))
+
+
+async def close_within(closing: Mapping[str, Closable], timeout: float) -> bool:
+    """Close every one of ``closing`` (named by its key, for the log) at once and wait
+    for them up to ``timeout`` seconds; whether all finished by then.
+
+    A blocking ``close`` waits for the broker's answer for up to the operation timeout
+    (10 s), one after another: with the broker gone, a source of three partitions took
+    30 s to close, past any drain deadline. Failures and closes still going on at the
+    deadline are logged; the broker forgets a consumer or producer whose connection
+    goes (what it held is redelivered, as after a crash)."""
+    loop = asyncio.get_running_loop()
+    waiting: dict[asyncio.Future[Result], str] = {}
+    for what, closable in closing.items():
+        future: asyncio.Future[Result] = loop.create_future()
+        try:
+            closable.close_async(functools.partial(_hop, loop, future))
+        except PulsarError as exc:
+            log.warning("%s", broker_error(exc, f"closing {what}"))
+            continue
+        waiting[future] = what
+    if not waiting:
+        return True
+    done, late = await asyncio.wait(waiting, timeout=max(0.0, timeout))
+    for future in done:
+        result = future.result()
+        if not is_ok(result) and result.name != "AlreadyClosed":
+            log.warning("%s", result_error(result.name, f"closing {waiting[future]}"))
+    for future in late:
+        what = waiting[future]
+        log.warning("closing %s did not finish within %.1f s; left behind", what, timeout)
+    return not late
+
+
+def _hop(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Result], result: Result) -> None:
+    """Runs on a client thread, where an escaping exception would end the process."""
+    with contextlib.suppress(Exception):  # (the loop is closed: nobody waits any more)
+        loop.call_soon_threadsafe(_settle, future, result)
+
+
+def _settle(future: asyncio.Future[Result], result: Result) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+async def let_go(client: PulsarClient, timeout: float, *, abandoned: bool = False) -> None:
+    """Give back a client from :func:`acquire_client` without blocking the loop; the
+    last user closes it within ``timeout`` seconds, else shuts it down (its threads and
+    connections go at once, without waiting for the broker). ``abandoned``: some of its
+    consumers or producers did not close in time; it is shut down at once."""
+    if not _give_back(client):
+        return
+    if abandoned or not await close_within(
+        {f"the Pulsar client of {client.service_url}": client}, timeout
+    ):
+        client.shutdown()
+
+
+def _give_back(client: PulsarClient) -> bool:
+    """Count one user of ``client`` less; whether it was the last (who closes it)."""
+    with _shared_lock:
+        shared, users = _shared[client.key]
+        if users > 1:
+            _shared[client.key] = (shared, users - 1)
+            return False
+        del _shared[client.key]
+        return True
 
 
 class PulsarClient:
@@ -290,3 +366,13 @@ class PulsarClient:
     def close(self) -> None:
         """Close the client with every consumer and producer it made; blocks."""
         self._client.close()
+
+    def close_async(self, callback: ResultCallback, /) -> None:
+        """Close the client with every consumer and producer it made; ``callback`` runs
+        on a client thread once done."""
+        self._client._client.close_async(callback)
+
+    def shutdown(self) -> None:
+        """Release threads and connections at once, waiting for nothing: what was still
+        in flight gets no callback."""
+        self._client.shutdown()

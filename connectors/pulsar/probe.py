@@ -19,7 +19,13 @@ import logging
 import threading
 import time
 
-from connectors.pulsar._client import PulsarClient, PulsarError, acquire_client, release_client
+from connectors.pulsar._client import (
+    PulsarClient,
+    PulsarError,
+    acquire_client,
+    let_go,
+    release_client,
+)
 from connectors.pulsar.settings import PulsarSettings
 
 INTERVAL = 2.0
@@ -62,13 +68,23 @@ class BrokerProbe:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop looking up and give the client back (blocks up to a lookup's timeout)."""
+        """Stop looking up and give the client back (blocks while the client closes).
+
+        The thread is not waited for: it is a daemon, and a lookup it is in ends when
+        the client closes under it, or at its timeout; either way it then sees the stop.
+        (Joining it held a SIGTERM's drain up by up to 4 s while the broker was away.)"""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(TIMEOUT + 1.0)
         if self._client is not None:
             release_client(self._client)
             self._client = None
+
+    async def close(self, timeout: float) -> None:
+        """:meth:`stop` without blocking, waiting for the broker up to ``timeout``
+        seconds (see :func:`~connectors.pulsar._client.let_go`)."""
+        self._stop.set()
+        client, self._client = self._client, None
+        if client is not None:
+            await let_go(client, timeout)
 
     def _run(self, client: PulsarClient) -> None:
         while not self._stop.wait(INTERVAL):

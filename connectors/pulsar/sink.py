@@ -54,9 +54,10 @@ from connectors.pulsar._client import (
     acquire_client,
     build_message,
     check_reachable,
+    close_within,
     ignore_result,
     is_ok,
-    release_client,
+    let_go,
 )
 from connectors.pulsar._errors import broker_error, result_error
 from connectors.pulsar.records import encode_key, encode_properties
@@ -128,39 +129,52 @@ class PulsarSink:
         await asyncio.to_thread(check_reachable, self.service_url, self.settings.connection_timeout)
         self._client = acquire_client(self.service_url, self.settings, "produce")
 
-    async def close(self) -> None:
-        """Flush for up to ``close_timeout`` seconds, then close the producers.
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush for up to ``close_timeout`` seconds, then close the producers and the
+        client, all in ``timeout`` seconds at most (``None``: no bound but the flush's
+        and ``operation_timeout`` for the closing).
 
         Records still in flight then fail, each through its ``on_delivery``, before
         ``close`` returns: none is dropped without a report. A producer still being
-        created is waited for (at most ``operation_timeout``) so that its records get
-        their report too.
+        created is waited for, within the same bound, so that its records get sent, or
+        their report.
+
+        Everything is closed at once and nothing blocks on the broker past the bound:
+        the service passes what is left of its drain, and a SIGTERM while the broker
+        was away used to take the flush's 10 s again plus 10 s per producer.
         """
         if self._closed:
             return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         client = self._client
+        flush_for = self.settings.close_timeout
         if client is not None:
-            await self.flush(self.settings.close_timeout)
+            await self.flush(flush_for if timeout is None else min(flush_for, timeout))
         self._closed = True
         self._closing.set()
-        await asyncio.gather(*self._creations, return_exceptions=True)
+        if timeout is None:
+            deadline = loop.time() + self.settings.operation_timeout
+        else:
+            deadline = began + timeout
+
+        def left() -> float:
+            return max(0.0, deadline - loop.time())
+
+        if self._creations:
+            _, late = await asyncio.wait(self._creations, timeout=left())
+            for creation in late:
+                creation.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if client is not None:
-            await asyncio.to_thread(self._close_all, client)
+            producers = {f"the producer of {topic!r}": p for topic, p in self._producers.items()}
+            closed = await close_within(producers, left())
+            await let_go(client, left(), abandoned=not closed)
             # Closing fails what the producers held; let those reports reach the loop so
             # that, once close returns, every record has had its report.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_REPORTS_AFTER_CLOSE):
+                async with asyncio.timeout(min(_REPORTS_AFTER_CLOSE, max(0.1, left()))):
                     await self._drained.wait()
-
-    def _close_all(self, client: PulsarClient) -> None:
-        """Runs in a worker thread. Closing a producer fails what it still holds, each
-        record through its own ``on_delivery``."""
-        for topic, producer in self._producers.items():
-            try:
-                producer.close()
-            except PulsarError as exc:
-                log.warning("%s", broker_error(exc, f"closing the producer of {topic!r}"))
-        release_client(client)
 
     # -- producing --------------------------------------------------------------------
 
@@ -217,6 +231,11 @@ class PulsarSink:
                 break
             except PulsarError as exc:
                 error = broker_error(exc, f"creating a producer for {topic!r}")
+            except asyncio.CancelledError:  # (by close, at its deadline)
+                self._fail_waiting(
+                    topic, BrokerError(f"{self!r} closed before {topic!r}'s producer was made")
+                )
+                raise
             left = give_up_at - loop.time()
             if not error.unreachable or left <= 0:
                 self._fail_waiting(topic, error)

@@ -12,8 +12,10 @@ Start-up, in order (each step fails with an error that says what to fix):
 
 Shutdown (SIGTERM, SIGINT or :meth:`Service.stop`) drains within
 ``processing.drain_timeout``: the sources stop fetching and let their records in
-flight finish, commit, and leave the group; the sinks flush; the agents stop; the web
-server closes; an embedded broker stops last.
+flight finish, commit, and leave the group while the sinks flush and close, all by the
+deadline even when the broker does not answer (what a sink fails at its close was in
+flight: its record was not committed and is read again after a restart, so the exit
+status stays 0); the agents stop; the web server closes; an embedded broker stops last.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ sleeps until a sink has a record pending (or :data:`QUIET_DELIVERY_POLL` passed)
 QUIET_DELIVERY_POLL = 1.0
 """Seconds between polls while no record is pending: they serve only client error
 events then, which need no hurry."""
+
+CLOSE_AT_LEAST = 0.5
+"""Seconds the sources may take to close even after the drain's deadline: a broker that
+answers gets a clean leave (acknowledgements sent, the group left) although the agents
+used up the drain; one that does not is left behind after that. (The sinks have flushed
+up to the deadline by then: they close in what is left.)"""
 
 RECORD_MARGIN = 64 * 1024
 """Bytes of a sink's record size limit kept for keys, headers and state encoding."""
@@ -333,8 +341,11 @@ class Service:
                 self.failure = self.failure or exc
                 log.error("the final checkpoint failed: %s", exc)
             self.durability.close()
-        for runner in self._runners:
-            await runner.close()
+        # The sources leave while the sinks flush and close, each within what is left of
+        # the deadline: one after the other, a broker that does not answer held each of
+        # them up to the deadline in turn.
+        for_sources = max(CLOSE_AT_LEAST, deadline - time.monotonic())
+        sources_closed = asyncio.gather(*(runner.close(for_sources) for runner in self._runners))
         for lane_sink in self._lane_sinks:
             lane_sink.flush()
         for clients in self.clients.values():
@@ -342,6 +353,12 @@ class Service:
                 log.warning(
                     "%s sink: records still unacknowledged at the deadline", clients.protocol
                 )
+        # What the sinks fail as they close was in flight at the deadline: its records
+        # were not committed and are read again after the restart, as the drain allows.
+        self.failures.give_up()
+        for clients in self.clients.values():
+            await clients.sink.close(max(0.0, deadline - time.monotonic()))
+        await sources_closed
         self._runners, self._tasks = [], []
         await self._stack.aclose()
         if self._began:  # (not after a config error: nothing had started to stop)

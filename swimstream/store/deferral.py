@@ -128,6 +128,6 @@ class DeferringSink:
     def pending(self) -> int:
         return self.inner.pending + len(self._held or ())
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         self._held = None  # they belong to a checkpoint that never committed
-        await self.inner.close()
+        await self.inner.close(timeout)

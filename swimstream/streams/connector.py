@@ -151,8 +151,11 @@ class SourceConnector(Protocol):
         """False while the broker is unreachable (readiness reports it)."""
         ...
 
-    async def close(self) -> None:
-        """Leave the group and release the client."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Leave the group and release the client, waiting for the broker for up to
+        ``timeout`` seconds (``None``: the connector's own bound). A broker that does not
+        answer by then is left behind: the service's drain passes what is left of its
+        deadline, and offsets not committed by then are read again after a restart."""
         ...
 
 
@@ -201,8 +204,10 @@ class SinkConnector(Protocol):
         """Records queued but not yet acknowledged."""
         ...
 
-    async def close(self) -> None:
-        """Flush what can be flushed and release the client."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush what can be flushed and release the client, within ``timeout`` seconds
+        (``None``: the connector's own bound). Records not acknowledged by then are
+        reported failed through their ``on_delivery``."""
         ...
 
 

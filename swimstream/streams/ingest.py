@@ -239,9 +239,9 @@ class SourceRunner:
             )
         return unfinished
 
-    async def close(self) -> None:
-        """Leave the group and release the client."""
-        await self.connector.close()
+    async def close(self, timeout: float | None = None) -> None:
+        """Leave the group and release the client, within ``timeout`` seconds."""
+        await self.connector.close(timeout)
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -79,6 +79,14 @@ class DeliveryFailures:
         self.last_error: BaseException | None = None
         self._logged_at = -LOG_INTERVAL
         self._unlogged = 0
+        self._given_up = False
+
+    def give_up(self) -> None:
+        """The drain's deadline passed and the sinks close: records they fail from now
+        on were in flight at the deadline, and their source records, never committed,
+        are consumed again after the restart, which the contract allows. Counted and
+        logged as a warning; they do not make the stop a failure (exit 1)."""
+        self._given_up = True
 
     @property
     def count(self) -> int:
@@ -105,9 +113,18 @@ class DeliveryFailures:
             self._unlogged += 1  # (a broker outage fails every record in flight)
         else:
             since = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
-            log.error("%s was not delivered: %s%s", what, error, since)
+            if self._given_up:
+                log.warning(
+                    "%s was not delivered by the drain deadline, so its source record was "
+                    "not committed and is consumed again after a restart: %s%s",
+                    what,
+                    error,
+                    since,
+                )
+            else:
+                log.error("%s was not delivered: %s%s", what, error, since)
             self._logged_at, self._unlogged = now, 0
-        if self._on_failure is not None:
+        if self._on_failure is not None and not self._given_up:
             self._on_failure(BrokerError(f"{what} was not delivered: {error}"))
 
 

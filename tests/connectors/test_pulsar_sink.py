@@ -238,6 +238,40 @@ async def test_a_producer_the_broker_never_answers_for_fails_its_records_at_send
         await sink.close()
 
 
+async def test_a_close_while_the_broker_does_not_answer_keeps_to_its_bounds() -> None:
+    """The producers close at once, not one after another each waiting the operation
+    timeout for the broker; with a ``timeout`` (the drain's time left) the flush and the
+    closing together keep to it. Every record in flight still gets its report."""
+    with EmbeddedPulsar() as broker:
+        settings = {"close_timeout": 1.0, "operation_timeout": 2.0}
+        topics = ["first", "second", "third"]
+        sinks = [PulsarSink(broker.service_url, settings=settings) for _ in range(2)]
+        for sink in sinks:
+            await sink.open()
+            for topic in topics:
+                sink.produce(topic, None, b"before", None)
+            assert await sink.flush(10)
+        broker.pause()
+        try:
+            reports = Reports()
+            for sink in sinks:
+                for topic in topics:
+                    sink.produce(topic, None, b"stranded", None, reports)
+            began = time.monotonic()
+            await sinks[0].close()  # the flush's 1 s, then the closing's 2 s at most
+            took = time.monotonic() - began
+            began = time.monotonic()
+            await sinks[1].close(0.5)
+            took_bounded = time.monotonic() - began
+        finally:
+            broker.resume()
+        print(f"close: {took:.1f} s; close(0.5): {took_bounded:.1f} s")
+        assert took < 3.5
+        assert took_bounded < 1.0
+        assert len(reports.errors) == 6
+        assert all(isinstance(error, BrokerError) for error in reports.errors)
+
+
 async def test_close_reports_every_record_it_could_not_deliver() -> None:
     with EmbeddedPulsar() as broker:
         sink = PulsarSink(broker.service_url, settings={"close_timeout": 0.2})

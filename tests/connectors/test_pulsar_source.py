@@ -48,6 +48,9 @@ Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 UNBATCHED = PulsarSettings(batching=False)
 
 
+PULSAR_LITE_SETTINGS_MAP: dict[str, Setting] = {"subscription_type": "shared"}
+
+
 @pytest.fixture
 def service_url(pulsar_broker: EmbeddedPulsar) -> str:
     return pulsar_broker.service_url
@@ -459,6 +462,33 @@ async def test_connected_follows_the_broker() -> None:
             await asyncio.sleep(0.05)
         await source.close()
     assert not source.connected
+
+
+async def test_a_close_while_the_broker_does_not_answer_keeps_to_one_timeout() -> None:
+    """Consumers used to close one after another, each waiting the operation timeout for
+    the broker, after a 4 s wait for the probe's thread: a SIGTERM during an outage took
+    far longer than the drain allows. They now close at once, within ``timeout`` (the
+    operation timeout when none is given)."""
+    with EmbeddedPulsar() as broker:
+        settings = {**PULSAR_LITE_SETTINGS_MAP, "operation_timeout": 2.0}
+        topics = ["first", "second", "third"]
+        source = PulsarSource(broker.service_url, "twins", topics, settings=settings)
+        await source.open()
+        bounded = PulsarSource(broker.service_url, "others", topics, settings=settings)
+        await bounded.open()
+        broker.pause()
+        try:
+            began = time.monotonic()
+            await source.close()
+            took = time.monotonic() - began
+            began = time.monotonic()
+            await bounded.close(0.5)
+            took_bounded = time.monotonic() - began
+        finally:
+            broker.resume()
+        print(f"close: {took:.1f} s; close(0.5): {took_bounded:.1f} s")
+        assert took < 3.0
+        assert took_bounded < 1.0
 
 
 async def test_a_missing_broker_is_reported_at_once() -> None:

@@ -82,5 +82,5 @@ class ScriptedSource:
     def positions(self) -> dict[TopicPartition, int]:
         return {}
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         pass
