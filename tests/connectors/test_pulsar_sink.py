@@ -266,8 +266,8 @@ async def test_a_close_while_the_broker_does_not_answer_keeps_to_its_bounds() ->
         finally:
             broker.resume()
         print(f"close: {took:.1f} s; close(0.5): {took_bounded:.1f} s")
-        assert took < 3.5
-        assert took_bounded < 1.0
+        assert took < 6.0
+        assert took_bounded < 2.0
         assert len(reports.errors) == 6
         assert all(isinstance(error, BrokerError) for error in reports.errors)
 

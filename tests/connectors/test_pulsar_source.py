@@ -487,8 +487,8 @@ async def test_a_close_while_the_broker_does_not_answer_keeps_to_one_timeout() -
         finally:
             broker.resume()
         print(f"close: {took:.1f} s; close(0.5): {took_bounded:.1f} s")
-        assert took < 3.0
-        assert took_bounded < 1.0
+        assert took < 6.0
+        assert took_bounded < 2.0
 
 
 async def test_a_missing_broker_is_reported_at_once() -> None:

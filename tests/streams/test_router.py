@@ -143,16 +143,22 @@ async def test_a_record_larger_than_the_sinks_write_is_dead_lettered_without_its
             assert tracker.committable == 2
 
 
+def by_key_within(plane: Plane, limit: int) -> tuple[MemorySink, RecordRouter, PartitionTracker]:
+    """A router of readings to ``/meter/{key}``, records and dead letters within
+    ``limit`` bytes, its dead letters kept in the returned sink."""
+    sink = MemorySink()
+    registry = MetricsRegistry()
+    dead = DeadLetters(sink, "app.dead-letter", registry, max_value_bytes=limit)  # type: ignore[arg-type]  # produces only
+    by_key = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+    router = RecordRouter(plane, [by_key], dead, registry, max_record_bytes=limit)
+    return sink, router, PartitionTracker(TopicPartition("readings", 0))
+
+
 async def test_a_dead_letter_leaves_out_its_largest_parts_as_few_as_it_takes() -> None:
     """A bad record with a huge key or header: its letter, measured by its value alone,
     was refused by the broker, which stopped the instance at every start."""
     async with open_plane({"/meter/:id": Meter}) as plane:
-        sink = MemorySink()
-        registry = MetricsRegistry()
-        dead = DeadLetters(sink, "app.dead-letter", registry, max_value_bytes=1_000)  # type: ignore[arg-type]  # produces only
-        by_key = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
-        router = RecordRouter(plane, [by_key], dead, registry, max_record_bytes=1_000)
-        tracker = PartitionTracker(TopicPartition("readings", 0))
+        sink, router, tracker = by_key_within(plane, 1_000)
         big_key = b"k" * 5_000
         router.route(MemoryRecord("readings", 0, 0, big_key, b"{not json"), tracker)
         noted = [("trace", b"t" * 3_000), ("tenant", b"blue")]
@@ -176,12 +182,7 @@ async def test_a_key_that_would_make_a_node_uri_too_long_is_dead_lettered() -> N
     """Routed by ``{key}``, a megabyte key made an agent whose name no changelog record
     could hold: every checkpoint failed, at every restart."""
     async with open_plane({"/meter/:id": Meter}) as plane:
-        sink = MemorySink()
-        registry = MetricsRegistry()
-        dead = DeadLetters(sink, "app.dead-letter", registry, max_value_bytes=100_000)  # type: ignore[arg-type]  # produces only
-        by_key = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
-        router = RecordRouter(plane, [by_key], dead, registry, max_record_bytes=100_000)
-        tracker = PartitionTracker(TopicPartition("readings", 0))
+        sink, router, tracker = by_key_within(plane, 100_000)
         router.route(record(0, "m" * 20_000, orjson.dumps({"v": 1})), tracker)
         router.route(record(1, "a", orjson.dumps({"v": 2})), tracker)
         await plane.settle()
