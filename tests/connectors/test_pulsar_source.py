@@ -28,11 +28,9 @@ from connectors.pulsar import (
     PulsarSource,
 )
 from connectors.pulsar._client import _shared, _shared_lock
-from connectors.pulsar.offsets import OffsetLedger
 from connectors.pulsar.probe import STALE_AFTER, TIMEOUT, BrokerProbe
 from connectors.pulsar.settings import Setting
-from connectors.pulsar.source import split_partition
-from swimstream.errors import BrokerError, ConfigError, RecordDecodeError
+from swimstream.errors import BrokerError, RecordDecodeError
 from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import (
     InboundRecord,
@@ -569,52 +567,3 @@ async def test_a_source_is_used_between_open_and_close_only(service_url: str, to
     with pytest.raises(BrokerError, match="is closed"):
         await source.wait_for_records(0.1)
     await source.close()  # idempotent
-
-
-def test_settings_are_validated_with_their_names() -> None:
-    with pytest.raises(ConfigError, match="topics"):
-        PulsarSource("pulsar://127.0.0.1:6650", "twins", "events")
-    with pytest.raises(ConfigError) as raised:
-        PulsarSource("pulsar://127.0.0.1:6650", "twins", ["e"], settings={"recv_queue": 5})
-    assert raised.value.problems == [("recv_queue", "unknown Pulsar setting")]
-    with pytest.raises(ConfigError) as raised:
-        PulsarSettings.of({"subscription_type": "keyshared", "receiver_queue_size": 0})
-    assert [path for path, _ in raised.value.problems] == [
-        "subscription_type",
-        "receiver_queue_size",
-    ]
-
-
-# -- the pure parts -------------------------------------------------------------------------
-
-
-def test_partition_numbers_come_from_the_topic_name_suffix() -> None:
-    assert split_partition("persistent://public/default/events-partition-12") == (
-        "persistent://public/default/events",
-        12,
-    )
-    assert split_partition("events") == ("events", 0)
-    assert split_partition("events-partition-x") == ("events-partition-x", 0)
-
-
-def test_the_ledger_releases_ids_below_a_committed_offset_once() -> None:
-    ledger: OffsetLedger[str] = OffsetLedger()
-    partition = TopicPartition("events", 0)
-    assert [ledger.assign(partition, f"id{n}") for n in range(5)] == [0, 1, 2, 3, 4]
-    assert ledger.release(partition, 3) == ["id0", "id1", "id2"]
-    assert ledger.release(partition, 3) == []
-    assert ledger.held(partition) == 2
-    assert ledger.release(partition, 100) == ["id3", "id4"]
-    assert ledger.next_offset(partition) == 5
-    assert ledger.release(TopicPartition("other", 0), 10) == []
-
-
-def test_the_ledger_drops_a_message_held_already_and_takes_it_once_released() -> None:
-    ledger: OffsetLedger[str] = OffsetLedger(str.lower)
-    partition = TopicPartition("events", 0)
-    assert [ledger.assign(partition, n) for n in ("a", "b", "A", "c", "B")] == [0, 1, None, 2, None]
-    assert ledger.repeats == 2
-    assert ledger.assign(TopicPartition("events", 1), "a") == 0  # another partition's
-    assert ledger.release(partition, 2) == ["a", "b"]
-    assert ledger.assign(partition, "a") == 3  # delivered again once acknowledged: new
-    assert ledger.held(partition) == 2
