@@ -222,6 +222,7 @@ class Agent:
             name = callback_name(self, fn, event)
             if name is not None:
                 names[event] = name
+        node_uri = self._context.canonical(node_uri)  # (as the link is kept, and compared)
         # The same link open already is that link: ``on_start`` runs at every load, and
         # finds the links its last run opened restored (a new one each time, each
         # calling back on every change, piled up).
@@ -246,6 +247,7 @@ class Agent:
         link_id: int | None = None,
     ) -> Downlink:
         """Create and register a downlink (also used by join lanes and restores)."""
+        node_uri = self._context.canonical(node_uri)
         kind = self._context.lane_kind(node_uri, lane)
         if map_like is None:
             map_like = kind in MAP_KINDS

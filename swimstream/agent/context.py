@@ -102,6 +102,12 @@ class AgentContext(Protocol):
         """Lane name -> the sinks and stores that want its every change."""
         ...
 
+    def canonical(self, node_uri: str) -> str:
+        """The one spelling of ``node_uri`` (``/sensor/aa%3Abb`` for ``/sensor/aa:bb``),
+        which links are kept under: another spelling's link was found by no lane after
+        a restart. Raises NodeNotFoundError for a URI no route takes."""
+        ...
+
     def lane_kind(self, node_uri: str, lane: str) -> str:
         """The kind of ``lane`` on the agent at ``node_uri``.
 

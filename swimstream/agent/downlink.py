@@ -324,8 +324,15 @@ class MapDownlink(Downlink):
         self._replica.merge(snapshot)
 
     def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
+        """Apply a delivery to the replica, then call back for each visible change.
+
+        Every change reaches the replica before any callback runs, and a callback that
+        raises does not stop the others (the first error is raised at the end): a
+        delivery is taken off its link once, so a change left unapplied behind a failed
+        callback was lost for good."""
         replica = self._replica
         self._synced = True
+        events: list[tuple[bool, MapKey, Any, Any]] = []  # (put?, key, new, old)
         if snapshot is not None:
             assert isinstance(snapshot, MapSnapshot)
             before = replica.to_dict()
@@ -339,27 +346,31 @@ class MapDownlink(Downlink):
             if opened_at is not None and replica.forget_absent(snapshot, opened_at):
                 changed = True
             if changed:
-                self._fire_diff(before, replica.to_dict())
+                _diff(before, replica.to_dict(), events)
         for op in ops:
             if isinstance(op, MapPut):
                 old = replica.get(op.key)
                 if replica.apply(op):
-                    self._updated(op.key, op.value, old)
+                    events.append((True, op.key, op.value, old))
             elif isinstance(op, MapRemove):
                 old = replica.get(op.key)
                 if replica.apply(op):
-                    self._removed(op.key, old)
+                    events.append((False, op.key, None, old))
             elif isinstance(op, MapClear):
                 before = replica.to_dict()
                 if replica.apply(op):
-                    self._fire_diff(before, replica.to_dict())
-
-    def _fire_diff(self, before: dict[MapKey, Any], after: dict[MapKey, Any]) -> None:
-        for key, value in after.items():
-            if key not in before or before[key] != value:
-                self._updated(key, value, before.get(key))
-        for key in before.keys() - after.keys():
-            self._removed(key, before[key])
+                    _diff(before, replica.to_dict(), events)
+        failed: Exception | None = None
+        for put, key, new, old in events:
+            try:
+                if put:
+                    self._updated(key, new, old)
+                else:
+                    self._removed(key, old)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _updated(self, key: MapKey, new: Any, old: Any) -> None:
         if self._join is not None:
@@ -374,3 +385,14 @@ class MapDownlink(Downlink):
             self._agent.__dict__[lane]._joined_remove(link_key, key)
         else:
             self._call("on_remove", key, old)
+
+
+def _diff(
+    before: dict[MapKey, Any], after: dict[MapKey, Any], events: list[tuple[bool, MapKey, Any, Any]]
+) -> None:
+    """The changes from ``before`` to ``after``, as ``(put?, key, new, old)`` events."""
+    for key, value in after.items():
+        if key not in before or before[key] != value:
+            events.append((True, key, value, before.get(key)))
+    for key in before.keys() - after.keys():
+        events.append((False, key, None, before[key]))

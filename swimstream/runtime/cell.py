@@ -103,6 +103,9 @@ class AgentCell:
     def lane_kind(self, node_uri: str, lane: str) -> str:
         return self.plane.lane_kind(node_uri, lane)
 
+    def canonical(self, node_uri: str) -> str:
+        return self.plane._resolve(node_uri)[2]
+
     def command(self, node_uri: str, lane: str, value: Any) -> None:
         ack = fork_origin()
         try:

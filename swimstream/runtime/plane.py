@@ -30,6 +30,7 @@ from swimstream.errors import (
     ClosedResourceError,
     LaneNotFoundError,
     NodeNotFoundError,
+    RoutingError,
 )
 from swimstream.routing import RoutePattern
 from swimstream.runtime.agent_record import (
@@ -423,8 +424,19 @@ class Plane(Passivation, TimerDriving):
             except AgentRestoreError:
                 end.scheduled = False  # its subscriber cannot load; the change stays pending
                 return
+            except RoutingError as exc:  # its route is gone (a deploy): so is the link,
+                self._drop_link(end, exc)  # not the change being made (raising here
+                return  # left the owner's write half done: unstored, no on_set)
         if not self._scheduler.run_now(cell, handle_delivery, end, None, None):
             cell.post(handle_delivery, end)
+
+    def _drop_link(self, end: LinkEnd, why: RoutingError) -> None:
+        log.warning(
+            "the link of %s to %s#%s is dropped: %s", end.subscriber, end.node_uri, end.lane, why
+        )
+        end.closed = True  # (unlinked after the owner's turn, which iterates its links)
+        self.links.pop_end(end.subscriber, end.downlink_id)
+        asyncio.get_running_loop().call_soon(self.unlink, end.node_uri, end.lane, end)
 
     def _write_through(self, node_uri: str, lane: str, op: Op) -> None:
         self._cell(node_uri).post(handle_remote_op, lane, op)
@@ -531,11 +543,16 @@ class Plane(Passivation, TimerDriving):
         for spec in links:
             if self.links.end(node_uri, spec.id) is not None:
                 continue
-            kind = self.lane_kind(spec.node_uri, spec.lane)
-            end = LinkEnd(node_uri, spec.id, spec.node_uri, spec.lane, kind, self._deliver)
+            try:  # (by its one spelling: links stored before it was canonical, too)
+                target_uri = self._resolve(spec.node_uri)[2]
+                kind = self.lane_kind(target_uri, spec.lane)
+            except RoutingError as exc:  # a deploy removed the lane or route, as loading
+                log.warning("agent %s: a stored link is dropped: %s", node_uri, exc)
+                continue  # the agent does (restore_agent): the instance still starts
+            end = LinkEnd(node_uri, spec.id, target_uri, spec.lane, kind, self._deliver)
             self.links.add_end(end)
-            uplinks = self.links.add(spec.node_uri, spec.lane, end)
-            target = self._cells.get(spec.node_uri)
+            uplinks = self.links.add(target_uri, spec.lane, end)
+            target = self._cells.get(target_uri)
             bound = None if target is None else target.agent.__dict__.get(spec.lane)
             if bound is not None:
                 bound._attach_uplinks(uplinks)
