@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import (
+    InboundRecord,
     Rebalance,
     RevokeHook,
     SourceConnector,
@@ -125,6 +126,11 @@ class SourceRunner:
         self.restoring: set[TopicPartition] = set()
         """Partitions paused until their state is restored (:meth:`restored`):
         backpressure must not resume them."""
+        self._held: dict[TopicPartition, list[InboundRecord]] = {}
+        """Records of restoring partitions, fetched before their pause took hold: routed
+        once their state is back (before it, the restore would overwrite their effects,
+        their offsets committed all the same)."""
+        self._requeued: list[InboundRecord] = []
         self._caught_up = False
         self._ends_unknown_since: float | None = None
         self._ends_warned = False
@@ -171,6 +177,7 @@ class SourceRunner:
         )
         route = self._router.route
         book = self.book
+        restoring = self.restoring
         last_key: tuple[str | None, int | None] = (None, None)
         tracker: PartitionTracker | None = None
         replayed_to: int | None = None
@@ -178,7 +185,11 @@ class SourceRunner:
             if not self._open.is_set():
                 await self._open.wait()  # a checkpoint is making its cut
                 continue
-            records = connector.consume(self._max_batch)
+            records: Sequence[InboundRecord]
+            if self._requeued:  # (held while their partitions restored: first)
+                records, self._requeued = self._requeued, []
+            else:
+                records = connector.consume(self._max_batch)
             if not records:
                 self._check_caught_up()
                 self._commit(force=False)
@@ -190,6 +201,11 @@ class SourceRunner:
             for record in records:
                 if record.error() is not None:
                     continue
+                if restoring:
+                    gained = TopicPartition(record.topic() or "", record.partition() or 0)
+                    if gained in restoring:
+                        self._held.setdefault(gained, []).append(record)
+                        continue
                 key = (record.topic(), record.partition())
                 if key != last_key or tracker is None or tracker.revoked:
                     tracker = book.tracker(TopicPartition(key[0] or "", key[1] or 0))
@@ -258,6 +274,8 @@ class SourceRunner:
         """The state of ``partitions`` is restored: fetch them again, unless a
         backpressure wait holds the others (its end resumes them with the rest)."""
         self.restoring.difference_update(partitions)
+        for tp in partitions:
+            self._requeued.extend(self._held.pop(tp, ()))
         held = self.connector.assignment()
         mine = [tp for tp in partitions if tp in held]
         if self._paused:
@@ -400,6 +418,8 @@ class SourceRunner:
         if not (change.revoked or change.lost):
             return {}
         released = change.revoked
+        for tp in released:  # (lost ones are revoked too, flagged)
+            self._held.pop(tp, None)  # (their new owner reads them)
         # Lost ones too (the session expired while the broker was away): should another
         # member have gone past them meanwhile, the group resumes beyond and none drops.
         held: dict[TopicPartition, int] = {}
