@@ -51,6 +51,11 @@ class Watcher(Agent):
         self.last.set(new)
 
 
+def close_every_link(agent: Agent) -> None:
+    for downlink in list(agent.downlinks.values()):
+        downlink.close()
+
+
 def restore_stored_links(plane: Plane, store: MemoryAgentStore) -> None:
     """What the service does at start (durability): every stored link registered."""
     for node in list(store):
@@ -75,9 +80,7 @@ async def test_a_link_to_another_spelling_of_a_node_hears_it_after_a_restart() -
         await plane.command("/sensor/aa:bb", "reading", 2)
         await plane.settle()
         assert plane.get("/watcher/w", "last") == 2
-        await plane.call(
-            "/watcher/w", lambda agent: [d.close() for d in list(agent.downlinks.values())]
-        )
+        await plane.call("/watcher/w", close_every_link)
         assert len(plane.links) == 0  # (closing a link of the other spelling left it)
 
 
