@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from swimstream.cli.arguments import positive_float, positive_int
+from swimstream.cli.exit_watch import EXIT_GRACE, exit_anyway_after
 from swimstream.errors import ConfigError, SwimstreamError
 from swimstream.text import counted
 
@@ -215,10 +216,12 @@ async def _serve(path: Path, env: dict[str, str]) -> int:
     config = load_config(path, env, librdkafka_problems)
     service = Service(config, open_connectors)
     await service.run()
+    status = EXIT_OK
     if service.failure is not None:
         print(f"swimstream: stopped after a failure: {service.failure}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        status = EXIT_FAILED
+    exit_anyway_after(EXIT_GRACE, status)  # (see swimstream.cli.exit_watch)
+    return status
 
 
 def _log_problems(path: Path | None, exc: ConfigError) -> None:
