@@ -40,6 +40,7 @@ from swimstream.streams.connector import (
 )
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.testing import MemorySink
+from tests.support.closing import timed_closes
 from tests.support.waiting import wait_until
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
@@ -476,15 +477,9 @@ async def test_a_close_while_the_broker_does_not_answer_keeps_to_one_timeout() -
         await bounded.open()
         broker.pause()
         try:
-            began = time.monotonic()
-            await source.close()
-            took = time.monotonic() - began
-            began = time.monotonic()
-            await bounded.close(0.5)
-            took_bounded = time.monotonic() - began
+            took, took_bounded = await timed_closes(source, bounded, 0.5)
         finally:
             broker.resume()
-        print(f"close: {took:.1f} s; close(0.5): {took_bounded:.1f} s")
         assert took < 6.0
         assert took_bounded < 2.0
 
