@@ -20,6 +20,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -62,6 +63,15 @@ from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
 from swimstream.runtime.timers import TimerWheel
 
 log = logging.getLogger("swimstream.agent")
+
+
+@dataclass(slots=True)
+class _Crash:
+    """Who hears of a plane task that failed, and what ended it: one attribute of the
+    plane, which keeps under the 30 whose keys CPython shares (see the test)."""
+
+    listener: Callable[[BaseException], None] | None
+    error: BaseException | None = None
 
 
 class Plane(Passivation, TimerDriving):
@@ -111,9 +121,7 @@ class Plane(Passivation, TimerDriving):
         self._closed = False
         self.dropped = 0
         """Messages its close left unhandled (its work did not finish in time)."""
-        # (One attribute for both: past 30 attributes, CPython 3.11 stops sharing the
-        # instances' keys, and every attribute read of the plane got slower.)
-        self._crash: list[Any] = [on_crash, None]  # the listener, what ended a task
+        self._crash = _Crash(on_crash)
         self._activations = 0
         self._passivations = 0
         self._commands = 0
@@ -138,16 +146,15 @@ class Plane(Passivation, TimerDriving):
         crashed = None if task.cancelled() else task.exception()
         if crashed is None or self.crashed is not None:
             return
-        self._crash[1] = crashed
+        self._crash.error = crashed
         log.critical("the plane's task %s failed: %r", task.get_name(), crashed, exc_info=crashed)
-        if self._crash[0] is not None:
-            self._crash[0](crashed)
+        if self._crash.listener is not None:
+            self._crash.listener(crashed)
 
     @property
     def crashed(self) -> BaseException | None:
         """What ended a task of the plane by itself, if one did (none of its own)."""
-        error: BaseException | None = self._crash[1]
-        return error
+        return self._crash.error
 
     async def __aexit__(
         self,

@@ -109,7 +109,7 @@ async def test_a_scheduler_that_fails_says_so_and_its_close_leaves_nothing_to_cu
 
     ack: Ack = broken_ack
     async with open_plane({"/h/:id": Hostile}) as plane:
-        plane._crash[0] = told.append  # (the service passes its own at construction)
+        plane._crash.listener = told.append  # (the service passes its own at construction)
         plane.submit("/h/1", "go", "unreadable", ack)
         plane.submit("/h/2", "go", "fine")
         for _ in range(20):
