@@ -12,6 +12,9 @@ Headers added (all UTF-8 text)::
     swimstream.origin.topic     source topic
     swimstream.origin.partition source partition
     swimstream.origin.offset    source offset
+    swimstream.route            only from a topic with several routes: the route (its
+                                template and lane, ``/device/{key}#reading``) that
+                                failed; the others took the record
     swimstream.origin.id        only from a broker without integer offsets (Pulsar): the
                                 record's id there, as its tools print it; the offset is
                                 then the source's own count, which restarts with it
@@ -89,9 +92,11 @@ class DeadLetters:
         record: InboundRecord,
         error: BaseException,
         on_delivery: Callable[[BaseException | None], None] | None = None,
+        route: str | None = None,
     ) -> None:
-        """Copy ``record`` to the dead-letter topic with ``error`` as the reason;
-        ``on_delivery(None)`` once the broker took it, never if it does not."""
+        """Copy ``record`` to the dead-letter topic with ``error`` as the reason (and
+        ``route``, the one that failed, for a topic with several); ``on_delivery(None)``
+        once the broker took it, never if it does not."""
         self._counter.value += 1
         reason = reason_of(error)
         kind = type(
@@ -108,6 +113,8 @@ class DeadLetters:
             ("swimstream.origin.partition", str(record.partition()).encode()),
             ("swimstream.origin.offset", str(record.offset()).encode()),
         ]
+        if route is not None:
+            headers.append(("swimstream.route", route.encode()))
         origin_id = getattr(record, "origin_id", None)
         if origin_id is not None:
             headers.append(("swimstream.origin.id", origin_id().encode()))

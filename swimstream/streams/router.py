@@ -35,7 +35,7 @@ from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
 from swimstream.streams.connector import InboundRecord
 from swimstream.streams.dead_letter import DeadLetters
-from swimstream.streams.tracking import PartitionTracker, RecordAck
+from swimstream.streams.tracking import PartitionTracker, RecordAck, RouteAck
 
 Decoder = Callable[[bytes | None], Any]
 
@@ -96,6 +96,11 @@ class SourceRoute:
     lane: str
     format: str = "json"
 
+    @property
+    def label(self) -> str:
+        """The route as a dead letter names it: ``/device/{key}#reading``."""
+        return f"{self.template}#{self.lane}"
+
 
 class RecordRouter:
     """Routes records of every source topic; shared by all source loops."""
@@ -114,6 +119,13 @@ class RecordRouter:
         self._by_topic: dict[str, tuple[SourceRoute, ...]] = {}
         for route in routes:
             self._by_topic[route.topic] = (*self._by_topic.get(route.topic, ()), route)
+        # What a dead letter of a topic with several routes names: the route that failed,
+        # or every route of a format the record could not be decoded as.
+        self._labels = {
+            (topic, fmt): ", ".join(r.label for r in group if r.format == fmt)
+            for topic, group in self._by_topic.items()
+            for fmt in {r.format for r in group}
+        }
         self._needs_headers = {
             topic: any("header" in r.template.roots for r in group)
             for topic, group in self._by_topic.items()
@@ -189,6 +201,7 @@ class RecordRouter:
         decoded: dict[str, Any] = {}
         headers = self._headers_of(record, topic)
         for route in group:
+            label = route.label
             try:
                 value = decoded.get(route.format, _UNSET)
                 if value is _UNSET:
@@ -196,6 +209,7 @@ class RecordRouter:
                         value = decoded[route.format] = DECODERS[route.format](raw)
                     except RecordDecodeError:
                         decoded[route.format] = _UNDECODABLE
+                        label = self._labels[topic, route.format]
                         raise
                 elif value is _UNDECODABLE:
                     ack(None)  # dead-lettered once already, by the first route of its format
@@ -205,10 +219,10 @@ class RecordRouter:
                 )
                 if len(node) > NODE_URI_LIMIT:
                     raise _too_long(node)
-                if not submit(node, route.lane, value, ack, now=True):
+                if not submit(node, route.lane, value, RouteAck(ack, label), now=True):
                     full = node
             except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
-                ack(exc)
+                ack.failed(exc, label)
             except SwimstreamError:
                 raise  # the plane is closed: the service is stopping
         return full

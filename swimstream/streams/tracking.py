@@ -120,12 +120,39 @@ class RecordAck(Tracked):
         self._pending += 1
         return _ChildAck(self)
 
+    def failed(self, error: BaseException, route: str) -> None:
+        """One command of a record with several routes failed: its dead letter names
+        ``route``, as the record's other routes may have taken it (a replay of the
+        whole record would apply it to them again)."""
+        self._pending += 1
+        self._dead_letters.send(self.record, error, self._child_done, route=route)
+        self(None)
+
     def _child_done(self, error: BaseException | None = None) -> None:
         # A failed effect elsewhere (another agent's callback) is logged and counted by
         # the plane; the record itself was processed, so it still completes.
         self._pending -= 1
         if self._pending == 0 and not self._tracker.revoked:
             self._tracker.complete(self.offset)
+
+
+class RouteAck(Tracked):
+    """The ack of one route's command, for a topic with several routes."""
+
+    __slots__ = ("_root", "route")
+
+    def __init__(self, root: RecordAck, route: str) -> None:
+        self._root = root
+        self.route = route
+
+    def __call__(self, error: BaseException | None) -> None:
+        if error is None:
+            self._root(None)
+        else:
+            self._root.failed(error, self.route)
+
+    def fork(self) -> Tracked:
+        return self._root.fork()
 
 
 class _ChildAck(Tracked):

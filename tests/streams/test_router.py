@@ -372,5 +372,51 @@ async def test_a_record_two_json_routes_cannot_decode_is_dead_lettered_once() ->
         await plane.settle()
         sink.poll()
         assert [offset for offset, _ in reasons(sink)] == ["0"]
+        assert routes_named(sink) == ["/meter/{key}#reading, /meter/{key}-copy#reading"]
         assert plane.get("/meter/b-copy", "last") == {"v": 1}
         assert tracker.committable == 2
+
+
+async def test_a_dead_letter_of_a_topic_with_several_routes_names_the_route_that_failed() -> None:
+    """Its other routes took the record: whoever replays it must know which did not."""
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        routes = [
+            SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading"),
+            SourceRoute("readings", RouteTemplate.parse("/meter/{payload.meter}"), "reading"),
+            SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "bytes_in", "raw"),
+        ]
+        router, sink, tracker = router_for(plane, routes)
+        router.route(record(0, "a", orjson.dumps({"meter": "m", "v": 1})), tracker)
+        router.route(record(1, "b", orjson.dumps({"v": 2})), tracker)  # no meter field
+        router.route(record(2, "c", orjson.dumps({"meter": "n", "explode": True})), tracker)
+        await plane.settle()
+        sink.poll()
+        assert [offset for offset, _ in reasons(sink)] == ["1", "2", "2"]
+        assert routes_named(sink) == [
+            "/meter/{payload.meter}#reading",  # b: the route that reads the missing field
+            "/meter/{key}#reading",  # c: both JSON routes' callbacks raised
+            "/meter/{payload.meter}#reading",
+        ]
+        assert plane.get("/meter/b", "last") == {"v": 2}  # b's other routes took it
+        assert plane.get("/meter/c", "raw") == '{"meter":"n","explode":true}'
+        assert tracker.committable == 3
+
+
+async def test_a_dead_letter_of_a_topic_with_one_route_names_no_route() -> None:
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "reading")
+        router, sink, tracker = router_for(plane, [route])
+        router.route(record(0, "a", orjson.dumps({"explode": True})), tracker)
+        await plane.settle()
+        sink.poll()
+        assert [offset for offset, _ in reasons(sink)] == ["0"]
+        assert routes_named(sink) == []
+
+
+def routes_named(sink: MemorySink) -> list[str]:
+    """The ``swimstream.route`` header of every dead letter that has one."""
+    return [
+        r.headers["swimstream.route"].decode()
+        for r in sink.records
+        if r.topic == "app.dead-letter" and "swimstream.route" in r.headers
+    ]
