@@ -143,7 +143,10 @@ def _import_class(class_path: str) -> type[Any]:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportError(f"cannot import {class_path!r} ({exc})") from exc
-    except Exception as exc:  # the module itself raised while importing
+    except (Exception, SystemExit) as exc:  # the module itself raised while importing
+        # SystemExit too: a module that calls sys.exit() (a script's main() run at import,
+        # an argparse error) would otherwise end `check` or `run` with its own status and
+        # no word of which agent's class did it, instead of exit 2 naming the key.
         raise ImportError(f"cannot import {class_path!r} ({type(exc).__name__}: {exc})") from exc
     for attribute in attribute_path.split("."):
         if not hasattr(target, attribute):

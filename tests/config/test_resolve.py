@@ -51,6 +51,11 @@ def test_nested_classes_resolve() -> None:
             "cannot import 'tests.config.broken_module:Vehicle' (RuntimeError: boom at import)",
         ),
         (
+            "tests.config.exiting_module:Vehicle",
+            "cannot import 'tests.config.exiting_module:Vehicle' "
+            "(SystemExit: this module is a script)",
+        ),
+        (
             "tests.config.standins:not_a_class",
             "'tests.config.standins:not_a_class' is not a class (it is int)",
         ),
