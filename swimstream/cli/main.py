@@ -210,10 +210,10 @@ def inspect_store(path: Path, node: str | None, limit: int) -> int:
 async def _serve(path: Path, env: dict[str, str]) -> int:
     from connectors.factory import open_connectors
     from connectors.kafka.settings_check import librdkafka_problems
-    from swimstream.config import load_config
+    from swimstream.config import load_config_file
     from swimstream.service import Service
 
-    config = load_config(path, env, librdkafka_problems)
+    config = load_config_file(path, env, librdkafka_problems)
     service = Service(config, open_connectors)
     await service.run()
     status = EXIT_OK

@@ -5,6 +5,8 @@
   whose ``problems`` are ``(key path, message)`` pairs.
 * :func:`resolve_agents` — imports the agent classes and checks the lanes that sources
   and sinks name (a separate step: it runs user code).
+* :func:`load_config_file` — :func:`load_config` of a file, naming with its problems
+  the agent classes that do not import: what ``swimstream run`` loads with.
 * :func:`check_config` — both, as printable lines: what ``swimstream check`` shows.
 * :func:`render_reference` — the Markdown reference of every key, from the models.
 * :func:`unbuilt_settings` — the keys set that have no effect yet, for a warning.
@@ -26,6 +28,7 @@ from swimstream.config.client_settings import (
 from swimstream.config.loader import (
     check_config,
     load_config,
+    load_config_file,
     parse_config,
     problem_lines,
     read_yaml,
@@ -59,6 +62,7 @@ __all__ = [
     "check_config",
     "documented_keys",
     "load_config",
+    "load_config_file",
     "parse_config",
     "parse_duration",
     "problem_lines",

@@ -191,14 +191,31 @@ def check_config(
     ``swimstream check`` prints (with the Kafka connector's ``settings_check``).
     """
     try:
-        config = load_config(Path(path), env, settings_check)
-    except ConfigError as exc:
-        return problem_lines(exc.problems + _class_problems_beside(Path(path), env, exc.problems))
-    try:
-        resolve_agents(config)
+        resolve_agents(load_config_file(path, env, settings_check))
     except ConfigError as exc:
         return problem_lines(exc.problems)
     return []
+
+
+def load_config_file(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str],
+    settings_check: SettingsCheck | None = None,
+) -> AppConfig:
+    """:func:`load_config` of the file at ``path``, whose :class:`ConfigError` also names
+    the class problems of the agents whose own entries are valid.
+
+    ``swimstream run`` loads its file with this, as ``check`` does, so both report the
+    same problems: ``run`` named only the first problem of keys and left an agent class
+    that does not import for the next try.
+    """
+    try:
+        return load_config(Path(path), env, settings_check)
+    except ConfigError as exc:
+        beside = _class_problems_beside(Path(path), env, exc.problems)
+        if not beside:
+            raise
+        raise ConfigError(problems=exc.problems + beside) from None
 
 
 def _class_problems_beside(

@@ -132,6 +132,23 @@ def test_a_missing_class_is_reported_with_the_problems_of_other_keys(tmp_path: P
     assert "agents.device.class: cannot import 'examples.towers.app:Nope'" in lines[2]
 
 
+def test_run_names_the_same_problems_as_check(tmp_path: Path) -> None:
+    """`run` named the route only, and the class that does not import at the next try."""
+    text = GOOD.replace("app:Device", "app:Nope").replace(
+        "sinks:", '  - {topic: readings, route: "/devices/{key}", lane: reading}\nsinks:'
+    )
+    path = tmp_path / "app.yaml"
+    path.write_text(text)
+    result = swimstream("run", "--config", str(path), "--log-format", "text")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"swimstream: {path}: sources[1].route: /devices/{{key}} reaches no agent route "
+        "(/device/:id, /tower/:id)",
+        f"swimstream: {path}: agents.device.class: cannot import 'examples.towers.app:Nope' "
+        "('examples.towers.app' has no attribute 'Nope')",
+    ], result.stderr
+
+
 def test_an_agent_whose_own_entry_is_wrong_is_not_imported(tmp_path: Path) -> None:
     text = GOOD.replace("app:Device", "app:Nope").replace("app:Tower", "app:Gone")
     result = run_check(tmp_path, text.replace("route: /tower/:id", "route: tower"))
