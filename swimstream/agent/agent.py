@@ -174,7 +174,14 @@ class Agent:
         self._context.command(node_uri, lane, value)
 
     def publish(self, topic: str, value: Any, key: str | None = None) -> None:
-        """Emit an insight record to ``topic`` (keyed by ``key``, or the agent's id)."""
+        """Emit an insight record to the sink whose ``publish:`` name is ``topic``.
+
+        ``topic`` is that sink's name, not the topic it writes to: with ``{publish:
+        alerts, topic: device-alerts}`` an agent calls ``self.publish("alerts", ...)``;
+        a sink with neither ``publish`` nor ``from`` is named by its topic. The record is
+        keyed by ``key``, else by the last param of the agent's route (``"7"`` at
+        ``/device/7``), else by its node URI (a route without params).
+        """
         self._context.publish(topic, value, key)
 
     def downlink(
