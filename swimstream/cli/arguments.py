@@ -26,3 +26,18 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} is not a number above zero")
     return value
+
+
+def listen_address(text: str) -> str:
+    """A ``host:port`` to listen on (``demo --web``).
+
+    Checked here rather than left to the config it fills: there a wrong one was reported
+    as ``web.listen``, a key the user never wrote, instead of the option they gave.
+    """
+    from swimstream.config import split_address
+
+    try:
+        split_address(text, example="127.0.0.1:9001")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

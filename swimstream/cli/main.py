@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from swimstream.cli.arguments import positive_float, positive_int
+from swimstream.cli.arguments import listen_address, positive_float, positive_int
 from swimstream.cli.exit_watch import EXIT_GRACE, exit_anyway_after
 from swimstream.errors import ConfigError, SwimstreamError
 from swimstream.text import counted
@@ -130,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=positive_int, default=5000, help="readings per second (default 5000)"
     )
     demo.add_argument(
-        "--web", default="127.0.0.1:9001", help="dashboard address (default 127.0.0.1:9001)"
+        "--web",
+        type=listen_address,
+        default="127.0.0.1:9001",
+        help="dashboard address (default 127.0.0.1:9001)",
     )
     return parser
 

@@ -40,6 +40,14 @@ def test_a_web_port_in_use_is_one_line_naming_web_listen(tmp_path: Path) -> None
         (["demo", "--rate", "-10"], "argument --rate: -10 is not above zero"),
         (["demo", "--duration", "-5"], "argument --duration: -5 is not a number above zero"),
         (["demo", "--duration", "soon"], "argument --duration: 'soon' is not a number"),
+        (
+            ["demo", "--web", "nope"],
+            "argument --web: expected host:port, such as 127.0.0.1:9001, got 'nope'",
+        ),
+        (
+            ["demo", "--web", "127.0.0.1:99999"],
+            "argument --web: expected host:port, such as 127.0.0.1:9001, got '127.0.0.1:99999'",
+        ),
     ],
 )
 def test_counts_and_durations_below_one_are_usage_errors(args: list[str], message: str) -> None:
