@@ -43,7 +43,7 @@ async def open_plane(
     store: AgentStore | None = None,
     idle_timeout: float | None = None,
     max_active: int | None = None,
-    mailbox_capacity: int = 1024,
+    mailbox_capacity: int = 1000,
 ) -> AsyncIterator[Plane]:
     """A plane running ``routes`` on a fake clock; closed (agents stopped) on exit."""
     plane = Plane(

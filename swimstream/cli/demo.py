@@ -52,7 +52,8 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str) ->
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(service.close)
         assert service.web is not None
-        print(f"dashboard: {service.web.url}   (Ctrl-C to stop)", flush=True)
+        until = "Ctrl-C to stop" if duration is None else f"stops after {duration:g} s"
+        print(f"dashboard: {service.web.url}   ({until})", flush=True)
         # The fleet has a producer of its own, as devices would: through the service's,
         # its readings would ride the service's transactions (visible only at each
         # checkpoint, aborted with it) and give an idle service something to commit.

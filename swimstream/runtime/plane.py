@@ -84,7 +84,7 @@ class Plane(Passivation, TimerDriving):
         clock: Clock | None = None,
         store: AgentStore | None = None,
         replica_id: str | None = None,
-        mailbox_capacity: int = 1024,
+        mailbox_capacity: int = 1000,
         idle_timeout: float | None = None,
         max_active: int | None = None,
         publisher: Callable[[Insight], None] | None = None,
