@@ -19,12 +19,16 @@ for a failure after a handler began its own answer (a stream): its connection is
 instead, since a second answer would be written into the first one's body. An
 answer whose request body will end the connection says so (:mod:`~.keep_alive`).
 Handlers are cancelled when their client disconnects, which is what ends an SSE stream
-whose client left; on exit the server ends every stream and refuses to wait for
-commands, then stops listening, so no task of the server outlives it.
+whose client left. A client that stops reading does not disconnect: an answer it has not
+taken within the time a stream's write gets (:data:`~.sse.STALLED_WRITE_HEARTBEATS`
+heartbeat intervals) drops its connection, as a stream does (:func:`_send`). On exit the
+server ends every stream and refuses to wait for commands, then stops listening, so no
+task of the server outlives it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from types import TracebackType
@@ -43,6 +47,7 @@ from swimstream.web.shared import (
     error_response,
     listen_on,
 )
+from swimstream.web.sse import STALLED_WRITE_HEARTBEATS
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -251,4 +256,33 @@ class WebServer:
             method=request.method if request.method in _METHODS else "other",
             code=str(response.status),
         ).inc()
+        if not response.prepared:
+            await _send(request, response, self.settings)
         return response
+
+
+async def _send(request: web.Request, response: web.StreamResponse, settings: WebSettings) -> None:
+    """Write ``response`` here rather than leave it to aiohttp, whose write waits for the
+    client without end: a client that asks for a large lane and never reads held its
+    connection, its handler and the whole body in memory for as long as it kept the
+    connection open, hours, and a few such clients held gigabytes. An answer not taken
+    within the time a stream's write gets drops the connection, with one log line, as
+    :mod:`~.sse` drops a stream's stalled client. (aiohttp's own prepare and write that
+    follow find the answer sent, or the connection gone.)"""
+    stalled = settings.heartbeat_interval * STALLED_WRITE_HEARTBEATS
+    try:
+        async with asyncio.timeout(stalled):
+            await response.prepare(request)
+            await response.write_eof()
+    except TimeoutError:
+        log.info(
+            "the client of %s %s had not taken its answer after %g s (it stopped "
+            "reading); connection dropped",
+            request.method,
+            request.path,
+            stalled,
+        )
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionError:
+        pass  # the client left: aiohttp ends the request as it does for any

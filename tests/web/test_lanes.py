@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
+import socket
 from collections import Counter
 from typing import Any
 
@@ -504,3 +506,37 @@ async def test_a_read_of_a_passivated_agent_loads_it_from_the_store_once(
         assert (await served.get_json("/device/2?lane=status"))[0] == 404
         assert (store.loads["/device/1"], store.loads["/device/2"]) == (1, 1)
         assert not served.plane.is_active("/device/2")
+
+
+async def test_a_client_that_never_reads_its_answer_is_dropped(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A GET of a large lane whose client reads nothing held its connection, its handler
+    and the whole body in memory for as long as the client kept the connection open
+    (hours): a few such clients held gigabytes. Streams dropped such clients already."""
+    caplog.set_level(logging.INFO, "swimstream.web")
+    loop = asyncio.get_running_loop()
+    async with serve(heartbeat_interval=0.1) as served:
+        pad = "x" * 4_000_000
+        await served.plane.command("/device/13", "status", {"pad": pad})
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before connecting
+        client.setblocking(False)
+        received = 0
+        try:
+            await loop.sock_connect(client, ("127.0.0.1", served.server.port))
+            await loop.sock_sendall(
+                client, b"GET /device/13?lane=status HTTP/1.1\r\nHost: x\r\n\r\n"
+            )  # and it reads nothing
+            await wait_until(
+                lambda: any("had not taken its answer" in r.getMessage() for r in caplog.records),
+                what="the client that reads nothing to be dropped",
+            )
+            with contextlib.suppress(ConnectionError):
+                async with asyncio.timeout(5):
+                    while chunk := await loop.sock_recv(client, 65536):
+                        received += len(chunk)
+        finally:
+            client.close()
+        assert received < len(pad)
+        assert (await served.get_json("/device/13?lane=status"))[0] == 200  # it serves on
