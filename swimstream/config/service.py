@@ -248,7 +248,8 @@ class WebConfig(FrozenModel):
         description=(
             "An idle lane stream sends a comment line this often, so proxies keep it open "
             "and a client that left without closing is found; a stream whose client took "
-            "nothing for twice as long (it stopped reading) is dropped."
+            "nothing for twice as long (it stopped reading) is dropped, and so is any "
+            "answer not taken, or a command's body not sent in full, in that time."
         ),
     )
     max_streams: Integer = Field(

@@ -52,7 +52,7 @@ from swimstream.web.shared import (
     state_of,
     undecodable_segment,
 )
-from swimstream.web.sse import stream_lane, wants_stream
+from swimstream.web.sse import stalled_after, stream_lane, wants_stream
 
 if TYPE_CHECKING:
     from swimstream.runtime import Plane
@@ -198,7 +198,10 @@ async def post_command(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
     try:
-        body = await request.read()
+        async with asyncio.timeout(stalled_after(state.settings)):
+            body = await request.read()
+    except TimeoutError:
+        return _body_not_received(stalled_after(state.settings))
     except web.HTTPRequestEntityTooLarge:
         return _too_large(limit)
     except RequestPayloadError as exc:  # a body its Content-Encoding cannot decode
@@ -289,6 +292,16 @@ def describe_failure(error: BaseException) -> str:
     if isinstance(error, CallbackError) and cause is not None:
         return f"{error}: {type(cause).__name__}: {cause}"
     return f"{type(error).__name__}: {error}"
+
+
+def _body_not_received(seconds: float) -> web.Response:
+    """408: the body stopped coming. Without a deadline a client that sends a POST's
+    headers and not all of its body held the connection, the handler and what came of
+    the body for good (no timer of aiohttp's runs while a handler reads). The rest of
+    the body may still come, so the connection is closed rather than kept."""
+    response = error_response(408, f"the body was not received in full within {seconds:g} s")
+    response.force_close()
+    return response
 
 
 def _too_large(limit: int) -> web.Response:

@@ -105,6 +105,12 @@ STREAMS_RETRY_AFTER_SECONDS = 5
 last, so a slot frees up seldom; a client retrying every second would only spin."""
 
 
+def stalled_after(settings: WebSettings) -> float:
+    """Seconds a client may take nothing of a write (or send nothing of a body) before
+    its connection is dropped (see :data:`STALLED_WRITE_HEARTBEATS`)."""
+    return settings.heartbeat_interval * STALLED_WRITE_HEARTBEATS
+
+
 def wants_stream(request: web.Request) -> bool:
     """Whether a GET asks for the live stream rather than the current state. (A HEAD
     never gets one: it would be headers followed by an endless body.)"""
@@ -313,14 +319,14 @@ async def _pump(response: web.StreamResponse, uplink: LaneUplink, settings: WebS
 async def _write(response: web.StreamResponse, data: bytes, settings: WebSettings) -> None:
     """Write ``data``; TimeoutError when the client has not taken it in time (see
     :data:`STALLED_WRITE_HEARTBEATS`)."""
-    async with asyncio.timeout(settings.heartbeat_interval * STALLED_WRITE_HEARTBEATS):
+    async with asyncio.timeout(stalled_after(settings)):
         await response.write(data)
 
 
 def _drop_stalled(request: web.Request, node_uri: str, lane: str, settings: WebSettings) -> None:
     """Drop the connection of a stream whose client stopped reading. Aborted, not closed:
     a close would wait for the client to take what is still buffered, which it does not."""
-    stalled = settings.heartbeat_interval * STALLED_WRITE_HEARTBEATS
+    stalled = stalled_after(settings)
     log.info(
         "the client of a stream of lane %r of %s took nothing for %g s (it stopped "
         "reading); connection dropped",

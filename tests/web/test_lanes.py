@@ -335,6 +335,29 @@ async def test_a_body_over_the_limit_is_413(serve: ServeFactory) -> None:
         assert await served.post_json("/device/1?lane=status", {"small": 1}) == (200, {"ok": True})
 
 
+async def test_a_body_that_never_arrives_is_408_and_ends_the_connection(
+    serve: ServeFactory,
+) -> None:
+    """A POST whose body stopped coming held its connection, its handler and what came
+    of the body (up to the 1 MiB limit) for good: no timer of aiohttp's runs while a
+    handler reads. A hundred such requests held a hundred handlers and 100 MB."""
+    async with serve(heartbeat_interval=0.1) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+        writer.write(
+            b"POST /device/1?lane=status HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[1,"
+        )  # and the rest never comes
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert b"Connection: close" in head
+        assert "not received" in orjson.loads(body)["error"]
+        assert not served.plane.is_active("/device/1")  # nothing was applied
+        assert await served.post_json("/device/1?lane=status", 1) == (200, {"ok": True})
+
+
 async def test_percent_encoded_node_uris_reach_the_right_agent(served: Served) -> None:
     assert await served.post_json("/device/a%2Fb?lane=reading", reading(61.0, "t%201")) == (
         200,
