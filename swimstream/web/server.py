@@ -47,7 +47,7 @@ from swimstream.web.shared import (
     error_response,
     listen_on,
 )
-from swimstream.web.sse import STALLED_WRITE_HEARTBEATS
+from swimstream.web.sse import stalled_after
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -269,7 +269,7 @@ async def _send(request: web.Request, response: web.StreamResponse, settings: We
     within the time a stream's write gets drops the connection, with one log line, as
     :mod:`~.sse` drops a stream's stalled client. (aiohttp's own prepare and write that
     follow find the answer sent, or the connection gone.)"""
-    stalled = settings.heartbeat_interval * STALLED_WRITE_HEARTBEATS
+    stalled = stalled_after(settings)
     try:
         async with asyncio.timeout(stalled):
             await response.prepare(request)
