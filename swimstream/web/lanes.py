@@ -165,6 +165,14 @@ async def get_lane(request: web.Request) -> web.StreamResponse:
         return error_response(503, str(exc))
     except AgentRestoreError as exc:
         return error_response(500, str(exc))
+    except CallbackError as exc:
+        # A demand lane's ``on_cue`` raised. Reported as the agents' failures are (logged
+        # at most once per 10 s for its site, counted): as an error of the server, every
+        # read logged a traceback, so any client could flood the log.
+        state.plane.failures.record(
+            node_uri, route.pattern, lane, exc.callback, exc.__cause__ or exc
+        )
+        return error_response(500, describe_failure(exc))
     try:
         return json_response(value)
     except TypeError as exc:
