@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from swimstream.crdt import Op
     from swimstream.routing import RoutePattern
     from swimstream.runtime.plane import Plane
+    from swimstream.runtime.timers import TimerEntry
 
 Handler: TypeAlias = "Callable[[AgentCell, Any, Any], Any]"
 Item: TypeAlias = "tuple[Handler, Any, Any, Ack]"
@@ -195,8 +196,12 @@ def handle_remote_op(cell: AgentCell, lane: str, op: Op) -> None:
     cell.agent.__dict__[lane]._apply_remote(op)
 
 
-def handle_timer(cell: AgentCell, method: str, args: tuple[Any, ...]) -> Any:
-    return getattr(cell.agent, method)(*args)
+def handle_timer(cell: AgentCell, entry: TimerEntry, _b: Any) -> Any:
+    """A due timer's tick: skipped when the timer was cancelled after it fell due (by a
+    message ahead of it in the mailbox), as ``cancel`` promises."""
+    if not entry.begin():
+        return None
+    return getattr(cell.agent, entry.method)(*entry.args)
 
 
 def handle_cue(cell: AgentCell, lane: str, _b: Any) -> None:

@@ -54,9 +54,11 @@ class TimerDriving:
             try:
                 cell = self._cell(entry.node_uri)
             except AgentRestoreError:
-                continue  # logged when its agent failed to load
+                # Logged when its agent failed to load. A one-shot stays pending, and
+                # stored as it was, for a start whose code loads the agent.
+                continue
             entry.in_flight = True
-            cell.post(handle_timer, entry.method, entry.args, entry.tick_finished)
+            cell.post(handle_timer, entry, None, entry.tick_finished)
 
     async def _run_timers(self) -> None:
         while True:

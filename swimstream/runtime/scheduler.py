@@ -64,7 +64,7 @@ def _describe(cell: AgentCell, handler: Handler, a: Any) -> tuple[str, str]:
         kind = declared.kind if declared is not None else None
         return str(a), "on_command" if kind == "command" else LANE_COMMAND
     if name == "handle_timer":
-        return TIMER, str(a)
+        return TIMER, str(a.method)
     if name == "handle_start":
         return LIFECYCLE, "on_start"
     return name.removeprefix("handle_"), name

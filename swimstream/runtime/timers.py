@@ -9,6 +9,12 @@ once and then resumes its period from now: it never fires a burst to catch up. N
 does one whose agent is busy (in an ``async`` callback, or a tick slower than the
 period): while its last tick waits in the mailbox or runs (:attr:`TimerEntry.in_flight`),
 the plane posts no other, so ticks never pile up behind the agent.
+
+A timer fires when its callback runs in the agent's turn, not when it falls due: the
+tick may wait in the mailbox behind messages that came first, and one of those may
+cancel it (an alarm disarmed by the record queued before it). So a one-shot stays
+pending until its tick begins (:meth:`TimerEntry.begin`), where a timer cancelled
+meanwhile is skipped: ``cancel`` keeps its word, and ``pending_timers`` still lists it.
 """
 
 from __future__ import annotations
@@ -37,8 +43,22 @@ class TimerEntry:
 
     @property
     def pending(self) -> bool:
-        """False once a one-shot timer fired, or any timer was cancelled."""
+        """False once a one-shot timer fired (its callback began), or any timer was
+        cancelled."""
         return not self.cancelled and not (self.fired and self.period is None)
+
+    def begin(self) -> bool:
+        """Its tick starts in the agent's turn: False when it was cancelled since it
+        fell due (the tick is skipped). A one-shot stops being pending here, before its
+        callback runs, so that the callback may set the next one (``pending_timers``
+        does not list itself)."""
+        if self.cancelled:
+            return False
+        if self.period is None and not self.fired:
+            self.fired = True
+            self.wheel._forget(self)
+            self.wheel._changed(self.node_uri)
+        return True
 
     def tick_finished(self, _error: BaseException | None) -> None:
         """The ack of a tick's message: called when it ran, failed or, if ``async``,
@@ -120,7 +140,8 @@ class TimerWheel:
         return heap[0][0] if heap else None
 
     def pop_due(self, now: float) -> list[TimerEntry]:
-        """The timers due at ``now``, earliest first; repeating ones are re-armed."""
+        """The timers due at ``now``, earliest first; repeating ones are re-armed. A
+        one-shot stays pending until its tick begins (:meth:`TimerEntry.begin`)."""
         fired: list[TimerEntry] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -128,17 +149,12 @@ class TimerWheel:
             if not entry.pending or entry.due != due:
                 continue
             fired.append(entry)
-            if entry.period is None:
-                entry.fired = True
-                self._forget(entry)
-            else:
+            if entry.period is not None:
                 entry.fired = True
                 missed = max(0, int((now - due) // entry.period))
                 entry.due = due + (missed + 1) * entry.period
                 heapq.heappush(heap, (entry.due, entry.id, entry))
-        if self._on_change is not None:
-            for entry in fired:
-                self._on_change(entry.node_uri)
+                self._changed(entry.node_uri)
         return fired
 
     def for_node(self, node_uri: str) -> list[TimerEntry]:
@@ -158,5 +174,9 @@ class TimerWheel:
                 del self._by_node[entry.node_uri]
         if self._repeating.get((entry.node_uri, entry.method)) is entry:
             del self._repeating[(entry.node_uri, entry.method)]
-        if entry.cancelled and self._on_change is not None:
-            self._on_change(entry.node_uri)
+        if entry.cancelled:
+            self._changed(entry.node_uri)
+
+    def _changed(self, node_uri: str) -> None:
+        if self._on_change is not None:
+            self._on_change(node_uri)

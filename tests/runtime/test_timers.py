@@ -274,3 +274,77 @@ async def test_pending_timers_are_the_restored_ones_after_a_restart_earliest_fir
         await plane.command("/snooze/a", "arm", 10.0)
         await plane.advance(75.0)
         assert plane.get("/snooze/a", "fired") == ["in 10 s", "in 60 s"]
+
+
+class Sentry(Agent):
+    """An alarm and a patrol, both called off by a record that may wait behind I/O."""
+
+    rang = ValueLane[list[str]](default=[])
+    arm = CommandLane[None]()
+    fetch = CommandLane[None]()
+    stand_down = CommandLane[None]()
+    io_done: asyncio.Event
+
+    @arm.on_command
+    def on_arm(self, _: None) -> None:
+        self.schedule(2.0, self.alarm)
+        self.every(1.0, self.patrol)
+
+    @fetch.on_command
+    async def on_fetch(self, _: None) -> None:
+        await Sentry.io_done.wait()
+
+    @stand_down.on_command
+    def on_stand_down(self, _: None) -> None:
+        for timer in self.pending_timers():
+            timer.cancel()
+
+    def alarm(self) -> None:
+        self.rang.set([*self.rang.get(), "alarm"])
+
+    def patrol(self) -> None:
+        self.rang.set([*self.rang.get(), "patrol"])
+
+
+async def test_a_timer_cancelled_by_a_message_queued_ahead_of_its_tick_does_not_fire() -> None:
+    """A due timer's tick waits in the mailbox behind what came first; a one-shot used to
+    leave ``pending_timers`` as it fell due (the record queued before it, meant to call
+    it off, could not reach it), and a cancelled tick already queued ran all the same."""
+    Sentry.io_done = asyncio.Event()
+    async with open_plane({"/sentry/:id": Sentry}) as plane:
+        await plane.command("/sentry/s", "arm")
+        await plane.settle()
+        await plane.command("/sentry/s", "fetch")  # busy on I/O...
+        await plane.command("/sentry/s", "stand_down")  # ...with this record queued
+        await _advance_while_busy(plane, 3)  # the alarm and a patrol fall due behind it
+        Sentry.io_done.set()
+        await plane.settle()
+        await plane.advance(10.0)
+        assert plane.get("/sentry/s", "rang") == []
+        assert plane.timers.for_node("/sentry/s") == []
+        assert plane.statistics().callback_failures == 0
+
+
+class Relay(Agent):
+    """Re-arms its one-shot from its own callback when none is pending."""
+
+    rings = ValueLane[int](default=0)
+    start = CommandLane[None]()
+
+    @start.on_command
+    def on_start_relay(self, _: None) -> None:
+        self.schedule(1.0, self.ring)
+
+    def ring(self) -> None:
+        self.rings.set(self.rings.get() + 1)
+        if self.rings.get() < 3 and not self.pending_timers(self.ring):
+            self.schedule(1.0, self.ring)
+
+
+async def test_a_one_shot_is_no_longer_pending_inside_its_own_callback() -> None:
+    """(It stays pending until its tick begins, not until the tick ends.)"""
+    async with open_plane({"/relay/:id": Relay}) as plane:
+        await plane.command("/relay/r", "start")
+        await plane.advance(10.0)
+        assert plane.get("/relay/r", "rings") == 3
+        assert plane.timers.for_node("/relay/r") == []
