@@ -47,6 +47,7 @@ class AgentCell:
         "room_waiters",
         "route",
         "scheduled",
+        "stopped",
     )
 
     def __init__(self, plane: Plane, node_uri: str, route: RoutePattern) -> None:
@@ -61,6 +62,9 @@ class AgentCell:
         self.cues: dict[str, set[Any]] | None = None
         self.room_waiters: list[asyncio.Future[None]] | None = None
         self._params: dict[str, str] | None = None
+        # ``on_stop`` ran, but queued work for the agent itself (a command to itself, a
+        # cue): it goes once idle again, without another ``on_stop``.
+        self.stopped = False
 
     def post(self, handler: Handler, a: Any = None, b: Any = None, ack: Ack = None) -> None:
         """Queue work for the agent's next turn."""

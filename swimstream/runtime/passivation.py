@@ -122,9 +122,10 @@ class Passivation:
         return len(gone)
 
     def _stop_agent(self, cell: AgentCell) -> None:
-        """Run the agent's ``on_stop`` (skipped when its class keeps the default)."""
-        if type(cell.agent).on_stop is Agent.on_stop:
+        """Run the agent's ``on_stop`` once (skipped when its class keeps the default)."""
+        if cell.stopped or type(cell.agent).on_stop is Agent.on_stop:
             return
+        cell.stopped = True
         try:
             stopped: Any = cell.agent.on_stop()  # type: ignore[func-returns-value]
             if asyncio.iscoroutine(stopped):
@@ -148,7 +149,10 @@ class Passivation:
     def _passivate(self, cell: AgentCell, force: bool = False) -> bool:
         self._stop_agent(cell)
         if not force and not cell.idle:
-            return False  # on_stop queued more work for itself: keep it
+            # on_stop queued work for the agent itself: it stays until that is done and
+            # goes when idle again, with no second on_stop (run at each try, it ran every
+            # housekeeping pass, queued the same work, and the agent never went).
+            return False
         try:
             stored = dump_agent(cell.agent)
         except Exception as exc:

@@ -438,3 +438,34 @@ async def test_an_agent_that_cannot_be_stored_stays_in_memory_and_the_others_pas
         assert not plane.is_active("/meter/m")
         assert set(plane.failures.by_site()) == {("/thermostat/:id", "lifecycle", "passivate")}
         assert isinstance(plane.failures.last_error, AttributeError)
+
+
+class Flusher(Agent):
+    """Its ``on_stop`` sends its buffer to its own lane before it goes."""
+
+    flushed = ValueLane[int](default=0)
+    flush = CommandLane[None]()
+    stops = 0
+
+    @flush.on_command
+    def on_flush(self, _: None) -> None:
+        self.flushed.set(self.flushed.get() + 1)
+
+    def on_stop(self) -> None:
+        Flusher.stops += 1
+        self.command(self.node_uri, "flush")
+
+
+async def test_an_agent_whose_on_stop_commands_itself_goes_once_that_work_is_done() -> None:
+    """``on_stop`` ran at every passivation try, each time queueing work for the agent
+    itself, which kept it in memory: it never went, and its ``on_stop`` ran every
+    housekeeping pass without an ``on_start`` between."""
+    Flusher.stops = 0
+    async with open_plane({"/flusher/:id": Flusher}, idle_timeout=1.0) as plane:
+        plane.agent("/flusher/f")
+        await plane.settle()
+        for _ in range(10):
+            await plane.advance(1.0)
+        assert not plane.is_active("/flusher/f")
+        assert Flusher.stops == 1
+        assert plane.get("/flusher/f", "flushed") == 1
