@@ -362,3 +362,35 @@ async def test_a_link_opened_in_on_start_is_opened_once_however_often_its_agent_
         await plane.call("/sensor/1", set_reading)
         await plane.settle()
         assert plane.get("/follows/1", "heard") == heard + 1  # one callback a change
+
+
+class Hasty(Agent):
+    """Opens links whose callbacks cannot be called back as a downlink calls them."""
+
+    open_async = CommandLane[None]()
+    open_short = CommandLane[None]()
+
+    @open_async.on_command
+    def on_open_async(self, _: None) -> None:
+        self.downlink("/sensor/s", "reading", on_set=self.heard)
+
+    @open_short.on_command
+    def on_open_short(self, _: None) -> None:
+        self.map_downlink("/sensor/s", "tags", on_update=self.one_arg)
+
+    async def heard(self, new: Any, old: Any) -> None: ...
+
+    def one_arg(self, key: Any) -> None: ...
+
+
+async def test_a_downlink_callback_that_could_not_run_is_refused_where_the_link_is_made() -> None:
+    """An async ``on_set`` was called, its coroutine dropped with a RuntimeWarning, and
+    the callback never ran, counted as no failure: lanes refuse one at class definition."""
+    async with open_plane({"/sensor/:id": Sensor, "/hasty/:id": Hasty}) as plane:
+        await plane.command("/hasty/h", "open_async")
+        await plane.command("/hasty/h", "open_short")
+        await plane.settle()
+        assert plane.statistics().callback_failures == 2
+        assert plane.agent("/hasty/h").downlinks == {}
+        assert len(plane.links) == 0
+        assert "must take (self, key, new, old)" in str(plane.failures.last_error)
