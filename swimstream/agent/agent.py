@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 _DOWNLINK_ARITY = {"on_set": 3, "on_update": 4, "on_remove": 3, "on_stale": 2}
 """A downlink's callback -> its positional parameters, ``self`` included."""
 
+_CHECKED_DOWNLINK_CALLBACKS: set[tuple[type, str, str]] = set()
+"""(agent class, method name, event) of the downlink callbacks found fit to call."""
+
 _LANE_WRITES = {"value": "set(...)", "map": "put(key, value)", "counter": "add(...)"}
 """Lane kind -> the call that changes it, named when an agent assigns to a lane."""
 
@@ -231,10 +234,14 @@ class Agent:
         for event, fn in callbacks.items():
             name = callback_name(self, fn, event)
             if name is not None:
-                # As a lane's callbacks are checked at class definition: an async one
-                # was called, its coroutine dropped, and the callback never ran.
-                method = getattr(type(self), name)
-                check_callback(type(self), event, method, _DOWNLINK_ARITY[event], False)
+                checked = (type(self), name, event)
+                if checked not in _CHECKED_DOWNLINK_CALLBACKS:
+                    # As a lane's callbacks are checked at class definition: an async one
+                    # was called, its coroutine dropped, and the callback never ran. Once
+                    # per class and callback: ``on_start`` opens its links at every load.
+                    method = getattr(type(self), name)
+                    check_callback(type(self), event, method, _DOWNLINK_ARITY[event], False)
+                    _CHECKED_DOWNLINK_CALLBACKS.add(checked)
                 names[event] = name
         node_uri = self._context.canonical(node_uri)  # (as the link is kept, and compared)
         # The same link open already is that link: ``on_start`` runs at every load, and
