@@ -207,7 +207,7 @@ class Checkpointer:
                 # made meanwhile would hold nothing new when the instance is idle, and
                 # each one commits its own (empty) transaction.
                 await asyncio.wait([committing])
-            if self.unchanged():
+            if self._nothing_to_cut():
                 self.stats.skipped += 1
                 await self._wait_for_work(stopping)
                 continue
@@ -238,6 +238,14 @@ class Checkpointer:
             cut.update(runner.book.routed_positions())
         return cut == self._last_cut
 
+    def _nothing_to_cut(self) -> bool:
+        """:meth:`unchanged`, and then the store's overlay may let go of what committed
+        state holds already (:meth:`DurableAgentStore.settle`)."""
+        if not self.unchanged():
+            return False
+        self._store.settle()
+        return True
+
     async def _wait_for_work(self, stopping: asyncio.Event) -> None:
         """Sleep until the plane or a source gets work, ``stopping`` is set, or
         :data:`IDLE_RECHECK` passed."""
@@ -261,7 +269,7 @@ class Checkpointer:
         async with self._turn:
             if self._committing is not None:
                 await asyncio.shield(self._committing)
-            if not self.unchanged():
+            if not self._nothing_to_cut():
                 await self._checkpoint()
             committing = self._committing
         if committing is not None:

@@ -23,6 +23,7 @@ class DurableAgentStore:
         self._overlay: dict[str, tuple[int, StoredAgent]] = {}
         self.generation = 0
         """The checkpoint a passivation now would be captured by."""
+        self._written_through = -1
 
     def load(self, node_uri: str) -> StoredAgent | None:
         held = self._overlay.get(node_uri)
@@ -72,6 +73,19 @@ class DurableAgentStore:
         done = [node for node, (g, _) in self._overlay.items() if g <= generation]
         for node in done:
             del self._overlay[node]
+        self._written_through = max(self._written_through, generation)
+
+    def settle(self) -> None:
+        """Nothing changed since the last checkpoint (the checkpointer found nothing to
+        cut): once every checkpoint collected is written, committed state holds each
+        passivated agent as the overlay does, so the overlay lets them go.
+
+        Without it, agents only read (loaded by an HTTP GET or a link, then passivated
+        unchanged) piled up here while no state changed, since only a checkpoint's write
+        empties the overlay and an idle instance makes none: memory grew with every
+        agent read rather than stay bounded by the agents in use."""
+        if self._overlay and self._written_through >= self.generation - 1:
+            self._overlay.clear()
 
     @property
     def overlay_size(self) -> int:
