@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from swimstream.agent.downlink import Downlink, MapDownlink, ValueDownlink
 from swimstream.agent.lane import F, Lane
 from swimstream.crdt import (
-    KEY_TYPES,
     ZERO_STAMP,
     LWWMap,
     MapKey,
     MapSnapshot,
     Snapshot,
     Stamp,
+    bad_key,
     raise_bad_key,
 )
 from swimstream.errors import CallbackError
@@ -108,7 +108,7 @@ class _JoinLane(Lane, Generic[K, V]):
     # -- joining -----------------------------------------------------------------------
 
     def _join(self, key: Any, node_uri: str, lane: str, map_like: bool) -> None:
-        if type(key) not in KEY_TYPES:
+        if bad_key(key):
             raise_bad_key(key)  # the key is stored with the link, and keys the entry
         link_id = self._links.get(key)
         if link_id is not None:

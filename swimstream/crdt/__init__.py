@@ -39,6 +39,7 @@ from swimstream.crdt.lww_map import (
     MapPut,
     MapRemove,
     MapSnapshot,
+    bad_key,
     key_order,
     raise_bad_key,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "RegisterSnapshot",
     "Snapshot",
     "Stamp",
+    "bad_key",
     "check_storable",
     "decode",
     "decode_snapshot",

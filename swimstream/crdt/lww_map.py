@@ -58,11 +58,28 @@ TOMBSTONES_KEPT = 64
 looking for old ones to forget: a map that rarely removes never looks."""
 
 
+def bad_key(key: object) -> bool:
+    """Whether ``key`` cannot be a map key: not a JSON scalar, an integer beyond 64 bits
+    (msgpack cannot store it: the whole lane was then left out of every checkpoint), or
+    NaN (equal to nothing, itself included: every put of it made another entry, and no
+    remove, no replica, no restored copy could ever find one again)."""
+    kind = type(key)
+    if kind is str:
+        return False
+    if kind is int:
+        return not -(2**63) <= key < 2**64  # type: ignore[operator]
+    return kind not in KEY_TYPES or key != key
+
+
 def raise_bad_key(key: object) -> NoReturn:
     """Refuse a key when it is written, rather than when a restart cannot read it back.
 
     Called also where hashing the key failed: this message replaces "unhashable type",
     not chained to it."""
+    if type(key) is int:
+        raise TypeError(f"map key {key} is beyond 64 bits") from None
+    if type(key) is float:
+        raise TypeError("map key must not be NaN: it equals no key, itself included") from None
     raise TypeError(
         f"map key must be a JSON scalar (str, int, float, bool or None), got"
         f" {type(key).__name__}: {key!r}"
@@ -204,7 +221,11 @@ class LWWMap:
         if key in entries:
             del entries[key]  # re-insert at the end: iteration order is write order
         else:
-            if type(key) not in KEY_TYPES:
+            kind = type(key)  # (``bad_key`` inline: once per new key)
+            if kind is int:
+                if not -(2**63) <= key < 2**64:  # type: ignore[operator]
+                    raise_bad_key(key)
+            elif kind is not str and (kind not in KEY_TYPES or key != key):
                 raise_bad_key(key)
             if self._tombstones:
                 self._tombstones.pop(key, None)

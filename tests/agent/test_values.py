@@ -257,3 +257,30 @@ async def test_a_write_through_a_link_is_refused_as_a_write_to_the_lane() -> Non
             "value: b'x'"
         )
         assert plane.get("/lists/a", "lists") == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (2**64, f"map key {2**64} is beyond 64 bits"),
+        (-(2**63) - 1, f"map key {-(2**63) - 1} is beyond 64 bits"),
+        (float("nan"), "map key must not be NaN: it equals no key, itself included"),
+    ],
+)
+async def test_a_map_key_the_store_cannot_hold_or_find_again_is_refused_when_put(
+    key: Any, problem: str
+) -> None:
+    """A key beyond 64 bits was taken, and then no checkpoint or passivation could
+    encode its lane: the agent stayed in memory for good. A NaN key (``json.loads``
+    reads ``NaN``) equals nothing: each put of it added an entry, and no remove could
+    find one, on the owner, its replicas or its stored copy."""
+    async with open_plane({"/h/:id": Holder}, idle_timeout=5) as plane:
+        for _ in range(2):
+            await plane.command("/h/1", "entries", {"update": key, "value": 1})
+            await plane.settle()
+            assert str(plane.failures.last_error) == problem
+        await plane.command("/h/1", "entries", {"update": 2**64 - 1, "value": 1})
+        await plane.command("/h/1", "entries", {"update": -(2**63), "value": 2})
+        await plane.advance(30)
+        assert not plane.is_active("/h/1")  # passivated; it loads again whole
+        assert plane.get("/h/1", "entries") == {2**64 - 1: 1, -(2**63): 2}
