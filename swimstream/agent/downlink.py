@@ -228,6 +228,11 @@ class ValueDownlink(Downlink):
 
     def _restore(self, snapshot: Snapshot) -> None:
         assert isinstance(snapshot, RegisterSnapshot | CounterSnapshot)
+        if type(snapshot) is RegisterSnapshot and snapshot.stamp == ZERO_STAMP:
+            # The target's default, synced under no stamp (``_took_default``): a merge
+            # drops it as older than nothing, and the link, still open, syncs no more.
+            self._seed(snapshot.value)
+            return
         self._replica.merge(snapshot)  # type: ignore[arg-type]
 
     def _seed(self, value: Any) -> None:

@@ -237,6 +237,36 @@ async def test_links_to_lanes_never_set_see_their_defaults() -> None:
         assert panel.link.get() == 0.5 and panel.levels == [(0.5, None)]
 
 
+class Gauge(Agent):
+    """Follows a dial's level, which no one ever set."""
+
+    seen = ValueLane[list[Any]](default=[])
+    watch = CommandLane[str]()
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.downlink(node, "level", on_set=self.level_set)
+
+    def level_set(self, new: Any, old: Any) -> None:
+        self.seen.set([*self.seen.get(), [new, old]])
+
+
+async def test_a_link_to_a_lane_never_set_keeps_its_default_across_a_passivation() -> None:
+    """The stored replica held the default under no stamp, which the restore's merge
+    took for older than nothing: the downlink came back holding None, and the link,
+    still open, was not synced again, so it showed None until the dial was set."""
+    async with open_plane({"/dial/:id": Dial, "/gauge/:id": Gauge}, idle_timeout=5) as plane:
+        await plane.command("/gauge/g", "watch", "/dial/d")
+        await plane.settle()
+        await plane.advance(30)
+        assert not plane.is_active("/gauge/g")
+        (link,) = plane.agent("/gauge/g").downlinks.values()
+        assert isinstance(link, ValueDownlink) and link.get() == 0.5
+        await plane.command("/dial/d", "level", 0.7)
+        await plane.settle()
+        assert plane.get("/gauge/g", "seen") == [[0.5, None], [0.7, 0.5]]
+
+
 async def test_a_reloaded_join_map_lane_drops_a_removed_link_s_value_of_a_shared_key() -> None:
     """Two joined maps share a key; the join shows the value of the one written last.
     Reloaded, the join took the key for the link restored last, so removing the link
