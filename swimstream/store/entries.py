@@ -62,6 +62,12 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
         return None
     (ts, replica), value = entry
     try:
+        if type(key) is str and not key.isascii():
+            # The row's name holds the key as JSON, which writes anything, but the
+            # snapshot its lane is rebuilt into must pack it as UTF-8: a key holding a
+            # lone surrogate (``json.loads`` reads ``"\ud800"``), stored, made its
+            # agent unloadable. It stays out, as an unstorable value does.
+            key.encode()
         check_storable(value)
         return _pack([ts, replica, value])
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. an integer beyond 64 bits

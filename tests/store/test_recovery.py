@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
-from swimstream import Agent, CommandLane, ValueLane
+from swimstream import Agent, CommandLane, MapLane, ValueLane
 from swimstream.crdt import (
     LWWMap,
     LWWRegister,
@@ -548,3 +549,29 @@ def test_a_restore_of_some_shards_reads_only_their_partitions() -> None:
     assert status(committed, "/d/1") == "one"
     assert report.cuts == {1: {"readings/1": 20}}
     assert set(committed.positions()) == {1}
+
+
+class Names(Agent):
+    seen = MapLane[str, int]()
+
+
+async def test_a_map_key_that_cannot_be_stored_is_left_out_and_its_agent_loads_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A key with a lone surrogate (``json.loads`` reads ``"\\ud800"`` from a record)
+    was stored as a row, whose name takes any text; rebuilding the lane's snapshot from
+    the rows then failed to encode it, and the agent could never load again."""
+    store = DurableAgentStore(MemoryCommitted())
+    bad = json.loads('"\\ud800x"')
+    async with open_plane({"/names/:id": Names}, store=store) as plane:
+        tracker = StateTracker(store, lambda node: 0)
+        tracker.attach(plane)
+        await plane.command("/names/a", "seen", {"update": bad, "value": 1})
+        await plane.command("/names/a", "seen", {"update": "ok", "value": 2})
+        await plane.settle()
+        rows = {e.name: e.value for e in tracker.collect() if e.value is not None}
+    assert set(rows) == {entry_name("seen", "ok")}
+    assert "is not stored" in caplog.text
+    snapshot = decode_snapshot(assemble(rows)["seen"])
+    assert isinstance(snapshot, MapSnapshot)
+    assert LWWMap.from_snapshot(snapshot, "r").to_dict() == {"ok": 2}
