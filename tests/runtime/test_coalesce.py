@@ -39,9 +39,9 @@ def owner_writes(owner: LWWMap, data: st.DataObject) -> list[Any]:
 def deliver(pending: MapPending, subscriber: LWWMap) -> None:
     snapshot, ops = pending.take()
     if snapshot is not None:
-        subscriber.merge(snapshot)
+        subscriber.merge(snapshot)  # type: ignore[arg-type]  # a map's: MapSnapshot
     for op in ops:
-        subscriber.apply(op)
+        subscriber.apply(op)  # type: ignore[arg-type]  # a map's ops
 
 
 @given(st.data())
@@ -87,8 +87,8 @@ def test_a_counter_subscriber_fed_the_highest_totals_counts_every_add_once(
             every_op.merge(writers[0].snapshot())
             pending.add_snapshot(writers[0].snapshot())
         else:
-            for op in pending.take()[1]:
-                coalesced.apply(op)
-    for op in pending.take()[1]:
-        coalesced.apply(op)
+            for taken in pending.take()[1]:
+                coalesced.apply(taken)  # type: ignore[arg-type]  # a counter's: CounterAdd
+    for taken in pending.take()[1]:
+        coalesced.apply(taken)  # type: ignore[arg-type]
     assert coalesced.snapshot() == every_op.snapshot() == writers[0].snapshot()

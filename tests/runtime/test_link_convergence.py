@@ -7,6 +7,7 @@ Found a downlink restored from storage that lost the default of a lane never set
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
@@ -68,7 +69,7 @@ class Subscriber(Agent):
                 count_link.add(n)
 
 
-OWNER_COMMANDS = {
+OWNER_COMMANDS: dict[str, Callable[[Any, int], tuple[str, Any]]] = {
     "put": lambda key, n: ("m", {"update": key, "value": n}),
     "remove": lambda key, n: ("m", {"remove": key}),
     "clear": lambda key, n: ("m", {"clear": True}),

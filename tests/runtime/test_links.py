@@ -406,7 +406,7 @@ class Hasty(Agent):
 
     @open_short.on_command
     def on_open_short(self, _: None) -> None:
-        self.map_downlink("/sensor/s", "tags", on_update=self.one_arg)
+        self.map_downlink("/sensor/s", "tags", on_update=self.one_arg)  # type: ignore[arg-type]
 
     async def heard(self, new: Any, old: Any) -> None: ...
 
