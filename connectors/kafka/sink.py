@@ -60,6 +60,10 @@ _CONNECT_TIMEOUT = 3.0
 KAFKA_PORT = 9092
 _MAX_FLUSH_SLEEP = 0.01
 _CLOSE_TIMEOUT = 10.0
+_RELEASE_AT_LEAST = 0.5
+"""Seconds a close given a deadline still lets the producer's own close take (it aborts
+an open transaction, a round trip to a broker that answers): as long as the service
+lets its sources leave after the drain's deadline."""
 
 
 class _Batch:
@@ -180,6 +184,7 @@ class KafkaSink:
         if producer is None:
             return
         timeout = 10.0 if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         if not await self.flush(timeout):
             log.warning(
                 "%s: closing with %s not acknowledged after %g s; each is reported failed "
@@ -190,7 +195,9 @@ class KafkaSink:
             )
             producer.purge(in_queue=True, in_flight=True, blocking=False)
             await self.flush(1.0)
-        await self._release()
+        # Within the deadline too: a transactional producer's close waited 10 s for a
+        # frozen broker, and a SIGTERM's drain exited 18 s after the signal.
+        await self._release(max(_RELEASE_AT_LEAST, deadline - time.monotonic()))
 
     # -- records ------------------------------------------------------------------------
 
@@ -486,7 +493,9 @@ class KafkaSink:
                 executor.submit(producer.close)
             executor.shutdown(wait=False)  # the thread ends after the close
 
-    async def _release(self) -> None:
+    async def _release(self, timeout: float = _CLOSE_TIMEOUT) -> None:
+        """Close the producer on its thread, waiting ``timeout`` seconds at most
+        (:data:`_CLOSE_TIMEOUT` at most) before leaving it behind."""
         producer, executor = self._producer, self._executor
         self._producer = None
         if executor is None:
@@ -497,7 +506,7 @@ class KafkaSink:
         # close() aborts an open transaction, which waits for the broker: bounded.
         closing = asyncio.get_running_loop().run_in_executor(executor, producer.close)
         executor.shutdown(wait=False)  # the thread ends after the close
-        done, _ = await asyncio.wait([closing], timeout=_CLOSE_TIMEOUT)
+        done, _ = await asyncio.wait([closing], timeout=min(timeout, _CLOSE_TIMEOUT))
         if not done:
             log.error(
                 "%s: the broker did not answer while closing; abandoned the producer",

@@ -336,7 +336,9 @@ class Service:
         if self.durability is not None:
             try:
                 # No final cut of work left half done: the last committed one stands.
-                await self.durability.finish(final=not left)
+                await self.durability.finish(
+                    final=not left, timeout=max(0.1, deadline - time.monotonic())
+                )
             except Exception as exc:
                 self.failure = self.failure or exc
                 log.error("the final checkpoint failed: %s", exc)

@@ -366,20 +366,42 @@ class Durability:
             return self._task.exception()
         return None
 
-    async def finish(self, final: bool = True) -> None:
+    async def finish(self, final: bool = True, timeout: float | None = None) -> None:
         """Stop the periodic checkpoints, take the final one (unless not ``final``: the
-        plane stopped with work left), wait for the local write."""
+        plane stopped with work left), wait for the local write.
+
+        The broker's part is bounded by ``timeout`` (what is left of the drain): a
+        SIGTERM while the broker does not answer waited for the commit's own 60 s
+        (``COMMIT_TIMEOUT``) and exited 1 after some 80 s. A final checkpoint the
+        broker did not commit in time is no failure, as a crash is none: its offsets
+        were not committed, the last committed checkpoint stands, and the restart
+        replays the records since from there (state stays exact)."""
         self._stopping.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        task = self._task
+        if task is not None:
+            # The periodic loop may be waiting for a commit the broker does not answer.
+            await asyncio.wait([task], timeout=left())
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         checkpointer = self.checkpointer
         if checkpointer is None:
             return
         try:
-            if self.failed is None and final:
-                await checkpointer.finish()
+            if self.failed is None and final and not await checkpointer.finish(left()):
+                log.warning(
+                    "the final checkpoint was not committed within the drain (%g s, "
+                    "processing.drain_timeout): the broker does not answer; the last "
+                    "committed checkpoint stands, and the records since are read again "
+                    "after the restart",
+                    self.config.processing.drain_timeout,
+                )
         finally:
-            await checkpointer.close()
+            await checkpointer.close(left())
 
     def close(self) -> None:
         """Close the local store."""

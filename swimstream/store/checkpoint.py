@@ -431,24 +431,48 @@ class Checkpointer:
             self.stats.last_seconds,
         )
 
-    async def finish(self) -> None:
-        """Make the final cut and wait until it is committed and written locally."""
-        await self.checkpoint()
-        if self._committing is not None:
-            await self._committing
-        await self.local.drained()
+    async def finish(self, timeout: float | None = None) -> bool:
+        """Make the final cut and wait until it is committed and written locally.
 
-    async def close(self) -> None:
-        """Wait for the last commit and local write; abort an open transaction."""
-        if self._committing is not None:
-            await asyncio.gather(self._committing, return_exceptions=True)
+        False when the broker did not commit it (nor the one before it) within
+        ``timeout`` seconds (``None``: the commit's own :data:`COMMIT_TIMEOUT`): the
+        drain has a deadline, and a cut left uncommitted is replayed after the restart.
+        Only the broker's part is bounded: the local write of a committed cut is let
+        finish."""
+        previous = self._committing
+        if previous is not None and previous.cancelled():
+            return False  # given up at the drain's deadline already (see close)
+        bound = asyncio.timeout(timeout)
+        try:
+            async with bound:
+                await self.checkpoint()
+                if self._committing is not None:
+                    await self._committing
+        except TimeoutError:
+            if not bound.expired():
+                raise  # the commit's own timeout: a failure, as in a periodic checkpoint
+            return False
+        await self.local.drained()
+        return True
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Wait for the last commit (up to ``timeout`` seconds, then give it up) and the
+        local write; abort an open transaction (within the same time, at least 0.1 s:
+        otherwise the producer's close or the broker aborts it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        committing = self._committing
+        if committing is not None:
+            await asyncio.wait([committing], timeout=timeout)
+            committing.cancel()  # (nothing when done) a commit not made by the deadline
+            await asyncio.gather(committing, return_exceptions=True)
         await self.local.close()
         if self._exactly_once and self._in_transaction:
             self._in_transaction = False
+            left = 10.0 if deadline is None else max(0.1, deadline - time.monotonic())
             try:
-                await self._transactional.abort_transaction()
+                await asyncio.wait_for(self._transactional.abort_transaction(left), left)
             except Exception as exc:  # closing anyway: nothing of it was committed
-                log.warning("aborting the open transaction at close: %s", exc)
+                log.warning("aborting the open transaction at close: %s", str(exc) or "timed out")
 
     # -- steps ---------------------------------------------------------------------------
 
