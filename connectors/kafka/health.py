@@ -14,7 +14,12 @@ statistics, delivered every ``statistics.interval.ms``:
   "not needed yet" and is ignored), or when it owes a response (``waitresp_cnt > 0``)
   and nothing arrived on its socket (``rxidle``) for longer than the stall time, three
   seconds beyond the longest legitimate Fetch wait. The coordinator's silence is not
-  judged this way: a broker may hold a JoinGroup for many seconds on purpose.
+  judged this way: a broker may hold a JoinGroup for many seconds on purpose;
+* a client none of whose broker connections is ``UP`` reaches none. When a broker goes
+  away (killed, a refused port), librdkafka forgets the partitions' leader and the
+  coordinator: every broker left is ``INIT``, which the rule above ignores as not
+  needed. Judged fine then, each second's statistics said "brokers answer again" and the
+  next refused connection "lost contact": two lines a second, and ``/readyz`` flickered.
 
 ``connected`` turns False on an unreachable error event or a statistics verdict, and True
 on the next verdict that finds every needed broker answering. Transitions are logged
@@ -97,6 +102,14 @@ class ConnectionHealth:
                     f"{_display(name, broker)} has not answered {counted(waiting, 'request')} "
                     f"for {idle_us / 1_000_000:.1f} s"
                 )
+        states = {
+            _display(name, broker): str(broker.get("state", ""))
+            for name, broker in brokers.items()
+            if isinstance(broker, dict)
+        }
+        if "UP" not in states.values():
+            listed = ", ".join(f"{name} {state}" for name, state in sorted(states.items()))
+            return f"no connection to a broker is up ({listed or 'none known'})"
         return None
 
     def _set(self, connected: bool, reason: str | None) -> None:
