@@ -50,7 +50,8 @@ class BrokerConfig(FrozenModel):
             "that outlives the service (`kind: kafka`). Its group joins are slow for a "
             "consumer with the default session (45 s: the broker holds a join for half of "
             "it): a script reading its output topics should `assign()` partitions or set "
-            "`session.timeout.ms: 6000`."
+            "`session.timeout.ms: 6000`. It acknowledges records produced to a topic deleted "
+            "while it runs, which go nowhere: delete no sink topic under a running instance."
         ),
     )
     bootstrap: BootstrapServers | None = Field(
