@@ -39,12 +39,38 @@ _pack = msgpack.Packer(use_bin_type=True).pack  # shared: see swimstream.crdt.co
 
 
 def entry_name(lane: str, key: MapKey) -> str:
-    """The stored name of entry ``key`` of map lane ``lane``."""
+    """The stored name of entry ``key`` of map lane ``lane``: one name for keys Python
+    holds equal (``1``, ``1.0``, ``True``), the integer's (see :func:`_alias_of`)."""
     if type(key) is int:  # the JSON of an int is its decimal form (25 times faster)
         return f"{lane}{ENTRY_SEPARATOR}{key}"
     if type(key) is str:  # what json.dumps does for a str, without its Python layers
         return f"{lane}{ENTRY_SEPARATOR}{_json_string(key)}"
+    alias = _alias_of(key)
+    if alias is not None:
+        return f"{lane}{ENTRY_SEPARATOR}{alias}"
     return f"{lane}{ENTRY_SEPARATOR}{json.dumps(key, separators=(',', ':'))}"
+
+
+def _alias_of(key: MapKey) -> int | None:
+    """The integer a bool or a whole float key equals, else None.
+
+    A map holds equal keys as one entry, but their JSON differs (``1``, ``1.0``,
+    ``true``): named by its own JSON, each kept a row of its own, so a key written as
+    ``1`` and later as ``True`` left two rows, and removing it deleted only the second:
+    the first came back at the next restore. Named by the integer, they share one row,
+    whose value keeps the key as it was last written (:func:`_packed`)."""
+    if type(key) is bool:
+        return int(key)
+    if type(key) is float and key.is_integer() and -(2**63) <= key < 2**64:
+        return int(key)
+    return None
+
+
+def _packed(ts: int, replica: str, value: Any, key: MapKey) -> bytes:
+    """An entry's stored value; the key too when its name spells it as another type."""
+    if type(key) is bool or (type(key) is float and _alias_of(key) is not None):
+        return _pack([ts, replica, value, key])
+    return _pack([ts, replica, value])
 
 
 def split_name(name: str) -> tuple[str, MapKey] | None:
@@ -69,7 +95,7 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
             # agent unloadable. It stays out, as an unstorable value does.
             key.encode()
         check_storable(value)
-        return _pack([ts, replica, value])
+        return _packed(ts, replica, value, key)
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. an integer beyond 64 bits
         raise CodecError(f"map entry {key!r} cannot be stored: {exc}") from exc
 
@@ -86,7 +112,7 @@ def entry_from_snapshot(snapshot: bytes, key: MapKey) -> bytes | None:
         raise CodecError(f"expected a map snapshot, found {type(decoded).__name__}")
     for entry_key, (ts, replica), value in decoded.entries:
         if entry_key == key:
-            return _pack([ts, replica, value])
+            return _packed(ts, replica, value, entry_key)
     return None
 
 
@@ -102,9 +128,11 @@ def assemble(rows: Mapping[str, bytes]) -> dict[str, bytes]:
             continue
         lane, key = split
         try:
-            ts, replica, entry = msgpack.unpackb(value, raw=False, strict_map_key=False)
+            ts, replica, entry, *written = msgpack.unpackb(value, raw=False, strict_map_key=False)
         except Exception as exc:
             raise CodecError(f"stored entry {name!r} is unreadable: {exc}") from exc
+        if written:  # the key as last written, where the name spells it as an integer
+            key = written[0]
         entries.setdefault(lane, []).append((key, (int(ts), str(replica)), entry))
     for lane, items in entries.items():
         cleared = ZERO_STAMP
