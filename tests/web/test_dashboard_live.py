@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from playwright.async_api import ConsoleMessage, Page
 
-from swimstream import Agent, MapLane, ValueLane
+from swimstream import Agent, CommandLane, MapLane, ValueLane
+from swimstream.metrics import MetricsRegistry
+from swimstream.testing import open_plane
+from swimstream.web import WebServer
 from tests.web.browser import CHROMIUM, first_page, open_chromium
-from tests.web.harness import ServeFactory
+from tests.web.harness import ServeFactory, SettableHealth
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: run scripts/ensure-chromium"
@@ -26,6 +29,14 @@ class Shelf(Agent):
 
     items = MapLane[Any, Any]()
     label = ValueLane[Any](default=None)
+    nest = CommandLane[int]()
+
+    @nest.on_command
+    def on_nest(self, depth: int) -> None:
+        nested: list[Any] = []
+        for _ in range(depth):
+            nested = [nested]
+        self.label.set(nested)  # held in memory; orjson writes 254 levels at most
 
 
 SHELF_ROUTES: dict[str, type[Agent]] = {"/shelf/:id": Shelf}
@@ -85,3 +96,68 @@ async def test_map_keys_changed_live_are_spelled_as_get_spells_them(
             await card.locator(".hint", has_text="5 entries").wait_for()
             assert await shown_keys(page, "items") == sorted(state)
             assert not problems, problems
+
+
+def web_server(plane: Any, port: int = 0, **options: Any) -> WebServer:
+    """A WebServer for ``plane`` on ``port`` of loopback (0: a free one)."""
+    return WebServer(
+        plane,
+        registry=MetricsRegistry(),
+        health=SettableHealth(),
+        listen=("127.0.0.1", port),
+        **options,
+    )
+
+
+async def test_a_stream_refused_while_the_server_restarts_is_opened_again(
+    tmp_path: Path,
+) -> None:
+    """A restarting instance answers 503 for a while (restoring shards, or
+    ``web.max_streams`` open): EventSource gives up for good on any answer but a stream,
+    and the card stayed on its old state with nothing but a yellow dot. It says so, tries
+    again, and shows the lane's state once the server serves it."""
+    async with open_plane(SHELF_ROUTES) as plane:
+        await plane.command("/shelf/1", "label", "before")
+        async with open_chromium(tmp_path / "profile") as context:
+            page = await first_page(context)
+            problems = watch_errors(page)
+            label = page.locator('.card[data-lane="label"]')
+            first = web_server(plane)
+            async with first:
+                port = first.port
+                await page.goto(first.url + "/")
+                await page.locator('.agents li[data-node="/shelf/1"]').click()
+                await label.locator(".dot.live").wait_for()
+                await label.locator(".big, pre, .card-body", has_text="before").first.wait_for()
+            await plane.command("/shelf/1", "label", "after")
+            async with web_server(plane, port, max_streams=0):  # every stream is a 503
+                await label.locator(".problem", has_text="retrying").wait_for(timeout=10_000)
+                assert await label.locator(".dot.wait").count() == 1
+            async with web_server(plane, port):
+                await label.locator(".dot.live").wait_for(timeout=20_000)
+                await label.locator(".card-body", has_text="after").wait_for()
+                assert await label.locator(".problem").is_hidden()
+            # the browser's own log of the refused requests is expected; nothing else
+            assert all("503" in p or "ERR_CONNECTION_REFUSED" in p for p in problems), problems
+
+
+async def test_a_change_that_is_not_json_is_named_and_the_stream_stays_live(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """The server sends an ``error`` event for a change it cannot write as JSON and keeps
+    the stream open; EventSource hands it to ``onerror`` like a lost connection, and the
+    card turned yellow for good, saying nothing, while the stream went on."""
+    async with serve(routes=SHELF_ROUTES) as served:
+        await served.plane.command("/shelf/1", "label", "plain")
+        async with open_chromium(tmp_path / "profile") as context:
+            page = await first_page(context)
+            await page.goto(served.server.url + "/")
+            await page.locator('.agents li[data-node="/shelf/1"]').click()
+            label = page.locator('.card[data-lane="label"]')
+            await label.locator(".dot.live").wait_for()
+            assert (await served.post_json("/shelf/1?lane=nest", 300))[0] == 200
+            await label.locator(".problem", has_text="is not JSON").wait_for()
+            assert await label.locator(".dot.live").count() == 1
+            assert (await served.post_json("/shelf/1?lane=label", "fine again"))[0] == 200
+            await label.locator(".card-body", has_text="fine again").wait_for()
+            assert await label.locator(".dot.live").count() == 1
