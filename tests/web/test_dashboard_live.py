@@ -6,17 +6,19 @@ changes, whatever the keys; and a stream the browser gave up on must come back.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import ConsoleMessage, Page
+from playwright.async_api import ConsoleMessage, Page, Route
 
 from swimstream import Agent, CommandLane, MapLane, ValueLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.testing import open_plane
-from swimstream.web import WebServer
-from tests.web.browser import CHROMIUM, first_page, open_chromium
+from swimstream.web import WebServer, dashboard
+from tests.web.browser import CHROMIUM, first_page, open_chromium, populate_towers
 from tests.web.harness import ServeFactory, SettableHealth
 
 pytestmark = pytest.mark.skipif(
@@ -161,3 +163,45 @@ async def test_a_change_that_is_not_json_is_named_and_the_stream_stays_live(
             assert (await served.post_json("/shelf/1?lane=label", "fine again"))[0] == 200
             await label.locator(".card-body", has_text="fine again").wait_for()
             assert await label.locator(".dot.live").count() == 1
+
+
+async def test_a_route_picked_while_another_route_is_scanned_lists_its_newest_agents(
+    serve: ServeFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route whose agents are not among the newest (the devices, behind the world and
+    the towers) takes one request per scan slice. Picking another route meanwhile: the
+    older scan went on, under the new route and from its own offset, and replaced the
+    list with agents past the newest ones (here none: "no agent ... in memory yet")."""
+    monkeypatch.setattr(dashboard, "SCAN_LIMIT", 2)  # the devices take several requests
+    async with serve() as served:
+        await populate_towers(served.plane, devices=12, towers=3)
+        offset, newest = 0, {"agents": [], "more": True}
+        while not newest["agents"] and newest["more"]:  # as the page scans
+            path = f"/_agents?route=%2Ftower%2F%3Aid&offset={offset}&limit=100"
+            status, newest = await served.get_json(path)
+            assert status == 200
+            offset = newest["next"]
+        assert newest["agents"]
+        async with open_chromium(tmp_path / "profile") as context:
+            page = await first_page(context)
+            problems = watch_errors(page)
+            held, release = asyncio.Event(), asyncio.Event()
+
+            async def hold_second_device_request(route: Route) -> None:
+                if "offset=2&" in route.request.url:
+                    held.set()
+                    await release.wait()
+                await route.continue_()
+
+            await page.route(re.compile(r"/_agents\?route=%2Fdevice"), hold_second_device_request)
+            await page.goto(served.server.url + "/")
+            await asyncio.wait_for(held.wait(), 10)  # the first route's scan, under way
+            await page.locator('.route[data-route="/tower/:id"]').click()
+            items = page.locator(".agents li")
+            await items.first.wait_for()
+            assert await items.all_text_contents() == newest["agents"]
+            release.set()
+            await page.wait_for_timeout(1000)  # the devices' scan answers, and goes on
+            assert await page.locator("#agents-title").text_content() == "Agents of /tower/:id"
+            assert await items.all_text_contents() == newest["agents"]
+            assert not problems, problems
