@@ -32,6 +32,12 @@ class Shelf(Agent):
     items = MapLane[Any, Any]()
     label = ValueLane[Any](default=None)
     nest = CommandLane[int]()
+    fill = CommandLane[list[int]]()
+
+    @fill.on_command
+    def on_fill(self, span: list[int]) -> None:
+        for n in range(*span):
+            self.items.put(f"key-{n:05d}", n)
 
     @nest.on_command
     def on_nest(self, depth: int) -> None:
@@ -204,4 +210,35 @@ async def test_a_route_picked_while_another_route_is_scanned_lists_its_newest_ag
             await page.wait_for_timeout(1000)  # the devices' scan answers, and goes on
             assert await page.locator("#agents-title").text_content() == "Agents of /tower/:id"
             assert await items.all_text_contents() == newest["agents"]
+            assert not problems, problems
+
+
+async def test_a_batch_of_thousands_of_map_changes_is_rendered_once(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """A stream's batch holds an event per changed key. Each was rendered, sorting every
+    key of the map and rebuilding its rows: 4,000 changes to a map of 5,000 entries kept
+    the page's main thread busy for seconds (clicks and scrolling stalled)."""
+    async with serve(routes=SHELF_ROUTES) as served:
+        assert (await served.post_json("/shelf/1?lane=fill", [0, 5000]))[0] == 200
+        async with open_chromium(tmp_path / "profile") as context:
+            page = await first_page(context)
+            problems = watch_errors(page)
+            await page.goto(served.server.url + "/")
+            await page.locator('.agents li[data-node="/shelf/1"]').click()
+            card = page.locator('.card[data-lane="items"]')
+            await card.locator(".dot.live").wait_for()
+            await card.locator(".hint", has_text="5000 entries").wait_for()
+            await page.evaluate(
+                """() => { window.renders = 0; const render = LaneCard.prototype.render;
+                LaneCard.prototype.render = function (...args) {
+                  if (this.name === "items") window.renders += 1;
+                  return render.apply(this, args); }; }"""
+            )
+            assert (await served.post_json("/shelf/1?lane=fill", [3000, 7000]))[0] == 200
+            await card.locator(".hint", has_text="7000 entries").wait_for()
+            await page.wait_for_timeout(300)
+            renders = await page.evaluate("() => window.renders")
+            assert 1 <= renders <= 10, renders  # one a frame: the batch, maybe split in two
+            assert await card.locator("td.key").first.text_content() == "key-00000"
             assert not problems, problems
