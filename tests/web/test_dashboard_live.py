@@ -242,3 +242,23 @@ async def test_a_batch_of_thousands_of_map_changes_is_rendered_once(
             assert 1 <= renders <= 10, renders  # one a frame: the batch, maybe split in two
             assert await card.locator("td.key").first.text_content() == "key-00000"
             assert not problems, problems
+
+
+async def test_a_very_long_node_uri_wraps_in_the_agent_pane(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """A node URI has no spaces: a 4,000-character id made the agent's heading one line
+    tens of thousands of pixels wide, and the pane scrolled sideways to the lanes' end."""
+    node = "/shelf/" + "L" * 4000
+    async with serve(routes=SHELF_ROUTES) as served:
+        assert (await served.post_json(f"{node}?lane=label", {"id": "M" * 4000}))[0] == 200
+        async with open_chromium(tmp_path / "profile") as context:
+            page = await first_page(context)
+            await page.goto(served.server.url + "/")
+            await page.locator(".agents li").first.click()
+            await page.locator('.card[data-lane="label"] .dot.live').wait_for()
+            pane = await page.evaluate(
+                "() => { const pane = document.querySelector('section#agent');"
+                " return [pane.scrollWidth, pane.clientWidth]; }"
+            )
+            assert pane[0] <= pane[1], pane
