@@ -256,3 +256,25 @@ def test_metrics_count_the_checkpoints_and_the_offset_commits_inside_them(
     commits = sum(v for k, v in metrics.items() if k.startswith("swimstream_offset_commits_total"))
     assert commits <= metrics["swimstream_checkpoints_total"], metrics  # one in each at most
     assert metrics["swimstream_checkpoint_records_total"] <= 2 * 500, metrics
+
+
+def test_a_second_live_instance_of_one_id_is_refused_and_a_restart_after_a_crash_is_not(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    """Two live instances of one id lose state under at-least-once (nothing fences the
+    older: the newer's lineage makes restores skip its later checkpoints), so on one
+    host the second is refused at its start; the first runs on, and its restart after a
+    crash takes the id back."""
+    app = "dup-id"
+    kafka_broker.create_topic(f"{app}.readings", partitions=2)
+    config = durable_config(kafka_broker, app, tmp_path / "data", "at-least-once")
+    first = start_instance(config, name="first")
+    # Its own store directory, as on another machine: the lock is the host's, not the file's.
+    second = start_instance({**config, "store": {"path": str(tmp_path / "other")}}, "second", False)
+    assert second.wait_exit(60) == 2, second.log_tail()
+    said = second.log_path.read_text()
+    assert "mesh.instance_id" in said and f"pid {first.process.pid}" in said, said[-2000:]  # type: ignore[union-attr]
+    assert first.request("GET", "/healthz")[0] == 200
+    first.signal(signal.SIGKILL)
+    first.wait_exit(10)
+    start_instance(config, name="restarted")  # ready: the lock went with the process

@@ -403,7 +403,12 @@ class Service:
         topics = self._source_topics().get("kafka", [])
         shards = counts[topics[0]] if topics else config.broker.partitions
         self.durability = Durability(
-            config, self.instance_id, kafka.changelog, shards, ShardMap(config, shards)
+            config,
+            self.instance_id,
+            kafka.changelog,
+            shards,
+            ShardMap(config, shards),
+            kafka.address,
         )
         partitions = [TopicPartition(t, p) for t in topics for p in range(shards)]
         try:

@@ -39,6 +39,7 @@ from swimstream.errors import StoreError, StoreWriteError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
+from swimstream.service.instance_lock import InstanceLock
 from swimstream.store.checkpoint import Checkpointer, CoalescedSink, OtherSink
 from swimstream.store.committed import CommittedStore, MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
@@ -61,6 +62,7 @@ class Durability:
         reader: ChangelogReader,
         shards: int,
         shard_of: Callable[[str], int],
+        cluster: str = "",
     ) -> None:
         self.config = config
         self.instance_id = instance_id
@@ -77,6 +79,7 @@ class Durability:
         self._tracker: StateTracker | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._lock = InstanceLock(config.app, instance_id, cluster)
 
     async def open(
         self,
@@ -89,7 +92,12 @@ class Durability:
         ``source_partitions`` are the Kafka sources' partitions: the consumer group's
         offsets for them are what checkpoints are checked against (a Pulsar source's are
         not kept by any broker; see :func:`recover`)."""
-        opened = committed = self._open_local()
+        self._lock.acquire()  # (a second live instance of this id would lose state)
+        try:
+            opened = committed = self._open_local()
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             offsets = await self._reader.committed_offsets(
                 self.config.consumer_group, source_partitions
@@ -117,6 +125,7 @@ class Durability:
                 committed = await self._restored(self._fresh(), recovering)
         except BaseException:
             committed.close()
+            self._lock.release()
             raise
         self.store = DurableAgentStore(committed)
         return self.store
@@ -404,6 +413,7 @@ class Durability:
             await checkpointer.close(left())
 
     def close(self) -> None:
-        """Close the local store."""
+        """Close the local store, and let another instance of this id start."""
         if self.store is not None:
             self.store.committed.close()
+        self._lock.release()

@@ -1,0 +1,80 @@
+"""One live instance per instance id and broker on a host (see instance_lock.py).
+
+The lock is held across processes, so each test takes it in a child process of its
+own: a real second process is what the lock must refuse, and a killed one must leave
+it free.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swimstream.errors import ConfigError
+from swimstream.service.instance_lock import InstanceLock
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from swimstream.service.instance_lock import InstanceLock
+InstanceLock("app", "app-1", "127.0.0.1:9092", Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def holder(directory: Path) -> subprocess.Popen[str]:
+    """A process that holds the lock of ``app-1`` on 127.0.0.1:9092 until killed."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_process_with_the_id_is_refused_naming_the_key_and_the_holder(
+    tmp_path: Path,
+) -> None:
+    process = holder(tmp_path)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            InstanceLock("app", "app-1", "127.0.0.1:9092", tmp_path).acquire()
+        ((key, message),) = refused.value.problems
+        assert key == "mesh.instance_id"
+        assert f"pid {process.pid}" in message and "'app-1'" in message
+        # Another id, another broker: other worlds, not refused.
+        for other in (
+            InstanceLock("app", "app-2", "127.0.0.1:9092", tmp_path),
+            InstanceLock("app", "app-1", "127.0.0.1:19092", tmp_path),
+        ):
+            other.acquire()
+            other.release()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_killed_holder_leaves_the_id_free_and_a_release_frees_it(tmp_path: Path) -> None:
+    process = holder(tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    lock = InstanceLock("app", "app-1", "127.0.0.1:9092", tmp_path)
+    lock.acquire()  # a restart after a crash takes its id back at once
+    lock.release()
+    again = InstanceLock("app", "app-1", "127.0.0.1:9092", tmp_path)
+    again.acquire()
+    again.release()
+
+
+def test_without_a_broker_address_nothing_is_locked(tmp_path: Path) -> None:
+    first = InstanceLock("app", "app-1", "", tmp_path)
+    first.acquire()
+    second = InstanceLock("app", "app-1", "", tmp_path)
+    second.acquire()
+    assert not list(tmp_path.iterdir())
+    first.release()
+    second.release()
