@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from swimstream.store.changelog import ChangelogEntry
-from swimstream.store.sqlite import ShardPosition
+from swimstream.store.sqlite import Keep, ShardPosition
 
 
 class CommittedStore(Protocol):
@@ -29,8 +29,15 @@ class CommittedStore(Protocol):
     def known_count(self) -> int: ...
 
     async def write_async(
-        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
-    ) -> None: ...
+        self,
+        entries: list[ChangelogEntry],
+        positions: Mapping[int, ShardPosition],
+        keep: Keep | None = None,
+    ) -> None:
+        """Apply ``entries`` and ``positions`` in one write; ``keep``, given the stored
+        positions as the write begins (after every write queued before it), says what of
+        them to write."""
+        ...
 
     def close(self) -> None: ...
 
@@ -59,8 +66,13 @@ class MemoryCommitted:
         return len(self._state)
 
     async def write_async(
-        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
+        self,
+        entries: list[ChangelogEntry],
+        positions: Mapping[int, ShardPosition],
+        keep: Keep | None = None,
     ) -> None:
+        if keep is not None:
+            entries, positions = keep(entries, positions, dict(self._positions))
         for entry in entries:
             names = self._state.setdefault(entry.node_uri, {})
             if entry.value is None:

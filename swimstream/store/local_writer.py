@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
 from swimstream.store.changelog import ChangelogEntry
 from swimstream.store.durable import DurableAgentStore
@@ -72,15 +73,21 @@ class LocalWriter:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
+    @staticmethod
     def _not_behind(
-        self, entries: list[ChangelogEntry], positions: dict[int, ShardPosition]
-    ) -> tuple[list[ChangelogEntry], dict[int, ShardPosition]]:
-        """Leave out the shards the store holds a later state of.
+        entries: list[ChangelogEntry],
+        positions: Mapping[int, ShardPosition],
+        known: Mapping[int, ShardPosition],
+    ) -> tuple[list[ChangelogEntry], Mapping[int, ShardPosition]]:
+        """Leave out the shards the store holds a later state of (``known``: the stored
+        positions as the write begins).
 
         A shard that left while its checkpoint waited here, and came back, was restored
         meanwhile from the changelog, which holds the other owner's later writes:
-        writing the wait's older state over them would take the shard back in time."""
-        known = self._store.committed.positions()
+        writing the wait's older state over them would take the shard back in time. The
+        store judges it as the write begins, in its own thread, after every write queued
+        before: judged here, on the loop, a restore's write still queued was not seen,
+        and landed first."""
         behind = {
             shard
             for shard, position in positions.items()
@@ -101,9 +108,8 @@ class LocalWriter:
             positions: dict[int, ShardPosition] = {}
             for _, later, _ in batch:
                 positions.update(later)
-            entries, positions = self._not_behind(entries, positions)
             try:
-                await self._store.committed.write_async(entries, positions)
+                await self._store.committed.write_async(entries, positions, self._not_behind)
             except BaseException as exc:
                 log.error("writing checkpoints to the local store failed: %s", exc)
                 raise

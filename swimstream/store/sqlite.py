@@ -26,7 +26,7 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +77,14 @@ class ShardPosition:
     """The last checkpoint applied."""
     sources: dict[str, int]
     """The source offsets that checkpoint committed (``{topic: next offset}``)."""
+
+
+Keep = Callable[
+    [list[ChangelogEntry], Mapping[int, ShardPosition], Mapping[int, ShardPosition]],
+    tuple[list[ChangelogEntry], Mapping[int, ShardPosition]],
+]
+"""What of a write to make, given its entries, its positions and the positions stored
+when it begins (see :meth:`SQLiteStore.write`)."""
 
 
 class SQLiteStore:
@@ -198,12 +206,13 @@ class SQLiteStore:
     def positions(self) -> dict[int, ShardPosition]:
         """Per shard, how far into the changelog the store reflects; StoreError (the
         file marked damaged) when a position fails its CRC or does not parse."""
+        return self._positions_with(self._require(self._reader))
+
+    def _positions_with(self, connection: sqlite3.Connection) -> dict[int, ShardPosition]:
         try:
-            rows = (
-                self._require(self._reader)
-                .execute("SELECT shard, changelog_offset, checkpoint, sources, crc FROM shards")
-                .fetchall()
-            )
+            rows = connection.execute(
+                "SELECT shard, changelog_offset, checkpoint, sources, crc FROM shards"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise self._damaged("reading shard positions", exc) from exc
         positions = {}
@@ -251,13 +260,19 @@ class SQLiteStore:
     # -- writing (the worker's thread) ---------------------------------------------------
 
     def write(
-        self, entries: Iterable[ChangelogEntry], positions: Mapping[int, ShardPosition]
+        self,
+        entries: Iterable[ChangelogEntry],
+        positions: Mapping[int, ShardPosition],
+        keep: Keep | None = None,
     ) -> None:
-        """Apply one checkpoint's entries and shard positions in one transaction.
+        """Apply one checkpoint's entries and shard positions in one transaction (what
+        ``keep`` keeps of them, given the positions stored when it begins).
 
         Call from the worker (:meth:`write_async`) so the loop never waits on the disk.
         """
         writer = self._require(self._writer)
+        if keep is not None:
+            entries, positions = keep(list(entries), positions, self._positions_with(writer))
         try:
             writer.execute("BEGIN")
             _apply_in_order(writer, entries)
@@ -278,13 +293,16 @@ class SQLiteStore:
             raise StoreWriteError(f"writing the local store {self.path}: {exc}") from exc
 
     async def write_async(
-        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
+        self,
+        entries: list[ChangelogEntry],
+        positions: Mapping[int, ShardPosition],
+        keep: Keep | None = None,
     ) -> None:
-        """:meth:`write` in the store's worker thread."""
+        """:meth:`write` in the store's worker thread, after every write queued before."""
         import asyncio
 
         await asyncio.get_running_loop().run_in_executor(
-            self._worker, self.write, entries, positions
+            self._worker, self.write, entries, positions, keep
         )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,7 @@ from swimstream.store.changelog import ChangelogEntry
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.local_writer import LocalWriter
-from swimstream.store.sqlite import ShardPosition
+from swimstream.store.sqlite import Keep, ShardPosition, SQLiteStore
 
 
 class SlowCommitted(MemoryCommitted):
@@ -26,14 +28,17 @@ class SlowCommitted(MemoryCommitted):
         self.delay = delay
 
     async def write_async(
-        self, entries: list[ChangelogEntry], positions: Mapping[int, ShardPosition]
+        self,
+        entries: list[ChangelogEntry],
+        positions: Mapping[int, ShardPosition],
+        keep: Keep | None = None,
     ) -> None:
         self.attempts += 1
         if self.attempts == self.fail_at:  # that write only: later ones would succeed
             raise StoreError("disk full")
         await asyncio.sleep(self.delay)
         self.batches.append(len(entries))
-        await super().write_async(entries, positions)
+        await super().write_async(entries, positions, keep)
 
 
 def checkpoint(n: int) -> tuple[list[ChangelogEntry], dict[int, ShardPosition]]:
@@ -108,3 +113,29 @@ async def test_a_checkpoint_waiting_to_be_written_does_not_undo_a_restore_made_s
     assert committed.positions()[0].changelog_offset == 9
     assert committed.load("/b") == {"count": b"b"}
     assert committed.positions()[1].changelog_offset == 3
+
+
+async def test_a_restore_s_write_still_queued_in_the_store_s_thread_is_not_undone(
+    tmp_path: Path,
+) -> None:
+    """The same, with the restore's write not yet made when the queued checkpoint's turn
+    comes: both wait in the SQLite store's one thread (held here by a slow write ahead
+    of them), the restore's first. Judged on the loop, before either ran, the shard was
+    not behind, and the older checkpoint landed over the restore."""
+    store = SQLiteStore(tmp_path / "store.sqlite").open()
+    try:
+        writer = LocalWriter(DurableAgentStore(store), spacing=0.0)
+        busy = threading.Event()
+        store._worker.submit(busy.wait, 10)  # a slow write ahead of both
+        restored = [ChangelogEntry("/a", "count", b"other owner's", 0)]
+        restore = asyncio.ensure_future(store.write_async(restored, {0: ShardPosition(9, 8, {})}))
+        await asyncio.sleep(0)  # the restore's write is queued
+        writer.submit([ChangelogEntry("/a", "count", b"mine", 0)], {0: ShardPosition(5, 7, {})}, 1)
+        await asyncio.sleep(0.05)  # the checkpoint's write is queued behind it
+        busy.set()
+        await restore
+        await writer.drained()
+        assert store.load("/a") == {"count": b"other owner's"}
+        assert store.positions()[0].changelog_offset == 9
+    finally:
+        store.close()
