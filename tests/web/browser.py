@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, ConsoleMessage, Page, async_playwright
 
 from examples.towers import ROUTES
 from swimstream.runtime import Plane
@@ -58,6 +58,19 @@ async def open_chromium(profile: Path) -> AsyncIterator[BrowserContext]:
 async def first_page(context: BrowserContext) -> Page:
     """The tab a persistent context opens with (or a new one)."""
     return context.pages[0] if context.pages else await context.new_page()
+
+
+def watch_errors(page: Page) -> list[str]:
+    """The page's uncaught errors and console errors, collected as they come."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    return problems
 
 
 async def populate_towers(plane: Plane, devices: int, towers: int, seed: int = 3) -> None:

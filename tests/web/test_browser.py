@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import ConsoleMessage, expect
+from playwright.async_api import expect
 
-from tests.web.browser import CHROMIUM, first_page, open_chromium, populate_towers
+from tests.web.browser import CHROMIUM, first_page, open_chromium, populate_towers, watch_errors
 from tests.web.harness import ServeFactory, reading
 
 pytestmark = pytest.mark.skipif(
@@ -23,14 +23,7 @@ async def test_the_dashboard_lists_routes_and_shows_a_lane_changing_live(
         await populate_towers(served.plane, devices=12, towers=3)
         async with open_chromium(tmp_path / "profile") as context:
             page = await first_page(context)
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(str(error)))
-
-            def on_console(message: ConsoleMessage) -> None:
-                if message.type == "error":
-                    problems.append(message.text)
-
-            page.on("console", on_console)
+            problems = watch_errors(page)
             await page.goto(served.server.url + "/")
 
             await expect(page).to_have_title("swimstream \u00b7 towers")

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import ConsoleMessage, Page, Route
+from playwright.async_api import Page, Route
 
 from swimstream import Agent, CommandLane, MapLane, ValueLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.testing import open_plane
 from swimstream.web import WebServer, dashboard
-from tests.web.browser import CHROMIUM, first_page, open_chromium, populate_towers
+from tests.web.browser import CHROMIUM, first_page, open_chromium, populate_towers, watch_errors
 from tests.web.harness import ServeFactory, SettableHealth
 
 pytestmark = pytest.mark.skipif(
@@ -48,19 +48,6 @@ class Shelf(Agent):
 
 
 SHELF_ROUTES: dict[str, type[Agent]] = {"/shelf/:id": Shelf}
-
-
-def watch_errors(page: Page) -> list[str]:
-    """The page's uncaught errors and console errors, collected as they come."""
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    return problems
 
 
 async def shown_keys(page: Page, lane: str) -> list[str]:
