@@ -165,10 +165,10 @@ class LaneSink:
     def _produce(
         self, key: str, node_uri: str, lane: str, value: bytes, on_delivery: DeliveryCallback
     ) -> None:
-        self._counter.value += 1
         headers = [("swimstream.node", node_uri.encode()), ("swimstream.lane", lane.encode())]
         if self._checkpoint is not None:
             headers.append(("swimstream.checkpoint", str(self._checkpoint()).encode()))
         self._target.connector.produce(
             self._target.topic, key.encode(), value, headers, on_delivery
         )
+        self._counter.value += 1  # (after: a record the client refused was not produced)

@@ -178,7 +178,6 @@ class InsightPublisher:
                 f"publish({insight.topic!r}): no sink declares `publish: {insight.topic}` "
                 f"(declared: {known}); add it to the sinks of the app config"
             )
-        self._counters[insight.topic].value += 1
         headers = [("swimstream.node", insight.node_uri.encode())]
         if self._checkpoint is not None:
             headers.append(("swimstream.checkpoint", str(self._checkpoint()).encode()))
@@ -192,5 +191,8 @@ class InsightPublisher:
             if ack is not None:  # nothing produced: the callback's error dead-letters the record
                 ack(None)
             raise
+        # Counted once the client took it: a value JSON cannot write (a set) or a record
+        # the client refused fails the callback, and was counted as produced.
+        self._counters[insight.topic].value += 1
         for listener in self._listeners:
             listener(insight)

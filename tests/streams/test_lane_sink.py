@@ -188,6 +188,29 @@ async def test_a_coalesced_change_json_cannot_hold_is_logged_and_the_flush_goes_
         assert tracker.committable == 3
 
 
+@pytest.mark.parametrize("coalesce", [None, 0.1], ids=["per-change", "coalesced"])
+async def test_insights_out_counts_only_the_records_the_client_took(coalesce: float | None) -> None:
+    """A record the producer refuses (its queue stayed full) was counted in
+    ``insights_out`` all the same, so the counter ran ahead of the output topic."""
+    registry = MetricsRegistry()
+    connector = RefusingSink("out")
+    async with open_plane(ROUTES) as plane:
+        sink = LaneSink(
+            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
+            "id",
+            registry,
+            DeliveryFailures(registry),
+            coalesce,
+        )
+        plane.observe(sink, route="/board/:id", lane="state")
+        for board, value in [("a", "fine"), ("b", "refuse"), ("c", "fine too")]:
+            plane.submit(f"/board/{board}", "step", ["set", value])
+        await plane.settle()
+        sink.flush()
+        assert sent(connector) == [("a", "state", "fine"), ("c", "state", "fine too")]
+        assert registry.value("insights_out", topic="out") == 2
+
+
 async def test_the_flush_task_produces_on_its_own_and_once_more_when_cancelled() -> None:
     """Two sinks of one lane: one flushes every 50 ms, the other every minute, so only
     its flush as it is cancelled (the stop) can have produced its record."""

@@ -334,6 +334,40 @@ async def test_an_insight_the_producer_refuses_is_dead_lettered_and_later_ones_c
         assert tracker.committable == 3
 
 
+class Tagger(Agent):
+    """Publishes every reading, with a set (which JSON cannot write) when it says so."""
+
+    reading = CommandLane[dict[str, Any]]()
+
+    @reading.on_command
+    def on_reading(self, event: dict[str, Any]) -> None:
+        self.publish("alerts", {**event, "tags": {1, 2}} if event.get("tags") else event)
+
+
+async def test_insights_out_counts_the_records_produced_not_those_refused_or_unwritable() -> None:
+    """``insights_out`` says how many insight records went to the sink: an insight whose
+    value JSON cannot write, or whose record the producer refused, fails its callback
+    (dead-lettered) and produced nothing. Both were counted as produced, so the counter
+    ran ahead of what the output topic held."""
+    registry = MetricsRegistry()
+    connector = RefusingSink("alerts")
+    targets = {"alerts": SinkTarget("alerts", "json", connector)}  # type: ignore[arg-type]  # produces only
+    publisher = InsightPublisher(targets, registry, DeliveryFailures(registry))
+    async with Plane({"/alarm/:id": Tagger}, publisher=publisher) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/alarm/{key}"), "reading")
+        dead = DeadLetters(connector, "app.dead-letter", registry)  # type: ignore[arg-type]  # produces only
+        router = RecordRouter(plane, [route], dead, registry)
+        tracker = PartitionTracker(TopicPartition("readings", 0))
+        readings = [{"say": "fine"}, {"say": "refuse"}, {"say": "tagged", "tags": True}]
+        for offset, reading in enumerate(readings):
+            router.route(record(offset, "a", orjson.dumps(reading)), tracker)
+        await plane.settle()
+        connector.poll()
+        produced = [r for r in connector.records if r.topic == "alerts"]
+        assert len(produced) == 1 and registry.value("dead_letters") == 2
+        assert registry.value("insights_out", topic="alerts") == 1
+
+
 @pytest.mark.parametrize("at_delivery", [False, True], ids=["refused", "never-delivered"])
 async def test_a_dead_letter_the_broker_does_not_take_leaves_its_offset_uncommitted(
     at_delivery: bool,
