@@ -97,7 +97,6 @@ class DeadLetters:
         """Copy ``record`` to the dead-letter topic with ``error`` as the reason (and
         ``route``, the one that failed, for a topic with several); ``on_delivery(None)``
         once the broker took it, never if it does not."""
-        self._counter.value += 1
         reason = reason_of(error)
         kind = type(
             error.__cause__ if isinstance(error, CallbackError) and error.__cause__ else error
@@ -123,7 +122,9 @@ class DeadLetters:
         try:
             self._sink.produce(self.topic, key, value, headers, delivered)
         except Exception as exc:  # a full queue that never drained, a refused record
-            delivered(exc)
+            delivered(exc)  # counted there, as not delivered: not sent to the topic
+        else:
+            self._counter.value += 1
         self._log(record, reason)
 
     def _log(self, record: InboundRecord, reason: str) -> None:

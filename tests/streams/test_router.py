@@ -392,6 +392,8 @@ async def test_a_dead_letter_the_broker_does_not_take_leaves_its_offset_uncommit
         assert tracker.committable == 1
         assert failures.count == 1
         assert failures.last_error is not None
+        # Refused by the client, the letter was never sent: not one of the dead letters.
+        assert registry.value("dead_letters") == (1 if at_delivery else 0)
 
 
 async def test_a_record_two_json_routes_cannot_decode_is_dead_lettered_once() -> None:
