@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from swimstream.agent import Lane, change_to_json
 from swimstream.crdt import MapClear, MapPut, MapRemove, Op
 from swimstream.metrics import MetricsRegistry
+from swimstream.runtime.failures import LOG_INTERVAL
 from swimstream.runtime.origin import Tracked, fork_origin
 from swimstream.streams.connector import DeliveryCallback
 from swimstream.streams.sinks import DeliveryFailures, SinkTarget, encode_value
@@ -59,6 +61,52 @@ class _AllDone:
             ack(error)
 
 
+class _Unwritable:
+    """Coalesced changes the sink's format cannot hold: counted in ``/metrics`` and
+    logged as callback failures are, the first at once and then at most one line per
+    :data:`~swimstream.runtime.failures.LOG_INTERVAL` with the count of the others.
+
+    Without a coalesce the same change fails its callback, which is counted and logged
+    so; a coalesced one was logged once per agent and flush, uncounted: 300 records
+    holding such a value made 300 error lines and no metric moved.
+    """
+
+    def __init__(
+        self, registry: MetricsRegistry, topic: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._counter = registry.counter(
+            "lane_sink_unwritable",
+            "Coalesced lane changes a lane sink could not write in its format (not sent).",
+            topic=topic,
+        )
+        self._clock = clock
+        self._logged_at = -LOG_INTERVAL
+        self._unlogged = 0
+        self._last: BaseException | None = None  # the last one held back
+
+    def note(self, error: BaseException) -> None:
+        """Count ``error``'s change; log it unless a line went out within the interval."""
+        self._counter.value += 1
+        if self._clock() - self._logged_at < LOG_INTERVAL:
+            self._unlogged += 1
+            self._last = error
+            return
+        self._log(error, self._unlogged)
+
+    def report_held(self, everything: bool = False) -> None:
+        """Log the changes held back once their interval is over (each flush asks), or
+        now (``everything``: the sink stops), so a burst that ended does not read as one
+        failure."""
+        due = everything or self._clock() - self._logged_at >= LOG_INTERVAL
+        if self._last is not None and due:
+            self._log(self._last, self._unlogged - 1)
+
+    def _log(self, error: BaseException, more: int) -> None:
+        since = f" ({more} more since the last report)" if more else ""
+        log.error("%s%s", error, since)
+        self._logged_at, self._unlogged, self._last = self._clock(), 0, None
+
+
 class LaneSink:
     """A lane observer that writes the changes of one lane to a topic."""
 
@@ -83,6 +131,7 @@ class LaneSink:
         self._counter = registry.counter(
             "insights_out", "Insight records produced.", topic=target.topic
         )
+        self._unwritten = _Unwritable(registry, target.topic)
 
     def __call__(self, lane: Lane, op: Op) -> None:
         agent = lane._agent
@@ -139,16 +188,18 @@ class LaneSink:
                 # would lose the changes after it and, from the coalescing task, end
                 # every later flush without a word.
                 self._failures.failed(exc, f"a record of lane {entry.lane!r} of {entry.node_uri}")
+        self._unwritten.report_held()
 
     def _unwritable(self, entry: _Pending, exc: Exception, done: DeliveryCallback | None) -> None:
-        """A change the sink's format cannot hold is logged and completes its records'
-        acks with the error, as a failed effect does; raising would fail the flush, lose
-        the changes after it and, from the coalescing task, end every later flush."""
+        """A change the sink's format cannot hold is counted and logged (at most a line
+        per interval: :class:`_Unwritable`) and completes its records' acks with the
+        error, as a failed effect does; raising would fail the flush, lose the changes
+        after it and, from the coalescing task, end every later flush."""
         error = TypeError(
             f"the change of lane {entry.lane!r} of {entry.node_uri} cannot be written to "
             f"{self._target.topic} as {self._target.format}: {exc}"
         )
-        log.error("%s", error)
+        self._unwritten.note(error)
         if done is not None:
             done(error)
 
@@ -161,6 +212,7 @@ class LaneSink:
                 self.flush()
         finally:
             self.flush()
+            self._unwritten.report_held(everything=True)
 
     def _produce(
         self, key: str, node_uri: str, lane: str, value: bytes, on_delivery: DeliveryCallback

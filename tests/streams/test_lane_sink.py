@@ -211,6 +211,42 @@ async def test_insights_out_counts_only_the_records_the_client_took(coalesce: fl
         assert registry.value("insights_out", topic="out") == 2
 
 
+async def test_coalesced_changes_json_cannot_hold_are_counted_and_logged_not_line_by_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fifty agents holding a value nested deeper than JSON can be written: each flush
+    logged one error line per agent and no metric counted them (without a coalesce, the
+    same changes fail their callbacks: counted, and logged once per 10 s). Now they are
+    counted, and logged once with the number of the others when the interval is over."""
+    deep: list[Any] = []
+    for _ in range(300):
+        deep = [deep]
+    registry = MetricsRegistry()
+    connector = MemorySink()
+    async with open_plane(ROUTES) as plane:
+        sink = LaneSink(
+            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
+            "id",
+            registry,
+            DeliveryFailures(registry),
+            coalesce=0.1,
+        )
+        plane.observe(sink, route="/board/:id", lane="state")
+        for board in range(50):
+            plane.submit(f"/board/{board}", "step", ["set", deep])
+        await plane.settle()
+        sink.flush()
+        assert sent(connector) == []
+        assert registry.value("lane_sink_unwritable", topic="out") == 50
+        lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(lines) == 1, lines
+        assert "cannot be written to out as json: Recursion limit reached" in lines[0]
+        sink._unwritten._logged_at -= 10.0  # the interval is over: the others are told
+        sink.flush()
+        lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(lines) == 2 and lines[1].endswith("(48 more since the last report)"), lines
+
+
 async def test_the_flush_task_produces_on_its_own_and_once_more_when_cancelled() -> None:
     """Two sinks of one lane: one flushes every 50 ms, the other every minute, so only
     its flush as it is cancelled (the stop) can have produced its record."""
