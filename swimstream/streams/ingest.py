@@ -435,6 +435,8 @@ class SourceRunner:
         log.debug("%s released %s", self.name, partition_list(released))
         if change.lost or self.managed_commits:
             return {}  # with checkpoints, only a checkpoint commits (its state is in the cut)
+        if final:  # the connector commits them before it lets the partitions go
+            self._commits.value += 1
         return final
 
 

@@ -15,6 +15,7 @@ import orjson
 from swimstream import Agent, CommandLane, CounterLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
+from swimstream.streams.connector import Rebalance
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.router import RecordRouter, SourceRoute
@@ -49,3 +50,26 @@ async def test_a_stop_commits_every_offset_again_though_none_moved() -> None:
         assert plane.get("/counter/a", "seen") == 5
         assert source.commits.count({PARTITION: 5}) == 2, source.commits  # and once more
         assert source.commits[-1] == {PARTITION: 5}
+
+
+async def test_the_commit_a_revoke_asks_for_is_counted() -> None:
+    """Without checkpoints, the offsets a revoke returns are committed by the connector
+    before the partitions go: an offset commit like the periodic ones, which
+    ``offset_commits`` did not count."""
+    async with open_plane({"/counter/:id": Counter}) as plane:
+        registry = MetricsRegistry()
+        route = SourceRoute("readings", RouteTemplate.parse("/counter/{key}"), "reading")
+        dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]  # produces only
+        router = RecordRouter(plane, [route], dead, registry)
+        arrivals = [MemoryRecord("readings", 0, n, b"a", orjson.dumps({"n": n})) for n in range(5)]
+        source = ScriptedSource({1: arrivals}, waits=3)
+        runner = SourceRunner("test", source, router, registry, commit_interval=60.0)  # type: ignore[arg-type]
+        task = asyncio.create_task(runner.run())
+        await source.done.wait()
+        await plane.settle()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert source.commits == [] and registry.value("offset_commits", source="test") == 0
+        final = runner._on_rebalance(Rebalance(revoked=(PARTITION,)))
+        assert final == {PARTITION: 5}
+        assert registry.value("offset_commits", source="test") == 1
