@@ -163,6 +163,7 @@ async def _kafka(
         transactional=transactional,
         max_record_bytes=int(settings.get("message.max.bytes", KAFKA_MAX_RECORD_BYTES)),
         address=bootstrap,
+        max_pending=sink.queue_limit // 2,
     )
 
 

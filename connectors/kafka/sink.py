@@ -60,6 +60,8 @@ _CONNECT_TIMEOUT = 3.0
 KAFKA_PORT = 9092
 _MAX_FLUSH_SLEEP = 0.01
 _CLOSE_TIMEOUT = 10.0
+QUEUE_MAX_MESSAGES = 100_000
+"""librdkafka's default ``queue.buffering.max.messages``."""
 _RELEASE_AT_LEAST = 0.5
 """Seconds a close given a deadline still lets the producer's own close take (it aborts
 an open transaction, a round trip to a broker that answers): as long as the service
@@ -362,6 +364,18 @@ class KafkaSink:
     def pending(self) -> int:
         """Records queued but not yet acknowledged (or failed)."""
         return self._pending
+
+    @property
+    def queue_limit(self) -> int:
+        """Records the producer's queue holds before :meth:`produce` has to wait for
+        room: ``queue.buffering.max.messages``, or ``queue.buffering.max.kbytes`` at a
+        KiB a record when that is fewer (insights are small JSON; larger ones fill the
+        queue by bytes sooner, and ``produce`` waits for room then). The service pauses
+        its sources well before (:mod:`swimstream.streams.sink_pressure`)."""
+        config = self._config
+        messages = int(config.get("queue.buffering.max.messages", QUEUE_MAX_MESSAGES))
+        kbytes = int(config.get("queue.buffering.max.kbytes", messages))
+        return max(1, min(messages, kbytes))
 
     # -- transactions -------------------------------------------------------------------
 

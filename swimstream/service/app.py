@@ -40,7 +40,7 @@ from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
 from swimstream.service.placement import Placement
 from swimstream.service.shards import ShardMap
-from swimstream.service.wiring import ConnectorFactory, ProtocolClients
+from swimstream.service.wiring import ConnectorFactory, ProtocolClients, sink_pressure
 from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.recovery import RestoreStopped
@@ -235,6 +235,7 @@ class Service:
                 commit_interval=config.processing.commit_interval,
                 commit_every=config.processing.commit_max_records,
                 managed_commits=self.durability is not None,
+                sinks=sink_pressure(self.clients),
             )
             if protocol == "kafka" and self._exactly_once:
                 runner.transactional = True

@@ -8,13 +8,14 @@ passing a :class:`ConnectorFactory` (``connectors.factory.open_connectors``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from swimstream.config import AppConfig
 from swimstream.streams import ChangelogReader, SinkConnector, SourceConnector, TopicAdmin
+from swimstream.streams.sink_pressure import SinkLimit, SinkPressure
 
 
 @dataclass
@@ -38,6 +39,14 @@ class ProtocolClients:
     """The largest record the sink writes (Kafka: the producer's ``message.max.bytes``)."""
     address: str = ""
     """Where the broker is (bootstrap servers or service URL), for logs and the demo."""
+    max_pending: int = 0
+    """Unacknowledged records the sink may hold before the sources pause (0: no limit
+    of its own; see :mod:`swimstream.streams.sink_pressure`)."""
+
+
+def sink_pressure(clients: Mapping[str, ProtocolClients]) -> SinkPressure:
+    """What pauses the sources for the sinks of ``clients``."""
+    return SinkPressure([SinkLimit(c.sink, c.max_pending) for c in clients.values()])
 
 
 class ConnectorFactory(Protocol):

@@ -54,6 +54,7 @@ from swimstream.streams.connector import (
     TopicPartition,
 )
 from swimstream.streams.router import RecordRouter
+from swimstream.streams.sink_pressure import SinkPressure
 from swimstream.streams.tracking import OffsetBook, PartitionTracker
 from swimstream.text import counted, partition_list
 
@@ -97,8 +98,12 @@ class SourceRunner:
         commit_interval: float = 0.1,
         commit_every: int = 1000,
         managed_commits: bool = False,
+        sinks: SinkPressure | None = None,
     ) -> None:
         self.name = name
+        self._sinks = sinks
+        """Pauses the source while the sinks hold too many unacknowledged records
+        (:mod:`swimstream.streams.sink_pressure`)."""
         self.connector = connector
         self.managed_commits = managed_commits
         """True when a checkpointer commits this runner's offsets."""
@@ -217,7 +222,11 @@ class SourceRunner:
                     replayed_to = None
                 full = route(record, tracker) or full
             self._since_commit += len(records)
-            if full is not None or book.inflight > self._max_inflight:
+            if (
+                full is not None
+                or book.inflight > self._max_inflight
+                or (self._sinks is not None and self._sinks.crowded())
+            ):
                 await self._relieve_pressure(full)
             self._commit(force=False)
             await asyncio.sleep(0)  # let the agents work through what just arrived
@@ -298,7 +307,8 @@ class SourceRunner:
     # -- internals ----------------------------------------------------------------------
 
     async def _relieve_pressure(self, full_node: str | None) -> None:
-        """Pause fetching until the full mailbox drained and the work in flight halved."""
+        """Pause fetching until the full mailbox drained, the work in flight halved and
+        the sinks drained to half their limit."""
         partitions = sorted(self.connector.assignment())
         if not partitions:
             return
@@ -314,7 +324,10 @@ class SourceRunner:
                 await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
                 stopping.cancel()
-            while self.book.inflight > low and not self._stopping.is_set():
+            sinks = self._sinks
+            while (
+                self.book.inflight > low or (sinks is not None and not sinks.eased())
+            ) and not self._stopping.is_set():
                 self._commit(force=False)
                 await asyncio.sleep(0.005)
         finally:
