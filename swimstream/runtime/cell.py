@@ -114,13 +114,20 @@ class AgentCell:
     def command(self, node_uri: str, lane: str, value: Any) -> None:
         ack = fork_origin()
         try:
-            self.plane.submit(node_uri, lane, value, ack)
+            room = self.plane.submit(node_uri, lane, value, ack)
         except BaseException:
             # Never queued: the record's own ack takes the error (and dead-letters it),
             # and this share of it must not keep the record unfinished for good.
             if ack is not None:
                 ack(None)
             raise
+        if not room and ack is not None:
+            # A command a record caused filled its target's mailbox: the sources wait
+            # for room there as for a record's own target (``Plane.take_overfull``).
+            # Without it only the in-flight bound held them back, and an agent that
+            # forwards each record to a slower one filled that one's mailbox to 100
+            # times its capacity (10,000 records in flight for a capacity of 100).
+            self.plane._scheduler.overfull = node_uri
 
     def publish(self, topic: str, value: Any, key: str | None) -> None:
         self.plane._publish(self, topic, value, key)

@@ -332,6 +332,12 @@ class Plane(Passivation, TimerDriving):
         mailbox = cell.mailbox
         return mailbox is None or len(mailbox) < self.mailbox_capacity
 
+    def take_overfull(self) -> str | None:
+        """The node whose mailbox a command caused by a record filled since the last
+        call, if any: the sources wait for room there as for a record's own target."""
+        node_uri, self._scheduler.overfull = self._scheduler.overfull, None
+        return node_uri
+
     async def command(self, node_uri: str, lane: str, value: Any = None) -> None:
         """Queue a command, waiting while the target's mailbox is full."""
         if not self.submit(node_uri, lane, value):

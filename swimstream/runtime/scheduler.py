@@ -94,6 +94,9 @@ class Scheduler:
         self._recency = recency
         self._depth = 0  # messages run at once, one inside the other (``run_now``)
         self.processed = 0
+        self.overfull: str | None = None
+        """A node whose mailbox a command caused by a record filled (``AgentCell.command``),
+        until the sources ask (``Plane.take_overfull``)."""
 
     # -- feeding -------------------------------------------------------------------------
 

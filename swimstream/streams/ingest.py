@@ -222,6 +222,7 @@ class SourceRunner:
                     replayed_to = None
                 full = route(record, tracker) or full
             self._since_commit += len(records)
+            full = full or self._router.overfull()
             if (
                 full is not None
                 or book.inflight > self._max_inflight

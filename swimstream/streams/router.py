@@ -231,6 +231,11 @@ class RecordRouter:
         """The record's headers, read only for templates that use them."""
         return dict(record.headers() or ()) if self._needs_headers[topic] else _NO_HEADERS
 
+    def overfull(self) -> str | None:
+        """A node whose mailbox a command that records caused (one agent's to another)
+        filled since the last call: the source waits for room there too."""
+        return self._plane.take_overfull()
+
     async def wait_for_room(self, node_uri: str) -> None:
         """Return once the agent's mailbox has drained to half its capacity."""
         await self._plane.wait_for_room(node_uri)
