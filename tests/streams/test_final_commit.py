@@ -15,6 +15,7 @@ import orjson
 from swimstream import Agent, CommandLane, CounterLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
+from swimstream.runtime import Plane
 from swimstream.streams.connector import Rebalance
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
@@ -32,15 +33,23 @@ class Counter(Agent):
         self.seen.add(1)
 
 
+def five_records_of_a(
+    plane: Plane, commit_interval: float
+) -> tuple[MetricsRegistry, ScriptedSource, SourceRunner]:
+    """A runner over a scripted source of five records of key ``a``, and its registry."""
+    registry = MetricsRegistry()
+    route = SourceRoute("readings", RouteTemplate.parse("/counter/{key}"), "reading")
+    dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]  # produces only
+    router = RecordRouter(plane, [route], dead, registry)
+    arrivals = [MemoryRecord("readings", 0, n, b"a", orjson.dumps({"n": n})) for n in range(5)]
+    source = ScriptedSource({1: arrivals}, waits=3)
+    runner = SourceRunner("test", source, router, registry, commit_interval=commit_interval)  # type: ignore[arg-type]
+    return registry, source, runner
+
+
 async def test_a_stop_commits_every_offset_again_though_none_moved() -> None:
     async with open_plane({"/counter/:id": Counter}) as plane:
-        registry = MetricsRegistry()
-        route = SourceRoute("readings", RouteTemplate.parse("/counter/{key}"), "reading")
-        dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]  # produces only
-        router = RecordRouter(plane, [route], dead, registry)
-        arrivals = [MemoryRecord("readings", 0, n, b"a", orjson.dumps({"n": n})) for n in range(5)]
-        source = ScriptedSource({1: arrivals}, waits=3)
-        runner = SourceRunner("test", source, router, registry, commit_interval=0.0)  # type: ignore[arg-type]
+        _, source, runner = five_records_of_a(plane, commit_interval=0.0)
         task = asyncio.create_task(runner.run())
         await source.done.wait()
         await plane.settle()
@@ -57,13 +66,7 @@ async def test_the_commit_a_revoke_asks_for_is_counted() -> None:
     before the partitions go: an offset commit like the periodic ones, which
     ``offset_commits`` did not count."""
     async with open_plane({"/counter/:id": Counter}) as plane:
-        registry = MetricsRegistry()
-        route = SourceRoute("readings", RouteTemplate.parse("/counter/{key}"), "reading")
-        dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]  # produces only
-        router = RecordRouter(plane, [route], dead, registry)
-        arrivals = [MemoryRecord("readings", 0, n, b"a", orjson.dumps({"n": n})) for n in range(5)]
-        source = ScriptedSource({1: arrivals}, waits=3)
-        runner = SourceRunner("test", source, router, registry, commit_interval=60.0)  # type: ignore[arg-type]
+        registry, source, runner = five_records_of_a(plane, commit_interval=60.0)
         task = asyncio.create_task(runner.run())
         await source.done.wait()
         await plane.settle()

@@ -61,9 +61,10 @@ def lane_sink(
     *,
     failures: DeliveryFailures | None = None,
     checkpoint: Callable[[], int] | None = None,
+    registry: MetricsRegistry | None = None,
 ) -> tuple[LaneSink, MemorySink]:
     connector = connector if connector is not None else MemorySink()
-    registry = MetricsRegistry()
+    registry = registry if registry is not None else MetricsRegistry()
     sink = LaneSink(
         SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
         "id",
@@ -193,16 +194,10 @@ async def test_insights_out_counts_only_the_records_the_client_took(coalesce: fl
     """A record the producer refuses (its queue stayed full) was counted in
     ``insights_out`` all the same, so the counter ran ahead of the output topic."""
     registry = MetricsRegistry()
-    connector = RefusingSink("out")
     async with open_plane(ROUTES) as plane:
-        sink = LaneSink(
-            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
-            "id",
-            registry,
-            DeliveryFailures(registry),
-            coalesce,
+        sink, connector = lane_sink(
+            plane, "state", coalesce, RefusingSink("out"), registry=registry
         )
-        plane.observe(sink, route="/board/:id", lane="state")
         for board, value in [("a", "fine"), ("b", "refuse"), ("c", "fine too")]:
             plane.submit(f"/board/{board}", "step", ["set", value])
         await plane.settle()
@@ -222,16 +217,8 @@ async def test_coalesced_changes_json_cannot_hold_are_counted_and_logged_not_lin
     for _ in range(300):
         deep = [deep]
     registry = MetricsRegistry()
-    connector = MemorySink()
     async with open_plane(ROUTES) as plane:
-        sink = LaneSink(
-            SinkTarget("out", "json", connector),  # type: ignore[arg-type]  # produces only
-            "id",
-            registry,
-            DeliveryFailures(registry),
-            coalesce=0.1,
-        )
-        plane.observe(sink, route="/board/:id", lane="state")
+        sink, connector = lane_sink(plane, "state", 0.1, registry=registry)
         for board in range(50):
             plane.submit(f"/board/{board}", "step", ["set", deep])
         await plane.settle()
