@@ -23,11 +23,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 from swimstream.errors import ConfigError
+
+log = logging.getLogger("swimstream.service")
 
 LOCK_DIRECTORY = Path(tempfile.gettempdir()) / "swimstream-instances"
 """Where the locks live: one directory per host, whatever each instance's working
@@ -51,8 +54,17 @@ class InstanceLock:
         process of this host holds it."""
         if not self._cluster:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # another user's lock directory, a read-only /tmp
+            log.warning(
+                "cannot take the lock of instance id %r (%s): a second instance with this "
+                "id on this host would not be refused",
+                self._instance_id,
+                exc,
+            )
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -78,3 +78,13 @@ def test_without_a_broker_address_nothing_is_locked(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
     first.release()
     second.release()
+
+
+def test_a_lock_that_cannot_be_taken_is_a_warning_not_a_failed_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another user's lock directory, or a read-only one, must not stop the instance."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    InstanceLock("app", "app-1", "127.0.0.1:9092", blocked).acquire()
+    assert "cannot take the lock of instance id 'app-1'" in caplog.text
