@@ -195,4 +195,7 @@ async def _pulsar(
         None,
         max_record_bytes=PULSAR_MAX_RECORD_BYTES,
         address=service_url,
+        # Its producers block the event loop once a topic holds max_pending_messages
+        # unacknowledged: the sources pause at half of that, across all its topics.
+        max_pending=settings.max_pending_messages // 2,
     )

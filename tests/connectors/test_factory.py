@@ -93,6 +93,28 @@ async def test_an_embedded_broker_starts_without_writing_to_stderr(
     assert capsys.readouterr().err == ""
 
 
+# By default the queue's byte bound comes first: 64 MiB (the service's
+# queue.buffering.max.kbytes) at a KiB a record, 65,536 records.
+@pytest.mark.parametrize(("queue", "expected"), [(None, 32_768), (1_000, 500)])
+async def test_the_sources_pause_at_half_the_kafka_producer_s_queue(
+    kafka_broker: EmbeddedKafka, queue: int | None, expected: int
+) -> None:
+    """Past its queue, ``produce`` blocks the event loop (see sink_pressure.py)."""
+    settings = {} if queue is None else {"queue.buffering.max.messages": queue}
+    async with open_connectors(_config(kafka_broker, settings=settings), "edge-1") as clients:
+        assert clients["kafka"].max_pending == expected
+
+
+async def test_the_sources_pause_at_half_a_pulsar_producer_s_pending_records(
+    pulsar_broker: EmbeddedPulsar,
+) -> None:
+    """A Pulsar producer blocks the event loop once a topic holds 10,000 records
+    unacknowledged (``max_pending_messages``): the sources pause at half of that."""
+    broker: dict[str, Any] = {"kind": "pulsar", "service_url": pulsar_broker.service_url}
+    async with open_connectors(parse_config(document(broker=broker), {}), "edge-1") as clients:
+        assert clients["pulsar"].max_pending == 5_000
+
+
 @pytest.mark.parametrize("reset", ["earliest", "latest"])
 async def test_kafka_sources_start_a_new_group_where_offset_reset_says(
     kafka_broker: EmbeddedKafka, reset: str
