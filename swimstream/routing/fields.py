@@ -20,8 +20,16 @@ from typing import Any
 from swimstream.errors import RecordRoutingError
 from swimstream.routing.segments import quote_segment
 
-# key, payload, headers, topic, partition -> one quoted segment (or part of one)
+# key, payload, headers, topic, partition -> one quoted segment (or, verbatim, the text of
+# a placeholder that shares its segment)
 Extractor = Callable[[bytes | None, Any, Mapping[str, bytes], str, int], str]
+
+Quote = Callable[[str], str]
+"""How an extractor spells the text it read: :func:`quote_segment` for a placeholder alone
+in its segment, :data:`VERBATIM` for one that shares it (the segment is quoted whole)."""
+
+VERBATIM: Quote = str
+"""Leaves text as it is (``str`` of a ``str`` is the same object, at the cost of a C call)."""
 
 _MISSING = object()
 
@@ -49,8 +57,9 @@ EXACT_FLOAT_LIMIT = 2.0**53
 """Floats from here on cannot tell neighbouring integers apart."""
 
 
-def to_segment(value: Any, label: str) -> str:
+def to_segment(value: Any, label: str, quote: Quote = quote_segment) -> str:
     """``value`` as a quoted segment, if it is a non-empty scalar; ``label`` names it.
+    ``quote`` spells the text (:data:`VERBATIM` leaves it unquoted).
 
     A whole float is spelled as the integer it equals (``1.0`` as ``1``, ``-0.0`` as
     ``0``), other floats as Python's shortest repr (``1.5``).
@@ -90,10 +99,10 @@ def to_segment(value: Any, label: str) -> str:
         raise RecordRoutingError(f"{label} is not a scalar (it is {describe(value)})")
     if not text:
         raise RecordRoutingError(f"{label} is empty")
-    return quote_segment(text)
+    return quote(text)
 
 
-def key_extractor() -> Extractor:
+def key_extractor(quote: Quote = quote_segment) -> Extractor:
     """``{key}``: the record key as UTF-8 text."""
 
     def extract(
@@ -107,24 +116,24 @@ def key_extractor() -> Extractor:
             raise RecordRoutingError("record key is not UTF-8 text") from None
         if not text:
             raise RecordRoutingError("record key is empty")
-        return quote_segment(text)
+        return quote(text)
 
     return extract
 
 
-def topic_extractor() -> Extractor:
+def topic_extractor(quote: Quote = quote_segment) -> Extractor:
     """``{topic}``: the name of the topic the record came from."""
 
     def extract(
         key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
     ) -> str:
-        return to_segment(topic, "topic")
+        return to_segment(topic, "topic", quote)
 
     return extract
 
 
 def partition_extractor() -> Extractor:
-    """``{partition}``: the partition number the record came from."""
+    """``{partition}``: the partition number the record came from (digits: its own quoting)."""
 
     def extract(
         key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
@@ -134,7 +143,7 @@ def partition_extractor() -> Extractor:
     return extract
 
 
-def header_extractor(name: str) -> Extractor:
+def header_extractor(name: str, quote: Quote = quote_segment) -> Extractor:
     """``{header.<name>}``: one record header's value as UTF-8 text."""
     label = f"header {name!r}"
 
@@ -144,12 +153,12 @@ def header_extractor(name: str) -> Extractor:
         value = headers.get(name, _MISSING)
         if value is _MISSING:
             raise RecordRoutingError(f"{label} is missing")
-        return to_segment(value, label)
+        return to_segment(value, label, quote)
 
     return extract
 
 
-def payload_extractor(path: tuple[str, ...]) -> Extractor:
+def payload_extractor(path: tuple[str, ...], quote: Quote = quote_segment) -> Extractor:
     """``{payload}`` or ``{payload.a.b}``: the payload, or a field nested in it."""
     label = f"payload field {'.'.join(path)!r}" if path else "payload"
     if not path:
@@ -161,7 +170,7 @@ def payload_extractor(path: tuple[str, ...]) -> Extractor:
             topic: str,
             partition: int,
         ) -> str:
-            return to_segment(payload, label)
+            return to_segment(payload, label, quote)
 
         return extract_whole
 
@@ -174,7 +183,7 @@ def payload_extractor(path: tuple[str, ...]) -> Extractor:
                 value = value[name]
         except (KeyError, TypeError, IndexError):
             value = walk(payload, path, label)
-        return to_segment(value, label)
+        return to_segment(value, label, quote)
 
     return extract
 

@@ -29,7 +29,9 @@ from typing import Any
 
 from swimstream.errors import InvalidRouteError
 from swimstream.routing.fields import (
+    VERBATIM,
     Extractor,
+    Quote,
     header_extractor,
     key_extractor,
     partition_extractor,
@@ -37,7 +39,7 @@ from swimstream.routing.fields import (
     topic_extractor,
 )
 from swimstream.routing.pattern import RoutePattern
-from swimstream.routing.segments import check_fixed_text, split_path
+from swimstream.routing.segments import check_fixed_text, quote_segment, split_path
 
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -82,17 +84,18 @@ class Placeholder:
             return cls(root, (rest,))
         raise InvalidRouteError(f"unknown placeholder {{{content}}}; {_PLACEHOLDER_HELP}")
 
-    def extractor(self) -> Extractor:
-        """The function that reads this placeholder's value out of a record."""
+    def extractor(self, quote: Quote = quote_segment) -> Extractor:
+        """The function that reads this placeholder's value out of a record, spelt by
+        ``quote`` (quoted as a segment unless told otherwise)."""
         if self.root == "key":
-            return key_extractor()
+            return key_extractor(quote)
         if self.root == "topic":
-            return topic_extractor()
+            return topic_extractor(quote)
         if self.root == "partition":
             return partition_extractor()
         if self.root == "header":
-            return header_extractor(self.path[0])
-        return payload_extractor(self.path)
+            return header_extractor(self.path[0], quote)
+        return payload_extractor(self.path, quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +114,18 @@ class RouteTemplate:
         placeholders: list[Placeholder] = []
         for segment in split_path(text):
             pieces.append("/")
-            for fixed, placeholder in _scan(segment):
+            pairs = _scan(segment)
+            for fixed, placeholder in pairs:
                 if fixed:
                     check_fixed_text(fixed)
-                    pieces.append(fixed)
                 if placeholder is not None:
                     placeholders.append(placeholder)
-                    pieces.append(placeholder.extractor())
+            if len(pairs) == 1 and not pairs[0][0] and pairs[0][1] is not None:
+                pieces.append(pairs[0][1].extractor())  # /vehicle/{key}: the usual shape
+            elif all(placeholder is None for _, placeholder in pairs):
+                pieces.append(segment)
+            else:
+                pieces.append(_shared_segment(pairs))
         return cls(text, tuple(placeholders), _compile(_merge_fixed(pieces)))
 
     def __str__(self) -> str:
@@ -189,6 +197,41 @@ def _scan(segment: str) -> list[tuple[str, Placeholder | None]]:
         pairs.append((rest[:opening], Placeholder.parse(content)))
         rest = rest[closing + 1 :]
     return pairs
+
+
+def _shared_segment(pairs: list[tuple[str, Placeholder | None]]) -> Extractor:
+    """The extractor of a segment that placeholders share with each other or with fixed
+    text (``{header.r}-{key}``, ``x{key}``): the segment's text, quoted whole.
+
+    Quoting each value on its own spelt such a segment otherwise than the route table
+    does (``x{key}`` with the key ``.`` gave ``x%2E``, ``{key}+`` gave ``k+``; the table
+    spells them ``x.`` and ``k%2B``): the agent was the same, but the name the router
+    handed on was not the agent's, so a source waiting for room in its full mailbox
+    found no such agent and did not wait.
+    """
+    parts: list[str | Extractor] = []
+    for fixed, placeholder in pairs:
+        if fixed:
+            parts.append(fixed)
+        if placeholder is not None:
+            parts.append(placeholder.extractor(VERBATIM))
+    pieces = tuple(parts)
+
+    def render_segment(
+        key: bytes | None, payload: Any, headers: Mapping[str, bytes], topic: str, partition: int
+    ) -> str:
+        return quote_segment(
+            "".join(
+                [
+                    piece
+                    if isinstance(piece, str)
+                    else piece(key, payload, headers, topic, partition)
+                    for piece in pieces
+                ]
+            )
+        )
+
+    return render_segment
 
 
 def _merge_fixed(pieces: list[str | Extractor]) -> tuple[str | Extractor, ...]:

@@ -222,3 +222,35 @@ def test_rendering_keys_and_headers_then_matching_gives_them_back(key: bytes, re
         return
     uri = template.render(key, None, {"region": region.encode()}, "t", 0)
     assert pattern.match(uri) == {"region": region, "id": text_key}
+
+
+@given(
+    before=st.sampled_from(["", ".", "x", "a+", "@"]),
+    between=st.sampled_from(["", ".", "-", "="]),
+    key=st.sampled_from([".", "..", "a", "a.b", "+", "~", "é"]) | param_values,
+    field=st.sampled_from([".", "..", "b", "/", "!"]) | param_values,
+)
+def test_a_segment_placeholders_share_is_spelt_as_the_route_table_spells_it(
+    before: str, between: str, key: str, field: str
+) -> None:
+    """A router whose URI is not the agent's own spelling waits for room in no agent's
+    mailbox (``x{key}`` with the key ``.`` gave ``/d/x%2E``, the agent is ``/d/x.``)."""
+    template = RouteTemplate.parse(f"/d/{before}{{key}}{between}{{payload.f}}/z")
+    uri = template.render(key.encode(), {"f": field}, {}, "t", 0)
+    pattern = RoutePattern.parse("/d/:id/z")
+    assert pattern.match(uri) == {"id": f"{before}{key}{between}{field}"}
+    assert pattern.render({"id": f"{before}{key}{between}{field}"}) == uri
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "uri"),
+    [
+        ("/d/x{key}", b".", "/d/x."),
+        ("/d/{key}.", b".", "/d/%2E%2E"),
+        ("/d/{key}{key}", b".", "/d/%2E%2E"),
+        ("/d/{key}+", b"k", "/d/k%2B"),
+        ("/d/{key}-{key}", b"a/b", "/d/a%2Fb-a%2Fb"),
+    ],
+)
+def test_a_shared_segment_is_quoted_whole(text: str, key: bytes, uri: str) -> None:
+    assert render(text, key=key) == uri

@@ -456,3 +456,22 @@ def routes_named(sink: MemorySink) -> list[str]:
         for r in sink.records
         if r.topic == "app.dead-letter" and "swimstream.route" in r.headers
     ]
+
+
+@pytest.mark.parametrize("template", ["/meter/x{key}", "/meter/{key}{payload.v}"])
+async def test_a_full_mailbox_is_named_as_its_agent_is_so_the_source_waits_for_it(
+    template: str,
+) -> None:
+    """The router names the full agent for the source to wait on: under another spelling
+    of its URI (``/meter/x%2E`` for ``/meter/x.``) the wait found no agent and ended."""
+    async with open_plane({"/meter/:id": Meter}, mailbox_capacity=4) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse(template), "reading")
+        router, _, tracker = router_for(plane, [route])
+        full = None
+        for offset in range(8):
+            full = router.route(record(offset, ".", b'{"v": "."}'), tracker) or full
+        assert full is not None
+        assert plane.active_node_uris() == [full]  # the one agent, under its own name
+        await router.wait_for_room(full)
+        await plane.settle()
+        assert tracker.committable == 8
