@@ -156,13 +156,17 @@ def _route_list(routes: RouteTable[str]) -> str:
 def _check_sources(config: AppConfig, routes: RouteTable[str], problems: list[Problem]) -> None:
     seen: dict[tuple[str, str, str], int] = {}
     for index, source in enumerate(config.sources):
-        if routes.lookup(source.route.skeleton()) is None:
+        skeleton = source.route.skeleton()
+        match = routes.lookup(skeleton)
+        if match is None:
             problems.append(
                 (
                     f"sources[{index}].route",
                     f"{source.route} reaches no agent route ({_route_list(routes)})",
                 )
             )
+        else:
+            _check_fixed_params(skeleton, match.uri, match.pattern.text, index, problems)
         identity = (source.topic, source.route.text, source.lane)
         if identity in seen:
             problems.append(
@@ -173,6 +177,25 @@ def _check_sources(config: AppConfig, routes: RouteTable[str], problems: list[Pr
             )
         seen.setdefault(identity, index)
     _check_offset_resets(config, problems)
+
+
+def _check_fixed_params(
+    skeleton: str, canonical: str, pattern: str, index: int, problems: list[Problem]
+) -> None:
+    """Refuse fixed template text that fills a param in another spelling than the agent's
+    URI has (``/m/a+b/{key}`` for ``/m/:kind/:id`` makes agents ``/m/a%2Bb/...``): the
+    router would name each record's agent otherwise than the agent is named, and a source
+    waiting for room in its full mailbox would find no such agent and not wait."""
+    for written, spelled in zip(skeleton.split("/"), canonical.split("/"), strict=True):
+        if "{" not in written and written != spelled:
+            problems.append(
+                (
+                    f"sources[{index}].route",
+                    f"{written!r} fills a param of {pattern}, whose agents spell it "
+                    f"{spelled!r} (fixed route text cannot): there, use letters, digits "
+                    "and -._~ only",
+                )
+            )
 
 
 def _check_offset_resets(config: AppConfig, problems: list[Problem]) -> None:

@@ -40,6 +40,22 @@ def test_a_source_route_reaching_no_agent_is_refused(route: str) -> None:
     ]
 
 
+@pytest.mark.parametrize(("written", "spelled"), [("a+b", "a%2Bb"), (".", "%2E")])
+def test_fixed_text_filling_a_param_must_be_spelled_as_the_agents_are(
+    written: str, spelled: str
+) -> None:
+    """Records would go to ``/any/a%2Bb/7`` under the name ``/any/a+b/7``: a source
+    waiting for room in that agent's full mailbox found no agent of that name."""
+    agents = {"any": {"class": "a:B", "route": "/any/:kind/:id"}}
+    route = f"/any/{written}/{{key}}"
+    assert problems(document(agents=agents, sinks=[], sources=[source(route)])) == [
+        f"sources[0].route: {written!r} fills a param of /any/:kind/:id, whose agents "
+        f"spell it {spelled!r} (fixed route text cannot): there, use letters, digits and "
+        "-._~ only"
+    ]
+    parse_config(document(agents=agents, sinks=[], sources=[source("/any/a-b/{key}")]), {})
+
+
 def test_a_placeholder_may_fill_the_first_segment_when_a_route_has_a_param_there() -> None:
     agents = {"any": {"class": "a:B", "route": "/:kind/:id"}}
     parse_config(document(agents=agents, sinks=[], sources=[source("/{payload.kind}/{key}")]), {})
