@@ -78,6 +78,12 @@ class Agent:
                 if isinstance(attribute, Lane):
                     lanes[name] = attribute
         for name, lane in lanes.items():
+            if name not in vars(cls):  # inherited: overridden callbacks replace the base's
+                seen = lane._as_seen_by(cls)
+                if seen is not lane:
+                    setattr(cls, name, seen)
+                    lanes[name] = seen
+        for name, lane in lanes.items():
             if name.startswith("_"):
                 raise DefinitionError(f"{cls.__name__}.{name}: lane names must not start with _")
             lane._validate(cls)

@@ -85,10 +85,47 @@ class Lane:
         if event in callbacks:
             raise DefinitionError(
                 f"lane {self._spec.name or '?'!r} already has an {event} callback "
-                f"({callbacks[event].__name__}); a lane takes one per event"
+                f"({callbacks[event].__name__}); a lane takes one per event (a subclass "
+                "replaces its base's by defining a method of the same name)"
             )
         callbacks[event] = fn
         return fn
+
+    def _as_seen_by(self, owner: type) -> Self:
+        """This declaration, inherited by ``owner``, with ``owner``'s own callbacks.
+
+        Callbacks are stored as functions, so without this a subclass defining a method
+        of a callback's name would not replace it, and one decorating an inherited lane
+        (``@Base.status.on_set``) would register on the declaration its bases and
+        siblings share: their agents would run it too. Either way ``owner`` gets a
+        declaration of its own (the same one when it changes nothing), and the shared
+        ones get back what ``owner``'s body added to them. Class creation only.
+        """
+        name = self._spec.name
+        callbacks = dict(self._spec.callbacks)
+        own = vars(owner)
+        prefix = f"{owner.__qualname__}."
+        for klass in owner.__mro__[1:]:  # what owner's body decorated onto a base's lane
+            declared = vars(klass).get(name)
+            if not isinstance(declared, Lane):
+                continue
+            shared = declared._spec.callbacks
+            for event, fn in list(shared.items()):
+                fn_name = getattr(fn, "__name__", "")
+                if own.get(fn_name) is fn and fn.__qualname__.startswith(prefix):
+                    callbacks[event] = shared.pop(event)
+        for event, fn in list(callbacks.items()):  # methods owner overrides by name
+            fn_name = getattr(fn, "__name__", "")
+            found = [vars(k)[fn_name] for k in owner.__mro__ if fn_name in vars(k)]
+            if fn in found and found[0] is not fn:
+                callbacks[event] = found[0]
+        if callbacks == self._spec.callbacks:
+            return self
+        lane = object.__new__(type(self))
+        lane._spec = LaneSpec(**self._spec.options)
+        lane._spec.name = name
+        lane._spec.callbacks = callbacks
+        return lane
 
     def _validate(self, owner: type) -> None:
         """Check every callback's signature against what this lane kind calls it with."""

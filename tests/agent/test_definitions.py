@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from swimstream import Agent, CommandLane, DefinitionError, MapLane, ValueLane
+from swimstream.testing import open_plane
 
 
 def test_on_set_with_the_wrong_arity_names_class_lane_and_expected_signature() -> None:
@@ -90,3 +91,84 @@ def test_lanes_are_inherited_and_extended() -> None:
 def test_bounded_map_needs_a_positive_bound() -> None:
     with pytest.raises(DefinitionError, match="max_entries"):
         MapLane[str, int](max_entries=0)
+
+
+class Reading(Agent):
+    """A base: each set of ``level`` is logged by ``on_level``, which subclasses replace."""
+
+    __swim_base__ = True
+    level = ValueLane[int](default=0)
+    log = ValueLane[list[str]](default=[])
+    go = CommandLane[int]()
+
+    @go.on_command
+    def on_go(self, value: int) -> None:
+        self.level.set(value)
+
+    @level.on_set
+    def on_level(self, new: int, old: int) -> None:
+        self.log.set([*self.log.get(), "base"])
+
+
+class PlainReading(Reading):
+    pass
+
+
+class LoudReading(Reading):
+    def on_level(self, new: int, old: int) -> None:
+        self.log.set([*self.log.get(), "loud"])
+
+
+class ExtendedReading(LoudReading):
+    def on_level(self, new: int, old: int) -> None:
+        super().on_level(new, old)
+        self.log.set([*self.log.get(), "extended"])
+
+
+class Quiet(Agent):
+    __swim_base__ = True
+    level = ValueLane[int](default=0)
+    log = ValueLane[list[str]](default=[])
+
+
+class Noisy(Quiet):
+    @Quiet.level.on_set
+    def on_level(self, new: int, old: int) -> None:
+        self.log.set([*self.log.get(), "noisy"])
+
+
+class StillQuiet(Quiet):
+    pass
+
+
+async def test_a_subclass_overrides_a_callback_by_defining_its_method() -> None:
+    routes = {
+        "/plain/:id": PlainReading,
+        "/loud/:id": LoudReading,
+        "/extended/:id": ExtendedReading,
+    }
+    async with open_plane(routes) as plane:
+        for route in routes:
+            await plane.command(route.replace(":id", "1"), "go", 5)
+        await plane.settle()
+        assert plane.get("/plain/1", "log") == ["base"]
+        assert plane.get("/loud/1", "log") == ["loud"]
+        assert plane.get("/extended/1", "log") == ["loud", "extended"]
+
+
+async def test_a_callback_a_subclass_decorates_onto_an_inherited_lane_is_its_own() -> None:
+    async with open_plane({"/noisy/:id": Noisy, "/still/:id": StillQuiet}) as plane:
+        await plane.command("/noisy/1", "level", 1)
+        await plane.command("/still/1", "level", 1)
+        await plane.settle()
+        assert plane.get("/noisy/1", "log") == ["noisy"]
+        assert plane.get("/still/1", "log") == []
+    assert Quiet.level.callback("on_set") is None
+
+
+def test_an_overriding_callback_is_checked_as_the_one_it_replaces() -> None:
+    with pytest.raises(DefinitionError, match=r"Wrong\.level\.on_set.*\(self, new, old\)"):
+
+        class Wrong(Reading):
+            def on_level(self, new: int) -> None:  # type: ignore[override]
+                ...
