@@ -4,6 +4,8 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.runtime import Plane
 from swimstream.runtime.agent_record import decode_timers
@@ -348,3 +350,59 @@ async def test_a_one_shot_is_no_longer_pending_inside_its_own_callback() -> None
         await plane.advance(10.0)
         assert plane.get("/relay/r", "rings") == 3
         assert plane.timers.for_node("/relay/r") == []
+
+
+class Ticker(Agent):
+    """Counts the ticks of ``every(period)``, and rings a one-shot set ten periods
+    ahead; the period is read from the route (``/ticker/0.7``)."""
+
+    ticks = ValueLane[int](default=0)
+    rang = ValueLane[bool](default=False)
+
+    def on_start(self) -> None:
+        period = float(self.params["period"])
+        self.every(period, self.tick)
+        if not self.pending_timers(self.ring) and not self.rang.get():
+            self.schedule(period * 10, self.ring)
+
+    def tick(self) -> None:
+        self.ticks.set(self.ticks.get() + 1)
+
+    def ring(self) -> None:
+        self.rang.set(True)
+
+
+PERIODS = ["0.1", "0.3", "0.7", "0.01", "0.013", "1.1"]
+"""Periods that, added in floats to today's epoch, round one way or the other."""
+
+
+@pytest.mark.parametrize("period", PERIODS)
+async def test_a_one_shot_fires_in_the_advance_that_reaches_it_in_small_steps(
+    period: str,
+) -> None:
+    async with open_plane({"/ticker/:period": Ticker}) as plane:
+        node = f"/ticker/{period}"
+        plane.agent(node)
+        await plane.settle()
+        rang = []
+        for _ in range(10):
+            await plane.advance(float(period))
+            rang.append(plane.get(node, "rang"))
+        assert rang == [False] * 9 + [True]
+
+
+@pytest.mark.parametrize("per_advance", [1, 10])
+@pytest.mark.parametrize("period", PERIODS)
+async def test_a_repeating_timer_keeps_time_with_the_advances(
+    period: str, per_advance: int
+) -> None:
+    async with open_plane({"/ticker/:period": Ticker}) as plane:
+        node = f"/ticker/{period}"
+        plane.agent(node)
+        await plane.settle()
+        late = []
+        for step in range(1, 31):
+            await plane.advance(float(period) * per_advance)
+            if plane.get(node, "ticks") != step * per_advance:
+                late.append((step * per_advance, plane.get(node, "ticks")))
+        assert late[:2] == []
