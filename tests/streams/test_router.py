@@ -311,27 +311,37 @@ class Alarm(Agent):
         self.publish("alerts", event)
 
 
-async def test_an_insight_the_producer_refuses_is_dead_lettered_and_later_ones_commit() -> None:
+async def published(
+    agent: type[Agent], readings: list[dict[str, Any]]
+) -> tuple[RefusingSink, MetricsRegistry, PartitionTracker]:
+    """``readings`` routed to ``agent`` at ``/alarm/a``, whose alerts go to a sink that
+    refuses a value holding "refuse"; returns the sink, the registry and the tracker."""
     registry = MetricsRegistry()
     connector = RefusingSink("alerts")
     targets = {"alerts": SinkTarget("alerts", "json", connector)}  # type: ignore[arg-type]  # produces only
     publisher = InsightPublisher(targets, registry, DeliveryFailures(registry))
-    async with Plane({"/alarm/:id": Alarm}, publisher=publisher) as plane:
+    async with Plane({"/alarm/:id": agent}, publisher=publisher) as plane:
         route = SourceRoute("readings", RouteTemplate.parse("/alarm/{key}"), "reading")
         dead = DeadLetters(connector, "app.dead-letter", registry)  # type: ignore[arg-type]  # produces only
         router = RecordRouter(plane, [route], dead, registry)
         tracker = PartitionTracker(TopicPartition("readings", 0))
-        for offset, text in enumerate(["fine", "refuse", "fine too"]):
-            router.route(record(offset, "a", orjson.dumps({"say": text})), tracker)
+        for offset, reading in enumerate(readings):
+            router.route(record(offset, "a", orjson.dumps(reading)), tracker)
         await plane.settle()
         connector.poll()
-        assert [(r.topic, r.value) for r in connector.records] == [
-            ("alerts", b'{"say":"fine"}'),
-            ("app.dead-letter", b'{"say":"refuse"}'),
-            ("alerts", b'{"say":"fine too"}'),
-        ]
-        assert "BufferError: queue full" in reasons(connector)[0][1]
-        assert tracker.committable == 3
+    return connector, registry, tracker
+
+
+async def test_an_insight_the_producer_refuses_is_dead_lettered_and_later_ones_commit() -> None:
+    readings = [{"say": text} for text in ["fine", "refuse", "fine too"]]
+    connector, _, tracker = await published(Alarm, readings)
+    assert [(r.topic, r.value) for r in connector.records] == [
+        ("alerts", b'{"say":"fine"}'),
+        ("app.dead-letter", b'{"say":"refuse"}'),
+        ("alerts", b'{"say":"fine too"}'),
+    ]
+    assert "BufferError: queue full" in reasons(connector)[0][1]
+    assert tracker.committable == 3
 
 
 class Tagger(Agent):
@@ -349,23 +359,15 @@ async def test_insights_out_counts_the_records_produced_not_those_refused_or_unw
     value JSON cannot write, or whose record the producer refused, fails its callback
     (dead-lettered) and produced nothing. Both were counted as produced, so the counter
     ran ahead of what the output topic held."""
-    registry = MetricsRegistry()
-    connector = RefusingSink("alerts")
-    targets = {"alerts": SinkTarget("alerts", "json", connector)}  # type: ignore[arg-type]  # produces only
-    publisher = InsightPublisher(targets, registry, DeliveryFailures(registry))
-    async with Plane({"/alarm/:id": Tagger}, publisher=publisher) as plane:
-        route = SourceRoute("readings", RouteTemplate.parse("/alarm/{key}"), "reading")
-        dead = DeadLetters(connector, "app.dead-letter", registry)  # type: ignore[arg-type]  # produces only
-        router = RecordRouter(plane, [route], dead, registry)
-        tracker = PartitionTracker(TopicPartition("readings", 0))
-        readings = [{"say": "fine"}, {"say": "refuse"}, {"say": "tagged", "tags": True}]
-        for offset, reading in enumerate(readings):
-            router.route(record(offset, "a", orjson.dumps(reading)), tracker)
-        await plane.settle()
-        connector.poll()
-        produced = [r for r in connector.records if r.topic == "alerts"]
-        assert len(produced) == 1 and registry.value("dead_letters") == 2
-        assert registry.value("insights_out", topic="alerts") == 1
+    readings: list[dict[str, Any]] = [
+        {"say": "fine"},
+        {"say": "refuse"},
+        {"say": "tagged", "tags": True},
+    ]
+    connector, registry, _ = await published(Tagger, readings)
+    produced = [r for r in connector.records if r.topic == "alerts"]
+    assert len(produced) == 1 and registry.value("dead_letters") == 2
+    assert registry.value("insights_out", topic="alerts") == 1
 
 
 @pytest.mark.parametrize("at_delivery", [False, True], ids=["refused", "never-delivered"])
