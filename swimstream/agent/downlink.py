@@ -15,7 +15,7 @@ survives passivation and restarts (a lambda could not be stored).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from swimstream.crdt import (
@@ -299,11 +299,31 @@ class MapDownlink(Downlink):
         """The replica as a dict."""
         return self._replica.to_dict()
 
+    def __getitem__(self, key: MapKey) -> Any:
+        if key not in self._replica:
+            raise KeyError(key)
+        return self._replica.get(key)
+
     def __len__(self) -> int:
         return len(self._replica)
 
     def __contains__(self, key: object) -> bool:
         return key in self._replica
+
+    def __iter__(self) -> Iterator[MapKey]:
+        return iter(self._replica)
+
+    def keys(self) -> list[MapKey]:
+        """The keys, oldest write first (as the map lane orders them)."""
+        return self._replica.keys()
+
+    def values(self) -> list[Any]:
+        """The values, oldest write first."""
+        return self._replica.values()
+
+    def items(self) -> list[tuple[MapKey, Any]]:
+        """The ``(key, value)`` pairs, oldest write first."""
+        return self._replica.items()
 
     def put(self, key: MapKey, value: Any) -> None:
         """Write through to a map lane."""
@@ -311,6 +331,8 @@ class MapDownlink(Downlink):
         old = self._replica.get(key)
         self._context().write_through(self, self._replica.put(key, value))
         self._call("on_update", key, value, old)
+
+    __setitem__ = put
 
     def remove(self, key: MapKey) -> None:
         """Remove through the link."""
@@ -320,6 +342,11 @@ class MapDownlink(Downlink):
         old = self._replica.get(key)
         self._context().write_through(self, self._replica.remove(key))
         self._call("on_remove", key, old)
+
+    def __delitem__(self, key: MapKey) -> None:
+        if key not in self._replica:
+            raise KeyError(key)
+        self.remove(key)
 
     def snapshot(self) -> Snapshot:
         return self._replica.snapshot()

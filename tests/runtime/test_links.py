@@ -84,6 +84,36 @@ async def test_a_downlink_syncs_then_follows_every_change() -> None:
         assert watcher.value_link.synced and watcher.value_link.get() == 21.0  # type: ignore[attr-defined]
 
 
+async def test_a_map_downlink_reads_and_writes_as_the_map_lane_does() -> None:
+    """A map downlink is a mapping like the lane it replicates: indexing, iteration in
+    the lane's order, ``[k] = v`` and ``del`` write through to the owner."""
+    async with open_plane(ROUTES) as plane:
+        for key, value in (("b", "2"), ("a", "1"), ("c", "3")):
+            await plane.command("/sensor/1", "tags", {"update": key, "value": value})
+        await plane.command("/watcher/w", "watch", "/sensor/1")
+        await plane.settle()
+        link = plane.agent("/watcher/w").map_link  # type: ignore[attr-defined]
+        assert isinstance(link, MapDownlink)
+        owner = plane.lane("/sensor/1", "tags")
+        assert isinstance(owner, MapLane)
+        assert link["a"] == "1"
+        with pytest.raises(KeyError):
+            link["zz"]
+        assert list(link) == list(owner) == link.keys() == ["b", "a", "c"]
+        assert link.values() == ["2", "1", "3"]
+        assert link.items() == owner.items()
+        link["d"] = "4"
+        del link["b"]
+        with pytest.raises(KeyError):
+            del link["b"]
+        await plane.settle()
+        assert plane.get("/sensor/1", "tags") == {"a": "1", "c": "3", "d": "4"}
+        assert plane.get("/watcher/w", "seen")[-2:] == [
+            ["tag", "d", "4", None],
+            ["untag", "b", "2"],
+        ]
+
+
 async def test_owner_and_subscribers_writing_concurrently_converge() -> None:
     async with open_plane(ROUTES) as plane:
         await plane.command("/watcher/a", "watch", "/sensor/1")
