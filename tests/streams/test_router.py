@@ -477,3 +477,18 @@ async def test_a_full_mailbox_is_named_as_its_agent_is_so_the_source_waits_for_i
         await router.wait_for_room(full)
         await plane.settle()
         assert tracker.committable == 8
+
+
+async def test_a_header_a_record_carries_twice_routes_by_its_last_value() -> None:
+    """As Kafka's ``Headers.lastHeader``: the last header of a name is the one a
+    ``{header.<name>}`` placeholder reads (README, the config reference)."""
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/meter/{header.m}"), "reading")
+        router, sink, tracker = router_for(plane, [route])
+        headers = [("m", b"first"), ("other", b"x"), ("m", b"last")]
+        record_ = MemoryRecord("readings", 0, 0, b"k", orjson.dumps({"v": 1}), headers)
+        assert router.route(record_, tracker) is None
+        await plane.settle()
+        assert plane.get("/meter/last", "last") == {"v": 1}
+        assert plane.active_node_uris() == ["/meter/last"]
+        assert reasons(sink) == []
