@@ -114,8 +114,9 @@ class SourceConfig(FrozenModel):
     route: RouteTemplateField = Field(
         description=(
             "How a record names its agent: a node URI with placeholders `{key}`, "
-            "`{payload.<field>[.<field>...]}`, `{header.<name>}`, `{topic}`, `{partition}` "
-            "(or `{payload}` for a scalar payload). Records that cannot be routed go to the "
+            "`{payload.<field>[.<field>...]}`, `{header.<name>}` (a header the record "
+            "carries twice: its last value, as Kafka's `lastHeader`), `{topic}`, "
+            "`{partition}` (or `{payload}` for a scalar payload). Records that cannot be routed go to the "
             "dead-letter topic with the reason."
         ),
     )
