@@ -2,9 +2,9 @@
 
 A stream of bad records can make the same callback fail thousands of times a second.
 Each distinct failure site (route, lane, callback) is logged with its traceback the
-first time, then at most once per :data:`LOG_INTERVAL` seconds with the number of
-failures since, so the log stays readable and the instance stays fast. The counts are
-exact and exported as metrics.
+first time, then at most once per :data:`~swimstream.ratelimit.LOG_INTERVAL` seconds
+with the number of failures since, so the log stays readable and the instance stays
+fast. The counts are exact and exported as metrics.
 
 Failures held back inside an interval are reported once it is over even if that site
 never fails again (:meth:`FailureLog.report_held`, from the plane's housekeeping), and
@@ -17,25 +17,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from swimstream.errors import failure_site
+from swimstream.ratelimit import LOG_INTERVAL, RateLimit, more_since
 from swimstream.text import error_text
 
 log = logging.getLogger("swimstream.agent")
 
-LOG_INTERVAL = 10.0
+_Held = tuple[str, BaseException]
+"""A failure held back: the agent's node URI and the error."""
 
 
 @dataclass
 class _Site:
+    limit: RateLimit[_Held]
     count: int = 0
-    unlogged: int = 0
-    last_logged: float = field(default=-LOG_INTERVAL)
-    # The last failure held back (reported if no later one comes); cleared once logged,
-    # so its traceback's frames are not kept alive.
-    held_node: str = ""
-    held_error: BaseException | None = None
 
 
 class FailureLog:
@@ -54,16 +51,14 @@ class FailureLog:
         """Count one failure of ``callback`` on ``lane`` of the agent at ``node_uri``."""
         self.count += 1
         self.last_error = error
-        site = self._sites.setdefault((route, lane, callback), _Site())
+        site = self._sites.get((route, lane, callback))
+        if site is None:
+            site = self._sites[route, lane, callback] = _Site(RateLimit(LOG_INTERVAL, self._clock))
         site.count += 1
-        now = self._clock()
-        if now - site.last_logged < LOG_INTERVAL:
-            site.unlogged += 1
-            site.held_node, site.held_error = node_uri, error
-            return
-        first = site.count == 1  # (the traceback once: later reports are the same site)
-        self._log(site, node_uri, lane, callback, error, site.unlogged, first)
-        site.last_logged = now
+        more = site.limit.admit((node_uri, error))
+        if more is not None:
+            first = site.count == 1  # (the traceback once: later reports are the same site)
+            _log(node_uri, lane, callback, error, more, first)
 
     def report_held(self, everything: bool = False) -> int:
         """Log the failures held back at each site whose interval is over (every site
@@ -72,39 +67,29 @@ class FailureLog:
         Each line names the last failure held back, with the count of the others, as a
         line for a new failure would have: the total in the log is exact.
         """
-        now = self._clock()
         lines = 0
         for (_route, lane, callback), site in self._sites.items():
-            error = site.held_error
-            if error is None or (not everything and now - site.last_logged < LOG_INTERVAL):
-                continue
-            self._log(site, site.held_node, lane, callback, error, site.unlogged - 1, False)
-            site.last_logged = now
-            lines += 1
+            held = site.limit.take_held(everything)
+            if held is not None:
+                (node_uri, error), more = held
+                _log(node_uri, lane, callback, error, more, False)
+                lines += 1
         return lines
 
     def by_site(self) -> dict[tuple[str, str, str], int]:
         """Failures per (route, lane, callback)."""
         return {key: site.count for key, site in self._sites.items()}
 
-    @staticmethod
-    def _log(
-        site: _Site,
-        node_uri: str,
-        lane: str,
-        callback: str,
-        error: BaseException,
-        more: int,
-        traceback: bool,
-    ) -> None:
-        since = f" ({more} more at this site since the last report)" if more else ""
-        log.error(
-            "%s failed: %s: %s%s",
-            failure_site(node_uri, lane, callback),
-            type(error).__name__,
-            error_text(error),
-            since,
-            exc_info=(type(error), error, error.__traceback__) if traceback else None,
-            extra={"node": node_uri, "lane": lane, "callback": callback},
-        )
-        site.unlogged, site.held_node, site.held_error = 0, "", None
+
+def _log(
+    node_uri: str, lane: str, callback: str, error: BaseException, more: int, traceback: bool
+) -> None:
+    log.error(
+        "%s failed: %s: %s%s",
+        failure_site(node_uri, lane, callback),
+        type(error).__name__,
+        error_text(error),
+        more_since(more, " at this site"),
+        exc_info=(type(error), error, error.__traceback__) if traceback else None,
+        extra={"node": node_uri, "lane": lane, "callback": callback},
+    )

@@ -25,7 +25,7 @@ from typing import Any
 from swimstream.agent import Lane, change_to_json
 from swimstream.crdt import MapClear, MapPut, MapRemove, Op
 from swimstream.metrics import MetricsRegistry
-from swimstream.runtime.failures import LOG_INTERVAL
+from swimstream.ratelimit import LOG_INTERVAL
 from swimstream.runtime.origin import Tracked, fork_origin
 from swimstream.streams.connector import DeliveryCallback
 from swimstream.streams.sinks import DeliveryFailures, SinkTarget, encode_value

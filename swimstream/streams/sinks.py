@@ -29,8 +29,8 @@ import orjson
 
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.metrics import MetricsRegistry
+from swimstream.ratelimit import LOG_INTERVAL
 from swimstream.runtime import Insight
-from swimstream.runtime.failures import LOG_INTERVAL
 from swimstream.runtime.origin import fork_origin
 from swimstream.streams.connector import SinkConnector
 

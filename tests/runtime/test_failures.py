@@ -10,7 +10,8 @@ import logging
 import pytest
 
 from swimstream import Agent, CommandLane
-from swimstream.runtime.failures import LOG_INTERVAL, FailureLog
+from swimstream.ratelimit import LOG_INTERVAL
+from swimstream.runtime.failures import FailureLog
 from swimstream.testing import open_plane
 from tests.support.waiting import wait_until
 
