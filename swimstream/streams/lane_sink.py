@@ -25,7 +25,7 @@ from typing import Any
 from swimstream.agent import Lane, change_to_json
 from swimstream.crdt import MapClear, MapPut, MapRemove, Op
 from swimstream.metrics import MetricsRegistry
-from swimstream.ratelimit import LOG_INTERVAL
+from swimstream.ratelimit import RateLimit, more_since
 from swimstream.runtime.origin import Tracked, fork_origin
 from swimstream.streams.connector import DeliveryCallback
 from swimstream.streams.sinks import DeliveryFailures, SinkTarget, encode_value
@@ -64,7 +64,7 @@ class _AllDone:
 class _Unwritable:
     """Coalesced changes the sink's format cannot hold: counted in ``/metrics`` and
     logged as callback failures are, the first at once and then at most one line per
-    :data:`~swimstream.runtime.failures.LOG_INTERVAL` with the count of the others.
+    :data:`~swimstream.ratelimit.LOG_INTERVAL` with the count of the others.
 
     Without a coalesce the same change fails its callback, which is counted and logged
     so; a coalesced one was logged once per agent and flush, uncounted: 300 records
@@ -79,32 +79,23 @@ class _Unwritable:
             "Coalesced lane changes a lane sink could not write in its format (not sent).",
             topic=topic,
         )
-        self._clock = clock
-        self._logged_at = -LOG_INTERVAL
-        self._unlogged = 0
-        self._last: BaseException | None = None  # the last one held back
+        self._limit = RateLimit[BaseException](clock=clock)
 
     def note(self, error: BaseException) -> None:
         """Count ``error``'s change; log it unless a line went out within the interval."""
         self._counter.value += 1
-        if self._clock() - self._logged_at < LOG_INTERVAL:
-            self._unlogged += 1
-            self._last = error
-            return
-        self._log(error, self._unlogged)
+        more = self._limit.admit(error)
+        if more is not None:
+            log.error("%s%s", error, more_since(more))
 
     def report_held(self, everything: bool = False) -> None:
         """Log the changes held back once their interval is over (each flush asks), or
         now (``everything``: the sink stops), so a burst that ended does not read as one
         failure."""
-        due = everything or self._clock() - self._logged_at >= LOG_INTERVAL
-        if self._last is not None and due:
-            self._log(self._last, self._unlogged - 1)
-
-    def _log(self, error: BaseException, more: int) -> None:
-        since = f" ({more} more since the last report)" if more else ""
-        log.error("%s%s", error, since)
-        self._logged_at, self._unlogged, self._last = self._clock(), 0, None
+        held = self._limit.take_held(everything)
+        if held is not None:
+            error, more = held
+            log.error("%s%s", error, more_since(more))
 
 
 class LaneSink:
@@ -118,7 +109,10 @@ class LaneSink:
         failures: DeliveryFailures,
         coalesce: float | None = None,
         checkpoint: Callable[[], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (seconds) paces the lines logged for changes the format cannot hold;
+        tests pass their own."""
         self._target = target
         self._checkpoint = checkpoint
         """With durable state: the checkpoint open work belongs to, for the header
@@ -131,7 +125,7 @@ class LaneSink:
         self._counter = registry.counter(
             "insights_out", "Insight records produced.", topic=target.topic
         )
-        self._unwritten = _Unwritable(registry, target.topic)
+        self._unwritten = _Unwritable(registry, target.topic, clock)
 
     def __call__(self, lane: Lane, op: Op) -> None:
         agent = lane._agent

@@ -20,7 +20,6 @@ than record by record: the checkpoint whose flush saw the failure fails too (the
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ import orjson
 
 from swimstream.errors import BrokerError, ConfigError
 from swimstream.metrics import MetricsRegistry
-from swimstream.ratelimit import LOG_INTERVAL
+from swimstream.ratelimit import RateLimit, more_since
 from swimstream.runtime import Insight
 from swimstream.runtime.origin import fork_origin
 from swimstream.streams.connector import SinkConnector
@@ -58,7 +57,8 @@ class SinkTarget:
 class DeliveryFailures:
     """Counts insight and dead-letter deliveries that failed for good (health reads it),
     and logs them as callback failures are: the first at once, then at most one line per
-    :data:`~swimstream.runtime.failures.LOG_INTERVAL`.
+    :data:`~swimstream.ratelimit.LOG_INTERVAL` (a broker outage fails every record in
+    flight).
 
     Their records stay unfinished, so no offset past them is committed and a restart
     replays them. That restart is what ``on_failure`` is for: the service stops (as Kafka
@@ -77,8 +77,7 @@ class DeliveryFailures:
         )
         self._on_failure = on_failure
         self.last_error: BaseException | None = None
-        self._logged_at = -LOG_INTERVAL
-        self._unlogged = 0
+        self._limit = RateLimit[None]()
         self._given_up = False
 
     def give_up(self) -> None:
@@ -108,22 +107,18 @@ class DeliveryFailures:
         """Count and log ``what`` (a record the broker will never acknowledge)."""
         self._counter.value += 1
         self.last_error = error
-        now = time.monotonic()
-        if now - self._logged_at < LOG_INTERVAL:
-            self._unlogged += 1  # (a broker outage fails every record in flight)
-        else:
-            since = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
+        more = self._limit.admit()
+        if more is not None:
             if self._given_up:
                 log.warning(
                     "%s was not delivered by the drain deadline, so its source record was "
                     "not committed and is consumed again after a restart: %s%s",
                     what,
                     error,
-                    since,
+                    more_since(more),
                 )
             else:
-                log.error("%s was not delivered: %s%s", what, error, since)
-            self._logged_at, self._unlogged = now, 0
+                log.error("%s was not delivered: %s%s", what, error, more_since(more))
         if self._on_failure is not None and not self._given_up:
             self._on_failure(BrokerError(f"{what} was not delivered: {error}"))
 

@@ -7,6 +7,7 @@ when polled, as a broker client does; the integration tests run lane sinks again
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from swimstream import Agent, CommandLane, CounterLane, MapLane, ValueLane
 from swimstream.metrics import MetricsRegistry
+from swimstream.ratelimit import LOG_INTERVAL
 from swimstream.runtime import Plane
 from swimstream.streams.connector import TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
@@ -62,6 +64,7 @@ def lane_sink(
     failures: DeliveryFailures | None = None,
     checkpoint: Callable[[], int] | None = None,
     registry: MetricsRegistry | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[LaneSink, MemorySink]:
     connector = connector if connector is not None else MemorySink()
     registry = registry if registry is not None else MetricsRegistry()
@@ -72,6 +75,7 @@ def lane_sink(
         failures if failures is not None else DeliveryFailures(registry),
         coalesce,
         checkpoint,
+        clock,
     )
     plane.observe(sink, route="/board/:id", lane=lane)
     return sink, connector
@@ -217,8 +221,9 @@ async def test_coalesced_changes_json_cannot_hold_are_counted_and_logged_not_lin
     for _ in range(300):
         deep = [deep]
     registry = MetricsRegistry()
+    now = [1_000.0]
     async with open_plane(ROUTES) as plane:
-        sink, connector = lane_sink(plane, "state", 0.1, registry=registry)
+        sink, connector = lane_sink(plane, "state", 0.1, registry=registry, clock=lambda: now[0])
         for board in range(50):
             plane.submit(f"/board/{board}", "step", ["set", deep])
         await plane.settle()
@@ -228,7 +233,7 @@ async def test_coalesced_changes_json_cannot_hold_are_counted_and_logged_not_lin
         lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
         assert len(lines) == 1, lines
         assert "cannot be written to out as json: Recursion limit reached" in lines[0]
-        sink._unwritten._logged_at -= 10.0  # the interval is over: the others are told
+        now[0] += LOG_INTERVAL  # the interval is over: the others are told
         sink.flush()
         lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
         assert len(lines) == 2 and lines[1].endswith("(48 more since the last report)"), lines
