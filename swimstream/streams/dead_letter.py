@@ -40,6 +40,7 @@ from collections.abc import Callable
 
 from swimstream.errors import CallbackError
 from swimstream.metrics import MetricsRegistry
+from swimstream.ratelimit import RateLimit, more_since
 from swimstream.streams.connector import InboundRecord, SinkConnector
 from swimstream.streams.sinks import DeliveryFailures
 from swimstream.text import error_text
@@ -73,7 +74,10 @@ class DeadLetters:
         registry: MetricsRegistry,
         max_value_bytes: int | None = None,
         failures: DeliveryFailures | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (seconds) paces the log lines: the first at once, then at most one
+        per :data:`~swimstream.ratelimit.LOG_INTERVAL`; tests pass their own."""
         self._sink = sink
         self._failures = failures if failures is not None else DeliveryFailures(registry)
         self.topic = topic
@@ -84,8 +88,7 @@ class DeadLetters:
             "dead_letters",
             "Records sent to the dead-letter topic (undecodable, unroutable or failed).",
         )
-        self._last_log = 0.0
-        self._unlogged = 0
+        self._limit = RateLimit[None](clock=clock)
 
     def send(
         self,
@@ -128,11 +131,9 @@ class DeadLetters:
         self._log(record, reason)
 
     def _log(self, record: InboundRecord, reason: str) -> None:
-        now = time.monotonic()
-        if now - self._last_log < 10.0:
-            self._unlogged += 1
+        more = self._limit.admit()
+        if more is None:
             return
-        more = f" (and {self._unlogged} more since the last report)" if self._unlogged else ""
         log.warning(
             "dead-lettered %s[%s]@%s to %s: %s%s",
             record.topic(),
@@ -140,14 +141,13 @@ class DeadLetters:
             record.offset(),
             self.topic,
             reason,
-            more,
+            more_since(more),
             extra={
                 "topic": record.topic(),
                 "partition": record.partition(),
                 "offset": record.offset(),
             },
         )
-        self._last_log, self._unlogged = now, 0
 
 
 class _LetterDelivered:

@@ -1,0 +1,51 @@
+"""What the log says of dead letters: the first at once, then one line per interval with
+the count of the others (each one is still sent and counted)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from swimstream.metrics import MetricsRegistry
+from swimstream.ratelimit import LOG_INTERVAL
+from swimstream.streams.dead_letter import DeadLetters
+from swimstream.testing import MemoryRecord, MemorySink
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "swimstream.dead_letter"]
+
+
+def test_the_first_dead_letter_is_logged_on_a_host_up_for_less_than_the_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The monotonic clock counts from the host's boot: a container's first seconds
+    read under 10, and the first dead letter was held back as if a line had gone out at
+    0, so the log said nothing of it until the next one, if any, came 10 s later."""
+    sink = MemorySink()
+    dead = DeadLetters(sink, "app.dead-letter", MetricsRegistry(), clock=lambda: 3.0)  # type: ignore[arg-type]  # produces only
+    with caplog.at_level(logging.WARNING, logger="swimstream.dead_letter"):
+        dead.send(MemoryRecord("in", 0, 7, b"k", b"{"), ValueError("not JSON"))
+    assert _lines(caplog) == ["dead-lettered in[0]@7 to app.dead-letter: ValueError: not JSON"]
+    assert len(sink.records) == 1
+
+
+def test_dead_letters_inside_the_interval_are_counted_on_the_next_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1_000.0]
+    sink = MemorySink()
+    registry = MetricsRegistry()
+    dead = DeadLetters(sink, "app.dead-letter", registry, clock=lambda: now[0])  # type: ignore[arg-type]  # produces only
+    with caplog.at_level(logging.WARNING, logger="swimstream.dead_letter"):
+        for offset in range(5):
+            dead.send(MemoryRecord("in", 0, offset, b"k", b"{"), ValueError("not JSON"))
+        now[0] += LOG_INTERVAL
+        dead.send(MemoryRecord("in", 0, 5, b"k", b"{"), ValueError("not JSON"))
+    assert _lines(caplog) == [
+        "dead-lettered in[0]@0 to app.dead-letter: ValueError: not JSON",
+        "dead-lettered in[0]@5 to app.dead-letter: ValueError: not JSON "
+        "(4 more since the last report)",
+    ]
+    assert len(sink.records) == 6 and registry.value("dead_letters") == 6
