@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+
+from swimstream.ratelimit import RateLimit, more_since
 
 REPORT_INTERVAL = 10.0
 """Seconds between two reported malformed requests."""
@@ -44,10 +47,10 @@ def body_problem(error: BaseException) -> str | None:
 class MalformedRequests(logging.Filter):
     """Rewrites aiohttp's tracebacks of malformed requests (installed by :func:`install`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (seconds) paces the lines; tests pass their own."""
         super().__init__()
-        self._last = -REPORT_INTERVAL
-        self._unreported = 0
+        self._limit = RateLimit[None](REPORT_INTERVAL, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
@@ -61,14 +64,11 @@ class MalformedRequests(logging.Filter):
             if body is None:
                 return True  # an error of ours: as aiohttp logs it
             message, args = "a request body could not be read, its connection closed: %s%s", [body]
-        now = time.monotonic()
-        if now - self._last < REPORT_INTERVAL:
-            self._unreported += 1
+        more = self._limit.admit()
+        if more is None:
             return False
-        more = f" ({self._unreported} more since the last report)" if self._unreported else ""
-        self._last, self._unreported = now, 0
         record.msg = message
-        record.args = (*args, more)
+        record.args = (*args, more_since(more))
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = record.exc_text = None
         return True
