@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+from swimstream.ratelimit import RateLimit
 from swimstream.streams import TopicPartition
 from swimstream.text import counted
 
@@ -50,10 +51,11 @@ class Placement:
         assigned: Callable[[], Iterable[TopicPartition]],
         restoring: Callable[[], Collection[int]] = frozenset,
         revoking: Callable[[], Collection[int]] = frozenset,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``assigned`` tells the partitions this instance's sources hold now,
         ``restoring`` the shards whose state it is still reading, and ``revoking`` those
-        a revoke is committing before they go."""
+        a revoke is committing before they go; ``clock`` (seconds) paces the warnings."""
         self._shard_of = shard_of
         self._topics = frozenset(topics)
         self._assigned = assigned
@@ -61,8 +63,7 @@ class Placement:
         self._revoking = revoking
         self.misplaced = 0
         """Agents made in memory here although another instance held their shard."""
-        self._warned_at: float | None = None
-        self._unwarned = 0
+        self._warnings = RateLimit[None](WARN_INTERVAL, clock)
 
     def held(self) -> set[int]:
         """The shards whose partitions this instance holds now."""
@@ -112,17 +113,14 @@ class Placement:
         if misplaced is None or misplaced.status != 421:
             return  # (held here, or nothing held yet: no one to tell apart)
         self.misplaced += 1
-        self._unwarned += 1
-        now = time.monotonic()
-        if self._warned_at is not None and now - self._warned_at < WARN_INTERVAL:
+        unwarned = self._warnings.admit()
+        if unwarned is None:
             return
         log.warning(
             "%s made on this instance for shards another instance holds, the last %s "
             "(agents that command or link agents of other partitions need a single "
             "instance until the mesh forwards between instances)",
-            counted(self._unwarned, "agent"),
+            counted(unwarned + 1, "agent"),
             node_uri,
             extra={"node": node_uri, "shard": misplaced.shard},
         )
-        self._warned_at = now
-        self._unwarned = 0

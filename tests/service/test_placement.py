@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import pytest
 
 from swimstream import Agent, CommandLane
 from swimstream.runtime import Plane
-from swimstream.service import placement as placement_module
-from swimstream.service.placement import Placement
+from swimstream.service.placement import WARN_INTERVAL, Placement
 from swimstream.streams import TopicPartition
 
 SHARDS = {"/tower/mine": 0, "/tower/theirs": 1, "/tower/other": 1}
@@ -19,11 +20,12 @@ class Tower(Agent):
     attach = CommandLane[str]()
 
 
-def placement_holding(*partitions: int) -> Placement:
+def placement_holding(*partitions: int, clock: Callable[[], float] = time.monotonic) -> Placement:
     return Placement(
         SHARDS.__getitem__,
         ["readings"],
         lambda: [TopicPartition("readings", p) for p in partitions],
+        clock=clock,
     )
 
 
@@ -46,15 +48,20 @@ async def test_agents_made_for_another_instance_s_shards_are_counted_and_warned_
 
 
 async def test_the_next_warning_counts_every_agent_since_the_last(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    placement = placement_holding(0)
+    now = [1_000.0]
+    placement = placement_holding(0, clock=lambda: now[0])
     caplog.set_level(logging.WARNING, "swimstream.placement")
     placement.note_made("/tower/theirs")
     placement.note_made("/tower/other")
-    monkeypatch.setattr(placement_module, "WARN_INTERVAL", 0.0)
+    now[0] += WARN_INTERVAL - 1.0
     placement.note_made("/tower/theirs")
-    assert [r.getMessage().split(" made")[0] for r in caplog.records] == ["1 agent", "2 agents"]
+    assert [r.getMessage().split(" made")[0] for r in caplog.records] == ["1 agent"]
+    now[0] += 1.0
+    placement.note_made("/tower/other")
+    messages = [r.getMessage().split(" made")[0] for r in caplog.records]
+    assert messages == ["1 agent", "3 agents"]
 
 
 def test_nothing_is_counted_before_the_group_assigns_a_partition() -> None:
