@@ -21,10 +21,12 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 
 from swimstream.errors import BrokerError
+from swimstream.ratelimit import RateLimit, more_since
 
 # The librdkafka error codes that mean "cannot talk to the broker", as opposed to "the
 # broker refused".
@@ -136,25 +138,29 @@ class ErrorLog:
     client, and a lost count under a race only makes one summary line slightly low.
     """
 
-    def __init__(self, logger: logging.Logger, where: str, interval: float = 30.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        where: str,
+        interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._logger = logger
         self._where = where
         self._interval = interval
-        self._last: dict[int, float] = {}
-        self._suppressed: dict[int, int] = {}
+        self._clock = clock
+        self._limits: dict[int, RateLimit[None]] = {}
 
     def report(self, error: KafkaError, level: int = logging.WARNING) -> None:
         """Log ``error`` unless the same kind was logged less than ``interval`` ago."""
         code = error.code()
-        now = time.monotonic()
-        last = self._last.get(code)
-        if last is not None and now - last < self._interval:
-            self._suppressed[code] = self._suppressed.get(code, 0) + 1
-            return
-        self._last[code] = now
-        repeats = self._suppressed.pop(code, 0)
-        again = f" ({repeats} more like it since the last report)" if repeats else ""
-        self._logger.log(level, "%s: %s%s", self._where, describe(error), again)
+        limit = self._limits.get(code)
+        if limit is None:
+            limit = self._limits[code] = RateLimit(self._interval, self._clock)
+        repeats = limit.admit()
+        if repeats is not None:
+            again = more_since(repeats, " like it")
+            self._logger.log(level, "%s: %s%s", self._where, describe(error), again)
 
 
 class RepeatFilter(logging.Filter):
@@ -169,27 +175,25 @@ class RepeatFilter(logging.Filter):
 
     _NUMBERS = re.compile(r"\d+")
 
-    def __init__(self, interval: float = 30.0) -> None:
+    def __init__(self, interval: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._interval = interval
-        self._last: dict[tuple[int, str], float] = {}
-        self._dropped: dict[tuple[int, str], int] = {}
+        self._clock = clock
+        self._limits: dict[tuple[int, str], RateLimit[None]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         kind = (record.levelno, self._NUMBERS.sub("#", message))
-        now = time.monotonic()
-        last = self._last.get(kind)
-        if last is not None and now - last < self._interval:
-            self._dropped[kind] = self._dropped.get(kind, 0) + 1
+        limit = self._limits.get(kind)
+        if limit is None:
+            if len(self._limits) >= self.MAX_KINDS:
+                self._limits.clear()
+            limit = self._limits[kind] = RateLimit(self._interval, self._clock)
+        dropped = limit.admit()
+        if dropped is None:
             return False
-        if len(self._last) >= self.MAX_KINDS:
-            self._last.clear()
-            self._dropped.clear()
-        self._last[kind] = now
-        dropped = self._dropped.pop(kind, 0)
         if dropped:
-            record.msg, record.args = f"{message} ({dropped} more like it since)", None
+            record.msg, record.args = f"{message}{more_since(dropped, ' like it')}", None
         return True
 
 

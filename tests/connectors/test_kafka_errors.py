@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from connectors.kafka import errors
-from connectors.kafka.errors import RepeatFilter, translate
+from connectors.kafka.errors import ErrorLog, RepeatFilter, translate
 
 
 def record(message: str, level: int = logging.ERROR) -> logging.LogRecord:
     return logging.LogRecord("swimstream.kafka.client", level, __file__, 1, message, None, None)
 
 
-def test_lines_alike_but_for_numbers_pass_once_per_interval_then_say_how_many_were_dropped(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_lines_alike_but_for_numbers_pass_once_per_interval_then_count_the_dropped() -> None:
     now = [100.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    repeats = RepeatFilter(interval=30.0)
+    repeats = RepeatFilter(interval=30.0, clock=lambda: now[0])
     failed = "Connect to ipv4#127.0.0.1:{} failed: Connection refused (after {}ms in state CONNECT)"
 
     passed = [repeats.filter(record(failed.format(9092, ms))) for ms in range(50)]
@@ -33,10 +29,44 @@ def test_lines_alike_but_for_numbers_pass_once_per_interval_then_say_how_many_we
     now[0] += 31.0
     later = record(failed.format(9092, 3))
     assert repeats.filter(later)
-    assert later.getMessage().endswith("(49 more like it since)")
+    assert later.getMessage().endswith("(49 more like it since the last report)")
     now[0] += 31.0
     quiet = record(failed.format(9092, 4))
     assert repeats.filter(quiet) and "more like it" not in quiet.getMessage()
+
+
+def test_a_full_memory_of_kinds_keeps_the_count_of_a_kind_it_knows() -> None:
+    """The memory started afresh whenever a line passed with it full, a kind it knew
+    too, and that line lost the count of those dropped before it."""
+    now = [100.0]
+    repeats = RepeatFilter(interval=30.0, clock=lambda: now[0])
+    repeats.MAX_KINDS = 2
+    assert [repeats.filter(record("broker down")) for _ in range(4)] == [True] + [False] * 3
+    assert repeats.filter(record("another line"))  # (the memory is full)
+    now[0] += 30.0
+    again = record("broker down")
+    assert repeats.filter(again)
+    assert again.getMessage() == "broker down (3 more like it since the last report)"
+    assert repeats.filter(record("a third kind"))  # (a new kind starts the memory afresh)
+
+
+def test_client_error_events_are_logged_once_per_kind_and_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    errors_log = ErrorLog(logging.getLogger("swimstream.kafka"), "sink", 30.0, lambda: now[0])
+    down, refused = KafkaError(KafkaError._ALL_BROKERS_DOWN), KafkaError(KafkaError._AUTHENTICATION)
+    with caplog.at_level(logging.WARNING, logger="swimstream.kafka"):
+        for _ in range(3):
+            errors_log.report(down)
+        errors_log.report(refused)
+        now[0] += 30.0
+        errors_log.report(down)
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.kafka"]
+    assert len(lines) == 3 and "(_AUTHENTICATION)" in lines[1]
+    assert lines[0].startswith("sink: Local: All broker connections are down (_ALL_BROKERS_DOWN)")
+    assert "more like it" not in lines[0]
+    assert lines[2].endswith("from here? (2 more like it since the last report)")
 
 
 def test_the_client_logger_carries_the_filter() -> None:
