@@ -409,7 +409,9 @@ async def test_a_close_while_a_frozen_broker_holds_up_a_revoke_gives_up_in_time(
         took = await closing_time(first, 2.0)
     finally:
         kafka_broker.resume()
-    assert took < 2.0 + 3.0, f"closing took {took:.1f} s"
+    # Slack for a loaded machine (3 s was once too little); without the bound the close
+    # waits for the frozen broker.
+    assert took < 2.0 + 10.0, f"closing took {took:.1f} s"
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("still busy with the broker within 2 s" in line for line in errors), errors
 
