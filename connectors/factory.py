@@ -195,7 +195,8 @@ async def _pulsar(
         None,
         max_record_bytes=PULSAR_MAX_RECORD_BYTES,
         address=service_url,
-        # Its producers block the event loop once a topic holds max_pending_messages
-        # unacknowledged: the sources pause at half of that, across all its topics.
+        # Past a topic's max_pending_messages unacknowledged, the sink holds records back
+        # in memory (its producers would block the event loop): the sources pause at
+        # half of that, across all its topics.
         max_pending=settings.max_pending_messages // 2,
     )

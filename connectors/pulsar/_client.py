@@ -349,7 +349,8 @@ class PulsarClient:
         return consumer
 
     def create_producer(self, topic: str, settings: PulsarSettings) -> Producer:
-        """A producer on ``topic`` that waits, rather than fails, when its queue is full."""
+        """A producer on ``topic`` that waits, rather than fails, when its queue is full
+        (blocking the sending thread: the sink never lets it fill)."""
         wrapper = self._client.create_producer(
             topic,
             batching_enabled=settings.batching,

@@ -67,8 +67,8 @@ class PulsarSettings:
     """Records per batch at most."""
 
     max_pending_messages: int = 10_000
-    """Records per topic in flight before ``produce`` waits for acknowledgements (the
-    client blocks instead of failing the record; see the sink's docstring)."""
+    """Records per topic handed to the client at once; more wait in the sink until
+    acknowledgements free room (see the sink's docstring)."""
 
     send_timeout: float = 30.0
     """Seconds before an unacknowledged record fails with a timeout; also how long the

@@ -22,11 +22,15 @@ Why it is built this way:
   calling ``on_delivery``, so callbacks may touch the service's state without locks,
   and a failed result code arrives as a :class:`~swimstream.errors.BrokerError`.
   ``poll`` therefore has nothing to serve: the loop serves the reports as it turns.
-* **A full queue makes ``produce`` wait, not fail.** With ``max_pending_messages``
-  records of one topic in flight, the client blocks the sending thread until an
-  acknowledgement frees a slot (``block_if_queue_full``); it frees slots on its own
-  threads, not the loop's, so this cannot deadlock, and it is the backpressure the
-  contract asks for ("serves delivery reports until there is room").
+* **A full queue holds records in the sink, never the event loop.** The client blocks
+  the thread that sends into a queue of ``max_pending_messages`` records
+  (``block_if_queue_full``), and that thread was the loop: an agent publishing many
+  insights per record to a frozen broker held the whole instance (``/healthz``
+  unanswered for a minute) until the queued records timed out. So the sink hands a
+  topic's producer at most ``max_pending_messages`` records at a time; the rest wait
+  in order in the topic's backlog and go out as delivery reports free room. They
+  count in ``pending``, so the sources pause for them (the service's sink pressure)
+  and memory stays bounded by the records in flight.
 * **Key-based batching**, so a Key_Shared consumer downstream gets each key whole, and
   because pulsar-lite dispatches batched messages far faster (see
   :mod:`connectors.pulsar.settings`).
@@ -68,7 +72,6 @@ from swimstream.streams.connector import DeliveryCallback
 log = logging.getLogger("swimstream.pulsar")
 
 _Waiting = list[tuple[Message, DeliveryCallback | None]]
-_Report = tuple[DeliveryCallback | None, BrokerError | None]
 
 _REPORTS_AFTER_CLOSE = 1.0
 """Seconds ``close`` waits for the reports of records its producers failed."""
@@ -78,6 +81,23 @@ FIRST_CREATE_RETRY = 1.0
 
 LAST_CREATE_RETRY = 10.0
 """The longest pause between two tries; the pause doubles from the first up to this."""
+
+
+class _Outlet:
+    """One topic's producer and the records the sink holds back from it."""
+
+    __slots__ = ("backlog", "in_queue", "producer", "topic")
+
+    def __init__(self, topic: str, producer: Producer) -> None:
+        self.topic = topic
+        self.producer = producer
+        self.in_queue = 0
+        """Records handed to the producer whose report has not been served yet."""
+        self.backlog: deque[tuple[Message, DeliveryCallback | None]] = deque()
+        """Records waiting for room in the producer's queue, oldest first."""
+
+
+_Report = tuple[_Outlet, DeliveryCallback | None, BrokerError | None]
 
 
 class PulsarSink:
@@ -96,7 +116,8 @@ class PulsarSink:
         self._client: PulsarClient | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._producers: dict[str, Producer] = {}
+        self._outlets: dict[str, _Outlet] = {}
+        self._queue_limit = self.settings.max_pending_messages
         self._waiting: dict[str, _Waiting] = {}
         self._creations: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()  # ends the pause of a creation waiting to retry
@@ -167,11 +188,13 @@ class PulsarSink:
                 creation.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         if client is not None:
-            producers = {f"the producer of {topic!r}": p for topic, p in self._producers.items()}
+            producers = {f"the producer of {t!r}": o.producer for t, o in self._outlets.items()}
             closed = await close_within(producers, left())
             await let_go(client, left(), abandoned=not closed)
             # Closing fails what the producers held; let those reports reach the loop so
             # that, once close returns, every record has had its report.
+            for outlet in self._outlets.values():
+                self._refill(outlet)  # (closed: fails the backlog)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(_REPORTS_AFTER_CLOSE, max(0.1, left()))):
                     await self._drained.wait()
@@ -193,8 +216,8 @@ class PulsarSink:
         Pulsar places records by key (pulsar-lite topics have no partitions).
 
         Keys become partition keys and headers properties (lossy for headers: see
-        :mod:`connectors.pulsar.records`). Waits while ``max_pending_messages`` records of
-        the topic are in flight.
+        :mod:`connectors.pulsar.records`). Never blocks: beyond ``max_pending_messages``
+        records of the topic in flight, it waits in the sink (see the module docstring).
         """
         if self._closed:
             raise BrokerError(f"{self!r} is closed")
@@ -204,9 +227,12 @@ class PulsarSink:
         message = build_message(value, partition_key, encode_properties(headers, key_is_base64))
         self._pending += 1
         self._drained.clear()
-        producer = self._producers.get(topic)
-        if producer is not None:
-            self._send(producer, topic, message, on_delivery)
+        outlet = self._outlets.get(topic)
+        if outlet is not None:
+            if outlet.in_queue < self._queue_limit and not outlet.backlog:
+                self._send(outlet, message, on_delivery)
+            else:
+                outlet.backlog.append((message, on_delivery))
             return
         waiting = self._waiting.get(topic)
         if waiting is None:
@@ -248,34 +274,49 @@ class PulsarSink:
                 self._fail_waiting(topic, error)
                 return
             pause = min(pause * 2, LAST_CREATE_RETRY)
-        self._producers[topic] = producer
-        for message, on_delivery in self._waiting.pop(topic, ()):
-            self._send(producer, topic, message, on_delivery)
+        outlet = self._outlets[topic] = _Outlet(topic, producer)
+        outlet.backlog.extend(self._waiting.pop(topic, ()))
+        self._refill(outlet)
 
     def _fail_waiting(self, topic: str, error: BrokerError) -> None:
         for _, on_delivery in self._waiting.pop(topic, ()):
             self._settle(on_delivery, error)
 
     def _send(
-        self, producer: Producer, topic: str, message: Message, on_delivery: DeliveryCallback | None
+        self, outlet: _Outlet, message: Message, on_delivery: DeliveryCallback | None
     ) -> None:
         try:
-            producer.send_async(message, functools.partial(self._sent, topic, on_delivery))
+            outlet.producer.send_async(message, functools.partial(self._sent, outlet, on_delivery))
         except PulsarError as exc:
-            error = broker_error(exc, f"producing to {topic!r}")
+            error = broker_error(exc, f"producing to {outlet.topic!r}")
             asyncio.get_running_loop().call_soon(self._settle, on_delivery, error)
+            return
+        outlet.in_queue += 1
+
+    def _refill(self, outlet: _Outlet) -> None:
+        """Hand ``outlet``'s producer what its backlog holds, as far as its queue has
+        room; once the sink is closed, fail the backlog instead."""
+        backlog = outlet.backlog
+        if self._closed:
+            error = BrokerError(f"{self!r} closed before sending to {outlet.topic!r}")
+            while backlog:
+                self._settle(backlog.popleft()[1], error)
+            return
+        while backlog and outlet.in_queue < self._queue_limit:
+            self._send(outlet, *backlog.popleft())
 
     def _sent(
         self,
-        topic: str,
+        outlet: _Outlet,
         on_delivery: DeliveryCallback | None,
         result: Result,
         message_id: MessageId,
     ) -> None:
         """Runs on a client thread, where an escaping exception would end the process."""
+        topic = outlet.topic
         try:
             error = None if is_ok(result) else result_error(result.name, f"producing to {topic!r}")
-            self._reports.append((on_delivery, error))
+            self._reports.append((outlet, on_delivery, error))
             # The append comes before the check and the loop clears the flag before it
             # drains, so a report is never left behind; at worst the loop drains twice.
             if not self._reports_scheduled:
@@ -288,8 +329,15 @@ class PulsarSink:
     def _serve_reports(self) -> None:
         self._reports_scheduled = False
         reports = self._reports
+        freed: set[_Outlet] = set()
         while reports:
-            self._settle(*reports.popleft())
+            outlet, on_delivery, error = reports.popleft()
+            outlet.in_queue -= 1
+            if outlet.backlog:
+                freed.add(outlet)
+            self._settle(on_delivery, error)
+        for outlet in freed:
+            self._refill(outlet)
 
     def _settle(self, on_delivery: DeliveryCallback | None, error: BrokerError | None) -> None:
         self._pending -= 1
@@ -315,9 +363,9 @@ class PulsarSink:
     async def flush(self, timeout: float) -> bool:
         """Send partly filled batches now and wait until every record's ``on_delivery``
         has run (True), or ``timeout`` seconds passed (False)."""
-        for producer in self._producers.values():
+        for outlet in self._outlets.values():
             with contextlib.suppress(PulsarError):  # a closed producer has nothing to flush
-                producer.flush_async(ignore_result)
+                outlet.producer.flush_async(ignore_result)
         try:
             async with asyncio.timeout(timeout):
                 await self._drained.wait()

@@ -108,8 +108,8 @@ async def test_the_sources_pause_at_half_the_kafka_producer_s_queue(
 async def test_the_sources_pause_at_half_a_pulsar_producer_s_pending_records(
     pulsar_broker: EmbeddedPulsar,
 ) -> None:
-    """A Pulsar producer blocks the event loop once a topic holds 10,000 records
-    unacknowledged (``max_pending_messages``): the sources pause at half of that."""
+    """A Pulsar sink holds records back once a topic has 10,000 unacknowledged
+    (``max_pending_messages``): the sources pause at half of that."""
     broker: dict[str, Any] = {"kind": "pulsar", "service_url": pulsar_broker.service_url}
     async with open_connectors(parse_config(document(broker=broker), {}), "edge-1") as clients:
         assert clients["pulsar"].max_pending == 5_000

@@ -150,6 +150,35 @@ async def test_a_full_queue_slows_produce_down_instead_of_failing(
     assert payloads == [b"first", *(b"%d" % number for number in range(300))]
 
 
+async def test_a_full_queue_while_the_broker_is_frozen_does_not_block_the_loop() -> None:
+    """The producer blocks the thread that sends into its full queue, which was the
+    event loop: an agent publishing many insights per record to a frozen broker held
+    the whole instance (``/healthz`` unanswered for a minute) until the records in the
+    queue timed out, and those insights failed. Records beyond the queue now wait in
+    the sink, and the loop goes on: here it resumes the broker, and all get through."""
+    with EmbeddedPulsar() as broker:
+        settings = {"max_pending_messages": 5, "batching": False, "send_timeout": 5.0}
+        sink = PulsarSink(broker.service_url, settings=settings)
+        await sink.open()
+        sink.produce("frozen", None, b"first", None)  # the producer exists once delivered
+        assert await sink.flush(10)
+        reports = Reports()
+        broker.pause()
+        try:
+            for number in range(20):  # four queues' worth
+                sink.produce("frozen", None, b"%d" % number, None, reports)
+            assert sink.pending == 20
+        finally:
+            broker.resume()  # (blocked in produce, the loop got here after the timeouts)
+
+        assert await sink.flush(20)
+
+        assert reports.errors == [None] * 20
+        await sink.close()
+        payloads = [payload for _, payload in read_back(broker.service_url, "frozen", 21)]
+        assert payloads == [b"first", *(b"%d" % number for number in range(20))]
+
+
 async def test_a_producer_the_broker_refuses_fails_its_records_with_the_reason(
     service_url: str,
 ) -> None:
@@ -282,6 +311,28 @@ async def test_close_reports_every_record_it_could_not_deliver() -> None:
 
         assert len(reports.errors) == 1
         assert isinstance(reports.errors[0], BrokerError)
+        assert sink.pending == 0
+
+
+async def test_close_reports_the_records_held_back_from_a_full_queue_too() -> None:
+    with EmbeddedPulsar() as broker:
+        settings = {"max_pending_messages": 5, "batching": False, "close_timeout": 0.2}
+        sink = PulsarSink(broker.service_url, settings=settings)
+        await sink.open()
+        sink.produce("events", None, b"before", None)
+        assert await sink.flush(10)
+        broker.pause()
+        try:
+            reports = Reports()
+            for number in range(12):
+                sink.produce("events", None, b"%d" % number, None, reports)
+
+            await sink.close(1.0)
+        finally:
+            broker.resume()
+
+        assert len(reports.errors) == 12
+        assert all(isinstance(error, BrokerError) for error in reports.errors)
         assert sink.pending == 0
 
 
