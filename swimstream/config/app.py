@@ -28,6 +28,7 @@ from swimstream.config.values import (
     TopicName,
     is_kafka_topic,
     is_name,
+    is_pulsar_topic,
     split_address,
 )
 from swimstream.errors import ConfigError, InvalidRouteError
@@ -266,10 +267,21 @@ def _check_topics(config: AppConfig, problems: list[Problem]) -> None:
             problems.append((f"{path}.kind", f"a {protocol} topic needs {address}"))
         if protocol == "kafka" and not is_kafka_topic(topic):
             problems.append((f"{path}.topic", f"{topic!r} is not a valid Kafka topic name"))
+        elif protocol == "pulsar" and not is_pulsar_topic(topic):
+            problems.append((f"{path}.topic", _not_pulsar_topic(topic)))
     if broker.protocol == "kafka" and not is_kafka_topic(config.dead_letter):
         problems.append(("dead_letter", f"{config.dead_letter!r} is not a valid Kafka topic name"))
+    elif broker.protocol == "pulsar" and not is_pulsar_topic(config.dead_letter):
+        problems.append(("dead_letter", _not_pulsar_topic(config.dead_letter)))
     _check_own_topics(config, problems)
     _check_one_protocol_per_source_name(config, problems)
+
+
+def _not_pulsar_topic(topic: str) -> str:
+    return (
+        f"{topic!r} is not a valid Pulsar topic name: name, tenant/namespace/name or "
+        "persistent://tenant/namespace/name (or non-persistent://)"
+    )
 
 
 def _check_one_protocol_per_source_name(config: AppConfig, problems: list[Problem]) -> None:

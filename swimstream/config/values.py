@@ -177,6 +177,23 @@ def is_kafka_topic(name: str) -> bool:
     return _KAFKA_TOPIC.fullmatch(name) is not None and name not in (".", "..")
 
 
+_PULSAR_DOMAINS = ("persistent", "non-persistent")
+
+
+def is_pulsar_topic(name: str) -> bool:
+    """Whether the Pulsar client accepts ``name`` as a topic name, as pulsar-client 3.13
+    parses it: ``name``, ``tenant/namespace/name``, or behind a domain
+    (``persistent://``, ``non-persistent://``) ``tenant/namespace/name`` or the older
+    ``tenant/cluster/namespace/name``. The client refuses any other before it asks the
+    broker, so a sink's topic would fail its first record, and the service with it."""
+    domain, qualified, rest = name.partition("://")
+    if not qualified:
+        parts = name.split("/")
+        return len(parts) in (1, 3) and all(parts)
+    parts = rest.split("/", 3)  # (the last part of the older form may hold slashes)
+    return domain in _PULSAR_DOMAINS and len(parts) in (3, 4) and all(parts)
+
+
 def _check_lane(value: str) -> str:
     if not (value.isidentifier() and value.isascii()):
         raise ValueError(f"lane name {value!r} is not an identifier")

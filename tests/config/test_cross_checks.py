@@ -232,6 +232,58 @@ def test_kafka_topic_names_are_checked() -> None:
     ]
 
 
+PULSAR = {"kind": "pulsar", "service_url": "pulsar://localhost:6650"}
+
+
+# What pulsar-client 3.13 refuses with InvalidTopicName before asking the broker (tried
+# one by one): `check` passed them, and `run` stopped at the first insight, every start.
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "a/b",
+        "a/b/c/d",
+        "public/default/x/y",
+        "persistent://no-namespace",
+        "persistent://a/b",
+        "persistent://public/default/",
+        "persistent://public//x",
+        "foo://public/default/x",
+        "persistent:/a/b/c",
+        "/x",
+        "x/",
+        "a//c",
+    ],
+)
+def test_pulsar_topic_names_are_checked(topic: str) -> None:
+    expected = (
+        f"{topic!r} is not a valid Pulsar topic name: name, tenant/namespace/name or "
+        "persistent://tenant/namespace/name (or non-persistent://)"
+    )
+    sinks = [{"publish": "alerts", "topic": topic}]
+    assert problems(document(broker=PULSAR, sinks=sinks)) == [f"sinks[0].topic: {expected}"]
+    assert problems(document(broker=PULSAR, sources=[source("/vehicle/{key}", topic=topic)])) == [
+        f"sources[0].topic: {expected}"
+    ]
+    assert problems(document(broker=PULSAR, dead_letter=topic)) == [f"dead_letter: {expected}"]
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "x",
+        "x:y",
+        "a/b/c",
+        "persistent://public/default/x",
+        "persistent://public/default/x/y",  # (the old form, with a cluster)
+        "non-persistent://public/default/np",
+        "public/default/x-partition-3",
+    ],
+)
+def test_pulsar_topic_names_the_client_takes_are_accepted(topic: str) -> None:
+    sinks = [{"publish": "alerts", "topic": topic}]
+    parse_config(document(broker=PULSAR, sinks=sinks, dead_letter=topic + "-dead"), {})
+
+
 def test_the_dead_letter_topic_must_not_be_a_source() -> None:
     assert problems(document(dead_letter="vehicle-positions")) == [
         "dead_letter: is also the topic of sources[0]; bad records would loop"
