@@ -43,6 +43,18 @@ class Paced(Agent):
         self.publish("processed", {"seq": record["seq"], "account": self.params["id"]})
 
 
+class Burst(Agent):
+    """Publishes as many insights as a command asks for, all from one callback: more
+    than a Pulsar producer's queue takes at once."""
+
+    burst = CommandLane[int]()
+
+    @burst.on_command
+    def on_burst(self, count: int) -> None:
+        for seq in range(count):
+            self.publish("processed", {"seq": seq, "account": self.params["id"]})
+
+
 class Slow(Agent):
     """Takes its time over every record: the source must pause rather than pile up."""
 

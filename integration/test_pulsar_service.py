@@ -206,3 +206,39 @@ def test_sigterm_while_the_broker_is_frozen_exits_0_within_the_drain(
         # The 4 s drain and the exit, on a busy machine; `docker stop` allows 10 s.
         assert took < 9.5, instance.log_tail()
         assert "not delivered by the drain deadline" in instance.log_path.read_text()
+
+
+def test_a_burst_of_insights_to_a_frozen_broker_holds_no_request_up(
+    start_instance: Callable[..., Instance],
+) -> None:
+    """A callback publishing more insights than a topic's producer queue takes
+    (``max_pending_messages``, 10,000) while the broker was frozen blocked the event
+    loop in the producer: the command got no answer, nor did ``/healthz``, until the
+    queued insights timed out 30 s later and the instance stopped (exit 1). The sink
+    now holds the rest back, and everything goes out once the broker answers again."""
+    app = "pulsar-frozen-burst"
+    count = 12_000
+    with EmbeddedPulsar() as broker:
+        url = broker.service_url
+        config = {
+            "app": app,
+            "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
+            "agents": {"account": {"class": "integration.apps:Burst", "route": "/account/:id"}},
+            "sources": [{"topic": f"{app}-entries", "route": "/account/{key}", "lane": "burst"}],
+            "sinks": [{"publish": "processed", "topic": f"{app}-processed"}],
+            "processing": "at-least-once",
+        }
+        instance = start_instance(config)
+        assert instance.request("POST", "/account/a?lane=burst", 1)[0] == 200
+        assert len(asyncio.run(_read(url, f"{app}-processed", 1))) == 1  # (its producer made)
+        broker.pause()
+        try:
+            status, body = instance.request("POST", "/account/a?lane=burst", count)
+            assert status == 200, (status, body, instance.log_tail())
+            assert instance.request("GET", "/healthz")[0] == 200, instance.log_tail()
+        finally:
+            broker.resume()
+        insights = asyncio.run(_read(url, f"{app}-processed", 1 + count))
+        assert sorted(value["seq"] for _, _, value in insights) == sorted([0, *range(count)])
+        assert instance.metric("swimstream_insight_delivery_failures_total") == 0
+        instance._check_alive()
