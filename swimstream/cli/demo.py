@@ -3,7 +3,14 @@
 Starts an embedded Kafka (Tansu), runs ``config/towers.yaml`` as a service with its
 dashboard, feeds it from a simulated fleet of devices, and prints one status line a
 second (throughput in and out, agents, lag, the latest alert) until Ctrl-C or
-``--duration`` seconds. Runs from a checkout: the agents are in ``examples/``.
+``--duration`` seconds. Runs from a checkout: the agents are in ``examples/``, found
+next to the ``swimstream`` package whatever the working directory (a user who ran
+``make demo`` once and then ``swimstream demo`` from their home directory got a
+``ModuleNotFoundError`` traceback).
+
+Without ``--web``, the dashboard takes 127.0.0.1:9001, or any free port when another
+process (a second demo) holds that one, as Jupyter moves to the next port: a demo that
+ended on the busy port only said ``web.listen``, a key the user never wrote.
 """
 
 from __future__ import annotations
@@ -11,45 +18,111 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from swimstream.config import load_config
+from swimstream.errors import SwimstreamError
 from swimstream.runtime import Insight
 from swimstream.service import Service
+
+DEFAULT_DASHBOARD = "127.0.0.1:9001"
+"""Where the dashboard listens unless ``--web`` says otherwise (while it is free)."""
 
 
 def demo_config_path() -> Path:
     """``config/towers.yaml`` of the checkout the examples are imported from."""
+    _find_examples()
     import examples.towers
 
     return Path(examples.towers.__file__).resolve().parents[2] / "config" / "towers.yaml"
 
 
-async def run_demo(duration: float | None, devices: int, rate: int, web: str) -> int:
+def _find_examples() -> None:
+    """Put the checkout that holds this ``swimstream`` package first on ``sys.path``, so
+    ``examples.towers`` imports from any working directory; without one (an installed
+    wheel), say what the demo needs instead of a traceback."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "examples" / "towers" / "app.py").is_file():
+        if str(checkout) not in sys.path:
+            sys.path.insert(0, str(checkout))
+        return
+    try:
+        import examples.towers  # noqa: F401  (some other layout that has them)
+    except ImportError:
+        raise SwimstreamError(
+            "the demo runs the towers example of a swimstream checkout (examples/ and "
+            f"config/towers.yaml), and this installation ({checkout}) has none: clone "
+            "the repository and run `make demo` there"
+        ) from None
+
+
+def listen_problem(address: str) -> str | None:
+    """Why a server could not listen on ``host:port`` now, or None when it could (bound
+    as aiohttp binds, with ``SO_REUSEADDR``: a port a demo that just ended left in
+    TIME_WAIT is free)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            return (exc.strerror or str(exc)).lower()
+    return None
+
+
+def dashboard_address(requested: str | None, default: str = DEFAULT_DASHBOARD) -> str:
+    """The address the dashboard is to listen on.
+
+    Raises:
+        SwimstreamError: ``requested`` (``--web``) cannot be listened on, naming the
+            option and what to pass instead.
+    """
+    if requested is None:
+        if listen_problem(default) is None:
+            return default
+        host = default.rpartition(":")[0]
+        print(f"{default} is in use (another demo?): the dashboard takes a free port", flush=True)
+        return f"{host}:0"
+    problem = listen_problem(requested)
+    if problem is not None:
+        host = requested.rpartition(":")[0] if "in use" in problem else "127.0.0.1"
+        raise SwimstreamError(
+            f"--web {requested}: cannot listen there ({problem}): pass another address, "
+            f"such as --web {host}:0 for any free port (make demo DEMO_ARGS='--web {host}:0')"
+        )
+    return requested
+
+
+async def run_demo(duration: float | None, devices: int, rate: int, web: str | None) -> int:
     """Run the demo; returns the exit status (0 when it stopped as asked)."""
+    config_path = demo_config_path()
+    web = dashboard_address(web)
     from connectors.factory import open_connectors
     from connectors.kafka.sink import KafkaSink
     from examples.towers.simulator import Fleet, simulate
 
-    data = tempfile.mkdtemp(prefix="swimstream-demo-")  # the embedded broker is new each run too
-    env = {
-        "SWIMSTREAM_BROKER": "embedded",
-        "SWIMSTREAM_WEB": web,
-        "SWIMSTREAM_DATA": data,
-    }
-    config = load_config(demo_config_path(), env)
-    service = Service(config, open_connectors)
-    latest: list[Insight] = []
-    service.insight_listeners.append(
-        lambda insight: latest.append(insight) if insight.topic == "alerts" else None
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    await service.start()
+    latest: list[Insight] = []
     async with contextlib.AsyncExitStack() as stack:
+        data = tempfile.mkdtemp(prefix="swimstream-demo-")  # the embedded broker is new too
+        # Removed however the demo ends: a Ctrl-C while it started left one behind a run.
+        stack.callback(shutil.rmtree, data, ignore_errors=True)
+        env = {
+            "SWIMSTREAM_BROKER": "embedded",
+            "SWIMSTREAM_WEB": web,
+            "SWIMSTREAM_DATA": data,
+        }
+        service = Service(load_config(config_path, env), open_connectors)
+        service.insight_listeners.append(
+            lambda insight: latest.append(insight) if insight.topic == "alerts" else None
+        )
+        await service.start()
         stack.push_async_callback(service.close)
         assert service.web is not None
         until = "Ctrl-C to stop" if duration is None else f"stops after {duration:g} s"
@@ -78,7 +151,6 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str) ->
         finally:
             stop.set()
             await simulator
-    shutil.rmtree(data, ignore_errors=True)
     print("demo stopped", flush=True)
     return 0
 
@@ -95,6 +167,18 @@ async def _report(
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
+        if duration is not None and time.monotonic() - started >= duration:
+            stop.set()
+        if not any(runner.connector.assignment() for runner in service.runners):
+            # Rather than lines of zeros: the embedded broker holds a group's first join
+            # for about 3 s, and nothing is read before it assigns the partitions.
+            print(
+                f"{time.strftime('%H:%M:%S')}  waiting for the broker to assign the readings "
+                f"partitions to the app's consumer group ({time.monotonic() - started:.0f} s "
+                "so far; about 3 s with the embedded broker)",
+                flush=True,
+            )
+            continue
         records = registry.value("records_in", topic="readings")
         insights = sum(
             registry.value("insights_out", topic=t) for t in ("device-alerts", "tower-summaries")
@@ -116,5 +200,3 @@ async def _report(
         )
         last_in, last_out = records, insights
         del latest[:-1]
-        if duration is not None and time.monotonic() - started >= duration:
-            stop.set()

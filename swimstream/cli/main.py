@@ -132,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--web",
         type=listen_address,
-        default="127.0.0.1:9001",
-        help="dashboard address (default 127.0.0.1:9001)",
+        default=None,
+        metavar="HOST:PORT",
+        help="dashboard address (default 127.0.0.1:9001, or any free port while another "
+        "process holds that one; port 0 picks a free port)",
     )
     return parser
 
