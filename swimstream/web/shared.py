@@ -20,6 +20,7 @@ whatever the routes: it is the client's mistake, answered 400 (:func:`undecodabl
 from __future__ import annotations
 
 import asyncio
+import errno
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,11 +40,14 @@ JSON_TYPE = "application/json"
 
 async def listen_on(runner: web.AppRunner, host: str, port: int) -> None:
     """Start serving ``runner`` on ``host:port``; a port that cannot be had (in use,
-    privileged) is a one-line error naming ``web.listen``, not an OSError traceback."""
+    privileged) is a one-line error naming ``web.listen`` and what to do, not an OSError
+    traceback."""
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason += " (another process listens there: set web.listen to a free port)"
         raise SwimstreamError(f"web.listen: cannot listen on {host}:{port}: {reason}") from exc
 
 

@@ -30,6 +30,9 @@ def run_on_a_taken_port(tmp_path: Path, log_format: str) -> tuple[int, str]:
 def test_a_web_port_in_use_is_one_line_naming_web_listen(tmp_path: Path) -> None:
     port, stderr = run_on_a_taken_port(tmp_path, "text")
     assert f"swimstream: web.listen: cannot listen on 127.0.0.1:{port}" in stderr
+    assert stderr.rstrip().endswith(
+        "address already in use (another process listens there: set web.listen to a free port)"
+    ), stderr
     assert "Traceback" not in stderr, stderr
 
 
