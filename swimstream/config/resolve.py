@@ -142,6 +142,14 @@ def _import_class(class_path: str) -> type[Any]:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
+        top = module_name.partition(".")[0]
+        if isinstance(exc, ModuleNotFoundError) and exc.name == top:
+            # The usual cause: swimstream started from another directory than the app's.
+            raise ImportError(
+                f"cannot import {class_path!r} ({exc}; modules are imported from the "
+                f"working directory and PYTHONPATH: run swimstream from the directory that "
+                f"holds {top}, or add that directory to PYTHONPATH)"
+            ) from exc
         raise ImportError(f"cannot import {class_path!r} ({exc})") from exc
     except (Exception, SystemExit) as exc:  # the module itself raised while importing
         # SystemExit too: a module that calls sys.exit() (a script's main() run at import,

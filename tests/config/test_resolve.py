@@ -41,6 +41,12 @@ def test_nested_classes_resolve() -> None:
             "examples.nope:Vehicle",
             "cannot import 'examples.nope:Vehicle' (No module named 'examples.nope')",
         ),
+        (  # (the package itself is not found: said where modules are looked for)
+            "nowhere_app.agents:Vehicle",
+            "cannot import 'nowhere_app.agents:Vehicle' (No module named 'nowhere_app'; "
+            "modules are imported from the working directory and PYTHONPATH: run swimstream "
+            "from the directory that holds nowhere_app, or add that directory to PYTHONPATH)",
+        ),
         (
             "tests.config.standins:Vehicel",
             "cannot import 'tests.config.standins:Vehicel' "
