@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Coroutine, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from swimstream.cli.arguments import listen_address, positive_float, positive_int
 from swimstream.cli.exit_watch import EXIT_GRACE, exit_anyway_after
+from swimstream.cli.help_text import COMMANDS, DESCRIPTION, EPILOG
 from swimstream.errors import ConfigError, SwimstreamError
 from swimstream.text import counted
 
@@ -27,20 +29,7 @@ log = logging.getLogger("swimstream.cli")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
-
-DESCRIPTION = """\
-swimstream runs stateful agents (digital twins) next to Kafka or Pulsar: every source in
-your event stream gets an agent, agents link to each other's lanes, and insights flow
-back to the broker. Describe the app in YAML; run one or more instances of it."""
-
-EPILOG = """\
-examples:
-  swimstream check --config config/towers.yaml      validate a config without connecting
-  swimstream run --config config/towers.yaml        run an instance (SIGTERM drains, exits 0)
-  swimstream inspect --store data --node /device/7  what the local store holds for an agent
-  swimstream demo --duration 20                     embedded broker + simulator + dashboard
-
-exit status: 0 ok (or drained after SIGTERM), 1 failure, 2 invalid configuration."""
+EXIT_USAGE = 2  # (as argparse exits on a bad command line)
 
 
 def _version() -> str:
@@ -59,7 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(
+            name,
+            help=summary,
+            epilog=COMMANDS[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     def with_logging(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument(
@@ -77,16 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    run = with_logging(commands.add_parser("run", help="run one instance of an app"))
-    run.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
+    run = with_logging(command("run", "run one instance of an app"))
+    run.add_argument(
+        "--config", "-c", required=True, type=Path, metavar="FILE", help="the app's YAML file"
+    )
     run.description = (
         "Run one instance: consume the sources, run the agents, produce insights. A broker "
         "that does not answer yet is waited for (a line per try); SIGTERM or SIGINT drains "
         "and exits 0."
     )
 
-    check = commands.add_parser("check", help="validate a config (and import its agents)")
-    check.add_argument("--config", "-c", required=True, type=Path, help="the app's YAML file")
+    check = command("check", "validate a config (and import its agents)")
+    check.add_argument(
+        "--config", "-c", required=True, type=Path, metavar="FILE", help="the app's YAML file"
+    )
     check.description = (
         "Load the config, substitute ${VARS}, import the agent classes and check the lanes "
         "its sources and sinks name and the broker.settings librdkafka knows, without "
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or 2 listing each problem with its key."
     )
 
-    inspect = commands.add_parser("inspect", help="show what a local store holds")
+    inspect = command("inspect", "show what a local store holds")
     inspect.description = (
         "Show a local store (a .sqlite file, or the store.path directory): its shards, how "
         "far each reflects the changelog, and the agents with their lanes, links and timers."
@@ -104,14 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         required=True,
         type=Path,
+        metavar="PATH",
         help="a store's .sqlite file, or the store.path directory (each .sqlite in it)",
     )
-    inspect.add_argument("--node", help="show only the agent at this node URI")
+    inspect.add_argument("--node", metavar="URI", help="show only the agent at this node URI")
     inspect.add_argument(
-        "--limit", type=positive_int, default=20, help="agents to list, 1 or more (default 20)"
+        "--limit",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="agents to list, 1 or more (default 20)",
     )
 
-    demo = with_logging(commands.add_parser("demo", help="embedded broker, simulator, dashboard"))
+    demo = with_logging(command("demo", "embedded broker, simulator, dashboard"))
     demo.description = (
         "Start an embedded Kafka, a simulator of thousands of devices on cell towers, the "
         "towers app and its dashboard; print throughput and recent insights each second."
@@ -124,10 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this long, with exit 0 (default: run until Ctrl-C)",
     )
     demo.add_argument(
-        "--devices", type=positive_int, default=5000, help="simulated devices (default 5000)"
+        "--devices",
+        type=positive_int,
+        default=5000,
+        metavar="N",
+        help="simulated devices (default 5000)",
     )
     demo.add_argument(
-        "--rate", type=positive_int, default=5000, help="readings per second (default 5000)"
+        "--rate",
+        type=positive_int,
+        default=5000,
+        metavar="PER_SECOND",
+        help="readings per second, over all devices (default 5000)",
     )
     demo.add_argument(
         "--web",
@@ -137,12 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="dashboard address (default 127.0.0.1:9001, or any free port while another "
         "process holds that one; port 0 picks a free port)",
     )
+    for sub in subparsers.choices.values():  # (raw text keeps the examples' columns)
+        sub.description = textwrap.fill(sub.description or "", width=88)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``swimstream`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)  # (rather than only "the following arguments are required")
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     env = dict(os.environ)
     cwd = os.getcwd()
     if cwd not in sys.path:
