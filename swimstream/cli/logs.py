@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_OWN_FIELDS = ("ts", "level", "logger", "message", "error")
 
 
 class JsonFormatter(logging.Formatter):
-    """A log record as one JSON object."""
+    """A log record as one JSON object, whatever the code attached to it.
+
+    A line a pipeline cannot parse is a line lost, so the output is strict JSON: a dict
+    keyed by tuples (a partition's ``(topic, partition)``) has its keys written as text,
+    NaN and infinities as text, anything else JSON has no type for as its ``str`` (a
+    dict keyed by tuples used to lose the line to a ``--- Logging error ---``
+    traceback, and NaN wrote ``NaN``, which strict parsers refuse). An extra named like
+    one of the record's own fields (``level``, ``ts``, ...) is written as
+    ``extra.<name>``: a ``level`` extra made a warning read ``debug``.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -30,10 +41,31 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[f"extra.{key}" if key in _OWN_FIELDS else key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return json.dumps(entry, default=str, allow_nan=False)
+        except (TypeError, ValueError):  # (rare: a key or a float JSON cannot hold)
+            pass
+        try:
+            return json.dumps(_strict(entry), default=str, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):  # (a value that contains itself)
+            return json.dumps({k: v if k in _OWN_FIELDS else repr(v) for k, v in entry.items()})
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with what strict JSON cannot hold as text: non-scalar keys, NaN, infinity."""
+    if isinstance(value, dict):
+        return {
+            k if isinstance(k, str | int | bool) or k is None else str(k): _strict(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 class TextFormatter(logging.Formatter):
