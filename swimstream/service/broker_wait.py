@@ -41,7 +41,7 @@ def broker_address(config: AppConfig) -> str:
     """Where the clients connect, as the start's log lines name it."""
     broker = config.broker
     if broker.kind == "embedded":
-        return f"the embedded {broker.embedded_kind} broker (starting it)"
+        return f"the embedded {broker.embedded_kind.capitalize()} broker"
     addresses = {"kafka": broker.bootstrap, "pulsar": broker.service_url}
     return ", ".join(str(addresses[protocol]) for protocol in sorted(config.protocols))
 
@@ -62,7 +62,10 @@ async def open_clients(
     started = time.monotonic()
     delay = START_RETRY_FIRST
     where = broker_address(config)
-    log.info("connecting to the broker at %s", where)  # (then a line at each failed try)
+    if config.broker.kind == "embedded":  # ("the broker at the embedded broker" misread)
+        log.info("starting %s and connecting to it", where)
+    else:
+        log.info("connecting to the broker at %s", where)  # (then a line at each failed try)
     while True:
         try:
             opened = await _try_opening(connectors(config, instance_id), stop)

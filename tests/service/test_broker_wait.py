@@ -65,6 +65,7 @@ async def test_a_stop_while_the_embedded_broker_starts_leaves_no_broker_running(
         await wait_until(lambda: any("embedded" in line for line in service_lines(caplog)))
         service.stop()
         await asyncio.wait_for(running, 30)
+    assert "starting the embedded Kafka broker and connecting to it" in service_lines(caplog)
     lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.embedded"]
     assert [line for line in lines if " ready on " in line], lines
     assert [line for line in lines if line.endswith(" stopped")], lines
