@@ -61,9 +61,11 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text() | 
 keys = scalars.filter(lambda k: not isinstance(k, bytes)) | st.tuples(st.text(), st.integers())
 values = st.recursive(
     scalars | st.frozensets(st.integers(), max_size=3),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(keys, inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(keys, inner, max_size=4)
+    ),
     max_leaves=12,
 )
 names = st.sampled_from(["node", "lane", "cut", "level", "ts", "logger", "error", "topic"])
