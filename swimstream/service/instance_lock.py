@@ -15,7 +15,8 @@ The lock is an advisory ``flock`` on a file in the host's temporary directory, n
 after the app, the id and the broker's address (the embedded broker of each run is a
 world of its own, and so are two clusters), holding the owner's pid for the message.
 The kernel releases it when its process ends, however it ends, so a crash leaves
-nothing to clean up. With no broker address known (``cluster`` empty) nothing is locked.
+nothing to clean up but a small file; a release removes its file. With no broker address
+known (``cluster`` empty) nothing is locked.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class InstanceLock:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _still_named(fd, self.path):  # its holder removed it as we opened it
+                os.close(fd)
+                self.acquire()
+                return
         except BlockingIOError:
             holder = _read(fd)
             os.close(fd)
@@ -89,9 +94,20 @@ class InstanceLock:
         """Let the lock go (at the instance's close; a process that ends lets it go too)."""
         fd, self._fd = self._fd, None
         if fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):  # (while held: see _still_named)
+                self.path.unlink()
             os.close(fd)
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether the file locked as ``fd`` is still the one at ``path``: a release removes
+    its file while it holds the lock (the embedded broker's address is new at every run,
+    so each demo left a file behind), and a process that opened it just before then
+    locks a file no one else will open; it opens the path again instead."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _read(fd: int) -> str:

@@ -7,6 +7,7 @@ it free.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from swimstream.errors import ConfigError
-from swimstream.service.instance_lock import InstanceLock
+from swimstream.service.instance_lock import InstanceLock, _still_named
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from swimstream.service.instance_lock import InstanceLock
+from swimstream.service.instance_lock import InstanceLock, _still_named
 InstanceLock("app", "app-1", "127.0.0.1:9092", Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -88,3 +89,34 @@ def test_a_lock_that_cannot_be_taken_is_a_warning_not_a_failed_start(
     blocked.write_text("")
     InstanceLock("app", "app-1", "127.0.0.1:9092", blocked).acquire()
     assert "cannot take the lock of instance id 'app-1'" in caplog.text
+
+
+def test_a_release_removes_its_file_and_the_id_can_be_taken_again(tmp_path: Path) -> None:
+    """(Each file stayed: the embedded broker's address is new at every run, so every
+    demo and test run left one more in the host's lock directory, 315 of them here.)"""
+    lock = InstanceLock("app", "app-1", "127.0.0.1:9092", tmp_path)
+    lock.acquire()
+    assert [p.name for p in tmp_path.iterdir()] == [lock.path.name]
+    lock.release()
+    assert list(tmp_path.iterdir()) == []
+    again = InstanceLock("app", "app-1", "127.0.0.1:9092", tmp_path)
+    again.acquire()
+    assert again.path.exists()
+    again.release()
+
+
+def test_a_file_removed_under_an_opener_is_not_what_it_locks(tmp_path: Path) -> None:
+    """A process that opened the file just before its holder's release removed it would
+    lock a file nobody else opens, and a third process could then take the id too: the
+    check after the lock sees it and opens the path again."""
+    path = tmp_path / "app.lock"
+    path.write_text("")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert _still_named(fd, path)
+        path.unlink()  # the holder's release
+        assert not _still_named(fd, path)
+        path.write_text("")  # the next holder's file
+        assert not _still_named(fd, path)
+    finally:
+        os.close(fd)
