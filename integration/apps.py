@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from swimstream import Agent, CommandLane, CounterLane, ValueLane
+from swimstream import Agent, CommandLane, CounterLane, JoinValueLane, MapLane, ValueLane
 
 
 class Ledger(Agent):
@@ -110,3 +110,43 @@ class Alarm(Agent):
     def ring(self) -> None:
         self.rang.add(1)
         self.publish("rang", {"alarm": self.params["id"]})
+
+
+class Meter(Agent):
+    """A level and the readings it kept: ``{"n": 2, "drop": "1"}`` sets the level to 2,
+    keeps reading "2" and drops reading "1"."""
+
+    level = ValueLane[Any](default=None)
+    seen = MapLane[str, int]()
+    read = CommandLane[dict[str, Any]]()
+
+    @read.on_command
+    def on_read(self, reading: dict[str, Any]) -> None:
+        self.level.set(reading["n"])
+        self.seen[str(reading["n"])] = reading["n"]
+        if "drop" in reading:
+            self.seen.remove(reading["drop"])
+
+
+class MeterWatcher(Agent):
+    """Mirrors a meter through a value downlink, a map downlink and a join lane."""
+
+    level = ValueLane[Any](default=None)
+    seen = MapLane[str, int]()
+    joined = JoinValueLane[str, Any]()
+    watch = CommandLane[str]()
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.downlink(node, "level", on_set=self.on_level)
+        self.map_downlink(node, "seen", on_update=self.on_update, on_remove=self.on_remove)
+        self.joined.join("meter", node=node, lane="level")
+
+    def on_level(self, new: Any, old: Any) -> None:
+        self.level.set(new)
+
+    def on_update(self, key: str, new: int, old: int | None) -> None:
+        self.seen[key] = new
+
+    def on_remove(self, key: str, old: int) -> None:
+        self.seen.remove(key)

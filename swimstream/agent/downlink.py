@@ -182,6 +182,14 @@ class Downlink:
         """Apply a coalesced delivery from the owner and fire callbacks."""
         raise NotImplementedError
 
+    def _replace_before(self, before: int) -> None:
+        """The delivery that comes next holds a sync of the owner's whole state, taken
+        after its state was restored from elsewhere (its shard moved here) or this link
+        was: what the replica holds from before HLC time ``before`` gives way to it,
+        since a merge would keep writes the restored owner never had (newer-stamped
+        values, entries whose removal left no tombstone). A counter's replica keeps
+        merging: its writer's own totals must never go back."""
+
 
 class ValueDownlink(Downlink):
     """Replica of a value (or counter) lane; ``on_set(new, old)`` on each change."""
@@ -234,6 +242,12 @@ class ValueDownlink(Downlink):
             self._seed(snapshot.value)
             return
         self._replica.merge(snapshot)  # type: ignore[arg-type]
+
+    def _replace_before(self, before: int) -> None:
+        replica = self._replica
+        if isinstance(replica, LWWRegister) and replica._stamp[0] < before:
+            replica._stamp = ZERO_STAMP  # the sync's value wins, even an unset default:
+            self._synced = False  # taken as at a first sync (``_took_default``)
 
     def _seed(self, value: Any) -> None:
         """A restored join-value link takes its value from its join lane's entry, under
@@ -354,6 +368,10 @@ class MapDownlink(Downlink):
     def _restore(self, snapshot: Snapshot) -> None:
         assert isinstance(snapshot, MapSnapshot)
         self._replica.merge(snapshot)
+
+    def _replace_before(self, before: int) -> None:
+        if self._opened_at is None or before < self._opened_at:
+            self._opened_at = before  # the sync forgets what the owner lacks from before
 
     def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
         """Apply a delivery to the replica, then call back for each visible change.

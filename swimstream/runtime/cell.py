@@ -171,6 +171,14 @@ class AgentCell:
 
 
 def handle_start(cell: AgentCell, _a: Any, _b: Any) -> Any:
+    linked = cell.plane.links.linked_lanes(cell.node_uri)
+    if linked is not None:
+        # Links marked while this agent was away (its state restored from elsewhere, or
+        # theirs): synced again now, before ``on_start`` changes anything.
+        for lane, uplinks in list(linked.items()):
+            for uplink in list(uplinks):
+                if getattr(uplink, "resync_at", 0):
+                    handle_link(cell, lane, uplink)
     return cell.agent.on_start()
 
 
@@ -186,6 +194,9 @@ def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:
     """Register a link on one of this agent's lanes and sync it, in the agent's turn."""
     if getattr(uplink, "closed", False):
         return  # closed before it got here
+    resync_at = getattr(uplink, "resync_at", 0)
+    if resync_at:  # (a marked link end: this sync replaces what its replica held)
+        uplink.replace_before, uplink.resync_at = resync_at, 0  # type: ignore[attr-defined]
     uplinks = cell.plane.links.add(cell.node_uri, lane, uplink)
     bound = cell.agent.lane(lane)
     bound._attach_uplinks(uplinks)
@@ -198,6 +209,9 @@ def handle_delivery(cell: AgentCell, end: Any, _b: Any) -> None:
     downlinks = cell.agent._downlinks
     downlink = None if downlinks is None else downlinks.get(end.downlink_id)
     if downlink is not None and not downlink._closed:
+        if end.replace_before:  # (a resync: see ``swimstream.runtime.links``)
+            downlink._replace_before(end.replace_before)
+            end.replace_before = 0
         downlink._receive(snapshot, ops)
         if downlink.stores_replica:
             cell.plane._links_delivered(cell.node_uri)

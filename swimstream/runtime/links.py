@@ -10,6 +10,14 @@ a link is not idle).
 Link lifecycle: open (register the end, queue a sync in the target's turn) -> synced
 (the target's snapshot reaches the downlink) -> events (coalesced ops) -> closed
 (the end is unregistered; an undelivered batch is dropped).
+
+A link outlives its target's object, and the target may come back with state restored
+from elsewhere (its shard moved to this instance, and its state was read from the
+changelog), or the link itself may be restored with its subscriber. Such an end is
+marked (``resync_at``, the HLC time of the mark): its target syncs it again as it
+loads (as SwimOS resyncs a link to an agent that restarted), and the sync then replaces
+what the replica held from before the mark rather than merge with it, since the
+replica's older writes may be ones the restored state never had.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ class LinkEnd:
         "lane",
         "node_uri",
         "pending",
+        "replace_before",
+        "resync_at",
         "scheduled",
         "subscriber",
     )
@@ -54,6 +64,10 @@ class LinkEnd:
         self.pending: Pending = pending_for(lane_kind)
         self.scheduled = False
         self.closed = False
+        self.resync_at = 0
+        """Non-zero: the target syncs this end again when it next loads (see above)."""
+        self.replace_before = 0
+        """Non-zero: the sync pending here replaces the replica's writes before this time."""
         self._deliver = deliver
 
     def offer(self, op: Op) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from swimstream.agent import Uplink
+    from swimstream.crdt import HybridLogicalClock
     from swimstream.runtime.agent_record import StoredAgent
     from swimstream.runtime.cell import AgentCell
     from swimstream.runtime.clock import Clock
@@ -35,6 +36,7 @@ class Passivation:
     """The plane's passivation methods (a mixin of :class:`~.plane.Plane`)."""
 
     clock: Clock
+    hlc: HybridLogicalClock
     store: AgentStore
     idle_timeout: float | None
     max_active: int | None
@@ -96,7 +98,8 @@ class Passivation:
 
         For state that belongs elsewhere now: their shard moved to another instance, or
         is about to be restored from the changelog, which holds it (a link from an agent
-        to one of their lanes stays, and reaches the agent loaded afresh; one from
+        to one of their lanes stays, marked: it reaches the agent loaded afresh, which
+        syncs it again, so the subscriber's replica takes the restored state; one from
         outside, a web stream, is dropped and told, so that its client links again, to
         a fresh sync or to the instance that has the agent now). ``on_stop`` does not
         run: what it would see is a copy that is no longer the agent. Call with the
@@ -116,9 +119,12 @@ class Passivation:
         for node in self.links.linked_nodes():
             if select(node):
                 for lane, uplinks in list((self.links.linked_lanes(node) or {}).items()):
-                    for uplink in [u for u in uplinks if not isinstance(u, LinkEnd)]:
-                        self.unlink(node, lane, uplink)
-                        uplink.unlinked()
+                    for uplink in list(uplinks):
+                        if isinstance(uplink, LinkEnd):
+                            uplink.resync_at = self.hlc.now()
+                        else:
+                            self.unlink(node, lane, uplink)
+                            uplink.unlinked()
         return len(gone)
 
     def _stop_agent(self, cell: AgentCell) -> None:

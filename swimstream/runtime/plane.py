@@ -551,8 +551,9 @@ class Plane(Passivation, TimerDriving):
         self._timer_wakeup.set()
 
     def restore_links(self, node_uri: str, links: list[LinkSpec]) -> None:
-        """Register an agent's stored links at start, without loading it or its targets:
-        changes of the targets reach it (waking it) as they would have before."""
+        """Register an agent's stored links without loading it: changes of the targets
+        reach it (waking it), and each target syncs its link now or as it loads."""
+        now = self.hlc.now()
         for spec in links:
             if self.links.end(node_uri, spec.id) is not None:
                 continue
@@ -563,12 +564,12 @@ class Plane(Passivation, TimerDriving):
                 log.warning("agent %s: a stored link is dropped: %s", node_uri, exc)
                 continue  # the agent does (restore_agent): the instance still starts
             end = LinkEnd(node_uri, spec.id, target_uri, spec.lane, kind, self._deliver)
+            end.resync_at = now
             self.links.add_end(end)
-            uplinks = self.links.add(target_uri, spec.lane, end)
+            self.links.add(target_uri, spec.lane, end)
             target = self._cells.get(target_uri)
-            bound = None if target is None else target.agent.__dict__.get(spec.lane)
-            if bound is not None:
-                bound._attach_uplinks(uplinks)
+            if target is not None:
+                target.post(handle_link, spec.lane, end)
 
     # -- failures and statistics ---------------------------------------------------------
 

@@ -63,6 +63,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from swimstream.errors import AgentRestoreError
 from swimstream.runtime import Plane
 from swimstream.service.durability import Durability
 from swimstream.store.changelog import cut_key
@@ -230,14 +231,22 @@ class Handover:
         self, runner: SourceRunner, gained: list[TopicPartition], report: RecoveryReport
     ) -> None:
         """Drop what memory holds of the agents the restore changed, arm the stored
-        timers and links of the shards' agents, and skip the records the restored state
-        holds."""
+        timers and links of the shards' agents, load the changed agents that agents
+        here link to (each syncs its links, so their replicas take the restored state
+        now, not at its next change), and skip the records the restored state holds."""
         if report.changed:
             self._forget(report.changed.__contains__)
         held = [tp for tp in gained if tp in runner.connector.assignment()]
         shards = {tp.partition for tp in held}
         shard_of = self._durability.shard_of
         self._durability.arm(self._plane, lambda node: shard_of(node) in shards)
+        links = self._plane.links
+        for node in sorted(report.changed):
+            if shard_of(node) in shards and links.linked_lanes(node) is not None:
+                try:
+                    self._plane.activate_existing(node)
+                except AgentRestoreError:  # (logged once; its records say why)
+                    continue
         for tp in held:
             cut = report.cuts.get(tp.partition, {}).get(cut_key(tp.topic, tp.partition))
             if cut is not None:
