@@ -96,7 +96,7 @@ class Downlink:
         self._join = join
         self._closed = False
         self._stale = False
-        self._synced = False
+        self._synced: bool | None = False  # None: synced, and a resync is coming
         # Whether the stored link keeps the replica. A join-value link to a value lane
         # need not: its join lane's entry is the replica's value, and restores it. A
         # counter's must: its count sums every writer's totals, and the next delivery
@@ -114,7 +114,7 @@ class Downlink:
     @property
     def synced(self) -> bool:
         """True once the owner's state has arrived."""
-        return self._synced
+        return self._synced is not False
 
     @property
     def closed(self) -> bool:
@@ -247,7 +247,7 @@ class ValueDownlink(Downlink):
         replica = self._replica
         if isinstance(replica, LWWRegister) and replica._stamp[0] < before:
             replica._stamp = ZERO_STAMP  # the sync's value wins, even an unset default:
-            self._synced = False  # taken as at a first sync (``_took_default``)
+            self._synced = None  # taken as at a first sync (``_took_default``)
 
     def _seed(self, value: Any) -> None:
         """A restored join-value link takes its value from its join lane's entry, under
@@ -264,7 +264,8 @@ class ValueDownlink(Downlink):
             changed = replica.merge(snapshot)  # type: ignore[arg-type]
         for op in ops:
             changed = replica.apply(op) or changed  # type: ignore[arg-type]
-        first = not self._synced
+        synced = self._synced
+        first = not synced
         self._synced = True
         if first and not changed:  # (the sync: not on the path of every later delivery)
             changed = _took_default(replica, ops)
@@ -272,7 +273,8 @@ class ValueDownlink(Downlink):
         if join is not None:
             # The first delivery is the target's state: the entry appears (or replaces
             # that of the key's previous target) even when the replica did not change.
-            if changed or first:
+            # (Not a resync's, which finds the entry in place: no call if unchanged.)
+            if changed or synced is False:
                 self._agent.__dict__[join[0]]._joined_value(join[1], replica._value)
         elif changed:
             self._call("on_set", replica._value, old)

@@ -165,3 +165,42 @@ async def test_the_resync_replaces_a_replica_whose_writes_the_restored_agent_nev
     state, seen = await moved_back(misplaced=True)
     assert state == {"level": 3, "seen": {"2": 2}, "joined": {"t": 3}}
     assert seen == state
+
+
+class Hub(Agent):
+    """Joins meters' levels and mirrors one through a downlink; notes every callback."""
+
+    levels = JoinValueLane[str, Any]()
+    calls = ValueLane[list[Any]](default=[])
+    attach = CommandLane[str]()
+
+    @attach.on_command
+    def on_attach(self, node: str) -> None:
+        self.levels.join(node, node=node, lane="level")
+        self.downlink(node, "level", on_set=self.on_level)
+
+    @levels.on_update
+    def on_joined(self, key: str, new: Any, old: Any) -> None:
+        self.calls.set([*self.calls.get(), ["update", key, new, old]])
+
+    def on_level(self, new: Any, old: Any) -> None:
+        self.calls.set([*self.calls.get(), ["set", new, old]])
+
+
+async def test_a_resync_that_changes_nothing_calls_nothing() -> None:
+    """The agent comes back holding what its links saw (a restore that read nothing
+    new for it, a restart): its links sync again, and no callback runs for it."""
+    routes: dict[str, type[Agent]] = {**ROUTES, "/hub/:id": Hub}
+    store = DurableAgentStore(MemoryCommitted())
+    async with Plane(routes, clock=FakeClock(), store=store, replica_id="B") as plane:
+        await plane.command(TARGET, "read", 5)
+        await plane.command("/hub/1-h", "attach", TARGET)
+        await plane.settle()
+        calls = [["update", TARGET, 5, None], ["set", 5, None]]
+        assert plane.get("/hub/1-h", "calls") == calls
+        assert plane.passivate(TARGET)
+        plane.forget_agents(TARGET.__eq__)  # (the store still holds what it held)
+        assert plane.activate_existing(TARGET)
+        await plane.settle()
+        assert plane.get("/hub/1-h", "calls") == calls
+        assert plane.failures.count == 0
