@@ -21,7 +21,13 @@ answer whose request body will end the connection says so (:mod:`~.keep_alive`).
 Handlers are cancelled when their client disconnects, which is what ends an SSE stream
 whose client left. A client that stops reading does not disconnect: an answer it has not
 taken within the time a stream's write gets (:data:`~.sse.STALLED_WRITE_HEARTBEATS`
-heartbeat intervals) drops its connection, as a stream does (:func:`_send`). On exit the
+heartbeat intervals) drops its connection, as a stream does (:func:`_send`). A client
+that sends too little is dropped in that same time: a connection whose request head
+(request line and headers) has not come whole within it of the connection's start or of
+its previous answer is closed. Without that deadline (aiohttp sets none on the head, and
+keeps an idle connection an hour) a client trickling its headers a byte at a time, or
+opening connections and sending nothing, held them for good: a few thousand such held
+every socket the process may open. On exit the
 server ends every stream and refuses to wait for commands, then stops listening, so no
 task of the server outlives it.
 """
@@ -157,6 +163,10 @@ class WebServer:
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            # The deadline of a request's head, counted from the connection's start or
+            # its previous answer (aiohttp's keep-alive timer closes a connection still
+            # waiting for a whole head then; none runs while a handler does, a stream's).
+            keepalive_timeout=stalled_after(self.settings),
         )
         await runner.setup()
         self._runner = runner
