@@ -259,9 +259,11 @@ class WebConfig(FrozenModel):
         default=1000,
         ge=1,
         description=(
-            "Most lane streams (SSE) open at once on this instance; each holds a buffer "
-            "and costs the agent it watches a delivery per change. Beyond it a new stream "
+            "Most lane streams (SSE) open at once on this instance, a lane linked on a "
+            "multiplexed stream (`/_streams`) counting as one; each holds a buffer and costs "
+            "the agent it watches a delivery per change. Beyond it a new stream, or link, "
             "is answered 503 with `Retry-After: 5` until one closes "
-            "(`swimstream_web_streams_open` in `/metrics` counts them)."
+            "(`swimstream_web_streams_open` in `/metrics` counts them). It also bounds the "
+            "multiplexed streams open."
         ),
     )

@@ -20,6 +20,7 @@ class ServerPath(StrEnum):
     ROUTES = "/_routes"
     AGENTS = "/_agents"
     STATS = "/_stats"
+    STREAMS = "/_streams"
     HEALTHZ = "/healthz"
     READYZ = "/readyz"
     METRICS = "/metrics"

@@ -19,7 +19,7 @@ reads three endpoints, all cheap enough for a plane with a million agents:
   matches: finding out could take that same whole scan).
 * ``GET /_stats``: the plane's statistics plus the web port's open streams and uptime;
   the page polls it once a second to show throughput. Lanes themselves are live over
-  SSE (:mod:`swimstream.web.sse`), never polled.
+  SSE, one multiplexed stream per tab (:mod:`swimstream.web.multiplex`), never polled.
 """
 
 from __future__ import annotations

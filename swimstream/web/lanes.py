@@ -110,8 +110,19 @@ def _target(
 ) -> tuple[WebState, str, str, Route] | web.Response:
     """The node URI, lane name and route a lane request names, or the error response."""
     state = state_of(request)
-    lane = request.query.get("lane")
-    raw_path = request.rel_url.raw_path
+    lane = request.query.get("lane", "")
+    found = address_lane(state, request.rel_url.raw_path, lane, command)
+    if isinstance(found, web.Response):
+        return found
+    node_uri, route = found
+    return state, node_uri, lane, route
+
+
+def address_lane(
+    state: WebState, raw_path: str, lane: str, command: bool = False
+) -> tuple[str, Route] | web.Response:
+    """The canonical node URI of ``raw_path`` (still percent-encoded) and its route, when
+    it names an agent with ``lane`` that this instance serves; else the error answer."""
     try:
         node_uri, route = state.address(raw_path)
     except NodeNotFoundError as exc:
@@ -128,7 +139,7 @@ def _target(
     refused = _misplaced(state, node_uri, command)
     if refused is not None:
         return refused
-    return state, node_uri, lane, route
+    return node_uri, route
 
 
 def _misplaced(state: WebState, node_uri: str, command: bool) -> web.Response | None:

@@ -9,6 +9,7 @@ routes) are reserved and can never name an agent:
 ``/`` and ``/dashboard``    the dashboard page (:mod:`swimstream.web.dashboard`)
 ``/_routes`` ``/_agents``   its JSON (same module)
 ``/_stats``
+``/_streams``               one stream for many lanes (:mod:`~.multiplex`)
 ``/healthz`` ``/readyz``    probes, ``/metrics`` Prometheus (:mod:`~.health`)
 ``/metrics``
 anything else               a node URI: ``GET``/``POST ?lane=`` (:mod:`~.lanes`)
@@ -44,7 +45,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from swimstream.routing import ServerPath
-from swimstream.web import dashboard, health, keep_alive, lanes, request_log
+from swimstream.web import dashboard, health, keep_alive, lanes, multiplex, request_log
 from swimstream.web.shared import (
     STATE,
     Placement,
@@ -78,6 +79,12 @@ async def _remember_started(request: web.Request, response: web.StreamResponse) 
 async def _get_only(request: web.Request) -> web.Response:
     response = error_response(405, f"{request.path} answers GET only")
     response.headers["Allow"] = "GET, HEAD"
+    return response
+
+
+async def _get_or_post_only(request: web.Request) -> web.Response:
+    response = error_response(405, f"{request.path} answers GET and POST only")
+    response.headers["Allow"] = "GET, HEAD, POST"
     return response
 
 
@@ -194,7 +201,7 @@ class WebServer:
         self._runner = None
         if state is not None and not state.stopping.done():
             state.stopping.set_result(None)
-            for stream in list(state.open_streams):
+            for stream in [*state.open_streams, *state.multiplexed.values()]:
                 stream.stop()
         if runner is not None:
             await runner.cleanup()
@@ -224,6 +231,10 @@ class WebServer:
             ServerPath.READYZ: health.readyz,
             ServerPath.METRICS: health.metrics,
         }
+        # A multiplexed stream (GET) and the changes of its lanes (POST) share a path.
+        app.router.add_get(ServerPath.STREAMS.value, multiplex.open_stream)
+        app.router.add_post(ServerPath.STREAMS.value, multiplex.change_links)
+        app.router.add_route("*", ServerPath.STREAMS.value, _get_or_post_only)
         for path, handler in own.items():
             app.router.add_get(path.value, handler)
             # The server's own paths are not node URIs: a POST there is 405, not a

@@ -117,6 +117,9 @@ class WebState:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     open_streams: set[OpenStream] = field(default_factory=set)
+    """Every lane linked to a stream: a lane stream, or one lane of a multiplexed one."""
+    multiplexed: dict[str, OpenStream] = field(default_factory=dict)
+    """The multiplexed streams open, by id (:mod:`~.multiplex`)."""
     placement: Placement = _everywhere
 
     def __post_init__(self) -> None:

@@ -67,7 +67,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
@@ -93,6 +94,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("swimstream.web")
 
 EVENT_STREAM = "text/event-stream"
+EVENT_STREAM_HEADERS = {
+    "Content-Type": EVENT_STREAM,
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell nginx-style proxies not to buffer
+}
 HEARTBEAT = b": heartbeat\n\n"
 RECONNECT_MILLIS = 3000
 """How long a browser's EventSource waits before it reconnects a dropped stream."""
@@ -135,7 +141,9 @@ class LaneUplink:
 
     __slots__ = (
         "_counter",
+        "_event",
         "_reported",
+        "_shared",
         "changed",
         "closed",
         "kind",
@@ -144,12 +152,24 @@ class LaneUplink:
         "pending",
     )
 
-    def __init__(self, node_uri: str, lane: str, kind: str) -> None:
+    def __init__(
+        self,
+        node_uri: str,
+        lane: str,
+        kind: str,
+        changed: asyncio.Event | None = None,
+        event: Callable[[str, bytes], bytes] = sse_event,
+    ) -> None:
+        """``changed``: an event shared with other uplinks, which their one writer
+        clears before it takes from each (:mod:`~.multiplex`); its own, without it.
+        ``event`` renders one SSE event of the lane from its name and JSON data."""
         self.node_uri = node_uri
         self.lane = lane
         self.kind = kind
         self.pending = pending_for(kind)
-        self.changed = asyncio.Event()
+        self._shared = changed is not None
+        self.changed = asyncio.Event() if changed is None else changed
+        self._event = event
         self.closed = False  # the plane skips registering a link that closed early
         self._counter: PNCounter | None = None
         self._reported = False  # whether a change that is not JSON was logged
@@ -168,7 +188,8 @@ class LaneUplink:
         """In the agent's turn: the lane's JSON state (or why it has none), buffer emptied."""
         lane = agent.lane(self.lane)
         self.pending.take()
-        self.changed.clear()
+        if not self._shared:  # (a shared one may stand for another uplink's changes)
+            self.changed.clear()
         snapshot = lane.snapshot()
         if isinstance(snapshot, CounterSnapshot):
             # counter ops carry per-writer totals: a replica turns them into the count
@@ -190,44 +211,45 @@ class LaneUplink:
 
     def take_events(self) -> bytes:
         """What changed since the last call, rendered as SSE events (maybe nothing)."""
-        self.changed.clear()
+        if not self._shared:
+            self.changed.clear()
         snapshot, ops = self.pending.take()
         events: list[bytes] = []
         if isinstance(snapshot, MapSnapshot):
             state = {key: value for key, _stamp, value in snapshot.entries}
-            events.append(self._event("state", state))
+            events.append(self._json_event("state", state))
         elif isinstance(snapshot, RegisterSnapshot):
-            events.append(self._event("set", snapshot.value))
+            events.append(self._json_event("set", snapshot.value))
         counted = False
         for op in ops:
             if isinstance(op, RegisterSet):
-                events.append(self._event("set", op.value))
+                events.append(self._json_event("set", op.value))
             elif isinstance(op, MapPut):
-                events.append(self._event("update", {"update": op.key, "value": op.value}))
+                events.append(self._json_event("update", {"update": op.key, "value": op.value}))
             elif isinstance(op, MapRemove):
-                events.append(self._event("remove", {"remove": op.key}))
+                events.append(self._json_event("remove", {"remove": op.key}))
             elif isinstance(op, MapClear):
-                events.append(sse_event("clear", b'{"clear":true}'))
+                events.append(self._event("clear", b'{"clear":true}'))
             elif isinstance(op, CounterAdd):
                 if self._counter is None:
                     self._counter = PNCounter("web")
                 counted = self._counter.apply(op) or counted
         if counted and self._counter is not None:
-            events.append(self._event("set", self._counter.value))
+            events.append(self._json_event("set", self._counter.value))
         return b"".join(events)
 
-    def _event(self, name: str, value: Any) -> bytes:
+    def _json_event(self, name: str, value: Any) -> bytes:
         """``value`` as the event ``name``, or an ``error`` event saying why it is not JSON
         (see the module docstring), logged the first time only: a lane that holds such
         values may change a thousand times a second."""
         try:
-            return sse_event(name, dumps(value))
+            return self._event(name, dumps(value))
         except TypeError as exc:  # (orjson's JSONEncodeError is a TypeError)
             reason = f"a change of lane {self.lane!r} of {self.node_uri} is not JSON: {exc}"
         if not self._reported:
             self._reported = True
             log.warning("%s; sent to its stream as an error event, logged once per stream", reason)
-        return sse_event("error", dumps({"error": reason}))
+        return self._event("error", dumps({"error": reason}))
 
 
 async def stream_lane(
@@ -240,7 +262,7 @@ async def stream_lane(
     """
     limit = state.settings.max_streams
     if len(state.open_streams) >= limit:
-        return _refuse_stream(state, limit)
+        return refuse_stream(state, limit)
     plane = state.plane
     uplink = LaneUplink(node_uri, lane, kind)
     plane.link(node_uri, lane, uplink)
@@ -249,30 +271,24 @@ async def stream_lane(
         initial = await plane.call(node_uri, uplink.sync)
         if isinstance(initial, str):
             return error_response(500, initial)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": EVENT_STREAM,
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",  # tell nginx-style proxies not to buffer
-            }
-        )
+        response = web.StreamResponse(headers=EVENT_STREAM_HEADERS)
         synced = dumps({"node": node_uri, "lane": lane, "kind": kind})
         try:
             # (A client that left while the agent was busy syncing fails the prepare:
             # as quiet as one that leaves later. aiohttp closes such a response itself.)
             await response.prepare(request)
-            await _write(
+            await write_within(
                 response,
                 b"retry: %d\n\n" % RECONNECT_MILLIS
                 + sse_event("state", initial)
                 + sse_event("synced", synced),
                 state.settings,
             )
-            await _pump(response, uplink, state.settings)
+            await pump(response, uplink, state.settings)
         except ConnectionError:
             pass  # the client left; unlink below
-        except TimeoutError:  # a write the client did not take (_write)
-            _drop_stalled(request, node_uri, lane, state.settings)
+        except TimeoutError:  # a write the client did not take (write_within)
+            drop_stalled(request, f"a stream of lane {lane!r} of {node_uri}", state.settings)
         return response
     finally:
         uplink.stop()
@@ -280,7 +296,7 @@ async def stream_lane(
         plane.unlink(node_uri, lane, uplink)
 
 
-def _refuse_stream(state: WebState, limit: int) -> web.Response:
+def refuse_stream(state: WebState, limit: int) -> web.Response:
     """503: ``limit`` streams are open. Counted, not logged: any client can ask again."""
     state.registry.counter(
         "web_streams_refused", "Lane streams (SSE) refused because web.max_streams were open."
@@ -294,44 +310,55 @@ def _refuse_stream(state: WebState, limit: int) -> web.Response:
     return refused
 
 
-async def _pump(response: web.StreamResponse, uplink: LaneUplink, settings: WebSettings) -> None:
+class Source(Protocol):
+    """What a stream's writer flushes: a lane's uplink, or several (:mod:`~.multiplex`)."""
+
+    @property
+    def changed(self) -> asyncio.Event: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def take_events(self) -> bytes: ...
+
+
+async def pump(response: web.StreamResponse, source: Source, settings: WebSettings) -> None:
     """The ``events`` state: flush coalesced changes until the stream is stopped."""
     loop = asyncio.get_running_loop()
     last_flush = loop.time()
-    while not uplink.closed:
+    while not source.closed:
         try:
             async with asyncio.timeout(settings.heartbeat_interval):
-                await uplink.changed.wait()
+                await source.changed.wait()
         except TimeoutError:
-            await _write(response, HEARTBEAT, settings)
+            await write_within(response, HEARTBEAT, settings)
             continue
         pause = last_flush + settings.stream_interval - loop.time()
         if pause > 0:
             await asyncio.sleep(pause)  # more changes fold into the buffer meanwhile
-        if uplink.closed:
+        if source.closed:
             return
-        chunk = uplink.take_events()
+        chunk = source.take_events()
         if chunk:
-            await _write(response, chunk, settings)  # blocks while the client does not read
+            await write_within(response, chunk, settings)  # blocks while the client does not read
             last_flush = loop.time()
 
 
-async def _write(response: web.StreamResponse, data: bytes, settings: WebSettings) -> None:
+async def write_within(response: web.StreamResponse, data: bytes, settings: WebSettings) -> None:
     """Write ``data``; TimeoutError when the client has not taken it in time (see
     :data:`STALLED_WRITE_HEARTBEATS`)."""
     async with asyncio.timeout(stalled_after(settings)):
         await response.write(data)
 
 
-def _drop_stalled(request: web.Request, node_uri: str, lane: str, settings: WebSettings) -> None:
-    """Drop the connection of a stream whose client stopped reading. Aborted, not closed:
-    a close would wait for the client to take what is still buffered, which it does not."""
+def drop_stalled(request: web.Request, what: str, settings: WebSettings) -> None:
+    """Drop the connection of ``what`` (a stream) whose client stopped reading. Aborted,
+    not closed: a close would wait for the client to take what is still buffered, which
+    it does not."""
     stalled = stalled_after(settings)
     log.info(
-        "the client of a stream of lane %r of %s took nothing for %g s (it stopped "
-        "reading); connection dropped",
-        lane,
-        node_uri,
+        "the client of %s took nothing for %g s (it stopped reading); connection dropped",
+        what,
         stalled,
     )
     transport = request.transport

@@ -90,15 +90,25 @@ def test_agents_whose_routes_overlap_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "route", ["/dashboard", "/metrics", "/healthz", "/readyz", "/_routes", "/_agents", "/_stats"]
+    "route",
+    [
+        "/dashboard",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/_routes",
+        "/_agents",
+        "/_stats",
+        "/_streams",
+    ],
 )
 def test_a_static_agent_route_on_one_of_the_web_servers_own_paths_is_refused(route: str) -> None:
     """The web server answers these paths itself: the agent's lanes would be unreachable."""
     agents = {"page": {"class": "a:B", "route": route}}
     assert problems(document(agents=agents, sources=[], sinks=[])) == [
         f"agents.page.route: {route} is one of the web server's own paths (/, /dashboard, "
-        "/_routes, /_agents, /_stats, /healthz, /readyz, /metrics); HTTP requests for it "
-        "would never reach this agent's lanes"
+        "/_routes, /_agents, /_stats, /_streams, /healthz, /readyz, /metrics); HTTP requests "
+        "for it would never reach this agent's lanes"
     ]
 
 

@@ -1,0 +1,254 @@
+"""One stream for many lanes: what a browser tab opens instead of a stream per lane.
+
+A browser opens at most 6 HTTP/1.1 connections to a host, for all its tabs together,
+and an SSE stream holds one for as long as it is open: a page with a stream per lane
+starved itself with a few lanes, and a second tab, whose requests stayed pending for
+good. So a page opens one multiplexed stream and says which lanes it carries with short
+requests on the same URL; lanes come and go without the stream reconnecting.
+
+``GET /_streams`` (an SSE stream, whatever the ``Accept``) goes through:
+
+``refused``
+    With ``max_streams`` multiplexed streams open, 503 with ``Retry-After``.
+``opened``
+    ``event: opened`` with ``{"stream": id}`` (not ``open``: EventSource fires an
+    ``open`` of its own on connecting): the id, unguessable, names the stream in
+    the requests that change its lanes. Nothing is linked yet.
+``links``
+    ``POST /_streams?stream=<id>`` with ``{"link": [{"id": n, "node": uri, "lane":
+    name}, ...], "unlink": [n, ...]}`` (unlinks first) links each lane as a lane
+    stream links it (:mod:`~.sse`) and answers ``{"linked": [n, ...], "refused": [{"id":
+    n, "status": s, "error": why, ...}]}``: a refusal is what a lane stream's ``GET``
+    would have answered (404, 421, 503, ...); each linked lane takes a slot of
+    ``max_streams``, as a lane stream does. ``n`` is the client's name for the link, a
+    non-negative integer; linking a name again replaces its link. 404 for a stream not
+    open (any more): its client's reconnect opens a new one, to link its lanes again.
+``events``
+    A link's events are a lane stream's (``state`` and ``synced`` first, then ``set``,
+    ``update``, ...), coalesced and flushed the same way, with ``data`` being
+    ``{"link": n, "data": <the lane stream's data>}``, written in that order so a client
+    may cut a delta's own JSON text out of it. A link whose agent was forgotten here (a
+    hand-over) ends with ``event: unlinked`` and ``{"link": n}``: its client links it
+    again, and gets a fresh sync or the 421 naming the instance that has it now.
+``closed``
+    When the client leaves, stalls or the server stops: every link is unlinked.
+
+The links are served by the stream's own request handler (the one writer), so nothing
+outlives the connection; the requests that change them only link or unlink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any, TypeGuard
+
+import orjson
+from aiohttp import web
+
+from swimstream.errors import (
+    AgentRestoreError,
+    CallbackError,
+    ClosedResourceError,
+    LaneNotFoundError,
+    NodeNotFoundError,
+)
+from swimstream.web.lanes import address_lane, describe_failure
+from swimstream.web.shared import WebState, dumps, error_response, json_response, state_of
+from swimstream.web.sse import (
+    EVENT_STREAM_HEADERS,
+    RECONNECT_MILLIS,
+    LaneUplink,
+    drop_stalled,
+    pump,
+    refuse_stream,
+    sse_event,
+    write_within,
+)
+
+
+class Multiplex:
+    """The lanes one multiplexed stream carries, and what it has still to write.
+
+    Its uplinks share its ``changed`` event: the writer clears it, then takes from each.
+    """
+
+    def __init__(self, state: WebState) -> None:
+        self.stream_id = secrets.token_urlsafe(16)
+        self.changed = asyncio.Event()
+        self.closed = False
+        self._state = state
+        self._links: dict[int, LaneUplink] = {}
+        self._outbox: list[bytes] = []  # the syncs of new links, ahead of their changes
+        self._linking = asyncio.Lock()  # one change of links at a time: a name links once
+
+    def take_events(self) -> bytes:
+        """What to write now: new links' syncs, then every link's changes."""
+        self.changed.clear()
+        chunks, self._outbox = self._outbox, []
+        for link_id, uplink in list(self._links.items()):
+            if uplink.closed:  # its agent was forgotten here (a hand-over)
+                self._drop(link_id)
+                chunks.append(sse_event("unlinked", dumps({"link": link_id})))
+            else:
+                chunks.append(uplink.take_events())
+        return b"".join(chunks)
+
+    def stop(self) -> None:
+        """End the stream (the server stops): the writer notices and unlinks all."""
+        self.closed = True
+        self.changed.set()
+
+    def close(self) -> None:
+        """Unlink every lane; the stream ended."""
+        self.stop()
+        for link_id in list(self._links):
+            self._drop(link_id)
+
+    async def change(self, links: list[tuple[int, str, str]], unlinks: list[int]) -> Any:
+        """Unlink ``unlinks``, then link each ``(id, node, lane)``; the POST's answer."""
+        linked: list[int] = []
+        refused: list[dict[str, Any]] = []
+        async with self._linking:
+            for link_id in unlinks:
+                self._drop(link_id)
+            for link_id, raw_path, lane in links:
+                refusal = await self._link(link_id, raw_path, lane)
+                if refusal is None:
+                    linked.append(link_id)
+                else:
+                    refused.append({"id": link_id, **refusal})
+        return {"linked": linked, "refused": refused}
+
+    async def _link(self, link_id: int, raw_path: str, lane: str) -> dict[str, Any] | None:
+        """Link one lane as :func:`~.sse.stream_lane` does; None, or why not."""
+        self._drop(link_id)
+        state = self._state
+        found = address_lane(state, raw_path, lane)
+        if isinstance(found, web.Response):
+            return _refusal(found)
+        if len(state.open_streams) >= state.settings.max_streams:
+            return _refusal(refuse_stream(state, state.settings.max_streams))
+        node_uri, route = found
+        kind = route.lanes[lane]
+        prefix = b'{"link":%d,"data":' % link_id
+
+        def event(name: str, data: bytes) -> bytes:
+            return sse_event(name, prefix + data + b"}")
+
+        uplink = LaneUplink(node_uri, lane, kind, self.changed, event)
+        plane = state.plane
+        try:
+            plane.link(node_uri, lane, uplink)
+            state.open_streams.add(uplink)
+            initial = await plane.call(node_uri, uplink.sync)
+        except (NodeNotFoundError, LaneNotFoundError) as exc:
+            initial = _failure(404, str(exc))
+        except ClosedResourceError as exc:
+            initial = _failure(503, str(exc))
+        except (AgentRestoreError, CallbackError) as exc:
+            initial = _failure(500, describe_failure(exc))
+        if isinstance(initial, str):
+            initial = _failure(500, initial)
+        if self.closed:
+            initial = _failure(404, "the stream ended meanwhile")
+        if isinstance(initial, dict):
+            uplink.stop()
+            state.open_streams.discard(uplink)
+            plane.unlink(node_uri, lane, uplink)
+            return initial
+        synced = dumps({"node": node_uri, "lane": lane, "kind": kind})
+        self._outbox.append(event("state", initial) + event("synced", synced))
+        self._links[link_id] = uplink  # (no await since the sync: no change is missed)
+        self.changed.set()
+        return None
+
+    def _drop(self, link_id: int) -> None:
+        uplink = self._links.pop(link_id, None)
+        if uplink is not None:
+            uplink.stop()
+            self._state.open_streams.discard(uplink)
+            self._state.plane.unlink(uplink.node_uri, uplink.lane, uplink)
+
+
+def _failure(status: int, message: str) -> dict[str, Any]:
+    return {"status": status, "error": message}
+
+
+def _refusal(response: web.Response) -> dict[str, Any]:
+    """A refusing answer as one entry of a POST's ``refused``."""
+    assert isinstance(response.body, bytes)
+    return {"status": response.status, **orjson.loads(response.body)}
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    """``GET /_streams``: a multiplexed stream through opened → links → events → closed."""
+    if request.method == "HEAD":  # headers, without the endless body
+        return web.Response(headers=EVENT_STREAM_HEADERS)
+    state = state_of(request)
+    limit = state.settings.max_streams
+    if len(state.multiplexed) >= limit:
+        return refuse_stream(state, limit)
+    mux = Multiplex(state)
+    state.multiplexed[mux.stream_id] = mux
+    try:
+        response = web.StreamResponse(headers=EVENT_STREAM_HEADERS)
+        opened = dumps({"stream": mux.stream_id})
+        try:
+            await response.prepare(request)
+            await write_within(
+                response,
+                b"retry: %d\n\n" % RECONNECT_MILLIS + sse_event("opened", opened),
+                state.settings,
+            )
+            await pump(response, mux, state.settings)
+        except ConnectionError:
+            pass  # the client left; unlink below
+        except TimeoutError:  # a write the client did not take
+            drop_stalled(request, "a multiplexed stream", state.settings)
+        return response
+    finally:
+        del state.multiplexed[mux.stream_id]
+        mux.close()
+
+
+async def change_links(request: web.Request) -> web.Response:
+    """``POST /_streams?stream=<id>``: link and unlink lanes of an open stream."""
+    state = state_of(request)
+    mux = state.multiplexed.get(request.query.get("stream", ""))
+    if not isinstance(mux, Multiplex):
+        return error_response(404, "no such stream is open (it ended: open another)")
+    try:
+        body = await request.read()  # (small: the web port's max_body_size bounds it)
+        links, unlinks = _parse(orjson.loads(body or b"{}"))
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        return error_response(400, f"the body is not a change of links: {exc}")
+    return json_response(await mux.change(links, unlinks))
+
+
+def _parse(body: Any) -> tuple[list[tuple[int, str, str]], list[int]]:
+    """``{"link": [{"id", "node", "lane"}], "unlink": [id]}``; ValueError saying what is wrong."""
+    if not isinstance(body, dict):
+        raise ValueError('expected {"link": [...], "unlink": [...]}')
+    entries = body.get("link", [])
+    if not isinstance(entries, list):
+        raise ValueError(f'"link" is a list of links, not {entries!r}')
+    links: list[tuple[int, str, str]] = []
+    for entry in entries:
+        link_id, node, lane = (
+            (entry.get(k) for k in ("id", "node", "lane"))
+            if isinstance(entry, dict)
+            else (None, None, None)
+        )
+        if not _is_link_id(link_id) or not isinstance(node, str) or not isinstance(lane, str):
+            expected = '{"id": n >= 0, "node": uri, "lane": name}'
+            raise ValueError(f"a link is {expected}, not {entry!r}")
+        links.append((link_id, node, lane))
+    unlinks = body.get("unlink", [])
+    if not isinstance(unlinks, list) or not all(_is_link_id(n) for n in unlinks):
+        raise ValueError(f'"unlink" is a list of link ids (n >= 0), not {unlinks!r}')
+    return links, unlinks
+
+
+def _is_link_id(value: Any) -> TypeGuard[int]:
+    return type(value) is int and 0 <= value < 1 << 53  # (exact in a browser's numbers)

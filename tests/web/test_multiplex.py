@@ -1,0 +1,143 @@
+"""One stream for many lanes (``/_streams``): links come and go on an open stream."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from tests.support.waiting import wait_until
+from tests.web.harness import EventReader, Served, ServeFactory, reading
+
+
+@dataclass
+class Mux:
+    """An open multiplexed stream: its id, its events, and a way to change its links."""
+
+    served: Served
+    stream_id: str
+    events: EventReader
+
+    async def change(
+        self, link: Sequence[tuple[int, str, str]] = (), unlink: Sequence[int] = ()
+    ) -> tuple[int, Any]:
+        """POST a change of this stream's links; the status and the answer."""
+        body = {
+            "link": [{"id": n, "node": node, "lane": lane} for n, node, lane in link],
+            "unlink": list(unlink),
+        }
+        return await self.served.post_json(f"/_streams?stream={self.stream_id}", body)
+
+    async def next(self) -> tuple[str, Any]:
+        return await self.events.next()
+
+
+@contextlib.asynccontextmanager
+async def multiplexed(served: Served) -> AsyncIterator[Mux]:
+    async with served.client.get(served.url("/_streams")) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = EventReader(response)
+        name, opened = await events.next()
+        assert name == "opened"
+        yield Mux(served, opened["stream"], events)
+
+
+async def test_lanes_of_several_agents_share_one_stream_and_come_and_go(served: Served) -> None:
+    await served.plane.command("/device/1", "status", {"temp": 1.0})
+    async with multiplexed(served) as mux:
+        assert await mux.change([(1, "/device/1", "status"), (2, "/device/2", "history")]) == (
+            200,
+            {"linked": [1, 2], "refused": []},
+        )
+        got = [await mux.next() for _ in range(4)]
+        assert got == [
+            ("state", {"link": 1, "data": {"temp": 1.0}}),
+            (
+                "synced",
+                {"link": 1, "data": {"node": "/device/1", "lane": "status", "kind": "value"}},
+            ),
+            ("state", {"link": 2, "data": {}}),
+            (
+                "synced",
+                {"link": 2, "data": {"node": "/device/2", "lane": "history", "kind": "map"}},
+            ),
+        ]
+        await served.post_json("/device/2?lane=history", {"update": 5, "value": 2.5})
+        assert await mux.next() == ("update", {"link": 2, "data": {"update": 5, "value": 2.5}})
+        await served.post_json("/device/1?lane=reading", reading(3.0, "a", 7))
+        assert await mux.next() == (
+            "set",
+            {"link": 1, "data": {"temp": 3.0, "tower": "a", "ts": 7}},
+        )
+        assert "swimstream_web_streams_open 2\n" in served.registry.render()
+
+        assert await mux.change(unlink=[1]) == (200, {"linked": [], "refused": []})
+        await served.post_json("/device/1?lane=status", "unseen")
+        await served.post_json("/device/2?lane=history", {"remove": 5})
+        assert await mux.next() == ("remove", {"link": 2, "data": {"remove": 5}})
+        assert "swimstream_web_streams_open 1\n" in served.registry.render()
+
+        # a lane linked anew later syncs, and a name linked again replaces its link
+        assert (await mux.change([(1, "/device/1", "status")]))[0] == 200
+        assert await mux.next() == ("state", {"link": 1, "data": "unseen"})
+        assert (await mux.next())[0] == "synced"
+        assert (await mux.change([(2, "/device/1", "status")]))[1]["linked"] == [2]
+        assert await mux.next() == ("state", {"link": 2, "data": "unseen"})
+        assert (await mux.next())[0] == "synced"
+        assert "swimstream_web_streams_open 2\n" in served.registry.render()
+    await wait_until(lambda: "swimstream_web_streams_open 0\n" in served.registry.render())
+    await wait_until(lambda: served.plane.statistics().links == 0)
+
+
+async def test_a_lane_that_cannot_be_linked_is_refused_as_its_stream_would_be(
+    serve: ServeFactory,
+) -> None:
+    async with serve(max_streams=1) as served, multiplexed(served) as mux:
+        status, answer = await mux.change(
+            [(1, "/device/1", "status"), (2, "/device/1", "nope"), (3, "/nowhere/1", "x")]
+        )
+        assert status == 200
+        assert answer["linked"] == [1]
+        refused = {entry["id"]: entry for entry in answer["refused"]}
+        assert refused[2]["status"] == 404 and "no lane 'nope'" in refused[2]["error"]
+        assert refused[3]["status"] == 404
+        full = (await mux.change([(4, "/device/2", "status")]))[1]["refused"][0]
+        assert full["status"] == 503 and full["max_streams"] == 1  # the one slot is taken
+        assert (await mux.change([(4, "/device/2", "status")], unlink=[1]))[1]["linked"] == [4]
+        for body in ([1], {"link": [{"id": -1, "node": "/device/1", "lane": "status"}]}):
+            assert (await served.post_json(f"/_streams?stream={mux.stream_id}", body))[0] == 400
+        assert (await served.post_json("/_streams?stream=guessed", {"link": []}))[0] == 404
+
+
+async def test_a_link_whose_agent_is_forgotten_is_unlinked_and_links_again_afresh(
+    served: Served,
+) -> None:
+    await served.post_json("/device/6?lane=history", {"update": 1, "value": 50.0})
+    async with multiplexed(served) as mux:
+        await mux.change([(9, "/device/6", "history")])
+        assert await mux.next() == ("state", {"link": 9, "data": {"1": 50.0}})
+        assert (await mux.next())[0] == "synced"
+        assert served.plane.forget_agents(lambda node: node == "/device/6") == 1
+        assert await mux.next() == ("unlinked", {"link": 9})
+        await wait_until(lambda: "swimstream_web_streams_open 0\n" in served.registry.render())
+        await mux.change([(9, "/device/6", "history")])
+        assert await mux.next() == ("state", {"link": 9, "data": {}})  # as its store has it
+
+
+async def test_stopping_the_server_ends_a_multiplexed_stream_and_its_links(
+    served: Served,
+) -> None:
+    async with multiplexed(served) as mux:
+        await mux.change([(1, "/device/7", "status"), (2, "/device/8", "status")])
+        assert [(await mux.next())[0] for _ in range(4)] == ["state", "synced"] * 2
+        await served.server.__aexit__(None, None, None)
+        try:
+            await mux.next()
+            raise AssertionError("the stream should have ended")
+        except (EOFError, aiohttp.ClientPayloadError):
+            pass
+    assert served.plane.statistics().links == 0
