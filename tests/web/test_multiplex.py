@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from examples.towers import ROUTES
+from swimstream.metrics import MetricsRegistry
+from swimstream.testing import open_plane
+from swimstream.web.multiplex import Multiplex
+from swimstream.web.shared import WebSettings, WebState, dumps
 from tests.support.waiting import wait_until
-from tests.web.harness import EventReader, Served, ServeFactory, reading
+from tests.web.harness import EventReader, Served, ServeFactory, SettableHealth, reading
 
 
 @dataclass
@@ -141,3 +150,69 @@ async def test_stopping_the_server_ends_a_multiplexed_stream_and_its_links(
         except (EOFError, aiohttp.ClientPayloadError):
             pass
     assert served.plane.statistics().links == 0
+
+
+MapChange = tuple[int, str, int, float]  # (agent, "update" | "remove" | "clear", key, value)
+CHANGES = st.lists(
+    st.tuples(
+        st.integers(0, 1),
+        st.sampled_from(["update", "update", "remove", "clear", "flush"]),
+        st.integers(0, 5),
+        st.floats(-10, 10, allow_nan=False),
+    ),
+    max_size=40,
+)
+
+
+def replay(events: bytes, states: dict[int, dict[str, Any]]) -> None:
+    """Apply a multiplexed stream's events to each link's copy of its map lane."""
+    for block in events.decode().split("\n\n"):
+        if not block:
+            continue
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        message = orjson.loads(lines["data"])
+        state, data = states.setdefault(message["link"], {}), message["data"]
+        if lines["event"] == "state":
+            state.clear()
+            state.update(data)
+        elif lines["event"] == "update":
+            state[str(data["update"])] = data["value"]
+        elif lines["event"] == "remove":
+            state.pop(str(data["remove"]), None)
+        elif lines["event"] == "clear":
+            state.clear()
+
+
+@settings(max_examples=40, deadline=None)
+@given(changes=CHANGES)
+def test_the_links_of_a_multiplexed_stream_each_converge_on_their_lane(
+    changes: list[MapChange],
+) -> None:
+    """Whatever changes come, however coalesced between flushes, each link's events
+    rebuild its own lane exactly, as GET answers it."""
+
+    async def run() -> None:
+        async with open_plane(ROUTES) as plane:
+            settings_ = WebSettings()
+            state = WebState(plane, MetricsRegistry(), SettableHealth(), settings_, started=0.0)
+            mux = Multiplex(state)
+            nodes = ["/device/0", "/device/1"]
+            answer = await mux.change([(n, node, "history") for n, node in enumerate(nodes)], [])
+            assert answer == {"linked": [0, 1], "refused": []}
+            copies: dict[int, dict[str, Any]] = {}
+            for agent, change, key, value in changes:
+                if change == "flush":
+                    await plane.settle()
+                    replay(mux.take_events(), copies)
+                    continue
+                command: Any = {"update": key, "value": value} if change == "update" else None
+                command = command or ({"remove": key} if change == "remove" else {"clear": True})
+                await plane.command(nodes[agent], "history", command)
+            await plane.settle()
+            replay(mux.take_events(), copies)
+            for n, node in enumerate(nodes):
+                assert copies[n] == orjson.loads(dumps(plane.get(node, "history")))
+            mux.close()
+            assert plane.statistics().links == 0
+
+    asyncio.run(run())
