@@ -116,8 +116,8 @@ class SourceConfig(FrozenModel):
             "How a record names its agent: a node URI with placeholders `{key}`, "
             "`{payload.<field>[.<field>...]}`, `{header.<name>}` (a header the record "
             "carries twice: its last value, as Kafka's `lastHeader`), `{topic}`, "
-            "`{partition}` (or `{payload}` for a scalar payload). Records that cannot be routed go to the "
-            "dead-letter topic with the reason."
+            "`{partition}` (or `{payload}` for a scalar payload). Records that cannot be "
+            "routed go to the dead-letter topic with the reason."
         ),
     )
     lane: LaneName = Field(description="The command lane of the agent that receives each record.")
