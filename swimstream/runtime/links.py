@@ -108,28 +108,35 @@ class LinkRegistry:
         return self._by_node.get(node_uri)
 
     def add(self, node_uri: str, lane: str, uplink: Uplink) -> list[Uplink]:
-        """Register ``uplink``; returns the lane's list of links (which the lane iterates)."""
-        uplinks = self._by_node.setdefault(node_uri, {}).setdefault(lane, [])
+        """Register ``uplink``; returns the lane's list of links, for the lane to iterate.
+
+        The lists are never changed in place, only replaced, and the lane re-pointed:
+        a change's offers run subscribers at once (an idle one, ``run_now``), and one
+        that links or unlinks there would otherwise shift the list the lane is going
+        through, so that the link after it missed the change."""
+        lanes = self._by_node.setdefault(node_uri, {})
+        uplinks = lanes.get(lane, [])
         if uplink not in uplinks:
-            uplinks.append(uplink)
+            uplinks = lanes[lane] = [*uplinks, uplink]
             self._count += 1
         return uplinks
 
-    def remove(self, node_uri: str, lane: str, uplink: Uplink) -> bool:
-        """Unregister ``uplink``; True when the lane has no links left."""
+    def remove(self, node_uri: str, lane: str, uplink: Uplink) -> list[Uplink] | None:
+        """Unregister ``uplink``; returns the lane's new list of links (see :meth:`add`),
+        None when it has none left."""
         lanes = self._by_node.get(node_uri)
         uplinks = None if lanes is None else lanes.get(lane)
         if lanes is None or uplinks is None:
-            return True
+            return None
         if uplink in uplinks:
-            uplinks.remove(uplink)
+            uplinks = lanes[lane] = [u for u in uplinks if u is not uplink]
             self._count -= 1
         if uplinks:
-            return False
+            return uplinks
         del lanes[lane]
         if not lanes:
             del self._by_node[node_uri]
-        return True
+        return None
 
     def end(self, subscriber: str, downlink_id: int) -> LinkEnd | None:
         """The link end of a subscriber's downlink, if that link is open."""

@@ -389,11 +389,11 @@ class Plane(Passivation, TimerDriving):
 
     def unlink(self, node_uri: str, lane: str, uplink: Uplink) -> None:
         """Stop sending ``lane``'s changes to ``uplink``."""
-        if self.links.remove(node_uri, lane, uplink):
-            cell = self._cells.get(node_uri)
-            bound = None if cell is None else cell.agent.__dict__.get(lane)
-            if bound is not None:
-                bound._attach_uplinks(None)
+        uplinks = self.links.remove(node_uri, lane, uplink)
+        cell = self._cells.get(node_uri)
+        bound = None if cell is None else cell.agent.__dict__.get(lane)
+        if bound is not None:
+            bound._attach_uplinks(uplinks)
 
     def _open_downlink(self, cell: AgentCell, downlink: Downlink) -> None:
         if self._state is not None and not self._restoring:

@@ -454,3 +454,38 @@ async def test_a_downlink_callback_that_could_not_run_is_refused_where_the_link_
         assert plane.agent("/hasty/h").downlinks == {}
         assert len(plane.links) == 0
         assert "must take (self, key, new, old)" in str(plane.failures.last_error)
+
+
+class Leaver(Agent):
+    """Joins a sensor's reading, and leaves the join once it reads above 100."""
+
+    readings = JoinValueLane[str, Any]()
+    follow = CommandLane[str]()
+
+    @follow.on_command
+    def on_follow(self, node: str) -> None:
+        self.readings.join(node, node=node, lane="reading")
+
+    @readings.on_update
+    def on_reading(self, key: str, new: Any, old: Any) -> None:
+        if new is not None and new > 100:
+            self.readings.remove(key)
+
+
+async def test_a_subscriber_that_unlinks_in_its_callback_costs_the_next_one_no_change() -> None:
+    """A link's delivery runs its subscriber at once when it is idle, inside the owner's
+    set; a subscriber that unlinked there shortened the list the owner was going
+    through, and the link after it missed that change."""
+    async with open_plane({**ROUTES, "/leaver/:id": Leaver}) as plane:
+        await plane.command("/leaver/l", "follow", "/sensor/1")
+        await plane.settle()
+        await plane.command("/watcher/w", "watch", "/sensor/1")
+        await plane.settle()
+        await plane.command("/sensor/1", "reading", 150.0)
+        await plane.settle()
+        assert plane.get("/leaver/l", "readings") == {}
+        assert ["reading", 150.0, None] in plane.get("/watcher/w", "seen")
+        await plane.command("/sensor/1", "reading", 20.0)
+        await plane.settle()
+        assert plane.get("/watcher/w", "seen")[-1] == ["reading", 20.0, 150.0]
+        assert plane.get("/leaver/l", "readings") == {}
