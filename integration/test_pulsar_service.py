@@ -242,3 +242,37 @@ def test_a_burst_of_insights_to_a_frozen_broker_holds_no_request_up(
         assert sorted(value["seq"] for _, _, value in insights) == sorted([0, *range(count)])
         assert instance.metric("swimstream_insight_delivery_failures_total") == 0
         instance._check_alive()
+
+
+def test_a_broker_frozen_longer_than_the_pulsar_client_s_send_timeout_is_ridden_out(
+    start_instance: Callable[..., Instance],
+) -> None:
+    """An insight in flight while the broker was frozen failed after the Pulsar client's
+    30 s, and the instance stopped (exit 1) where a Kafka instance waits 300 s: the sink
+    now waits as long as Kafka's does, and the insight arrives after the thaw."""
+    app = "pulsar-long-freeze"
+    with EmbeddedPulsar() as broker:
+        url = broker.service_url
+        config = {
+            "app": app,
+            "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
+            "agents": {"account": {"class": "integration.apps:Ledger", "route": "/account/:id"}},
+            "sources": [{"topic": f"{app}-entries", "route": "/account/{key}", "lane": "entry"}],
+            "sinks": [{"publish": "processed", "topic": f"{app}-processed"}],
+            "processing": "at-least-once",
+        }
+        instance = start_instance(config)
+        assert instance.request("POST", "/account/a?lane=entry", {"seq": 0})[0] == 200
+        wait_until(lambda: instance.metric("swimstream_insights_out_total") >= 1, 30, "insight")
+        broker.pause()
+        try:
+            status, _ = instance.request("POST", "/account/a?lane=entry", {"seq": 1})
+            assert status == 200, instance.log_tail()
+            time.sleep(35.0)  # past the client's own send timeout of 30 s
+            instance._check_alive()
+        finally:
+            broker.resume()
+        insights = asyncio.run(_read(url, f"{app}-processed", 2))
+        assert sorted(value["seq"] for _, _, value in insights) == [0, 1]
+        assert instance.metric("swimstream_insight_delivery_failures_total") == 0
+        instance._check_alive()

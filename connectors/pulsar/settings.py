@@ -70,9 +70,12 @@ class PulsarSettings:
     """Records per topic handed to the client at once; more wait in the sink until
     acknowledgements free room (see the sink's docstring)."""
 
-    send_timeout: float = 30.0
+    send_timeout: float = 300.0
     """Seconds before an unacknowledged record fails with a timeout; also how long the
-    sink keeps trying to make a topic's producer while the broker does not answer."""
+    sink keeps trying to make a topic's producer while the broker does not answer. As
+    librdkafka's ``message.timeout.ms`` (300 s) rather than the Pulsar client's 30 s: a
+    record that fails stops the service (its record stays unfinished), so a broker
+    outage of half a minute stopped a Pulsar instance where a Kafka one rode it out."""
 
     close_timeout: float = 10.0
     """Seconds the sink's ``close`` waits for records in flight before closing anyway."""
