@@ -11,10 +11,12 @@ apart from the plane so the plane's module holds addressing, messages and links 
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from swimstream.agent import Agent
-from swimstream.errors import LIFECYCLE, DefinitionError
+from swimstream.errors import LIFECYCLE, DefinitionError, StoreError
 from swimstream.runtime.agent_record import dump_agent
 from swimstream.runtime.links import LinkEnd
 
@@ -31,6 +33,17 @@ if TYPE_CHECKING:
     from swimstream.runtime.store import AgentStore, StateObserver
     from swimstream.runtime.timers import TimerWheel
 
+log = logging.getLogger("swimstream.agent")
+
+
+@dataclass(slots=True)
+class Crash:
+    """Who hears of a plane that broke, and what broke it: one attribute of the plane,
+    which keeps under the 30 whose keys CPython shares (see the test)."""
+
+    listener: Callable[[BaseException], None] | None
+    error: BaseException | None = None
+
 
 class Passivation:
     """The plane's passivation methods (a mixin of :class:`~.plane.Plane`)."""
@@ -46,6 +59,7 @@ class Passivation:
     timers: TimerWheel
     links: LinkRegistry
     failures: FailureLog
+    _crash: Crash
 
     def unlink(self, node_uri: str, lane: str, uplink: Uplink) -> None:
         raise NotImplementedError
@@ -67,11 +81,30 @@ class Passivation:
         activating it, read and decoded it twice."""
         if node_uri in self._cells:
             return True
-        stored = self.store.load(node_uri)
+        stored = self._load(node_uri)
         if stored is None:
             return False
         self._activate(node_uri, stored=stored)
         return True
+
+    def _load(self, node_uri: str) -> StoredAgent | None:
+        """An agent's stored record; a store that cannot be read crashes the plane.
+
+        A damaged local store is no fault of the agent's: taken for one (an
+        :class:`~swimstream.errors.AgentRestoreError`), its record went to the dead
+        letters, the next checkpoint committed past it, and the restart, rebuilding
+        from the changelog, lost what it held. Crashed, the plane lets no checkpoint
+        cut past what it could not handle, and its owner stops (the next start sets
+        the file aside and rebuilds it)."""
+        try:
+            return self.store.load(node_uri)
+        except StoreError as exc:
+            if self._crash.error is None:
+                self._crash.error = exc
+                log.critical("loading %s: %s", node_uri, exc)
+                if self._crash.listener is not None:
+                    self._crash.listener(exc)
+            raise
 
     def passivate_idle(self) -> int:
         """Passivate agents idle past ``idle_timeout`` and, least recently used first,

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +31,7 @@ from swimstream.errors import (
     LaneNotFoundError,
     NodeNotFoundError,
     RoutingError,
+    StoreError,
 )
 from swimstream.routing import RoutePattern
 from swimstream.runtime.agent_record import (
@@ -54,7 +54,7 @@ from swimstream.runtime.cell import (
 from swimstream.runtime.clock import Clock, SystemClock
 from swimstream.runtime.failures import FailureLog
 from swimstream.runtime.links import LinkEnd, LinkRegistry
-from swimstream.runtime.passivation import Passivation
+from swimstream.runtime.passivation import Crash, Passivation
 from swimstream.runtime.plane_timers import TimerDriving
 from swimstream.runtime.reports import Insight, PlaneStatistics
 from swimstream.runtime.routes import agent_routes
@@ -63,15 +63,6 @@ from swimstream.runtime.store import AgentStore, MemoryAgentStore, StateObserver
 from swimstream.runtime.timers import TimerWheel
 
 log = logging.getLogger("swimstream.agent")
-
-
-@dataclass(slots=True)
-class _Crash:
-    """Who hears of a plane task that failed, and what ended it: one attribute of the
-    plane, which keeps under the 30 whose keys CPython shares (see the test)."""
-
-    listener: Callable[[BaseException], None] | None
-    error: BaseException | None = None
 
 
 class Plane(Passivation, TimerDriving):
@@ -121,7 +112,7 @@ class Plane(Passivation, TimerDriving):
         self._closed = False
         self.dropped = 0
         """Messages its close left unhandled (its work did not finish in time)."""
-        self._crash = _Crash(on_crash)
+        self._crash = Crash(on_crash)
         self._activations = 0
         self._passivations = 0
         self._commands = 0
@@ -246,7 +237,7 @@ class Plane(Passivation, TimerDriving):
         self._cells[canonical] = cell
         restoring, self._restoring = self._restoring, True  # (a link's target may nest)
         try:
-            stored = self.store.load(canonical) if stored is None else stored
+            stored = self._load(canonical) if stored is None else stored
             if stored is not None:
                 restore_agent(agent, stored)
         except AgentRestoreError as exc:  # its own state does not fit its class
@@ -258,6 +249,8 @@ class Plane(Passivation, TimerDriving):
             # Not in memory half-loaded: its next use would find it so (without the
             # rest of its links, which its next passivation would then drop for good).
             del self._cells[canonical]
+            if isinstance(exc, StoreError):
+                raise  # not the agent's fault: the plane crashed (see _load)
             raise AgentRestoreError(f"agent {canonical} cannot be loaded: {exc!r}") from exc
         finally:
             self._restoring = restoring

@@ -15,7 +15,9 @@ Faults of the local store are loud and never turn into wrong answers:
 * its directory not writable, or the restore's write failing without damage (a full
   disk; the file is kept as it is): state is rebuilt from the changelog into memory;
 * damaged while running (a checksum or SQLite error on read): the read fails, the
-  service stops (exit status 1), and the next start finds the file marked and rebuilds.
+  plane crashes so that no checkpoint commits past the record that needed the agent
+  (see :meth:`~swimstream.runtime.passivation.Passivation._load`), the service stops
+  (exit status 1), and the next start finds the file marked and rebuilds.
 
 In the first two cases the instance runs on correct state but ``/healthz`` stays red,
 naming the fault, until it restarts with a healthy store. A store whose state is of

@@ -42,6 +42,7 @@ from swimstream.errors import (
     ClosedResourceError,
     LaneNotFoundError,
     NodeNotFoundError,
+    StoreError,
 )
 from swimstream.web.request_log import body_problem
 from swimstream.web.shared import (
@@ -172,7 +173,7 @@ async def get_lane(request: web.Request) -> web.StreamResponse:
         value = state.plane.get(node_uri, lane)
     except (NodeNotFoundError, LaneNotFoundError) as exc:
         return error_response(404, str(exc))
-    except ClosedResourceError as exc:
+    except (ClosedResourceError, StoreError) as exc:  # (a damaged store: stopping)
         return error_response(503, str(exc))
     except AgentRestoreError as exc:
         return error_response(500, str(exc))
@@ -258,7 +259,7 @@ async def post_command(request: web.Request) -> web.Response:
         has_room = state.plane.submit(node_uri, lane, value, ack)
     except (NodeNotFoundError, LaneNotFoundError) as exc:
         return error_response(404, str(exc))
-    except ClosedResourceError as exc:
+    except (ClosedResourceError, StoreError) as exc:  # (a damaged store: stopping)
         return error_response(503, str(exc))
     except AgentRestoreError as exc:
         return error_response(500, str(exc))
