@@ -16,6 +16,7 @@ Map keys are shown as their JSON (as stored names spell them), so that ``1`` and
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import zlib
 from collections.abc import Iterator
@@ -45,12 +46,40 @@ def store_files(path: Path) -> list[Path]:
 
 
 def open_read_only(path: Path) -> sqlite_utils.Database:
-    """The store, opened so that nothing can write to it."""
+    """The store, opened so that nothing can write to it.
+
+    A store in WAL mode is read through its ``-shm`` file, which SQLite creates beside
+    it even to read: in a directory nobody may write (a disk mounted read-only to look
+    at a failed machine's store) it cannot. With nothing in the write-ahead log, the
+    file alone holds the store, and is read as unchanging; with something in it, the
+    message says how to read it."""
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        connection.execute("SELECT count(*) FROM shards").fetchone()
+        return _opened(path, "mode=ro")
     except sqlite3.Error as exc:
-        raise StoreError(f"{path} is not a readable swimstream store: {exc}") from exc
+        wal = path.with_name(path.name + "-wal")
+        holds_wal = wal.exists() and wal.stat().st_size > 0
+        if getattr(exc, "sqlite_errorcode", 0) != sqlite3.SQLITE_CANTOPEN or holds_wal:
+            if holds_wal and not os.access(path.parent, os.W_OK):
+                raise StoreError(
+                    f"{path} cannot be read where it is: its write-ahead log {wal.name} "
+                    "holds part of it, and reading that needs a file created beside it, "
+                    f"in {path.parent}, which cannot be written; copy {path.name} and "
+                    f"{wal.name} into a writable directory and inspect the copy"
+                ) from exc
+            raise StoreError(f"{path} is not a readable swimstream store: {exc}") from exc
+        try:
+            return _opened(path, "immutable=1")
+        except sqlite3.Error:
+            raise StoreError(f"{path} is not a readable swimstream store: {exc}") from exc
+
+
+def _opened(path: Path, mode: str) -> sqlite_utils.Database:
+    connection = sqlite3.connect(f"file:{path}?{mode}", uri=True)
+    try:
+        connection.execute("SELECT count(*) FROM shards").fetchone()
+    except sqlite3.Error:
+        connection.close()
+        raise
     return sqlite_utils.Database(connection)
 
 
@@ -81,14 +110,16 @@ def describe(path: Path, node: str | None = None, limit: int = 20) -> Iterator[s
     when the file is damaged past the pages opening it reads (a store an instance set
     aside as corrupt is what one inspects after a fault), or, once every line is out,
     when a value listed failed its CRC or did not decode."""
+    db = open_read_only(path)
     try:
-        yield from _describe(path, node, limit)
+        yield from _describe(db, path, node, limit)
     except sqlite3.Error as exc:
         raise StoreError(f"{path} is damaged: {exc}") from exc
+    finally:
+        db.conn.close()  # (not left to the collector: it holds the file, and its disk)
 
 
-def _describe(path: Path, node: str | None, limit: int) -> Iterator[str]:
-    db = open_read_only(path)
+def _describe(db: sqlite_utils.Database, path: Path, node: str | None, limit: int) -> Iterator[str]:
     agents = db.execute("SELECT count(DISTINCT node) FROM state").fetchone()[0]
     yield f"{path}: {counted(agents, 'agent')}"
     hurt = 0
