@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka.admin import AdminClient
+
 from connectors.embedded import EmbeddedKafka
 from integration.support import Instance, wait_until
 from integration.test_durability import check_exact_state, durable_config, settled
@@ -23,6 +25,7 @@ from integration.test_lifecycle import ledger_config
 from swimstream.crdt import PNCounter, encode
 from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, marker_value
 from swimstream.store.changelog import headers as changelog_headers
+from swimstream.store.inspect import describe
 from tests.support.kafka import produce_json
 
 
@@ -215,6 +218,30 @@ def test_a_store_ahead_of_its_changelog_stops_the_start_with_a_clear_error(
         log = second.log_path.read_text()
         assert "belongs to another changelog" in log, second.log_tail()
         assert list(data.glob("*.sqlite")), "the store is left where it was, for the user"
+
+
+def test_a_deleted_changelog_stops_the_start_naming_the_store_that_holds_the_state(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    """Deleted while the instance was down: the error said "move it away to rebuild
+    this app's state from the changelog", which, the changelog being empty and the
+    offsets committed, threw away the only copy of the state without a word."""
+    app = "store-changelog-deleted"
+    data = tmp_path / "data"
+    events = readings(2_000, 100, seed=9)
+    config = first_run(kafka_broker, start_instance, app, data, "exactly-once", events)
+    [store] = data.glob("*.sqlite")
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    for deleted in admin.delete_topics([f"{app}.changelog"], operation_timeout=10).values():
+        deleted.result(10)
+
+    second = start_instance(config, name="deleted", ready=False)
+    assert second.wait_exit(90) == 1, second.log_tail()
+    log = second.log_path.read_text()
+    assert f"The local store is {store}: if this is the app's cluster" in log, log
+    assert "holds the only copy of the state" in log
+    stored = next(describe(store))  # ("<file>: N agents": the devices, towers, world)
+    assert int(stored.rsplit(": ", 1)[1].split()[0]) > 100, stored
 
 
 RESTORED = 300_000

@@ -201,8 +201,7 @@ class KafkaChangelogReader:
                 raise StoreError(
                     f"the local store reflects changelog {topic}[{partition}] up to offset"
                     f" {positions[partition]}, but the topic ends at {high}: the store belongs"
-                    " to another changelog (a recreated topic or another cluster); move it"
-                    " away to rebuild this app's state from the changelog"
+                    " to another changelog (a recreated topic or another cluster)"
                 )
             if positions[partition] == high:
                 log.info(

@@ -159,7 +159,13 @@ class Durability:
                 self._report(f"{exc}; running on state rebuilt from the changelog in memory")
                 fallback = MemoryCommitted()
             else:  # (a store of another changelog: the user must look, not a fallback)
-                raise
+                raise StoreError(
+                    f"{exc}. The local store is {self.path}: if this is the app's cluster "
+                    "and its changelog topic was deleted, that file holds the only copy of "
+                    "the state, and the sources' committed offsets are past the records "
+                    "that made it; moved away (to start from what the changelog holds), "
+                    "that state is gone for good"
+                ) from exc
             return await self._restored(fallback, recovering)
         return committed
 
