@@ -21,6 +21,7 @@ from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource  # (not re-exported for type checkers)
 from confluent_kafka.cimpl import NewTopic
 
 from connectors.kafka.errors import CLIENT_LOG, KafkaBrokerError, kafka_error_of, translate
@@ -105,7 +106,45 @@ class KafkaAdmin:
                     f"topic(s) {_names(still_missing)} on Kafka at {self.bootstrap} were "
                     "created but do not show in its metadata"
                 )
+        if compacted:
+            await asyncio.get_running_loop().run_in_executor(None, self._check_kept, compacted)
         return {name: counts[name] for name in topics}
+
+    def _check_kept(self, topics: Sequence[str]) -> None:
+        """Refuse a compacted topic whose configuration deletes records by age or size.
+
+        It holds state (the changelog): one made by hand, or by a ``topic_config`` over
+        every created topic, with ``cleanup.policy=delete`` and a retention (a week,
+        Kafka's default), dropped every agent unchanged for that long, found only when
+        a restore from it (a new machine, a lost disk) came back without them. A
+        configuration the broker does not report (Tansu's, for a topic made without
+        one) or will not show is taken as it is: nothing says it deletes."""
+        admin = self._client()
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
+        try:
+            futures = admin.describe_configs(resources, request_timeout=self._timeout)
+            described = {r.name: f.result(self._timeout) for r, f in futures.items()}
+        except KafkaException as exc:
+            log.warning("the configuration of topic(s) %s cannot be read: %s", _names(topics), exc)
+            return
+        for name, entries in described.items():
+            config = {key: entry.value for key, entry in entries.items()}
+            policy = str(config.get("cleanup.policy") or "")
+            limits = {k: config.get(k) for k in ("retention.ms", "retention.bytes")}
+            if "delete" in policy.split(",") and any(
+                v not in (None, "-1") for v in limits.values()
+            ):
+                settings = ", ".join(
+                    f"{k}={v}" for k, v in {"cleanup.policy": policy, **limits}.items()
+                )
+                raise KafkaBrokerError(
+                    f"topic {name!r} on Kafka at {self.bootstrap} holds state and must keep "
+                    f"the latest record of every key, but its configuration deletes records "
+                    f"({settings}): a restore from it (a new machine, a lost disk) would "
+                    "lose every agent unchanged for longer; set cleanup.policy=compact on it "
+                    f"(kafka-configs.sh --alter --entity-type topics --entity-name {name} "
+                    "--add-config cleanup.policy=compact)"
+                )
 
     async def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
         """The partition count of each topic that exists (missing ones are left out)."""

@@ -48,6 +48,30 @@ async def test_creates_missing_topics_with_explicit_configs(
     assert await admin.ensure_topics({events: 3}, create=True) == {events: 3}  # idempotent
 
 
+async def test_refuses_a_state_topic_whose_configuration_deletes_records(
+    kafka_broker: EmbeddedKafka,
+) -> None:
+    """A changelog made by hand as an ordinary topic (a week's retention) lost every
+    agent unchanged for a week, seen only by a restore without the local store."""
+    admin = KafkaAdmin(kafka_broker.bootstrap)
+    week = {"retention.ms": "604800000"}  # Kafka's default, with cleanup.policy=delete
+    by_hand = kafka_broker.create_topic(fresh("changelog"), 4, config=week)
+    with pytest.raises(KafkaBrokerError) as raised:
+        await admin.ensure_topics({by_hand: 4}, create=True, compacted=[by_hand])
+    message = str(raised.value)
+    assert f"topic {by_hand!r} on Kafka at {kafka_broker.bootstrap} holds state" in message
+    assert "cleanup.policy=delete, retention.ms=604800000, retention.bytes=-1" in message
+    assert f"--entity-name {by_hand} --add-config cleanup.policy=compact" in message
+
+    for keeping in (
+        kafka_broker.create_topic(fresh("changelog"), 4, compacted=True),
+        kafka_broker.create_topic(fresh("changelog"), 4),  # delete, but no retention
+    ):
+        assert await admin.ensure_topics({keeping: 4}, create=True, compacted=[keeping]) == {
+            keeping: 4
+        }
+
+
 async def test_refuses_missing_topics_by_name_when_not_creating(
     kafka_broker: EmbeddedKafka, make_topic: TopicFactory
 ) -> None:
