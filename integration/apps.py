@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import time
 from typing import Any
 
@@ -65,6 +67,39 @@ class Slow(Agent):
     async def on_work(self, record: dict[str, Any]) -> None:
         await asyncio.sleep(0.002)
         self.done.add(1)
+
+
+async def wait_for_file(path: str) -> None:
+    """Return once ``path`` exists, looking every 20 ms (a test creates it)."""
+    for _ in itertools.count():
+        if file_exists(path):
+            return
+        await asyncio.sleep(0.02)
+
+
+def file_exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+class Gated(Agent):
+    """A Ledger whose records may name a gate file: such a record waits until the file
+    exists, so a test sets a slow key's pace by what it sees, not by time."""
+
+    entry = CommandLane[dict[str, Any]]()
+    count = CounterLane()
+    last = ValueLane[int](default=-1)
+    reordered = CounterLane()
+
+    @entry.on_command
+    async def on_entry(self, record: dict[str, Any]) -> None:
+        gate = record.get("gate")
+        if gate is not None:
+            await wait_for_file(gate)
+        if record["seq"] <= self.last.get():
+            self.reordered.add(1)
+        self.count.add(1)
+        self.last.set(record["seq"])
+        self.publish("processed", {"seq": record["seq"], "account": self.params["id"]})
 
 
 class Gauge(Agent):

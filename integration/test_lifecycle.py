@@ -258,6 +258,79 @@ def test_a_slow_agent_pauses_the_partitions_memory_stays_bounded_and_they_resume
     wait_until(lambda: instance.request("GET", "/readyz")[0] == 200, 30, "ready, caught up")
 
 
+def test_a_slow_key_holds_back_its_partition_only_and_nothing_is_lost_or_reordered(
+    kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance], tmp_path: Path
+) -> None:
+    """One agent stuck on its records fills its mailbox: its partition waits, the other
+    partitions' records, produced after that, are all processed meanwhile. The records
+    of its partition behind the stuck ones (for other agents) wait too, in order."""
+    app = "life-hot"
+    config = ledger_config(kafka_broker.bootstrap, app, agent="Gated")
+    mailbox = 20
+    config["processing"] = {"guarantee": "at-least-once", "mailbox_capacity": mailbox}
+    # Without checkpoints: a checkpoint's cut waits for every mailbox to empty, the
+    # sources held meanwhile, so with durable state the stuck agent holds every
+    # partition at the next checkpoint (see the README on back-pressure).
+    config["store"] = {"durable": False}
+    kafka_broker.create_topic(f"{app}.entries", partitions=4)
+    gate = tmp_path / "gate-open"
+    seqs = iter(range(1_000_000))
+
+    def batch(key: str, count: int, **extra: Any) -> list[tuple[str, dict[str, Any]]]:
+        return [(key, {"seq": next(seqs), **extra}) for _ in range(count)]
+
+    def count(key: str) -> int:
+        """Records the agent of ``key`` processed (none before its first one came)."""
+        status, body = instance.request("GET", f"/account/{key}?lane=count")
+        return int(body) if status == 200 else 0
+
+    # Partition 0: five records for "before", then the stuck agent's ("hot"), more of
+    # them than its mailbox holds, then five for "after", which must wait behind them.
+    hot = batch("before", 5) + batch("hot", 3 * mailbox, gate=str(gate)) + batch("after", 5)
+    produce_json(kafka_broker.bootstrap, f"{app}.entries", hot, partition=0)
+    instance = start_instance(config, ready=False)  # (never caught up while "hot" waits)
+    instance.wait_serving(30)
+    wait_until(lambda: instance.metric("swimstream_source_pauses_total") > 0, 60, "a pause")
+
+    # Only now the other partitions get records: a source that paused every partition
+    # for the full mailbox would not read them until "hot" moved.
+    fast = {p: [f"fast-{p}-{n}" for n in range(4)] for p in (1, 2, 3)}
+    sent: dict[str, int] = {"before": 5, "hot": 3 * mailbox, "after": 5}
+    for partition, keys in fast.items():
+        records = [record for _ in range(25) for key in keys for record in batch(key, 1)]
+        produce_json(kafka_broker.bootstrap, f"{app}.entries", records, partition=partition)
+        sent.update({key: 25 for key in keys})
+    fast_keys = [key for keys in fast.values() for key in keys]
+    wait_until(
+        lambda: all(count(key) == 25 for key in fast_keys),
+        60,
+        "every record of the other partitions processed while the hot key is stuck",
+    )
+    assert count("hot") == 0  # (its first record is still held)
+    assert count("before") == 5
+    assert count("after") == 0, "routed ahead of records before it"
+    in_flight = instance.metric("swimstream_records_in_flight")
+    assert in_flight <= mailbox + 1, f"{in_flight} records in flight: more than the mailbox"
+
+    gate.touch()  # the hot key moves: everything behind it follows
+    wait_until(
+        lambda: all(count(key) == n for key, n in sent.items()),
+        90,
+        "every record processed once the hot key moved",
+    )
+    total = sum(sent.values())
+    assert instance.metric("swimstream_records_in_total") == total
+    for key in sent:
+        assert instance.lane(f"/account/{key}", "reordered") == 0, key
+    assert instance.lane("/account/after", "last") == max(v["seq"] for _, v in hot)
+    wait_until(
+        lambda: sorted(processed_seqs(kafka_broker, app)) == list(range(total)),
+        60,
+        "each record's insight once",
+    )
+    wait_until(lambda: instance.request("GET", "/readyz")[0] == 200, 30, "ready, caught up")
+
+
 def test_ready_only_once_the_backlog_is_read(
     kafka_broker: EmbeddedKafka, start_instance: Callable[..., Instance]
 ) -> None:

@@ -5,10 +5,15 @@ One :class:`SourceRunner` per source connector, as a task on the service's loop:
     consume what is fetched -> route each record -> (too much in flight? pause) ->
     commit offsets whose records are complete -> yield to the agents -> repeat
 
-Backpressure is end to end: when a target agent's mailbox is full, or more than
-``max_inflight`` records are unfinished, the runner pauses every partition it holds
-(the client stops fetching, so memory stays bounded by what was already fetched), waits
-until the work in flight halves, and resumes. Commits are asynchronous and happen every
+Backpressure is end to end. When a record fills its target agent's mailbox, only the
+record's partition pauses until that mailbox drained to half, its records fetched
+meanwhile held in order (:mod:`swimstream.streams.held_back`), while the other
+partitions keep flowing: one slow key stalls only the partitions that feed it. When
+more than ``max_inflight`` records are unfinished, a sink is crowded, or a command an
+agent sent on a record's behalf filled another agent's mailbox (which partition fed
+that one is not known), the runner pauses every partition it holds (the client stops
+fetching, so memory stays bounded by what was already fetched), waits until the work
+in flight halves, and resumes. Commits are asynchronous and happen every
 ``commit_interval`` seconds or ``commit_every`` records, for offsets whose records and
 all their effects are done (:mod:`swimstream.streams.tracking`). On a revoke, the
 revoked partitions' final offsets are committed before the partitions are released.
@@ -53,6 +58,7 @@ from swimstream.streams.connector import (
     SourceConnector,
     TopicPartition,
 )
+from swimstream.streams.held_back import HeldBack
 from swimstream.streams.router import RecordRouter
 from swimstream.streams.sink_pressure import SinkPressure
 from swimstream.streams.tracking import OffsetBook, PartitionTracker
@@ -136,6 +142,8 @@ class SourceRunner:
         once their state is back (before it, the restore would overwrite their effects,
         their offsets committed all the same)."""
         self._requeued: list[InboundRecord] = []
+        self._held_back = HeldBack(router.wait_for_room)
+        """Partitions paused until a mailbox one of their records filled has room."""
         self._caught_up = False
         self._ends_unknown_since: float | None = None
         self._ends_warned = False
@@ -154,8 +162,14 @@ class SourceRunner:
 
     @property
     def paused(self) -> bool:
-        """Whether the partitions are paused for backpressure right now."""
-        return bool(self._paused)
+        """Whether partitions are paused for backpressure right now (all of them, or
+        those waiting for room in a full mailbox)."""
+        return bool(self._paused or self._held_back)
+
+    @property
+    def held_back(self) -> HeldBack:
+        """The partitions waiting for room in a full mailbox, with their records."""
+        return self._held_back
 
     @property
     def ready(self) -> bool:
@@ -180,9 +194,17 @@ class SourceRunner:
         connector.set_rebalance_listener(
             self._on_rebalance, self._before_revoke if self.before_revoke is not None else None
         )
+        try:
+            await self._consume()
+        finally:
+            self._held_back.close()  # (their records are read again after a restart)
+
+    async def _consume(self) -> None:
+        connector = self.connector
         route = self._router.route
         book = self.book
         restoring = self.restoring
+        held_back = self._held_back
         last_key: tuple[str | None, int | None] = (None, None)
         tracker: PartitionTracker | None = None
         replayed_to: int | None = None
@@ -190,6 +212,8 @@ class SourceRunner:
             if not self._open.is_set():
                 await self._open.wait()  # a checkpoint is making its cut
                 continue
+            if held_back.room.is_set():
+                self._route_held_back()
             records: Sequence[InboundRecord]
             if self._requeued:  # (held while their partitions restored: first)
                 records, self._requeued = self._requeued, []
@@ -198,11 +222,13 @@ class SourceRunner:
             if not records:
                 self._check_caught_up()
                 self._commit(force=False)
-                await connector.wait_for_records(self._next_wait())
+                if held_back:
+                    await self._wait_for_records_or_room(self._next_wait())
+                else:
+                    await connector.wait_for_records(self._next_wait())
                 continue
             self._wait = SOURCE_WAIT
             self._arrived.set()
-            full: str | None = None
             for record in records:
                 if record.error() is not None:
                     continue
@@ -213,22 +239,30 @@ class SourceRunner:
                         continue
                 key = (record.topic(), record.partition())
                 if key != last_key or tracker is None or tracker.revoked:
-                    tracker = book.tracker(TopicPartition(key[0] or "", key[1] or 0))
+                    tp = TopicPartition(key[0] or "", key[1] or 0)
+                    if held_back and tp in held_back:
+                        held_back.add(tp, record)  # (behind the records held already)
+                        tracker = None  # (so its next record is looked at here too)
+                        continue
+                    tracker = book.tracker(tp)
                     last_key = key
                     replayed_to = tracker.replayed_to
                 if replayed_to is not None:
                     if _applied_already(tracker, record.offset() or 0):
                         continue
                     replayed_to = None
-                full = route(record, tracker) or full
+                full = route(record, tracker)
+                if full is not None:
+                    self._hold_back(tracker.tp, full)
+                    tracker = None
             self._since_commit += len(records)
-            full = full or self._router.overfull()
+            overfull = self._router.overfull()
             if (
-                full is not None
+                overfull is not None
                 or book.inflight > self._max_inflight
                 or (self._sinks is not None and self._sinks.crowded())
             ):
-                await self._relieve_pressure(full)
+                await self._relieve_pressure(overfull)
             self._commit(force=False)
             await asyncio.sleep(0)  # let the agents work through what just arrived
 
@@ -286,11 +320,16 @@ class SourceRunner:
         self.restoring.difference_update(partitions)
         for tp in partitions:
             self._requeued.extend(self._held.pop(tp, ()))
+        self._resume(partitions)
+
+    def _resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Fetch those of ``partitions`` still held again, unless a backpressure wait
+        holds the others (its end resumes them with the rest)."""
         held = self.connector.assignment()
         mine = [tp for tp in partitions if tp in held]
         if self._paused:
             self._paused.update(mine)
-        else:
+        elif mine:
             self.connector.resume(mine)
 
     def checkpointed(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -307,9 +346,54 @@ class SourceRunner:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _hold_back(self, tp: TopicPartition, full_node: str) -> None:
+        """A record of ``tp`` filled the mailbox of ``full_node``: pause ``tp`` alone
+        until that mailbox has room (:mod:`swimstream.streams.held_back`)."""
+        self._held_back.hold(tp, full_node)
+        self.connector.pause([tp])
+        self._pauses.value += 1
+
+    def _route_held_back(self) -> None:
+        """Route the records of the partitions whose mailbox has room now, in order,
+        and fetch those partitions again; one whose record fills a mailbox again stays
+        paused, holding the rest."""
+        route = self._router.route
+        resumed: list[TopicPartition] = []
+        for tp, records in self._held_back.take_ready():
+            tracker = self.book.tracker(tp)
+            while records:
+                record = records.popleft()
+                if tracker.replayed_to is not None and _applied_already(
+                    tracker, record.offset() or 0
+                ):
+                    continue
+                full = route(record, tracker)
+                if full is not None:
+                    self._held_back.hold(tp, full, records)
+                    break
+            else:
+                resumed.append(tp)
+        self._resume([tp for tp in resumed if tp not in self.restoring])
+
+    async def _wait_for_records_or_room(self, timeout: float) -> None:
+        """Wait for records, or until a mailbox that partitions wait for has room:
+        their records are here already, and the agent should not wait for them."""
+        waits = {
+            asyncio.ensure_future(self.connector.wait_for_records(timeout)),
+            asyncio.ensure_future(self._held_back.room.wait()),
+        }
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        for wait in done:
+            wait.result()  # (the connector's failure, raised here as from its own wait)
+
     async def _relieve_pressure(self, full_node: str | None) -> None:
-        """Pause fetching until the full mailbox drained, the work in flight halved and
-        the sinks drained to half their limit."""
+        """Pause fetching from every partition until the full mailbox (filled by an
+        agent's command) drained, the work in flight halved and the sinks drained to
+        half their limit."""
         partitions = sorted(self.connector.assignment())
         if not partitions:
             return
@@ -334,6 +418,7 @@ class SourceRunner:
         finally:
             keeping.cancel()
             current = set(self.connector.assignment()) - self.restoring
+            current -= self._held_back.partitions  # (until their mailbox has room)
             self.connector.resume(sorted(self._paused & current))
             self._paused = set()
 
@@ -408,6 +493,9 @@ class SourceRunner:
             )
 
     async def _before_revoke(self, partitions: tuple[TopicPartition, ...]) -> None:
+        # Held records of these are routed no more: what the hook commits is all that
+        # was routed from them (the connector drops what it buffered of them likewise).
+        self._held_back.release(partitions)
         if self.before_revoke is not None:  # (cleared as the service stops)
             await self.before_revoke(partitions)
 
@@ -434,6 +522,7 @@ class SourceRunner:
         released = change.revoked
         for tp in released:  # (lost ones are revoked too, flagged)
             self._held.pop(tp, None)  # (their new owner reads them)
+        self._held_back.release(released)
         # Lost ones too (the session expired while the broker was away): should another
         # member have gone past them meanwhile, the group resumes beyond and none drops.
         held: dict[TopicPartition, int] = {}
