@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator
 
+from swimstream.config.secrets import is_setting_name, shown_setting_name
 from swimstream.config.values import TypeDoc
 from swimstream.errors import ConfigError
 
@@ -77,14 +78,22 @@ RESERVED_SETTINGS: Final[Mapping[str, str]] = {
 """Every name ``broker.settings`` refuses, with how swimstream sets it."""
 
 
+_NOT_A_NAME = (
+    "not a setting name (letters, digits, '.', '_' and '-'); write `name: value`, "
+    "with a colon and a space"
+)
+
+
 def _check_settings(value: Any) -> Any:
     """Refuse owned names and values that are not scalars, every one of them at once."""
     if not isinstance(value, Mapping):
         return value  # the dict type's own error says what is wrong
     problems: list[tuple[str, str]] = []
     for name, setting in value.items():
-        path = f"[{str(name)!r}]"
-        if name in RESERVED_SETTINGS:
+        path = f"[{shown_setting_name(str(name))!r}]"
+        if not is_setting_name(str(name)):
+            problems.append((path, _NOT_A_NAME))
+        elif name in RESERVED_SETTINGS:
             problems.append((path, f"set by swimstream {RESERVED_SETTINGS[name]}; remove it"))
         elif not isinstance(setting, str | int | float | bool):
             problems.append((path, "must be a string, number or boolean"))
@@ -111,6 +120,7 @@ def usable_settings(value: object) -> dict[str, Setting]:
         name: setting
         for name, setting in value.items()
         if isinstance(name, str)
+        and is_setting_name(name)
         and isinstance(setting, str | int | float | bool)
         and name not in RESERVED_SETTINGS
     }

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from swimstream.config.problems import Problem, format_path, key_text
+from swimstream.config.secrets import is_secret_path
 
 
 class Substituted(str):
@@ -149,20 +150,24 @@ def _resolve(
 ) -> str | None:
     """The text ``${reference}`` stands for, or ``None`` after recording its problem."""
     name, separator, default = reference.partition(":-")
+    # A secret may hold "${" as text: what follows is the secret, not a name to quote.
+    secret = is_secret_path(path)
     if _VARIABLE.fullmatch(name) is None:
+        quoted = "a '${...}'" if secret else f"${{{reference}}}"
         problems.append(
             (
                 format_path(path),
-                f"${{{reference}}} is not a variable reference; "
-                "write ${NAME} or ${NAME:-default}",
+                f"{quoted} is not a variable reference; "
+                "write ${NAME} or ${NAME:-default} ($$ for a literal $)",
             )
         )
         return None
     if "${" in default:
+        quoted = "${...:-...}" if secret else f"${{{name}:-...}}"
         problems.append(
             (
                 format_path(path),
-                f"the default of ${{{name}:-...}} holds a reference; a default is plain "
+                f"the default of {quoted} holds a reference; a default is plain "
                 "text (nested references are not supported)",
             )
         )

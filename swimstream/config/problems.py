@@ -22,6 +22,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from swimstream.config.secrets import holds_secrets
 from swimstream.errors import ConfigError
 
 Problem = tuple[str, str]
@@ -132,7 +133,9 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any, *, secret: bool = False) -> str:
+    if secret and not isinstance(value, bool | Mapping | list | tuple) and value is not None:
+        return f"{_article(type(value).__name__)} (its text not shown: it may hold a secret)"
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -142,6 +145,11 @@ def _kind(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     return _shown(value)
+
+
+def _article(type_name: str) -> str:
+    word = {"str": "string", "int": "integer", "float": "number"}.get(type_name, type_name)
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def _number(value: Any) -> str:
@@ -178,7 +186,7 @@ def _message(error: ErrorDetails, root: type[BaseModel], loc: list[int | str]) -
     if kind == "literal_error":
         return f"expected {ctx['expected']}, got {_shown(value)}"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_kind(value)}"
+        return f"expected {_EXPECTED[kind]}, got {_kind(value, secret=holds_secrets(loc))}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         bound = {
             "greater_than_equal": f"at least {_number(ctx.get('ge'))}",

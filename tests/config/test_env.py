@@ -131,14 +131,17 @@ def test_substitution_forms(value: str, env: dict[str, str], expected: str) -> N
     assert substitute({"k": value}, env) == ({"k": expected}, [])
 
 
+_WRITE = "write ${NAME} or ${NAME:-default} ($$ for a literal $)"
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
         ("${A", "'${' without a closing '}'"),
         ("${A:-{x}", "'${' without a closing '}' (braces in a default must pair up)"),
-        ("${}", "${} is not a variable reference; write ${NAME} or ${NAME:-default}"),
-        ("${1A}", "${1A} is not a variable reference; write ${NAME} or ${NAME:-default}"),
-        ("${A-x}", "${A-x} is not a variable reference; write ${NAME} or ${NAME:-default}"),
+        ("${}", "${} is not a variable reference; " + _WRITE),
+        ("${1A}", "${1A} is not a variable reference; " + _WRITE),
+        ("${A-x}", "${A-x} is not a variable reference; " + _WRITE),
         (
             "${A:-${B}}",
             "the default of ${A:-...} holds a reference; a default is plain text "

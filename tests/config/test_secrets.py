@@ -1,0 +1,105 @@
+"""A config problem names a secret setting, never the secret (it is often a password
+from ``${VAR}``), however the setting was mistyped."""
+
+from __future__ import annotations
+
+import pytest
+
+from swimstream.config.secrets import is_secret_setting, shown_setting_name
+from tests.config.documents import problems
+
+SECRET = "Hunter2-s3cret"
+NAME_SHAPED_SECRET = "Hunter2s3cret"
+
+BROKER = "app: a\nbroker:\n  bootstrap: localhost:9092\n"
+AGENTS = "agents: {v: {class: 'tests.config.standins:Vehicle', route: /v/:id}}\n"
+
+
+def _problems(settings_yaml: str) -> list[str]:
+    return problems(BROKER + settings_yaml + AGENTS, {"KAFKA_PASSWORD": SECRET})
+
+
+@pytest.mark.parametrize(
+    ("settings_yaml", "expected"),
+    [
+        # A missing colon makes the whole map one string.
+        (
+            f"  settings:\n    sasl.password {SECRET}\n",
+            "broker.settings: expected a mapping of keys to values, got a string "
+            "(its text not shown: it may hold a secret)",
+        ),
+        # As a Java properties file writes it: one key holding name and value.
+        (
+            f"  settings: {{sasl.password={SECRET}}}\n",
+            "broker.settings['sasl.password[hidden]']: not a setting name (letters, digits, "
+            "'.', '_' and '-'); write `name: value`, with a colon and a space",
+        ),
+        (
+            f"  settings:\n    sasl.password={SECRET}: x\n",
+            "broker.settings['sasl.password[hidden]']: not a setting name (letters, digits, "
+            "'.', '_' and '-'); write `name: value`, with a colon and a space",
+        ),
+        # A password that holds "${" as text, not as a reference.
+        (
+            f"  settings: {{sasl.password: 'ab${{{SECRET}!}}'}}\n",
+            "broker.settings['sasl.password']: a '${...}' is not a variable reference; "
+            "write ${NAME} or ${NAME:-default} ($$ for a literal $)",
+        ),
+        (
+            f"  settings: {{ssl.key.password: '${{{NAME_SHAPED_SECRET}:-${{B}}}}'}}\n",
+            "broker.settings['ssl.key.password']: the default of ${...:-...} holds a "
+            "reference; a default is plain text (nested references are not supported)",
+        ),
+    ],
+)
+def test_a_mistyped_secret_setting_is_named_without_its_value(
+    settings_yaml: str, expected: str
+) -> None:
+    found = _problems(settings_yaml)
+    assert found == [expected]
+    assert not any(SECRET in line or NAME_SHAPED_SECRET in line for line in found)
+
+
+def test_a_reference_in_another_setting_is_still_quoted() -> None:
+    """Only a secret's text is held back: elsewhere the malformed reference helps."""
+    assert _problems("  settings: {client.rack: '${1A}'}\n") == [
+        "broker.settings['client.rack']: ${1A} is not a variable reference; "
+        "write ${NAME} or ${NAME:-default} ($$ for a literal $)"
+    ]
+
+
+def test_a_secret_from_the_environment_passes() -> None:
+    with pytest.raises(AssertionError, match="valid"):
+        _problems(
+            "  settings:\n"
+            "    security.protocol: SASL_SSL\n"
+            "    sasl.mechanism: SCRAM-SHA-512\n"
+            "    sasl.username: svc\n"
+            "    sasl.password: ${KAFKA_PASSWORD}\n"
+        )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.client.credentials.client.secret",  # (an alias)
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+    ],
+)
+def test_passwords_and_client_secrets_are_secrets(name: str) -> None:
+    assert is_secret_setting(name)
+
+
+def test_tuning_is_no_secret() -> None:
+    assert not is_secret_setting("linger.ms")
+    assert not is_secret_setting("security.protocol")
+
+
+def test_a_name_is_shown_up_to_where_it_stops_being_one() -> None:
+    assert shown_setting_name("linger.ms") == "linger.ms"
+    assert shown_setting_name(f"sasl.password={SECRET}") == "sasl.password[hidden]"
+    assert shown_setting_name(f"={SECRET}") == "[hidden]"
