@@ -63,7 +63,12 @@ class KafkaChangelogReader:
         self._settings = applicable(settings or {}, "consumer")
 
     def _consumer(self, group: str) -> Consumer:
-        config: dict[str, object] = {
+        return Consumer(self._consumer_config(group))
+
+    def _consumer_config(self, group: str) -> dict[str, object]:
+        """What librdkafka is given: the user's settings (security ones included, as
+        every client of the instance needs them), under the reader's own."""
+        return {
             "fetch.queue.backoff.ms": 10,
             "fetch.wait.max.ms": 50,
             **self._settings,
@@ -77,7 +82,6 @@ class KafkaChangelogReader:
             # Its log lines go where every other client's go, rather than raw to stderr.
             "logger": CLIENT_LOG,
         }
-        return Consumer(config)
 
     async def read(
         self,

@@ -124,3 +124,30 @@ async def test_kafka_sources_start_a_new_group_where_offset_reset_says(
         source = clients["kafka"].make_source(["t"])
     assert isinstance(source, KafkaSource)
     assert source._config["auto.offset.reset"] == reset  # what librdkafka is given
+
+
+async def test_security_settings_reach_every_kafka_client(kafka_broker: EmbeddedKafka) -> None:
+    """The consumers, the producer, the admin client and the changelog reader all talk
+    to a secured broker, so each gets the ``security.*``, ``sasl.*`` and ``ssl.*``
+    settings (PLAINTEXT here: the embedded broker speaks nothing else, and librdkafka
+    leaves the others unused)."""
+    security = {
+        "security.protocol": "PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": "s3cret",
+        "ssl.key.password": "s3cret",
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+    async with open_connectors(_config(kafka_broker, settings=security), "edge-1") as clients:
+        kafka = clients["kafka"]
+        source = kafka.make_source(["vehicle-positions"])
+        changelog = kafka.changelog
+        given = {
+            "source": source._config,  # type: ignore[attr-defined]
+            "sink": kafka.sink._config,  # type: ignore[attr-defined]
+            "admin": kafka.admin._config,  # type: ignore[union-attr]
+            "changelog": changelog._consumer_config("g"),  # type: ignore[union-attr]
+        }
+    for client, config in given.items():
+        assert {name: config.get(name) for name in security} == security, client
