@@ -13,7 +13,8 @@ authentication failure) are logged through :class:`ErrorLog`, which says the fir
 occurrence of each kind at once and then at most once per interval with a count, so an
 unreachable broker produces a readable trickle instead of a flood. librdkafka's own log
 lines (:data:`CLIENT_LOG`) get the same treatment from :class:`RepeatFilter`: a client
-that cannot connect logs every attempt, several a second.
+that cannot connect logs every attempt, several a second. Before that,
+:class:`CredentialFilter` hides the credentials of a URL such a line quotes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 
+from swimstream.config.secrets import HIDDEN
 from swimstream.errors import BrokerError
 from swimstream.ratelimit import RateLimit, more_since
 
@@ -197,6 +199,33 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class CredentialFilter(logging.Filter):
+    """Hides the credentials a URL in a client's log line carries.
+
+    librdkafka redacts its sensitive settings, but not a URL one holds: a failed OAuth
+    token request is logged, as an error, with ``sasl.oauthbearer.token.endpoint.url``
+    whole, ``https://user:password@idp/token?client_secret=...`` included. The user
+    part of a URL and the values of its query parameters named like a secret are
+    shown as ``[hidden]``.
+    """
+
+    _USERINFO = re.compile(r"(://)[^\s/@\"']+@")
+    _SECRET_PARAMETER = re.compile(
+        r"([?&][^=&\s\"']*(?:secret|password|passphrase|token|key)[^=&\s\"']*=)[^&#\s\"']*",
+        re.IGNORECASE,
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "://" in message:
+            hidden = self._USERINFO.sub(rf"\1{HIDDEN}@", message)
+            hidden = self._SECRET_PARAMETER.sub(rf"\1{HIDDEN}", hidden)
+            if hidden != message:
+                record.msg, record.args = hidden, None
+        return True
+
+
 CLIENT_LOG = logging.getLogger("swimstream.kafka.client")
 """The logger librdkafka's clients write to (``logger`` in their settings)."""
+CLIENT_LOG.addFilter(CredentialFilter())
 CLIENT_LOG.addFilter(RepeatFilter())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connectors.kafka import errors
 from connectors.kafka.errors import ErrorLog, RepeatFilter, translate
@@ -71,6 +72,34 @@ def test_client_error_events_are_logged_once_per_kind_and_interval(
 
 def test_the_client_logger_carries_the_filter() -> None:
     assert any(isinstance(f, RepeatFilter) for f in errors.CLIENT_LOG.filters)
+
+
+def test_a_failed_oauth_token_request_is_logged_without_the_url_s_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """librdkafka logs, as an error, the token endpoint URL whole: its user part and a
+    secret in its query string too (it redacts only the settings it knows as secrets)."""
+    url = "http://svc:Hunter2-pw@127.0.0.1:1/token?client_secret=Hunter2-qs&scope=kafka"
+    producer = Producer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "OAUTHBEARER",
+            "sasl.oauthbearer.method": "oidc",
+            "sasl.oauthbearer.client.id": "svc",
+            "sasl.oauthbearer.client.secret": "Hunter2-cs",
+            "sasl.oauthbearer.token.endpoint.url": url,
+            "logger": errors.CLIENT_LOG,
+        }
+    )
+    caplog.set_level(logging.DEBUG, logger=errors.CLIENT_LOG.name)
+    deadline = time.monotonic() + 60
+    while "OIDC" not in caplog.text and time.monotonic() < deadline:
+        producer.poll(0.1)  # (librdkafka's log lines are delivered by polls)
+    lines = [r.getMessage() for r in caplog.records if "OIDC" in r.getMessage()]
+    assert lines, caplog.text
+    assert "Hunter2" not in caplog.text
+    assert "http://[hidden]@127.0.0.1:1/token?client_secret=[hidden]&scope=kafka" in lines[0]
 
 
 @pytest.mark.parametrize(
