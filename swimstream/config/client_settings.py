@@ -84,6 +84,25 @@ _NOT_A_NAME = (
 )
 
 
+_NOT_UTF8 = (
+    "not UTF-8 text: the environment variable it takes holds other bytes (the client "
+    "library takes UTF-8 only)"
+)
+
+
+def _encodable(setting: str | int | float | bool) -> bool:
+    """Whether the client library can take ``setting``: Python reads an environment
+    variable's bytes that are not UTF-8 as lone surrogates, which confluent-kafka
+    cannot encode (it failed with a SystemError, and ``check`` with a traceback)."""
+    if not isinstance(setting, str):
+        return True
+    try:
+        setting.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_settings(value: Any) -> Any:
     """Refuse owned names and values that are not scalars, every one of them at once."""
     if not isinstance(value, Mapping):
@@ -97,6 +116,8 @@ def _check_settings(value: Any) -> Any:
             problems.append((path, f"set by swimstream {RESERVED_SETTINGS[name]}; remove it"))
         elif not isinstance(setting, str | int | float | bool):
             problems.append((path, "must be a string, number or boolean"))
+        elif not _encodable(setting):
+            problems.append((path, _NOT_UTF8))
     if problems:
         raise ConfigError(problems=problems)
     return value
@@ -122,6 +143,7 @@ def usable_settings(value: object) -> dict[str, Setting]:
         if isinstance(name, str)
         and is_setting_name(name)
         and isinstance(setting, str | int | float | bool)
+        and _encodable(setting)
         and name not in RESERVED_SETTINGS
     }
 

@@ -228,3 +228,20 @@ def test_run_refuses_a_setting_librdkafka_does_not_know_before_connecting(
         "did you mean 'linger.ms'?"
     ) in result.stderr
     assert "connecting to the broker" not in result.stderr
+
+
+def test_a_secret_from_the_environment_that_is_not_utf8_is_a_config_problem(
+    tmp_path: Path,
+) -> None:
+    """Python reads the variable's bytes as lone surrogates, which confluent-kafka
+    cannot encode: ``check`` (and ``run``) stopped with a SystemError traceback."""
+    text = GOOD.replace(
+        'bootstrap: "localhost:9092"}',
+        'bootstrap: "localhost:9092", settings: {sasl.password: "${KAFKA_PASSWORD}"}}',
+    )
+    result = run_check(tmp_path, text, env={"KAFKA_PASSWORD": "pass\udcffword"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[1:] == [
+        "  broker.settings['sasl.password']: not UTF-8 text: the environment variable it "
+        "takes holds other bytes (the client library takes UTF-8 only)"
+    ]
