@@ -304,7 +304,8 @@ class MapDownlink(Downlink):
         context = self._agent._context
         self._replica = LWWMap(context.replica_id, context.hlc)
         # What the replica holds from before this link opened (a restored replica)
-        # and its sync lacks was removed meanwhile: see ``_receive``. None once synced.
+        # gives way to its sync, the owner's whole state: see ``_receive``. None once
+        # synced (a resync sets it again: ``_replace_before``).
         self._opened_at: int | None = context.hlc.now()
 
     def get(self, key: MapKey, default: Any = None) -> Any:
@@ -372,8 +373,8 @@ class MapDownlink(Downlink):
         self._replica.merge(snapshot)
 
     def _replace_before(self, before: int) -> None:
-        if self._opened_at is None or before < self._opened_at:
-            self._opened_at = before  # the sync forgets what the owner lacks from before
+        if self._opened_at is None or before > self._opened_at:
+            self._opened_at = before  # the sync replaces what the replica held from before
 
     def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
         """Apply a delivery to the replica, then call back for each visible change.
@@ -388,15 +389,17 @@ class MapDownlink(Downlink):
         if snapshot is not None:
             assert isinstance(snapshot, MapSnapshot)
             before = replica.to_dict()
-            changed = replica.merge(snapshot)
-            # The link's first snapshot is the owner's whole state. A replica restored
-            # from storage may hold keys the owner removed while it was away, whose
-            # tombstones are gone (forgotten after a while, or never stored): they go
-            # now. What was written through since the link opened stays (the owner
-            # has not seen it yet).
+            # The link's first snapshot (or a resync's) is the owner's whole state, and
+            # what the replica holds from before the link opened (or was marked) gives
+            # way to it: keys the owner removed while a restored replica was away, whose
+            # tombstones are gone, and writes an owner restored from older state never
+            # had, newer-stamped than its own. What was written through since stays
+            # (the owner has not seen it yet).
             opened_at, self._opened_at = self._opened_at, None
-            if opened_at is not None and replica.forget_absent(snapshot, opened_at):
-                changed = True
+            if opened_at is None:
+                changed = replica.merge(snapshot)
+            else:
+                changed = replica.replace_before(snapshot, opened_at)
             if changed:
                 _diff(before, replica.to_dict(), events)
         for op in ops:

@@ -330,20 +330,27 @@ class LWWMap:
             self._tombstones = {k: s for k, s in self._tombstones.items() if s > stamp}
         return bool(doomed)
 
-    def forget_absent(self, owner: MapSnapshot, before: int) -> bool:
-        """Forget the entries written before HLC time ``before`` that ``owner`` (the
-        whole state of the replica every write goes through) does not hold; True when
-        there were any. A replica restored from storage learns so of removes it missed
-        whose tombstones are gone; an entry written here since is the owner's to see."""
-        held = {key for key, _, _ in owner.entries}
-        stale = [
-            key
-            for key, (stamp, _) in self._entries.items()
-            if stamp[0] < before and key not in held
-        ]
-        for key in stale:
-            del self._entries[key]
-        return bool(stale)
+    def replace_before(self, owner: MapSnapshot, before: int) -> bool:
+        """Take ``owner`` (the whole state of the replica every write goes through) in
+        place of what this replica holds from before HLC time ``before``; True when the
+        visible map changed.
+
+        A merge keeps whatever is newer, and what this replica holds from before may be
+        newer than anything the owner has and yet never reach it: a replica restored
+        from storage holds keys the owner removed since, whose tombstones are gone; an
+        owner restored from an older checkpoint lost writes its replicas saw (a put, a
+        remove, a clear), and its older stamps would lose to them for good. So entries,
+        tombstones and a clear from before ``before`` give way to the owner's state;
+        what was written here since is the owner's to see yet, and merges."""
+        visible = self.to_dict()
+        self._entries = {key: entry for key, entry in self._entries.items() if entry[0][0] >= before}
+        if self._tombstones:
+            self._tombstones = {k: s for k, s in self._tombstones.items() if s[0] >= before}
+        if self._cleared[0] < before:
+            self._cleared = ZERO_STAMP
+        self._floor = 0  # (the merge takes the owner's)
+        self.merge(owner)
+        return self.to_dict() != visible
 
     def compact(self, stable_before: int) -> int:
         """Forget tombstones older than HLC time ``stable_before``; returns how many.

@@ -246,7 +246,7 @@ def test_tombstones_younger_than_the_ttl_are_kept_however_many_there_are() -> No
     assert not any(m.apply(put) for put in puts) and m.to_dict() == {}
 
 
-def test_forget_absent_drops_what_the_owner_lost_before_a_time_and_keeps_later_writes() -> None:
+def test_replace_before_drops_what_the_owner_lost_before_a_time_and_keeps_later_writes() -> None:
     wall = FakeWall(1_000)
     clock = HybridLogicalClock(wall)
     owner, replica = LWWMap("owner", clock=clock), LWWMap("replica", clock=clock)
@@ -259,9 +259,27 @@ def test_forget_absent_drops_what_the_owner_lost_before_a_time_and_keeps_later_w
     replica.put("d", 4)  # written here after the link opened: the owner's to see yet
     replica.merge(owner.snapshot())
     assert replica.to_dict() == {"a": 1, "b": 1, "c": 1, "d": 4}  # merge alone keeps b
-    assert replica.forget_absent(owner.snapshot(), opened) is True
+    assert replica.replace_before(owner.snapshot(), opened) is True
     assert replica.to_dict() == {"a": 1, "c": 1, "d": 4}
-    assert replica.forget_absent(owner.snapshot(), opened) is False
+    assert replica.replace_before(owner.snapshot(), opened) is False
+
+
+def test_replace_before_gives_up_newer_writes_the_owner_never_had() -> None:
+    """An owner restored from an older checkpoint lost writes its replica saw: a put
+    and a remove newer than the owner's own entries, which a merge would keep."""
+    wall = FakeWall(1_000)
+    clock = HybridLogicalClock(wall)
+    owner, replica = LWWMap("owner", clock=clock), LWWMap("replica", clock=clock)
+    for key in ("a", "b"):
+        replica.apply(owner.put(key, 1))
+    replica.put("a", 2)  # the owner applied these, then lost them with its restore
+    replica.remove("b")
+    marked = clock.now()
+    replica.put("c", 3)  # written after the mark: the owner's to see yet
+    replica.merge(owner.snapshot())
+    assert replica.to_dict() == {"a": 2, "c": 3}  # merge alone keeps the lost writes
+    assert replica.replace_before(owner.snapshot(), marked) is True
+    assert replica.to_dict() == {"a": 1, "b": 1, "c": 3}
 
 
 def test_keys_no_store_or_replica_could_find_again_are_refused_when_put() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from swimstream.runtime import MemoryAgentStore
@@ -92,7 +92,20 @@ async def run(script: list[tuple[str, Any, Any, Any]]) -> None:
             assert value_link.get() == plane.get(OWNER, "v")
 
 
+LOST_PUT = [
+    ("owner", "put", 0, 0),
+    ("passivate", OWNER, None, None),  # (the store holds 0: 0)
+    ("/s/0", "link", None, None),
+    ("settle", OWNER, None, None),
+    ("/s/0", "put", 0, 1),  # newer than the owner's stored entry, and lost with its restore
+    ("restore", OWNER, None, None),
+]
+LOST_REMOVE = [*LOST_PUT[:4], ("/s/0", "remove", 0, 0), ("restore", OWNER, None, None)]
+
+
 @settings(max_examples=200)
 @given(steps)
+@example(LOST_PUT)  # (a map replica kept writes newer than the restored owner's entry)
+@example(LOST_REMOVE)
 def test_open_replicas_converge_across_restores(script: list[tuple[str, Any, Any, Any]]) -> None:
     asyncio.run(run(script))
