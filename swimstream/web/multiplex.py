@@ -148,14 +148,17 @@ class Multiplex:
             initial = _failure(503, str(exc))
         except (AgentRestoreError, CallbackError) as exc:
             initial = _failure(500, describe_failure(exc))
+        except BaseException:
+            # Cancelled (the POST's client left while the agent was busy) or worse: the
+            # link is not the stream's yet, so nothing else would ever end it.
+            self._unlink(uplink)
+            raise
         if isinstance(initial, str):
             initial = _failure(500, initial)
         if self.closed:
             initial = _failure(404, "the stream ended meanwhile")
         if isinstance(initial, dict):
-            uplink.stop()
-            state.open_streams.discard(uplink)
-            plane.unlink(node_uri, lane, uplink)
+            self._unlink(uplink)
             return initial
         synced = dumps({"node": node_uri, "lane": lane, "kind": kind})
         self._outbox.append(event("state", initial) + event("synced", synced))
@@ -166,9 +169,13 @@ class Multiplex:
     def _drop(self, link_id: int) -> None:
         uplink = self._links.pop(link_id, None)
         if uplink is not None:
-            uplink.stop()
-            self._state.open_streams.discard(uplink)
-            self._state.plane.unlink(uplink.node_uri, uplink.lane, uplink)
+            self._unlink(uplink)
+
+    def _unlink(self, uplink: LaneUplink) -> None:
+        """End ``uplink``'s link and free its slot of ``max_streams``."""
+        uplink.stop()
+        self._state.open_streams.discard(uplink)
+        self._state.plane.unlink(uplink.node_uri, uplink.lane, uplink)
 
 
 def _failure(status: int, message: str) -> dict[str, Any]:

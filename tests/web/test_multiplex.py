@@ -19,7 +19,14 @@ from swimstream.testing import open_plane
 from swimstream.web.multiplex import Multiplex
 from swimstream.web.shared import WebSettings, WebState, dumps
 from tests.support.waiting import wait_until
-from tests.web.harness import EventReader, Served, ServeFactory, SettableHealth, reading
+from tests.web.harness import (
+    EventReader,
+    Served,
+    ServeFactory,
+    SettableHealth,
+    Valve,
+    reading,
+)
 
 
 @dataclass
@@ -135,6 +142,40 @@ async def test_a_link_whose_agent_is_forgotten_is_unlinked_and_links_again_afres
         await wait_until(lambda: "swimstream_web_streams_open 0\n" in served.registry.render())
         await mux.change([(9, "/device/6", "history")])
         assert await mux.next() == ("state", {"link": 9, "data": {}})  # as its store has it
+
+
+async def test_a_change_whose_client_left_before_the_sync_frees_its_slot_and_link(
+    served: Served,
+) -> None:
+    """A link waits for its agent's turn to sync; the server cancels the POST's handler
+    when its client leaves meanwhile. The link it made must go with it: the stream does
+    not know it yet, so nothing else would ever unlink it or free its slot."""
+    served.plane.submit("/valve/1", "hold", None)  # the valve's turn holds its mailbox
+    try:
+        await wait_until(lambda: Valve.entered == 1)
+        links = served.plane.statistics().links
+        async with multiplexed(served) as mux:
+            body = orjson.dumps({"link": [{"id": 1, "node": "/valve/1", "lane": "passed"}]})
+            url = served.url("/")
+            _, writer = await asyncio.open_connection(url.host, url.port)
+            writer.write(
+                b"POST /_streams?stream=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                % (mux.stream_id.encode(), len(body), body)
+            )
+            await writer.drain()
+            await wait_until(lambda: "swimstream_web_streams_open 1\n" in served.registry.render())
+            writer.close()  # the client gives up before its answer
+            await writer.wait_closed()
+            await asyncio.sleep(0.1)
+            Valve.opened.set()  # the sync happens now, for nobody
+            await served.plane.settle()
+            await wait_until(lambda: "swimstream_web_streams_open 0\n" in served.registry.render())
+            assert served.plane.statistics().links == links
+            # the stream serves on, and the name links afresh
+            assert (await mux.change([(1, "/valve/1", "passed")]))[1]["linked"] == [1]
+            assert await mux.next() == ("state", {"link": 1, "data": 1})
+    finally:
+        Valve.opened.set()
 
 
 async def test_stopping_the_server_ends_a_multiplexed_stream_and_its_links(
