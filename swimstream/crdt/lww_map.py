@@ -343,7 +343,7 @@ class LWWMap:
         tombstones and a clear from before ``before`` give way to the owner's state;
         what was written here since is the owner's to see yet, and merges."""
         visible = self.to_dict()
-        self._entries = {key: entry for key, entry in self._entries.items() if entry[0][0] >= before}
+        self._entries = {k: e for k, e in self._entries.items() if e[0][0] >= before}
         if self._tombstones:
             self._tombstones = {k: s for k, s in self._tombstones.items() if s[0] >= before}
         if self._cleared[0] < before:
