@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "text": set(),
     "ratelimit": set(),
+    "logfields": set(),
     "crdt": {"errors", "text"},
     "routing": {"errors"},
     "config": {"errors", "routing"},
@@ -30,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "streams": {
         "errors",
         "text",
+        "logfields",
         "ratelimit",
         "crdt",
         "routing",
@@ -39,10 +41,11 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
     },
     "web": {"errors", "ratelimit", "crdt", "routing", "agent", "runtime", "metrics"},
-    "store": {"errors", "text", "ratelimit", "crdt", "agent", "runtime", "streams"},
+    "store": {"errors", "text", "logfields", "ratelimit", "crdt", "agent", "runtime", "streams"},
     "service": {
         "errors",
         "text",
+        "logfields",
         "ratelimit",
         "crdt",
         "routing",
@@ -54,7 +57,7 @@ ALLOWED: dict[str, set[str]] = {
         "store",
         "web",
     },
-    "cli": {"errors", "text", "ratelimit", "config", "runtime", "service", "store"},
+    "cli": {"errors", "text", "logfields", "ratelimit", "config", "runtime", "service", "store"},
     "__main__": {"cli"},
 }
 

@@ -257,7 +257,13 @@ class EmbeddedBroker(abc.ABC):
                 raise
             break
         self.startup_seconds = time.monotonic() - began
-        log.info("%s ready on %s in %.1f s", self.title, self.address, self.startup_seconds)
+        log.info(
+            "%s ready on %s in %.1f s",
+            self.title,
+            self.address,
+            self.startup_seconds,
+            extra={"broker": self.address},
+        )
         return self
 
     def stop(self) -> None:
@@ -272,9 +278,15 @@ class EmbeddedBroker(abc.ABC):
         died_on_its_own = process.poll() is not None
         exit_code = self._terminate()
         if died_on_its_own or exit_code not in _STOPPED_BY_US:
-            log.info("%s on %s stopped (exit code %s)", self.title, self.address, exit_code)
+            log.info(
+                "%s on %s stopped (exit code %s)",
+                self.title,
+                self.address,
+                exit_code,
+                extra={"broker": self.address},
+            )
         else:  # the exit our own SIGTERM or SIGKILL explains says nothing worth a reader
-            log.info("%s on %s stopped", self.title, self.address)
+            log.info("%s on %s stopped", self.title, self.address, extra={"broker": self.address})
         if died_on_its_own:
             log.warning(
                 "%s had died on its own (exit code %s); log kept at %s:\n%s",
@@ -330,7 +342,7 @@ class EmbeddedBroker(abc.ABC):
             self._ports = free_ports(self._port_count)
         self._work_dir = self._make_work_dir()
         command = self._command(binary, self._ports, self._work_dir)
-        log.info("starting %s on %s", self.title, self.address)
+        log.info("starting %s on %s", self.title, self.address, extra={"broker": self.address})
         log.debug("%s command line: %s", self.title, " ".join(command))
         if on_starting is not None:
             on_starting(self.address)

@@ -28,6 +28,7 @@ from connectors.kafka.errors import CLIENT_LOG, KafkaBrokerError, kafka_error_of
 from connectors.kafka.settings import ADMIN_DEFAULTS, ADMIN_OWNED, Settings, merge
 from connectors.kafka.topics import partition_counts
 from swimstream.errors import BrokerError
+from swimstream.logfields import partition_names
 from swimstream.text import counted
 
 log = logging.getLogger("swimstream.kafka.admin")
@@ -204,12 +205,24 @@ class KafkaAdmin:
             except KafkaException as exc:
                 error = kafka_error_of(exc)
                 if error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                    log.info("topic %r was created meanwhile by someone else", name)
+                    log.info(
+                        "topic %r was created meanwhile by someone else",
+                        name,
+                        extra={"topic": name},
+                    )
                     continue
                 partitions = counted(topics[name], "partition")
                 what = f"creating topic {name!r} ({partitions}) on Kafka at "
                 raise translate(exc, what + self.bootstrap) from exc
-            log.info("created topic %r with %s", name, counted(topics[name], "partition"))
+            log.info(
+                "created topic %r with %s",
+                name,
+                counted(topics[name], "partition"),
+                extra={
+                    "topic": name,
+                    "partitions": partition_names((name, p) for p in range(topics[name])),
+                },
+            )
         await asyncio.get_running_loop().run_in_executor(None, self._wait_for_leaders, topics)
 
     def _wait_for_leaders(self, topics: Mapping[str, int]) -> None:

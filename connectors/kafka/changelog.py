@@ -31,6 +31,7 @@ from connectors.kafka.errors import CLIENT_LOG, translate
 from connectors.kafka.records import split_events
 from connectors.kafka.settings import Settings, applicable
 from swimstream.errors import BrokerError, StoreError
+from swimstream.logfields import partition_fields
 from swimstream.streams.connector import InboundRecord, TopicPartition
 
 log = logging.getLogger("swimstream.kafka.changelog")
@@ -140,7 +141,11 @@ class KafkaChangelogReader:
                 topic,
                 positions,
                 listed,
-                extra={"read_to": positions, "listed_ends": listed},
+                extra={
+                    "topic": topic,
+                    "read_to": positions,
+                    "listed_ends": listed,
+                },
             )
             return positions
         except KafkaException as exc:
@@ -172,6 +177,10 @@ class KafkaChangelogReader:
                     attempt,
                     COMMITTED_ATTEMPTS,
                     problem,
+                    extra={
+                        "group": group,
+                        **partition_fields((f.topic, f.partition) for f in failed),
+                    },
                 )
                 if attempt < COMMITTED_ATTEMPTS:
                     await asyncio.sleep(COMMITTED_PAUSE * attempt)
@@ -215,6 +224,7 @@ class KafkaChangelogReader:
                     partition,
                     positions[partition],
                     QUIET_END,
+                    extra={"topic": topic, "partition": partition, "offset": positions[partition]},
                 )
                 ended.append(partition)
         return ended

@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
+from swimstream.logfields import partition_fields
 from swimstream.streams.connector import TopicPartition
 from swimstream.text import partition_list
 
@@ -58,6 +59,7 @@ def resume_fetching(consumer: Consumer, partitions: list[KafkaPartition]) -> Non
             "resumed %s; sought %s",
             partition_list((p.topic, p.partition) for p in partitions),
             ", ".join(sought) or "none (no position yet: fetched from the committed offset)",
+            extra=partition_fields((p.topic, p.partition) for p in partitions),
         )
 
 

@@ -28,6 +28,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from swimstream.config.secrets import HIDDEN
 from swimstream.errors import BrokerError
+from swimstream.logfields import Log
 from swimstream.ratelimit import RateLimit, more_since
 
 # The librdkafka error codes that mean "cannot talk to the broker", as opposed to "the
@@ -142,7 +143,7 @@ class ErrorLog:
 
     def __init__(
         self,
-        logger: logging.Logger,
+        logger: Log,
         where: str,
         interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,

@@ -34,6 +34,7 @@ import logging
 from confluent_kafka import KafkaError
 
 from connectors.kafka.errors import UNREACHABLE, ErrorLog
+from swimstream.logfields import Log
 from swimstream.text import counted
 
 _COORDINATOR = "GroupCoordinator"
@@ -47,7 +48,7 @@ class ConnectionHealth:
     source's fetch thread); they only assign a bool and log, so no lock is needed.
     """
 
-    def __init__(self, logger: logging.Logger, where: str, stall_seconds: float) -> None:
+    def __init__(self, logger: Log, where: str, stall_seconds: float) -> None:
         self.connected = True
         self._logger = logger
         self._where = where

@@ -40,7 +40,6 @@ after the position already moved past them. A listener's exception is kept in
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -51,6 +50,7 @@ from connectors.kafka.deferred import DeferredCalls, kafka_partitions
 from connectors.kafka.health import ConnectionHealth
 from connectors.kafka.loop import LoopBridge, LoopGoneError
 from connectors.kafka.records import RecordBuffer
+from swimstream.logfields import Log, partition_fields
 from swimstream.streams.connector import Rebalance, RebalanceListener, RevokeHook, TopicPartition
 from swimstream.text import counted, offset_list, partition_list
 
@@ -88,7 +88,7 @@ class RebalanceRelay:
         *,
         cooperative: bool,
         revoke_timeout: float,
-        logger: logging.Logger,
+        logger: Log,
         where: str,
     ) -> None:
         self.listener: RebalanceListener | None = None
@@ -123,6 +123,7 @@ class RebalanceRelay:
                 "%s: event loop gone; assignment of %s not reported",
                 self._where,
                 partition_list(gained),
+                extra=partition_fields(gained),
             )
         except BaseException as exc:  # kept for the source to raise; see the module docstring
             self._fail(exc)
@@ -156,6 +157,7 @@ class RebalanceRelay:
                     "%s: event loop gone; releasing %s without committing",
                     self._where,
                     partition_list(gone),
+                    extra=partition_fields(gone),
                 )
             earlier = self._deferred.take_commits(gone)
             if not lost:
@@ -178,12 +180,13 @@ class RebalanceRelay:
         hook = self.before_revoke
         if hook is None:
             return 0
-        where, partitions = self._where, partition_list(gone)
+        where, partitions, fields = self._where, partition_list(gone), partition_fields(gone)
         if not self._health.connected:  # its commit would wait for the broker in vain
             self._log.warning(
                 "%s: the broker does not answer: revoking %s without committing first",
                 where,
                 partitions,
+                extra=fields,
             )
             return 0
 
@@ -203,10 +206,14 @@ class RebalanceRelay:
                 where,
                 partitions,
                 self._revoke_timeout,
+                extra=fields,
             )
         except LoopGoneError:
             self._log.error(
-                "%s: event loop gone; revoking %s without committing", where, partitions
+                "%s: event loop gone; revoking %s without committing",
+                where,
+                partitions,
+                extra=fields,
             )
         except Exception as exc:
             self._fail(exc)
@@ -220,7 +227,12 @@ class RebalanceRelay:
         membership.group_metadata = metadata
         for tp in gained:
             membership.end_offsets.pop(tp, None)
-        self._log.info("%s: assigned %s", self._where, partition_list(gained) or "nothing")
+        self._log.info(
+            "%s: assigned %s",
+            self._where,
+            partition_list(gained) or "nothing",
+            extra=partition_fields(gained),
+        )
         # (An eager protocol's empty assignment is told too: it settles what the revoke
         # before it took away.)
         if self.listener is not None and (gained or not self._cooperative):
@@ -253,6 +265,7 @@ class RebalanceRelay:
                 "lost" if lost else "revoked",
                 partition_list(gone),
                 counted(dropped, "fetched record"),
+                extra=partition_fields(gone),
             )
         if lost:
             return {}
@@ -268,6 +281,7 @@ class RebalanceRelay:
                 "they will be read again from the last committed offsets",
                 self._where,
                 offset_list(offsets),
+                extra=partition_fields(offsets),
             )
             return
         try:
@@ -281,6 +295,7 @@ class RebalanceRelay:
                 self._where,
                 offset_list(offsets),
                 exc,
+                extra=partition_fields(offsets),
             )
             return
         failed = [f"{r.topic}[{r.partition}]: {r.error}" for r in results if r.error]

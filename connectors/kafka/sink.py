@@ -46,6 +46,7 @@ from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
 from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
+from swimstream.logfields import FieldsLog
 from swimstream.streams.connector import DeliveryCallback, TopicPartition
 from swimstream.text import counted
 
@@ -117,7 +118,8 @@ class KafkaSink:
         self._where = f"Kafka sink at {bootstrap}" + (
             f" (transactional id {transactional_id!r})" if transactional_id else ""
         )
-        self._errors = ErrorLog(log, self._where)
+        self._log = FieldsLog(log, broker=bootstrap)
+        self._errors = ErrorLog(self._log, self._where)
         self._queue_full_timeout = queue_full_timeout
         self._producer: Producer | None = None
         self._bridge: LoopBridge | None = None
@@ -188,7 +190,7 @@ class KafkaSink:
         timeout = 10.0 if timeout is None else timeout
         deadline = time.monotonic() + timeout
         if not await self.flush(timeout):
-            log.warning(
+            self._log.warning(
                 "%s: closing with %s not acknowledged after %g s; each is reported failed "
                 "(the broker may have written it all the same)",
                 self._where,
@@ -447,7 +449,7 @@ class KafkaSink:
         try:
             on_delivery(failure)
         except Exception:
-            log.exception("%s: a delivery callback raised", self._where)
+            self._log.exception("%s: a delivery callback raised", self._where)
 
     def _report_written(
         self,
@@ -467,7 +469,7 @@ class KafkaSink:
             try:
                 on_written(message.partition() or 0, message.offset() or 0)
             except Exception:
-                log.exception("%s: an on_written callback raised", self._where)
+                self._log.exception("%s: an on_written callback raised", self._where)
         if on_delivery is not None:
             self._report(batch, on_delivery, error, message)
         else:
@@ -522,9 +524,9 @@ class KafkaSink:
         executor.shutdown(wait=False)  # the thread ends after the close
         done, _ = await asyncio.wait([closing], timeout=min(timeout, _CLOSE_TIMEOUT))
         if not done:
-            log.error(
+            self._log.error(
                 "%s: the broker did not answer while closing; abandoned the producer",
                 self._where,
             )
         elif (failure := closing.exception()) is not None:
-            log.warning("%s: closing the producer failed: %s", self._where, failure)
+            self._log.warning("%s: closing the producer failed: %s", self._where, failure)

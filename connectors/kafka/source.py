@@ -108,6 +108,7 @@ from connectors.kafka.settings import (
 )
 from connectors.kafka.topics import check_topics
 from swimstream.errors import BrokerError
+from swimstream.logfields import FieldsLog
 from swimstream.streams.connector import (
     InboundRecord,
     RebalanceListener,
@@ -194,7 +195,8 @@ class KafkaSource:
             owned["group.instance.id"] = instance_id
         self._config = merge(CONSUMER_DEFAULTS, settings, CONSUMER_OWNED, owned, client="source")
         self._where = f"Kafka source of group {group_id!r} at {bootstrap}"
-        self._health = ConnectionHealth(log, self._where, stall_seconds(self._config))
+        self._log = FieldsLog(log, group=group_id, broker=bootstrap)
+        self._health = ConnectionHealth(self._log, self._where, stall_seconds(self._config))
         self._membership = Membership()
         self._buffer = RecordBuffer()
         self._deferred = DeferredCalls()
@@ -225,7 +227,7 @@ class KafkaSource:
         self._relay = RebalanceRelay(
             self._membership, self._buffer, self._deferred, bridge, self._health,
             cooperative=is_cooperative(self._config), revoke_timeout=self.revoke_timeout,
-            logger=log, where=self._where,
+            logger=self._log, where=self._where,
         )  # fmt: skip
         self._relay.listener, self._relay.before_revoke = self._listener, self._before_revoke
         config = {
@@ -303,7 +305,7 @@ class KafkaSource:
         """Say that a consumer the broker held up was given up (its worker stays marked
         busy)."""
         self._membership.assigned = frozenset()
-        log.error(
+        self._log.error(
             "%s: %s within %g s; abandoned it. Offsets not committed by now will be read "
             "again by the next owner",
             self._where,
@@ -508,7 +510,7 @@ class KafkaSource:
             ]
             end_offsets = {tp: offset for tp, offset in end_offsets.items() if tp in held}
         if end_offsets and log.isEnabledFor(logging.DEBUG):  # (a fetch to the end has one)
-            log.debug("%s: end of %s", self._where, offset_list(end_offsets))
+            self._log.debug("%s: end of %s", self._where, offset_list(end_offsets))
         membership.end_offsets.update(end_offsets)
         if records:
             self._health.on_activity()
@@ -533,7 +535,7 @@ class KafkaSource:
     def _apply_deferred(self, consumer: Consumer) -> None:
         if self._deferred:
             for failure in self._deferred.apply(consumer, self._membership.assigned):
-                log.warning("%s: %s", self._where, failure)
+                self._log.warning("%s: %s", self._where, failure)
 
     def _report_errors(self, errors: list[KafkaError]) -> None:
         """Log error events (any thread); a fatal one fails the source's next call."""
@@ -558,4 +560,4 @@ class KafkaSource:
             self._health.errors.report(error)
         failed = [p for p in partitions if p.error is not None]
         if failed:
-            log.warning("%s: commit failed for %s", self._where, failed)
+            self._log.warning("%s: commit failed for %s", self._where, failed)

@@ -96,7 +96,11 @@ class BrokerProbe:
             self._last_answer = time.monotonic()
             if self._reported_silent:
                 self._reported_silent = False
-                log.warning("the Pulsar broker at %s answers again", self.service_url)
+                log.warning(
+                    "the Pulsar broker at %s answers again",
+                    self.service_url,
+                    extra={"broker": self.service_url},
+                )
 
     def _check_silence(self) -> None:
         silent = time.monotonic() - self._last_answer
@@ -107,4 +111,5 @@ class BrokerProbe:
                 "until it does",
                 self.service_url,
                 silent,
+                extra={"broker": self.service_url},
             )

@@ -228,6 +228,7 @@ class PulsarSource:
             self.subscription,
             counted(len(feeds), "partition"),
             ", ".join(self.topics),
+            extra={"group": self.subscription, "topics": list(self.topics)},
         )
 
     def _subscribe_all(self, client: PulsarClient) -> list[_Feed]:

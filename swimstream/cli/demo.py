@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from swimstream.cli.logs import log_context
 from swimstream.config import load_config
 from swimstream.errors import SwimstreamError
 from swimstream.runtime import Insight
@@ -119,6 +120,7 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str | N
             "SWIMSTREAM_DATA": data,
         }
         service = Service(load_config(config_path, env), open_connectors)
+        log_context(app=service.config.app, instance=service.instance_id)
         service.insight_listeners.append(
             lambda insight: latest.append(insight) if insight.topic == "alerts" else None
         )

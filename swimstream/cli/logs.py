@@ -2,8 +2,17 @@
 
 ``--log-format json`` (the default when stderr is not a terminal, as under Docker or
 systemd) writes ``{"ts", "level", "logger", "message", ...extra}`` per record, where
-the extras are what the code attached (``node``, ``lane``, ``topic``, ``partition``...),
-so a log pipeline can filter by agent or partition without parsing prose.
+the extras are what the code attached (``node``, ``lane``, ``topic``, ``partitions``...,
+named as :mod:`swimstream.logfields` lists), so a log pipeline can filter by agent or
+partition without parsing prose. Once ``run`` knows them, every line also carries ``app``
+and ``instance`` (:func:`log_context`), so lines of several instances merged in one index
+stay apart.
+
+The text format is for a person at a terminal: the message, then only the fields it does
+not already say. The fields of :data:`~swimstream.logfields.NAMED` are named by their
+messages (and ``app``/``instance`` are the same on every line), and a field whose value
+the message spells out verbatim is left out too: ``read to {0: 12}  read_to={0: 12}`` was
+noise.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ import math
 import sys
 import time
 from typing import Any, TextIO
+
+from swimstream.logfields import NAMED
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _OWN_FIELDS = ("ts", "level", "logger", "message", "error")
@@ -73,17 +84,50 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+        message = record.getMessage()
         extras = " ".join(
             f"{k}={v}"
             for k, v in vars(record).items()
-            if k not in _STANDARD and not k.startswith("_")
+            if k not in _STANDARD and not k.startswith("_") and not _said(k, v, message)
         )
-        line = f"{clock} {record.levelname.lower():<7} {record.name:<22} {record.getMessage()}"
+        line = f"{clock} {record.levelname.lower():<7} {record.name:<22} {message}"
         if extras:
             line += f"  {extras}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+def _said(name: str, value: Any, message: str) -> bool:
+    """Whether a text line leaves field ``name`` out: its message names it, or spells
+    out its value (of three characters or more: a ``1`` found in "1 record" says little)."""
+    if name in NAMED:
+        return True
+    text = str(value)
+    return len(text) >= 3 and text in message
+
+
+class _Context(logging.Filter):
+    """Fields every record gets unless it has its own (``app``, ``instance``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, Any] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in self.fields.items():
+            if name not in vars(record):
+                setattr(record, name, value)
+        return True
+
+
+_context = _Context()
+
+
+def log_context(**fields: Any) -> None:
+    """Attach ``fields`` to every line logged from now on (through
+    :func:`configure_logging`'s handler), as the instance's ``app`` and ``instance``."""
+    _context.fields.update(fields)
 
 
 def configure_logging(
@@ -96,6 +140,8 @@ def configure_logging(
         style = "text" if stream.isatty() else "json"
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if style == "json" else TextFormatter())
+    _context.fields.clear()
+    handler.addFilter(_context)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

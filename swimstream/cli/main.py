@@ -235,10 +235,12 @@ def inspect_store(path: Path, node: str | None, limit: int) -> int:
 async def _serve(path: Path, env: dict[str, str]) -> int:
     from connectors.factory import open_connectors
     from connectors.kafka.settings_check import librdkafka_problems
+    from swimstream.cli.logs import log_context
     from swimstream.config import load_config_file
-    from swimstream.service import Service
+    from swimstream.service import Service, instance_id_for
 
     config = load_config_file(path, env, librdkafka_problems)
+    log_context(app=config.app, instance=instance_id_for(config))
     service = Service(config, open_connectors)
     await service.run()
     status = EXIT_OK

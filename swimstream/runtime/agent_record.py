@@ -147,7 +147,12 @@ def restore_agent(agent: Agent, stored: StoredAgent) -> None:
         except (RoutingError, DefinitionError) as exc:
             # Its target lane is gone or changed kind (code changed under stored state):
             # the link goes, as a stored lane the class no longer declares does.
-            log.warning("agent %s: its stored link is dropped: %s", agent.node_uri, exc)
+            log.warning(
+                "agent %s: its stored link is dropped: %s",
+                agent.node_uri,
+                exc,
+                extra={"node": agent.node_uri},
+            )
             continue
         if spec.replica is not None:
             where = f"the downlink to {spec.node_uri}#{spec.lane}"

@@ -296,7 +296,12 @@ class Scheduler:
         try:
             self._on_failure(cell, lane, callback, cause)
         except Exception:  # (a report that fails must not end the loop)
-            log.exception("reporting the failure of %s on %s failed", callback, cell.node_uri)
+            log.exception(
+                "reporting the failure of %s on %s failed",
+                callback,
+                cell.node_uri,
+                extra={"node": cell.node_uri, "lane": lane, "callback": callback},
+            )
         if ack is not None:
             ack(exc)
 

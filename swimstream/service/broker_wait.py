@@ -62,10 +62,11 @@ async def open_clients(
     started = time.monotonic()
     delay = START_RETRY_FIRST
     where = broker_address(config)
+    fields = {} if config.broker.kind == "embedded" else {"broker": where}
     if config.broker.kind == "embedded":  # ("the broker at the embedded broker" misread)
         log.info("starting %s and connecting to it", where)
     else:
-        log.info("connecting to the broker at %s", where)  # (then a line at each failed try)
+        log.info("connecting to the broker at %s", where, extra=fields)  # (then one a try)
     while True:
         try:
             opened = await _try_opening(connectors(config, instance_id), stop)
@@ -80,6 +81,7 @@ async def open_clients(
                 waited,
                 delay,
                 exc,
+                extra=fields,
             )
             starting.set_waiting("waiting for the broker", started, str(exc))
         else:
@@ -87,6 +89,14 @@ async def open_clients(
                 return None
             clients, closing = opened
             await stack.enter_async_context(closing)
+            for protocol, client in sorted(clients.items()):
+                log.info(
+                    "connected to %s at %s in %.1f s",
+                    protocol.capitalize(),
+                    client.address,
+                    time.monotonic() - started,
+                    extra={"broker": client.address},
+                )
             return clients
         try:
             await asyncio.wait_for(stop.wait(), delay)

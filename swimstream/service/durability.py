@@ -122,6 +122,7 @@ class Durability:
                     "offsets were never committed (a commit that did not land, or offsets "
                     "reset): it is set aside and rebuilt from the changelog",
                     ahead,
+                    extra={"shards": sorted(ahead)},
                 )
                 committed.close()
                 committed = await self._restored(self._fresh(), recovering)
@@ -315,7 +316,7 @@ class Durability:
             "checkpoints start at %d (committed through %d)",
             first,
             restored_from,
-            extra={"first_checkpoint": first},
+            extra={"checkpoint": first, "first_checkpoint": first},
         )
         self.checkpointer = Checkpointer(
             plane=plane,

@@ -173,7 +173,11 @@ class Handover:
 
     def _leave(self, shards: set[int]) -> None:
         shard_of = self._durability.shard_of
-        log.info("shards %s moved to another instance: their agents leave memory", sorted(shards))
+        log.info(
+            "shards %s moved to another instance: their agents leave memory",
+            sorted(shards),
+            extra={"shards": sorted(shards)},
+        )
 
         def leave() -> None:
             def gone(node: str) -> bool:
@@ -208,7 +212,12 @@ class Handover:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("restoring the state of shards %s failed: %r", sorted(shards), exc)
+            log.error(
+                "restoring the state of shards %s failed: %r",
+                sorted(shards),
+                exc,
+                extra={"shards": sorted(shards)},
+            )
             self._on_failure(exc)
             return
         mine = [tp for tp in gained if self._restoring.get(tp) == number]  # none newer
@@ -224,7 +233,12 @@ class Handover:
             counted(report.skipped_records, "record", grouped=True),
             counted(len(report.changed), "agent", grouped=True),
             report.seconds,
-            extra={"restored_shards": sorted(shards), "restored_cuts": report.cuts},
+            extra={
+                "shards": sorted(shards),
+                "records": report.records,
+                "seconds": round(report.seconds, 3),
+                "restored_cuts": report.cuts,
+            },
         )
 
     def _install(

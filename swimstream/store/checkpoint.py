@@ -425,10 +425,15 @@ class Checkpointer:
         self.stats.records += len(entries)
         self.stats.last_seconds = time.monotonic() - started
         log.debug(
-            "checkpoint %d: %s in %.3f s",
+            "checkpoint %d committed: %s in %.3f s",
             checkpoint,
             counted(len(entries), "record"),
             self.stats.last_seconds,
+            extra={
+                "checkpoint": checkpoint,
+                "records": len(entries),
+                "seconds": round(self.stats.last_seconds, 3),
+            },
         )
 
     async def finish(self, timeout: float | None = None) -> bool:

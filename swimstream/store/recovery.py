@@ -114,6 +114,7 @@ class _Progress:
             counted(expected, "record", grouped=True),
             share,
             now - self._started,
+            extra={"topic": self._topic},
         )
 
     def writing(self, written: int, total: int) -> None:
@@ -130,6 +131,7 @@ class _Progress:
             self._topic,
             done,
             now - self._started,
+            extra={"topic": self._topic},
         )
 
 
@@ -355,6 +357,9 @@ async def recover(
         counted(len(report.skipped_checkpoints), "uncommitted checkpoint"),
         report.seconds,
         extra={
+            "topic": topic,
+            "records": report.records,
+            "seconds": round(report.seconds, 3),
             "skipped_checkpoints": report.skipped_checkpoints,
             "committed_through": report.committed_through,
             # Where each partition was read to and the offsets checkpoints were checked

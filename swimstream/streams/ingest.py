@@ -50,6 +50,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from swimstream.logfields import partition_fields
 from swimstream.metrics import MetricsRegistry
 from swimstream.streams.connector import (
     InboundRecord,
@@ -472,7 +473,12 @@ class SourceRunner:
             return
         if not any(lag.values()):
             self._caught_up = True
-            log.info("%s caught up with %s", self.name, counted(len(assigned), "partition"))
+            log.info(
+                "%s caught up with %s",
+                self.name,
+                counted(len(assigned), "partition"),
+                extra=partition_fields(assigned),
+            )
 
     def _note_ends_unknown(self, unknown: set[TopicPartition]) -> None:
         """Warn when partitions go :data:`ENDS_UNKNOWN_WARNING` seconds without a fetch
@@ -490,6 +496,7 @@ class SourceRunner:
                 self.name,
                 partition_list(unknown),
                 now - self._ends_unknown_since,
+                extra=partition_fields(unknown),
             )
 
     async def _before_revoke(self, partitions: tuple[TopicPartition, ...]) -> None:
@@ -512,7 +519,12 @@ class SourceRunner:
                 self.connector.pause(change.assigned)
                 self._paused.update(change.assigned)
             # (debug: the connector logs each rebalance at info, with its group and broker)
-            log.debug("%s assigned %s", self.name, partition_list(change.assigned))
+            log.debug(
+                "%s assigned %s",
+                self.name,
+                partition_list(change.assigned),
+                extra=partition_fields(change.assigned),
+            )
             routed, self._routed_at_revoke = self._routed_at_revoke, {}
             for tp in change.assigned:
                 if tp in routed:
@@ -535,7 +547,12 @@ class SourceRunner:
                     held[tp] = position
         self._routed_at_revoke = held
         final = self.book.release(released)
-        log.debug("%s released %s", self.name, partition_list(released))
+        log.debug(
+            "%s released %s",
+            self.name,
+            partition_list(released),
+            extra=partition_fields(released),
+        )
         if change.lost or self.managed_commits:
             return {}  # with checkpoints, only a checkpoint commits (its state is in the cut)
         if final:  # the connector commits them before it lets the partitions go

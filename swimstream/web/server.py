@@ -184,7 +184,7 @@ class WebServer:
             raise
         address = runner.addresses[0]
         self._port = int(address[1])
-        log.info("web port listening on %s", self.url)
+        log.info("web port listening on %s", self.url, extra={"url": self.url})
         return self
 
     async def __aexit__(

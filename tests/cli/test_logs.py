@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swimstream.cli.logs import JsonFormatter, TextFormatter
+from swimstream.cli.logs import JsonFormatter, TextFormatter, configure_logging, log_context
 
 
 def record(severity: int = logging.WARNING, /, **extra: Any) -> logging.LogRecord:
@@ -84,5 +84,41 @@ def test_every_line_is_strict_json_with_the_records_own_fields(
 
 def test_a_text_line_names_the_extras_after_the_message() -> None:
     stream = io.StringIO()
-    stream.write(TextFormatter().format(record(node="/device/7")))
-    assert stream.getvalue().endswith("held back  node=/device/7")
+    stream.write(TextFormatter().format(record(code="_TRANSPORT")))
+    assert stream.getvalue().endswith("held back  code=_TRANSPORT")
+
+
+def test_a_text_line_does_not_repeat_what_its_message_says() -> None:
+    """The vocabulary's fields are named by their messages, and a value the message
+    spells out is not written twice: ``read to {0: 12}  read_to={0: 12}`` was noise."""
+    said = logging.LogRecord(
+        "swimstream.test", logging.INFO, __file__, 1, "%s read to %s", ("t", {0: 12}), None
+    )
+    said.__dict__.update(topic="t", partitions=["t-0"], read_to={0: 12}, code="_TRANSPORT")
+    line = TextFormatter().format(said)
+    assert line.endswith("t read to {0: 12}  code=_TRANSPORT"), line
+
+
+def test_a_text_line_keeps_a_short_value_its_message_may_hold_by_chance() -> None:
+    line = TextFormatter().format(record(attempt=1))  # ("held back" has no "1", but a
+    assert line.endswith("held back  attempt=1")  # "1 record" would not say the attempt)
+
+
+def test_once_the_run_knows_them_every_line_carries_app_and_instance() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    try:
+        configure_logging("info", "json", stream)
+        log_context(app="towers", instance="towers-a")
+        logging.getLogger("swimstream.test").info("one")
+        logging.getLogger("swimstream.test").info("two", extra={"instance": "its own"})
+        configure_logging("info", "json", stream)  # (a new configuration starts without)
+        logging.getLogger("swimstream.test").info("three")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    one, two, three = (strict_loads(line) for line in stream.getvalue().splitlines())
+    assert (one["app"], one["instance"]) == ("towers", "towers-a")
+    assert (two["app"], two["instance"]) == ("towers", "its own")
+    assert "app" not in three and "instance" not in three
