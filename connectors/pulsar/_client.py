@@ -37,7 +37,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import _pulsar  # type: ignore[import-not-found]  # the C extension pulsar-client is built on
@@ -303,6 +303,32 @@ def _give_back(client: PulsarClient) -> bool:
         return True
 
 
+ACROSS_PARTITIONS_LIMIT = 2**31 - 1
+"""The client's ``max_pending_messages_across_partitions`` (an int32 in its C++ core)."""
+
+
+def producer_options(settings: PulsarSettings) -> dict[str, Any]:
+    """What a topic's producer is made with.
+
+    It blocks the sending thread, rather than fails, when its queue is full, which the
+    sink never lets happen: it hands a topic's producer at most ``max_pending_messages``
+    records. On a partitioned topic the client caps each partition's queue at the least
+    of that and ``max_pending_messages_across_partitions`` (50,000 by default) over the
+    partitions, so a hot key on a topic of more than five partitions would fill its
+    partition's queue first, and block the event loop: the across-partitions limit is
+    lifted so that only the sink's count bounds what is queued."""
+    return {
+        "batching_enabled": settings.batching,
+        "batching_type": pulsar.BatchingType.KeyBased,
+        "batching_max_messages": settings.batching_max_messages,
+        "batching_max_publish_delay_ms": max(1, round(settings.batching_max_delay * 1000)),
+        "max_pending_messages": settings.max_pending_messages,
+        "max_pending_messages_across_partitions": ACROSS_PARTITIONS_LIMIT,
+        "block_if_queue_full": True,
+        "send_timeout_millis": max(1, round(settings.send_timeout * 1000)),
+    }
+
+
 class PulsarClient:
     """A ``pulsar.Client`` with typed methods for what the source and sink need.
 
@@ -349,18 +375,8 @@ class PulsarClient:
         return consumer
 
     def create_producer(self, topic: str, settings: PulsarSettings) -> Producer:
-        """A producer on ``topic`` that waits, rather than fails, when its queue is full
-        (blocking the sending thread: the sink never lets it fill)."""
-        wrapper = self._client.create_producer(
-            topic,
-            batching_enabled=settings.batching,
-            batching_type=pulsar.BatchingType.KeyBased,
-            batching_max_messages=settings.batching_max_messages,
-            batching_max_publish_delay_ms=max(1, round(settings.batching_max_delay * 1000)),
-            max_pending_messages=settings.max_pending_messages,
-            block_if_queue_full=True,
-            send_timeout_millis=max(1, round(settings.send_timeout * 1000)),
-        )
+        """A producer on ``topic`` (see :func:`producer_options`)."""
+        wrapper = self._client.create_producer(topic, **producer_options(settings))
         producer: Producer = wrapper._producer
         return producer
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.pulsar import PulsarSettings, PulsarSource
+from connectors.pulsar._client import producer_options
 from connectors.pulsar.offsets import OffsetLedger
 from connectors.pulsar.source import split_partition
 from swimstream.errors import ConfigError
@@ -56,3 +57,18 @@ def test_the_ledger_drops_a_message_held_already_and_takes_it_once_released() ->
     assert ledger.release(partition, 2) == ["a", "b"]
     assert ledger.assign(partition, "a") == 3  # delivered again once acknowledged: new
     assert ledger.held(partition) == 2
+
+
+@pytest.mark.parametrize("partitions", [1, 6, 100, 10_000])
+def test_a_partition_s_producer_queue_takes_all_the_sink_hands_a_topic(partitions: int) -> None:
+    """The client caps each partition's queue at the least of ``max_pending_messages``
+    and the across-partitions limit over the partitions (50,000 by default): on a topic
+    of six partitions a hot key's partition took 8,333, fewer than the 10,000 the sink
+    hands a topic, and the client blocked the event loop at the 8,334th."""
+    settings = PulsarSettings()
+    options = producer_options(settings)
+    per_partition = min(
+        options["max_pending_messages"],
+        options["max_pending_messages_across_partitions"] // partitions,
+    )
+    assert per_partition == settings.max_pending_messages
