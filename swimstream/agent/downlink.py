@@ -361,6 +361,7 @@ class MapDownlink(Downlink):
         self._call("on_remove", key, old)
 
     def __delitem__(self, key: MapKey) -> None:
+        self._check_writable()  # (a closed link says so, whatever the key)
         if key not in self._replica:
             raise KeyError(key)
         self.remove(key)

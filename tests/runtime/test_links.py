@@ -15,6 +15,7 @@ from swimstream import (
     ValueLane,
 )
 from swimstream.agent import MapDownlink, ValueDownlink
+from swimstream.errors import ClosedResourceError
 from swimstream.testing import open_plane
 
 
@@ -112,6 +113,11 @@ async def test_a_map_downlink_reads_and_writes_as_the_map_lane_does() -> None:
             ["tag", "d", "4", None],
             ["untag", "b", "2"],
         ]
+        link.close()
+        with pytest.raises(ClosedResourceError):
+            del link["b"]
+        with pytest.raises(ClosedResourceError):
+            link["e"] = "5"
 
 
 async def test_owner_and_subscribers_writing_concurrently_converge() -> None:
