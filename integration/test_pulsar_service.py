@@ -163,6 +163,21 @@ def test_durable_state_from_a_pulsar_source_survives_a_rebuild_from_the_changelo
     assert restored and "0 changelog records read" not in restored[0], restored
 
 
+def _accounts(
+    app: str, url: str, agent: str, lane: str, processing: Any = "at-least-once"
+) -> dict[str, Any]:
+    """A config of one ``integration.apps`` agent per account, fed by ``<app>-entries``
+    and publishing to ``<app>-processed``, on the Pulsar broker at ``url``."""
+    return {
+        "app": app,
+        "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
+        "agents": {"account": {"class": f"integration.apps:{agent}", "route": "/account/:id"}},
+        "sources": [{"topic": f"{app}-entries", "route": "/account/{key}", "lane": lane}],
+        "sinks": [{"publish": "processed", "topic": f"{app}-processed"}],
+        "processing": processing,
+    }
+
+
 def test_sigterm_while_the_broker_is_frozen_exits_0_within_the_drain(
     start_instance: Callable[..., Instance],
 ) -> None:
@@ -175,15 +190,8 @@ def test_sigterm_while_the_broker_is_frozen_exits_0_within_the_drain(
     app = "pulsar-frozen-stop"
     with EmbeddedPulsar() as broker:
         url = broker.service_url
-        config = {
-            "app": app,
-            "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-            "agents": {"account": {"class": "integration.apps:Ledger", "route": "/account/:id"}},
-            "sources": [{"topic": f"{app}-entries", "route": "/account/{key}", "lane": "entry"}],
-            "sinks": [{"publish": "processed", "topic": f"{app}-processed"}],
-            "processing": {"guarantee": "at-least-once", "drain_timeout": "4s"},
-        }
-        instance = start_instance(config)
+        processing = {"guarantee": "at-least-once", "drain_timeout": "4s"}
+        instance = start_instance(_accounts(app, url, "Ledger", "entry", processing))
         asyncio.run(_produce_entries(url, f"{app}-entries", entries(0, 100, accounts=5)))
         wait_until(lambda: instance.metric("swimstream_records_in_total") >= 100, 30, "records")
         wait_until(lambda: instance.metric("swimstream_insights_out_total") >= 100, 30, "insights")
@@ -220,15 +228,7 @@ def test_a_burst_of_insights_to_a_frozen_broker_holds_no_request_up(
     count = 12_000
     with EmbeddedPulsar() as broker:
         url = broker.service_url
-        config = {
-            "app": app,
-            "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-            "agents": {"account": {"class": "integration.apps:Burst", "route": "/account/:id"}},
-            "sources": [{"topic": f"{app}-entries", "route": "/account/{key}", "lane": "burst"}],
-            "sinks": [{"publish": "processed", "topic": f"{app}-processed"}],
-            "processing": "at-least-once",
-        }
-        instance = start_instance(config)
+        instance = start_instance(_accounts(app, url, "Burst", "burst"))
         assert instance.request("POST", "/account/a?lane=burst", 1)[0] == 200
         assert len(asyncio.run(_read(url, f"{app}-processed", 1))) == 1  # (its producer made)
         broker.pause()
@@ -253,15 +253,7 @@ def test_a_broker_frozen_longer_than_the_pulsar_client_s_send_timeout_is_ridden_
     app = "pulsar-long-freeze"
     with EmbeddedPulsar() as broker:
         url = broker.service_url
-        config = {
-            "app": app,
-            "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-            "agents": {"account": {"class": "integration.apps:Ledger", "route": "/account/:id"}},
-            "sources": [{"topic": f"{app}-entries", "route": "/account/{key}", "lane": "entry"}],
-            "sinks": [{"publish": "processed", "topic": f"{app}-processed"}],
-            "processing": "at-least-once",
-        }
-        instance = start_instance(config)
+        instance = start_instance(_accounts(app, url, "Ledger", "entry"))
         assert instance.request("POST", "/account/a?lane=entry", {"seq": 0})[0] == 200
         wait_until(lambda: instance.metric("swimstream_insights_out_total") >= 1, 30, "insight")
         broker.pause()
