@@ -403,13 +403,10 @@ class Service:
             kafka.sink = DeferringSink(kafka.sink)  # type: ignore[arg-type]
         topics = self._source_topics().get("kafka", [])
         shards = counts[topics[0]] if topics else config.broker.partitions
+        # A changelog record over the producer's limit is not stored (the margin: headers).
+        shard_map, largest = ShardMap(config, shards), kafka.max_record_bytes - RECORD_MARGIN
         self.durability = Durability(
-            config,
-            self.instance_id,
-            kafka.changelog,
-            shards,
-            ShardMap(config, shards),
-            kafka.address,
+            config, self.instance_id, kafka.changelog, shards, shard_map, kafka.address, largest
         )
         partitions = [TopicPartition(t, p) for t in topics for p in range(shards)]
         try:

@@ -65,7 +65,10 @@ class Durability:
         shards: int,
         shard_of: Callable[[str], int],
         cluster: str = "",
+        largest_record: int | None = None,
     ) -> None:
+        """``largest_record``: the most bytes a changelog record may hold, keys and
+        values (None: no limit); a name whose record would hold more is not stored."""
         self.config = config
         self.instance_id = instance_id
         self.topic = config.changelog_topic
@@ -82,6 +85,7 @@ class Durability:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._lock = InstanceLock(config.app, instance_id, cluster)
+        self._largest_record = largest_record
 
     async def open(
         self,
@@ -246,7 +250,7 @@ class Durability:
         """Follow the plane's changes; with ``arm_stored``, re-arm every stored timer and
         register every stored link (else :meth:`arm` does it shard by shard)."""
         assert self.store is not None
-        self._tracker = StateTracker(self.store, self._shard_of)
+        self._tracker = StateTracker(self.store, self._shard_of, self._largest_record)
         self._tracker.attach(plane)
         if arm_stored:
             self.arm(plane, lambda node: True)

@@ -6,6 +6,12 @@ per lane change: the lane object itself is the key, so nothing is encoded or cop
 until the checkpoint, and a lane changed a thousand times between two checkpoints is
 written once (analyze, then store). Links and timers are noted by node URI.
 
+A changelog record has a size limit (Kafka: the producer's ``message.max.bytes``): a name
+whose record would pass it is left out of the checkpoint, as a value the store cannot
+encode is (:func:`_unstorable`). Produced, it failed the checkpoint, which stopped the
+instance, and the restart replayed the record that made it: one record of 600 KB, kept
+as a map entry under a key of its own text, stopped the instance at every start.
+
 Map-like lanes are noted per entry (see :mod:`swimstream.store.entries`): a change of
 one key writes that key, not the map. At a checkpoint, :meth:`StateTracker.collect`
 turns the notes into changelog entries: a live lane's current snapshot (or changed map
@@ -43,15 +49,23 @@ log = logging.getLogger("swimstream.store")
 class StateTracker:
     """Notes what changed; hands the changes over at each checkpoint."""
 
-    __slots__ = ("_dirty", "_entries", "_held", "_plane", "_shard_of", "_store")
+    __slots__ = ("_dirty", "_entries", "_held", "_largest", "_plane", "_shard_of", "_store")
 
-    def __init__(self, store: DurableAgentStore, shard_of: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        store: DurableAgentStore,
+        shard_of: Callable[[str], int],
+        largest: int | None = None,
+    ) -> None:
+        """``largest``: the most bytes a changelog record's key and value may hold
+        together (None: no limit)."""
         self._dirty: dict[Any, None] = {}  # Lane objects (whole lanes), or (node uri, name)
         self._entries: dict[Any, set[Any]] = {}  # map-like Lane object -> changed keys
         self._store = store
         self._shard_of = shard_of
         self._plane: Plane | None = None
         self._held: frozenset[int] = frozenset()
+        self._largest = largest
 
     def attach(self, plane: Plane) -> None:
         """Follow ``plane``'s changes from now on."""
@@ -180,6 +194,8 @@ class StateTracker:
                     _unstorable(node, name, exc)
                     continue
                 append(make(Entry, (node, name, value, shard)))
+        if self._largest is not None:
+            return _fitting(entries, self._largest)
         return entries
 
     def _keep_held(
@@ -244,13 +260,37 @@ def _unless_unstorable(
 
 
 def _unstorable(node: str, name: str, exc: CodecError) -> None:
+    # A name holds its map key, and the error may too: a key of 600 KB made every
+    # checkpoint log a line of megabytes.
+    name = _shortened(name)
     log.error(
         "%s %s is not stored by this checkpoint: %s",
         node,
         name,
-        exc,
+        _shortened(str(exc), 300),
         extra={"node": node, "lane": name},
     )
+
+
+def _shortened(text: str, most: int = 120) -> str:
+    """``text``, or its start and how long it is when it is over ``most`` characters."""
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}... ({len(text):,} characters)"
+
+
+def _fitting(entries: list[ChangelogEntry], largest: int) -> list[ChangelogEntry]:
+    """The entries whose changelog record (key ``<node>#<name>`` and value) holds at most
+    ``largest`` bytes; the others are left out, each saying why (see the module doc).
+    Node URIs and entry names are ASCII (quoted, JSON-escaped), so lengths are bytes."""
+    kept = [e for e in entries if len(e[0]) + len(e[1]) + len(e[2] or b"") < largest]
+    if len(kept) < len(entries):
+        for node, name, value, _shard in entries:
+            size = len(node) + len(name) + 1 + len(value or b"")
+            if size > largest:
+                what = f"its changelog record would be {size:,} bytes"
+                _unstorable(node, name, CodecError(f"{what}, over the {largest:,} it may have"))
+    return kept
 
 
 def _map_rows(name: str, state: LWWMap) -> list[tuple[str, bytes | None]]:
