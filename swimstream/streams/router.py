@@ -62,17 +62,58 @@ def within(limit: int, fmt: str) -> Decoder:
 
         return decode_raw_within
 
+    larger = min(limit, NESTABLE_BYTES)  # the usual record is smaller: one comparison
+
     def decode_json_within(value: bytes | None) -> Any:
         if value is None:
             raise RecordDecodeError("record has no value (a tombstone?); a JSON source needs one")
-        if len(value) > limit:
-            raise too_large(value, limit)
+        if len(value) > larger:
+            return _decode_larger(value, limit)
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             raise RecordDecodeError(f"invalid JSON: {exc}") from exc
 
     return decode_json_within
+
+
+def _decode_larger(value: bytes, limit: int) -> Any:
+    """A JSON record long enough to be over ``limit`` or nested over :data:`MAX_NESTING`
+    levels, decoded (or refused, saying which)."""
+    if len(value) > limit:
+        raise too_large(value, limit)
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise RecordDecodeError(f"invalid JSON: {exc}") from exc
+    if len(value) > NESTABLE_BYTES and value.count(b"[") + value.count(b"{") > MAX_NESTING:
+        _check_nesting(decoded)
+    return decoded
+
+
+MAX_NESTING = 254
+"""Levels of nesting a JSON record may have: orjson reads 1,024 but writes 254, and what
+an agent keeps of a record must be served back (GET, streams, sinks), as an HTTP
+command's body must (:mod:`swimstream.web.lanes`)."""
+
+NESTABLE_BYTES = 2 * MAX_NESTING + 1
+"""No more bytes than this hold JSON nested over :data:`MAX_NESTING` (each level opens
+and closes): the usual record is shorter and costs nothing more, and a longer one two
+byte counts before anything is encoded."""
+
+
+def _check_nesting(decoded: Any) -> None:
+    """Raise RecordDecodeError when ``decoded`` is nested over :data:`MAX_NESTING` levels.
+
+    Taken, such a record failed every read of the lane that kept it, over HTTP, in
+    streams and sinks, and after every restart: it is refused as it arrives instead."""
+    try:
+        orjson.dumps(decoded)  # (a decoded value is JSON: only its depth can fail)
+    except orjson.JSONEncodeError:
+        raise RecordDecodeError(
+            f"JSON nested over {MAX_NESTING} levels: it could not be written back as JSON "
+            "(lane reads, streams, sinks)"
+        ) from None
 
 
 NO_LIMIT = 1 << 62
