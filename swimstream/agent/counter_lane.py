@@ -53,14 +53,19 @@ class CounterLane(Lane):
     def add(self, delta: int = 1) -> None:
         """Add ``delta`` (negative to subtract), stream it, then run ``on_change``.
 
-        Raises TypeError unless ``delta`` is an integer within 64 bits: the totals are
-        stored as such (a float total made the agent unloadable)."""
+        Raises TypeError unless ``delta`` is an integer within 64 bits, and unless the
+        totals stay within them (``crdt.counter.MAX_TOTAL``): they are stored as such (a
+        float total made the agent unloadable)."""
         if type(delta) is not int or not -(2**63) < delta < 2**63:
             raise self._unstorable(
                 TypeError(f"the counter's delta must be an integer, not {delta!r}")
             )
         old = self._counter._value
-        self._changed(self._counter.add(delta), old)
+        try:
+            op = self._counter.add(delta)
+        except OverflowError as exc:
+            raise self._unstorable(TypeError(str(exc))) from None
+        self._changed(op, old)
 
     def _changed(self, op: CounterAdd, old: int) -> None:
         uplinks = self._uplinks  # (``_emit`` inline: once per add)

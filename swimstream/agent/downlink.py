@@ -227,7 +227,10 @@ class ValueDownlink(Downlink):
         if not isinstance(self._replica, PNCounter):
             raise DefinitionError(f"{self.node_uri}#{self.lane} is not a counter: use set()")
         old = self._replica.value
-        op = self._replica.add(delta)
+        try:
+            op = self._replica.add(delta)
+        except OverflowError as exc:
+            raise TypeError(f"{self.node_uri}#{self.lane}: {exc}") from None
         self._context().write_through(self, op)
         self._call("on_set", self._replica.value, old)
 

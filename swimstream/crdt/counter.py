@@ -39,6 +39,20 @@ class CounterSnapshot:
     totals: tuple[tuple[str, int, int], ...]
 
 
+MAX_TOTAL = 2**63 - 1
+"""The most a replica's total of adds (or of subtractions) may reach: a signed 64-bit
+integer, as a Java ``long``. Stored totals are 64-bit integers, and so is every count
+served as JSON: three adds of 2**63 - 1 made a count that no checkpoint stored and no
+read could write, and a restart lost it."""
+
+
+def _overflow(what: str, total: int, delta: int) -> OverflowError:
+    return OverflowError(
+        f"adding {delta} would take the {what} total of this writer ({total}) beyond "
+        f"{MAX_TOTAL}, the most a counter holds"
+    )
+
+
 class PNCounter:
     """One replica of a PN-counter, writing as ``replica_id``."""
 
@@ -61,14 +75,24 @@ class PNCounter:
         return self._value
 
     def add(self, delta: int) -> CounterAdd:
-        """Add ``delta`` (negative to subtract) here; returns the op that carries it."""
+        """Add ``delta`` (negative to subtract) here; returns the op that carries it.
+
+        Raises OverflowError, changing nothing, when this replica's total of adds or of
+        subtractions would pass :data:`MAX_TOTAL`."""
         replica = self.replica_id
         positive = self._positive.get(replica, 0)
         negative = self._negative.get(replica, 0)
+        # (Literals: MAX_TOTAL's value, without a global look-up on every add.)
         if delta > 0:  # (an add of 0 is an op like any other, with no total to record)
-            positive = self._positive[replica] = positive + delta
+            positive += delta
+            if positive > 0x7FFF_FFFF_FFFF_FFFF:
+                raise _overflow("added", positive - delta, delta)
+            self._positive[replica] = positive
         elif delta < 0:
-            negative = self._negative[replica] = negative - delta
+            negative -= delta
+            if negative > 0x7FFF_FFFF_FFFF_FFFF:
+                raise _overflow("subtracted", negative + delta, delta)
+            self._negative[replica] = negative
         self._value += delta
         # Applied directly: a fresh stamp of this replica's own totals always wins, and
         # the clock that issued it needs no observing.

@@ -11,6 +11,7 @@ from swimstream.crdt import (
     decode,
     encode,
 )
+from swimstream.crdt.counter import MAX_TOTAL
 from tests.crdt.replication import build_network, deliver_everything
 
 
@@ -102,3 +103,25 @@ def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) ->
     assert _merged(a, b).snapshot() == _merged(b, a).snapshot()
     assert _merged(_merged(a, b), c).snapshot() == _merged(a, _merged(b, c)).snapshot()
     assert _merged(a, a).snapshot() == a.snapshot()
+
+
+@given(st.lists(st.integers(-(2**63) + 1, 2**63 - 1), max_size=8))
+def test_an_add_past_64_bit_totals_is_refused_and_changes_nothing(deltas: list[int]) -> None:
+    """Every count a counter takes is one its store holds and JSON writes: three adds of
+    2**63 - 1 made one neither could, and a restart lost it."""
+    counter = PNCounter("r")
+    positive = negative = 0
+    for delta in deltas:
+        before = counter.snapshot()
+        try:
+            op = counter.add(delta)
+        except OverflowError as exc:
+            assert "beyond 9223372036854775807" in str(exc)
+            assert counter.snapshot() == before
+            continue
+        positive, negative = op.positive, op.negative
+        assert decode(encode(op)) == op
+    assert max(positive, negative) <= MAX_TOTAL
+    assert counter.value == positive - negative
+    assert decode(encode(counter.snapshot())) == counter.snapshot()
+    assert -(2**63) < counter.value < 2**63

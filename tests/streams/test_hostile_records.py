@@ -14,7 +14,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swimstream import Agent, CommandLane, ValueLane
+from swimstream import Agent, CommandLane, CounterLane, ValueLane
+from swimstream.crdt import decode
 from swimstream.routing import RouteTemplate
 from swimstream.streams.router import MAX_NESTING, SourceRoute
 from swimstream.testing import open_plane
@@ -104,3 +105,60 @@ async def test_a_record_nested_as_deep_as_orjson_reads_is_dead_lettered_too() ->
         assert f"JSON nested over {MAX_NESTING} levels" in found[0][1]
         assert "invalid JSON" in found[1][1]
         assert plane.get("/keeper/k", "last") is None
+
+
+class Tally(Agent):
+    """A count that records add to, directly (the lane takes commands) and by callback."""
+
+    count = CounterLane()
+    total = CounterLane()
+    amount = CommandLane[int]()
+
+    @amount.on_command
+    def on_amount(self, value: int) -> None:
+        self.total.add(value)
+
+
+async def test_a_record_that_would_take_a_count_past_64_bits_is_dead_lettered() -> None:
+    """Three records of 2**63 - 1 made a count no checkpoint stored, no GET or stream
+    wrote (500), and that a restart lost, silently but for a log line per checkpoint."""
+    most = b"9223372036854775807"
+    async with open_plane({"/tally/:id": Tally}) as plane:
+        for lane in ("count", "amount"):
+            route = SourceRoute("readings", RouteTemplate.parse("/tally/{key}"), lane)
+            router, sink, tracker = router_for(plane, [route])
+            for offset in range(3):
+                router.route(record(offset, "t", most), tracker)
+            await plane.settle()
+            sink.poll()
+            found = reasons(sink)
+            assert [offset for offset, _ in found] == ["1", "2"], lane
+            assert "beyond 9223372036854775807, the most a counter holds" in found[0][1]
+        for lane in ("count", "total"):
+            assert plane.get("/tally/t", lane) == 2**63 - 1
+            assert orjson.dumps(plane.get("/tally/t", lane)) == most
+            assert decode(plane.lane("/tally/t", lane).encoded() or b"")
+
+
+class Adder(Agent):
+    """Adds what it is sent to a tally's count through one link it keeps."""
+
+    send = CommandLane[int]()
+
+    @send.on_command
+    def on_send(self, delta: int) -> None:
+        self.downlink("/tally/t", "count").add(delta)
+
+
+async def test_an_add_through_a_link_past_64_bits_fails_its_callback_and_changes_nothing() -> None:
+    async with open_plane({"/tally/:id": Tally, "/adder/:id": Adder}) as plane:
+        route = SourceRoute("readings", RouteTemplate.parse("/adder/{key}"), "send")
+        router, sink, tracker = router_for(plane, [route])
+        for n, delta in enumerate([2**63 - 1, 1, -1]):
+            router.route(record(n, "a", orjson.dumps(delta)), tracker)
+        await plane.settle()
+        sink.poll()
+        ((offset, reason),) = reasons(sink)
+        assert offset == "1"
+        assert "/tally/t#count: adding 1 would take the added total" in reason
+        assert plane.get("/tally/t", "count") == 2**63 - 2
