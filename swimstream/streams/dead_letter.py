@@ -61,6 +61,12 @@ def reason_of(error: BaseException) -> str:
         name = type(error).__name__
         text = said if said.startswith(name) else f"{name}: {said}"
     text = " ".join(text.split())
+    if not text.isascii():
+        # A lone surrogate (in text a callback read from a raw record with Python's json,
+        # or with ``surrogateescape``) has no UTF-8: the header's encode raised in the
+        # agents' loop, which stopped the instance, at every restart (the record came
+        # again). Written as its escape, ``\ud800``, as json.dumps writes it.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
 
 
