@@ -185,3 +185,23 @@ class MeterWatcher(Agent):
 
     def on_remove(self, key: str, old: int) -> None:
         self.seen.remove(key)
+
+
+class Echo(Agent):
+    """Keeps whatever a record brings: the value, a map entry under its ``key`` field (the
+    record whole) and a count of its ``add`` field; publishes it too."""
+
+    record = CommandLane[Any]()
+    last = ValueLane[Any](default=None)
+    seen = MapLane[Any, Any]()
+    total = CounterLane()
+
+    @record.on_command
+    def on_record(self, value: Any) -> None:
+        self.last.set(value)
+        if isinstance(value, dict):
+            if "key" in value:
+                self.seen[value["key"]] = value
+            if "add" in value:
+                self.total.add(value["add"])
+        self.publish("echo", value)
