@@ -94,7 +94,7 @@ class DeadLetters:
             "dead_letters",
             "Records sent to the dead-letter topic (undecodable, unroutable or failed).",
         )
-        self._limit = RateLimit[None](clock=clock)
+        self._limit = RateLimit[tuple[str | None, int | None, int | None, str]](clock=clock)
 
     def send(
         self,
@@ -136,23 +136,33 @@ class DeadLetters:
             self._counter.value += 1
         self._log(record, reason)
 
+    def report_held(self, everything: bool = False) -> None:
+        """Log the last letter held back by the rate limit, with the count of the others,
+        once its interval is over (at once with ``everything``, as the source stops): a
+        burst of bad records that ended otherwise read as one in the log."""
+        held = self._limit.take_held(everything)
+        if held is not None:
+            (topic, partition, offset, reason), more = held
+            self._write(topic, partition, offset, reason, more)
+
     def _log(self, record: InboundRecord, reason: str) -> None:
-        more = self._limit.admit()
-        if more is None:
-            return
+        letter = (record.topic(), record.partition(), record.offset(), reason)
+        more = self._limit.admit(letter)
+        if more is not None:
+            self._write(*letter, more)
+
+    def _write(
+        self, topic: str | None, partition: int | None, offset: int | None, reason: str, more: int
+    ) -> None:
         log.warning(
             "dead-lettered %s[%s]@%s to %s: %s%s",
-            record.topic(),
-            record.partition(),
-            record.offset(),
+            topic,
+            partition,
+            offset,
             self.topic,
             reason,
             more_since(more),
-            extra={
-                "topic": record.topic(),
-                "partition": record.partition(),
-                "offset": record.offset(),
-            },
+            extra={"topic": topic, "partition": partition, "offset": offset},
         )
 
 

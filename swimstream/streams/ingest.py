@@ -223,6 +223,7 @@ class SourceRunner:
             if not records:
                 self._check_caught_up()
                 self._commit(force=False)
+                self._router.report_held()
                 if held_back:
                     await self._wait_for_records_or_room(self._next_wait())
                 else:
@@ -265,6 +266,7 @@ class SourceRunner:
             ):
                 await self._relieve_pressure(overfull)
             self._commit(force=False)
+            self._router.report_held()
             await asyncio.sleep(0)  # let the agents work through what just arrived
 
     async def wait_for_records(self) -> None:
@@ -290,6 +292,7 @@ class SourceRunner:
             self._commit(force=True)
             await asyncio.sleep(0.01)
         self._commit(force=True, final=True)
+        self._router.report_held(everything=True)
         unfinished = self.book.inflight
         if unfinished:
             log.warning(

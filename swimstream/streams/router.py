@@ -277,6 +277,11 @@ class RecordRouter:
         filled since the last call: the source waits for room there too."""
         return self._plane.take_overfull()
 
+    def report_held(self, everything: bool = False) -> None:
+        """Log what the dead letters' rate limit held back, once it is time (see
+        :meth:`DeadLetters.report_held`); once a batch, nothing per record."""
+        self._dead_letters.report_held(everything)
+
     async def wait_for_room(self, node_uri: str) -> None:
         """Return once the agent's mailbox has drained to half its capacity."""
         await self._plane.wait_for_room(node_uri)

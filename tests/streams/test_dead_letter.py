@@ -49,3 +49,29 @@ def test_dead_letters_inside_the_interval_are_counted_on_the_next_line(
         "(4 more since the last report)",
     ]
     assert len(sink.records) == 6 and registry.value("dead_letters") == 6
+
+
+def test_a_burst_that_ended_is_reported_whole_once_its_interval_is_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The letters held back were only told of by the next one logged: a burst of bad
+    records that ended read as one letter in the log, however many it was."""
+    now = [1_000.0]
+    dead = DeadLetters(MemorySink(), "app.dead-letter", MetricsRegistry(), clock=lambda: now[0])  # type: ignore[arg-type]  # produces only
+    with caplog.at_level(logging.WARNING, logger="swimstream.dead_letter"):
+        for offset in range(5):
+            dead.send(MemoryRecord("in", 0, offset, b"k", b"{"), ValueError("not JSON"))
+        dead.report_held()  # (not yet: inside the interval)
+        now[0] += LOG_INTERVAL
+        dead.report_held()
+        dead.report_held()  # (nothing more held)
+        dead.send(MemoryRecord("in", 0, 5, b"k", b"{"), ValueError("not JSON"))
+        dead.send(MemoryRecord("in", 0, 6, b"k", b"{"), ValueError("not JSON"))
+        dead.report_held(everything=True)  # (the source stops)
+    assert _lines(caplog) == [
+        "dead-lettered in[0]@0 to app.dead-letter: ValueError: not JSON",
+        "dead-lettered in[0]@4 to app.dead-letter: ValueError: not JSON "
+        "(3 more since the last report)",
+        "dead-lettered in[0]@6 to app.dead-letter: ValueError: not JSON "
+        "(1 more since the last report)",
+    ]

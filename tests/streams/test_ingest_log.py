@@ -16,7 +16,7 @@ from swimstream.streams.connector import Rebalance
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.router import RecordRouter, SourceRoute
-from swimstream.testing import MemorySink, open_plane
+from swimstream.testing import MemoryRecord, MemorySink, open_plane
 from tests.streams.scripted import PARTITION, ScriptedSource
 
 
@@ -97,3 +97,32 @@ async def test_a_partition_whose_end_stays_unknown_is_named_once_unless_it_is_re
         else ["memory:readings is not ready: no fetch has told the end of readings[0] in 0 s"]
     )
     assert warned == expected
+
+
+async def test_a_burst_of_dead_letters_is_reported_whole_once_the_source_is_idle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A runner asks the dead letters for what their rate limit held back once a batch
+    and when idle, so a burst that ended is told of without waiting for another one."""
+    now = [0.0]
+
+    class Later(ScriptedSource):
+        async def wait_for_records(self, timeout: float) -> None:
+            now[0] += 60.0  # (a wait that takes a minute)
+            await super().wait_for_records(timeout)
+
+    bad = [MemoryRecord("readings", 0, n, b"m", b"{not json") for n in range(4)]
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        source = Later({1: bad}, waits=3)
+        registry = MetricsRegistry()
+        route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "last")
+        dead = DeadLetters(MemorySink(), "dead", registry, clock=lambda: now[0])  # type: ignore[arg-type]  # produces only
+        router = RecordRouter(plane, [route], dead, registry)
+        runner = SourceRunner("memory:readings", source, router, registry)  # type: ignore[arg-type]  # scripted
+        with caplog.at_level(logging.WARNING, logger="swimstream.dead_letter"):
+            await run_until_done(runner, source)
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.dead_letter"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("dead-lettered readings[0]@0 to dead: ")
+    assert lines[1].startswith("dead-lettered readings[0]@3 to dead: ")
+    assert lines[1].endswith("(2 more since the last report)")
