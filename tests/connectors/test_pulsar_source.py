@@ -378,18 +378,19 @@ async def test_consume_returns_at_once_and_a_wait_ends_when_a_record_arrives(
     service_url: str, topic: str, open_source: OpenSource
 ) -> None:
     source = await open_source([topic])
+    # (Bounds with slack for a loaded machine, each well short of what it tells apart.)
     began = time.monotonic()
     assert source.consume(100) == []
-    assert time.monotonic() - began < 0.05
+    assert time.monotonic() - began < 0.5  # it takes what came, waiting for nothing
 
     began = time.monotonic()
     await source.wait_for_records(0.3)
-    assert 0.3 <= time.monotonic() - began < 1.0  # nothing came: the whole timeout
+    assert 0.3 <= time.monotonic() - began < 3.0  # nothing came: the whole timeout
 
     producing = asyncio.create_task(produce(service_url, topic, numbered(1)))
     began = time.monotonic()
     await source.wait_for_records(10)
-    assert time.monotonic() - began < 2.0
+    assert time.monotonic() - began < 6.0  # the record, not the 10 s timeout
     assert numbers(source.consume(100)) == [0]
     await producing
 
