@@ -200,23 +200,40 @@ class KafkaChangelogReader:
             raise BrokerError(f"changelog topic {topic} does not exist")
         return sorted(described.partitions)
 
-    @staticmethod
     def _quiet_ends(
-        consumer: Consumer, topic: str, quiet: list[int], positions: Mapping[int, int]
+        self, consumer: Consumer, topic: str, quiet: list[int], positions: Mapping[int, int]
     ) -> list[int]:
-        """The quiet partitions whose position reached the high watermark."""
+        """The quiet partitions whose position reached the high watermark.
+
+        The reader's watermark is the last stable offset (it reads committed records):
+        a transaction another producer opened before this instance's last commit holds
+        it back below the store's position until it ends (Tansu answers 0 while one is
+        open). So only a position beyond the log's own end (read uncommitted) says the
+        store belongs to another changelog; short of it, the read waits for the
+        transaction, whose end brings the end-of-partition event."""
         ended = []
         for partition in quiet:
             _, high = consumer.get_watermark_offsets(
                 KafkaPartition(topic, partition), timeout=_METADATA_TIMEOUT
             )
             if positions[partition] > high:
-                raise StoreError(
-                    f"the local store reflects changelog {topic}[{partition}] up to offset"
-                    f" {positions[partition]}, but the topic ends at {high}: the store belongs"
-                    " to another changelog (a recreated topic or another cluster)"
+                log_end = self._log_end(topic, partition)
+                if positions[partition] > log_end:
+                    raise StoreError(
+                        f"the local store reflects changelog {topic}[{partition}] up to offset"
+                        f" {positions[partition]}, but the topic ends at {log_end}: the store"
+                        " belongs to another changelog (a recreated topic or another cluster)"
+                    )
+                log.info(
+                    "changelog %s[%d]: an open transaction holds its committed end at %d,"
+                    " before offset %d: waiting for it to end",
+                    topic,
+                    partition,
+                    high,
+                    positions[partition],
+                    extra={"topic": topic, "partition": partition, "offset": positions[partition]},
                 )
-            if positions[partition] == high:
+            elif positions[partition] == high:
                 log.info(
                     "changelog %s[%d]: no end-of-partition event, but nothing after offset %d"
                     " for %.0f s: taken as read to its end",
@@ -228,6 +245,19 @@ class KafkaChangelogReader:
                 )
                 ended.append(partition)
         return ended
+
+    def _log_end(self, topic: str, partition: int) -> int:
+        """The partition's high watermark, open transactions included."""
+        config = self._consumer_config(f"swimstream-changelog-end-{uuid.uuid4().hex[:8]}")
+        consumer = Consumer({**config, "isolation.level": "read_uncommitted"})
+        try:
+            return int(
+                consumer.get_watermark_offsets(
+                    KafkaPartition(topic, partition), timeout=_METADATA_TIMEOUT
+                )[1]
+            )
+        finally:
+            consumer.close()
 
     @staticmethod
     def _listed_ends(

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from connectors.embedded import EmbeddedKafka, TopicFactory
@@ -117,3 +117,47 @@ def test_committed_offsets_that_stay_unreadable_stop_the_start(
     wanted = [TopicPartition("t", p) for p in range(3)]
     with pytest.raises(BrokerError, match=r"t\[1\]: COORDINATOR_LOAD_IN_PROGRESS"):
         asyncio.run(_reader_over(group, monkeypatch).committed_offsets("g", wanted))
+
+
+def test_a_read_held_back_by_an_open_transaction_waits_for_it_rather_than_refuse_the_store(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory
+) -> None:
+    """A transaction another producer opened before this instance's last commit holds a
+    ``read_committed`` reader's end (the last stable offset) back, below the local
+    store's position: that is no store ahead of the topic. Found by a soak (towers on
+    two instances, whose agents made on the wrong instance write into each other's
+    shards): an instance gaining shards back stopped itself, saying its store
+    belonged to another changelog."""
+    topic = make_topic(partitions=1)
+    settings = {"bootstrap.servers": kafka_broker.bootstrap}
+    mine = Producer({**settings, "transactional.id": f"mine-{uuid.uuid4().hex[:8]}"})
+    other = Producer({**settings, "transactional.id": f"other-{uuid.uuid4().hex[:8]}"})
+    for producer in (mine, other):
+        producer.init_transactions(10)
+    other.begin_transaction()
+    for n in range(5):
+        other.produce(topic, b"v", f"open{n}".encode(), partition=0)  # offsets 0-4, open
+    other.flush(10)
+    mine.begin_transaction()
+    for n in range(10):
+        mine.produce(topic, b"v", f"k{n}".encode(), partition=0)  # offsets 5-14
+    mine.commit_transaction(10)  # its marker at 15: the local store reflects up to 16
+    seen: list[int] = []
+
+    def on_records(batch: Sequence[InboundRecord]) -> None:
+        seen.extend(record.offset() or 0 for record in batch)
+
+    async def read_while_the_transaction_commits_later() -> dict[int, int]:
+        reading = asyncio.create_task(
+            KafkaChangelogReader(kafka_broker.bootstrap).read(topic, {0: 16}, on_records)
+        )
+        # past the reader's quiet check (changelog.QUIET_END), then the transaction ends
+        await asyncio.sleep(changelog.QUIET_END + 2.0)
+        if reading.done():
+            reading.result()  # (raises what stopped the read)
+        await asyncio.to_thread(other.commit_transaction, 10)
+        return await asyncio.wait_for(reading, 60)
+
+    ends = asyncio.run(read_while_the_transaction_commits_later())
+    assert ends == {0: 17}  # its commit marker, nothing else after the store's position
+    assert seen == []
