@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,10 +26,13 @@ class Meter(Agent):
     last = ValueLane[Any](default=None)
 
 
-def runner_for(plane: Plane, source: ScriptedSource) -> SourceRunner:
+def runner_for(
+    plane: Plane, source: ScriptedSource, clock: Callable[[], float] = time.monotonic
+) -> SourceRunner:
+    """A runner of ``source``'s records to meters, its dead letters logged on ``clock``."""
     registry = MetricsRegistry()
     route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "last")
-    dead = DeadLetters(MemorySink(), "dead", registry)  # type: ignore[arg-type]  # produces only
+    dead = DeadLetters(MemorySink(), "dead", registry, clock=clock)  # type: ignore[arg-type]  # produces only
     router = RecordRouter(plane, [route], dead, registry)
     return SourceRunner("memory:readings", source, router, registry)  # type: ignore[arg-type]  # scripted
 
@@ -114,11 +119,7 @@ async def test_a_burst_of_dead_letters_is_reported_whole_once_the_source_is_idle
     bad = [MemoryRecord("readings", 0, n, b"m", b"{not json") for n in range(4)]
     async with open_plane({"/meter/:id": Meter}) as plane:
         source = Later({1: bad}, waits=3)
-        registry = MetricsRegistry()
-        route = SourceRoute("readings", RouteTemplate.parse("/meter/{key}"), "last")
-        dead = DeadLetters(MemorySink(), "dead", registry, clock=lambda: now[0])  # type: ignore[arg-type]  # produces only
-        router = RecordRouter(plane, [route], dead, registry)
-        runner = SourceRunner("memory:readings", source, router, registry)  # type: ignore[arg-type]  # scripted
+        runner = runner_for(plane, source, clock=lambda: now[0])
         with caplog.at_level(logging.WARNING, logger="swimstream.dead_letter"):
             await run_until_done(runner, source)
     lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.dead_letter"]
