@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from swimstream.crdt import (
     ZERO_STAMP,
+    CounterAdd,
     CounterSnapshot,
     LWWMap,
     LWWRegister,
@@ -187,8 +188,10 @@ class Downlink:
         after its state was restored from elsewhere (its shard moved here) or this link
         was: what the replica holds from before HLC time ``before`` gives way to it,
         since a merge would keep writes the restored owner never had (newer-stamped
-        values, entries whose removal left no tombstone). A counter's replica keeps
-        merging: its writer's own totals must never go back."""
+        values, entries whose removal left no tombstone, other writers' higher totals
+        at a counter). A counter's own writer keeps its totals, and sends them again if
+        the owner lost some: they never go back, or its next adds would count for
+        nothing."""
 
 
 class ValueDownlink(Downlink):
@@ -248,9 +251,23 @@ class ValueDownlink(Downlink):
 
     def _replace_before(self, before: int) -> None:
         replica = self._replica
-        if isinstance(replica, LWWRegister) and replica._stamp[0] < before:
+        if isinstance(replica, PNCounter):
+            # The sync, every writer's totals at the owner, replaces the other writers'
+            # (``PNCounter.replace``, in ``_receive``).
+            self._synced = None
+        elif replica._stamp[0] < before:
             replica._stamp = ZERO_STAMP  # the sync's value wins, even an unset default:
             self._synced = None  # taken as at a first sync (``_took_default``)
+
+    def _resync_counter(self, replica: PNCounter, ops: list[Op]) -> bool:
+        """Take a resync's totals (``PNCounter.replace``); True when the count changed."""
+        totals = [op for op in ops if type(op) is CounterAdd]
+        changed = replica.replace(totals)
+        if replica._value != sum(op.positive - op.negative for op in totals):
+            # The owner lost adds of this writer (restored from older state): they count
+            # again, as they did here.
+            self._context().write_through(self, replica.add(0))
+        return changed
 
     def _seed(self, value: Any) -> None:
         """A restored join-value link takes its value from its join lane's entry, under
@@ -263,11 +280,14 @@ class ValueDownlink(Downlink):
         replica = self._replica
         old = replica._value  # (both replica kinds keep it there: no call per delivery)
         changed = False
+        synced = self._synced
         if snapshot is not None:
             changed = replica.merge(snapshot)  # type: ignore[arg-type]
-        for op in ops:
-            changed = replica.apply(op) or changed  # type: ignore[arg-type]
-        synced = self._synced
+        if synced is None and type(replica) is PNCounter:  # (a resync)
+            changed = self._resync_counter(replica, ops)
+        else:
+            for op in ops:
+                changed = replica.apply(op) or changed  # type: ignore[arg-type]
         first = not synced
         self._synced = True
         if first and not changed:  # (the sync: not on the path of every later delivery)

@@ -13,6 +13,7 @@ holds its totals).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -135,6 +136,27 @@ class PNCounter:
         counter = cls(replica_id, clock)
         counter.merge(snapshot)
         return counter
+
+    def replace(self, owner: Iterable[CounterAdd]) -> bool:
+        """Take the owner's totals (a resync: every writer's, as ops) in place of what
+        this replica holds of the other writers; True when the count changed.
+
+        For a replica whose owner was restored from elsewhere: a merge would keep, for
+        good (ops only ever raise them), totals of other writers that the restored owner
+        never had. This replica's own totals stay, even above the owner's: they are the
+        only record of its adds (an op carrying them may still be on its way to the
+        owner), and a writer that went back would have its next adds ignored as old.
+        Where they are ahead, the writer sends them again (:meth:`add` of 0)."""
+        replica = self.replica_id
+        own = CounterAdd(
+            (0, replica), 0, self._positive.get(replica, 0), self._negative.get(replica, 0)
+        )
+        before = self._value
+        self._positive, self._negative, self._value = {}, {}, 0
+        for op in owner:
+            self.apply(op)
+        self.apply(own)
+        return self._value != before
 
     def merge(self, other: PNCounter | CounterSnapshot) -> bool:
         """Fold another replica's whole state into this one; True when the count changed."""

@@ -53,6 +53,20 @@ def test_a_replica_restored_from_the_owner_continues_its_own_totals() -> None:
     assert owner.value == 7
 
 
+def test_a_replace_takes_the_owners_totals_but_keeps_the_writers_own() -> None:
+    owner, writer, other = PNCounter("owner"), PNCounter("w"), PNCounter("x")
+    for op in (owner.add(2), other.add(3), writer.add(4)):
+        owner.apply(op)
+        writer.apply(op)
+    restored = PNCounter.from_snapshot(CounterSnapshot((("owner", 2, 0), ("w", 1, 0))), "owner")
+    sync = [CounterAdd((0, r), 0, p, n) for r, p, n in restored.snapshot().totals]
+    assert writer.replace(sync) is True
+    assert writer.snapshot() == CounterSnapshot((("owner", 2, 0), ("w", 4, 0)))
+    restored.apply(writer.add(0))  # (the writer sends its totals again)
+    assert restored.value == writer.value == 6
+    assert writer.replace(sync) is False
+
+
 @given(st.data())
 def test_replicas_converge_to_the_sum_of_all_adds(data: st.DataObject) -> None:
     net = build_network(data, make, write)

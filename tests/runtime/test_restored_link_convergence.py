@@ -84,12 +84,11 @@ async def run(script: list[tuple[str, Any, Any, Any]]) -> None:
             assert isinstance(subscriber, Subscriber)
             if not subscriber.open_links():
                 continue
-            # (A counter's replica keeps its writer's totals across a restore: see
-            # ``Downlink._replace_before``.)
-            map_link, value_link, _counter_link = subscriber.links()
+            map_link, value_link, counter_link = subscriber.links()
             assert map_link.to_dict() == owner_map
             assert plane.get(node, "mirror") == owner_map
             assert value_link.get() == plane.get(OWNER, "v")
+            assert counter_link.get() == plane.get(OWNER, "c")
 
 
 LOST_PUT = [
@@ -101,11 +100,22 @@ LOST_PUT = [
     ("restore", OWNER, None, None),
 ]
 LOST_REMOVE = [*LOST_PUT[:4], ("/s/0", "remove", 0, 0), ("restore", OWNER, None, None)]
+LOST_OWNER_ADD = [
+    ("owner", "add", 0, 1),
+    ("passivate", OWNER, None, None),  # (the store holds a count of 1)
+    ("/s/0", "link", None, None),
+    ("settle", OWNER, None, None),
+    ("owner", "add", 0, 1),  # counted by the replica, and lost with the owner's restore
+    ("restore", OWNER, None, None),
+]
+LOST_LINK_ADD = [*LOST_OWNER_ADD[:4], ("/s/0", "add", 0, 1), ("restore", OWNER, None, None)]
 
 
 @settings(max_examples=200)
 @given(steps)
 @example(LOST_PUT)  # (a map replica kept writes newer than the restored owner's entry)
 @example(LOST_REMOVE)
+@example(LOST_OWNER_ADD)  # (a counter's replica kept totals the restored owner never had)
+@example(LOST_LINK_ADD)  # (... its own writer's among them)
 def test_open_replicas_converge_across_restores(script: list[tuple[str, Any, Any, Any]]) -> None:
     asyncio.run(run(script))
