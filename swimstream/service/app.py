@@ -356,11 +356,11 @@ class Service:
                 log.warning(
                     "%s sink: records still unacknowledged at the deadline", clients.protocol
                 )
-        # What the sinks fail as they close was in flight at the deadline: its records
-        # were not committed and are read again after the restart, as the drain allows.
+        # What the sinks fail as they close was in flight at the deadline (read again).
         self.failures.give_up()
         for clients in self.clients.values():
             await clients.sink.close(max(0.0, deadline - time.monotonic()))
+        self.failures.report_held(everything=True)  # (a burst must not end as one line)
         await sources_closed
         self._runners, self._tasks = [], []
         await self._stack.aclose()

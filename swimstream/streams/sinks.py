@@ -77,7 +77,7 @@ class DeliveryFailures:
         )
         self._on_failure = on_failure
         self.last_error: BaseException | None = None
-        self._limit = RateLimit[None]()
+        self._limit = RateLimit[tuple[str, BaseException, bool]]()
         self._given_up = False
 
     def give_up(self) -> None:
@@ -107,20 +107,35 @@ class DeliveryFailures:
         """Count and log ``what`` (a record the broker will never acknowledge)."""
         self._counter.value += 1
         self.last_error = error
-        more = self._limit.admit()
+        failure = (what, error, self._given_up)
+        more = self._limit.admit(failure)
         if more is not None:
-            if self._given_up:
-                log.warning(
-                    "%s was not delivered by the drain deadline, so its source record was "
-                    "not committed and is consumed again after a restart: %s%s",
-                    what,
-                    error,
-                    more_since(more),
-                )
-            else:
-                log.error("%s was not delivered: %s%s", what, error, more_since(more))
+            _log_failure(*failure, more)
         if self._on_failure is not None and not self._given_up:
             self._on_failure(BrokerError(f"{what} was not delivered: {error}"))
+
+    def report_held(self, everything: bool = False) -> None:
+        """Log the last failure held back by the rate limit, with the count of the
+        others, once its interval is over (at once with ``everything``, as the service
+        stops): a burst of failures, as the records in flight at an outage all fail,
+        otherwise read as one in the log."""
+        held = self._limit.take_held(everything)
+        if held is not None:
+            (what, error, given_up), more = held
+            _log_failure(what, error, given_up, more)
+
+
+def _log_failure(what: str, error: BaseException, given_up: bool, more: int) -> None:
+    if given_up:
+        log.warning(
+            "%s was not delivered by the drain deadline, so its source record was "
+            "not committed and is consumed again after a restart: %s%s",
+            what,
+            error,
+            more_since(more),
+        )
+    else:
+        log.error("%s was not delivered: %s%s", what, error, more_since(more))
 
 
 class _Delivered:

@@ -50,7 +50,7 @@ class MalformedRequests(logging.Filter):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         """``clock`` (seconds) paces the lines; tests pass their own."""
         super().__init__()
-        self._limit = RateLimit[None](REPORT_INTERVAL, clock)
+        self._limit = RateLimit[tuple[str, tuple[object, ...]]](REPORT_INTERVAL, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
@@ -64,7 +64,7 @@ class MalformedRequests(logging.Filter):
             if body is None:
                 return True  # an error of ours: as aiohttp logs it
             message, args = "a request body could not be read, its connection closed: %s%s", [body]
-        more = self._limit.admit()
+        more = self._limit.admit((message, tuple(args)))
         if more is None:
             return False
         record.msg = message
@@ -72,6 +72,14 @@ class MalformedRequests(logging.Filter):
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = record.exc_text = None
         return True
+
+    def report_held(self) -> None:
+        """Log the last request held back, with the count of the others, now (its
+        server stops): a burst of them at the end otherwise read as one in the log."""
+        held = self._limit.take_held(everything=True)
+        if held is not None:
+            (message, args), more = held
+            logging.getLogger(SERVER_LOG).warning(message, *args, more_since(more))
 
 
 def install() -> MalformedRequests:
@@ -82,5 +90,7 @@ def install() -> MalformedRequests:
 
 
 def uninstall(log_filter: MalformedRequests) -> None:
-    """Take a filter :func:`install` put on aiohttp's server log off it again."""
+    """Take a filter :func:`install` put on aiohttp's server log off it again, logging
+    what it held back."""
     logging.getLogger(SERVER_LOG).removeFilter(log_filter)
+    log_filter.report_held()

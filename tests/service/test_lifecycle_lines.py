@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,7 +15,8 @@ from connectors.factory import open_connectors
 from swimstream.config import AppConfig, parse_config
 from swimstream.errors import BrokerError
 from swimstream.service import ProtocolClients, Service
-from tests.support.kafka import QUICK_GROUP_JOIN
+from swimstream.streams.connector import DeliveryCallback
+from tests.support.kafka import QUICK_GROUP_JOIN, produce_json
 from tests.support.towers import TOWERS_AGENTS, alerts_sink
 from tests.support.waiting import wait_until
 
@@ -112,3 +113,58 @@ async def test_keys_not_built_yet_are_warned_about_once_at_start(
         "instance dials another",
         "store.standby: 2 has no effect yet (not built): no standby replicas run",
     ]
+
+
+class _UndeliveredSink:
+    """The Kafka sink, except that the broker never acknowledges a record of ``topic``
+    (as in an outage): its delivery report is an error."""
+
+    def __init__(self, sink: Any, topic: str) -> None:
+        self._sink, self._topic = sink, topic
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        *,
+        partition: int | None = None,
+    ) -> None:
+        if topic == self._topic and on_delivery is not None:
+            asyncio.get_running_loop().call_soon(on_delivery, TimeoutError("message timed out"))
+            return
+        self._sink.produce(topic, key, value, headers, on_delivery, partition=partition)
+
+
+async def test_insights_never_delivered_in_a_burst_are_all_counted_by_the_stop(
+    kafka_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first failure stops the service, and the records in flight fail with it: the
+    log said one, the count of the others held back by the rate limit was never told."""
+    app = "lines-undelivered"
+    kafka_broker.create_topic(f"{app}.readings", partitions=1)
+
+    @asynccontextmanager
+    async def failing_alerts(
+        config: AppConfig, instance_id: str
+    ) -> AsyncIterator[dict[str, ProtocolClients]]:
+        async with open_connectors(config, instance_id) as clients:
+            clients["kafka"].sink = _UndeliveredSink(clients["kafka"].sink, f"{app}.alerts")
+            yield clients
+
+    service = Service(parse_config(one_topic_app(kafka_broker.bootstrap, app), {}), failing_alerts)
+    hot = [(f"d{n}", {"ts": 1, "temp": 99, "tower": "t"}) for n in range(5)]
+    with caplog.at_level(logging.INFO):
+        running = asyncio.create_task(service.run())
+        await wait_until(lambda: bool(service.runners) and service.runners[0].ready, 60)
+        produce_json(kafka_broker.bootstrap, f"{app}.readings", hot)
+        await asyncio.wait_for(running, 60)
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.sinks"]
+    assert service.failures.count == 5
+    assert len(lines) == 2, lines
+    assert lines[1].endswith("(3 more since the last report)"), lines

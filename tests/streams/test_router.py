@@ -398,6 +398,31 @@ async def test_a_dead_letter_the_broker_does_not_take_leaves_its_offset_uncommit
         assert registry.value("dead_letters") == (1 if at_delivery else 0)
 
 
+async def test_insights_never_delivered_in_a_burst_are_counted_as_the_service_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An outage fails every record in flight at once: one line, then (the service
+    stopping, ``Service.close``) one more with the count of the others."""
+    registry = MetricsRegistry()
+    failures = DeliveryFailures(registry)
+    connector = RefusingSink("alerts", at_delivery=True)
+    targets = {"alerts": SinkTarget("alerts", "json", connector)}  # type: ignore[arg-type]  # produces only
+    publisher = InsightPublisher(targets, registry, failures)
+    async with Plane({"/alarm/:id": Alarm}, publisher=publisher) as plane:
+        for n in range(5):
+            await plane.command(f"/alarm/{n}", "reading", {"say": "refuse"})
+        await plane.settle()
+        connector.poll()
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.sinks"]
+    assert len(lines) == 1 and failures.count == 5, lines
+    failures.report_held(everything=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "swimstream.sinks"]
+    assert len(lines) == 2, lines
+    assert lines[1] == (
+        "an insight record was not delivered: message timed out (3 more since the last report)"
+    )
+
+
 async def test_a_record_two_json_routes_cannot_decode_is_dead_lettered_once() -> None:
     async with open_plane({"/meter/:id": Meter}) as plane:
         routes = [

@@ -234,11 +234,13 @@ async def test_a_corrupt_gzip_body_is_400_and_one_warning_line_without_a_traceba
                 )
         assert not served.plane.is_active("/device/1")  # untouched: not even made
     lines = server_lines()  # (the server stopped: every connection ended)
-    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
-    assert lines[0].exc_info is None and lines[0].getMessage() == (
+    # (The second, held back by the rate limit, is told as the server stops.)
+    assert [r.levelname for r in lines] == ["WARNING"] * 2, [r.getMessage() for r in lines]
+    assert all(r.exc_info is None for r in lines)
+    assert [r.getMessage() for r in lines] == 2 * [
         "a request body could not be read, its connection closed: Can not decode "
         "content-encoding: gzip (Error -3 while decompressing data: incorrect header check)"
-    )
+    ]
 
     async with serve() as served:  # a handler that never reads the body: the same line
         url = served.url("/device/1?lane=status")
@@ -461,6 +463,24 @@ async def test_malformed_requests_are_one_warning_line_not_error_tracebacks(
     served.plane.agent("/device/1")
     status, _ = await served.get_json("/device/1?lane=status")
     assert status == 200
+
+
+async def test_malformed_requests_held_back_are_counted_when_the_server_stops(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A burst of them just before the stop read as one request in the log."""
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    async with serve() as served:
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+            writer.write(b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+        assert len([r for r in caplog.records if r.name == "aiohttp.server"]) == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(lines) == 2, lines
+    assert lines[1].startswith("a malformed request was answered 400")
+    assert lines[1].endswith(" (2 more since the last report)")  # (and this one)
 
 
 async def test_the_servers_own_paths_answer_405_to_other_methods(served: Served) -> None:
