@@ -30,6 +30,11 @@ requests on the same URL; lanes come and go without the stream reconnecting.
     may cut a delta's own JSON text out of it. A link whose agent was forgotten here (a
     hand-over) ends with ``event: unlinked`` and ``{"link": n}``: its client links it
     again, and gets a fresh sync or the 421 naming the instance that has it now.
+    Once a POST that unlinks (or links again) ``n`` is answered, nothing of the link
+    it ended is written but what was being written as it came (the POST's answer and
+    the stream are two connections): that comes before the new link's ``state``, so a
+    client that uses a name again takes a link's events from its ``state`` on. (The
+    dashboard names each link afresh, and drops events of names it no longer holds.)
 ``closed``
     When the client leaves, stalls or the server stops: every link is unlinked.
 
@@ -79,13 +84,14 @@ class Multiplex:
         self.closed = False
         self._state = state
         self._links: dict[int, LaneUplink] = {}
-        self._outbox: list[bytes] = []  # the syncs of new links, ahead of their changes
+        # The syncs of new links, ahead of their changes, by link: dropped with it.
+        self._outbox: dict[int, bytes] = {}
         self._linking = asyncio.Lock()  # one change of links at a time: a name links once
 
     def take_events(self) -> bytes:
         """What to write now: new links' syncs, then every link's changes."""
         self.changed.clear()
-        chunks, self._outbox = self._outbox, []
+        chunks, self._outbox = list(self._outbox.values()), {}
         for link_id, uplink in list(self._links.items()):
             if uplink.closed:  # its agent was forgotten here (a hand-over)
                 self._drop(link_id)
@@ -161,12 +167,13 @@ class Multiplex:
             self._unlink(uplink)
             return initial
         synced = dumps({"node": node_uri, "lane": lane, "kind": kind})
-        self._outbox.append(event("state", initial) + event("synced", synced))
+        self._outbox[link_id] = event("state", initial) + event("synced", synced)
         self._links[link_id] = uplink  # (no await since the sync: no change is missed)
         self.changed.set()
         return None
 
     def _drop(self, link_id: int) -> None:
+        self._outbox.pop(link_id, None)  # (not written yet: its client unlinked it)
         uplink = self._links.pop(link_id, None)
         if uplink is not None:
             self._unlink(uplink)

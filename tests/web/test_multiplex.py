@@ -257,3 +257,23 @@ def test_the_links_of_a_multiplexed_stream_each_converge_on_their_lane(
             assert plane.statistics().links == 0
 
     asyncio.run(run())
+
+
+async def test_a_link_unlinked_before_its_sync_was_written_writes_nothing_after() -> None:
+    """Its sync, queued, went out after the POST that unlinked it was answered: a client
+    that named another link the same took the first lane's state for the second's."""
+    async with open_plane(ROUTES) as plane:
+        await plane.command("/device/1", "status", {"temp": 1.0})
+        state = WebState(plane, MetricsRegistry(), SettableHealth(), WebSettings(), started=0.0)
+        mux = Multiplex(state)
+        assert await mux.change([(1, "/device/1", "status")], []) == {"linked": [1], "refused": []}
+        await mux.change([], [1])
+        assert mux.take_events() == b""
+        await mux.change([(1, "/device/1", "status")], [])
+        await mux.change([(1, "/device/2", "status")], [1])  # the name used again at once
+        events = [line for line in mux.take_events().split(b"\n") if line.startswith(b"data:")]
+        assert events == [
+            b'data: {"link":1,"data":null}',
+            b'data: {"link":1,"data":{"node":"/device/2","lane":"status","kind":"value"}}',
+        ]
+        mux.close()
