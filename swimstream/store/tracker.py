@@ -60,7 +60,10 @@ class StateTracker:
         """``largest``: the most bytes a changelog record's key and value may hold
         together (None: no limit)."""
         self._dirty: dict[Any, None] = {}  # Lane objects (whole lanes), or (node uri, name)
-        self._entries: dict[Any, set[Any]] = {}  # map-like Lane object -> changed keys
+        # Map-like Lane object -> its changed keys, each to its spelling last written:
+        # keys Python holds equal (0 and -0.0, 1, 1.0 and True) are one entry, which the
+        # lane holds as last written, and a set kept the first (stored, and restored so).
+        self._entries: dict[Any, dict[Any, Any]] = {}
         self._store = store
         self._shard_of = shard_of
         self._plane: Plane | None = None
@@ -82,9 +85,9 @@ class StateTracker:
         if kind is MapPut or kind is MapRemove:
             keys = self._entries.get(lane)
             if keys is None:
-                self._entries[lane] = {op.key}  # type: ignore[union-attr]
+                self._entries[lane] = {op.key: op.key}  # type: ignore[union-attr]
             else:
-                keys.add(op.key)  # type: ignore[union-attr]
+                keys[op.key] = op.key  # type: ignore[union-attr]
         else:
             self._dirty[lane] = None
 
@@ -186,7 +189,7 @@ class StateTracker:
                 shard = shards[node] = shard_of(node)
             entries_of: LWWMap = lane._map
             lane_name = lane.name
-            for map_key in keys:
+            for map_key in keys.values():
                 name = entry_name(lane_name, map_key)
                 try:
                     value = encode_entry(entries_of, map_key)
@@ -199,8 +202,8 @@ class StateTracker:
         return entries
 
     def _keep_held(
-        self, dirty: dict[Any, None], changed_keys: dict[Any, set[Any]]
-    ) -> tuple[dict[Any, None], dict[Any, set[Any]]]:
+        self, dirty: dict[Any, None], changed_keys: dict[Any, dict[Any, Any]]
+    ) -> tuple[dict[Any, None], dict[Any, dict[Any, Any]]]:
         """Split off the changes of held shards: they stay noted for a later collect
         (and a passivated agent's, in the store's overlay)."""
         held, shard_of = self._held, self._shard_of
@@ -214,7 +217,7 @@ class StateTracker:
             else:
                 collected[key] = None
         self._store.keep(kept)
-        entries: dict[Any, set[Any]] = {}
+        entries: dict[Any, dict[Any, Any]] = {}
         for lane, keys in changed_keys.items():
             if shard_of(lane._agent.node_uri) in held:
                 self._entries[lane] = keys
