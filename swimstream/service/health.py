@@ -4,10 +4,13 @@
 checkpoints succeed, the local store is in use, and no insight record was lost for good.
 When it is not, someone should look, and an orchestrator may restart it. *Ready* means
 it serves correct state and should receive traffic: every source is connected to its
-broker, holds partitions and has caught up with them once. A broker that stops
-answering makes the instance unready (not unhealthy): it retries, and readiness comes
-back with the broker. A broken local store makes it unhealthy (not unready): it serves
-state rebuilt from the changelog, which is right.
+broker, holds partitions and has caught up with them once. Lag after that, partitions a
+rebalance brings with a backlog among it, leaves it ready: after a crash shares an
+instance's partitions out, readiness that waited for their backlogs would take every
+other instance out of the load balancer at once. A broker that stops answering makes
+the instance unready (not unhealthy): it retries, and readiness comes back with the
+broker. A broken local store makes it unhealthy (not unready): it serves state rebuilt
+from the changelog, which is right.
 """
 
 from __future__ import annotations

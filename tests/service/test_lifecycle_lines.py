@@ -168,3 +168,29 @@ async def test_insights_never_delivered_in_a_burst_are_all_counted_by_the_stop(
     assert service.failures.count == 5
     assert len(lines) == 2, lines
     assert lines[1].endswith("(3 more since the last report)"), lines
+
+
+async def test_readyz_is_red_while_the_broker_is_frozen_and_green_once_it_answers(
+    kafka_broker: EmbeddedKafka,
+) -> None:
+    """A broker that keeps its sockets but answers nothing: the instance cannot follow
+    its partitions, so it is not ready; back, it is ready at once (caught up before)."""
+    app = "lines-frozen"
+    kafka_broker.create_topic(f"{app}.readings", partitions=1)
+    service = Service(parse_config(one_topic_app(kafka_broker.bootstrap, app), {}), open_connectors)
+    await service.start()
+    try:
+        await wait_until(lambda: service.health.readiness().ok, 60)
+        kafka_broker.pause()
+        try:
+            await wait_until(lambda: not service.health.readiness().ok, 20)
+            assert service.health.readiness().checks[service.runners[0].name] == (
+                "broker unreachable; retrying"
+            )
+            assert service.health.health().ok  # (alive: no restart for it)
+        finally:
+            kafka_broker.resume()
+        await wait_until(lambda: service.health.readiness().ok, 30)
+    finally:
+        service.stop()
+        await service.close()
