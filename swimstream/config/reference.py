@@ -31,9 +31,9 @@ Inside `{...}` flow mappings, quote values holding braces (references, route tem
 A duration is `250ms`, `5s`, `2m`, `1h` or a bare number of seconds (`commit_interval: 100`
 is 100 s, not Kafka's milliseconds). `swimstream check --config app.yaml` reports every
 problem it finds, each with its key path, and imports the class of every agent whose own
-entry is valid; checks that depend on other keys (the agent routes sources reach, the
+entry is valid; the checks that join keys together (the agent routes sources reach, the
 lanes sources and sinks name, the names agent classes pass to `self.publish` as
-literals) wait until those keys are valid.
+literals) wait until every other key is valid, so a second pass may find more.
 """
 
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}
