@@ -5,8 +5,9 @@ while the heap holds a large, long-lived population of agents. CPython's default
 young-generation threshold (700 allocations) then runs a collection every hundred or so
 events, and the older generations get traversed far more often than they change.
 Raising the thresholds, and freezing what start-up allocated, is what long-running
-Python services commonly do; measured here it is worth 10-20% of command throughput
-(BENCHMARKS.md). The service calls :func:`tune_gc` at start; a library user may too.
+Python services commonly do; with a million agents in memory it about doubled the
+commands a second (README, "Garbage collection"). The service calls :func:`tune_gc` at
+start; a library user may too.
 Nothing here runs on import.
 """
 
