@@ -18,7 +18,8 @@ from connectors.embedded import EmbeddedKafka, EmbeddedPulsar, TopicFactory, uni
 # The default profile tries the same 100 examples on every machine (derandomize), so CI
 # passes or fails as the developer's run did: a property that held for 100 random examples
 # once failed CI on the 101st kind. `HYPOTHESIS_PROFILE=thorough` searches at random, with
-# 50 times the examples; run it after changing a property or the code under it.
+# 50 times the default count (a test whose @settings sets its own count keeps it); run it
+# after changing a property or the code under it.
 settings.register_profile("swimstream", deadline=None, derandomize=True)
 settings.register_profile("thorough", deadline=None, max_examples=5000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "swimstream"))
