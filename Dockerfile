@@ -28,7 +28,8 @@ COPY examples examples
 COPY config config
 
 VOLUME /data
-# 9001: HTTP lanes, dashboard, /metrics, /healthz, /readyz; 7001: the instance mesh.
+# 9001: HTTP lanes, dashboard, /metrics, /healthz, /readyz; 7001: the instance mesh's
+# mesh.listen, kept for it (not built yet: nothing listens there).
 EXPOSE 9001 7001
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9001/healthz', timeout=2)"]
