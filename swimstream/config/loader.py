@@ -187,7 +187,8 @@ def check_config(
     Empty when the configuration is valid, its agent classes import and the lanes its
     sources and sinks name exist (which imports the agents' modules). When other keys
     are wrong, the classes of the agents whose own entries are valid are imported all
-    the same, so a missing class is named in the same pass. This is what
+    the same, so a missing class is named in the same pass, and so are the lanes and
+    publish names when the wrong keys are in parts those checks do not read. This is what
     ``swimstream check`` prints (with the Kafka connector's ``settings_check``).
     """
     try:
@@ -213,6 +214,7 @@ def load_config_file(
         return load_config(Path(path), env, settings_check)
     except ConfigError as exc:
         beside = _class_problems_beside(Path(path), env, exc.problems)
+        beside += _joined_problems_beside(Path(path), env, exc.problems, exc.problems + beside)
         if not beside:
             raise
         raise ConfigError(problems=exc.problems + beside) from None
@@ -223,8 +225,8 @@ def _class_problems_beside(
 ) -> list[Problem]:
     """The class problems of the agents whose own entries are valid, in a configuration
     with problems elsewhere: a missing class is then reported in the same pass, not
-    after the other keys are fixed. (The lanes sources and sinks name still wait for a
-    valid configuration: which agent a source reaches depends on the other keys.)
+    after the other keys are fixed. (The lanes sources and sinks name wait for the keys
+    they depend on: :func:`_joined_problems_beside`.)
     """
     try:
         document = read_yaml(path)
@@ -247,6 +249,46 @@ def _class_problems_beside(
         except ValidationError:
             continue
     return import_agent_classes(valid)[1]
+
+
+_APART = ("processing", "mesh", "store", "web", "dead_letter", "broker.settings")
+"""The parts of a configuration that the checks joining agents, sources and sinks never
+read, so that a problem there need not hold those checks back."""
+
+
+def _joined_problems_beside(
+    path: Path, env: Mapping[str, str], found: list[Problem], reported: list[Problem]
+) -> list[Problem]:
+    """The problems of the checks that join agents, sources and sinks (the lanes sources
+    and sinks name, the names classes pass to ``self.publish``) in a configuration whose
+    problems all lie in parts those checks do not read (:data:`_APART`), each part left
+    at its default for them: a typo under ``processing`` hid an unknown source lane until
+    it was fixed. A problem anywhere else still holds them back: which agent a source
+    reaches depends on it. ``reported`` problems are not named again.
+    """
+    parts = set()
+    for problem_path, _ in found:
+        part = next((part for part in _APART if _is_under(problem_path, part)), None)
+        if part is None:
+            return []
+        parts.add(part)
+    try:
+        document = read_yaml(path)
+    except ConfigError:
+        return []
+    if not isinstance(document, Mapping):
+        return []
+    trimmed = {key: value for key, value in document.items() if key not in parts}
+    if "broker.settings" in parts:
+        broker = trimmed.get("broker")
+        if not isinstance(broker, Mapping):
+            return []
+        trimmed["broker"] = {key: value for key, value in broker.items() if key != "settings"}
+    try:
+        resolve_agents(parse_config(trimmed, env))
+    except ConfigError as exc:
+        return [problem for problem in exc.problems if problem not in reported]
+    return []
 
 
 def problem_lines(problems: list[Problem]) -> list[str]:

@@ -33,7 +33,8 @@ is 100 s, not Kafka's milliseconds). `swimstream check --config app.yaml` report
 problem it finds, each with its key path, and imports the class of every agent whose own
 entry is valid; the checks that join keys together (the agent routes sources reach, the
 lanes sources and sinks name, the names agent classes pass to `self.publish` as
-literals) wait until every other key is valid, so a second pass may find more.
+literals) wait until the keys they depend on are valid: any but those of `processing`,
+`mesh`, `store`, `web`, `dead_letter` and `broker.settings`.
 """
 
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean"}

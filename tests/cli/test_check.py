@@ -149,6 +149,43 @@ def test_run_names_the_same_problems_as_check(tmp_path: Path) -> None:
     ], result.stderr
 
 
+@pytest.mark.parametrize(
+    ("elsewhere", "problem"),
+    [
+        ("processing: sometimes", "processing.guarantee: expected 'exactly-once'"),
+        ("web: {listen: 9001}", "web.listen: expected a string, got 9001"),
+        ("store: {standby: -1}", "store.standby: must be at least 0"),
+        ("mesh: {instance_id: 'a b'}", "mesh.instance_id: "),
+        ("dead_letter: 'a b'", "dead_letter: 'a b' is not a topic name"),
+        ("broker: {kind: kafka, bootstrap: k, settings: {linger.mss: 5}}", "broker.settings["),
+    ],
+)
+def test_the_lanes_sources_name_are_checked_beside_problems_in_parts_they_do_not_read(
+    tmp_path: Path, elsewhere: str, problem: str
+) -> None:
+    """A typo under `processing` (or `web`, `store`, `mesh`, `dead_letter`, a client
+    setting) hid an unknown source lane and an undeclared publish name until it was fixed,
+    though those checks read only agents, sources and sinks."""
+    text = GOOD.replace("lane: reading", "lane: nope").replace(
+        "sinks:\n  - {publish: alerts, topic: device-alerts}\n", "sinks: []\n"
+    )
+    if elsewhere.startswith("broker:"):
+        text = text.replace('broker: {kind: kafka, bootstrap: "localhost:9092"}', elsewhere)
+    else:
+        text += elsewhere + "\n"
+    result = run_check(tmp_path, text)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith("app.yaml: 3 problems"), result.stderr
+    assert lines[1].startswith("  " + problem), result.stderr
+    assert lines[2].startswith(
+        "  sources[0].lane: agents.device (examples.towers.app:Device) has no lane 'nope'"
+    ), result.stderr
+    assert lines[3].startswith("  agents.device.class: Device calls self.publish('alerts')"), (
+        result.stderr
+    )
+
+
 def test_an_agent_whose_own_entry_is_wrong_is_not_imported(tmp_path: Path) -> None:
     text = GOOD.replace("app:Device", "app:Nope").replace("app:Tower", "app:Gone")
     result = run_check(tmp_path, text.replace("route: /tower/:id", "route: tower"))
