@@ -1,0 +1,168 @@
+"""What listens at a broker address, asked in the brokers' own first words.
+
+The clients say little when the other end is not what the configuration expects.
+Measured against the embedded Tansu, pulsar-lite and plain sockets (librdkafka 2.x,
+pulsar-client 3.x): a Kafka producer whose metadata request found nothing in 10 s
+reports "Broker transport failure" whatever the reason, and its error events say no
+more for
+
+* an HTTP server, or a port that accepts and never reads: a timed-out ApiVersion request
+  after 10 s, then ``_ALL_BROKERS_DOWN``;
+* a Pulsar port: "connection closed by peer ... in state APIVERSION_QUERY";
+* ``security.protocol: SSL`` against a plaintext Tansu: nothing at all (Tansu reads the
+  TLS ClientHello as a request some hundred MB long and waits for the rest);
+* a plaintext client against a TLS listener: "connection reset by peer", logged at info;
+* a plaintext client against a listener that requires SASL: "connection reset" once the
+  first request after ApiVersions is refused.
+
+The Pulsar client connects lazily: made against a Kafka port or a web server it
+succeeds, and the first subscription fails 30 s later with "TimeOut".
+
+So :func:`probe_listener` asks an address itself, in a few dozen bytes and at most
+``timeout`` seconds a step: the expected protocol's first request (Kafka's ApiVersions
+v0, which every Kafka broker answers before any authentication, then a Metadata request,
+which a listener that wants SASL first refuses by closing; or Pulsar's ``CONNECT``,
+protobuf written by hand: two fields), and when that is not answered in kind, the other
+protocol's and a TLS handshake without verification (which succeeds only on a TLS
+listener). The answer's kind is a :class:`Listener`.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import struct
+from typing import Literal
+
+from connectors.reachable import speaks_tls, split_address
+
+_API_VERSIONS = 18
+_METADATA = 3
+_CLIENT_ID = b"swimstream-probe"
+_PULSAR_CONNECT = 2
+_PULSAR_PROTOCOL_VERSION = 6  # (any a broker accepts: it answers CONNECTED with its own)
+
+
+class Listener(enum.Enum):
+    """What answered at an address."""
+
+    KAFKA = "a plaintext Kafka listener"
+    KAFKA_WANTS_SASL = "a plaintext Kafka listener that requires SASL authentication"
+    PULSAR = "a Pulsar broker"
+    TLS = "a TLS listener"
+    HTTP = "an HTTP server"
+    OTHER = "a server that answers in another protocol"
+    CLOSES = "a server that closes the connection at the first request"
+    SILENT = "a server that accepts connections and does not answer"
+    UNREACHABLE = "nothing reachable"
+
+
+def _kafka_request(api_key: int, correlation_id: int) -> bytes:
+    """A version-0 request: ApiVersions (no body) or Metadata of every topic."""
+    body = struct.pack(">i", 0) if api_key == _METADATA else b""
+    header = struct.pack(">hhih", api_key, 0, correlation_id, len(_CLIENT_ID)) + _CLIENT_ID
+    message = header + body
+    return struct.pack(">i", len(message)) + message
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _pulsar_connect() -> bytes:
+    """A frame holding ``BaseCommand{type: CONNECT, connect: {client_version,
+    protocol_version}}``."""
+    version = _CLIENT_ID
+    connect = (
+        b"\x0a" + _varint(len(version)) + version + b"\x20" + _varint(_PULSAR_PROTOCOL_VERSION)
+    )
+    command = b"\x08" + _varint(_PULSAR_CONNECT) + b"\x12" + _varint(len(connect)) + connect
+    return struct.pack(">II", len(command) + 4, len(command)) + command
+
+
+def _is_kafka_answer(answer: bytes, correlation_id: int) -> bool:
+    if len(answer) < 8:
+        return False
+    size, correlation = struct.unpack(">ii", answer[:8])
+    return bool(correlation == correlation_id and 0 < size < 100 * 1024 * 1024)
+
+
+def _is_pulsar_answer(answer: bytes) -> bool:
+    if len(answer) < 9:
+        return False
+    total, size = struct.unpack(">II", answer[:8])
+    return bool(total == size + 4 and answer[8] == 0x08)  # (a frame holding a BaseCommand)
+
+
+def _exchange(sock: socket.socket, request: bytes, enough: int) -> bytes:
+    """Send ``request``; what came back: ``enough`` bytes, or all there was up to a close
+    (or a reset). Raises TimeoutError when nothing came in time."""
+    received = b""
+    try:
+        sock.sendall(request)
+        while len(received) < enough:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    except TimeoutError:
+        if not received:
+            raise
+    except OSError:  # reset: a TLS listener resets a plaintext request
+        pass
+    return received
+
+
+def _ask(host: str, port: int, timeout: float, protocol: Literal["kafka", "pulsar"]) -> Listener:
+    """One connection, one question in ``protocol``: PULSAR, KAFKA(_WANTS_SASL), HTTP,
+    OTHER, CLOSES, SILENT or UNREACHABLE."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return Listener.UNREACHABLE
+    with sock:
+        try:
+            if protocol == "pulsar":
+                answer = _exchange(sock, _pulsar_connect(), 9)
+                if _is_pulsar_answer(answer):
+                    return Listener.PULSAR
+            else:
+                answer = _exchange(sock, _kafka_request(_API_VERSIONS, 1), 8)
+                if _is_kafka_answer(answer, 1):
+                    try:
+                        after = _exchange(sock, _kafka_request(_METADATA, 2), 8)
+                    except TimeoutError:  # (slow, not closed: a listener that answers)
+                        return Listener.KAFKA
+                    return (
+                        Listener.KAFKA if _is_kafka_answer(after, 2) else Listener.KAFKA_WANTS_SASL
+                    )
+        except TimeoutError:
+            return Listener.SILENT
+    if answer.startswith(b"HTTP/"):
+        return Listener.HTTP
+    return Listener.OTHER if answer else Listener.CLOSES
+
+
+def probe_listener(
+    address: str, default_port: int, timeout: float, expect: Literal["kafka", "pulsar"] = "kafka"
+) -> Listener:
+    """What listens at ``address`` (``host[:port]``), asked first in the protocol
+    ``expect``-ed; see the module docstring."""
+    try:
+        host, port = split_address(address, default_port)
+    except ValueError:
+        return Listener.UNREACHABLE
+    found = _ask(host, port, timeout, expect)
+    if found in (Listener.UNREACHABLE, Listener.HTTP) or found.name.startswith(expect.upper()):
+        return found
+    if speaks_tls(host, port, timeout):
+        return Listener.TLS
+    if found is Listener.SILENT:
+        return found
+    other = _ask(host, port, timeout, "kafka" if expect == "pulsar" else "pulsar")
+    return other if other in (Listener.PULSAR, Listener.KAFKA, Listener.KAFKA_WANTS_SASL) else found
