@@ -18,6 +18,9 @@ Modules, one job each:
 * :mod:`~connectors.kafka.health` — what ``connected`` means.
 * :mod:`~connectors.kafka.errors` — librdkafka's errors as
   :class:`~swimstream.errors.BrokerError`.
+* :mod:`~connectors.kafka.first_contact` — why the sink's first metadata request failed
+  (a refused login, TLS against a plaintext port, another service at the address), and
+  which of those stop the start.
 """
 
 from connectors.kafka.admin import KafkaAdmin

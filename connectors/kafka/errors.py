@@ -111,6 +111,8 @@ def describe(error: KafkaError) -> str:
     """``what the broker said (CODE)``, with a hint when there is a useful one."""
     text = f"{error.str()} ({error.name()})"
     hint = _HINTS.get(error.code())
+    if error.code() == KafkaError._TRANSPORT and "state SSL_HANDSHAKE" in text:
+        hint = "is the listener a TLS one? check security.protocol"
     return f"{text}; {hint}" if hint else text
 
 

@@ -41,7 +41,8 @@ from typing import Any, Literal, TypeVar, cast
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.kafka.deferred import kafka_partitions
-from connectors.kafka.errors import CLIENT_LOG, ErrorLog, translate
+from connectors.kafka.errors import CLIENT_LOG, ErrorLog, KafkaBrokerError, translate
+from connectors.kafka.first_contact import ErrorWitness, creation_hint, first_contact
 from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
 from connectors.reachable import unreachable
@@ -51,6 +52,9 @@ from swimstream.streams.connector import DeliveryCallback, TopicPartition
 from swimstream.text import counted
 
 log = logging.getLogger("swimstream.kafka.sink")
+_SILENT = logging.Logger("swimstream.kafka.sink.settings")
+"""The logger of the client that only checks the settings (it says it has no broker)."""
+_SILENT.disabled = True
 
 T = TypeVar("T")
 
@@ -120,6 +124,7 @@ class KafkaSink:
         )
         self._log = FieldsLog(log, broker=bootstrap)
         self._errors = ErrorLog(self._log, self._where)
+        self._witness = ErrorWitness()
         self._queue_full_timeout = queue_full_timeout
         self._producer: Producer | None = None
         self._bridge: LoopBridge | None = None
@@ -143,6 +148,9 @@ class KafkaSink:
         """Create the producer, check the broker answers, initialise transactions."""
         if self._producer is not None or self._closed:
             raise BrokerError(f"{self._where} was opened already")
+        # The settings first, on a client that connects nowhere: one librdkafka refuses
+        # (a SASL protocol without a password) is final, broker or not.
+        self._create({**self._config, "bootstrap.servers": "", "logger": _SILENT}).close()
         failures = await asyncio.to_thread(
             unreachable, self.bootstrap.split(","), KAFKA_PORT, _CONNECT_TIMEOUT
         )
@@ -154,16 +162,19 @@ class KafkaSink:
             )
         self._bridge = LoopBridge()
         config = {**self._config, "error_cb": self._on_error, "logger": CLIENT_LOG}
-        try:
-            producer = Producer(config)
-        except KafkaException as exc:
-            raise translate(exc, f"creating the producer of {self._where}") from exc
+        producer = self._create(config)
         self._executor = DaemonExecutor("swimstream-kafka-sink")
         self._producer = producer
         try:
-            await self._blocking(producer.list_topics, None, _OPEN_TIMEOUT)
+            await self._blocking(
+                first_contact,
+                producer, self._witness, self._config, self.bootstrap, KAFKA_PORT, _OPEN_TIMEOUT,
+            )  # fmt: skip
             if self.transactional_id:
                 await self._blocking(producer.init_transactions, _OPEN_TIMEOUT)
+        except KafkaBrokerError:  # (the first contact's, which says why)
+            await self._release()
+            raise
         except KafkaException as exc:
             await self._release()
             raise translate(exc, f"opening {self._where}") from exc
@@ -176,6 +187,14 @@ class KafkaSink:
         except BaseException:
             await self._release()
             raise
+
+    def _create(self, config: dict[str, Any]) -> Producer:
+        try:
+            return Producer(config)
+        except KafkaException as exc:
+            error = translate(exc, f"creating the producer of {self._where}")
+            hint = creation_hint(exc, self._config)
+            raise (KafkaBrokerError(f"{error}{hint}", code=error.code) if hint else error) from exc
 
     async def close(self, timeout: float | None = None) -> None:
         """Flush for up to ``timeout`` seconds (``None``: 10), then release the producer.
@@ -487,6 +506,7 @@ class KafkaSink:
             self._errors.report(error)
 
     def _on_error(self, error: KafkaError) -> None:
+        self._witness.saw(error)
         self._errors.report(error, logging.ERROR if error.fatal() else logging.WARNING)
 
     def _require_transactions(self) -> Producer:

@@ -1,0 +1,165 @@
+"""The first contact's verdicts: librdkafka's error events read as causes with the
+setting to check, and a TLS client at a port that closes its hello (as a plaintext
+Apache Kafka listener does) stopped at once rather than waited for."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import KafkaError
+
+from connectors.kafka import KafkaBrokerError, KafkaSink
+from connectors.kafka.first_contact import ErrorWitness, broker_words
+
+SCRAM = {
+    "security.protocol": "sasl_ssl",
+    "sasl.mechanism": "SCRAM-SHA-256",
+    "sasl.username": "svc-orders",
+    "sasl.password": "s3cret-pw",
+}
+
+
+def test_a_refused_login_names_the_settings_and_the_mechanism_never_their_values() -> None:
+    witness = ErrorWitness()
+    witness.saw(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    witness.saw(
+        KafkaError(
+            KafkaError._AUTHENTICATION,
+            "sasl_ssl://k1:9093/bootstrap: SASL authentication error: Authentication failed "
+            "during authentication due to invalid credentials with SASL mechanism "
+            "SCRAM-SHA-256 (after 12ms in state AUTH_REQ)",
+        )
+    )
+    refused = witness.refusal(SCRAM, "k1:9093")
+    assert refused is not None and not refused.unreachable and refused.code == "_AUTHENTICATION"
+    assert str(refused) == (
+        "authentication failed at the Kafka broker at k1:9093 (security.protocol SASL_SSL, "
+        "sasl.mechanism SCRAM-SHA-256): check sasl.username and sasl.password, and that the "
+        "user exists on the broker for SCRAM-SHA-256 (it said: SASL authentication error: "
+        "Authentication failed during authentication due to invalid credentials with SASL "
+        "mechanism SCRAM-SHA-256)"
+    )
+    assert "svc-orders" not in str(refused) and "s3cret-pw" not in str(refused)
+
+
+def test_a_mechanism_the_broker_does_not_enable_is_named() -> None:
+    witness = ErrorWitness()
+    witness.saw(
+        KafkaError(
+            KafkaError._AUTHENTICATION,
+            "sasl_plaintext://k1:9092/bootstrap: SASL PLAIN mechanism handshake failed: "
+            "Broker: Unsupported SASL mechanism: broker's supported mechanisms: SCRAM-SHA-512 "
+            "(after 0ms in state AUTH_HANDSHAKE)",
+        )
+    )
+    refused = witness.refusal({**SCRAM, "sasl.mechanism": "PLAIN"}, "k1:9092")
+    assert refused is not None
+    assert str(refused).startswith(
+        "the Kafka broker at k1:9092 does not accept sasl.mechanism PLAIN: set sasl.mechanism "
+        "to one it enables (it said: SASL PLAIN mechanism handshake failed: Broker: "
+        "Unsupported SASL mechanism: broker's supported mechanisms: SCRAM-SHA-512)"
+    ), refused
+
+
+def test_an_untrusted_certificate_points_at_the_ssl_settings() -> None:
+    witness = ErrorWitness()
+    witness.saw(
+        KafkaError(
+            KafkaError._SSL,
+            "ssl://k1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::"
+            "certificate verify failed: broker certificate could not be verified",
+        )
+    )
+    refused = witness.refusal({"security.protocol": "SSL"}, "k1:9093")
+    assert refused is not None and refused.code == "_SSL"
+    assert str(refused).startswith(
+        "the TLS handshake with the Kafka broker at k1:9093 failed (security.protocol SSL): "
+        "check ssl.ca.location and the other ssl.* settings (it said: SSL handshake failed: "
+    ), refused
+
+
+def test_transport_errors_alone_are_no_refusal() -> None:
+    witness = ErrorWitness()
+    witness.saw(KafkaError(KafkaError._TRANSPORT, "k1:9092/bootstrap: Connect failed: refused"))
+    witness.saw(KafkaError(KafkaError._RESOLVE, "k1:9092/bootstrap: Failed to resolve 'k1'"))
+    assert witness.refusal({}, "k1:9092") is None
+
+
+def test_the_broker_prefix_and_the_timing_are_left_out() -> None:
+    said = KafkaError(
+        KafkaError._TRANSPORT, "10.0.0.5:9092/1: Disconnected (after 3ms in state UP)"
+    )
+    assert broker_words(said) == "Disconnected"
+
+
+@pytest.fixture
+def plaintext_kafka_port() -> Iterator[str]:
+    """A port that behaves as a plaintext Apache Kafka listener at its first bytes: a
+    request of sane size gets an answer carrying its correlation id, and one larger than
+    ``socket.request.max.bytes`` (a TLS ClientHello read as a size: 0x16030100) gets the
+    connection closed."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            while len(head := connection.recv(4, socket.MSG_WAITALL)) == 4:
+                (size,) = struct.unpack(">i", head)
+                if not 0 < size < 100 * 1024 * 1024:
+                    return
+                request = connection.recv(size, socket.MSG_WAITALL)
+                body = request[4:8] + b"\x00\x00\x00\x00\x00\x00"  # correlation id, 0s
+                connection.sendall(struct.pack(">i", len(body)) + body)
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    thread.join(5)
+
+
+async def test_tls_at_a_plaintext_port_that_closes_the_hello_stops_the_open(
+    plaintext_kafka_port: str,
+) -> None:
+    """librdkafka retries it for ever ("connecting to a PLAINTEXT broker listener?"), and
+    the open used to wait 10 s and call it unreachable."""
+    sink = KafkaSink(plaintext_kafka_port, settings={"security.protocol": "SASL_SSL", **_SASL})
+    with pytest.raises(KafkaBrokerError) as raised:
+        await sink.open()
+    assert not raised.value.unreachable
+    assert str(raised.value) == (
+        f"the Kafka listener at {plaintext_kafka_port} does not speak TLS, but security.protocol "
+        "is SASL_SSL: set security.protocol to SASL_PLAINTEXT, or point broker.bootstrap at "
+        "the broker's TLS listener"
+    )
+
+
+_SASL = {"sasl.mechanism": "PLAIN", "sasl.username": "u", "sasl.password": "p"}
+
+
+async def test_sasl_without_a_mechanism_says_librdkafka_picked_kerberos() -> None:
+    """librdkafka says "recompile librdkafka with libsasl2", about a setting not written."""
+    sink = KafkaSink("127.0.0.1:9", settings={"security.protocol": "SASL_SSL", **_SASL_USER})
+    with pytest.raises(KafkaBrokerError) as raised:
+        await sink.open()
+    assert str(raised.value).endswith(
+        "; sasl.mechanism is not set, so librdkafka uses GSSAPI (Kerberos), which it was built "
+        "without: set sasl.mechanism to PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER, as "
+        "the broker's listener expects"
+    ), raised.value
+
+
+_SASL_USER = {"sasl.username": "u", "sasl.password": "p"}
