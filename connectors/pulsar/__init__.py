@@ -11,7 +11,8 @@ and what usually causes the error.
 The modules, one job each: :mod:`~connectors.pulsar.source`, :mod:`~connectors.pulsar.sink`,
 :mod:`~connectors.pulsar.records` (Kafka-shaped records from Pulsar messages and back),
 :mod:`~connectors.pulsar.offsets` (local offsets to message ids),
-:mod:`~connectors.pulsar.settings`, and the private ``_client`` (the only module touching
+:mod:`~connectors.pulsar.settings`, :mod:`~connectors.pulsar.handshake` (whether the
+service URL leads to a Pulsar broker at all), and the private ``_client`` (the only module touching
 pulsar-client's untyped API) and ``_errors``.
 
 Measured on the embedded broker, pulsar-lite 0.2.0, with pulsar-client 3.13. The
