@@ -125,6 +125,10 @@ class KafkaSink:
         self._log = FieldsLog(log, broker=bootstrap)
         self._errors = ErrorLog(self._log, self._where)
         self._witness = ErrorWitness()
+        self._contacted = False
+        """Whether the first metadata came. Until then error events only go to the
+        witness: the open's outcome says what they meant, once a try, where a line per
+        event and try said "is the broker running?" beside it."""
         self._queue_full_timeout = queue_full_timeout
         self._producer: Producer | None = None
         self._bridge: LoopBridge | None = None
@@ -170,6 +174,7 @@ class KafkaSink:
                 first_contact,
                 producer, self._witness, self._config, self.bootstrap, KAFKA_PORT, _OPEN_TIMEOUT,
             )  # fmt: skip
+            self._contacted = True
             if self.transactional_id:
                 await self._blocking(producer.init_transactions, _OPEN_TIMEOUT)
         except KafkaBrokerError:  # (the first contact's, which says why)
@@ -507,7 +512,8 @@ class KafkaSink:
 
     def _on_error(self, error: KafkaError) -> None:
         self._witness.saw(error)
-        self._errors.report(error, logging.ERROR if error.fatal() else logging.WARNING)
+        if self._contacted or error.fatal():
+            self._errors.report(error, logging.ERROR if error.fatal() else logging.WARNING)
 
     def _require_transactions(self) -> Producer:
         if self._producer is None:
