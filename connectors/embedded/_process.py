@@ -58,6 +58,10 @@ _TAIL_LINES = 25
 _ADDRESS_IN_USE = ("AddrInUse", "Address already in use", "Address in use")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
+_FREEZE_TIMEOUT = 5.0
+"""Seconds :meth:`EmbeddedBroker.pause` waits for every thread of the broker to stop."""
+_FREEZE_POLL = 0.001
+
 _STOPPED_BY_US = (0, -signal.SIGTERM, -signal.SIGKILL)
 """Exit codes :meth:`EmbeddedBroker.stop` brings about itself: a clean exit, or death
 by the signals it sends."""
@@ -93,6 +97,22 @@ def _accepts_connections(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped, by their states in /proc
+    (where there is no /proc, the signal is all there is to go by: True)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return True
+    for stat in tasks.glob("*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # (a thread that ended meanwhile)
+            continue
+        if fields and fields[0] not in ("T", "t"):
+            return False
+    return True
 
 
 def _stop_all_running() -> None:
@@ -299,10 +319,26 @@ class EmbeddedBroker(abc.ABC):
             self._remove_work_dir()
 
     def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): it keeps its sockets but answers nothing."""
+        """Freeze the broker (SIGSTOP): it keeps its sockets but answers nothing, from
+        the moment this returns.
+
+        The signal stops the process thread by thread, once one of its threads gets the
+        CPU to begin the stop; the others run on until then. Returning at the signal, a
+        record produced just after a pause was still acknowledged on a loaded machine,
+        so this waits (up to :data:`_FREEZE_TIMEOUT`) until every thread is stopped.
+        """
         self.ensure_running()
+        assert self._process is not None
         self._signal(signal.SIGSTOP)
         self._paused = True
+        deadline = time.monotonic() + _FREEZE_TIMEOUT
+        while not _all_threads_stopped(self._process.pid):
+            self.ensure_running()  # (a broker that died meanwhile says so)
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    self._describe_failure(f"not stopped {_FREEZE_TIMEOUT:g} s after SIGSTOP")
+                )
+            time.sleep(_FREEZE_POLL)
         log.info("%s on %s paused", self.title, self.address)
 
     def resume(self) -> None:
