@@ -64,6 +64,18 @@ def test_the_groups_committed_offsets_are_read_without_joining_it(
     assert committed == {TopicPartition(topic, 0): 42, TopicPartition(topic, 2): 7}
 
 
+def test_a_read_fetches_about_one_batch_ahead_not_a_whole_tail() -> None:
+    """librdkafka's default prefetch (100,000 records a partition) held a hand-over's
+    whole tail in the reader's own threads, whose malloc arena kept it once freed: a
+    new arena at every hand-over (see ``changelog.PREFETCH_RECORDS``)."""
+    given = KafkaChangelogReader("127.0.0.1:9092")._consumer_config("a-group")
+    assert given["queued.min.messages"] == changelog.BATCH
+    assert given["queued.max.messages.kbytes"] == changelog.PREFETCH_KBYTES <= 16 * 1024
+    # Still the user's to change, as the fetch settings are.
+    chosen = KafkaChangelogReader("127.0.0.1:9092", {"queued.min.messages": 50_000})
+    assert chosen._consumer_config("a-group")["queued.min.messages"] == 50_000
+
+
 class _Answer:
     """One partition of an OffsetFetch answer, as librdkafka hands it over."""
 
