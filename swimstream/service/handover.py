@@ -60,12 +60,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from swimstream.errors import AgentRestoreError
 from swimstream.runtime import Plane
 from swimstream.service.durability import Durability
+from swimstream.service.memory import release_freed_memory
 from swimstream.store.changelog import cut_key
 from swimstream.store.recovery import RecoveryReport, recover
 from swimstream.streams import TopicPartition
@@ -85,11 +86,13 @@ class Handover:
         plane: Plane,
         source_topics: Sequence[str],
         on_failure: Callable[[BaseException], None],
+        release_memory: Callable[[], Awaitable[object]] = release_freed_memory,
     ) -> None:
         self._durability = durability
         self._plane = plane
         self._topics = list(source_topics)
         self._on_failure = on_failure
+        self._release_memory = release_memory
         self._runners: list[SourceRunner] = []
         self._released: dict[SourceRunner, set[int]] = {}
         self._restoring: dict[TopicPartition, int] = {}  # partition -> its latest restore
@@ -240,6 +243,8 @@ class Handover:
                 "restored_cuts": report.cuts,
             },
         )
+        # What the restore held is free now, but malloc keeps it (see swimstream.service.memory).
+        await self._release_memory()
 
     def _install(
         self, runner: SourceRunner, gained: list[TopicPartition], report: RecoveryReport
