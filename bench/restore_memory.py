@@ -57,15 +57,25 @@ class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2.split(" ")]
 
 
-def malloc_state() -> str:
-    """glibc's malloc: in use, free, and the size of each arena (MB)."""
+def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = MallInfo2
-    info = libc.mallinfo2()
     libc.fopen.restype = ctypes.c_void_p
     libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     libc.fclose.argtypes = [ctypes.c_void_p]
     libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    return libc
+
+
+def malloc_totals() -> tuple[float, float]:
+    """glibc's malloc: MB in use and MB free (kept), over every arena."""
+    info = _libc().mallinfo2()
+    return info.uordblks / 2**20, info.fordblks / 2**20
+
+
+def malloc_state() -> str:
+    """glibc's malloc: in use, free, and the size of each arena (MB)."""
+    libc = _libc()
     with tempfile.NamedTemporaryFile("r", suffix=".xml") as out:
         stream = libc.fopen(out.name.encode(), b"w")
         libc.malloc_info(0, stream)
@@ -75,8 +85,9 @@ def malloc_state() -> str:
         int(size) >> 20
         for size in re.findall(r'<system type="current" size="(\d+)"/>\s*<system type="max"', xml)
     ]
+    in_use, free = malloc_totals()
     return (
-        f"malloc in use {info.uordblks / 2**20:.0f} MB, free {info.fordblks / 2**20:.0f} MB,"
+        f"malloc in use {in_use:.0f} MB, free {free:.0f} MB,"
         f" arenas (MB) {arenas[:-1]}"  # (the last figure is the total)
     )
 

@@ -7,7 +7,9 @@ the simulated fleet produces readings at a steady rate; a second instance (a chi
 ``swimstream run``) joins the group and leaves it again every ``--churn`` seconds, so
 partitions and shards move back and forth; two long-lived multiplexed dashboard streams
 (``GET /_streams``) link and unlink lanes; short-lived ones connect, link and drop.
-Every ``--every`` seconds it prints RSS, ``/metrics`` levels and the plane's tables.
+Every ``--every`` seconds it prints RSS, what glibc's malloc holds (in use, and freed but
+kept), the arenas of Python's small-object allocator, ``/metrics`` levels and the plane's
+tables.
 
 At the end it stops the producer and the second instance, lets the first settle, and
 checks every device's lanes over HTTP against the towers app written by hand
@@ -42,6 +44,7 @@ import orjson
 import psutil
 from confluent_kafka import Producer
 
+from bench.restore_memory import malloc_totals, python_arenas
 from bench.soak import _parse_metrics, container_sizes, report
 from bench.towers_by_hand import TowersByHand
 from connectors.embedded.kafka import EmbeddedKafka
@@ -391,6 +394,9 @@ async def _soak(args: argparse.Namespace, work: Path, kafka: EmbeddedKafka) -> i
                 "records_in": metrics.get("swimstream_records_in_total", 0.0),
                 "timers": len(plane.timers) if hasattr(plane.timers, "__len__") else 0,
             }
+            with contextlib.suppress(OSError, AttributeError):  # (glibc only)
+                row["malloc_used_mb"], row["malloc_free_mb"] = malloc_totals()
+            row["python_arenas"] = python_arenas()  # (of 1 MiB each)
             if args.tracemalloc:
                 row["traced_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
             samples.append(row)
