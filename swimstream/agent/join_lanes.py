@@ -70,20 +70,25 @@ class _JoinLane(Lane, Generic[K, V]):
 
     # -- reading -----------------------------------------------------------------------
 
+    # (Reads go to the map's entries directly: aggregates read their join on every
+    # change, and the map's own accessors were one more call each time.)
+
     def get(self, key: K, default: V | None = None) -> V | None:
         """The joined value at ``key``."""
-        return self._map.get(key, default)  # type: ignore[no-any-return]
+        entry = self._map._entries.get(key)
+        return default if entry is None else entry[1]
 
     def __getitem__(self, key: K) -> V:
-        if key not in self._map:
+        entry = self._map._entries.get(key)
+        if entry is None:
             raise KeyError(key)
-        return self._map.get(key)  # type: ignore[no-any-return]
+        return entry[1]  # type: ignore[no-any-return]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._map
+        return key in self._map._entries
 
     def __len__(self) -> int:
-        return len(self._map)
+        return len(self._map._entries)
 
     def __iter__(self) -> Iterator[K]:
         return iter(self._map)  # type: ignore[arg-type]
