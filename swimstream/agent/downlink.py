@@ -15,7 +15,7 @@ survives passivation and restarts (a lambda could not be stored).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swimstream.crdt import (
@@ -179,7 +179,7 @@ class Downlink:
     def _restore(self, snapshot: Snapshot) -> None:
         raise NotImplementedError
 
-    def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
+    def _receive(self, snapshot: Snapshot | None, ops: Sequence[Op]) -> None:
         """Apply a coalesced delivery from the owner and fire callbacks."""
         raise NotImplementedError
 
@@ -276,7 +276,7 @@ class ValueDownlink(Downlink):
         if isinstance(self._replica, LWWRegister) and self._replica.stamp == ZERO_STAMP:
             self._replica._value = value
 
-    def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
+    def _receive(self, snapshot: Snapshot | None, ops: Sequence[Op]) -> None:
         replica = self._replica
         old = replica._value  # (both replica kinds keep it there: no call per delivery)
         changed = False
@@ -303,7 +303,7 @@ class ValueDownlink(Downlink):
             self._call("on_set", replica._value, old)
 
 
-def _took_default(replica: LWWRegister | PNCounter, ops: list[Op]) -> bool:
+def _took_default(replica: LWWRegister | PNCounter, ops: Sequence[Op]) -> bool:
     """A lane never set holds its default, which carries no stamp to win with: the sync
     that brings it sets the replica anyway. True when that changed the replica."""
     for op in ops:
@@ -400,7 +400,7 @@ class MapDownlink(Downlink):
         if self._opened_at is None or before > self._opened_at:
             self._opened_at = before  # the sync replaces what the replica held from before
 
-    def _receive(self, snapshot: Snapshot | None, ops: list[Op]) -> None:
+    def _receive(self, snapshot: Snapshot | None, ops: Sequence[Op]) -> None:
         """Apply a delivery to the replica, then call back for each visible change.
 
         Every change reaches the replica before any callback runs, and a callback that

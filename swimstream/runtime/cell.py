@@ -203,9 +203,11 @@ def handle_link(cell: AgentCell, lane: str, uplink: Uplink) -> None:
     bound._sync(uplink)
 
 
-def handle_delivery(cell: AgentCell, end: Any, _b: Any) -> None:
+def handle_delivery(cell: AgentCell, end: Any, op: Op | None) -> None:
+    """A link's changes: ``op`` alone (made as its idle subscriber could take it at
+    once), or, None, what the link's buffer coalesced while this delivery was queued."""
     end.scheduled = False  # the next offer to the link schedules a new delivery
-    snapshot, ops = end.pending.take()
+    snapshot, ops = end.pending.take() if op is None else (None, (op,))
     downlinks = cell.agent._downlinks
     downlink = None if downlinks is None else downlinks.get(end.downlink_id)
     if downlink is not None and not downlink._closed:

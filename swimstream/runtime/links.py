@@ -2,10 +2,11 @@
 
 Link state lives here, at the plane, rather than in agent objects, so either end can be
 passivated without breaking the link. A :class:`LinkEnd` is the uplink registered on
-the target lane for one local downlink: it coalesces the lane's changes
-(:mod:`swimstream.runtime.coalesce`) and asks the plane to deliver them in the
-subscriber's next turn, waking a passivated subscriber if need be (an aggregate fed by
-a link is not idle).
+the target lane for one local downlink: it asks the plane to deliver the lane's changes
+to the subscriber, waking a passivated subscriber if need be (an aggregate fed by a link
+is not idle). An idle subscriber takes a change at once, as it is made; while a
+delivery waits for the subscriber's turn, the changes after it are coalesced
+(:mod:`swimstream.runtime.coalesce`) and go with it.
 
 Link lifecycle: open (register the end, queue a sync in the target's turn) -> synced
 (the target's snapshot reaches the downlink) -> events (coalesced ops) -> closed
@@ -39,6 +40,7 @@ class LinkEnd:
         "_deliver",
         "closed",
         "downlink_id",
+        "held",
         "lane",
         "node_uri",
         "pending",
@@ -55,7 +57,7 @@ class LinkEnd:
         node_uri: str,
         lane: str,
         lane_kind: str,
-        deliver: Callable[[LinkEnd], None],
+        deliver: Callable[[LinkEnd, Op | None], None],
     ) -> None:
         self.subscriber = subscriber
         self.downlink_id = downlink_id
@@ -63,6 +65,10 @@ class LinkEnd:
         self.lane = lane
         self.pending: Pending = pending_for(lane_kind)
         self.scheduled = False
+        """A delivery is queued: it takes what ``pending`` holds then."""
+        self.held = False
+        """``pending`` holds changes no delivery is queued for (its subscriber could not
+        load): the next delivery takes them with its own."""
         self.closed = False
         self.resync_at = 0
         """Non-zero: the target syncs this end again when it next loads (see above)."""
@@ -73,10 +79,11 @@ class LinkEnd:
     def offer(self, op: Op) -> None:
         if self.closed:
             return
-        self.pending.add(op)
-        if not self.scheduled:
-            self.scheduled = True
-            self._deliver(self)
+        if self.scheduled:
+            self.pending.add(op)  # the queued delivery takes it, coalesced
+            return
+        self.scheduled = True
+        self._deliver(self, op)  # (an idle subscriber takes it at once, unbuffered)
 
     def offer_snapshot(self, snapshot: Snapshot) -> None:
         if self.closed:
@@ -84,7 +91,7 @@ class LinkEnd:
         self.pending.add_snapshot(snapshot)
         if not self.scheduled:
             self.scheduled = True
-            self._deliver(self)
+            self._deliver(self, None)
 
     def unlinked(self) -> None:
         """(Links between agents outlive a forgotten agent, reaching it loaded afresh:

@@ -422,18 +422,25 @@ class Plane(Passivation, TimerDriving):
             end.closed = True
             self.unlink(end.node_uri, end.lane, end)
 
-    def _deliver(self, end: LinkEnd) -> None:
+    def _deliver(self, end: LinkEnd, op: Op | None) -> None:
+        """``op`` (None: ``end.pending``) to an idle subscriber at once, else queued."""
         cell = self._cells.get(end.subscriber)  # (``_cell`` inline: once per change)
+        run_now = self._scheduler.run_now
+        if cell is not None and not end.held and run_now(cell, handle_delivery, end, op, None):
+            return
+        if op is not None:
+            end.pending.add(op)
+        end.held = False
         if cell is None:
             try:
                 cell = self._activate(end.subscriber)
             except AgentRestoreError:
-                end.scheduled = False  # its subscriber cannot load; the change stays pending
+                end.scheduled, end.held = False, True  # it cannot load: the change waits
                 return
             except RoutingError as exc:  # its route is gone (a deploy): so is the link,
                 self._drop_link(end, exc)  # not the change being made (raising here
                 return  # left the owner's write half done: unstored, no on_set)
-        if not self._scheduler.run_now(cell, handle_delivery, end, None, None):
+        if not run_now(cell, handle_delivery, end, None, None):
             cell.post(handle_delivery, end)
 
     def _drop_link(self, end: LinkEnd, why: RoutingError) -> None:

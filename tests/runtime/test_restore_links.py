@@ -140,3 +140,48 @@ async def test_an_agent_whose_load_fails_is_not_left_half_loaded() -> None:
         await plane.settle()
         assert plane.get("/s/1", "commands") == 2
         assert plane.get("/s/1", "seen") == {"other": 3}
+
+
+class Levels(Agent):
+    level = MapLane[str, int]()
+    put = CommandLane[list[Any]]()
+
+    @put.on_command
+    def on_put(self, spec: list[Any]) -> None:
+        self.level[spec[0]] = spec[1]
+
+
+class Watcher(Agent):
+    """Keeps what its link to ``/t/1``'s map has delivered."""
+
+    seen = MapLane[str, int]()
+    go = CommandLane[str]()
+
+    @go.on_command
+    def on_go(self, what: str) -> None:
+        if what == "link":
+            self.map_downlink("/t/1", "level", on_update=self.on_level)
+
+    def on_level(self, key: str, new: int, old: int | None) -> None:
+        self.seen[key] = new
+
+
+async def test_a_change_held_while_its_subscriber_cannot_load_goes_with_the_next() -> None:
+    """A change for a subscriber whose load fails stays with its link, and the next
+    change the link carries, delivered at once to the subscriber loaded by then, takes
+    it along: a map link's change of another key does not replace it."""
+    store = FlakyStore()
+    async with open_plane({"/t/:id": Levels, "/s/:id": Watcher}, store=store) as plane:
+        await plane.command("/s/1", "go", "link")
+        await plane.command("/t/1", "put", ["a", 1])
+        await plane.settle()
+        assert plane.passivate("/s/1")
+        store.failures = 1
+        await plane.command("/t/1", "put", ["b", 2])  # its delivery cannot load /s/1
+        await plane.settle()
+        assert not plane.is_active("/s/1")
+        await plane.command("/s/1", "go", "more")  # loads it
+        await plane.settle()
+        await plane.command("/t/1", "put", ["c", 3])
+        await plane.settle()
+        assert plane.get("/s/1", "seen") == {"a": 1, "b": 2, "c": 3}
