@@ -23,21 +23,22 @@ replica's older writes may be ones the restored state never had.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from swimstream.runtime.cell import handle_delivery
 from swimstream.runtime.coalesce import Pending, pending_for
 
 if TYPE_CHECKING:
     from swimstream.agent import Uplink
     from swimstream.crdt import Op, Snapshot
+    from swimstream.runtime.plane import Plane
 
 
 class LinkEnd:
     """The target-side end of a local link; implements the Uplink protocol."""
 
     __slots__ = (
-        "_deliver",
+        "_plane",
         "closed",
         "downlink_id",
         "held",
@@ -57,7 +58,7 @@ class LinkEnd:
         node_uri: str,
         lane: str,
         lane_kind: str,
-        deliver: Callable[[LinkEnd, Op | None], None],
+        plane: Plane,
     ) -> None:
         self.subscriber = subscriber
         self.downlink_id = downlink_id
@@ -74,7 +75,7 @@ class LinkEnd:
         """Non-zero: the target syncs this end again when it next loads (see above)."""
         self.replace_before = 0
         """Non-zero: the sync pending here replaces the replica's writes before this time."""
-        self._deliver = deliver
+        self._plane = plane
 
     def offer(self, op: Op) -> None:
         if self.closed:
@@ -83,7 +84,13 @@ class LinkEnd:
             self.pending.add(op)  # the queued delivery takes it, coalesced
             return
         self.scheduled = True
-        self._deliver(self, op)  # (an idle subscriber takes it at once, unbuffered)
+        plane = self._plane  # (``Plane._deliver``'s usual case inline: once per change)
+        cell = plane._cells.get(self.subscriber)
+        if cell is None or self.held:
+            plane._deliver(self, op)
+        elif not plane._scheduler.run_now(cell, handle_delivery, self, op, None):
+            self.pending.add(op)  # the subscriber is busy: it takes it in its next turn
+            cell.post(handle_delivery, self)
 
     def offer_snapshot(self, snapshot: Snapshot) -> None:
         if self.closed:
@@ -91,7 +98,7 @@ class LinkEnd:
         self.pending.add_snapshot(snapshot)
         if not self.scheduled:
             self.scheduled = True
-            self._deliver(self, None)
+            self._plane._deliver(self, None)
 
     def unlinked(self) -> None:
         """(Links between agents outlive a forgotten agent, reaching it loaded afresh:

@@ -399,7 +399,7 @@ class Plane(Passivation, TimerDriving):
             downlink.node_uri,
             downlink.lane,
             downlink.lane_kind,
-            self._deliver,
+            self,
         )
         self.links.add_end(end)
         try:
@@ -423,14 +423,12 @@ class Plane(Passivation, TimerDriving):
             self.unlink(end.node_uri, end.lane, end)
 
     def _deliver(self, end: LinkEnd, op: Op | None) -> None:
-        """``op`` (None: ``end.pending``) to an idle subscriber at once, else queued."""
-        cell = self._cells.get(end.subscriber)  # (``_cell`` inline: once per change)
-        run_now = self._scheduler.run_now
-        if cell is not None and not end.held and run_now(cell, handle_delivery, end, op, None):
-            return
+        """Queue a delivery of what ``end`` holds, and ``op``, loading the subscriber if
+        need be (an idle one takes a change at once: ``LinkEnd.offer``)."""
         if op is not None:
             end.pending.add(op)
         end.held = False
+        cell = self._cells.get(end.subscriber)
         if cell is None:
             try:
                 cell = self._activate(end.subscriber)
@@ -440,7 +438,7 @@ class Plane(Passivation, TimerDriving):
             except RoutingError as exc:  # its route is gone (a deploy): so is the link,
                 self._drop_link(end, exc)  # not the change being made (raising here
                 return  # left the owner's write half done: unstored, no on_set)
-        if not run_now(cell, handle_delivery, end, None, None):
+        if not self._scheduler.run_now(cell, handle_delivery, end, None, None):
             cell.post(handle_delivery, end)
 
     def _drop_link(self, end: LinkEnd, why: RoutingError) -> None:
@@ -563,7 +561,7 @@ class Plane(Passivation, TimerDriving):
             except RoutingError as exc:  # a deploy removed the lane or route, as loading
                 log.warning("agent %s: a stored link is dropped: %s", node_uri, exc)
                 continue  # the agent does (restore_agent): the instance still starts
-            end = LinkEnd(node_uri, spec.id, target_uri, spec.lane, kind, self._deliver)
+            end = LinkEnd(node_uri, spec.id, target_uri, spec.lane, kind, self)
             end.resync_at = now
             self.links.add_end(end)
             self.links.add(target_uri, spec.lane, end)
