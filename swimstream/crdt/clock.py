@@ -12,8 +12,8 @@ wall catches up, which keeps it monotonic at the cost of a small drift.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from time import time_ns
 
 LOGICAL_BITS = 16
 """Low bits of a timestamp that hold the logical counter."""
@@ -21,7 +21,7 @@ LOGICAL_BITS = 16
 
 def wall_millis() -> int:
     """Milliseconds since the Unix epoch, from the system clock."""
-    return time.time_ns() // 1_000_000
+    return time_ns() // 1_000_000
 
 
 def timestamp_millis(ts: int) -> int:
@@ -57,12 +57,13 @@ class HybridLogicalClock:
     def now(self) -> int:
         """A timestamp greater than every one issued or observed before."""
         if self._system:
-            physical = time.time_ns() // 1_000_000 << LOGICAL_BITS
+            physical = time_ns() // 1_000_000 << LOGICAL_BITS
         else:
             physical = self._wall() << LOGICAL_BITS
-        last = self._last
-        self._last = physical if physical > last else last + 1
-        return self._last
+        if physical <= self._last:
+            physical = self._last + 1
+        self._last = physical
+        return physical
 
     def observe(self, remote_ts: int) -> int:
         """Merge a timestamp seen on a remote op; returns the new local time.
