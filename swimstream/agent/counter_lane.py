@@ -65,7 +65,8 @@ class CounterLane(Lane):
             op = self._counter.add(delta)
         except OverflowError as exc:
             raise self._unstorable(TypeError(str(exc))) from None
-        self._changed(op, old)
+        if self._uplinks or self._observers or self._on_change is not None:
+            self._changed(op, old)  # (not even a call when nothing watches the count)
 
     def _changed(self, op: CounterAdd, old: int) -> None:
         uplinks = self._uplinks  # (``_emit`` inline: once per add)
