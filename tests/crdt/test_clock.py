@@ -1,9 +1,11 @@
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.crdt import HybridLogicalClock, timestamp_logical, timestamp_millis
+from swimstream.crdt import clock as clock_module
 from tests.crdt.replication import FakeWall
 
 
@@ -60,3 +62,30 @@ def test_strictly_increasing_under_any_wall_and_remote_sequence(
             stamp = clock.now()
         assert stamp > previous
         previous = stamp
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-3_000_000, 3_000_000), st.integers(0, 2**24), st.booleans()),
+        max_size=60,
+    )
+)
+def test_the_system_clock_gives_what_a_wall_of_its_millis_gives(
+    script: list[tuple[int, int, bool]],
+) -> None:
+    """The system clock's readings within one millisecond skip the division (see
+    ``_millis_end``): every timestamp is still the one a wall of the same milliseconds
+    gives, whether its nanoseconds go forward, stay or step back."""
+    ns = 1_700_000_000_000_000_000
+    wall = FakeWall()
+    reference = HybridLogicalClock(wall)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(clock_module, "time_ns", lambda: ns)
+        system = HybridLogicalClock()
+        for step, remote, is_observe in script:
+            ns += step
+            wall.millis = ns // 1_000_000
+            if is_observe:  # (observe reads the wall through ``wall_millis``)
+                remote += reference.last
+                assert system.observe(remote) == reference.observe(remote)
+            assert system.now() == reference.now()
