@@ -85,10 +85,10 @@ class LWWRegister:
 
     def set(self, value: JsonValue) -> RegisterSet:
         """Write ``value`` here and return the op that carries the write to other replicas."""
-        op = new_op(RegisterSet, ((self._clock.now(), self.replica_id), value))
-        self._stamp = op.stamp
+        stamp = (self._clock.now(), self.replica_id)
+        self._stamp = stamp
         self._value = value
-        return op
+        return new_op(RegisterSet, (stamp, value))
 
     def apply(self, op: RegisterSet) -> bool:
         """Apply a (possibly remote, late or repeated) op; True when the value changed."""
@@ -100,7 +100,7 @@ class LWWRegister:
             clock.observe(stamp[0])
         self._stamp = stamp
         value = op.value
-        changed = bool(value != self._value) or same_container(value, self._value)
+        changed: bool = value != self._value or same_container(value, self._value)
         self._value = value
         return changed
 
