@@ -303,7 +303,6 @@ class Plane(Passivation, TimerDriving):
         lane: str,
         value: Any = None,
         ack: Callable[[BaseException | None], None] | None = None,
-        *,
         now: bool = False,
     ) -> bool:
         """Queue a command without waiting; False when the target's mailbox is full.
