@@ -20,11 +20,18 @@ events, and what they carry is rebuilt from state after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
-Ack: TypeAlias = Callable[[BaseException | None], None] | None
+
+class Done(Protocol):
+    """What an ack is: ``ack(error)`` (the scheduler calls ``ack.__call__(error)``,
+    which this spells out for the type checker: see ``Scheduler.drain``)."""
+
+    def __call__(self, error: BaseException | None, /) -> None: ...
+
+
+Ack: TypeAlias = Done | None
 """Called once a message's work is done, with the exception if it failed."""
 
 
