@@ -63,12 +63,16 @@ class Agent:
     (:func:`swimstream.routing.is_base_class`). Subclasses do not inherit the mark, as
     it is read from the class's own namespace."""
 
-    __slots__ = ("__dict__", "_context", "_downlinks", "_next_link_id", "node_uri")
+    __slots__ = ("__dict__", "_context", "_downlinks", "_namespace", "_next_link_id", "node_uri")
 
     node_uri: str
     _context: AgentContext
     _downlinks: dict[int, Downlink] | None
     _next_link_id: int
+    _namespace: dict[str, Any]
+    """The agent's ``__dict__``, where its bound lanes are, held in a slot: the runtime
+    looks a lane up there for every command and link delivery, and reading ``__dict__``
+    itself goes through a descriptor (some 500 machine instructions each time)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -137,6 +141,7 @@ class Agent:
         object.__setattr__(self, "node_uri", node_uri)
         object.__setattr__(self, "_context", context)
         state = self.__dict__
+        object.__setattr__(self, "_namespace", state)
         linked = context.linked_lanes()
         observers = context.lane_observers()
         for name, lane in type(self).__swim_lanes__.items():

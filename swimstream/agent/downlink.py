@@ -298,7 +298,7 @@ class ValueDownlink(Downlink):
             # that of the key's previous target) even when the replica did not change.
             # (Not a resync's, which finds the entry in place: no call if unchanged.)
             if changed or synced is False:
-                self._agent.__dict__[join[0]]._joined_value(join[1], replica._value)
+                self._agent._namespace[join[0]]._joined_value(join[1], replica._value)
         elif changed:
             self._call("on_set", replica._value, old)
 
@@ -454,14 +454,14 @@ class MapDownlink(Downlink):
     def _updated(self, key: MapKey, new: Any, old: Any) -> None:
         if self._join is not None:
             lane, link_key = self._join
-            self._agent.__dict__[lane]._joined_update(link_key, key, new)
+            self._agent._namespace[lane]._joined_update(link_key, key, new)
         else:
             self._call("on_update", key, new, old)
 
     def _removed(self, key: MapKey, old: Any) -> None:
         if self._join is not None:
             lane, link_key = self._join
-            self._agent.__dict__[lane]._joined_remove(link_key, key)
+            self._agent._namespace[lane]._joined_remove(link_key, key)
         else:
             self._call("on_remove", key, old)
 

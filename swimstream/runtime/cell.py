@@ -184,7 +184,7 @@ def handle_start(cell: AgentCell, _a: Any, _b: Any) -> Any:
 
 def handle_command(cell: AgentCell, lane: str, value: Any) -> Any:
     agent = cell.agent
-    bound = agent.__dict__.get(lane)
+    bound = agent._namespace.get(lane)
     if bound is not None:
         return bound._command(value)
     return type(agent).__swim_unbound__[lane](agent, value)
@@ -220,7 +220,7 @@ def handle_delivery(cell: AgentCell, end: Any, op: Op | None) -> None:
 
 
 def handle_remote_op(cell: AgentCell, lane: str, op: Op) -> None:
-    cell.agent.__dict__[lane]._apply_remote(op)
+    cell.agent._namespace[lane]._apply_remote(op)
 
 
 def handle_timer(cell: AgentCell, entry: TimerEntry, _b: Any) -> Any:
@@ -234,7 +234,7 @@ def handle_timer(cell: AgentCell, entry: TimerEntry, _b: Any) -> Any:
 def handle_cue(cell: AgentCell, lane: str, _b: Any) -> None:
     assert cell.cues is not None
     keys = cell.cues.pop(lane, set())
-    cell.agent.__dict__[lane]._cued(keys)
+    cell.agent._namespace[lane]._cued(keys)
 
 
 def handle_call(cell: AgentCell, fn: Callable[[Agent], Any], _b: Any) -> Any:

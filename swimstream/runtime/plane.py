@@ -383,7 +383,7 @@ class Plane(Passivation, TimerDriving):
         """Stop sending ``lane``'s changes to ``uplink``."""
         uplinks = self.links.remove(node_uri, lane, uplink)
         cell = self._cells.get(node_uri)
-        bound = None if cell is None else cell.agent.__dict__.get(lane)
+        bound = None if cell is None else cell.agent._namespace.get(lane)
         if bound is not None:
             bound._attach_uplinks(uplinks)
 
