@@ -73,8 +73,9 @@ class CounterLane(Lane):
         if uplinks:
             for uplink in uplinks:
                 uplink.offer(op)
-        for observer in self._observers:
-            observer(self, op)
+        if self._observers:  # (see ``Lane._emit``)
+            for observer in self._observers:
+                observer(self, op)
         on_change = self._on_change
         if on_change is not None:
             try:

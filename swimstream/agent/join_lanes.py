@@ -149,8 +149,9 @@ class _JoinLane(Lane, Generic[K, V]):
         if uplinks:
             for uplink in uplinks:
                 uplink.offer(op)
-        for observer in self._observers:
-            observer(self, op)
+        if self._observers:  # (see ``Lane._emit``)
+            for observer in self._observers:
+                observer(self, op)
         if self._on_update is not None:
             try:
                 self._on_update(self._agent, key, value, old)

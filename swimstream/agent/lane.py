@@ -173,8 +173,9 @@ class Lane:
         if uplinks:
             for uplink in uplinks:
                 uplink.offer(op)
-        for observer in self._observers:
-            observer(self, op)
+        if self._observers:  # (an empty loop still makes an iterator: most lanes have none)
+            for observer in self._observers:
+                observer(self, op)
 
     def _failed(self, event: str) -> CallbackError:
         return CallbackError(self._agent.node_uri, self._spec.name, event)

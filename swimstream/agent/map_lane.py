@@ -127,8 +127,9 @@ class MapLane(Lane, Generic[K, V]):
         if uplinks:
             for uplink in uplinks:
                 uplink.offer(op)
-        for observer in self._observers:
-            observer(self, op)
+        if self._observers:  # (see ``Lane._emit``)
+            for observer in self._observers:
+                observer(self, op)
         if self._max_entries is not None and len(entries) > self._max_entries:
             self._evict()  # before on_update: see the module's docstring
         on_update = self._on_update

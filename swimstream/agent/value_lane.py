@@ -79,8 +79,9 @@ class ValueLane(Lane, Generic[T]):
         if uplinks:
             for uplink in uplinks:
                 uplink.offer(op)
-        for observer in self._observers:
-            observer(self, op)
+        if self._observers:  # (see ``Lane._emit``)
+            for observer in self._observers:
+                observer(self, op)
         on_set = self._on_set
         if on_set is not None:
             try:
