@@ -229,7 +229,7 @@ class Plane(Passivation, TimerDriving):
             # Logged once, at the first try (the code must change); a fresh exception
             # each time, so tracebacks do not pile up on one object.
             raise AgentRestoreError(str(unrestorable))
-        cell = AgentCell(self, canonical, route)
+        cell = AgentCell(self, canonical, route, cls.__swim_unbound__)
         agent = cls()
         agent._attach(canonical, cell)
         cell.agent = agent
@@ -315,7 +315,7 @@ class Plane(Passivation, TimerDriving):
         cell = self._cells.get(node_uri)
         if cell is None:
             cell = self._activate(node_uri, lane)
-        if lane not in type(cell.agent).__swim_lanes__:
+        if lane not in cell.unbound:  # (every lane's name: see ``AgentCell.unbound``)
             raise _lane_not_found(node_uri, type(cell.agent), lane)
         self._commands += 1
         if now and self._scheduler.run_now(cell, handle_command, lane, value, ack):
