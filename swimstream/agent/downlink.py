@@ -250,14 +250,16 @@ class ValueDownlink(Downlink):
         self._replica.merge(snapshot)  # type: ignore[arg-type]
 
     def _replace_before(self, before: int) -> None:
+        # (A link never synced stays so: its first delivery is a first sync, whose
+        # join entry appears even unchanged, and its replica holds no other writer's.)
         replica = self._replica
         if isinstance(replica, PNCounter):
             # The sync, every writer's totals at the owner, replaces the other writers'
             # (``PNCounter.replace``, in ``_receive``).
-            self._synced = None
+            self._synced = self._synced and None
         elif replica._stamp[0] < before:
             replica._stamp = ZERO_STAMP  # the sync's value wins, even an unset default:
-            self._synced = None  # taken as at a first sync (``_took_default``)
+            self._synced = self._synced and None  # taken as at a first sync (``_took_default``)
 
     def _resync_counter(self, replica: PNCounter, ops: list[Op]) -> bool:
         """Take a resync's totals (``PNCounter.replace``); True when the count changed."""

@@ -495,3 +495,55 @@ async def test_a_subscriber_that_unlinks_in_its_callback_costs_the_next_one_no_c
         await plane.settle()
         assert plane.get("/watcher/w", "seen")[-1] == ["reading", 20.0, 150.0]
         assert plane.get("/leaver/l", "readings") == {}
+
+
+class Hits0(Agent):
+    """A counter never added to."""
+
+    hits = CounterLane()
+
+
+class Unset(Agent):
+    """A value lane never set (its default holds no stamp)."""
+
+    hits = ValueLane[int | None](default=None)
+
+
+class CountBoard(Agent):
+    """Joins counters; busy in an async callback until let go."""
+
+    counts = JoinValueLane[str, int]()
+    attach = CommandLane[str]()
+    work = CommandLane[None]()
+    gate: asyncio.Event | None = None
+
+    @attach.on_command
+    def on_attach(self, node: str) -> None:
+        self.counts.join(node, node=node, lane="hits")
+
+    @work.on_command
+    async def on_work(self, _: None) -> None:
+        assert CountBoard.gate is not None
+        await CountBoard.gate.wait()
+
+
+@pytest.mark.parametrize(("target", "default"), [(Hits0, 0), (Unset, None)])
+async def test_a_join_restored_before_its_first_delivery_gets_its_entry(
+    target: type[Agent], default: int | None
+) -> None:
+    """The target was restored (its shard moved) while its first sync waited for the
+    busy board: the sync came again marked as a resync, which took the target's
+    default as no change, so the entry never appeared, though the link had never been
+    synced."""
+    CountBoard.gate = asyncio.Event()
+    async with open_plane({"/hits/:id": target, "/board/:id": CountBoard}) as plane:
+        await plane.command("/board/1", "attach", "/hits/1")
+        plane.submit("/board/1", "work", None)
+        for _ in range(5):
+            await asyncio.sleep(0)  # the counter's sync waits behind the board's work
+        assert plane.get("/board/1", "counts") == {}
+        plane.forget_agents("/hits/1".__eq__)
+        plane.agent("/hits/1")
+        CountBoard.gate.set()
+        await plane.settle()
+        assert plane.get("/board/1", "counts") == {"/hits/1": default}
