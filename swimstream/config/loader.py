@@ -264,7 +264,9 @@ def _joined_problems_beside(
     problems all lie in parts those checks do not read (:data:`_APART`), each part left
     at its default for them: a typo under ``processing`` hid an unknown source lane until
     it was fixed. A problem anywhere else still holds them back: which agent a source
-    reaches depends on it. ``reported`` problems are not named again.
+    reaches depends on it. ``reported`` problems are not named again, and none is named
+    under the parts apart: the checks that report there (ports, durability, the
+    assignor) would judge a part the user wrote by its defaults.
     """
     parts = set()
     for problem_path, _ in found:
@@ -287,7 +289,11 @@ def _joined_problems_beside(
     try:
         resolve_agents(parse_config(trimmed, env))
     except ConfigError as exc:
-        return [problem for problem in exc.problems if problem not in reported]
+        return [
+            problem
+            for problem in exc.problems
+            if problem not in reported and not any(_is_under(problem[0], p) for p in _APART)
+        ]
     return []
 
 

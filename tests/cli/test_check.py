@@ -186,6 +186,37 @@ def test_the_lanes_sources_name_are_checked_beside_problems_in_parts_they_do_not
     )
 
 
+@pytest.mark.parametrize(
+    ("elsewhere", "problem"),
+    [
+        ('mesh: {listen: "0.0.0.0:9001"}\nweb: {listen: "0.0.0.0:9002", tokn: x}', "web.tokn: "),
+        ("store: {durable: false, standby: -1}", "store.standby: must be at least 0"),
+    ],
+)
+def test_the_checks_beside_do_not_take_a_wrong_part_for_its_defaults(
+    tmp_path: Path, elsewhere: str, problem: str
+) -> None:
+    """The checks run beside problems in a part did so with that part at its defaults,
+    and named what the defaults would do: web's port 9001 clashing with the mesh's (the
+    user's web port is 9002), a roundrobin assignor with durable state (the user's state
+    is not durable)."""
+    text = GOOD.replace(
+        '  - {topic: readings, route: "/device/{key}", lane: reading}\n',
+        '  - {topic: readings, route: "/device/{key}", lane: reading}\n'
+        '  - {topic: more-readings, route: "/device/{key}", lane: reading}\n',
+    )
+    if elsewhere.startswith("store:"):
+        text = text.replace(
+            'bootstrap: "localhost:9092"}',
+            'bootstrap: "localhost:9092", settings: {partition.assignment.strategy: roundrobin}}',
+        )
+    result = run_check(tmp_path, text + elsewhere + "\n")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert lines[0].endswith("app.yaml: 1 problem"), result.stderr
+    assert lines[1].startswith("  " + problem), result.stderr
+
+
 def test_an_agent_whose_own_entry_is_wrong_is_not_imported(tmp_path: Path) -> None:
     text = GOOD.replace("app:Device", "app:Nope").replace("app:Tower", "app:Gone")
     result = run_check(tmp_path, text.replace("route: /tower/:id", "route: tower"))
