@@ -20,8 +20,9 @@ succeeds, and the first subscription fails 30 s later with "TimeOut".
 
 So :func:`probe_listener` asks an address itself, in a few dozen bytes and at most
 ``timeout`` seconds a step: the expected protocol's first request (Kafka's ApiVersions
-v0, which every Kafka broker answers before any authentication, then a Metadata request,
-which a listener that wants SASL first refuses by closing; or Pulsar's ``CONNECT``,
+v0, which every Kafka broker answers before any authentication, then a Metadata request
+in a version its answer lists, which a listener that wants SASL first refuses by
+closing, as Apache Kafka 4 does a request in a version it dropped; or Pulsar's ``CONNECT``,
 protobuf written by hand: two fields), and when that is not answered in kind, the other
 protocol's and a TLS handshake without verification (which succeeds only on a TLS
 listener). The answer's kind is a :class:`Listener`.
@@ -29,6 +30,7 @@ listener). The answer's kind is a :class:`Listener`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import socket
 import struct
@@ -57,12 +59,35 @@ class Listener(enum.Enum):
     UNREACHABLE = "nothing reachable"
 
 
-def _kafka_request(api_key: int, correlation_id: int) -> bytes:
-    """A version-0 request: ApiVersions (no body) or Metadata of every topic."""
-    body = struct.pack(">i", 0) if api_key == _METADATA else b""
-    header = struct.pack(">hhih", api_key, 0, correlation_id, len(_CLIENT_ID)) + _CLIENT_ID
-    message = header + body
+def _kafka_request(api_key: int, correlation_id: int, version: int = 0) -> bytes:
+    """ApiVersions v0 (no body), or Metadata in ``version`` (0, 1 or 4): of every topic
+    in v0, of none after (an empty list, without creating topics in v4)."""
+    body = b""
+    if api_key == _METADATA:
+        body = struct.pack(">i", 0) + (b"\x00" if version >= 4 else b"")
+    header = struct.pack(">hhih", api_key, version, correlation_id, len(_CLIENT_ID))
+    message = header + _CLIENT_ID + body
     return struct.pack(">i", len(message)) + message
+
+
+def _metadata_version(sock: socket.socket, answer: bytes) -> int:
+    """The Metadata version to ask in, from the broker's ApiVersions v0 ``answer`` (read
+    to its end here): 1 where it is served, else 4 (Apache Kafka 4 serves 4 and later
+    only, and closes the connection at a request in a version it dropped: KIP-896),
+    else 0 (an answer that does not say)."""
+    (size,) = struct.unpack(">i", answer[:4])
+    with contextlib.suppress(OSError):
+        while len(answer) < size + 4 and (chunk := sock.recv(4096)):
+            answer += chunk
+    try:
+        (count,) = struct.unpack_from(">i", answer, 10)
+        for index in range(count):
+            api_key, low, high = struct.unpack_from(">hhh", answer, 14 + 6 * index)
+            if api_key == _METADATA:
+                return next((v for v in (1, 4) if low <= v <= high), 0)
+    except struct.error:
+        pass
+    return 0
 
 
 def _varint(value: int) -> bytes:
@@ -134,8 +159,9 @@ def _ask(host: str, port: int, timeout: float, protocol: Literal["kafka", "pulsa
             else:
                 answer = _exchange(sock, _kafka_request(_API_VERSIONS, 1), 8)
                 if _is_kafka_answer(answer, 1):
+                    version = _metadata_version(sock, answer)
                     try:
-                        after = _exchange(sock, _kafka_request(_METADATA, 2), 8)
+                        after = _exchange(sock, _kafka_request(_METADATA, 2, version), 8)
                     except TimeoutError:  # (slow, not closed: a listener that answers)
                         return Listener.KAFKA
                     return (

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError
 
 from connectors.kafka import KafkaBrokerError, KafkaSink
 from connectors.kafka.first_contact import ErrorWitness, broker_words
+from connectors.listener_probe import Listener, probe_listener
 
 SCRAM = {
     "security.protocol": "sasl_ssl",
@@ -102,9 +103,22 @@ def plaintext_kafka_port() -> Iterator[str]:
     request of sane size gets an answer carrying its correlation id, and one larger than
     ``socket.request.max.bytes`` (a TLS ClientHello read as a size: 0x16030100) gets the
     connection closed."""
+    yield from _kafka_like_port(oldest_metadata=0)
+
+
+@pytest.fixture
+def kafka_4_port() -> Iterator[str]:
+    """As :func:`plaintext_kafka_port`, with Apache Kafka 4's versions (KIP-896): its
+    ApiVersions answer lists Metadata from version 4, and a request in a version it
+    dropped gets the connection closed ("... which is not enabled")."""
+    yield from _kafka_like_port(oldest_metadata=4)
+
+
+def _kafka_like_port(oldest_metadata: int) -> Iterator[str]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
+    versions = {18: (0, 4), 3: (oldest_metadata, 12)}  # ApiVersions, Metadata
 
     def answer(connection: socket.socket) -> None:
         with connection:
@@ -113,7 +127,16 @@ def plaintext_kafka_port() -> Iterator[str]:
                 if not 0 < size < 100 * 1024 * 1024:
                     return
                 request = connection.recv(size, socket.MSG_WAITALL)
-                body = request[4:8] + b"\x00\x00\x00\x00\x00\x00"  # correlation id, 0s
+                api_key, version = struct.unpack(">hh", request[:4])
+                low, high = versions.get(api_key, (0, 0))
+                if oldest_metadata and not low <= version <= high and api_key != 18:
+                    return
+                body = request[4:8] + b"\x00\x00"  # correlation id, no error
+                if api_key == 18 and oldest_metadata:
+                    body += struct.pack(">i", len(versions))
+                    body += b"".join(struct.pack(">hhh", k, *v) for k, v in versions.items())
+                else:
+                    body += b"\x00\x00\x00\x00"
                 connection.sendall(struct.pack(">i", len(body)) + body)
 
     def serve() -> None:
@@ -163,3 +186,21 @@ async def test_sasl_without_a_mechanism_says_librdkafka_picked_kerberos() -> Non
 
 
 _SASL_USER = {"sasl.username": "u", "sasl.password": "p"}
+
+
+def test_the_probe_knows_an_apache_kafka_4_listener(kafka_4_port: str) -> None:
+    """Kafka 4 dropped Metadata versions 0 to 3 and closes the connection at a request
+    in one: the probe's Metadata v0 read every Kafka 4 listener as one wanting SASL."""
+    assert probe_listener(kafka_4_port, 9092, 3.0) is Listener.KAFKA
+
+
+async def test_tls_at_a_kafka_4_plaintext_port_stops_the_open(kafka_4_port: str) -> None:
+    """It said "it likely requires SASL authentication", not final, and the start waited
+    for ever at a plaintext listener with security.protocol SSL."""
+    sink = KafkaSink(kafka_4_port, settings={"security.protocol": "SSL"})
+    with pytest.raises(KafkaBrokerError) as raised:
+        await sink.open()
+    assert not raised.value.unreachable, raised.value
+    assert str(raised.value).startswith(
+        f"the Kafka listener at {kafka_4_port} does not speak TLS, but security.protocol is SSL"
+    )
