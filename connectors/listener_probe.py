@@ -25,7 +25,11 @@ in a version its answer lists, which a listener that wants SASL first refuses by
 closing, as Apache Kafka 4 does a request in a version it dropped; or Pulsar's ``CONNECT``,
 protobuf written by hand: two fields), and when that is not answered in kind, the other
 protocol's and a TLS handshake without verification (which succeeds only on a TLS
-listener). The answer's kind is a :class:`Listener`.
+listener). A TLS record in answer to the request is a TLS listener already: Java's TLS
+(every Apache Kafka broker's) answers a plaintext request with an alert, and the
+handshake without a client certificate fails where the listener requires one (mutual
+TLS over TLS 1.2), which read as "another protocol", a verdict that stopped the start.
+The answer's kind is a :class:`Listener`.
 """
 
 from __future__ import annotations
@@ -169,6 +173,8 @@ def _ask(host: str, port: int, timeout: float, protocol: Literal["kafka", "pulsa
                     )
         except TimeoutError:
             return Listener.SILENT
+    if answer[:2] in (b"\x15\x03", b"\x16\x03"):  # a TLS record: an alert, as Java's TLS answers
+        return Listener.TLS  # (whether a handshake then succeeds tells nothing more)
     if answer.startswith(b"HTTP/"):
         return Listener.HTTP
     return Listener.OTHER if answer else Listener.CLOSES
@@ -184,7 +190,9 @@ def probe_listener(
     except ValueError:
         return Listener.UNREACHABLE
     found = _ask(host, port, timeout, expect)
-    if found in (Listener.UNREACHABLE, Listener.HTTP) or found.name.startswith(expect.upper()):
+    if found in (Listener.UNREACHABLE, Listener.HTTP, Listener.TLS):
+        return found
+    if found.name.startswith(expect.upper()):
         return found
     if speaks_tls(host, port, timeout):
         return Listener.TLS

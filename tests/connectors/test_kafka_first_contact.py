@@ -204,3 +204,44 @@ async def test_tls_at_a_kafka_4_plaintext_port_stops_the_open(kafka_4_port: str)
     assert str(raised.value).startswith(
         f"the Kafka listener at {kafka_4_port} does not speak TLS, but security.protocol is SSL"
     )
+
+
+@pytest.fixture
+def java_mutual_tls_port() -> Iterator[str]:
+    """A port that answers as an Apache Kafka listener with ``ssl.client.auth=required``
+    over TLS 1.2 does a client without a certificate, at its first bytes: Java's TLS
+    answers a plaintext request with a fatal ``unexpected_message`` alert (the bytes
+    below, measured), and the handshake fails with an alert too."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            if connection.recv(4096):
+                connection.sendall(b"\x15\x03\x03\x00\x02\x02\x0a")
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    thread.join(5)
+
+
+def test_a_tls_listener_that_alerts_a_plaintext_request_is_a_tls_one(
+    java_mutual_tls_port: str,
+) -> None:
+    """It read as "a server that answers in another protocol, not a Kafka broker", a
+    verdict that stops the start: a healthy broker requiring client certificates over
+    TLS 1.2, probed once a first contact failed (a broker slow to start, a connection cut
+    in the handshake), stopped a start that waiting would have let through."""
+    assert probe_listener(java_mutual_tls_port, 9092, 3.0) is Listener.TLS
+    assert probe_listener(java_mutual_tls_port, 6650, 3.0, "pulsar") is Listener.TLS
