@@ -392,14 +392,11 @@ class Plane(Passivation, TimerDriving):
             self._state.links_changed(cell.node_uri)
         if self.links.end(cell.node_uri, downlink.id) is not None:
             return  # still open from before the subscriber was passivated (or a restart)
-        end = LinkEnd(
-            cell.node_uri,
-            downlink.id,
-            downlink.node_uri,
-            downlink.lane,
-            downlink.lane_kind,
-            self,
-        )
+        target_lane = (downlink.node_uri, downlink.lane, downlink.lane_kind)
+        end = LinkEnd(cell.node_uri, downlink.id, *target_lane, self)
+        # A stored link reopened with no end left (its agent was forgotten): its replica
+        # may hold what the target's state no longer has, as at restore_links.
+        end.resync_at = self.hlc.now() if self._restoring else 0
         self.links.add_end(end)
         try:
             target = self._cell(downlink.node_uri)

@@ -109,6 +109,13 @@ LOST_OWNER_ADD = [
     ("restore", OWNER, None, None),
 ]
 LOST_LINK_ADD = [*LOST_OWNER_ADD[:4], ("/s/0", "add", 0, 1), ("restore", OWNER, None, None)]
+STORED_OLDER = [
+    ("owner", "set", 0, 1),
+    ("/s/1", "link", None, None),
+    ("passivate", "/s/1", None, None),  # (its stored replica holds the owner's 1)
+    ("restore", OWNER, None, None),  # (the owner lost it; the loaded replica took that)
+    ("move", "/s/1", None, None),  # (loaded again as stored: the replica holds 1 again)
+]
 
 
 @settings(max_examples=200)
@@ -117,5 +124,7 @@ LOST_LINK_ADD = [*LOST_OWNER_ADD[:4], ("/s/0", "add", 0, 1), ("restore", OWNER, 
 @example(LOST_REMOVE)
 @example(LOST_OWNER_ADD)  # (a counter's replica kept totals the restored owner never had)
 @example(LOST_LINK_ADD)  # (... its own writer's among them)
+@example(STORED_OLDER)  # (a stored link reopened without its end merged its sync)
+@example([("owner", "add", 0, 1), *STORED_OLDER[1:]])
 def test_open_replicas_converge_across_restores(script: list[tuple[str, Any, Any, Any]]) -> None:
     asyncio.run(run(script))
