@@ -20,9 +20,11 @@ Which failures stop the start, and which are waited out
     orchestrator's restarts with back-off show the failure where an operator looks. The
     same holds for an address that answers HTTP or another protocol. What waiting can
     mend stays ``unreachable`` and is retried by the start: nothing listening, a host
-    name that does not resolve (yet), a port that accepts and stays silent or closes the
-    connection (a broker starting or hung), and a listener that closes the connection at
-    the first request after the handshake (it likely wants SASL: a guess, so not final).
+    name that does not resolve (yet), an OAUTHBEARER token endpoint that does not answer
+    (librdkafka calls it an authentication error, though no broker was asked), a port
+    that accepts and stays silent or closes the connection (a broker starting or hung),
+    and a listener that closes the connection at the first request after the handshake
+    (it likely wants SASL: a guess, so not final).
     Once running, the clients' own retries go on as before, logged at most once per kind
     every 30 s (:class:`~connectors.kafka.errors.ErrorLog`).
 
@@ -85,7 +87,8 @@ class ErrorWitness:
             return self._handshake is not None
 
     def refusal(self, settings: Mapping[str, object], bootstrap: str) -> KafkaBrokerError | None:
-        """The error for a failure waiting does not mend, if one was seen."""
+        """The error for a failure waiting does not mend, if one was seen (or, not final,
+        for a token endpoint that does not answer: :func:`_token_failure`)."""
         with self._lock:
             authentication = self._seen.get(KafkaError._AUTHENTICATION)
             tls = self._seen.get(KafkaError._SSL)
@@ -93,6 +96,8 @@ class ErrorWitness:
         mechanism = str(settings.get("sasl.mechanism", settings.get("sasl.mechanisms", "GSSAPI")))
         if authentication is not None:
             said = broker_words(authentication)
+            if said.startswith(_NO_TOKEN):
+                return _token_failure(said, settings)
             if "mechanism" in said and ("handshake failed" in said or "Unsupported" in said):
                 message = (
                     f"the Kafka broker at {bootstrap} does not accept sasl.mechanism "
@@ -114,6 +119,32 @@ class ErrorWitness:
                 code="_SSL",
             )
         return None
+
+
+_NO_TOKEN = "Failed to acquire SASL OAUTHBEARER token"
+"""How librdkafka's authentication error begins when no token came from the identity
+provider (``sasl.oauthbearer.method: oidc``): the broker was not asked anything."""
+_UNANSWERED = ("connect to", "resolve", "Timeout", "timed out")
+"""Words of curl's errors for a token endpoint that did not answer."""
+
+
+def _token_failure(said: str, settings: Mapping[str, object]) -> KafkaBrokerError:
+    """No token for OAUTHBEARER: waited for when its endpoint did not answer (an identity
+    provider starting beside the service, or not reachable yet), final when it refused."""
+    endpoint = settings.get("sasl.oauthbearer.token.endpoint.url", "(not set)")
+    if any(words in said for words in _UNANSWERED):
+        return KafkaBrokerError(
+            f"no SASL OAUTHBEARER token: the token endpoint {endpoint} does not answer "
+            f"(sasl.oauthbearer.token.endpoint.url; it said: {said})",
+            code="_AUTHENTICATION",
+            unreachable=True,
+        )
+    return KafkaBrokerError(
+        f"no SASL OAUTHBEARER token from the token endpoint {endpoint}: check "
+        f"sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret and the other "
+        f"sasl.oauthbearer.* settings (it said: {said})",
+        code="_AUTHENTICATION",
+    )
 
 
 def creation_hint(exc: KafkaException, settings: Mapping[str, object]) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import KafkaError
 
+from connectors.embedded import EmbeddedKafka
 from connectors.kafka import KafkaBrokerError, KafkaSink
 from connectors.kafka.first_contact import ErrorWitness, broker_words
 from connectors.listener_probe import Listener, probe_listener
@@ -245,3 +246,31 @@ def test_a_tls_listener_that_alerts_a_plaintext_request_is_a_tls_one(
     in the handshake), stopped a start that waiting would have let through."""
     assert probe_listener(java_mutual_tls_port, 9092, 3.0) is Listener.TLS
     assert probe_listener(java_mutual_tls_port, 6650, 3.0, "pulsar") is Listener.TLS
+
+
+_OIDC = {
+    "security.protocol": "SASL_PLAINTEXT",
+    "sasl.mechanism": "OAUTHBEARER",
+    "sasl.oauthbearer.method": "oidc",
+    "sasl.oauthbearer.client.id": "swimstream",
+    "sasl.oauthbearer.client.secret": "s3cret-oidc",
+}
+
+
+async def test_a_token_endpoint_that_does_not_answer_is_waited_for(
+    kafka_broker: EmbeddedKafka,
+) -> None:
+    """librdkafka reports it as an authentication error, which stopped the start as a
+    refused login ("check sasl.username and sasl.password", settings OIDC has not) when
+    the identity provider was only starting, or not reachable yet."""
+    with socket.socket() as nobody:
+        nobody.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        endpoint = f"http://127.0.0.1:{nobody.getsockname()[1]}/token"
+        settings = {**_OIDC, "sasl.oauthbearer.token.endpoint.url": endpoint}
+        sink = KafkaSink(kafka_broker.bootstrap, settings=settings)
+        with pytest.raises(KafkaBrokerError) as raised:
+            await sink.open()
+    assert raised.value.unreachable, raised.value
+    said = str(raised.value)
+    assert said.startswith(f"no SASL OAUTHBEARER token: the token endpoint {endpoint} does not")
+    assert "sasl.username" not in said and "s3cret-oidc" not in said, said
