@@ -261,7 +261,7 @@ class ValueDownlink(Downlink):
             replica._stamp = ZERO_STAMP  # the sync's value wins, even an unset default:
             self._synced = self._synced and None  # taken as at a first sync (``_took_default``)
 
-    def _resync_counter(self, replica: PNCounter, ops: list[Op]) -> bool:
+    def _resync_counter(self, replica: PNCounter, ops: Sequence[Op]) -> bool:
         """Take a resync's totals (``PNCounter.replace``); True when the count changed."""
         totals = [op for op in ops if type(op) is CounterAdd]
         changed = replica.replace(totals)
