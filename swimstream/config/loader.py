@@ -228,11 +228,8 @@ def _class_problems_beside(
     after the other keys are fixed. (The lanes sources and sinks name wait for the keys
     they depend on: :func:`_joined_problems_beside`.)
     """
-    try:
-        document = read_yaml(path)
-    except ConfigError:
-        return []
-    if not isinstance(document, Mapping):
+    document = _document_or_none(path)
+    if document is None:
         return []
     agents = substitute(document, env)[0].get("agents")
     if not isinstance(agents, Mapping):
@@ -249,6 +246,16 @@ def _class_problems_beside(
         except ValidationError:
             continue
     return import_agent_classes(valid)[1]
+
+
+def _document_or_none(path: Path) -> Mapping[str, Any] | None:
+    """The YAML document at ``path`` when it is a mapping (for the checks run beside
+    other problems: a file that is not one was reported already)."""
+    try:
+        document = read_yaml(path)
+    except ConfigError:
+        return None
+    return document if isinstance(document, Mapping) else None
 
 
 _APART = ("processing", "mesh", "store", "web", "dead_letter", "broker.settings")
@@ -274,11 +281,8 @@ def _joined_problems_beside(
         if part is None:
             return []
         parts.add(part)
-    try:
-        document = read_yaml(path)
-    except ConfigError:
-        return []
-    if not isinstance(document, Mapping):
+    document = _document_or_none(path)
+    if document is None:
         return []
     trimmed = {key: value for key, value in document.items() if key not in parts}
     if "broker.settings" in parts:

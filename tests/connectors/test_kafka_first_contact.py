@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import KafkaError
@@ -116,9 +116,6 @@ def kafka_4_port() -> Iterator[str]:
 
 
 def _kafka_like_port(oldest_metadata: int) -> Iterator[str]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
     versions = {18: (0, 4), 3: (oldest_metadata, 12)}  # ApiVersions, Metadata
 
     def answer(connection: socket.socket) -> None:
@@ -140,19 +137,7 @@ def _kafka_like_port(oldest_metadata: int) -> Iterator[str]:
                     body += b"\x00\x00\x00\x00"
                 connection.sendall(struct.pack(">i", len(body)) + body)
 
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(connection,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
-    thread.join(5)
+    yield from _serving(answer)
 
 
 async def test_tls_at_a_plaintext_port_that_closes_the_hello_stops_the_open(
@@ -213,28 +198,13 @@ def java_mutual_tls_port() -> Iterator[str]:
     over TLS 1.2 does a client without a certificate, at its first bytes: Java's TLS
     answers a plaintext request with a fatal ``unexpected_message`` alert (the bytes
     below, measured), and the handshake fails with an alert too."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
 
     def answer(connection: socket.socket) -> None:
         with connection:
             if connection.recv(4096):
                 connection.sendall(b"\x15\x03\x03\x00\x02\x02\x0a")
 
-    def serve() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(connection,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
-    thread.join(5)
+    yield from _serving(answer)
 
 
 def test_a_tls_listener_that_alerts_a_plaintext_request_is_a_tls_one(
@@ -274,3 +244,25 @@ async def test_a_token_endpoint_that_does_not_answer_is_waited_for(
     said = str(raised.value)
     assert said.startswith(f"no SASL OAUTHBEARER token: the token endpoint {endpoint} does not")
     assert "sasl.username" not in said and "s3cret-oidc" not in said, said
+
+
+def _serving(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """Serve each connection to a loopback port with ``answer`` in a thread of its own,
+    yielding the port's address."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    thread.join(5)
