@@ -129,6 +129,14 @@ def test_the_instance_keeps_its_identity_state_and_drain_time_across_restarts() 
     assert f":{web_port}/readyz" in " ".join(service["healthcheck"]["test"])
 
 
+def test_an_instance_that_stops_on_a_failure_is_started_again() -> None:
+    """The service exits 1 on what a restart mends (a damaged store is set aside at the
+    next start, a fenced or lost transaction is begun afresh), as orchestrators expect:
+    Kubernetes restarts it by default; compose does only when told to. Exit 0 (a drain
+    asked for) is not restarted."""
+    assert SERVICES["swimstream"].get("restart") == "on-failure"
+
+
 @pytest.mark.parametrize("name", ["swimstream", "simulator"])
 def test_the_services_built_from_the_checkout_share_one_image(name: str) -> None:
     service = SERVICES[name]
