@@ -353,15 +353,14 @@ def _apply_in_order(connection: sqlite3.Connection, entries: Iterable[ChangelogE
     Parameters are built flat, as the statement takes them: this runs in the store's
     thread, and its Python work is time the event loop cannot have."""
     crc32 = zlib.crc32
-    latest: dict[tuple[str, str], ChangelogEntry] = {}
-    for entry in entries:  # a name written by several checkpoints: its last write only
-        latest[entry[0], entry[1]] = entry
+    # A name written by several checkpoints: its last write only.
+    latest = {(entry[0], entry[1]): entry for entry in entries}
     puts: list[object] = []
     removals: list[object] = []
-    for key in sorted(latest):
-        node, name, value, shard = latest[key]
+    # Sorted as tuples: each (node, name) is there once, so no two compare their values.
+    for node, name, value, shard in sorted(latest.values()):
         if value is None:
-            removals += key
+            removals += (node, name)
         else:
             puts += (node, name, value, crc32(value), shard)
     _run_chunks(connection, _UPSERT, puts)
