@@ -87,14 +87,17 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
     if entry is None:
         return None
     (ts, replica), value = entry
+    kind = type(key)
     try:
-        if type(key) is str and not key.isascii():
+        if isinstance(key, str) and not key.isascii():
             # The row's name holds the key as JSON, which writes anything, but the
             # snapshot its lane is rebuilt into must pack it as UTF-8: a key holding a
             # lone surrogate (``json.loads`` reads ``"\ud800"``), stored, made its
             # agent unloadable. It stays out, as an unstorable value does.
             key.encode()
         check_storable(value)
+        if kind is int or kind is str:  # named as spelled: no key in the value (the usual)
+            return _pack([ts, replica, value])
         return _packed(ts, replica, value, key)
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. an integer beyond 64 bits
         raise CodecError(f"map entry {key!r} cannot be stored: {exc}") from exc
