@@ -35,7 +35,7 @@ from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
 from swimstream.streams.connector import InboundRecord
 from swimstream.streams.dead_letter import DeadLetters
-from swimstream.streams.tracking import PartitionTracker, RecordAck, RouteAck
+from swimstream.streams.tracking import PartitionTracker, RouteAck, record_ack
 
 Decoder = Callable[[bytes | None], Any]
 
@@ -207,7 +207,7 @@ class RecordRouter:
         if single is not None:
             route, decode, records, nodes = single
             records.value += 1
-            ack = RecordAck(tracker, record, offset, self._dead_letters)
+            ack = record_ack(tracker, record, offset, self._dead_letters)
             try:
                 value = decode(record.value())
                 key = record.key()
@@ -235,7 +235,7 @@ class RecordRouter:
         raw = record.value()
         oversized = raw is not None and len(raw) > self._max_bytes
         commands = 1 if oversized else len(group)
-        ack = RecordAck(tracker, record, offset, self._dead_letters, commands=commands)
+        ack = record_ack(tracker, record, offset, self._dead_letters, commands=commands)
         if oversized:
             ack(too_large(raw or b"", self._max_bytes))
             return None

@@ -8,7 +8,7 @@ from typing import Any
 
 from swimstream import Agent, CommandLane, ValueLane
 from swimstream.streams.connector import TopicPartition
-from swimstream.streams.tracking import PartitionTracker, RecordAck
+from swimstream.streams.tracking import PartitionTracker, record_ack
 from swimstream.testing import open_plane
 
 
@@ -153,7 +153,7 @@ async def test_what_a_delivery_run_at_once_causes_is_not_counted_against_the_rec
     async with open_plane(routes) as plane:
         await _link(plane, "/forwarder/f", "/relay/a")
         tracker = PartitionTracker(TopicPartition("readings", 0))
-        record = RecordAck(tracker, None, 0, None)  # type: ignore[arg-type]
+        record = record_ack(tracker, None, 0, None)  # type: ignore[arg-type]
         plane.submit("/relay/a", "start", 7, record, now=True)
         committable = tracker.committable  # while the step it led to waits for the gate
         Slow.gate.set()

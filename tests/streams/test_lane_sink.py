@@ -24,7 +24,7 @@ from swimstream.streams.connector import TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.sinks import DeliveryFailures, SinkTarget
-from swimstream.streams.tracking import PartitionTracker, RecordAck
+from swimstream.streams.tracking import PartitionTracker, record_ack
 from swimstream.testing import MemoryRecord, MemorySink, open_plane
 from tests.streams.refusing import RefusingSink
 
@@ -156,7 +156,7 @@ async def test_an_offset_is_committable_only_once_its_coalesced_record_is_delive
     async with open_plane(ROUTES) as plane:
         sink, connector = lane_sink(plane, "state", coalesce=0.1)
         for offset in range(3):
-            ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
+            ack = record_ack(tracker, None, offset, None)  # type: ignore[arg-type]
             plane.submit("/board/a", "step", ["set", offset], ack)
         await plane.settle()
         assert tracker.committable is None  # each record's change waits in the sink
@@ -180,7 +180,7 @@ async def test_a_coalesced_change_json_cannot_hold_is_logged_and_the_flush_goes_
     async with open_plane(ROUTES) as plane:
         sink, connector = lane_sink(plane, "state", coalesce=0.1)
         for offset, (board, value) in enumerate([("a", 1), ("b", deep), ("c", 3)]):
-            ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
+            ack = record_ack(tracker, None, offset, None)  # type: ignore[arg-type]
             plane.submit(f"/board/{board}", "step", ["set", value], ack)
         await plane.settle()
         sink.flush()
@@ -319,7 +319,7 @@ async def test_a_change_the_sink_cannot_produce_is_dead_lettered_and_later_ones_
         for offset, value in enumerate([1, deep, "refuse", 4]):
             record = MemoryRecord("in", 0, offset, b"k", b"")
             plane.submit(
-                "/board/a", "step", ["set", value], RecordAck(tracker, record, offset, dead)
+                "/board/a", "step", ["set", value], record_ack(tracker, record, offset, dead)
             )
         await plane.settle()
         connector.poll()  # the changes and the dead letters are delivered
@@ -351,7 +351,7 @@ async def test_a_coalesced_change_the_client_refuses_fails_the_instance_and_the_
         sink, _ = lane_sink(plane, "state", 0.05, connector, failures=failures)
         flushing = asyncio.create_task(sink.run())
         for offset, (board, value) in enumerate([("a", 1), ("b", "refuse"), ("c", 3)]):
-            ack = RecordAck(tracker, None, offset, None)  # type: ignore[arg-type]
+            ack = record_ack(tracker, None, offset, None)  # type: ignore[arg-type]
             plane.submit(f"/board/{board}", "step", ["set", value], ack)
         await plane.settle()
         await asyncio.sleep(0.2)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.streams.connector import TopicPartition
-from swimstream.streams.tracking import OffsetBook, PartitionTracker, RecordAck
+from swimstream.streams.tracking import OffsetBook, PartitionTracker, record_ack
 
 TP = TopicPartition("readings", 0)
 
@@ -56,7 +56,7 @@ def test_records_acked_in_any_order_commit_as_the_tracker_would(
     through_acks, direct = PartitionTracker(TP), PartitionTracker(TP)
     acks = {}
     for offset in offsets:
-        acks[offset] = RecordAck(through_acks, None, offset, CapturingDeadLetters())  # type: ignore[arg-type]
+        acks[offset] = record_ack(through_acks, None, offset, CapturingDeadLetters())  # type: ignore[arg-type]
         direct.begin(offset)
     assert through_acks.routed == direct.routed == offsets[-1] + 1
     for offset in data.draw(st.permutations(offsets)):
@@ -69,7 +69,7 @@ def test_records_acked_in_any_order_commit_as_the_tracker_would(
 
 def test_a_record_completes_only_after_every_effect_it_caused() -> None:
     tracker = PartitionTracker(TP)
-    ack = RecordAck(tracker, record=None, offset=7, dead_letters=CapturingDeadLetters())  # type: ignore[arg-type]
+    ack = record_ack(tracker, record=None, offset=7, dead_letters=CapturingDeadLetters())  # type: ignore[arg-type]
     insight = ack.fork()
     command = ack.fork()
     grandchild = command.fork()
@@ -84,7 +84,7 @@ def test_a_record_completes_only_after_every_effect_it_caused() -> None:
 def test_a_failed_record_completes_once_its_dead_letter_is_delivered() -> None:
     dead_letters = CapturingDeadLetters()
     tracker = PartitionTracker(TP)
-    ack = RecordAck(tracker, record="the record", offset=3, dead_letters=dead_letters)  # type: ignore[arg-type]
+    ack = record_ack(tracker, record="the record", offset=3, dead_letters=dead_letters)  # type: ignore[arg-type]
     ack(ValueError("bad"))
     assert tracker.committable is None
     [(record, error, delivered)] = dead_letters.sent
@@ -108,7 +108,7 @@ def test_a_release_repeats_a_committed_offset_and_late_acks_change_nothing() -> 
     book = OffsetBook()
     tracker = book.tracker(TP)
     acks = [
-        RecordAck(tracker, record=f"r{n}", offset=n, dead_letters=CapturingDeadLetters())  # type: ignore[arg-type]
+        record_ack(tracker, record=f"r{n}", offset=n, dead_letters=CapturingDeadLetters())  # type: ignore[arg-type]
         for n in (0, 1, 2)
     ]
     acks[0](None)
