@@ -3,8 +3,8 @@
 A lane object written in a class body (``status = ValueLane()``) is the *declaration*:
 it knows its name and the callbacks decorated onto it. When the runtime creates an
 agent, each declaration is *bound*: a fresh object of the same class, holding that
-agent's state, is stored in the agent's ``__dict__`` under the lane's name, where it
-shadows the declaration. So ``self.status`` is a plain attribute lookup on the hot path,
+agent's state, is set as the agent's attribute of the lane's name, where it shadows
+the declaration. So ``self.status`` is a plain attribute lookup on the hot path,
 and it has the same type as the declaration, which keeps user code simply typed.
 
 Callbacks are checked when the agent class is created (arity, and whether ``async`` is

@@ -430,7 +430,7 @@ async def test_an_agent_that_cannot_be_stored_stays_in_memory_and_the_others_pas
     the housekeeping that passivates every agent, and then the plane's close."""
     async with open_plane({"/thermostat/:id": Thermostat, **ROUTES}, idle_timeout=5.0) as plane:
         # Broken past what ``Agent.__setattr__`` refuses: a lane that is no lane.
-        await plane.call("/thermostat/t", lambda agent: agent.__dict__.update(status=5))
+        await plane.call("/thermostat/t", lambda agent: agent._namespace.update(status=5))
         await plane.command("/meter/m", "sample", 1.0)
         await plane.settle()
         await plane.advance(20.0)
