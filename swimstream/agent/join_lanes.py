@@ -152,9 +152,10 @@ class _JoinLane(Lane, Generic[K, V]):
         if self._observers:  # (see ``Lane._emit``)
             for observer in self._observers:
                 observer(self, op)
-        if self._on_update is not None:
+        on_update = self._on_update  # (a local: ``self._on_update(...)`` is a method
+        if on_update is not None:  # look-up CPython 3.11 never specializes for a slot)
             try:
-                self._on_update(self._agent, key, value, old)
+                on_update(self._agent, key, value, old)
             except CallbackError:
                 raise
             except Exception as exc:
