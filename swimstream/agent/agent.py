@@ -44,26 +44,7 @@ _LANE_WRITES = {"value": "set(...)", "map": "put(key, value)", "counter": "add(.
 """Lane kind -> the call that changes it, named when an agent assigns to a lane."""
 
 
-class _AgentType(type):
-    """Agent classes: ``Device.status`` finds a lane the class keeps apart (see
-    ``Agent.__init_subclass__``), as decorating a base's lane in a subclass's body
-    (``@Base.status.on_set``) needs."""
-
-    if not TYPE_CHECKING:  # (to the type checker, lanes are plain class attributes)
-
-        def __getattr__(cls, name: str) -> Lane:
-            lane = cls.__dict__.get("__swim_lanes__", {}).get(name)
-            if lane is None:
-                for klass in cls.__mro__:
-                    lane = vars(klass).get("__swim_lanes__", {}).get(name)
-                    if lane is not None:
-                        break
-                else:
-                    raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
-            return lane
-
-
-class Agent(metaclass=_AgentType):
+class Agent:
     """A stateful twin of one entity, addressed by its node URI.
 
     Subclass it, declare lanes as class attributes and decorate callbacks onto them.
@@ -75,9 +56,6 @@ class Agent(metaclass=_AgentType):
     """Every lane declared on the class and its bases, by name."""
     __swim_unbound__: ClassVar[Mapping[str, Callable[[Agent, Any], Any]]] = MappingProxyType({})
     """Lane name -> what handles a command to it while it is unbound (lazy lanes)."""
-    __swim_declared__: ClassVar[Mapping[str, Lane]] = MappingProxyType({})
-    """The eager lanes this class's own body declared (or re-declared for it), kept out
-    of its namespace (see ``__init_subclass__``)."""
     __swim_base__: ClassVar[bool] = True
     """Declared in the body of a class to subclass, not to route to (this one): the
     configuration check and the plane refuse a route to it
@@ -113,7 +91,6 @@ class Agent(metaclass=_AgentType):
         super().__init_subclass__(**kwargs)
         lanes: dict[str, Lane] = {}
         for klass in reversed(cls.__mro__):
-            lanes.update(vars(klass).get("__swim_declared__", {}))
             for name, attribute in vars(klass).items():
                 if isinstance(attribute, Lane):
                     lanes[name] = attribute
@@ -134,17 +111,6 @@ class Agent(metaclass=_AgentType):
             check_callback(cls, "__init__", init, 1, may_be_async=False)
         cls.__swim_lanes__ = MappingProxyType(lanes)
         cls.__swim_unbound__ = {name: lane._unbound_handler() for name, lane in lanes.items()}
-        # Eager lanes, bound on every agent, leave the class's namespace: CPython 3.11
-        # specializes no read of an attribute whose class holds an object of a class
-        # defined in Python (a lane declaration) under the same name, so that every
-        # ``self.status`` took some 300 machine instructions against 30. ``Device.status``
-        # still finds the declaration (``_AgentType.__getattr__``).
-        declared: dict[str, Lane] = {}
-        for name, lane in lanes.items():
-            if lane.eager and isinstance(vars(cls).get(name), Lane):
-                declared[name] = lane
-                delattr(cls, name)
-        cls.__swim_declared__ = MappingProxyType(declared)
 
     def __init__(self) -> None:
         # Past ``__setattr__``'s lane check, here and in ``_attach``: run for every

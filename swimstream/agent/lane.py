@@ -106,8 +106,8 @@ class Lane:
         own = vars(owner)
         prefix = f"{owner.__qualname__}."
         for klass in owner.__mro__[1:]:  # what owner's body decorated onto a base's lane
-            declared = declared_lane(klass, name)
-            if declared is None:
+            declared = vars(klass).get(name)
+            if not isinstance(declared, Lane):
                 continue
             shared = declared._spec.callbacks
             for event, fn in list(shared.items()):
@@ -285,14 +285,3 @@ _PARAM_NAMES: dict[tuple[str, int], tuple[str, ...]] = {
     ("on_cue", 2): ("key",),
     ("on_sync", 1): (),
 }
-
-
-def declared_lane(klass: type, name: str) -> Lane | None:
-    """The lane ``name`` declared in ``klass``'s own body (or given it by
-    ``Lane._as_seen_by``), if any: an agent class keeps its eager lanes in
-    ``__swim_declared__``, not as class attributes (see ``Agent.__init_subclass__``)."""
-    found = vars(klass).get(name)
-    if isinstance(found, Lane):
-        return found
-    declared: Mapping[str, Lane] = vars(klass).get("__swim_declared__", {})
-    return declared.get(name)

@@ -172,29 +172,3 @@ def test_an_overriding_callback_is_checked_as_the_one_it_replaces() -> None:
         class Wrong(Reading):
             def on_level(self, new: int) -> None:  # type: ignore[override]
                 ...
-
-
-async def test_eager_lanes_are_kept_off_the_class_and_still_found_on_it() -> None:
-    """The class's namespace holds no eager lane, so that CPython specializes
-    ``self.status`` (see ``Agent.__init_subclass__``); ``Cls.status`` still finds it."""
-
-    class Thermostat(Agent):
-        target = ValueLane[float](default=20.0)
-        setpoint = CommandLane[float]()
-
-    class Office(Thermostat):
-        @Thermostat.target.on_set
-        def changed(self, new: float, old: float) -> None:
-            self.seen = (new, old)
-
-    assert "target" not in vars(Thermostat) and "target" not in vars(Office)
-    assert isinstance(vars(Thermostat)["setpoint"], CommandLane)  # lazy: declared as written
-    assert Thermostat.target is Thermostat.__swim_lanes__["target"]
-    assert Office.target is Office.__swim_lanes__["target"] is not Thermostat.target
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        Office.nothing  # type: ignore[attr-defined]  # noqa: B018
-    async with open_plane({"/office/:id": Office}) as plane:
-        await plane.command("/office/1", "target", 21.0)
-        await plane.settle()
-        assert plane.get("/office/1", "target") == 21.0
-        assert await plane.call("/office/1", lambda agent: agent.seen) == (21.0, 20.0)  # type: ignore[attr-defined]
