@@ -1,5 +1,6 @@
 """Bad agent definitions fail when the class is created, naming the class and lane."""
 
+import abc
 from typing import Any
 
 import pytest
@@ -172,3 +173,32 @@ def test_an_overriding_callback_is_checked_as_the_one_it_replaces() -> None:
         class Wrong(Reading):
             def on_level(self, new: int) -> None:  # type: ignore[override]
                 ...
+
+
+class _Shaped(abc.ABC):
+    """A mixin of the user's own, with a metaclass of its own (ABCMeta)."""
+
+    @abc.abstractmethod
+    def shape(self) -> str: ...
+
+
+class Square(Agent, _Shaped):
+    sides = ValueLane[int](default=4)
+    touch = CommandLane[int]()
+
+    def shape(self) -> str:
+        return "square"
+
+    @touch.on_command
+    def on_touch(self, by: int) -> None:
+        self.sides.set(self.sides.get() + by)
+
+
+async def test_an_agent_mixes_with_a_class_that_has_a_metaclass_of_its_own() -> None:
+    """Agent classes are plain classes: a metaclass of the framework's own would make
+    ``class Square(Agent, abc.ABC)`` a metaclass conflict."""
+    async with open_plane({"/square/:id": Square}) as plane:
+        await plane.command("/square/1", "touch", 1)
+        await plane.settle()
+        assert plane.get("/square/1", "sides") == 5
+    assert type(Square) is abc.ABCMeta
