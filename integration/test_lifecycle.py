@@ -309,8 +309,16 @@ def test_a_slow_key_holds_back_its_partition_only_and_nothing_is_lost_or_reorder
     assert count("hot") == 0  # (its first record is still held)
     assert count("before") == 5
     assert count("after") == 0, "routed ahead of records before it"
-    in_flight = instance.metric("swimstream_records_in_flight")
-    assert in_flight <= mailbox + 1, f"{in_flight} records in flight: more than the mailbox"
+    # The other partitions' records count as in flight until their insights are
+    # delivered, a moment after their lanes show them (116 were, once, on a slow CI
+    # machine). The stuck partition's records stay in flight for as long as "hot" does:
+    # a source that read past the mailbox would hold its 65 there, never fewer.
+    wait_until(
+        lambda: instance.metric("swimstream_records_in_flight") <= mailbox + 1,
+        30,
+        "no more of the stuck partition's records in flight than the mailbox holds",
+    )
+    assert instance.metric("swimstream_records_in_flight") >= 1, "the stuck key's records"
 
     gate.touch()  # the hot key moves: everything behind it follows
     wait_until(
