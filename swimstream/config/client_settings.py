@@ -128,7 +128,8 @@ Setting = str | int | float | bool
 
 SettingsCheck = Callable[[Mapping[str, Setting]], list[tuple[str, str]]]
 """Checks client settings against the client library: ``(name, message)`` for each one
-it refuses (``connectors.kafka.settings_check.librdkafka_problems``)."""
+it refuses, with the name ``""`` for the settings together
+(``connectors.kafka.settings_check.librdkafka_problems``)."""
 
 
 def usable_settings(value: object) -> dict[str, Setting]:

@@ -88,7 +88,7 @@ def _refused_settings(data: Any, settings_check: SettingsCheck | None) -> list[P
         return []
     settings = usable_settings(broker.get("settings"))
     return [
-        (format_path(["broker", "settings", name]), message)
+        (format_path(["broker", "settings", *([name] if name else [])]), message)
         for name, message in settings_check(settings)
     ]
 

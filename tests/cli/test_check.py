@@ -101,6 +101,16 @@ def test_a_valid_config_passes(tmp_path: Path) -> None:
             'librdkafka refuses the value: Invalid value "zip"',
         ),
         (
+            (
+                '"localhost:9092"}',
+                '"localhost:9092", settings: {security.protocol: SASL_SSL, '
+                "sasl.mechanism: PLAIN, sasl.username: u}}",
+            ),
+            "broker.settings",
+            "librdkafka refuses these settings together: sasl.username and sasl.password "
+            "must be set",
+        ),
+        (
             ("sinks:\n  - {publish: alerts, topic: device-alerts}", "sinks: &s [*s]"),
             "sinks[0]",
             "a YAML alias here names a value that contains it (a recursive anchor)",

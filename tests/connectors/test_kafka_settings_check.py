@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.kafka.settings_check import librdkafka_problems
+from connectors.kafka.settings_check import _without_secrets, librdkafka_problems
 
 
 def test_names_and_values_librdkafka_refuses_are_named_with_a_suggestion() -> None:
@@ -28,9 +28,7 @@ def test_names_and_values_librdkafka_refuses_are_named_with_a_suggestion() -> No
     }
 
 
-def test_good_settings_pass_and_a_client_refused_for_another_reason_is_left_to_run() -> None:
-    """SASL_SSL alone lacks its user name and password, which are other settings (or
-    come from the environment where the service runs): not this setting's fault."""
+def test_good_settings_pass() -> None:
     assert (
         librdkafka_problems(
             {
@@ -38,9 +36,67 @@ def test_good_settings_pass_and_a_client_refused_for_another_reason_is_left_to_r
                 "fetch.wait.max.ms": 100,
                 "compression.type": "zstd",
                 "enable.ssl.certificate.verification": False,
-                "security.protocol": "SASL_SSL",
+                "security.protocol": "SSL",
                 "ssl.ca.location": "/only/where/the/service/runs.pem",
             }
         )
         == []
+    )
+
+
+def test_settings_librdkafka_refuses_together_are_named_as_run_would_refuse_them() -> None:
+    """Each setting passes alone, but no client can be made of them: ``run`` would stop
+    at once, so ``check`` says so, under ``broker.settings`` (the "" name)."""
+    no_password = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "reader",
+    }
+    assert librdkafka_problems(no_password) == [
+        (
+            "",
+            "librdkafka refuses these settings together: sasl.username and sasl.password "
+            "must be set",
+        )
+    ]
+    [(name, message)] = librdkafka_problems({"security.protocol": "SASL_PLAINTEXT"})
+    assert name == ""
+    assert "sasl.mechanism is not set, so librdkafka uses GSSAPI (Kerberos)" in message
+    [(name, message)] = librdkafka_problems(
+        {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "OAUTHBEARER",
+            "sasl.oauthbearer.method": "oidc",
+            "sasl.oauthbearer.client.secret": "s3cret-value",
+        }
+    )
+    assert "sasl.oauthbearer.token.endpoint.url" in message
+    assert "s3cret-value" not in message
+
+
+def test_a_complete_login_passes_together_and_files_are_left_to_run() -> None:
+    """A TLS file named here may exist only where the service runs: the settings are
+    tried together without it (with it, librdkafka fails to read the file)."""
+    assert (
+        librdkafka_problems(
+            {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "reader",
+                "sasl.password": "secret",
+                "ssl.ca.location": "/only/where/the/service/runs.pem",
+                "ssl.key.location": "/only/where/the/service/runs.key",
+                "session.timeout.ms": 30_000,  # consumer-only
+            }
+        )
+        == []
+    )
+
+
+def test_a_secret_quoted_by_librdkafka_is_hidden_but_words_that_contain_it_are_not() -> None:
+    text = "sasl.username and sasl.password must be set; got: hunter2"
+    settings = {"sasl.username": "u", "sasl.password": "hunter2", "linger.ms": "set"}
+    assert (
+        _without_secrets(text, settings)
+        == "sasl.username and sasl.password must be set; got: [hidden]"
     )
