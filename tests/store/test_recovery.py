@@ -23,6 +23,7 @@ from swimstream.runtime.agent_record import LINKS
 from swimstream.store import recovery
 from swimstream.store.changelog import (
     MARKER_KEY,
+    ChangelogEntry,
     Marker,
     entry_key,
     headers,
@@ -33,6 +34,7 @@ from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.entries import assemble, encode_entry, entry_name
 from swimstream.store.recovery import RecoveryReport, RestoreStopped, recover
+from swimstream.store.sqlite import Keep, ShardPosition
 from swimstream.store.tracker import StateTracker
 from swimstream.streams import InboundRecord, TopicPartition
 from swimstream.testing import MemoryRecord, open_plane
@@ -575,3 +577,54 @@ async def test_a_map_key_that_cannot_be_stored_is_left_out_and_its_agent_loads_a
     snapshot = decode_snapshot(assemble(rows)["seen"])
     assert isinstance(snapshot, MapSnapshot)
     assert LWWMap.from_snapshot(snapshot, "r").to_dict() == {"ok": 2}
+
+
+class KeptEntries(MemoryCommitted):
+    """Committed state that keeps the entries recovery wrote, as recovery made them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[ChangelogEntry] = []
+
+    async def write_async(
+        self,
+        entries: list[ChangelogEntry],
+        positions: Mapping[int, ShardPosition],
+        keep: Keep | None = None,
+    ) -> None:
+        self.written.extend(entries)
+        await super().write_async(entries, positions, keep)
+
+
+def test_the_tail_held_until_judged_spells_each_node_and_lane_name_once() -> None:
+    """A tail of millions of records is held whole while its checkpoints are judged: a
+    string per record for a node URI or a lane's name was a third of its memory."""
+    records = [
+        changelog_record(
+            0,
+            offset,
+            entry_key(node, name),
+            value(f"{node} {name}"),
+            headers(1, {"readings/0": 10}, None),
+        )
+        for offset, (node, name) in enumerate(
+            (node, name)
+            for node in ("/a/1", "/a/2")
+            for name in ("status", "count", "entries#key%231", "entries#key%232")
+        )
+    ]
+    records.append(
+        changelog_record(0, 8, marker_key(""), marker_value(Marker(1, {"readings/0": 10}, 0, 1)))
+    )
+    committed = KeptEntries()
+    reader = ListReader(records, {TopicPartition("readings", 0): 10}, batch=3)
+    asyncio.run(recover(committed, reader, "app.changelog", 1, reader.committed))
+    assert len(committed.written) == 8
+    by_node: dict[str, list[ChangelogEntry]] = {}
+    for entry in committed.written:
+        by_node.setdefault(entry.node_uri, []).append(entry)
+    for entries in by_node.values():
+        assert all(entry.node_uri is entries[0].node_uri for entry in entries)
+    lane_names = [entry.name for entry in committed.written if entry.name == "status"]
+    assert len(lane_names) == 2 and lane_names[0] is lane_names[1]
+    assert {status(committed, node, "count") for node in by_node} == {"/a/1 count", "/a/2 count"}
