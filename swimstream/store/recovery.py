@@ -27,19 +27,18 @@ the local store gone, it reads every partition from the beginning: the same code
 longer tail, and a progress line while it runs.
 
 The cost is proportional to the tail, not to the number of stored agents: agents are
-loaded lazily afterwards, each on its first use.
+loaded lazily afterwards, each on its first use. The tail is held until its checkpoints
+are judged, on disk past a limit (:mod:`swimstream.store.held_tail`).
 """
 
 from __future__ import annotations
 
 import logging
-import operator
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swimstream.store.changelog import (
-    ChangelogEntry,
     Marker,
     checkpoint_of,
     is_marker_key,
@@ -49,6 +48,7 @@ from swimstream.store.changelog import (
     restated_marker,
 )
 from swimstream.store.committed import CommittedStore
+from swimstream.store.held_tail import HeldTail
 from swimstream.store.sqlite import ShardPosition
 from swimstream.streams.connector import ChangelogReader, InboundRecord, TopicPartition
 from swimstream.text import counted
@@ -145,6 +145,7 @@ async def recover(
     *,
     checked: Collection[TopicPartition] | None = None,
     shards: Collection[int] | None = None,
+    spill_after: int | None = None,
 ) -> RecoveryReport:
     """Apply the changelog's committed tail to ``committed``; see the module docstring.
 
@@ -164,6 +165,9 @@ async def recover(
     to another instance its writes follow the previous owner's in the log, while the two
     number their checkpoints each on its own.
 
+    ``spill_after``: records held in memory before the tail goes to disk (by default
+    :data:`~swimstream.store.held_tail.SPILL_AFTER`; see that module).
+
     ``stopping`` is asked after each batch read and before each write: rebuilding a big
     store takes minutes, and an orchestrator's SIGTERM (``docker stop`` kills after 10 s)
     must not wait for it. The store's positions move only with the last write, so an
@@ -176,11 +180,12 @@ async def recover(
     start = {p: known[p].changelog_offset if p in known else 0 for p in read}
     report.committed_through = max((p.checkpoint for p in known.values()), default=0)
     report.last_checkpoint = report.committed_through
-    pending: dict[tuple[int, int | None], list[ChangelogEntry]] = {}  # (partition, checkpoint)
-    # (partition, checkpoint, instance) -> its records, in the order the markers were
+    tail = HeldTail(spill_after)
+    pending: dict[tuple[int, int | None], int] = {}  # (partition, checkpoint) -> held group
+    # (partition, checkpoint, instance) -> its held groups, in the order the markers were
     # read (each partition's log order): live instances of one app number their
     # checkpoints on their own, so two may use the same id.
-    ready: dict[tuple[int, int, str], list[ChangelogEntry]] = {}
+    ready: dict[tuple[int, int, str], list[int]] = {}
     cut_of: dict[tuple[int, int, str], Mapping[str, int]] = {}
     lineages: set[tuple[str, int, int]] = set()  # (instance, restored_from, first) seen
     positions: dict[int, ShardPosition] = {}
@@ -197,9 +202,6 @@ async def recover(
     # when this read began, which may yet happen (another live instance's checkpoint
     # in flight, on a broker that shows records of open transactions, as Tansu does).
     unresolved: list[tuple[int, int, str, int]] = []  # (partition, checkpoint, writer, 1st)
-    # The whole tail is held until every checkpoint in it is judged: one string for each
-    # node URI and lane name, not one per record, is a third less of its memory.
-    spelt: dict[str, str] = {}
 
     def on_records(batch: Sequence[InboundRecord]) -> None:
         if stopping():
@@ -213,13 +215,10 @@ async def recover(
                 _close_group(record, partition)
             elif key is not None:
                 node, name = parse_key(key)
-                node = spelt.setdefault(node, node)
-                if "#" not in name:  # a lane's name; a map entry's holds its key
-                    name = spelt.setdefault(name, name)
                 group = (partition, checkpoint_of(record.headers()))
-                entries = pending.get(group)
-                if entries is None:
-                    entries = pending[group] = []
+                number = pending.get(group)
+                if number is None:
+                    number = pending[group] = tail.group()
                     first_at[group] = record.offset() or 0
                     writer = restated_marker(record.headers())
                     if writer is not None:
@@ -228,13 +227,14 @@ async def recover(
                             latest.get(writer.instance, 0), writer.checkpoint
                         )
                         restated_lineages.add((writer.instance, writer.restored_from, writer.first))
-                entries.append(ChangelogEntry(node, name, record.value(), partition))
+                tail.add(number, node, name, record.value(), partition)
 
     def _close_group(record: InboundRecord, partition: int) -> None:
         marker = read_marker(record.value() or b"{}")
         checkpoint = marker.checkpoint
         report.last_checkpoint = max(report.last_checkpoint, checkpoint)
-        group = pending.pop((partition, checkpoint), [])
+        number = pending.pop((partition, checkpoint), None)
+        group = [] if number is None else [number]
         group_start = first_at.pop((partition, checkpoint), None)
         restated.pop((partition, checkpoint), None)
         instance = marker.instance
@@ -267,21 +267,24 @@ async def recover(
             known, marker.instance, marker.checkpoint
         )
 
-    def _skip(checkpoint: int, group: list[ChangelogEntry]) -> None:
-        report.skipped_records += len(group)
+    def _skip(checkpoint: int, groups: list[int]) -> None:
+        report.skipped_records += tail.size(groups)
+        tail.drop(groups)
         if checkpoint not in report.skipped_checkpoints:
             report.skipped_checkpoints.append(checkpoint)
 
     progress = _Progress(topic)
     ends = await reader.read(topic, start, on_records, progress)
     known_lineages = lineages | restated_lineages
-    for (partition, number), group in pending.items():
+    for (partition, number), pending_group in pending.items():
+        group = [pending_group]
         restating = restated.get((partition, number))
         start_at = first_at[partition, number]
         held = positions.get(partition)
         if restating is None or held is None or start_at >= held.changelog_offset:
             # After the partition's last marker: a checkpoint cut short, or still open.
-            report.skipped_records += len(group)
+            report.skipped_records += tail.size(group)
+            tail.drop(group)
         elif _stands(restating, known_lineages):
             # Before a later marker, without its own: compaction removed it.
             key = (partition, restating.checkpoint, restating.instance)
@@ -326,31 +329,19 @@ async def recover(
         held = positions[partition]
         if group_start < held.changelog_offset:
             positions[partition] = ShardPosition(group_start, held.checkpoint, held.sources)
-    applied: list[ChangelogEntry] = []
+    applied: list[int] = []  # held groups, in the order they are applied
     for key in sorted(ready, key=lambda k: (k[0], order[k])):  # each partition's log order
-        group = ready[key]
         partition, checkpoint, _ = key
-        applied.extend(group)
-        report.changed.update(entry.node_uri for entry in group)
+        applied.extend(ready[key])
         report.committed_through = max(report.committed_through, checkpoint)
         cut = report.cuts.setdefault(partition, {})
         for name, offset in cut_of[key].items():
             cut[name] = max(cut.get(name, 0), offset)
     report.applied_checkpoints = len({(c, i) for _, c, i in ready})
-    # In key order (a stable sort keeps each name's writes in checkpoint order, so the
-    # last still wins): SQLite then fills its B-tree from one end, 1.7 times faster than
-    # the changelog's order when a whole store is rebuilt.
-    if len(applied) > WRITE_BATCH:
-        progress.writing(0, len(applied))  # (the sort alone takes a second at a million)
-    applied.sort(key=operator.itemgetter(0, 1))
-    for first in range(0, max(len(applied), 1), WRITE_BATCH):
-        last = first + WRITE_BATCH >= len(applied)
-        if stopping():
-            written = counted(len(applied), "entry", "entries", grouped=True)
-            raise RestoreStopped(f"{first:,} of {written} written")
-        await committed.write_async(applied[first : first + WRITE_BATCH], positions if last else {})
-        if not last:
-            progress.writing(first + WRITE_BATCH, len(applied))
+    try:
+        await _write(committed, tail, applied, positions, progress, stopping, report)
+    finally:
+        tail.close()
     report.seconds = time.monotonic() - started
     if shards is not None:
         return report  # a shard taken over at run time: the caller says what it did
@@ -377,6 +368,41 @@ async def recover(
         },
     )
     return report
+
+
+async def _write(
+    committed: CommittedStore,
+    tail: HeldTail,
+    groups: list[int],
+    positions: Mapping[int, ShardPosition],
+    progress: _Progress,
+    stopping: Callable[[], bool],
+    report: RecoveryReport,
+) -> None:
+    """Write the entries of the applied ``groups`` in key order, then the positions.
+
+    Key order: SQLite then fills its B-tree from one end, 1.7 times faster than the
+    changelog's order when a whole store is rebuilt. The positions go with the last
+    write: a stop before it leaves the next start reading the same tail again.
+    """
+    total = tail.size(groups)
+    if total > WRITE_BATCH:
+        progress.writing(0, total)  # (the sort alone takes a second at a million)
+    written = 0
+    batches = tail.ordered(groups, WRITE_BATCH)
+    batch = next(batches, [])
+    while True:
+        following = next(batches, None)
+        if stopping():
+            entries = counted(total, "entry", "entries", grouped=True)
+            raise RestoreStopped(f"{written:,} of {entries} written")
+        report.changed.update(entry.node_uri for entry in batch)
+        await committed.write_async(batch, positions if following is None else {})
+        written += len(batch)
+        if following is None:
+            return
+        progress.writing(written, total)
+        batch = following
 
 
 def shards_ahead(

@@ -345,17 +345,22 @@ class Changelog:
         offset = len(self.records)
         self.records.append(MemoryRecord("app.changelog", 0, offset, key, value, record_headers))
 
-    async def recovered(self) -> MemoryCommitted:
+    async def recovered(self, spill_after: int | None = None) -> MemoryCommitted:
         committed = MemoryCommitted()
         offsets = {TopicPartition("src", 0): self.number}
-        await recover(committed, ListReader(self.records, offsets), "app.changelog", 1, offsets)
+        reader = ListReader(self.records, offsets)
+        await recover(committed, reader, "app.changelog", 1, offsets, spill_after=spill_after)
         return committed
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(steps, min_size=20, max_size=60), st.lists(steps, max_size=10))
+@given(
+    st.lists(steps, min_size=20, max_size=60),
+    st.lists(steps, max_size=10),
+    st.sampled_from([None, 0, 7]),  # the tail held in memory, or spilled at once or later
+)
 def test_a_restart_from_the_changelog_loads_the_last_checkpoint(
-    script: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
+    script: list[tuple[Any, ...]], after: list[tuple[Any, ...]], spill_after: int | None
 ) -> None:
     async def scenario() -> None:
         CALLBACKS.clear()
@@ -372,7 +377,7 @@ def test_a_restart_from_the_changelog_loads_the_last_checkpoint(
                     await changelog.checkpoint()
                     checkpointed, checkpointed_at = copy.deepcopy(model), clock.time()
             await plane.close(put_away=False)
-        committed = await changelog.recovered()
+        committed = await changelog.recovered(spill_after)
         restarted = DurableAgentStore(committed)
         clock = FakeClock(checkpointed_at)  # timers due after the checkpoint stay pending
         async with open_plane(ROUTES, store=restarted, clock=clock) as plane:

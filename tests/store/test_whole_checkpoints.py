@@ -17,12 +17,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import cast
 
+import pytest
+
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.recovery import RecoveryReport, recover
 from swimstream.streams import TopicPartition
 from swimstream.testing import MemoryRecord, open_plane
 from tests.store.test_checkpoint_turns import Meter, SlowTransactions, exactly_once_checkpointer
 from tests.store.test_recovery import ListReader, changelog_record, checkpoint, compacted, status
+
+pytestmark = pytest.mark.usefixtures("held_tail_kept")
 
 OFFSETS = {TopicPartition("readings", 0): 100}
 """The sources' committed offsets: every checkpoint here has this cut (it did not move)."""
