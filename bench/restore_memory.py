@@ -13,7 +13,9 @@ it prints resident memory (and its peak during the round), what glibc's malloc h
 ``--settings '{"queued.min.messages": 100000}'`` gives the reader librdkafka settings
 (that one puts back librdkafka's default prefetch); ``--release`` gives freed memory
 back after each round, as a hand-over does
-(:func:`~swimstream.service.memory.release_freed_memory`).
+(:func:`~swimstream.service.memory.release_freed_memory`); ``--spill N`` holds at most
+N records of the tail in memory, the rest on disk (the default spills past 2,000,000:
+see :mod:`swimstream.store.held_tail`).
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/restore_memory.py --rounds 7``. Linux with
 glibc (mallinfo2, glibc 2.33 or later). Not run by the test suite.
@@ -159,7 +161,9 @@ async def rounds(args: argparse.Namespace, kafka: EmbeddedKafka, work: Path) -> 
                 emptying.execute("DELETE FROM shards")
             peak = Peak(process)
             started = time.monotonic()
-            report = await recover(store, reader, TOPIC, 4, {}, peak.sample, shards={0, 1})
+            report = await recover(
+                store, reader, TOPIC, 4, {}, peak.sample, shards={0, 1}, spill_after=args.spill
+            )
             took = time.monotonic() - started
             if args.release:
                 await release_freed_memory()
@@ -180,6 +184,9 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=200_000, help="per partition")
     parser.add_argument("--settings", default="{}", help="the reader's librdkafka settings")
     parser.add_argument("--release", action="store_true", help="release freed memory")
+    parser.add_argument(
+        "--spill", type=int, default=None, help="records held in memory before they go to disk"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="swimstream-restore-"))
     kafka = EmbeddedKafka(work_dir=work / "tansu").start()
