@@ -35,7 +35,13 @@ from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane
 from swimstream.streams.connector import InboundRecord
 from swimstream.streams.dead_letter import DeadLetters
-from swimstream.streams.tracking import PartitionTracker, RouteAck, record_ack
+from swimstream.streams.tracking import (
+    InlineAck,
+    PartitionTracker,
+    RecordAck,
+    RouteAck,
+    record_ack,
+)
 
 Decoder = Callable[[bytes | None], Any]
 
@@ -207,7 +213,16 @@ class RecordRouter:
         if single is not None:
             route, decode, records, nodes = single
             records.value += 1
-            ack = record_ack(tracker, record, offset, self._dead_letters)
+            inline = None
+            ack: RecordAck | InlineAck
+            if tracker._inflight:
+                ack = record_ack(tracker, record, offset, self._dead_letters)
+            else:  # (nothing before it in flight: see ``InlineAck``)
+                ack = inline = tracker.inline or self._inline_for(tracker)
+                ack.record = record
+                ack.offset = offset
+                ack.tracked = None
+                tracker.routed = offset + 1
             try:
                 value = decode(record.value())
                 key = record.key()
@@ -229,6 +244,9 @@ class RecordRouter:
             except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
                 ack(exc)
                 return None
+            finally:
+                if inline is not None and inline.record is not None:
+                    inline.kept()  # (queued, running async, or the router raised)
             return node
         group = self._by_topic[topic]
         self._records[topic].value += 1
@@ -269,6 +287,10 @@ class RecordRouter:
             except SwimstreamError:
                 raise  # the plane is closed: the service is stopping
         return full
+
+    def _inline_for(self, tracker: PartitionTracker) -> InlineAck:
+        tracker.inline = inline = InlineAck(tracker, self._dead_letters)
+        return inline
 
     def _headers_of(self, record: InboundRecord, topic: str) -> Mapping[str, bytes]:
         """The record's headers, read only for templates that use them."""

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swimstream.streams.connector import TopicPartition
-from swimstream.streams.tracking import OffsetBook, PartitionTracker, record_ack
+from swimstream.streams.tracking import InlineAck, OffsetBook, PartitionTracker, record_ack
 
 TP = TopicPartition("readings", 0)
 
@@ -120,3 +120,68 @@ def test_a_release_repeats_a_committed_offset_and_late_acks_change_nothing() -> 
     acks[2](None)  # finishing after the revoke changes nothing
     assert tracker.committable == 2
     assert TP not in book.trackers and book.inflight == 0
+
+
+def armed(tracker: PartitionTracker, offset: int, dead_letters: Any = None) -> InlineAck:
+    """The partition's inline ack armed for the record at ``offset``, as the router does."""
+    ack = tracker.inline = tracker.inline or InlineAck(tracker, dead_letters)
+    ack.record, ack.offset, ack.tracked = f"r{offset}", offset, None  # type: ignore[assignment]
+    tracker.routed = offset + 1
+    return ack
+
+
+def test_an_inline_ack_done_with_nothing_forked_commits_past_its_record_at_once() -> None:
+    tracker = PartitionTracker(TP)
+    for offset in (4, 5):
+        ack = armed(tracker, offset)
+        ack(None)
+        assert tracker.committable == offset + 1 and len(tracker) == 0
+        assert ack.record is None  # (called: the router leaves it armed for the next)
+    assert tracker.inline is ack
+
+
+def test_an_inline_ack_that_forks_waits_for_the_fork_as_a_record_ack_does() -> None:
+    tracker = PartitionTracker(TP)
+    ack = armed(tracker, 2)
+    insight = ack.fork()
+    assert len(tracker) == 1  # in flight from the fork on
+    ack(None)
+    assert tracker.committable is None
+    insight(None)
+    assert tracker.committable == 3 and len(tracker) == 0
+
+
+def test_an_inline_ack_of_a_failed_record_completes_once_its_dead_letter_is_delivered() -> None:
+    dead_letters = CapturingDeadLetters()
+    tracker = PartitionTracker(TP)
+    ack = armed(tracker, 0, dead_letters)
+    ack(ValueError("bad"))
+    assert tracker.committable is None
+    [(record, _, delivered)] = dead_letters.sent
+    assert record == "r0"
+    delivered(None)
+    assert tracker.committable == 1
+
+
+def test_an_inline_ack_kept_by_a_queue_is_in_flight_and_the_partition_arms_another() -> None:
+    """A queued command holds the ack past the router's return: the record is in flight
+    as any other, ahead of the records routed after it, and never commits without it."""
+    tracker = PartitionTracker(TP)
+    kept = armed(tracker, 0)
+    kept.kept()
+    assert len(tracker) == 1 and tracker.inline is None
+    later = record_ack(tracker, "r1", 1, CapturingDeadLetters())  # type: ignore[arg-type]
+    later(None)
+    assert tracker.committable is None
+    kept(None)  # (its command ran)
+    assert tracker.committable == 2 and len(tracker) == 0
+
+
+def test_an_inline_ack_done_after_a_revoke_changes_nothing() -> None:
+    book = OffsetBook()
+    tracker = book.tracker(TP)
+    armed(tracker, 0)(None)
+    ack = armed(tracker, 1)
+    assert book.release((TP,)) == {TP: 1}
+    ack(None)
+    assert tracker.committable == 1
