@@ -13,15 +13,21 @@ wall catches up, which keeps it monotonic at the cost of a small drift.
 from __future__ import annotations
 
 from collections.abc import Callable
-from time import time_ns
+from time import time
 
 LOGICAL_BITS = 16
 """Low bits of a timestamp that hold the logical counter."""
 
 
 def wall_millis() -> int:
-    """Milliseconds since the Unix epoch, from the system clock."""
-    return time_ns() // 1_000_000
+    """Milliseconds since the Unix epoch, from the system clock.
+
+    Read as a float (``time.time``), as :meth:`HybridLogicalClock.now` reads it inline:
+    a float is made and compared for less than ``time_ns``'s 61-bit integer (CPython
+    3.11 specializes a comparison of two floats, not of two such integers: about 100
+    machine instructions a timestamp, four a towers reading), and its precision, a
+    quarter of a microsecond, is all a millisecond needs."""
+    return int(time() * 1000.0)
 
 
 def timestamp_millis(ts: int) -> int:
@@ -48,12 +54,12 @@ class HybridLogicalClock:
         # The system clock is read inline: every lane write takes a timestamp, and the
         # call of ``wall_millis`` was a third of the cost of taking one.
         self._system = wall is wall_millis
-        self._millis_end = 0
-        """(The system clock) ``time_ns()`` where the millisecond of its last reading
-        ends: a reading before it gives that reading's physical time or an earlier one,
-        which ``_last`` is not behind (it only grows), so the next timestamp is
-        ``_last + 1``. Most are taken so: hundreds a millisecond, where the division and
-        the shift of the full reading were most of the cost of one."""
+        self._millis_end = 0.0
+        """(The system clock) The end of the millisecond of its last reading, as a float
+        of milliseconds: a reading before it gives that reading's physical time or an
+        earlier one, which ``_last`` is not behind (it only grows), so the next timestamp
+        is ``_last + 1``. Most are taken so: hundreds a millisecond, where the conversion
+        and the shift of the full reading were most of the cost of one."""
 
     @property
     def last(self) -> int:
@@ -63,12 +69,12 @@ class HybridLogicalClock:
     def now(self) -> int:
         """A timestamp greater than every one issued or observed before."""
         if self._system:
-            ns = time_ns()
-            if ns < self._millis_end:
+            reading = time() * 1000.0  # (``wall_millis`` inline, a float until needed)
+            if reading < self._millis_end:
                 self._last = last = self._last + 1
                 return last
-            millis = ns // 1_000_000
-            self._millis_end = (millis + 1) * 1_000_000
+            millis = int(reading)
+            self._millis_end = millis + 1.0
             physical = millis << LOGICAL_BITS
         else:
             physical = self._wall() << LOGICAL_BITS

@@ -73,19 +73,38 @@ def test_strictly_increasing_under_any_wall_and_remote_sequence(
 def test_the_system_clock_gives_what_a_wall_of_its_millis_gives(
     script: list[tuple[int, int, bool]],
 ) -> None:
-    """The system clock's readings within one millisecond skip the division (see
+    """The system clock's readings within one millisecond skip the conversion (see
     ``_millis_end``): every timestamp is still the one a wall of the same milliseconds
-    gives, whether its nanoseconds go forward, stay or step back."""
+    gives, whether its readings go forward, stay or step back, millisecond boundaries
+    (where a float's rounding could tell another millisecond) included."""
     ns = 1_700_000_000_000_000_000
     wall = FakeWall()
     reference = HybridLogicalClock(wall)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(clock_module, "time_ns", lambda: ns)
+        patch.setattr(clock_module, "time", lambda: ns / 1e9)
         system = HybridLogicalClock()
         for step, remote, is_observe in script:
             ns += step
-            wall.millis = ns // 1_000_000
+            wall.millis = int(ns / 1e9 * 1000.0)  # (what ``wall_millis`` reads)
             if is_observe:  # (observe reads the wall through ``wall_millis``)
                 remote += reference.last
                 assert system.observe(remote) == reference.observe(remote)
+            assert system.now() == reference.now()
+
+
+@given(st.integers(0, 10**6), st.lists(st.integers(-400, 400), min_size=1, max_size=30))
+def test_the_system_clock_agrees_with_its_wall_at_millisecond_boundaries(
+    millis: int, offsets: list[int]
+) -> None:
+    """Readings within a few hundred nanoseconds of a millisecond's end, where the float
+    ``time.time`` returns holds the boundary only to a quarter of a microsecond."""
+    boundary = 1_700_000_000_000_000_000 + millis * 1_000_000
+    wall = FakeWall()
+    reference = HybridLogicalClock(wall)
+    with pytest.MonkeyPatch.context() as patch:
+        system = HybridLogicalClock()
+        for offset in offsets:
+            seconds = (boundary + offset) / 1e9
+            patch.setattr(clock_module, "time", lambda seconds=seconds: seconds)
+            wall.millis = int(seconds * 1000.0)
             assert system.now() == reference.now()
