@@ -183,6 +183,11 @@ class Downlink:
         """Apply a coalesced delivery from the owner and fire callbacks."""
         raise NotImplementedError
 
+    def _receive_op(self, op: Op) -> None:
+        """Apply one change from the owner, made as this subscriber could take it (most
+        deliveries), and fire callbacks: ``_receive`` of it alone."""
+        self._receive(None, (op,))
+
     def _replace_before(self, before: int) -> None:
         """The delivery that comes next holds a sync of the owner's whole state, taken
         after its state was restored from elsewhere (its shard moved here) or this link
@@ -277,6 +282,22 @@ class ValueDownlink(Downlink):
         from what the join shows (a set to None after a restore was lost)."""
         if isinstance(self._replica, LWWRegister) and self._replica.stamp == ZERO_STAMP:
             self._replica._value = value
+
+    def _receive_op(self, op: Op) -> None:
+        # (``_receive``'s usual case, a synced link's one change, without the tuples,
+        # the loop and the branches of a coalesced delivery or a sync: once per change)
+        if self._synced is not True:
+            self._receive(None, (op,))
+            return
+        replica = self._replica
+        old = replica._value
+        if not replica.apply(op):  # type: ignore[arg-type]
+            return
+        join = self._join
+        if join is not None:
+            self._agent._namespace[join[0]]._joined_value(join[1], replica._value)
+        else:
+            self._call("on_set", replica._value, old)
 
     def _receive(self, snapshot: Snapshot | None, ops: Sequence[Op]) -> None:
         replica = self._replica

@@ -218,14 +218,19 @@ def handle_delivery(cell: AgentCell, end: Any, op: Op | None) -> None:
     """A link's changes: ``op`` alone (made as its idle subscriber could take it at
     once), or, None, what the link's buffer coalesced while this delivery was queued."""
     end.scheduled = False  # the next offer to the link schedules a new delivery
-    snapshot, ops = end.pending.take() if op is None else (None, (op,))
+    # (Taken now, so that a closed link drops it; a single op goes as itself: a
+    # constant tuple here, then ``_receive_op``, the usual case's path.)
+    snapshot, ops = end.pending.take() if op is None else (None, ())
     downlinks = cell.agent._downlinks
     downlink = None if downlinks is None else downlinks.get(end.downlink_id)
     if downlink is not None and not downlink._closed:
         if end.replace_before:  # (a resync: see ``swimstream.runtime.links``)
             downlink._replace_before(end.replace_before)
             end.replace_before = 0
-        downlink._receive(snapshot, ops)
+        if op is None:
+            downlink._receive(snapshot, ops)
+        else:
+            downlink._receive_op(op)
         if downlink.stores_replica:
             cell.plane._links_delivered(cell.node_uri)
 
