@@ -56,7 +56,12 @@ class CounterLane(Lane):
         Raises TypeError unless ``delta`` is an integer within 64 bits, and unless the
         totals stay within them (``crdt.counter.MAX_TOTAL``): they are stored as such (a
         float total made the agent unloadable)."""
-        if type(delta) is not int or not -(2**63) < delta < 2**63:
+        # (Bounds of one digit first: CPython 3.11 specializes comparing two such ints,
+        # and compares 2**63 with anything through the generic path, about 100 machine
+        # instructions a comparison.)
+        if type(delta) is not int or not (
+            -0x3FFF_FFFF < delta < 0x3FFF_FFFF or -(2**63) < delta < 2**63
+        ):
             raise self._unstorable(
                 TypeError(f"the counter's delta must be an integer, not {delta!r}")
             )

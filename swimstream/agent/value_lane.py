@@ -69,7 +69,9 @@ class ValueLane(Lane, Generic[T]):
         Raises TypeError for a value of a kind the store cannot hold (``kind_problem``)."""
         kind = type(value)
         if kind not in TAKEN_KINDS and (
-            kind is not int or not -(2**63) <= value < 2**64  # type: ignore[operator]
+            kind is not int
+            # (one digit's bounds first: see ``CounterLane.add``)
+            or not (-0x3FFF_FFFF < value < 0x3FFF_FFFF or -(2**63) <= value < 2**64)  # type: ignore[operator]
         ):
             self._refuse_kind(value)
         register = self._register
