@@ -2,7 +2,7 @@
 
 For each record: decode its value in the source's format, render the source's route
 template into a node URI, and submit the value to the configured command lane with the
-record's :class:`~swimstream.streams.tracking.RecordAck`. Whatever goes wrong on the
+record's ack (:mod:`swimstream.streams.tracking`). Whatever goes wrong on the
 way (invalid JSON, a missing route field, a route no agent answers) sends the record to
 the dead-letter topic with the reason instead: routing never raises into the source
 loop.
@@ -38,7 +38,6 @@ from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.tracking import (
     InlineAck,
     PartitionTracker,
-    RecordAck,
     RouteAck,
     record_ack,
 )
@@ -213,16 +212,11 @@ class RecordRouter:
         if single is not None:
             route, decode, records, nodes = single
             records.value += 1
-            inline = None
-            ack: RecordAck | InlineAck
-            if tracker._inflight:
-                ack = record_ack(tracker, record, offset, self._dead_letters)
-            else:  # (nothing before it in flight: see ``InlineAck``)
-                ack = inline = tracker.inline or self._inline_for(tracker)
-                ack.record = record
-                ack.offset = offset
-                ack.tracked = None
-                tracker.routed = offset + 1
+            inline = tracker.inline or self._inline_for(tracker)  # (see ``InlineAck``)
+            inline.record = record
+            inline.offset = offset
+            inline.tracked = None
+            tracker.routed = offset + 1
             try:
                 value = decode(record.value())
                 key = record.key()
@@ -239,13 +233,13 @@ class RecordRouter:
                         nodes[key] = node
                 # (``now`` passed by position: a call with a keyword costs about 200
                 # machine instructions more, once a record)
-                if self._plane.submit(node, route.lane, value, ack, True):
+                if self._plane.submit(node, route.lane, value, inline, True):
                     return None
             except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
-                ack(exc)
+                inline(exc)
                 return None
             finally:
-                if inline is not None and inline.record is not None:
+                if inline.record is not None:
                     inline.kept()  # (queued, running async, or the router raised)
             return node
         group = self._by_topic[topic]

@@ -12,14 +12,15 @@ A :class:`RecordAck` is the ack of one record. It counts the record's outstandin
 dead-letter record when it failed) and tells its tracker when the count reaches zero.
 
 Most records need none of that: their agent is idle, so the command runs as it is
-routed, and it causes nothing that outlives it. A record routed while nothing of its
-partition is in flight takes the partition's :class:`InlineAck` instead, an object made
-once and armed for each such record; if the command completes, nothing forked, before
-the router returns, the record was the oldest unfinished one and is done, and the
-committable offset moves past it at once, as its RecordAck would have moved it. Anything
-else (a fork, a failure, a command queued behind others or run asynchronously, an error
-the router does not dead-letter) makes the RecordAck then, before any other record of
-the partition is routed, so that offsets go in flight in order as before.
+routed, and it causes nothing that outlives it. A record of a topic with one route
+takes its partition's :class:`InlineAck` instead, an object made once and armed for
+each record; if the command completes, nothing forked, before the router returns, the
+record is done: the committable offset moves past it at once when nothing older is in
+flight, and otherwise it goes in flight already done, behind the older ones, as its
+RecordAck would have left it. Anything else (a fork, a failure, a command queued behind
+others or run asynchronously, an error the router does not dead-letter) makes the
+RecordAck then, before any other record of the partition is routed, so that offsets go
+in flight in order as before.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class PartitionTracker:
         """Set on a partition given back after a revoke: its agents' state already holds
         every record before this offset, so those are dropped when delivered again."""
         self.inline: InlineAck | None = None
-        """The ack its router arms for a record routed while none is in flight (made on
+        """The ack its router arms for each record of a topic with one route (made on
         first use; replaced when one is kept by a queued or asynchronous command)."""
 
     def __len__(self) -> int:
@@ -175,14 +176,14 @@ def record_ack(
 
 
 class InlineAck(Tracked):
-    """The ack of a record routed while nothing of its partition is in flight, made
-    once per partition and armed by the router for each such record (see the module's
-    docstring): making, tracking and freeing a :class:`RecordAck` was about a tenth of
-    the cost of a record whose callback does little.
+    """The ack of a record of a topic with one route, made once per partition and armed
+    by the router for each record (see the module's docstring): making, tracking and
+    freeing a :class:`RecordAck` was about a tenth of the cost of a record whose
+    callback does little.
 
     Armed (``record`` set, ``tracked`` None), it stands for the record: a fork or a
     failure makes the record's RecordAck (:meth:`track`), to which it passes on from
-    then on; a completion without one commits past the record. ``record`` is None once
+    then on; a completion without one marks the record done. ``record`` is None once
     called: the router, finding it still set as it returns, knows the ack was kept
     (a queued command, an async one) and calls :meth:`kept`.
     """
@@ -199,10 +200,16 @@ class InlineAck(Tracked):
     def __call__(self, error: BaseException | None) -> None:
         tracked = self.tracked
         if tracked is None:
-            if error is None:  # done, nothing forked, nothing before it in flight
+            if error is None:  # done, nothing forked
                 self.record = None
                 tracker = self._tracker
-                if not tracker.revoked:
+                if tracker.revoked:
+                    return
+                inflight = tracker._inflight
+                if inflight:  # done behind older records: in flight, done, until they are
+                    inflight.append(self.offset)
+                    tracker._done.add(self.offset)
+                else:  # the oldest unfinished record: committable past it at once
                     tracker.committable = self.offset + 1
                 return
             tracked = self.track()  # (to be dead-lettered)
@@ -216,7 +223,7 @@ class InlineAck(Tracked):
         return tracked.fork()
 
     def track(self) -> RecordAck:
-        """The record's RecordAck, its offset now in flight (where it is the oldest)."""
+        """The record's RecordAck, its offset now in flight (the partition's newest)."""
         record = self.record
         assert record is not None, "an inline ack tracked once called"
         self.tracked = tracked = record_ack(self._tracker, record, self.offset, self._dead_letters)

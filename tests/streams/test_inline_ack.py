@@ -1,10 +1,11 @@
-"""A record routed while nothing of its partition is in flight commits as any other.
+"""A record acked by its partition's inline ack commits as one with its own RecordAck.
 
-Such a record takes its partition's ``InlineAck`` rather than a ``RecordAck`` of its own
-(see :mod:`swimstream.streams.tracking`). Whatever its command does (completes, forks a
-command to an agent that may be busy, publishes, fails, runs asynchronously, or waits
-behind an earlier one in its agent's mailbox), the committable offset must be what it
-always was: the oldest offset whose work is unfinished, and never past it.
+A record of a topic with one route takes its partition's ``InlineAck`` rather than a
+``RecordAck`` of its own (see :mod:`swimstream.streams.tracking`). Whatever its command
+does (completes, forks a command to an agent that may be busy, publishes, fails, runs
+asynchronously, or waits behind an earlier one in its agent's mailbox), the committable
+offset must be what it always was: the oldest offset whose work is unfinished, and never
+past it.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def test_a_record_whose_command_waits_for_a_busy_agent_is_unfinished_until_it_ru
         run(
             [
                 ("route", 1, "async", "b", ""),
-                ("route", 0, "command", "a", "b"),  # (nothing in flight before it: inline)
+                ("route", 0, "command", "a", "b"),
                 ("route", 0, "plain", "c", ""),
                 ("tick", 0, "", "", ""),
                 ("tick", 0, "", "", ""),

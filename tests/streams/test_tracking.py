@@ -185,3 +185,15 @@ def test_an_inline_ack_done_after_a_revoke_changes_nothing() -> None:
     assert book.release((TP,)) == {TP: 1}
     ack(None)
     assert tracker.committable == 1
+
+
+def test_an_inline_ack_done_behind_an_older_record_in_flight_waits_for_it() -> None:
+    tracker = PartitionTracker(TP)
+    older = armed(tracker, 0)
+    published = older.fork()  # (an insight, delivered later)
+    older(None)
+    armed(tracker, 1)(None)  # done at once, but behind offset 0
+    armed(tracker, 2)(None)
+    assert tracker.committable is None and len(tracker) == 3
+    published(None)
+    assert tracker.committable == 3 and len(tracker) == 0
