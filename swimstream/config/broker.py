@@ -80,7 +80,8 @@ class BrokerConfig(FrozenModel):
             "lists as consumer-only (`fetch.wait.max.ms`, `session.timeout.ms`, ...) goes to "
             "the consumers only, a producer-only one (`linger.ms`, `compression.type`, ...) to "
             "the producers only, any other to every consumer, producer and admin client. "
-            'A name librdkafka does not know (with a "did you mean") or a value it refuses '
+            'A name librdkafka does not know (with a "did you mean"), a value it refuses, '
+            "or settings it refuses together (SASL without a password or a `sasl.mechanism`) "
             "is a config problem, found by `swimstream check` as by `run` without "
             "connecting anywhere. Settings swimstream owns "
             "(`group.id`, `transactional.id`, `enable.auto.commit`, `acks`, `client.id`, ...) "
