@@ -94,8 +94,8 @@ def malloc_state() -> str:
     )
 
 
-def python_arenas() -> int:
-    """Arenas (1 MiB each) Python's small-object allocator holds."""
+def _debugmallocstats() -> bytes:
+    """What ``sys._debugmallocstats`` writes to the standard error, captured."""
     read, write = os.pipe()
     saved = os.dup(2)
     os.dup2(write, 2)
@@ -109,8 +109,25 @@ def python_arenas() -> int:
     while chunk := os.read(read, 65536):
         text += chunk
     os.close(read)
-    found = re.search(rb"# arenas allocated current\s*=\s*([\d,]+)", text)
-    return int(found.group(1).replace(b",", b"")) if found else -1
+    return text
+
+
+def python_arenas() -> int:
+    """Arenas (1 MiB each) Python's small-object allocator holds."""
+    return python_allocator()[0]
+
+
+def python_allocator() -> tuple[int, float]:
+    """Python's small-object allocator: arenas held (1 MiB each), and MB in live blocks
+    in them (the rest of the arenas is free, kept while one block of its arena lives)."""
+    text = _debugmallocstats()
+    arenas = re.search(rb"# arenas allocated current\s*=\s*([\d,]+)", text)
+    blocks = re.search(rb"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+
+    def number(found: re.Match[bytes] | None) -> int:
+        return int(found.group(1).replace(b",", b"")) if found else -1
+
+    return number(arenas), number(blocks) / 2**20
 
 
 def fill(kafka: EmbeddedKafka, records: int) -> None:

@@ -8,8 +8,12 @@ the simulated fleet produces readings at a steady rate; a second instance (a chi
 partitions and shards move back and forth; two long-lived multiplexed dashboard streams
 (``GET /_streams``) link and unlink lanes; short-lived ones connect, link and drop.
 Every ``--every`` seconds it prints RSS, what glibc's malloc holds (in use, and freed but
-kept), the arenas of Python's small-object allocator, ``/metrics`` levels and the plane's
-tables.
+kept), the arenas of Python's small-object allocator and what their live blocks hold,
+``/metrics`` levels, the plane's tables, the durable store's overlay (its size, how many
+checkpoints its oldest entry waits behind, entries of shards this instance does not
+hold: an entry never let go would show in these) and the hand-over restores so far with
+the largest tail one read. At the end of the load and once idle it prints the object
+types that grew since warm-up.
 
 At the end it stops the producer and the second instance, lets the first settle, and
 checks every device's lanes over HTTP against the towers app written by hand
@@ -28,6 +32,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import logging
 import random
 import shutil
 import sys
@@ -44,7 +49,7 @@ import orjson
 import psutil
 from confluent_kafka import Producer
 
-from bench.restore_memory import malloc_totals, python_arenas
+from bench.restore_memory import malloc_totals, python_allocator
 from bench.soak import _parse_metrics, container_sizes, report
 from bench.towers_by_hand import TowersByHand
 from connectors.embedded.kafka import EmbeddedKafka
@@ -85,6 +90,59 @@ def app_config(bootstrap: str, instance: str, data: Path, args: argparse.Namespa
         "store": {"path": str(data)},
         "web": {"listen": "127.0.0.1:0"},
     }
+
+
+def overlay_state(service: Service) -> dict[str, float]:
+    """The durable store's overlay: its passivated agents, how many checkpoints the
+    oldest waits behind, and those whose shard this instance neither holds nor restores
+    (a leak if they stay); the tracker's noted changes and its held shards."""
+    durability = service.durability
+    if durability is None or durability.store is None:
+        return {}
+    store, tracker = durability.store, durability.tracker
+    overlay = store._overlay
+    oldest = min((generation for generation, _ in overlay.values()), default=store.generation)
+    mine: set[int] = set()
+    if service.handover is not None:
+        mine = service.handover.settled() | service.handover.restoring() | set(tracker.held)
+    return {
+        "overlay": len(overlay),
+        "overlay_behind": store.generation - oldest,
+        "overlay_not_mine": sum(1 for node in overlay if durability.shard_of(node) not in mine),
+        "tracker": len(tracker),
+        "held": len(tracker.held),
+    }
+
+
+def type_counts() -> dict[str, int]:
+    """Objects the collector tracks, by type name."""
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def print_type_growth(before: dict[str, int], after: dict[str, int], label: str) -> None:
+    grown = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in after), reverse=True)
+    print(f"\nobjects by type, {label} (growth, then count):", flush=True)
+    for change, name in grown[:15]:
+        print(f"  {change:+9d} {after[name]:>9d}  {name}")
+
+
+class Restores(logging.Handler):
+    """The primary's hand-over restores, from their log lines: how many, and the
+    largest tail read so far (Python's arenas step up when a restore's peak passes the
+    last one's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.tails: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        records = getattr(record, "records", None)
+        if isinstance(records, int) and hasattr(record, "shards"):
+            self.tails.append(records)
 
 
 class Stats:
@@ -366,6 +424,10 @@ async def _soak(args: argparse.Namespace, work: Path, kafka: EmbeddedKafka) -> i
         churn(second, args.churn, stop_churn, stats) if args.churn > 0 else stop_churn.wait()
     )
     web = asyncio.create_task(dashboard_clients(url, args.devices, fleet.towers, stop_web, stats))
+    restores = Restores()
+    handover_log = logging.getLogger("swimstream.handover")
+    handover_log.addHandler(restores)
+    handover_log.setLevel(logging.INFO)
     process = psutil.Process()
     process.cpu_percent()
     samples: list[dict[str, float]] = []
@@ -396,7 +458,10 @@ async def _soak(args: argparse.Namespace, work: Path, kafka: EmbeddedKafka) -> i
             }
             with contextlib.suppress(OSError, AttributeError):  # (glibc only)
                 row["malloc_used_mb"], row["malloc_free_mb"] = malloc_totals()
-            row["python_arenas"] = python_arenas()  # (of 1 MiB each)
+            row["python_arenas"], row["python_used_mb"] = python_allocator()  # (1 MiB each)
+            row.update(overlay_state(service))
+            row["restores"] = len(restores.tails)
+            row["largest_tail"] = max(restores.tails, default=0)
             if args.tracemalloc:
                 row["traced_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
             samples.append(row)
@@ -409,11 +474,16 @@ async def _soak(args: argparse.Namespace, work: Path, kafka: EmbeddedKafka) -> i
             )
 
         snapshots: list[tracemalloc.Snapshot] = []
+        types_at_warmup: dict[str, int] = {}
         while time.monotonic() - started < args.duration:
             await asyncio.sleep(args.every)
             await sample("load")
+            if not types_at_warmup and time.monotonic() - started >= args.warmup:
+                types_at_warmup = type_counts()
             if args.tracemalloc and not snapshots and time.monotonic() - started >= args.warmup:
                 snapshots.append(tracemalloc.take_snapshot())
+        if types_at_warmup:
+            print_type_growth(types_at_warmup, type_counts(), "end of load against warm-up")
         if snapshots:
             gc.collect()
             diff = tracemalloc.take_snapshot().compare_to(snapshots[0], "traceback")
@@ -453,6 +523,8 @@ async def _soak(args: argparse.Namespace, work: Path, kafka: EmbeddedKafka) -> i
         await sample("clients-gone")
         await asyncio.sleep(args.idle + 10)
         await sample("idle")
+        if types_at_warmup:
+            print_type_growth(types_at_warmup, type_counts(), "idle against warm-up")
     plane = service.plane
     assert plane is not None
     print(f"links left: {len(plane.links)}; agents in memory: {plane.active_agents}")
