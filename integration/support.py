@@ -61,7 +61,10 @@ class Instance:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> Instance:
-        """Launch the process (not yet waiting for it to be ready)."""
+        """Launch the process (not yet waiting for it to be ready). An instance stopped
+        before may be started again: its new process gets its own SIGTERM at the next
+        stop (the flag stayed set, and every later stop killed the process after 15 s)."""
+        self._terminated = False
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen(
