@@ -16,8 +16,11 @@ this after each restore, at 616 MB, of which it gave back 12.
 
 What Python's own allocator keeps for small objects it cannot give back: its arenas
 (1 MiB each) go back to the system only once every object in one is gone. That is a
-high-water mark of the largest restore so far (in the soak, 442 arenas holding 52 MB
-once idle), not a growth with the number of hand-overs.
+high-water mark of the most small objects alive at once, not a growth with the number
+of hand-overs: a restore's tail, and the catch-up after a hand-over (agents loaded
+beyond ``max_active_agents`` between two passivation passes, those passivated waiting
+in the durable store's overlay). In the soak, 479 arenas holding 52 MB once idle, level
+over the last 9 of 15 minutes of hand-overs; a heavier peak raises it in a step.
 
 Elsewhere than glibc (musl, macOS) there is no ``malloc_trim``, and this does nothing.
 """
