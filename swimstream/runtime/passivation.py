@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,14 +46,36 @@ class Crash:
     error: BaseException | None = None
 
 
+@dataclass(slots=True)
+class Limits:
+    """When agents are passivated; one attribute of the plane (see :class:`Crash`).
+
+    Passes run every second at most, which a burst of new agents (a hand-over's
+    catch-up, a replay) outran: an instance limited to 1,500 agents held 2,889 between
+    two passes. Beyond ``overflow`` agents, a pass is asked for at once, to run as the
+    current callback returns (never inside an agent's turn).
+    """
+
+    idle_timeout: float | None
+    max_active: int | None
+    overflow: float = math.inf
+    """Agents in memory beyond which a pass is asked for: a tenth over ``max_active``
+    (at least 16), so that a pass is not run for each new agent at the limit."""
+    asked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_active is not None:
+            self.overflow = self.max_active + max(16, self.max_active // 10)
+
+
 class Passivation:
     """The plane's passivation methods (a mixin of :class:`~.plane.Plane`)."""
 
     clock: Clock
     hlc: HybridLogicalClock
     store: AgentStore
-    idle_timeout: float | None
-    max_active: int | None
+    _limits: Limits
+    _closed: bool
     _cells: dict[str, AgentCell]
     _state: StateObserver | None
     _passivations: int
@@ -109,8 +132,11 @@ class Passivation:
     def passivate_idle(self) -> int:
         """Passivate agents idle past ``idle_timeout`` and, least recently used first,
         those beyond ``max_active``. Returns how many were passivated."""
-        excess = 0 if self.max_active is None else len(self._cells) - self.max_active
-        cutoff = None if self.idle_timeout is None else self.clock.time() - self.idle_timeout
+        limits = self._limits
+        limits.asked = False
+        excess = 0 if limits.max_active is None else len(self._cells) - limits.max_active
+        idle_timeout = limits.idle_timeout
+        cutoff = None if idle_timeout is None else self.clock.time() - idle_timeout
         doomed: list[AgentCell] = []
         for cell in self._cells.values():  # least recently used first
             expired = cutoff is not None and cell.last_used <= cutoff
@@ -119,6 +145,16 @@ class Passivation:
             if cell.idle:
                 doomed.append(cell)
         return sum(1 for cell in doomed if self._passivate(cell))
+
+    def _passivate_soon(self) -> None:
+        """Ask for a pass as the current callback returns (once until it runs)."""
+        if not self._limits.asked:
+            self._limits.asked = True
+            asyncio.get_running_loop().call_soon(self._asked_pass)
+
+    def _asked_pass(self) -> None:
+        if not self._closed and self._limits.asked:
+            self.passivate_idle()
 
     def passivate(self, node_uri: str) -> bool:
         """Unload the agent now if it is idle; True when it was passivated."""
@@ -213,7 +249,7 @@ class Passivation:
     async def _housekeep(self) -> None:
         """Every second at most: passivate, and log the callback failures held back
         whose interval is over (a plane that never passivates runs it for those)."""
-        interval = min(1.0, (self.idle_timeout or 4.0) / 4)
+        interval = min(1.0, (self._limits.idle_timeout or 4.0) / 4)
         never = asyncio.Event()
         while True:
             await self.clock.wait_until(self.clock.time() + interval, never)

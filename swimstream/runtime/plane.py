@@ -54,7 +54,7 @@ from swimstream.runtime.cell import (
 from swimstream.runtime.clock import Clock, SystemClock
 from swimstream.runtime.failures import FailureLog
 from swimstream.runtime.links import LinkEnd, LinkRegistry
-from swimstream.runtime.passivation import Crash, Passivation
+from swimstream.runtime.passivation import Crash, Limits, Passivation
 from swimstream.runtime.plane_timers import TimerDriving
 from swimstream.runtime.reports import Insight, PlaneStatistics
 from swimstream.runtime.routes import agent_routes
@@ -87,8 +87,7 @@ class Plane(Passivation, TimerDriving):
         self.hlc = HybridLogicalClock(self.clock.wall_millis)
         self.replica_id = replica_id or f"p-{secrets.token_hex(4)}"
         self.mailbox_capacity = mailbox_capacity
-        self.idle_timeout = idle_timeout
-        self.max_active = max_active
+        self._limits = Limits(idle_timeout, max_active)
         self.store: AgentStore = store if store is not None else MemoryAgentStore()
         self.links = LinkRegistry()
         self.timers = TimerWheel(self._timers_changed)
@@ -235,6 +234,8 @@ class Plane(Passivation, TimerDriving):
         cell.agent = agent
         cell.last_used = self.clock.time()
         self._cells[canonical] = cell
+        if len(self._cells) > self._limits.overflow:
+            self._passivate_soon()
         restoring, self._restoring = self._restoring, True  # (a link's target may nest)
         try:
             stored = self._load(canonical) if stored is None else stored
