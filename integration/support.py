@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +220,15 @@ def _decode(raw: bytes, headers: Any) -> Any:
     return raw.decode(errors="replace")
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> None:
-    """Poll ``predicate()`` until true; fail naming ``what``."""
+def wait_until(
+    predicate: Any, timeout: float, what: str | Callable[[], str], interval: float = 0.2
+) -> None:
+    """Poll ``predicate()`` until true; fail naming ``what`` (or what ``what()`` says
+    then: the state the predicate last saw, say)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    said = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout}s waiting for {said}")
