@@ -23,6 +23,7 @@ from integration.test_durability import check_exact_state, durable_config, settl
 from integration.test_kafka_service import readings
 from integration.test_lifecycle import ledger_config
 from swimstream.crdt import PNCounter, encode
+from swimstream.errors import StoreError
 from swimstream.store.changelog import MARKER_KEY, Marker, entry_key, marker_value
 from swimstream.store.changelog import headers as changelog_headers
 from swimstream.store.inspect import describe
@@ -134,10 +135,26 @@ def test_open_links_and_pending_timers_survive_a_crash(
     assert first.request("POST", "/reminder/r?lane=watch", "/gauge/g")[0] == 200
     wait_until(lambda: first.lane("/reminder/r", "watched") == 5, 10, "the link to sync")
     assert first.request("POST", "/reminder/r?lane=remind", {"delay": 4})[0] == 200
-    time.sleep(1.0)  # several checkpoints
+    reminded = time.monotonic()
+    # Killed once a committed checkpoint holds the timer: the local store holds only
+    # those. (A second's sleep was "several checkpoints" on a fast machine only.) A
+    # timer no checkpoint stores never shows there.
+    store = tmp_path / "data" / f"{app}-1.sqlite"
+
+    def timer_stored() -> bool:
+        try:
+            return any(
+                "/reminder/r#@timers" in line and '"ring"' in line
+                for line in describe(store, node="/reminder/r")
+            )
+        except StoreError:  # not created yet
+            return False
+
+    wait_until(timer_stored, 30, "a committed checkpoint holding the timer")
     first.signal(signal.SIGKILL)
     first.wait_exit(10)
-    time.sleep(4.5)  # the timer comes due while the instance is down
+    assert time.monotonic() < reminded + 4, "the timer came due before the kill"
+    time.sleep(reminded + 4.5 - time.monotonic())  # it comes due while the instance is down
 
     second = start_instance(config, name="second")
     wait_until(lambda: second.lane("/reminder/r", "fired") == 1, 15, "the overdue timer to fire")
