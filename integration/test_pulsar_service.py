@@ -213,7 +213,13 @@ def test_sigterm_while_the_broker_is_frozen_exits_0_within_the_drain(
         assert code == 0, instance.log_tail()
         # The 4 s drain and the exit, on a busy machine; `docker stop` allows 10 s.
         assert took < 9.5, instance.log_tail()
-        assert "not delivered by the drain deadline" in instance.log_path.read_text()
+        log = instance.log_path.read_text()
+        assert "not delivered by the drain deadline" in log
+        # The closes the frozen broker never answers are left behind, and their threads
+        # call back later: the process ends without the interpreter's shutdown, where
+        # such a callback crashed it (exit -11 after "stopped", once in six runs).
+        assert "did not finish within" in log and "left behind" in log
+        assert "exiting at once after the stop" in log
 
 
 def test_a_burst_of_insights_to_a_frozen_broker_holds_no_request_up(

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import _pulsar  # type: ignore[import-not-found]  # the C extension pulsar-client is built on
 import pulsar  # type: ignore[import-untyped]  # pulsar-client ships no type information
 
+from connectors.native_threads import leave_behind
 from connectors.pulsar._errors import broker_error, result_error
 from connectors.pulsar.settings import PulsarSettings
 from connectors.reachable import unreachable
@@ -265,6 +266,8 @@ async def close_within(closing: Mapping[str, Closable], timeout: float) -> bool:
     for future in late:
         what = waiting[future]
         log.warning("closing %s did not finish within %.1f s; left behind", what, timeout)
+    if late:
+        leave_behind()  # (the process then ends without the interpreter's shutdown)
     return not late
 
 

@@ -27,10 +27,17 @@ def exit_anyway_after(seconds: float, status: int) -> threading.Timer:
     """Exit with ``status`` in ``seconds`` unless the process has ended by then."""
 
     def exit_now() -> None:
-        log.warning(
-            "exiting %.1f s after the stop without waiting further for the broker client's threads",
-            seconds,
-        )
+        if seconds:
+            log.warning(
+                "exiting %.1f s after the stop without waiting further for the broker "
+                "client's threads",
+                seconds,
+            )
+        else:
+            log.warning(
+                "exiting at once after the stop: a broker client's close was left behind, "
+                "and its threads must not call back while the interpreter shuts down"
+            )
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):  # (a closed pipe: exit all the same)

@@ -235,6 +235,7 @@ def inspect_store(path: Path, node: str | None, limit: int) -> int:
 async def _serve(path: Path, env: dict[str, str]) -> int:
     from connectors.factory import open_connectors
     from connectors.kafka.settings_check import librdkafka_problems
+    from connectors.native_threads import left_behind
     from swimstream.cli.logs import log_context
     from swimstream.config import load_config_file
     from swimstream.service import Service, instance_id_for
@@ -247,7 +248,8 @@ async def _serve(path: Path, env: dict[str, str]) -> int:
     if service.failure is not None:
         print(f"swimstream: stopped after a failure: {service.failure}", file=sys.stderr)
         status = EXIT_FAILED
-    exit_anyway_after(EXIT_GRACE, status)  # (see swimstream.cli.exit_watch)
+    # (See swimstream.cli.exit_watch, and connectors.native_threads for the exit at once.)
+    exit_anyway_after(0.0 if left_behind() else EXIT_GRACE, status)
     return status
 
 
