@@ -80,8 +80,10 @@ RECORD_MARGIN = 64 * 1024
 """Bytes of a sink's record size limit kept for keys, headers and state encoding."""
 
 
-class _StoppedStarting(Exception):
-    """Stop was asked for before the start was done (waiting for the broker, restoring)."""
+class StoppedStarting(Exception):
+    """Stop was asked for before the start was done (waiting for the broker, restoring):
+    raised by :meth:`Service.start`, after which :meth:`Service.close` closes what it
+    had opened."""
 
 
 def instance_id_for(config: AppConfig) -> str:
@@ -149,7 +151,7 @@ class Service:
             self._connectors, config, self.instance_id, self._stack, self._stop, starting
         )
         if opened is None:
-            raise _StoppedStarting
+            raise StoppedStarting
         self.clients = opened
         starting.step = "checking the topics"
         counts = await self._ensure_topics()
@@ -276,7 +278,7 @@ class Service:
         try:
             await self.start()
             await self._stop.wait()
-        except _StoppedStarting:
+        except StoppedStarting:
             pass  # asked to stop before any record was taken: nothing to drain
         finally:
             # The handlers stay through the drain: without them a second Ctrl-C raised
@@ -379,7 +381,7 @@ class Service:
     def _stop_if_asked(self) -> None:
         """End the start between two steps when stop was asked for meanwhile."""
         if self._stop.is_set():
-            raise _StoppedStarting
+            raise StoppedStarting
 
     @property
     def _exactly_once_configured(self) -> bool:
@@ -413,7 +415,7 @@ class Service:
             return await self.durability.open(partitions, self._stop.is_set)
         except RestoreStopped as exc:
             log.info("stopped while restoring state (%s); the next start reads the same tail", exc)
-            raise _StoppedStarting from exc
+            raise StoppedStarting from exc
 
     def _placement(self, counts: Mapping[str, int]) -> Placement | None:
         """Which agents this instance serves over HTTP, when a consumer group shares
