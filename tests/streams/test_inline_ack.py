@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,50 +155,27 @@ def test_the_committable_offset_is_the_oldest_unfinished_whatever_each_command_d
     asyncio.run(run(steps))
 
 
-def test_a_record_queued_behind_a_busy_agent_holds_back_the_records_after_it() -> None:
-    """The second record waits in ``a``'s mailbox while the first runs asynchronously;
-    the third, for an idle agent, finishes at once, but must not be committed past them."""
-    asyncio.run(
-        run(
-            [
-                ("route", 0, "async", "a", ""),
-                ("route", 0, "plain", "a", ""),
-                ("route", 0, "plain", "b", ""),
-                ("tick", 0, "", "", ""),
-                ("tick", 0, "", "", ""),
-                ("tick", 0, "", "", ""),
-            ]
-        )
-    )
+TICKS: list[Step] = [("tick", 0, "", "", "")] * 3
 
 
-def test_a_record_for_an_agent_busy_with_another_partition_s_waits_for_it() -> None:
-    """Nothing of partition 0 is in flight, but its record's agent is busy with one of
-    partition 1: the record is queued, and its offset stays uncommitted until it ran."""
-    asyncio.run(
-        run(
-            [
-                ("route", 1, "async", "a", ""),
-                ("route", 0, "plain", "a", ""),
-                ("route", 0, "plain", "b", ""),
-                ("tick", 0, "", "", ""),
-                ("tick", 0, "", "", ""),
-                ("tick", 0, "", "", ""),
-            ]
-        )
-    )
-
-
-def test_a_record_whose_command_waits_for_a_busy_agent_is_unfinished_until_it_runs() -> None:
-    asyncio.run(
-        run(
-            [
-                ("route", 1, "async", "b", ""),
-                ("route", 0, "command", "a", "b"),
-                ("route", 0, "plain", "c", ""),
-                ("tick", 0, "", "", ""),
-                ("tick", 0, "", "", ""),
-                ("tick", 0, "", "", ""),
-            ]
-        )
-    )
+@pytest.mark.parametrize(
+    "first",
+    [
+        # A record waits in ``a``'s mailbox while the one before runs asynchronously;
+        # the next, for an idle agent, finishes at once, but must not be committed past.
+        pytest.param([("route", 0, "async", "a", ""), ("route", 0, "plain", "a", "")], id="queued"),
+        # Nothing of partition 0 is in flight, but its record's agent is busy with one of
+        # partition 1: the record is queued, and stays uncommitted until it ran.
+        pytest.param(
+            [("route", 1, "async", "a", ""), ("route", 0, "plain", "a", "")],
+            id="agent busy with another partition's",
+        ),
+        # The record's command waits for a busy agent: unfinished until it runs.
+        pytest.param(
+            [("route", 1, "async", "b", ""), ("route", 0, "command", "a", "b")],
+            id="command to a busy agent",
+        ),
+    ],
+)
+def test_a_record_held_back_holds_back_the_idle_agent_s_record_after_it(first: list[Step]) -> None:
+    asyncio.run(run([*first, ("route", 0, "plain", "c", ""), *TICKS]))
