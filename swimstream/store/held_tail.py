@@ -8,8 +8,8 @@ order. Held in memory, a record costs some 200 bytes besides its value: a store 
 from a changelog of tens of millions of records, as a new machine does, would need more
 memory than the instance has, and an instance that runs out of memory while restoring
 never starts. Past :data:`SPILL_AFTER` records, the held records go to a temporary
-SQLite file instead, which sorts them on disk at the end; a restore of a hand-over's
-usual tail never spills.
+SQLite file instead (beside the local store), which sorts them on disk at the end; a
+restore of a hand-over's usual tail never spills.
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ class HeldTail:
     order of the groups asked for and then of their reading: the last one wins.
     """
 
-    def __init__(self, spill_after: int | None = None) -> None:
+    def __init__(self, spill_after: int | None = None, spill_dir: Path | None = None) -> None:
+        """``spill_dir``: where the spill file goes (beside the local store: its volume
+        is sized for state, where a container's temporary directory may not be); the
+        temporary directory by default."""
         self._spill_after = SPILL_AFTER if spill_after is None else spill_after
+        self._spill_dir = spill_dir
         self._groups: list[list[ChangelogEntry]] = []
         self._sizes: list[int] = []
         self._held = 0
@@ -72,7 +76,7 @@ class HeldTail:
         self._groups[group].append(ChangelogEntry(node, name, value, shard))
         self._held += 1
         if self._held > self._spill_after:
-            self._spill = _Spill()
+            self._spill = _Spill(self._spill_dir)
             log.info(
                 "restoring state: more than %s changelog records to hold until their "
                 "checkpoints are judged, so they go to %s, removed once restored",
@@ -119,8 +123,8 @@ class HeldTail:
 class _Spill:
     """Held records in a SQLite file of their own, removed on close."""
 
-    def __init__(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="swimstream-restore-"))
+    def __init__(self, directory: Path | None) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="swimstream-restore-", dir=directory))
         # Removed however the restore ends: a stop or a failure mid-read raises past
         # the close at the end, and the file may be gigabytes.
         self._removed = weakref.finalize(self, shutil.rmtree, self._dir, True)

@@ -49,7 +49,7 @@ from swimstream.store.changelog import (
 )
 from swimstream.store.committed import CommittedStore
 from swimstream.store.held_tail import HeldTail
-from swimstream.store.sqlite import ShardPosition
+from swimstream.store.sqlite import ShardPosition, SQLiteStore
 from swimstream.streams.connector import ChangelogReader, InboundRecord, TopicPartition
 from swimstream.text import counted
 
@@ -180,7 +180,8 @@ async def recover(
     start = {p: known[p].changelog_offset if p in known else 0 for p in read}
     report.committed_through = max((p.checkpoint for p in known.values()), default=0)
     report.last_checkpoint = report.committed_through
-    tail = HeldTail(spill_after)
+    local = committed.path.parent if isinstance(committed, SQLiteStore) else None
+    tail = HeldTail(spill_after, local)
     pending: dict[tuple[int, int | None], int] = {}  # (partition, checkpoint) -> held group
     # (partition, checkpoint, instance) -> its held groups, in the order the markers were
     # read (each partition's log order): live instances of one app number their

@@ -134,3 +134,27 @@ def test_a_spilled_tail_is_logged_and_its_file_removed_however_the_restore_ends(
     assert list(tmp_path.iterdir()) == []
     [spilled] = [r for r in caplog.records if "more than 2 changelog records" in r.getMessage()]
     assert str(tmp_path) in spilled.getMessage()
+
+
+def test_a_tail_restored_into_the_local_store_spills_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store's volume is sized for the state; a container's temporary directory,
+    where a rebuild's gigabytes would otherwise go, may not be."""
+    elsewhere = tmp_path / "tmp"
+    elsewhere.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))
+    records = checkpoint(0, 0, 1, 100, {f"/a/{n}": f"v{n}" for n in range(6)}, marker=True)
+    sources = {TopicPartition("readings", 0): 100}
+    store = SQLiteStore(tmp_path / "store" / "state.sqlite3").open()
+    try:
+        with caplog.at_level(logging.INFO, logger="swimstream.recovery"):
+            reader = ListReader(records, sources)
+            asyncio.run(recover(store, reader, "app.changelog", 1, sources, spill_after=2))
+        assert status(store, "/a/5") == "v5"
+    finally:
+        store.close()
+    [spilled] = [r for r in caplog.records if "more than 2 changelog records" in r.getMessage()]
+    assert str(tmp_path / "store" / "swimstream-restore-") in spilled.getMessage()
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["state.sqlite3"]
+    assert list(elsewhere.iterdir()) == []
