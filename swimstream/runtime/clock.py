@@ -36,11 +36,10 @@ class Clock(Protocol):
 class SystemClock:
     """The machine's wall clock."""
 
-    # A plain function rather than a method: every lane write reads it.
+    # Plain functions rather than methods: every lane write reads the one, and every
+    # turn of a passivating plane the other (a Python frame is most of such a reading).
     wall_millis = staticmethod(wall_millis)
-
-    def time(self) -> float:
-        return time.time()
+    time = staticmethod(time.time)
 
     async def wait_until(self, deadline: float | None, wakeup: asyncio.Event) -> None:
         timeout = None if deadline is None else max(0.0, deadline - time.time())
