@@ -298,8 +298,9 @@ def test_a_stored_timer_fires_on_the_instance_its_shard_is_assigned_to_only(
 
     alarms = [f"alarm-{n}" for n in range(40)]
     first = start_instance(config(f"{app}-a"), name="a")
-    # Due once both run, below: about 8 s after this here (two group joins of 3 s).
-    arm = ((alarm, {"delay": 20}) for alarm in alarms)
+    # Due once both run, below, which takes 9 to 11 s from here on this machine (two
+    # group joins of 3 s or more, two starts): 30 s leaves room for a machine half as fast.
+    arm = ((alarm, {"delay": 30}) for alarm in alarms)
     produce_json(kafka_broker.bootstrap, topic, arm, settings=PRODUCER_SETTINGS)
     wait_until(lambda: settled([first], topic), 60, "a to arm every alarm")
     time.sleep(1.0)  # a few checkpoints: the timers are stored
