@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swimstream.crdt import LWWMap, LWWRegister, PNCounter, encode
 from swimstream.errors import StoreError
@@ -108,6 +113,22 @@ def test_writes_larger_than_a_statement_keep_every_row(tmp_path: Path) -> None:
         expected = {"a": b"%d" % n} if n % 2 == 0 else {"a": b"%d" % n, "b": b"%d" % n}
         assert store.load(f"/d/{n}") == expected
     store.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=40))
+def test_values_are_stored_as_the_blobs_they_were(values: list[bytes]) -> None:
+    """The writer binds values as bytearrays (see ``_apply_in_order``): every row must
+    hold a blob of the value's very bytes, with their CRC, as a write of the bytes did."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "s.sqlite").open()
+        store.write([ChangelogEntry("/d/1", f"n{i}", v, 0) for i, v in enumerate(values)], {})
+        assert store.load("/d/1") == {f"n{i}": v for i, v in enumerate(values)}
+        store.close()
+        with sqlite3.connect(Path(tmp) / "s.sqlite") as raw:
+            rows = raw.execute("SELECT name, typeof(value), value, crc FROM state").fetchall()
+        raw.close()
+    assert sorted(rows) == sorted((f"n{i}", "blob", v, zlib.crc32(v)) for i, v in enumerate(values))
 
 
 def test_removing_a_name_looks_it_up_rather_than_scanning_the_store(tmp_path: Path) -> None:
