@@ -33,7 +33,7 @@ from bench.pipeline_bench import BATCH, PARTITIONS, memory_records, routes_for
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane, tune_gc
-from swimstream.store.changelog import ChangelogEntry, headers
+from swimstream.store.changelog import ChangelogRow, headers
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.sqlite import ShardPosition, SQLiteStore
 from swimstream.store.tracker import StateTracker
@@ -71,7 +71,7 @@ async def one_run(records: int, every: int, per_write: int, store_dir: Path) -> 
     spent = {"route and agents": 0.0, "collect": 0.0, "produce": 0.0, "sqlite": 0.0}
     entries_seen = 0
     clock = time.thread_time
-    pending: list[ChangelogEntry] = []
+    pending: list[ChangelogRow] = []
     checkpoints = 0
     record_headers: Any = headers(1, {"readings/0": 1})
     try:

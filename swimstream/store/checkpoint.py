@@ -55,7 +55,7 @@ from swimstream.errors import BrokerError, ClosedResourceError
 from swimstream.runtime import Plane
 from swimstream.runtime.waiting import first_of
 from swimstream.store.changelog import (
-    ChangelogEntry,
+    ChangelogRow,
     Marker,
     cut_key,
     headers,
@@ -323,7 +323,7 @@ class Checkpointer:
 
     def _make_cut(
         self, checkpoint: int
-    ) -> tuple[list[ChangelogEntry], dict[TopicPartition, int], dict[int, int], int, object]:
+    ) -> tuple[list[ChangelogRow], dict[TopicPartition, int], dict[int, int], int, object]:
         for coalesced in self._flush_sinks:
             coalesced.flush()  # coalesced lane sinks: their insights belong to this cut
         entries = self._tracker.collect()
@@ -373,7 +373,7 @@ class Checkpointer:
     async def _commit(
         self,
         checkpoint: int,
-        entries: list[ChangelogEntry],
+        entries: list[ChangelogRow],
         cut: dict[TopicPartition, int],
         owned: frozenset[int],
         markers: dict[int, int],
@@ -481,7 +481,7 @@ class Checkpointer:
     # -- steps ---------------------------------------------------------------------------
 
     def _write(
-        self, checkpoint: int, entries: list[ChangelogEntry], offsets: dict[TopicPartition, int]
+        self, checkpoint: int, entries: list[ChangelogRow], offsets: dict[TopicPartition, int]
     ) -> dict[int, int]:
         """Produce the entries and one marker per partition; the returned marker offsets
         fill in as the broker acknowledges them (by the end of the commit)."""

@@ -8,10 +8,10 @@ serving correct state (and reports the fault) rather than stopping or guessing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.changelog import ChangelogRow
 from swimstream.store.sqlite import Keep, ShardPosition
 
 
@@ -30,7 +30,7 @@ class CommittedStore(Protocol):
 
     async def write_async(
         self,
-        entries: list[ChangelogEntry],
+        entries: Sequence[ChangelogRow],
         positions: Mapping[int, ShardPosition],
         keep: Keep | None = None,
     ) -> None:
@@ -67,20 +67,20 @@ class MemoryCommitted:
 
     async def write_async(
         self,
-        entries: list[ChangelogEntry],
+        entries: Sequence[ChangelogRow],
         positions: Mapping[int, ShardPosition],
         keep: Keep | None = None,
     ) -> None:
         if keep is not None:
             entries, positions = keep(entries, positions, dict(self._positions))
-        for entry in entries:
-            names = self._state.setdefault(entry.node_uri, {})
-            if entry.value is None:
-                names.pop(entry.name, None)
+        for node, name, value, _shard in entries:
+            names = self._state.setdefault(node, {})
+            if value is None:
+                names.pop(name, None)
                 if not names:
-                    del self._state[entry.node_uri]
+                    del self._state[node]
             else:
-                names[entry.name] = entry.value
+                names[name] = value
         self._positions.update(positions)
 
     def close(self) -> None:

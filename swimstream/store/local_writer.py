@@ -19,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.changelog import ChangelogRow
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.sqlite import ShardPosition
 
 log = logging.getLogger("swimstream.store")
 
-Pending = tuple[list[ChangelogEntry], dict[int, ShardPosition], int]
+Pending = tuple[Sequence[ChangelogRow], dict[int, ShardPosition], int]
 
 
 class LocalWriter:
@@ -52,7 +52,7 @@ class LocalWriter:
         return task.exception()
 
     def submit(
-        self, entries: list[ChangelogEntry], positions: dict[int, ShardPosition], generation: int
+        self, entries: Sequence[ChangelogRow], positions: dict[int, ShardPosition], generation: int
     ) -> None:
         """Queue one committed checkpoint (``generation``: the passivations it covers)."""
         self._pending.append((entries, positions, generation))
@@ -75,10 +75,10 @@ class LocalWriter:
 
     @staticmethod
     def _not_behind(
-        entries: list[ChangelogEntry],
+        entries: Sequence[ChangelogRow],
         positions: Mapping[int, ShardPosition],
         known: Mapping[int, ShardPosition],
-    ) -> tuple[list[ChangelogEntry], Mapping[int, ShardPosition]]:
+    ) -> tuple[Sequence[ChangelogRow], Mapping[int, ShardPosition]]:
         """Leave out the shards the store holds a later state of (``known``: the stored
         positions as the write begins).
 
@@ -96,7 +96,7 @@ class LocalWriter:
         if not behind:
             return entries, positions
         log.debug("left out of a local write: shards %s, restored since", sorted(behind))
-        kept = [entry for entry in entries if entry.shard not in behind]
+        kept = [entry for entry in entries if entry[3] not in behind]  # (its shard)
         return kept, {p: position for p, position in positions.items() if p not in behind}
 
     async def _drain(self) -> None:

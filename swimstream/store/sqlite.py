@@ -26,14 +26,14 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from swimstream.errors import StoreError, StoreWriteError
 from swimstream.runtime.agent_record import LINKS, TIMERS
-from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.changelog import ChangelogRow
 
 SCHEMA_VERSION = "2"
 """Version 2 added the CRC of each shard's position. A file of another version is
@@ -80,8 +80,8 @@ class ShardPosition:
 
 
 Keep = Callable[
-    [list[ChangelogEntry], Mapping[int, ShardPosition], Mapping[int, ShardPosition]],
-    tuple[list[ChangelogEntry], Mapping[int, ShardPosition]],
+    [Sequence[ChangelogRow], Mapping[int, ShardPosition], Mapping[int, ShardPosition]],
+    tuple[Sequence[ChangelogRow], Mapping[int, ShardPosition]],
 ]
 """What of a write to make, given its entries, its positions and the positions stored
 when it begins (see :meth:`SQLiteStore.write`)."""
@@ -261,7 +261,7 @@ class SQLiteStore:
 
     def write(
         self,
-        entries: Iterable[ChangelogEntry],
+        entries: Sequence[ChangelogRow],
         positions: Mapping[int, ShardPosition],
         keep: Keep | None = None,
     ) -> None:
@@ -272,7 +272,7 @@ class SQLiteStore:
         """
         writer = self._require(self._writer)
         if keep is not None:
-            entries, positions = keep(list(entries), positions, self._positions_with(writer))
+            entries, positions = keep(entries, positions, self._positions_with(writer))
         try:
             writer.execute("BEGIN")
             _apply_in_order(writer, entries)
@@ -294,7 +294,7 @@ class SQLiteStore:
 
     async def write_async(
         self,
-        entries: list[ChangelogEntry],
+        entries: Sequence[ChangelogRow],
         positions: Mapping[int, ShardPosition],
         keep: Keep | None = None,
     ) -> None:
@@ -344,7 +344,7 @@ entry at every change, so a write holds one such statement per changed agent), w
 ``SELECT`` over the values looks each one up by the primary key."""
 
 
-def _apply_in_order(connection: sqlite3.Connection, entries: Iterable[ChangelogEntry]) -> None:
+def _apply_in_order(connection: sqlite3.Connection, entries: Iterable[ChangelogRow]) -> None:
     """The last write of each name (several checkpoints may be in one write, and a name
     removed in one may be put back in the next), as chunked statements: puts, then
     removals. One write per name is left, so their order does not matter: they go in

@@ -40,7 +40,7 @@ from swimstream.store.entries import (
 if TYPE_CHECKING:
     from swimstream.agent import Agent, Lane
     from swimstream.runtime import Plane
-    from swimstream.store.changelog import ChangelogEntry
+    from swimstream.store.changelog import ChangelogRow
     from swimstream.store.durable import DurableAgentStore
 
 log = logging.getLogger("swimstream.store")
@@ -138,21 +138,19 @@ class StateTracker:
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def collect(self) -> list[ChangelogEntry]:
+    def collect(self) -> list[ChangelogRow]:
         """Everything that changed since the last collect, as changelog entries.
 
         The hot part of a checkpoint (one entry per changed name): shards are looked up
-        once per agent, and a value the store cannot encode costs a try, not a call."""
-        from swimstream.store.changelog import ChangelogEntry as Entry
-
-        make = tuple.__new__  # the named tuple's own __new__ is a Python call per entry
+        once per agent, a value the store cannot encode costs a try, not a call, and
+        entries are plain tuples (:data:`~swimstream.store.changelog.ChangelogRow`)."""
         assert self._plane is not None
         plane = self._plane
         dirty, self._dirty = self._dirty, {}
         changed_keys, self._entries = self._entries, {}
         if self._held:
             dirty, changed_keys = self._keep_held(dirty, changed_keys)
-        entries: list[ChangelogEntry] = []
+        entries: list[ChangelogRow] = []
         append = entries.append
         shards: dict[str, int] = {}
         shard_of = self._shard_of
@@ -176,10 +174,10 @@ class StateTracker:
             if shard is None:
                 shard = shards[node] = shard_of(node)
             if rows is None:
-                append(make(Entry, (node, key._spec.name, value, shard)))
+                append((node, key._spec.name, value, shard))
                 continue
             for stored_name, value in rows:
-                append(make(Entry, (node, stored_name, value, shard)))
+                append((node, stored_name, value, shard))
         for lane, keys in changed_keys.items():
             if lane in dirty:
                 continue  # written whole above
@@ -196,7 +194,7 @@ class StateTracker:
                 except CodecError as exc:
                     _unstorable(node, name, exc)
                     continue
-                append(make(Entry, (node, name, value, shard)))
+                append((node, name, value, shard))
         if self._largest is not None:
             return _fitting(entries, self._largest)
         return entries
@@ -282,7 +280,7 @@ def _shortened(text: str, most: int = 120) -> str:
     return f"{text[:most]}... ({len(text):,} characters)"
 
 
-def _fitting(entries: list[ChangelogEntry], largest: int) -> list[ChangelogEntry]:
+def _fitting(entries: list[ChangelogRow], largest: int) -> list[ChangelogRow]:
     """The entries whose changelog record (key ``<node>#<name>`` and value) holds at most
     ``largest`` bytes; the others are left out, each saying why (see the module doc).
     Node URIs and entry names are ASCII (quoted, JSON-escaped), so lengths are bytes."""

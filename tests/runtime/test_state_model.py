@@ -333,10 +333,8 @@ class Changelog:
         generation = self.store.next_generation()
         self.number += 1
         cut = {"src/0": self.number}
-        for entry in entries:
-            self.append(
-                entry_key(entry.node_uri, entry.name), entry.value, headers(self.number, cut)
-            )
+        for node, name, value, _shard in entries:
+            self.append(entry_key(node, name), value, headers(self.number, cut))
         self.append(MARKER_KEY, marker_value(Marker(self.number, cut)), headers(self.number, cut))
         await self.store.committed.write_async(entries, {})
         self.store.written(generation)

@@ -8,13 +8,14 @@ import gc
 import logging
 import sqlite3
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from swimstream.store.changelog import (
     ChangelogEntry,
+    ChangelogRow,
     Marker,
     entry_key,
     headers,
@@ -39,11 +40,11 @@ class KeptEntries(MemoryCommitted):
 
     async def write_async(
         self,
-        entries: list[ChangelogEntry],
+        entries: Sequence[ChangelogRow],
         positions: Mapping[int, ShardPosition],
         keep: Keep | None = None,
     ) -> None:
-        self.written.extend(entries)
+        self.written.extend(ChangelogEntry(*entry) for entry in entries)  # (same strings)
         await super().write_async(entries, positions, keep)
 
 

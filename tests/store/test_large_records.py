@@ -51,8 +51,8 @@ async def collected(events: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         entries = tracker.collect()
         assert plane.failures.count == 0
     return {
-        (e.node_uri, e.name): len(entry_key(e.node_uri, e.name)) + len(e.value or b"")
-        for e in entries
+        (node, name): len(entry_key(node, name)) + len(value or b"")
+        for node, name, value, _ in entries
     }
 
 
@@ -93,6 +93,6 @@ async def unlimited(events: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         await plane.settle()
         entries = tracker.collect()
     return {
-        (e.node_uri, e.name): len(entry_key(e.node_uri, e.name)) + len(e.value or b"")
-        for e in entries
+        (node, name): len(entry_key(node, name)) + len(value or b"")
+        for node, name, value, _ in entries
     }

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from swimstream.errors import StoreError
-from swimstream.store.changelog import ChangelogEntry
+from swimstream.store.changelog import ChangelogEntry, ChangelogRow
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.local_writer import LocalWriter
@@ -29,7 +29,7 @@ class SlowCommitted(MemoryCommitted):
 
     async def write_async(
         self,
-        entries: list[ChangelogEntry],
+        entries: Sequence[ChangelogRow],
         positions: Mapping[int, ShardPosition],
         keep: Keep | None = None,
     ) -> None:

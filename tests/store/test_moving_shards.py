@@ -40,7 +40,7 @@ def shard(node: str) -> int:
 
 
 def names(tracker: StateTracker) -> set[tuple[str, str]]:
-    return {(e.node_uri, e.name) for e in tracker.collect()}
+    return {(node, name) for node, name, _, _ in tracker.collect()}
 
 
 @contextlib.asynccontextmanager
@@ -108,7 +108,7 @@ async def checkpoint(tracker: StateTracker, store: DurableAgentStore) -> set[tup
     generation = store.next_generation()
     await store.committed.write_async(entries, {})
     store.written(generation)
-    return {(e.node_uri, e.name) for e in entries}
+    return {(node, name) for node, name, _, _ in entries}
 
 
 async def test_an_agent_passivated_while_its_shard_is_held_keeps_its_changes() -> None:

@@ -426,7 +426,7 @@ async def test_the_tracker_collects_each_changed_name_once_even_after_passivatio
         await plane.command("/counter/b", "watch", "/counter/a")
         await plane.settle()
         assert plane.passivate("/counter/a")
-        entries = {(e.node_uri, e.name): e.value for e in tracker.collect()}
+        entries = {(node, name): value for node, name, value, _ in tracker.collect()}
         assert set(entries) == {("/counter/a", "value"), ("/counter/b", LINKS)}
         stored_value = entries[("/counter/a", "value")]
         assert stored_value is not None
@@ -464,7 +464,7 @@ async def test_a_value_that_cannot_be_stored_is_left_out_and_the_rest_is_kept(
         await plane.command("/counter/big", "bump", 200)
         await plane.command("/counter/small", "bump", 3)
         await plane.settle()
-        entries = {(e.node_uri, e.name) for e in tracker.collect()}
+        entries = {(node, name) for node, name, _, _ in tracker.collect()}
     assert entries == {("/counter/small", "value")}
     assert "/counter/big value is not stored" in caplog.text
 
@@ -571,7 +571,7 @@ async def test_a_map_key_that_cannot_be_stored_is_left_out_and_its_agent_loads_a
         await plane.command("/names/a", "seen", {"update": bad, "value": 1})
         await plane.command("/names/a", "seen", {"update": "ok", "value": 2})
         await plane.settle()
-        rows = {e.name: e.value for e in tracker.collect() if e.value is not None}
+        rows = {name: value for _, name, value, _ in tracker.collect() if value is not None}
     assert set(rows) == {entry_name("seen", "ok")}
     assert "is not stored" in caplog.text
     snapshot = decode_snapshot(assemble(rows)["seen"])

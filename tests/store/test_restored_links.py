@@ -121,7 +121,7 @@ async def moved_back(misplaced: bool) -> tuple[dict[str, Any], dict[str, Any]]:
             await plane_a.command(TARGET, "read", 3)
             await plane_a.command(TARGET, "drop", "3")  # level 3, seen {"2": 2}
             await plane_a.settle()
-            moved = [e for e in tracker_a.collect() if e.node_uri == TARGET]
+            moved = [e for e in tracker_a.collect() if e[0] == TARGET]
             if misplaced:
                 plane_b.forget_agents(meter)  # (as the shard left B)
                 await plane_b.command(TARGET, "read", 99)
