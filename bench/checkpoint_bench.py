@@ -1,7 +1,12 @@
 """The durable path's CPU per checkpoint, in process: collect, produce, SQLite write.
 
 Run: ``.venv/bin/python bench/checkpoint_bench.py [--records N] [--every N]
-[--per-write N]``. Prints CPU seconds per phase; writes nothing to BENCHMARKS.md.
+[--per-write N] [--instructions]``. Prints CPU seconds per phase; writes nothing to
+BENCHMARKS.md. ``--instructions`` counts each phase's machine instructions instead, under
+Valgrind's callgrind (one run per phase, hash seeds fixed, as
+:mod:`bench.instructions_bench` does): the same code gives the same count, where the
+timings on this shared machine move by a fifth (``--records 30000`` takes a minute or so
+a phase).
 
 The e2e bench's durable row runs the whole service against a broker on two shared cores,
 where a change worth a tenth of the durable path's CPU hides in the run-to-run spread.
@@ -19,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Producer
 
+from bench.instructions_bench import CallgrindMeter
 from bench.pipeline_bench import BATCH, PARTITIONS, memory_records, routes_for
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
@@ -54,8 +63,31 @@ NO_BROKER: dict[str, Any] = {
 }
 
 
-async def one_run(records: int, every: int, per_write: int, store_dir: Path) -> dict[str, float]:
-    """CPU seconds per phase for ``records`` readings; also ``entries`` (a count)."""
+PHASES = ("collect", "produce", "sqlite")
+"""The phases ``--instructions`` counts, one callgrind run each."""
+
+
+def _switch(counted: str | None) -> Callable[[str, bool], None]:
+    """``switch(phase, on)``: callgrind's counting on or off at the edges of ``counted``."""
+    meter = CallgrindMeter()
+
+    def switch(phase: str, on: bool) -> None:
+        if phase != counted:
+            return
+        if on:
+            meter.start()
+        else:
+            meter.stop()
+
+    return switch
+
+
+async def one_run(
+    records: int, every: int, per_write: int, store_dir: Path, counted: str | None = None
+) -> dict[str, float]:
+    """CPU seconds per phase for ``records`` readings; also ``entries`` (a count).
+    ``counted``: the phase callgrind counts (the process runs under it)."""
+    switch = _switch(counted)
     readings = memory_records(records)
     committed = SQLiteStore(store_dir / "store.db").open()
     store = DurableAgentStore(committed)
@@ -93,12 +125,16 @@ async def one_run(records: int, every: int, per_write: int, store_dir: Path) -> 
                 await plane.settle()
                 collecting = clock()
                 spent["route and agents"] += collecting - started
+                switch("collect", True)
                 entries = tracker.collect()
+                switch("collect", False)
                 producing = clock()
                 spent["collect"] += producing - collecting
+                switch("produce", True)
                 for node, name, value, shard in entries:
                     key = f"{node}#{name}".encode()
                     produce("changelog", value, key, shard, None, None, 0, record_headers)
+                switch("produce", False)
                 spent["produce"] += clock() - producing
                 producer.purge(in_queue=True, in_flight=True)
                 entries_seen += len(entries)
@@ -108,7 +144,9 @@ async def one_run(records: int, every: int, per_write: int, store_dir: Path) -> 
                     writing = clock()
                     cut = {"readings/0": checkpoints}
                     positions = {p: ShardPosition(checkpoints, checkpoints, cut) for p in range(4)}
+                    switch("sqlite", True)
                     committed.write(pending, positions)
+                    switch("sqlite", False)
                     spent["sqlite"] += clock() - writing
                     pending = []
             await plane.settle()
@@ -118,17 +156,52 @@ async def one_run(records: int, every: int, per_write: int, store_dir: Path) -> 
     return spent
 
 
+def instructions(phase: str, args: argparse.Namespace) -> tuple[int, int]:
+    """(instructions, entries) of ``phase``, counted in a child run under callgrind."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            *("--records", str(args.records), "--every", str(args.every)),
+            *("--per-write", str(args.per_write), "--count", phase),
+        ]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{phase}: callgrind run failed:\n{done.stderr[-2000:]}")
+        entries = int(done.stdout.split(" readings, ")[1].split()[0].replace(",", ""))
+        for line in out.read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1]), entries
+    raise RuntimeError(f"{phase}: callgrind wrote no totals")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--every", type=int, default=3_000, help="readings per checkpoint")
     parser.add_argument("--per-write", type=int, default=10, help="checkpoints per SQLite write")
+    parser.add_argument("--instructions", action="store_true", help="count, under callgrind")
+    parser.add_argument("--count", choices=PHASES, help=argparse.SUPPRESS)  # (the child)
     args = parser.parse_args()
     if args.every % BATCH:
         parser.error(f"--every must be a multiple of {BATCH}")
+    if args.instructions:
+        for phase in PHASES:
+            total, entries = instructions(phase, args)
+            each = total / max(entries, 1)
+            print(f"  {phase:<8} {total:15,} instructions  {each:7,.0f} an entry ({entries:,})")
+        return
     tune_gc()
     with tempfile.TemporaryDirectory(prefix="checkpoint-bench-") as tmp:
-        spent = asyncio.run(one_run(args.records, args.every, args.per_write, Path(tmp)))
+        spent = asyncio.run(
+            one_run(args.records, args.every, args.per_write, Path(tmp), args.count)
+        )
     entries = int(spent.pop("entries"))
     print(f"{args.records:,} readings, {entries:,} changelog entries")
     for phase, seconds in spent.items():
