@@ -5,13 +5,17 @@ Options: ``--records N`` (default 200,000), ``--rounds N`` (default 5; the best 
 reported, as this is a shared machine), ``--no-write`` to leave BENCHMARKS.md alone (a run
 with other ``--records`` or ``--rounds`` leaves it alone too).
 
-Records are made in memory (the e2e bench's readings: 10,000 devices, 1% hot) and go
-through the same objects as in the service: :class:`~swimstream.streams.router.RecordRouter`
-(decoding, the route template, the record's ack and offset tracking), the plane and its
-scheduler, the agents' lanes and links, and the insight and lane sinks, whose connector
-here only keeps the records and reports their delivery when polled. No broker, no client
-library and no event-loop I/O: the figures are a ceiling for the service on this machine,
-and what the e2e bench measures on top of them is the Kafka side.
+Records are made in memory (the e2e bench's readings: 10,000 devices, 1% hot, as the
+``confluent_kafka.Message`` objects the Kafka connector hands over) and go through the
+same objects as in the service: the source loop
+(:class:`~swimstream.streams.ingest.SourceRunner`, over a connector serving them from
+memory in batches, :mod:`bench.memory_source`), which commits offsets and hands each
+batch to :class:`~swimstream.streams.router.RecordRouter` (decoding, the route template,
+the record's ack and offset tracking), the plane and its scheduler, the agents' lanes
+and links, and the insight and lane sinks, whose connector here only keeps the records
+and reports their delivery when polled. No broker, no client library's fetching and no
+event-loop I/O: the figures are a ceiling for the service on this machine, and what the
+e2e bench measures on top of them is the Kafka side.
 """
 
 from __future__ import annotations
@@ -21,28 +25,42 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from confluent_kafka import Message
+
 from bench.e2e_workload import readings as e2e_readings
+from bench.memory_source import MemorySource
 from bench.report import progress, table, write_section
 from bench.towers_by_hand import TowersByHand
 from swimstream import Agent, CommandLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane, tune_gc
-from swimstream.streams.connector import TopicPartition
+from swimstream.streams.connector import InboundRecord, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
+from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.lane_sink import LaneSink
 from swimstream.streams.router import RecordRouter, SourceRoute
 from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTarget
-from swimstream.streams.tracking import OffsetBook
-from swimstream.testing import MemoryRecord, MemorySink
+from swimstream.testing import MemorySink
 
 PARTITIONS = 4
 BATCH = 500
 """Records routed between yields to the agents, as the source loop's ``max_batch``."""
+
+COMMIT_EVERY = 1000
+"""Records between offset commits, as the service's ``commit_max_records``. By count
+only, not also every ``commit_interval`` (100 ms) as in the service: at the rates
+measured here the count comes first, and under Valgrind's slowdown the interval would
+make the instruction count depend on the machine's speed."""
+
+RUN = 100
+"""Consecutive records of one partition in a batch. A fetch of the e2e bench's topic
+brings runs of hundreds (a fetch response holds each partition's records together); a
+smaller run counts the per-run work a little more than the service pays it."""
 
 
 class Ignore(Agent):
@@ -55,10 +73,18 @@ class Ignore(Agent):
         pass
 
 
-def memory_records(count: int) -> list[MemoryRecord]:
-    """The e2e bench's readings, as consumed records of its four partitions."""
+def memory_records(count: int) -> list[Message]:
+    """The e2e bench's readings, as consumed records of its four partitions: messages
+    as librdkafka makes them, whose accessors cost what they cost in the service, in
+    runs of :data:`RUN` records of a partition as a fetch delivers them."""
     return [
-        MemoryRecord("readings", n % PARTITIONS, n, key, value)
+        Message(
+            topic="readings",
+            partition=(n // RUN) % PARTITIONS,
+            offset=n,
+            key=key,
+            value=value,
+        )
         for n, (key, value, _) in enumerate(e2e_readings(count))
     ]
 
@@ -98,16 +124,19 @@ class CpuMeter:
 async def one_round(
     agents: str,
     summaries: str | None,
-    records: list[MemoryRecord],
+    records: list[Message],
     *,
     warmup: int = 0,
     meter: CpuMeter | None = None,
 ) -> float:
     """CPU seconds to take ``records`` through the pipeline until every one is done.
 
-    With ``warmup``, the first that many records (a multiple of :data:`BATCH`) are
-    taken through and settled before ``meter`` starts: every agent then exists and
-    every link is open, so what is measured is the steady state.
+    The records go through the service's source loop (:class:`SourceRunner`, batches of
+    :data:`BATCH`, offsets committed every :data:`COMMIT_EVERY` records) over a
+    connector that serves them from memory (:mod:`bench.memory_source`). With
+    ``warmup``, the first that many records are taken through and settled before
+    ``meter`` starts: every agent then exists and every link is open, so what is
+    measured is the steady state.
     """
     meter = meter if meter is not None else CpuMeter()
     if agents == "by-hand":
@@ -126,46 +155,64 @@ async def one_round(
             target = SinkTarget("summaries", "json", connector)
             lane_sink = LaneSink(target, "id", registry, failures, coalesce)
             plane.observe(lane_sink, route="/tower/:id", lane="summary")
-        template = RouteTemplate.parse("/device/{key}")
-        route = SourceRoute("readings", template, "reading")
-        router = RecordRouter(plane, [route], DeadLetters(connector, "dlq", registry), registry)
-        book = OffsetBook()
-        trackers = [book.tracker(TopicPartition("readings", p)) for p in range(PARTITIONS)]
-        if not warmup:
-            meter.start()
         flushed = time.monotonic()
-        for first in range(0, len(records), BATCH):
-            if first and first == warmup:
-                await plane.settle()
-                meter.start()
-            for record in records[first : first + BATCH]:
-                router.route(record, trackers[record._partition])
-            await asyncio.sleep(0)  # the agents' turn, as the source loop yields
+
+        def between_batches() -> None:  # (the service's delivery and coalescing tasks)
+            nonlocal flushed
             sink.poll()
             interval = lane_sink.coalesce if lane_sink is not None else None
             if interval is not None and time.monotonic() - flushed >= interval:
                 assert lane_sink is not None
                 lane_sink.flush()
                 flushed = time.monotonic()
-        await plane.settle()
-        if lane_sink is not None:
-            lane_sink.flush()
-        sink.poll()
-        elapsed = meter.stop()
-        assert book.inflight == 0, f"{book.inflight} records unfinished"
+
+        template = RouteTemplate.parse("/device/{key}")
+        route = SourceRoute("readings", template, "reading")
+        router = RecordRouter(plane, [route], DeadLetters(connector, "dlq", registry), registry)
+        partitions = {TopicPartition("readings", p) for p in range(PARTITIONS)}
+        inbound = cast("list[InboundRecord]", records)  # (as the Kafka connector hands them)
+        source = MemorySource(inbound, partitions, between_batches)
+        runner = SourceRunner(
+            "bench",
+            source,
+            router,
+            registry,
+            max_batch=BATCH,
+            max_inflight=10_000,  # (the service's, for the default mailbox capacity)
+            commit_interval=float("inf"),
+            commit_every=COMMIT_EVERY,
+        )
+        running = asyncio.create_task(runner.run())
+        try:
+            if warmup:
+                source.serve(warmup)
+                await source.dry.wait()
+                await plane.settle()
+            meter.start()
+            source.serve(len(records))
+            await source.dry.wait()
+            await plane.settle()
+            if lane_sink is not None:
+                lane_sink.flush()
+            sink.poll()
+            elapsed = meter.stop()
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        assert runner.book.inflight == 0, f"{runner.book.inflight} records unfinished"
     return elapsed
 
 
-def by_hand_round(records: list[MemoryRecord], warmup: int, meter: CpuMeter) -> float:
+def by_hand_round(records: list[Message], warmup: int, meter: CpuMeter) -> float:
     """CPU seconds for the towers logic written by hand (:mod:`bench.towers_by_hand`)
     to take ``records``: the floor under the towers app's rows."""
     towers = TowersByHand()
     handle = towers.handle
     for record in records[:warmup]:
-        handle(record._key or b"", record._value or b"")
+        handle(record.key() or b"", record.value() or b"")
     meter.start()
     for record in records[warmup:]:
-        handle(record._key or b"", record._value or b"")
+        handle(record.key() or b"", record.value() or b"")
     return meter.stop()
 
 
@@ -191,8 +238,9 @@ def main() -> None:
     body = (
         table(["pipeline, no broker", "records/s (best round)", "µs per record"], rows)
         + f"\n\n{args.records:,} readings (the e2e bench's: 10,000 devices, 1% of them hot)"
-        " held in memory, routed as the service routes them (JSON decoding, the route"
-        " template, each record's ack and offset tracking) into the plane, through the"
+        " held in memory, taken by the service's source loop in batches of 500 and routed"
+        " as the service routes them (JSON decoding, the route template, each record's"
+        " ack and offset tracking, offset commits) into the plane, through the"
         " agents, their lanes and links, and out to sinks whose connector only counts"
         " records and reports their delivery; one thread, CPU time until every record"
         f" is done, the best of {args.rounds} rounds. No broker, no client library and no"
