@@ -44,7 +44,8 @@ class InboundRecord(Protocol):
     def headers(self) -> list[tuple[str, bytes]] | None: ...
 
     def error(self) -> object | None:
-        """Not None for a consumer event that is not a record (skipped by the service)."""
+        """Not None for a consumer event that is not a record (a connector hands the
+        service records only: see :meth:`SourceConnector.consume`)."""
         ...
 
 
@@ -94,7 +95,10 @@ class SourceConnector(Protocol):
         ...
 
     def consume(self, max_records: int) -> Sequence[InboundRecord]:
-        """What is already fetched, up to ``max_records``, without waiting."""
+        """What is already fetched, up to ``max_records``, without waiting: records
+        only, each partition's in offset order. The client's events (librdkafka's
+        errors, ends of partitions) are the connector's to handle as it fetches, so
+        that the service looks at no record for them."""
         ...
 
     async def wait_for_records(self, timeout: float) -> None:

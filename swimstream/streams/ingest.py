@@ -202,13 +202,8 @@ class SourceRunner:
 
     async def _consume(self) -> None:
         connector = self.connector
-        route = self._router.route
         book = self.book
-        restoring = self.restoring
         held_back = self._held_back
-        last_key: tuple[str | None, int | None] = (None, None)
-        tracker: PartitionTracker | None = None
-        replayed_to: int | None = None
         while not self._stopping.is_set():
             if not self._open.is_set():
                 await self._open.wait()  # a checkpoint is making its cut
@@ -231,32 +226,7 @@ class SourceRunner:
                 continue
             self._wait = SOURCE_WAIT
             self._arrived.set()
-            for record in records:
-                if record.error() is not None:
-                    continue
-                if restoring:
-                    gained = TopicPartition(record.topic() or "", record.partition() or 0)
-                    if gained in restoring:
-                        self._held.setdefault(gained, []).append(record)
-                        continue
-                key = (record.topic(), record.partition())
-                if key != last_key or tracker is None or tracker.revoked:
-                    tp = TopicPartition(key[0] or "", key[1] or 0)
-                    if held_back and tp in held_back:
-                        held_back.add(tp, record)  # (behind the records held already)
-                        tracker = None  # (so its next record is looked at here too)
-                        continue
-                    tracker = book.tracker(tp)
-                    last_key = key
-                    replayed_to = tracker.replayed_to
-                if replayed_to is not None:
-                    if _applied_already(tracker, record.offset() or 0):
-                        continue
-                    replayed_to = None
-                full = route(record, tracker)
-                if full is not None:
-                    self._hold_back(tracker.tp, full)
-                    tracker = None
+            self._route_batch(records)
             self._since_commit += len(records)
             overfull = self._router.overfull()
             if (
@@ -349,6 +319,58 @@ class SourceRunner:
             self._commits.value += 1
 
     # -- internals ----------------------------------------------------------------------
+
+    def _route_batch(self, records: Sequence[InboundRecord]) -> None:
+        """Route a fetched batch, in order: through the router's batch path
+        (:meth:`RecordRouter.route_batch`) while no partition of this source is
+        restoring or held back, and one record at a time from where that path stops (a
+        record filled a mailbox, a partition given back after a revoke has records to
+        drop) or when one is: the per-record checks of those states cost the usual
+        batch nothing."""
+        index = 0
+        if not (self.restoring or self._held_back):
+            index, tracker, full = self._router.route_batch(records, 0, self.book)
+            if full is not None and tracker is not None:
+                self._hold_back(tracker.tp, full)
+        if index < len(records):
+            self._route_each(records, index)
+
+    def _route_each(self, records: Sequence[InboundRecord], start: int) -> None:
+        """Route ``records[start:]`` one at a time, holding the records of restoring
+        partitions until their state is back, adding those of held-back partitions to
+        what they hold, and dropping those a partition given back after a revoke has
+        applied already (see the module docstring)."""
+        route = self._router.route
+        book = self.book
+        restoring = self.restoring
+        held_back = self._held_back
+        last_key: tuple[str | None, int | None] = (None, None)
+        tracker: PartitionTracker | None = None
+        replayed_to: int | None = None
+        for record in records[start:] if start else records:
+            if restoring:
+                gained = TopicPartition(record.topic() or "", record.partition() or 0)
+                if gained in restoring:
+                    self._held.setdefault(gained, []).append(record)
+                    continue
+            key = (record.topic(), record.partition())
+            if key != last_key or tracker is None:
+                tp = TopicPartition(key[0] or "", key[1] or 0)
+                if held_back and tp in held_back:
+                    held_back.add(tp, record)  # (behind the records held already)
+                    tracker = None  # (so its next record is looked at here too)
+                    continue
+                tracker = book.tracker(tp)
+                last_key = key
+                replayed_to = tracker.replayed_to
+            if replayed_to is not None:
+                if _applied_already(tracker, record.offset() or 0):
+                    continue
+                replayed_to = None
+            full = route(record, tracker)
+            if full is not None:
+                self._hold_back(tracker.tp, full)
+                tracker = None
 
     def _hold_back(self, tp: TopicPartition, full_node: str) -> None:
         """A record of ``tp`` filled the mailbox of ``full_node``: pause ``tp`` alone

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -19,8 +19,8 @@ from swimstream.runtime import Plane
 from swimstream.streams.connector import InboundRecord, Rebalance, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
-from swimstream.streams.router import RecordRouter, SourceRoute
-from swimstream.streams.tracking import PartitionTracker
+from swimstream.streams.router import RecordRouter, SourceRoute, Stop
+from swimstream.streams.tracking import OffsetBook, PartitionTracker
 from swimstream.testing import MemoryRecord, MemorySink, open_plane
 from tests.streams.scripted import ScriptedSource
 from tests.support.waiting import wait_until
@@ -46,13 +46,19 @@ class Gated(Agent):
 
 
 class RoutingLog(RecordRouter):
-    """A router that notes the (partition, offset) of every record it routes."""
+    """A router that notes the (partition, offset) of every record it routes, one at a
+    time or in a batch (whose records are all of a topic with one route here)."""
 
     routed: list[tuple[int, int]]
 
     def route(self, record: InboundRecord, tracker: PartitionTracker) -> str | None:
         self.routed.append((record.partition() or 0, record.offset() or 0))
         return super().route(record, tracker)
+
+    def route_batch(self, records: Sequence[InboundRecord], start: int, book: OffsetBook) -> Stop:
+        stop = super().route_batch(records, start, book)
+        self.routed += [(r.partition() or 0, r.offset() or 0) for r in records[start : stop[0]]]
+        return stop
 
 
 def record(tp: TopicPartition, offset: int, key: str, n: int) -> MemoryRecord:
