@@ -194,6 +194,7 @@ class RecordRouter:
                 else within(max_record_bytes, group[0].format),
                 self._records[topic],
                 {} if group[0].template.roots == {"key"} else None,
+                -1 if group[0].format != "json" else min(self._max_bytes, NESTABLE_BYTES),
             )
             for topic, group in self._by_topic.items()
             if len(group) == 1
@@ -211,7 +212,7 @@ class RecordRouter:
         offset = record.offset() or 0
         single = self._single.get(topic)
         if single is not None:
-            route, decode, records, nodes = single
+            route, decode, records, nodes, _ = single
             records.value += 1
             inline = tracker.inline or self._inline_for(tracker)  # (see ``InlineAck``)
             inline.record = record
@@ -314,7 +315,8 @@ class RecordRouter:
         with one route), as :meth:`route`'s first branch does each; returns the index
         after the run, or after the record that filled its target's mailbox with that
         target's node URI."""
-        route, decode, counter, nodes = single
+        route, decode, counter, nodes, plain = single
+        loads = orjson.loads
         topic, partition = tracker.tp
         submit = self._plane.submit
         lane = route.lane
@@ -334,7 +336,14 @@ class RecordRouter:
                 inline.tracked = None
                 index += 1
                 try:
-                    value = decode(record.value())
+                    raw = record.value()
+                    if raw is not None and len(raw) <= plain:  # (``decode``'s usual case)
+                        try:
+                            value = loads(raw)
+                        except orjson.JSONDecodeError:
+                            value = decode(raw)  # (raises its RecordDecodeError)
+                    else:
+                        value = decode(raw)
                     key = record.key()
                     node = None if nodes is None else nodes.get(key)
                     if node is None:
@@ -401,8 +410,11 @@ class RecordRouter:
         await self._plane.wait_for_room(node_uri)
 
 
-_SingleRoute = tuple[SourceRoute, Decoder, Counter, dict[bytes | None, str] | None]
-"""A topic's only route, its decoder, its records counter and its node URIs by key."""
+_SingleRoute = tuple[SourceRoute, Decoder, Counter, dict[bytes | None, str] | None, int]
+"""A topic's only route, its decoder, its records counter, its node URIs by key, and
+the longest value the batch path decodes with ``orjson.loads`` itself rather than through
+the decoder, a call less a record (-1 for a format other than JSON): values longer may
+be over the size limit or nested too deep, which the decoder checks."""
 
 Stop = tuple[int, PartitionTracker | None, str | None]
 """Where :meth:`RecordRouter.route_batch` stopped: the index of the next record to route

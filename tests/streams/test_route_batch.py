@@ -39,7 +39,12 @@ class Worker(Agent):
     """Does what each record says, and notes it in its class's journal."""
 
     step = CommandLane[dict[str, Any]]()
+    raw = CommandLane[bytes]()
     journal: list[tuple[str, Any]]
+
+    @raw.on_command
+    def on_raw(self, value: bytes) -> None:
+        self.journal.append((self.params["id"], value))
 
     @step.on_command
     def on_step(self, event: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
@@ -66,8 +71,9 @@ ROUTES = [
     SourceRoute("by-payload", RouteTemplate.parse("/worker/{payload.to}"), "step"),
     SourceRoute("twice", RouteTemplate.parse("/worker/{key}"), "step"),
     SourceRoute("twice", RouteTemplate.parse("/worker/{payload.to}"), "step"),
+    SourceRoute("bytes", RouteTemplate.parse("/worker/{key}"), "raw", "raw"),
 ]
-TOPICS = ["readings", "readings", "readings", "by-payload", "twice"]
+TOPICS = ["readings", "readings", "readings", "by-payload", "twice", "bytes"]
 """Topics a record may come from: mostly the usual, a key-only route's."""
 
 Record = tuple[str, int, str, str, str]
@@ -76,11 +82,23 @@ Record = tuple[str, int, str, str, str]
 RECORDS = st.tuples(
     st.sampled_from(TOPICS),
     st.integers(0, 1),
-    st.sampled_from(["plain", "plain", "plain", "publish", "fail", "command", "async", "bad"]),
+    st.sampled_from(
+        ["plain", "plain", "plain", "publish", "fail", "command", "async", "bad", "big", "deep"]
+    ),
     st.sampled_from(["a", "b", "c", ""]),  # (an empty key routes nowhere: a dead letter)
     st.sampled_from("abc"),
 )
 BATCHES = st.lists(st.lists(RECORDS, max_size=12), max_size=6)
+
+LIMIT = 2_000
+"""The routers' record size limit (``max_record_bytes``)."""
+
+SPECIAL = {
+    "bad": b"{not json",
+    "big": b'"' + b"x" * LIMIT + b'"',  # over the limit
+    "deep": b"[" * 300 + b"]" * 300,  # valid JSON nested deeper than a lane may hold
+}
+"""The values of records that are dead-lettered as they are decoded."""
 
 
 def inbound(batches: list[list[Record]]) -> list[list[InboundRecord]]:
@@ -94,7 +112,7 @@ def inbound(batches: list[list[Record]]) -> list[list[InboundRecord]]:
             offset = offsets.get((topic, partition), 0)
             offsets[topic, partition] = offset + 1
             n += 1
-            value = b"{not json" if do == "bad" else orjson.dumps({"do": do, "to": to, "n": n})
+            value = SPECIAL.get(do) or orjson.dumps({"do": do, "to": to, "n": n})
             made[-1].append(MemoryRecord(topic, partition, offset, key.encode(), value))
     return made
 
@@ -117,7 +135,8 @@ async def outcome(batches: list[list[InboundRecord]], in_one_call: bool) -> dict
         for worker in "abc":  # (active and idle: their commands run as they are routed)
             await plane.command(f"/worker/{worker}", "step", {"do": "plain", "n": 0})
         await plane.settle()
-        router = RecordRouter(plane, ROUTES, DeadLetters(connector, "dlq", registry), registry)
+        dead = DeadLetters(connector, "dlq", registry)
+        router = RecordRouter(plane, ROUTES, dead, registry, max_record_bytes=LIMIT)
         book = OffsetBook()
         for number, batch in enumerate(batches):
             if in_one_call:
@@ -143,7 +162,7 @@ async def outcome(batches: list[list[InboundRecord]], in_one_call: bool) -> dict
         help_text = "Records consumed from source topics."
         counted = {
             topic: registry.counter("records_in", help_text, topic=topic).value
-            for topic in ("readings", "by-payload", "twice")
+            for topic in ("readings", "by-payload", "twice", "bytes")
         }
     return {"stops": stops, "trace": trace, "journal": Worker.journal, "counted": counted}
 
@@ -154,7 +173,8 @@ def snapshot(book: OffsetBook, sink: MemorySink) -> Any:
         tp: (t.committable, t.routed, t.oldest_inflight, len(t))
         for tp, t in sorted(book.trackers.items())
     }
-    return trackers, [(r.topic, r.key, r.value) for r in sink.records], list(Worker.journal)
+    sent = [(r.topic, r.key, r.value, r.headers) for r in sink.records]
+    return trackers, sent, list(Worker.journal)
 
 
 @settings(max_examples=250, deadline=None)
