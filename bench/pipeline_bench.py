@@ -58,9 +58,10 @@ measured here the count comes first, and under Valgrind's slowdown the interval 
 make the instruction count depend on the machine's speed."""
 
 RUN = 100
-"""Consecutive records of one partition in a batch. A fetch of the e2e bench's topic
-brings runs of hundreds (a fetch response holds each partition's records together); a
-smaller run counts the per-run work a little more than the service pays it."""
+"""Consecutive records of one partition in a batch. librdkafka hands over a fetch
+response's records of a partition together: 20,000 records of a topic of four partitions
+on the embedded broker came out of ``consume`` in four runs of 5,000. Runs of 100 count
+the router's per-run work more often than the service pays it, never less."""
 
 
 class Ignore(Agent):

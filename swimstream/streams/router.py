@@ -11,7 +11,11 @@ This is the hot path of the service, so it avoids per-record work it can hoist: 
 are grouped by topic once, headers are read only by templates that use them, a record is
 decoded once per format even when several sources share its topic, and a template that
 reads only the record key (``/device/{key}``, the usual one) renders each key once: the
-same keys come back all the time, and a dict look-up costs a tenth of a rendering.
+same keys come back all the time, and a dict look-up costs a tenth of a rendering. The
+source loop hands over each fetched batch in one call (:meth:`RecordRouter.route_batch`),
+which does per run of a partition's records what :meth:`RecordRouter.route` does per
+record (the tracker, the route, the inline ack, the records counter) and routes each
+record of the run in its loop, without a call of its own.
 """
 
 from __future__ import annotations
