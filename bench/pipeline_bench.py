@@ -36,6 +36,7 @@ from bench.memory_source import MemorySource
 from bench.report import progress, table, write_section
 from bench.towers_by_hand import TowersByHand
 from swimstream import Agent, CommandLane
+from swimstream.config.service import ProcessingConfig
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
 from swimstream.runtime import Plane, tune_gc
@@ -48,10 +49,15 @@ from swimstream.streams.sinks import DeliveryFailures, InsightPublisher, SinkTar
 from swimstream.testing import MemorySink
 
 PARTITIONS = 4
-BATCH = 500
+SERVICE = ProcessingConfig()
+"""The service's processing defaults, which the plane and the source loop here run with:
+the plane passivates (an idle timeout and a budget of active agents), so every record
+pays the recency bookkeeping the service's records pay."""
+
+BATCH = SERVICE.max_poll_records
 """Records routed between yields to the agents, as the source loop's ``max_batch``."""
 
-COMMIT_EVERY = 1000
+COMMIT_EVERY = SERVICE.commit_max_records
 """Records between offset commits, as the service's ``commit_max_records``. By count
 only, not also every ``commit_interval`` (100 ms) as in the service: at the rates
 measured here the count comes first, and under Valgrind's slowdown the interval would
@@ -149,7 +155,13 @@ async def one_round(
     publisher = InsightPublisher(
         {"alerts": SinkTarget("alerts", "json", connector)}, registry, failures
     )
-    async with Plane(routes_for(agents), publisher=publisher) as plane:
+    async with Plane(
+        routes_for(agents),
+        publisher=publisher,
+        mailbox_capacity=SERVICE.mailbox_capacity,
+        idle_timeout=SERVICE.idle_timeout,
+        max_active=SERVICE.max_active_agents,
+    ) as plane:
         lane_sink = None
         if summaries is not None:
             coalesce = 0.1 if summaries == "coalesce" else None
@@ -179,7 +191,7 @@ async def one_round(
             router,
             registry,
             max_batch=BATCH,
-            max_inflight=10_000,  # (the service's, for the default mailbox capacity)
+            max_inflight=max(4 * SERVICE.mailbox_capacity, 10_000),  # (the service's)
             commit_interval=float("inf"),
             commit_every=COMMIT_EVERY,
         )
