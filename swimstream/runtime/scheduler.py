@@ -187,9 +187,10 @@ class Scheduler:
         if recency is not None:
             lru = recency[0]
             cell.last_used = recency[1]()
-            if lru.get(cell.node_uri) is cell:
-                del lru[cell.node_uri]
-                lru[cell.node_uri] = cell
+            node_uri = cell.node_uri
+            recent = lru.pop(node_uri, None)  # (None: passivated in its turn)
+            if recent is not None:
+                lru[node_uri] = recent
         if cell.busy:
             return True
         if cell.mailbox:
@@ -259,9 +260,9 @@ class Scheduler:
             if lru is not None:
                 cell.last_used = now
                 node_uri = cell.node_uri
-                if lru.get(node_uri) is cell:  # (unless it was passivated in its turn)
-                    del lru[node_uri]
-                    lru[node_uri] = cell
+                recent = lru.pop(node_uri, None)  # (None: passivated in its turn)
+                if recent is not None:
+                    lru[node_uri] = recent
             if cell.room_waiters is not None:
                 _release_room(cell)
             if cell.busy:

@@ -141,7 +141,10 @@ async def test_a_burst_of_new_agents_asks_for_a_pass_before_the_next_one_is_due(
         assert plane.get("/meter/0-0", "level") == 1.0  # (passivated, loaded back)
 
 
-async def test_each_turn_makes_its_agent_the_most_recently_used() -> None:
+@pytest.mark.parametrize("at_once", [False, True], ids=["queued turn", "run at once"])
+async def test_each_turn_makes_its_agent_the_most_recently_used(at_once: bool) -> None:
+    """A turn through the mailbox, or a command an idle agent runs at once as a source's
+    record does (``Scheduler.run_now``)."""
     clock = FakeClock()
     async with open_plane(ROUTES, idle_timeout=100.0, clock=clock) as plane:
         for n in ("a", "b", "c", "d"):
@@ -149,12 +152,16 @@ async def test_each_turn_makes_its_agent_the_most_recently_used() -> None:
             await plane.settle()
         clock.advance(50.0)
         for n in ("a", "c"):  # a: the first activated, used again
-            await plane.command(f"/meter/{n}", "sample", 2.0)
+            if at_once:
+                assert plane.submit(f"/meter/{n}", "sample", 2.0, None, True)
+            else:
+                await plane.command(f"/meter/{n}", "sample", 2.0)
             await plane.settle()
         assert plane.active_node_uris() == ["/meter/b", "/meter/d", "/meter/a", "/meter/c"]
         clock.advance(60.0)  # b and d idle for 110 s, a and c for 60 s
         plane.passivate_idle()  # (unless the plane's housekeeping got there first)
         assert plane.active_node_uris() == ["/meter/a", "/meter/c"]
+        assert plane.get("/meter/a", "level") == 2.0
 
 
 class Closer(Agent):
