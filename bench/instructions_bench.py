@@ -7,8 +7,9 @@ benchmark; needs Valgrind: ``apt-get install valgrind``). Options: ``--records N
 
 Timings on this shared two-core machine swing by a third from one hour to the next,
 which hides any change worth less than that. The number of machine instructions the
-interpreter executes for the same records is the same from run to run (hash seeds fixed),
-so a change of one or two percent to the per-record path shows here first; the timed
+interpreter executes for the same records is nearly the same from run to run (hash seeds
+fixed; within about half a percent, as the hybrid clock reads the wall less often when
+more timestamps fall in one millisecond), so a change of one or two percent to the per-record path shows here first; the timed
 benches say what it is worth in records per second. Each case runs the pipeline bench's
 round in a child process under ``valgrind --tool=callgrind`` with counting switched on
 (``callgrind_control``) only while the measured records go through: after the warm-up,
@@ -123,7 +124,8 @@ def main() -> None:
         f" {args.records:,} readings after {args.warmup:,} of warm-up (by 60,000 every"
         " agent is active and every link open), hash seeds fixed: the same code gives the"
         " same count to"
-        " within a few hundredths of a percent, where the timed benches on this machine"
+        " within about half a percent (the hybrid clock takes its shortcut more or less"
+        " often as the machine runs faster or slower), where the timed benches on this machine"
         " vary by a third. Compare two commits with it; the timed rows say what the"
         " difference is worth. The towers case produces a summary record per change"
         " (coalescing by time would count differently under Valgrind's slowdown); the"
