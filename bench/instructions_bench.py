@@ -16,7 +16,8 @@ second. Each case runs the pipeline bench's round in a child process under ``val
 measured records go through: after the warm-up, every agent exists and every link is
 open, so the figure is the steady state. The towers case produces a summary record per
 change: coalescing every 100 ms would make the count depend on how fast the machine
-(slowed some fifty times under Valgrind) runs. """
+(slowed some fifty times under Valgrind) runs.
+"""
 
 from __future__ import annotations
 
