@@ -9,8 +9,8 @@ Timings on this shared two-core machine swing by a third from one hour to the ne
 which hides any change worth less than that. The number of machine instructions the
 interpreter executes for the same records is nearly the same from run to run (hash seeds
 fixed; within about half a percent, as the hybrid clock reads the wall less often when
-more timestamps fall in one millisecond), so a change of one or two percent to the per-
-record path shows here first; the timed benches say what it is worth in records per
+more timestamps fall in one millisecond), so a change of one or two percent to the
+per-record path shows here first; the timed benches say what it is worth in records per
 second. Each case runs the pipeline bench's round in a child process under ``valgrind
 --tool=callgrind`` with counting switched on (``callgrind_control``) only while the
 measured records go through: after the warm-up, every agent exists and every link is
