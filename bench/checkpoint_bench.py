@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from confluent_kafka import Producer
 
-from bench.instructions_bench import CallgrindMeter
+from bench.instructions_bench import CallgrindMeter, under_callgrind
 from bench.pipeline_bench import BATCH, PARTITIONS, memory_records, routes_for
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
@@ -159,27 +157,12 @@ async def one_run(
 
 def instructions(phase: str, args: argparse.Namespace) -> tuple[int, int]:
     """(instructions, entries) of ``phase``, counted in a child run under callgrind."""
-    with tempfile.TemporaryDirectory() as work:
-        out = Path(work) / "callgrind.out"
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            *("--records", str(args.records), "--every", str(args.every)),
-            *("--per-write", str(args.per_write), "--count", phase),
-        ]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{phase}: callgrind run failed:\n{done.stderr[-2000:]}")
-        entries = int(done.stdout.split(" readings, ")[1].split()[0].replace(",", ""))
-        for line in out.read_text().splitlines():
-            if line.startswith("totals:"):
-                return int(line.split()[1]), entries
-    raise RuntimeError(f"{phase}: callgrind wrote no totals")
+    arguments = [
+        *("--records", str(args.records), "--every", str(args.every)),
+        *("--per-write", str(args.per_write), "--count", phase),
+    ]
+    counted, output = under_callgrind(__file__, arguments, phase)
+    return counted, int(output.split(" readings, ")[1].split()[0].replace(",", ""))
 
 
 def main() -> None:

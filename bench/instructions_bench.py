@@ -70,6 +70,13 @@ def child(name: str, records: int, warmup: int) -> None:
 
 def count(name: str, records: int, warmup: int) -> int:
     """Instructions the interpreter executed for ``records`` records of case ``name``."""
+    arguments = ["--child", name, "--records", str(records), "--warmup", str(warmup)]
+    return under_callgrind(__file__, arguments, name)[0]
+
+
+def under_callgrind(script: str, arguments: list[str], what: str) -> tuple[int, str]:
+    """Run ``script`` under callgrind, counting only while it switches counting on
+    (:class:`CallgrindMeter`), hash seeds fixed: (instructions counted, its output)."""
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "callgrind.out"
         command = [
@@ -78,22 +85,17 @@ def count(name: str, records: int, warmup: int) -> int:
             "--instr-atstart=no",
             f"--callgrind-out-file={out}",
             sys.executable,
-            __file__,
-            "--child",
-            name,
-            "--records",
-            str(records),
-            "--warmup",
-            str(warmup),
+            script,
+            *arguments,
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"{name}: callgrind run failed:\n{done.stderr[-2000:]}")
+            raise RuntimeError(f"{what}: callgrind run failed:\n{done.stderr[-2000:]}")
         for line in out.read_text().splitlines():
             if line.startswith("totals:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{name}: callgrind wrote no totals")
+                return int(line.split()[1]), done.stdout
+    raise RuntimeError(f"{what}: callgrind wrote no totals")
 
 
 def main() -> None:
