@@ -30,6 +30,7 @@ from swimstream.crdt import (
     decode_snapshot,
     encode,
 )
+from swimstream.crdt.codec import pack_exact
 from swimstream.errors import CodecError
 
 ENTRY_SEPARATOR = ":"
@@ -97,7 +98,10 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
             key.encode()
         check_storable(value)
         if kind is int or kind is str:  # named as spelled: no key in the value (the usual)
-            return _pack([ts, replica, value])
+            try:
+                return pack_exact([ts, replica, value])  # (see its docstring)
+            except TypeError:
+                return _pack([ts, replica, value])
         return _packed(ts, replica, value, key)
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. an integer beyond 64 bits
         raise CodecError(f"map entry {key!r} cannot be stored: {exc}") from exc

@@ -23,6 +23,7 @@ from swimstream.crdt import (
     encode_counter,
     encode_register,
 )
+from swimstream.crdt.codec import pack_exact
 from swimstream.errors import CodecError, SwimstreamError
 from tests.crdt.replication import json_values, map_keys
 
@@ -162,6 +163,30 @@ def test_what_a_lane_takes_round_trips_and_what_it_refuses_is_refused_when_encod
     assert decode(encodings[0]()) == RegisterSnapshot(stamp, as_read)
     assert decode(encodings[1]()) == RegisterSnapshot(stamp, as_read)
     assert decode(encodings[2]()) == MapPut(stamp, key, as_read)  # type: ignore[arg-type]
+
+
+@given(python_values)
+def test_the_exact_packer_packs_as_msgpack_does_or_refuses(value: object) -> None:
+    """Encoders try ``pack_exact`` first and take its bytes: they must be msgpack's own,
+    and whatever it refuses it refuses with TypeError, which sends them to msgpack's
+    packer (a tuple, as a lane may hold, must still be stored as a list)."""
+    packed = msgpack.packb(value, use_bin_type=True) if _packable(value) else None
+    try:
+        exact = pack_exact(value)
+    except TypeError:
+        return
+    except (ValueError, OverflowError):
+        assert packed is None
+        return
+    assert exact == packed
+
+
+def _packable(value: object) -> bool:
+    try:
+        msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def as_lists(value: object) -> object:
