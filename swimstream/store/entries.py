@@ -82,8 +82,11 @@ def split_name(name: str) -> tuple[str, MapKey] | None:
     return lane, json.loads(key)
 
 
-def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
-    """Entry ``key`` of ``map_state`` as stored (None when the key is absent)."""
+def encode_entry(
+    map_state: LWWMap, key: MapKey, checked: dict[int, Any] | None = None
+) -> bytes | None:
+    """Entry ``key`` of ``map_state`` as stored (None when the key is absent).
+    ``checked``: as :func:`~swimstream.crdt.encode_register` takes it."""
     entry = map_state._entries.get(key)
     if entry is None:
         return None
@@ -96,7 +99,11 @@ def encode_entry(map_state: LWWMap, key: MapKey) -> bytes | None:
             # lone surrogate (``json.loads`` reads ``"\ud800"``), stored, made its
             # agent unloadable. It stays out, as an unstorable value does.
             key.encode()
-        check_storable(value)
+        if checked is None or type(value) is not dict:
+            check_storable(value)
+        elif checked.get(id(value)) is not value:
+            check_storable(value)
+            checked[id(value)] = value
         if kind is int or kind is str:  # named as spelled: no key in the value (the usual)
             try:
                 return pack_exact([ts, replica, value])  # (see its docstring)

@@ -26,7 +26,17 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from swimstream.crdt import LWWMap, MapPut, MapRemove, MapSnapshot, Op, decode_snapshot
+from swimstream.agent import CounterLane, ValueLane
+from swimstream.crdt import (
+    LWWMap,
+    MapPut,
+    MapRemove,
+    MapSnapshot,
+    Op,
+    decode_snapshot,
+    encode_counter,
+    encode_register,
+)
 from swimstream.errors import CodecError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.entries import (
@@ -152,8 +162,10 @@ class StateTracker:
             dirty, changed_keys = self._keep_held(dirty, changed_keys)
         entries: list[ChangelogRow] = []
         append = entries.append
+        checked: dict[int, Any] = {}  # values checked storable (see encode_register)
         shards: dict[str, int] = {}
         shard_of = self._shard_of
+        value: bytes | None
         for key in dirty:
             if type(key) is tuple:  # (node uri, name): links, timers, a passivated lane
                 node, name = key
@@ -162,8 +174,14 @@ class StateTracker:
                 node = key._agent.node_uri
                 whole_map = getattr(key, "_map", None)
                 if whole_map is None:  # a value-like lane: one row, encoded without detours
-                    try:
-                        value = key.encoded()
+                    try:  # (the usual kinds' encoders called directly: a frame less)
+                        kind = type(key)
+                        if kind is ValueLane:
+                            value = encode_register(key._register, checked)
+                        elif kind is CounterLane:
+                            value = encode_counter(key._counter)
+                        else:
+                            value = key.encoded()
                     except CodecError as exc:
                         _unstorable(node, key.name, exc)
                         continue
@@ -190,7 +208,7 @@ class StateTracker:
             for map_key in keys.values():
                 name = entry_name(lane_name, map_key)
                 try:
-                    value = encode_entry(entries_of, map_key)
+                    value = encode_entry(entries_of, map_key, checked)
                 except CodecError as exc:
                     _unstorable(node, name, exc)
                     continue

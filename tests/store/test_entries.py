@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swimstream.crdt import LWWMap, MapSnapshot, decode_snapshot
+from swimstream.crdt import (
+    LWWMap,
+    LWWRegister,
+    MapSnapshot,
+    RegisterSnapshot,
+    decode_snapshot,
+    encode_register,
+)
+from swimstream.errors import CodecError
 from swimstream.store.entries import assemble, encode_entry, encode_header, entry_name, split_name
 
 keys = st.integers(-5, 5) | st.sampled_from(["a", "b:c", 'q"uote', "", True, False, 1.0, -0.0, 2.5])
@@ -100,3 +108,37 @@ def test_an_entry_name_is_the_lane_and_the_json_of_its_key_and_splits_back(
     else:
         assert name == f"{lane}:{json.dumps(key, separators=(',', ':'))}"
     assert split_name(name) == (lane, key)
+
+
+shared_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.text(max_size=4) | st.integers(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+"""Values a value lane and a join of it may share (integers of any size: some are not
+storable)."""
+
+
+@given(st.lists(shared_values, min_size=1, max_size=4), st.integers(0, 2**63 - 1))
+def test_values_checked_once_per_batch_encode_as_when_checked_each_time(
+    values: list[Any], ts: int
+) -> None:
+    """A checkpoint checks an object once (``checked``) when a value lane and a join
+    lane hold it both: the bytes must be those of a check each time, and a value that
+    cannot be stored must be refused by every encoding of it, not only the first."""
+    checked: dict[int, Any] = {}
+    joined = LWWMap("here")
+    for index, value in enumerate(values):
+        register = LWWRegister.from_snapshot(RegisterSnapshot((ts, "here"), value), "here")
+        key = f"/device/{index}"
+        joined.put(key, value)
+        assert _outcome(encode_register, register, checked) == _outcome(encode_register, register)
+        assert _outcome(encode_entry, joined, key, checked) == _outcome(encode_entry, joined, key)
+
+
+def _outcome(encoding: Callable[..., bytes | None], *args: Any) -> bytes | str | None:
+    """What an encoding gives: its bytes, or that it refused."""
+    try:
+        return encoding(*args)
+    except CodecError:
+        return "refused"
