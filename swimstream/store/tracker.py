@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import TYPE_CHECKING, Any
 
 from swimstream.agent import CounterLane, ValueLane
@@ -40,6 +41,7 @@ from swimstream.crdt import (
 from swimstream.errors import CodecError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.entries import (
+    ENTRY_SEPARATOR,
     encode_entry,
     encode_header,
     entry_from_snapshot,
@@ -153,7 +155,9 @@ class StateTracker:
 
         The hot part of a checkpoint (one entry per changed name): shards are looked up
         once per agent, a value the store cannot encode costs a try, not a call, and
-        entries are plain tuples (:data:`~swimstream.store.changelog.ChangelogRow`)."""
+        entries are plain tuples (:data:`~swimstream.store.changelog.ChangelogRow`).
+        Each entry's size is checked as it is made (see :func:`_too_large`): a pass of
+        its own over the entries was a thirteenth of collecting them."""
         assert self._plane is not None
         plane = self._plane
         dirty, self._dirty = self._dirty, {}
@@ -165,23 +169,30 @@ class StateTracker:
         checked: dict[int, Any] = {}  # values checked storable (see encode_register)
         shards: dict[str, int] = {}
         shard_of = self._shard_of
+        largest = _NO_LIMIT if self._largest is None else self._largest
         value: bytes | None
         for key in dirty:
-            if type(key) is tuple:  # (node uri, name): links, timers, a passivated lane
+            kind = type(key)
+            if kind is ValueLane or kind is CounterLane:  # the usual: their encoders direct
+                node = key._agent.node_uri
+                try:
+                    if kind is ValueLane:
+                        value = encode_register(key._register, checked)
+                    else:
+                        value = encode_counter(key._counter)
+                except CodecError as exc:
+                    _unstorable(node, key.name, exc)
+                    continue
+                rows = None
+            elif kind is tuple:  # (node uri, name): links, timers, a passivated lane
                 node, name = key
                 rows = _unless_unstorable(node, name, self._by_name, plane, node, name)
             else:
                 node = key._agent.node_uri
                 whole_map = getattr(key, "_map", None)
-                if whole_map is None:  # a value-like lane: one row, encoded without detours
-                    try:  # (the usual kinds' encoders called directly: a frame less)
-                        kind = type(key)
-                        if kind is ValueLane:
-                            value = encode_register(key._register, checked)
-                        elif kind is CounterLane:
-                            value = encode_counter(key._counter)
-                        else:
-                            value = key.encoded()
+                if whole_map is None:  # another value-like lane: one row
+                    try:
+                        value = key.encoded()
                     except CodecError as exc:
                         _unstorable(node, key.name, exc)
                         continue
@@ -192,10 +203,17 @@ class StateTracker:
             if shard is None:
                 shard = shards[node] = shard_of(node)
             if rows is None:
-                append((node, key._spec.name, value, shard))
+                name = key._spec.name
+                if len(node) + len(name) + len(value) >= largest:  # type: ignore[arg-type]
+                    _too_large(node, name, value, largest)
+                    continue
+                append((node, name, value, shard))
                 continue
-            for stored_name, value in rows:
-                append((node, stored_name, value, shard))
+            for name, value in rows:
+                if len(node) + len(name) + len(value or b"") >= largest:
+                    _too_large(node, name, value, largest)
+                    continue
+                append((node, name, value, shard))
         for lane, keys in changed_keys.items():
             if lane in dirty:
                 continue  # written whole above
@@ -203,18 +221,26 @@ class StateTracker:
             shard = shards.get(node)
             if shard is None:
                 shard = shards[node] = shard_of(node)
+            room = largest - len(node)
             entries_of: LWWMap = lane._map
             lane_name = lane.name
             for map_key in keys.values():
-                name = entry_name(lane_name, map_key)
+                kind = type(map_key)  # (entry_name's two usual cases inline: a call less)
+                if kind is int:
+                    name = f"{lane_name}{ENTRY_SEPARATOR}{map_key}"
+                elif kind is str:
+                    name = f"{lane_name}{ENTRY_SEPARATOR}{_json_string(map_key)}"
+                else:
+                    name = entry_name(lane_name, map_key)
                 try:
                     value = encode_entry(entries_of, map_key, checked)
                 except CodecError as exc:
                     _unstorable(node, name, exc)
                     continue
+                if len(name) + len(value or b"") >= room:
+                    _too_large(node, name, value, largest)
+                    continue
                 append((node, name, value, shard))
-        if self._largest is not None:
-            return _fitting(entries, self._largest)
         return entries
 
     def _keep_held(
@@ -298,18 +324,17 @@ def _shortened(text: str, most: int = 120) -> str:
     return f"{text[:most]}... ({len(text):,} characters)"
 
 
-def _fitting(entries: list[ChangelogRow], largest: int) -> list[ChangelogRow]:
-    """The entries whose changelog record (key ``<node>#<name>`` and value) holds at most
-    ``largest`` bytes; the others are left out, each saying why (see the module doc).
-    Node URIs and entry names are ASCII (quoted, JSON-escaped), so lengths are bytes."""
-    kept = [e for e in entries if len(e[0]) + len(e[1]) + len(e[2] or b"") < largest]
-    if len(kept) < len(entries):
-        for node, name, value, _shard in entries:
-            size = len(node) + len(name) + 1 + len(value or b"")
-            if size > largest:
-                what = f"its changelog record would be {size:,} bytes"
-                _unstorable(node, name, CodecError(f"{what}, over the {largest:,} it may have"))
-    return kept
+_NO_LIMIT = 1 << 62
+"""The size a changelog record stays under without a limit (none is that large)."""
+
+
+def _too_large(node: str, name: str, value: bytes | None, largest: int) -> None:
+    """Say why an entry is left out: its changelog record (key ``<node>#<name>`` and
+    value) would pass ``largest`` bytes (see the module doc). Node URIs and entry names
+    are ASCII (quoted, JSON-escaped), so their lengths are bytes."""
+    size = len(node) + len(name) + 1 + len(value or b"")
+    what = f"its changelog record would be {size:,} bytes"
+    _unstorable(node, name, CodecError(f"{what}, over the {largest:,} it may have"))
 
 
 def _map_rows(name: str, state: LWWMap) -> list[tuple[str, bytes | None]]:
