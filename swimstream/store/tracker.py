@@ -38,6 +38,7 @@ from swimstream.crdt import (
     encode_counter,
     encode_register,
 )
+from swimstream.crdt.codec import pack_exact
 from swimstream.errors import CodecError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.entries import (
@@ -223,6 +224,7 @@ class StateTracker:
                 shard = shards[node] = shard_of(node)
             room = largest - len(node)
             entries_of: LWWMap = lane._map
+            stored = entries_of._entries
             lane_name = lane.name
             for map_key in keys.values():
                 kind = type(map_key)  # (entry_name's two usual cases inline: a call less)
@@ -233,7 +235,17 @@ class StateTracker:
                 else:
                     name = entry_name(lane_name, map_key)
                 try:
-                    value = encode_entry(entries_of, map_key, checked)
+                    entry = stored.get(map_key)
+                    if kind is int and entry is not None and type(entry[1]) in _SCALARS:
+                        # encode_entry's usual case inline (a history of readings): an
+                        # integer key and a value with nothing to check, 1,200
+                        # instructions less; anything unusual goes the whole way.
+                        try:
+                            value = pack_exact([entry[0][0], entry[0][1], entry[1]])
+                        except (TypeError, ValueError, OverflowError):
+                            value = encode_entry(entries_of, map_key, checked)
+                    else:
+                        value = encode_entry(entries_of, map_key, checked)
                 except CodecError as exc:
                     _unstorable(node, name, exc)
                     continue
@@ -323,6 +335,9 @@ def _shortened(text: str, most: int = 120) -> str:
         return text
     return f"{text[:most]}... ({len(text):,} characters)"
 
+
+_SCALARS = frozenset({str, float, bool, type(None)})
+"""The kinds of value the store takes with no check (see ``check_storable``)."""
 
 _NO_LIMIT = 1 << 62
 """The size a changelog record stays under without a limit (none is that large)."""
