@@ -70,8 +70,11 @@ class CounterLane(Lane):
             op = self._counter.add(delta)
         except OverflowError as exc:
             raise self._unstorable(TypeError(str(exc))) from None
-        if self._uplinks or self._observers or self._on_change is not None:
+        if self._uplinks or self._on_change is not None:
             self._changed(op, old)  # (not even a call when nothing watches the count)
+        elif self._observers:  # (only the store's, as a durable count has: 500 instructions less)
+            for observer in self._observers:
+                observer(self, op)
 
     def _changed(self, op: CounterAdd, old: int) -> None:
         uplinks = self._uplinks  # (``_emit`` inline: once per add)
