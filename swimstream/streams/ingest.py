@@ -20,9 +20,10 @@ revoked partitions' final offsets are committed before the partitions are releas
 
 While records come, the runner waits at most :data:`SOURCE_WAIT` for more (the connector
 returns as soon as one arrives; the bound is how often an empty loop looks at commits
-and readiness). With nothing in flight the wait doubles, up to :data:`IDLE_SOURCE_WAIT`,
-so an idle instance wakes a few times a second rather than twenty: the first record
-after a quiet spell is still picked up as soon as it arrives.
+and readiness, :mod:`swimstream.streams.catch_up`). With nothing in flight the wait
+doubles, up to :data:`IDLE_SOURCE_WAIT`, so an idle instance wakes a few times a second
+rather than twenty: the first record after a quiet spell is still picked up as soon as
+it arrives.
 
 ``stop()`` drains: no more fetching, the records in flight finish (up to a deadline),
 their offsets are committed, and the connector leaves the group.
@@ -52,6 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from swimstream.logfields import partition_fields
 from swimstream.metrics import MetricsRegistry
+from swimstream.streams.catch_up import CatchUp
 from swimstream.streams.connector import (
     InboundRecord,
     Rebalance,
@@ -73,10 +75,6 @@ SOURCE_WAIT = 0.05
 IDLE_SOURCE_WAIT = 0.25
 """Longest wait for records once nothing is in flight: also how late a stop, or a
 commit or pause deferred while the connector waits, may be after a quiet spell."""
-
-ENDS_UNKNOWN_WARNING = 30.0
-"""Seconds an assigned partition (not restoring) may go without its end known before
-the runner warns that readiness waits for it."""
 
 KEEP_MEMBERSHIP_AFTER = 10.0
 """Seconds of a backpressure wait after which the runner keeps its connector's group
@@ -145,9 +143,7 @@ class SourceRunner:
         self._requeued: list[InboundRecord] = []
         self._held_back = HeldBack(router.wait_for_room)
         """Partitions paused until a mailbox one of their records filled has room."""
-        self._caught_up = False
-        self._ends_unknown_since: float | None = None
-        self._ends_warned = False
+        self._catch_up = CatchUp(name, connector)
         self._wait = SOURCE_WAIT
         self.waits = 0
         """Waits for records so far (each one a wake-up of an idle instance)."""
@@ -175,17 +171,13 @@ class SourceRunner:
     @property
     def ready(self) -> bool:
         """Connected, holding partitions, and caught up with them at least once."""
-        return self.connector.connected and bool(self.connector.assignment()) and self._caught_up
+        connector = self.connector
+        return connector.connected and bool(connector.assignment()) and self._catch_up.caught_up
 
     def lag(self) -> dict[TopicPartition, int]:
         """Records behind the high watermark, per assigned partition whose watermark and
         position are both known (a partition missing here is unknown, not caught up)."""
-        positions = self.connector.positions()
-        return {
-            tp: max(0, high - positions[tp])
-            for tp, high in self.connector.high_watermarks().items()
-            if tp in positions
-        }
+        return self._catch_up.lag()
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -216,7 +208,7 @@ class SourceRunner:
             else:
                 records = connector.consume(self._max_batch)
             if not records:
-                self._check_caught_up()
+                self._catch_up.check(self.restoring)
                 self._commit(force=False)
                 self._router.report_held()
                 if held_back:
@@ -487,43 +479,6 @@ class SourceRunner:
             self.connector.commit(offsets)
             self._commits.value += 1
 
-    def _check_caught_up(self) -> None:
-        assigned = self.connector.assignment()
-        if self._caught_up or not assigned:
-            return
-        lag = self.lag()
-        if self.connector.reports_watermarks and not lag.keys() >= assigned:
-            # No fetch has told every partition's end yet: right after assignment.
-            self._note_ends_unknown(assigned - lag.keys() - self.restoring)
-            return
-        if not any(lag.values()):
-            self._caught_up = True
-            log.info(
-                "%s caught up with %s",
-                self.name,
-                counted(len(assigned), "partition"),
-                extra=partition_fields(assigned),
-            )
-
-    def _note_ends_unknown(self, unknown: set[TopicPartition]) -> None:
-        """Warn when partitions go :data:`ENDS_UNKNOWN_WARNING` seconds without a fetch
-        telling their end (once per assignment, until the source first caught up): the
-        first fetch should, in well under a second, and readiness waits for it."""
-        if not unknown or self._ends_warned:
-            return
-        now = time.monotonic()
-        if self._ends_unknown_since is None:
-            self._ends_unknown_since = now
-        elif now - self._ends_unknown_since >= ENDS_UNKNOWN_WARNING:
-            self._ends_warned = True
-            log.warning(
-                "%s is not ready: no fetch has told the end of %s in %.0f s",
-                self.name,
-                partition_list(unknown),
-                now - self._ends_unknown_since,
-                extra=partition_fields(unknown),
-            )
-
     async def _before_revoke(self, partitions: tuple[TopicPartition, ...]) -> None:
         # Held records of these are routed no more: what the hook commits is all that
         # was routed from them (the connector drops what it buffered of them likewise).
@@ -539,7 +494,7 @@ class SourceRunner:
 
     def _rebalanced(self, change: Rebalance) -> Mapping[TopicPartition, int]:
         if change.assigned:
-            self._ends_unknown_since, self._ends_warned = None, False
+            self._catch_up.assigned()
             if self._paused:  # gained during a backpressure wait: they wait as well
                 self.connector.pause(change.assigned)
                 self._paused.update(change.assigned)

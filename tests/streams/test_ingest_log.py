@@ -85,7 +85,7 @@ async def test_a_partition_whose_end_stays_unknown_is_named_once_unless_it_is_re
     known. A partition no fetch ever tells the end of kept an instance unready with
     nothing in its log: now one warning names it. A partition paused for its restore
     is expected to wait, and is not named."""
-    monkeypatch.setattr("swimstream.streams.ingest.ENDS_UNKNOWN_WARNING", 0.0)
+    monkeypatch.setattr("swimstream.streams.catch_up.ENDS_UNKNOWN_WARNING", 0.0)
     async with open_plane({"/meter/:id": Meter}) as plane:
         source = ScriptedSource({}, waits=4)
         source.reports_watermarks = True  # and tells no partition's end
