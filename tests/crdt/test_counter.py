@@ -139,3 +139,25 @@ def test_an_add_past_64_bit_totals_is_refused_and_changes_nothing(deltas: list[i
     assert counter.value == positive - negative
     assert decode(encode(counter.snapshot())) == counter.snapshot()
     assert -(2**63) < counter.value < 2**63
+
+
+@given(st.lists(st.integers(-(2**64), 2**64), max_size=8))
+def test_an_unseen_add_leaves_the_totals_an_add_does(deltas: list[int]) -> None:
+    """A lane nothing watches adds without making ops (``add_unseen``): what it holds,
+    syncs and stores must be what ``add`` would have left, refusals included."""
+    seen, unseen = PNCounter("r"), PNCounter("r")
+    for delta in deltas:
+        try:
+            seen.add(delta)
+        except OverflowError as exc:
+            refused = str(exc)
+        else:
+            refused = ""
+        try:
+            unseen.add_unseen(delta)
+        except OverflowError as exc:
+            assert str(exc) == refused
+        else:
+            assert not refused
+        assert unseen.snapshot() == seen.snapshot()
+        assert unseen.value == seen.value
