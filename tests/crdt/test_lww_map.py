@@ -309,3 +309,40 @@ def _round_trip(op: MapPut | MapRemove) -> MapPut | MapRemove:
     decoded = decode(encode(op))
     assert isinstance(decoded, MapPut | MapRemove)
     return decoded
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "put", "remove"]),
+            map_keys | st.sampled_from([float("nan"), 2**64, (1, 2)]),
+            json_values,
+        ),
+        max_size=12,
+    )
+)
+def test_an_unseen_put_leaves_the_state_a_put_does(
+    writes: list[tuple[str, Any, Any]],
+) -> None:
+    """A lane nothing watches puts without making ops (``put_unseen``): what it holds,
+    syncs and stores must be what ``put`` would have left, stamps and refusals included."""
+    seen, unseen = (LWWMap("r", HybridLogicalClock(FakeWall(5))) for _ in range(2))
+    for action, key, value in writes:
+        if action == "remove":
+            seen.remove(key)
+            unseen.remove(key)
+            continue
+        try:
+            seen.put(key, value)
+        except TypeError as exc:
+            refused = str(exc)
+        else:
+            refused = ""
+        try:
+            unseen.put_unseen(key, value)
+        except TypeError as exc:
+            assert str(exc) == refused
+        else:
+            assert not refused
+        assert unseen.snapshot() == seen.snapshot()
+        assert unseen.keys() == seen.keys()  # (write order: a bounded lane evicts by it)
