@@ -90,6 +90,14 @@ class LWWRegister:
         self._value = value
         return new_op(RegisterSet, (stamp, value))
 
+    def set_unseen(self, value: JsonValue) -> None:
+        """:meth:`set` for a replica whose changes nothing follows (no link, no store):
+        the same write, stamped alike, but no op. Making the op and freeing it was
+        some 1,600 machine instructions a write (the peers' devices bench sets two
+        lanes nothing watches a reading: 28,389 to 25,123)."""
+        self._stamp = (self._clock.now(), self.replica_id)
+        self._value = value
+
     def apply(self, op: RegisterSet) -> bool:
         """Apply a (possibly remote, late or repeated) op; True when the value changed."""
         stamp = op.stamp

@@ -101,3 +101,15 @@ def test_merge_is_commutative_associative_and_idempotent(data: st.DataObject) ->
     assert _merged(a, b).snapshot() == _merged(b, a).snapshot()
     assert _merged(_merged(a, b), c).snapshot() == _merged(a, _merged(b, c)).snapshot()
     assert _merged(a, a).snapshot() == a.snapshot()
+
+
+@given(st.lists(json_values, max_size=6))
+def test_an_unseen_set_leaves_the_state_a_set_does(values: list[Any]) -> None:
+    """A lane nothing watches sets without making ops (``set_unseen``): what it holds,
+    syncs and stores must be what ``set`` would have left, its stamp included."""
+    seen, unseen = (LWWRegister("r", clock=HybridLogicalClock(FakeWall(5))) for _ in range(2))
+    for value in values:
+        op = seen.set(value)
+        unseen.set_unseen(value)
+        assert unseen.snapshot() == seen.snapshot()
+        assert unseen.stamp == op.stamp
