@@ -163,10 +163,11 @@ class Scheduler:
         bookkeeping, which were a fifth of a record's cost. ``cell.scheduled`` stays set
         meanwhile, so nothing re-enters the agent: a message for it queues.
         """
-        if cell.scheduled or self._depth >= NOW_DEPTH:
+        depth = self._depth
+        if cell.scheduled or depth >= NOW_DEPTH:
             return False
         cell.scheduled = True
-        self._depth += 1
+        self._depth = depth + 1
         turn = TURN
         outer = turn.origin
         turn.origin = UNTRACED if ack is None else ack
@@ -181,7 +182,7 @@ class Scheduler:
                 ack.__call__(None)  # (see ``drain``)
         finally:
             turn.origin = outer
-            self._depth -= 1
+            self._depth = depth  # (what the turns run inside this one left it at too)
         self.processed += 1
         recency = self._recency
         if recency is not None:
