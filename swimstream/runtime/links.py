@@ -88,7 +88,7 @@ class LinkEnd:
         cell = plane._cells.get(self.subscriber)
         if cell is None or self.held:
             plane._deliver(self, op)
-        elif not plane._scheduler.run_now(cell, handle_delivery, self, op, None):
+        elif not plane._scheduler.deliver_now(cell, self, op):
             self.pending.add(op)  # the subscriber is busy: it takes it in its next turn
             cell.post(handle_delivery, self)
 

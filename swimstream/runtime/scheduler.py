@@ -28,10 +28,13 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from swimstream.errors import LANE_COMMAND, LIFECYCLE, TIMER, CallbackError, SwimstreamError
+from swimstream.runtime.cell import handle_delivery
 from swimstream.runtime.origin import ORIGIN, TURN
 
 if TYPE_CHECKING:
+    from swimstream.crdt import Op
     from swimstream.runtime.cell import AgentCell, Handler
+    from swimstream.runtime.links import LinkEnd
     from swimstream.runtime.origin import Ack
 
 log = logging.getLogger("swimstream.agent")
@@ -200,6 +203,55 @@ class Scheduler:
             cell.scheduled = False
         if self._sleeping:
             self.wake()  # (whoever waits for work: checkpoints)
+        return True
+
+    def deliver_now(self, cell: AgentCell, end: LinkEnd, op: Op) -> bool:
+        """``run_now(cell, handle_delivery, end, op, None)``: a link's one change, run
+        at once in its idle subscriber's turn (``LinkEnd.offer``), with the delivery's
+        usual case inline (see ``handle_delivery``, which a change of this does not
+        change) and without what a delivery never has: an ack to call, an ``async``
+        callback to start (so the subscriber is not busy after it). Every change a
+        link carries comes this way; the call and the generic turn's checks were some
+        950 machine instructions of a towers reading (64,939 to 63,992)."""
+        depth = self._depth
+        if cell.scheduled or depth >= NOW_DEPTH:
+            return False
+        cell.scheduled = True
+        self._depth = depth + 1
+        turn = TURN
+        outer = turn.origin
+        turn.origin = UNTRACED
+        try:
+            end.scheduled = False  # (``handle_delivery``'s op path from here)
+            downlinks = cell.agent._downlinks
+            downlink = None if downlinks is None else downlinks.get(end.downlink_id)
+            if downlink is not None and not downlink._closed:
+                if end.replace_before:
+                    downlink._replace_before(end.replace_before)
+                    end.replace_before = 0
+                downlink._receive_op(op)
+                if downlink.stores_replica:
+                    cell.plane._links_delivered(cell.node_uri)
+        except BaseException as exc:  # (as in run_now)
+            self._failed(cell, handle_delivery, end, exc, None)
+        finally:
+            turn.origin = outer
+            self._depth = depth
+        self.processed += 1
+        recency = self._recency
+        if recency is not None:
+            lru = recency[0]
+            cell.last_used = recency[1]()
+            node_uri = cell.node_uri
+            recent = lru.pop(node_uri, None)  # (None: passivated in its turn)
+            if recent is not None:
+                lru[node_uri] = recent
+        if cell.mailbox:
+            self._ready.append(cell)
+        else:
+            cell.scheduled = False
+        if self._sleeping:
+            self.wake()
         return True
 
     # -- the loop ------------------------------------------------------------------------

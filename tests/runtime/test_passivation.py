@@ -164,6 +164,26 @@ async def test_each_turn_makes_its_agent_the_most_recently_used(at_once: bool) -
         assert plane.get("/meter/a", "level") == 2.0
 
 
+async def test_a_link_s_change_run_at_once_makes_its_subscriber_the_most_recently_used() -> None:
+    """A subscriber takes a change at once inside its writer's turn
+    (``Scheduler.deliver_now``): that is a turn of its own, as recent as the writer's."""
+    clock = FakeClock()
+    async with open_plane(ROUTES, idle_timeout=100.0, clock=clock) as plane:
+        await plane.command("/panel/p", "add", "/meter/m")
+        await plane.settle()
+        for n in ("a", "b"):
+            await plane.command(f"/meter/{n}", "sample", 1.0)
+            await plane.settle()
+        clock.advance(50.0)
+        assert plane.submit("/meter/m", "sample", 2.0, None, True)  # the panel takes it
+        await plane.settle()
+        assert plane.active_node_uris() == ["/meter/a", "/meter/b", "/panel/p", "/meter/m"]
+        assert plane.get("/panel/p", "latest") == {"/meter/m": 2.0}
+        clock.advance(60.0)  # a and b idle for 110 s, the panel and its meter for 60 s
+        plane.passivate_idle()
+        assert plane.active_node_uris() == ["/panel/p", "/meter/m"]
+
+
 class Closer(Agent):
     level = ValueLane[int](default=0)
     stops: list[str] = []
