@@ -319,7 +319,7 @@ class Plane(Passivation, TimerDriving):
         if lane not in cell.unbound:  # (every lane's name: see ``AgentCell.unbound``)
             raise _lane_not_found(node_uri, type(cell.agent), lane)
         self._commands += 1
-        if now and self._scheduler.run_now(cell, handle_command, lane, value, ack):
+        if now and self._scheduler.run_now(cell, lane, value, ack):
             return True
         cell.post(handle_command, lane, value, ack)
         mailbox = cell.mailbox
@@ -435,7 +435,7 @@ class Plane(Passivation, TimerDriving):
             except RoutingError as exc:  # its route is gone (a deploy): so is the link,
                 self._drop_link(end, exc)  # not the change being made (raising here
                 return  # left the owner's write half done: unstored, no on_set)
-        if not self._scheduler.run_now(cell, handle_delivery, end, None, None):
+        if not self._scheduler.deliver_now(cell, end, None):
             cell.post(handle_delivery, end)
 
     def _drop_link(self, end: LinkEnd, why: RoutingError) -> None:
