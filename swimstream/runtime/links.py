@@ -83,12 +83,14 @@ class LinkEnd:
         if self.scheduled:
             self.pending.add(op)  # the queued delivery takes it, coalesced
             return
-        self.scheduled = True
         plane = self._plane  # (``Plane._deliver``'s usual case inline: once per change)
         cell = plane._cells.get(self.subscriber)
+        if cell is not None and not self.held and plane._scheduler.deliver_now(cell, self, op):
+            return  # (taken at once: no delivery was ever queued, ``scheduled`` stays unset)
+        self.scheduled = True
         if cell is None or self.held:
             plane._deliver(self, op)
-        elif not plane._scheduler.deliver_now(cell, self, op):
+        else:
             self.pending.add(op)  # the subscriber is busy: it takes it in its next turn
             cell.post(handle_delivery, self)
 

@@ -215,7 +215,8 @@ class Scheduler:
 
     def deliver_now(self, cell: AgentCell, end: LinkEnd, op: Op | None) -> bool:
         """:meth:`run_now` for a link's changes (``handle_delivery``, inline): ``op``
-        alone, or, None, what the link's buffer holds. Without what a delivery never
+        alone (from ``LinkEnd.offer``, with no delivery queued for ``end``), or, None,
+        what the link's buffer holds. Without what a delivery never
         has: an ack to call, an ``async`` callback to start (so the subscriber is not
         busy after it). Every change a link carries comes this way; the call and the
         generic turn's checks were some 950 machine instructions of a towers reading
@@ -231,8 +232,8 @@ class Scheduler:
         try:
             if op is None:  # (what the link's buffer holds: not once per change)
                 handle_delivery(cell, end, None)
-            else:  # (``handle_delivery``'s case of one op, which a change of this does not change)
-                end.scheduled = False
+            else:  # (``handle_delivery``'s case of one op, which a change of this does not change;
+                # ``end.scheduled`` was never set: see ``LinkEnd.offer``)
                 downlinks = cell.agent._downlinks
                 downlink = None if downlinks is None else downlinks.get(end.downlink_id)
                 if downlink is not None and not downlink._closed:
