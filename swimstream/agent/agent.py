@@ -27,7 +27,7 @@ from swimstream.agent.downlink import (
     ValueDownlink,
     callback_name,
 )
-from swimstream.agent.lane import Lane, check_callback
+from swimstream.agent.lane import Lane, check_callback, declared_lane, keep_declared
 from swimstream.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -82,7 +82,8 @@ class Agent:
     the agent's ``__dict__`` is never read, because CPython 3.11 keeps an object's
     attributes inline until it is, and only then specializes ``self.status`` (about 30
     machine instructions a read, against 300 once ``__dict__`` exists; a towers reading
-    makes a dozen such reads)."""
+    makes a dozen such reads). (It does so only as the class keeps the declaration:
+    see ``keep_declared``.)"""
     params: Mapping[str, str]
     """The route's parameters: ``/device/:id`` at ``/device/42`` gives ``{"id": "42"}``.
     (A slot, set as the agent is attached: a ``cached_property`` writes ``__dict__``.)"""
@@ -92,14 +93,17 @@ class Agent:
         lanes: dict[str, Lane] = {}
         for klass in reversed(cls.__mro__):
             for name, attribute in vars(klass).items():
-                if isinstance(attribute, Lane):
-                    lanes[name] = attribute
+                declared = declared_lane(attribute)
+                if declared is not None:
+                    lanes[name] = declared
         for name, lane in lanes.items():
             if name not in vars(cls):  # inherited: overridden callbacks replace the base's
                 seen = lane._as_seen_by(cls)
                 if seen is not lane:
-                    setattr(cls, name, seen)
+                    setattr(cls, name, keep_declared(seen))
                     lanes[name] = seen
+            elif vars(cls)[name] is lane:  # (as written in this class's body)
+                setattr(cls, name, keep_declared(lane))
         for name, lane in lanes.items():
             if name.startswith("_"):
                 raise DefinitionError(f"{cls.__name__}.{name}: lane names must not start with _")

