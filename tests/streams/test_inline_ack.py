@@ -138,6 +138,10 @@ async def run(steps: list[Step]) -> None:
                 await asyncio.sleep(0)
             for p, tracker in enumerate(trackers):
                 assert tracker.committable == expected_committable(p, routed[p]), (kind, routed)
+                # In flight: every record from the oldest unfinished on, done or not.
+                assert len(tracker) == len(routed[p]) - (tracker.committable or 0), routed
+                oldest = (tracker.committable or 0) if len(tracker) else None
+                assert tracker.oldest_inflight == oldest
         await plane.settle()
         JOURNAL.polled |= JOURNAL.ran
         sink.poll()
