@@ -71,7 +71,13 @@ class HybridLogicalClock:
         return self._last
 
     def now(self) -> int:
-        """A timestamp greater than every one issued or observed before."""
+        """A timestamp greater than every one issued or observed before.
+
+        The writes of every lane (``LWWMap.put`` and ``put_unseen``, ``LWWRegister.set``
+        and ``set_unseen``) take the usual case, a reading within the millisecond of the
+        last, inline, and call this otherwise: change them together. The call was some
+        200 machine instructions a write (towers takes three a reading, 61,420 to
+        60,800; the peers' devices bench two, 23,380 to 22,880)."""
         reading = time() * 1000.0  # (``wall_millis`` inline, a float until needed)
         if reading < self._millis_end:
             self._last = last = self._last + 1

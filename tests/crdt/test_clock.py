@@ -4,8 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swimstream.crdt import HybridLogicalClock, timestamp_logical, timestamp_millis
+from swimstream.crdt import (
+    HybridLogicalClock,
+    LWWMap,
+    LWWRegister,
+    timestamp_logical,
+    timestamp_millis,
+)
 from swimstream.crdt import clock as clock_module
+from swimstream.crdt import lww_map as lww_map_module
+from swimstream.crdt import register as register_module
 from tests.crdt.replication import FakeWall
 
 
@@ -108,3 +116,37 @@ def test_the_system_clock_agrees_with_its_wall_at_millisecond_boundaries(
             patch.setattr(clock_module, "time", lambda seconds=seconds: seconds)
             wall.millis = int(seconds * 1000.0)
             assert system.now() == reference.now()
+
+
+WRITES = st.sampled_from(["put", "put_unseen", "set", "set_unseen", "now"])
+
+
+@given(st.lists(st.tuples(st.integers(-3_000_000, 3_000_000), WRITES), max_size=60))
+def test_every_write_stamps_as_the_clock_would(script: list[tuple[int, str]]) -> None:
+    """The lanes' writes take the clock's usual timestamp inline (see ``now``): their
+    stamps are the ones a wall of the same milliseconds gives, readings that go forward,
+    stay, step back or cross a millisecond's end included."""
+    ns = 1_700_000_000_000_000_000
+    wall = FakeWall()
+    reference = HybridLogicalClock(wall)
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (clock_module, lww_map_module, register_module):
+            patch.setattr(module, "time", lambda: ns / 1e9)
+        system = HybridLogicalClock()
+        entries, register = LWWMap("r", system), LWWRegister("r", clock=system)
+        for step, write in script:
+            ns += step
+            wall.millis = int(ns / 1e9 * 1000.0)  # (what ``wall_millis`` reads)
+            expected = reference.now()
+            if write == "put":
+                assert entries.put("k", 1).stamp[0] == expected
+            elif write == "put_unseen":
+                entries.put_unseen("k", 1)
+                assert entries.stamp_of("k") == (expected, "r")
+            elif write == "set":
+                assert register.set(1).stamp[0] == expected
+            elif write == "set_unseen":
+                register.set_unseen(1)
+                assert register.stamp == (expected, "r")
+            else:
+                assert system.now() == expected
