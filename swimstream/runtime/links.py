@@ -86,7 +86,8 @@ class LinkEnd:
         plane = self._plane  # (``Plane._deliver``'s usual case inline: once per change)
         cell = plane._cells.get(self.subscriber)
         if cell is not None and not self.held and plane._scheduler.deliver_now(cell, self, op):
-            return  # (taken at once: no delivery was ever queued, ``scheduled`` stays unset)
+            return  # (taken at once: no delivery queued, so ``scheduled`` is never set, where
+            # setting it here and unsetting it in the delivery were some 160 instructions)
         self.scheduled = True
         if cell is None or self.held:
             plane._deliver(self, op)
