@@ -216,6 +216,14 @@ class LWWMap:
 
     def put(self, key: MapKey, value: JsonValue) -> MapPut:
         """Bind ``key`` here and return the op that carries the write."""
+        return new_op(MapPut, (self.put_unseen(key, value), key, value))
+
+    def put_unseen(self, key: MapKey, value: JsonValue) -> Stamp:
+        """:meth:`put` for a replica whose changes nothing follows (no link, no store):
+        the same entry, stamped alike, but no op; returns the write's stamp. Making the
+        op and freeing it was some 1,600 machine instructions a write (the towers app
+        has two such a reading, a device's history and its tower's join: 68,490 to
+        65,219)."""
         clock = self._clock  # (``HybridLogicalClock.now``'s usual case inline)
         if time() * 1000.0 < clock._millis_end:
             clock._last = ts = clock._last + 1
@@ -236,33 +244,7 @@ class LWWMap:
             if self._tombstones:
                 self._tombstones.pop(key, None)
         entries[key] = (stamp, value)
-        return new_op(MapPut, (stamp, key, value))
-
-    def put_unseen(self, key: MapKey, value: JsonValue) -> None:
-        """:meth:`put` for a replica whose changes nothing follows (no link, no store):
-        the same entry, stamped alike, but no op. Making the op and freeing it was
-        some 1,600 machine instructions a write (the towers app has two such a
-        reading, a device's history and its tower's join: 68,490 to 65,219). The body
-        is :meth:`put`'s, repeated: calling one from the other would cost a call."""
-        clock = self._clock  # (``HybridLogicalClock.now``'s usual case inline)
-        if time() * 1000.0 < clock._millis_end:
-            clock._last = ts = clock._last + 1
-        else:
-            ts = clock.now()
-        stamp = (ts, self.replica_id)
-        entries = self._entries
-        if key in entries:
-            del entries[key]  # (as in put)
-        else:
-            kind = type(key)
-            if kind is int:
-                if not -(2**63) <= key < 2**64:  # type: ignore[operator]
-                    raise_bad_key(key)
-            elif kind is not str and (kind not in KEY_TYPES or key != key):
-                raise_bad_key(key)
-            if self._tombstones:
-                self._tombstones.pop(key, None)
-        entries[key] = (stamp, value)
+        return stamp
 
     def remove(self, key: MapKey) -> MapRemove:
         """Remove ``key`` here (present or not) and return the op."""

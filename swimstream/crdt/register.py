@@ -86,28 +86,21 @@ class LWWRegister:
 
     def set(self, value: JsonValue) -> RegisterSet:
         """Write ``value`` here and return the op that carries the write to other replicas."""
-        clock = self._clock  # (``HybridLogicalClock.now``'s usual case inline)
-        if time() * 1000.0 < clock._millis_end:
-            clock._last = ts = clock._last + 1
-        else:
-            ts = clock.now()
-        stamp = (ts, self.replica_id)
-        self._stamp = stamp
-        self._value = value
-        return new_op(RegisterSet, (stamp, value))
+        return new_op(RegisterSet, (self.set_unseen(value), value))
 
-    def set_unseen(self, value: JsonValue) -> None:
+    def set_unseen(self, value: JsonValue) -> Stamp:
         """:meth:`set` for a replica whose changes nothing follows (no link, no store):
-        the same write, stamped alike, but no op. Making the op and freeing it was
-        some 1,600 machine instructions a write (the peers' devices bench sets two
-        lanes nothing watches a reading: 28,389 to 25,123)."""
+        the same write, stamped alike, but no op; returns the write's stamp. Making the
+        op and freeing it was some 1,600 machine instructions a write (the peers'
+        devices bench sets two lanes nothing watches a reading: 28,389 to 25,123)."""
         clock = self._clock  # (``HybridLogicalClock.now``'s usual case inline)
         if time() * 1000.0 < clock._millis_end:
             clock._last = ts = clock._last + 1
         else:
             ts = clock.now()
-        self._stamp = (ts, self.replica_id)
+        stamp = self._stamp = (ts, self.replica_id)
         self._value = value
+        return stamp
 
     def apply(self, op: RegisterSet) -> bool:
         """Apply a (possibly remote, late or repeated) op; True when the value changed."""
