@@ -434,7 +434,9 @@ class KafkaSource:
 
     def pause(self, partitions: Sequence[TopicPartition]) -> None:
         """Stop fetching ``partitions`` (librdkafka drops what it prefetched for them;
-        records already buffered here are still delivered)."""
+        records already buffered here are still delivered, and so, at times, are those
+        a fetch running as the pause was made brings, as an assignment's pause made
+        from the listener may see)."""
         self._flow(partitions, pause=True)
 
     def resume(self, partitions: Sequence[TopicPartition]) -> None:

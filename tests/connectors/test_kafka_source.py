@@ -427,7 +427,7 @@ async def test_a_close_while_a_frozen_broker_holds_up_a_revoke_gives_up_in_time(
 
 
 @pytest.mark.parametrize("waits", [True, False], ids=["with-waits", "consume-only"])
-async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
+async def test_a_listener_that_pauses_new_partitions_gets_no_later_record_of_them(
     kafka_broker: EmbeddedKafka,
     make_topic: TopicFactory,
     open_source: SourceFactory,
@@ -437,8 +437,14 @@ async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
     """The assignment is served in the worker thread, whether the service waits for
     records or only consumes (whose fetches the worker makes too: a callback served on
     the loop thread could await nothing), and reaches the listener on the loop thread;
-    either way a pause made inside the listener holds before any record of the new
-    partitions is delivered."""
+    either way a pause made inside the listener holds: no record produced after it is
+    delivered until the resume, and then every record comes, once.
+
+    What librdkafka fetched between the assignment and the pause may still come out of
+    the first consume (a fresh clone's run got a partition's five records so, once in
+    many runs; ``KafkaSource.pause`` says as much): the source runner holds such records
+    of a restoring partition until its restore (``tests/streams/test_restoring_hold.py``).
+    """
     caplog.set_level(logging.DEBUG, logger="swimstream.kafka.source")
     topic = make_topic(partitions=2)
     fill(kafka_broker.bootstrap, topic, per_partition=5, partitions=2)
@@ -467,13 +473,21 @@ async def test_a_listener_that_pauses_new_partitions_gets_none_of_their_records(
     settled = time.monotonic() + 1.0
     while time.monotonic() < settled:
         await poll_once()
-    assert delivered == []
+    early = len(delivered)  # (fetched before the pause held: see the docstring)
+    fill(kafka_broker.bootstrap, topic, per_partition=5, partitions=2)  # offsets 5 to 9
+    settled = time.monotonic() + 1.0
+    while time.monotonic() < settled:
+        await poll_once()
+    assert [(r.partition(), r.offset()) for r in delivered[early:]] == []
+    assert all((r.offset() or 0) < 5 for r in delivered)
     assert threads == {threading.get_ident()}
     served = [r.getMessage() for r in caplog.records if "assignment served" in r.getMessage()]
     assert served and all(line.endswith("in a worker thread") for line in served), served
 
     source.resume(sorted(source.assignment()))
-    assert len(await pump(source, lambda got: len(got) >= 10)) == 10
+    delivered += await pump(source, lambda got: early + len(got) >= 20)
+    seen = sorted((r.partition(), r.offset()) for r in delivered)
+    assert seen == [(p, n) for p in range(2) for n in range(10)]
 
 
 async def test_connected_follows_a_frozen_broker(
