@@ -354,7 +354,9 @@ class OffsetBook:
 
     @property
     def inflight(self) -> int:
-        """Records still being worked on, over all partitions."""
+        """Records in flight, over all partitions: those still being worked on, and
+        those done behind an older one still worked on, whose offsets cannot commit
+        before it (what ``max_inflight`` bounds, as the tracker holds them all)."""
         return sum(len(tracker) for tracker in self.trackers.values())
 
 
