@@ -578,7 +578,9 @@ class Service:
         plane = self.plane
         assert plane is not None
         self.registry.gauge("consumer_lag", "Records behind the high watermark.", lag)
-        self.registry.gauge("records_in_flight", "Records consumed but not finished.", inflight)
+        self.registry.gauge(
+            "records_in_flight", "Records consumed whose offsets cannot commit yet.", inflight
+        )
         self.registry.gauge(
             "mailbox_depth", "Messages queued in agent mailboxes.", lambda: float(plane.queued())
         )
