@@ -119,9 +119,10 @@ def _packed(fields: list[Any], kind: str) -> bytes:
         raise CodecError(f"cannot encode {kind}: {exc}") from exc
 
 
-_SCALARS = frozenset({str, float, bool, type(None)})
+SCALAR_KINDS = frozenset({str, float, bool, type(None)})
+"""The kinds of value the store takes with no check (see :func:`check_storable`)."""
 
-TAKEN_KINDS = frozenset({*_SCALARS, dict, list, tuple})
+TAKEN_KINDS = frozenset({*SCALAR_KINDS, dict, list, tuple})
 """The kinds of value a lane takes without a second look (an ``int`` within 64 bits is
 taken too): a write of any other kind is refused where it is made
 (:func:`kind_problem`), and what a container holds is checked when it is stored
@@ -158,14 +159,16 @@ def check_storable(value: Any) -> None:
     # or an object of scalars under text keys. Anything else, or a part that may be
     # wrong, takes the walk, which names the part.
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALAR_KINDS:
         return
     if kind is dict:
         for key, element in value.items():
             if type(key) is not str:
                 break
             kind = type(element)
-            if kind not in _SCALARS and (kind is not int or not _INT_LOW <= element < _INT_HIGH):
+            if kind not in SCALAR_KINDS and (
+                kind is not int or not _INT_LOW <= element < _INT_HIGH
+            ):
                 break
         else:
             return

@@ -38,7 +38,7 @@ from swimstream.crdt import (
     encode_counter,
     encode_register,
 )
-from swimstream.crdt.codec import pack_exact
+from swimstream.crdt.codec import SCALAR_KINDS, pack_exact
 from swimstream.errors import CodecError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.entries import (
@@ -240,7 +240,7 @@ class StateTracker:
                     name = entry_name(lane_name, map_key)
                 try:
                     entry = stored.get(map_key)
-                    if kind is int and entry is not None and type(entry[1]) in _SCALARS:
+                    if kind is int and entry is not None and type(entry[1]) in SCALAR_KINDS:
                         # encode_entry's usual case inline (a history of readings): an
                         # integer key and a value with nothing to check, 1,200
                         # instructions less; anything unusual goes the whole way.
@@ -339,9 +339,6 @@ def _shortened(text: str, most: int = 120) -> str:
         return text
     return f"{text[:most]}... ({len(text):,} characters)"
 
-
-_SCALARS = frozenset({str, float, bool, type(None)})
-"""The kinds of value the store takes with no check (see ``check_storable``)."""
 
 _NO_LIMIT = 1 << 62
 """The size a changelog record stays under without a limit (none is that large)."""
