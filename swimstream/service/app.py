@@ -5,7 +5,8 @@ Start-up, in order (each step fails with an error that says what to fix):
 1. import the agent classes and check the lanes the config names;
 2. open the broker clients (starting an embedded broker for ``kind: embedded``);
 3. make sure the topics exist (creating them when ``broker.create_topics``) and that the
-   Kafka source topics are co-partitioned: shard p is partition p of every one of them;
+   Kafka source topics are co-partitioned: shard p is partition p of every one of them
+   (:mod:`swimstream.service.topics`);
 4. build the plane, the publisher, the lane sinks and the record router;
 5. start the web server (lanes over HTTP, health, metrics, dashboard);
 6. start one source loop per protocol.
@@ -30,7 +31,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from swimstream.config import AppConfig, resolve_agents, unbuilt_settings
-from swimstream.errors import BrokerError, ConfigError
+from swimstream.errors import ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
 from swimstream.runtime.waiting import first_of
@@ -40,6 +41,7 @@ from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
 from swimstream.service.placement import Placement
 from swimstream.service.shards import ShardMap
+from swimstream.service.topics import ensure_topics, protocol_of, source_topics
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients, sink_pressure
 from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
@@ -154,7 +156,7 @@ class Service:
             raise StoppedStarting
         self.clients = opened
         starting.step = "checking the topics"
-        counts = await self._ensure_topics()
+        counts = await ensure_topics(self.config, {p: c.admin for p, c in self.clients.items()})
         self._stop_if_asked()
         starting.step = "restoring state from the changelog"
         store = await self._open_durability(counts)
@@ -180,7 +182,7 @@ class Service:
             )
         )
         if self.durability is not None:
-            kafka_topics = self._source_topics().get("kafka")
+            kafka_topics = source_topics(self.config).get("kafka")
             # With a consumer group, an agent's timers and links run where its shard is
             # assigned: the hand-over arms them as each shard comes (see its module).
             self.durability.attach(self.plane, arm_stored=not kafka_topics)
@@ -223,7 +225,7 @@ class Service:
                 loop.create_task(self._watch(lane_sink.run), name="swimstream-coalesce")
             )
         group_metadata = None
-        for protocol, topics in self._source_topics().items():
+        for protocol, topics in source_topics(self.config).items():
             clients = self.clients[protocol]
             source = clients.make_source(topics)
             await source.open()
@@ -266,7 +268,7 @@ class Service:
             config.app,
             self.instance_id,
             counted(len(routes), "agent type"),
-            counted(sum(len(t) for t in self._source_topics().values()), "source topic"),
+            counted(sum(len(t) for t in source_topics(self.config).values()), "source topic"),
             self.web.url,
         )
 
@@ -403,7 +405,7 @@ class Service:
         if self._exactly_once_configured and kafka.transactional:
             # Records produced while a checkpoint commits wait for the next transaction.
             kafka.sink = DeferringSink(kafka.sink)  # type: ignore[arg-type]
-        topics = self._source_topics().get("kafka", [])
+        topics = source_topics(self.config).get("kafka", [])
         shards = counts[topics[0]] if topics else config.broker.partitions
         # A changelog record over the producer's limit is not stored (the margin: headers).
         shard_map, largest = ShardMap(config, shards), kafka.max_record_bytes - RECORD_MARGIN
@@ -420,7 +422,7 @@ class Service:
     def _placement(self, counts: Mapping[str, int]) -> Placement | None:
         """Which agents this instance serves over HTTP, when a consumer group shares
         the shards out (every source a Kafka topic); None: all of them."""
-        sources = self._source_topics()
+        sources = source_topics(self.config)
         topics = sources.get("kafka")
         if not topics or len(sources) > 1:
             return None
@@ -483,19 +485,8 @@ class Service:
                 pause = min(pause * 2, IDLE_DELIVERY_POLL)
             await asyncio.sleep(pause)
 
-    def _protocol_of(self, kind: str | None) -> str:
-        return kind or self.config.broker.protocol
-
-    def _source_topics(self) -> dict[str, list[str]]:
-        topics: dict[str, list[str]] = {}
-        for source in self.config.sources:
-            group = topics.setdefault(self._protocol_of(source.kind), [])
-            if source.topic not in group:
-                group.append(source.topic)
-        return topics
-
     def _sink_for(self, kind: str | None) -> SinkConnector:
-        protocol = self._protocol_of(kind)
+        protocol = protocol_of(self.config, kind)
         if protocol not in self.clients:
             raise ConfigError(f"sinks: a {protocol} sink needs a {protocol} broker")
         return self.clients[protocol].sink
@@ -522,47 +513,6 @@ class Service:
             )
             plane.observe(observer, route=sink.from_.route.text, lane=sink.from_.lane)
             self._lane_sinks.append(observer)
-
-    async def _ensure_topics(self) -> dict[str, int]:
-        """Create or check every topic; returns the Kafka topics' partition counts."""
-        config = self.config
-        wanted: dict[str, dict[str, int]] = {}
-        partitions = config.broker.partitions
-        for protocol, topics in self._source_topics().items():
-            wanted.setdefault(protocol, {}).update({t: partitions for t in topics})
-        for sink in config.sinks:
-            wanted.setdefault(self._protocol_of(sink.kind), {})[sink.topic] = partitions
-        wanted.setdefault(config.broker.protocol, {})[config.dead_letter] = partitions
-        found: dict[str, int] = {}
-        for protocol, partition_counts in wanted.items():
-            admin = self.clients[protocol].admin
-            if admin is None:
-                continue
-            counts = await admin.ensure_topics(partition_counts, create=config.broker.create_topics)
-            sources = self._source_topics().get(protocol, [])
-            if protocol == "kafka" and len({counts[t] for t in sources}) > 1:
-                listing = ", ".join(f"{t} has {counts[t]}" for t in sources)
-                raise BrokerError(
-                    "the source topics must be co-partitioned (the same number of partitions,"
-                    f" since shard p is partition p of each): {listing}"
-                )
-            if protocol == "kafka":
-                found.update(counts)
-        kafka = self.clients.get("kafka")
-        if config.store.durable and kafka is not None and kafka.admin is not None:
-            sources = self._source_topics().get("kafka", [])
-            shards = found[sources[0]] if sources else config.broker.partitions
-            changelog = config.changelog_topic
-            counts = await kafka.admin.ensure_topics(
-                {changelog: shards}, create=config.broker.create_topics, compacted=[changelog]
-            )
-            if counts[changelog] != shards:
-                raise BrokerError(
-                    f"the changelog topic {changelog} has "
-                    f"{counted(counts[changelog], 'partition')}; it needs {shards}, one per "
-                    "shard (partition of the source topics)"
-                )
-        return found
 
     def _register_gauges(self) -> None:
         def lag() -> dict[tuple[tuple[str, str], ...], float]:
