@@ -77,20 +77,10 @@ class CounterLane(Lane):
             op = counter.add(delta)
         except OverflowError as exc:
             raise self._unstorable(TypeError(str(exc))) from None
-        if self._uplinks or self._on_change is not None:
-            self._changed(op, old)
-        else:  # (only the store watches, as a durable count's: 500 instructions less)
-            for observer in self._observers:
-                observer(self, op)
+        self._changed(op, old)
 
     def _changed(self, op: CounterAdd, old: int) -> None:
-        uplinks = self._uplinks  # (``_emit`` inline: once per add)
-        if uplinks:
-            for uplink in uplinks:
-                uplink.offer(op)
-        if self._observers:  # (see ``Lane._emit``)
-            for observer in self._observers:
-                observer(self, op)
+        self._emit(op)
         on_change = self._on_change
         if on_change is not None:
             try:

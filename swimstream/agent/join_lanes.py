@@ -144,15 +144,8 @@ class _JoinLane(Lane, Generic[K, V]):
     def _put(self, key: Any, value: Any) -> None:
         current = self._map._entries.get(key)
         old = None if current is None else current[1]
-        uplinks = self._uplinks
-        if uplinks or self._observers:
-            op = self._map.put(key, value)
-            if uplinks:  # (``_emit`` inline: once per linked change)
-                for uplink in uplinks:
-                    uplink.offer(op)
-            if self._observers:  # (see ``Lane._emit``)
-                for observer in self._observers:
-                    observer(self, op)
+        if self._uplinks or self._observers:
+            self._emit(self._map.put(key, value))
         else:  # nothing to send the op to: none is made
             self._map.put_unseen(key, value)
         on_update = self._on_update  # (a local: ``self._on_update(...)`` is a method

@@ -126,15 +126,8 @@ class MapLane(Lane, Generic[K, V]):
         ):
             self._refuse_kind(value)
         old = None if current is None else current[1]
-        uplinks = self._uplinks
-        if uplinks or self._observers:
-            op = self._map.put(key, value)
-            if uplinks:
-                for uplink in uplinks:
-                    uplink.offer(op)
-            if self._observers:  # (see ``Lane._emit``)
-                for observer in self._observers:
-                    observer(self, op)
+        if self._uplinks or self._observers:
+            self._emit(self._map.put(key, value))
         else:  # nothing to send the op to: none is made
             self._map.put_unseen(key, value)
         if self._max_entries is not None and len(entries) > self._max_entries:

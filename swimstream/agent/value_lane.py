@@ -76,15 +76,8 @@ class ValueLane(Lane, Generic[T]):
             self._refuse_kind(value)
         register = self._register
         old = register._value
-        uplinks = self._uplinks
-        if uplinks or self._observers:
-            op = register.set(value)
-            if uplinks:
-                for uplink in uplinks:
-                    uplink.offer(op)
-            if self._observers:  # (see ``Lane._emit``)
-                for observer in self._observers:
-                    observer(self, op)
+        if self._uplinks or self._observers:
+            self._emit(register.set(value))
         else:  # nothing to send the op to: none is made
             register.set_unseen(value)
         on_set = self._on_set
