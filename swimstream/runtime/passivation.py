@@ -4,7 +4,8 @@ An agent idle for ``idle_timeout``, or beyond ``max_active`` agents in memory (l
 recently used first), is passivated: ``on_stop`` runs, its lanes and links are dumped
 into the plane's store, and its object is dropped. Its links and timers stay with the
 plane, so a delivery or a due timer activates it again (see :mod:`.plane`). The plane's
-cells are kept in least recently used order by the scheduler, after each turn. Kept
+cells are kept in least recently used order by the scheduler, after each turn, as
+coarsely as a batch of a source (see ``Scheduler.now``). Kept
 apart from the plane so the plane's module holds addressing, messages and links only.
 """
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from swimstream.runtime.clock import Clock
     from swimstream.runtime.failures import FailureLog
     from swimstream.runtime.links import LinkRegistry
+    from swimstream.runtime.scheduler import Scheduler
     from swimstream.runtime.store import AgentStore, StateObserver
     from swimstream.runtime.timers import TimerWheel
 
@@ -83,6 +85,7 @@ class Passivation:
     links: LinkRegistry
     failures: FailureLog
     _crash: Crash
+    _scheduler: Scheduler
 
     def unlink(self, node_uri: str, lane: str, uplink: Uplink) -> None:
         raise NotImplementedError
@@ -129,9 +132,18 @@ class Passivation:
                     self._crash.listener(exc)
             raise
 
+    def note_time(self) -> None:
+        """Read the clock for the recency of the turns that follow: a source calls this
+        once a batch, before the commands it runs at once (``submit(..., now=True)``),
+        which note that time as their agents' last use (see ``Scheduler.now``: recency
+        is as coarse as a batch). Each passivation pass and each drain of the mailboxes
+        reads it too."""
+        self._scheduler.note_time()
+
     def passivate_idle(self) -> int:
         """Passivate agents idle past ``idle_timeout`` and, least recently used first,
         those beyond ``max_active``. Returns how many were passivated."""
+        self._scheduler.note_time()  # (bounds how old a time a turn outside a batch notes)
         limits = self._limits
         limits.asked = False
         excess = 0 if limits.max_active is None else len(self._cells) - limits.max_active

@@ -333,6 +333,7 @@ class SourceRunner:
         what they hold, and dropping those a partition given back after a revoke has
         applied already (see the module docstring)."""
         route = self._router.route
+        self._router.note_time()  # (for the recency of the agents it runs)
         book = self.book
         restoring = self.restoring
         held_back = self._held_back

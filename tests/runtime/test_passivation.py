@@ -151,6 +151,7 @@ async def test_each_turn_makes_its_agent_the_most_recently_used(at_once: bool) -
             await plane.command(f"/meter/{n}", "sample", 1.0)
             await plane.settle()
         clock.advance(50.0)
+        plane.note_time()  # (as a source does before each batch it routes)
         for n in ("a", "c"):  # a: the first activated, used again
             if at_once:
                 assert plane.submit(f"/meter/{n}", "sample", 2.0, None, True)
@@ -175,6 +176,7 @@ async def test_a_link_s_change_run_at_once_makes_its_subscriber_the_most_recentl
             await plane.command(f"/meter/{n}", "sample", 1.0)
             await plane.settle()
         clock.advance(50.0)
+        plane.note_time()  # (as a source does before each batch it routes)
         assert plane.submit("/meter/m", "sample", 2.0, None, True)  # the panel takes it
         await plane.settle()
         assert plane.active_node_uris() == ["/meter/a", "/meter/b", "/panel/p", "/meter/m"]
@@ -182,6 +184,42 @@ async def test_a_link_s_change_run_at_once_makes_its_subscriber_the_most_recentl
         clock.advance(60.0)  # a and b idle for 110 s, the panel and its meter for 60 s
         plane.passivate_idle()
         assert plane.active_node_uris() == ["/panel/p", "/meter/m"]
+
+
+async def test_agents_used_within_one_noted_time_keep_the_order_of_their_first_turn() -> None:
+    """Recency is as coarse as a source's batch (``Scheduler.now``): a second turn
+    within it moves its agent no further, so the batch's agents stay in the order
+    they were first used in it, all as recent as each other."""
+    clock = FakeClock()
+    async with open_plane(ROUTES, idle_timeout=100.0, clock=clock) as plane:
+        for n in ("a", "b", "c"):
+            await plane.command(f"/meter/{n}", "sample", 1.0)
+            await plane.settle()
+        clock.advance(50.0)
+        plane.note_time()
+        for n in ("a", "b", "a"):
+            assert plane.submit(f"/meter/{n}", "sample", 2.0, None, True)
+        assert plane.active_node_uris() == ["/meter/c", "/meter/a", "/meter/b"]
+        clock.advance(60.0)
+        plane.passivate_idle()
+        assert plane.active_node_uris() == ["/meter/a", "/meter/b"]
+
+
+async def test_a_passivation_pass_notes_the_time_for_the_turns_after_it() -> None:
+    """A turn outside any batch or drain (here, a command run at once with no batch
+    noted) notes the time of the last pass at the oldest: the plane's housekeeping
+    bounds how stale a recency can be."""
+    clock = FakeClock()
+    async with open_plane(ROUTES, idle_timeout=100.0, clock=clock) as plane:
+        for n in ("a", "b"):
+            await plane.command(f"/meter/{n}", "sample", 1.0)
+            await plane.settle()
+        clock.advance(50.0)
+        assert plane.passivate_idle() == 0
+        assert plane.submit("/meter/a", "sample", 2.0, None, True)
+        clock.advance(60.0)  # b idle for 110 s, a for 60 s (since the pass)
+        plane.passivate_idle()
+        assert plane.active_node_uris() == ["/meter/a"]
 
 
 class Closer(Agent):

@@ -14,7 +14,8 @@ import asyncio
 
 import orjson
 
-from swimstream.streams.connector import Rebalance
+from swimstream.runtime import FakeClock
+from swimstream.streams.connector import Rebalance, TopicPartition
 from swimstream.testing import MemoryRecord, open_plane
 from tests.streams.scripted import PARTITION, ScriptedSource
 from tests.streams.test_ingest_log import Meter, runner_for
@@ -75,3 +76,23 @@ async def test_records_held_for_a_partition_revoked_before_its_restore_are_dropp
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_records_routed_one_by_one_while_a_partition_restores_note_the_time() -> None:
+    """While a partition restores, the others' records are routed one at a time (not
+    through ``RecordRouter.route_batch``): their batch notes the time for the recency
+    of its agents all the same, so an idle timeout counts from it."""
+    clock = FakeClock()
+    async with open_plane({"/meter/:id": Meter}, idle_timeout=100.0, clock=clock) as plane:
+        runner = runner_for(plane, FlowingSource({}, waits=0))
+        for key in ("a", "b"):
+            await plane.command(f"/meter/{key}", "last", 0)
+        await plane.settle()
+        runner.restoring.add(TopicPartition("readings", 7))  # (another partition)
+        clock.advance(50.0)
+        runner._route_batch(readings(1))  # (the source loop's call, without its waits)
+        await plane.settle()
+        assert plane.get("/meter/a", "last") == 1
+        clock.advance(60.0)  # b idle for 110 s, a for 60 s
+        plane.passivate_idle()
+        assert plane.active_node_uris() == ["/meter/a"]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from swimstream import Agent, CommandLane
 from swimstream.metrics import MetricsRegistry
 from swimstream.routing import RouteTemplate
-from swimstream.runtime import Plane
+from swimstream.runtime import FakeClock, Plane
 from swimstream.streams.connector import InboundRecord, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.router import RecordRouter, SourceRoute
@@ -211,3 +211,25 @@ async def test_a_partition_given_back_with_records_to_drop_stops_the_batch_at_it
         assert [worker for worker, _ in Worker.journal] == ["a", "b"]
         assert book.trackers[TopicPartition("readings", 0)].routed == 2
         assert tracker.routed is None and tracker.replayed_to == 5
+
+
+async def test_a_batch_notes_the_time_once_for_the_recency_of_its_agents() -> None:
+    """The agents a batch runs at once are as recent as the batch (``Plane.note_time``),
+    so an idle timeout counts from it, not from the plane's last drain."""
+    clock = FakeClock()
+    async with Plane({"/worker/:id": Worker}, idle_timeout=100.0, clock=clock) as plane:
+        Worker.journal = []
+        registry = MetricsRegistry()
+        sink: Any = MemorySink()
+        router = RecordRouter(plane, ROUTES[:1], DeadLetters(sink, "dlq", registry), registry)
+        book = OffsetBook()
+        plain = orjson.dumps({"do": "plain", "to": "a", "n": 0})
+        for key in (b"a", b"b"):
+            await plane.command(f"/worker/{key.decode()}", "step", orjson.loads(plain))
+        await plane.settle()
+        clock.advance(50.0)
+        router.route_batch([MemoryRecord("readings", 0, 0, b"a", plain)], 0, book)
+        await plane.settle()
+        clock.advance(60.0)  # b idle for 110 s, a for 60 s
+        plane.passivate_idle()
+        assert plane.active_node_uris() == ["/worker/a"]
