@@ -225,7 +225,7 @@ class LWWMap:
         has two such a reading, a device's history and its tower's join: 68,490 to
         65,219)."""
         clock = self._clock  # (``HybridLogicalClock.now``'s usual case inline)
-        if time() * 1000.0 < clock._millis_end:
+        if clock.ticked or time() * 1000.0 < clock._millis_end:
             clock._last = ts = clock._last + 1
         else:
             ts = clock.now()

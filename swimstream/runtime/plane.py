@@ -84,7 +84,7 @@ class Plane(Passivation, TimerDriving):
     ) -> None:
         """``on_crash`` is told if a task of the plane (its scheduler, its timers) fails."""
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.hlc = HybridLogicalClock(self.clock.wall_millis)
+        self.hlc = HybridLogicalClock(self.clock.wall_millis, ticked=True)  # (by the scheduler)
         self.replica_id = replica_id or f"p-{secrets.token_hex(4)}"
         self.mailbox_capacity = mailbox_capacity
         self._limits = Limits(idle_timeout, max_active)
@@ -103,9 +103,8 @@ class Plane(Passivation, TimerDriving):
         self._observers: list[tuple[str | None, str | None, bool, LaneObserver]] = []
         self._observer_tables: dict[str, dict[str, tuple[LaneObserver, ...]]] = {}
         passivating = idle_timeout is not None or max_active is not None
-        self._scheduler = Scheduler(
-            self._report_failure, (self._cells, self.clock.time) if passivating else None
-        )
+        recency = (self._cells, self.clock.time) if passivating else None
+        self._scheduler = Scheduler(self._report_failure, recency, self.hlc)
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False

@@ -32,7 +32,7 @@ from swimstream.runtime.cell import handle_command, handle_delivery
 from swimstream.runtime.origin import ORIGIN, TURN
 
 if TYPE_CHECKING:
-    from swimstream.crdt import Op
+    from swimstream.crdt import HybridLogicalClock, Op
     from swimstream.runtime.cell import AgentCell, Handler
     from swimstream.runtime.links import LinkEnd
     from swimstream.runtime.origin import Ack
@@ -80,11 +80,14 @@ class Scheduler:
         self,
         on_failure: Callable[[AgentCell, str, str, BaseException], None],
         recency: tuple[dict[str, AgentCell], Callable[[], float]] | None = None,
+        hlc: HybridLogicalClock | None = None,
     ) -> None:
         """``recency``, when the plane passivates: its cells, kept in least recently
         used order, and its clock. After each turn the cell notes :attr:`now` and, unless
         it noted that time already, moves to the recent end; done here, inline, because a
-        call and a clock read per turn were a tenth of a record's cost."""
+        call and a clock read per turn were a tenth of a record's cost. ``hlc``, the
+        plane's ticked clock (see ``swimstream.crdt.clock``), ticked with each reading
+        of :attr:`now`, whether or not the plane passivates."""
         self._ready: deque[AgentCell] = deque()
         self._wakeup = asyncio.Event()
         self._sleeping = False
@@ -95,6 +98,7 @@ class Scheduler:
         self._work_waiters: list[asyncio.Future[None]] = []
         self._on_failure = on_failure
         self._recency = recency
+        self._hlc = hlc
         self._depth = 0  # messages run at once, one inside the other (``run_now``)
         self.now = 0.0
         """The time a turn notes as its agent's last use (``AgentCell.last_used``), when
@@ -168,10 +172,14 @@ class Scheduler:
                 self._work_waiters.remove(waiter)
 
     def note_time(self) -> None:
-        """Read the clock into :attr:`now` (nothing if the plane never passivates)."""
+        """Read the clock into :attr:`now` (if the plane passivates), and tick the
+        plane's hybrid logical clock: the writes of the turns that follow stamp their
+        ops as of this time, logically after every stamp before."""
         recency = self._recency
         if recency is not None:
             self.now = recency[1]()
+        if self._hlc is not None:
+            self._hlc.tick()
 
     def run_now(self, cell: AgentCell, lane: str, value: Any, ack: Ack) -> bool:
         """Run a command to an idle agent at once (``handle_command``, inline), as a
@@ -305,6 +313,8 @@ class Scheduler:
         recency = self._recency
         lru = None if recency is None else recency[0]
         now = self.now = 0.0 if recency is None else recency[1]()
+        if self._hlc is not None:
+            self._hlc.tick()  # (see ``note_time``)
         turn = TURN
         origin: Ack = None
         handled = 0

@@ -150,3 +150,71 @@ def test_every_write_stamps_as_the_clock_would(script: list[tuple[int, str]]) ->
                 assert register.stamp == (expected, "r")
             else:
                 assert system.now() == expected
+
+
+TICKED_STEPS = st.sampled_from(["now", "tick", "observe", "wall"])
+
+
+@given(st.lists(st.tuples(TICKED_STEPS, st.integers(0, 2**30)), max_size=80))
+def test_a_ticked_clock_reads_the_wall_at_its_ticks_only_and_stays_monotonic(
+    script: list[tuple[str, int]],
+) -> None:
+    """Between ticks a ticked clock's timestamps follow one another whatever the wall
+    does; a tick brings them up to the wall (never back); observed ones stay behind."""
+    wall = FakeWall(5)
+    clock = HybridLogicalClock(wall, ticked=True)
+    assert clock.now() == 5 << 16  # (read once as it is made)
+    previous = clock.last
+    for step, number in script:
+        if step == "wall":
+            wall.millis = number % 1_000  # (forward, back or still)
+        elif step == "tick":
+            clock.tick()
+            assert clock.now() >= max(previous + 1, wall.millis << 16)
+        elif step == "observe":
+            clock.observe(number)
+            assert clock.now() > number
+        else:
+            assert clock.now() == previous + 1  # (no reading of the wall)
+        assert clock.last > previous or step in ("wall", "tick")
+        previous = clock.last
+
+
+TICKED_WRITES = st.sampled_from(["put", "put_unseen", "set", "set_unseen", "now", "tick"])
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), TICKED_WRITES), max_size=60))
+def test_every_write_on_a_ticked_clock_stamps_as_its_now_would_without_the_wall(
+    script: list[tuple[int, str]],
+) -> None:
+    """The lanes' writes take a ticked clock's timestamp inline, as they take the system
+    clock's (see ``now``), and read no wall (``time`` fails if they do)."""
+    wall, reference_wall = FakeWall(1), FakeWall(1)
+    ticked, reference = (HybridLogicalClock(w, ticked=True) for w in (wall, reference_wall))
+
+    def no_wall() -> float:
+        raise AssertionError("a ticked clock's write read the wall")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (clock_module, lww_map_module, register_module):
+            patch.setattr(module, "time", no_wall)
+        entries, register = LWWMap("r", ticked), LWWRegister("r", clock=ticked)
+        for millis, write in script:
+            wall.millis = reference_wall.millis = millis
+            if write == "tick":
+                ticked.tick()
+                reference.tick()
+                continue
+            expected = reference.now()
+            if write == "put":
+                assert entries.put("k", 1).stamp[0] == expected
+            elif write == "put_unseen":
+                entries.put_unseen("k", 1)
+                assert entries.stamp_of("k") == (expected, "r")
+            elif write == "set":
+                assert register.set(1).stamp[0] == expected
+            elif write == "set_unseen":
+                register.set_unseen(1)
+                assert register.stamp == (expected, "r")
+            else:
+                assert ticked.now() == expected
