@@ -103,8 +103,11 @@ class Plane(Passivation, TimerDriving):
         self._observers: list[tuple[str | None, str | None, bool, LaneObserver]] = []
         self._observer_tables: dict[str, dict[str, tuple[LaneObserver, ...]]] = {}
         passivating = idle_timeout is not None or max_active is not None
-        recency = (self._cells, self.clock.time) if passivating else None
-        self._scheduler = Scheduler(self._report_failure, recency, self.hlc)
+        recency = self.clock.time if passivating else None
+        self._scheduler = Scheduler(self._report_failure, self._cells, recency, self.hlc)
+        self.run_now = self._scheduler.run_now
+        """Run a command at once if its agent is in memory and idle (else False: submit
+        it): a source's usual record, without the call of :meth:`submit`."""
         self._timer_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -312,14 +315,12 @@ class Plane(Passivation, TimerDriving):
         finished, with the exception if it raised. ``now``, from outside any turn (a
         source): an idle agent runs it at once (``Scheduler.run_now``).
         """
-        cell = self._cells.get(node_uri)
-        if cell is None:
-            cell = self._activate(node_uri, lane)
+        cell = self._cells.get(node_uri) or self._activate(node_uri, lane)
         if lane not in cell.unbound:  # (every lane's name: see ``AgentCell.unbound``)
             raise _lane_not_found(node_uri, type(cell.agent), lane)
+        if now and self._scheduler.run_now(cell.node_uri, lane, value, ack):
+            return True  # (counted there)
         self._commands += 1
-        if now and self._scheduler.run_now(cell, lane, value, ack):
-            return True
         cell.post(handle_command, lane, value, ack)
         mailbox = cell.mailbox
         return mailbox is None or len(mailbox) < self.mailbox_capacity
@@ -578,7 +579,7 @@ class Plane(Passivation, TimerDriving):
             active_agents=len(self._cells),
             stored_agents=len(self.store),
             messages_handled=self._scheduler.processed,
-            commands=self._commands,
+            commands=self._commands + self._scheduler.commands,
             callback_failures=self.failures.count,
             links=len(self.links),
             timers=len(self.timers),

@@ -324,7 +324,7 @@ class RecordRouter:
         route, decode, counter, nodes, plain = single
         loads = orjson.loads
         topic, partition = tracker.tp
-        submit = self._plane.submit
+        run_now, submit = self._plane.run_now, self._plane.submit
         lane = route.lane
         inline = tracker.inline or self._inline_for(tracker)
         end = len(records)
@@ -354,7 +354,11 @@ class RecordRouter:
                     node = None if nodes is None else nodes.get(key)
                     if node is None:
                         node = self._render(route, record, key, value, nodes)
-                    if not submit(node, lane, value, inline, True):
+                    # (``Plane.run_now`` first, the usual case; ``submit`` loads the
+                    # agent, runs it at once under its one spelling, or queues)
+                    if not run_now(node, lane, value, inline) and not submit(
+                        node, lane, value, inline, True
+                    ):
                         full = node  # (queued: its ack is kept below)
                 except (RecordDecodeError, RoutingError, AgentRestoreError) as exc:
                     inline(exc)

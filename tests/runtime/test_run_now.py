@@ -160,3 +160,26 @@ async def test_what_a_delivery_run_at_once_causes_is_not_counted_against_the_rec
         await plane.settle()
         assert committable == 1
         assert plane.get("/slow/s", "seen") == [0]
+
+
+async def test_plane_run_now_runs_only_an_idle_agent_in_memory_and_counts_it() -> None:
+    """``Plane.run_now``, a source's first try for each record: it does nothing (and
+    says so) for an agent not in memory, under another spelling of its URI, without
+    the lane, or with work queued, each of which ``submit`` then takes; the commands
+    it ran count in the plane's statistics as the queued ones do."""
+    async with open_plane({"/relay/:id": Relay}) as plane:
+        assert not plane.run_now("/relay/a", "start", 1, None)  # (not in memory)
+        assert not plane.is_active("/relay/a")
+        plane.agent("/relay/a")
+        assert not plane.run_now("/relay/a", "start", 1, None)  # (its on_start queued)
+        await plane.settle()
+        assert not plane.run_now("/relay/a", "nothing", 1, None)
+        assert not plane.run_now("/relay/%61", "start", 1, None)  # (not its one spelling)
+        before = plane.statistics().commands
+        done: list[BaseException | None] = []
+        assert plane.run_now("/relay/a", "start", 7, done.append)
+        assert done == [None] and plane.get("/relay/a", "value") == 7
+        assert plane.submit("/relay/a", "start", 8)  # (queued)
+        assert plane.statistics().commands == before + 2
+        await plane.settle()
+        assert plane.get("/relay/a", "value") == 8
