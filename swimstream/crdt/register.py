@@ -85,8 +85,19 @@ class LWWRegister:
         return self._stamp
 
     def set(self, value: JsonValue) -> RegisterSet:
-        """Write ``value`` here and return the op that carries the write to other replicas."""
-        return new_op(RegisterSet, (self.set_unseen(value), value))
+        """Write ``value`` here and return the op that carries the write to other replicas.
+
+        :meth:`set_unseen`'s write, inline (change both together): a value lane that is
+        linked sets so at every write, and the call was some 400 machine instructions of
+        a towers reading (56,707 to 56,292)."""
+        clock = self._clock
+        if clock.ticked or time() * 1000.0 < clock._millis_end:
+            clock._last = ts = clock._last + 1
+        else:
+            ts = clock.now()
+        stamp = self._stamp = (ts, self.replica_id)
+        self._value = value
+        return new_op(RegisterSet, (stamp, value))
 
     def set_unseen(self, value: JsonValue) -> Stamp:
         """:meth:`set` for a replica whose changes nothing follows (no link, no store):
