@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from swimstream.runtime.cell import handle_delivery
 from swimstream.runtime.coalesce import Pending, pending_for
+from swimstream.runtime.scheduler import offer_change
 
 if TYPE_CHECKING:
     from swimstream.agent import Uplink
-    from swimstream.crdt import Op, Snapshot
+    from swimstream.crdt import Snapshot
     from swimstream.runtime.plane import Plane
 
 
@@ -77,23 +77,10 @@ class LinkEnd:
         """Non-zero: the sync pending here replaces the replica's writes before this time."""
         self._plane = plane
 
-    def offer(self, op: Op) -> None:
-        if self.closed:
-            return
-        if self.scheduled:
-            self.pending.add(op)  # the queued delivery takes it, coalesced
-            return
-        plane = self._plane  # (``Plane._deliver``'s usual case inline: once per change)
-        cell = plane._cells.get(self.subscriber)
-        if cell is not None and not self.held and plane._scheduler.deliver_now(cell, self, op):
-            return  # (taken at once: no delivery queued, so ``scheduled`` is never set, where
-            # setting it here and unsetting it in the delivery were some 160 instructions)
-        self.scheduled = True
-        if cell is None or self.held:
-            plane._deliver(self, op)
-        else:
-            self.pending.add(op)  # the subscriber is busy: it takes it in its next turn
-            cell.post(handle_delivery, self)
+    offer = offer_change
+    """A change of the lane: the subscriber takes it at once if idle, else with its next
+    delivery. Written in the scheduler's module, since it is mostly a turn run at once
+    (see :func:`~swimstream.runtime.scheduler.offer_change`)."""
 
     def offer_snapshot(self, snapshot: Snapshot) -> None:
         if self.closed:

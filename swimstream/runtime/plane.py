@@ -435,7 +435,7 @@ class Plane(Passivation, TimerDriving):
             except RoutingError as exc:  # its route is gone (a deploy): so is the link,
                 self._drop_link(end, exc)  # not the change being made (raising here
                 return  # left the owner's write half done: unstored, no on_set)
-        if not self._scheduler.deliver_now(cell, end, None):
+        if not self._scheduler.deliver_now(cell, end):
             cell.post(handle_delivery, end)
 
     def _drop_link(self, end: LinkEnd, why: RoutingError) -> None:
