@@ -220,7 +220,7 @@ def handle_delivery(cell: AgentCell, end: Any, op: Op | None) -> None:
     """A link's changes: ``op`` alone (made as its idle subscriber could take it at
     once), or, None, what the link's buffer coalesced while this delivery was queued.
 
-    ``Scheduler.deliver_now`` holds a copy of the ``op`` case, inline: change both."""
+    ``scheduler.offer_change`` holds a copy of the ``op`` case, inline: change both."""
     end.scheduled = False  # the next offer to the link schedules a new delivery
     # (Taken now, so that a closed link drops it; a single op goes as itself: a
     # constant tuple here, then ``_receive_op``, the usual case's path.)
