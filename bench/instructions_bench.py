@@ -127,12 +127,15 @@ def main() -> None:
         f" {args.records:,} readings after {args.warmup:,} of warm-up (by 60,000 every"
         " agent is active and every link open), hash seeds fixed: the same code gives the"
         " same count to"
-        " within about half a percent (the hybrid clock takes its shortcut more or less"
-        " often as the machine runs faster or slower), where the timed benches on this machine"
-        " vary by a third. Compare two commits with it; the timed rows say what the"
-        " difference is worth. The towers case produces a summary record per change"
-        " (coalescing by time would count differently under Valgrind's slowdown); the"
-        " by-hand row is the same logic without the framework (see the pipeline section)."
+        " within about a tenth of a percent (the plane's hybrid clock reads the wall once a"
+        " batch, not at each write as it did, when its shortcut within a millisecond made"
+        " half a percent; what still goes by the clock, the housekeeping once a second,"
+        " runs more or less often as the machine runs faster or slower), where the timed"
+        " benches on this machine vary by a third. Compare two commits with it; the timed"
+        " rows say what the difference is worth. The towers case produces a summary record"
+        " per change (coalescing by time would count differently under Valgrind's"
+        " slowdown); the by-hand row is the same logic without the framework (see the"
+        " pipeline section)."
     )
     print(body)
     if args.records == 40_000 and args.warmup == 60_000 and not args.no_write:
