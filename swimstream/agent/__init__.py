@@ -8,7 +8,7 @@ placed or stored; it reaches the runtime only through
 from swimstream.agent.agent import Agent
 from swimstream.agent.changes import change_to_json
 from swimstream.agent.command_lane import CommandLane
-from swimstream.agent.context import AgentContext, LaneObserver, Timer, Uplink
+from swimstream.agent.context import AgentContext, ChangeNotes, LaneObserver, Timer, Uplink
 from swimstream.agent.counter_lane import CounterLane
 from swimstream.agent.demand_lanes import DemandMapLane, DemandValueLane
 from swimstream.agent.downlink import Downlink, MapDownlink, ValueDownlink
@@ -20,6 +20,7 @@ from swimstream.agent.value_lane import ValueLane
 __all__ = [
     "Agent",
     "AgentContext",
+    "ChangeNotes",
     "CommandLane",
     "CounterLane",
     "DemandMapLane",

@@ -162,10 +162,11 @@ class Agent:
         object.__setattr__(self, "_namespace", state)
         linked = context.linked_lanes()
         observers = context.lane_observers()
+        notes = context.change_notes()
         for name, lane in type(self).__swim_lanes__.items():
             uplinks = linked.get(name) if linked else None
             if lane.eager or uplinks:
-                bound = state[name] = lane._bind(self, uplinks, observers.get(name, ()))
+                bound = state[name] = lane._bind(self, uplinks, observers.get(name, ()), notes)
                 object.__setattr__(self, name, bound)  # (see ``_namespace``)
 
     def lane(self, name: str) -> Lane:
@@ -177,7 +178,8 @@ class Agent:
         declared = type(self).__swim_lanes__[name]
         linked = self._context.linked_lanes()
         uplinks = linked.get(name) if linked else None
-        bound = declared._bind(self, uplinks, self._context.lane_observers().get(name, ()))
+        observers = self._context.lane_observers().get(name, ())
+        bound = declared._bind(self, uplinks, observers, self._context.change_notes())
         self._namespace[name] = bound
         object.__setattr__(self, name, bound)  # (see ``_namespace``)
         return bound

@@ -48,6 +48,29 @@ class LaneObserver(Protocol):
     def __call__(self, lane: Lane, op: Op) -> None: ...
 
 
+class ChangeNotes(Protocol):
+    """The durable store's notes of what changed since its last checkpoint, which a
+    stateful lane keeps up to date itself.
+
+    ``lane_changed`` observes the lane as a sink does, and sees every op it makes. But
+    a write that nothing else follows (no link, no sink, no callback that wants the op)
+    makes none: the lane notes itself in :attr:`dirty`, or the key it wrote in
+    :attr:`dirty_keys`, where making the op and calling ``lane_changed`` with it was some
+    4,000 machine instructions a write (swim-rust's lanes keep a dirty flag the same
+    way). Either way the notes come out the same.
+    """
+
+    dirty: dict[Any, None]
+    """Lanes changed as a whole (value and counter lanes, a cleared map)."""
+
+    dirty_keys: dict[Any, dict[Any, Any]]
+    """Map-like lane -> the keys changed, each to its spelling last written."""
+
+    def lane_changed(self, lane: Lane, op: Op) -> None:
+        """Note the change ``op`` made to ``lane``."""
+        ...
+
+
 class Timer(Protocol):
     """A pending call of an agent method, returned by ``schedule``, ``every`` and
     ``pending_timers``."""
@@ -100,6 +123,10 @@ class AgentContext(Protocol):
 
     def lane_observers(self) -> Mapping[str, tuple[LaneObserver, ...]]:
         """Lane name -> the sinks and stores that want its every change."""
+        ...
+
+    def change_notes(self) -> ChangeNotes | None:
+        """Where stateful lanes note their changes (None: state is not stored)."""
         ...
 
     def canonical(self, node_uri: str) -> str:

@@ -72,6 +72,13 @@ class CounterLane(Lane):
             except OverflowError as exc:
                 raise self._unstorable(TypeError(str(exc))) from None
             return
+        if self._notes is not None and not self._uplinks and self._on_change is None:
+            try:  # only the store watches: no op either, its note kept here (``ChangeNotes``)
+                counter.add_unseen(delta)
+            except OverflowError as exc:
+                raise self._unstorable(TypeError(str(exc))) from None
+            self._notes.dirty[self] = None
+            return
         old = counter._value
         try:
             op = counter.add(delta)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from swimstream.agent.agent import Agent
-    from swimstream.agent.context import AgentContext, LaneObserver, Uplink
+    from swimstream.agent.context import AgentContext, ChangeNotes, LaneObserver, Uplink
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,11 +61,15 @@ class Lane:
     """Bound when the agent is created. Stateless lanes (commands) bind only when a
     link needs them, and otherwise cost nothing per agent."""
 
-    __slots__ = ("_agent", "_observers", "_spec", "_uplinks")
+    __slots__ = ("_agent", "_notes", "_observers", "_spec", "_uplinks")
 
     _agent: Agent
     _uplinks: list[Uplink] | None
     _observers: tuple[LaneObserver, ...]
+    _notes: ChangeNotes | None
+    """The durable store's notes when the store is the lane's only observer (None
+    otherwise): a write that nothing else follows then makes no op, and notes itself
+    (see :class:`~swimstream.agent.context.ChangeNotes`)."""
 
     def __init__(self, **options: Any) -> None:
         self._spec = LaneSpec(**options)
@@ -144,13 +148,14 @@ class Lane:
         agent: Agent,
         uplinks: list[Uplink] | None,
         observers: tuple[LaneObserver, ...],
+        notes: ChangeNotes | None = None,
     ) -> Self:
         """A copy of this declaration holding ``agent``'s state."""
         lane = object.__new__(type(self))
         lane._spec = self._spec
         lane._agent = agent
         lane._uplinks = uplinks
-        lane._observers = observers
+        lane._follow(observers, notes)
         lane._setup(agent._context)
         return lane
 
@@ -161,9 +166,19 @@ class Lane:
         """The runtime (re)points the lane at its list of links."""
         self._uplinks = uplinks
 
-    def _attach_observers(self, observers: tuple[LaneObserver, ...]) -> None:
+    def _attach_observers(
+        self, observers: tuple[LaneObserver, ...], notes: ChangeNotes | None = None
+    ) -> None:
         """The runtime (re)points the lane at its sinks and stores."""
+        self._follow(observers, notes)
+
+    def _follow(self, observers: tuple[LaneObserver, ...], notes: ChangeNotes | None) -> None:
+        """``observers`` (sinks, and the store's ``notes.lane_changed``) see each op;
+        when the store is the only one, a write that no link follows either keeps the
+        store's notes itself, and makes no op (see ``_notes``)."""
         self._observers = observers
+        alone = notes is not None and observers == (notes.lane_changed,)
+        self._notes = notes if alone else None
 
     # -- change emission and callbacks -------------------------------------------------
 

@@ -76,10 +76,16 @@ class ValueLane(Lane, Generic[T]):
             self._refuse_kind(value)
         register = self._register
         old = register._value
-        if self._uplinks or self._observers:
+        # (The usual cases first, tested as often as ever: a link, then nothing at all.)
+        if self._uplinks:
             self._emit(register.set(value))
-        else:  # nothing to send the op to: none is made
+        elif not self._observers:  # nothing to send the op to: none is made
             register.set_unseen(value)
+        elif self._notes is not None:  # only the store: none either (``ChangeNotes``)
+            register.set_unseen(value)
+            self._notes.dirty[self] = None
+        else:
+            self._emit(register.set(value))
         on_set = self._on_set
         if on_set is not None:
             try:

@@ -22,7 +22,7 @@ from swimstream.runtime.origin import Ack, fork_origin
 if TYPE_CHECKING:
     import asyncio
 
-    from swimstream.agent import Agent, Downlink, Lane, LaneObserver, Timer, Uplink
+    from swimstream.agent import Agent, ChangeNotes, Downlink, Lane, LaneObserver, Timer, Uplink
     from swimstream.crdt import Op
     from swimstream.routing import RoutePattern
     from swimstream.runtime.plane import Plane
@@ -115,6 +115,9 @@ class AgentCell:
 
     def lane_observers(self) -> Mapping[str, tuple[LaneObserver, ...]]:
         return self.plane._observer_table(self.route)
+
+    def change_notes(self) -> ChangeNotes | None:
+        return self.plane._state
 
     def lane_kind(self, node_uri: str, lane: str) -> str:
         return self.plane.lane_kind(node_uri, lane)

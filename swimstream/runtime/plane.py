@@ -472,7 +472,7 @@ class Plane(Passivation, TimerDriving):
         for cell in self._cells.values():
             table = self._observer_table(cell.route)
             for bound in cell.agent.bound_lanes():
-                bound._attach_observers(table.get(bound.name, ()))
+                bound._attach_observers(table.get(bound.name, ()), self._state)
 
     def _observer_table(self, route: RoutePattern) -> dict[str, tuple[LaneObserver, ...]]:
         """Lane name -> observers, for agents of one route (computed once per route)."""

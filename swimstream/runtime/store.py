@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
+from swimstream.agent import ChangeNotes
 from swimstream.runtime.agent_record import StoredAgent
 
 if TYPE_CHECKING:
-    from swimstream.agent import Agent, Lane
-    from swimstream.crdt import Op
+    from swimstream.agent import Agent
 
 
 class AgentStore(Protocol):
@@ -36,15 +36,14 @@ class AgentStore(Protocol):
         ...
 
 
-class StateObserver(Protocol):
+class StateObserver(ChangeNotes, Protocol):
     """Follows every change of agent state, so it can be persisted (the durable store).
 
-    ``lane_changed`` runs inside the agent's turn for each change of a stateful lane, so
-    it must only take note; the others are told when an agent's links or timers changed
-    and just before an agent is passivated (its lane objects are about to go).
+    Stateful lanes keep its notes (:class:`~swimstream.agent.context.ChangeNotes`)
+    inside the agent's turn, so ``lane_changed`` must only take note; the others are
+    told when an agent's links or timers changed and just before an agent is passivated
+    (its lane objects are about to go).
     """
-
-    def lane_changed(self, lane: Lane, op: Op) -> None: ...
 
     def links_changed(self, node_uri: str) -> None: ...
 

@@ -1,10 +1,12 @@
 """What changed since the last checkpoint: the durable store's view of the plane.
 
-The plane tells the tracker of every change (it is the plane's
-:class:`~swimstream.runtime.store.StateObserver`). On the hot path that is one dict store
-per lane change: the lane object itself is the key, so nothing is encoded or copied
-until the checkpoint, and a lane changed a thousand times between two checkpoints is
-written once (analyze, then store). Links and timers are noted by node URI.
+The tracker is the plane's :class:`~swimstream.runtime.store.StateObserver`, and its
+:attr:`~StateTracker.dirty` and :attr:`~StateTracker.dirty_keys` are the notes stateful
+lanes keep themselves (:class:`~swimstream.agent.context.ChangeNotes`). On the hot path
+that is one dict store per lane change, made by the lane itself when no op is made for
+it: the lane object itself is the key, so nothing is encoded or copied until the
+checkpoint, and a lane changed a thousand times between two checkpoints is written once
+(analyze, then store). Links and timers are noted by node URI.
 
 A changelog record has a size limit (Kafka: the producer's ``message.max.bytes``): a name
 whose record would pass it is left out of the checkpoint, as a value the store cannot
@@ -62,7 +64,7 @@ log = logging.getLogger("swimstream.store")
 class StateTracker:
     """Notes what changed; hands the changes over at each checkpoint."""
 
-    __slots__ = ("_dirty", "_entries", "_held", "_largest", "_plane", "_shard_of", "_store")
+    __slots__ = ("_held", "_largest", "_plane", "_shard_of", "_store", "dirty", "dirty_keys")
 
     def __init__(
         self,
@@ -72,11 +74,13 @@ class StateTracker:
     ) -> None:
         """``largest``: the most bytes a changelog record's key and value may hold
         together (None: no limit)."""
-        self._dirty: dict[Any, None] = {}  # Lane objects (whole lanes), or (node uri, name)
-        # Map-like Lane object -> its changed keys, each to its spelling last written:
-        # keys Python holds equal (0 and -0.0, 1, 1.0 and True) are one entry, which the
-        # lane holds as last written, and a set kept the first (stored, and restored so).
-        self._entries: dict[Any, dict[Any, Any]] = {}
+        self.dirty: dict[Any, None] = {}
+        """Lane objects changed whole, or (node uri, name) of links, timers and a
+        passivated agent's lanes. Rebound at each collect: lanes read it each time."""
+        self.dirty_keys: dict[Any, dict[Any, Any]] = {}
+        """Map-like Lane object -> its changed keys, each to its spelling last written:
+        keys Python holds equal (0 and -0.0, 1, 1.0 and True) are one entry, which the
+        lane holds as last written, and a set kept the first (stored, and restored so)."""
         self._store = store
         self._shard_of = shard_of
         self._plane: Plane | None = None
@@ -89,40 +93,42 @@ class StateTracker:
         plane.track_state(self)
 
     def __len__(self) -> int:
-        return len(self._dirty) + len(self._entries)
+        return len(self.dirty) + len(self.dirty_keys)
 
     # -- StateObserver -------------------------------------------------------------------
 
     def lane_changed(self, lane: Lane, op: Op) -> None:
+        """A lane's change that made an op (it had links or sinks, or a callback that
+        wanted one): noted as the lane notes one that made none."""
         kind = type(op)
         if kind is MapPut or kind is MapRemove:
             # (Both hold the key second: ``op[1]`` is an index, ``op.key`` a look-up of
             # the named tuple's descriptor, generic in CPython 3.11: 130 instructions a
             # change of a map lane.)
             key = op[1]  # type: ignore[misc]
-            keys = self._entries.get(lane)
+            keys = self.dirty_keys.get(lane)
             if keys is None:
-                self._entries[lane] = {key: key}
+                self.dirty_keys[lane] = {key: key}
             else:
                 keys[key] = key
         else:
-            self._dirty[lane] = None
+            self.dirty[lane] = None
 
     def links_changed(self, node_uri: str) -> None:
-        self._dirty[(node_uri, LINKS)] = None
+        self.dirty[(node_uri, LINKS)] = None
 
     def timers_changed(self, node_uri: str) -> None:
-        self._dirty[(node_uri, TIMERS)] = None
+        self.dirty[(node_uri, TIMERS)] = None
 
     def passivating(self, agent: Agent) -> None:
         """The agent's lanes are about to go: note them by name instead."""
-        dirty = self._dirty
+        dirty = self.dirty
         node = agent.node_uri
         for lane in agent.bound_lanes():
             if lane in dirty:
                 del dirty[lane]
                 dirty[(node, lane.name)] = None
-            keys = self._entries.pop(lane, None)
+            keys = self.dirty_keys.pop(lane, None)
             if keys is not None:
                 for key in keys:
                     dirty[(node, entry_name(lane.name, key))] = None
@@ -148,9 +154,9 @@ class StateTracker:
     def forget(self, select: Callable[[str], bool]) -> None:
         """Drop every change noted for the agents ``select`` names: their state is no
         longer this instance's to store (their shard moved away, or is restored)."""
-        self._dirty = {key: None for key in self._dirty if not select(_node_of(key))}
-        self._entries = {
-            lane: keys for lane, keys in self._entries.items() if not select(lane._agent.node_uri)
+        self.dirty = {key: None for key in self.dirty if not select(_node_of(key))}
+        self.dirty_keys = {
+            lane: keys for lane, keys in self.dirty_keys.items() if not select(lane._agent.node_uri)
         }
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -165,8 +171,8 @@ class StateTracker:
         its own over the entries was a thirteenth of collecting them."""
         assert self._plane is not None
         plane = self._plane
-        dirty, self._dirty = self._dirty, {}
-        changed_keys, self._entries = self._entries, {}
+        dirty, self.dirty = self.dirty, {}
+        changed_keys, self.dirty_keys = self.dirty_keys, {}
         if self._held:
             dirty, changed_keys = self._keep_held(dirty, changed_keys)
         entries: list[ChangelogRow] = []
@@ -269,7 +275,7 @@ class StateTracker:
         kept: set[str] = set()
         for key in dirty:
             if shard_of(_node_of(key)) in held:
-                self._dirty[key] = None
+                self.dirty[key] = None
                 if type(key) is tuple:
                     kept.add(key[0])
             else:
@@ -278,7 +284,7 @@ class StateTracker:
         entries: dict[Any, dict[Any, Any]] = {}
         for lane, keys in changed_keys.items():
             if shard_of(lane._agent.node_uri) in held:
-                self._entries[lane] = keys
+                self.dirty_keys[lane] = keys
             else:
                 entries[lane] = keys
         return collected, entries
