@@ -155,7 +155,8 @@ class Lane:
         lane._spec = self._spec
         lane._agent = agent
         lane._uplinks = uplinks
-        lane._follow(observers, notes)
+        lane._observers = observers  # (``_follow`` inline: a call less a lane made)
+        lane._notes = None if notes is None or observers != (notes.lane_changed,) else notes
         lane._setup(agent._context)
         return lane
 
