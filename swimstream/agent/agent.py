@@ -162,7 +162,8 @@ class Agent:
         object.__setattr__(self, "_namespace", state)
         linked = context.linked_lanes()
         observers = context.lane_observers()
-        notes = context.change_notes()
+        # (The store's notes go to lanes it observes alone: none without observers.)
+        notes = context.change_notes() if observers else None
         for name, lane in type(self).__swim_lanes__.items():
             uplinks = linked.get(name) if linked else None
             if lane.eager or uplinks:
