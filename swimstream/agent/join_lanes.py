@@ -144,21 +144,22 @@ class _JoinLane(Lane, Generic[K, V]):
     def _put(self, key: Any, value: Any) -> None:
         current = self._map._entries.get(key)
         old = None if current is None else current[1]
-        # (The usual cases first, tested as often as ever: a link, then nothing at all.)
+        # (Links, observers, then nothing: the usual cases tested as often as ever.)
         if self._uplinks:
             self._emit(self._map.put(key, value))
-        elif not self._observers:  # nothing to send the op to: none is made
+        elif self._observers:
+            if self._notes is None:
+                self._emit(self._map.put(key, value))
+            else:  # only the store observes: no op either (``ChangeNotes``)
+                self._map.put_unseen(key, value)
+                changed = self._notes.dirty_keys
+                keys = changed.get(self)
+                if keys is None:
+                    changed[self] = {key: key}
+                else:
+                    keys[key] = key  # (the spelling last written: see ``dirty_keys``)
+        else:  # nothing to send the op to: none is made
             self._map.put_unseen(key, value)
-        elif self._notes is not None:  # only the store: none either (``ChangeNotes``)
-            self._map.put_unseen(key, value)
-            changed = self._notes.dirty_keys
-            keys = changed.get(self)
-            if keys is None:
-                changed[self] = {key: key}
-            else:
-                keys[key] = key  # (the spelling last written: see ``dirty_keys``)
-        else:
-            self._emit(self._map.put(key, value))
         on_update = self._on_update  # (a local: ``self._on_update(...)`` is a method
         if on_update is not None:  # look-up CPython 3.11 never specializes for a slot)
             try:

@@ -76,16 +76,17 @@ class ValueLane(Lane, Generic[T]):
             self._refuse_kind(value)
         register = self._register
         old = register._value
-        # (The usual cases first, tested as often as ever: a link, then nothing at all.)
+        # (Links, observers, then nothing: the usual cases tested as often as ever.)
         if self._uplinks:
             self._emit(register.set(value))
-        elif not self._observers:  # nothing to send the op to: none is made
+        elif self._observers:
+            if self._notes is None:
+                self._emit(register.set(value))
+            else:  # only the store observes: no op either (``ChangeNotes``)
+                register.set_unseen(value)
+                self._notes.dirty[self] = None
+        else:  # nothing to send the op to: none is made
             register.set_unseen(value)
-        elif self._notes is not None:  # only the store: none either (``ChangeNotes``)
-            register.set_unseen(value)
-            self._notes.dirty[self] = None
-        else:
-            self._emit(register.set(value))
         on_set = self._on_set
         if on_set is not None:
             try:
