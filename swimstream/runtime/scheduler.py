@@ -236,9 +236,10 @@ class Scheduler:
         if self._clock is not None and cell.last_used != self.now:  # (see ``now``)
             lru = self._cells
             cell.last_used = self.now
-            recent = lru.pop(node_uri, None)  # (None: passivated in its turn)
-            if recent is not None:
-                lru[node_uri] = recent
+            try:  # noqa: SIM105 (``contextlib.suppress``: a call and a context manager)
+                lru[node_uri] = lru.pop(node_uri)  # (see ``now``: to the recent end)
+            except KeyError:
+                pass  # passivated in its turn
         if cell.busy:
             return True
         if cell.mailbox:
@@ -278,9 +279,10 @@ class Scheduler:
             lru = self._cells
             cell.last_used = self.now
             node_uri = cell.node_uri
-            recent = lru.pop(node_uri, None)  # (None: passivated in its turn)
-            if recent is not None:
-                lru[node_uri] = recent
+            try:  # noqa: SIM105 (``contextlib.suppress``: a call and a context manager)
+                lru[node_uri] = lru.pop(node_uri)  # (see ``now``: to the recent end)
+            except KeyError:
+                pass  # passivated in its turn
         if cell.mailbox:
             self._ready.append(cell)
         else:
@@ -350,9 +352,10 @@ class Scheduler:
             if lru is not None and cell.last_used != now:
                 cell.last_used = now
                 node_uri = cell.node_uri
-                recent = lru.pop(node_uri, None)  # (None: passivated in its turn)
-                if recent is not None:
-                    lru[node_uri] = recent
+                try:  # noqa: SIM105 (``contextlib.suppress``: a call and a context manager)
+                    lru[node_uri] = lru.pop(node_uri)  # (see ``now``: to the recent end)
+                except KeyError:
+                    pass  # passivated in its turn
             if cell.room_waiters is not None:
                 _release_room(cell)
             if cell.busy:
@@ -530,9 +533,10 @@ def offer_change(end: LinkEnd, op: Op) -> None:
         lru = scheduler._cells
         cell.last_used = scheduler.now
         node_uri = cell.node_uri
-        recent = lru.pop(node_uri, None)  # (None: passivated in its turn)
-        if recent is not None:
-            lru[node_uri] = recent
+        try:  # noqa: SIM105 (``contextlib.suppress``: a call and a context manager)
+            lru[node_uri] = lru.pop(node_uri)  # (see ``now``: to the recent end)
+        except KeyError:
+            pass  # passivated in its turn
     if cell.mailbox:
         scheduler._ready.append(cell)
     else:

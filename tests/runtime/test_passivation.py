@@ -1,5 +1,6 @@
 """Passivation: idle and least-recently-used agents unload and come back whole."""
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -203,6 +204,44 @@ async def test_agents_used_within_one_noted_time_keep_the_order_of_their_first_t
         clock.advance(60.0)
         plane.passivate_idle()
         assert plane.active_node_uris() == ["/meter/a", "/meter/b"]
+
+
+class Forgetful(Agent):
+    """Forgets itself in its own turn, as a shard handed over from a callback would."""
+
+    count = ValueLane[int](default=0)
+    forget = CommandLane[int]()
+    plane: Any = None
+
+    @forget.on_command
+    def on_forget(self, value: int) -> None:
+        self.count.set(value)
+        Forgetful.plane.forget_agents(self.node_uri.__eq__)
+
+
+@pytest.mark.parametrize("at_once", [False, True], ids=["queued turn", "run at once"])
+async def test_an_agent_forgotten_in_its_own_turn_is_not_put_back_as_most_recent(
+    at_once: bool,
+) -> None:
+    """The end of a turn moves its agent to the recent end only if it is still in
+    memory (the move takes it out of the plane's agents and puts it back)."""
+    clock = FakeClock()
+    async with open_plane({"/forgetful/:id": Forgetful}, idle_timeout=100.0, clock=clock) as plane:
+        Forgetful.plane = plane
+        for node in ("/forgetful/b", "/forgetful/a"):
+            await plane.command(node, "count", 1)
+            await plane.settle()
+        clock.advance(1.0)
+        plane.note_time()  # (a new time: the turn below moves its agent)
+        if at_once:
+            assert plane.submit("/forgetful/a", "forget", 2, None, True)
+        else:
+            await plane.command("/forgetful/a", "forget", 2)
+        await asyncio.wait_for(plane.settle(), 5.0)
+        assert plane.active_node_uris() == ["/forgetful/b"]
+        await plane.command("/forgetful/b", "count", 3)  # the loop runs on
+        await asyncio.wait_for(plane.settle(), 5.0)
+        assert plane.get("/forgetful/b", "count") == 3
 
 
 async def test_a_passivation_pass_notes_the_time_for_the_turns_after_it() -> None:
