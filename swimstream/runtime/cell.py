@@ -200,9 +200,9 @@ def handle_command(cell: AgentCell, lane: str, value: Any) -> Any:
     """A command to one of the agent's lanes (``Scheduler.run_now`` holds a copy of
     this, inline: change both)."""
     agent = cell.agent
-    bound = agent._namespace.get(lane)
-    if bound is not None:
-        return bound._command(value)
+    lanes = agent._namespace
+    if lane in lanes:
+        return lanes[lane]._command(value)
     return cell.unbound[lane](agent, value)
 
 

@@ -183,3 +183,30 @@ async def test_plane_run_now_runs_only_an_idle_agent_in_memory_and_counts_it() -
         assert plane.statistics().commands == before + 2
         await plane.settle()
         assert plane.get("/relay/a", "value") == 8
+
+
+class Watcher(Agent):
+    """Links to ``/relay/a``'s ``start`` command lane and keeps what it sees."""
+
+    seen = ValueLane[list[int]](default=[])
+    watch = CommandLane[str]()
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.downlink(node, "start", on_set=self.saw)
+
+    def saw(self, new: int, _old: int | None) -> None:
+        self.seen.set([*self.seen.get(), new])
+
+
+async def test_a_command_run_at_once_on_a_linked_lane_reaches_its_links_and_handler() -> None:
+    """A lane something links to is bound: its own ``_command`` runs (its links see the
+    command), where an unbound lane's handler only would not show it to them."""
+    async with open_plane({"/relay/:id": Relay, "/watcher/:id": Watcher}) as plane:
+        await plane.command("/relay/a", "start", 1)
+        await plane.command("/watcher/w", "watch", "/relay/a")
+        await plane.settle()
+        assert plane.run_now("/relay/a", "start", 5, None)
+        await plane.settle()
+        assert plane.get("/relay/a", "value") == 5
+        assert plane.get("/watcher/w", "seen")[-1] == 5
