@@ -502,7 +502,10 @@ def offer_change(end: LinkEnd, op: Op) -> None:
         return
     plane = end._plane
     scheduler = plane._scheduler
-    cell = scheduler._cells.get(end.subscriber)
+    try:  # (a subscript, not ``get``: as in ``Scheduler.run_now``)
+        cell = scheduler._cells[end.subscriber]
+    except KeyError:
+        cell = None
     if cell is None or end.held:
         end.scheduled = True
         plane._deliver(end, op)
@@ -521,8 +524,10 @@ def offer_change(end: LinkEnd, op: Op) -> None:
     outer = turn.origin
     turn.origin = UNTRACED
     try:
-        downlinks = cell.agent._downlinks
-        downlink = None if downlinks is None else downlinks.get(end.downlink_id)
+        try:
+            downlink = cell.agent._downlinks[end.downlink_id]  # type: ignore[index]
+        except (KeyError, TypeError):  # (None: it has no links open now)
+            downlink = None
         if downlink is not None and not downlink._closed:
             if end.replace_before:  # (a resync: see ``swimstream.runtime.links``)
                 downlink._replace_before(end.replace_before)

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from swimstream import Agent, CommandLane, ValueLane
+from swimstream.runtime import MemoryAgentStore
 from swimstream.streams.connector import TopicPartition
 from swimstream.streams.tracking import PartitionTracker, record_ack
 from swimstream.testing import open_plane
@@ -210,3 +211,21 @@ async def test_a_command_run_at_once_on_a_linked_lane_reaches_its_links_and_hand
         await plane.settle()
         assert plane.get("/relay/a", "value") == 5
         assert plane.get("/watcher/w", "seen")[-1] == 5
+
+
+async def test_a_change_for_a_subscriber_reloaded_without_its_links_is_dropped() -> None:
+    """A subscriber whose stored record was lost comes back with no downlinks open
+    (``Agent._downlinks`` None) while its link end stays: the changes taken at once
+    then reach nothing and fail nothing."""
+    store = MemoryAgentStore()
+    async with open_plane({"/relay/:id": Relay}, store=store) as plane:
+        await _link(plane, "/relay/b", "/relay/a")  # b follows a's value
+        assert plane.passivate("/relay/b")
+        store._records.pop("/relay/b")  # lost: b comes back fresh, with no links
+        assert plane.submit("/relay/a", "start", 1, now=True)  # reloads b, queued
+        await plane.settle()
+        assert plane.submit("/relay/a", "start", 2, now=True)  # b idle: taken at once
+        await plane.settle()
+        assert plane.get("/relay/a", "value") == 2
+        assert plane.get("/relay/b", "value") == 0
+        assert plane.statistics().callback_failures == 0
