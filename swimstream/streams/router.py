@@ -351,9 +351,13 @@ class RecordRouter:
                     else:
                         value = decode(raw)
                     key = record.key()
-                    node = None if nodes is None else nodes.get(key)
-                    if node is None:
+                    if nodes is None:
                         node = self._render(route, record, key, value, nodes)
+                    else:  # (a subscript, not ``get``: as ``Plane.run_now`` looks up)
+                        try:
+                            node = nodes[key]
+                        except KeyError:
+                            node = self._render(route, record, key, value, nodes)
                     # (``Plane.run_now`` first, the usual case; ``submit`` loads the
                     # agent, runs it at once under its one spelling, or queues)
                     if not run_now(node, lane, value, inline) and not submit(
