@@ -290,13 +290,13 @@ class ValueDownlink(Downlink):
             self._receive(None, (op,))
             return
         replica = self._replica
-        old = replica._value
-        if not replica.apply(op):  # type: ignore[arg-type]
-            return
         join = self._join
-        if join is not None:
-            self._agent._namespace[join[0]]._joined_value(join[1], replica._value)
-        else:
+        if join is not None:  # (the old value is the join lane's to look up)
+            if replica.apply(op):  # type: ignore[arg-type]
+                self._agent._namespace[join[0]]._joined_value(join[1], replica._value)
+            return
+        old = replica._value
+        if replica.apply(op):  # type: ignore[arg-type]
             self._call("on_set", replica._value, old)
 
     def _receive(self, snapshot: Snapshot | None, ops: Sequence[Op]) -> None:
