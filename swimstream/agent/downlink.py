@@ -69,6 +69,7 @@ class Downlink:
         "_callbacks",
         "_closed",
         "_join",
+        "_joined",
         "_stale",
         "_synced",
         "id",
@@ -95,6 +96,7 @@ class Downlink:
         self.lane_kind = lane_kind
         self._callbacks = callbacks
         self._join = join
+        self._joined: Any = None  # the join lane, bound (looked up at the first change)
         self._closed = False
         self._stale = False
         self._synced: bool | None = False  # None: synced, and a resync is coming
@@ -293,7 +295,10 @@ class ValueDownlink(Downlink):
         join = self._join
         if join is not None:  # (the old value is the join lane's to look up)
             if replica.apply(op):  # type: ignore[arg-type]
-                self._agent._namespace[join[0]]._joined_value(join[1], replica._value)
+                joined = self._joined
+                if joined is None:
+                    joined = self._joined = self._agent._namespace[join[0]]
+                joined._joined_value(join[1], replica._value)
             return
         old = replica._value
         if replica.apply(op):  # type: ignore[arg-type]
