@@ -116,11 +116,15 @@ class LWWRegister:
     def apply(self, op: RegisterSet) -> bool:
         """Apply a (possibly remote, late or repeated) op; True when the value changed."""
         stamp = op.stamp
-        if stamp <= self._stamp:
+        ts = stamp[0]
+        current = self._stamp[0]
+        # (Times first: a tuple comparison goes through the generic path, and most ops
+        # are newer than what they replace; the writers' ids break a tie of times.)
+        if ts <= current and (ts < current or stamp <= self._stamp):
             return False
         clock = self._clock
-        if stamp[0] > clock._last:  # (most ops come from this plane's own clock: not ahead)
-            clock.observe(stamp[0])
+        if ts > clock._last:  # (most ops come from this plane's own clock: not ahead)
+            clock.observe(ts)
         self._stamp = stamp
         value = op.value
         changed: bool = value != self._value or same_container(value, self._value)

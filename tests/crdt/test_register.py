@@ -113,3 +113,18 @@ def test_an_unseen_set_leaves_the_state_a_set_does(values: list[Any]) -> None:
         unseen.set_unseen(value)
         assert unseen.snapshot() == seen.snapshot()
         assert unseen.stamp == op.stamp
+
+
+def test_an_op_wins_by_its_time_then_by_its_writer_s_id() -> None:
+    """Newer times win whatever the ids; at equal times the greater writer id wins; an
+    op at the stamp held, or older, changes nothing."""
+    register = LWWRegister("m")
+    assert register.apply(RegisterSet((10, "m"), "first"))
+    assert not register.apply(RegisterSet((9, "z"), "older, greater id"))
+    assert not register.apply(RegisterSet((10, "a"), "same time, smaller id"))
+    assert not register.apply(RegisterSet((10, "m"), "same stamp"))
+    assert register.get() == "first"
+    assert register.apply(RegisterSet((10, "n"), "same time, greater id"))
+    assert register.apply(RegisterSet((11, "a"), "newer, smaller id"))
+    assert register.get() == "newer, smaller id"
+    assert register.stamp == (11, "a")
