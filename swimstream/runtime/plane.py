@@ -578,7 +578,7 @@ class Plane(Passivation, TimerDriving):
         return PlaneStatistics(
             active_agents=len(self._cells),
             stored_agents=len(self.store),
-            messages_handled=self._scheduler.processed,
+            messages_handled=self._scheduler.processed + self._scheduler.commands,
             commands=self._commands + self._scheduler.commands,
             callback_failures=self.failures.count,
             links=len(self.links),

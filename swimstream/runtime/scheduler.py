@@ -117,7 +117,9 @@ class Scheduler:
         instructions of a towers reading (two turns: 61,224 to 59,738)."""
         self.processed = 0
         self.commands = 0
-        """Commands run at once (:meth:`run_now`); the plane counts those it queues."""
+        """Commands run at once (:meth:`run_now`); the plane counts those it queues. Each
+        is a message handled too, which :attr:`processed` leaves out: the plane adds
+        them (one count a record rather than two)."""
         self.overfull: str | None = None
         """A node whose mailbox a command caused by a record filled (``AgentCell.command``),
         until the sources ask (``Plane.take_overfull``)."""
@@ -239,7 +241,6 @@ class Scheduler:
         finally:
             turn.origin = outer
             self._depth = depth  # (what the turns run inside this one left it at too)
-        self.processed += 1
         if self._clock is not None and cell.last_used != self.now:  # (see ``now``)
             lru = self._cells
             cell.last_used = self.now

@@ -167,7 +167,8 @@ async def test_plane_run_now_runs_only_an_idle_agent_in_memory_and_counts_it() -
     """``Plane.run_now``, a source's first try for each record: it does nothing (and
     says so) for an agent not in memory, under another spelling of its URI, without
     the lane, or with work queued, each of which ``submit`` then takes; the commands
-    it ran count in the plane's statistics as the queued ones do."""
+    it ran count in the plane's statistics (commands, messages handled) as the queued
+    ones do."""
     async with open_plane({"/relay/:id": Relay}) as plane:
         assert not plane.run_now("/relay/a", "start", 1, None)  # (not in memory)
         assert not plane.is_active("/relay/a")
@@ -176,14 +177,16 @@ async def test_plane_run_now_runs_only_an_idle_agent_in_memory_and_counts_it() -
         await plane.settle()
         assert not plane.run_now("/relay/a", "nothing", 1, None)
         assert not plane.run_now("/relay/%61", "start", 1, None)  # (not its one spelling)
-        before = plane.statistics().commands
+        before = plane.statistics()
         done: list[BaseException | None] = []
         assert plane.run_now("/relay/a", "start", 7, done.append)
         assert done == [None] and plane.get("/relay/a", "value") == 7
+        assert plane.statistics().messages_handled == before.messages_handled + 1
         assert plane.submit("/relay/a", "start", 8)  # (queued)
-        assert plane.statistics().commands == before + 2
+        assert plane.statistics().commands == before.commands + 2
         await plane.settle()
         assert plane.get("/relay/a", "value") == 8
+        assert plane.statistics().messages_handled == before.messages_handled + 2
 
 
 class Watcher(Agent):
