@@ -134,12 +134,7 @@ class MapLane(Lane, Generic[K, V]):
                 self._emit(self._map.put(key, value))
             else:  # only the store observes: no op either (``ChangeNotes``)
                 self._map.put_unseen(key, value)
-                changed = self._notes.dirty_keys
-                keys = changed.get(self)
-                if keys is None:
-                    changed[self] = {key: key}
-                else:
-                    keys[key] = key  # (the spelling last written: see ``dirty_keys``)
+                self._note_key(key)
         else:  # nothing to send the op to: none is made
             self._map.put_unseen(key, value)
         if self._max_entries is not None and len(entries) > self._max_entries:
