@@ -193,16 +193,6 @@ class Lane:
             for observer in self._observers:
                 observer(self, op)
 
-    def _note_key(self, key: Any) -> None:
-        """Note ``key`` written in the store's notes (``_notes``, not None): a map-like
-        lane's write that only the store follows, which makes no op."""
-        changed = self._notes.dirty_keys  # type: ignore[union-attr]
-        keys = changed.get(self)
-        if keys is None:
-            changed[self] = {key: key}
-        else:
-            keys[key] = key  # (the spelling last written: see ``dirty_keys``)
-
     def _failed(self, event: str) -> CallbackError:
         return CallbackError(self._agent.node_uri, self._spec.name, event)
 
