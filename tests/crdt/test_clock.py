@@ -138,18 +138,29 @@ def test_every_write_stamps_as_the_clock_would(script: list[tuple[int, str]]) ->
             ns += step
             wall.millis = int(ns / 1e9 * 1000.0)  # (what ``wall_millis`` reads)
             expected = reference.now()
-            if write == "put":
-                assert entries.put("k", 1).stamp[0] == expected
-            elif write == "put_unseen":
-                entries.put_unseen("k", 1)
-                assert entries.stamp_of("k") == (expected, "r")
-            elif write == "set":
-                assert register.set(1).stamp[0] == expected
-            elif write == "set_unseen":
-                register.set_unseen(1)
-                assert register.stamp == (expected, "r")
-            else:
-                assert system.now() == expected
+            _check_write(write, expected, entries, register, system)
+
+
+def _check_write(
+    write: str,
+    expected: int,
+    entries: LWWMap,
+    register: LWWRegister,
+    clock: HybridLogicalClock,
+) -> None:
+    """Make the write ``write`` names and check it took the timestamp ``expected``."""
+    if write == "put":
+        assert entries.put("k", 1).stamp[0] == expected
+    elif write == "put_unseen":
+        entries.put_unseen("k", 1)
+        assert entries.stamp_of("k") == (expected, "r")
+    elif write == "set":
+        assert register.set(1).stamp[0] == expected
+    elif write == "set_unseen":
+        register.set_unseen(1)
+        assert register.stamp == (expected, "r")
+    else:
+        assert clock.now() == expected
 
 
 TICKED_STEPS = st.sampled_from(["now", "tick", "observe", "wall"])
@@ -206,15 +217,4 @@ def test_every_write_on_a_ticked_clock_stamps_as_its_now_would_without_the_wall(
                 reference.tick()
                 continue
             expected = reference.now()
-            if write == "put":
-                assert entries.put("k", 1).stamp[0] == expected
-            elif write == "put_unseen":
-                entries.put_unseen("k", 1)
-                assert entries.stamp_of("k") == (expected, "r")
-            elif write == "set":
-                assert register.set(1).stamp[0] == expected
-            elif write == "set_unseen":
-                register.set_unseen(1)
-                assert register.stamp == (expected, "r")
-            else:
-                assert ticked.now() == expected
+            _check_write(write, expected, entries, register, ticked)
