@@ -136,9 +136,10 @@ class Passivation:
         """Read the clock for the turns that follow: a source calls this once a batch,
         before the commands it runs at once (``submit(..., now=True)``), which note that
         time as their agents' last use (see ``Scheduler.now``: recency is as coarse as a
-        batch, and moves a second at a time) and whose writes stamp their ops logically after it (the plane's hybrid
-        logical clock is ticked: see ``swimstream.crdt.clock``). Each passivation pass
-        and each drain of the mailboxes reads it too."""
+        batch, and moves a second at a time) and whose writes stamp their ops logically
+        after it (the plane's hybrid logical clock is ticked: see
+        ``swimstream.crdt.clock``). Each passivation pass and each drain of the mailboxes
+        reads it too."""
         self._scheduler.note_time()
 
     def passivate_idle(self) -> int:

@@ -189,8 +189,9 @@ async def test_a_link_s_change_run_at_once_makes_its_subscriber_the_most_recentl
 
 async def test_agents_used_within_one_noted_time_keep_the_order_of_their_first_turn() -> None:
     """Recency is as coarse as a source's batch (``Scheduler.now``; and a step: see
-    ``test_recency_step``): a second turn within it moves its agent no further, so the batch's agents stay in the order
-    they were first used in it, all as recent as each other."""
+    ``test_recency_step``): a second turn within it moves its agent no further, so the
+    batch's agents stay in the order they were first used in it, all as recent as each
+    other."""
     clock = FakeClock()
     async with open_plane(ROUTES, idle_timeout=100.0, clock=clock) as plane:
         for n in ("a", "b", "c"):
