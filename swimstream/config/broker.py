@@ -11,6 +11,10 @@ that apply to its type), except the few that swimstream must own for its guarant
 hold (the consumer group, transactions, offset commits): setting those here would
 silently break them, so they are refused (:mod:`swimstream.config.client_settings` lists
 them).
+
+``pulsar`` holds the Pulsar clients' authentication and TLS settings
+(:mod:`swimstream.config.pulsar_client`); its TLS keys need a ``pulsar+ssl://`` service
+URL, which the checks here compare.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from swimstream.config.client_settings import ClientSettings
+from swimstream.config.pulsar_client import PulsarClientConfig, is_tls_url
 from swimstream.config.values import (
     DEFAULT_DOC,
     Boolean,
@@ -88,6 +93,13 @@ class BrokerConfig(FrozenModel):
             "are refused, and so is a `partition.assignment.strategy` other than `range` "
             "with durable state and several Kafka source topics (it would split a shard's "
             "partitions between instances)."
+        ),
+    )
+    pulsar: PulsarClientConfig = Field(
+        default_factory=PulsarClientConfig,
+        description=(
+            "Authentication and TLS of the Pulsar clients (pulsar-client's own names); "
+            "Kafka's go in `settings`."
         ),
     )
     create_topics: Boolean = Field(
@@ -173,6 +185,18 @@ class BrokerConfig(FrozenModel):
             problems.append(("bootstrap", "required when kind is kafka"))
         if self.kind == "pulsar" and self.service_url is None:
             problems.append(("service_url", "required when kind is pulsar"))
+        problems += self._pulsar_tls_problems()
         if problems:
             raise ConfigError(problems=problems)
         return self
+
+    def _pulsar_tls_problems(self) -> list[tuple[str, str]]:
+        """TLS keys of ``pulsar`` where the Pulsar clients would not use TLS: the client
+        ignores them then, and the records would cross the network in the clear."""
+        if self.protocol == "pulsar" and self.kind == "embedded":
+            why = "the embedded Pulsar broker speaks plaintext only; remove it"
+        elif self.service_url is not None and not is_tls_url(self.service_url):
+            why = "needs a TLS service URL: write broker.service_url as pulsar+ssl://host:6651"
+        else:
+            return []
+        return [(f"pulsar.{key}", why) for key in self.pulsar.tls_keys()]

@@ -101,8 +101,14 @@ def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, str]:
 
 
 def _strip(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` metadata, and a model without ``| None``
+    (an optional part, such as one way to authenticate, is documented like the others)."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], BaseModel):
+            return members[0]
     return annotation
 
 

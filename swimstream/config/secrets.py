@@ -14,6 +14,9 @@ names such a setting and says what is wrong with it, never the text it holds:
 * a key that is no setting name (``sasl.password=hunter2``, as a Java properties file
   writes it) is shown up to where it stops being a name (:func:`shown_setting_name`).
 
+The same holds for the Pulsar clients' secrets under ``broker.pulsar.authentication``
+(:data:`PULSAR_SECRET_KEYS`).
+
 The names are librdkafka's own sensitive properties (those it redacts; a test checks
 the list against the installed librdkafka) and any name that says password, secret or
 passphrase, so an alias or a property added later is covered too.
@@ -49,6 +52,12 @@ SECRET_SETTINGS: Final[frozenset[str]] = frozenset(
 _SECRET_WORDS = re.compile(r"password|secret|passphrase", re.IGNORECASE)
 _SETTING_NAME = re.compile(r"[A-Za-z0-9._\-]+")
 _SETTINGS_PATH: Final = ("broker", "settings")
+_PULSAR_AUTH_PATH: Final = ("broker", "pulsar", "authentication")
+PULSAR_SECRET_KEYS: Final[frozenset[tuple[str, ...]]] = frozenset(
+    {("token",), ("basic", "password"), ("oauth2", "private_key")}
+)
+"""The keys under ``broker.pulsar.authentication`` that hold secrets (an OAuth 2.0
+``private_key`` may be the credentials themselves, as a ``data:`` URL)."""
 
 
 def is_secret_setting(name: str) -> bool:
@@ -57,13 +66,17 @@ def is_secret_setting(name: str) -> bool:
 
 
 def holds_secrets(loc: Sequence[int | str]) -> bool:
-    """Whether the document value at ``loc`` is ``broker.settings`` or lies in it: a
-    value there may be a secret, or, for a mistyped map, contain one."""
-    return tuple(loc[:2]) == _SETTINGS_PATH
+    """Whether the document value at ``loc`` is ``broker.settings`` or
+    ``broker.pulsar.authentication``, or lies in one: a value there may be a secret, or,
+    for a mistyped map, contain one."""
+    return tuple(loc[:2]) == _SETTINGS_PATH or tuple(loc[:3]) == _PULSAR_AUTH_PATH
 
 
 def is_secret_path(loc: Sequence[int | str]) -> bool:
     """Whether the document value at ``loc`` is (or lies under) a secret setting."""
+    if tuple(loc[:3]) == _PULSAR_AUTH_PATH:
+        below = tuple(loc[3:])
+        return any(below[: len(key)] == key for key in PULSAR_SECRET_KEYS)
     return (
         len(loc) >= 3
         and tuple(loc[:2]) == _SETTINGS_PATH

@@ -293,7 +293,7 @@ sources:
 """
     assert problems(text) == [
         "broker.1: unknown key; expected one of: kind, bootstrap, service_url, embedded_kind, "
-        "settings, create_topics, partitions, replication_factor, static_membership, "
+        "settings, pulsar, create_topics, partitions, replication_factor, static_membership, "
         "subscription_type, partitioner",
         "sources[0].null: unknown key; expected one of: topic, route, lane, format, kind, "
         "offset_reset",
