@@ -19,7 +19,9 @@ from typing import Literal, Protocol, TypeVar
 from connectors.kafka import KafkaAdmin, KafkaSink, KafkaSource
 from connectors.kafka.changelog import KafkaChangelogReader
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSettings, PulsarSink, PulsarSource
+from connectors.pulsar.security import PulsarSecurity, oauth2_params
 from swimstream.config import AppConfig
+from swimstream.config.pulsar_client import PulsarClientConfig
 from swimstream.errors import BrokerError
 from swimstream.service import ProtocolClients
 from swimstream.streams import SourceConnector
@@ -100,11 +102,41 @@ async def open_connectors(
                 pulsar_settings or PulsarSettings(), subscription_type=broker.subscription_type
             )
         if "pulsar" in used:
+            pulsar_settings = replace(
+                pulsar_settings or PulsarSettings(), security=pulsar_security(broker.pulsar)
+            )
             assert service_url is not None, "the config checks that pulsar has a service URL"
             clients["pulsar"] = await _pulsar(
                 stack, config, service_url, instance_id, pulsar_settings
             )
         yield clients
+
+
+def pulsar_security(config: PulsarClientConfig) -> PulsarSecurity:
+    """The connector's form of ``broker.pulsar``: every Pulsar client gets it."""
+    security = PulsarSecurity(
+        trust_certs_file=config.tls_trust_certs_file_path,
+        allow_insecure_connection=config.tls_allow_insecure_connection,
+        validate_hostname=config.tls_validate_hostname,
+    )
+    auth = config.authentication
+    if auth is None:
+        return security
+    if auth.tls is not None:
+        return replace(
+            security,
+            certificate_path=auth.tls.certificate_path,
+            private_key_path=auth.tls.private_key_path,
+        )
+    if auth.oauth2 is not None:
+        oauth2 = auth.oauth2
+        params = oauth2_params(oauth2.issuer_url, oauth2.private_key, oauth2.audience, oauth2.scope)
+        return replace(security, oauth2_params=params)
+    if auth.basic is not None:
+        return replace(
+            security, basic_username=auth.basic.username, basic_password=auth.basic.password
+        )
+    return replace(security, token=auth.token, token_file=auth.token_file)
 
 
 KAFKA_MAX_RECORD_BYTES = 1_000_000

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
@@ -45,6 +46,7 @@ import pulsar  # type: ignore[import-untyped]  # pulsar-client ships no type inf
 
 from connectors.native_threads import leave_behind
 from connectors.pulsar._errors import broker_error, result_error
+from connectors.pulsar.security import PulsarSecurity
 from connectors.pulsar.settings import PulsarSettings
 from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
@@ -210,7 +212,7 @@ def check_reachable(service_url: str, timeout: float) -> None:
 
 
 Purpose = Literal["consume", "produce", "probe"]
-_ClientKey = tuple[Purpose, str, float, float]
+_ClientKey = tuple[Purpose, str, float, float, PulsarSecurity]
 _shared_lock = threading.Lock()
 _shared: dict[_ClientKey, tuple[PulsarClient, int]] = {}
 
@@ -218,7 +220,13 @@ _shared: dict[_ClientKey, tuple[PulsarClient, int]] = {}
 def acquire_client(service_url: str, settings: PulsarSettings, purpose: Purpose) -> PulsarClient:
     """The process's client for ``service_url`` and ``purpose`` (made on first use);
     release it with :func:`release_client` once, whatever happens."""
-    key = (purpose, service_url, settings.operation_timeout, settings.connection_timeout)
+    key = (
+        purpose,
+        service_url,
+        settings.operation_timeout,
+        settings.connection_timeout,
+        settings.security,
+    )
     with _shared_lock:
         client, users = _shared.get(key) or (None, 0)
         if client is None:
@@ -310,6 +318,37 @@ ACROSS_PARTITIONS_LIMIT = 2**31 - 1
 """The client's ``max_pending_messages_across_partitions`` (an int32 in its C++ core)."""
 
 
+def security_options(security: PulsarSecurity) -> dict[str, Any]:
+    """``pulsar.Client``'s keyword arguments for ``security`` (``broker.pulsar``).
+
+    A token file is given to the client as ``file://`` parameters of its ``token``
+    plugin, which reads the file itself: a Python supplier would run on the client's
+    threads, where a file that went missing would raise and end the process."""
+    options: dict[str, Any] = {
+        "tls_allow_insecure_connection": security.allow_insecure_connection,
+        "tls_validate_hostname": security.validate_hostname,
+    }
+    if security.trust_certs_file is not None:
+        options["tls_trust_certs_file_path"] = security.trust_certs_file
+    method = security.method
+    if method == "token":
+        options["authentication"] = pulsar.AuthenticationToken(security.token)
+    elif method == "token_file":
+        path = os.path.abspath(str(security.token_file))
+        options["authentication"] = pulsar.Authentication("token", f"file://{path}")
+    elif method == "tls":
+        options["authentication"] = pulsar.AuthenticationTLS(
+            security.certificate_path, security.private_key_path
+        )
+    elif method == "oauth2":
+        options["authentication"] = pulsar.AuthenticationOauth2(security.oauth2_params)
+    elif method == "basic":
+        options["authentication"] = pulsar.AuthenticationBasic(
+            security.basic_username, security.basic_password
+        )
+    return options
+
+
 def producer_options(settings: PulsarSettings) -> dict[str, Any]:
     """What a topic's producer is made with.
 
@@ -348,9 +387,11 @@ class PulsarClient:
                 operation_timeout_seconds=max(1, math.ceil(settings.operation_timeout)),
                 connection_timeout_ms=max(1, round(settings.connection_timeout * 1000)),
                 logger=_client_log,
+                **security_options(settings.security),
             )
         except (PulsarError, ValueError) as exc:
-            raise broker_error(exc, f"creating a Pulsar client for {service_url}") from exc
+            doing = f"creating a Pulsar client for {service_url}"
+            raise broker_error(exc, doing, hide=settings.security.hide) from exc
 
     def partitions_of(self, topic: str) -> list[str]:
         """The partition topics of ``topic``, or ``[topic]`` when it is not partitioned

@@ -12,7 +12,7 @@ the client names both its exception classes and its result codes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from swimstream.errors import BrokerError
@@ -63,16 +63,26 @@ def _describe(code: str, doing: str, detail: str = "", notes: Mapping[str, str] 
     return f"{message}: {hint}" if hint else message
 
 
+def _shown(text: str) -> str:
+    return text
+
+
 def broker_error(
-    exc: BaseException, doing: str, notes: Mapping[str, str] = _NO_NOTES
+    exc: BaseException,
+    doing: str,
+    notes: Mapping[str, str] = _NO_NOTES,
+    *,
+    hide: Callable[[str], str] = _shown,
 ) -> BrokerError:
     """The error to raise (``from exc``) for an exception of a blocking client call.
 
     ``doing`` says what swimstream was doing, in the gerund: ``"subscribing to 'x'"``;
-    ``notes`` adds causes particular to that operation, per code.
+    ``notes`` adds causes particular to that operation, per code; ``hide`` takes the
+    secrets out of the client's words (a refused argument may be quoted whole).
     """
     code = type(exc).__name__
-    return BrokerError(_describe(code, doing, str(exc), notes), unreachable=code in UNREACHABLE)
+    detail = hide(str(exc))
+    return BrokerError(_describe(code, doing, detail, notes), unreachable=code in UNREACHABLE)
 
 
 def result_error(code: str, doing: str) -> BrokerError:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from connectors.pulsar.security import NO_SECURITY, PulsarSecurity
 from swimstream.errors import ConfigError
 
 SubscriptionType = Literal["key_shared", "shared", "failover", "exclusive"]
@@ -80,6 +81,10 @@ class PulsarSettings:
     close_timeout: float = 10.0
     """Seconds the sink's ``close`` waits for records in flight before closing anyway."""
 
+    security: PulsarSecurity = NO_SECURITY
+    """Authentication and TLS (``broker.pulsar``), for every client behind the source or
+    sink: its consumers' or producers', and the readiness probe's."""
+
     def __post_init__(self) -> None:
         problems: list[tuple[str, str]] = []
         for name, choices in (
@@ -112,6 +117,8 @@ class PulsarSettings:
                 problems.append((name, "must be a number"))
             elif expected == "int" and not isinstance(value, int):
                 problems.append((name, "must be a whole number"))
+            elif expected == "PulsarSecurity" and not isinstance(value, PulsarSecurity):
+                problems.append((name, "must be a PulsarSecurity"))
         if problems:
             raise ConfigError(problems=problems)
         return cls(**settings)  # type: ignore[arg-type]  # names and types checked above

@@ -64,7 +64,7 @@ from connectors.pulsar._client import (
     let_go,
 )
 from connectors.pulsar._errors import broker_error, result_error
-from connectors.pulsar.handshake import check_speaks_pulsar
+from connectors.pulsar.first_contact import check_first_contact
 from connectors.pulsar.records import encode_key, encode_properties
 from connectors.pulsar.settings import PulsarSettings, Setting
 from swimstream.errors import BrokerError
@@ -145,14 +145,18 @@ class PulsarSink:
         Raises:
             BrokerError: the broker is unreachable within ``connection_timeout``, or
                 what answers at the service URL is no Pulsar broker
-                (:mod:`connectors.pulsar.handshake`).
+                (:mod:`connectors.pulsar.handshake`), or it refuses the client's TLS
+                or credentials (:mod:`connectors.pulsar.first_contact`).
         """
         if self._client is not None or self._closed:
             raise BrokerError(f"{self!r} was already opened; a sink is opened once")
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(check_reachable, self.service_url, self.settings.connection_timeout)
         await asyncio.to_thread(
-            check_speaks_pulsar, self.service_url, self.settings.connection_timeout
+            check_first_contact,
+            self.service_url,
+            self.settings.connection_timeout,
+            self.settings.security,
         )
         self._client = acquire_client(self.service_url, self.settings, "produce")
 

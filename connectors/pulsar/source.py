@@ -76,6 +76,7 @@ from connectors.pulsar._client import (
     release_client,
 )
 from connectors.pulsar._errors import broker_error, result_error
+from connectors.pulsar.first_contact import check_first_contact
 from connectors.pulsar.offsets import OffsetLedger
 from connectors.pulsar.probe import BrokerProbe
 from connectors.pulsar.records import PulsarRecord
@@ -184,13 +185,21 @@ class PulsarSource:
         """Check the broker answers, resolve partitions and subscribe to each.
 
         Raises:
-            BrokerError: the broker is unreachable (within ``connection_timeout``), or a
-                subscription was refused (the message names the topic and the reason).
+            BrokerError: the broker is unreachable (within ``connection_timeout``), it
+                refuses the client's TLS or credentials
+                (:mod:`connectors.pulsar.first_contact`), or a subscription was refused
+                (the message names the topic and the reason).
         """
         if self._client is not None or self._closed:
             raise BrokerError(f"{self!r} was already opened; a source is opened once")
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(check_reachable, self.service_url, self.settings.connection_timeout)
+        await asyncio.to_thread(
+            check_first_contact,
+            self.service_url,
+            self.settings.connection_timeout,
+            self.settings.security,
+        )
         client = acquire_client(self.service_url, self.settings, "consume")
         subscribing = asyncio.ensure_future(asyncio.to_thread(self._subscribe_all, client))
         try:

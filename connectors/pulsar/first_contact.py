@@ -1,0 +1,273 @@
+"""The first contact with a secured Pulsar broker, and why it failed, in the user's terms.
+
+pulsar-client says little when TLS or authentication fails, and says it late. Measured
+with pulsar-client 3.13 against pulsar-lite behind a TLS and token gateway
+(``tests/support/pulsar_gateway.py``):
+
+* a broker certificate the client cannot verify: ``ConnectError`` at once, the same
+  code as for a broker that is not running (which the start waits for);
+* a refused token: the C++ client takes the broker's ``Error{AuthenticationError}``
+  answer to its ``CONNECT`` for a dropped connection, retries, and after the operation
+  timeout (10 s) says ``TimeOut``, the code of a broker that does not answer;
+* a ``pulsar+ssl://`` client at a plaintext port: ``TimeOut`` too.
+
+So the start would wait for ever on a failure that waiting does not mend. Before the
+client is made, :func:`check_first_contact` asks the broker itself, as the client
+would: the TLS handshake with the same trust settings and client certificate
+(Python's ``ssl``, over the same OpenSSL rules: the chain against the CA file or the
+system's, the host name when ``tls_validate_hostname``), then a ``CONNECT`` carrying the
+same credentials. What it learns becomes a :class:`~swimstream.errors.BrokerError`
+naming the key of ``broker.pulsar`` to check, final (the start stops) for a refusal and
+``unreachable`` (the start waits) for silence, as the Kafka side does
+(:mod:`connectors.kafka.first_contact`).
+
+It does not ask on behalf of OAuth 2.0, whose token the client fetches from the issuer
+first: for it only the TLS handshake is checked, and what the broker says of the token
+is left to the client. No secret is printed: the messages name keys, and a broker's
+own words pass through :meth:`PulsarSecurity.hide`.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+from urllib.parse import urlsplit
+
+from connectors.listener_probe import Listener, probe_listener
+from connectors.pulsar.handshake import check_speaks_pulsar
+from connectors.pulsar.security import PulsarSecurity
+from connectors.reachable import split_address
+from swimstream.errors import BrokerError
+
+_CONNECT = 2
+_CONNECTED = 3
+_ERROR = 14
+_SERVER_ERRORS = {3: "AuthenticationError", 4: "AuthorizationError"}
+_PROTOCOL_VERSION = 6
+_PORTS = {"pulsar": 6650, "pulsar+ssl": 6651}
+_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
+_KEY = "broker.pulsar"
+
+Verdict = tuple[str, bool] | None
+"""Why an address failed and whether that is final; ``None``: it let the client in."""
+
+
+def check_first_contact(service_url: str, timeout: float, security: PulsarSecurity) -> None:
+    """Return when the broker at ``service_url`` accepts the client's TLS and
+    credentials (or when this check cannot tell); see the module docstring."""
+    missing = security.missing_files()
+    if missing:
+        raise BrokerError("; ".join(f"{key}: {problem}" for key, problem in missing))
+    parts = urlsplit(service_url)
+    default_port = _PORTS.get(parts.scheme)
+    if default_port is None:
+        return  # (an HTTP lookup URL: the client's to judge)
+    tls = _tls_context(security) if parts.scheme == "pulsar+ssl" else None
+    if tls is None:
+        check_speaks_pulsar(service_url, timeout)  # (a Kafka port, an HTTP server, TLS...)
+    credentials = security.connect_credentials()
+    asks = security.method != "oauth2"
+    reasons: list[str] = []
+    final = True
+    for address in (a.strip() for a in parts.netloc.split(",")):
+        verdict = _contact(address, default_port, timeout, tls, credentials, asks, security)
+        if verdict is None:
+            return
+        reason, is_final = verdict
+        reasons.append(f"{address} {reason}")
+        final = final and is_final
+    raise BrokerError(
+        f"the Pulsar broker at {service_url} did not let the client in: {'; '.join(reasons)}",
+        unreachable=not final,
+    )
+
+
+def _tls_context(security: PulsarSecurity) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=security.trust_certs_file)
+    if security.allow_insecure_connection:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.check_hostname = security.validate_hostname
+    if security.certificate_path is not None:
+        try:
+            context.load_cert_chain(security.certificate_path, security.private_key_path)
+        except (ssl.SSLError, OSError) as exc:
+            raise BrokerError(
+                f"cannot use the client certificate of {_KEY}.authentication.tls: "
+                f"{getattr(exc, 'reason', None) or exc.strerror or exc}; check "
+                "certificate_path and private_key_path (PEM, the key unencrypted)"
+            ) from exc
+    return context
+
+
+def _contact(
+    address: str,
+    default_port: int,
+    timeout: float,
+    tls: ssl.SSLContext | None,
+    credentials: tuple[str, bytes] | None,
+    asks: bool,
+    security: PulsarSecurity,
+) -> Verdict:
+    try:
+        host, port = split_address(address, default_port)
+    except ValueError:
+        return "is not an address (host:port)", True
+    try:
+        raw = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        return f"is not reachable ({exc.strerror or exc})", False
+    with raw:
+        try:
+            sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
+        except ssl.SSLCertVerificationError as exc:
+            return _untrusted(host, exc), True
+        except ssl.SSLError as exc:
+            return _tls_refused(exc, security) or _not_tls(address, default_port, timeout)
+        except (OSError, TimeoutError):
+            return _not_tls(address, default_port, timeout)
+        if not asks:
+            return None
+        try:
+            sock.sendall(_connect_frame(credentials))
+            answer = _read_frame(sock)
+        except ssl.SSLError as exc:  # (TLS 1.3: a refused client certificate comes now)
+            return _tls_refused(exc, security) or (f"ended TLS ({exc.reason})", False)
+        except TimeoutError:
+            return "accepts connections but does not answer Pulsar's CONNECT", False
+        except OSError:
+            return "closes the connection at Pulsar's CONNECT", False
+    return _judge(answer, security)
+
+
+def _untrusted(host: str, exc: ssl.SSLCertVerificationError) -> str:
+    if exc.verify_code == _HOSTNAME_MISMATCH:
+        return (
+            f"has a certificate that does not name {host}: use a host name it names in "
+            f"broker.service_url, or set {_KEY}.tls_validate_hostname: false"
+        )
+    return (
+        f"has a certificate the client cannot verify ({exc.verify_message}): check "
+        f"{_KEY}.tls_trust_certs_file_path (the CA certificates that signed the broker's)"
+    )
+
+
+def _tls_refused(exc: ssl.SSLError, security: PulsarSecurity) -> Verdict:
+    """A TLS alert by which the broker refused the client's certificate, or its lack."""
+    reason = str(exc.reason or "")
+    if not any(word in reason for word in ("CERTIFICATE", "UNKNOWN_CA")):
+        return None
+    if security.certificate_path is None:
+        return (
+            f"wants a client certificate ({reason}): set {_KEY}.authentication.tls",
+            True,
+        )
+    return f"refused the client certificate ({reason}): check {security.credential_key}", True
+
+
+def _not_tls(address: str, default_port: int, timeout: float) -> Verdict:
+    """Why a TLS handshake went nowhere: a plaintext Pulsar listener is final."""
+    found = probe_listener(address, default_port, timeout, expect="pulsar")
+    if found is Listener.PULSAR:
+        return "is a plaintext Pulsar listener: write the service URL as pulsar://", True
+    if found in (Listener.KAFKA, Listener.KAFKA_WANTS_SASL, Listener.HTTP, Listener.OTHER):
+        return f"is {found.value}, not a Pulsar TLS listener", True
+    return "did not complete a TLS handshake", False
+
+
+def _judge(answer: bytes, security: PulsarSecurity) -> Verdict:
+    fields = dict(_fields(answer))
+    kind = fields.get(1)
+    if kind != _ERROR:
+        return None  # CONNECTED, or an authentication challenge the client answers
+    error = fields.get(_ERROR)
+    details = dict(_fields(error)) if isinstance(error, bytes) else {}
+    number = details.get(2)
+    code = _SERVER_ERRORS.get(number) if isinstance(number, int) else None
+    if code is None:
+        return None  # (something the client will report itself)
+    said = details.get(3)
+    words = security.hide(said.decode(errors="replace")) if isinstance(said, bytes) else ""
+    method = security.method
+    if method is None:
+        reason = (
+            f"refused the client ({code}): it requires authentication; set {_KEY}.authentication"
+        )
+    else:
+        reason = f"refused the client ({code}, {method}): check {security.credential_key}"
+    return (f"{reason} (it said: {words})" if words else reason), True
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _connect_frame(credentials: tuple[str, bytes] | None) -> bytes:
+    """``BaseCommand{type: CONNECT, connect: {...}}`` with the client's credentials."""
+    connect = _field(1, b"swimstream-first-contact") + b"\x20" + _varint(_PROTOCOL_VERSION)
+    if credentials is not None:
+        method, data = credentials
+        connect += _field(3, data) + _field(5, method.encode())
+    command = b"\x08" + _varint(_CONNECT) + _field(_CONNECT, connect)
+    return struct.pack(">II", len(command) + 4, len(command)) + command
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    """The command of the next frame (a broker's answer to ``CONNECT`` has no payload)."""
+    total, size = struct.unpack(">II", _read_exactly(sock, 8))
+    if not 0 < size <= total - 4 < 1 << 20:
+        raise ConnectionError("not a Pulsar frame")
+    return _read_exactly(sock, total - 4)[:size]
+
+
+def _fields(message: bytes) -> list[tuple[int, int | bytes]]:
+    """The varint and length-delimited fields of a protobuf message (others end it)."""
+    found: list[tuple[int, int | bytes]] = []
+    at = 0
+    try:
+        while at < len(message):
+            tag, at = _read_varint(message, at)
+            if tag & 7 == 0:
+                value, at = _read_varint(message, at)
+                found.append((tag >> 3, value))
+            elif tag & 7 == 2:
+                size, at = _read_varint(message, at)
+                found.append((tag >> 3, message[at : at + size]))
+                at += size
+            else:
+                break
+    except IndexError:
+        pass
+    return found
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
