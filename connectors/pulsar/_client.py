@@ -35,7 +35,6 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
@@ -318,12 +317,33 @@ ACROSS_PARTITIONS_LIMIT = 2**31 - 1
 """The client's ``max_pending_messages_across_partitions`` (an int32 in its C++ core)."""
 
 
+class TokenFile:
+    """The token in a file, read again at each connection (a mounted secret that is
+    rotated takes effect at the next one), without the whitespace around it.
+
+    It runs on the client's threads, where an exception escaping would end the process:
+    a file that cannot be read gives the last token read (the one given at start, when
+    the first contact read it), and the broker judges that."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._last = ""
+
+    def __call__(self) -> str:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                self._last = file.read().strip()
+        except Exception:  # (see the docstring: nothing may escape)
+            log.warning("cannot read the Pulsar token file %s; sending the last token", self.path)
+        return self._last
+
+
 def security_options(security: PulsarSecurity) -> dict[str, Any]:
     """``pulsar.Client``'s keyword arguments for ``security`` (``broker.pulsar``).
 
-    A token file is given to the client as ``file://`` parameters of its ``token``
-    plugin, which reads the file itself: a Python supplier would run on the client's
-    threads, where a file that went missing would raise and end the process."""
+    A token file is read by a supplier the client calls at each connection
+    (:class:`TokenFile`), not given to its ``token`` plugin as ``file://``: that plugin
+    sends the file whole, and a secret file's closing newline made every token wrong."""
     options: dict[str, Any] = {
         "tls_allow_insecure_connection": security.allow_insecure_connection,
         "tls_validate_hostname": security.validate_hostname,
@@ -334,8 +354,7 @@ def security_options(security: PulsarSecurity) -> dict[str, Any]:
     if method == "token":
         options["authentication"] = pulsar.AuthenticationToken(security.token)
     elif method == "token_file":
-        path = os.path.abspath(str(security.token_file))
-        options["authentication"] = pulsar.Authentication("token", f"file://{path}")
+        options["authentication"] = pulsar.AuthenticationToken(TokenFile(str(security.token_file)))
     elif method == "tls":
         options["authentication"] = pulsar.AuthenticationTLS(
             security.certificate_path, security.private_key_path

@@ -29,6 +29,7 @@ own words pass through :meth:`PulsarSecurity.hide`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
@@ -46,7 +47,7 @@ _ERROR = 14
 _SERVER_ERRORS = {3: "AuthenticationError", 4: "AuthorizationError"}
 _PROTOCOL_VERSION = 6
 _PORTS = {"pulsar": 6650, "pulsar+ssl": 6651}
-_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
+_NAME_MISMATCHES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 _KEY = "broker.pulsar"
 
 Verdict = tuple[str, bool] | None
@@ -130,11 +131,16 @@ def _contact(
             return _not_tls(address, default_port, timeout)
         if not asks:
             return None
-        try:
+        with contextlib.suppress(OSError):  # (a refusal may be waiting to be read)
             sock.sendall(_connect_frame(credentials))
+        try:
             answer = _read_frame(sock)
         except ssl.SSLError as exc:  # (TLS 1.3: a refused client certificate comes now)
-            return _tls_refused(exc, security) or (f"ended TLS ({exc.reason})", False)
+            return _tls_refused(exc, security) or (
+                "closed the connection after the TLS handshake, unanswered (if the broker "
+                f"wants a client certificate, see {_KEY}.authentication.tls)",
+                False,
+            )
         except TimeoutError:
             return "accepts connections but does not answer Pulsar's CONNECT", False
         except OSError:
@@ -143,7 +149,7 @@ def _contact(
 
 
 def _untrusted(host: str, exc: ssl.SSLCertVerificationError) -> str:
-    if exc.verify_code == _HOSTNAME_MISMATCH:
+    if exc.verify_code in _NAME_MISMATCHES:
         return (
             f"has a certificate that does not name {host}: use a host name it names in "
             f"broker.service_url, or set {_KEY}.tls_validate_hostname: false"
