@@ -11,10 +11,10 @@ which exactly one is set: two would leave it to the client which one wins.
 
 Secrets (``token``, ``basic.password``, ``oauth2.private_key``, which may hold the
 credentials themselves as a ``data:`` URL) are never printed back:
-:mod:`swimstream.config.secrets` lists their paths, and the connector's objects hide
-them in their ``repr``. Files are named, not read: like librdkafka's ``*.location``
-settings they may exist only where the service runs, so ``check`` leaves them to
-``run``, which reports a missing one before it tries the broker.
+:mod:`swimstream.config.secrets` lists their paths, and these models and the
+connector's objects leave them out of their ``repr``. Files are named, not read: like
+librdkafka's ``*.location`` settings they may exist only where the service runs, so
+``check`` leaves them to ``run``, which reports a missing one before it tries the broker.
 
 One choice differs from pulsar-client's defaults: ``tls_validate_hostname`` is on, as
 librdkafka's ``ssl.endpoint.identification.algorithm`` is. A certificate that does not
@@ -58,10 +58,11 @@ class PulsarOAuth2Authentication(FrozenModel):
 
     issuer_url: Text = Field(description="The identity provider's URL.")
     private_key: Text = Field(
+        repr=False,
         description=(
             "The credentials JSON file (`client_id`, `client_secret`): a path, "
             "`file:///path`, or `data:application/json;base64,...`; never printed."
-        )
+        ),
     )
     audience: Text | None = Field(default=None, description="The audience the token is for.")
     scope: Text | None = Field(default=None, description="The scope to ask for.")
@@ -71,7 +72,7 @@ class PulsarBasicAuthentication(FrozenModel):
     """A user name and password (pulsar-client's ``AuthenticationBasic``)."""
 
     username: Text = Field(description="The user name.")
-    password: Text = Field(description="The password; never printed.")
+    password: Text = Field(repr=False, description="The password; never printed.")
 
 
 class PulsarAuthentication(FrozenModel):
@@ -79,6 +80,7 @@ class PulsarAuthentication(FrozenModel):
 
     token: Text | None = Field(
         default=None,
+        repr=False,
         description=(
             "A JWT (pulsar-client's `AuthenticationToken`), most often `${PULSAR_TOKEN}`; "
             "never printed."

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connectors.embedded import EmbeddedKafka, EmbeddedPulsar
-from connectors.factory import open_connectors
+from connectors.factory import open_connectors, pulsar_security
 from connectors.kafka import KafkaSource
 from connectors.pulsar import PulsarSource
 from swimstream.config import parse_config
@@ -151,3 +151,22 @@ async def test_security_settings_reach_every_kafka_client(kafka_broker: Embedded
         }
     for client, config in given.items():
         assert {name: config.get(name) for name in security} == security, client
+
+
+SECRET = "Hunter2-s3cret"
+
+
+def test_the_pulsar_clients_get_what_broker_pulsar_says() -> None:
+    pulsar = {
+        "tls_trust_certs_file_path": "/etc/pulsar/ca.pem",
+        "authentication": {"token": "${PULSAR_TOKEN}"},
+    }
+    broker = {"kind": "pulsar", "service_url": "pulsar+ssl://pulsar:6651", "pulsar": pulsar}
+    config = parse_config(document(broker=broker), {"PULSAR_TOKEN": SECRET})
+
+    security = pulsar_security(config.broker.pulsar)
+
+    assert security.token == SECRET
+    assert security.trust_certs_file == "/etc/pulsar/ca.pem"
+    assert security.validate_hostname  # (unlike pulsar-client's default)
+    assert SECRET not in repr(security) and SECRET not in repr(config)
