@@ -41,13 +41,23 @@ async def test_the_api_example_passes_the_test_the_readme_writes_for_it() -> Non
 
 
 def test_the_secured_broker_example_passes_check(tmp_path: Path) -> None:
-    broker = yaml.safe_load(code_block("yaml", "broker:"))
+    broker = yaml.safe_load(code_block("yaml", "broker:\n  bootstrap:"))
     document = yaml.safe_load((ROOT / "config" / "towers.yaml").read_text())
     document["broker"] = broker["broker"]
     path = tmp_path / "secured.yaml"
     path.write_text(yaml.safe_dump(document))
     env = {"KAFKA_BOOTSTRAP": "SASL_SSL://host:9093", "KAFKA_USER": "u", "KAFKA_PASSWORD": "p"}
     assert check_config(path, env, librdkafka_problems) == []
+
+
+def test_the_secured_pulsar_example_passes_check(tmp_path: Path) -> None:
+    broker = yaml.safe_load(code_block("yaml", "broker:\n  kind: pulsar"))
+    document = yaml.safe_load((ROOT / "config" / "towers.yaml").read_text())
+    document["broker"] = broker["broker"]
+    document["processing"] = "at-least-once"  # (exactly-once is Kafka's)
+    path = tmp_path / "secured.yaml"
+    path.write_text(yaml.safe_dump(document))
+    assert check_config(path, {"PULSAR_TOKEN": "t"}, librdkafka_problems) == []
 
 
 def test_the_lanes_and_errors_the_readme_names_are_importable_from_swimstream() -> None:

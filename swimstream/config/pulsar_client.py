@@ -45,15 +45,15 @@ FilePath = Annotated[str, AfterValidator(_not_blank), TypeDoc("file path")]
 
 
 class PulsarTlsAuthentication(FrozenModel):
-    """Mutual TLS (pulsar-client's ``AuthenticationTLS``): the client presents a
-    certificate its broker's CA signed; needs a ``pulsar+ssl://`` service URL."""
+    """Mutual TLS (pulsar-client's `AuthenticationTLS`): the client presents a
+    certificate its broker's CA signed; needs a `pulsar+ssl://` service URL."""
 
     certificate_path: FilePath = Field(description="The client's certificate (PEM).")
     private_key_path: FilePath = Field(description="The certificate's private key (PEM).")
 
 
 class PulsarOAuth2Authentication(FrozenModel):
-    """OAuth 2.0 client credentials (pulsar-client's ``AuthenticationOauth2``): the client
+    """OAuth 2.0 client credentials (pulsar-client's `AuthenticationOauth2`): the client
     fetches a token from the issuer with a credentials file and sends it to the broker."""
 
     issuer_url: Text = Field(description="The identity provider's URL.")
@@ -69,7 +69,7 @@ class PulsarOAuth2Authentication(FrozenModel):
 
 
 class PulsarBasicAuthentication(FrozenModel):
-    """A user name and password (pulsar-client's ``AuthenticationBasic``)."""
+    """A user name and password (pulsar-client's `AuthenticationBasic`)."""
 
     username: Text = Field(description="The user name.")
     password: Text = Field(repr=False, description="The password; never printed.")
@@ -89,8 +89,8 @@ class PulsarAuthentication(FrozenModel):
     token_file: FilePath | None = Field(
         default=None,
         description=(
-            "A file holding the token, read each time the client connects (a mounted "
-            "secret that is rotated takes effect at the next connection)."
+            "A file holding the token (the whitespace around it dropped), read again at each "
+            "connection: a mounted secret that is rotated takes effect at the next one."
         ),
     )
     tls: PulsarTlsAuthentication | None = Field(
