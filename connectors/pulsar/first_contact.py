@@ -67,7 +67,13 @@ def check_first_contact(service_url: str, timeout: float, security: PulsarSecuri
     tls = _tls_context(security) if parts.scheme == "pulsar+ssl" else None
     if tls is None:
         check_speaks_pulsar(service_url, timeout)  # (a Kafka port, an HTTP server, TLS...)
-    credentials = security.connect_credentials()
+    try:
+        credentials = security.connect_credentials()
+    except OSError as exc:
+        raise BrokerError(
+            f"broker.pulsar.authentication.token_file: cannot read {security.token_file!r} "
+            f"({exc.strerror or exc})"
+        ) from exc
     asks = security.method != "oauth2"
     reasons: list[str] = []
     final = True
