@@ -11,9 +11,12 @@ and what usually causes the error.
 The modules, one job each: :mod:`~connectors.pulsar.source`, :mod:`~connectors.pulsar.sink`,
 :mod:`~connectors.pulsar.records` (Kafka-shaped records from Pulsar messages and back),
 :mod:`~connectors.pulsar.offsets` (local offsets to message ids),
-:mod:`~connectors.pulsar.settings`, :mod:`~connectors.pulsar.handshake` (whether the
-service URL leads to a Pulsar broker at all), and the private ``_client`` (the only module touching
-pulsar-client's untyped API) and ``_errors``.
+:mod:`~connectors.pulsar.settings`, :mod:`~connectors.pulsar.security` (authentication
+and TLS, from ``broker.pulsar``), :mod:`~connectors.pulsar.handshake` (whether the
+service URL leads to a Pulsar broker at all), :mod:`~connectors.pulsar.first_contact`
+(whether the broker accepts the client's TLS and credentials, and which key to check
+when not), and the private ``_client`` (the only module touching pulsar-client's untyped
+API) and ``_errors``.
 
 Measured on the embedded broker, pulsar-lite 0.2.0, with pulsar-client 3.13. The
 settings for it are :data:`~connectors.pulsar.settings.PULSAR_LITE_SETTINGS`: a

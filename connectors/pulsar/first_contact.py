@@ -42,7 +42,6 @@ from connectors.reachable import split_address
 from swimstream.errors import BrokerError
 
 _CONNECT = 2
-_CONNECTED = 3
 _ERROR = 14
 _SERVER_ERRORS = {3: "AuthenticationError", 4: "AuthorizationError"}
 _PROTOCOL_VERSION = 6
@@ -65,8 +64,6 @@ def check_first_contact(service_url: str, timeout: float, security: PulsarSecuri
     if default_port is None:
         return  # (an HTTP lookup URL: the client's to judge)
     tls = _tls_context(security) if parts.scheme == "pulsar+ssl" else None
-    if tls is None:
-        check_speaks_pulsar(service_url, timeout)  # (a Kafka port, an HTTP server, TLS...)
     try:
         credentials = security.connect_credentials()
     except OSError as exc:
@@ -74,6 +71,12 @@ def check_first_contact(service_url: str, timeout: float, security: PulsarSecuri
             f"broker.pulsar.authentication.token_file: cannot read {security.token_file!r} "
             f"({exc.strerror or exc})"
         ) from exc
+    # What listens at a plaintext URL (a Kafka port, an HTTP server, TLS...) is asked with
+    # a CONNECT without credentials: first when the client sends none either, else only
+    # once the client's own went unanswered (a secured broker logs each refusal).
+    classify = tls is None
+    if classify and credentials is None:
+        check_speaks_pulsar(service_url, timeout)
     asks = security.method != "oauth2"
     reasons: list[str] = []
     final = True
@@ -84,6 +87,8 @@ def check_first_contact(service_url: str, timeout: float, security: PulsarSecuri
         reason, is_final = verdict
         reasons.append(f"{address} {reason}")
         final = final and is_final
+    if classify and credentials is not None and not final:
+        check_speaks_pulsar(service_url, timeout)
     raise BrokerError(
         f"the Pulsar broker at {service_url} did not let the client in: {'; '.join(reasons)}",
         unreachable=not final,

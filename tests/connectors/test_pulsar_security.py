@@ -215,7 +215,8 @@ async def test_a_token_is_sent_on_every_connection_and_records_flow(
 
     assert len(values) == 20
     assert token_gateway.client_connects()
-    assert {(seen.method, seen.data) for seen in token_gateway.client_connects()} == {
+    # Every CONNECT, swimstream's own checks' too: a secured broker logs each refusal.
+    assert {(seen.method, seen.data) for seen in token_gateway.connects} == {
         ("token", TOKEN.encode())
     }
 
@@ -249,6 +250,17 @@ async def test_no_credentials_at_a_broker_that_wants_them_says_to_set_them(
     message = await refusal(token_gateway.service_url, settings())
 
     assert "it requires authentication; set broker.pulsar.authentication" in message
+
+
+async def test_a_token_for_an_address_that_is_no_pulsar_broker_says_what_answers(
+    pulsar_broker: EmbeddedPulsar,
+) -> None:
+    """pulsar-lite's metrics port is an HTTP server."""
+    metrics_port = pulsar_broker.metrics_url.split(":")[2].split("/")[0]
+
+    message = await refusal(f"pulsar://127.0.0.1:{metrics_port}", settings(token=TOKEN))
+
+    assert "is an HTTP server, not a Pulsar broker" in message
 
 
 async def test_pulsar_lite_itself_accepts_any_token(
