@@ -7,7 +7,8 @@ with pulsar-client 3.13 against pulsar-lite behind a TLS and token gateway
 * a broker certificate the client cannot verify: ``ConnectError`` at once, the same
   code as for a broker that is not running (which the start waits for);
 * a refused token: the C++ client takes the broker's ``Error{AuthenticationError}``
-  answer to its ``CONNECT`` for a dropped connection, retries, and after the operation
+  answer to its ``CONNECT`` for a dropped connection (its ``ClientConnection`` closes on
+  any command but ``CONNECTED`` before it is ready), retries, and after the operation
   timeout (10 s) says ``TimeOut``, the code of a broker that does not answer;
 * a ``pulsar+ssl://`` client at a plaintext port: ``TimeOut`` too.
 
