@@ -40,13 +40,12 @@ import socket
 import struct
 from typing import Literal
 
+from connectors.pulsar_wire import connect_frame
 from connectors.reachable import speaks_tls, split_address
 
 _API_VERSIONS = 18
 _METADATA = 3
 _CLIENT_ID = b"swimstream-probe"
-_PULSAR_CONNECT = 2
-_PULSAR_PROTOCOL_VERSION = 6  # (any a broker accepts: it answers CONNECTED with its own)
 
 
 class Listener(enum.Enum):
@@ -94,26 +93,6 @@ def _metadata_version(sock: socket.socket, answer: bytes) -> int:
     return 0
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _pulsar_connect() -> bytes:
-    """A frame holding ``BaseCommand{type: CONNECT, connect: {client_version,
-    protocol_version}}``."""
-    version = _CLIENT_ID
-    connect = (
-        b"\x0a" + _varint(len(version)) + version + b"\x20" + _varint(_PULSAR_PROTOCOL_VERSION)
-    )
-    command = b"\x08" + _varint(_PULSAR_CONNECT) + b"\x12" + _varint(len(connect)) + connect
-    return struct.pack(">II", len(command) + 4, len(command)) + command
-
-
 def _is_kafka_answer(answer: bytes, correlation_id: int) -> bool:
     if len(answer) < 8:
         return False
@@ -157,7 +136,7 @@ def _ask(host: str, port: int, timeout: float, protocol: Literal["kafka", "pulsa
     with sock:
         try:
             if protocol == "pulsar":
-                answer = _exchange(sock, _pulsar_connect(), 9)
+                answer = _exchange(sock, connect_frame(_CLIENT_ID), 9)
                 if _is_pulsar_answer(answer):
                     return Listener.PULSAR
             else:

@@ -39,13 +39,12 @@ from urllib.parse import urlsplit
 from connectors.listener_probe import Listener, probe_listener
 from connectors.pulsar.handshake import check_speaks_pulsar
 from connectors.pulsar.security import PulsarSecurity
+from connectors.pulsar_wire import ERROR, connect_frame
+from connectors.pulsar_wire import fields as wire_fields
 from connectors.reachable import split_address
 from swimstream.errors import BrokerError
 
-_CONNECT = 2
-_ERROR = 14
 _SERVER_ERRORS = {3: "AuthenticationError", 4: "AuthorizationError"}
-_PROTOCOL_VERSION = 6
 _PORTS = {"pulsar": 6650, "pulsar+ssl": 6651}
 _NAME_MISMATCHES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 _KEY = "broker.pulsar"
@@ -144,7 +143,7 @@ def _contact(
         if not asks:
             return None
         with contextlib.suppress(OSError):  # (a refusal may be waiting to be read)
-            sock.sendall(_connect_frame(credentials))
+            sock.sendall(connect_frame(b"swimstream-first-contact", credentials))
         try:
             answer = _read_frame(sock)
         except ssl.SSLError as exc:  # (TLS 1.3: a refused client certificate comes now)
@@ -196,12 +195,12 @@ def _not_tls(address: str, default_port: int, timeout: float) -> Verdict:
 
 
 def _judge(answer: bytes, security: PulsarSecurity) -> Verdict:
-    fields = dict(_fields(answer))
+    fields = dict(wire_fields(answer))
     kind = fields.get(1)
-    if kind != _ERROR:
+    if kind != ERROR:
         return None  # CONNECTED, or an authentication challenge the client answers
-    error = fields.get(_ERROR)
-    details = dict(_fields(error)) if isinstance(error, bytes) else {}
+    error = fields.get(ERROR)
+    details = dict(wire_fields(error)) if isinstance(error, bytes) else {}
     number = details.get(2)
     code = _SERVER_ERRORS.get(number) if isinstance(number, int) else None
     if code is None:
@@ -216,29 +215,6 @@ def _judge(answer: bytes, security: PulsarSecurity) -> Verdict:
     else:
         reason = f"refused the client ({code}, {method}): check {security.credential_key}"
     return (f"{reason} (it said: {words})" if words else reason), True
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
-def _connect_frame(credentials: tuple[str, bytes] | None) -> bytes:
-    """``BaseCommand{type: CONNECT, connect: {...}}`` with the client's credentials."""
-    connect = _field(1, b"swimstream-first-contact") + b"\x20" + _varint(_PROTOCOL_VERSION)
-    if credentials is not None:
-        method, data = credentials
-        connect += _field(3, data) + _field(5, method.encode())
-    command = b"\x08" + _varint(_CONNECT) + _field(_CONNECT, connect)
-    return struct.pack(">II", len(command) + 4, len(command)) + command
 
 
 def _read_exactly(sock: socket.socket, size: int) -> bytes:
@@ -257,35 +233,3 @@ def _read_frame(sock: socket.socket) -> bytes:
     if not 0 < size <= total - 4 < 1 << 20:
         raise ConnectionError("not a Pulsar frame")
     return _read_exactly(sock, total - 4)[:size]
-
-
-def _fields(message: bytes) -> list[tuple[int, int | bytes]]:
-    """The varint and length-delimited fields of a protobuf message (others end it)."""
-    found: list[tuple[int, int | bytes]] = []
-    at = 0
-    try:
-        while at < len(message):
-            tag, at = _read_varint(message, at)
-            if tag & 7 == 0:
-                value, at = _read_varint(message, at)
-                found.append((tag >> 3, value))
-            elif tag & 7 == 2:
-                size, at = _read_varint(message, at)
-                found.append((tag >> 3, message[at : at + size]))
-                at += size
-            else:
-                break
-    except IndexError:
-        pass
-    return found
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, at

@@ -37,66 +37,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-_CONNECT = 2
-_ERROR = 14
+from connectors.pulsar_wire import CONNECT, ERROR, bytes_field, fields, frame, varint
+
 _LOOKUP_RESPONSE = 24
 _AUTHENTICATION_ERROR = 3  # ServerError.AuthenticationError
-_LEN = 2  # protobuf wire type of strings, bytes and messages
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, at
-
-
-def _fields(message: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """(field number, wire type, value) of each field of a protobuf message."""
-    at = 0
-    while at < len(message):
-        tag, at = _read_varint(message, at)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, at = _read_varint(message, at)
-            yield number, wire, value
-        elif wire == _LEN:
-            size, at = _read_varint(message, at)
-            yield number, wire, message[at : at + size]
-            at += size
-        elif wire == 1:
-            yield number, wire, message[at : at + 8]
-            at += 8
-        elif wire == 5:
-            yield number, wire, message[at : at + 4]
-            at += 4
-        else:
-            raise ValueError(f"protobuf wire type {wire} is not expected here")
-
-
-def _bytes_field(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | _LEN) + _varint(len(value)) + value
-
-
-def _frame(command: bytes, payload: bytes = b"") -> bytes:
-    return struct.pack(">II", 4 + len(command) + len(payload), len(command)) + command + payload
 
 
 def _command_type(command: bytes) -> int:
-    for number, _, value in _fields(command):
+    for number, value in fields(command):
         if number == 1 and isinstance(value, int):
             return value
     return 0
@@ -105,12 +53,12 @@ def _command_type(command: bytes) -> int:
 def _authentication_error(message: str) -> bytes:
     error = (
         b"\x08"
-        + _varint(2**64 - 1)  # request_id -1, as the broker sends at CONNECT
+        + varint(2**64 - 1)  # request_id -1, as the broker sends at CONNECT
         + b"\x10"
-        + _varint(_AUTHENTICATION_ERROR)
-        + _bytes_field(3, message.encode())
+        + varint(_AUTHENTICATION_ERROR)
+        + bytes_field(3, message.encode())
     )
-    return _frame(b"\x08" + _varint(_ERROR) + _bytes_field(_ERROR, error))
+    return frame(b"\x08" + varint(ERROR) + bytes_field(ERROR, error))
 
 
 def _receive(sock: socket.socket, size: int) -> bytes:
@@ -242,13 +190,13 @@ class PulsarGateway:
                 command, payload = _read_frame(client)
             except (OSError, ssl.SSLError, struct.error):
                 return
-            if _command_type(command) == _CONNECT and not self._admits(command):
+            if _command_type(command) == CONNECT and not self._admits(command):
                 with contextlib.suppress(OSError):
                     client.sendall(_authentication_error("Unable to authenticate: invalid token"))
                 return
             broker = socket.create_connection(("127.0.0.1", self.broker_port), timeout=5)
             closing.callback(broker.close)
-            broker.sendall(_frame(command, payload))
+            broker.sendall(frame(command, payload))
             with contextlib.suppress(OSError, ssl.SSLError):
                 self._pump(client, broker)
 
@@ -278,7 +226,7 @@ class PulsarGateway:
                             return
                         from_broker += data
                         for command, payload in _split_frames(from_broker):
-                            _send(client, _frame(self._rewritten(command), payload))
+                            _send(client, frame(self._rewritten(command), payload))
 
     @staticmethod
     def _drain(sock: socket.socket) -> bytes | None:
@@ -300,15 +248,15 @@ class PulsarGateway:
             return command
         url = self.service_url.encode()
         # A message field given twice is merged, the later scalars winning.
-        return command + _bytes_field(_LOOKUP_RESPONSE, _bytes_field(1, url) + _bytes_field(2, url))
+        return command + bytes_field(_LOOKUP_RESPONSE, bytes_field(1, url) + bytes_field(2, url))
 
     def _admits(self, connect_command: bytes) -> bool:
         connect = next(
-            (v for n, _, v in _fields(connect_command) if n == _CONNECT and isinstance(v, bytes)),
+            (v for n, v in fields(connect_command) if n == CONNECT and isinstance(v, bytes)),
             b"",
         )
         seen = Credentials()
-        for number, _, value in _fields(connect):
+        for number, value in fields(connect):
             if number == 1 and isinstance(value, bytes):
                 seen.client = value.decode()
             elif number == 5 and isinstance(value, bytes):
