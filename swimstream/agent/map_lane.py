@@ -197,14 +197,23 @@ class MapLane(Lane, Generic[K, V]):
 
     def _evict(self) -> None:
         # (Once a bounded lane is full, every put of a new key evicts: the map's entries
-        # are read directly, as in the dunders above.)
+        # are read directly, as in the dunders above, and an op is made only for links
+        # or sinks, as ``put`` makes one.)
         assert self._max_entries is not None
         map_ = self._map
         entries = map_._entries
         while len(entries) > self._max_entries:
-            key = map_.oldest_key()
+            key = next(iter(entries))  # the oldest write (``oldest_key``)
             old = entries[key][1]
-            self._removed(map_.remove(key), key, old)
+            if self._uplinks or (self._observers and self._notes is None):
+                self._emit(map_.remove(key))
+            else:
+                map_.remove_unseen(key)
+                if self._notes is not None:  # only the store follows: noted as in put
+                    keys = self._notes.dirty_keys.setdefault(self, {})
+                    keys[key] = key
+            if self._on_remove is not None:
+                self._fire_remove(key, old)
 
     def _removed(self, op: MapRemove, key: Any, old: Any) -> None:
         self._emit(op)

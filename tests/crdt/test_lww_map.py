@@ -321,16 +321,18 @@ def _round_trip(op: MapPut | MapRemove) -> MapPut | MapRemove:
         max_size=12,
     )
 )
-def test_an_unseen_put_leaves_the_state_a_put_does(
+def test_an_unseen_put_or_remove_leaves_the_state_a_put_or_remove_does(
     writes: list[tuple[str, Any, Any]],
 ) -> None:
-    """A lane nothing watches puts without making ops (``put_unseen``): what it holds,
-    syncs and stores must be what ``put`` would have left, stamps and refusals included."""
+    """A lane nothing watches puts and evicts without making ops (``put_unseen``,
+    ``remove_unseen``): what it holds, syncs and stores must be what ``put`` and
+    ``remove`` would have left, stamps, tombstones and refusals included."""
     seen, unseen = (LWWMap("r", HybridLogicalClock(FakeWall(5))) for _ in range(2))
     for action, key, value in writes:
         if action == "remove":
             seen.remove(key)
-            unseen.remove(key)
+            unseen.remove_unseen(key)  # (a bounded lane's eviction)
+            assert unseen.snapshot() == seen.snapshot()
             continue
         try:
             seen.put(key, value)

@@ -188,6 +188,7 @@ async def run(script: list[tuple[Any, ...]]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(steps)
 @example([("recent", n, n) for n in range(5)] + [("collect",)])  # evictions
+@example([("recent", n, n) for n in range(3)] + [("collect",), ("recent", 3, 3), ("collect",)])
 @example([("follow", 1, 0), ("src_set", 0, 5), ("merge", 1), ("src_put", 1, "a", 2)])
 @example([("put", 1, "x"), ("put", True, "y"), ("passivate", ROWS), ("collect",)])
 @example([("add", 2), ("hold",), ("collect",), ("release",), ("collect",)])
