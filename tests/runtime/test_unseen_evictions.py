@@ -53,7 +53,8 @@ async def test_an_eviction_nothing_follows_leaves_what_its_op_would_have(keys: l
         followed.observe(lambda lane, op: ops.append(op), lane="history")
         evicted = await _writes(followed, keys)
         assert await _writes(alone, keys) == evicted
-        lanes = [plane.agent("/recent/0").history for plane in (followed, alone)]
+        agents: list[Any] = [plane.agent("/recent/0") for plane in (followed, alone)]
+        lanes = [agent.history for agent in agents]
         assert lanes[1]._map.snapshot() == lanes[0]._map.snapshot()
         assert lanes[1].keys() == lanes[0].keys()  # (write order: the next eviction's)
         assert [op.key for op in ops if isinstance(op, MapRemove)] == [k for k, _ in evicted]
