@@ -9,6 +9,7 @@ imports the client: a Kafka address's probe must not load it.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Iterator
 
@@ -76,6 +77,17 @@ def fields(message: bytes) -> Iterator[tuple[int, int | bytes]]:
 def frame(command: bytes, payload: bytes = b"") -> bytes:
     """A frame of ``command`` (a ``BaseCommand``): total size, command size, command."""
     return struct.pack(">II", 4 + len(command) + len(payload), len(command)) + command + payload
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``sock``, blocking; ConnectionError if it closes first."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
 
 
 def connect_frame(client_version: bytes, credentials: tuple[str, bytes] | None = None) -> bytes:

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from connectors.listener_probe import Listener, probe_listener
 from connectors.pulsar.handshake import check_speaks_pulsar
 from connectors.pulsar.security import PulsarSecurity
-from connectors.pulsar_wire import ERROR, connect_frame
+from connectors.pulsar_wire import ERROR, connect_frame, read_exactly
 from connectors.pulsar_wire import fields as wire_fields
 from connectors.reachable import split_address
 from swimstream.errors import BrokerError
@@ -217,19 +217,9 @@ def _judge(answer: bytes, security: PulsarSecurity) -> Verdict:
     return (f"{reason} (it said: {words})" if words else reason), True
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
 def _read_frame(sock: socket.socket) -> bytes:
     """The command of the next frame (a broker's answer to ``CONNECT`` has no payload)."""
-    total, size = struct.unpack(">II", _read_exactly(sock, 8))
+    total, size = struct.unpack(">II", read_exactly(sock, 8))
     if not 0 < size <= total - 4 < 1 << 20:
         raise ConnectionError("not a Pulsar frame")
-    return _read_exactly(sock, total - 4)[:size]
+    return read_exactly(sock, total - 4)[:size]

@@ -37,7 +37,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from connectors.pulsar_wire import CONNECT, ERROR, bytes_field, fields, frame, varint
+from connectors.pulsar_wire import (
+    CONNECT,
+    ERROR,
+    bytes_field,
+    fields,
+    frame,
+    read_exactly,
+    varint,
+)
 
 _LOOKUP_RESPONSE = 24
 _AUTHENTICATION_ERROR = 3  # ServerError.AuthenticationError
@@ -61,20 +69,10 @@ def _authentication_error(message: str) -> bytes:
     return frame(b"\x08" + varint(ERROR) + bytes_field(ERROR, error))
 
 
-def _receive(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
 def _read_frame(sock: socket.socket) -> tuple[bytes, bytes]:
     """(command, payload) of the next frame, blocking."""
-    total, size = struct.unpack(">II", _receive(sock, 8))
-    rest = _receive(sock, total - 4)
+    total, size = struct.unpack(">II", read_exactly(sock, 8))
+    rest = read_exactly(sock, total - 4)
     return rest[:size], rest[size:]
 
 
