@@ -203,7 +203,7 @@ class MapLane(Lane, Generic[K, V]):
         map_ = self._map
         entries = map_._entries
         while len(entries) > self._max_entries:
-            key = next(iter(entries))  # the oldest write (``oldest_key``)
+            key = map_.oldest_key()
             old = entries[key][1]
             if self._uplinks or (self._observers and self._notes is None):
                 self._emit(map_.remove(key))

@@ -257,8 +257,9 @@ class LWWMap:
     def remove_unseen(self, key: MapKey) -> None:
         """:meth:`remove` for a replica whose changes nothing follows (a bounded lane's
         eviction, once full one a write): the same tombstone, stamped alike, but no op.
-        The op, its clock call and its delivery to no one were some 6,000 machine
-        instructions of a towers reading once the device histories are full."""
+        The op, its clock call and its delivery to no one were some 3,900 machine
+        instructions of a towers reading once the device histories are full (64,480 to
+        60,566)."""
         clock = self._clock  # (as in ``put_unseen``: change them together)
         if clock.ticked or time() * 1000.0 < clock._millis_end:
             clock._last = ts = clock._last + 1
