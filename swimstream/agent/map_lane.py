@@ -205,10 +205,12 @@ class MapLane(Lane, Generic[K, V]):
         while len(entries) > self._max_entries:
             key = map_.oldest_key()
             old = entries[key][1]
-            if self._uplinks or (self._observers and self._notes is None):
+            if self._uplinks:  # replicas: the tombstone keeps their late writes of it out
                 self._emit(map_.remove(key))
+            elif self._observers and self._notes is None:  # sinks: an op, no tombstone
+                self._emit(map_.evict(key))
             else:
-                map_.remove_unseen(key)
+                map_.forget(key)
                 if self._notes is not None:  # only the store follows: noted as in put
                     keys = self._notes.dirty_keys.setdefault(self, {})
                     keys[key] = key

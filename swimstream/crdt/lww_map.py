@@ -21,6 +21,14 @@ raises a floor under which ops are ignored as duplicates.
 replica that receives them turns them into removes of the keys they cut, in key order,
 so the result converges like any other remove.
 
+A tombstone guards against a late op of another writer, and only replicas write (a
+link's write goes through to its owner): an owner whose lane no link follows has no
+one to guard against. So a bounded lane's eviction leaves no tombstone while no link
+follows the lane (:meth:`LWWMap.evict`, :meth:`LWWMap.forget`); a link opened later syncs
+from the state as it is, which does not hold the key. (A write a link made just before
+it closed, still waiting in the owner's mailbox, then lands as any write would, rather
+than lose to the eviction: no replica is left to disagree.)
+
 Entries iterate in the order they were last written on this replica, which gives the
 bounded map lane (keep the newest N) its oldest entry in O(1).
 """
@@ -254,18 +262,22 @@ class LWWMap:
         self._apply_remove(stamp, key)
         return new_op(MapRemove, (stamp, key))
 
-    def remove_unseen(self, key: MapKey) -> None:
-        """:meth:`remove` for a replica whose changes nothing follows (a bounded lane's
-        eviction, once full one a write): the same tombstone, stamped alike, but no op.
-        The op, its clock call and its delivery to no one were some 3,900 machine
-        instructions of a towers reading once the device histories are full (64,480 to
-        60,566)."""
-        clock = self._clock  # (as in ``put_unseen``: change them together)
-        if clock.ticked or time() * 1000.0 < clock._millis_end:
-            clock._last = ts = clock._last + 1
-        else:
-            ts = clock.now()
-        self._apply_remove((ts, self.replica_id), key)
+    def evict(self, key: MapKey) -> MapRemove:
+        """Remove the present ``key`` here and return the op, leaving no tombstone: a
+        bounded lane's eviction when no replica follows the lane (see the module
+        docstring), whose op only sinks and the store see."""
+        stamp = (self._clock.now(), self.replica_id)
+        del self._entries[key]
+        return new_op(MapRemove, (stamp, key))
+
+    def forget(self, key: MapKey) -> None:
+        """Drop the present ``key``: no op, no stamp, no tombstone (:meth:`evict` for a
+        lane that neither a replica nor a sink follows). Once a bounded lane is full,
+        each write evicts; the tombstones of the evictions, each kept at least 30 s, were
+        up to 602 for a towers device written ten times a second, and keeping them was
+        some 4,000 machine instructions of a reading once the histories are full (60,766
+        to 56,746)."""
+        del self._entries[key]
 
     def clear(self) -> MapClear:
         """Remove every entry here and return the op."""

@@ -324,14 +324,14 @@ def _round_trip(op: MapPut | MapRemove) -> MapPut | MapRemove:
 def test_an_unseen_put_or_remove_leaves_the_state_a_put_or_remove_does(
     writes: list[tuple[str, Any, Any]],
 ) -> None:
-    """A lane nothing watches puts and evicts without making ops (``put_unseen``,
-    ``remove_unseen``): what it holds, syncs and stores must be what ``put`` and
-    ``remove`` would have left, stamps, tombstones and refusals included."""
+    """A lane nothing watches puts without making ops (``put_unseen``): what it holds,
+    syncs and stores must be what ``put`` would have left, stamps, tombstones (of the
+    removes between) and refusals included."""
     seen, unseen = (LWWMap("r", HybridLogicalClock(FakeWall(5))) for _ in range(2))
     for action, key, value in writes:
         if action == "remove":
             seen.remove(key)
-            unseen.remove_unseen(key)  # (a bounded lane's eviction)
+            unseen.remove(key)
             assert unseen.snapshot() == seen.snapshot()
             continue
         try:
@@ -348,3 +348,26 @@ def test_an_unseen_put_or_remove_leaves_the_state_a_put_or_remove_does(
             assert not refused
         assert unseen.snapshot() == seen.snapshot()
         assert unseen.keys() == seen.keys()  # (write order: a bounded lane evicts by it)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6)), max_size=30))
+def test_an_eviction_no_replica_follows_leaves_the_entries_a_remove_does_and_no_tombstone(
+    writes: list[tuple[bool, int]],
+) -> None:
+    """A bounded lane that no link follows evicts with ``evict`` (an op for its sinks)
+    or ``forget`` (nothing follows): the entries, their order and the op are a
+    remove's, and no tombstone is left, however many keys go."""
+    removed, evicted, forgotten = (LWWMap("r", HybridLogicalClock(FakeWall(5))) for _ in range(3))
+    for place, (is_put, key) in enumerate(writes):
+        if is_put:
+            for replica in (removed, evicted, forgotten):
+                replica.put_unseen(key, place)
+        elif key in removed:
+            assert evicted.evict(key) == removed.remove(key)  # (the clocks move alike)
+            forgotten.forget(key)
+        assert evicted.items() == forgotten.items() == removed.items()
+        assert evicted.keys() == forgotten.keys() == removed.keys()  # (the next eviction's)
+        assert evicted.tombstone_count == forgotten.tombstone_count == 0
+    # What a link opened now syncs (the owner's snapshot) holds the same entries.
+    synced = LWWMap.from_snapshot(forgotten.snapshot(), "s")
+    assert synced.to_dict() == removed.to_dict()
