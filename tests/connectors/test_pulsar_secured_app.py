@@ -110,13 +110,13 @@ async def test_the_clients_of_an_app_connect_with_its_token_over_tls(
     assert TOKEN not in caplog.text + printed.out + printed.err
 
 
-def run(app: str, tmp_path: Path, token: str) -> subprocess.CompletedProcess[str]:
+def run(app: str, tmp_path: Path, token: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "app.yaml"
     config.write_text(app)
     return subprocess.run(
         [sys.executable, "-m", "swimstream", "run", "--config", str(config)],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PULSAR_TOKEN": token},
+        env={**os.environ, "PYTHONPATH": str(REPO), "PULSAR_TOKEN": token, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -148,3 +148,28 @@ def test_run_stops_at_once_when_the_broker_s_certificate_is_not_trusted(
     assert "has a certificate the client cannot verify" in last
     assert "check broker.pulsar.tls_trust_certs_file_path" in last
     assert TOKEN not in result.stdout + result.stderr
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_run_stops_at_once_on_a_refused_basic_password_naming_the_keys(
+    pulsar_broker: EmbeddedPulsar, certificates: Certificates, tmp_path: Path
+) -> None:
+    """Basic credentials over TLS, the password from the environment."""
+    pulsar = (
+        f'    tls_trust_certs_file_path: "{certificates.ca}"\n'
+        "    authentication:\n"
+        '      basic: {username: twins, password: "${PULSAR_PASSWORD}"}'
+    )
+    context = certificates.server_context()
+    with PulsarGateway(pulsar_broker.port, tls=context, basic={"twins": PASSWORD}) as gate:
+        began = time.monotonic()
+        result = run(app_yaml(gate, tmp_path, pulsar), tmp_path, PULSAR_PASSWORD="x" + PASSWORD)
+        assert not gate.client_connects()  # (stopped before pulsar-client was made)
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - began < 15
+    last = result.stderr.strip().splitlines()[-1]
+    assert "refused the client (AuthenticationError, basic)" in last, last
+    assert "check broker.pulsar.authentication.basic.username and .password" in last
+    assert PASSWORD not in result.stdout + result.stderr

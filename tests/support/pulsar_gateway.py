@@ -1,4 +1,4 @@
-"""A loopback gateway in front of pulsar-lite that does what it does not: TLS and tokens.
+"""A loopback gateway in front of pulsar-lite that does what it does not: TLS and logins.
 
 pulsar-lite 0.2.0 has no TLS listener and ignores the credentials of a ``CONNECT``
 (it accepts any token, or none). To test what swimstream sends a secured Pulsar cluster
@@ -12,6 +12,14 @@ does itself:
   or whose ``auth_data`` is not that token with Pulsar's
   ``Error{error: AuthenticationError}`` and closes the connection, as an Apache Pulsar
   broker with ``authenticationEnabled`` does;
+* with ``basic`` (user names and their passwords), it admits a ``CONNECT`` whose
+  ``auth_method_name`` is ``basic`` and whose ``auth_data`` is ``user:password`` of one
+  of them, and refuses any other the same way. That is what pulsar-client's
+  ``AuthenticationBasic`` sends (seen here: the plain text, not base64 as in HTTP's
+  ``Authorization: Basic``), and how Apache Pulsar's ``AuthenticationProviderBasic``
+  reads it: split at every colon, exactly two parts, so a colon in the user name or
+  the password never logs in. With both ``token`` and ``basic``, either is admitted,
+  as a broker with both providers does;
 * it rewrites pulsar-lite's lookup answers to name the gateway (``brokerServiceUrl`` and
   ``brokerServiceUrlTls``): pulsar-lite names its own plaintext port, and names no TLS
   URL at all, which a TLS client cannot connect to ("Invalid Url").
@@ -49,6 +57,11 @@ from connectors.pulsar_wire import (
 
 _LOOKUP_RESPONSE = 24
 _AUTHENTICATION_ERROR = 3  # ServerError.AuthenticationError
+_REFUSALS = {
+    "token": "Unable to authenticate: invalid token",
+    "basic": "Unable to authenticate: Unknown user or invalid password",
+}
+"""What the broker says, per method (Apache Pulsar's words for each provider)."""
 
 
 def _command_type(command: bytes) -> int:
@@ -119,12 +132,14 @@ class Credentials:
 
 @dataclass
 class PulsarGateway:
-    """A TLS and token gateway to the pulsar-lite at ``broker_port``; see the module
+    """A TLS and login gateway to the pulsar-lite at ``broker_port``; see the module
     docstring. Use it as a context manager."""
 
     broker_port: int
     tls: ssl.SSLContext | None = None
     token: str | None = None
+    basic: dict[str, str] | None = None
+    """User names and their passwords (``AuthenticationBasic``)."""
     host: str = "localhost"
     connects: list[Credentials] = field(default_factory=list)
     port: int = 0
@@ -188,10 +203,12 @@ class PulsarGateway:
                 command, payload = _read_frame(client)
             except (OSError, ssl.SSLError, struct.error):
                 return
-            if _command_type(command) == CONNECT and not self._admits(command):
-                with contextlib.suppress(OSError):
-                    client.sendall(_authentication_error("Unable to authenticate: invalid token"))
-                return
+            if _command_type(command) == CONNECT:
+                refusal = self._refusal(command)
+                if refusal is not None:
+                    with contextlib.suppress(OSError):
+                        client.sendall(_authentication_error(refusal))
+                    return
             broker = socket.create_connection(("127.0.0.1", self.broker_port), timeout=5)
             closing.callback(broker.close)
             broker.sendall(frame(command, payload))
@@ -248,7 +265,8 @@ class PulsarGateway:
         # A message field given twice is merged, the later scalars winning.
         return command + bytes_field(_LOOKUP_RESPONSE, bytes_field(1, url) + bytes_field(2, url))
 
-    def _admits(self, connect_command: bytes) -> bool:
+    def _refusal(self, connect_command: bytes) -> str | None:
+        """What the broker says to refuse this ``CONNECT``; ``None``: it is let in."""
         connect = next(
             (v for n, v in fields(connect_command) if n == CONNECT and isinstance(v, bytes)),
             b"",
@@ -262,6 +280,13 @@ class PulsarGateway:
             elif number == 3 and isinstance(value, bytes):
                 seen.data = value
         self.connects.append(seen)
-        if self.token is None:
-            return True
-        return seen.method == "token" and seen.data == self.token.encode()
+        if self.token is None and self.basic is None:
+            return None
+        if seen.method == "token" and self.token is not None:
+            return None if seen.data == self.token.encode() else _REFUSALS["token"]
+        if seen.method == "basic" and self.basic is not None:
+            parts = seen.data.decode(errors="replace").split(":")
+            if len(parts) == 2 and self.basic.get(parts[0]) == parts[1]:
+                return None
+            return _REFUSALS["basic"]
+        return _REFUSALS["token" if self.token is not None else "basic"]
