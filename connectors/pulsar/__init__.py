@@ -15,7 +15,8 @@ The modules, one job each: :mod:`~connectors.pulsar.source`, :mod:`~connectors.p
 and TLS, from ``broker.pulsar``), :mod:`~connectors.pulsar.handshake` (whether the
 service URL leads to a Pulsar broker at all), :mod:`~connectors.pulsar.first_contact`
 (whether the broker accepts the client's TLS and credentials, and which key to check
-when not), and the private ``_client`` (the only module touching pulsar-client's untyped
+when not), :mod:`~connectors.pulsar.oauth2` (the OAuth 2.0 token it asks the issuer
+for first), and the private ``_client`` (the only module touching pulsar-client's untyped
 API) and ``_errors``.
 
 Measured on the embedded broker, pulsar-lite 0.2.0, with pulsar-client 3.13. The

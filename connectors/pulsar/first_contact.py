@@ -22,10 +22,13 @@ naming the key of ``broker.pulsar`` to check, final (the start stops) for a refu
 ``unreachable`` (the start waits) for silence, as the Kafka side does
 (:mod:`connectors.kafka.first_contact`).
 
-It does not ask on behalf of OAuth 2.0, whose token the client fetches from the issuer
-first: for it only the TLS handshake is checked, and what the broker says of the token
-is left to the client. No secret is printed: the messages name keys, and a broker's
-own words pass through :meth:`PulsarSecurity.hide`.
+For OAuth 2.0 it first asks the issuer for a token as the client does
+(:mod:`connectors.pulsar.oauth2`): an issuer's refusal stops the start naming the key,
+and the token goes into the ``CONNECT``. When that cannot be judged (an ``https``
+issuer Python's ``ssl`` does not trust, an answer that is no OAuth 2.0), only the TLS
+handshake is checked and the rest is left to the client, as before. No secret is
+printed: the messages name keys, and a broker's own words pass through
+:meth:`PulsarSecurity.hide`, the credentials sent taken out too.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from urllib.parse import urlsplit
 
 from connectors.listener_probe import Listener, probe_listener
 from connectors.pulsar.handshake import check_speaks_pulsar
+from connectors.pulsar.oauth2 import CannotTell, fetch_access_token
 from connectors.pulsar.security import PulsarSecurity
 from connectors.pulsar_wire import ERROR, connect_frame, read_exactly
 from connectors.pulsar_wire import fields as wire_fields
 from connectors.reachable import split_address
+from swimstream.config.secrets import HIDDEN
 from swimstream.errors import BrokerError
 
 _SERVER_ERRORS = {3: "AuthenticationError", 4: "AuthorizationError"}
@@ -71,13 +76,15 @@ def check_first_contact(service_url: str, timeout: float, security: PulsarSecuri
             f"broker.pulsar.authentication.token_file: cannot read {security.token_file!r} "
             f"({exc.strerror or exc})"
         ) from exc
+    if security.method == "oauth2":
+        credentials = _oauth2_credentials(security, timeout)
     # What listens at a plaintext URL (a Kafka port, an HTTP server, TLS...) is asked with
     # a CONNECT without credentials: first when the client sends none either, else only
     # once the client's own went unanswered (a secured broker logs each refusal).
     classify = tls is None
     if classify and credentials is None:
         check_speaks_pulsar(service_url, timeout)
-    asks = security.method != "oauth2"
+    asks = security.method != "oauth2" or credentials is not None
     reasons: list[str] = []
     final = True
     for address in (a.strip() for a in parts.netloc.split(",")):
@@ -93,6 +100,15 @@ def check_first_contact(service_url: str, timeout: float, security: PulsarSecuri
         f"the Pulsar broker at {service_url} did not let the client in: {'; '.join(reasons)}",
         unreachable=not final,
     )
+
+
+def _oauth2_credentials(security: PulsarSecurity, timeout: float) -> tuple[str, bytes] | None:
+    """The ``CONNECT`` credentials of the token the issuer gives, as the client sends
+    them (``token``); ``None`` when the issuer's answer cannot be judged here."""
+    try:
+        return "token", fetch_access_token(security, timeout).encode()
+    except CannotTell:
+        return None
 
 
 def _tls_context(security: PulsarSecurity) -> ssl.SSLContext:
@@ -156,7 +172,7 @@ def _contact(
             return "accepts connections but does not answer Pulsar's CONNECT", False
         except OSError:
             return "closes the connection at Pulsar's CONNECT", False
-    return _judge(answer, security)
+    return _judge(answer, security, credentials)
 
 
 def _untrusted(host: str, exc: ssl.SSLCertVerificationError) -> str:
@@ -194,7 +210,9 @@ def _not_tls(address: str, default_port: int, timeout: float) -> Verdict:
     return "did not complete a TLS handshake", False
 
 
-def _judge(answer: bytes, security: PulsarSecurity) -> Verdict:
+def _judge(
+    answer: bytes, security: PulsarSecurity, credentials: tuple[str, bytes] | None
+) -> Verdict:
     fields = dict(wire_fields(answer))
     kind = fields.get(1)
     if kind != ERROR:
@@ -207,6 +225,8 @@ def _judge(answer: bytes, security: PulsarSecurity) -> Verdict:
         return None  # (something the client will report itself)
     said = details.get(3)
     words = security.hide(said.decode(errors="replace")) if isinstance(said, bytes) else ""
+    sent = credentials[1].decode(errors="replace") if credentials else ""
+    words = words.replace(sent, HIDDEN) if sent else words  # (an OAuth 2.0 token)
     method = security.method
     if method is None:
         reason = (

@@ -70,7 +70,7 @@ class PulsarSecurity:
             "token": "authentication.token",
             "token_file": "authentication.token_file (the token it holds)",
             "tls": "authentication.tls (the client certificate and its key)",
-            "oauth2": "authentication.oauth2",
+            "oauth2": "authentication.oauth2 (the broker refused the token its issuer gave)",
             "basic": "authentication.basic.username and .password",
         }
         method = self.method
@@ -79,7 +79,8 @@ class PulsarSecurity:
     def connect_credentials(self) -> tuple[str, bytes] | None:
         """``(auth_method_name, auth_data)`` of a ``CONNECT`` as the client sends it, for
         the methods whose data is known before connecting (``None`` for OAuth 2.0,
-        whose token comes from the issuer first, and without authentication)."""
+        whose token comes from the issuer first: :mod:`connectors.pulsar.oauth2`, and
+        without authentication). Basic sends ``user:password`` as it is, not base64."""
         method = self.method
         if method == "token" and self.token is not None:
             return "token", self.token.encode()

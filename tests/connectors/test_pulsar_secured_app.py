@@ -13,6 +13,7 @@ output by its C++ threads).
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import subprocess
@@ -28,6 +29,7 @@ from connectors.factory import open_connectors
 from swimstream.config import load_config
 from tests.cli.test_check import REPO
 from tests.support.certificates import Certificates, make_certificates
+from tests.support.oauth2_issuer import OAuth2Issuer
 from tests.support.pulsar_gateway import PulsarGateway
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.YXBw.Hunter2-s3cret"
@@ -173,3 +175,87 @@ def test_run_stops_at_once_on_a_refused_basic_password_naming_the_keys(
     assert "refused the client (AuthenticationError, basic)" in last, last
     assert "check broker.pulsar.authentication.basic.username and .password" in last
     assert PASSWORD not in result.stdout + result.stderr
+
+
+CLIENT_SECRET = "oauth-Hunter2-client-s3cret"
+ACCESS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.YXBw.issued-by-the-loopback-issuer"
+
+
+def oauth2_block(certificates: Certificates, issuer: OAuth2Issuer) -> str:
+    """TLS to the broker, OAuth 2.0 client credentials from ``${PULSAR_OAUTH2}`` (a
+    ``data:`` URL, as a secret mounted in the environment would be)."""
+    return (
+        f'    tls_trust_certs_file_path: "{certificates.ca}"\n'
+        "    authentication:\n"
+        "      oauth2:\n"
+        f"        issuer_url: {issuer.issuer_url}\n"
+        '        private_key: "${PULSAR_OAUTH2}"\n'
+        "        audience: pulsar"
+    )
+
+
+def data_url(credentials: str) -> str:
+    return "data:application/json;base64," + base64.b64encode(credentials.encode()).decode()
+
+
+async def test_the_clients_of_an_app_connect_with_an_oauth2_token(
+    pulsar_broker: EmbeddedPulsar,
+    certificates: Certificates,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    issuer = OAuth2Issuer("towers", CLIENT_SECRET, ACCESS_TOKEN, audience="pulsar")
+    context = certificates.server_context()
+    with issuer, PulsarGateway(pulsar_broker.port, tls=context, token=ACCESS_TOKEN) as gate:
+        text = app_yaml(gate, tmp_path, oauth2_block(certificates, issuer))
+        config = load_config(text, {"PULSAR_OAUTH2": data_url(issuer.credentials())})
+        topic = unique_topic_name("oauth2-app")
+        async with open_connectors(config, "edge-1") as clients:
+            pulsar = clients["pulsar"]
+            reports: list[BaseException | None] = []
+            for number in range(10):
+                pulsar.sink.produce(topic, b"d-%d" % number, b"%d" % number, None, reports.append)
+            assert await pulsar.sink.flush(10)
+            source = pulsar.make_source([topic])
+            await source.open()
+            try:
+                values: list[bytes] = []
+                deadline = time.monotonic() + 10
+                while len(values) < 10 and time.monotonic() < deadline:
+                    values += [record.value() or b"" for record in source.consume(10)]
+                    await source.wait_for_records(0.2)
+            finally:
+                await source.close()
+        seen = gate.client_connects()
+    assert reports == [None] * 10
+    assert sorted(int(value) for value in values) == list(range(10))
+    assert seen and all((c.method, c.data) == ("token", ACCESS_TOKEN.encode()) for c in seen)
+    printed = capfd.readouterr()
+    for secret in (CLIENT_SECRET, ACCESS_TOKEN):
+        assert secret not in caplog.text + printed.out + printed.err
+
+
+def test_run_stops_at_once_on_a_refused_client_secret_naming_the_key(
+    pulsar_broker: EmbeddedPulsar, certificates: Certificates, tmp_path: Path
+) -> None:
+    issuer = OAuth2Issuer("towers", CLIENT_SECRET, ACCESS_TOKEN, audience="pulsar")
+    context = certificates.server_context()
+    with issuer, PulsarGateway(pulsar_broker.port, tls=context, token=ACCESS_TOKEN) as gate:
+        began = time.monotonic()
+        wrong = data_url(issuer.credentials(secret="x" + CLIENT_SECRET))
+        result = run(
+            app_yaml(gate, tmp_path, oauth2_block(certificates, issuer)),
+            tmp_path,
+            PULSAR_OAUTH2=wrong,
+        )
+        assert not gate.connects  # (the issuer said no: the broker was not asked)
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - began < 15
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"the OAuth 2.0 issuer at {issuer.issuer_url} refused the client credentials" in last
+    assert "(invalid_client): check broker.pulsar.authentication.oauth2.private_key" in last
+    output = result.stdout + result.stderr
+    for secret in (CLIENT_SECRET, wrong, ACCESS_TOKEN):
+        assert secret not in output

@@ -17,6 +17,7 @@ records; one without stops at ``open`` within a second or two with a final
 
 from __future__ import annotations
 
+import base64
 import ssl
 import time
 from collections.abc import Iterator
@@ -28,9 +29,10 @@ import pytest
 
 from connectors.embedded import EmbeddedPulsar, unique_topic_name
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSettings, PulsarSink, PulsarSource
-from connectors.pulsar.security import PulsarSecurity
+from connectors.pulsar.security import PulsarSecurity, oauth2_params
 from swimstream.errors import BrokerError
 from tests.support.certificates import Certificates, make_certificates
+from tests.support.oauth2_issuer import OAuth2Issuer
 from tests.support.pulsar_gateway import PulsarGateway
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c3dpbXN0cmVhbQ.Hunter2-s3cret"
@@ -321,3 +323,152 @@ async def test_an_unknown_basic_user_is_refused_too(basic_gateway: PulsarGateway
     message = await refusal(basic_gateway.service_url, stranger)
 
     assert "check broker.pulsar.authentication.basic.username and .password" in message
+
+
+# -- OAuth 2.0 -----------------------------------------------------------------------
+
+CLIENT_SECRET = "oauth-Hunter2-client-s3cret"
+ACCESS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.b2F1dGg.issued-by-the-loopback-issuer"
+
+
+@pytest.fixture
+def issuer() -> Iterator[OAuth2Issuer]:
+    with OAuth2Issuer("swimstream-twins", CLIENT_SECRET, ACCESS_TOKEN, audience="pulsar") as opened:
+        yield opened
+
+
+@pytest.fixture
+def oauth2_gateway(pulsar_broker: EmbeddedPulsar) -> Iterator[PulsarGateway]:
+    """A broker that takes the issuer's token, as one configured with its public key."""
+    with gateway(pulsar_broker, token=ACCESS_TOKEN) as opened:
+        yield opened
+
+
+def oauth2_settings(
+    issuer: OAuth2Issuer, private_key: str, scope: str | None = None
+) -> PulsarSettings:
+    return settings(oauth2_params=oauth2_params(issuer.issuer_url, private_key, "pulsar", scope))
+
+
+def credentials_file(tmp_path: Path, issuer: OAuth2Issuer, secret: str | None = None) -> Path:
+    path = tmp_path / "credentials.json"
+    path.write_text(issuer.credentials(secret))
+    return path
+
+
+@pytest.mark.parametrize("form", ["path", "file URL", "data URL"])
+async def test_oauth2_client_credentials_get_a_token_the_broker_takes_and_records_flow(
+    issuer: OAuth2Issuer, oauth2_gateway: PulsarGateway, topic: str, tmp_path: Path, form: str
+) -> None:
+    path = credentials_file(tmp_path, issuer)
+    private_key = {
+        "path": str(path),
+        "file URL": f"file://{path}",
+        "data URL": "data:application/json;base64," + base64.b64encode(path.read_bytes()).decode(),
+    }[form]
+
+    values = await round_trip(
+        oauth2_gateway.service_url, topic, oauth2_settings(issuer, private_key, scope="produce")
+    )
+
+    assert sorted(int(value) for value in values) == list(range(20))
+    assert oauth2_gateway.client_connects()
+    assert {(seen.method, seen.data) for seen in oauth2_gateway.connects} == {
+        ("token", ACCESS_TOKEN.encode())
+    }
+    # Both the first contact and pulsar-client asked with the same grant.
+    assert len(issuer.token_requests) >= 2
+    assert all(
+        asked
+        == {
+            "grant_type": "client_credentials",
+            "client_id": "swimstream-twins",
+            "client_secret": CLIENT_SECRET,
+            "audience": "pulsar",
+            "scope": "produce",
+        }
+        for asked in issuer.token_requests
+    )
+
+
+async def test_a_wrong_client_secret_is_refused_by_the_issuer_naming_the_key(
+    issuer: OAuth2Issuer, oauth2_gateway: PulsarGateway, tmp_path: Path
+) -> None:
+    wrong = credentials_file(tmp_path, issuer, secret="not-" + CLIENT_SECRET)
+
+    message = await refusal(
+        oauth2_gateway.service_url,
+        oauth2_settings(issuer, str(wrong)),
+        secrets=(CLIENT_SECRET, "not-" + CLIENT_SECRET),
+    )
+
+    assert f"the OAuth 2.0 issuer at {issuer.issuer_url} refused the client credentials" in message
+    assert "(invalid_client): check broker.pulsar.authentication.oauth2.private_key" in message
+    assert not oauth2_gateway.connects  # (the broker was never asked)
+    assert len(issuer.token_requests) == 1  # (the client was not made)
+
+
+async def test_a_token_the_broker_refuses_names_the_oauth2_block(
+    issuer: OAuth2Issuer, pulsar_broker: EmbeddedPulsar, tmp_path: Path
+) -> None:
+    """The issuer gives a token, but not one this broker takes (another issuer's, say)."""
+    with gateway(pulsar_broker, token="another issuer's token") as elsewhere:
+        message = await refusal(
+            elsewhere.service_url,
+            oauth2_settings(issuer, str(credentials_file(tmp_path, issuer))),
+            secrets=(ACCESS_TOKEN, CLIENT_SECRET),
+        )
+    assert "refused the client (AuthenticationError, oauth2)" in message
+    assert "check broker.pulsar.authentication.oauth2 (the broker refused the token" in message
+
+
+async def test_an_issuer_url_without_a_discovery_document_names_issuer_url(
+    issuer: OAuth2Issuer, oauth2_gateway: PulsarGateway, tmp_path: Path
+) -> None:
+    private_key = str(credentials_file(tmp_path, issuer))
+    moved = settings(
+        oauth2_params=oauth2_params(issuer.issuer_url + "/realms/other", private_key, "pulsar")
+    )
+
+    message = await refusal(oauth2_gateway.service_url, moved)
+
+    assert "has no discovery document (HTTP 404" in message
+    assert "check broker.pulsar.authentication.oauth2.issuer_url" in message
+
+
+async def test_an_unreadable_credentials_file_is_named_not_shown(
+    issuer: OAuth2Issuer, oauth2_gateway: PulsarGateway, tmp_path: Path
+) -> None:
+    not_json = tmp_path / "credentials.json"
+    not_json.write_text(f"client_secret={CLIENT_SECRET}")
+    for private_key, problem in (
+        (str(tmp_path / "missing.json"), "cannot read the credentials file"),
+        (str(not_json), "the credentials are not JSON"),
+    ):
+        message = await refusal(
+            oauth2_gateway.service_url,
+            oauth2_settings(issuer, private_key),
+            secrets=(CLIENT_SECRET,),
+        )
+        assert message.startswith(f"broker.pulsar.authentication.oauth2.private_key: {problem}")
+    assert not issuer.token_requests
+
+
+async def test_an_issuer_that_does_not_answer_is_waited_for(
+    oauth2_gateway: PulsarGateway, tmp_path: Path
+) -> None:
+    """Nothing listens at the issuer's port: the start waits, as for a broker."""
+    with OAuth2Issuer("swimstream-twins", CLIENT_SECRET, ACCESS_TOKEN) as gone:
+        issuer_url = gone.issuer_url
+        private_key = str(credentials_file(tmp_path, gone))
+    sink = PulsarSink(
+        oauth2_gateway.service_url,
+        settings=settings(oauth2_params=oauth2_params(issuer_url, private_key)),
+    )
+    with pytest.raises(BrokerError) as caught:
+        await sink.open()
+    await sink.close()
+    assert caught.value.unreachable
+    assert f"the OAuth 2.0 issuer at {issuer_url}/.well-known/openid-configuration" in str(
+        caught.value
+    )

@@ -1,0 +1,116 @@
+"""A loopback OAuth 2.0 issuer: what pulsar-client's ``AuthenticationOauth2`` asks for.
+
+pulsar-client 3.13 (its C++ client 4.2.0), given ``{"issuer_url": U, "private_key":
+<credentials file>, "audience": A, "scope": S}``, was seen to make two HTTP requests
+before its first ``CONNECT``, then again at each connection once the token expires:
+
+1. ``GET U/.well-known/openid-configuration`` (``Accept: application/json``), reading
+   ``token_endpoint`` from the JSON answer (OpenID Connect Discovery);
+2. ``POST <token_endpoint>``, ``Content-Type: application/x-www-form-urlencoded``, the
+   body ``audience=A&client_id=..&client_secret=..&grant_type=client_credentials`` and
+   ``&scope=S`` when set: RFC 6749's client credentials grant, the secret in the body
+   (``client_secret_post``).
+
+It sends the answer's ``access_token`` in ``CONNECT`` as a token
+(``auth_method_name`` ``token``), so a broker checks it as any token. An issuer refuses
+a wrong secret with RFC 6749's error answer (401, ``{"error": "invalid_client"}``);
+pulsar-client then fails at once with ``AuthenticationError``, without a ``CONNECT``.
+
+:class:`OAuth2Issuer` answers both requests on a free loopback port (plain HTTP), issues
+one token to one client, and keeps the forms it was sent for the tests to read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+
+@dataclass
+class OAuth2Issuer:
+    """An issuer that gives ``access_token`` to ``client_id`` with ``client_secret``
+    (for ``audience``, when set). Use it as a context manager."""
+
+    client_id: str
+    client_secret: str
+    access_token: str
+    audience: str | None = None
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    """Each token request's form, in order (secrets included: tests only)."""
+    discoveries: int = 0
+    """How many times the discovery document was asked for."""
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def issuer_url(self) -> str:
+        """The URL to configure as ``issuer_url``."""
+        assert self._server is not None, "not started"
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def credentials(self, secret: str | None = None) -> str:
+        """A credentials file's JSON for this client (``secret``: another one)."""
+        chosen = self.client_secret if secret is None else secret
+        return json.dumps({"client_id": self.client_id, "client_secret": chosen})
+
+    def __enter__(self) -> OAuth2Issuer:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def answer(self, path: str, form: dict[str, str] | None) -> tuple[int, dict[str, object]]:
+        """The status and JSON answer to a GET (``form`` None) or POST of ``path``."""
+        if form is None:
+            if path != "/.well-known/openid-configuration":
+                return 404, {"error": "not_found"}
+            self.discoveries += 1
+            return 200, {"issuer": self.issuer_url, "token_endpoint": self.issuer_url + "/token"}
+        if path != "/token":
+            return 404, {"error": "not_found"}
+        self.token_requests.append(form)
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        if (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
+        if self.audience is not None and form.get("audience") != self.audience:
+            return 400, {"error": "invalid_request", "error_description": "unknown audience"}
+        return 200, {"access_token": self.access_token, "token_type": "Bearer", "expires_in": 3600}
+
+
+def _handler(issuer: OAuth2Issuer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._reply(*issuer.answer(self.path, None))
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+            self._reply(*issuer.answer(self.path, form))
+
+        def _reply(self, status: int, document: dict[str, object]) -> None:
+            body = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the tests read ``token_requests`` instead."""
+
+    return Handler
