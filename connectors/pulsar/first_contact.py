@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from connectors.listener_probe import Listener, probe_listener
 from connectors.pulsar.handshake import check_speaks_pulsar
-from connectors.pulsar.oauth2 import CannotTell, fetch_access_token
+from connectors.pulsar.oauth2 import fetch_access_token
 from connectors.pulsar.security import PulsarSecurity
 from connectors.pulsar_wire import ERROR, connect_frame, read_exactly
 from connectors.pulsar_wire import fields as wire_fields
@@ -105,10 +105,8 @@ def check_first_contact(service_url: str, timeout: float, security: PulsarSecuri
 def _oauth2_credentials(security: PulsarSecurity, timeout: float) -> tuple[str, bytes] | None:
     """The ``CONNECT`` credentials of the token the issuer gives, as the client sends
     them (``token``); ``None`` when the issuer's answer cannot be judged here."""
-    try:
-        return "token", fetch_access_token(security, timeout).encode()
-    except CannotTell:
-        return None
+    token = fetch_access_token(security, timeout)
+    return ("token", token.encode()) if token is not None else None
 
 
 def _tls_context(security: PulsarSecurity) -> ssl.SSLContext:

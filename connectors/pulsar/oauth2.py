@@ -16,9 +16,14 @@ An issuer that does not answer, or fails (5xx), is a
 :class:`~swimstream.errors.BrokerError` marked ``unreachable``: the start waits for it,
 as for a broker. One without a discovery document (a 4xx, or no ``token_endpoint``)
 is final, naming ``issuer_url``: the client cannot get a token either. What it cannot
-judge it leaves to the client (:class:`CannotTell`): an ``https`` issuer whose
-certificate Python's ``ssl`` does not accept with the client's CA file (curl, under the
-client, may judge it otherwise), or a token answer that is no OAuth 2.0.
+judge it leaves to the client (:func:`fetch_access_token` returns ``None``): a TLS
+failure other than a certificate the CA file does not verify (a host name mismatch,
+whose rule for the issuer was not measured), or a token answer that is no OAuth 2.0.
+
+pulsar-client checks an ``https`` issuer's certificate against
+``tls_trust_certs_file_path`` (seen: the CA that signed it lets it in, the system's CAs
+or another CA do not, the client then saying ``AuthenticationError``), so this check
+does the same, and names that key when the certificate cannot be verified.
 
 Secrets: the client secret and the token are never put in a message; an issuer's
 ``error_description`` is quoted with them hidden.
@@ -46,20 +51,18 @@ _ERROR_KEYS = {
     "invalid_scope": "scope",
 }
 """Which key an RFC 6749 error code (section 5.2) points at; others: the whole block."""
+_TRUST_KEY = "broker.pulsar.tls_trust_certs_file_path"
+_NAME_MISMATCHES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
-class CannotTell(Exception):
-    """The issuer's answer says nothing this check can judge; the client will try."""
-
-
-def fetch_access_token(security: PulsarSecurity, timeout: float) -> str:
-    """The token the issuer of ``security.oauth2_params`` gives its client credentials.
+def fetch_access_token(security: PulsarSecurity, timeout: float) -> str | None:
+    """The token the issuer of ``security.oauth2_params`` gives its client credentials;
+    ``None`` when its answer says nothing this check can judge (the client will try).
 
     Raises:
         BrokerError: the credentials file cannot be read, the issuer has no discovery
-            document or refused the credentials (final), or it did not answer or
-            failed (``unreachable``).
-        CannotTell: see the module docstring.
+            document, refused the credentials, or has a certificate the CA file does
+            not verify (final), or it did not answer or failed (``unreachable``).
     """
     params: dict[str, Any] = json.loads(security.oauth2_params or "{}")
     issuer_url = str(params.get("issuer_url", "")).rstrip("/")
@@ -67,46 +70,35 @@ def fetch_access_token(security: PulsarSecurity, timeout: float) -> str:
     hide = _Hider(security, client_secret)
     tls = _tls_context(security) if issuer_url.startswith("https:") else None
     discovery_url = issuer_url + "/.well-known/openid-configuration"
-    try:
-        discovery = _request(discovery_url, None, timeout, tls)
-    except _Refused as refused:
-        raise BrokerError(
-            f"the OAuth 2.0 issuer at {issuer_url} has no discovery document (HTTP "
-            f"{refused.status} for {discovery_url}): check {_KEY}.issuer_url"
-        ) from None
+    answer = _request(discovery_url, None, timeout, tls)
+    if answer is None:
+        return None
+    status, discovery = answer
     token_endpoint = discovery.get("token_endpoint")
-    if not isinstance(token_endpoint, str):
+    if status != 200 or not isinstance(token_endpoint, str):
+        found = f"HTTP {status}" if status != 200 else "no token_endpoint"
         raise BrokerError(
-            f"the OAuth 2.0 issuer at {issuer_url} names no token_endpoint in its discovery "
-            f"document ({discovery_url}): check {_KEY}.issuer_url"
+            f"the OAuth 2.0 issuer at {issuer_url} has no discovery document ({found} for "
+            f"{discovery_url}): check {_KEY}.issuer_url"
         )
     form = {"grant_type": "client_credentials", "client_id": client_id}
     form["client_secret"] = client_secret
     form.update({k: str(params[k]) for k in ("audience", "scope") if params.get(k)})
-    try:
-        answer = _request(token_endpoint, form, timeout, tls)
-    except _Refused as refused:
-        if "error" not in refused.document:
-            raise CannotTell(f"HTTP {refused.status} without an OAuth 2.0 error") from None
-        code = str(refused.document["error"])
-        said = refused.document.get("error_description")
+    answer = _request(token_endpoint, form, timeout, tls)
+    if answer is None:
+        return None
+    status, document = answer
+    if status != 200 and "error" in document:
+        code = str(document["error"])
+        said = document.get("error_description")
         key = f"{_KEY}.{_ERROR_KEYS[code]}" if code in _ERROR_KEYS else _KEY
         words = f" (it said: {hide(str(said))})" if said else ""
         raise BrokerError(
             f"the OAuth 2.0 issuer at {issuer_url} refused the client credentials "
             f"({hide(code)}): check {key}{words}"
-        ) from None
-    token = answer.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise CannotTell("no access_token in the issuer's answer")
-    return token
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, document: dict[str, Any]) -> None:
-        super().__init__(status)
-        self.status = status
-        self.document = document
+        )
+    token = document.get("access_token")
+    return token if status == 200 and isinstance(token, str) and token else None
 
 
 class _Hider:
@@ -155,31 +147,45 @@ def _tls_context(security: PulsarSecurity) -> ssl.SSLContext:
 
 def _request(
     url: str, form: dict[str, str] | None, timeout: float, tls: ssl.SSLContext | None
-) -> dict[str, Any]:
-    """The JSON answer to a GET (``form`` None) or a form POST of ``url``; a 4xx
-    answer raises :class:`_Refused`, a 5xx or none an unreachable ``BrokerError``."""
+) -> tuple[int, dict[str, Any]] | None:
+    """The status and JSON answer (``{}`` if none) to a GET (``form`` None) or a form
+    POST of ``url``, below 500; ``None`` for a TLS failure this check does not judge."""
     data = urllib.parse.urlencode(form).encode() if form is not None else None
     request = urllib.request.Request(url, data=data, headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:
-            return _document(response.read())
+            return response.status, _document(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:
             raise _unreachable(url, f"HTTP {exc.code}") from None
-        raise _Refused(exc.code, _document(exc.read())) from None
+        return exc.code, _document(exc.read())
     except urllib.error.URLError as exc:
-        if isinstance(exc.reason, ssl.SSLError):
-            raise CannotTell(str(exc.reason)) from None
-        raise _unreachable(url, exc.reason) from None
-    except (TimeoutError, OSError) as exc:
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError) and reason.verify_code not in (
+            _NAME_MISMATCHES
+        ):
+            raise BrokerError(
+                f"the OAuth 2.0 issuer at {_shown(url)} has a certificate the client cannot "
+                f"verify ({reason.verify_message}): check {_TRUST_KEY} (pulsar-client "
+                "checks the issuer's certificate with it too)"
+            ) from None
+        if isinstance(reason, ssl.SSLError):
+            return None
+        raise _unreachable(url, reason) from None
+    except OSError as exc:  # (TimeoutError included)
         raise _unreachable(url, exc) from None
 
 
+def _shown(url: str) -> str:
+    """``url`` without its query, which may carry a secret."""
+    return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
+
+
 def _unreachable(url: str, reason: object) -> BrokerError:
-    shown = urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
     why = getattr(reason, "strerror", None) or reason
     return BrokerError(
-        f"the OAuth 2.0 issuer at {shown} did not give a token ({why}): check {_KEY}.issuer_url",
+        f"the OAuth 2.0 issuer at {_shown(url)} did not give a token ({why}): "
+        f"check {_KEY}.issuer_url",
         unreachable=True,
     )
 

@@ -472,3 +472,42 @@ async def test_an_issuer_that_does_not_answer_is_waited_for(
     assert f"the OAuth 2.0 issuer at {issuer_url}/.well-known/openid-configuration" in str(
         caught.value
     )
+
+
+async def test_an_https_issuer_is_trusted_with_the_client_s_ca_file(
+    pulsar_broker: EmbeddedPulsar, certificates: Certificates, topic: str, tmp_path: Path
+) -> None:
+    """pulsar-client checks the issuer's certificate with tls_trust_certs_file_path too."""
+    issuer = OAuth2Issuer(
+        "swimstream-twins", CLIENT_SECRET, ACCESS_TOKEN, tls=certificates.server_context()
+    )
+    with (
+        issuer,
+        gateway(pulsar_broker, tls=certificates.server_context(), token=ACCESS_TOKEN) as gate,
+    ):
+        private_key = str(credentials_file(tmp_path, issuer))
+        trusted = settings(
+            trust_certs_file=str(certificates.ca),
+            oauth2_params=oauth2_params(issuer.issuer_url, private_key),
+        )
+        assert len(await round_trip(gate.service_url, topic, trusted)) == 20
+        assert gate.client_connects()
+    assert len(issuer.token_requests) >= 2  # (the first contact's, then the client's)
+
+
+async def test_an_https_issuer_signed_by_another_ca_names_the_trust_setting(
+    oauth2_gateway: PulsarGateway, certificates: Certificates, tmp_path: Path
+) -> None:
+    issuer = OAuth2Issuer(
+        "swimstream-twins", CLIENT_SECRET, ACCESS_TOKEN, tls=certificates.server_context()
+    )
+    with issuer:
+        untrusted = settings(
+            trust_certs_file=str(certificates.other_ca),
+            oauth2_params=oauth2_params(issuer.issuer_url, str(credentials_file(tmp_path, issuer))),
+        )
+        message = await refusal(oauth2_gateway.service_url, untrusted, secrets=(CLIENT_SECRET,))
+    assert message.startswith(f"the OAuth 2.0 issuer at {issuer.issuer_url}/.well-known/")
+    assert "has a certificate the client cannot verify" in message
+    assert "check broker.pulsar.tls_trust_certs_file_path" in message
+    assert not oauth2_gateway.connects

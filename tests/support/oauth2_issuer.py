@@ -17,12 +17,14 @@ a wrong secret with RFC 6749's error answer (401, ``{"error": "invalid_client"}`
 pulsar-client then fails at once with ``AuthenticationError``, without a ``CONNECT``.
 
 :class:`OAuth2Issuer` answers both requests on a free loopback port (plain HTTP), issues
-one token to one client, and keeps the forms it was sent for the tests to read.
+one token to one client, and keeps the forms it was sent for the tests to read; with
+``tls``, over HTTPS.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,8 @@ class OAuth2Issuer:
     client_secret: str
     access_token: str
     audience: str | None = None
+    tls: ssl.SSLContext | None = None
+    """Serve HTTPS with this server context (the URL then names ``localhost``)."""
     token_requests: list[dict[str, str]] = field(default_factory=list)
     """Each token request's form, in order (secrets included: tests only)."""
     discoveries: int = 0
@@ -49,6 +53,8 @@ class OAuth2Issuer:
     def issuer_url(self) -> str:
         """The URL to configure as ``issuer_url``."""
         assert self._server is not None, "not started"
+        if self.tls is not None:
+            return f"https://localhost:{self._server.server_port}"
         return f"http://127.0.0.1:{self._server.server_port}"
 
     def credentials(self, secret: str | None = None) -> str:
@@ -59,6 +65,8 @@ class OAuth2Issuer:
     def __enter__(self) -> OAuth2Issuer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
