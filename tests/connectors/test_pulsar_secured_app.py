@@ -6,9 +6,10 @@ pulsar-lite behind :class:`~tests.support.pulsar_gateway.PulsarGateway`, which
 terminates TLS and refuses a ``CONNECT`` without the token, as a secured Apache Pulsar
 does. What must hold: the sink and the sources the factory makes from the config
 connect with the token over TLS and move records; a wrong token or a missing CA stops
-``run`` at once (exit 1), its last line naming the key to check; and the token shows in
-no log line, neither the service's nor pulsar-client's own (written to the standard
-output by its C++ threads).
+``run`` at once (exit 1), its last line naming the key to check, as does a wrong basic
+password or OAuth 2.0 client secret (which the issuer refuses: see
+:mod:`connectors.pulsar.oauth2`); and no secret shows in a log line, neither the
+service's nor pulsar-client's own (written to the standard output by its C++ threads).
 """
 
 from __future__ import annotations

@@ -3,16 +3,19 @@
 pulsar-lite 0.2.0 has no TLS listener and accepts any credentials (or none), so these
 tests put :class:`~tests.support.pulsar_gateway.PulsarGateway` in front of it: a
 loopback gateway that terminates TLS with a CA made for the session (optionally
-requiring a client certificate) and refuses a ``CONNECT`` without the right token, as
-an Apache Pulsar broker with authentication does. The clients are pulsar-client's own,
+requiring a client certificate) and refuses a ``CONNECT`` without the right token or
+basic password, as an Apache Pulsar broker with authentication does; for OAuth 2.0, a
+loopback issuer (:class:`~tests.support.oauth2_issuer.OAuth2Issuer`) gives the one
+token the gateway takes. The clients are pulsar-client's own,
 configured through :class:`PulsarSecurity` as ``broker.pulsar`` configures them, and
 records go from a :class:`PulsarSink` to a :class:`PulsarSource` through the gateway:
 the gateway answers lookups with its own address, so every connection passes it.
 
-What must hold: a client with the right CA file, client certificate or token moves
-records; one without stops at ``open`` within a second or two with a final
-:class:`BrokerError` naming the ``broker.pulsar`` key to check (not the client's 10 s
-``TimeOut`` that the start would wait out for ever), and never the secret.
+What must hold: a client with the right CA file, client certificate, token, basic
+password or OAuth 2.0 client secret moves records; one without stops at ``open`` within
+a second or two with a final :class:`BrokerError` naming the ``broker.pulsar`` key to
+check (not the client's 10 s ``TimeOut`` that the start would wait out for ever, nor its
+bare ``AuthenticationError`` for an issuer's refusal), and never the secret.
 """
 
 from __future__ import annotations
