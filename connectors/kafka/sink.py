@@ -295,15 +295,12 @@ class KafkaSink:
         queued = 0
         try:
             for key, value, partition in records:
-                deadline: float | None = None
-                while True:
-                    try:
-                        # Positional (topic, value, key, partition, on_delivery, callback,
-                        # timestamp, headers): a quarter cheaper than keywords per record.
-                        produce(topic, value, key, partition, report, None, 0, listed)
-                        break
-                    except BufferError:
-                        deadline = self._wait_for_room(topic, deadline)
+                try:
+                    # Positional (topic, value, key, partition, on_delivery, callback,
+                    # timestamp, headers): a quarter cheaper than keywords per record.
+                    produce(topic, value, key, partition, report, None, 0, listed)
+                except BufferError:  # (the queue is full: the slow path, which waits)
+                    self._produce_when_room(topic, value, key, partition, report, listed)
                 queued += 1
         except KafkaException as exc:
             raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
@@ -313,6 +310,28 @@ class KafkaSink:
                     self._wake_poller()
                 self._pending += queued
                 batch.pending += queued
+
+    def _produce_when_room(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int,
+        report: Any,
+        listed: Any,
+    ) -> None:
+        """:meth:`produce_many`'s record that found the queue full: wait for room (see
+        :meth:`_wait_for_room`) and produce it. Out of the loop, which then costs each
+        record no retry loop of its own (a checkpoint produces thousands)."""
+        producer = self._producer
+        assert producer is not None
+        deadline = self._wait_for_room(topic, None)
+        while True:
+            try:
+                producer.produce(topic, value, key, partition, report, None, 0, listed)
+                return
+            except BufferError:
+                deadline = self._wait_for_room(topic, deadline)
 
     def _wait_for_room(self, topic: str, deadline: float | None) -> float:
         """The producer's queue is full: serve delivery reports for a moment (returns the
