@@ -284,7 +284,7 @@ class StateTracker:
             room = largest - len(node)
             entries_of: LWWMap = lane._map
             stored = entries_of._entries
-            lane_name = lane.name
+            lane_name = lane._spec.name
             for map_key in keys.values():
                 kind = type(map_key)  # (entry_name's two usual cases inline: a call less)
                 if kind is int:
@@ -293,21 +293,32 @@ class StateTracker:
                     name = f"{lane_name}{ENTRY_SEPARATOR}{_json_string(map_key)}"
                 else:
                     name = entry_name(lane_name, map_key)
-                try:
-                    entry = stored.get(map_key)
-                    if kind is int and entry is not None and type(entry[1]) in SCALAR_KINDS:
-                        # encode_entry's usual case inline (a history of readings): an
-                        # integer key and a value with nothing to check, 1,200
-                        # instructions less; anything unusual goes the whole way.
+                entry = stored.get(map_key)
+                if entry is None:
+                    value = None  # removed (as encode_entry says of an absent key)
+                else:
+                    # encode_entry's usual cases inline: an integer or ASCII text key (a
+                    # history of readings, a join of node URIs) and a value with nothing
+                    # to check, or an object checked already (a join holds its value
+                    # lane's very object). Anything else goes the whole way.
+                    value = None
+                    held = entry[1]
+                    held_kind = type(held)
+                    if (kind is int or (kind is str and map_key.isascii())) and (
+                        held_kind in SCALAR_KINDS
+                        or (held_kind is dict and checked.get(id(held)) is held)
+                    ):
+                        stamp = entry[0]
                         try:
-                            value = pack_exact([entry[0][0], entry[0][1], entry[1]])
+                            value = pack_exact([stamp[0], stamp[1], held])
                         except (TypeError, ValueError, OverflowError):
+                            value = None
+                    if value is None:
+                        try:
                             value = encode_entry(entries_of, map_key, checked)
-                    else:
-                        value = encode_entry(entries_of, map_key, checked)
-                except CodecError as exc:
-                    _unstorable(node, name, exc)
-                    continue
+                        except CodecError as exc:
+                            _unstorable(node, name, exc)
+                            continue
                 if len(name) + len(value or b"") >= room:
                     _too_large(node, name, value, largest)
                     continue

@@ -1,20 +1,26 @@
-"""A checkpoint's collect packs a counter row itself once it has seen the encoder spell
-one (a counter added to by this plane alone: a head, the total, a zero): checkpoint
+"""A checkpoint's collect packs the usual rows itself, and each is exactly what the
+store's encoders make of its lane: a counter row once it has seen the encoder spell
+one (a counter added to by this plane alone: a head, the total, a zero), checkpoint
 after checkpoint, whatever the total grows to, and for counters of several replicas or
-with subtractions, each row is still exactly what the encoder makes of the counter."""
+with subtractions; a value lane's object; a map entry holding the very object a value
+lane holds (a join of that lane), checked once for both."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from swimstream import Agent, CommandLane, CounterLane, ValueLane
+from swimstream import Agent, CommandLane, CounterLane, MapLane, ValueLane
 from swimstream.crdt import CounterAdd, encode_counter, encode_register
+from swimstream.errors import CodecError
 from swimstream.runtime import Plane
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.durable import DurableAgentStore
+from swimstream.store.entries import encode_entry, entry_name
 from swimstream.store.tracker import StateTracker
 from swimstream.testing import FakeClock
 
@@ -86,5 +92,52 @@ def test_value_rows_are_the_encoders() -> None:
                 rows = {row[1]: row[2] for row in tracker.collect()}
                 agent: Any = plane.agent("/meter/a")
                 assert rows["status"] == encode_register(agent.status._register)
+
+    asyncio.run(run())
+
+
+class Joined(Agent):
+    status = ValueLane[Any]()
+    entries = MapLane[Any, Any]()
+    put = CommandLane[list[Any]]()
+
+    @put.on_command
+    def on_put(self, action: list[Any]) -> None:
+        key, value = action
+        self.status.set(value)
+        self.entries.put(key, value)  # the very object the value lane holds
+        self.entries.put(7, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"temp": 91.5, "tower": "t-3", "ts": 17},
+        {"big": 2**63, "nested": {"list": [1, (2, 3)]}},  # the walk, and the other packer
+        {"too big": 2**64},  # not storable: neither row is made
+        {"nested": {1.5: "float key"}},
+    ],
+)
+@pytest.mark.parametrize("key", ["/device/1", "é", 'q"uote:', 3])
+def test_a_map_entry_holding_a_value_lanes_object(value: Any, key: Any) -> None:
+    async def run() -> None:
+        store = DurableAgentStore(MemoryCommitted())
+        async with Plane({"/joined/:id": Joined}, clock=FakeClock(), store=store) as plane:
+            tracker = StateTracker(store, lambda _node: 0)
+            tracker.attach(plane)
+            agent: Any = plane.agent("/joined/a")
+            agent.on_put([key, value])  # (in process: the objects stay the same)
+            assert agent.entries._map._entries[key][1] is agent.status._register._value
+            rows = {row[1]: row[2] for row in tracker.collect()}
+            expected: dict[str, bytes | None] = {}
+            encoders: list[tuple[str, Callable[[], bytes | None]]] = [
+                ("status", lambda: encode_register(agent.status._register)),
+                (entry_name("entries", key), lambda: encode_entry(agent.entries._map, key)),
+                (entry_name("entries", 7), lambda: encode_entry(agent.entries._map, 7)),
+            ]
+            for name, encode in encoders:
+                with contextlib.suppress(CodecError):
+                    expected[name] = encode()
+            assert rows == expected
 
     asyncio.run(run())
