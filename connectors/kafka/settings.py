@@ -17,7 +17,7 @@ Why each default is what it is (figures measured on the embedded Tansu broker, s
 Consumer
 
 * ``partition.assignment.strategy=range``: partition p of every source topic goes to the
-  same member, which is how shard p gets one owner (DESIGN.md, "Placement"). librdkafka's
+  same member, which is how shard p gets one owner (README, "Kafka placement"). librdkafka's
   ``cooperative-sticky`` does not keep topics co-partitioned. Overridable; with durable
   state and several source topics the config refuses another assignor.
 * ``fetch.queue.backoff.ms=10``: librdkafka postpones a partition's next fetch by this

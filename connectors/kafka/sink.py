@@ -461,7 +461,8 @@ class KafkaSink:
 
     async def abort_transaction(self, timeout: float = 10.0) -> None:
         """Abort: queued records are dropped (reported failed), written ones hidden from
-        ``read_committed`` readers (on Apache Kafka; see DESIGN.md on Tansu)."""
+        ``read_committed`` readers (on Apache Kafka; on Tansu, see
+        ``connectors/embedded/kafka.py``)."""
         producer = self._require_transactions()
         try:
             await self._blocking(producer.abort_transaction, timeout)

@@ -47,7 +47,7 @@ Static membership
     partitions without the others rebalancing. The price is on a clean stop: nobody takes
     over those partitions until the session expires. Measured on Tansu with the 10 s
     session: a static member had its partitions 8 s after joining, first time or after a
-    restart; after a ``kill -9`` it was also about 8 s (DESIGN.md), where a dynamic member
+    restart; after a ``kill -9`` it was also about 8 s, where a dynamic member
     blocks the group for 18 s. A dynamic member leaves at close and is reassigned at once
     (5 s for the next join on Tansu, which holds joins for half the session timeout).
     Either way ``close`` gives up after ``close_timeout`` seconds when the broker does

@@ -143,7 +143,8 @@ class SourceConnector(Protocol):
 
     def high_watermarks(self) -> dict[TopicPartition, int]:
         """The latest high watermark per assigned partition, as reported by fetches
-        (never from ListOffsets: see DESIGN.md on Tansu), for lag and readiness."""
+        (never from ListOffsets: see ``connectors/embedded/kafka.py`` on Tansu), for lag
+        and readiness."""
         ...
 
     def positions(self) -> dict[TopicPartition, int]:

@@ -6,7 +6,8 @@ from typing import Any
 from swimstream.config import load_config, parse_config, problem_lines
 from swimstream.errors import ConfigError
 
-# The example of DESIGN.md's "Configuration" section, verbatim.
+# The example configuration of the project's design notes (DESIGN.md, kept outside this
+# repository), verbatim.
 DESIGN_EXAMPLE = """\
 app: traffic
 broker: {kind: kafka, bootstrap: localhost:9092}   # kind: embedded starts a local broker
