@@ -78,8 +78,8 @@ def fetch_access_token(security: PulsarSecurity, timeout: float) -> str | None:
     if status != 200 or not isinstance(token_endpoint, str):
         found = f"HTTP {status}" if status != 200 else "no token_endpoint"
         raise BrokerError(
-            f"the OAuth 2.0 issuer at {issuer_url} has no discovery document ({found} for "
-            f"{discovery_url}): check {_KEY}.issuer_url"
+            f"the OAuth 2.0 issuer at {_shown(issuer_url)} has no discovery document ({found}"
+            f" for {_shown(discovery_url)}): check {_KEY}.issuer_url"
         )
     form = {"grant_type": "client_credentials", "client_id": client_id}
     form["client_secret"] = client_secret
@@ -94,7 +94,7 @@ def fetch_access_token(security: PulsarSecurity, timeout: float) -> str | None:
         key = f"{_KEY}.{_ERROR_KEYS[code]}" if code in _ERROR_KEYS else _KEY
         words = f" (it said: {hide(str(said))})" if said else ""
         raise BrokerError(
-            f"the OAuth 2.0 issuer at {issuer_url} refused the client credentials "
+            f"the OAuth 2.0 issuer at {_shown(issuer_url)} refused the client credentials "
             f"({hide(code)}): check {key}{words}"
         )
     token = document.get("access_token")
@@ -110,7 +110,11 @@ class _Hider:
 
     def __call__(self, text: str) -> str:
         text = self._security.hide(text)
-        return text.replace(self._client_secret, HIDDEN) if self._client_secret else text
+        secret = self._client_secret
+        if secret:  # (as sent, and as the form encoded it: an issuer may quote either)
+            for spelling in (secret, urllib.parse.quote_plus(secret), urllib.parse.quote(secret)):
+                text = text.replace(spelling, HIDDEN)
+        return text
 
 
 def _client_credentials(private_key: str) -> tuple[str, str]:
@@ -151,8 +155,8 @@ def _request(
     """The status and JSON answer (``{}`` if none) to a GET (``form`` None) or a form
     POST of ``url``, below 500; ``None`` for a TLS failure this check does not judge."""
     data = urllib.parse.urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Accept": "application/json"})
     try:
+        request = urllib.request.Request(url, data=data, headers={"Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:
             return response.status, _document(response.read())
     except urllib.error.HTTPError as exc:
@@ -174,11 +178,17 @@ def _request(
         raise _unreachable(url, reason) from None
     except OSError as exc:  # (TimeoutError included)
         raise _unreachable(url, exc) from None
+    except ValueError:  # (no scheme, a broken host: urllib's words would quote the URL)
+        raise BrokerError(
+            f"{_KEY}.issuer_url: not an http or https URL the client can ask for a token"
+        ) from None
 
 
 def _shown(url: str) -> str:
-    """``url`` without its query, which may carry a secret."""
-    return urllib.parse.urlsplit(url)._replace(query="", fragment="").geturl()
+    """``url`` without what may carry a secret: a ``user:password@``, the query."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=host, query="", fragment="").geturl()
 
 
 def _unreachable(url: str, reason: object) -> BrokerError:

@@ -27,7 +27,8 @@ one to guard against. So a bounded lane's eviction leaves no tombstone while no 
 follows the lane (:meth:`LWWMap.evict`, :meth:`LWWMap.forget`); a link opened later syncs
 from the state as it is, which does not hold the key. (A write a link made just before
 it closed, still waiting in the owner's mailbox, then lands as any write would, rather
-than lose to the eviction: no replica is left to disagree.)
+than lose to the eviction: the key is back, and a bounded lane evicts another key for
+it, with ``on_remove``. The state stays one: no replica is left to disagree.)
 
 Entries iterate in the order they were last written on this replica, which gives the
 bounded map lane (keep the newest N) its oldest entry in O(1).

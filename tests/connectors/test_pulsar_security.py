@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import ssl
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +34,7 @@ import pytest
 from connectors.embedded import EmbeddedPulsar, unique_topic_name
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarSettings, PulsarSink, PulsarSource
 from connectors.pulsar.security import PulsarSecurity, oauth2_params
+from swimstream.config.secrets import HIDDEN
 from swimstream.errors import BrokerError
 from tests.support.certificates import Certificates, make_certificates
 from tests.support.oauth2_issuer import OAuth2Issuer
@@ -437,6 +439,41 @@ async def test_an_issuer_url_without_a_discovery_document_names_issuer_url(
 
     assert "has no discovery document (HTTP 404" in message
     assert "check broker.pulsar.authentication.oauth2.issuer_url" in message
+
+
+@pytest.mark.parametrize("issuer_url", ["auth.example.com", "http://[::1"])
+async def test_an_issuer_url_that_is_no_url_names_issuer_url(
+    issuer: OAuth2Issuer, oauth2_gateway: PulsarGateway, tmp_path: Path, issuer_url: str
+) -> None:
+    private_key = str(credentials_file(tmp_path, issuer))
+    broken = settings(oauth2_params=oauth2_params(issuer_url, private_key, "pulsar"))
+
+    message = await refusal(oauth2_gateway.service_url, broken)
+
+    assert message == (
+        "broker.pulsar.authentication.oauth2.issuer_url: not an http or https URL the client"
+        " can ask for a token"
+    )
+    assert not oauth2_gateway.connects
+
+
+async def test_an_issuer_s_words_are_shown_without_the_client_secret_in_any_spelling(
+    pulsar_broker: EmbeddedPulsar, tmp_path: Path
+) -> None:
+    """An issuer that quotes the form it was sent, where the secret is URL-encoded."""
+    secret = "s3cret+with/odd chars&="
+    with (
+        OAuth2Issuer("swimstream-twins", secret, ACCESS_TOKEN, echo_form=True) as echoing,
+        gateway(pulsar_broker, token=ACCESS_TOKEN) as opened,
+    ):
+        wrong = credentials_file(tmp_path, echoing, secret=secret + "x")
+        message = await refusal(
+            opened.service_url,
+            oauth2_settings(echoing, str(wrong)),
+            secrets=(secret, urllib.parse.quote_plus(secret + "x"), secret + "x"),
+        )
+    assert "refused the client credentials (invalid_client)" in message
+    assert f"client_secret={HIDDEN}&" in message  # (the issuer's words, the secret hidden)
 
 
 async def test_an_unreadable_credentials_file_is_named_not_shown(

@@ -28,7 +28,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 
 @dataclass
@@ -46,6 +46,9 @@ class OAuth2Issuer:
     """Each token request's form, in order (secrets included: tests only)."""
     discoveries: int = 0
     """How many times the discovery document was asked for."""
+    echo_form: bool = False
+    """Quote the form it was sent (URL-encoded, secret included) in the description of
+    a refusal, as a careless issuer might."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -94,7 +97,8 @@ class OAuth2Issuer:
             self.client_id,
             self.client_secret,
         ):
-            return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
+            said = urlencode(form) if self.echo_form else "Unauthorized"
+            return 401, {"error": "invalid_client", "error_description": said}
         if self.audience is not None and form.get("audience") != self.audience:
             return 400, {"error": "invalid_request", "error_description": "unknown audience"}
         return 200, {"access_token": self.access_token, "token_type": "Bearer", "expires_in": 3600}
