@@ -27,7 +27,7 @@ import pytest
 
 from connectors.embedded import EmbeddedPulsar, unique_topic_name
 from connectors.factory import open_connectors
-from swimstream.config import load_config
+from swimstream.config import AppConfig, load_config
 from tests.cli.test_check import REPO
 from tests.support.certificates import Certificates, make_certificates
 from tests.support.oauth2_issuer import OAuth2Issuer
@@ -78,17 +78,11 @@ def trusted(certificates: Certificates) -> str:
     )
 
 
-async def test_the_clients_of_an_app_connect_with_its_token_over_tls(
-    secured: PulsarGateway,
-    certificates: Certificates,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    text = app_yaml(secured, tmp_path, trusted(certificates))
-    config = load_config(text, {"PULSAR_TOKEN": TOKEN})
-    topic = unique_topic_name("secured-app")
+async def ten_records_through(
+    config: AppConfig, topic: str
+) -> tuple[list[BaseException | None], list[bytes]]:
+    """Ten records produced through the app's Pulsar sink and read back with its source:
+    (the delivery reports, the values read)."""
     async with open_connectors(config, "edge-1") as clients:
         pulsar = clients["pulsar"]
         reports: list[BaseException | None] = []
@@ -105,6 +99,21 @@ async def test_the_clients_of_an_app_connect_with_its_token_over_tls(
                 await source.wait_for_records(0.2)
         finally:
             await source.close()
+    return reports, values
+
+
+async def test_the_clients_of_an_app_connect_with_its_token_over_tls(
+    secured: PulsarGateway,
+    certificates: Certificates,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    text = app_yaml(secured, tmp_path, trusted(certificates))
+    config = load_config(text, {"PULSAR_TOKEN": TOKEN})
+    topic = unique_topic_name("secured-app")
+    reports, values = await ten_records_through(config, topic)
     assert reports == [None] * 10
     assert sorted(int(value) for value in values) == list(range(10))
     seen = secured.client_connects()
@@ -213,22 +222,7 @@ async def test_the_clients_of_an_app_connect_with_an_oauth2_token(
         text = app_yaml(gate, tmp_path, oauth2_block(certificates, issuer))
         config = load_config(text, {"PULSAR_OAUTH2": data_url(issuer.credentials())})
         topic = unique_topic_name("oauth2-app")
-        async with open_connectors(config, "edge-1") as clients:
-            pulsar = clients["pulsar"]
-            reports: list[BaseException | None] = []
-            for number in range(10):
-                pulsar.sink.produce(topic, b"d-%d" % number, b"%d" % number, None, reports.append)
-            assert await pulsar.sink.flush(10)
-            source = pulsar.make_source([topic])
-            await source.open()
-            try:
-                values: list[bytes] = []
-                deadline = time.monotonic() + 10
-                while len(values) < 10 and time.monotonic() < deadline:
-                    values += [record.value() or b"" for record in source.consume(10)]
-                    await source.wait_for_records(0.2)
-            finally:
-                await source.close()
+        reports, values = await ten_records_through(config, topic)
         seen = gate.client_connects()
     assert reports == [None] * 10
     assert sorted(int(value) for value in values) == list(range(10))
