@@ -40,6 +40,22 @@ def _not_blank(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_not_blank)]
 """A string that says something (an empty ``${VAR}`` leaves nothing)."""
+
+
+def _no_colon(value: str) -> str:
+    if ":" in value:
+        # Apache Pulsar's basic provider splits ``user:password`` at every colon and
+        # refuses anything but two parts, and its password file is split the same way:
+        # such credentials could never log in. The value itself is not shown.
+        raise ValueError(
+            "must not contain ':' (Apache Pulsar splits user:password at every colon, "
+            "so these credentials could never log in)"
+        )
+    return value
+
+
+BasicText = Annotated[str, AfterValidator(_not_blank), AfterValidator(_no_colon)]
+"""Half of basic credentials: no colon (see :func:`_no_colon`)."""
 FilePath = Annotated[str, AfterValidator(_not_blank), TypeDoc("file path")]
 """A path the service opens when it runs (not checked by ``check``: see the docstring)."""
 
@@ -71,8 +87,8 @@ class PulsarOAuth2Authentication(FrozenModel):
 class PulsarBasicAuthentication(FrozenModel):
     """A user name and password (pulsar-client's `AuthenticationBasic`)."""
 
-    username: Text = Field(description="The user name.")
-    password: Text = Field(repr=False, description="The password; never printed.")
+    username: BasicText = Field(description="The user name (no `:`).")
+    password: BasicText = Field(repr=False, description="The password (no `:`); never printed.")
 
 
 class PulsarAuthentication(FrozenModel):

@@ -166,3 +166,14 @@ def test_check_exits_2_naming_the_key_and_not_the_secret(tmp_path: Path) -> None
     assert result.returncode == 2, result.stderr
     assert "broker.pulsar.authentication.basic.password: required" in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("key", ["username", "password"])
+def test_a_colon_in_basic_credentials_is_refused_without_printing_them(key: str) -> None:
+    basic = {"username": "app", "password": SECRET, key: f"ab:{SECRET}"}
+    found = _problems({"authentication": {"basic": basic}})
+    assert found == [
+        f"broker.pulsar.authentication.basic.{key}: must not contain ':' (Apache Pulsar "
+        "splits user:password at every colon, so these credentials could never log in)"
+    ]
+    assert not any(SECRET in line for line in found)
