@@ -22,8 +22,9 @@ whose rule for the issuer was not measured), or a token answer that is no OAuth 
 
 pulsar-client checks an ``https`` issuer's certificate against
 ``tls_trust_certs_file_path`` (seen: the CA that signed it lets it in, the system's CAs
-or another CA do not, the client then saying ``AuthenticationError``), so this check
-does the same, and names that key when the certificate cannot be verified.
+or another CA do not, the client then saying ``AuthenticationError``), with a
+``pulsar://`` service URL as with ``pulsar+ssl://``, so this check does the same, and
+names that key when the certificate cannot be verified.
 
 Secrets: the client secret and the token are never put in a message; an issuer's
 ``error_description`` is quoted with them hidden.
@@ -68,7 +69,7 @@ def fetch_access_token(security: PulsarSecurity, timeout: float) -> str | None:
     issuer_url = str(params.get("issuer_url", "")).rstrip("/")
     client_id, client_secret = _client_credentials(str(params.get("private_key", "")))
     hide = _Hider(security, client_secret)
-    tls = _tls_context(security) if issuer_url.startswith("https:") else None
+    tls = _tls_context(security) if issuer_url.lower().startswith("https:") else None
     discovery_url = issuer_url + "/.well-known/openid-configuration"
     answer = _request(discovery_url, None, timeout, tls)
     if answer is None:

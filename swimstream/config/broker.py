@@ -14,7 +14,8 @@ them).
 
 ``pulsar`` holds the Pulsar clients' authentication and TLS settings
 (:mod:`swimstream.config.pulsar_client`); its TLS keys need a ``pulsar+ssl://`` service
-URL, which the checks here compare.
+URL, which the checks here compare, except the CA file with an ``https`` OAuth 2.0
+issuer: the client checks the issuer with it whatever the service URL.
 """
 
 from __future__ import annotations
@@ -193,10 +194,19 @@ class BrokerConfig(FrozenModel):
     def _pulsar_tls_problems(self) -> list[tuple[str, str]]:
         """TLS keys of ``pulsar`` where the Pulsar clients would not use TLS: the client
         ignores them then, and the records would cross the network in the clear."""
+        keys = self.pulsar.tls_keys()
         if self.protocol == "pulsar" and self.kind == "embedded":
-            why = "the embedded Pulsar broker speaks plaintext only; remove it"
-        elif self.service_url is not None and not is_tls_url(self.service_url):
-            why = "needs a TLS service URL: write broker.service_url as pulsar+ssl://host:6651"
-        else:
+            return [
+                (f"pulsar.{key}", "the embedded Pulsar broker speaks plaintext only; remove it")
+                for key in keys
+            ]
+        if self.service_url is None or is_tls_url(self.service_url):
             return []
-        return [(f"pulsar.{key}", why) for key in self.pulsar.tls_keys()]
+        why = "needs a TLS service URL: write broker.service_url as pulsar+ssl://host:6651"
+        if self.pulsar.has_https_issuer():
+            # pulsar-client checks an https issuer's certificate with the CA file whatever
+            # the service URL (seen with pulsar://: the CA that signed it lets the token
+            # request through, no CA file or another CA's makes it AuthenticationError),
+            # so a plaintext broker with a private CA's identity provider needs it.
+            keys = [key for key in keys if key != "tls_trust_certs_file_path"]
+        return [(f"pulsar.{key}", why) for key in keys]

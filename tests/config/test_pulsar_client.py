@@ -1,5 +1,6 @@
-"""``broker.pulsar``: one way to authenticate, TLS keys only with a TLS service URL, and
-the secrets (token, password, OAuth 2.0 credentials) never printed back."""
+"""``broker.pulsar``: one way to authenticate, TLS keys only with a TLS service URL (but
+the CA file of an ``https`` OAuth 2.0 issuer), and the secrets (token, password, OAuth
+2.0 credentials) never printed back."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from swimstream.config import parse_config
 from tests.cli.test_check import run_check
 from tests.config.documents import document, problems
 
@@ -87,6 +89,72 @@ def test_tls_keys_need_a_tls_service_url() -> None:
     assert found == [
         f"broker.pulsar.tls_trust_certs_file_path: {why}",
         f"broker.pulsar.authentication.tls: {why}",
+    ]
+
+
+def _oauth2(issuer_url: str) -> dict[str, Any]:
+    return {"oauth2": {"issuer_url": issuer_url, "private_key": "/etc/pulsar/credentials.json"}}
+
+
+def test_a_ca_file_with_pulsar_url_is_taken_for_an_https_oauth2_issuer() -> None:
+    """pulsar-client checks an https issuer's certificate with the CA file whatever the
+    service URL, so a plaintext broker whose identity provider has a private CA needs it."""
+    pulsar = {
+        "tls_trust_certs_file_path": "/etc/pulsar/ca.pem",
+        "authentication": _oauth2("https://auth.example.com/realms/pulsar"),
+    }
+    config = parse_config(
+        document(broker=_broker(pulsar, service_url="pulsar://pulsar.example.com:6650")), {}
+    )
+    assert config.broker.pulsar.tls_trust_certs_file_path == "/etc/pulsar/ca.pem"
+
+
+@pytest.mark.parametrize(
+    "authentication",
+    [None, _oauth2("http://auth.example.com"), {"token": "${PULSAR_TOKEN}"}],
+    ids=["none", "http issuer", "token"],
+)
+def test_a_ca_file_with_pulsar_url_is_refused_without_an_https_issuer(
+    authentication: dict[str, Any] | None,
+) -> None:
+    pulsar: dict[str, Any] = {"tls_trust_certs_file_path": "/etc/pulsar/ca.pem"}
+    if authentication is not None:
+        pulsar["authentication"] = authentication
+    assert _problems(pulsar, service_url="pulsar://pulsar.example.com:6650") == [
+        "broker.pulsar.tls_trust_certs_file_path: needs a TLS service URL: write "
+        "broker.service_url as pulsar+ssl://host:6651"
+    ]
+
+
+def test_an_https_issuer_takes_only_the_ca_file_with_pulsar_url() -> None:
+    """Not ``tls_allow_insecure_connection``: it would also be the broker's TLS setting."""
+    pulsar = {
+        "tls_trust_certs_file_path": "/etc/pulsar/ca.pem",
+        "tls_allow_insecure_connection": True,
+        "authentication": _oauth2("https://auth.example.com"),
+    }
+    assert _problems(pulsar, service_url="pulsar://pulsar.example.com:6650") == [
+        "broker.pulsar.tls_allow_insecure_connection: needs a TLS service URL: write "
+        "broker.service_url as pulsar+ssl://host:6651"
+    ]
+
+
+def test_the_embedded_pulsar_takes_no_ca_file_even_with_an_https_issuer() -> None:
+    found = problems(
+        document(
+            broker={
+                "kind": "embedded",
+                "embedded_kind": "pulsar",
+                "pulsar": {
+                    "tls_trust_certs_file_path": "/etc/pulsar/ca.pem",
+                    "authentication": _oauth2("https://auth.example.com"),
+                },
+            }
+        )
+    )
+    assert found == [
+        "broker.pulsar.tls_trust_certs_file_path: the embedded Pulsar broker speaks "
+        "plaintext only; remove it"
     ]
 
 

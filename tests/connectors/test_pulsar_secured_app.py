@@ -192,8 +192,9 @@ ACCESS_TOKEN = "eyJhbGciOiJSUzI1NiJ9.YXBw.issued-by-the-loopback-issuer"
 
 
 def oauth2_block(certificates: Certificates, issuer: OAuth2Issuer) -> str:
-    """TLS to the broker, OAuth 2.0 client credentials from ``${PULSAR_OAUTH2}`` (a
-    ``data:`` URL, as a secret mounted in the environment would be)."""
+    """The CA file (of the broker's TLS, or of an https issuer's), OAuth 2.0 client
+    credentials from ``${PULSAR_OAUTH2}`` (a ``data:`` URL, as a secret mounted in the
+    environment would be)."""
     return (
         f'    tls_trust_certs_file_path: "{certificates.ca}"\n'
         "    authentication:\n"
@@ -254,3 +255,25 @@ def test_run_stops_at_once_on_a_refused_client_secret_naming_the_key(
     output = result.stdout + result.stderr
     for secret in (CLIENT_SECRET, wrong, ACCESS_TOKEN):
         assert secret not in output
+
+
+async def test_a_plaintext_broker_with_an_https_issuer_behind_a_private_ca(
+    pulsar_broker: EmbeddedPulsar, certificates: Certificates, tmp_path: Path
+) -> None:
+    """A ``pulsar://`` broker inside a cluster, a corporate identity provider over https
+    with a private CA: ``tls_trust_certs_file_path`` with a ``pulsar://`` URL is taken,
+    and the first contact and pulsar-client both check the issuer with it."""
+    issuer = OAuth2Issuer(
+        "towers", CLIENT_SECRET, ACCESS_TOKEN, audience="pulsar", tls=certificates.server_context()
+    )
+    with issuer, PulsarGateway(pulsar_broker.port, token=ACCESS_TOKEN) as gate:
+        assert gate.service_url.startswith("pulsar://")
+        text = app_yaml(gate, tmp_path, oauth2_block(certificates, issuer))
+        config = load_config(text, {"PULSAR_OAUTH2": data_url(issuer.credentials())})
+        reports, values = await ten_records_through(config, unique_topic_name("private-ca"))
+        seen = gate.client_connects()
+    assert issuer.issuer_url.startswith("https://")
+    assert reports == [None] * 10
+    assert sorted(int(value) for value in values) == list(range(10))
+    assert seen and all((c.method, c.data) == ("token", ACCESS_TOKEN.encode()) for c in seen)
+    assert len(issuer.token_requests) >= 2  # (the first contact's, then the client's)

@@ -551,3 +551,30 @@ async def test_an_https_issuer_signed_by_another_ca_names_the_trust_setting(
     assert "has a certificate the client cannot verify" in message
     assert "check broker.pulsar.tls_trust_certs_file_path" in message
     assert not oauth2_gateway.connects
+
+
+async def test_an_https_issuer_behind_a_private_ca_with_a_plaintext_broker(
+    oauth2_gateway: PulsarGateway, certificates: Certificates, topic: str, tmp_path: Path
+) -> None:
+    """pulsar-client takes ``tls_trust_certs_file_path`` with a ``pulsar://`` URL and
+    checks the issuer with it (seen: without it, or with another CA, the client says
+    AuthenticationError and asks the issuer nothing); the first contact does the same."""
+    issuer = OAuth2Issuer(
+        "swimstream-twins", CLIENT_SECRET, ACCESS_TOKEN, tls=certificates.server_context()
+    )
+    with issuer:
+        private_key = str(credentials_file(tmp_path, issuer))
+        trusted = settings(
+            trust_certs_file=str(certificates.ca),
+            oauth2_params=oauth2_params(issuer.issuer_url, private_key),
+        )
+        assert oauth2_gateway.service_url.startswith("pulsar://")
+        assert len(await round_trip(oauth2_gateway.service_url, topic, trusted)) == 20
+        assert oauth2_gateway.client_connects()
+
+        untrusted = replace(
+            trusted, security=replace(trusted.security, trust_certs_file=str(certificates.other_ca))
+        )
+        message = await refusal(oauth2_gateway.service_url, untrusted, secrets=(CLIENT_SECRET,))
+    assert "has a certificate the client cannot verify" in message
+    assert "check broker.pulsar.tls_trust_certs_file_path" in message
