@@ -20,6 +20,7 @@ bare ``AuthenticationError`` for an issuer's refusal), and never the secret.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import time
@@ -578,3 +579,55 @@ async def test_an_https_issuer_behind_a_private_ca_with_a_plaintext_broker(
         message = await refusal(oauth2_gateway.service_url, untrusted, secrets=(CLIENT_SECRET,))
     assert "has a certificate the client cannot verify" in message
     assert "check broker.pulsar.tls_trust_certs_file_path" in message
+
+
+async def produce_and_read(
+    sink: PulsarSink, source: PulsarSource, topic: str, numbers: range
+) -> set[int]:
+    """Produce ``numbers`` through ``sink`` and read until ``source`` has handed each
+    out (a reconnect may hand some out twice); the numbers read."""
+    reports: list[BaseException | None] = []
+    for number in numbers:
+        sink.produce(topic, b"device-%d" % (number % 4), b"%d" % number, None, reports.append)
+    assert await sink.flush(15)
+    assert reports == [None] * len(numbers)
+    read: set[int] = set()
+    deadline = time.monotonic() + 15
+    while not read >= set(numbers) and time.monotonic() < deadline:
+        read |= {int(record.value() or b"-1") for record in source.consume(50)}
+        await source.wait_for_records(0.2)
+    return read
+
+
+async def test_an_expired_oauth2_token_is_fetched_again_when_the_client_reconnects(
+    pulsar_broker: EmbeddedPulsar, topic: str, tmp_path: Path
+) -> None:
+    """pulsar-client keeps its token until ``expires_in`` runs out, then asks the issuer
+    for a new one at the next ``CONNECT``: connections dropped (a broker restart) after
+    the first token expired come back with a new token, and no record is lost."""
+    issuer = OAuth2Issuer(
+        "swimstream-twins", CLIENT_SECRET, ACCESS_TOKEN, expires_in=2, rotate=True
+    )
+    with issuer, PulsarGateway(pulsar_broker.port, accepts_token=issuer.accepts) as gate:
+        with_settings = oauth2_settings(issuer, str(credentials_file(tmp_path, issuer)))
+        sink = PulsarSink(gate.service_url, settings=with_settings)
+        source = PulsarSource(gate.service_url, "twins", [topic], settings=with_settings)
+        try:
+            await sink.open()
+            await source.open()
+            read = await produce_and_read(sink, source, topic, range(10))
+            before = gate.client_connects()
+            asked = len(issuer.token_requests)
+            await asyncio.sleep(issuer.expires_in + 0.5)  # (every token given has expired)
+            assert not any(issuer.accepts(seen.data) for seen in before)
+            assert gate.drop_connections() > 0
+            read |= await produce_and_read(sink, source, topic, range(10, 20))
+        finally:
+            await source.close()
+            await sink.close()
+        after = gate.client_connects()[len(before) :]
+    assert read == set(range(20))
+    assert len(issuer.token_requests) > asked  # (the client asked again)
+    assert after, "the client did not connect again"
+    assert {seen.data for seen in after}.isdisjoint({seen.data for seen in before})
+    assert not gate.refused  # (the client never sent the expired token)

@@ -19,6 +19,13 @@ pulsar-client then fails at once with ``AuthenticationError``, without a ``CONNE
 :class:`OAuth2Issuer` answers both requests on a free loopback port (plain HTTP), issues
 one token to one client, and keeps the forms it was sent for the tests to read; with
 ``tls``, over HTTPS.
+
+pulsar-client keeps the token until ``expires_in`` seconds after it got it (its
+``Oauth2CachedToken``), then asks again when it next needs one: a new connection's
+``CONNECT``, or a broker's authentication challenge. With ``rotate``, each request gets
+a token of its own, valid ``expires_in`` seconds, and :meth:`OAuth2Issuer.accepts`
+judges a token as a broker holding the issuer's key does (signed by it, not expired):
+give it to :class:`~tests.support.pulsar_gateway.PulsarGateway` as ``accepts_token``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode
@@ -46,6 +54,13 @@ class OAuth2Issuer:
     """Each token request's form, in order (secrets included: tests only)."""
     discoveries: int = 0
     """How many times the discovery document was asked for."""
+    expires_in: int = 3600
+    """Seconds a token is valid, as the token answer says."""
+    rotate: bool = False
+    """Issue ``<access_token>.<n>`` to the n-th request (from 1), each expiring on its
+    own (see :meth:`accepts`); otherwise ``access_token`` to every request."""
+    issued: list[tuple[str, float]] = field(default_factory=list)
+    """Each token given with ``rotate``, and when it expires (``time.monotonic``)."""
     echo_form: bool = False
     """Quote the form it was sent (URL-encoded, secret included) in the description of
     a refusal, as a careless issuer might."""
@@ -101,7 +116,16 @@ class OAuth2Issuer:
             return 401, {"error": "invalid_client", "error_description": said}
         if self.audience is not None and form.get("audience") != self.audience:
             return 400, {"error": "invalid_request", "error_description": "unknown audience"}
-        return 200, {"access_token": self.access_token, "token_type": "Bearer", "expires_in": 3600}
+        token = self.access_token
+        if self.rotate:
+            token = f"{self.access_token}.{len(self.issued) + 1}"
+            self.issued.append((token, time.monotonic() + self.expires_in))
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
+
+    def accepts(self, token: bytes) -> bool:
+        """Whether ``token`` is one this issuer gave (with ``rotate``) and not expired."""
+        expiry = dict(self.issued).get(token.decode(errors="replace"))
+        return expiry is not None and time.monotonic() < expiry
 
 
 def _handler(issuer: OAuth2Issuer) -> type[BaseHTTPRequestHandler]:

@@ -12,6 +12,12 @@ does itself:
   or whose ``auth_data`` is not that token with Pulsar's
   ``Error{error: AuthenticationError}`` and closes the connection, as an Apache Pulsar
   broker with ``authenticationEnabled`` does;
+* with ``accepts_token`` (a judge of tokens, such as an OAuth 2.0 issuer's
+  :meth:`~tests.support.oauth2_issuer.OAuth2Issuer.accepts`), it admits a ``token``
+  ``CONNECT`` that the judge accepts and refuses the others the same way, as a broker
+  that checks a JWT's signature and ``exp`` does; only at ``CONNECT``, so a connection
+  outlives its token until :meth:`PulsarGateway.drop_connections` ends it (as a broker
+  restart would) and the client connects again;
 * with ``basic`` (user names and their passwords), it admits a ``CONNECT`` whose
   ``auth_method_name`` is ``basic`` and whose ``auth_data`` is ``user:password`` of one
   of them, and refuses any other the same way. That is what pulsar-client's
@@ -42,7 +48,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from connectors.pulsar_wire import (
@@ -140,12 +146,18 @@ class PulsarGateway:
     token: str | None = None
     basic: dict[str, str] | None = None
     """User names and their passwords (``AuthenticationBasic``)."""
+    accepts_token: Callable[[bytes], bool] | None = None
+    """Judges a token instead of comparing it with ``token`` (see the module docstring)."""
     host: str = "localhost"
     connects: list[Credentials] = field(default_factory=list)
+    refused: list[Credentials] = field(default_factory=list)
+    """The ``CONNECT``s it refused."""
     port: int = 0
     _listener: socket.socket | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _open: set[socket.socket] = field(default_factory=set)
+    _open_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def service_url(self) -> str:
@@ -164,6 +176,15 @@ class PulsarGateway:
         self.port = listener.getsockname()[1]
         self._start(self._accept)
         return self
+
+    def drop_connections(self) -> int:
+        """End every connection now, as a broker that restarts does; how many."""
+        with self._open_lock:
+            dropped = list(self._open)
+        for raw in dropped:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(raw, socket.SHUT_RDWR)
+        return len(dropped)
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
@@ -189,6 +210,9 @@ class PulsarGateway:
     def _serve(self, raw: socket.socket) -> None:
         with contextlib.ExitStack() as closing:
             closing.callback(raw.close)
+            with self._open_lock:
+                self._open.add(raw)
+            closing.callback(self._forget, raw)
             raw.settimeout(5)
             client = raw
             if self.tls is not None:
@@ -214,6 +238,10 @@ class PulsarGateway:
             broker.sendall(frame(command, payload))
             with contextlib.suppress(OSError, ssl.SSLError):
                 self._pump(client, broker)
+
+    def _forget(self, raw: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(raw)
 
     def _pump(self, client: socket.socket, broker: socket.socket) -> None:
         """Move bytes both ways until either side closes, rewriting lookup answers."""
@@ -280,8 +308,16 @@ class PulsarGateway:
             elif number == 3 and isinstance(value, bytes):
                 seen.data = value
         self.connects.append(seen)
-        if self.token is None and self.basic is None:
+        refusal = self._judge(seen)
+        if refusal is not None:
+            self.refused.append(seen)
+        return refusal
+
+    def _judge(self, seen: Credentials) -> str | None:
+        if self.token is None and self.basic is None and self.accepts_token is None:
             return None
+        if seen.method == "token" and self.accepts_token is not None:
+            return None if self.accepts_token(seen.data) else _REFUSALS["token"]
         if seen.method == "token" and self.token is not None:
             return None if seen.data == self.token.encode() else _REFUSALS["token"]
         if seen.method == "basic" and self.basic is not None:
@@ -289,4 +325,5 @@ class PulsarGateway:
             if len(parts) == 2 and self.basic.get(parts[0]) == parts[1]:
                 return None
             return _REFUSALS["basic"]
-        return _REFUSALS["token" if self.token is not None else "basic"]
+        tokens = self.token is not None or self.accepts_token is not None
+        return _REFUSALS["token" if tokens else "basic"]
