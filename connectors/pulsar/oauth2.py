@@ -99,7 +99,32 @@ def fetch_access_token(security: PulsarSecurity, timeout: float) -> str | None:
             f"({hide(code)}): check {key}{words}"
         )
     token = document.get("access_token")
-    return token if status == 200 and isinstance(token, str) and token else None
+    if status != 200 or not isinstance(token, str) or not token:
+        return None
+    lifetime = _seconds(document.get("expires_in"))
+    if lifetime is not None and lifetime <= 0:
+        # pulsar-client takes such a token as expired already and its producers and
+        # consumers are refused with a bare AuthenticationError (tested).
+        raise BrokerError(
+            f"the OAuth 2.0 issuer at {_shown(issuer_url)} gave a token that expires at once "
+            f"(expires_in {hide(str(document['expires_in']))}), which pulsar-client cannot "
+            f"use: check the client's token lifetime at the issuer ({_KEY}.issuer_url)"
+        )
+    return token
+
+
+def _seconds(value: Any) -> float | None:
+    """``expires_in`` as a number (issuers send a number, some a numeric string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 class _Hider:

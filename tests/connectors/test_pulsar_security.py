@@ -428,6 +428,28 @@ async def test_a_token_the_broker_refuses_names_the_oauth2_block(
     assert "check broker.pulsar.authentication.oauth2 (the broker refused the token" in message
 
 
+@pytest.mark.parametrize("expires_in", [0, -5])
+async def test_a_token_that_expires_at_once_is_refused_naming_the_issuer(
+    oauth2_gateway: PulsarGateway, tmp_path: Path, expires_in: int
+) -> None:
+    """pulsar-client cannot use a token the issuer says expired already: it fails with
+    a bare AuthenticationError, after the first contact took the same token."""
+    with OAuth2Issuer(
+        "swimstream-twins", CLIENT_SECRET, ACCESS_TOKEN, audience="pulsar", expires_in=expires_in
+    ) as short:
+        message = await refusal(
+            oauth2_gateway.service_url,
+            oauth2_settings(short, str(credentials_file(tmp_path, short))),
+            secrets=(ACCESS_TOKEN, CLIENT_SECRET),
+        )
+    assert (
+        f"the OAuth 2.0 issuer at {short.issuer_url} gave a token that expires at once "
+        f"(expires_in {expires_in}), which pulsar-client cannot use: check the client's "
+        "token lifetime at the issuer (broker.pulsar.authentication.oauth2.issuer_url)"
+    ) in message
+    assert not oauth2_gateway.connects  # (the broker was never asked)
+
+
 async def test_an_issuer_url_without_a_discovery_document_names_issuer_url(
     issuer: OAuth2Issuer, oauth2_gateway: PulsarGateway, tmp_path: Path
 ) -> None:
