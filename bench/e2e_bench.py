@@ -9,7 +9,9 @@ with ``--only`` or another ``--records`` leaves it alone too), ``--profile`` /
 ``--no-profile`` to force or skip the py-spy pass over swimstream (by default it runs when
 swimstream misses a target and ``.venv/bin/py-spy`` exists), ``--rounds N`` to run every
 contender N times in turn and report each one's median round (a single run on this
-shared machine can be a third off).
+shared machine can be a third off), ``--commit-interval S`` to run the swimstream rows
+with another ``processing.commit_interval`` than the default (such a run leaves
+BENCHMARKS.md alone).
 
 One embedded broker (Tansu) serves the whole run. The input topic is produced once: N
 readings ``{"device": "42", "tower": "t0", "temp": 71.3, "ts": 3}`` keyed by device, over
@@ -156,13 +158,19 @@ def ensure_peer_env(peer: PeerEnv) -> dict[str, str]:
 
 
 def profile_swimstream(
-    name: str, kafka: EmbeddedKafka, workload: Workload, work_dir: Path, timeout: float
+    name: str,
+    kafka: EmbeddedKafka,
+    workload: Workload,
+    work_dir: Path,
+    timeout: float,
+    commit_interval: float | None = None,
 ) -> str:
     """Another pass of a swimstream row under py-spy; its summary, or why there is none."""
     if not PY_SPY.exists():
         return "no profile: py-spy is not installed in .venv (`.venv/bin/pip install py-spy`)."
     progress(f"{name}: a second pass under py-spy, to see where the time goes")
-    contender = swimstream_contender(name, kafka, workload, work_dir / f"{name}-profile")
+    where = work_dir / f"{name}-profile"
+    contender = swimstream_contender(name, kafka, workload, where, commit_interval)
     stacks = LOGS / f"{name}.stacks"  # kept, for flamegraph.pl or another look
     stacks.unlink(missing_ok=True)
     result = run_contender(contender, workload, timeout, profile_to=stacks)
@@ -213,7 +221,11 @@ SWIMSTREAM_ROWS = {  # name -> (only the peers' work, durable state)
 
 
 def swimstream_contender(
-    name: str, kafka: EmbeddedKafka, workload: Workload, work_dir: Path
+    name: str,
+    kafka: EmbeddedKafka,
+    workload: Workload,
+    work_dir: Path,
+    commit_interval: float | None = None,
 ) -> Contender:
     """A swimstream row on the input topic, its config written beside its store.
 
@@ -245,7 +257,10 @@ def swimstream_contender(
         "agents": DEVICES_ONLY if devices_only else TOWERS,
         "sources": [{"topic": workload.topic, "route": "/device/{key}", "lane": "reading"}],
         "sinks": sinks,
-        "processing": "exactly-once" if durable else "at-least-once",
+        "processing": {
+            "guarantee": "exactly-once" if durable else "at-least-once",
+            **({} if commit_interval is None else {"commit_interval": commit_interval}),
+        },
         "mesh": {"listen": f"127.0.0.1:{mesh_port}"},
         "store": {"path": str(work_dir / "store"), "durable": durable},
         "web": {"listen": f"127.0.0.1:{web_port}"},
@@ -282,7 +297,11 @@ FAUST_SETTINGS = {
 
 
 def build_contenders(
-    names: Sequence[str], kafka: EmbeddedKafka, workload: Workload, work_dir: Path
+    names: Sequence[str],
+    kafka: EmbeddedKafka,
+    workload: Workload,
+    work_dir: Path,
+    commit_interval: float | None = None,
 ) -> Iterator[Contender | Result]:
     """Each contender to run, or the row of one that cannot run here and why."""
     for name in names:
@@ -298,7 +317,7 @@ def build_contenders(
                 missing = "not available yet (no Kafka connector in this checkout)"
                 yield Result(name, "confluent-kafka", failure=missing)
                 continue
-            yield swimstream_contender(name, kafka, workload, work_dir / name)
+            yield swimstream_contender(name, kafka, workload, work_dir / name, commit_interval)
         else:
             peer = PEER_ENVS_BY_NAME[name]
             try:
@@ -327,6 +346,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--no-profile", action="store_true", help="never profile swimstream")
     parser.add_argument(
+        "--commit-interval",
+        type=float,
+        default=None,
+        help="seconds between checkpoints of the swimstream rows (default: the service's)",
+    )
+    parser.add_argument(
         "--rounds",
         type=positive_int,
         default=1,
@@ -343,7 +368,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.rounds > 1:
                 progress(f"round {round_number} of {args.rounds}")
             work_dir = Path(tmp) / f"round-{round_number}"
-            by_round.append(run_round(names, kafka, workload, work_dir, args.timeout))
+            by_round.append(
+                run_round(names, kafka, workload, work_dir, args.timeout, args.commit_interval)
+            )
         results = medians(by_round)
         profiles: list[str] = []
         for ours in results:
@@ -351,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if ours.name.startswith("swimstream") and not ours.failure and wanted:
                 if args.no_profile:
                     continue
-                profile = profile_swimstream(ours.name, kafka, workload, Path(tmp), args.timeout)
+                profile = profile_swimstream(
+                    ours.name, kafka, workload, Path(tmp), args.timeout, args.commit_interval
+                )
                 progress(profile)
                 profiles.append(f"Profile of {ours.name}: {profile}")
     elapsed = time.monotonic() - started
@@ -359,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     notes = "\n\n".join(p for p in [spread, *profiles, FINDINGS] if p)
     body = body_of(results, workload, elapsed, notes, FAUST_SETTINGS, SUMMARY_COALESCE)
     print(body)
-    complete = not args.only and args.records == 500_000
+    complete = not args.only and args.records == 500_000 and args.commit_interval is None
     if complete and not args.no_write:
         rounds = f" --rounds {args.rounds}" if args.rounds > 1 else ""
         command = f"make bench  (python bench/e2e_bench.py{rounds})"
@@ -368,11 +397,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run_round(
-    names: Sequence[str], kafka: EmbeddedKafka, workload: Workload, work_dir: Path, timeout: float
+    names: Sequence[str],
+    kafka: EmbeddedKafka,
+    workload: Workload,
+    work_dir: Path,
+    timeout: float,
+    commit_interval: float | None = None,
 ) -> list[Result]:
     """Every contender once, in order, each in a fresh consumer group."""
     results: list[Result] = []
-    for item in build_contenders(names, kafka, workload, work_dir):
+    for item in build_contenders(names, kafka, workload, work_dir, commit_interval):
         if isinstance(item, Result):
             progress(f"{item.name}: cannot run: {item.failure}")
             results.append(item)
