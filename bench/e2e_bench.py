@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -347,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-profile", action="store_true", help="never profile swimstream")
     parser.add_argument(
         "--commit-interval",
-        type=float,
+        type=positive_seconds,
         default=None,
         help="seconds between checkpoints of the swimstream rows (default: the service's)",
     )
@@ -385,7 +386,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 profiles.append(f"Profile of {ours.name}: {profile}")
     elapsed = time.monotonic() - started
     spread = rounds_sentence(by_round)
-    notes = "\n\n".join(p for p in [spread, *profiles, FINDINGS] if p)
+    interval = (
+        f"This run gave every swimstream row `processing.commit_interval: {args.commit_interval:g}`"
+        " (seconds), not the service's default that the settings below describe."
+        if args.commit_interval is not None
+        else ""
+    )
+    notes = "\n\n".join(p for p in [interval, spread, *profiles, FINDINGS] if p)
     body = body_of(results, workload, elapsed, notes, FAUST_SETTINGS, SUMMARY_COALESCE)
     print(body)
     complete = not args.only and args.records == 500_000 and args.commit_interval is None
@@ -443,6 +450,13 @@ def rounds_sentence(by_round: Sequence[Sequence[Result]]) -> str:
         f"Each row is its contender's median of {len(by_round)} rounds (every contender"
         f" once per round, in the order of the table). Events/s of each round: {listed}."
     )
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
