@@ -20,11 +20,20 @@ judge it leaves to the client (:func:`fetch_access_token` returns ``None``): a T
 failure other than a certificate the CA file does not verify (a host name mismatch,
 whose rule for the issuer was not measured), or a token answer that is no OAuth 2.0.
 
-pulsar-client checks an ``https`` issuer's certificate against
+pulsar-client checks the issuer's ``https`` certificates against
 ``tls_trust_certs_file_path`` (seen: the CA that signed it lets it in, the system's CAs
 or another CA do not, the client then saying ``AuthenticationError``), with a
-``pulsar://`` service URL as with ``pulsar+ssl://``, so this check does the same, and
-names that key when the certificate cannot be verified.
+``pulsar://`` service URL as with ``pulsar+ssl://``, so this check does the same for
+both requests (an ``http`` issuer may name an ``https`` token endpoint), and names that
+key when a certificate cannot be verified.
+
+The token's lifetime is read as the client reads it: ``expires_in`` as a whole number
+of seconds within 32 bits (C++ ``get<uint32_t>``). Zero the client refuses outright (its
+producers and consumers then fail with a bare ``AuthenticationError``; tested), so the
+start stops naming ``issuer_url``. Anything else it cannot read (missing, negative,
+``3600.0``) it takes as "never expires" and never asks again, so once the token expires
+every reconnection is refused; that is logged as a warning, not refused, because such a
+token may outlive the instance.
 
 Secrets: the client secret and the token are never put in a message; an issuer's
 ``error_description`` is quoted with them hidden.
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import ssl
 import urllib.error
 import urllib.parse
@@ -53,6 +63,10 @@ _ERROR_KEYS = {
 }
 """Which key an RFC 6749 error code (section 5.2) points at; others: the whole block."""
 _TRUST_KEY = "broker.pulsar.tls_trust_certs_file_path"
+_MAX_LIFETIME = 0xFFFF_FFFF
+"""The largest ``expires_in`` the client reads (an unsigned 32-bit number)."""
+
+log = logging.getLogger("swimstream.pulsar")
 _NAME_MISMATCHES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
@@ -69,7 +83,7 @@ def fetch_access_token(security: PulsarSecurity, timeout: float) -> str | None:
     issuer_url = str(params.get("issuer_url", "")).rstrip("/")
     client_id, client_secret = _client_credentials(str(params.get("private_key", "")))
     hide = _Hider(security, client_secret)
-    tls = _tls_context(security) if issuer_url.lower().startswith("https:") else None
+    tls = _tls_context(security)  # (for https only: urllib leaves it aside for http)
     discovery_url = issuer_url + "/.well-known/openid-configuration"
     answer = _request(discovery_url, None, timeout, tls)
     if answer is None:
@@ -101,29 +115,39 @@ def fetch_access_token(security: PulsarSecurity, timeout: float) -> str | None:
     token = document.get("access_token")
     if status != 200 or not isinstance(token, str) or not token:
         return None
-    lifetime = _seconds(document.get("expires_in"))
-    if lifetime is not None and lifetime <= 0:
-        # pulsar-client takes such a token as expired already and its producers and
-        # consumers are refused with a bare AuthenticationError (tested).
-        raise BrokerError(
-            f"the OAuth 2.0 issuer at {_shown(issuer_url)} gave a token that expires at once "
-            f"(expires_in {hide(str(document['expires_in']))}), which pulsar-client cannot "
-            f"use: check the client's token lifetime at the issuer ({_KEY}.issuer_url)"
-        )
+    _judge_lifetime(document, issuer_url, hide)
     return token
 
 
-def _seconds(value: Any) -> float | None:
-    """``expires_in`` as a number (issuers send a number, some a numeric string)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
+def _judge_lifetime(document: dict[str, Any], issuer_url: str, hide: _Hider) -> None:
+    """Stop on a token the client refuses for its ``expires_in``, and warn of one it
+    would keep for good (see the module docstring)."""
+    lifetime = token_lifetime(document.get("expires_in"))
+    said = hide(json.dumps(document.get("expires_in")) if "expires_in" in document else "none")
+    if lifetime == 0:
+        raise BrokerError(
+            f"the OAuth 2.0 issuer at {_shown(issuer_url)} gave a token that expires at once "
+            f"(expires_in {said}), which pulsar-client cannot use: check the client's "
+            f"token lifetime at the issuer ({_KEY}.issuer_url)"
+        )
+    if lifetime is None:
+        log.warning(
+            "the OAuth 2.0 issuer at %s gave a token without a lifetime pulsar-client reads "
+            "(expires_in %s; it takes whole seconds): the client keeps such a token for good, "
+            "so once it expires every reconnection is refused; have the issuer send expires_in",
+            _shown(issuer_url),
+            said,
+        )
+
+
+def token_lifetime(value: Any) -> int | None:
+    """``expires_in`` in seconds as pulsar-client reads it, or None where it reads none:
+    a whole number from 0 to 2**32 - 1, sent as a JSON number or as digits in a string."""
+    if type(value) is int:
+        return value if 0 <= value <= _MAX_LIFETIME else None
+    if type(value) is str and value.isascii() and value.isdigit():
+        number = int(value)
+        return number if number <= _MAX_LIFETIME else None
     return None
 
 

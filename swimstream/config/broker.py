@@ -14,8 +14,7 @@ them).
 
 ``pulsar`` holds the Pulsar clients' authentication and TLS settings
 (:mod:`swimstream.config.pulsar_client`); its TLS keys need a ``pulsar+ssl://`` service
-URL, which the checks here compare, except the CA file with an ``https`` OAuth 2.0
-issuer: the client checks the issuer with it whatever the service URL.
+URL, which the checks here compare (but for the CA file with OAuth 2.0: see the field).
 """
 
 from __future__ import annotations
@@ -203,10 +202,6 @@ class BrokerConfig(FrozenModel):
         if self.service_url is None or is_tls_url(self.service_url):
             return []
         why = "needs a TLS service URL: write broker.service_url as pulsar+ssl://host:6651"
-        if self.pulsar.has_https_issuer():
-            # pulsar-client checks an https issuer's certificate with the CA file whatever
-            # the service URL (seen with pulsar://: the CA that signed it lets the token
-            # request through, no CA file or another CA's makes it AuthenticationError),
-            # so a plaintext broker with a private CA's identity provider needs it.
+        if self.pulsar.uses_oauth2:  # (the CA file serves the identity provider then)
             keys = [key for key in keys if key != "tls_trust_certs_file_path"]
         return [(f"pulsar.{key}", why) for key in keys]

@@ -149,10 +149,10 @@ class PulsarClientConfig(FrozenModel):
         default=None,
         description=(
             "The CA certificates (PEM) that signed the broker's certificate; unset: the "
-            "system's. Needs a `pulsar+ssl://` (or `https://`) service URL, except with an "
-            "`https` `authentication.oauth2.issuer_url`: pulsar-client checks the issuer's "
-            "certificate with it too, so a plaintext broker whose identity provider has a "
-            "private CA sets it with a `pulsar://` URL."
+            "system's. Needs a `pulsar+ssl://` (or `https://`) service URL, unless "
+            "`authentication.oauth2` is set: pulsar-client checks the identity provider's "
+            "`https` endpoints with it too, so a plaintext broker whose identity provider "
+            "has a private CA sets it with a `pulsar://` URL."
         ),
     )
     tls_validate_hostname: Boolean = Field(
@@ -181,11 +181,12 @@ class PulsarClientConfig(FrozenModel):
             keys.append("authentication.tls")
         return keys
 
-    def has_https_issuer(self) -> bool:
-        """Whether the clients fetch an OAuth 2.0 token over ``https``, which
-        pulsar-client checks with ``tls_trust_certs_file_path`` as it checks a broker."""
-        oauth2 = self.authentication.oauth2 if self.authentication is not None else None
-        return oauth2 is not None and oauth2.issuer_url.strip().lower().startswith("https:")
+    @property
+    def uses_oauth2(self) -> bool:
+        """Whether the clients fetch an OAuth 2.0 token: pulsar-client checks the
+        issuer's ``https`` endpoints with ``tls_trust_certs_file_path`` too, whatever the
+        service URL (see the field's description)."""
+        return self.authentication is not None and self.authentication.oauth2 is not None
 
 
 TLS_SCHEMES = ("pulsar+ssl", "https")

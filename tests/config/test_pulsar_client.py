@@ -96,12 +96,16 @@ def _oauth2(issuer_url: str) -> dict[str, Any]:
     return {"oauth2": {"issuer_url": issuer_url, "private_key": "/etc/pulsar/credentials.json"}}
 
 
-def test_a_ca_file_with_pulsar_url_is_taken_for_an_https_oauth2_issuer() -> None:
-    """pulsar-client checks an https issuer's certificate with the CA file whatever the
-    service URL, so a plaintext broker whose identity provider has a private CA needs it."""
+@pytest.mark.parametrize(
+    "issuer_url", ["https://auth.example.com/realms/pulsar", "http://auth.example.com"]
+)
+def test_a_ca_file_with_pulsar_url_is_taken_with_oauth2(issuer_url: str) -> None:
+    """pulsar-client checks the identity provider's https endpoints with the CA file
+    whatever the service URL (an http issuer may name an https token endpoint), so a
+    plaintext broker whose identity provider has a private CA needs it."""
     pulsar = {
         "tls_trust_certs_file_path": "/etc/pulsar/ca.pem",
-        "authentication": _oauth2("https://auth.example.com/realms/pulsar"),
+        "authentication": _oauth2(issuer_url),
     }
     config = parse_config(
         document(broker=_broker(pulsar, service_url="pulsar://pulsar.example.com:6650")), {}
@@ -109,12 +113,22 @@ def test_a_ca_file_with_pulsar_url_is_taken_for_an_https_oauth2_issuer() -> None
     assert config.broker.pulsar.tls_trust_certs_file_path == "/etc/pulsar/ca.pem"
 
 
+def test_an_unset_issuer_url_is_the_only_problem_named() -> None:
+    """The CA file is not also refused because an unset ``${VAR}`` is no https URL."""
+    pulsar = {
+        "tls_trust_certs_file_path": "/etc/pulsar/ca.pem",
+        "authentication": _oauth2("${ISS}"),
+    }
+    found = _problems(pulsar, service_url="pulsar://pulsar.example.com:6650")
+    assert len(found) == 1
+    assert found[0].startswith("broker.pulsar.authentication.oauth2.issuer_url: ")
+    assert "ISS" in found[0]
+
+
 @pytest.mark.parametrize(
-    "authentication",
-    [None, _oauth2("http://auth.example.com"), {"token": "${PULSAR_TOKEN}"}],
-    ids=["none", "http issuer", "token"],
+    "authentication", [None, {"token": "${PULSAR_TOKEN}"}], ids=["none", "token"]
 )
-def test_a_ca_file_with_pulsar_url_is_refused_without_an_https_issuer(
+def test_a_ca_file_with_pulsar_url_is_refused_without_oauth2(
     authentication: dict[str, Any] | None,
 ) -> None:
     pulsar: dict[str, Any] = {"tls_trust_certs_file_path": "/etc/pulsar/ca.pem"}
@@ -126,7 +140,7 @@ def test_a_ca_file_with_pulsar_url_is_refused_without_an_https_issuer(
     ]
 
 
-def test_an_https_issuer_takes_only_the_ca_file_with_pulsar_url() -> None:
+def test_oauth2_takes_only_the_ca_file_with_pulsar_url() -> None:
     """Not ``tls_allow_insecure_connection``: it would also be the broker's TLS setting."""
     pulsar = {
         "tls_trust_certs_file_path": "/etc/pulsar/ca.pem",

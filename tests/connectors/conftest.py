@@ -1,4 +1,5 @@
-"""Fixtures for the Kafka connector tests: sources and sinks that close themselves.
+"""Fixtures for the connector tests: Kafka sources and sinks that close themselves, a
+topic of each test's own, and the TLS certificates of a module's tests.
 
 Sources use a 6 s session timeout because Tansu holds every group join for half of it
 (see :mod:`connectors.embedded.kafka`): 3 s per join instead of 5 s with the default
@@ -16,10 +17,11 @@ from typing import Protocol
 
 import pytest
 
-from connectors.embedded import EmbeddedKafka
+from connectors.embedded import EmbeddedKafka, unique_topic_name
 from connectors.kafka import KafkaSink, KafkaSource
 from connectors.kafka.settings import Settings
 from swimstream.streams.connector import InboundRecord
+from tests.support.certificates import Certificates, make_certificates
 from tests.support.kafka import TANSU_SESSION
 
 TEST_SOURCE_SETTINGS: dict[str, str | int | float | bool] = {**TANSU_SESSION}
@@ -141,3 +143,15 @@ async def kept_polling(source: KafkaSource) -> AsyncIterator[None]:
     finally:
         stop.set()
         await polling
+
+
+@pytest.fixture
+def topic(request: pytest.FixtureRequest) -> str:
+    """A topic name no other test uses (on the session's brokers, which tests share)."""
+    return unique_topic_name(request.node.name)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA and certificates made for the module's tests (see :mod:`tests.support.certificates`)."""
+    return make_certificates(tmp_path_factory.mktemp("tls"))

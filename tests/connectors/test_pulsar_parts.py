@@ -7,6 +7,7 @@ import pytest
 
 from connectors.pulsar import PulsarSettings, PulsarSource
 from connectors.pulsar._client import producer_options
+from connectors.pulsar.oauth2 import token_lifetime
 from connectors.pulsar.offsets import OffsetLedger
 from connectors.pulsar.source import split_partition
 from swimstream.errors import ConfigError
@@ -72,3 +73,35 @@ def test_a_partition_s_producer_queue_takes_all_the_sink_hands_a_topic(partition
         options["max_pending_messages_across_partitions"] // partitions,
     )
     assert per_partition == settings.max_pending_messages
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "seconds"),
+    [
+        (3600, 3600),
+        ("3600", 3600),
+        (0, 0),
+        ("0", 0),
+        (0xFFFF_FFFF, 0xFFFF_FFFF),
+        (0x1_0000_0000, None),  # (beyond the client's 32 bits)
+        ("9" * 400, None),
+        (-5, None),
+        ("-5", None),
+        (3600.0, None),
+        ("3600.0", None),
+        ("1e3", None),
+        (" 3600", None),
+        ("٣٦٠٠", None),  # (digits, but not the ones the client reads)
+        (True, None),
+        (None, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        ([3600], None),
+    ],
+)
+def test_a_token_lifetime_is_read_as_pulsar_client_reads_it(
+    expires_in: object, seconds: int | None
+) -> None:
+    """A whole number of seconds within 32 bits, as a JSON number or digits in a string;
+    anything else the client reads as no lifetime at all."""
+    assert token_lifetime(expires_in) == seconds

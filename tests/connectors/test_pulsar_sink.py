@@ -16,7 +16,7 @@ import time
 import pulsar  # type: ignore[import-untyped]  # only to read back what the sink wrote
 import pytest
 
-from connectors.embedded import EmbeddedPulsar, free_ports, unique_topic_name
+from connectors.embedded import EmbeddedPulsar, free_ports
 from connectors.pulsar import PulsarSink
 from connectors.pulsar.records import KEY_ENCODING_PROPERTY
 from swimstream.errors import BrokerError
@@ -27,11 +27,6 @@ from tests.support.closing import timed_closes
 @pytest.fixture
 def service_url(pulsar_broker: EmbeddedPulsar) -> str:
     return pulsar_broker.service_url
-
-
-@pytest.fixture
-def topic(request: pytest.FixtureRequest) -> str:
-    return unique_topic_name(request.node.name)
 
 
 def read_back(service_url: str, topic: str, count: int) -> list[tuple[str, bytes]]:

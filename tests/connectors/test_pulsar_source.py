@@ -19,7 +19,7 @@ from typing import Protocol
 import pytest
 from pulsar import MessageId  # type: ignore[import-untyped]
 
-from connectors.embedded import EmbeddedPulsar, free_ports, unique_topic_name
+from connectors.embedded import EmbeddedPulsar, free_ports
 from connectors.pulsar import (
     PULSAR_LITE_SETTINGS,
     PulsarRecord,
@@ -53,11 +53,6 @@ PULSAR_LITE_SETTINGS_MAP: dict[str, Setting] = {"subscription_type": "shared"}
 @pytest.fixture
 def service_url(pulsar_broker: EmbeddedPulsar) -> str:
     return pulsar_broker.service_url
-
-
-@pytest.fixture
-def topic(request: pytest.FixtureRequest) -> str:
-    return unique_topic_name(request.node.name)
 
 
 Settings = PulsarSettings | Mapping[str, Setting] | None

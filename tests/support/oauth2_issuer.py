@@ -54,8 +54,9 @@ class OAuth2Issuer:
     """Each token request's form, in order (secrets included: tests only)."""
     discoveries: int = 0
     """How many times the discovery document was asked for."""
-    expires_in: int = 3600
-    """Seconds a token is valid, as the token answer says."""
+    expires_in: object = 3600
+    """The token answer's ``expires_in`` as sent (any JSON value; None leaves it out);
+    with ``rotate``, a token expires after it (when it is an ``int``)."""
     rotate: bool = False
     """Issue ``<access_token>.<n>`` to the n-th request (from 1), each expiring on its
     own (see :meth:`accepts`); otherwise ``access_token`` to every request."""
@@ -64,6 +65,8 @@ class OAuth2Issuer:
     echo_form: bool = False
     """Quote the form it was sent (URL-encoded, secret included) in the description of
     a refusal, as a careless issuer might."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    """Numbers the rotated tokens (the server answers each request in a thread)."""
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -118,9 +121,14 @@ class OAuth2Issuer:
             return 400, {"error": "invalid_request", "error_description": "unknown audience"}
         token = self.access_token
         if self.rotate:
-            token = f"{self.access_token}.{len(self.issued) + 1}"
-            self.issued.append((token, time.monotonic() + self.expires_in))
-        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
+            lifetime = self.expires_in if type(self.expires_in) is int else 3600
+            with self._lock:
+                token = f"{self.access_token}.{len(self.issued) + 1}"
+                self.issued.append((token, time.monotonic() + lifetime))
+        answer: dict[str, object] = {"access_token": token, "token_type": "Bearer"}
+        if self.expires_in is not None:
+            answer["expires_in"] = self.expires_in
+        return 200, answer
 
     def accepts(self, token: bytes) -> bool:
         """Whether ``token`` is one this issuer gave (with ``rotate``) and not expired."""

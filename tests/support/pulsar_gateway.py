@@ -178,13 +178,17 @@ class PulsarGateway:
         return self
 
     def drop_connections(self) -> int:
-        """End every connection now, as a broker that restarts does; how many."""
+        """End every connection now, as a broker that restarts does; how many ended."""
         with self._open_lock:
-            dropped = list(self._open)
-        for raw in dropped:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(raw, socket.SHUT_RDWR)
-        return len(dropped)
+            serving = list(self._open)
+        dropped = 0
+        for client in serving:  # (the TLS socket, where there is one: the raw one is spent)
+            try:
+                socket.socket.shutdown(client, socket.SHUT_RDWR)
+            except OSError:
+                continue  # (it ended on its own meanwhile)
+            dropped += 1
+        return dropped
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
@@ -210,9 +214,6 @@ class PulsarGateway:
     def _serve(self, raw: socket.socket) -> None:
         with contextlib.ExitStack() as closing:
             closing.callback(raw.close)
-            with self._open_lock:
-                self._open.add(raw)
-            closing.callback(self._forget, raw)
             raw.settimeout(5)
             client = raw
             if self.tls is not None:
@@ -223,6 +224,9 @@ class PulsarGateway:
                 except (OSError, ssl.SSLError):
                     _close_gently(client)
                     return
+            with self._open_lock:
+                self._open.add(client)
+            closing.callback(self._forget, client)
             try:
                 command, payload = _read_frame(client)
             except (OSError, ssl.SSLError, struct.error):
