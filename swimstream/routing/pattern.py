@@ -134,5 +134,10 @@ class RoutePattern:
             if not value:
                 state = "missing" if value is None else "empty"
                 raise InvalidRouteError(f"route {self.text!r}: param {name!r} is {state}")
-            parts[position] = quote_segment(value)
+            try:
+                parts[position] = quote_segment(value)
+            except UnicodeEncodeError:  # a lone surrogate: no URI spells it
+                raise InvalidRouteError(
+                    f"route {self.text!r}: param {name!r} is not UTF-8 text"
+                ) from None
         return "/" + "/".join(parts)

@@ -50,13 +50,14 @@ def quote_segment(value: str) -> str:
 def unquote_segment(segment: str) -> str | None:
     """The value a quoted segment holds (the inverse of :func:`quote_segment`).
 
-    ``None`` when the percent-escapes do not decode to UTF-8 text: no value quotes to it.
+    ``None`` when the percent-escapes do not decode to UTF-8 text, or the segment holds
+    text that has no UTF-8 (a lone surrogate): no value quotes to it.
     """
-    if "%" not in segment:
-        return segment
     try:
-        return unquote(segment, errors="strict")
-    except UnicodeDecodeError:
+        if not segment.isascii():
+            segment.encode("utf-8")  # (a lone surrogate: UnicodeEncodeError)
+        return unquote(segment, errors="strict") if "%" in segment else segment
+    except UnicodeError:  # (either way)
         return None
 
 

@@ -59,6 +59,8 @@ def test_bad_patterns_are_refused_with_the_reason(text: str, message: str) -> No
         "/vehicle/",
         "",
         "/vehicle/%FF",  # escapes that are not UTF-8 name no value
+        "/vehicle/\ud800",  # nor does a lone surrogate (a callback's surrogateescape text)
+        "/vehicle/%41\udcff",
     ],
 )
 def test_match_refuses_uris_of_another_shape(uri: str) -> None:
@@ -88,6 +90,8 @@ def test_render_ignores_extra_params_and_refuses_missing_or_empty_ones() -> None
         pattern.render({"name": "west"})
     with pytest.raises(InvalidRouteError, match="param 'name' is empty"):
         pattern.render({"name": "", "z": "3"})
+    with pytest.raises(InvalidRouteError, match="param 'z' is not UTF-8 text"):
+        pattern.render({"name": "west", "z": "\udcff"})
 
 
 def test_precedence_puts_fixed_segments_first_from_the_left() -> None:

@@ -56,6 +56,10 @@ def test_resolve_names_the_uri_and_the_routes() -> None:
     ):
         table.resolve("/car/1")
     assert table.resolve("/vehicle/1").target == "vehicle"
+    # Text with a lone surrogate has no UTF-8 spelling: no agent is named so, and saying
+    # so is the answer (its canonical spelling raised UnicodeEncodeError).
+    with pytest.raises(NodeNotFoundError, match="no route matches"):
+        table.resolve("/vehicle/\udcff")
 
 
 def test_a_pattern_of_a_registered_shape_is_refused() -> None:
