@@ -339,6 +339,9 @@ class Plane(Passivation, TimerDriving):
     async def wait_for_room(self, node_uri: str) -> None:
         """Return once the agent's mailbox is below half its capacity."""
         cell = self._cells.get(node_uri)
+        if cell is None:  # (another spelling, as user code writes it: ``/tower/north 1``)
+            found = self._routes.lookup(node_uri)
+            cell = self._cells.get(found.uri) if found is not None else None
         while cell is not None and cell.mailbox and len(cell.mailbox) >= self.mailbox_capacity // 2:
             waiter = asyncio.get_running_loop().create_future()
             if cell.room_waiters is None:

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from swimstream import Agent, CommandLane, CounterLane
 from swimstream.metrics import MetricsRegistry
@@ -20,13 +21,14 @@ from tests.support.waiting import wait_until
 
 
 class Forwarder(Agent):
-    """Passes every record on to one slower agent."""
+    """Passes every record on to one slower agent, naming it as ``slow_uri`` spells it."""
 
     entry = CommandLane[dict[str, Any]]()
+    slow_uri = "/slow/x"
 
     @entry.on_command
     def on_entry(self, record: dict[str, Any]) -> None:
-        self.command("/slow/x", "work", record)
+        self.command(self.slow_uri, "work", record)
 
 
 class Slow(Agent):
@@ -50,7 +52,20 @@ def records(start: int, count: int) -> list[MemoryRecord]:
     ]
 
 
-async def test_a_mailbox_filled_by_another_agents_commands_pauses_the_source() -> None:
+@pytest.mark.parametrize(
+    ("slow_uri", "slow_node"),
+    [
+        ("/slow/x", "/slow/x"),
+        # Written as user code writes it (``f"/tower/{tower}"``), not as the agent is
+        # named: the source waited for room at no agent, and read on.
+        ("/slow/x y", "/slow/x%20y"),
+        ("/slow/%78", "/slow/x"),
+    ],
+)
+async def test_a_mailbox_filled_by_another_agents_commands_pauses_the_source(
+    slow_uri: str, slow_node: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Forwarder, "slow_uri", slow_uri)
     Slow.gate = asyncio.Semaphore(0)
     routes: dict[str, type[Agent]] = {"/fwd/:id": Forwarder, "/slow/:id": Slow}
     async with open_plane(routes, mailbox_capacity=10) as plane:
@@ -69,19 +84,19 @@ async def test_a_mailbox_filled_by_another_agents_commands_pauses_the_source() -
             await wait_until(lambda: runner.paused, 5, "a pause for the slow agent")
             await asyncio.sleep(0.05)
             assert len(source.timeouts) == 2, "read on while the slow mailbox was full"
-            mailbox = plane._cells["/slow/x"].mailbox
+            mailbox = plane._cells[slow_node].mailbox
             assert mailbox is not None and len(mailbox) <= 40
             for _ in range(len(mailbox) - 8):  # some 7 left: over half the capacity
                 Slow.gate.release()
             await asyncio.sleep(0.05)
-            left = plane._cells["/slow/x"].mailbox
+            left = plane._cells[slow_node].mailbox
             assert left is not None and len(left) >= 5
             assert runner.paused and len(source.timeouts) == 2
             for _ in range(100):
                 Slow.gate.release()
             await wait_until(lambda: source.done.is_set(), 5, "every record read")
             await plane.settle()
-            assert plane.get("/slow/x", "done") == 60
+            assert plane.get(slow_node, "done") == 60
             assert runner.book.inflight == 0
         finally:
             for _ in range(100):
