@@ -110,10 +110,20 @@ class DeadLetters:
         kind = type(
             error.__cause__ if isinstance(error, CallbackError) and error.__cause__ else error
         )
+        try:
+            kept = list(record.headers() or ())
+            unreadable = None
+        except Exception as exc:
+            # confluent-kafka decodes each header name as UTF-8 and raises on another
+            # (a C or Go producer may write any bytes): the letter goes without them.
+            kept = []
+            unreadable = ("swimstream.headers.unreadable", reason_of(exc).encode())
         key, value, headers, dropped = _fitted(
-            record.key(), record.value(), list(record.headers() or ()), self.max_value_bytes
+            record.key(), record.value(), kept, self.max_value_bytes
         )
         headers += dropped
+        if unreadable is not None:
+            headers.append(unreadable)
         headers += [
             ("swimstream.error", reason.encode()),
             ("swimstream.error.type", kind.__name__.encode()),

@@ -407,7 +407,14 @@ class RecordRouter:
 
     def _headers_of(self, record: InboundRecord, topic: str) -> Mapping[str, bytes]:
         """The record's headers, read only for templates that use them."""
-        return dict(record.headers() or ()) if self._needs_headers[topic] else _NO_HEADERS
+        if not self._needs_headers[topic]:
+            return _NO_HEADERS
+        try:
+            return dict(record.headers() or ())
+        except Exception as exc:  # (confluent-kafka decodes names as UTF-8: see DeadLetters)
+            raise RecordDecodeError(
+                f"the record's headers cannot be read ({type(exc).__name__}: {exc})"
+            ) from None
 
     def note_time(self) -> None:
         """``Plane.note_time``, for a batch routed one record at a time (:meth:`route`):

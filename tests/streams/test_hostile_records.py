@@ -21,7 +21,7 @@ from swimstream.crdt import decode
 from swimstream.routing import RouteTemplate
 from swimstream.streams.dead_letter import REASON_LIMIT, reason_of
 from swimstream.streams.router import MAX_NESTING, SourceRoute
-from swimstream.testing import open_plane
+from swimstream.testing import MemoryRecord, open_plane
 from tests.streams.test_router import reasons, record, router_for
 
 
@@ -218,3 +218,39 @@ def test_every_reason_is_utf_8_text_of_one_line(message: str, name: str) -> None
     reason = reason_of(ValueError(message + name))
     assert reason.encode("utf-8").decode("utf-8") == reason
     assert "\n" not in reason and len(reason) <= REASON_LIMIT
+
+
+class UnreadableHeaders(MemoryRecord):
+    """A record whose header names are not UTF-8: confluent-kafka decodes each name with
+    ``PyUnicode_FromString``, so its ``headers()`` raises (a C producer may write any
+    bytes there; the Python client cannot, so this stands in for one)."""
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        b"\xff\xfe".decode()  # raises UnicodeDecodeError, as the client's decoding does
+        return []
+
+
+async def test_a_record_whose_headers_cannot_be_read_is_dead_lettered_not_fatal() -> None:
+    """By a route over a header (its name read) and by a failing callback (the dead
+    letter copies the headers): both dead-letter it, origin kept, and the next record runs."""
+    async with open_plane({"/keeper/:id": Keeper}) as plane:
+        by_header = SourceRoute("readings", RouteTemplate.parse("/keeper/{header.device}"), "kept")
+        router, sink, tracker = router_for(plane, [by_header])
+        assert router.route(UnreadableHeaders("readings", 0, 0, b"k", b"{}"), tracker) is None
+        assert router.route(record(1, "k", b"{}"), tracker) is None  # (no header: unroutable)
+        by_key = SourceRoute("readings", RouteTemplate.parse("/keeper/{key}"), "kept")
+        router, sink2, tracker2 = router_for(plane, [by_key])
+        assert (
+            router.route(UnreadableHeaders("readings", 0, 2, b"k", b"{not json"), tracker2) is None
+        )
+        assert router.route(record(3, "k", b'{"v": 3}'), tracker2) is None
+        await plane.settle()
+        sink.poll()
+        sink2.poll()
+        assert plane.get("/keeper/k", "last") == {"v": 3}
+    first = dict(reasons(sink))
+    assert first["0"].startswith("RecordDecodeError: the record's headers cannot be read")
+    assert "1" in first
+    letters = [r for r in sink2.records if r.topic == "app.dead-letter"]
+    assert [r.headers["swimstream.origin.offset"] for r in letters] == [b"2"]
+    assert letters[0].headers["swimstream.headers.unreadable"].startswith(b"UnicodeDecodeError")
