@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from swimstream.config.client_settings import ClientSettings
+from swimstream.config.problems import format_path
 from swimstream.config.pulsar_client import PulsarClientConfig, is_tls_url
 from swimstream.config.values import (
     DEFAULT_DOC,
@@ -37,6 +38,13 @@ from swimstream.errors import ConfigError
 from swimstream.routing import Partitioner
 
 Protocol = Literal["kafka", "pulsar"]
+
+RECORD_MARGIN = 64 * 1024
+"""Bytes of a sink's record size limit kept for keys, headers and state encoding: a
+record from a source larger than the limit less this is dead-lettered at the door."""
+SMALLEST_RECORD_LIMIT = 2 * RECORD_MARGIN
+"""The least ``message.max.bytes`` taken: below the margin every record would be too
+large, and just above it nearly every one."""
 SubscriptionType = Literal["key_shared", "shared", "failover", "exclusive"]
 
 
@@ -186,9 +194,29 @@ class BrokerConfig(FrozenModel):
         if self.kind == "pulsar" and self.service_url is None:
             problems.append(("service_url", "required when kind is pulsar"))
         problems += self._pulsar_tls_problems()
+        problems += self._record_limit_problems()
         if problems:
             raise ConfigError(problems=problems)
         return self
+
+    def _record_limit_problems(self) -> list[tuple[str, str]]:
+        """A producer limit that leaves no room for records once the margin is kept:
+        every record would be dead-lettered as too large, at the door."""
+        limit = self.settings.get("message.max.bytes")
+        try:
+            number = int(str(limit).strip())
+        except ValueError:
+            return []  # (librdkafka's own check names a value that is no number)
+        if limit is None or isinstance(limit, bool) or number >= SMALLEST_RECORD_LIMIT:
+            return []
+        return [
+            (
+                format_path(["settings", "message.max.bytes"]),
+                f"at least {SMALLEST_RECORD_LIMIT} bytes: swimstream keeps {RECORD_MARGIN} "
+                "of each record for keys, headers and encoding, and refuses any larger "
+                "record from a source at the door",
+            )
+        ]
 
     def _pulsar_tls_problems(self) -> list[tuple[str, str]]:
         """TLS keys of ``pulsar`` where the Pulsar clients would not use TLS: the client

@@ -31,6 +31,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from swimstream.config import AppConfig, resolve_agents, unbuilt_settings
+from swimstream.config.broker import RECORD_MARGIN
 from swimstream.errors import ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
@@ -77,10 +78,6 @@ CLOSE_AT_LEAST = 0.5
 answers gets a clean leave (acknowledgements sent, the group left) although the agents
 used up the drain; one that does not is left behind after that. (The sinks have flushed
 up to the deadline by then: they close in what is left.)"""
-
-RECORD_MARGIN = 64 * 1024
-"""Bytes of a sink's record size limit kept for keys, headers and state encoding."""
-
 
 class StoppedStarting(Exception):
     """Stop was asked for before the start was done (waiting for the broker, restoring):

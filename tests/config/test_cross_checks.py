@@ -458,3 +458,30 @@ def test_a_kafka_topic_beside_pulsar_allows_durable_state_and_exactly_once() -> 
         "pulsar",
         "kafka",
     }
+
+
+@pytest.mark.parametrize("limit", [100_000, "65536", 1000])
+def test_a_producer_limit_that_leaves_no_room_for_records_is_refused(limit: object) -> None:
+    """swimstream keeps 64 KiB of each record for keys, headers and encoding: below twice
+    that, every record from a source (nearly every, just above it) would be dead-lettered
+    as too large."""
+    broker = {
+        "kind": "kafka",
+        "bootstrap": "localhost:9092",
+        "settings": {"message.max.bytes": limit},
+    }
+    assert problems(document(broker=broker)) == [
+        "broker.settings['message.max.bytes']: at least 131072 bytes: swimstream keeps 65536 "
+        "of each record for keys, headers and encoding, and refuses any larger record from "
+        "a source at the door"
+    ]
+
+
+@pytest.mark.parametrize("limit", [131_072, "1000000", " 2000000 "])
+def test_a_producer_limit_with_room_for_records_is_taken(limit: object) -> None:
+    broker = {
+        "kind": "kafka",
+        "bootstrap": "localhost:9092",
+        "settings": {"message.max.bytes": limit},
+    }
+    assert parse_config(document(broker=broker), {}).broker.settings["message.max.bytes"] == limit
