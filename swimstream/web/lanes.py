@@ -214,20 +214,9 @@ async def post_command(request: web.Request) -> web.Response:
         )
         refused.headers["Allow"] = "GET, HEAD"
         return refused
-    limit = state.settings.max_body_size
-    if request.content_length is not None and request.content_length > limit:
-        return _too_large(limit)
-    try:
-        async with asyncio.timeout(stalled_after(state.settings)):
-            body = await request.read()
-    except TimeoutError:
-        return _body_not_received(stalled_after(state.settings))
-    except web.HTTPRequestEntityTooLarge:
-        return _too_large(limit)
-    except RequestPayloadError as exc:  # a body its Content-Encoding cannot decode
-        # aiohttp closes the connection (the rest cannot be skipped), which the answer
-        # says (keep_alive), and logs one WARNING line (request_log).
-        return error_response(400, f"the body cannot be read: {body_problem(exc) or exc}")
+    body = await read_body(request, state)
+    if isinstance(body, web.Response):
+        return body
     try:
         # An empty body is null: `curl -X POST .../tick?lane=tick` triggers a command lane.
         value: Any = orjson.loads(body) if body.strip() else None
@@ -266,6 +255,26 @@ async def post_command(request: web.Request) -> web.Response:
     if not has_room:
         gate.mark_full(node_uri)
     return await _answer(state, done)
+
+
+async def read_body(request: web.Request, state: WebState) -> bytes | web.Response:
+    """The whole body of a POST, or the error answer: 413 over ``max_body_size``, 408
+    when it has not all come within the time a stream's write gets, 400 when its
+    ``Content-Encoding`` cannot decode it."""
+    limit = state.settings.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        return _too_large(limit)
+    try:
+        async with asyncio.timeout(stalled_after(state.settings)):
+            return await request.read()
+    except TimeoutError:
+        return _body_not_received(stalled_after(state.settings))
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(limit)
+    except RequestPayloadError as exc:  # a body its Content-Encoding cannot decode
+        # aiohttp closes the connection (the rest cannot be skipped), which the answer
+        # says (keep_alive), and logs one WARNING line (request_log).
+        return error_response(400, f"the body cannot be read: {body_problem(exc) or exc}")
 
 
 async def _answer(state: WebState, done: asyncio.Future[BaseException | None]) -> web.Response:

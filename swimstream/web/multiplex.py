@@ -58,7 +58,7 @@ from swimstream.errors import (
     LaneNotFoundError,
     NodeNotFoundError,
 )
-from swimstream.web.lanes import address_lane, describe_failure
+from swimstream.web.lanes import address_lane, describe_failure, read_body
 from swimstream.web.shared import WebState, dumps, error_response, json_response, state_of
 from swimstream.web.sse import (
     EVENT_STREAM_HEADERS,
@@ -232,8 +232,10 @@ async def change_links(request: web.Request) -> web.Response:
     mux = state.multiplexed.get(request.query.get("stream", ""))
     if not isinstance(mux, Multiplex):
         return error_response(404, "no such stream is open (it ended: open another)")
+    body = await read_body(request, state)
+    if isinstance(body, web.Response):
+        return body
     try:
-        body = await request.read()  # (small: the web port's max_body_size bounds it)
         links, unlinks = _parse(orjson.loads(body or b"{}"))
     except (orjson.JSONDecodeError, ValueError) as exc:
         return error_response(400, f"the body is not a change of links: {exc}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,6 +129,29 @@ async def test_a_lane_that_cannot_be_linked_is_refused_as_its_stream_would_be(
         for body in ([1], {"link": [{"id": -1, "node": "/device/1", "lane": "status"}]}):
             assert (await served.post_json(f"/_streams?stream={mux.stream_id}", body))[0] == 400
         assert (await served.post_json("/_streams?stream=guessed", {"link": []}))[0] == 404
+
+
+async def test_a_change_whose_body_never_arrives_or_cannot_be_decoded_is_refused(
+    serve: ServeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A change's body is read as a command's is: it held its handler for good when it
+    stopped coming, and a corrupt gzip body was a 500 with a traceback per request."""
+    async with serve(heartbeat_interval=0.1) as served, multiplexed(served) as mux:
+        url = f"/_streams?stream={mux.stream_id}".encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+        writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{" % url)
+        await writer.drain()  # and the rest never comes
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in head, head
+
+        caplog.set_level(logging.ERROR, logger="swimstream.web")
+        gzip = {"Content-Encoding": "gzip"}
+        async with served.client.post(served.url(url.decode()), data=b"{}", headers=gzip) as got:
+            assert got.status == 400 and got.headers["Connection"] == "close"
+            assert (await got.json())["error"].startswith("the body cannot be read: ")
+        assert not caplog.records
+        assert (await mux.change([(1, "/device/1", "status")]))[1]["linked"] == [1]
 
 
 async def test_a_link_whose_agent_is_forgotten_is_unlinked_and_links_again_afresh(
