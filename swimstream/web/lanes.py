@@ -111,7 +111,14 @@ def _target(
 ) -> tuple[WebState, str, str, Route] | web.Response:
     """The node URI, lane name and route a lane request names, or the error response."""
     state = state_of(request)
-    lane = request.query.get("lane", "")
+    lanes = request.query.getall("lane", [])
+    if len(lanes) > 1:
+        message = (
+            f"query parameter 'lane' is given {len(lanes)} times: a request names one "
+            "lane (/_streams carries several)"
+        )
+        return error_response(400, message)
+    lane = lanes[0] if lanes else ""
     found = address_lane(state, request.rel_url.raw_path, lane, command)
     if isinstance(found, web.Response):
         return found

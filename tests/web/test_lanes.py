@@ -69,6 +69,20 @@ async def test_a_missing_lane_parameter_is_400(served: Served) -> None:
     assert status == 400 and "lane" in body["error"]
 
 
+async def test_a_lane_parameter_given_twice_is_400_rather_than_one_of_them_served(
+    served: Served,
+) -> None:
+    """(The first was served and the second silently ignored: a client asking for two
+    lanes got one, and a POST went to whichever came first.)"""
+    await served.post_json("/device/1?lane=status", 5)
+    for path in ("/device/1?lane=status&lane=history", "/device/1?lane=status&lane="):
+        status, body = await served.get_json(path)
+        assert status == 400 and "'lane' is given 2 times" in body["error"], body
+    status, body = await served.post_json("/device/1?lane=history&lane=status", 7)
+    assert status == 400 and "'lane' is given 2 times" in body["error"], body
+    assert await served.get_json("/device/1?lane=status") == (200, 5)
+
+
 async def test_post_then_get_shows_the_command_s_effect_on_each_lane_kind(served: Served) -> None:
     assert await served.post_json("/device/7?lane=status", {"temp": 1.0}) == (200, {"ok": True})
     assert await served.get_json("/device/7?lane=status") == (200, {"temp": 1.0})
