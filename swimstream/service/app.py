@@ -132,7 +132,11 @@ class Service:
                 "%s: %s has no effect yet (not built): %s", key, value, effect, extra={"key": key}
             )
         tune_gc()
-        starting = StartingServer(_address(config.web.listen), self.registry)
+        starting = StartingServer(
+            _address(config.web.listen),
+            self.registry,
+            heartbeat_interval=config.web.heartbeat_interval,
+        )
         await starting.start()
         self._began = True
         try:

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from swimstream.web import request_log
 from swimstream.web.health import prometheus_response
-from swimstream.web.shared import error_response, json_response, listen_on
+from swimstream.web.shared import WebSettings, error_response, json_response, listen_on
+from swimstream.web.sse import stalled_after
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -39,7 +40,10 @@ class StartingServer:
     """Probes on the web port until the instance serves; set :attr:`step` as it goes.
 
     ``listen`` is ``(host, port)``; port 0 picks a free port, which :attr:`port` tells
-    so that the full server can bind the same one.
+    so that the full server can bind the same one. ``heartbeat_interval`` is the full
+    server's: a connection must send a whole request head within the same deadline
+    (see :mod:`~.server`), or a client sending nothing held sockets while the start,
+    a restore perhaps, lasts.
     """
 
     def __init__(
@@ -47,8 +51,10 @@ class StartingServer:
         listen: tuple[str, int],
         registry: MetricsRegistry,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat_interval: float = 15.0,
     ) -> None:
         self.listen = listen
+        self.heartbeat_interval = heartbeat_interval
         self.registry = registry
         self._clock = clock
         self._step = "starting"
@@ -92,7 +98,13 @@ class StartingServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_route("*", "/{path:.*}", self._starting)
         runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=HANDOVER_TIMEOUT
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=HANDOVER_TIMEOUT,
+            keepalive_timeout=stalled_after(
+                WebSettings(heartbeat_interval=self.heartbeat_interval)
+            ),
         )
         await runner.setup()
         self._runner = runner

@@ -13,6 +13,8 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 
+from swimstream.metrics import MetricsRegistry
+from swimstream.web.startup import StartingServer
 from tests.web.harness import EventReader, ServeFactory
 
 DEADLINE = 10.0
@@ -102,3 +104,20 @@ async def test_a_stream_lasts_beyond_the_head_deadline(serve: ServeFactory) -> N
         assert (await served.post_json("/device/1?lane=status", 7))[0] == 200
         assert await events.next() == ("set", 7)
         assert events.comments
+
+
+async def test_the_start_up_probes_close_a_connection_whose_head_does_not_come() -> None:
+    """The port answers probes while the instance starts, for minutes when it restores
+    a store: its connections had aiohttp's hour to send a head, so a client opening
+    connections and sending nothing held sockets the broker clients need meanwhile."""
+    starting = StartingServer(("127.0.0.1", 0), MetricsRegistry(), heartbeat_interval=0.1)
+    await starting.start()
+    try:
+        async with connected(starting.port) as client:
+            assert await closed_by_server(client) == b""
+        async with connected(starting.port) as client:
+            assert (
+                await closed_by_server(client, b"GET /healthz HTTP/1.1\r\nX: " + 400 * b"a") == b""
+            )
+    finally:
+        await starting.stop()
