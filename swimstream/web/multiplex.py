@@ -57,6 +57,7 @@ from swimstream.errors import (
     ClosedResourceError,
     LaneNotFoundError,
     NodeNotFoundError,
+    StoreError,
 )
 from swimstream.web.lanes import address_lane, describe_failure, read_body
 from swimstream.web.shared import WebState, dumps, error_response, json_response, state_of
@@ -150,7 +151,7 @@ class Multiplex:
             initial = await plane.call(node_uri, uplink.sync)
         except (NodeNotFoundError, LaneNotFoundError) as exc:
             initial = _failure(404, str(exc))
-        except ClosedResourceError as exc:
+        except (ClosedResourceError, StoreError) as exc:  # (a damaged store: stopping)
             initial = _failure(503, str(exc))
         except (AgentRestoreError, CallbackError) as exc:
             initial = _failure(500, describe_failure(exc))

@@ -16,7 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.towers import ROUTES
+from swimstream.errors import StoreError
 from swimstream.metrics import MetricsRegistry
+from swimstream.runtime import MemoryAgentStore
+from swimstream.runtime.agent_record import StoredAgent
 from swimstream.testing import open_plane
 from swimstream.web.multiplex import Multiplex
 from swimstream.web.shared import WebSettings, WebState, dumps
@@ -152,6 +155,28 @@ async def test_a_change_whose_body_never_arrives_or_cannot_be_decoded_is_refused
             assert (await got.json())["error"].startswith("the body cannot be read: ")
         assert not caplog.records
         assert (await mux.change([(1, "/device/1", "status")]))[1]["linked"] == [1]
+
+
+class DamagedStore(MemoryAgentStore):
+    """A store that cannot read any agent back (a corrupt file)."""
+
+    def load(self, node_uri: str) -> StoredAgent | None:
+        raise StoreError(f"the store is damaged under {node_uri}")
+
+
+async def test_a_lane_whose_store_is_damaged_is_refused_503_as_its_stream_would_be(
+    serve: ServeFactory,
+) -> None:
+    """(A lane stream answers 503; a link failed the whole change with a 500.)"""
+    async with serve(store=DamagedStore()) as served, multiplexed(served) as mux:
+        async with served.client.get(served.url("/device/1?lane=status&stream=1")) as response:
+            assert response.status == 503
+        status, answer = await mux.change([(1, "/device/1", "status")])
+        assert status == 200 and answer["linked"] == []
+        assert answer["refused"] == [
+            {"id": 1, "status": 503, "error": "the store is damaged under /device/1"}
+        ]
+        assert "swimstream_web_streams_open 0\n" in served.registry.render()
 
 
 async def test_a_link_whose_agent_is_forgotten_is_unlinked_and_links_again_afresh(
