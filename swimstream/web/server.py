@@ -41,7 +41,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.typedefs import Handler
 
 from swimstream.routing import ServerPath
@@ -86,6 +86,28 @@ async def _get_or_post_only(request: web.Request) -> web.Response:
     response = error_response(405, f"{request.path} answers GET and POST only")
     response.headers["Allow"] = "GET, HEAD, POST"
     return response
+
+
+async def _continue(request: web.Request) -> None:
+    """``Expect: 100-continue`` on a route that reads the body (a POST): "100 Continue"
+    unless the body is over ``max_body_size``, whose 413 the handler answers instead.
+    aiohttp asked for every body, so a client that waits to be asked (curl, before a
+    large one) sent megabytes only to read a refusal its headers had earned. Any other
+    expectation is ignored (RFC 9110 allows it) rather than a 417 outside the JSON errors."""
+    if request.version != HttpVersion11:
+        return
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        return
+    limit = request.app[STATE].settings.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        return
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # (as aiohttp's own: the answer has not begun)
+
+
+async def _read_no_body(request: web.Request) -> None:
+    """``Expect`` on a route that reads no body (GET, a 405): nothing to ask for, and
+    the answer comes at once."""
 
 
 class WebServer:
@@ -231,17 +253,20 @@ class WebServer:
             ServerPath.READYZ: health.readyz,
             ServerPath.METRICS: health.metrics,
         }
+        router = app.router
         # A multiplexed stream (GET) and the changes of its lanes (POST) share a path.
-        app.router.add_get(ServerPath.STREAMS.value, multiplex.open_stream)
-        app.router.add_post(ServerPath.STREAMS.value, multiplex.change_links)
-        app.router.add_route("*", ServerPath.STREAMS.value, _get_or_post_only)
+        streams = ServerPath.STREAMS.value
+        router.add_get(streams, multiplex.open_stream, expect_handler=_read_no_body)
+        router.add_post(streams, multiplex.change_links, expect_handler=_continue)
+        router.add_route("*", streams, _get_or_post_only, expect_handler=_read_no_body)
         for path, handler in own.items():
-            app.router.add_get(path.value, handler)
+            router.add_get(path.value, handler, expect_handler=_read_no_body)
             # The server's own paths are not node URIs: a POST there is 405, not a
             # 404 saying no agent route matches.
-            app.router.add_route("*", path.value, _get_only)
-        app.router.add_get("/{node:.+}", lanes.get_lane)
-        app.router.add_post("/{node:.+}", lanes.post_command)
+            router.add_route("*", path.value, _get_only, expect_handler=_read_no_body)
+        router.add_get("/{node:.+}", lanes.get_lane, expect_handler=_read_no_body)
+        router.add_post("/{node:.+}", lanes.post_command, expect_handler=_continue)
+        router.add_route("*", "/{node:.+}", _get_or_post_only, expect_handler=_read_no_body)
         return app
 
     @web.middleware

@@ -458,6 +458,53 @@ async def test_other_methods_get_a_json_405(served: Served) -> None:
         assert "POST" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "length", "status"),
+    [
+        ("POST", "/device/1?lane=status", 2000, 413),  # the body would be refused
+        ("PUT", "/device/1?lane=status", 1, 405),  # and so would the method
+        ("POST", "/healthz", 1, 405),
+    ],
+)
+async def test_a_client_expecting_100_continue_is_not_asked_for_a_body_that_is_refused(
+    serve: ServeFactory, method: str, path: str, length: int, status: int
+) -> None:
+    """curl sends ``Expect: 100-continue`` before a large body and waits: aiohttp said
+    "100 Continue" to every such request, so the client sent the whole body (megabytes)
+    only to read the refusal that was known from the headers."""
+    async with serve(max_body_size=1000) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+        try:
+            head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+            writer.write(head.encode() + b"Expect: 100-continue\r\n\r\n")
+            got = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert got.startswith(b"HTTP/1.1 %d " % status), got
+            assert b"application/json" in got
+        finally:
+            writer.close()
+        served.plane.agent("/device/1")  # (a GET reads an agent something made)
+        for path in ("/device/1?lane=status", "/healthz"):  # another expectation is ignored
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+            try:
+                writer.write(b"GET %s HTTP/1.1\r\nHost: x\r\nExpect: x\r\n\r\n" % path.encode())
+                status_, headers = await answer_of(reader)
+                assert status_ == 200 and headers["content-type"] == "application/json", headers
+            finally:
+                writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+        try:  # a body that fits is asked for, as before
+            fits = b"POST /device/1?lane=status HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+            writer.write(fits + b"Expect: 100-continue\r\n\r\n")
+            assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == (
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+            )
+            writer.write(b"7")
+            assert (await answer_of(reader))[0] == 200
+        finally:
+            writer.close()
+        assert served.plane.get("/device/1", "status") == 7
+
+
 async def test_malformed_requests_are_one_warning_line_not_error_tracebacks(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
