@@ -45,6 +45,7 @@ outlives the connection; the requests that change them only link or unlink.
 from __future__ import annotations
 
 import asyncio
+import reprlib
 import secrets
 from typing import Any, TypeGuard
 
@@ -249,7 +250,7 @@ def _parse(body: Any) -> tuple[list[tuple[int, str, str]], list[int]]:
         raise ValueError('expected {"link": [...], "unlink": [...]}')
     entries = body.get("link", [])
     if not isinstance(entries, list):
-        raise ValueError(f'"link" is a list of links, not {entries!r}')
+        raise ValueError(f'"link" is a list of links, not {_shown(entries)}')
     links: list[tuple[int, str, str]] = []
     for entry in entries:
         link_id, node, lane = (
@@ -259,12 +260,18 @@ def _parse(body: Any) -> tuple[list[tuple[int, str, str]], list[int]]:
         )
         if not _is_link_id(link_id) or not isinstance(node, str) or not isinstance(lane, str):
             expected = '{"id": n >= 0, "node": uri, "lane": name}'
-            raise ValueError(f"a link is {expected}, not {entry!r}")
+            raise ValueError(f"a link is {expected}, not {_shown(entry)}")
         links.append((link_id, node, lane))
     unlinks = body.get("unlink", [])
     if not isinstance(unlinks, list) or not all(_is_link_id(n) for n in unlinks):
-        raise ValueError(f'"unlink" is a list of link ids (n >= 0), not {unlinks!r}')
+        raise ValueError(f'"unlink" is a list of link ids (n >= 0), not {_shown(unlinks)}')
     return links, unlinks
+
+
+def _shown(value: Any) -> str:
+    """``value`` cut short for an error message: its whole repr could be as long as the
+    body, and Python refuses to repr it past 1,000 levels, which orjson reads."""
+    return reprlib.repr(value)
 
 
 def _is_link_id(value: Any) -> TypeGuard[int]:

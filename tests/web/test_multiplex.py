@@ -157,6 +157,23 @@ async def test_a_change_whose_body_never_arrives_or_cannot_be_decoded_is_refused
         assert (await mux.change([(1, "/device/1", "status")]))[1]["linked"] == [1]
 
 
+async def test_a_change_nested_deep_is_400_naming_what_is_wrong_in_short(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """(Its error message held the repr of the wrong part, which Python refuses past
+    1,000 levels, and orjson reads 1,024: a 500 and a traceback per such request.)"""
+    caplog.set_level(logging.ERROR, logger="swimstream.web")
+    deep = b"[" * 1000 + b"]" * 1000
+    async with multiplexed(served) as mux:
+        url = served.url(f"/_streams?stream={mux.stream_id}")
+        for body in (b'{"link": [%s]}' % deep, b'{"link": %s}' % deep, b'{"unlink": %s}' % deep):
+            async with served.client.post(url, data=body) as response:
+                assert response.status == 400, await response.text()
+                error = (await response.json())["error"]
+            assert error.startswith("the body is not a change of links: ") and len(error) < 200
+    assert not caplog.records
+
+
 class DamagedStore(MemoryAgentStore):
     """A store that cannot read any agent back (a corrupt file)."""
 
