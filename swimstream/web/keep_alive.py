@@ -13,12 +13,17 @@ only after the answer, and reading it first would hold back an answer that does 
 the body, so a coded body left unread closes even when its rest would have decoded: a
 reconnect for a rare request, never a reset. A body received whole (a small gzip body
 comes with its headers) or one sent without coding, which aiohttp skips as it arrives,
-leaves the connection open.
+leaves the connection open, unless it was never asked for: a client that sent ``Expect:
+100-continue`` and got its answer without "100 Continue" (:mod:`~.server` asks only for
+a body it would take) may send that body or not, so its next bytes cannot be framed.
 """
 
 from __future__ import annotations
 
 from aiohttp import hdrs, web
+
+ASKED_FOR_BODY = web.RequestKey("swimstream_asked_for_body", bool)
+"""Set on a request whose ``Expect: 100-continue`` was answered "100 Continue"."""
 
 
 async def close_if_body_unskippable(request: web.Request, response: web.StreamResponse) -> None:
@@ -26,7 +31,16 @@ async def close_if_body_unskippable(request: web.Request, response: web.StreamRe
     body = request.content
     if body.is_eof():
         return
-    if body.exception() is not None or hdrs.CONTENT_ENCODING in request.headers:
+    coded = hdrs.CONTENT_ENCODING in request.headers
+    if body.exception() is not None or coded or _not_asked(request):
         response.force_close()
         # aiohttp wrote its Connection header before this hook ran: say it ourselves.
         response.headers[hdrs.CONNECTION] = "close"
+
+
+def _not_asked(request: web.Request) -> bool:
+    """Whether the client waits to be asked for its body and was not (answered at once,
+    without "100 Continue"): it may send the body now or never, so what it sends next
+    on the connection cannot be told from the body, and the connection must end."""
+    expects = request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+    return expects and not request.get(ASKED_FOR_BODY, False)

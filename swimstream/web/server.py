@@ -93,7 +93,8 @@ async def _continue(request: web.Request) -> None:
     unless the body is over ``max_body_size``, whose 413 the handler answers instead.
     aiohttp asked for every body, so a client that waits to be asked (curl, before a
     large one) sent megabytes only to read a refusal its headers had earned. Any other
-    expectation is ignored (RFC 9110 allows it) rather than a 417 outside the JSON errors."""
+    expectation is ignored (RFC 9110 allows it) rather than a 417 outside the JSON errors.
+    An answer to a client not asked ends its connection (:mod:`~.keep_alive`)."""
     if request.version != HttpVersion11:
         return
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
@@ -103,6 +104,7 @@ async def _continue(request: web.Request) -> None:
         return
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # (as aiohttp's own: the answer has not begun)
+    request[keep_alive.ASKED_FOR_BODY] = True
 
 
 async def _read_no_body(request: web.Request) -> None:
