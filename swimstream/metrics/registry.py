@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 Labels = tuple[tuple[str, str], ...]
+
+log = logging.getLogger("swimstream.metrics")
 
 
 @dataclass(eq=False)
@@ -37,6 +40,8 @@ class Gauge:
     help: str
     read: Callable[[], float | Mapping[Labels, float]] = field(repr=False)
     kind: str = "gauge"
+    failing: bool = False
+    """The last read raised (warned of once, until a read works again)."""
 
 
 class MetricsRegistry:
@@ -90,7 +95,19 @@ class MetricsRegistry:
             lines += [f"{name}{_labels(c.labels)} {_number(c.value)}" for c in counters]
         for name, gauge in sorted(self._gauges.items()):
             lines += [f"# HELP {name} {_escape_help(gauge.help)}", f"# TYPE {name} {gauge.kind}"]
-            reading = gauge.read()
+            try:
+                reading = gauge.read()
+            except Exception as exc:  # (one family short, not the whole scrape a 500)
+                if not gauge.failing:
+                    log.warning(
+                        "metric %s could not be read, left out of the scrape: %s: %s",
+                        name,
+                        type(exc).__name__,
+                        exc,
+                    )
+                gauge.failing = True
+                continue
+            gauge.failing = False
             samples: Iterable[tuple[Labels, float]] = (
                 reading.items() if isinstance(reading, Mapping) else [((), reading)]
             )

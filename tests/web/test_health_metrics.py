@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
+from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import MemoryAgentStore
 from swimstream.web import HealthReport
 from tests.web.harness import Served, ServeFactory, reading
@@ -113,3 +115,27 @@ async def test_metrics_count_stored_agents_and_pending_timers(serve: ServeFactor
     assert samples["swimstream_plane_active_agents"] == 0
     assert samples["swimstream_plane_stored_agents"] == 5  # 3 devices, the tower, the world
     assert samples["swimstream_plane_timers"] == 2
+
+
+def test_a_gauge_that_fails_to_read_leaves_the_others_scraped(caplog: Any) -> None:
+    """A gauge read raising (a consumer's lag while it closes, say) made every scrape a
+    500: Prometheus then saw the instance down. Its family stays, without a sample."""
+    registry = MetricsRegistry()
+    registry.counter("records_in", "Records in.").inc(7)
+
+    def lag() -> float:
+        raise RuntimeError("the consumer is closing")
+
+    registry.gauge("consumer_lag", "Records behind.", lag)
+    registry.gauge("mailbox_depth", "Messages queued.", lambda: 3)
+    with caplog.at_level(logging.WARNING, logger="swimstream.metrics"):
+        text = registry.render()
+        registry.render()
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert samples == ["swimstream_records_in_total 7", "swimstream_mailbox_depth 3"]
+    assert "# TYPE swimstream_consumer_lag gauge" in text
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "metric swimstream_consumer_lag could not be read, left out of the scrape: "
+        "RuntimeError: the consumer is closing"
+    ]
