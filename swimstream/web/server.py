@@ -275,6 +275,8 @@ class WebServer:
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Answer every failure as JSON and count every answer by method and status."""
         try:
+            if request.method == "POST" and request.headers.get(_FETCH_SITE) in _OTHER_SITES:
+                raise web.HTTPForbidden(reason=_CROSS_SITE)
             response = await handler(request)
         except web.HTTPException as exc:
             response = error_response(exc.status, exc.reason)
@@ -307,6 +309,20 @@ class WebServer:
         if not response.prepared:
             await _send(request, response, self.settings)
         return response
+
+
+_FETCH_SITE = "Sec-Fetch-Site"
+_OTHER_SITES = frozenset({"cross-site", "same-site"})
+_CROSS_SITE = (
+    "a POST from another site's page is refused (Sec-Fetch-Site): commands come from this "
+    "server's own pages, curl, or a client that is no browser"
+)
+"""A page of another site could otherwise send commands through the browser of anyone
+who can reach this port (a form or ``fetch`` posting ``text/plain`` needs no CORS
+preflight, and a POST takes any content type): the browser says where a request comes
+from, and only this origin's pages (the dashboard) and requests no page made (``none``,
+or no header: curl, another service) may command. Reads need no such check: without CORS
+headers a page of another origin cannot read the answer."""
 
 
 async def _send(request: web.Request, response: web.StreamResponse, settings: WebSettings) -> None:

@@ -153,3 +153,20 @@ class EventReader:
                     name = value
                 elif key == "data":
                     data.append(value)
+
+
+def request_head(method: str, path: str, body: bytes, coding: str | None = "gzip") -> bytes:
+    """A keep-alive request's line and headers, announcing ``body`` coded as ``coding``."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", f"Content-Length: {len(body)}"]
+    if coding:
+        lines.append(f"Content-Encoding: {coding}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def answer_of(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status and headers of one answer off a raw connection (its body read)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status, *lines = head.decode().strip().split("\r\n")
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status.split()[1]), headers

@@ -61,3 +61,24 @@ async def test_the_dashboard_lists_routes_and_shows_a_lane_changing_live(
             await page.locator('.agents li[data-node="/tower/t2"]').click()
             await expect(page.locator("#command-lane option")).to_have_text(["summary", "attach"])
             assert not problems, problems
+
+
+async def test_a_page_of_another_site_cannot_send_commands_through_the_browser(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """A page may post ``text/plain`` to any address without a CORS preflight: a page of
+    another site (here ``localhost``, the server being ``127.0.0.1``) has its POST
+    refused; the dashboard's own origin sends the same one through."""
+    async with serve() as served, open_chromium(tmp_path / "profile") as context:
+        page = await first_page(context)
+        post = """async url => {
+            await fetch(url, {method: "POST", mode: "no-cors", body: '{"temp": 6.6}'});
+        }"""
+        target = served.server.url + "/device/9?lane=status"
+        await page.goto(served.server.url.replace("127.0.0.1", "localhost") + "/healthz")
+        await page.evaluate(post, target)
+        await page.goto(served.server.url + "/healthz")
+        await page.evaluate(post, served.server.url + "/device/8?lane=status")
+        await served.plane.settle()
+        assert not served.plane.is_active("/device/9")
+        assert served.plane.get("/device/8", "status") == {"temp": 6.6}
