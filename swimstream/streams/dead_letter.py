@@ -50,6 +50,27 @@ log = logging.getLogger("swimstream.dead_letter")
 REASON_LIMIT = 1000
 """Reasons are cut to this many characters: a header is no place for a novel."""
 
+LETTER_HEADERS = frozenset(
+    "swimstream." + name
+    for name in (
+        "error",
+        "error.type",
+        "origin.topic",
+        "origin.partition",
+        "origin.offset",
+        "origin.id",
+        "route",
+        "headers.unreadable",
+        "value.dropped",
+        "headers.dropped",
+        "key.dropped",
+    )
+)
+"""The headers a dead letter gets. A record replayed from the dead-letter topic that
+fails again came with an earlier letter's: they are left out, so that each name is in a
+letter once, saying what this failure was (a reader taking the first would have read the
+earlier one)."""
+
 
 def reason_of(error: BaseException) -> str:
     """One line saying why a record failed (the user's exception for callback errors)."""
@@ -111,7 +132,7 @@ class DeadLetters:
             error.__cause__ if isinstance(error, CallbackError) and error.__cause__ else error
         )
         try:
-            kept = list(record.headers() or ())
+            kept = [h for h in record.headers() or () if h[0] not in LETTER_HEADERS]
             unreadable = None
         except Exception as exc:
             # confluent-kafka decodes each header name as UTF-8 and raises on another
