@@ -100,6 +100,8 @@ class SentRecord:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+    header_list: list[tuple[str, bytes]] = field(default_factory=list)
+    """The headers as given, in order, a name given twice twice (``headers`` keeps the last)."""
 
 
 class MemorySink:
@@ -125,7 +127,8 @@ class MemorySink:
     ) -> None:
         self.produced += 1
         if self._keep:
-            self.records.append(SentRecord(topic, key, value, dict(headers or ())))
+            listed = list(headers or ())
+            self.records.append(SentRecord(topic, key, value, dict(listed), listed))
         if on_delivery is not None:
             self._reports.append(on_delivery)
 

@@ -79,6 +79,7 @@ answers gets a clean leave (acknowledgements sent, the group left) although the 
 used up the drain; one that does not is left behind after that. (The sinks have flushed
 up to the deadline by then: they close in what is left.)"""
 
+
 class StoppedStarting(Exception):
     """Stop was asked for before the start was done (waiting for the broker, restoring):
     raised by :meth:`Service.start`, after which :meth:`Service.close` closes what it

@@ -9,7 +9,6 @@ import pytest
 
 from swimstream.metrics import MetricsRegistry
 from swimstream.ratelimit import LOG_INTERVAL
-from swimstream.streams.connector import DeliveryCallback
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.testing import MemoryRecord, MemorySink
 
@@ -78,34 +77,15 @@ def test_a_burst_that_ended_is_reported_whole_once_its_interval_is_over(
     ]
 
 
-class HeaderListSink(MemorySink):
-    """Keeps each record's headers as the list they were produced as (repeats and all)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.header_lists: list[list[tuple[str, bytes]]] = []
-
-    def produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-        on_delivery: DeliveryCallback | None = None,
-    ) -> None:
-        self.header_lists.append(list(headers or ()))
-        super().produce(topic, key, value, headers, on_delivery)
-
-
 def test_a_record_dead_lettered_again_carries_this_failure_s_headers_once() -> None:
     """A record replayed from the dead-letter topic came with an earlier letter's
     headers: the new letter names each once, saying this failure, and keeps the rest."""
-    sink = HeaderListSink()
+    sink = MemorySink()
     dead = DeadLetters(sink, "app.dead-letter", MetricsRegistry())  # type: ignore[arg-type]  # produces only
     dead.send(MemoryRecord("in", 0, 7, b"k", b"{"), ValueError("not JSON"))
-    earlier = [*sink.header_lists[0], ("trace", b"t-1")]
+    earlier = [*sink.records[0].header_list, ("trace", b"t-1")]
     dead.send(MemoryRecord("in", 1, 40, b"k", b"{", earlier), KeyError("tower"))
-    again = sink.header_lists[1]
+    again = sink.records[1].header_list
     names = [name for name, _ in again]
     assert len(names) == len(set(names)), names
     assert dict(again)["swimstream.error"] == b"KeyError: 'tower'"
