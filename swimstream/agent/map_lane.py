@@ -190,9 +190,14 @@ class MapLane(Lane, Generic[K, V]):
         self._remove_ops(lambda: self._map.drop(count))
 
     def _remove_ops(self, make_ops: Callable[[], list[MapRemove]]) -> None:
+        # Every remove is made at once: all are streamed before the first ``on_remove``,
+        # as ``clear`` streams its op first, so one that raises cannot leave the rest
+        # removed here and kept by the replicas.
         before = self._map.to_dict()
-        for op in make_ops():
+        ops = make_ops()
+        for op in ops:
             self._emit(op)
+        for op in ops:
             self._fire_remove(op.key, before[op.key])
 
     def _evict(self) -> None:
