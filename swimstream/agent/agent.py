@@ -334,6 +334,8 @@ class Agent:
 
         Pending timers survive passivation and restarts; ``args`` must be JSON values.
         """
+        if not delay == delay:  # NaN: due at a time no clock reaches, ahead of every timer
+            raise ValueError(f"delay must be a number of seconds, got {delay}")
         name = callback_name(self, fn, "a timer callback")
         assert name is not None
         return self._context.schedule(delay, name, args, None)
@@ -347,7 +349,7 @@ class Agent:
         was stored), that timer is re-armed: next due ``period`` seconds from now, then
         every ``period``.
         """
-        if period <= 0:
+        if not period > 0:  # (NaN too, as in ``schedule``)
             raise ValueError(f"period must be positive, got {period}")
         name = callback_name(self, fn, "a timer callback")
         assert name is not None

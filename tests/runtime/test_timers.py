@@ -406,3 +406,20 @@ async def test_a_repeating_timer_keeps_time_with_the_advances(
             if plane.get(node, "ticks") != step * per_advance:
                 late.append((step * per_advance, plane.get(node, "ticks")))
         assert late[:2] == []
+
+
+@pytest.mark.timeout(10)
+async def test_a_timer_due_after_nan_seconds_fails_its_callback_and_stops_no_other() -> None:
+    """A NaN delay (from a record's JSON, which may hold NaN) made a timer due at NaN,
+    which no time ever reaches nor passes: at the heap's top it kept every other timer
+    of the plane from firing, and the timer task spun without yielding (a test hung)."""
+    async with open_plane({"/alarm/:id": Alarm}) as plane:
+        await plane.command("/alarm/a", "arm", {"delay": float("nan"), "label": "never"})
+        await plane.command("/alarm/b", "arm", {"delay": 5.0, "label": "rung"})
+        await plane.settle()
+        await plane.advance(10.0)
+        assert [label for label, _ in plane.get("/alarm/a", "fired")] == ["beat"]
+        assert [label for label, _ in plane.get("/alarm/b", "fired")] == ["rung", "beat"]
+        assert "delay must be a number of seconds" in str(plane.failures.last_error)
+        with pytest.raises(ValueError, match="period must be positive"):
+            plane.agent("/alarm/a").every(float("nan"), plane.agent("/alarm/a").heartbeat)  # type: ignore[attr-defined]
