@@ -116,12 +116,22 @@ class DemandMapLane(_DemandLane, Generic[K, V]):
             self._emit(MapRemove(self._stamp(), key))
 
     def _cued(self, keys: Iterable[Any]) -> None:
+        """Compute and stream each key cued since the last turn. A key whose ``on_cue``
+        raises does not stop the others (the first error is raised at the end): the
+        cues were taken all at once, and the keys left behind it were never streamed."""
         if not self._uplinks:
             return
+        failed: CallbackError | None = None
         for key in keys:
-            value = self._compute("on_cue", key)
+            try:
+                value = self._compute("on_cue", key)
+            except CallbackError as exc:
+                failed = failed or exc
+                continue
             stamp = self._stamp()
             self._emit(MapRemove(stamp, key) if value is None else MapPut(stamp, key, value))
+        if failed is not None:
+            raise failed
 
     def _entries(self) -> list[tuple[Any, Any]]:
         keys: Iterable[Any] = self._compute("on_sync") or ()

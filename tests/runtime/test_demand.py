@@ -80,3 +80,46 @@ async def test_a_link_syncs_a_fresh_value_and_each_burst_of_cues_computes_once()
         calls = expensive.calls  # type: ignore[attr-defined]
         assert calls["report"] - before["report"] == 1  # the cues coalesced into one computation
         assert calls["per_key"] - before["per_key"] == 1
+
+
+class Shelves(Agent):
+    stock = ValueLane[dict[str, int]](default={})
+    levels = DemandMapLane[int, int]()
+
+    @stock.on_set
+    def stock_changed(self, new: dict[str, int], old: dict[str, int]) -> None:
+        for shelf in (1, 2, 3):
+            self.levels.cue(shelf)
+
+    @levels.on_cue
+    def level(self, shelf: int) -> int | None:
+        if shelf == 1 and self.stock.get().get("broken"):
+            raise RuntimeError("shelf 1 cannot be read")
+        return self.stock.get().get("n", 0) * shelf
+
+    @levels.on_sync
+    def shelves(self) -> list[int]:
+        return [1, 2, 3]
+
+
+class ShelfViewer(Agent):
+    watch = CommandLane[str]()
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.link = self.map_downlink(node, "levels")
+
+
+async def test_a_cued_key_whose_on_cue_raises_keeps_no_other_cued_key_from_its_links() -> None:
+    """The keys cued together are computed in one turn: one whose ``on_cue`` raised
+    took the others with it, taken from the cues and never streamed, and the links
+    showed their old values until they were cued again."""
+    async with open_plane({"/shelves/:id": Shelves, "/viewer/:id": ShelfViewer}) as plane:
+        await plane.command("/shelves/s", "stock", {"n": 1})
+        await plane.command("/viewer/v", "watch", "/shelves/s")
+        await plane.settle()
+        await plane.command("/shelves/s", "stock", {"n": 5, "broken": 1})
+        await plane.settle()
+        assert plane.failures.count == 1
+        link = plane.agent("/viewer/v").link  # type: ignore[attr-defined]
+        assert link.to_dict() == {1: 1, 2: 10, 3: 15}
