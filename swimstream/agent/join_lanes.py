@@ -124,9 +124,11 @@ class _JoinLane(Lane, Generic[K, V]):
         # (no route, no such lane, a lane of the other kind, an agent whose stored state
         # no longer loads) raises here, and the key keeps its old link and entries.
         downlink = self._agent._open_link(node_uri, lane, {}, (self.name, key), map_like)
-        if link_id is not None:
-            self._unjoin(key)
-        self._links[key] = downlink.id
+        try:
+            if link_id is not None:
+                self._unjoin(key)
+        finally:  # (an ``on_remove`` that raised there leaves the new link the key's)
+            self._links[key] = downlink.id
 
     def _unjoin(self, key: Any) -> Downlink | None:
         link_id = self._links.pop(key, None)
@@ -250,8 +252,14 @@ class JoinMapLane(_JoinLane[K, V]):
         """Closing a link, by ``remove`` or by joining its key to another map, lets go
         of the entries it brought: none of them would ever change or leave again."""
         downlink = super()._unjoin(key)
+        failed: CallbackError | None = None  # (an ``on_remove`` that raises stops no other)
         for entry in [k for k, origin in self._origin.items() if origin == key]:
-            self._fall_back(entry)
+            try:
+                self._fall_back(entry)
+            except CallbackError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return downlink
 
     def _adopt(self, key: Any, downlink: Downlink) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from swimstream import Agent, CommandLane, MapLane
+from swimstream import Agent, CommandLane, JoinMapLane, MapLane
 from swimstream.testing import open_plane
 
 
@@ -46,3 +46,70 @@ async def test_a_take_or_drop_whose_on_remove_raises_reaches_the_replicas(
         assert plane.get("/shelf/1", "items") == ({"d": 1} if "drop" in command else {"a": 1})
         replica = plane.agent("/reader/r").link  # type: ignore[attr-defined]
         assert dict(replica.items()) == plane.get("/shelf/1", "items")
+
+
+class Store(Agent):
+    stock = JoinMapLane[str, int]()
+    sources = CommandLane[str]()
+    drop = CommandLane[str]()
+
+    @sources.on_command
+    def on_source(self, node: str) -> None:
+        self.stock.join(node, node, "items")
+
+    @drop.on_command
+    def on_drop(self, node: str) -> None:
+        self.stock.remove(node)
+
+    @stock.on_remove
+    def stock_removed(self, key: str, old: int) -> None:
+        if key == "a":
+            raise RuntimeError("on_remove fails")
+
+
+async def test_a_join_map_link_removed_drops_all_its_entries_when_an_on_remove_raises() -> None:
+    """Removing a link lets go of its entries one by one: an ``on_remove`` that raised
+    left the entries after it in the join for good, brought by a link no longer open."""
+    async with open_plane({**ROUTES, "/store/:id": Store}) as plane:
+        for key in "abc":
+            await plane.command("/shelf/1", "items", {"update": key, "value": 1})
+        await plane.command("/store/s", "sources", "/shelf/1")
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {"a": 1, "b": 1, "c": 1}
+        await plane.command("/store/s", "drop", "/shelf/1")
+        await plane.settle()
+        assert plane.failures.count == 1
+        assert plane.get("/store/s", "stock") == {}
+
+
+class Rejoining(Store):
+    move = CommandLane[str]()
+
+    @move.on_command
+    def on_move(self, node: str) -> None:
+        self.stock.join("/shelf/1", node, "items")  # the key of the first link, elsewhere
+
+
+async def test_a_join_map_key_joined_elsewhere_takes_its_new_link_when_an_on_remove_raises() -> (
+    None
+):
+    """The old link's entries go as the key is joined to another map: an ``on_remove``
+    that raised there also left the new link, open and feeding the join, out of the
+    lane's links, where neither ``joined()`` nor ``remove`` could find it."""
+    async with open_plane({**ROUTES, "/store/:id": Rejoining}) as plane:
+        for key in "abc":
+            await plane.command("/shelf/1", "items", {"update": key, "value": 1})
+        await plane.command("/shelf/2", "items", {"update": "x", "value": 2})
+        await plane.command("/store/s", "sources", "/shelf/1")
+        await plane.settle()
+        await plane.command("/store/s", "move", "/shelf/2")
+        await plane.settle()
+        assert plane.failures.count == 1
+        assert plane.get("/store/s", "stock") == {"x": 2}
+        stock = plane.lane("/store/s", "stock")
+        assert isinstance(stock, JoinMapLane)
+        assert stock.joined() == {"/shelf/1": ("/shelf/2", "items")}
+        await plane.command("/store/s", "drop", "/shelf/1")
+        await plane.settle()
+        assert plane.get("/store/s", "stock") == {}
+        assert not plane.agent("/store/s").downlinks
