@@ -269,6 +269,8 @@ class MapLane(Lane, Generic[K, V]):
             if self._on_update is not None:
                 try:
                     self._on_update(self._agent, op.key, op.value, old)
+                except CallbackError:  # (another lane's, raised inside: reported as its own)
+                    raise
                 except Exception as exc:
                     raise self._failed("on_update") from exc
         elif isinstance(op, MapRemove):

@@ -128,5 +128,7 @@ class ValueLane(Lane, Generic[T]):
         if on_set is not None:
             try:
                 on_set(self._agent, op.value, old)
+            except CallbackError:  # (another lane's, raised inside: reported as its own)
+                raise
             except Exception as exc:
                 raise self._failed("on_set") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from swimstream import Agent, CommandLane, JoinMapLane, MapLane
+from swimstream import Agent, CommandLane, JoinMapLane, MapLane, ValueLane
 from swimstream.testing import open_plane
 
 
@@ -113,3 +113,42 @@ async def test_a_join_map_key_joined_elsewhere_takes_its_new_link_when_an_on_rem
         await plane.settle()
         assert plane.get("/store/s", "stock") == {}
         assert not plane.agent("/store/s").downlinks
+
+
+class Board(Agent):
+    notes = MapLane[str, int]()
+    latest = ValueLane[int](default=0)
+    total = ValueLane[int](default=0)
+
+    @notes.on_update
+    def note_updated(self, key: str, new: int, old: int | None) -> None:
+        self.total.set(new)
+
+    @latest.on_set
+    def latest_set(self, new: int, old: int) -> None:
+        self.total.set(new)
+
+    @total.on_set
+    def total_set(self, new: int, old: int) -> None:
+        if new < 0:
+            raise ValueError("a negative total")
+
+
+class Writer(Agent):
+    write = CommandLane[int]()
+
+    @write.on_command
+    def on_write(self, n: int) -> None:
+        self.map_downlink("/board/b", "notes")["k"] = n
+        self.downlink("/board/b", "latest").set(n)
+
+
+async def test_a_callback_failing_inside_a_write_through_is_reported_where_it_failed() -> None:
+    """A write through a link runs the owner's callbacks as a write of its own does: a
+    lane's callback that raised inside another's was reported as the outer one's, with
+    the inner report for its cause, where the owner's own write names the inner one."""
+    async with open_plane({"/board/:id": Board, "/writer/:id": Writer}) as plane:
+        await plane.command("/writer/w", "write", -1)
+        await plane.settle()
+        assert plane.failures.by_site() == {("/board/:id", "total", "on_set"): 2}
+        assert isinstance(plane.failures.last_error, ValueError)
