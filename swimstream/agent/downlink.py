@@ -434,7 +434,8 @@ class MapDownlink(Downlink):
         Every change reaches the replica before any callback runs, and a callback that
         raises does not stop the others (the first error is raised at the end): a
         delivery is taken off its link once, so a change left unapplied behind a failed
-        callback was lost for good."""
+        callback was lost for good. One that closes the link does: a join map lane took
+        the entries after it from a link it had just removed, and kept them."""
         replica = self._replica
         self._synced = True
         events: list[tuple[bool, MapKey, Any, Any]] = []  # (put?, key, new, old)
@@ -469,6 +470,8 @@ class MapDownlink(Downlink):
                     _diff(before, replica.to_dict(), events)
         failed: Exception | None = None
         for put, key, new, old in events:
+            if self._closed:  # by a callback of this delivery: the link calls back no more
+                break
             try:
                 if put:
                     self._updated(key, new, old)

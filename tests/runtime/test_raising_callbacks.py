@@ -1,5 +1,6 @@
-"""A callback that raises midway fails its message, and leaves the lane's owner and its
-replicas holding the same state: every change made before it is streamed."""
+"""A callback that raises (or closes its link) midway through a change of several parts
+fails its message only: the lane's owner and its replicas, joins included, end holding
+the same state, every part made before it streamed and none after it half done."""
 
 from __future__ import annotations
 
@@ -152,3 +153,55 @@ async def test_a_callback_failing_inside_a_write_through_is_reported_where_it_fa
         await plane.settle()
         assert plane.failures.by_site() == {("/board/:id", "total", "on_set"): 2}
         assert isinstance(plane.failures.last_error, ValueError)
+
+
+class Picky(Agent):
+    stock = JoinMapLane[str, int]()
+    sources = CommandLane[str]()
+    seen: list[str]
+
+    def on_start(self) -> None:
+        self.seen = []
+
+    @sources.on_command
+    def on_source(self, node: str) -> None:
+        self.stock.join(node, node, "items")
+
+    @stock.on_update
+    def stock_updated(self, key: str, new: int, old: int | None) -> None:
+        self.seen.append(key)
+        if key == "b":  # enough of this map: let it go
+            self.stock.remove("/shelf/1")
+
+
+class Quitter(Agent):
+    watch = CommandLane[str]()
+    seen: list[str]
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.seen = []
+        self.map_downlink(node, "items", on_update=self.item_updated)
+
+    def item_updated(self, key: str, new: int, old: int | None) -> None:
+        self.seen.append(key)
+        if key == "b":
+            for link in list(self.downlinks.values()):
+                link.close()
+
+
+async def test_a_link_closed_in_a_callback_of_its_delivery_calls_back_no_more() -> None:
+    """A delivery of several changes (a sync, or changes coalesced) went on calling back
+    after a callback closed its link: a join map lane then took the entries after it,
+    from a link removed, and held them for good."""
+    routes = {**ROUTES, "/picky/:id": Picky, "/quitter/:id": Quitter}
+    async with open_plane(routes) as plane:
+        for key in "abc":
+            await plane.command("/shelf/1", "items", {"update": key, "value": 1})
+        await plane.command("/picky/p", "sources", "/shelf/1")
+        await plane.command("/quitter/q", "watch", "/shelf/1")
+        await plane.settle()
+        assert plane.agent("/quitter/q").seen == ["a", "b"]  # type: ignore[attr-defined]
+        assert plane.agent("/picky/p").seen == ["a", "b"]  # type: ignore[attr-defined]
+        assert plane.get("/picky/p", "stock") == {}
+        assert plane.failures.count == 0
