@@ -403,17 +403,20 @@ class MapDownlink(Downlink):
     __setitem__ = put
 
     def remove(self, key: MapKey) -> None:
-        """Remove through the link."""
+        """Remove through the link. Before the link's sync, whose replica holds nothing
+        yet, the remove goes to the owner whether or not it holds the key."""
         self._check_writable()
-        if key not in self._replica:
+        present = key in self._replica
+        if not present and self._synced is not False:
             return
         old = self._replica.get(key)
         self._context().write_through(self, self._replica.remove(key))
-        self._call("on_remove", key, old)
+        if present:
+            self._call("on_remove", key, old)
 
     def __delitem__(self, key: MapKey) -> None:
         self._check_writable()  # (a closed link says so, whatever the key)
-        if key not in self._replica:
+        if key not in self._replica and self._synced is not False:
             raise KeyError(key)
         self.remove(key)
 

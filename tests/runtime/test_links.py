@@ -547,3 +547,37 @@ async def test_a_join_restored_before_its_first_delivery_gets_its_entry(
         CountBoard.gate.set()
         await plane.settle()
         assert plane.get("/board/1", "counts") == {"/hits/1": default}
+
+
+class Registry(Agent):
+    members = MapLane[str, bool]()
+
+
+class Member(Agent):
+    leave = CommandLane[str]()
+    quit = CommandLane[str]()
+
+    @leave.on_command
+    def on_leave(self, registry: str) -> None:
+        link = self.map_downlink(registry, "members")
+        link.remove(self.node_uri)  # (in the turn the link opens: not synced yet)
+
+    @quit.on_command
+    def on_quit(self, registry: str) -> None:
+        del self.map_downlink(registry, "members")[self.node_uri]
+
+
+@pytest.mark.parametrize("verb", ["leave", "quit"])
+async def test_a_remove_through_a_map_downlink_not_synced_yet_reaches_the_owner(
+    verb: str,
+) -> None:
+    """A fresh link's replica is empty until its sync arrives, in a later turn: a remove
+    through it found no such key there and did nothing (``del``: raised KeyError), where
+    a put goes through."""
+    async with open_plane({"/registry/:id": Registry, "/member/:id": Member}) as plane:
+        await plane.command("/registry/r", "members", {"update": "/member/1", "value": True})
+        await plane.command("/registry/r", "members", {"update": "/member/2", "value": True})
+        await plane.command("/member/1", verb, "/registry/r")
+        await plane.settle()
+        assert plane.failures.count == 0
+        assert plane.get("/registry/r", "members") == {"/member/2": True}
