@@ -15,6 +15,7 @@ earlier agent object set.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -108,8 +109,15 @@ class Agent:
             if name.startswith("_"):
                 raise DefinitionError(f"{cls.__name__}.{name}: lane names must not start with _")
             lane._validate(cls)
-        for hook, arity in (("on_start", 1), ("on_stop", 1)):
-            check_callback(cls, hook, getattr(cls, hook), arity, may_be_async=True)
+        check_callback(cls, "on_start", cls.on_start, 1, may_be_async=True)
+        if inspect.iscoroutinefunction(cls.on_stop):
+            # Passivation and shutdown call it and go on: its coroutine was closed
+            # unrun, and the failure reported at every passivation rather than here.
+            raise DefinitionError(
+                f"{cls.__name__}.on_stop: {cls.on_stop.__name__} is async, but on_stop must "
+                "be a plain function: the agent is unloaded as it returns"
+            )
+        check_callback(cls, "on_stop", cls.on_stop, 1, may_be_async=False)
         init = cls.__init__
         if init is not Agent.__init__:
             check_callback(cls, "__init__", init, 1, may_be_async=False)

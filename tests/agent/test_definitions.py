@@ -46,6 +46,15 @@ def test_state_change_callbacks_must_not_be_async() -> None:
             async def changed(self, new: int, old: int) -> None: ...
 
 
+def test_an_async_on_stop_is_refused_when_the_class_is_created() -> None:
+    """Passivation runs ``on_stop`` and goes on: an async one was taken here, then its
+    coroutine closed unrun at every passivation, each time a failure."""
+    with pytest.raises(DefinitionError, match=r"Flusher\.on_stop: on_stop is async"):
+
+        class Flusher(Agent):
+            async def on_stop(self) -> None: ...  # type: ignore[override]
+
+
 def test_command_callbacks_may_be_async_and_defaults_are_fine() -> None:
     class Fetcher(Agent):
         fetch = CommandLane[str]()
