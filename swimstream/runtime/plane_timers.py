@@ -8,10 +8,11 @@ passivated agent activates it again (see :mod:`.timers` for the wheel).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from swimstream.errors import AgentRestoreError, DefinitionError
+from swimstream.errors import AgentRestoreError, DefinitionError, RoutingError
 from swimstream.runtime.agent_record import check_timer_args
 from swimstream.runtime.cell import handle_timer
 from swimstream.runtime.clock import FakeClock
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from swimstream.runtime.cell import AgentCell
     from swimstream.runtime.clock import Clock
     from swimstream.runtime.timers import TimerEntry, TimerWheel
+
+log = logging.getLogger("swimstream.agent")
 
 
 class TimerDriving:
@@ -58,6 +61,12 @@ class TimerDriving:
             except AgentRestoreError:
                 # Logged when its agent failed to load. A one-shot stays pending, and
                 # stored as it was, for a start whose code loads the agent.
+                continue
+            except RoutingError as exc:
+                # A stored timer of a route a deploy removed (re-armed at start without
+                # its agent): raised, it ended the timer task. It goes, as such a link does.
+                log.warning("a stored timer of %s is dropped: %s", entry.node_uri, exc)
+                entry.cancel()
                 continue
             entry.in_flight = True
             cell.post(handle_timer, entry, None, entry.tick_finished)

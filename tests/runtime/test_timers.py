@@ -423,3 +423,28 @@ async def test_a_timer_due_after_nan_seconds_fails_its_callback_and_stops_no_oth
         assert "delay must be a number of seconds" in str(plane.failures.last_error)
         with pytest.raises(ValueError, match="period must be positive"):
             plane.agent("/alarm/a").every(float("nan"), plane.agent("/alarm/a").heartbeat)  # type: ignore[attr-defined]
+
+
+async def test_a_restored_timer_of_a_route_a_deploy_removed_is_dropped_and_the_rest_fire(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Stored timers are re-armed at start without loading their agents: one whose
+    agent's route a deploy removed raised as it fell due, and ended the plane's timer
+    task (the instance stopped), where a stored link to such a route is dropped."""
+    clock = FakeClock()
+    async with open_plane({"/alarm/:id": Alarm, "/sampler/:id": Sampler}, clock=clock) as plane:
+        await plane.command("/sampler/s", "rate", 2.0)
+        await plane.settle()
+        stored = plane.timers_of("/sampler/s")
+        await plane.close(put_away=False)
+    assert stored is not None
+    async with open_plane({"/alarm/:id": Alarm}, clock=clock) as plane:
+        start = clock.time()
+        plane.restore_timers("/sampler/s", decode_timers(stored))
+        await plane.command("/alarm/a", "arm", {"delay": 5.0, "label": "rung"})
+        await plane.advance(10.0)
+        assert plane.crashed is None
+        fired = [(label, at - start) for label, at in plane.get("/alarm/a", "fired")]
+        assert fired == [("rung", 5.0), ("beat", 10.0)]
+        assert not plane.timers.for_node("/sampler/s")
+        assert "a stored timer of /sampler/s is dropped" in caplog.text
