@@ -105,7 +105,7 @@ def read_yaml(source: str | os.PathLike[str]) -> Any:
     else:
         text = source
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as NUL
         raise ConfigError(problems=[_character_problem(exc, text)]) from None
     try:
@@ -120,6 +120,35 @@ def read_yaml(source: str | os.PathLike[str]) -> Any:
         raise ConfigError(problems=[_syntax_problem(exc)]) from None
     finally:
         loader.dispose()
+
+
+_TAG_KINDS = {
+    "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a scalar it cannot build is a syntax problem at its line.
+
+    PyYAML raises plain ``ValueError``, ``KeyError`` or ``IndexError`` for a value it
+    resolved (or was told with ``!!int``) to be of a type the text is not, such as a topic
+    ``2025-02-29`` YAML reads as a date that does not exist. The message names the type,
+    never the text, which may be a password.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError):
+            kind = _TAG_KINDS.get(node.tag, node.tag.replace("tag:yaml.org,2002:", "!!"))
+            raise yaml.constructor.ConstructorError(
+                problem=f"YAML reads this value as {kind}, but it is not a valid one "
+                "(quote it if it is text)",
+                problem_mark=node.start_mark,
+            ) from None
 
 
 def _looks_like_path(source: str) -> bool:

@@ -139,6 +139,29 @@ def test_characters_yaml_refuses_give_line_and_column() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("2025-02-29", "a date"),  # (not a leap year; YAML reads the topic as a date)
+        ("2026-01-01 25:00:00", "a date"),
+        ("!!int Hunter2", "an integer"),
+        ("!!int 0x", "an integer"),
+        ("!!float ''", "a number"),
+        ("!!bool Hunter2", "a boolean"),
+    ],
+)
+def test_a_value_yaml_cannot_build_is_a_problem_with_its_line_not_a_crash(
+    value: str, kind: str
+) -> None:
+    """PyYAML raises plain ValueError, KeyError or IndexError for these (a traceback out
+    of `swimstream check`); the value itself is not quoted, as it may be a password."""
+    text = f"app: a\nbroker:\n  settings:\n    sasl.password: {value}\n"
+    assert problems(text) == [
+        f"line 4, column 20: YAML syntax error: YAML reads this value as {kind}, "
+        "but it is not a valid one (quote it if it is text)"
+    ]
+
+
 def test_duplicate_keys_are_errors_with_both_lines() -> None:
     text = "app: a\nagents:\n  v: {class: a:B, route: /v/:id}\n  v: {class: a:C, route: /w/:id}\n"
     assert problems(text) == ["agents.v: duplicate key (line 4; first on line 3)"]
