@@ -19,6 +19,7 @@ the classes of valid agent entries even when other keys are wrong).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from swimstream.config.client_settings import SettingsCheck, usable_settings
 from swimstream.config.env import substitute
 from swimstream.config.problems import Problem, format_path, problems_from_validation
 from swimstream.config.resolve import import_agent_classes, resolve_agents
+from swimstream.config.secrets import HIDDEN, may_hold_secret
 from swimstream.config.topology import AgentConfig
 from swimstream.errors import ConfigError
 
@@ -159,12 +161,27 @@ def _is_under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith((prefix + ".", prefix + "["))
 
 
+_KEY_BEFORE = re.compile(r"""['"]?([^\s{}\[\],#'"]+)['"]?\s*:(?=\s|$)""")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
 def _syntax_problem(exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
     problem = exc.problem or "invalid YAML"
+    if mark is not None and _after_secret_key(mark):
+        # YAML quotes what it stumbled on (an alias, a tag, a character): here a secret's
+        problem = _QUOTED.sub(HIDDEN, problem)
     context = f" ({exc.context})" if exc.context else ""
     return where, f"YAML syntax error: {problem}{context}"
+
+
+def _after_secret_key(mark: yaml.Mark) -> bool:
+    """Whether a key that may hold a secret comes before ``mark`` on its line."""
+    text = mark.buffer or ""
+    line_start = text.rfind("\n", 0, mark.pointer) + 1
+    before = text[line_start : mark.pointer]
+    return any(may_hold_secret(key) for key in _KEY_BEFORE.findall(before))
 
 
 def _character_problem(exc: yaml.reader.ReaderError, text: str) -> Problem:

@@ -65,6 +65,12 @@ def is_secret_setting(name: str) -> bool:
     return name in SECRET_SETTINGS or _SECRET_WORDS.search(name) is not None
 
 
+def may_hold_secret(key: str) -> bool:
+    """Whether a key of that name may hold a secret wherever it is: a YAML syntax error
+    is found before there are key paths to judge by :func:`is_secret_path`."""
+    return is_secret_setting(key) or any(key == secret[-1] for secret in PULSAR_SECRET_KEYS)
+
+
 def holds_secrets(loc: Sequence[int | str]) -> bool:
     """Whether the document value at ``loc`` is ``broker.settings`` or
     ``broker.pulsar.authentication``, or lies in one: a value there may be a secret, or,

@@ -50,6 +50,25 @@ def _problems(settings_yaml: str) -> list[str]:
             "broker.settings['ssl.key.password']: the default of ${...:-...} holds a "
             "reference; a default is plain text (nested references are not supported)",
         ),
+        # YAML's own errors quote what they stumbled on: an alias, a tag, a character.
+        (
+            f"  settings:\n    sasl.password: *{SECRET}\n",
+            "line 5, column 20: YAML syntax error: found undefined alias [hidden]",
+        ),
+        (
+            f"  settings: {{ssl.key.password: !{SECRET} x}}\n",
+            "line 4, column 32: YAML syntax error: could not determine a constructor "
+            "for the tag [hidden]",
+        ),
+        (
+            f"  settings:\n    sasl.password: |{SECRET}\n",
+            "line 5, column 21: YAML syntax error: expected chomping or indentation "
+            "indicators, but found [hidden] (while scanning a block scalar)",
+        ),
+        (
+            f"  pulsar:\n    authentication: {{token: *{SECRET}}}\n",
+            "line 5, column 29: YAML syntax error: found undefined alias [hidden]",
+        ),
     ],
 )
 def test_a_mistyped_secret_setting_is_named_without_its_value(
@@ -58,6 +77,12 @@ def test_a_mistyped_secret_setting_is_named_without_its_value(
     found = _problems(settings_yaml)
     assert found == [expected]
     assert not any(SECRET in line or NAME_SHAPED_SECRET in line for line in found)
+
+
+def test_yaml_quotes_what_it_stumbled_on_in_another_setting() -> None:
+    assert _problems("  settings:\n    linger.ms: *fast\n") == [
+        "line 5, column 16: YAML syntax error: found undefined alias 'fast'"
+    ]
 
 
 def test_a_reference_in_another_setting_is_still_quoted() -> None:
