@@ -120,6 +120,16 @@ def read_yaml(source: str | os.PathLike[str]) -> Any:
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(problems=[_syntax_problem(exc)]) from None
+    except RecursionError:  # (PyYAML reads each level of nesting by recursion)
+        raise ConfigError(
+            problems=[
+                (
+                    "",
+                    "the YAML is nested too deeply to read "
+                    "(lists or mappings hundreds of levels deep)",
+                )
+            ]
+        ) from None
     finally:
         loader.dispose()
 

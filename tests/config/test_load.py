@@ -162,6 +162,13 @@ def test_a_value_yaml_cannot_build_is_a_problem_with_its_line_not_a_crash(
     ]
 
 
+def test_a_document_nested_too_deeply_to_read_is_a_problem_not_a_crash() -> None:
+    """PyYAML reads nesting by recursion: thousands of levels raised RecursionError."""
+    assert problems("app: a\nx: " + "[" * 3000 + "]" * 3000 + "\n") == [
+        "the YAML is nested too deeply to read (lists or mappings hundreds of levels deep)"
+    ]
+
+
 def test_duplicate_keys_are_errors_with_both_lines() -> None:
     text = "app: a\nagents:\n  v: {class: a:B, route: /v/:id}\n  v: {class: a:C, route: /w/:id}\n"
     assert problems(text) == ["agents.v: duplicate key (line 4; first on line 3)"]
