@@ -145,7 +145,10 @@ def _check_agent_routes(config: AppConfig, problems: list[Problem]) -> RouteTabl
         except InvalidRouteError:
             other = routes.get(agent.route)
             problems.append(
-                (f"agents.{name}.route", f"matches the same URIs as agents.{other}.route")
+                (
+                    format_path(["agents", name, "route"]),
+                    f"matches the same URIs as {format_path(['agents', str(other), 'route'])}",
+                )
             )
     return routes
 
@@ -234,7 +237,8 @@ def _check_sinks(config: AppConfig, routes: RouteTable[str], problems: list[Prob
                 problems.append(
                     (
                         f"sinks[{index}].from",
-                        f"write the route as agents.{agent} does: {config.agents[agent].route}",
+                        f"write the route as {format_path(['agents', agent])} does: "
+                        f"{config.agents[agent].route}",
                     )
                 )
             identity = (str(sink.from_), sink.topic)

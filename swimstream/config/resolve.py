@@ -172,16 +172,16 @@ def _lane_problem(
 ) -> str | None:
     """What is wrong with a source feeding, or a sink reading, ``lane`` of ``agent``."""
     lanes: Mapping[str, Any] = classes[agent].__swim_lanes__
+    where = format_path(["agents", agent])
     if lane not in lanes:
         known = ", ".join(sorted(lanes)) or "none"
         return (
-            f"agents.{agent} ({config.agents[agent].class_path}) has no lane {lane!r}; "
-            f"its lanes: {known}"
+            f"{where} ({config.agents[agent].class_path}) has no lane {lane!r}; its lanes: {known}"
         )
     kind = getattr(lanes[lane], "kind", None)
     if for_source and kind != "command":
         shown = kind.replace("_", " ") if isinstance(kind, str) else "unknown"
-        return f"lane {lane!r} of agents.{agent} is a {shown} lane; a source feeds a command lane"
+        return f"lane {lane!r} of {where} is a {shown} lane; a source feeds a command lane"
     if not for_source and kind in _NOT_SINKABLE:
-        return f"lane {lane!r} of agents.{agent} {_NOT_SINKABLE[kind]} and has no changes to sink"
+        return f"lane {lane!r} of {where} {_NOT_SINKABLE[kind]} and has no changes to sink"
     return None

@@ -89,6 +89,18 @@ def test_agents_whose_routes_overlap_are_refused() -> None:
     ]
 
 
+def test_agents_with_dotted_names_are_named_by_their_key_paths() -> None:
+    agents = {
+        "fleet.vehicle": {"class": "a:B", "route": "/vehicle/:id"},
+        "fleet.car": {"class": "a:C", "route": "/vehicle/:car"},
+    }
+    sinks = [{"from": "/vehicle/:vid#alerts", "topic": "t"}]
+    assert problems(document(agents=agents, sources=[], sinks=sinks)) == [
+        "agents['fleet.car'].route: matches the same URIs as agents['fleet.vehicle'].route",
+        "sinks[0].from: write the route as agents['fleet.vehicle'] does: /vehicle/:id",
+    ]
+
+
 @pytest.mark.parametrize(
     "route",
     [

@@ -116,6 +116,25 @@ def test_a_source_lane_is_checked_on_the_agent_its_route_reaches() -> None:
     ]
 
 
+def test_a_lane_problem_names_a_dotted_agent_by_its_key_path() -> None:
+    """As every key path does: agents.fleet.vehicle would read as key vehicle of agent fleet."""
+    agents = {"fleet.vehicle": {"class": "tests.config.standins:Vehicle", "route": "/vehicle/:id"}}
+    sources = [{"topic": "p", "route": "/vehicle/{key}", "lane": "status"}]
+    sinks = [{"from": "/vehicle/:id#alert", "topic": "out"}]
+    assert resolve_problems(agents=agents, sources=sources, sinks=sinks) == [
+        (
+            "sources[0].lane",
+            "lane 'status' of agents['fleet.vehicle'] is a value lane; "
+            "a source feeds a command lane",
+        ),
+        (
+            "sinks[0].from",
+            "agents['fleet.vehicle'] (tests.config.standins:Vehicle) has no lane 'alert'; "
+            "its lanes: alerts, forecast, position, status",
+        ),
+    ]
+
+
 @pytest.mark.parametrize(
     ("lane", "message"),
     [
