@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator
 
-from swimstream.config.secrets import is_setting_name, shown_setting_name
+from swimstream.config.secrets import is_secret_setting, is_setting_name, shown_setting_name
 from swimstream.config.values import TypeDoc
 from swimstream.errors import ConfigError
 
@@ -90,6 +90,13 @@ _NOT_UTF8 = (
 )
 
 
+_SECRET_NOT_TEXT = (
+    "a secret is text, but YAML read this one as a number or boolean, which may not be "
+    "what was written (01234567 is the octal number 342391, 1.10 is 1.1, yes is true): "
+    "quote it"
+)
+
+
 def _encodable(setting: str | int | float | bool) -> bool:
     """Whether the client library can take ``setting``: Python reads an environment
     variable's bytes that are not UTF-8 as lone surrogates, which confluent-kafka
@@ -116,6 +123,9 @@ def _check_settings(value: Any) -> Any:
             problems.append((path, f"set by swimstream {RESERVED_SETTINGS[name]}; remove it"))
         elif not isinstance(setting, str | int | float | bool):
             problems.append((path, "must be a string, number or boolean"))
+        elif is_secret_setting(str(name)) and not isinstance(setting, str):
+            # (the client would send the number's digits: another password than written)
+            problems.append((path, _SECRET_NOT_TEXT))
         elif not _encodable(setting):
             problems.append((path, _NOT_UTF8))
     if problems:

@@ -104,6 +104,24 @@ def test_a_secret_from_the_environment_passes() -> None:
         )
 
 
+@pytest.mark.parametrize("written", ["01234567", "1.10", "1_000", "12:30", "yes", "0x1F"])
+def test_a_secret_yaml_reads_as_no_text_is_refused_for_the_text_it_changed(
+    written: str,
+) -> None:
+    """YAML 1.1 reads 01234567 as an octal number (342391), 1.10 as 1.1, yes as true: the
+    client would send that, and the login fail at run, with no word of the YAML."""
+    assert _problems(f"  settings:\n    sasl.password: {written}\n") == [
+        "broker.settings['sasl.password']: a secret is text, but YAML read this one as a "
+        "number or boolean, which may not be what was written (01234567 is the octal "
+        "number 342391, 1.10 is 1.1, yes is true): quote it"
+    ]
+
+
+def test_a_number_in_another_setting_passes() -> None:
+    with pytest.raises(AssertionError, match="valid"):
+        _problems("  settings: {linger.ms: 5, socket.keepalive.enable: yes}\n")
+
+
 @pytest.mark.parametrize(
     "name",
     [
