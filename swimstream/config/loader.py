@@ -18,6 +18,7 @@ the classes of valid agent entries even when other keys are wrong).
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from collections.abc import Mapping
@@ -100,8 +101,8 @@ def read_yaml(source: str | os.PathLike[str]) -> Any:
     if isinstance(source, os.PathLike) or _looks_like_path(source):
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = _decoded(path.read_bytes())
+        except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ConfigError(problems=[(str(path), f"cannot read: {reason}")]) from None
     else:
@@ -161,6 +162,27 @@ class _Loader(yaml.SafeLoader):
                 "(quote it if it is text)",
                 problem_mark=node.start_mark,
             ) from None
+
+
+def _decoded(data: bytes) -> str:
+    """The text of a YAML file: UTF-8, or UTF-16 behind its byte order mark (YAML
+    readers take both; Windows PowerShell writes UTF-16). ``ValueError`` says where a
+    byte is not UTF-8, by line and column rather than by offset in the file."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ValueError("not UTF-16 text, as its byte order mark says") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        raise ValueError(
+            f"byte 0x{data[exc.start]:02x} at line {line}, column {column} is not UTF-8 "
+            "(save the file as UTF-8)"
+        ) from None
 
 
 def _looks_like_path(source: str) -> bool:

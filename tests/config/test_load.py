@@ -194,6 +194,27 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     assert caught.value.problems == [(str(missing), "cannot read: No such file or directory")]
 
 
+def test_a_file_in_utf16_with_its_byte_order_mark_loads(tmp_path: Path) -> None:
+    """YAML readers must take UTF-16 too: Windows PowerShell writes it (`> app.yaml`)."""
+    path = tmp_path / "app.yaml"
+    path.write_text(DESIGN_EXAMPLE, encoding="utf-16")
+    assert load_config(path, {}).app == "traffic"
+
+
+def test_bytes_that_are_not_utf8_are_named_by_line_and_column(tmp_path: Path) -> None:
+    """Not by byte offset: "can't decode byte 0xe9 in position 4213" in a long file."""
+    path = tmp_path / "app.yaml"
+    path.write_bytes("app: x\n# caf\u00e9\nbroker: {}\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert caught.value.problems == [
+        (
+            str(path),
+            "cannot read: byte 0xe9 at line 2, column 6 is not UTF-8 (save the file as UTF-8)",
+        )
+    ]
+
+
 def test_read_yaml_follows_anchors_and_merge_keys() -> None:
     text = "base: &b {kind: kafka}\nbroker:\n  <<: *b\n  bootstrap: h:1\n"
     assert read_yaml(text) == {
