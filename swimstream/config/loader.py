@@ -9,8 +9,8 @@ The steps, each reporting every problem it finds as ``path: message``:
 4. when the caller passes a :data:`~swimstream.config.SettingsCheck`, have the client
    library check ``broker.settings`` (names and values it refuses; nothing connects).
 
-Problems of steps 2 to 4 are reported together; a value whose variable is unset is
-not also reported as invalid. Agent classes are imported only by
+Duplicate keys and the problems of steps 2 to 4 are reported together; a value whose
+variable is unset is not also reported as invalid. Agent classes are imported only by
 :func:`~swimstream.config.resolve.resolve_agents`, a separate step, so loading a
 configuration runs no user code (:func:`check_config`, which is that step too, imports
 the classes of valid agent entries even when other keys are wrong).
@@ -52,7 +52,14 @@ def load_config(
     values; pass ``os.environ`` from the entry point, or a dict in tests.
     ``settings_check`` has the client library check ``broker.settings`` too.
     """
-    return parse_config(read_yaml(source), env, settings_check)
+    document, duplicates = _read_document(source)
+    try:
+        config = parse_config(document, env, settings_check)
+    except ConfigError as exc:
+        raise ConfigError(problems=duplicates + exc.problems) from None
+    if duplicates:
+        raise ConfigError(problems=duplicates)
+    return config
 
 
 def parse_config(
@@ -97,7 +104,18 @@ def _refused_settings(data: Any, settings_check: SettingsCheck | None) -> list[P
 
 
 def read_yaml(source: str | os.PathLike[str]) -> Any:
-    """The document in a YAML file or text; :class:`ConfigError` on unreadable input."""
+    """The document in a YAML file or text; :class:`ConfigError` on unreadable input,
+    or on keys given twice in one mapping."""
+    document, duplicates = _read_document(source)
+    if duplicates:
+        raise ConfigError(problems=duplicates)
+    return document
+
+
+def _read_document(source: str | os.PathLike[str]) -> tuple[Any, list[Problem]]:
+    """The document, and its duplicate keys: problems to report with the others (the
+    last of the keys is the one the document holds), as the document reads all the same.
+    """
     if isinstance(source, os.PathLike) or _looks_like_path(source):
         path = Path(source)
         try:
@@ -114,11 +132,9 @@ def read_yaml(source: str | os.PathLike[str]) -> Any:
     try:
         node = loader.get_single_node()
         if node is None:
-            return None
+            return None, []
         duplicates = _duplicate_keys(node, [], set())
-        if duplicates:
-            raise ConfigError(problems=duplicates)
-        return loader.construct_document(node)
+        return loader.construct_document(node), duplicates
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(problems=[_syntax_problem(exc)]) from None
     except RecursionError:  # (PyYAML reads each level of nesting by recursion)
@@ -330,7 +346,7 @@ def _document_or_none(path: Path) -> Mapping[str, Any] | None:
     """The YAML document at ``path`` when it is a mapping (for the checks run beside
     other problems: a file that is not one was reported already)."""
     try:
-        document = read_yaml(path)
+        document = _read_document(path)[0]
     except ConfigError:
         return None
     return document if isinstance(document, Mapping) else None

@@ -170,8 +170,24 @@ def test_a_document_nested_too_deeply_to_read_is_a_problem_not_a_crash() -> None
 
 
 def test_duplicate_keys_are_errors_with_both_lines() -> None:
-    text = "app: a\nagents:\n  v: {class: a:B, route: /v/:id}\n  v: {class: a:C, route: /w/:id}\n"
+    text = (
+        "app: a\nagents:\n  v: {class: a:B, route: /v/:id}\n  v: {class: a:C, route: /w/:id}\n"
+        "broker: {bootstrap: 'h:1'}\n"
+    )
     assert problems(text) == ["agents.v: duplicate key (line 4; first on line 3)"]
+
+
+def test_duplicate_keys_are_reported_with_the_other_problems() -> None:
+    """A duplicate key held back every other problem until it was fixed, as if the
+    document could not be read, though it reads."""
+    text = (
+        "app: a\napp: b\nbroker: {bootstrap: 'h:1'}\n"
+        "agents: {v: {class: a:B, route: /v/:id}}\nprocesing: {}\n"
+    )
+    assert problems(text) == [
+        "app: duplicate key (line 2; first on line 1)",
+        "procesing: unknown key; did you mean 'processing'?",
+    ]
 
 
 @pytest.mark.parametrize(
