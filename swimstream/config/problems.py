@@ -128,7 +128,11 @@ def key_text(key: Any) -> str:
     return str(key)
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
+    """``value`` for a message, shortened: a date YAML read as written (not Python's
+    ``datetime.date(2026, 1, 1)``), anything else as its ``repr``."""
+    if isinstance(value, date):
+        return f"{value.isoformat()}, which YAML reads as a date (quote it to keep it text)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -144,7 +148,7 @@ def _kind(value: Any, *, secret: bool = False) -> str:
         return "a mapping"
     if isinstance(value, list | tuple):
         return "a list"
-    return _shown(value)
+    return shown_value(value)
 
 
 def _article(type_name: str) -> str:
@@ -153,7 +157,7 @@ def _article(type_name: str) -> str:
 
 
 def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else _shown(value)
+    return f"{value:g}" if isinstance(value, float) else shown_value(value)
 
 
 _EXPECTED = {
@@ -184,7 +188,7 @@ def _message(error: ErrorDetails, root: type[BaseModel], loc: list[int | str]) -
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind == "literal_error":
-        return f"expected {ctx['expected']}, got {_shown(value)}"
+        return f"expected {ctx['expected']}, got {shown_value(value)}"
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {_kind(value, secret=holds_secrets(loc))}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
@@ -201,7 +205,7 @@ def _message(error: ErrorDetails, root: type[BaseModel], loc: list[int | str]) -
         minimum = ctx.get("min_length")
         return "must not be empty" if minimum == 1 else f"needs at least {minimum} entries"
     message = error["msg"]
-    return f"{message[:1].lower()}{message[1:]}, got {_shown(value)}"
+    return f"{message[:1].lower()}{message[1:]}, got {shown_value(value)}"
 
 
 def _unknown_key(root: type[BaseModel], loc: list[int | str]) -> str:

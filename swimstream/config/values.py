@@ -19,6 +19,7 @@ from pydantic import BaseModel as _BaseModel
 from pydantic_core import PydanticCustomError
 
 from swimstream.config.env import Substituted
+from swimstream.config.problems import shown_value
 from swimstream.routing import RoutePattern, RouteTemplate
 
 
@@ -61,9 +62,9 @@ def parse_duration(value: Any) -> float:
             seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
     if seconds is not None and math.isfinite(seconds):
         return seconds
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     raise ValueError(
-        f"expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), got {shown}"
+        "expected a duration such as 100ms, 5s, 2m or 1h (a bare number is seconds), "
+        f"got {shown_value(value)}"
     )
 
 

@@ -331,6 +331,28 @@ agents:
     ]
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "dead_letter: 2026-01-01",
+            "dead_letter: expected a string, got 2026-01-01, which YAML reads as a date "
+            "(quote it to keep it text)",
+        ),
+        (
+            "processing: {commit_interval: 2026-01-01 12:00:00}",
+            "processing.commit_interval: expected a duration such as 100ms, 5s, 2m or 1h "
+            "(a bare number is seconds), got 2026-01-01T12:00:00, which YAML reads as a date "
+            "(quote it to keep it text)",
+        ),
+    ],
+)
+def test_a_value_yaml_reads_as_a_date_is_shown_as_written(line: str, expected: str) -> None:
+    """Not as Python spells it: datetime.date(2026, 1, 1) is no text of the YAML."""
+    text = "app: t\nbroker: {bootstrap: 'k:1'}\nagents: {v: {class: 'a:B', route: /v/:id}}\n"
+    assert problems(text + line + "\n") == [expected]
+
+
 def test_an_unset_variable_under_a_boolean_key_is_named_at_that_key() -> None:
     text = 'app: t\nbroker: {bootstrap: "k:1", settings: {off: "${X}"}}\nagents: {}\n'
     assert problems(text)[0] == (
