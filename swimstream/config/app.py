@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from swimstream.config.broker import BrokerConfig, Protocol
 from swimstream.config.problems import format_path
+from swimstream.config.pulsar_client import PulsarClientConfig
 from swimstream.config.service import MeshConfig, ProcessingConfig, StoreConfig, WebConfig
 from swimstream.config.topology import AgentConfig, SinkConfig, SourceConfig
 from swimstream.config.values import (
@@ -131,6 +132,7 @@ class AppConfig(FrozenModel):
         _check_topics(self, problems)
         _check_ports(self, problems)
         _check_kafka_only_choices(self, problems)
+        _check_clients_take_their_settings(self, problems)
         _check_shard_owners(self, problems)
         if problems:
             raise ConfigError(problems=problems)
@@ -400,6 +402,29 @@ def _check_kafka_only_choices(config: AppConfig, problems: list[Problem]) -> Non
                 "processing.guarantee",
                 "exactly-once needs a Kafka broker (Kafka transactions) and this app uses only "
                 "Pulsar, which runs at-least-once",
+            )
+        )
+
+
+def _check_clients_take_their_settings(config: AppConfig, problems: list[Problem]) -> None:
+    """Client settings for a protocol the app never opens a client of do nothing: the
+    login or TLS they ask for would be dropped without a word (as ``broker.pulsar``'s TLS
+    keys with a plaintext URL are refused for)."""
+    protocols = config.protocols
+    if config.broker.settings and "kafka" not in protocols:
+        problems.append(
+            (
+                "broker.settings",
+                "no Kafka client takes these: this app uses only Pulsar, whose clients take "
+                "broker.pulsar",
+            )
+        )
+    if config.broker.pulsar != PulsarClientConfig() and "pulsar" not in protocols:
+        problems.append(
+            (
+                "broker.pulsar",
+                "no Pulsar client takes these: this app uses only Kafka, whose clients take "
+                "broker.settings",
             )
         )
 

@@ -100,14 +100,16 @@ class BrokerConfig(FrozenModel):
             "(`group.id`, `transactional.id`, `enable.auto.commit`, `acks`, `client.id`, ...) "
             "are refused, and so is a `partition.assignment.strategy` other than `range` "
             "with durable state and several Kafka source topics (it would split a shard's "
-            "partitions between instances)."
+            "partitions between instances). In an app with no Kafka client (Pulsar its "
+            "broker and every source's and sink's), any setting here is a config problem."
         ),
     )
     pulsar: PulsarClientConfig = Field(
         default_factory=PulsarClientConfig,
         description=(
             "Authentication and TLS of the Pulsar clients (pulsar-client's own names); "
-            "Kafka's go in `settings`."
+            "Kafka's go in `settings`. Set in an app with no Pulsar client, it is a config "
+            "problem."
         ),
     )
     create_topics: Boolean = Field(

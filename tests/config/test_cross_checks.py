@@ -442,6 +442,31 @@ def test_durable_state_or_exactly_once_asked_for_without_kafka_is_refused(
 
 
 @pytest.mark.parametrize("broker", PULSAR_BROKERS)
+def test_kafka_client_settings_in_an_app_without_kafka_are_refused(
+    broker: dict[str, Any],
+) -> None:
+    """No Kafka client is made to take them: SASL settings left from a Kafka setup were
+    dropped without a word, and the app ran without the login they asked for."""
+    settings = {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert problems(document(broker={**broker, "settings": settings})) == [
+        "broker.settings: no Kafka client takes these: this app uses only Pulsar, whose "
+        "clients take broker.pulsar"
+    ]
+
+
+def test_pulsar_client_settings_in_an_app_without_pulsar_are_refused() -> None:
+    broker = {
+        "kind": "kafka",
+        "bootstrap": "k:9092",
+        "pulsar": {"authentication": {"token": "t"}},
+    }
+    assert problems(document(broker=broker)) == [
+        "broker.pulsar: no Pulsar client takes these: this app uses only Kafka, whose "
+        "clients take broker.settings"
+    ]
+
+
+@pytest.mark.parametrize("broker", PULSAR_BROKERS)
 def test_without_kafka_the_defaults_and_at_least_once_in_memory_are_accepted(
     broker: dict[str, Any],
 ) -> None:
