@@ -225,11 +225,16 @@ def _syntax_problem(exc: yaml.MarkedYAMLError) -> Problem:
 
 
 def _after_secret_key(mark: yaml.Mark) -> bool:
-    """Whether a key that may hold a secret comes before ``mark`` on its line."""
+    """Whether a key that may hold a secret comes before ``mark`` on its line, or, when
+    nothing does, on the last line above that holds anything (a value below its key)."""
     text = mark.buffer or ""
-    line_start = text.rfind("\n", 0, mark.pointer) + 1
-    before = text[line_start : mark.pointer]
-    return any(may_hold_secret(key) for key in _KEY_BEFORE.findall(before))
+    end = mark.pointer
+    while True:
+        line_start = text.rfind("\n", 0, end) + 1
+        before = text[line_start:end]
+        if before.strip() or line_start == 0:
+            return any(may_hold_secret(key) for key in _KEY_BEFORE.findall(before))
+        end = line_start - 1
 
 
 def _character_problem(exc: yaml.reader.ReaderError, text: str) -> Problem:

@@ -69,6 +69,11 @@ def _problems(settings_yaml: str) -> list[str]:
             f"  pulsar:\n    authentication: {{token: *{SECRET}}}\n",
             "line 5, column 29: YAML syntax error: found undefined alias [hidden]",
         ),
+        # The value on a line of its own, below its key.
+        (
+            f"  settings:\n    sasl.password:\n\n      *{SECRET}\n",
+            "line 7, column 7: YAML syntax error: found undefined alias [hidden]",
+        ),
     ],
 )
 def test_a_mistyped_secret_setting_is_named_without_its_value(
