@@ -160,13 +160,32 @@ _TAG_KINDS = {
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a scalar it cannot build is a syntax problem at its line.
+    """PyYAML's safe loader, but a scalar it cannot build is a syntax problem at its line
+    (and tabs may separate the tokens of a flow collection: :meth:`scan_to_next_token`).
 
     PyYAML raises plain ``ValueError``, ``KeyError`` or ``IndexError`` for a value it
     resolved (or was told with ``!!int``) to be of a type the text is not, such as a topic
     ``2025-02-29`` YAML reads as a date that does not exist. The message names the type,
     never the text, which may be a password.
     """
+
+    def scan_to_next_token(self) -> None:
+        """PyYAML's, but for tabs between the tokens inside ``[...]`` and ``{...}``, which
+        YAML allows there, as JSON does anywhere: a JSON file indented with tabs (as
+        ``json.dumps(indent="\\t")`` and many editors write it) was a syntax error. A tab
+        still cannot indent a block."""
+        if self.index == 0 and self.peek() == "\ufeff":
+            self.forward()
+        while True:
+            while self.peek() == " " or (self.flow_level and self.peek() == "\t"):
+                self.forward()
+            if self.peek() == "#":
+                while self.peek() not in "\0\r\n\x85\u2028\u2029":
+                    self.forward()
+            if not self.scan_line_break():  # type: ignore[no-untyped-call]  # (types-PyYAML)
+                return
+            if not self.flow_level:
+                self.allow_simple_key = True
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:

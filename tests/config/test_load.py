@@ -1,3 +1,4 @@
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -229,6 +230,19 @@ def test_bytes_that_are_not_utf8_are_named_by_line_and_column(tmp_path: Path) ->
             "cannot read: byte 0xe9 at line 2, column 6 is not UTF-8 (save the file as UTF-8)",
         )
     ]
+
+
+def test_a_json_file_indented_with_tabs_loads(tmp_path: Path) -> None:
+    """JSON takes tabs between its tokens, and so does YAML inside [...] and {...}; PyYAML
+    refused them ("found character '\\t' that cannot start any token")."""
+    path = tmp_path / "app.json"
+    path.write_text(json.dumps(document(), indent="\t"))
+    assert load_config(path, {}).app == "traffic"
+
+
+def test_a_tab_still_cannot_indent_a_block() -> None:
+    (line,) = problems("app: x\nbroker:\n\tkind: kafka\n")
+    assert line.startswith("line 3, column 1: YAML syntax error: found character '\\t'")
 
 
 def test_read_yaml_follows_anchors_and_merge_keys() -> None:
