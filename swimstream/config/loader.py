@@ -52,7 +52,16 @@ def load_config(
     values; pass ``os.environ`` from the entry point, or a dict in tests.
     ``settings_check`` has the client library check ``broker.settings`` too.
     """
-    document, duplicates = _read_document(source)
+    return _validated(*_read_document(source), env, settings_check)
+
+
+def _validated(
+    document: Any,
+    duplicates: list[Problem],
+    env: Mapping[str, str],
+    settings_check: SettingsCheck | None,
+) -> AppConfig:
+    """:func:`parse_config`, its problems after the document's duplicate keys."""
     try:
         config = parse_config(document, env, settings_check)
     except ConfigError as exc:
@@ -328,27 +337,29 @@ def load_config_file(
     same problems: ``run`` named only the first problem of keys and left an agent class
     that does not import for the next try.
     """
+    # Read once: the checks beside take the same document, and a pipe (`--config
+    # <(envsubst < app.yaml)`, /dev/stdin) gives its text only once.
+    document, duplicates = _read_document(Path(path))
     try:
-        return load_config(Path(path), env, settings_check)
+        return _validated(document, duplicates, env, settings_check)
     except ConfigError as exc:
-        beside = _class_problems_beside(Path(path), env, exc.problems)
-        beside += _joined_problems_beside(Path(path), env, exc.problems, exc.problems + beside)
+        if not isinstance(document, Mapping):
+            raise
+        beside = _class_problems_beside(document, env, exc.problems)
+        beside += _joined_problems_beside(document, env, exc.problems, exc.problems + beside)
         if not beside:
             raise
         raise ConfigError(problems=exc.problems + beside) from None
 
 
 def _class_problems_beside(
-    path: Path, env: Mapping[str, str], found: list[Problem]
+    document: Mapping[str, Any], env: Mapping[str, str], found: list[Problem]
 ) -> list[Problem]:
     """The class problems of the agents whose own entries are valid, in a configuration
     with problems elsewhere: a missing class is then reported in the same pass, not
     after the other keys are fixed. (The lanes sources and sinks name wait for the keys
     they depend on: :func:`_joined_problems_beside`.)
     """
-    document = _document_or_none(path)
-    if document is None:
-        return []
     agents = substitute(document, env)[0].get("agents")
     if not isinstance(agents, Mapping):
         return []
@@ -366,23 +377,16 @@ def _class_problems_beside(
     return import_agent_classes(valid)[1]
 
 
-def _document_or_none(path: Path) -> Mapping[str, Any] | None:
-    """The YAML document at ``path`` when it is a mapping (for the checks run beside
-    other problems: a file that is not one was reported already)."""
-    try:
-        document = _read_document(path)[0]
-    except ConfigError:
-        return None
-    return document if isinstance(document, Mapping) else None
-
-
 _APART = ("processing", "mesh", "store", "web", "dead_letter", "broker.settings")
 """The parts of a configuration that the checks joining agents, sources and sinks never
 read, so that a problem there need not hold those checks back."""
 
 
 def _joined_problems_beside(
-    path: Path, env: Mapping[str, str], found: list[Problem], reported: list[Problem]
+    document: Mapping[str, Any],
+    env: Mapping[str, str],
+    found: list[Problem],
+    reported: list[Problem],
 ) -> list[Problem]:
     """The problems of the checks that join agents, sources and sinks (the lanes sources
     and sinks name, the names classes pass to ``self.publish``) in a configuration whose
@@ -399,9 +403,6 @@ def _joined_problems_beside(
         if part is None:
             return []
         parts.add(part)
-    document = _document_or_none(path)
-    if document is None:
-        return []
     trimmed = {key: value for key, value in document.items() if key not in parts}
     if "broker.settings" in parts:
         broker = trimmed.get("broker")

@@ -142,6 +142,27 @@ def test_a_missing_class_is_reported_with_the_problems_of_other_keys(tmp_path: P
     assert "agents.device.class: cannot import 'examples.towers.app:Nope'" in lines[2]
 
 
+def test_a_config_read_from_a_pipe_gets_every_problem_named(tmp_path: Path) -> None:
+    """`check --config <(envsubst < app.yaml)`, or /dev/stdin: the file was read again for
+    the agent classes beside the other problems, and a pipe gives nothing the second time."""
+    text = GOOD.replace("app:Device", "app:Nope") + "processing: {comit_interval: 1s}\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "swimstream", "check", "--config", "/dev/stdin"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines()[1:] == [
+        "  processing.comit_interval: unknown key; did you mean 'commit_interval'?",
+        "  agents.device.class: cannot import 'examples.towers.app:Nope' "
+        "('examples.towers.app' has no attribute 'Nope')",
+    ]
+
+
 def test_run_names_the_same_problems_as_check(tmp_path: Path) -> None:
     """`run` named the route only, and the class that does not import at the next try."""
     text = GOOD.replace("app:Device", "app:Nope").replace(
