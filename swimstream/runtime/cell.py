@@ -13,11 +13,14 @@ Mailbox items are tuples ``(handler, a, b, ack)``: the scheduler calls
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from swimstream.crdt import HybridLogicalClock
 from swimstream.runtime.origin import Ack, fork_origin
+
+log = logging.getLogger("swimstream.agent")
 
 if TYPE_CHECKING:
     import asyncio
@@ -251,7 +254,19 @@ def handle_timer(cell: AgentCell, entry: TimerEntry, _b: Any) -> Any:
     message ahead of it in the mailbox), as ``cancel`` promises."""
     if not entry.begin():
         return None
-    return getattr(cell.agent, entry.method)(*entry.args)
+    method = getattr(cell.agent, entry.method, None)
+    if not callable(method):
+        # A stored timer of a method a deploy removed or renamed: it would fail at every
+        # tick, for ever. It goes, as a stored timer of a removed route does.
+        log.warning(
+            "a stored timer of %s is dropped: %s has no method %r",
+            cell.node_uri,
+            type(cell.agent).__name__,
+            entry.method,
+        )
+        entry.cancel()
+        return None
+    return method(*entry.args)
 
 
 def handle_cue(cell: AgentCell, lane: str, _b: Any) -> None:

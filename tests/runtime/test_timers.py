@@ -448,3 +448,34 @@ async def test_a_restored_timer_of_a_route_a_deploy_removed_is_dropped_and_the_r
         assert fired == [("rung", 5.0), ("beat", 10.0)]
         assert not plane.timers.for_node("/sampler/s")
         assert "a stored timer of /sampler/s is dropped" in caplog.text
+
+
+class Renamed(Agent):
+    """The next version of :class:`Sampler`'s code: ``sample`` is now ``take_sample``,
+    and ``on_start`` no longer arms a timer."""
+
+    samples = ValueLane[list[float]](default=[])
+
+    def take_sample(self) -> None:
+        self.samples.set([*self.samples.get(), self.now()])
+
+
+async def test_a_restored_timer_of_a_method_a_deploy_removed_is_dropped_not_failed_each_tick(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stored periodic timer whose method the agent's class no longer has failed its
+    callback at every tick, for ever (a failure logged and counted every period)."""
+    clock = FakeClock()
+    async with open_plane({"/sampler/:id": Sampler}, clock=clock) as plane:
+        await plane.command("/sampler/s", "rate", 2.0)
+        await plane.settle()
+        stored = plane.timers_of("/sampler/s")
+        await plane.close(put_away=False)
+    assert stored is not None
+    async with open_plane({"/sampler/:id": Renamed}, clock=clock) as plane:
+        plane.restore_timers("/sampler/s", decode_timers(stored))
+        await plane.advance(10.0)
+        assert plane.failures.last_error is None
+        assert not plane.timers.for_node("/sampler/s")
+        assert plane.timers_of("/sampler/s") is None  # (and the store is told)
+    assert caplog.text.count("a stored timer of /sampler/s is dropped") == 1
