@@ -178,16 +178,29 @@ class Durability:
         if self.config.broker.kind == "embedded" and self.path.exists():
             self._set_aside_previous_run()
         try:
-            return SQLiteStore(self.path).open()
+            store = SQLiteStore(self.path, self.topic).open()
         except StoreError as exc:
             return self._rebuilt(str(exc))
+        owner = store.changelog()
+        if owner != self.topic:
+            # Two apps given one mesh.instance_id and one store.path share the file: the
+            # other's positions in this changelog would skip its records (state lost),
+            # and its agents would be served as this app's. Not set aside: it is that
+            # app's, and valid.
+            store.close()
+            raise StoreError(
+                f"the local store {self.path} holds the state of {owner}, not of "
+                f"{self.topic}: another app with mesh.instance_id {self.instance_id!r} "
+                "keeps its store in this store.path; give each app a store.path of its own"
+            )
+        return store
 
     def _rebuilt(self, problem: str) -> CommittedStore:
         """A fresh store in place of an unusable one (moved aside), or memory."""
         aside = self._move_aside()
         if aside is not None:
             try:
-                store = SQLiteStore(self.path).open()
+                store = SQLiteStore(self.path, self.topic).open()
             except StoreError as exc:
                 problem = f"{problem}; a fresh store failed too: {exc}"
             else:
@@ -201,7 +214,7 @@ class Durability:
         if self._move_aside(self.path.with_name(f"{self.path.name}.ahead")) is None:
             return self._rebuilt("the local store, ahead of the sources, could not be set aside")
         try:
-            return SQLiteStore(self.path).open()
+            return SQLiteStore(self.path, self.topic).open()
         except StoreError as exc:
             return self._rebuilt(str(exc))
 

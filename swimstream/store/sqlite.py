@@ -90,8 +90,11 @@ when it begins (see :meth:`SQLiteStore.write`)."""
 class SQLiteStore:
     """One instance's SQLite file (see the module docstring)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, changelog: str | None = None) -> None:
+        """``changelog``: the topic whose state the file holds, recorded in a file that
+        names none yet (see :meth:`changelog`)."""
         self.path = Path(path)
+        self._changelog = changelog
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swimstream-sqlite")
@@ -143,6 +146,9 @@ class SQLiteStore:
             writer.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         elif row[0] != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema {row[0]}, this build reads {SCHEMA_VERSION}")
+        if self._changelog is not None:
+            claim = "INSERT OR IGNORE INTO meta VALUES ('changelog', ?)"
+            writer.execute(claim, (self._changelog,))
         writer.execute("UPDATE meta SET value = value WHERE key = 'schema'")  # proves writability
 
     def close(self) -> None:
@@ -202,6 +208,19 @@ class SQLiteStore:
             if zlib.crc32(value) != crc:
                 raise self._damaged(f"reading {node}#{name}", "checksum mismatch")
         return [(node, bytes(value)) for node, value, _ in rows]
+
+    def changelog(self) -> str | None:
+        """The changelog topic whose state the file holds: the one named when it was
+        first opened for one (None in a file from before it was recorded)."""
+        try:
+            row = (
+                self._require(self._reader)
+                .execute("SELECT value FROM meta WHERE key = 'changelog'")
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._damaged("reading its changelog", exc) from exc
+        return None if row is None else str(row[0])
 
     def positions(self) -> dict[int, ShardPosition]:
         """Per shard, how far into the changelog the store reflects; StoreError (the

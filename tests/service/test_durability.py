@@ -10,8 +10,11 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from swimstream.config import AppConfig, parse_config
 from swimstream.crdt import RegisterSnapshot, decode_snapshot
+from swimstream.errors import StoreError
 from swimstream.service.durability import Durability
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.recovery import recover
@@ -166,3 +169,30 @@ def test_a_restore_that_cannot_write_runs_on_state_rebuilt_in_memory(tmp_path: P
     finally:
         durability.close()
     assert started_status(config, records) == (None, "x" * 300)  # with room again
+
+
+def test_a_store_written_for_another_apps_changelog_stops_the_start(tmp_path: Path) -> None:
+    """Two apps given one `mesh.instance_id` and one `store.path` (the default `./data`
+    of one working directory) open one file. The second started from the first's
+    positions in its own changelog: its records before them were never read (its state
+    lost) and the first app's agents were served as its own."""
+    theirs = checkpoint(0, 0, 1, 10, {f"/vehicle/{i}": "theirs" for i in range(5)}, True)
+    reader = ListReader(theirs, {SOURCE: 10})
+    traffic = parse_config(document(store={"path": str(tmp_path)}), {})
+    durability = Durability(traffic, "one", reader, 1, lambda node: 0)
+    asyncio.run(durability.open([SOURCE]))
+    durability.close()
+
+    ours = checkpoint(0, 0, 1, 10, {f"/vehicle/{i}": "ours" for i in range(10)}, True)
+    other = parse_config(document(app="parking", store={"path": str(tmp_path)}), {})
+    durability = Durability(other, "one", ListReader(ours, {SOURCE: 10}), 1, lambda node: 0)
+    with pytest.raises(StoreError, match=r"traffic\.changelog"):
+        asyncio.run(durability.open([SOURCE]))
+    store = SQLiteStore(tmp_path / "one.sqlite").open()  # (left as it was, for its app)
+    try:
+        stored = store.load("/vehicle/0")
+        assert stored is not None
+        snapshot = decode_snapshot(stored["status"])
+        assert isinstance(snapshot, RegisterSnapshot) and snapshot.value == "theirs"
+    finally:
+        store.close()
