@@ -221,6 +221,9 @@ async def recover(
                 if number is None:
                     number = pending[group] = tail.group()
                     first_at[group] = record.offset() or 0
+                    # (A checkpoint cut short before its markers has no marker to say
+                    # its id: a later one of that id would join its group.)
+                    report.last_checkpoint = max(report.last_checkpoint, group[1] or 0)
                     writer = restated_marker(record.headers())
                     if writer is not None:
                         restated[group] = writer

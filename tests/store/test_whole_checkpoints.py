@@ -184,3 +184,34 @@ def test_what_an_instance_checkpointed_before_it_left_survives_compaction() -> N
     asyncio.run(recover(rebuilt, reader, "app.changelog", 2, {}))
     assert status(rebuilt, "/meter/a", "level") == 7
     assert status(rebuilt, "/meter/b", "level") == 2
+
+
+def test_the_id_of_a_checkpoint_cut_short_before_its_markers_is_not_used_again() -> None:
+    # Checkpoint 5's records were produced, then kill -9 before any of its markers (the
+    # broker shows them, as Tansu does). The next incarnation numbers from the highest id
+    # seen (where its clock is behind that of the crashed one): a 5 of its own would
+    # have joined the crashed records' group, and its marker applied them.
+    crashed = (
+        closed(0, 0, 4, values={"/a/1": "count=1"}, marker=True)
+        + closed(1, 0, 4, values={"/tower/b": "timer due t1"}, marker=True)
+        + closed(0, 2, 5, values={"/a/1": "count=2"}, marker=False)
+        + closed(1, 2, 5, values={"/tower/b": "timer due t2"}, marker=False)
+    )
+    store, report = restore(crashed)
+    assert (status(store, "/a/1"), status(store, "/tower/b")) == ("count=1", "timer due t1")
+    assert report.committed_through == 4
+
+    # The next incarnation changes /a/1 only; its ids run from the highest one seen.
+    following = report.last_checkpoint + 1
+    lineage = (4, following)
+    records = crashed + (
+        closed(0, 3, following, values={"/a/1": "count=2"}, marker=True, lineage=lineage)
+        + closed(1, 3, following, values={}, marker=True, lineage=lineage)
+    )
+    restarted, _ = restore(records, store)
+    rebuilt, _ = restore(records)
+    for restored in (restarted, rebuilt):
+        assert (status(restored, "/a/1"), status(restored, "/tower/b")) == (
+            "count=2",
+            "timer due t1",
+        )
