@@ -25,7 +25,9 @@ call: another member may own it already.
 
 On assignment the partitions are assigned *before* the listener runs, so that a
 listener that pauses new partitions (to restore their state first) pauses partitions
-the consumer holds, before a single record of theirs is delivered.
+the consumer holds, before a single record of theirs is delivered. They are resumed
+first: librdkafka remembers a pause through a revoke, and a partition gained is
+fetched unless the listener pauses it, as with Kafka's Java consumer.
 
 With the default ``range`` strategy the protocol is eager: every rebalance revokes every
 partition this member holds, then assigns its new share, which may include some of the
@@ -115,6 +117,10 @@ class RebalanceRelay:
                 consumer.incremental_assign(partitions)
             else:
                 consumer.assign(partitions)
+            # librdkafka keeps a partition's pause through its revoke and assignment: one
+            # paused for backpressure when revoked would come back paused, and nothing
+            # would resume it (the service forgets a revoked partition's pauses).
+            consumer.resume(partitions)
             metadata = consumer.consumer_group_metadata()
             self._bridge.call(lambda: self._assigned(gained, metadata))
             self._apply_deferred(consumer)

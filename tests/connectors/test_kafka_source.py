@@ -490,6 +490,36 @@ async def test_a_listener_that_pauses_new_partitions_gets_no_later_record_of_the
     assert seen == [(p, n) for p in range(2) for n in range(10)]
 
 
+async def test_a_partition_paused_when_revoked_is_fetched_when_assigned_again(
+    kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
+) -> None:
+    """The service forgets the pauses of partitions it loses (its backpressure ends
+    with them): a partition gained is fetched unless the listener pauses it. librdkafka
+    kept the pause through the revoke, and the partition never delivered again."""
+    topic = make_topic(partitions=2)
+    fill(kafka_broker.bootstrap, topic, per_partition=5, partitions=2)
+    group = new_group()
+    source = await open_source([topic], group)
+    await pump(source, lambda got: len(got) >= 10)
+    source.pause(sorted(source.assignment()))
+    whole_again = asyncio.Event()
+
+    def listener(change: Rebalance) -> Mapping[TopicPartition, int]:
+        if len(change.assigned) == 2:
+            whole_again.set()
+        return {}
+
+    source.set_rebalance_listener(listener)
+    async with kept_polling(source):  # another member comes and goes: two rebalances
+        other = await open_source([topic], group)
+        await pump(other, lambda _: bool(other.assignment()))
+        await other.close()
+        await asyncio.wait_for(whole_again.wait(), 20)
+    fill(kafka_broker.bootstrap, topic, per_partition=5, partitions=2)
+    again = await pump(source, lambda got: len(got) >= 10, timeout=10)
+    assert {partition_of(r) for r in again} == {0, 1}
+
+
 async def test_connected_follows_a_frozen_broker(
     kafka_broker: EmbeddedKafka, make_topic: TopicFactory, open_source: SourceFactory
 ) -> None:
