@@ -515,6 +515,13 @@ class SourceRunner:
         released = change.revoked
         for tp in released:  # (lost ones are revoked too, flagged)
             self._held.pop(tp, None)  # (their new owner reads them)
+        if self._requeued:  # (restored, not routed yet: their new owner reads them too)
+            gone = set(released)
+            self._requeued = [
+                r
+                for r in self._requeued
+                if TopicPartition(r.topic() or "", r.partition() or 0) not in gone
+            ]
         self._held_back.release(released)
         # Lost ones too (the session expired while the broker was away): should another
         # member have gone past them meanwhile, the group resumes beyond and none drops.

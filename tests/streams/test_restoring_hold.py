@@ -96,3 +96,27 @@ async def test_records_routed_one_by_one_while_a_partition_restores_note_the_tim
         clock.advance(60.0)  # b idle for 110 s, a for 60 s
         plane.passivate_idle()
         assert plane.active_node_uris() == ["/meter/a"]
+
+
+async def test_records_of_a_partition_revoked_just_after_its_restore_are_dropped() -> None:
+    """A revoke that comes after the restore, before the loop routes what the partition
+    held (the loop was waiting for records): its new owner reads those records, and
+    routing them here too applied them twice, into agents this instance no longer owns."""
+    async with open_plane({"/meter/:id": Meter}) as plane:
+        source = FlowingSource({1: readings(1)}, waits=0)
+        runner = runner_for(plane, source)
+        runner.restoring.add(PARTITION)
+        task = asyncio.create_task(runner.run())
+        try:
+            await asyncio.sleep(0.05)
+            assert source.listener is not None
+            runner.restored([PARTITION])
+            source.listener(Rebalance(revoked=(PARTITION,)))  # (before the loop runs)
+            source.held = set()
+            await asyncio.sleep(0.05)
+            await plane.settle()
+            assert plane.active_node_uris() == []
+            assert PARTITION not in runner.book.trackers
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
