@@ -25,9 +25,9 @@ call: another member may own it already.
 
 On assignment the partitions are assigned *before* the listener runs, so that a
 listener that pauses new partitions (to restore their state first) pauses partitions
-the consumer holds, before a single record of theirs is delivered. They are resumed
-first: librdkafka remembers a pause through a revoke, and a partition gained is
-fetched unless the listener pauses it, as with Kafka's Java consumer.
+the consumer holds, before a single record of theirs is delivered. A partition gained
+is fetched unless the listener pauses it, as with Kafka's Java consumer: librdkafka
+remembers a pause through a revoke, so a released partition is resumed once unassigned.
 
 With the default ``range`` strategy the protocol is eager: every rebalance revokes every
 partition this member holds, then assigns its new share, which may include some of the
@@ -117,10 +117,6 @@ class RebalanceRelay:
                 consumer.incremental_assign(partitions)
             else:
                 consumer.assign(partitions)
-            # librdkafka keeps a partition's pause through its revoke and assignment: one
-            # paused for backpressure when revoked would come back paused, and nothing
-            # would resume it (the service forgets a revoked partition's pauses).
-            consumer.resume(partitions)
             metadata = consumer.consumer_group_metadata()
             self._bridge.call(lambda: self._assigned(gained, metadata))
             self._apply_deferred(consumer)
@@ -173,6 +169,15 @@ class RebalanceRelay:
                 consumer.incremental_unassign(partitions)
             else:
                 consumer.unassign()
+            # librdkafka keeps a partition's pause through its revoke and assignment: one
+            # paused for backpressure when revoked would come back paused, and nothing
+            # would resume it (the service forgets a revoked partition's pauses).
+            try:
+                consumer.resume(partitions)
+            except KafkaException as exc:
+                self._log.warning(
+                    "%s: resuming released %s failed: %s", self._where, partition_list(gone), exc
+                )
         except BaseException as exc:  # kept for the source to raise; see the module docstring
             self._fail(exc)
         finally:
