@@ -133,14 +133,37 @@ class DemandMapLane(_DemandLane, Generic[K, V]):
         if failed is not None:
             raise failed
 
-    def _entries(self) -> list[tuple[Any, Any]]:
-        keys: Iterable[Any] = self._compute("on_sync") or ()
-        pairs = ((key, self._compute("on_cue", key)) for key in keys)
-        return [(key, value) for key, value in pairs if value is not None]
+    def _entries(self) -> tuple[list[tuple[Any, Any]], CallbackError | None]:
+        """Every key ``on_sync`` names with its value, and the first failure: a key
+        whose ``on_cue`` raised is left out, not the others with it (an ``on_sync``
+        that raised names no key)."""
+        try:
+            keys: Iterable[Any] = self._compute("on_sync") or ()
+        except CallbackError as exc:
+            return [], exc
+        entries: list[tuple[Any, Any]] = []
+        failed: CallbackError | None = None
+        for key in keys:
+            try:
+                value = self._compute("on_cue", key)
+            except CallbackError as exc:
+                failed = failed or exc
+                continue
+            if value is not None:
+                entries.append((key, value))
+        return entries, failed
 
     def _sync(self, uplink: Uplink) -> None:
-        entries = tuple((key, self._stamp(), value) for key, value in self._entries())
+        """The link is synced with what could be computed before a failure is raised:
+        left unsynced, it showed nothing until some later cue of each key."""
+        pairs, failed = self._entries()
+        entries = tuple((key, self._stamp(), value) for key, value in pairs)
         uplink.offer_snapshot(MapSnapshot(entries, (), ZERO_STAMP, 0))
+        if failed is not None:
+            raise failed
 
     def to_json(self) -> Any:
-        return dict(self._entries())
+        pairs, failed = self._entries()
+        if failed is not None:
+            raise failed
+        return dict(pairs)

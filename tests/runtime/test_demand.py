@@ -123,3 +123,77 @@ async def test_a_cued_key_whose_on_cue_raises_keeps_no_other_cued_key_from_its_l
         assert plane.failures.count == 1
         link = plane.agent("/viewer/v").link  # type: ignore[attr-defined]
         assert link.to_dict() == {1: 1, 2: 10, 3: 15}
+
+
+async def test_a_key_whose_on_cue_raises_at_sync_keeps_no_other_key_from_the_link() -> None:
+    """A link opening on a demand map lane computes every key ``on_sync`` names: one
+    that raised left the link with nothing at all, never synced, until a later cue."""
+    async with open_plane({"/shelves/:id": Shelves, "/viewer/:id": ShelfViewer}) as plane:
+        await plane.command("/shelves/s", "stock", {"n": 5, "broken": 1})
+        await plane.command("/viewer/v", "watch", "/shelves/s")
+        await plane.settle()
+        assert plane.failures.count == 1
+        link = plane.agent("/viewer/v").link  # type: ignore[attr-defined]
+        assert link.synced
+        assert link.to_dict() == {2: 10, 3: 15}
+        await plane.command("/shelves/s", "stock", {"n": 2})  # shelf 1 readable again
+        await plane.settle()
+        assert link.to_dict() == {1: 2, 2: 4, 3: 6}
+
+
+class Unlisted(Agent):
+    levels = DemandMapLane[int, int]()
+
+    @levels.on_cue
+    def level(self, shelf: int) -> int | None:
+        return shelf
+
+    @levels.on_sync
+    def shelves(self) -> list[int]:
+        raise RuntimeError("the shelf list cannot be read")
+
+
+async def test_a_raising_on_sync_still_syncs_the_link_empty() -> None:
+    async with open_plane({"/shelves/:id": Unlisted, "/viewer/:id": ShelfViewer}) as plane:
+        await plane.command("/viewer/v", "watch", "/shelves/s")
+        await plane.settle()
+        assert plane.failures.count == 1
+        link = plane.agent("/viewer/v").link  # type: ignore[attr-defined]
+        assert link.synced
+        assert link.to_dict() == {}
+        plane.agent("/shelves/s").levels.cue(7)  # type: ignore[attr-defined]
+        await plane.settle()
+        assert link.to_dict() == {7: 7}
+
+
+class Flaky(Agent):
+    raw = ValueLane[int](default=0)
+    report = DemandValueLane[int]()
+    watch = CommandLane[str]()
+
+    @raw.on_set
+    def raw_changed(self, new: int, old: int) -> None:
+        self.report.cue()
+
+    @report.on_cue
+    def compute(self) -> int:
+        if self.raw.get() < 0:
+            raise RuntimeError("no report for a negative")
+        return self.raw.get() * 10
+
+    @watch.on_command
+    def on_watch(self, node: str) -> None:
+        self.link = self.downlink(node, "report")
+
+
+async def test_a_demand_value_whose_on_cue_raises_at_sync_syncs_the_link_at_its_next_cue() -> None:
+    async with open_plane({"/x/:id": Flaky}) as plane:
+        await plane.command("/x/1", "raw", -1)
+        await plane.command("/x/2", "watch", "/x/1")
+        await plane.settle()
+        assert plane.failures.count == 1
+        link = plane.agent("/x/2").link  # type: ignore[attr-defined]
+        assert not link.synced
+        await plane.command("/x/1", "raw", 4)
+        await plane.settle()
+        assert link.synced and link.get() == 40
