@@ -46,9 +46,9 @@ from swimstream.crdt.stamp import (
     ZERO_STAMP,
     JsonValue,
     Stamp,
+    differs,
     distinct_by_type,
     new_op,
-    same_container,
 )
 
 MapKey: TypeAlias = str | int | float | bool | None
@@ -321,7 +321,7 @@ class LWWMap:
                 return False
             del entries[key]  # re-insert at the end: iteration order is write order
             entries[key] = (stamp, value)
-            return bool(value != current[1]) or same_container(value, current[1])
+            return differs(value, current[1])
         tombstones = self._tombstones
         if tombstones is not None:
             tombstone = tombstones.get(key)

@@ -16,9 +16,9 @@ from swimstream.crdt.stamp import (
     ZERO_STAMP,
     JsonValue,
     Stamp,
+    differs,
     distinct_by_type,
     new_op,
-    same_container,
 )
 
 
@@ -127,7 +127,7 @@ class LWWRegister:
             clock.observe(ts)
         self._stamp = stamp
         value = op.value
-        changed: bool = value != self._value or same_container(value, self._value)
+        changed = differs(value, self._value)
         self._value = value
         return changed
 

@@ -8,6 +8,7 @@ replicas that write "at the same time" still agree on a winner without talking.
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeAlias, TypeVar
 
 Stamp: TypeAlias = tuple[int, str]
@@ -53,3 +54,50 @@ def same_container(new: object, old: object) -> bool:
     place (in one process a link's replica holds the owner's object), so it may differ
     from what it was, though it equals itself. Told as a change, not swallowed."""
     return new is old and isinstance(new, dict | list)
+
+
+def differs(new: object, old: object) -> bool:
+    """Whether a newer write changes what a replica shows: a value unequal to the one
+    held, the very container held (see :func:`same_container`), or an equal one that
+    reads otherwise as JSON. Python holds ``True == 1 == 1.0``, ``0.0 == -0.0`` and
+    ``{"on": 1} == {"on": True}``, which HTTP, links' clients and sinks read as
+    ``true``, ``1``, ``1.0``: compared with ``!=`` alone, a write from ``true`` to ``1``
+    was no change, and a join went on showing ``true`` while its target showed ``1``."""
+    if new != old:
+        return True
+    if new is old:
+        return same_container(new, old)
+    return not _spelt_alike(new, old)
+
+
+def _spelt_alike(new: Any, old: Any) -> bool:
+    """Whether two equal values read alike as JSON: the same kinds of number, the same
+    sign of zero, the same kinds of object key, all the way down."""
+    pending = [(new, old)]
+    while pending:
+        a, b = pending.pop()
+        if a is b:
+            continue
+        kind = type(a)
+        if kind is not type(b):
+            if isinstance(a, dict) and isinstance(b, dict):
+                kind = dict  # (a subclass reads as any object does)
+            elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+                kind = list
+            else:
+                return False  # (``True`` and ``1``, ``1`` and ``1.0``)
+        if kind is float:
+            if math.copysign(1.0, a) != math.copysign(1.0, b):
+                return False  # (``0.0`` and ``-0.0``)
+        elif kind is dict:
+            if any(type(key) is not str for key in a) or any(type(key) is not str for key in b):
+                # Equal keys of other kinds (``1``, ``True``, ``1.0``) name one entry, and
+                # each dict keeps its own: compare them as each spells them.
+                spelt = {key: key for key in b}
+                for key in a:
+                    if not _spelt_alike(key, spelt[key]):
+                        return False
+            pending.extend([(element, b[key]) for key, element in a.items()])
+        elif kind is list or kind is tuple:
+            pending.extend(zip(a, b, strict=True))
+    return True
