@@ -177,7 +177,9 @@ class MapLane(Lane, Generic[K, V]):
     def clear(self) -> None:
         """Remove every key; ``on_remove`` runs for each."""
         removed = self._map.items()
-        self._emit(self._map.clear())
+        op = self._map.clear()
+        self._note_cleared([key for key, _ in removed])
+        self._emit(op)
         for key, old in removed:
             self._fire_remove(key, old)
 
@@ -188,6 +190,20 @@ class MapLane(Lane, Generic[K, V]):
     def drop(self, count: int) -> None:
         """Remove the first ``count`` keys in key order."""
         self._remove_ops(lambda: self._map.drop(count))
+
+    def _note_cleared(self, keys: list[Any]) -> None:
+        """Note the keys a clear removed among the durable store's changes, as removes
+        are: their stored entries go. The clear's own note (the lane's header, its
+        stamp) only hides them, and they stayed stored until written again: a lane
+        keyed by time and cleared now and then kept every key it ever held."""
+        notes = self._agent._context.change_notes()
+        if notes is None or not keys:
+            return
+        noted = notes.dirty_keys.get(self)
+        if noted is None:
+            noted = notes.dirty_keys[self] = {}
+        for key in keys:
+            noted.setdefault(key, key)
 
     def _remove_ops(self, make_ops: Callable[[], list[MapRemove]]) -> None:
         # Every remove is made at once: all are streamed before the first ``on_remove``,
@@ -277,6 +293,7 @@ class MapLane(Lane, Generic[K, V]):
             self._fire_remove(op.key, old)
         else:
             assert before is not None
+            self._note_cleared(list(before.keys() - self._map.to_dict().keys()))
             for removed in before.keys() - self._map.to_dict().keys():
                 self._fire_remove(removed, before[removed])
 

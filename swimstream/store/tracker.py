@@ -275,8 +275,9 @@ class StateTracker:
                     continue
                 append((node, name, value, shard))
         for lane, keys in changed_keys.items():
-            if lane in dirty:
-                continue  # written whole above
+            if lane in dirty:  # written whole above: what a clear removed goes
+                _append_cleared(lane, keys, shards, shard_of, append)
+                continue
             node = lane._agent.node_uri
             shard = shards.get(node)
             if shard is None:
@@ -452,6 +453,26 @@ def _too_large(node: str, name: str, value: bytes | None, largest: int) -> None:
     size = len(node) + len(name) + 1 + len(value or b"")
     what = f"its changelog record would be {size:,} bytes"
     _unstorable(node, name, CodecError(f"{what}, over the {largest:,} it may have"))
+
+
+def _append_cleared(
+    lane: Any,
+    keys: dict[Any, Any],
+    shards: dict[str, int],
+    shard_of: Callable[[str], int],
+    append: Callable[[ChangelogRow], None],
+) -> None:
+    """The removals of a map lane written whole (it was cleared): each noted key it
+    no longer holds (``MapLane._note_cleared``), whose stored entry must go, as a
+    removed key's does, rather than stay stored behind the header that hides it."""
+    node = lane._agent.node_uri
+    held = lane._map._entries
+    shard = shards.get(node)
+    if shard is None:
+        shard = shards[node] = shard_of(node)
+    for map_key in keys.values():
+        if map_key not in held:
+            append((node, entry_name(lane._spec.name, map_key), None, shard))
 
 
 def _map_rows(name: str, state: LWWMap) -> list[tuple[str, bytes | None]]:
