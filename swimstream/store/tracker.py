@@ -49,9 +49,10 @@ from swimstream.store.entries import (
     ENTRY_SEPARATOR,
     encode_entry,
     encode_header,
-    entry_from_snapshot,
     entry_name,
+    snapshot_entries,
     split_name,
+    stored_entry,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class StateTracker:
         "_counter_head",
         "_held",
         "_largest",
+        "_passivated_entries",
         "_plane",
         "_shard_of",
         "_store",
@@ -98,6 +100,9 @@ class StateTracker:
         self._plane: Plane | None = None
         self._held: frozenset[int] = frozenset()
         self._largest = largest
+        self._passivated_entries: dict[tuple[str, str], dict[Any, Any]] = {}
+        """(node uri, map lane) -> a passivated agent's stored entries, decoded once
+        for the collect under way (see ``entries.snapshot_entries``)."""
         self._counter_head: tuple[str | None, bytes] = (None, b"")
         """(replica, the bytes its counters' encodings start with): see
         :func:`_counter_head`."""
@@ -324,6 +329,7 @@ class StateTracker:
                     _too_large(node, name, value, largest)
                     continue
                 append((node, name, value, shard))
+        self._passivated_entries.clear()  # (the overlay changes before the next collect)
         return entries
 
     def _keep_held(
@@ -359,8 +365,13 @@ class StateTracker:
             return [(name, plane.links_of(node))]
         split = split_name(name)
         if split is not None:
-            snapshot = self._store.passivated_value(node, split[0])
-            return [(name, None if snapshot is None else entry_from_snapshot(snapshot, split[1]))]
+            lane, key = split
+            entries = self._passivated_entries.get((node, lane))
+            if entries is None:
+                snapshot = self._store.passivated_value(node, lane)
+                entries = {} if snapshot is None else snapshot_entries(snapshot)
+                self._passivated_entries[node, lane] = entries
+            return [(name, stored_entry(entries.get(key)))]
         value = self._store.passivated_value(node, name)
         if value is not None and name != LINKS:
             decoded = decode_snapshot(value)
