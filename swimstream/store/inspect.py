@@ -15,13 +15,16 @@ Map keys are shown as their JSON (as stored names spell them), so that ``1`` and
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import sqlite3
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import sqlite_utils
 
@@ -132,6 +135,7 @@ def _describe(db: sqlite_utils.Database, path: Path, node: str | None, limit: in
             f"sources {sources}"
         )
     if node is not None:
+        node = _stored_spelling(db, node)
         lanes, damaged = _lanes_of(db, node)
         hurt += damaged
         if not lanes:
@@ -156,6 +160,44 @@ def _describe(db: sqlite_utils.Database, path: Path, node: str | None, limit: in
             f"{path}: of the values listed above, {hurt} damaged or unreadable (an "
             "instance that reads one stops, and its next start sets the file aside)"
         )
+
+
+def _stored_spelling(db: sqlite_utils.Database, node: str) -> str:
+    """The spelling ``node`` is stored under: as given, or with its segments in the
+    canonical form agents are stored under (``swimstream.routing.quote_segment``: the
+    unreserved characters as they are, every other byte percent-encoded in upper case),
+    as HTTP and commands take ``/sensor/aa:bb`` for ``/sensor/aa%3Abb``. A route's fixed
+    segments are never quoted, so each segment is tried both ways; as given when none
+    is stored."""
+    spellings = [[segment] for segment in node.split("/")]
+    for choices in spellings[1:]:
+        canonical = _canonical_segment(choices[0])
+        if canonical != choices[0]:
+            choices.append(canonical)
+    if all(len(choices) == 1 for choices in spellings):
+        return node
+    for parts in itertools.product(*spellings):
+        spelt = "/".join(parts)
+        if db.execute("SELECT 1 FROM state WHERE node = ? LIMIT 1", [spelt]).fetchone():
+            return spelt
+    return node
+
+
+def _canonical_segment(segment: str) -> str:
+    """One path segment as ``swimstream.routing.quote_segment`` spells its value."""
+    try:
+        value = unquote(segment, errors="strict") if "%" in segment else segment
+        if not value:
+            return segment
+        if _PLAIN.fullmatch(value) is not None:
+            return value.replace(".", "%2E") if value in (".", "..") else value
+        return quote(value, safe="")
+    except UnicodeError:  # (escapes of no UTF-8 text, or a lone surrogate)
+        return segment
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9\-._~]+")
+"""Characters a segment holds unquoted (RFC 3986's unreserved ones)."""
 
 
 DAMAGED = "<damaged: checksum mismatch>"
