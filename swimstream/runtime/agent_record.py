@@ -197,9 +197,13 @@ def check_timer_args(method: str, args: tuple[Any, ...]) -> None:
     """Refuse timer arguments that could not be stored, when the timer is scheduled.
 
     Found at the next checkpoint instead, they would fail it and stop the instance, and
-    the record that scheduled the timer, replayed at restart, would do it again."""
+    the record that scheduled the timer, replayed at restart, would do it again. They
+    are packed and read back, as a restart reads them: an object keyed by a tuple packs
+    (as an array) but does not read back (no array is a key), and stored so, its
+    agent's timers stopped every start that re-armed them."""
     try:
-        msgpack.packb(list(args), use_bin_type=True)
+        packed = msgpack.packb(list(args), use_bin_type=True)
+        msgpack.unpackb(packed, raw=False, strict_map_key=False)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(
             f"timer {method!r}: arguments must be JSON values, as pending timers are"
