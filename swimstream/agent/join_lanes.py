@@ -36,6 +36,7 @@ from swimstream.crdt import (
     Stamp,
     bad_key,
     raise_bad_key,
+    reads_otherwise,
 )
 from swimstream.errors import CallbackError
 
@@ -314,5 +315,5 @@ class JoinMapLane(_JoinLane[K, V]):
         _, link_key, replica = holder
         self._origin[key] = link_key
         value = replica.get(key)
-        if key not in self._map or self._map.get(key) != value:
+        if key not in self._map or reads_otherwise(value, self._map.get(key)):
             self._put(key, value)

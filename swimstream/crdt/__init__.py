@@ -44,7 +44,7 @@ from swimstream.crdt.lww_map import (
     raise_bad_key,
 )
 from swimstream.crdt.register import LWWRegister, RegisterSet, RegisterSnapshot
-from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp
+from swimstream.crdt.stamp import ZERO_STAMP, JsonValue, Stamp, reads_otherwise
 
 __all__ = [
     "FORMAT_VERSION",
@@ -80,6 +80,7 @@ __all__ = [
     "key_order",
     "kind_problem",
     "raise_bad_key",
+    "reads_otherwise",
     "timestamp_logical",
     "timestamp_millis",
 ]

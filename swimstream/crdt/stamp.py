@@ -70,6 +70,13 @@ def differs(new: object, old: object) -> bool:
     return not _spelt_alike(new, old)
 
 
+def reads_otherwise(new: object, old: object) -> bool:
+    """Whether ``new`` reads otherwise than ``old`` as JSON: unequal, or equal and spelt
+    otherwise (see :func:`differs`, which also counts the very container held as a
+    change; this compares two values, as a join does its entry with a link's)."""
+    return new != old or (new is not old and not _spelt_alike(new, old))
+
+
 def _spelt_alike(new: Any, old: Any) -> bool:
     """Whether two equal values read alike as JSON: the same kinds of number, the same
     sign of zero, the same kinds of object key, all the way down."""

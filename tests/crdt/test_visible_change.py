@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swimstream import Agent, CommandLane, JoinValueLane, ValueLane
+from swimstream import Agent, CommandLane, JoinMapLane, JoinValueLane, MapLane, ValueLane
 from swimstream.crdt import LWWMap, LWWRegister
 from swimstream.crdt.stamp import differs
 from swimstream.testing import open_plane
@@ -103,3 +103,38 @@ async def test_a_join_follows_its_target_from_true_to_one() -> None:
         await plane.settle()
         assert json.dumps(plane.get("/sensor/1", "flag")) == "1"
         assert json.dumps(plane.get("/panel/p", "flags")) == '{"/sensor/1": 1}'
+
+
+class Catalog(Agent):
+    items = MapLane[str, Any]()
+
+
+class Shop(Agent):
+    stock = JoinMapLane[str, Any]()
+    source = CommandLane[str]()
+    drop = CommandLane[str]()
+
+    @source.on_command
+    def on_source(self, name: str) -> None:
+        self.stock.join(name, f"/catalog/{name}", "items")
+
+    @drop.on_command
+    def on_drop(self, name: str) -> None:
+        self.stock.remove(name)
+
+
+async def test_a_join_map_falls_back_to_a_value_that_reads_otherwise() -> None:
+    """The joined maps hold ``k``: ``a`` as ``1``, ``b`` as ``true``. Once ``b``'s link
+    goes, the join takes ``a``'s value, which it found equal to ``true`` and kept not:
+    it went on showing ``b``'s value, from a link no longer there."""
+    routes = {"/catalog/:id": Catalog, "/shop/:id": Shop}
+    async with open_plane(routes) as plane:
+        await plane.command("/catalog/a", "items", {"update": "k", "value": 1})
+        await plane.command("/catalog/b", "items", {"update": "k", "value": True})
+        for name in "ab":
+            await plane.command("/shop/s", "source", name)
+            await plane.settle()
+        assert json.dumps(plane.get("/shop/s", "stock")) == '{"k": true}'
+        await plane.command("/shop/s", "drop", "b")
+        await plane.settle()
+        assert json.dumps(plane.get("/shop/s", "stock")) == '{"k": 1}'
