@@ -144,8 +144,10 @@ class Multiplex:
         def event(name: str, data: bytes) -> bytes:
             return sse_event(name, prefix + data + b"}")
 
-        uplink = LaneUplink(node_uri, lane, kind, self.changed, event)
         plane = state.plane
+        uplink = LaneUplink(
+            node_uri, lane, kind, self.changed, event, lambda: plane.lane(node_uri, lane).snapshot()
+        )
         try:
             plane.link(node_uri, lane, uplink)
             state.open_streams.add(uplink)

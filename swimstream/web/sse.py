@@ -22,6 +22,10 @@ the HTTP response to the lane like any other subscriber. One stream goes through
     per ``stream_interval`` and never while the previous write is still blocked on the
     client. So a slow or stalled client costs one buffer the size of the lane, never a
     backlog, and when it reads again it gets a few events that end in the latest state.
+    (A map keeps the newest op of each key it touched, removes of keys long gone too: a
+    lane whose keys move on, the newest readings by time, would pile up one op per key
+    ever written. Past twice the lane's size in ops, :data:`RESYNC_SLACK` more, the
+    buffer is dropped and the next flush is a ``state`` event of the whole map instead.)
     A change that cannot be written as JSON (a Python ``set`` held in memory, a list
     nested over 254 levels) is an ``error`` event instead, and the stream goes on.
     When nothing changes, a comment line every ``heartbeat_interval`` keeps proxies from
@@ -85,6 +89,7 @@ from swimstream.crdt import (
     RegisterSnapshot,
     Snapshot,
 )
+from swimstream.errors import SwimstreamError
 from swimstream.runtime.coalesce import pending_for
 from swimstream.web.shared import WebSettings, WebState, dumps, error_response
 
@@ -106,6 +111,11 @@ STALLED_WRITE_HEARTBEATS = 2
 """A write (data or heartbeat) its client has not taken after this many
 ``heartbeat_interval`` ends the stream: the client stopped reading, and the stream would
 hold its slot of ``max_streams`` and its buffer for as long as the connection lasts."""
+RESYNC_SLACK = 256
+"""Ops a map lane's buffer holds beyond twice the entries the lane had at its last sync
+before the buffer is dropped for a ``state`` event (see the module docstring)."""
+MAP_KINDS = frozenset({"map", "join_value", "join_map"})
+"""The kinds whose buffer holds an op per key touched (a demand map's holds a snapshot)."""
 STREAMS_RETRY_AFTER_SECONDS = 5
 """The ``Retry-After`` of a stream refused because ``max_streams`` are open: streams
 last, so a slot frees up seldom; a client retrying every second would only spin."""
@@ -142,8 +152,12 @@ class LaneUplink:
     __slots__ = (
         "_counter",
         "_event",
+        "_held",
+        "_read",
         "_reported",
+        "_resync",
         "_shared",
+        "_size",
         "changed",
         "closed",
         "kind",
@@ -159,10 +173,13 @@ class LaneUplink:
         kind: str,
         changed: asyncio.Event | None = None,
         event: Callable[[str, bytes], bytes] = sse_event,
+        read: Callable[[], Snapshot | None] | None = None,
     ) -> None:
         """``changed``: an event shared with other uplinks, which their one writer
         clears before it takes from each (:mod:`~.multiplex`); its own, without it.
-        ``event`` renders one SSE event of the lane from its name and JSON data."""
+        ``event`` renders one SSE event of the lane from its name and JSON data.
+        ``read`` gives the lane's state now, for a map's buffer that outgrew the lane
+        (without it, the buffer keeps every op)."""
         self.node_uri = node_uri
         self.lane = lane
         self.kind = kind
@@ -173,11 +190,25 @@ class LaneUplink:
         self.closed = False  # the plane skips registering a link that closed early
         self._counter: PNCounter | None = None
         self._reported = False  # whether a change that is not JSON was logged
+        self._read = read if kind in MAP_KINDS else None
+        self._size = 0  # the lane's entries at the last sync
+        self._held = 0  # ops in the buffer (at most: some may have coalesced)
+        self._resync = False  # the buffer was dropped: the next flush reads the state
 
     def offer(self, op: Op) -> None:
-        if not self.closed:
-            self.pending.add(op)
-            self.changed.set()
+        if self.closed:
+            return
+        if self._read is not None:
+            if self._resync:
+                return  # (the flush reads the state, this op's effect included)
+            self._held += 1
+            if self._held > 2 * self._size + RESYNC_SLACK:
+                self.pending.take()
+                self._resync = True
+                self.changed.set()
+                return
+        self.pending.add(op)
+        self.changed.set()
 
     def offer_snapshot(self, snapshot: Snapshot) -> None:
         if not self.closed:
@@ -188,9 +219,12 @@ class LaneUplink:
         """In the agent's turn: the lane's JSON state (or why it has none), buffer emptied."""
         lane = agent.lane(self.lane)
         self.pending.take()
+        self._held, self._resync = 0, False
         if not self._shared:  # (a shared one may stand for another uplink's changes)
             self.changed.clear()
         snapshot = lane.snapshot()
+        if isinstance(snapshot, MapSnapshot):
+            self._size = len(snapshot.entries)
         if isinstance(snapshot, CounterSnapshot):
             # counter ops carry per-writer totals: a replica turns them into the count
             self._counter = PNCounter.from_snapshot(snapshot, "web")
@@ -213,8 +247,10 @@ class LaneUplink:
         """What changed since the last call, rendered as SSE events (maybe nothing)."""
         if not self._shared:
             self.changed.clear()
-        snapshot, ops = self.pending.take()
         events: list[bytes] = []
+        if self._resync:
+            events.append(self._read_state())
+        snapshot, ops = self.pending.take()
         if isinstance(snapshot, MapSnapshot):
             state = {key: value for key, _stamp, value in snapshot.entries}
             events.append(self._json_event("state", state))
@@ -237,6 +273,19 @@ class LaneUplink:
         if counted and self._counter is not None:
             events.append(self._json_event("set", self._counter.value))
         return b"".join(events)
+
+    def _read_state(self) -> bytes:
+        """The ``state`` event of a map whose buffer was dropped (or an ``error`` event
+        saying why the lane cannot be read), the buffer counted afresh from its size."""
+        assert self._read is not None
+        self._held, self._resync = 0, False
+        try:
+            snapshot = self._read()
+        except SwimstreamError as exc:  # (its agent cannot be loaded, say)
+            return self._event("error", dumps({"error": f"lane {self.lane!r}: {exc}"}))
+        entries = snapshot.entries if isinstance(snapshot, MapSnapshot) else ()
+        self._size = len(entries)
+        return self._json_event("state", {key: value for key, _stamp, value in entries})
 
     def _json_event(self, name: str, value: Any) -> bytes:
         """``value`` as the event ``name``, or an ``error`` event saying why it is not JSON
@@ -264,7 +313,7 @@ async def stream_lane(
     if len(state.open_streams) >= limit:
         return refuse_stream(state, limit)
     plane = state.plane
-    uplink = LaneUplink(node_uri, lane, kind)
+    uplink = LaneUplink(node_uri, lane, kind, read=lambda: plane.lane(node_uri, lane).snapshot())
     plane.link(node_uri, lane, uplink)
     state.open_streams.add(uplink)
     try:
