@@ -23,6 +23,11 @@ requests on the same URL; lanes come and go without the stream reconnecting.
     ``max_streams``, as a lane stream does. ``n`` is the client's name for the link, a
     non-negative integer; linking a name again replaces its link. 404 for a stream not
     open (any more): its client's reconnect opens a new one, to link its lanes again.
+    A link waits for its own agent's turn to sync, and nothing else does: the links of
+    one POST sync side by side, and other POSTs are served meanwhile (an agent busy in
+    a long async command held up every change of the stream). A change meanwhile that
+    unlinks or links again a name still syncing ends that link: its POST refuses it
+    with 409.
 ``events``
     A link's events are a lane stream's (``state`` and ``synced`` first, then ``set``,
     ``update``, ...), coalesced and flushed the same way, with ``data`` being
@@ -86,9 +91,12 @@ class Multiplex:
         self.closed = False
         self._state = state
         self._links: dict[int, LaneUplink] = {}
+        # Links waiting for their agent's turn to sync, by link: a change meanwhile that
+        # names one again drops it (its sync then links nothing), so a name links once.
+        # Not a lock: an agent busy in a long async command held up every later change.
+        self._syncing: dict[int, LaneUplink] = {}
         # The syncs of new links, ahead of their changes, by link: dropped with it.
         self._outbox: dict[int, bytes] = {}
-        self._linking = asyncio.Lock()  # one change of links at a time: a name links once
 
     def take_events(self) -> bytes:
         """What to write now: new links' syncs, then every link's changes."""
@@ -110,22 +118,22 @@ class Multiplex:
     def close(self) -> None:
         """Unlink every lane; the stream ended."""
         self.stop()
-        for link_id in list(self._links):
+        for link_id in [*self._links, *self._syncing]:
             self._drop(link_id)
 
     async def change(self, links: list[tuple[int, str, str]], unlinks: list[int]) -> Any:
         """Unlink ``unlinks``, then link each ``(id, node, lane)``; the POST's answer."""
+        for link_id in unlinks:
+            self._drop(link_id)
         linked: list[int] = []
         refused: list[dict[str, Any]] = []
-        async with self._linking:
-            for link_id in unlinks:
-                self._drop(link_id)
-            for link_id, raw_path, lane in links:
-                refusal = await self._link(link_id, raw_path, lane)
-                if refusal is None:
-                    linked.append(link_id)
-                else:
-                    refused.append({"id": link_id, **refusal})
+        # (each link's sync waits for its own agent only: linked side by side)
+        refusals = await asyncio.gather(*(self._link(*link) for link in links))
+        for (link_id, _path, _lane), refusal in zip(links, refusals, strict=True):
+            if refusal is None:
+                linked.append(link_id)
+            else:
+                refused.append({"id": link_id, **refusal})
         return {"linked": linked, "refused": refused}
 
     async def _link(self, link_id: int, raw_path: str, lane: str) -> dict[str, Any] | None:
@@ -151,6 +159,7 @@ class Multiplex:
         try:
             plane.link(node_uri, lane, uplink)
             state.open_streams.add(uplink)
+            self._syncing[link_id] = uplink
             initial = await plane.call(node_uri, uplink.sync)
         except (NodeNotFoundError, LaneNotFoundError) as exc:
             initial = _failure(404, str(exc))
@@ -163,10 +172,15 @@ class Multiplex:
             # link is not the stream's yet, so nothing else would ever end it.
             self._unlink(uplink)
             raise
+        finally:
+            if self._syncing.get(link_id) is uplink:
+                del self._syncing[link_id]
         if isinstance(initial, str):
             initial = _failure(500, initial)
         if self.closed:
             initial = _failure(404, "the stream ended meanwhile")
+        elif uplink.closed:  # a later change named the link again, or its agent left
+            initial = _failure(409, "unlinked before its sync: link it again to follow it")
         if isinstance(initial, dict):
             self._unlink(uplink)
             return initial
@@ -177,6 +191,9 @@ class Multiplex:
         return None
 
     def _drop(self, link_id: int) -> None:
+        syncing = self._syncing.pop(link_id, None)
+        if syncing is not None:
+            self._unlink(syncing)  # (its sync, when it comes, links nothing)
         self._outbox.pop(link_id, None)  # (not written yet: its client unlinked it)
         uplink = self._links.pop(link_id, None)
         if uplink is not None:
