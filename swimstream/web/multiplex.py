@@ -232,11 +232,12 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
         try:
             await response.prepare(request)
             await write_within(
+                request,
                 response,
                 b"retry: %d\n\n" % RECONNECT_MILLIS + sse_event("opened", opened),
                 state.settings,
             )
-            await pump(response, mux, state.settings)
+            await pump(request, response, mux, state.settings)
         except ConnectionError:
             pass  # the client left; unlink below
         except TimeoutError:  # a write the client did not take

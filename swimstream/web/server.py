@@ -35,7 +35,6 @@ task of the server outlives it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from types import TracebackType
@@ -55,6 +54,7 @@ from swimstream.web.shared import (
     listen_on,
 )
 from swimstream.web.sse import stalled_after
+from swimstream.web.taken import taken_within
 
 if TYPE_CHECKING:
     from swimstream.metrics import MetricsRegistry
@@ -335,9 +335,7 @@ async def _send(request: web.Request, response: web.StreamResponse, settings: We
     follow find the answer sent, or the connection gone.)"""
     stalled = stalled_after(settings)
     try:
-        async with asyncio.timeout(stalled):
-            await response.prepare(request)
-            await response.write_eof()
+        await taken_within(request.transport, stalled, _prepare_and_end(request, response))
     except TimeoutError:
         log.info(
             "the client of %s %s had not taken its answer after %g s (it stopped "
@@ -350,3 +348,8 @@ async def _send(request: web.Request, response: web.StreamResponse, settings: We
             request.transport.abort()
     except ConnectionError:
         pass  # the client left: aiohttp ends the request as it does for any
+
+
+async def _prepare_and_end(request: web.Request, response: web.StreamResponse) -> None:
+    await response.prepare(request)
+    await response.write_eof()

@@ -31,8 +31,9 @@ the HTTP response to the lane like any other subscriber. One stream goes through
     When nothing changes, a comment line every ``heartbeat_interval`` keeps proxies from
     closing the connection and finds clients that left without a FIN.
 ``stalled``
-    A write the client has not taken after :data:`STALLED_WRITE_HEARTBEATS` heartbeat
-    intervals (it stopped reading: its receive window is zero) would wait forever, and
+    A write of which the client has taken nothing for :data:`STALLED_WRITE_HEARTBEATS`
+    heartbeat intervals (it stopped reading: its receive window is zero; a client that
+    reads slowly is not stalled, see :mod:`~.taken`) would wait forever, and
     the heartbeat that finds clients gone would never come; so the connection is
     dropped, with one log line, and the stream unlinks.
 ``unlinked``
@@ -92,6 +93,7 @@ from swimstream.crdt import (
 from swimstream.errors import SwimstreamError
 from swimstream.runtime.coalesce import pending_for
 from swimstream.web.shared import WebSettings, WebState, dumps, error_response
+from swimstream.web.taken import taken_within
 
 if TYPE_CHECKING:
     from swimstream.agent import Agent
@@ -327,13 +329,14 @@ async def stream_lane(
             # as quiet as one that leaves later. aiohttp closes such a response itself.)
             await response.prepare(request)
             await write_within(
+                request,
                 response,
                 b"retry: %d\n\n" % RECONNECT_MILLIS
                 + sse_event("state", initial)
                 + sse_event("synced", synced),
                 state.settings,
             )
-            await pump(response, uplink, state.settings)
+            await pump(request, response, uplink, state.settings)
         except ConnectionError:
             pass  # the client left; unlink below
         except TimeoutError:  # a write the client did not take (write_within)
@@ -371,7 +374,9 @@ class Source(Protocol):
     def take_events(self) -> bytes: ...
 
 
-async def pump(response: web.StreamResponse, source: Source, settings: WebSettings) -> None:
+async def pump(
+    request: web.Request, response: web.StreamResponse, source: Source, settings: WebSettings
+) -> None:
     """The ``events`` state: flush coalesced changes until the stream is stopped."""
     loop = asyncio.get_running_loop()
     last_flush = loop.time()
@@ -380,7 +385,7 @@ async def pump(response: web.StreamResponse, source: Source, settings: WebSettin
             async with asyncio.timeout(settings.heartbeat_interval):
                 await source.changed.wait()
         except TimeoutError:
-            await write_within(response, HEARTBEAT, settings)
+            await write_within(request, response, HEARTBEAT, settings)
             continue
         pause = last_flush + settings.stream_interval - loop.time()
         if pause > 0:
@@ -389,15 +394,17 @@ async def pump(response: web.StreamResponse, source: Source, settings: WebSettin
             return
         chunk = source.take_events()
         if chunk:
-            await write_within(response, chunk, settings)  # blocks while the client does not read
+            # (blocks while the client does not read)
+            await write_within(request, response, chunk, settings)
             last_flush = loop.time()
 
 
-async def write_within(response: web.StreamResponse, data: bytes, settings: WebSettings) -> None:
-    """Write ``data``; TimeoutError when the client has not taken it in time (see
-    :data:`STALLED_WRITE_HEARTBEATS`)."""
-    async with asyncio.timeout(stalled_after(settings)):
-        await response.write(data)
+async def write_within(
+    request: web.Request, response: web.StreamResponse, data: bytes, settings: WebSettings
+) -> None:
+    """Write ``data``; TimeoutError when the client has taken nothing of it in time (see
+    :data:`STALLED_WRITE_HEARTBEATS` and :mod:`~.taken`)."""
+    await taken_within(request.transport, stalled_after(settings), response.write(data))
 
 
 def drop_stalled(request: web.Request, what: str, settings: WebSettings) -> None:
