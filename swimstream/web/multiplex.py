@@ -154,7 +154,7 @@ class Multiplex:
 
         plane = state.plane
         uplink = LaneUplink(
-            node_uri, lane, kind, self.changed, event, lambda: plane.lane(node_uri, lane).snapshot()
+            node_uri, lane, kind, self.changed, event, lambda: plane.get(node_uri, lane)
         )
         try:
             plane.link(node_uri, lane, uplink)

@@ -116,8 +116,8 @@ hold its slot of ``max_streams`` and its buffer for as long as the connection la
 RESYNC_SLACK = 256
 """Ops a map lane's buffer holds beyond twice the entries the lane had at its last sync
 before the buffer is dropped for a ``state`` event (see the module docstring)."""
-MAP_KINDS = frozenset({"map", "join_value", "join_map"})
-"""The kinds whose buffer holds an op per key touched (a demand map's holds a snapshot)."""
+MAP_KINDS = frozenset({"map", "join_value", "join_map", "demand_map"})
+"""The kinds whose buffer holds an op per key touched."""
 STREAMS_RETRY_AFTER_SECONDS = 5
 """The ``Retry-After`` of a stream refused because ``max_streams`` are open: streams
 last, so a slot frees up seldom; a client retrying every second would only spin."""
@@ -175,13 +175,13 @@ class LaneUplink:
         kind: str,
         changed: asyncio.Event | None = None,
         event: Callable[[str, bytes], bytes] = sse_event,
-        read: Callable[[], Snapshot | None] | None = None,
+        read: Callable[[], Any] | None = None,
     ) -> None:
         """``changed``: an event shared with other uplinks, which their one writer
         clears before it takes from each (:mod:`~.multiplex`); its own, without it.
         ``event`` renders one SSE event of the lane from its name and JSON data.
-        ``read`` gives the lane's state now, for a map's buffer that outgrew the lane
-        (without it, the buffer keeps every op)."""
+        ``read`` gives the lane's state now as JSON (what a GET answers), for a map's
+        buffer that outgrew the lane (without it, the buffer keeps every op)."""
         self.node_uri = node_uri
         self.lane = lane
         self.kind = kind
@@ -282,12 +282,11 @@ class LaneUplink:
         assert self._read is not None
         self._held, self._resync = 0, False
         try:
-            snapshot = self._read()
-        except SwimstreamError as exc:  # (its agent cannot be loaded, say)
+            state = self._read()
+        except SwimstreamError as exc:  # (its agent cannot be loaded, an on_cue raised)
             return self._event("error", dumps({"error": f"lane {self.lane!r}: {exc}"}))
-        entries = snapshot.entries if isinstance(snapshot, MapSnapshot) else ()
-        self._size = len(entries)
-        return self._json_event("state", {key: value for key, _stamp, value in entries})
+        self._size = len(state) if isinstance(state, dict) else 0
+        return self._json_event("state", state)
 
     def _json_event(self, name: str, value: Any) -> bytes:
         """``value`` as the event ``name``, or an ``error`` event saying why it is not JSON
@@ -315,7 +314,7 @@ async def stream_lane(
     if len(state.open_streams) >= limit:
         return refuse_stream(state, limit)
     plane = state.plane
-    uplink = LaneUplink(node_uri, lane, kind, read=lambda: plane.lane(node_uri, lane).snapshot())
+    uplink = LaneUplink(node_uri, lane, kind, read=lambda: plane.get(node_uri, lane))
     plane.link(node_uri, lane, uplink)
     state.open_streams.add(uplink)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from swimstream import Agent, CommandLane, MapLane
+from swimstream import Agent, CommandLane, DemandMapLane, MapLane, ValueLane
 from tests.web.harness import EventReader, ServeFactory
 from tests.web.test_multiplex import multiplexed
 
@@ -23,7 +23,30 @@ class Window(Agent):
                 self.items.remove(n - 10)
 
 
-WINDOW_ROUTES: dict[str, type[Agent]] = {"/window/:id": Window}
+class Ticker(Agent):
+    """A demand map of the newest ten numbers, computed for its links."""
+
+    newest = ValueLane[int](default=0)
+    numbers = DemandMapLane[int, int]()
+    count = CommandLane[int]()
+
+    @count.on_command
+    def on_count(self, last: int) -> None:
+        for n in range(self.newest.get(), last):
+            self.numbers.cue(n)  # (the numbers a window of ten moves past are cued
+            self.numbers.cue(n - 10)  # once: their on_cue is None, a remove)
+        self.newest.set(last)
+
+    @numbers.on_sync
+    def on_numbers_sync(self) -> range:
+        return range(max(0, self.newest.get() - 10), self.newest.get())
+
+    @numbers.on_cue
+    def on_number(self, n: int) -> int | None:
+        return n if self.newest.get() - 10 <= n < self.newest.get() else None
+
+
+WINDOW_ROUTES: dict[str, type[Agent]] = {"/window/:id": Window, "/ticker/:id": Ticker}
 
 
 def apply_event(replica: dict[str, Any], name: str, data: Any) -> dict[str, Any]:
@@ -82,3 +105,24 @@ async def test_a_multiplexed_link_of_such_a_map_gets_its_state_too(serve: ServeF
             replica = apply_event(replica, name, data["data"])
             received += 1
             assert received <= 100, "a backlog of the keys the lane no longer holds"
+
+
+async def test_a_demand_map_whose_keys_churn_streams_its_state_too(serve: ServeFactory) -> None:
+    async with serve(routes=WINDOW_ROUTES) as served:
+        url = served.url("/ticker/1?lane=numbers&stream=1")
+        async with served.client.get(url) as response:
+            events = EventReader(response)
+            assert await events.next() == ("state", {})
+            assert (await events.next())[0] == "synced"
+            assert (await served.post_json("/ticker/1?lane=count", 20_000))[0] == 200
+            await served.plane.settle()  # (the cues are computed in a later turn)
+            status, final = await served.get_json("/ticker/1?lane=numbers")
+            assert (status, len(final)) == (200, 10)
+
+            replica: dict[str, Any] = {}
+            received = 0
+            while replica != final:
+                name, data = await events.next()
+                replica = apply_event(replica, name, data)
+                received += 1
+                assert received <= 100, "a backlog of the keys the lane no longer holds"
