@@ -90,7 +90,7 @@ from swimstream.crdt import (
     RegisterSnapshot,
     Snapshot,
 )
-from swimstream.errors import SwimstreamError
+from swimstream.errors import CallbackError, SwimstreamError
 from swimstream.runtime.coalesce import pending_for
 from swimstream.web.shared import WebSettings, WebState, dumps, error_response
 from swimstream.web.taken import taken_within
@@ -218,7 +218,15 @@ class LaneUplink:
             self.changed.set()
 
     def sync(self, agent: Agent) -> bytes | str:
-        """In the agent's turn: the lane's JSON state (or why it has none), buffer emptied."""
+        """In the agent's turn: the lane's JSON state (or why it has none), buffer emptied.
+
+        Nothing is read for a link that ended meanwhile (unlinked while the agent was
+        busy): a big lane's JSON, or a demand lane's ``on_cue``, for nobody.
+        A demand lane's ``on_cue`` that raises is why, not an error of the turn: the
+        link's own sync, just before, ran it too and was counted and logged as a
+        callback's failure; counted again, one stream's refusal was three failures."""
+        if self.closed:
+            return "the stream ended before its sync"
         lane = agent.lane(self.lane)
         self.pending.take()
         self._held, self._resync = 0, False
@@ -234,6 +242,9 @@ class LaneUplink:
             return dumps(lane.to_json())
         except TypeError as exc:
             return f"the state of lane {self.lane!r} is not JSON: {exc}"
+        except CallbackError as exc:
+            cause = exc.__cause__
+            return f"{exc}: {type(cause).__name__}: {cause}" if cause is not None else str(exc)
 
     def stop(self) -> None:
         """End the stream: ignore further changes and wake the writer to notice."""
