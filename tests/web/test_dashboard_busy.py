@@ -61,3 +61,29 @@ async def test_an_agent_picked_after_a_busy_one_is_live_while_the_busy_one_is(
                 assert not problems, problems
         finally:
             Valve.opened.set()
+
+
+async def test_a_command_still_running_after_the_timeout_is_said_to_be_queued_not_done(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """The server answers 202 ``queued`` for a command whose callback has not finished
+    after ``web.command_timeout`` (it runs on: do not send it again); the page took any
+    2xx for "done", of a command that had not run yet, and may never succeed."""
+    async with serve(command_timeout=0.5) as served:
+        await served.plane.command("/valve/1", "passed", 0)
+        try:
+            async with open_chromium(tmp_path / "profile") as context:
+                page = await first_page(context)
+                problems = watch_errors(page)
+                await page.goto(served.server.url + "/")
+                await page.locator('.route[data-route="/valve/:id"]').click()
+                await page.locator('.agents li[data-node="/valve/1"]').click()
+                await page.locator("#command-lane").select_option("hold")
+                await page.locator("#command-send").click()
+                result = page.locator("#command-result")
+                await result.filter(has_text="queued").wait_for(timeout=WAIT_MS)
+                assert "done" not in await result.inner_text()
+                assert Valve.entered == 1
+                assert not problems, problems
+        finally:
+            Valve.opened.set()
