@@ -351,5 +351,6 @@ async def _send(request: web.Request, response: web.StreamResponse, settings: We
 
 
 async def _prepare_and_end(request: web.Request, response: web.StreamResponse) -> None:
+    """Send ``response`` whole: the write :func:`_send` times by its client's progress."""
     await response.prepare(request)
     await response.write_eof()
