@@ -22,7 +22,7 @@ PAD = 8_000_000
 READ = 16_384
 PAUSE = 0.01
 """The client reads at most ``READ`` bytes every ``PAUSE``: 1.6 MB/s at most, so the
-state takes it seconds, where twice the heartbeat interval is 1 s."""
+state takes it seconds, where twice the heartbeat interval is 1.5 s."""
 
 
 @asynccontextmanager
@@ -54,7 +54,7 @@ async def read_slowly(client: socket.socket, until: bytes) -> bytes:
 
 
 async def test_a_stream_client_reading_slowly_gets_a_big_state(serve: ServeFactory) -> None:
-    async with serve(heartbeat_interval=0.5) as served:
+    async with serve(heartbeat_interval=0.75) as served:
         await served.plane.command("/device/1", "status", {"pad": "x" * PAD})
         request = (
             b"GET /device/1?lane=status HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
@@ -67,7 +67,7 @@ async def test_a_stream_client_reading_slowly_gets_a_big_state(serve: ServeFacto
 
 
 async def test_a_get_client_reading_slowly_gets_a_big_answer(serve: ServeFactory) -> None:
-    async with serve(heartbeat_interval=0.5) as served:
+    async with serve(heartbeat_interval=0.75) as served:
         await served.plane.command("/device/2", "status", {"pad": "y" * PAD})
         request = b"GET /device/2?lane=status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         async with slow_client(served.server.port, request) as client:
