@@ -30,8 +30,9 @@ requests on the same URL; lanes come and go without the stream reconnecting.
     with 409.
 ``events``
     A link's events are a lane stream's (``state`` and ``synced`` first, then ``set``,
-    ``update``, ...), coalesced and flushed the same way, with ``data`` being
-    ``{"link": n, "data": <the lane stream's data>}``, written in that order so a client
+    ``update``, ...), coalesced and flushed the same way (but for a new link's state,
+    written at once: ``stream_interval`` spaces changes), with ``data`` being ``{"link":
+    n, "data": <the lane stream's data>}``, written in that order so a client
     may cut a delta's own JSON text out of it. A link whose agent was forgotten here (a
     hand-over) ends with ``event: unlinked`` and ``{"link": n}``: its client links it
     again, and gets a fresh sync or the 421 naming the instance that has it now.
@@ -88,6 +89,7 @@ class Multiplex:
     def __init__(self, state: WebState) -> None:
         self.stream_id = secrets.token_urlsafe(16)
         self.changed = asyncio.Event()
+        self.urgent = asyncio.Event()  # a new link's state waits: no stream_interval for it
         self.closed = False
         self._state = state
         self._links: dict[int, LaneUplink] = {}
@@ -101,6 +103,7 @@ class Multiplex:
     def take_events(self) -> bytes:
         """What to write now: new links' syncs, then every link's changes."""
         self.changed.clear()
+        self.urgent.clear()
         chunks, self._outbox = list(self._outbox.values()), {}
         for link_id, uplink in list(self._links.items()):
             if uplink.closed:  # its agent was forgotten here (a hand-over)
@@ -188,6 +191,7 @@ class Multiplex:
         self._outbox[link_id] = event("state", initial) + event("synced", synced)
         self._links[link_id] = uplink  # (no await since the sync: no change is missed)
         self.changed.set()
+        self.urgent.set()
         return None
 
     def _drop(self, link_id: int) -> None:

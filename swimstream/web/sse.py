@@ -71,6 +71,7 @@ the reason in its ``data``.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -246,6 +247,11 @@ class LaneUplink:
             cause = exc.__cause__
             return f"{exc}: {type(cause).__name__}: {cause}" if cause is not None else str(exc)
 
+    @property
+    def urgent(self) -> asyncio.Event | None:
+        """None: a lane stream writes its state itself, before its changes."""
+        return None
+
     def stop(self) -> None:
         """End the stream: ignore further changes and wake the writer to notice."""
         self.closed = True
@@ -381,6 +387,11 @@ class Source(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def urgent(self) -> asyncio.Event | None:
+        """Set when something waits that is no change (a new link's state): written at
+        once rather than after ``stream_interval``, which spaces changes only."""
+
     def take_events(self) -> bytes: ...
 
 
@@ -398,8 +409,8 @@ async def pump(
             await write_within(request, response, HEARTBEAT, settings)
             continue
         pause = last_flush + settings.stream_interval - loop.time()
-        if pause > 0:
-            await asyncio.sleep(pause)  # more changes fold into the buffer meanwhile
+        if pause > 0:  # more changes fold into the buffer meanwhile
+            await _pause(pause, source.urgent)
         if source.closed:
             return
         chunk = source.take_events()
@@ -407,6 +418,16 @@ async def pump(
             # (blocks while the client does not read)
             await write_within(request, response, chunk, settings)
             last_flush = loop.time()
+
+
+async def _pause(seconds: float, urgent: asyncio.Event | None) -> None:
+    """Sleep ``seconds``, or less if ``urgent`` is set meanwhile."""
+    if urgent is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await urgent.wait()
 
 
 async def write_within(

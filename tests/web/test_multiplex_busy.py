@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.waiting import wait_until
-from tests.web.harness import Served, Valve, reading
+from tests.web.harness import Served, ServeFactory, Valve, reading
 from tests.web.test_multiplex import multiplexed
 
 
@@ -39,3 +39,20 @@ async def test_a_link_waiting_for_a_busy_agent_holds_up_no_other_change(served: 
             await wait_until(lambda: "swimstream_web_streams_open 1\n" in served.registry.render())
     finally:
         Valve.opened.set()
+
+
+async def test_a_new_link_s_state_is_written_at_once_whatever_the_stream_interval(
+    serve: ServeFactory,
+) -> None:
+    """``web.stream_interval`` spaces the batches of changes. A link's state waited for
+    the next batch too, so with a longer interval (fewer events for a browser) a lane
+    the dashboard was asked to show stayed blank for as long, where a lane stream
+    writes its state at once."""
+    async with serve(stream_interval=60.0) as served:
+        await served.post_json("/device/1?lane=reading", reading(20.0))
+        async with multiplexed(served) as mux:
+            assert (await mux.change([(1, "/device/1", "status")]))[1]["linked"] == [1]
+            assert await mux.next() == ("state", {"link": 1, "data": reading(20.0)})
+            assert (await mux.next())[0] == "synced"
+            assert (await mux.change([(2, "/device/1", "readings")]))[1]["linked"] == [2]
+            assert await mux.next() == ("state", {"link": 2, "data": 1})
