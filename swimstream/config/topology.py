@@ -192,7 +192,10 @@ class SinkConfig(FrozenModel):
     )
     format: RecordFormat = Field(
         default="json",
-        description="`json` encodes each value as JSON; `raw` expects bytes or text.",
+        description=(
+            "`json` encodes each value as JSON; `raw` writes bytes, text or a number (as "
+            "its text) as it is; any other value fails the callback that wrote it."
+        ),
     )
     kind: Protocol | None = Field(
         default=None,

@@ -37,11 +37,23 @@ log = logging.getLogger("swimstream.sinks")
 
 
 def encode_value(value: Any, record_format: str) -> bytes:
-    """A sink record's value: JSON, or the bytes/text itself for ``raw``."""
+    """A sink record's value: JSON, or the bytes/text itself for ``raw``.
+
+    ``raw`` takes bytes, text and numbers (their text) and refuses anything else with a
+    TypeError (which fails the callback that wrote it): it wrote ``str(value)``, so an
+    object went out as Python's spelling of it (``{'a': 1}``, ``None``, ``True``), which
+    no consumer reads back."""
     if record_format == "raw":
-        if isinstance(value, bytes):
-            return value
-        return str(value).encode()
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value)
+        if isinstance(value, str):
+            return value.encode()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value).encode()
+        raise TypeError(
+            f"format raw writes bytes, text or a number, not {type(value).__name__}: "
+            "use format json for other values"
+        )
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
