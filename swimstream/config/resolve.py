@@ -49,6 +49,18 @@ _NOT_SINKABLE = {
 }
 
 
+_OBJECT_CHANGES = frozenset({"map", "join_value", "join_map"})
+"""Lanes (maps) whose every change is an object (``{"update": key, "value": value}``), which a
+``format: raw`` lane sink cannot write: each would fail its callback."""
+
+
+def _raw_problem(lane: str, kind: str) -> str:
+    return (
+        f"lane {lane!r} is a {kind.replace('_', ' ')} lane, whose changes are objects "
+        '({"update": key, "value": value}); raw writes bytes, text or numbers: use format json'
+    )
+
+
 def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
     """Import every agent class; return them by agent name.
 
@@ -72,6 +84,10 @@ def resolve_agents(config: AppConfig) -> dict[str, type[Any]]:
             problem = _lane_problem(config, classes, target, sink.from_.lane, for_source=False)
             if problem is not None:
                 problems.append((f"sinks[{index}].from", problem))
+            elif sink.format == "raw":
+                kind = getattr(classes[target].__swim_lanes__[sink.from_.lane], "kind", None)
+                if kind in _OBJECT_CHANGES:
+                    problems.append((f"sinks[{index}].format", _raw_problem(sink.from_.lane, kind)))
     problems.extend(_publish_problems(config, classes))
     if problems:
         raise ConfigError(problems=problems)

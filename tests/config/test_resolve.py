@@ -223,3 +223,27 @@ def test_check_config_returns_printable_lines(tmp_path: Path) -> None:
 def test_the_example_config_resolves_to_the_towers_agents() -> None:
     classes = resolve_agents(load_config(EXAMPLE_FILE, {}))
     assert sorted(classes) == ["device", "tower", "world"]
+
+
+def test_a_raw_lane_sink_of_a_map_lane_is_refused() -> None:
+    """Every change of a map lane is an object, which raw cannot write: each change
+    failed its callback (before, went out as Python's spelling of a dict)."""
+    sinks = [
+        {"from": "/vehicle/:id#alerts", "topic": "out", "format": "raw"},
+        {"from": "/vehicle/:id#status", "topic": "out2", "format": "raw"},  # (a value lane)
+        {"from": "/tower/:id#vehicles", "topic": "out3", "format": "raw"},
+    ]
+    assert resolve_problems(sinks=sinks) == [
+        (
+            "sinks[0].format",
+            "lane 'alerts' is a map lane, whose changes are objects "
+            '({"update": key, "value": value}); raw writes bytes, text or numbers: '
+            "use format json",
+        ),
+        (
+            "sinks[2].format",
+            "lane 'vehicles' is a join value lane, whose changes are objects "
+            '({"update": key, "value": value}); raw writes bytes, text or numbers: '
+            "use format json",
+        ),
+    ]
