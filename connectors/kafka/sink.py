@@ -40,6 +40,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from connectors.kafka.batch import Batch as _Batch
 from connectors.kafka.deferred import kafka_partitions
 from connectors.kafka.errors import CLIENT_LOG, ErrorLog, KafkaBrokerError, translate
 from connectors.kafka.first_contact import ErrorWitness, creation_hint, first_contact
@@ -71,16 +72,6 @@ _RELEASE_AT_LEAST = 0.5
 """Seconds a close given a deadline still lets the producer's own close take (it aborts
 an open transaction, a round trip to a broker that answers): as long as the service
 lets its sources leave after the drain's deadline."""
-
-
-class _Batch:
-    """The reported records produced between two marks (a checkpoint's cuts), counted
-    down as their reports come."""
-
-    __slots__ = ("pending",)
-
-    def __init__(self) -> None:
-        self.pending = 0
 
 
 class KafkaSink:
@@ -407,8 +398,11 @@ class KafkaSink:
 
     @property
     def pending(self) -> int:
-        """Records queued but not yet acknowledged (or failed)."""
-        return self._pending
+        """Records queued but not yet acknowledged (or failed), those produced without a
+        report too (a transaction's): librdkafka's queue holds them all the same, and the
+        sources pause for what it holds (:mod:`swimstream.streams.sink_pressure`)."""
+        producer = self._producer
+        return self._pending if producer is None else max(self._pending, len(producer))
 
     @property
     def queue_limit(self) -> int:
