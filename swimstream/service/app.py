@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from swimstream.config import AppConfig, resolve_agents, unbuilt_settings
+from swimstream.config import AppConfig, SinkConfig, resolve_agents, unbuilt_settings
 from swimstream.config.broker import RECORD_MARGIN
 from swimstream.errors import ConfigError
 from swimstream.metrics import MetricsRegistry
@@ -493,9 +493,15 @@ class Service:
             raise ConfigError(f"sinks: a {protocol} sink needs a {protocol} broker")
         return self.clients[protocol].sink
 
+    def _target(self, sink: SinkConfig) -> SinkTarget:
+        connector = self._sink_for(sink.kind)
+        clients = self.clients[protocol_of(self.config, sink.kind)]
+        largest = clients.max_record_bytes - RECORD_MARGIN  # (as records from sources)
+        return SinkTarget(sink.topic, sink.format, connector, largest)
+
     def _publish_targets(self) -> dict[str, SinkTarget]:
         return {
-            sink.publish_name: SinkTarget(sink.topic, sink.format, self._sink_for(sink.kind))
+            sink.publish_name: self._target(sink)
             for sink in self.config.sinks
             if sink.publish_name is not None
         }
@@ -504,7 +510,7 @@ class Service:
         for sink in self.config.sinks:
             if sink.from_ is None:
                 continue
-            target = SinkTarget(sink.topic, sink.format, self._sink_for(sink.kind))
+            target = self._target(sink)
             observer = LaneSink(
                 target,
                 sink.record_key or "uri",

@@ -28,7 +28,7 @@ from swimstream.metrics import MetricsRegistry
 from swimstream.ratelimit import RateLimit, more_since
 from swimstream.runtime.origin import Tracked, fork_origin
 from swimstream.streams.connector import DeliveryCallback
-from swimstream.streams.sinks import DeliveryFailures, SinkTarget, encode_value
+from swimstream.streams.sinks import DeliveryFailures, SinkTarget
 
 log = logging.getLogger("swimstream.sinks")
 
@@ -133,7 +133,7 @@ class LaneSink:
         key = node_uri if self._key_param == "uri" else agent.params.get(self._key_param, node_uri)
         value = change_to_json(lane, op)
         if self.coalesce is None:
-            encoded = encode_value(value, self._target.format)  # raising fails the callback
+            encoded = self._target.encode(value)  # raising fails the callback
             ack = fork_origin()
             try:
                 self._produce(key, node_uri, lane.name, encoded, self._failures.tracked(ack))
@@ -170,8 +170,8 @@ class LaneSink:
             acks = entry.acks
             done = None if not acks else acks[0] if len(acks) == 1 else _AllDone(acks)
             try:
-                value = encode_value(entry.value, self._target.format)
-            except (TypeError, ValueError) as exc:  # nested over 254 levels, an int over 64 bits
+                value = self._target.encode(entry.value)
+            except (TypeError, ValueError) as exc:  # nested over 254 levels, too large, ...
                 self._unwritable(entry, exc, done)
                 continue
             try:

@@ -64,6 +64,24 @@ class SinkTarget:
     topic: str
     format: str
     connector: SinkConnector
+    max_bytes: int | None = None
+    """The largest value written (None: no limit), as a source's records are held to:
+    the client's record limit less the room kept for key and headers."""
+
+    def encode(self, value: Any) -> bytes:
+        """``value`` in the sink's format; ValueError when it is larger than the sink
+        writes. The client refused such a record at ``produce``, but with durable state
+        exactly once, one published while a checkpoint commits is held and produced with
+        the next transaction's start, where the refusal failed that checkpoint and
+        stopped the instance; a coalesced lane sink's stopped it at every restart."""
+        encoded = encode_value(value, self.format)
+        limit = self.max_bytes
+        if limit is not None and len(encoded) > limit:
+            raise ValueError(
+                f"a record of {len(encoded)} bytes is over the {limit} bytes a record "
+                f"of {self.topic} may hold"
+            )
+        return encoded
 
 
 class DeliveryFailures:
@@ -203,7 +221,7 @@ class InsightPublisher:
         headers = [("swimstream.node", insight.node_uri.encode())]
         if self._checkpoint is not None:
             headers.append(("swimstream.checkpoint", str(self._checkpoint()).encode()))
-        value = encode_value(insight.value, target.format)  # raising fails the callback
+        value = target.encode(insight.value)  # raising fails the callback
         ack = fork_origin()
         try:
             target.connector.produce(
