@@ -224,7 +224,16 @@ class Agent:
         a sink with neither ``publish`` nor ``from`` is named by its topic. The record is
         keyed by ``key``, else by the last param of the agent's route (``"7"`` at
         ``/device/7``), else by its node URI (a route without params).
+
+        Raises TypeError for a ``key`` that is not text (an id read from a JSON payload
+        is often a number): the sink failed on it with "'int' object has no attribute
+        'encode'", which named neither the key nor the fix.
         """
+        if key is not None and not isinstance(key, str):
+            raise TypeError(
+                f"publish({topic!r}): the key must be text (str), not {type(key).__name__}"
+                f" ({key!r:.40}); pass str(key)"
+            )
         self._context.publish(topic, value, key)
 
     def downlink(
