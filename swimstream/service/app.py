@@ -316,6 +316,8 @@ class Service:
         """Drain the sources, checkpoint, flush the sinks, stop agents, web and brokers."""
         deadline = time.monotonic() + self.config.processing.drain_timeout
         reserve = 3.0 if self.durability is not None else 1.0  # for the final checkpoint
+        for lane_sink in self._lane_sinks:
+            lane_sink.drain()  # (records in flight wait for their coalesced changes)
         for runner in self._runners:
             await runner.stop_consuming(max(0.1, deadline - time.monotonic() - reserve))
         if self.handover is not None:

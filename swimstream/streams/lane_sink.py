@@ -120,7 +120,8 @@ class LaneSink:
         self._key_param = key_param
         self._failures = failures
         self.coalesce = coalesce
-        """Seconds between flushes of the latest changes; None for a record per change."""
+        """Seconds between flushes of the latest changes; None for a record per change
+        (from :meth:`drain` on too)."""
         self._pending: dict[tuple[str, str, Any], _Pending] = {}
         self._counter = registry.counter(
             "insights_out", "Insight records produced.", topic=target.topic
@@ -197,12 +198,22 @@ class LaneSink:
         if done is not None:
             done(error)
 
+    def drain(self) -> None:
+        """The service stops: flush now, and from now on produce each change at once.
+        The records behind pending changes stay in flight until their coalesced record
+        is delivered, and the stop waits for the records in flight: it waited for the
+        next flush, up to the whole ``coalesce`` (or the drain's deadline, leaving them
+        uncommitted, to be read and sent again after the restart)."""
+        self.coalesce = None
+        self.flush()
+
     async def run(self) -> None:
         """Flush every ``coalesce`` seconds until cancelled (then once more)."""
-        assert self.coalesce is not None
+        interval = self.coalesce
+        assert interval is not None
         try:
             while True:
-                await asyncio.sleep(self.coalesce)
+                await asyncio.sleep(interval)
                 self.flush()
         finally:
             self.flush()
