@@ -241,7 +241,7 @@ class Service:
                 commit_interval=config.processing.commit_interval,
                 commit_every=config.processing.commit_max_records,
                 managed_commits=self.durability is not None,
-                sinks=sink_pressure(self.clients),
+                sinks=sink_pressure(self.clients, coalesced),
             )
             if protocol == "kafka" and self._exactly_once:
                 runner.transactional = True

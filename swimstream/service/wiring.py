@@ -15,7 +15,7 @@ from typing import Protocol
 
 from swimstream.config import AppConfig
 from swimstream.streams import ChangelogReader, SinkConnector, SourceConnector, TopicAdmin
-from swimstream.streams.sink_pressure import SinkLimit, SinkPressure
+from swimstream.streams.sink_pressure import Coalescing, SinkLimit, SinkPressure
 
 
 @dataclass
@@ -44,9 +44,13 @@ class ProtocolClients:
     of its own; see :mod:`swimstream.streams.sink_pressure`)."""
 
 
-def sink_pressure(clients: Mapping[str, ProtocolClients]) -> SinkPressure:
-    """What pauses the sources for the sinks of ``clients``."""
-    return SinkPressure([SinkLimit(c.sink, c.max_pending) for c in clients.values()])
+def sink_pressure(
+    clients: Mapping[str, ProtocolClients], coalescing: Sequence[Coalescing] = ()
+) -> SinkPressure:
+    """What pauses the sources for the sinks of ``clients`` (and flushes the coalesced
+    lane sinks while they are paused)."""
+    limits = [SinkLimit(c.sink, c.max_pending) for c in clients.values()]
+    return SinkPressure(limits, coalescing)
 
 
 class ConnectorFactory(Protocol):

@@ -432,6 +432,8 @@ class SourceRunner:
             while (
                 self.book.inflight > low or (sinks is not None and not sinks.eased())
             ) and not self._stopping.is_set():
+                if sinks is not None:
+                    sinks.relieve()  # (coalesced lane sinks hold records in flight)
                 self._commit(force=False)
                 await asyncio.sleep(0.005)
         finally:

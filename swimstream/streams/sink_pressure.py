@@ -15,12 +15,19 @@ instance (exit 1) some 20 s after the freeze, where the delivery timeout
 So the sources also pause while any sink holds :attr:`SinkPressure.limit` records or
 more unacknowledged, until it drained to half of that. It is looked at once per batch of
 records, never per record.
+
+While the sources are paused (for the sinks, or for the records in flight), coalesced
+lane sinks flush at once (:meth:`SinkPressure.relieve`): a record whose change waits in
+one is in flight until that change's record is delivered, so past the in-flight bound
+(10,000 records) the sources stood still until the next flush, and read at most that
+many records per ``coalesce`` interval (2,000 a second at ``coalesce: 5s``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from swimstream.streams.connector import SinkConnector
 
@@ -33,11 +40,28 @@ class SinkLimit:
     limit: int
 
 
+class Coalescing(Protocol):
+    """A sink that holds changes back until it flushes (a coalesced lane sink)."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class SinkPressure:
     """Whether the sinks hold too many unacknowledged records for the sources to read on."""
 
-    def __init__(self, limits: Sequence[SinkLimit]) -> None:
+    def __init__(self, limits: Sequence[SinkLimit], coalescing: Sequence[Coalescing] = ()) -> None:
         self._limits = tuple(limit for limit in limits if limit.limit > 0)
+        self._coalescing = tuple(coalescing)
+
+    def relieve(self) -> None:
+        """The sources are paused: flush the coalesced lane sinks holding changes, so
+        that the records behind them can finish (see the module docstring)."""
+        for sink in self._coalescing:
+            if sink.pending:
+                sink.flush()
 
     def crowded(self) -> bool:
         """A sink holds its limit or more: pause the sources."""
