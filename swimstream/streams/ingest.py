@@ -432,7 +432,7 @@ class SourceRunner:
             while (
                 self.book.inflight > low or (sinks is not None and not sinks.eased())
             ) and not self._stopping.is_set():
-                if sinks is not None:
+                if sinks is not None and self.book.inflight > low:
                     sinks.relieve()  # (coalesced lane sinks hold records in flight)
                 self._commit(force=False)
                 await asyncio.sleep(0.005)

@@ -16,11 +16,11 @@ So the sources also pause while any sink holds :attr:`SinkPressure.limit` record
 more unacknowledged, until it drained to half of that. It is looked at once per batch of
 records, never per record.
 
-While the sources are paused (for the sinks, or for the records in flight), coalesced
-lane sinks flush at once (:meth:`SinkPressure.relieve`): a record whose change waits in
-one is in flight until that change's record is delivered, so past the in-flight bound
-(10,000 records) the sources stood still until the next flush, and read at most that
-many records per ``coalesce`` interval (2,000 a second at ``coalesce: 5s``).
+While the sources are paused for the records in flight, coalesced lane sinks flush at
+once (:meth:`SinkPressure.relieve`): a record whose change waits in one is in flight
+until that change's record is delivered, so past the in-flight bound (10,000 records)
+the sources stood still until the next flush, and read at most that many records per
+``coalesce`` interval (2,000 a second at ``coalesce: 5s``).
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ class SinkPressure:
         self._coalescing = tuple(coalescing)
 
     def relieve(self) -> None:
-        """The sources are paused: flush the coalesced lane sinks holding changes, so
-        that the records behind them can finish (see the module docstring)."""
+        """The sources are paused for the records in flight: flush the coalesced lane
+        sinks holding changes, so that the records behind them can finish (see the
+        module docstring). Not for a crowded sink, which the flush would crowd more."""
         for sink in self._coalescing:
             if sink.pending:
                 sink.flush()
