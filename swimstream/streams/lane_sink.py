@@ -62,9 +62,10 @@ class _AllDone:
 
 
 class _Unwritable:
-    """Coalesced changes the sink's format cannot hold: counted in ``/metrics`` and
-    logged as callback failures are, the first at once and then at most one line per
-    :data:`~swimstream.ratelimit.LOG_INTERVAL` with the count of the others.
+    """Coalesced changes the sink's format cannot hold, or too large for the sink:
+    counted in ``/metrics`` and logged as callback failures are, the first at once and
+    then at most one line per :data:`~swimstream.ratelimit.LOG_INTERVAL` with the count
+    of the others.
 
     Without a coalesce the same change fails its callback, which is counted and logged
     so; a coalesced one was logged once per agent and flush, uncounted: 300 records
@@ -76,7 +77,8 @@ class _Unwritable:
     ) -> None:
         self._counter = registry.counter(
             "lane_sink_unwritable",
-            "Coalesced lane changes a lane sink could not write in its format (not sent).",
+            "Coalesced lane changes a lane sink could not write (not in its format, or "
+            "too large; not sent).",
             topic=topic,
         )
         self._limit = RateLimit[BaseException](clock=clock)
