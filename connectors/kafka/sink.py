@@ -40,11 +40,12 @@ from typing import Any, Literal, TypeVar, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from connectors.kafka.batch import Batch as _Batch
 from connectors.kafka.deferred import kafka_partitions
 from connectors.kafka.errors import CLIENT_LOG, ErrorLog, KafkaBrokerError, translate
 from connectors.kafka.first_contact import ErrorWitness, creation_hint, first_contact
 from connectors.kafka.loop import DaemonExecutor, LoopBridge
+from connectors.kafka.producer_queue import Batch as _Batch
+from connectors.kafka.producer_queue import queue_limit
 from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
 from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
@@ -66,8 +67,6 @@ _CONNECT_TIMEOUT = 3.0
 KAFKA_PORT = 9092
 _MAX_FLUSH_SLEEP = 0.01
 _CLOSE_TIMEOUT = 10.0
-QUEUE_MAX_MESSAGES = 100_000
-"""librdkafka's default ``queue.buffering.max.messages``."""
 _RELEASE_AT_LEAST = 0.5
 """Seconds a close given a deadline still lets the producer's own close take (it aborts
 an open transaction, a round trip to a broker that answers): as long as the service
@@ -125,6 +124,7 @@ class KafkaSink:
         self._bridge: LoopBridge | None = None
         self._executor: DaemonExecutor | None = None
         self._pending = 0
+        self._unreported = 0  # produced without a report since none was left queued
         self._batch = _Batch()  # the reported records produced since the last mark
         self._open: list[_Batch] = [self._batch]
         self.undelivered = 0
@@ -296,7 +296,9 @@ class KafkaSink:
         except KafkaException as exc:
             raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
         finally:
-            if reported and queued:
+            if not reported:
+                self._unreported += queued
+            elif queued:
                 if self._pending_waiter is not None:
                     self._wake_poller()
                 self._pending += queued
@@ -398,23 +400,22 @@ class KafkaSink:
 
     @property
     def pending(self) -> int:
-        """Records queued but not yet acknowledged (or failed), those produced without a
-        report too (a transaction's): librdkafka's queue holds them all the same, and the
-        sources pause for what it holds (:mod:`swimstream.streams.sink_pressure`)."""
-        producer = self._producer
-        return self._pending if producer is None else max(self._pending, len(producer))
+        """Records queued but not yet acknowledged (or failed), and those produced
+        without a report (a transaction's) that librdkafka's queue still holds (it may
+        count a request or two with them): the sources pause for them all
+        (:mod:`swimstream.streams.sink_pressure`)."""
+        pending, producer = self._pending, self._producer
+        if self._unreported and producer is not None:
+            unreported = len(producer) - pending
+            if unreported <= 0:
+                self._unreported = 0  # (all of them are done)
+            return pending + max(0, min(unreported, self._unreported))
+        return pending
 
     @property
     def queue_limit(self) -> int:
-        """Records the producer's queue holds before :meth:`produce` has to wait for
-        room: ``queue.buffering.max.messages``, or ``queue.buffering.max.kbytes`` at a
-        KiB a record when that is fewer (insights are small JSON; larger ones fill the
-        queue by bytes sooner, and ``produce`` waits for room then). The service pauses
-        its sources well before (:mod:`swimstream.streams.sink_pressure`)."""
-        config = self._config
-        messages = int(config.get("queue.buffering.max.messages", QUEUE_MAX_MESSAGES))
-        kbytes = int(config.get("queue.buffering.max.kbytes", messages))
-        return max(1, min(messages, kbytes))
+        """Records the producer's queue holds (:func:`~.producer_queue.queue_limit`)."""
+        return queue_limit(self._config)
 
     # -- transactions -------------------------------------------------------------------
 
