@@ -157,15 +157,20 @@ class DeadLetters:
         origin_id = getattr(record, "origin_id", None)
         if origin_id is not None:
             headers.append(("swimstream.origin.id", origin_id().encode()))
-        where = f"the dead letter of {record.topic()}[{record.partition()}]@{record.offset()}"
+        where = (
+            f"the dead letter of {record.topic()}[{record.partition()}]@{record.offset()}"
+            f" (dead-lettered for {reason})"
+        )
         delivered = _LetterDelivered(self._failures, where, on_delivery)
         try:
             self._sink.produce(self.topic, key, value, headers, delivered)
         except Exception as exc:  # a full queue that never drained, a refused record
-            delivered(exc)  # counted there, as not delivered: not sent to the topic
+            # Counted and logged there, with the reason, as not delivered: it is not in
+            # the topic, so not logged as dead-lettered.
+            delivered(exc)
         else:
             self._counter.value += 1
-        self._log(record, reason)
+            self._log(record, reason)
 
     def report_held(self, everything: bool = False) -> None:
         """Log the last letter held back by the rate limit, with the count of the others,

@@ -11,6 +11,7 @@ from swimstream.metrics import MetricsRegistry
 from swimstream.ratelimit import LOG_INTERVAL
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.testing import MemoryRecord, MemorySink
+from tests.streams.refusing import RefusingSink
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -91,3 +92,20 @@ def test_a_record_dead_lettered_again_carries_this_failure_s_headers_once() -> N
     assert dict(again)["swimstream.error"] == b"KeyError: 'tower'"
     assert dict(again)["swimstream.origin.offset"] == b"40"
     assert dict(again)["trace"] == b"t-1"
+
+
+def test_a_letter_the_sink_refused_is_not_logged_as_dead_lettered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A letter whose ``produce`` raised (a queue that never drained) was logged as
+    "dead-lettered" next to its delivery failure: the log said the record was in the
+    dead-letter topic, where it never went."""
+    registry = MetricsRegistry()
+    dead = DeadLetters(RefusingSink("app.dead-letter"), "app.dead-letter", registry)  # type: ignore[arg-type]  # produces only
+    with caplog.at_level(logging.WARNING):
+        dead.send(MemoryRecord("in", 0, 7, b"k", b"refuse"), ValueError("not JSON"))
+    assert _lines(caplog) == []
+    failures = [r.getMessage() for r in caplog.records if "in[0]@7" in r.getMessage()]
+    assert len(failures) == 1 and "ValueError: not JSON" in failures[0], failures
+    assert registry.value("dead_letters") == 0
+    assert registry.value("insight_delivery_failures") == 1
