@@ -13,14 +13,19 @@ key       partition key          Pulsar's key is text. UTF-8 keys pass as they a
                                  Java client's ``keyBytes`` does with a protocol flag the
                                  Python client does not expose), so they round-trip
                                  through swimstream exactly. An empty key arrives as no
-                                 key: Pulsar does not tell the two apart.
+                                 key: Pulsar does not tell the two apart. A key another
+                                 client wrote as bytes that are not UTF-8 (C++ and Go
+                                 producers can) is read back as those bytes.
 value     payload                ``None`` is sent as Pulsar's null value (a tombstone).
 headers   properties             Properties are a text-to-text map, so this is lossy:
                                  header values that are not UTF-8 have their bad bytes
                                  replaced with U+FFFD, of repeated names only the last
                                  survives, and they come back sorted by name (the broker
                                  keeps a map, not a list). ``swimstream-key-encoding`` is
-                                 reserved.
+                                 reserved. Properties another client wrote as bytes that
+                                 are not UTF-8 cannot be read at all (the client decodes
+                                 the map whole): ``headers()`` raises, as
+                                 confluent-kafka's does for such header names.
 offset    (none)                 Pulsar has no integer offsets; the source numbers what it
                                  receives (see :mod:`connectors.pulsar.offsets`).
 ========  =====================  ==========================================================
@@ -33,6 +38,7 @@ import binascii
 from collections.abc import Sequence
 
 from connectors.pulsar._client import Message
+from swimstream.errors import RecordDecodeError
 
 KEY_ENCODING_PROPERTY = "swimstream-key-encoding"
 """The property that marks a partition key as base64 of arbitrary bytes."""
@@ -60,10 +66,13 @@ def encode_properties(
     return properties
 
 
-def decode_key(partition_key: str, properties: dict[str, str]) -> bytes | None:
-    """The key bytes a message's partition key stands for."""
+def decode_key(partition_key: str | bytes, properties: dict[str, str]) -> bytes | None:
+    """The key bytes a message's partition key stands for (``bytes``: a key that is not
+    UTF-8, taken as it is)."""
     if not partition_key:
         return None
+    if isinstance(partition_key, bytes):
+        return partition_key
     if properties.get(KEY_ENCODING_PROPERTY) == "base64":
         try:
             return base64.b64decode(partition_key, validate=True)
@@ -102,9 +111,22 @@ class PulsarRecord:
         return self._offset
 
     def key(self) -> bytes | None:
-        """The partition key as bytes, ``None`` when the message has none."""
+        """The partition key as bytes, ``None`` when the message has none.
+
+        Never raises: a record whose key cannot be read could not even be dead-lettered,
+        and the service stopped at it, again at every restart. The client decodes the
+        key as UTF-8 and raises on other bytes, naming them whole, so they are taken
+        from its error; properties that cannot be read hold no base64 mark."""
         message = self._message
-        return decode_key(message.partition_key(), message.properties())
+        try:
+            partition_key: str | bytes = message.partition_key()
+        except UnicodeDecodeError as exc:
+            partition_key = bytes(exc.object)
+        try:
+            properties = message.properties()
+        except UnicodeDecodeError:
+            properties = {}
+        return decode_key(partition_key, properties)
 
     def value(self) -> bytes | None:
         """The payload; ``None`` for a null value (a tombstone)."""
@@ -112,8 +134,19 @@ class PulsarRecord:
         return None if message.has_null_value() else message.data()
 
     def headers(self) -> list[tuple[str, bytes]] | None:
-        """The message properties as UTF-8 headers, sorted by name; ``None`` when none."""
-        properties = self._message.properties()
+        """The message properties as UTF-8 headers, sorted by name; ``None`` when none.
+
+        Raises:
+            RecordDecodeError: a property name or value is not UTF-8 (another client
+                wrote bytes): the service dead-letters the record without its headers,
+                or as undecodable when a route reads one.
+        """
+        try:
+            properties = self._message.properties()
+        except UnicodeDecodeError as exc:
+            raise RecordDecodeError(
+                f"the message's properties are not UTF-8 ({exc.object[:64]!r}: {exc.reason})"
+            ) from None
         headers = [
             (name, text.encode("utf-8"))
             for name, text in properties.items()
