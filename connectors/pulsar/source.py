@@ -245,14 +245,15 @@ class PulsarSource:
         feeds: list[_Feed] = []
         try:
             for topic in self.topics:
-                name = split_partition(topic)[0]
                 try:
                     for partition_topic in client.partitions_of(topic):
                         number = split_partition(partition_topic)[1]
                         consumer = client.subscribe(
                             partition_topic, self.subscription, self.consumer_name, self.settings
                         )
-                        feeds.append(_Feed(TopicPartition(name, number), consumer))
+                        # Named as configured, even one partition (``t-partition-3``) on
+                        # its own: the service routes a record by the topic it reports.
+                        feeds.append(_Feed(TopicPartition(topic, number), consumer))
                 except PulsarError as exc:
                     doing = f"subscribing {self.subscription!r} to topic {topic!r}"
                     raise broker_error(exc, doing, _SUBSCRIBE_NOTES) from exc

@@ -20,6 +20,7 @@ from connectors.embedded import EmbeddedPulsar
 from connectors.pulsar import PULSAR_LITE_SETTINGS, PulsarRecord, PulsarSink, PulsarSource
 from swimstream.errors import RecordDecodeError
 from swimstream.metrics import MetricsRegistry
+from swimstream.streams.connector import TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.testing import MemorySink
 
@@ -131,3 +132,21 @@ async def test_a_key_that_is_not_utf8_round_trips_through_the_sink(
     assert reports == [None]
     (again,) = await read(source, 1)
     assert again.key() == b"\xff\xfe"
+
+
+async def test_a_topic_configured_as_one_partition_reports_its_configured_name(
+    service_url: str, topic: str
+) -> None:
+    """Pulsar lets a consumer read one partition of a partitioned topic by its own name,
+    ``t-partition-1``; its records reported ``t``, a topic the service had no route for,
+    and the instance stopped at the first one."""
+    one_partition = f"{topic}-partition-1"
+    await asyncio.to_thread(produce_raw, service_url, one_partition, [(b"device-1", {})])
+    source = PulsarSource(service_url, "twins", [one_partition], settings=PULSAR_LITE_SETTINGS)
+    await source.open()
+    try:
+        (record,) = await read(source, 1)
+        assert (record.topic(), record.partition()) == (one_partition, 1)
+        assert source.assignment() == {TopicPartition(one_partition, 1)}
+    finally:
+        await source.close()
