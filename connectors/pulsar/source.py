@@ -58,7 +58,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connectors.pulsar._client import (
     Consumer,
@@ -130,6 +130,13 @@ class _Feed:
     failure: BrokerError | None = None
     """Why the last wait on this consumer failed; it is not armed again (a closed
     consumer fails at once, every time) until ``consume`` reads from it."""
+    unsent: dict[tuple[int, int, int], MessageId] = field(default_factory=dict)
+    """Committed messages not acknowledged yet: the consumer was disconnected at the
+    commit, when the client drops acknowledgements (see :meth:`PulsarSource.commit`)."""
+    resent: set[tuple[int, int, int]] = field(default_factory=set)
+    """Committed messages acknowledged once the consumer was connected again, which the
+    broker may still deliver again (it redelivers on reconnecting, before the
+    acknowledgement reached it); each is dropped when it comes, until the next commit."""
 
 
 class PulsarSource:
@@ -170,6 +177,7 @@ class PulsarSource:
         self._feeds: list[_Feed] = []
         self._by_partition: dict[TopicPartition, _Feed] = {}
         self._ledger: OffsetLedger[MessageId] = OffsetLedger(_identity)
+        self._late_repeats = 0
         self._listener: RebalanceListener | None = None
         self._announced = False
         self._rotation = 0
@@ -326,9 +334,26 @@ class PulsarSource:
             else:
                 feed.landed = None
             feed.failure = None
+            if (feed.unsent or feed.resent) and self._committed_already(feed, message):
+                continue
             offset = self._ledger.assign(partition, message.message_id())
             if offset is not None:  # (None: a repeat of a message still being processed)
                 records.append(PulsarRecord(message, partition.topic, partition.partition, offset))
+
+    def _committed_already(self, feed: _Feed, message: Message) -> bool:
+        """Whether ``message`` was committed already and comes again because the broker
+        never got its acknowledgement (see :meth:`commit`); acknowledged now if not yet."""
+        message_id = message.message_id()
+        identity = _identity(message_id)
+        unsent = feed.unsent.pop(identity, None)
+        if unsent is not None:
+            self._acknowledge(feed, [message_id])
+        elif identity in feed.resent:
+            feed.resent.discard(identity)
+        else:
+            return False
+        self._late_repeats += 1
+        return True
 
     async def wait_for_records(self, timeout: float) -> None:
         """Return when a record has arrived on a partition that is not paused, or after
@@ -414,23 +439,55 @@ class PulsarSource:
 
         The client batches acknowledgements and sends them within 100 ms; ``close``
         sends what is left. Offsets of partitions not subscribed here are ignored.
+
+        A consumer that is not connected (its broker restarting, its topic moving to
+        another broker) gets its acknowledgements later: the client accepts them then
+        and drops them, so every message committed during the outage came again after
+        it and was applied twice. They are kept, acknowledged by the first commit once
+        the consumer is connected again, and their copies redelivered meanwhile are
+        dropped (acknowledged the moment they arrive), up to the commit after that. The
+        memory this takes is bounded by what the consumer had received before the
+        outage: it receives nothing while disconnected. An acknowledgement the client
+        took while the connection still looked up and that was lost with it is beyond
+        reach: that message may repeat.
         """
         self._open_feeds()
         for partition, offset in offsets.items():
             feed = self._by_partition.get(partition)
             if feed is None:
                 continue
-            for message_id in self._ledger.release(partition, offset):
-                try:
-                    feed.consumer.acknowledge(message_id)
-                except PulsarError as exc:
-                    raise broker_error(exc, f"acknowledging messages of {partition}") from exc
+            released = self._ledger.release(partition, offset)
+            if not released:
+                continue
+            if feed.consumer.is_connected():
+                self._acknowledge(feed, released)
+            else:
+                feed.unsent.update((_identity(message_id), message_id) for message_id in released)
+        for feed in self._feeds:
+            if not feed.consumer.is_connected():
+                continue
+            # Copies come right after the reconnect; later, the same id may be a new
+            # message (pulsar-lite's ids are entry numbers from 0: one that lost its
+            # data numbers new messages as the lost ones were).
+            feed.resent.clear()
+            if feed.unsent:
+                unsent, feed.unsent = feed.unsent, {}
+                feed.resent.update(unsent)
+                self._acknowledge(feed, list(unsent.values()))
+
+    def _acknowledge(self, feed: _Feed, message_ids: Sequence[MessageId]) -> None:
+        for message_id in message_ids:
+            try:
+                feed.consumer.acknowledge(message_id)
+            except PulsarError as exc:
+                raise broker_error(exc, f"acknowledging messages of {feed.partition}") from exc
 
     @property
     def repeats(self) -> int:
         """Deliveries dropped because their message was still being processed
-        (:mod:`connectors.pulsar.offsets`)."""
-        return self._ledger.repeats
+        (:mod:`connectors.pulsar.offsets`), or was committed while its consumer was
+        disconnected (:meth:`commit`)."""
+        return self._ledger.repeats + self._late_repeats
 
     def high_watermarks(self) -> dict[TopicPartition, int]:
         """``{}``: Pulsar reports nothing comparable to local offsets (module docstring)."""
