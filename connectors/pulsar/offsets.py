@@ -47,37 +47,50 @@ class OffsetLedger(Generic[IdT]):
     def __init__(self, identity: Callable[[IdT], Hashable] = lambda message_id: message_id) -> None:
         self._identity = identity
         self._next: dict[TopicPartition, int] = {}
-        self._held: dict[TopicPartition, deque[tuple[int, IdT, Hashable]]] = {}
+        self._held: dict[
+            TopicPartition, deque[tuple[int, IdT, tuple[TopicPartition, Hashable]]]
+        ] = {}
         self._holding: set[tuple[TopicPartition, Hashable]] = set()
         self.repeats = 0
         """Deliveries dropped as repeats of a message still held."""
 
-    def assign(self, partition: TopicPartition, message_id: IdT) -> int | None:
-        """The next offset of ``partition``, now standing for ``message_id``; None when
-        that message is held already (delivered again before its offset was committed:
-        see the module docstring), so the caller drops this delivery."""
-        identity = (partition, self._identity(message_id))
-        if identity in self._holding:
+    def assign(
+        self, partition: TopicPartition, message_id: IdT, identity: Hashable | None = None
+    ) -> int | None:
+        """The next offset of ``partition``, now standing for ``message_id`` (whose
+        ``identity`` the caller may have at hand); None when that message is held
+        already (delivered again before its offset was committed: see the module
+        docstring), so the caller drops this delivery."""
+        if identity is None:
+            identity = self._identity(message_id)
+        held_as = (partition, identity)
+        if held_as in self._holding:
             self.repeats += 1
             return None
-        self._holding.add(identity)
+        self._holding.add(held_as)
         offset = self._next.get(partition, 0)
         self._next[partition] = offset + 1
         held = self._held.get(partition)
         if held is None:
             held = self._held[partition] = deque()
-        held.append((offset, message_id, identity))
+        held.append((offset, message_id, held_as))
         return offset
 
     def release(self, partition: TopicPartition, below: int) -> list[IdT]:
         """Forget, and return, the ids of every held offset of ``partition`` below
         ``below``, oldest first."""
+        return [message_id for message_id, _ in self.release_identified(partition, below)]
+
+    def release_identified(
+        self, partition: TopicPartition, below: int
+    ) -> list[tuple[IdT, Hashable]]:
+        """:meth:`release`, each id with its identity."""
         held = self._held.get(partition)
-        released: list[IdT] = []
+        released: list[tuple[IdT, Hashable]] = []
         while held and held[0][0] < below:
-            _, message_id, identity = held.popleft()
-            self._holding.discard(identity)
-            released.append(message_id)
+            _, message_id, held_as = held.popleft()
+            self._holding.discard(held_as)
+            released.append((message_id, held_as[1]))
         return released
 
     def next_offset(self, partition: TopicPartition) -> int:

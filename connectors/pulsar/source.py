@@ -57,7 +57,8 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.pulsar._client import (
@@ -76,6 +77,7 @@ from connectors.pulsar._client import (
     release_client,
 )
 from connectors.pulsar._errors import broker_error, result_error
+from connectors.pulsar.acks import AckBook
 from connectors.pulsar.first_contact import check_first_contact
 from connectors.pulsar.offsets import OffsetLedger
 from connectors.pulsar.probe import BrokerProbe
@@ -110,7 +112,10 @@ def split_partition(topic: str) -> tuple[str, int]:
     return match["topic"], int(match["number"])
 
 
-def _identity(message_id: MessageId) -> tuple[int, int, int]:
+_Id = tuple[int, int, int]
+
+
+def _identity(message_id: MessageId) -> _Id:
     """What two deliveries of one message to one partition's consumer share
     (pulsar-client's ids are not hashable)."""
     return message_id.ledger_id(), message_id.entry_id(), message_id.batch_index()
@@ -130,13 +135,8 @@ class _Feed:
     failure: BrokerError | None = None
     """Why the last wait on this consumer failed; it is not armed again (a closed
     consumer fails at once, every time) until ``consume`` reads from it."""
-    unsent: dict[tuple[int, int, int], MessageId] = field(default_factory=dict)
-    """Committed messages not acknowledged yet: the consumer was disconnected at the
-    commit, when the client drops acknowledgements (see :meth:`PulsarSource.commit`)."""
-    resent: set[tuple[int, int, int]] = field(default_factory=set)
-    """Committed messages acknowledged once the consumer was connected again, which the
-    broker may still deliver again (it redelivers on reconnecting, before the
-    acknowledgement reached it); each is dropped when it comes, until the next commit."""
+    acks: AckBook[MessageId] = field(default_factory=AckBook)
+    """Acknowledgements the client may yet lose (:mod:`connectors.pulsar.acks`)."""
 
 
 class PulsarSource:
@@ -308,6 +308,7 @@ class PulsarSource:
         """
         feeds = self._open_feeds()
         self._announce()
+        self._watch_connections()
         records: list[PulsarRecord] = []
         count = len(feeds)
         first = self._rotation
@@ -334,32 +335,27 @@ class PulsarSource:
             else:
                 feed.landed = None
             feed.failure = None
-            if (feed.unsent or feed.resent) and self._committed_already(feed, message):
+            message_id = message.message_id()
+            identity = _identity(message_id)
+            if feed.acks.copy(identity) is not None:
+                self._committed_already(feed, message_id, identity)
                 continue
-            offset = self._ledger.assign(partition, message.message_id())
+            offset = self._ledger.assign(partition, message_id, identity)
             if offset is not None:  # (None: a repeat of a message still being processed)
                 records.append(PulsarRecord(message, partition.topic, partition.partition, offset))
 
-    def _committed_already(self, feed: _Feed, message: Message) -> bool:
-        """Whether ``message`` was committed already and comes again because the broker
-        never got its acknowledgement (see :meth:`commit`); acknowledged now if not yet."""
-        message_id = message.message_id()
-        identity = _identity(message_id)
-        unsent = feed.unsent.pop(identity, None)
-        if unsent is not None:
-            self._acknowledge(feed, [message_id])
-        elif identity in feed.resent:
-            feed.resent.discard(identity)
-        else:
-            return False
+    def _committed_already(self, feed: _Feed, message_id: MessageId, identity: _Id) -> None:
+        """A message committed already came again, its acknowledgement lost (see
+        :meth:`commit`): acknowledged again, and dropped."""
+        self._acknowledge(feed, [(message_id, identity)])
         self._late_repeats += 1
-        return True
 
     async def wait_for_records(self, timeout: float) -> None:
         """Return when a record has arrived on a partition that is not paused, or after
         ``timeout`` seconds (or when a partition is resumed)."""
         feeds = self._open_feeds()
         self._announce()
+        self._watch_connections()
         readable = [feed for feed in feeds if not feed.paused]
         if any(feed.landed is not None for feed in readable):
             return
@@ -440,53 +436,51 @@ class PulsarSource:
         The client batches acknowledgements and sends them within 100 ms; ``close``
         sends what is left. Offsets of partitions not subscribed here are ignored.
 
-        A consumer that is not connected (its broker restarting, its topic moving to
-        another broker) gets its acknowledgements later: the client accepts them then
-        and drops them, so every message committed during the outage came again after
-        it and was applied twice. They are kept, acknowledged by the first commit once
-        the consumer is connected again, and their copies redelivered meanwhile are
-        dropped (acknowledged the moment they arrive), up to the commit after that. The
-        memory this takes is bounded by what the consumer had received before the
-        outage: it receives nothing while disconnected. An acknowledgement the client
-        took while the connection still looked up and that was lost with it is beyond
-        reach: that message may repeat.
+        The client loses acknowledgements given while its consumer is disconnected
+        (its broker restarting, its topic moving to another broker), and those it still
+        grouped when the connection went; the broker then redelivers those messages,
+        which were applied twice. Such acknowledgements are given again once the
+        consumer is connected, and their copies dropped (:mod:`connectors.pulsar.acks`).
         """
         self._open_feeds()
         for partition, offset in offsets.items():
             feed = self._by_partition.get(partition)
             if feed is None:
                 continue
-            released = self._ledger.release(partition, offset)
-            if not released:
-                continue
-            if feed.consumer.is_connected():
+            released = self._ledger.release_identified(partition, offset)
+            if released:
                 self._acknowledge(feed, released)
-            else:
-                feed.unsent.update((_identity(message_id), message_id) for message_id in released)
-        for feed in self._feeds:
-            if not feed.consumer.is_connected():
-                continue
-            # Copies come right after the reconnect; later, the same id may be a new
-            # message (pulsar-lite's ids are entry numbers from 0: one that lost its
-            # data numbers new messages as the lost ones were).
-            feed.resent.clear()
-            if feed.unsent:
-                unsent, feed.unsent = feed.unsent, {}
-                feed.resent.update(unsent)
-                self._acknowledge(feed, list(unsent.values()))
+        self._watch_connections()
 
-    def _acknowledge(self, feed: _Feed, message_ids: Sequence[MessageId]) -> None:
-        for message_id in message_ids:
+    def _acknowledge(self, feed: _Feed, messages: Sequence[tuple[MessageId, Hashable]]) -> None:
+        """Acknowledge ``messages`` (id, identity) now, or once ``feed`` is connected
+        again."""
+        consumer = feed.consumer
+        if not consumer.is_connected():
+            feed.acks.held(messages)
+            return
+        for message_id, _ in messages:
             try:
-                feed.consumer.acknowledge(message_id)
+                consumer.acknowledge(message_id)
             except PulsarError as exc:
                 raise broker_error(exc, f"acknowledging messages of {feed.partition}") from exc
+        feed.acks.given(messages, time.monotonic())
+
+    def _watch_connections(self) -> None:
+        """Note which consumers are connected: the acknowledgements of one seen
+        disconnected are given again once it is back (:mod:`connectors.pulsar.acks`)."""
+        now = time.monotonic()
+        for feed in self._feeds:
+            if feed.acks:
+                due = feed.acks.seen(feed.consumer.is_connected(), now)
+                if due:
+                    self._acknowledge(feed, due)
 
     @property
     def repeats(self) -> int:
         """Deliveries dropped because their message was still being processed
-        (:mod:`connectors.pulsar.offsets`), or was committed while its consumer was
-        disconnected (:meth:`commit`)."""
+        (:mod:`connectors.pulsar.offsets`), or was committed already and its
+        acknowledgement lost (:mod:`connectors.pulsar.acks`)."""
         return self._ledger.repeats + self._late_repeats
 
     def high_watermarks(self) -> dict[TopicPartition, int]:

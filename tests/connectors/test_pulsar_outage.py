@@ -113,6 +113,36 @@ async def test_records_committed_while_the_broker_restarts_are_not_handed_out_ag
         await after.close()
 
 
+async def test_records_committed_just_before_the_broker_stops_are_not_handed_out_again(
+    broker: Restartable,
+) -> None:
+    """The client sends acknowledgements in groups, 100 ms apart, and drops the group
+    it holds when the connection goes: records committed in the last moments before a
+    broker restart came again after it (8 of 8, every time) and were applied twice."""
+    topic = "outage-late"
+    partition = TopicPartition(topic, 0)
+    await produce(broker.service_url, topic, 20)
+    source = PulsarSource(broker.service_url, "twins", [topic], settings=PULSAR_LITE_SETTINGS)
+    await source.open()
+    try:
+        await read(source, 20)
+        source.commit({partition: 8})
+        broker.stop()
+        assert await read_for(source, 1.0) == []  # as the service waits meanwhile
+        broker.start()
+        await wait_until(lambda: source.connected, 30.0)
+        assert await read_for(source, 2.0) == []  # 0-7 committed, 8-19 still held
+        source.commit({partition: 20})
+    finally:
+        await source.close()
+    after = PulsarSource(broker.service_url, "twins", [topic], settings=PULSAR_LITE_SETTINGS)
+    await after.open()
+    try:
+        assert await read_for(after, 2.0) == []
+    finally:
+        await after.close()
+
+
 async def test_a_source_closed_during_the_outage_leaves_its_records_to_the_next(
     broker: Restartable,
 ) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from connectors.pulsar import PulsarSettings, PulsarSource
 from connectors.pulsar._client import producer_options
+from connectors.pulsar.acks import AT_RISK, AckBook
 from connectors.pulsar.oauth2 import token_lifetime
 from connectors.pulsar.offsets import OffsetLedger
 from connectors.pulsar.source import split_partition
@@ -58,6 +59,22 @@ def test_the_ledger_drops_a_message_held_already_and_takes_it_once_released() ->
     assert ledger.release(partition, 2) == ["a", "b"]
     assert ledger.assign(partition, "a") == 3  # delivered again once acknowledged: new
     assert ledger.held(partition) == 2
+
+
+def test_acknowledgements_at_risk_are_given_again_once_connected_and_then_forgotten() -> None:
+    book: AckBook[str] = AckBook()
+    book.given([("id-a", "a")], now=10.0)
+    book.given([("id-b", "b")], now=10.5)
+    assert book.copy("a") == "id-a"  # a copy arriving soon after its acknowledgement
+    assert book.seen(True, now=10.0 + AT_RISK + 0.1) == []
+    assert book.copy("a") is None and book.copy("b") == "id-b"  # a's time passed
+    assert book.seen(False, now=20.0) == []  # the connection went: b may be lost
+    book.held([("id-c", "c")])  # committed while disconnected
+    assert book.copy("c") == "id-c" and book.copy("c") is None  # its copy came first
+    book.held([("id-c", "c")])
+    due = book.seen(True, now=99.0)  # connected again
+    assert sorted(due) == [("id-b", "b"), ("id-c", "c")]
+    assert book.seen(True, now=99.0) == [] and not book.unsent
 
 
 @pytest.mark.parametrize("partitions", [1, 6, 100, 10_000])
