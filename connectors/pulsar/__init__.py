@@ -11,6 +11,7 @@ and what usually causes the error.
 The modules, one job each: :mod:`~connectors.pulsar.source`, :mod:`~connectors.pulsar.sink`,
 :mod:`~connectors.pulsar.records` (Kafka-shaped records from Pulsar messages and back),
 :mod:`~connectors.pulsar.offsets` (local offsets to message ids),
+:mod:`~connectors.pulsar.acks` (acknowledgements the client may lose at a disconnect),
 :mod:`~connectors.pulsar.settings`, :mod:`~connectors.pulsar.security` (authentication
 and TLS, from ``broker.pulsar``), :mod:`~connectors.pulsar.handshake` (whether the
 service URL leads to a Pulsar broker at all), :mod:`~connectors.pulsar.first_contact`
