@@ -32,7 +32,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 
 from swimstream.agent.downlink import COMMAND_KINDS
@@ -43,6 +43,13 @@ from swimstream.errors import (
     LaneNotFoundError,
     NodeNotFoundError,
     StoreError,
+)
+from swimstream.web.body_coding import (
+    BodyNotDecoded,
+    DecodedTooLarge,
+    UnsupportedCoding,
+    coding_of,
+    decoded,
 )
 from swimstream.web.request_log import body_problem
 from swimstream.web.shared import (
@@ -229,10 +236,7 @@ async def post_command(request: web.Request) -> web.Response:
         value: Any = orjson.loads(body) if body.strip() else None
         orjson.dumps(value)  # what GET will write: orjson reads 1,024 levels, writes 254
     except orjson.JSONDecodeError as exc:
-        # aiohttp takes a gzip or deflate stream cut short as complete: say it was coded.
-        coding = request.headers.get("Content-Encoding")
-        decoded = f" (decoded as {coding}: was it cut short?)" if coding else ""
-        return error_response(400, f"the body is not valid JSON{decoded}: {exc}")
+        return error_response(400, f"the body is not valid JSON: {exc}")
     except orjson.JSONEncodeError as exc:
         return error_response(400, f"the body could not be served back as JSON: {exc}")
     wide = _wide_integer(body)
@@ -265,23 +269,36 @@ async def post_command(request: web.Request) -> web.Response:
 
 
 async def read_body(request: web.Request, state: WebState) -> bytes | web.Response:
-    """The whole body of a POST, or the error answer: 413 over ``max_body_size``, 408
-    when it has not all come within the time a stream's write gets, 400 when its
-    ``Content-Encoding`` cannot decode it."""
+    """The whole body of a POST, decoded, or the error answer: 413 over
+    ``max_body_size`` (as sent or decoded), 408 when it has not all come within the
+    time a stream's write gets, 415 for a ``Content-Encoding`` not taken, 400 for a body
+    that does not decode as its ``Content-Encoding`` says (:mod:`~.body_coding`)."""
     limit = state.settings.max_body_size
+    try:
+        coding = coding_of(request.headers.get(hdrs.CONTENT_ENCODING))
+    except UnsupportedCoding as exc:
+        return error_response(415, str(exc))
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
     try:
         async with asyncio.timeout(stalled_after(state.settings)):
-            return await request.read()
+            body = await request.read()
     except TimeoutError:
         return _body_not_received(stalled_after(state.settings))
     except web.HTTPRequestEntityTooLarge:
         return _too_large(limit)
-    except RequestPayloadError as exc:  # a body its Content-Encoding cannot decode
+    except RequestPayloadError as exc:  # a chunked body whose framing is broken
         # aiohttp closes the connection (the rest cannot be skipped), which the answer
         # says (keep_alive), and logs one WARNING line (request_log).
         return error_response(400, f"the body cannot be read: {body_problem(exc) or exc}")
+    if coding is None:
+        return body
+    try:
+        return decoded(body, coding, limit)
+    except DecodedTooLarge:
+        return _too_large(limit)
+    except BodyNotDecoded as exc:
+        return error_response(400, f"the body cannot be read: {exc}")
 
 
 async def _answer(state: WebState, done: asyncio.Future[BaseException | None]) -> web.Response:

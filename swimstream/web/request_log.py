@@ -1,11 +1,12 @@
 """aiohttp's log of requests it could not even parse, made fit for a public port.
 
-aiohttp answers a malformed request (a URL or header over 8 KiB, a bad chunk size, an
-unknown Content-Encoding) with 400 itself, before any handler runs, and logs it at
-ERROR with a full traceback. A body that does not decode as its ``Content-Encoding``
-says (corrupt gzip) is found later, while it is read: the handler answers 400 (or
-never reads it), and aiohttp, draining the rest of the body after the answer, fails on
-it again and logs "Unhandled exception" with a traceback of three chained errors.
+aiohttp answers a malformed request (a URL or header over 8 KiB, a bad chunk size)
+with 400 itself, before any handler runs, and logs it at ERROR with a full traceback. A
+chunked body whose framing breaks is found later, while it is read: the handler answers
+400 (or never reads it), and aiohttp, draining the rest of the body after the answer,
+fails on it again and logs "Unhandled exception" with a traceback of chained errors.
+(Coded bodies no longer come here: aiohttp hands them over as sent, and
+:mod:`~.body_coding` decodes the ones a handler reads.)
 
 The fault is the client's in both cases, and any client can send such requests at
 will: a flood of tracebacks would bury the instance's own errors. So these lines become

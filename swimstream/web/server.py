@@ -193,6 +193,7 @@ class WebServer:
             handle_signals=False,
             handler_cancellation=True,
             access_log=None,
+            auto_decompress=False,  # bodies are decoded as read, within the limit (body_coding)
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             # The deadline of a request's head, counted from the connection's start or
             # its previous answer (aiohttp's keep-alive timer closes a connection still

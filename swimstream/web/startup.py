@@ -101,6 +101,7 @@ class StartingServer:
             app,
             handle_signals=False,
             access_log=None,
+            auto_decompress=False,  # (it reads no body: see ``body_coding``)
             shutdown_timeout=HANDOVER_TIMEOUT,
             keepalive_timeout=stalled_after(
                 WebSettings(heartbeat_interval=self.heartbeat_interval)

@@ -1,19 +1,16 @@
-"""A command's body over HTTP: what is not JSON, or could not be served back, or does
-not decode as its ``Content-Encoding`` says, or is too large, or never comes, is a clear
-4xx, one log line at most, and the server stays up (the other lane tests:
+"""A command's body over HTTP: what is not JSON, or could not be served back, or is too
+large, or never comes, is a clear 4xx, one log line at most, and the server stays up
+(coded bodies: tests/web/test_body_coding.py; the other lane tests:
 tests/web/test_lanes.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import gzip
-import logging
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.web.harness import Served, ServeFactory, answer_of, request_head
+from tests.web.harness import Served, ServeFactory
 
 
 async def test_bad_json_is_400_and_an_empty_body_is_null(served: Served) -> None:
@@ -78,129 +75,6 @@ async def test_an_integer_beyond_64_bits_is_400_rather_than_applied_as_a_float(
             assert response.status == 200, fits
         status, body = await served.get_json("/device/1?lane=status")
         assert status == 200 and orjson.dumps(body) == orjson.dumps(orjson.loads(fits))
-
-
-async def test_a_body_its_content_encoding_cannot_decode_is_400(served: Served) -> None:
-    headers = {"Content-Encoding": "deflate"}
-    async with served.client.post(
-        served.url("/device/1?lane=status"), data=b"xx", headers=headers
-    ) as response:
-        assert response.status == 400
-        assert "the body cannot be read" in (await response.json())["error"]
-    assert not served.plane.is_active("/device/1")  # untouched: not even made
-
-
-async def test_a_gzip_body_cut_short_is_400_saying_it_was_decoded(serve: ServeFactory) -> None:
-    """aiohttp hands over what a truncated gzip stream decoded to, with no error: the 400
-    says the body was decoded, or "not valid JSON" would point at the wrong problem."""
-    whole = gzip.compress(b'{"temp": 71.5, "tower": "t1", "ts": 1}')
-    async with serve() as served:
-        url = served.url("/device/1?lane=reading")
-        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
-        async with served.client.post(url, data=whole[:-12], headers=headers) as response:
-            assert response.status == 400
-            error = (await response.json())["error"]
-        assert error.startswith("the body is not valid JSON (decoded as gzip: was it cut short?)")
-        async with served.client.post(url, data=whole, headers=headers) as response:
-            assert response.status == 200, await response.text()
-
-
-async def test_a_corrupt_gzip_body_is_400_and_one_warning_line_without_a_traceback(
-    serve: ServeFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    """(The 400 was right, but aiohttp, draining the body after it, failed on it again
-    and logged "Unhandled exception" at ERROR with three chained tracebacks.)"""
-    caplog.set_level(logging.DEBUG, logger="aiohttp")
-    gzip = {"Content-Encoding": "gzip"}
-
-    async def corrupt_chunks() -> Any:  # no Content-Length: read as it arrives
-        yield b"still not gzip"
-
-    def server_lines() -> list[logging.LogRecord]:
-        lines = [r for r in caplog.records if r.name == "aiohttp.server"]
-        caplog.clear()
-        return lines
-
-    async with serve() as served:
-        url = served.url("/device/1?lane=status")
-        for body in (b"not gzip at all", corrupt_chunks()):
-            async with served.client.post(url, data=body, headers=gzip) as response:
-                assert response.status == 400 and response.headers["Connection"] == "close"
-                assert (await response.json())["error"] == (
-                    "the body cannot be read: Can not decode content-encoding: gzip "
-                    "(Error -3 while decompressing data: incorrect header check)"
-                )
-        assert not served.plane.is_active("/device/1")  # untouched: not even made
-    lines = server_lines()  # (the server stopped: every connection ended)
-    # (The second, held back by the rate limit, is told as the server stops.)
-    assert [r.levelname for r in lines] == ["WARNING"] * 2, [r.getMessage() for r in lines]
-    assert all(r.exc_info is None for r in lines)
-    assert [r.getMessage() for r in lines] == 2 * [
-        "a request body could not be read, its connection closed: Can not decode "
-        "content-encoding: gzip (Error -3 while decompressing data: incorrect header check)"
-    ]
-
-    async with serve() as served:  # a handler that never reads the body: the same line
-        url = served.url("/device/1?lane=status")
-        served.plane.agent("/device/1")
-        async with served.client.get(url, data=b"not gzip", headers=gzip) as response:
-            assert response.status == 200
-    lines = server_lines()
-    assert [r.levelname for r in lines] == ["WARNING"], [r.getMessage() for r in lines]
-    assert "a request body could not be read" in lines[0].getMessage()
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "status", "body_arrives"),
-    [
-        ("GET", "/device/1?lane=status", 200, "with the headers"),  # never read
-        ("GET", "/device/1?lane=status", 200, "after the answer"),  # not even received
-        ("POST", "/nowhere/1?lane=status", 404, "with the headers"),  # refused unread
-        ("POST", "/nowhere/1?lane=status", 404, "after the answer"),
-        ("POST", "/device/1?lane=status", 400, "with the headers"),  # read, and it failed
-    ],
-)
-async def test_an_answer_whose_corrupt_gzip_body_ends_the_connection_says_so(
-    served: Served, method: str, path: str, status: int, body_arrives: str
-) -> None:
-    """A keep-alive client sends its next request on the same connection unless told
-    otherwise. aiohttp closes a connection whose body does not decode (it cannot skip
-    the rest), so the answer must say ``Connection: close``; it said nothing when the
-    handler had not read the body, and the next request met a closed connection."""
-    served.plane.agent("/device/1")  # (a GET reads an agent something made)
-    body = b"not gzip at all"
-    head = request_head(method, path, body)
-    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
-    try:
-        if body_arrives == "with the headers":
-            writer.write(head + body)
-            answer = await answer_of(reader)
-        else:
-            writer.write(head)
-            answer = await answer_of(reader)
-            writer.write(body)
-        assert answer[0] == status
-        assert answer[1].get("connection") == "close", answer
-        assert await asyncio.wait_for(reader.read(), 5) == b""  # and the server closed it
-    finally:
-        writer.close()
-    assert await served.get_json("/device/1?lane=status") == (200, None)
-
-
-async def test_an_unread_body_that_decodes_or_is_not_coded_keeps_the_connection(
-    served: Served,
-) -> None:
-    """Only a body that cannot be skipped closes: a gzip body received and decoded
-    whole, or a plain one, leaves the connection open for the next request."""
-    served.plane.agent("/device/1")
-    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
-    try:
-        for coding, body in (("gzip", gzip.compress(b"ignored")), (None, b"ignored")):
-            writer.write(request_head("GET", "/device/1?lane=status", body, coding) + body)
-            status, headers = await answer_of(reader)
-            assert (status, headers.get("connection")) == (200, None), coding
-    finally:
-        writer.close()
 
 
 async def test_a_body_over_the_limit_is_413(serve: ServeFactory) -> None:

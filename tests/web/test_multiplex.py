@@ -151,7 +151,7 @@ async def test_a_change_whose_body_never_arrives_or_cannot_be_decoded_is_refused
         caplog.set_level(logging.ERROR, logger="swimstream.web")
         gzip = {"Content-Encoding": "gzip"}
         async with served.client.post(served.url(url.decode()), data=b"{}", headers=gzip) as got:
-            assert got.status == 400 and got.headers["Connection"] == "close"
+            assert got.status == 400
             assert (await got.json())["error"].startswith("the body cannot be read: ")
         assert not caplog.records
         assert (await mux.change([(1, "/device/1", "status")]))[1]["linked"] == [1]
