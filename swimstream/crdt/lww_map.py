@@ -321,7 +321,8 @@ class LWWMap:
                 return False
             del entries[key]  # re-insert at the end: iteration order is write order
             entries[key] = (stamp, value)
-            return differs(value, current[1])
+            # (``!=`` first: the usual change, told without a call)
+            return bool(value != current[1]) or differs(value, current[1])
         tombstones = self._tombstones
         if tombstones is not None:
             tombstone = tombstones.get(key)

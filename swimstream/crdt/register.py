@@ -127,7 +127,8 @@ class LWWRegister:
             clock.observe(ts)
         self._stamp = stamp
         value = op.value
-        changed = differs(value, self._value)
+        # (``!=`` first: the usual change, told without a call)
+        changed = bool(value != self._value) or differs(value, self._value)
         self._value = value
         return changed
 
