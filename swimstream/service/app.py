@@ -42,6 +42,7 @@ from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
 from swimstream.service.placement import Placement
 from swimstream.service.shards import ShardMap
+from swimstream.service.stoppable import StoppedStarting, unless_stopped
 from swimstream.service.topics import ensure_topics, protocol_of, source_topics
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients, sink_pressure
 from swimstream.store.deferral import DeferringSink
@@ -78,12 +79,6 @@ CLOSE_AT_LEAST = 0.5
 answers gets a clean leave (acknowledgements sent, the group left) although the agents
 used up the drain; one that does not is left behind after that. (The sinks have flushed
 up to the deadline by then: they close in what is left.)"""
-
-
-class StoppedStarting(Exception):
-    """Stop was asked for before the start was done (waiting for the broker, restoring):
-    raised by :meth:`Service.start`, after which :meth:`Service.close` closes what it
-    had opened."""
 
 
 def instance_id_for(config: AppConfig) -> str:
@@ -158,8 +153,8 @@ class Service:
             raise StoppedStarting
         self.clients = opened
         starting.step = "checking the topics"
-        counts = await ensure_topics(self.config, {p: c.admin for p, c in self.clients.items()})
-        self._stop_if_asked()
+        admins = {p: c.admin for p, c in self.clients.items()}
+        counts = await unless_stopped(ensure_topics(self.config, admins), self._stop)
         starting.step = "restoring state from the changelog"
         store = await self._open_durability(counts)
         self._stop_if_asked()

@@ -7,14 +7,16 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 
+from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
-from swimstream.config import parse_config
-from swimstream.service import Service
+from swimstream.config import AppConfig, parse_config
+from swimstream.service import ProtocolClients, Service
 from tests.service.test_lifecycle_lines import no_broker, one_topic_app, service_lines
 from tests.support.waiting import wait_until
 
@@ -96,3 +98,36 @@ async def test_readyz_counts_the_wait_when_asked(caplog: pytest.LogCaptureFixtur
     assert step.startswith("waiting for the broker ("), step
     seconds = int(step.removeprefix("waiting for the broker (").split(" ")[0])
     assert abs(seconds - asked_at) < 0.75, (step, asked_at)  # (whole seconds, rounded)
+
+
+async def test_a_stop_while_the_topics_are_checked_on_a_frozen_broker_ends_the_start(
+    kafka_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that stopped answering once the clients had connected held SIGTERM for
+    the topic step's admin timeout (30 s), and the start then failed on it (exit 1)
+    although the stop had come first."""
+    app = "topics-frozen"
+    document = one_topic_app(kafka_broker.bootstrap, app)
+    document["processing"] = {"drain_timeout": "2s"}
+    config = parse_config(document, {})
+
+    @asynccontextmanager
+    async def freezing(
+        config: AppConfig, instance_id: str
+    ) -> AsyncIterator[dict[str, ProtocolClients]]:
+        async with open_connectors(config, instance_id) as clients:
+            kafka_broker.pause()  # (connected: the topic step's requests go unanswered)
+            yield clients
+
+    service = Service(config, freezing)
+    try:
+        with caplog.at_level(logging.INFO):
+            running = asyncio.create_task(service.run())
+            await wait_until(lambda: kafka_broker.is_paused, what="the broker frozen")
+            await asyncio.sleep(0.5)  # (inside the topic step by now)
+            service.stop()
+            await asyncio.wait_for(running, 60)  # (raised the admin's timeout before)
+    finally:
+        kafka_broker.resume()
+    assert service.failure is None
+    assert "stopping before the start finished" in service_lines(caplog)
