@@ -413,7 +413,8 @@ class Service:
         )
         partitions = [TopicPartition(t, p) for t in topics for p in range(shards)]
         try:
-            return await self.durability.open(partitions, self._stop.is_set)
+            opening = self.durability.open(partitions, self._stop.is_set)
+            return await unless_stopped(opening, self._stop)  # (a broker gone silent)
         except RestoreStopped as exc:
             log.info("stopped while restoring state (%s); the next start reads the same tail", exc)
             raise StoppedStarting from exc

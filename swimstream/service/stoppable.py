@@ -1,21 +1,25 @@
 """Start-up steps that give way the moment a stop is asked for.
 
-A step of the start that talks to the broker (checking and creating the topics) waits
-for each answer up to the admin client's own timeout, 30 s an operation. A broker that
-stopped answering after the clients connected held a SIGTERM that long, past the 10 s
-``docker stop`` allows, and the start then failed on the timeout (exit 1) although the
-stop had been asked for first. Raced against the stop, the step is cancelled instead
-and the start ends as any stopped start does (exit 0).
+A step of the start that talks to the broker (checking and creating the topics,
+reading the committed offsets and the changelog to restore state) waits for each answer
+up to the client's own timeout: 30 s an admin operation, 10 s a consumer's request. A
+broker that stopped answering after the clients connected held a SIGTERM that long
+(past the 10 s ``docker stop`` allows, for the topics), and the start then failed on
+the timeout (exit 1) although the stop had been asked for first. Raced against the
+stop, the step is given up instead and the start ends as any stopped start does
+(exit 0).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger("swimstream.service")
 
 
 class StoppedStarting(Exception):
@@ -25,8 +29,12 @@ class StoppedStarting(Exception):
 
 
 async def unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T:
-    """What ``work`` returns, or :class:`StoppedStarting` as soon as ``stop`` is set
-    (``work`` is then cancelled; a client call in a thread finishes there, unwaited)."""
+    """What ``work`` returns, or :class:`StoppedStarting` as soon as ``stop`` is set.
+
+    ``work`` is then cancelled and not waited for: a broker client's call in a thread
+    cannot be interrupted, and the close that follows it in ``work`` waits for it (a
+    Kafka consumer's close waits out its ``committed`` call, 10 s on a frozen broker).
+    It finishes on its own, closing what it opened; the process may end before."""
     if stop.is_set():
         work.close()
         raise StoppedStarting
@@ -38,8 +46,14 @@ async def unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T
         stopped.cancel()
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            task.add_done_callback(_left_behind)
     if stop.is_set():  # (even when the work ended at the same moment: the stop wins)
         raise StoppedStarting
     return task.result()
+
+
+def _left_behind(task: asyncio.Future[Any]) -> None:
+    """How a step given up on ended: nobody waits for it any more (its failure, such
+    as the broker's timeout it was waiting out, is only logged)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a start-up step given up at the stop ended: %s", task.exception())

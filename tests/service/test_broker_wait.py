@@ -7,8 +7,9 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
 from swimstream.config import AppConfig, parse_config
 from swimstream.service import ProtocolClients, Service
+from swimstream.streams import TopicPartition
 from tests.service.test_lifecycle_lines import no_broker, one_topic_app, service_lines
 from tests.support.waiting import wait_until
 
@@ -127,6 +129,49 @@ async def test_a_stop_while_the_topics_are_checked_on_a_frozen_broker_ends_the_s
             await asyncio.sleep(0.5)  # (inside the topic step by now)
             service.stop()
             await asyncio.wait_for(running, 60)  # (raised the admin's timeout before)
+    finally:
+        kafka_broker.resume()
+    assert service.failure is None
+    assert "stopping before the start finished" in service_lines(caplog)
+
+
+async def test_a_stop_while_restoring_from_a_frozen_broker_ends_the_start(
+    kafka_broker: EmbeddedKafka, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The restore asks the broker for the group's committed offsets, then reads the
+    changelog: a broker that stopped answering there held SIGTERM for the consumer's
+    10 s timeout, and the start then failed on it (exit 1), not the exit 0 at once the
+    README promises while it restores."""
+    document = one_topic_app(kafka_broker.bootstrap, "restore-frozen")
+    document["store"] = {"path": str(tmp_path)}
+    document["processing"] = {"drain_timeout": "2s"}
+    config = parse_config(document, {})
+
+    @asynccontextmanager
+    async def freezing(
+        config: AppConfig, instance_id: str
+    ) -> AsyncIterator[dict[str, ProtocolClients]]:
+        async with open_connectors(config, instance_id) as clients:
+            reader = clients["kafka"].changelog
+            assert reader is not None
+            asked = reader.committed_offsets
+
+            async def committed_offsets(
+                group: str, partitions: Sequence[TopicPartition]
+            ) -> dict[TopicPartition, int]:
+                kafka_broker.pause()  # (the restore's first request goes unanswered)
+                return await asked(group, partitions)
+
+            reader.committed_offsets = committed_offsets  # type: ignore[method-assign]
+            yield clients
+
+    service = Service(config, freezing)
+    try:
+        with caplog.at_level(logging.INFO):
+            running = asyncio.create_task(service.run())
+            await wait_until(lambda: kafka_broker.is_paused, what="the broker frozen")
+            service.stop()
+            await asyncio.wait_for(running, 60)  # (raised the consumer's timeout before)
     finally:
         kafka_broker.resume()
     assert service.failure is None
