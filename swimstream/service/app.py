@@ -225,7 +225,7 @@ class Service:
         for protocol, topics in source_topics(self.config).items():
             clients = self.clients[protocol]
             source = clients.make_source(topics)
-            await source.open()
+            await unless_stopped(source.open(), self._stop)  # (checks the topics again)
             runner = SourceRunner(
                 f"{protocol}:{','.join(topics)}",
                 source,

@@ -47,9 +47,9 @@ async def unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T
         if not task.done():
             task.cancel()
             task.add_done_callback(_left_behind)
-    if stop.is_set():  # (even when the work ended at the same moment: the stop wins)
+    if not task.done():
         raise StoppedStarting
-    return task.result()
+    return task.result()  # (done as the stop came: what it opened is the caller's to close)
 
 
 def _left_behind(task: asyncio.Future[Any]) -> None:

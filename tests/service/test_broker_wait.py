@@ -18,7 +18,7 @@ from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
 from swimstream.config import AppConfig, parse_config
 from swimstream.service import ProtocolClients, Service
-from swimstream.streams import TopicPartition
+from swimstream.streams import SourceConnector, TopicPartition
 from tests.service.test_lifecycle_lines import no_broker, one_topic_app, service_lines
 from tests.support.waiting import wait_until
 
@@ -172,6 +172,44 @@ async def test_a_stop_while_restoring_from_a_frozen_broker_ends_the_start(
             await wait_until(lambda: kafka_broker.is_paused, what="the broker frozen")
             service.stop()
             await asyncio.wait_for(running, 60)  # (raised the consumer's timeout before)
+    finally:
+        kafka_broker.resume()
+    assert service.failure is None
+    assert "stopping before the start finished" in service_lines(caplog)
+
+
+async def test_a_stop_while_the_source_opens_on_a_frozen_broker_ends_the_start(
+    kafka_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The source checks its topics as it opens, the start's last broker request: a
+    broker gone silent there held SIGTERM for the 10 s metadata timeout, and the start
+    then failed on it (exit 1)."""
+    document = one_topic_app(kafka_broker.bootstrap, "source-frozen")
+    document["processing"] = {"drain_timeout": "2s"}
+    config = parse_config(document, {})
+
+    @asynccontextmanager
+    async def freezing(
+        config: AppConfig, instance_id: str
+    ) -> AsyncIterator[dict[str, ProtocolClients]]:
+        async with open_connectors(config, instance_id) as clients:
+            kafka = clients["kafka"]
+            make_source = kafka.make_source
+
+            def frozen_source(topics: Sequence[str]) -> SourceConnector:
+                kafka_broker.pause()  # (its open's metadata request goes unanswered)
+                return make_source(topics)
+
+            kafka.make_source = frozen_source
+            yield clients
+
+    service = Service(config, freezing)
+    try:
+        with caplog.at_level(logging.INFO):
+            running = asyncio.create_task(service.run())
+            await wait_until(lambda: kafka_broker.is_paused, what="the broker frozen")
+            service.stop()
+            await asyncio.wait_for(running, 60)  # (raised the metadata timeout before)
     finally:
         kafka_broker.resume()
     assert service.failure is None
