@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from types import ModuleType
 from typing import Literal, Protocol, TypeVar
@@ -44,6 +44,7 @@ def _embedded_brokers() -> ModuleType:
 class _Broker(Protocol):
     def start(self) -> object: ...
     def stop(self) -> None: ...
+    def ensure_running(self) -> None: ...
 
 
 BrokerT = TypeVar("BrokerT", bound=_Broker)
@@ -75,18 +76,19 @@ async def open_connectors(
         service_url = broker.service_url
         consumer_settings: dict[str, str | int | float | bool] = {}
         pulsar_settings: PulsarSettings | None = None
+        started: _Broker | None = None  # (the embedded broker)
         if broker.kind == "embedded":
             # Started plainly, not with start_with_progress: the broker logs its start and
             # address itself, and raw text on stderr would break `--log-format json`.
             embedded = _embedded_brokers()
             if broker.embedded_kind == "kafka":
-                kafka = await _start_embedded(embedded.EmbeddedKafka())
+                kafka = started = await _start_embedded(embedded.EmbeddedKafka())
                 stack.callback(kafka.stop)
                 bootstrap = kafka.bootstrap
                 # Tansu holds a group join for half the session timeout: keep it short.
                 consumer_settings["session.timeout.ms"] = 6000
             else:
-                pulsar = await _start_embedded(embedded.EmbeddedPulsar())
+                pulsar = started = await _start_embedded(embedded.EmbeddedPulsar())
                 stack.callback(pulsar.stop)
                 service_url = pulsar.service_url
                 pulsar_settings = PULSAR_LITE_SETTINGS
@@ -109,7 +111,23 @@ async def open_connectors(
             clients["pulsar"] = await _pulsar(
                 stack, config, service_url, instance_id, pulsar_settings
             )
+        if started is not None:  # (a broker process that died is never back)
+            for protocol_clients in clients.values():
+                protocol_clients.broker_gone = _gone(started)
         yield clients
+
+
+def _gone(broker: _Broker) -> Callable[[], str | None]:
+    """Why ``broker`` (embedded) is gone, or None while its process runs."""
+
+    def gone() -> str | None:
+        try:
+            broker.ensure_running()
+        except BrokerError as exc:  # (its first line: what happened and where the log is)
+            return str(exc).splitlines()[0].rstrip(":")
+        return None
+
+    return gone
 
 
 def pulsar_security(config: PulsarClientConfig) -> PulsarSecurity:

@@ -171,6 +171,9 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str | N
             stop.set()
             await simulator
     print("demo stopped", flush=True)
+    if service.failure is not None:  # (the reason is the last line, as for run)
+        print(f"swimstream: stopped after a failure: {service.failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -188,6 +191,8 @@ async def _report(
             await asyncio.wait_for(stop.wait(), 1.0)
         if duration is not None and time.monotonic() - started >= duration:
             stop.set()
+        if service.failure is not None:  # (it stopped itself: the demo ends with it)
+            return
         if not any(runner.connector.assignment() for runner in service.runners):
             # Rather than lines of zeros: the embedded broker holds a group's first join
             # for about 3 s, and nothing is read before it assigns the partitions.

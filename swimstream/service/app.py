@@ -38,6 +38,7 @@ from swimstream.runtime import Insight, Plane, tune_gc
 from swimstream.runtime.waiting import first_of
 from swimstream.service.broker_wait import open_clients
 from swimstream.service.durability import Durability
+from swimstream.service.embedded_watch import watch_embedded
 from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
 from swimstream.service.placement import Placement
@@ -216,6 +217,10 @@ class Service:
         self._register_gauges()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._serve_deliveries(), name="swimstream-deliveries"))
+        every = list(self.clients.values())
+        self._tasks.append(
+            loop.create_task(self._watch(lambda: watch_embedded(every)), name="swimstream-broker")
+        )
         coalesced = [s for s in self._lane_sinks if s.coalesce is not None]
         for lane_sink in coalesced:
             self._tasks.append(

@@ -42,6 +42,10 @@ class ProtocolClients:
     max_pending: int = 0
     """Unacknowledged records the sink may hold before the sources pause (0: no limit
     of its own; see :mod:`swimstream.streams.sink_pressure`)."""
+    broker_gone: Callable[[], str | None] | None = None
+    """Why the embedded broker these clients talk to is gone (None while it runs), for
+    ``kind: embedded``: a broker process that died is never back (see
+    :mod:`swimstream.service.embedded_watch`)."""
 
 
 def sink_pressure(

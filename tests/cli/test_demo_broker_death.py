@@ -1,0 +1,46 @@
+"""An embedded broker that dies stops the demo (and any instance that started it):
+nothing starts it again, so waiting for it would be a stall with no end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from tests.cli.test_check import REPO
+
+
+def test_the_demo_stops_with_exit_1_naming_its_broker_once_the_broker_died() -> None:
+    """The demo printed "waiting for the broker to assign the readings partitions
+    (about 3 s with the embedded broker)" every second after its Tansu was killed (the
+    OOM killer, say), until --duration or Ctrl-C, and then blamed its simulator's
+    producer queue ("is the broker reachable?")."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "swimstream", "demo", "--duration", "90", "--web", "127.0.0.1:0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # (a status line: the demo's own producer is open)
+            if "waiting for the broker to assign" in line or " insights " in line:
+                break
+        else:
+            raise AssertionError(f"the demo did not start: {demo.wait(60)}")
+        [broker] = subprocess.run(
+            ["pgrep", "-P", str(demo.pid), "-f", "tansu"], capture_output=True, text=True
+        ).stdout.split()
+        os.kill(int(broker), signal.SIGKILL)
+        _out, err = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 1, err[-2000:]
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("swimstream: stopped after a failure: embedded Kafka (Tansu) on "), last
+    assert "died (exit code -9)" in last and "nothing starts it again" in last, last
