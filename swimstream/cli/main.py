@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Coroutine, Sequence
@@ -173,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return inspect_store(args.store, args.node, args.limit)
     from swimstream.cli.logs import configure_logging
 
+    # Until the service (or the demo) takes SIGTERM over, as SIGINT: the second or so of
+    # imports and config loading before it did ended the process by the signal (exit
+    # status 143, which a restart policy counts as a failure) instead of 0.
+    signal.signal(signal.SIGTERM, _interrupted)
     log_format = configure_logging(args.log_level, args.log_format)
     try:
         if args.command == "run":
@@ -195,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_FAILED
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGTERM before the service handles it: stop as Ctrl-C does there (exit 0)."""
+    raise KeyboardInterrupt
 
 
 def check(path: Path, env: dict[str, str]) -> int:
