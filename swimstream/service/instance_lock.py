@@ -38,6 +38,10 @@ LOCK_DIRECTORY = Path(tempfile.gettempdir()) / "swimstream-instances"
 directory and store path."""
 
 
+NAME_MAX = 255
+"""The longest file name most file systems take (Linux's ``NAME_MAX``)."""
+
+
 class InstanceLock:
     """Held while an instance of ``app`` with ``instance_id`` runs on this host."""
 
@@ -45,7 +49,14 @@ class InstanceLock:
         self, app: str, instance_id: str, cluster: str, directory: Path = LOCK_DIRECTORY
     ) -> None:
         where = hashlib.sha256(cluster.encode()).hexdigest()[:16]
-        self.path = directory / f"{app}.{instance_id}.{where}.lock"
+        name = f"{app}.{instance_id}.{where}.lock"
+        if len(name.encode()) > NAME_MAX:
+            # Names of up to 200 characters each (the default id repeats the app's) made
+            # a file name the system refuses: the lock was skipped with a warning, and
+            # a second instance of the id was not refused.
+            named = hashlib.sha256(f"{app}\0{instance_id}".encode()).hexdigest()[:32]
+            name = f"{app[:100]}.{named}.{where}.lock"
+        self.path = directory / name
         self._instance_id = instance_id
         self._cluster = cluster
         self._fd: int | None = None

@@ -120,3 +120,21 @@ def test_a_file_removed_under_an_opener_is_not_what_it_locks(tmp_path: Path) -> 
         assert not _still_named(fd, path)
     finally:
         os.close(fd)
+
+
+def test_ids_too_long_for_a_file_name_are_locked_all_the_same(tmp_path: Path) -> None:
+    """An app name and an id of up to 200 characters each are valid, and their lock's
+    file name was longer than a file system takes: the lock was skipped with a
+    warning, and a second instance of the id was let in."""
+    app = "a" * 150
+    first = InstanceLock(app, f"{app}-host", "127.0.0.1:9092", tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(ConfigError) as refused:
+            InstanceLock(app, f"{app}-host", "127.0.0.1:9092", tmp_path).acquire()
+        assert refused.value.problems[0][0] == "mesh.instance_id"
+        other = InstanceLock(app, f"{app}-other", "127.0.0.1:9092", tmp_path)
+        other.acquire()  # (a lock of its own)
+        other.release()
+    finally:
+        first.release()
