@@ -321,7 +321,8 @@ class Service:
         for runner in self._runners:
             await runner.stop_consuming(max(0.1, deadline - time.monotonic() - reserve))
         if self.handover is not None:
-            await self.handover.close()  # the revoke as the group is left moves nothing
+            # The revoke as the group is left moves nothing.
+            await self.handover.close(max(0.1, deadline - time.monotonic() - reserve))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

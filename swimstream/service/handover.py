@@ -123,15 +123,29 @@ class Handover:
         now would land after the revoke's cut, in state no checkpoint stores."""
         return set(self._revoking)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         """Follow no more moves, and stop restores still running (the service stops:
-        its final checkpoint comes next, and leaving the group revokes everything)."""
+        its final checkpoint comes next, and leaving the group revokes everything).
+
+        A restore's cancel waits for its changelog reader's close, which waits out the
+        broker request in flight (10 s on a broker that stopped answering): the stop
+        waits ``timeout`` seconds at most (what is left of the drain) and leaves the
+        rest behind, as the drain leaves the broker clients behind at its deadline."""
         for runner in self._runners:
             runner.on_moved = runner.before_revoke = None
         self._revoking.clear()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not tasks:
+            return
+        await asyncio.wait(tasks, timeout=timeout)
+        left = [task for task in tasks if not task.done()]
+        if left:
+            log.warning(
+                "%s left behind at the drain deadline, waiting for the broker",
+                counted(len(left), "hand-over task"),
+            )
 
     # -- rebalances (on the loop's thread, inside the consumer's callback) --------------
 
