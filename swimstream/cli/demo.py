@@ -34,6 +34,9 @@ from swimstream.service import Service, StoppedStarting
 DEFAULT_DASHBOARD = "127.0.0.1:9001"
 """Where the dashboard listens unless ``--web`` says otherwise (while it is free)."""
 
+FLEET_CLOSE = 1.0
+"""Seconds the simulator's producer may take to deliver what it holds as the demo ends."""
+
 
 def demo_config_path() -> Path:
     """``config/towers.yaml`` of the checkout the examples are imported from."""
@@ -156,7 +159,10 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str | N
         # checkpoint, aborted with it) and give an idle service something to commit.
         sink = KafkaSink(service.clients["kafka"].address)
         await sink.open()
-        stack.push_async_callback(sink.close)  # (before the service and its broker stop)
+        # (Before the service and its broker stop.) Simulated readings are not worth
+        # the wait: on a broker gone, the 10 s a producer's close takes by default held
+        # Ctrl-C, or the end after the broker died, that long before the drain began.
+        stack.push_async_callback(sink.close, FLEET_CLOSE)
         fleet = Fleet(devices)
 
         def produce(topic: str, key: bytes, value: bytes) -> None:

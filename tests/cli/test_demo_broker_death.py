@@ -44,3 +44,5 @@ def test_the_demo_stops_with_exit_1_naming_its_broker_once_the_broker_died() -> 
     last = err.rstrip().splitlines()[-1]
     assert last.startswith("swimstream: stopped after a failure: embedded Kafka (Tansu) on "), last
     assert "died (exit code -9)" in last and "nothing starts it again" in last, last
+    # (The simulator's readings were not waited for 10 s before the drain began.)
+    assert "not acknowledged after 10 s" not in err, err[-2000:]
