@@ -172,7 +172,7 @@ async def run_demo(duration: float | None, devices: int, rate: int, web: str | N
         simulator = loop.create_task(simulate(produce, "readings", fleet, rate, stop))
         started = time.monotonic()
         try:
-            await _report(service, latest, stop, duration, started)
+            await _report(service, latest, stop, duration, started, simulator)
         finally:
             stop.set()
             await simulator
@@ -189,6 +189,7 @@ async def _report(
     stop: asyncio.Event,
     duration: float | None,
     started: float,
+    simulator: asyncio.Task[int],
 ) -> None:
     registry = service.registry
     last_in = last_out = 0.0
@@ -199,6 +200,8 @@ async def _report(
             stop.set()
         if service.failure is not None:  # (it stopped itself: the demo ends with it)
             return
+        if simulator.done():  # (it failed: its error ends the demo, rather than lines
+            return  # of nothing read, for ever, that said nothing of why)
         if not any(runner.connector.assignment() for runner in service.runners):
             # Rather than lines of zeros: the embedded broker holds a group's first join
             # for about 3 s, and nothing is read before it assigns the partitions.

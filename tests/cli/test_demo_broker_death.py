@@ -1,8 +1,10 @@
 """An embedded broker that dies stops the demo (and any instance that started it):
-nothing starts it again, so waiting for it would be a stall with no end."""
+nothing starts it again, so waiting for it would be a stall with no end. So does a
+simulator that gave up on a broker that stopped answering."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,3 +48,42 @@ def test_the_demo_stops_with_exit_1_naming_its_broker_once_the_broker_died() -> 
     assert "died (exit code -9)" in last and "nothing starts it again" in last, last
     # (The simulator's readings were not waited for 10 s before the drain began.)
     assert "not acknowledged after 10 s" not in err, err[-2000:]
+
+
+def test_the_demo_ends_naming_why_once_its_simulator_failed() -> None:
+    """With the broker frozen, the simulator's producer queue stays full and the
+    simulator gives up (after 10 s): the demo went on printing lines of nothing read,
+    even once the broker answered again, and said why only at --duration or Ctrl-C."""
+    args = ["demo", "--duration", "600", "--rate", "100000", "--web", "127.0.0.1:0"]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "swimstream", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    broker = 0
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # (a status line: the demo's own producer is open)
+            if "waiting for the broker to assign" in line or " insights " in line:
+                break
+        else:
+            raise AssertionError(f"the demo did not start: {demo.wait(60)}")
+        [found] = subprocess.run(
+            ["pgrep", "-P", str(demo.pid), "-f", "tansu"], capture_output=True, text=True
+        ).stdout.split()
+        broker = int(found)
+        os.killpg(broker, signal.SIGSTOP)  # (Tansu leads its own process group)
+        _out, err = demo.communicate(timeout=180)  # (ran until --duration before)
+    finally:
+        if broker:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(broker, signal.SIGCONT)
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 1, err[-2000:]
+    last = err.rstrip().splitlines()[-1]
+    assert "the producer queue stayed full for 10 s" in last, last
