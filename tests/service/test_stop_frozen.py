@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer
 
 from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
+from connectors.kafka.changelog import KafkaChangelogReader
 from swimstream.config import AppConfig, parse_config
 from swimstream.service import ProtocolClients, Service
-from swimstream.streams import InboundRecord
 from tests.service.test_lifecycle_lines import one_topic_app
 from tests.support.waiting import wait_until
 
@@ -25,15 +26,16 @@ async def test_a_stop_during_a_hand_over_restore_on_a_frozen_broker_keeps_the_de
 ) -> None:
     """The first assignment restores its shards from the changelog; with the broker
     frozen then, the stop waited for the restore's cancel, which waited out the reader's
-    10 s metadata request, past a 2 s drain (and past the 10 s `docker stop` gives with
-    the default 8 s one). The restore is left behind at the deadline instead."""
+    10 s request for the group's offsets, past a 2 s drain (and past the 10 s
+    `docker stop` gives with the default 8 s one). The restore is left behind at the
+    deadline instead."""
     app = "handover-frozen"
     kafka_broker.create_topic(f"{app}.readings", partitions=1)
     document = one_topic_app(kafka_broker.bootstrap, app)
     document["store"] = {"path": str(tmp_path)}
     document["processing"] = {"drain_timeout": "2s"}
     config = parse_config(document, {})
-    reads = 0
+    made = 0
 
     @asynccontextmanager
     async def freezing(
@@ -41,22 +43,22 @@ async def test_a_stop_during_a_hand_over_restore_on_a_frozen_broker_keeps_the_de
     ) -> AsyncIterator[dict[str, ProtocolClients]]:
         async with open_connectors(config, instance_id) as clients:
             reader = clients["kafka"].changelog
-            assert reader is not None
-            read = reader.read
+            assert isinstance(reader, KafkaChangelogReader)
+            make = reader._consumer
 
-            async def frozen_second_read(
-                topic: str,
-                start: Mapping[int, int],
-                on_records: Callable[[Sequence[InboundRecord]], None],
-                progress: Callable[[int, int], None] | None = None,
-            ) -> dict[int, int]:
-                nonlocal reads
-                reads += 1
-                if reads == 2:  # (the first is the start's; this one, the hand-over's)
+            def connected_then_frozen(group: str) -> Consumer:
+                # The start makes two (its committed offsets and its read); the third is
+                # the hand-over's, for the group's offsets: connected, then frozen, so
+                # that request is in flight when the stop comes.
+                nonlocal made
+                made += 1
+                consumer = make(group)
+                if made == 3:
+                    consumer.list_topics(timeout=10)
                     kafka_broker.pause()
-                return await read(topic, start, on_records, progress)
+                return consumer
 
-            reader.read = frozen_second_read  # type: ignore[method-assign]
+            reader._consumer = connected_then_frozen  # type: ignore[method-assign]
             yield clients
 
     service = Service(config, freezing)
@@ -64,6 +66,7 @@ async def test_a_stop_during_a_hand_over_restore_on_a_frozen_broker_keeps_the_de
         with caplog.at_level(logging.INFO):
             running = asyncio.create_task(service.run())
             await wait_until(lambda: kafka_broker.is_paused, 60, what="the broker frozen")
+            await asyncio.sleep(0.5)  # (its request sent by now, in the reader's thread)
             service.stop()
             await asyncio.wait_for(running, 60)
     finally:
