@@ -78,12 +78,12 @@ def test_the_demo_ends_naming_why_once_its_simulator_failed() -> None:
         os.killpg(broker, signal.SIGSTOP)  # (Tansu leads its own process group)
         _out, err = demo.communicate(timeout=180)  # (ran until --duration before)
     finally:
-        if broker:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(broker, signal.SIGCONT)
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+        if broker:  # (the demo stops it as it ends; killed, it left it running)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(broker, signal.SIGKILL)
     assert demo.returncode == 1, err[-2000:]
     last = err.rstrip().splitlines()[-1]
     assert "the producer queue stayed full for 10 s" in last, last
