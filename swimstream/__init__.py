@@ -33,6 +33,7 @@ from swimstream.errors import (
     RecordTooLargeError,
     RoutingError,
     StoreError,
+    StoreLockedError,
     StoreWriteError,
     SwimstreamError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "RecordTooLargeError",
     "RoutingError",
     "StoreError",
+    "StoreLockedError",
     "StoreWriteError",
     "SwimstreamError",
     "ValueDownlink",

@@ -24,7 +24,8 @@ The tree::
     ├── CallbackError           a user callback raised (or a lane refused a command); names the site
     ├── BrokerError             a broker could not be started, reached or used
     ├── StoreError              the local state store is unreadable, corrupt or unwritable
-    │   └── StoreWriteError     a write refused without damage (a full disk)
+    │   ├── StoreWriteError     a write refused without damage (a full disk)
+    │   └── StoreLockedError    held locked by another process: kept, the start stops
     └── ConfigError             a configuration value is missing or wrong; names the key path
 """
 
@@ -197,6 +198,12 @@ class StoreWriteError(StoreError):
     error): the file still says where its state stands, so it is kept, and the start
     rebuilds its state in memory. Other store errors at start (damage, a store of
     another changelog) are not this one."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the local store locked past SQLite's wait (a sqlite3 shell
+    left in a transaction, a backup tool): the file is sound, so it is neither set
+    aside nor rebuilt, and the start stops naming it (a restart tries again)."""
 
 
 class ConfigError(SwimstreamError, ValueError):

@@ -29,6 +29,7 @@ EXPECTED = {
     "RecordTooLargeError",
     "RoutingError",
     "StoreError",
+    "StoreLockedError",
     "StoreWriteError",
     "SwimstreamError",
     "ValueDownlink",

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 
 from swimstream.config import AppConfig
-from swimstream.errors import StoreError, StoreWriteError
+from swimstream.errors import StoreError, StoreLockedError, StoreWriteError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Plane
 from swimstream.runtime.agent_record import LINKS, TIMERS, decode_links, decode_timers
@@ -179,6 +179,8 @@ class Durability:
             self._set_aside_previous_run()
         try:
             store = SQLiteStore(self.path, self.topic).open()
+        except StoreLockedError:
+            raise  # (sound, and held by someone: not to be set aside as damaged)
         except StoreError as exc:
             return self._rebuilt(str(exc))
         owner = store.changelog()

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from swimstream.errors import StoreError, StoreWriteError
+from swimstream.errors import StoreError, StoreLockedError, StoreWriteError
 from swimstream.runtime.agent_record import LINKS, TIMERS
 from swimstream.store.changelog import ChangelogRow
 
@@ -121,6 +121,15 @@ class SQLiteStore:
             self._worker.submit(self._recount)  # in the background: start-up does not wait
         except (sqlite3.Error, OSError) as exc:
             self.close()
+            if getattr(exc, "sqlite_errorcode", None) in (
+                sqlite3.SQLITE_BUSY,
+                sqlite3.SQLITE_LOCKED,
+            ):
+                raise StoreLockedError(
+                    f"the local store {self.path} is locked by another process (held past "
+                    "SQLite's 5 s wait): end that process's transaction, or give this "
+                    "instance a store.path of its own"
+                ) from exc
             raise StoreError(f"the local store {self.path} cannot be used: {exc}") from exc
         try:
             # Every start reads them first: a damaged one must be found here, where the

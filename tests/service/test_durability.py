@@ -196,3 +196,27 @@ def test_a_store_written_for_another_apps_changelog_stops_the_start(tmp_path: Pa
         assert isinstance(snapshot, RegisterSnapshot) and snapshot.value == "theirs"
     finally:
         store.close()
+
+
+def test_a_store_another_process_holds_locked_stops_the_start_and_is_kept(
+    tmp_path: Path,
+) -> None:
+    """A store locked past SQLite's 5 s wait (a sqlite3 shell left in a transaction, a
+    backup tool) was taken as damaged: the healthy file was set aside as corrupt and
+    rebuilt whole from the changelog."""
+    records = checkpoint(0, 0, 1, 10, {f"/vehicle/{i}": "kept" for i in range(10)}, True)
+    config = parse_config(document(store={"path": str(tmp_path)}), {})
+    durability = Durability(config, "one", ListReader(records, {SOURCE: 10}), 1, lambda n: 0)
+    asyncio.run(durability.open([SOURCE]))
+    durability.close()
+    holder = sqlite3.connect(tmp_path / "one.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        durability = Durability(config, "one", ListReader(records, {SOURCE: 10}), 1, lambda n: 0)
+        with pytest.raises(StoreError, match=r"locked by another process"):
+            asyncio.run(durability.open([SOURCE]))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not list(tmp_path.glob("one.sqlite.corrupt-*"))
+    assert started_status(config, records) == (None, "kept")
