@@ -248,8 +248,10 @@ class WebConfig(FrozenModel):
         description=(
             "An idle lane stream sends a comment line this often, so proxies keep it open "
             "and a client that left without closing is found; a stream whose client took "
-            "nothing for twice as long (it stopped reading) is dropped, and so is any "
-            "answer not taken, or a command's body not sent in full, in that time; so is "
+            "nothing for twice as long (it stopped reading) is dropped, and so is an "
+            "answer of which it took nothing, or a command's body not sent in full, in "
+            "that time (a client that reads all along, however slowly, gets all of a big "
+            "lane); so is "
             "a connection whose request head (request line and headers) has not come "
             "whole in that time from its start or its previous answer (a slow or silent "
             "client, or an idle keep-alive connection)."
