@@ -65,21 +65,27 @@ class SinkTarget:
     format: str
     connector: SinkConnector
     max_bytes: int | None = None
-    """The largest value written (None: no limit), as a source's records are held to:
-    the client's record limit less the room kept for key and headers."""
+    """The largest value and key written (None: no limit), as a source's records are
+    held to: the client's record limit less the room kept for headers and encoding."""
 
-    def encode(self, value: Any) -> bytes:
+    def encode(self, value: Any, key: bytes = b"") -> bytes:
         """``value`` in the sink's format; ValueError when it is larger than the sink
         writes. The client refused such a record at ``produce``, but with durable state
         exactly once, one published while a checkpoint commits is held and produced with
         the next transaction's start, where the refusal failed that checkpoint and
-        stopped the instance; a coalesced lane sink's stopped it at every restart."""
+        stopped the instance; a coalesced lane sink's stopped it at every restart.
+
+        ``key`` counts too: the margin below the client's limit is room for headers and
+        an agent's id, not for a key of any size (``publish(..., key=...)`` takes any
+        text). Counting the value only, a half-megabyte key passed, to be refused by the
+        client as the value was."""
         encoded = encode_value(value, self.format)
         limit = self.max_bytes
-        if limit is not None and len(encoded) > limit:
+        if limit is not None and len(encoded) + len(key) > limit:
+            keyed = f" (a key of {len(key)} bytes and its value)" if key else ""
             raise ValueError(
-                f"a record of {len(encoded)} bytes is over the {limit} bytes a record "
-                f"of {self.topic} may hold"
+                f"a record of {len(encoded) + len(key)} bytes{keyed} is over the {limit} "
+                f"bytes a record of {self.topic} may hold"
             )
         return encoded
 
@@ -221,12 +227,11 @@ class InsightPublisher:
         headers = [("swimstream.node", insight.node_uri.encode())]
         if self._checkpoint is not None:
             headers.append(("swimstream.checkpoint", str(self._checkpoint()).encode()))
-        value = target.encode(insight.value)  # raising fails the callback
+        key = insight.key.encode()
+        value = target.encode(insight.value, key)  # raising fails the callback
         ack = fork_origin()
         try:
-            target.connector.produce(
-                target.topic, insight.key.encode(), value, headers, self._failures.tracked(ack)
-            )
+            target.connector.produce(target.topic, key, value, headers, self._failures.tracked(ack))
         except BaseException:
             if ack is not None:  # nothing produced: the callback's error dead-letters the record
                 ack(None)
