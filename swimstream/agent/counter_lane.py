@@ -42,13 +42,13 @@ class CounterLane(Lane):
         self._on_change: Callable[..., Any] | None = self._spec.callbacks.get("on_change")
 
     def get(self) -> int:
-        """The current count."""
-        return self._counter._value
+        """The current count (within 64 bits: ``PNCounter.value``)."""
+        return self._counter.value
 
     @property
     def value(self) -> int:
-        """The current count."""
-        return self._counter._value
+        """The current count (within 64 bits: ``PNCounter.value``)."""
+        return self._counter.value
 
     def add(self, delta: int = 1) -> None:
         """Add ``delta`` (negative to subtract), stream it, then run ``on_change``.
@@ -79,7 +79,7 @@ class CounterLane(Lane):
                 raise self._unstorable(TypeError(str(exc))) from None
             self._notes.dirty[self] = None
             return
-        old = counter._value
+        old = counter.value
         try:
             op = counter.add(delta)
         except OverflowError as exc:
@@ -91,7 +91,7 @@ class CounterLane(Lane):
         on_change = self._on_change
         if on_change is not None:
             try:
-                on_change(self._agent, self._counter._value, old)
+                on_change(self._agent, self._counter.value, old)
             except CallbackError:
                 raise
             except Exception as exc:
@@ -112,7 +112,7 @@ class CounterLane(Lane):
         self._counter.merge(snapshot)
 
     def to_json(self) -> int:
-        return self._counter._value
+        return self._counter.value
 
     def _command(self, value: Any) -> None:
         """A command adds its value: ``1``, ``-3`` or ``{"add": n}``."""
@@ -123,6 +123,6 @@ class CounterLane(Lane):
 
     def _apply_remote(self, op: Op) -> None:
         assert isinstance(op, CounterAdd)
-        old = self._counter._value
+        old = self._counter.value
         if self._counter.apply(op):
             self._changed(op, old)

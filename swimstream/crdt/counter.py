@@ -44,7 +44,9 @@ MAX_TOTAL = 2**63 - 1
 """The most a replica's total of adds (or of subtractions) may reach: a signed 64-bit
 integer, as a Java ``long``. Stored totals are 64-bit integers, and so is every count
 served as JSON: three adds of 2**63 - 1 made a count that no checkpoint stored and no
-read could write, and a restart lost it."""
+read could write, and a restart lost it. The count itself is held within it too (an add
+that would take it past is refused, and a count that concurrent writers took past is
+read as the bound: see :attr:`PNCounter.value`)."""
 
 
 def _overflow(what: str, total: int, delta: int) -> OverflowError:
@@ -52,6 +54,20 @@ def _overflow(what: str, total: int, delta: int) -> OverflowError:
         f"adding {delta} would take the {what} total of this writer ({total}) beyond "
         f"{MAX_TOTAL}, the most a counter holds"
     )
+
+
+def _count_overflow(count: int, delta: int) -> OverflowError:
+    return OverflowError(
+        f"adding {delta} would take the count ({count}) beyond {'-' if delta < 0 else ''}"
+        f"{MAX_TOTAL}, the most a counter holds"
+    )
+
+
+def bounded(count: int) -> int:
+    """``count`` held within +/- :data:`MAX_TOTAL`: what a counter reads as."""
+    if -0x3FFF_FFFF < count < 0x3FFF_FFFF or -MAX_TOTAL <= count <= MAX_TOTAL:
+        return count
+    return MAX_TOTAL if count > 0 else -MAX_TOTAL
 
 
 class PNCounter:
@@ -68,21 +84,29 @@ class PNCounter:
 
     @property
     def value(self) -> int:
-        """The current count."""
-        return self._value
+        """The current count, within +/- :data:`MAX_TOTAL`.
+
+        Each writer's adds that would take the count past the bound are refused, but
+        writers adding at the same time each see only the count before the other's
+        add: merged, their adds may sum past it (three writers of 2**62 each), a count
+        no JSON read could write (every read of the lane answered 500). Such a count
+        reads as the bound, the same on every replica (all hold the same totals)."""
+        return bounded(self._value)
 
     def get(self) -> int:
-        """The current count."""
-        return self._value
+        """The current count (:attr:`value`)."""
+        return bounded(self._value)
 
     def add(self, delta: int) -> CounterAdd:
         """Add ``delta`` (negative to subtract) here; returns the op that carries it.
 
         Raises OverflowError, changing nothing, when this replica's total of adds or of
-        subtractions would pass :data:`MAX_TOTAL`."""
+        subtractions, or the count as this replica knows it, would pass
+        :data:`MAX_TOTAL`."""
         replica = self.replica_id
         positive = self._positive.get(replica, 0)
         negative = self._negative.get(replica, 0)
+        count = self._value + delta
         # (Literals: MAX_TOTAL's value, without a global look-up on every add; a bound
         # of one digit first, which CPython 3.11 compares specialized, as it never
         # compares a 64-bit one.)
@@ -90,13 +114,17 @@ class PNCounter:
             positive += delta
             if positive > 0x3FFF_FFFF and positive > 0x7FFF_FFFF_FFFF_FFFF:
                 raise _overflow("added", positive - delta, delta)
+            if count > 0x3FFF_FFFF and count > 0x7FFF_FFFF_FFFF_FFFF:
+                raise _count_overflow(self._value, delta)
             self._positive[replica] = positive
         elif delta < 0:
             negative -= delta
             if negative > 0x7FFF_FFFF_FFFF_FFFF:
                 raise _overflow("subtracted", negative + delta, delta)
+            if count < -0x7FFF_FFFF_FFFF_FFFF:
+                raise _count_overflow(self._value, delta)
             self._negative[replica] = negative
-        self._value += delta
+        self._value = count
         # Applied directly: a fresh stamp of this replica's own totals always wins, and
         # the clock that issued it needs no observing.
         return new_op(CounterAdd, ((self._clock.now(), replica), delta, positive, negative))
@@ -109,17 +137,22 @@ class PNCounter:
         towers app's count of readings cost some 3,900 machine instructions less a
         reading (72,400 to 68,500)."""
         replica = self.replica_id
+        count = self._value + delta
         if delta > 0:
             positive = self._positive.get(replica, 0) + delta
             if positive > 0x3FFF_FFFF and positive > 0x7FFF_FFFF_FFFF_FFFF:  # (as in add)
                 raise _overflow("added", positive - delta, delta)
+            if count > 0x3FFF_FFFF and count > 0x7FFF_FFFF_FFFF_FFFF:
+                raise _count_overflow(self._value, delta)
             self._positive[replica] = positive
         elif delta < 0:
             negative = self._negative.get(replica, 0) - delta
             if negative > 0x7FFF_FFFF_FFFF_FFFF:
                 raise _overflow("subtracted", negative + delta, delta)
+            if count < -0x7FFF_FFFF_FFFF_FFFF:
+                raise _count_overflow(self._value, delta)
             self._negative[replica] = negative
-        self._value += delta
+        self._value = count
 
     def apply(self, op: CounterAdd) -> bool:
         """Apply a (possibly remote, late or repeated) op; True when the count changed."""

@@ -161,3 +161,52 @@ def test_an_unseen_add_leaves_the_totals_an_add_does(deltas: list[int]) -> None:
             assert not refused
         assert unseen.snapshot() == seen.snapshot()
         assert unseen.value == seen.value
+
+
+def write_large(replica: PNCounter, data: st.DataObject) -> list[Any]:
+    """An add of up to a quarter of 64 bits either way; one the bound refuses makes no op."""
+    try:
+        return [replica.add(data.draw(st.integers(-(2**62), 2**62)))]
+    except OverflowError as exc:
+        assert "the most a counter holds" in str(exc)
+        return []
+
+
+@given(st.data())
+def test_replicas_whose_adds_sum_past_64_bits_converge_within_them(data: st.DataObject) -> None:
+    """Concurrent writers each held within the bound may sum past it together: every
+    replica then reads the same count, the bound, as JSON writes it (orjson refused
+    the sum, and every read of the lane failed)."""
+    net = build_network(data, make, write_large)
+    deliver_everything(data, net)
+    total = sum(op.delta for op in net.ops)
+    expected = max(-MAX_TOTAL, min(MAX_TOTAL, total))
+    assert [r.value for r in net.replicas] == [expected] * len(net.replicas)
+    assert [r.get() for r in net.replicas] == [expected] * len(net.replicas)
+    assert len({r.snapshot() for r in net.replicas}) == 1
+
+
+@given(st.lists(st.integers(-(2**62), 2**62), max_size=12))
+def test_an_add_past_the_bound_of_the_count_is_refused_and_changes_nothing(
+    deltas: list[int],
+) -> None:
+    """A writer that knows the count (one replica alone here) never takes it past the
+    bound, and an unseen add refuses what an add does."""
+    seen, unseen = PNCounter("r"), PNCounter("r")
+    other = PNCounter("o")
+    for delta in deltas:
+        for counter in (seen, unseen):
+            before = counter.snapshot()
+            try:
+                if counter is seen:
+                    op = counter.add(delta)
+                    other.apply(op)
+                else:
+                    counter.add_unseen(delta)
+            except OverflowError as exc:
+                assert counter.snapshot() == before
+                if -MAX_TOTAL <= counter.value + delta <= MAX_TOTAL:  # its total's bound
+                    assert "total of this writer" in str(exc)
+        assert seen.snapshot() == unseen.snapshot()
+        assert -MAX_TOTAL <= seen._value <= MAX_TOTAL
+        assert seen.value == other.value == seen._value
