@@ -126,11 +126,36 @@ def _target(
         )
         return error_response(400, message)
     lane = lanes[0] if lanes else ""
-    found = address_lane(state, request.rel_url.raw_path, lane, command)
+    raw_path = _node_path(request)
+    if isinstance(raw_path, web.Response):
+        return raw_path
+    found = address_lane(state, raw_path, lane, command)
     if isinstance(found, web.Response):
         return found
     node_uri, route = found
     return state, node_uri, lane, route
+
+
+def _node_path(request: web.Request) -> str | web.Response:
+    """The node URI a lane request names (still percent-encoded): its path, or, at the
+    root, its query parameter ``node``.
+
+    The query form is for clients whose URL parser rewrites the path: a browser takes
+    ``%2E`` and ``%2E%2E`` for the dot segments ``.`` and ``..``, so the dashboard's
+    commands to agents whose id is "." or ".." went to ``/device/`` (404) or ``/``
+    (405). Named in both the path and the query, the request is refused rather than
+    one of them picked."""
+    nodes = request.query.getall("node", [])
+    raw_path = request.rel_url.raw_path
+    if not nodes:
+        return raw_path
+    if len(nodes) > 1 or raw_path != "/":
+        message = (
+            "a request names its node once: in the path (/<node uri>?lane=<lane>) or in "
+            "query parameter 'node' at the root (/?node=<node uri>&lane=<lane>)"
+        )
+        return error_response(400, message)
+    return nodes[0]
 
 
 def address_lane(
@@ -212,6 +237,18 @@ def _made(state: WebState, node_uri: str) -> bool:
     good, as Kafka Streams' interactive queries answer an unknown key with nothing
     rather than create it."""
     return state.plane.activate_existing(node_uri)
+
+
+async def post_command_at_root(request: web.Request) -> web.Response:
+    """``POST /?node=<node uri>&lane=<lane>``: :func:`post_command` for a node named in
+    the query (see :func:`_node_path`); the root takes no other POST."""
+    if "node" not in request.query:
+        response = error_response(
+            405, "/ answers GET only (a command there names its node: /?node=<uri>&lane=<lane>)"
+        )
+        response.headers["Allow"] = "GET, HEAD"
+        return response
+    return await post_command(request)
 
 
 async def post_command(request: web.Request) -> web.Response:

@@ -262,6 +262,8 @@ class WebServer:
         router.add_get(streams, multiplex.open_stream, expect_handler=_read_no_body)
         router.add_post(streams, multiplex.change_links, expect_handler=_continue)
         router.add_route("*", streams, _get_or_post_only, expect_handler=_read_no_body)
+        # A command may name its node in the query at the root (lanes._node_path).
+        router.add_post(ServerPath.ROOT.value, lanes.post_command_at_root, expect_handler=_continue)
         for path, handler in own.items():
             router.add_get(path.value, handler, expect_handler=_read_no_body)
             # The server's own paths are not node URIs: a POST there is 405, not a
