@@ -116,6 +116,7 @@ class PulsarSink:
         self.settings = PulsarSettings.of(settings)
         self._client: PulsarClient | None = None
         self._closed = False
+        self._sending_ended = False  # set by close once no producer is left to send
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outlets: dict[str, _Outlet] = {}
         self._queue_limit = self.settings.max_pending_messages
@@ -193,10 +194,16 @@ class PulsarSink:
             return max(0.0, deadline - loop.time())
 
         if self._creations:
-            _, late = await asyncio.wait(self._creations, timeout=left())
+            made, late = await asyncio.wait(self._creations, timeout=left())
             for creation in late:
                 creation.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+            if made and client is not None:
+                # The producers made meanwhile were handed their waiting records: let
+                # them go out (they failed here, "closed before sending", when the
+                # flush above had ended before the producer was made).
+                await self.flush(left())
+        self._sending_ended = True
         if client is not None:
             producers = {f"the producer of {t!r}": o.producer for t, o in self._outlets.items()}
             closed = await close_within(producers, left())
@@ -305,9 +312,9 @@ class PulsarSink:
 
     def _refill(self, outlet: _Outlet) -> None:
         """Hand ``outlet``'s producer what its backlog holds, as far as its queue has
-        room; once the sink is closed, fail the backlog instead."""
+        room; once the sink's producers are closing, fail the backlog instead."""
         backlog = outlet.backlog
-        if self._closed:
+        if self._sending_ended:
             error = BrokerError(f"{self!r} closed before sending to {outlet.topic!r}")
             while backlog:
                 self._settle(backlog.popleft()[1], error)
