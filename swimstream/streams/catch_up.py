@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Set
+from collections.abc import Callable, Mapping, Set
 
 from swimstream.logfields import partition_fields
 from swimstream.streams.connector import SourceConnector, TopicPartition
@@ -27,11 +27,22 @@ the source warns that readiness waits for it."""
 
 
 class CatchUp:
-    """Follows whether source ``name`` on ``connector`` has caught up once."""
+    """Follows whether source ``name`` on ``connector`` has caught up once.
 
-    def __init__(self, name: str, connector: SourceConnector) -> None:
+    ``unrouted`` gives, per partition, the offset of the first record the runner took
+    from the connector and holds unrouted (behind a full mailbox, or for a restore):
+    the connector's position is past those, but they are still to be read.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connector: SourceConnector,
+        unrouted: Callable[[], Mapping[TopicPartition, int]] = dict,
+    ) -> None:
         self._name = name
         self._connector = connector
+        self._unrouted = unrouted
         self.caught_up = False
         """At the ends of every assigned partition at least once (it stays so: a
         backlog that comes later is lag, not unreadiness)."""
@@ -41,7 +52,10 @@ class CatchUp:
     def lag(self) -> dict[TopicPartition, int]:
         """Records behind the high watermark, per assigned partition whose watermark and
         position are both known (a partition missing here is unknown, not caught up)."""
-        positions = self._connector.positions()
+        positions = dict(self._connector.positions())
+        for tp, offset in self._unrouted().items():
+            if tp in positions:
+                positions[tp] = min(positions[tp], offset)
         return {
             tp: max(0, high - positions[tp])
             for tp, high in self._connector.high_watermarks().items()

@@ -61,6 +61,11 @@ class HeldBack:
         """Records held, over all partitions."""
         return sum(len(held) for held in self._records.values())
 
+    def first_offsets(self) -> dict[TopicPartition, int]:
+        """The offset of the first record held per partition: where its routing stands,
+        whatever the source fetched past it."""
+        return {tp: held[0].offset() or 0 for tp, held in self._records.items() if held}
+
     def hold(
         self, tp: TopicPartition, node_uri: str, records: Iterable[InboundRecord] = ()
     ) -> None:

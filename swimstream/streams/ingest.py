@@ -143,7 +143,7 @@ class SourceRunner:
         self._requeued: list[InboundRecord] = []
         self._held_back = HeldBack(router.wait_for_room)
         """Partitions paused until a mailbox one of their records filled has room."""
-        self._catch_up = CatchUp(name, connector)
+        self._catch_up = CatchUp(name, connector, self._unrouted)
         self._wait = SOURCE_WAIT
         self.waits = 0
         """Waits for records so far (each one a wake-up of an idle instance)."""
@@ -178,6 +178,15 @@ class SourceRunner:
         """Records behind the high watermark, per assigned partition whose watermark and
         position are both known (a partition missing here is unknown, not caught up)."""
         return self._catch_up.lag()
+
+    def _unrouted(self) -> dict[TopicPartition, int]:
+        """The first offset per partition of the records taken from the connector and
+        not routed yet (held back, restoring or requeued): lag counts from there."""
+        first = self._held_back.first_offsets()
+        for record in (*self._requeued, *(r for held in self._held.values() for r in held[:1])):
+            tp = TopicPartition(record.topic() or "", record.partition() or 0)
+            first[tp] = min(first.get(tp, record.offset() or 0), record.offset() or 0)
+        return first
 
     # -- the loop -----------------------------------------------------------------------
 
