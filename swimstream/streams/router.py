@@ -252,7 +252,11 @@ class RecordRouter:
         submit = self._plane.submit
         full = None
         decoded: dict[str, Any] = {}
-        headers = self._headers_of(record, topic)
+        unreadable: RecordDecodeError | None = None
+        try:
+            headers = self._headers_of(record, topic)
+        except RecordDecodeError as exc:  # fails the routes over a header, not the others
+            headers, unreadable = _NO_HEADERS, exc
         for route in group:
             label = route.label
             try:
@@ -267,6 +271,8 @@ class RecordRouter:
                 elif value is _UNDECODABLE:
                     ack(None)  # dead-lettered once already, by the first route of its format
                     continue
+                if unreadable is not None and "header" in route.template.roots:
+                    raise RecordDecodeError(str(unreadable))
                 node = route.template.render(
                     record.key(), value, headers, topic, record.partition() or 0
                 )

@@ -254,3 +254,22 @@ async def test_a_record_whose_headers_cannot_be_read_is_dead_lettered_not_fatal(
     letters = [r for r in sink2.records if r.topic == "app.dead-letter"]
     assert [r.headers["swimstream.origin.offset"] for r in letters] == [b"2"]
     assert letters[0].headers["swimstream.headers.unreadable"].startswith(b"UnicodeDecodeError")
+
+
+async def test_unreadable_headers_fail_only_the_header_route_of_a_topic_with_several() -> None:
+    """A topic with a route over a header and one over the key: the header's route
+    dead-letters the record, and the key's takes it, rather than the record's headers
+    stopping the source."""
+    async with open_plane({"/keeper/:id": Keeper}) as plane:
+        by_header = SourceRoute("readings", RouteTemplate.parse("/keeper/{header.device}"), "also")
+        by_key = SourceRoute("readings", RouteTemplate.parse("/keeper/{key}"), "kept")
+        router, sink, tracker = router_for(plane, [by_header, by_key])
+        unreadable = UnreadableHeaders("readings", 0, 0, b"k", b'{"v": 0}')
+        assert router.route(unreadable, tracker) is None
+        await plane.settle()
+        sink.poll()
+        assert plane.get("/keeper/k", "last") == {"v": 0}
+    letters = [r for r in sink.records if r.topic == "app.dead-letter"]
+    assert [r.headers["swimstream.route"] for r in letters] == [b"/keeper/{header.device}#also"]
+    assert dict(reasons(sink))["0"].startswith("RecordDecodeError: the record's headers")
+    assert tracker.committable == 1
