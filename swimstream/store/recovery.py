@@ -58,6 +58,10 @@ log = logging.getLogger("swimstream.recovery")
 WRITE_BATCH = 50_000
 """Entries applied to committed state per write while rebuilding."""
 
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
+"""What reading a record another producer wrote raises (bad UTF-8 and JSON are
+ValueErrors; JSON of another shape the others)."""
+
 PROGRESS_EVERY = 1.0
 """Seconds between progress lines while a long tail is read, then written."""
 
@@ -212,29 +216,37 @@ async def recover(
             report.records += 1
             partition = record.partition() or 0
             key = record.key()
-            if key is not None and is_marker_key(key):
-                _close_group(record, partition)
-            elif key is not None:
-                node, name = parse_key(key)
-                group = (partition, checkpoint_of(record.headers()))
-                number = pending.get(group)
-                if number is None:
-                    number = pending[group] = tail.group()
-                    first_at[group] = record.offset() or 0
-                    # (A checkpoint cut short before its markers has no marker to say
-                    # its id: a later one of that id would join its group.)
-                    report.last_checkpoint = max(report.last_checkpoint, group[1] or 0)
-                    writer = restated_marker(record.headers())
-                    if writer is not None:
-                        restated[group] = writer
-                        latest[writer.instance] = max(
-                            latest.get(writer.instance, 0), writer.checkpoint
-                        )
-                        restated_lineages.add((writer.instance, writer.restored_from, writer.first))
-                tail.add(number, node, name, record.value(), partition)
+            if key is None:
+                continue
+            try:
+                if is_marker_key(key):
+                    marker = read_marker(record.value() or b"")
+                else:
+                    node, name = parse_key(key)
+                    group = (partition, checkpoint_of(record.headers()))
+                    number = pending.get(group)
+                    # (Its first record restates the group's marker: read before
+                    # anything of it is kept, so that a record that fails is left out.)
+                    writer = None if number is not None else restated_marker(record.headers())
+            except _UNREADABLE as exc:
+                foreign.saw(record, exc)  # no record of swimstream's: not state
+                continue
+            if is_marker_key(key):
+                _close_group(record, marker, partition)
+                continue
+            if number is None:
+                number = pending[group] = tail.group()
+                first_at[group] = record.offset() or 0
+                # (A checkpoint cut short before its markers has no marker to say
+                # its id: a later one of that id would join its group.)
+                report.last_checkpoint = max(report.last_checkpoint, group[1] or 0)
+                if writer is not None:
+                    restated[group] = writer
+                    latest[writer.instance] = max(latest.get(writer.instance, 0), writer.checkpoint)
+                    restated_lineages.add((writer.instance, writer.restored_from, writer.first))
+            tail.add(number, node, name, record.value(), partition)
 
-    def _close_group(record: InboundRecord, partition: int) -> None:
-        marker = read_marker(record.value() or b"{}")
+    def _close_group(record: InboundRecord, marker: Marker, partition: int) -> None:
         checkpoint = marker.checkpoint
         report.last_checkpoint = max(report.last_checkpoint, checkpoint)
         number = pending.pop((partition, checkpoint), None)
@@ -278,7 +290,9 @@ async def recover(
             report.skipped_checkpoints.append(checkpoint)
 
     progress = _Progress(topic)
+    foreign = _Foreign(topic)
     ends = await reader.read(topic, start, on_records, progress)
+    foreign.summary()
     known_lineages = lineages | restated_lineages
     for (partition, number), pending_group in pending.items():
         group = [pending_group]
@@ -427,6 +441,43 @@ def shards_ahead(
         for shard, position in positions.items()
         if not _was_committed(position.sources, committed_sources, checked)
     )
+
+
+class _Foreign:
+    """Records in the changelog that swimstream did not write (another producer's, or
+    damaged): skipped, since they hold no state of an agent, and said once. A start
+    that stopped at one would stop at every start, compaction keeping it for good."""
+
+    SHOWN = 5
+    """Records named one by one; past them, only counted."""
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+        self.count = 0
+
+    def saw(self, record: InboundRecord, problem: Exception) -> None:
+        self.count += 1
+        if self.count > self.SHOWN:
+            return
+        partition, offset = record.partition() or 0, record.offset() or 0
+        log.warning(
+            "%s[%d] at offset %d: skipped a record swimstream did not write (key %r): %s",
+            self._topic,
+            partition,
+            offset,
+            record.key(),
+            problem,
+            extra={"topic": self._topic, "partition": partition, "offset": offset},
+        )
+
+    def summary(self) -> None:
+        if self.count > self.SHOWN:
+            log.warning(
+                "%s: skipped %s swimstream did not write in all",
+                self._topic,
+                counted(self.count, "record", grouped=True),
+                extra={"topic": self._topic, "records": self.count},
+            )
 
 
 def _whole(
