@@ -44,6 +44,12 @@ UNREACHABLE: frozenset[int] = frozenset(
     }
 )
 
+FENCED_HINT = (
+    "another producer with this transactional.id took over: another instance with the "
+    "same mesh.instance_id started; give every instance its own"
+)
+"""Why a transactional producer was fenced: its id is the app's and the instance's."""
+
 _HINTS: dict[int, str] = {
     KafkaError._TRANSPORT: "is the broker running and reachable from here?",
     KafkaError._ALL_BROKERS_DOWN: "is the broker running and reachable from here?",
@@ -58,10 +64,8 @@ _HINTS: dict[int, str] = {
     "check ACLs",
     KafkaError._AUTHENTICATION: "check the sasl.* / ssl.* settings",
     KafkaError._SSL: "check the ssl.* settings and certificates",
-    KafkaError._FENCED: "another producer with the same transactional.id took over; this "
-    "instance must stop producing",
-    KafkaError.PRODUCER_FENCED: "another producer with the same transactional.id took over; "
-    "this instance must stop producing",
+    KafkaError._FENCED: FENCED_HINT,
+    KafkaError.PRODUCER_FENCED: FENCED_HINT,
     KafkaError.FENCED_INSTANCE_ID: "another member uses the same group.instance.id "
     "(mesh.instance_id); give every instance its own",
     KafkaError.POLICY_VIOLATION: "the broker's topic policy refused the settings",

@@ -21,12 +21,11 @@ Backpressure
 
 Transactions
     With ``transactional_id``, :meth:`~KafkaSink.open` initialises transactions (fencing
-    any earlier producer with the same id) and the caller brackets records with
-    :meth:`~KafkaSink.begin_transaction` and :meth:`~KafkaSink.commit_transaction` (or
-    :meth:`~KafkaSink.abort_transaction`), adding the source's offsets with
-    :meth:`~KafkaSink.send_offsets_to_transaction`. Failures carry librdkafka's verdict
-    as :class:`~connectors.kafka.errors.KafkaBrokerError` flags: ``abortable`` (abort, then
-    retry the work), ``fatal`` (fenced: stop this producer), ``retriable``.
+    any earlier producer of the id); the caller brackets records with ``begin_transaction``
+    and ``commit_transaction`` (or ``abort_transaction``), adding the source's offsets
+    with ``send_offsets_to_transaction``. Failures carry librdkafka's verdict as
+    :class:`~connectors.kafka.errors.KafkaBrokerError` flags (``abortable``, ``fatal``,
+    ``retriable``); a call refused after a transaction failed says why (transaction_log).
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from connectors.kafka.loop import DaemonExecutor, LoopBridge
 from connectors.kafka.producer_queue import Batch as _Batch
 from connectors.kafka.producer_queue import queue_limit
 from connectors.kafka.settings import PRODUCER_DEFAULTS, PRODUCER_OWNED, Settings, merge
+from connectors.kafka.transaction_log import TransactionLog
 from connectors.reachable import unreachable
 from swimstream.errors import BrokerError
 from swimstream.logfields import FieldsLog
@@ -54,9 +54,8 @@ from swimstream.streams.connector import DeliveryCallback, TopicPartition
 from swimstream.text import counted
 
 log = logging.getLogger("swimstream.kafka.sink")
-_SILENT = logging.Logger("swimstream.kafka.sink.settings")
-"""The logger of the client that only checks the settings (it says it has no broker)."""
-_SILENT.disabled = True
+_SILENT = logging.Logger("swimstream.kafka.sink.settings")  # (of the settings' check:
+_SILENT.disabled = True  # that client says it has no broker)
 
 T = TypeVar("T")
 
@@ -69,8 +68,7 @@ _MAX_FLUSH_SLEEP = 0.01
 _CLOSE_TIMEOUT = 10.0
 _RELEASE_AT_LEAST = 0.5
 """Seconds a close given a deadline still lets the producer's own close take (it aborts
-an open transaction, a round trip to a broker that answers): as long as the service
-lets its sources leave after the drain's deadline."""
+an open transaction, a round trip), as the service lets its sources leave after it."""
 
 
 class KafkaSink:
@@ -115,6 +113,7 @@ class KafkaSink:
         self._log = FieldsLog(log, broker=bootstrap)
         self._errors = ErrorLog(self._log, self._where)
         self._witness = ErrorWitness()
+        self._txn = TransactionLog(CLIENT_LOG, self.poll)  # (why a transaction failed)
         self._contacted = False
         """Whether the first metadata came. Until then error events only go to the
         witness: the open's outcome says what they meant, once a try, where a line per
@@ -143,8 +142,7 @@ class KafkaSink:
         """Create the producer, check the broker answers, initialise transactions."""
         if self._producer is not None or self._closed:
             raise BrokerError(f"{self._where} was opened already")
-        # The settings first, on a client that connects nowhere: one librdkafka refuses
-        # (a SASL protocol without a password) is final, broker or not.
+        # The settings first, on a client that connects nowhere: a refusal is final.
         self._create({**self._config, "bootstrap.servers": "", "logger": _SILENT}).close()
         failures = await asyncio.to_thread(
             unreachable, self.bootstrap.split(","), KAFKA_PORT, _CONNECT_TIMEOUT
@@ -156,7 +154,7 @@ class KafkaSink:
                 unreachable=True,
             )
         self._bridge = LoopBridge()
-        config = {**self._config, "error_cb": self._on_error, "logger": CLIENT_LOG}
+        config = {**self._config, "error_cb": self._on_error, "logger": self._txn}
         producer = self._create(config)
         self._executor = DaemonExecutor("swimstream-kafka-sink")
         self._producer = producer
@@ -258,7 +256,8 @@ class KafkaSink:
             except BufferError:
                 deadline = self._wait_for_room(topic, deadline)
             except KafkaException as exc:
-                raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
+                doing = f"producing to topic {topic!r} on {self._where}"
+                raise self._txn.translate(exc, doing) from exc
         if self._pending_waiter is not None:  # (None while records are pending)
             self._wake_poller()
         self._pending += 1
@@ -294,7 +293,8 @@ class KafkaSink:
                     self._produce_when_room(topic, value, key, partition, report, listed)
                 queued += 1
         except KafkaException as exc:
-            raise translate(exc, f"producing to topic {topic!r} on {self._where}") from exc
+            doing = f"producing to topic {topic!r} on {self._where}"
+            raise self._txn.translate(exc, doing) from exc
         finally:
             if not reported:
                 self._unreported += queued
@@ -345,7 +345,7 @@ class KafkaSink:
     def poll(self) -> None:
         """Serve delivery reports that arrived, without waiting."""
         if self._producer is not None:
-            self._producer.poll(0)
+            self._txn.poll(self._producer)  # (a fatal error it raises is kept)
 
     async def wait_for_pending(self) -> None:
         """Return once a record waits for its delivery report (at once if one does)."""
@@ -424,7 +424,7 @@ class KafkaSink:
         try:
             self._require_transactions().begin_transaction()
         except KafkaException as exc:
-            raise translate(exc, f"beginning a transaction on {self._where}") from exc
+            raise self._txn.translate(exc, f"beginning a transaction on {self._where}") from exc
 
     async def send_offsets_to_transaction(
         self,
@@ -442,7 +442,7 @@ class KafkaSink:
             )
         except KafkaException as exc:
             what = f"adding the source's offsets to the transaction on {self._where}"
-            raise translate(exc, what) from exc
+            raise self._txn.translate(exc, what) from exc
 
     async def commit_transaction(self, timeout: float = 10.0) -> None:
         """Flush on the loop, then commit: the records and offsets become visible."""
@@ -452,7 +452,7 @@ class KafkaSink:
         try:
             await self._blocking(producer.commit_transaction, max(0.1, deadline - time.monotonic()))
         except KafkaException as exc:
-            raise translate(exc, f"committing the transaction on {self._where}") from exc
+            raise self._txn.translate(exc, f"committing the transaction on {self._where}") from exc
 
     async def abort_transaction(self, timeout: float = 10.0) -> None:
         """Abort: queued records are dropped (reported failed), written ones hidden from
