@@ -46,7 +46,8 @@ UNREACHABLE: frozenset[int] = frozenset(
 
 FENCED_HINT = (
     "another producer with this transactional.id took over: another instance with the "
-    "same mesh.instance_id started; give every instance its own"
+    "same mesh.instance_id started (give every instance its own), or the broker ended a "
+    "transaction open longer than transaction.timeout.ms"
 )
 """Why a transactional producer was fenced: its id is the app's and the instance's."""
 
