@@ -132,8 +132,18 @@ def restated_marker(record_headers: Sequence[tuple[str, bytes]] | None) -> Marke
     if writer is None or checkpoint is None or sources is None:
         return None
     instance, restored_from, first = json.loads(writer)
-    cut = {str(k): int(v) for k, v in json.loads(sources).items()}
+    cut = _cut(json.loads(sources))
     return Marker(int(checkpoint), cut, int(restored_from), int(first), str(instance))
+
+
+def _cut(sources: Mapping[object, object]) -> dict[str, int]:
+    """A cut as a marker or a header holds it; ValueError when a key names no source
+    partition (a record another producer wrote: recovery checks its cut against the
+    sources, which would fail there, outside the reading of the record)."""
+    cut = {str(k): int(v) for k, v in sources.items()}  # type: ignore[call-overload]
+    for key in cut:
+        parse_cut_key(key)
+    return cut
 
 
 def cut_key(topic: str, partition: int) -> str:
@@ -187,7 +197,7 @@ def read_marker(value: bytes) -> Marker:
     checkpoint = int(data["checkpoint"])
     return Marker(
         checkpoint,
-        {str(k): int(v) for k, v in data["sources"].items()},
+        _cut(data["sources"]),
         int(data.get("restored_from", 0)),
         int(data.get("first", checkpoint)),
         str(data.get("instance", "")),

@@ -35,6 +35,7 @@ SOURCES = {TopicPartition("readings", 0): 10}
             [(CHECKPOINT_HEADER, b"1"), (SOURCE_HEADER, b"{}"), (WRITER_HEADER, b"garbage")],
         ),
         (marker_key("other"), None, []),
+        (marker_key("other"), b'{"checkpoint": 7, "sources": {"readings": 3}}', []),
     ],
     ids=[
         "plain key",
@@ -44,6 +45,7 @@ SOURCES = {TopicPartition("readings", 0): 10}
         "marker without sources",
         "bad writer",
         "marker tombstone",
+        "marker of no cut",
     ],
 )
 def test_a_foreign_record_is_skipped_with_a_warning_and_the_rest_restored(
