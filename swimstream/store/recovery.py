@@ -218,6 +218,7 @@ async def recover(
             key = record.key()
             if key is None:
                 continue
+            marker: Marker | None = None
             try:
                 if is_marker_key(key):
                     marker = read_marker(record.value() or b"")
@@ -231,7 +232,7 @@ async def recover(
             except _UNREADABLE as exc:
                 foreign.saw(record, exc)  # no record of swimstream's: not state
                 continue
-            if is_marker_key(key):
+            if marker is not None:
                 _close_group(record, marker, partition)
                 continue
             if number is None:
