@@ -22,11 +22,12 @@ status stays 0); the agents stop; the web server closes; an embedded broker stop
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +44,14 @@ from swimstream.service.handover import Handover
 from swimstream.service.health import ServiceHealth
 from swimstream.service.placement import Placement
 from swimstream.service.shards import ShardMap
-from swimstream.service.stoppable import StoppedStarting, unless_stopped
+from swimstream.service.step_wait import until_answered
+from swimstream.service.stoppable import StoppedStarting
 from swimstream.service.topics import ensure_topics, protocol_of, source_topics
 from swimstream.service.wiring import ConnectorFactory, ProtocolClients, sink_pressure
 from swimstream.store.deferral import DeferringSink
 from swimstream.store.durable import DurableAgentStore
 from swimstream.store.recovery import RestoreStopped
-from swimstream.streams import SinkConnector, TopicPartition
+from swimstream.streams import SinkConnector, SourceConnector, TopicPartition
 from swimstream.streams.dead_letter import DeadLetters
 from swimstream.streams.ingest import SourceRunner
 from swimstream.streams.lane_sink import LaneSink
@@ -153,11 +155,12 @@ class Service:
         if opened is None:
             raise StoppedStarting
         self.clients = opened
-        starting.step = "checking the topics"
         admins = {p: c.admin for p, c in self.clients.items()}
-        counts = await unless_stopped(ensure_topics(self.config, admins), self._stop)
+        counts = await until_answered(
+            "checking the topics", lambda: ensure_topics(config, admins), self._stop, starting
+        )
         starting.step = "restoring state from the changelog"
-        store = await self._open_durability(counts)
+        store = await self._open_durability(counts, starting)
         self._stop_if_asked()
         placement = self._placement(counts)
         self.plane = await self._stack.enter_async_context(
@@ -228,9 +231,12 @@ class Service:
             )
         group_metadata = None
         for protocol, topics in source_topics(self.config).items():
-            clients = self.clients[protocol]
-            source = clients.make_source(topics)
-            await unless_stopped(source.open(), self._stop)  # (checks the topics again)
+            source = await until_answered(  # (it checks the topics again)
+                f"opening the {protocol} source",
+                functools.partial(_opened_source, self.clients[protocol], topics),
+                self._stop,
+                starting,
+            )
             runner = SourceRunner(
                 f"{protocol}:{','.join(topics)}",
                 source,
@@ -398,7 +404,9 @@ class Service:
     def _exactly_once(self) -> bool:
         return self.durability is not None and self._exactly_once_configured
 
-    async def _open_durability(self, counts: dict[str, int]) -> DurableAgentStore | None:
+    async def _open_durability(
+        self, counts: dict[str, int], starting: StartingServer
+    ) -> DurableAgentStore | None:
         """Recover durable state (Kafka brokers); None keeps state in memory."""
         config = self.config
         kafka = self.clients.get("kafka")
@@ -419,8 +427,13 @@ class Service:
         )
         partitions = [TopicPartition(t, p) for t in topics for p in range(shards)]
         try:
-            opening = self.durability.open(partitions, self._stop.is_set)
-            return await unless_stopped(opening, self._stop)  # (a broker gone silent)
+            durability = self.durability
+            return await until_answered(
+                "restoring state from the changelog",
+                lambda: durability.open(partitions, self._stop.is_set),
+                self._stop,
+                starting,
+            )
         except RestoreStopped as exc:
             log.info("stopped while restoring state (%s); the next start reads the same tail", exc)
             raise StoppedStarting from exc
@@ -553,6 +566,14 @@ class Service:
     def runners(self) -> list[SourceRunner]:
         """The source loops (one per protocol)."""
         return list(self._runners)
+
+
+async def _opened_source(clients: ProtocolClients, topics: Sequence[str]) -> SourceConnector:
+    """A source of ``topics``, opened: a new one each try (a source opens once; one
+    whose open failed closed what it had opened)."""
+    source = clients.make_source(topics)
+    await source.open()
+    return source
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -1,0 +1,149 @@
+"""A broker that goes silent during the start, after the clients connected, is waited
+for as one silent before they connect is: the start goes on once it answers again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.embedded import EmbeddedKafka
+from connectors.factory import open_connectors
+from swimstream.config import AppConfig, parse_config
+from swimstream.service import ProtocolClients, Service
+from swimstream.streams import SourceConnector, TopicPartition
+from tests.service.test_lifecycle_lines import one_topic_app, service_lines
+from tests.support.kafka import committed_offsets, produce_json
+from tests.support.waiting import wait_until
+
+READING = {"device": "d0", "tower": "t0", "temp": 20.0, "ts": 1}
+
+Freeze = Callable[[dict[str, ProtocolClients]], None]
+
+
+async def started_after_a_silence(
+    kafka_broker: EmbeddedKafka,
+    document: dict[str, Any],
+    freeze: Freeze,
+    step: str,
+    caplog: pytest.LogCaptureFixture,
+) -> Service:
+    """Run the app with the broker frozen by ``freeze`` (given the opened clients) until
+    the start says it waits for it in ``step``; then resume it, and check the instance
+    starts, reads a record and exits cleanly at the stop."""
+    app = document["app"]
+    document["processing"] = {"drain_timeout": "5s", "commit_interval": "200ms"}
+    config = parse_config(document, {})
+
+    @asynccontextmanager
+    async def freezing(
+        config: AppConfig, instance_id: str
+    ) -> AsyncIterator[dict[str, ProtocolClients]]:
+        async with open_connectors(config, instance_id) as clients:
+            freeze(clients)
+            yield clients
+
+    service = Service(config, freezing)
+    waiting = f"), {step}: "
+    try:
+        with caplog.at_level(logging.INFO):
+            running = asyncio.create_task(service.run())
+            await wait_until(
+                lambda: running.done() or any(waiting in line for line in service_lines(caplog)),
+                90,
+                what=f"a line saying the start waits for the broker, {step}",
+            )
+            kafka_broker.resume()
+            assert not running.done(), running.exception()  # (the start failed: exit 1)
+            await wait_until(lambda: bool(service.started_at) or running.done(), 120)
+            assert not running.done(), running.exception()
+            await wait_until(lambda: service.runners[0].ready, 60, what="the source ready")
+            produce_json(kafka_broker.bootstrap, f"{app}.readings", [(b"d0", READING)])
+            await wait_until(
+                lambda: (
+                    committed_offsets(kafka_broker.bootstrap, app, f"{app}.readings", 1) == {0: 1}
+                ),
+                60,
+                what="the record read and committed",
+            )
+            service.stop()
+            await asyncio.wait_for(running, 60)
+    finally:
+        kafka_broker.resume()
+        if not running.done():
+            service.stop()
+            await asyncio.wait_for(running, 60)
+    assert service.failure is None
+    return service
+
+
+async def test_a_broker_silent_while_the_topics_are_checked_is_waited_for(
+    kafka_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frozen once the clients connected, the broker left the topic step's requests
+    unanswered: the start failed at the admin's 30 s timeout (exit 1)."""
+    document = one_topic_app(kafka_broker.bootstrap, "silent-topics")
+    await started_after_a_silence(
+        kafka_broker, document, lambda _: kafka_broker.pause(), "checking the topics", caplog
+    )
+
+
+async def test_a_broker_silent_while_restoring_is_waited_for(
+    kafka_broker: EmbeddedKafka, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frozen as the restore asked for the group's committed offsets: the start failed
+    at the consumer's 10 s timeout (exit 1)."""
+    document = one_topic_app(kafka_broker.bootstrap, "silent-restore")
+    document["store"] = {"path": str(tmp_path)}
+
+    def freeze(clients: dict[str, ProtocolClients]) -> None:
+        reader = clients["kafka"].changelog
+        assert reader is not None
+        asked = reader.committed_offsets
+        frozen = False
+
+        async def committed_offsets(
+            group: str, partitions: Sequence[TopicPartition]
+        ) -> dict[TopicPartition, int]:
+            nonlocal frozen
+            if not frozen:  # (the first try's request goes unanswered)
+                frozen = True
+                kafka_broker.pause()
+            return await asked(group, partitions)
+
+        reader.committed_offsets = committed_offsets  # type: ignore[method-assign]
+
+    await started_after_a_silence(
+        kafka_broker, document, freeze, "restoring state from the changelog", caplog
+    )
+
+
+async def test_a_broker_silent_while_the_source_opens_is_waited_for(
+    kafka_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frozen as the source was made: its open's metadata request went unanswered and
+    the start failed at the 10 s metadata timeout (exit 1)."""
+    document = one_topic_app(kafka_broker.bootstrap, "silent-source")
+
+    def freeze(clients: dict[str, ProtocolClients]) -> None:
+        kafka = clients["kafka"]
+        make_source = kafka.make_source
+        frozen = False
+
+        def frozen_source(topics: Sequence[str]) -> SourceConnector:
+            nonlocal frozen
+            if not frozen:  # (the first open's metadata request goes unanswered)
+                frozen = True
+                kafka_broker.pause()
+            return make_source(topics)
+
+        kafka.make_source = frozen_source
+
+    await started_after_a_silence(
+        kafka_broker, document, freeze, "opening the kafka source", caplog
+    )
