@@ -226,16 +226,22 @@ class KafkaAdmin:
         await asyncio.get_running_loop().run_in_executor(None, self._wait_for_leaders, topics)
 
     def _wait_for_leaders(self, topics: Mapping[str, int]) -> None:
-        """Block until Metadata shows every partition of ``topics`` with a leader."""
+        """Block until Metadata shows every partition of ``topics`` with a leader.
+
+        A broker that stopped answering meanwhile (the last look went unanswered) is
+        reported ``unreachable``: the start waits for it, and its next try finds the
+        topics made."""
         admin = self._client()
         deadline = time.monotonic() + self._timeout
         waiting = dict(topics)
+        silent: KafkaException | None = None
         while waiting:
             for name in list(waiting):
                 try:
                     found = admin.list_topics(name, timeout=_POLL_INTERVAL * 20).topics.get(name)
-                except KafkaException:
-                    found = None
+                    silent = None
+                except KafkaException as exc:
+                    found, silent = None, exc
                 if (
                     found is not None
                     and found.error is None
@@ -247,6 +253,8 @@ class KafkaAdmin:
                 raise KafkaBrokerError(
                     f"topic(s) {_names(waiting)} on Kafka at {self.bootstrap} did not show "
                     f"all partitions with a leader within {self._timeout:g} s"
+                    + (f" (the broker did not answer: {silent})" if silent else ""),
+                    unreachable=silent is not None,
                 )
             if waiting:
                 time.sleep(_POLL_INTERVAL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import pytest
 
 from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
+from connectors.kafka.admin import KafkaAdmin
 from swimstream.config import AppConfig, parse_config
 from swimstream.service import ProtocolClients, Service
 from swimstream.streams import SourceConnector, TopicPartition
@@ -147,3 +148,29 @@ async def test_a_broker_silent_while_the_source_opens_is_waited_for(
     await started_after_a_silence(
         kafka_broker, document, freeze, "opening the kafka source", caplog
     )
+
+
+async def test_a_broker_silent_once_the_topics_are_created_is_waited_for(
+    kafka_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frozen just after it created the topics, while the admin waited for their
+    partitions' leaders: that wait's end (30 s) was taken as a failure waiting would not
+    mend, and the start failed (exit 1)."""
+    document = one_topic_app(kafka_broker.bootstrap, "silent-created")
+
+    def freeze(clients: dict[str, ProtocolClients]) -> None:
+        admin = clients["kafka"].admin
+        assert isinstance(admin, KafkaAdmin)
+        wait_for_leaders = admin._wait_for_leaders
+        frozen = False
+
+        def frozen_leaders(topics: Mapping[str, int]) -> None:
+            nonlocal frozen
+            if not frozen:  # (created: the first look for their leaders goes unanswered)
+                frozen = True
+                kafka_broker.pause()
+            wait_for_leaders(topics)
+
+        admin._wait_for_leaders = frozen_leaders  # type: ignore[method-assign]
+
+    await started_after_a_silence(kafka_broker, document, freeze, "checking the topics", caplog)
