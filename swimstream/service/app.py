@@ -110,6 +110,8 @@ class Service:
         self.started_at = 0.0
         """When the start finished (monotonic clock); 0 until then."""
         self._began = False  # the start got past the config checks and the web port
+        self.starting: StartingServer | None = None
+        """The start's step, which /readyz names until the start is done."""
         self.delivery_sleeps = 0
         """Times the delivery-report loop went to sleep until a record was pending."""
         self.insight_listeners: list[Callable[[Insight], None]] = []
@@ -137,7 +139,7 @@ class Service:
             heartbeat_interval=config.web.heartbeat_interval,
         )
         await starting.start()
-        self._began = True
+        self.starting, self._began = starting, True
         try:
             await self._start_serving(starting, routes)
         finally:

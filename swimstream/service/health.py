@@ -89,6 +89,11 @@ class ServiceHealth:
         plane = service.plane
         if plane is None or not plane.running or service.failure is not None:
             ok = False
+        if not service.started_at and service.starting is not None:
+            # (the sources open once the full port took over: a broker silent then is
+            # waited for, and said)
+            checks["start"] = service.starting.step
+            ok = False
         return HealthReport(ok=ok, checks={**self.health().checks, **checks})
 
 

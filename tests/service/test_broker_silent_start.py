@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from connectors.embedded import EmbeddedKafka
@@ -59,8 +60,15 @@ async def started_after_a_silence(
                 90,
                 what=f"a line saying the start waits for the broker, {step}",
             )
-            kafka_broker.resume()
             assert not running.done(), running.exception()  # (the start failed: exit 1)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://{config.web.listen}/readyz") as response,
+            ):
+                assert response.status == 503
+                said = (await response.json())["checks"].get("start", "")
+            assert said.startswith(f"{step}: waiting for the broker ("), said
+            kafka_broker.resume()
             await wait_until(lambda: bool(service.started_at) or running.done(), 120)
             assert not running.done(), running.exception()
             await wait_until(lambda: service.runners[0].ready, 60, what="the source ready")

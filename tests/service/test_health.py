@@ -34,6 +34,8 @@ def service(runner: Any, checkpoints: int) -> Any:
         failures=SimpleNamespace(count=0, last_error=None),
         runners=[runner],
         config=SimpleNamespace(sources=[object()]),
+        started_at=1.0,
+        starting=None,
     )
 
 
