@@ -27,7 +27,7 @@ from typing import cast
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from connectors.kafka.errors import CLIENT_LOG, translate
+from connectors.kafka.errors import CLIENT_LOG, UNREACHABLE, translate
 from connectors.kafka.records import split_events
 from connectors.kafka.settings import Settings, applicable
 from swimstream.errors import BrokerError, StoreError
@@ -129,7 +129,8 @@ class KafkaChangelogReader:
                 split = split_events(messages)
                 if split.errors:
                     raise BrokerError(
-                        f"reading changelog {topic} at {self.bootstrap}: {split.errors[0]}"
+                        f"reading changelog {topic} at {self.bootstrap}: {split.errors[0]}",
+                        unreachable=split.errors[0].code() in UNREACHABLE,
                     )
                 now = time.monotonic()
                 for record in split.records:
@@ -166,7 +167,12 @@ class KafkaChangelogReader:
             )
             return positions
         except KafkaException as exc:
-            raise translate(exc, f"reading changelog {topic} at {self.bootstrap}") from exc
+            failure = translate(exc, f"reading changelog {topic} at {self.bootstrap}")
+            # A partition listed at the read's start and unknown now: the client lost the
+            # broker (stopped, restarting) and with it the partition's leader. The start
+            # waits for it; a topic deleted meanwhile is said by the next try's listing.
+            failure.unreachable = failure.unreachable or failure.code == "_UNKNOWN_PARTITION"
+            raise failure from exc
         finally:
             await asyncio.to_thread(consumer.close)
 
