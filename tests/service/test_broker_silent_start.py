@@ -182,3 +182,58 @@ async def test_a_broker_silent_once_the_topics_are_created_is_waited_for(
         admin._wait_for_leaders = frozen_leaders  # type: ignore[method-assign]
 
     await started_after_a_silence(kafka_broker, document, freeze, "checking the topics", caplog)
+
+
+async def test_a_stop_while_the_restore_waits_for_a_silent_broker_ends_the_start(
+    kafka_broker: EmbeddedKafka, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while the restore step waits between two tries: the start ends at once
+    (exit 0), the store closed and its lock released for the next start."""
+    document = one_topic_app(kafka_broker.bootstrap, "silent-stop")
+    document["store"] = {"path": str(tmp_path)}
+    document["processing"] = {"drain_timeout": "2s"}
+    config = parse_config(document, {})
+
+    @asynccontextmanager
+    async def freezing(
+        config: AppConfig, instance_id: str
+    ) -> AsyncIterator[dict[str, ProtocolClients]]:
+        async with open_connectors(config, instance_id) as clients:
+            reader = clients["kafka"].changelog
+            assert reader is not None
+            asked = reader.committed_offsets
+
+            async def committed_offsets(
+                group: str, partitions: Sequence[TopicPartition]
+            ) -> dict[TopicPartition, int]:
+                kafka_broker.pause()
+                return await asked(group, partitions)
+
+            reader.committed_offsets = committed_offsets  # type: ignore[method-assign]
+            yield clients
+
+    service = Service(config, freezing)
+    try:
+        with caplog.at_level(logging.INFO):
+            running = asyncio.create_task(service.run())
+            await wait_until(
+                lambda: (
+                    running.done()
+                    or any(
+                        "), restoring state from the changelog: " in line
+                        for line in service_lines(caplog)
+                    )
+                ),
+                60,
+                what="the restore waiting for the broker",
+            )
+            assert not running.done(), running.exception()
+            service.stop()
+            await asyncio.wait_for(running, 30)
+    finally:
+        kafka_broker.resume()
+    assert service.failure is None
+    assert "stopping before the start finished" in service_lines(caplog)
+    assert service.durability is not None
+    service.durability._lock.acquire()  # (released: a next start may take it)
+    service.durability._lock.release()
