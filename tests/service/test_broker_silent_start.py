@@ -17,6 +17,7 @@ from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
 from connectors.kafka.admin import KafkaAdmin
 from swimstream.config import AppConfig, parse_config
+from swimstream.errors import BrokerError
 from swimstream.service import ProtocolClients, Service
 from swimstream.streams import SourceConnector, TopicPartition
 from tests.service.test_lifecycle_lines import one_topic_app, service_lines
@@ -237,3 +238,20 @@ async def test_a_stop_while_the_restore_waits_for_a_silent_broker_ends_the_start
     assert service.durability is not None
     service.durability._lock.acquire()  # (released: a next start may take it)
     service.durability._lock.release()
+
+
+async def test_a_missing_topic_not_to_be_created_still_stops_the_start_at_once(
+    kafka_broker: EmbeddedKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What waiting does not mend is not waited for: the topic step's refusal ends the
+    start with the reason, and no line says it waits."""
+    document = one_topic_app(kafka_broker.bootstrap, "silent-missing")
+    document["broker"]["create_topics"] = False
+    service = Service(parse_config(document, {}), open_connectors)
+    with (
+        caplog.at_level(logging.INFO),
+        pytest.raises(BrokerError, match="do not exist") as failed,
+    ):
+        await asyncio.wait_for(service.run(), 60)
+    assert not failed.value.unreachable
+    assert not [line for line in service_lines(caplog) if "waiting for the broker" in line]
