@@ -86,6 +86,10 @@ class Durability:
         self._stopping = asyncio.Event()
         self._lock = InstanceLock(config.app, instance_id, cluster)
         self._largest_record = largest_record
+        self._fresh_run = config.broker.kind == "embedded"
+        """An earlier run's store is still to be set aside (the first open only: a
+        restore tried again after a broker that did not answer finds the file the
+        first try made, and ``.previous`` holds the earlier run's, kept)."""
 
     async def open(
         self,
@@ -175,8 +179,9 @@ class Durability:
         return committed
 
     def _open_local(self) -> CommittedStore:
-        if self.config.broker.kind == "embedded" and self.path.exists():
+        if self._fresh_run and self.path.exists():
             self._set_aside_previous_run()
+        self._fresh_run = False
         try:
             store = SQLiteStore(self.path, self.topic).open()
         except StoreLockedError:

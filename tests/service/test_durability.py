@@ -7,14 +7,14 @@ import contextlib
 import resource
 import signal
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from swimstream.config import AppConfig, parse_config
 from swimstream.crdt import RegisterSnapshot, decode_snapshot
-from swimstream.errors import StoreError
+from swimstream.errors import BrokerError, StoreError
 from swimstream.service.durability import Durability
 from swimstream.store.committed import MemoryCommitted
 from swimstream.store.recovery import recover
@@ -220,3 +220,43 @@ def test_a_store_another_process_holds_locked_stops_the_start_and_is_kept(
         holder.close()
     assert not list(tmp_path.glob("one.sqlite.corrupt-*"))
     assert started_status(config, records) == (None, "kept")
+
+
+class SilentOnce(ListReader):
+    """A changelog whose broker does not answer the first request for the committed
+    offsets (a broker frozen, as its client's timeout reports it), then does."""
+
+    silent = True
+
+    async def committed_offsets(
+        self, group: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        if self.silent:
+            self.silent = False
+            raise BrokerError("the broker did not answer in time", unreachable=True)
+        return await super().committed_offsets(group, partitions)
+
+
+def test_with_the_embedded_broker_a_restore_tried_again_keeps_the_earlier_run_s_store(
+    tmp_path: Path,
+) -> None:
+    """The start tries the restore again after a broker that did not answer: the second
+    try set aside the empty store the first had just made over ``.previous``, and the
+    earlier run's store kept there (for ``swimstream inspect``) was deleted."""
+    config = parse_config(document(broker={"kind": "embedded"}, store={"path": str(tmp_path)}), {})
+    store = SQLiteStore(tmp_path / "one.sqlite").open()
+    records = checkpoint(0, 0, 1, 10, {"/vehicle/7": "old"}, True)
+    reader = ListReader(records, {TopicPartition("readings", 0): 10})
+    asyncio.run(recover(store, reader, "traffic.changelog", 1, reader.committed))
+    store.close()
+
+    durability = Durability(config, "one", SilentOnce([], {}), 1, lambda node: 0)
+    with pytest.raises(BrokerError):
+        asyncio.run(durability.open([TopicPartition("readings", 0)]))
+    asyncio.run(durability.open([TopicPartition("readings", 0)]))
+    durability.close()
+    kept = SQLiteStore(tmp_path / "one.sqlite.previous").open()
+    try:
+        assert kept.load("/vehicle/7") is not None
+    finally:
+        kept.close()
