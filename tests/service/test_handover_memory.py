@@ -98,7 +98,9 @@ async def test_each_restore_closes_its_clients_and_gives_freed_memory_back(
                 source.held = {readings[0]}
                 runner.on_moved(Rebalance(revoked=(readings[1],), incremental=True))
                 await plane.settle()
-            assert client_threads() == before  # every consumer a restore made is closed
+            # Every consumer a restore made is closed: no kind has more threads than
+            # before (a client an earlier test left to close by itself may end meanwhile).
+            assert not client_threads() - before, (client_threads(), before)
         finally:
             await handover.close()
             durability.close()
