@@ -1,6 +1,8 @@
 """The service: an app config brought to life next to its broker.
 
-Start-up, in order (each step fails with an error that says what to fix):
+Start-up, in order (each step fails with an error that says what to fix; a broker that
+does not answer is waited for instead, at every step that asks it: see
+:mod:`swimstream.service.broker_wait` and :mod:`swimstream.service.step_wait`):
 
 1. import the agent classes and check the lanes the config names;
 2. open the broker clients (starting an embedded broker for ``kind: embedded``);
