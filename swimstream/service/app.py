@@ -39,7 +39,7 @@ from swimstream.errors import ConfigError
 from swimstream.metrics import MetricsRegistry
 from swimstream.runtime import Insight, Plane, tune_gc
 from swimstream.runtime.waiting import first_of
-from swimstream.service.broker_wait import open_clients
+from swimstream.service.broker_wait import broker_fields, open_clients
 from swimstream.service.durability import Durability
 from swimstream.service.embedded_watch import watch_embedded
 from swimstream.service.handover import Handover
@@ -159,9 +159,13 @@ class Service:
         if opened is None:
             raise StoppedStarting
         self.clients = opened
-        admins = {p: c.admin for p, c in self.clients.items()}
+        admins, where = {p: c.admin for p, c in self.clients.items()}, broker_fields(config)
         counts = await until_answered(
-            "checking the topics", lambda: ensure_topics(config, admins), self._stop, starting
+            "checking the topics",
+            lambda: ensure_topics(config, admins),
+            self._stop,
+            starting,
+            where,
         )
         starting.step = "restoring state from the changelog"
         store = await self._open_durability(counts, starting)
@@ -240,6 +244,7 @@ class Service:
                 functools.partial(_opened_source, self.clients[protocol], topics),
                 self._stop,
                 starting,
+                where,
             )
             runner = SourceRunner(
                 f"{protocol}:{','.join(topics)}",
@@ -437,6 +442,7 @@ class Service:
                 lambda: durability.open(partitions, self._stop.is_set),
                 self._stop,
                 starting,
+                broker_fields(config),
             )
         except RestoreStopped as exc:
             log.info("stopped while restoring state (%s); the next start reads the same tail", exc)

@@ -46,6 +46,12 @@ def broker_address(config: AppConfig) -> str:
     return ", ".join(str(addresses[protocol]) for protocol in sorted(config.protocols))
 
 
+def broker_fields(config: AppConfig) -> dict[str, str]:
+    """The ``broker`` field of the start's lines about the broker (none for the embedded
+    one, whose address is new at every run)."""
+    return {} if config.broker.kind == "embedded" else {"broker": broker_address(config)}
+
+
 async def open_clients(
     connectors: ConnectorFactory,
     config: AppConfig,
@@ -61,8 +67,7 @@ async def open_clients(
     """
     started = time.monotonic()
     delay = START_RETRY_FIRST
-    where = broker_address(config)
-    fields = {} if config.broker.kind == "embedded" else {"broker": where}
+    where, fields = broker_address(config), broker_fields(config)
     if config.broker.kind == "embedded":  # ("the broker at the embedded broker" misread)
         log.info("starting %s and connecting to it", where)
     else:

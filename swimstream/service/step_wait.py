@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from swimstream.errors import BrokerError
@@ -35,12 +35,14 @@ async def until_answered(
     attempt: Callable[[], Coroutine[Any, Any, T]],
     stop: asyncio.Event,
     starting: StartingServer,
+    fields: Mapping[str, str],
 ) -> T:
     """What ``attempt()`` returns, tried again while it fails for a broker that does
     not answer; :class:`StoppedStarting` as soon as ``stop`` is set.
 
     ``attempt`` makes a fresh coroutine each try: it must leave nothing open when it
-    fails (each step closes what it opened on its way out).
+    fails (each step closes what it opened on its way out). ``fields``: the lines'
+    (:func:`~swimstream.service.broker_wait.broker_fields`).
 
     Raises:
         BrokerError: one that waiting does not mend (not ``unreachable``).
@@ -62,6 +64,7 @@ async def until_answered(
                 delay,
                 step,
                 exc,
+                extra=fields,
             )
             starting.set_waiting(f"{step}: waiting for the broker", started, str(exc))
         try:

@@ -69,6 +69,8 @@ async def started_after_a_silence(
                 assert response.status == 503
                 said = (await response.json())["checks"].get("start", "")
             assert said.startswith(f"{step}: waiting for the broker ("), said
+            [line, *_] = [r for r in caplog.records if waiting in r.getMessage()]
+            assert getattr(line, "broker", None) == kafka_broker.bootstrap  # (its field)
             kafka_broker.resume()
             await wait_until(lambda: bool(service.started_at) or running.done(), 120)
             assert not running.done(), running.exception()
