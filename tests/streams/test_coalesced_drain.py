@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectors.embedded import EmbeddedKafka, free_ports
-from connectors.factory import open_connectors
+from connectors.embedded import EmbeddedKafka
 from swimstream import Agent, CommandLane, ValueLane
-from swimstream.config import parse_config
-from swimstream.service import Service
-from tests.support.kafka import QUICK_GROUP_JOIN, committed_offsets, produce_json, read_topic
+from tests.streams.one_agent_service import one_agent_service
+from tests.support.kafka import committed_offsets, produce_json, read_topic
 from tests.support.waiting import wait_until
 
 
@@ -36,31 +34,20 @@ async def test_a_stop_flushes_a_coalesced_lane_sink_and_commits_its_records(
     tmp_path: Path,
 ) -> None:
     with EmbeddedKafka() as broker:
-        web, mesh = free_ports(2)
-        kafka = {"kind": "kafka", "bootstrap": broker.bootstrap, "partitions": 1}
-        config = {
-            "app": "metering",
-            "broker": {**kafka, **QUICK_GROUP_JOIN},
-            "agents": {"meter": {"class": f"{__name__}:Meter", "route": "/meter/:id"}},
-            "sources": [{"topic": "readings", "route": "/meter/{key}", "lane": "reading"}],
-            "sinks": [{"from": "/meter/:id#last", "topic": "lasts", "coalesce": "1h"}],
-            "store": {"durable": False},
-            "processing": {"drain_timeout": "2s"},
-            "web": {"listen": f"127.0.0.1:{web}"},
-            "mesh": {"listen": f"127.0.0.1:{mesh}"},
-        }
-        service = Service(parse_config(config, {}), open_connectors)
-        await service.start()
-        try:
-            await wait_until(lambda: all(r.ready for r in service.runners), 30)
+        async with one_agent_service(
+            broker,
+            "metering",
+            f"{__name__}:Meter",
+            "/meter/:id",
+            {"topic": "readings", "route": "/meter/{key}", "lane": "reading"},
+            {"from": "/meter/:id#last", "topic": "lasts", "coalesce": "1h"},
+            processing={"drain_timeout": "2s"},
+        ) as service:
             produce_json(broker.bootstrap, "readings", [("a", 1), ("b", 2), ("a", 3)])
             plane = service.plane
             assert plane is not None
             await wait_until(lambda: plane.get("/meter/a", "last") == 3, 30, "the readings")
             await wait_until(lambda: plane.get("/meter/b", "last") == 2, 30, "the readings")
-        finally:
-            service.stop()
-            await service.close()
         assert service.failure is None
         lasts = read_topic(broker.bootstrap, "lasts")
         assert sorted((r.key(), r.value()) for r in lasts) == [(b"a", b"3"), (b"b", b"2")]

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectors.embedded import EmbeddedKafka, free_ports
-from connectors.factory import open_connectors
+from connectors.embedded import EmbeddedKafka
 from swimstream import Agent, CommandLane, CounterLane
-from swimstream.config import parse_config
-from swimstream.service import Service
-from tests.support.kafka import QUICK_GROUP_JOIN, produce_json
+from tests.streams.one_agent_service import one_agent_service
+from tests.support.kafka import produce_json
 from tests.support.waiting import wait_until
 
 READINGS = 30_000
@@ -37,22 +35,14 @@ async def test_a_coalesced_lane_sink_does_not_hold_the_source_until_its_next_flu
     tmp_path: Path,
 ) -> None:
     with EmbeddedKafka() as broker:
-        web, mesh = free_ports(2)
-        kafka = {"kind": "kafka", "bootstrap": broker.bootstrap, "partitions": 1}
-        config = {
-            "app": "tallying",
-            "broker": {**kafka, **QUICK_GROUP_JOIN},
-            "agents": {"tally": {"class": f"{__name__}:Tally", "route": "/tally/:id"}},
-            "sources": [{"topic": "readings", "route": "/tally/{key}", "lane": "reading"}],
-            "sinks": [{"from": "/tally/:id#count", "topic": "counts", "coalesce": "1h"}],
-            "store": {"durable": False},
-            "web": {"listen": f"127.0.0.1:{web}"},
-            "mesh": {"listen": f"127.0.0.1:{mesh}"},
-        }
-        service = Service(parse_config(config, {}), open_connectors)
-        await service.start()
-        try:
-            await wait_until(lambda: all(r.ready for r in service.runners), 30)
+        async with one_agent_service(
+            broker,
+            "tallying",
+            f"{__name__}:Tally",
+            "/tally/:id",
+            {"topic": "readings", "route": "/tally/{key}", "lane": "reading"},
+            {"from": "/tally/:id#count", "topic": "counts", "coalesce": "1h"},
+        ) as service:
             produce_json(broker.bootstrap, "readings", ((f"t{n % 10}", n) for n in range(READINGS)))
             plane = service.plane
             assert plane is not None
@@ -61,7 +51,4 @@ async def test_a_coalesced_lane_sink_does_not_hold_the_source_until_its_next_flu
                 return sum(plane.get(f"/tally/t{n}", "count") or 0 for n in range(10))
 
             await wait_until(lambda: tallied() == READINGS, 60, "every reading")
-        finally:
-            service.stop()
-            await service.close()
         assert service.failure is None

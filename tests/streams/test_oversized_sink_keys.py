@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectors.embedded import EmbeddedKafka, free_ports
-from connectors.factory import open_connectors
+from connectors.embedded import EmbeddedKafka
 from swimstream import Agent, CommandLane
-from swimstream.config import parse_config
 from swimstream.service import Service
-from tests.support.kafka import QUICK_GROUP_JOIN, produce_json, read_topic
+from tests.streams.one_agent_service import one_agent_service
+from tests.support.kafka import produce_json, read_topic
 from tests.support.waiting import wait_until
 
 KEY_SIZE = 500_000
@@ -47,22 +46,14 @@ def callback_failures(service: Service) -> int:
 
 async def test_an_insight_with_a_key_too_large_fails_its_callback(tmp_path: Path) -> None:
     with EmbeddedKafka() as broker:
-        web, mesh = free_ports(2)
-        kafka = {"kind": "kafka", "bootstrap": broker.bootstrap, "partitions": 1}
-        config = {
-            "app": "telling",
-            "broker": {**kafka, **QUICK_GROUP_JOIN},
-            "agents": {"teller": {"class": f"{__name__}:Teller", "route": "/teller/:id"}},
-            "sources": [{"topic": "sizes", "route": "/teller/{key}", "lane": "size"}],
-            "sinks": [{"publish": "told", "topic": "told", "format": "raw"}],
-            "store": {"durable": False},
-            "web": {"listen": f"127.0.0.1:{web}"},
-            "mesh": {"listen": f"127.0.0.1:{mesh}"},
-        }
-        service = Service(parse_config(config, {}), open_connectors)
-        await service.start()
-        try:
-            await wait_until(lambda: all(r.ready for r in service.runners), 30)
+        async with one_agent_service(
+            broker,
+            "telling",
+            f"{__name__}:Teller",
+            "/teller/:id",
+            {"topic": "sizes", "route": "/teller/{key}", "lane": "size"},
+            {"publish": "told", "topic": "told", "format": "raw"},
+        ) as service:
             produce_json(broker.bootstrap, "sizes", [("a", 3), ("b", VALUE_SIZE), ("c", 2)])
             registry = service.registry
             await wait_until(
@@ -80,9 +71,6 @@ async def test_an_insight_with_a_key_too_large_fails_its_callback(tmp_path: Path
             assert callback_failures(service) == 1
             error = service.plane.failures.last_error if service.plane else None
             assert "(a key of 500000 bytes and its value) is over the" in str(error), error
-        finally:
-            service.stop()
-            await service.close()
         assert service.failure is None
         told = read_topic(broker.bootstrap, "told")
         assert sorted((r.key(), r.value()) for r in told) == [(b"a", b"xxx"), (b"c", b"xx")]

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectors.embedded import EmbeddedKafka, free_ports
-from connectors.factory import open_connectors
+from connectors.embedded import EmbeddedKafka
 from swimstream import Agent, CommandLane, ValueLane
-from swimstream.config import parse_config
-from swimstream.service import Service
-from tests.support.kafka import QUICK_GROUP_JOIN, produce_json, read_topic
+from tests.streams.one_agent_service import one_agent_service
+from tests.support.kafka import produce_json, read_topic
 from tests.support.waiting import wait_until
 
 
@@ -35,22 +33,14 @@ async def test_a_coalesced_change_too_large_for_the_sink_dead_letters_its_record
     tmp_path: Path,
 ) -> None:
     with EmbeddedKafka() as broker:
-        web, mesh = free_ports(2)
-        kafka = {"kind": "kafka", "bootstrap": broker.bootstrap, "partitions": 1}
-        config = {
-            "app": "growing",
-            "broker": {**kafka, **QUICK_GROUP_JOIN},
-            "agents": {"grower": {"class": f"{__name__}:Grower", "route": "/grower/:id"}},
-            "sources": [{"topic": "sizes", "route": "/grower/{key}", "lane": "size"}],
-            "sinks": [{"from": "/grower/:id#text", "topic": "texts", "coalesce": "50ms"}],
-            "store": {"durable": False},
-            "web": {"listen": f"127.0.0.1:{web}"},
-            "mesh": {"listen": f"127.0.0.1:{mesh}"},
-        }
-        service = Service(parse_config(config, {}), open_connectors)
-        await service.start()
-        try:
-            await wait_until(lambda: all(r.ready for r in service.runners), 30)
+        async with one_agent_service(
+            broker,
+            "growing",
+            f"{__name__}:Grower",
+            "/grower/:id",
+            {"topic": "sizes", "route": "/grower/{key}", "lane": "size"},
+            {"from": "/grower/:id#text", "topic": "texts", "coalesce": "50ms"},
+        ) as service:
             produce_json(broker.bootstrap, "sizes", [("a", 3), ("b", 1_500_000), ("c", 2)])
             registry = service.registry
             await wait_until(
@@ -58,9 +48,6 @@ async def test_a_coalesced_change_too_large_for_the_sink_dead_letters_its_record
             )
             assert registry.value("lane_sink_unwritable", topic="texts") == 1
             assert service.failure is None and service.failures.count == 0
-        finally:
-            service.stop()
-            await service.close()
         assert service.failure is None
         texts = read_topic(broker.bootstrap, "texts")
         assert sorted((r.key(), r.value()) for r in texts) == [(b"a", b'"xxx"'), (b"c", b'"xx"')]
