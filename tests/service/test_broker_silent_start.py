@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +13,22 @@ import pytest
 
 from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
-from connectors.kafka.admin import KafkaAdmin
-from swimstream.config import AppConfig, parse_config
+from swimstream.config import parse_config
 from swimstream.errors import BrokerError
-from swimstream.service import ProtocolClients, Service
-from swimstream.streams import SourceConnector, TopicPartition
+from swimstream.service import Service
+from tests.service.freezes import (
+    Freeze,
+    at_committed_offsets,
+    at_once,
+    at_source_open,
+    at_topic_leaders,
+    connectors_frozen_by,
+)
 from tests.service.test_lifecycle_lines import one_topic_app, service_lines
 from tests.support.kafka import committed_offsets, produce_json
 from tests.support.waiting import wait_until
 
 READING = {"device": "d0", "tower": "t0", "temp": 20.0, "ts": 1}
-
-Freeze = Callable[[dict[str, ProtocolClients]], None]
 
 
 async def started_after_a_silence(
@@ -42,16 +44,7 @@ async def started_after_a_silence(
     app = document["app"]
     document["processing"] = {"drain_timeout": "5s", "commit_interval": "200ms"}
     config = parse_config(document, {})
-
-    @asynccontextmanager
-    async def freezing(
-        config: AppConfig, instance_id: str
-    ) -> AsyncIterator[dict[str, ProtocolClients]]:
-        async with open_connectors(config, instance_id) as clients:
-            freeze(clients)
-            yield clients
-
-    service = Service(config, freezing)
+    service = Service(config, connectors_frozen_by(freeze))
     waiting = f"), {step}: "
     try:
         with caplog.at_level(logging.INFO):
@@ -101,7 +94,7 @@ async def test_a_broker_silent_while_the_topics_are_checked_is_waited_for(
     unanswered: the start failed at the admin's 30 s timeout (exit 1)."""
     document = one_topic_app(kafka_broker.bootstrap, "silent-topics")
     await started_after_a_silence(
-        kafka_broker, document, lambda _: kafka_broker.pause(), "checking the topics", caplog
+        kafka_broker, document, at_once(kafka_broker), "checking the topics", caplog
     )
 
 
@@ -112,26 +105,12 @@ async def test_a_broker_silent_while_restoring_is_waited_for(
     at the consumer's 10 s timeout (exit 1)."""
     document = one_topic_app(kafka_broker.bootstrap, "silent-restore")
     document["store"] = {"path": str(tmp_path)}
-
-    def freeze(clients: dict[str, ProtocolClients]) -> None:
-        reader = clients["kafka"].changelog
-        assert reader is not None
-        asked = reader.committed_offsets
-        frozen = False
-
-        async def committed_offsets(
-            group: str, partitions: Sequence[TopicPartition]
-        ) -> dict[TopicPartition, int]:
-            nonlocal frozen
-            if not frozen:  # (the first try's request goes unanswered)
-                frozen = True
-                kafka_broker.pause()
-            return await asked(group, partitions)
-
-        reader.committed_offsets = committed_offsets  # type: ignore[method-assign]
-
     await started_after_a_silence(
-        kafka_broker, document, freeze, "restoring state from the changelog", caplog
+        kafka_broker,
+        document,
+        at_committed_offsets(kafka_broker),
+        "restoring state from the changelog",
+        caplog,
     )
 
 
@@ -141,23 +120,8 @@ async def test_a_broker_silent_while_the_source_opens_is_waited_for(
     """Frozen as the source was made: its open's metadata request went unanswered and
     the start failed at the 10 s metadata timeout (exit 1)."""
     document = one_topic_app(kafka_broker.bootstrap, "silent-source")
-
-    def freeze(clients: dict[str, ProtocolClients]) -> None:
-        kafka = clients["kafka"]
-        make_source = kafka.make_source
-        frozen = False
-
-        def frozen_source(topics: Sequence[str]) -> SourceConnector:
-            nonlocal frozen
-            if not frozen:  # (the first open's metadata request goes unanswered)
-                frozen = True
-                kafka_broker.pause()
-            return make_source(topics)
-
-        kafka.make_source = frozen_source
-
     await started_after_a_silence(
-        kafka_broker, document, freeze, "opening the kafka source", caplog
+        kafka_broker, document, at_source_open(kafka_broker), "opening the kafka source", caplog
     )
 
 
@@ -168,23 +132,9 @@ async def test_a_broker_silent_once_the_topics_are_created_is_waited_for(
     partitions' leaders: that wait's end (30 s) was taken as a failure waiting would not
     mend, and the start failed (exit 1)."""
     document = one_topic_app(kafka_broker.bootstrap, "silent-created")
-
-    def freeze(clients: dict[str, ProtocolClients]) -> None:
-        admin = clients["kafka"].admin
-        assert isinstance(admin, KafkaAdmin)
-        wait_for_leaders = admin._wait_for_leaders
-        frozen = False
-
-        def frozen_leaders(topics: Mapping[str, int]) -> None:
-            nonlocal frozen
-            if not frozen:  # (created: the first look for their leaders goes unanswered)
-                frozen = True
-                kafka_broker.pause()
-            wait_for_leaders(topics)
-
-        admin._wait_for_leaders = frozen_leaders  # type: ignore[method-assign]
-
-    await started_after_a_silence(kafka_broker, document, freeze, "checking the topics", caplog)
+    await started_after_a_silence(
+        kafka_broker, document, at_topic_leaders(kafka_broker), "checking the topics", caplog
+    )
 
 
 async def test_a_stop_while_the_restore_waits_for_a_silent_broker_ends_the_start(
@@ -196,25 +146,7 @@ async def test_a_stop_while_the_restore_waits_for_a_silent_broker_ends_the_start
     document["store"] = {"path": str(tmp_path)}
     document["processing"] = {"drain_timeout": "2s"}
     config = parse_config(document, {})
-
-    @asynccontextmanager
-    async def freezing(
-        config: AppConfig, instance_id: str
-    ) -> AsyncIterator[dict[str, ProtocolClients]]:
-        async with open_connectors(config, instance_id) as clients:
-            reader = clients["kafka"].changelog
-            assert reader is not None
-            asked = reader.committed_offsets
-
-            async def committed_offsets(
-                group: str, partitions: Sequence[TopicPartition]
-            ) -> dict[TopicPartition, int]:
-                kafka_broker.pause()
-                return await asked(group, partitions)
-
-            reader.committed_offsets = committed_offsets  # type: ignore[method-assign]
-            yield clients
-
+    freezing = connectors_frozen_by(at_committed_offsets(kafka_broker))
     service = Service(config, freezing)
     try:
         with caplog.at_level(logging.INFO):

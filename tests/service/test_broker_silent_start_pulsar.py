@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 
 import pytest
 
 from connectors.embedded import EmbeddedPulsar, free_ports
-from connectors.factory import open_connectors
 from connectors.pulsar import PulsarSink
-from swimstream.config import AppConfig, parse_config
-from swimstream.service import ProtocolClients, Service
-from swimstream.streams import SourceConnector
+from swimstream.config import parse_config
+from swimstream.service import Service
+from tests.service.freezes import at_source_open, connectors_frozen_by
 from tests.service.test_lifecycle_lines import service_lines
 from tests.support.towers import TOWERS_AGENTS, alerts_sink
 from tests.support.waiting import wait_until
@@ -44,26 +41,7 @@ async def test_a_pulsar_broker_silent_while_the_source_opens_is_waited_for(
         "processing": {"drain_timeout": "5s"},
     }
     config = parse_config(document, {})
-    frozen = False
-
-    @asynccontextmanager
-    async def freezing(
-        config: AppConfig, instance_id: str
-    ) -> AsyncIterator[dict[str, ProtocolClients]]:
-        async with open_connectors(config, instance_id) as clients:
-            pulsar = clients["pulsar"]
-            make_source = pulsar.make_source
-
-            def frozen_source(topics: Sequence[str]) -> SourceConnector:
-                nonlocal frozen
-                if not frozen:  # (the first open goes unanswered)
-                    frozen = True
-                    pulsar_broker.pause()
-                return make_source(topics)
-
-            pulsar.make_source = frozen_source
-            yield clients
-
+    freezing = connectors_frozen_by(at_source_open(pulsar_broker, "pulsar"))
     service = Service(config, freezing)
     try:
         with caplog.at_level(logging.INFO):

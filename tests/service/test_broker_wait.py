@@ -7,8 +7,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -16,9 +15,15 @@ import pytest
 
 from connectors.embedded import EmbeddedKafka
 from connectors.factory import open_connectors
-from swimstream.config import AppConfig, parse_config
-from swimstream.service import ProtocolClients, Service
-from swimstream.streams import SourceConnector, TopicPartition
+from swimstream.config import parse_config
+from swimstream.service import Service
+from tests.service.freezes import (
+    at_committed_offsets,
+    at_once,
+    at_source_open,
+    connectors_frozen_by,
+    stopped_while_frozen,
+)
 from tests.service.test_lifecycle_lines import no_broker, one_topic_app, service_lines
 from tests.support.waiting import wait_until
 
@@ -108,29 +113,11 @@ async def test_a_stop_while_the_topics_are_checked_on_a_frozen_broker_ends_the_s
     """A broker that stopped answering once the clients had connected held SIGTERM for
     the topic step's admin timeout (30 s), and the start then failed on it (exit 1)
     although the stop had come first."""
-    app = "topics-frozen"
-    document = one_topic_app(kafka_broker.bootstrap, app)
+    document = one_topic_app(kafka_broker.bootstrap, "topics-frozen")
     document["processing"] = {"drain_timeout": "2s"}
-    config = parse_config(document, {})
-
-    @asynccontextmanager
-    async def freezing(
-        config: AppConfig, instance_id: str
-    ) -> AsyncIterator[dict[str, ProtocolClients]]:
-        async with open_connectors(config, instance_id) as clients:
-            kafka_broker.pause()  # (connected: the topic step's requests go unanswered)
-            yield clients
-
-    service = Service(config, freezing)
-    try:
-        with caplog.at_level(logging.INFO):
-            running = asyncio.create_task(service.run())
-            await wait_until(lambda: kafka_broker.is_paused, what="the broker frozen")
-            await asyncio.sleep(0.5)  # (inside the topic step by now)
-            service.stop()
-            await asyncio.wait_for(running, 60)  # (raised the admin's timeout before)
-    finally:
-        kafka_broker.resume()
+    service = Service(parse_config(document, {}), connectors_frozen_by(at_once(kafka_broker)))
+    # (half a second more: inside the topic step by then)
+    await stopped_while_frozen(service, kafka_broker, caplog, settle=0.5)
     assert service.failure is None
     assert "stopping before the start finished" in service_lines(caplog)
 
@@ -145,35 +132,9 @@ async def test_a_stop_while_restoring_from_a_frozen_broker_ends_the_start(
     document = one_topic_app(kafka_broker.bootstrap, "restore-frozen")
     document["store"] = {"path": str(tmp_path)}
     document["processing"] = {"drain_timeout": "2s"}
-    config = parse_config(document, {})
-
-    @asynccontextmanager
-    async def freezing(
-        config: AppConfig, instance_id: str
-    ) -> AsyncIterator[dict[str, ProtocolClients]]:
-        async with open_connectors(config, instance_id) as clients:
-            reader = clients["kafka"].changelog
-            assert reader is not None
-            asked = reader.committed_offsets
-
-            async def committed_offsets(
-                group: str, partitions: Sequence[TopicPartition]
-            ) -> dict[TopicPartition, int]:
-                kafka_broker.pause()  # (the restore's first request goes unanswered)
-                return await asked(group, partitions)
-
-            reader.committed_offsets = committed_offsets  # type: ignore[method-assign]
-            yield clients
-
-    service = Service(config, freezing)
-    try:
-        with caplog.at_level(logging.INFO):
-            running = asyncio.create_task(service.run())
-            await wait_until(lambda: kafka_broker.is_paused, what="the broker frozen")
-            service.stop()
-            await asyncio.wait_for(running, 60)  # (raised the consumer's timeout before)
-    finally:
-        kafka_broker.resume()
+    freezing = connectors_frozen_by(at_committed_offsets(kafka_broker))
+    service = Service(parse_config(document, {}), freezing)
+    await stopped_while_frozen(service, kafka_broker, caplog)
     assert service.failure is None
     assert "stopping before the start finished" in service_lines(caplog)
 
@@ -186,31 +147,8 @@ async def test_a_stop_while_the_source_opens_on_a_frozen_broker_ends_the_start(
     then failed on it (exit 1)."""
     document = one_topic_app(kafka_broker.bootstrap, "source-frozen")
     document["processing"] = {"drain_timeout": "2s"}
-    config = parse_config(document, {})
-
-    @asynccontextmanager
-    async def freezing(
-        config: AppConfig, instance_id: str
-    ) -> AsyncIterator[dict[str, ProtocolClients]]:
-        async with open_connectors(config, instance_id) as clients:
-            kafka = clients["kafka"]
-            make_source = kafka.make_source
-
-            def frozen_source(topics: Sequence[str]) -> SourceConnector:
-                kafka_broker.pause()  # (its open's metadata request goes unanswered)
-                return make_source(topics)
-
-            kafka.make_source = frozen_source
-            yield clients
-
-    service = Service(config, freezing)
-    try:
-        with caplog.at_level(logging.INFO):
-            running = asyncio.create_task(service.run())
-            await wait_until(lambda: kafka_broker.is_paused, what="the broker frozen")
-            service.stop()
-            await asyncio.wait_for(running, 60)  # (raised the metadata timeout before)
-    finally:
-        kafka_broker.resume()
+    freezing = connectors_frozen_by(at_source_open(kafka_broker))
+    service = Service(parse_config(document, {}), freezing)
+    await stopped_while_frozen(service, kafka_broker, caplog)
     assert service.failure is None
     assert "stopping before the start finished" in service_lines(caplog)
