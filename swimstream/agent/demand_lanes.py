@@ -121,37 +121,34 @@ class DemandMapLane(_DemandLane, Generic[K, V]):
         cues were taken all at once, and the keys left behind it were never streamed."""
         if not self._uplinks:
             return
-        failed: CallbackError | None = None
-        for key in keys:
-            try:
-                value = self._compute("on_cue", key)
-            except CallbackError as exc:
-                failed = failed or exc
-                continue
+        computed, failed = self._each(keys)
+        for key, value in computed:
             stamp = self._stamp()
             self._emit(MapRemove(stamp, key) if value is None else MapPut(stamp, key, value))
         if failed is not None:
             raise failed
 
+    def _each(self, keys: Iterable[Any]) -> tuple[list[tuple[Any, Any]], CallbackError | None]:
+        """Each key with what its ``on_cue`` computed, and the first failure: a key
+        whose ``on_cue`` raised is left out, not the others with it."""
+        computed: list[tuple[Any, Any]] = []
+        failed: CallbackError | None = None
+        for key in keys:
+            try:
+                computed.append((key, self._compute("on_cue", key)))
+            except CallbackError as exc:
+                failed = failed or exc
+        return computed, failed
+
     def _entries(self) -> tuple[list[tuple[Any, Any]], CallbackError | None]:
-        """Every key ``on_sync`` names with its value, and the first failure: a key
-        whose ``on_cue`` raised is left out, not the others with it (an ``on_sync``
-        that raised names no key)."""
+        """Every key ``on_sync`` names with its value (:meth:`_each`), and the first
+        failure (an ``on_sync`` that raised names no key)."""
         try:
             keys: Iterable[Any] = self._compute("on_sync") or ()
         except CallbackError as exc:
             return [], exc
-        entries: list[tuple[Any, Any]] = []
-        failed: CallbackError | None = None
-        for key in keys:
-            try:
-                value = self._compute("on_cue", key)
-            except CallbackError as exc:
-                failed = failed or exc
-                continue
-            if value is not None:
-                entries.append((key, value))
-        return entries, failed
+        computed, failed = self._each(keys)
+        return [(key, value) for key, value in computed if value is not None], failed
 
     def _sync(self, uplink: Uplink) -> None:
         """The link is synced with what could be computed before a failure is raised:
