@@ -71,6 +71,17 @@ async def read_for(source: PulsarSource, seconds: float) -> list[int]:
     return [int(record.value() or b"") for record in records]
 
 
+async def read_by_the_next(broker: Restartable, topic: str) -> list[int]:
+    """What a new source of the same subscription reads of ``topic`` within 2 s: what
+    was not acknowledged, as the next instance would get it."""
+    after = PulsarSource(broker.service_url, "twins", [topic], settings=PULSAR_LITE_SETTINGS)
+    await after.open()
+    try:
+        return await read_for(after, 2.0)
+    finally:
+        await after.close()
+
+
 async def read(source: PulsarSource, count: int) -> list[PulsarRecord]:
     records: list[PulsarRecord] = []
     deadline = time.monotonic() + 10
@@ -105,12 +116,7 @@ async def test_records_committed_while_the_broker_restarts_are_not_handed_out_ag
         assert [int(r.value() or b"") for r in records] == list(range(20))
     finally:
         await source.close()
-    after = PulsarSource(broker.service_url, "twins", [topic], settings=PULSAR_LITE_SETTINGS)
-    await after.open()
-    try:
-        assert await read_for(after, 2.0) == []
-    finally:
-        await after.close()
+    assert await read_by_the_next(broker, topic) == []
 
 
 async def test_records_committed_just_before_the_broker_stops_are_not_handed_out_again(
@@ -135,12 +141,7 @@ async def test_records_committed_just_before_the_broker_stops_are_not_handed_out
         source.commit({partition: 20})
     finally:
         await source.close()
-    after = PulsarSource(broker.service_url, "twins", [topic], settings=PULSAR_LITE_SETTINGS)
-    await after.open()
-    try:
-        assert await read_for(after, 2.0) == []
-    finally:
-        await after.close()
+    assert await read_by_the_next(broker, topic) == []
 
 
 async def test_a_source_closed_during_the_outage_leaves_its_records_to_the_next(
@@ -157,10 +158,5 @@ async def test_a_source_closed_during_the_outage_leaves_its_records_to_the_next(
     source.commit({TopicPartition(topic, 0): 5})
     await source.close(timeout=2.0)
     broker.start()
-    after = PulsarSource(broker.service_url, "twins", [topic], settings=PULSAR_LITE_SETTINGS)
-    await after.open()
-    try:
-        assert sorted(await read_for(after, 2.0)) == list(range(5))
-    finally:
-        await after.close()
+    assert sorted(await read_by_the_next(broker, topic)) == list(range(5))
     await asyncio.sleep(0)
