@@ -13,13 +13,11 @@ import sys
 from tests.cli.test_check import REPO
 
 
-def test_the_demo_stops_with_exit_1_naming_its_broker_once_the_broker_died() -> None:
-    """The demo printed "waiting for the broker to assign the readings partitions
-    (about 3 s with the embedded broker)" every second after its Tansu was killed (the
-    OOM killer, say), until --duration or Ctrl-C, and then blamed its simulator's
-    producer queue ("is the broker reachable?")."""
+def started_demo(*args: str) -> tuple[subprocess.Popen[str], int]:
+    """``swimstream demo`` with ``args``, once it printed a status line (its own
+    producer open), and the process id of its embedded broker."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "swimstream", "demo", "--duration", "90", "--web", "127.0.0.1:0"],
+        [sys.executable, "-m", "swimstream", "demo", "--web", "127.0.0.1:0", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -28,7 +26,7 @@ def test_the_demo_stops_with_exit_1_naming_its_broker_once_the_broker_died() -> 
     )
     try:
         assert demo.stdout is not None
-        for line in demo.stdout:  # (a status line: the demo's own producer is open)
+        for line in demo.stdout:
             if "waiting for the broker to assign" in line or " insights " in line:
                 break
         else:
@@ -36,7 +34,21 @@ def test_the_demo_stops_with_exit_1_naming_its_broker_once_the_broker_died() -> 
         [broker] = subprocess.run(
             ["pgrep", "-P", str(demo.pid), "-f", "tansu"], capture_output=True, text=True
         ).stdout.split()
-        os.kill(int(broker), signal.SIGKILL)
+    except BaseException:
+        demo.kill()
+        demo.wait()
+        raise
+    return demo, int(broker)
+
+
+def test_the_demo_stops_with_exit_1_naming_its_broker_once_the_broker_died() -> None:
+    """The demo printed "waiting for the broker to assign the readings partitions
+    (about 3 s with the embedded broker)" every second after its Tansu was killed (the
+    OOM killer, say), until --duration or Ctrl-C, and then blamed its simulator's
+    producer queue ("is the broker reachable?")."""
+    demo, broker = started_demo("--duration", "90")
+    try:
+        os.kill(broker, signal.SIGKILL)
         _out, err = demo.communicate(timeout=120)
     finally:
         if demo.poll() is None:
@@ -54,27 +66,8 @@ def test_the_demo_ends_naming_why_once_its_simulator_failed() -> None:
     """With the broker frozen, the simulator's producer queue stays full and the
     simulator gives up (after 10 s): the demo went on printing lines of nothing read,
     even once the broker answered again, and said why only at --duration or Ctrl-C."""
-    args = ["demo", "--duration", "600", "--rate", "100000", "--web", "127.0.0.1:0"]
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "swimstream", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    broker = 0
+    demo, broker = started_demo("--duration", "600", "--rate", "100000")
     try:
-        assert demo.stdout is not None
-        for line in demo.stdout:  # (a status line: the demo's own producer is open)
-            if "waiting for the broker to assign" in line or " insights " in line:
-                break
-        else:
-            raise AssertionError(f"the demo did not start: {demo.wait(60)}")
-        [found] = subprocess.run(
-            ["pgrep", "-P", str(demo.pid), "-f", "tansu"], capture_output=True, text=True
-        ).stdout.split()
-        broker = int(found)
         os.killpg(broker, signal.SIGSTOP)  # (Tansu leads its own process group)
         _out, err = demo.communicate(timeout=180)  # (ran until --duration before)
     finally:
