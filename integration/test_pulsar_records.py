@@ -16,7 +16,7 @@ from integration.support import Instance, wait_until
 from integration.test_kafka_service import readings
 from tests.connectors.test_pulsar_foreign_records import produce_raw
 from tests.connectors.test_pulsar_outage import Restartable
-from tests.support.towers import TOWERS_AGENTS
+from tests.support.towers import pulsar_towers_config
 
 
 def test_a_record_whose_key_is_not_utf8_does_not_stop_the_service(
@@ -27,14 +27,7 @@ def test_a_record_whose_key_is_not_utf8_does_not_stop_the_service(
     again at every restart."""
     app = "pulsar-foreign-key"
     url = pulsar_broker.service_url
-    config = {
-        "app": app,
-        "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-        "agents": TOWERS_AGENTS,
-        "sources": [{"topic": f"{app}-readings", "route": "/device/{key}", "lane": "reading"}],
-        "sinks": [{"publish": "alerts", "topic": f"{app}-alerts"}],
-        "processing": "at-least-once",
-    }
+    config = pulsar_towers_config(app, url)
     instance = start_instance(config)
     reading = {"device": "1", "tower": "t1", "temp": 50.0, "ts": 1}
     asyncio.run(
@@ -59,14 +52,7 @@ def test_a_source_topic_of_one_partition_is_routed(
     app = "pulsar-one-partition"
     url = pulsar_broker.service_url
     topic = f"{app}-readings-partition-0"
-    config = {
-        "app": app,
-        "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-        "agents": TOWERS_AGENTS,
-        "sources": [{"topic": topic, "route": "/device/{key}", "lane": "reading"}],
-        "sinks": [{"publish": "alerts", "topic": f"{app}-alerts"}],
-        "processing": "at-least-once",
-    }
+    config = pulsar_towers_config(app, url, topic)
     instance = start_instance(config)
     reading = {"device": "1", "tower": "t1", "temp": 50.0, "ts": 1}
     asyncio.run(asyncio.to_thread(produce_raw, url, topic, [(b"1", {})], orjson.dumps(reading)))
@@ -95,14 +81,7 @@ def test_a_broker_restart_mid_run_loses_no_record_and_applies_none_twice(
     broker = Restartable(tmp_path / "broker")
     try:
         url = broker.service_url
-        config = {
-            "app": app,
-            "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-            "agents": TOWERS_AGENTS,
-            "sources": [{"topic": f"{app}-readings", "route": "/device/{key}", "lane": "reading"}],
-            "sinks": [{"publish": "alerts", "topic": f"{app}-alerts"}],
-            "processing": "at-least-once",
-        }
+        config = pulsar_towers_config(app, url)
         instance = start_instance(config)
         events = readings(2_000, 20, seed=7)
         asyncio.run(_produce_unbatched(url, f"{app}-readings", events[:1_000]))

@@ -20,7 +20,7 @@ from examples.towers import HOT_TEMPERATURE
 from integration.support import Instance, wait_until
 from integration.test_kafka_service import canonical, readings
 from integration.test_lifecycle import entries
-from tests.support.towers import TOWERS_AGENTS
+from tests.support.towers import pulsar_towers_config
 
 
 async def _produce(url: str, topic: str, events: list[dict[str, Any]]) -> None:
@@ -60,16 +60,7 @@ def test_pulsar_in_insights_out_and_every_agent_matches(
     app = "e2e-pulsar"
     url = pulsar_broker.service_url
     events = readings(4_000, 200, seed=5)
-    config = {
-        "app": app,
-        # pulsar-lite delivers right only on Shared: its Key_Shared (the default) now and
-        # then delivers a message twice (4,001 records in for 4,000 on the topic, 2 runs in 25).
-        "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
-        "agents": TOWERS_AGENTS,
-        "sources": [{"topic": f"{app}-readings", "route": "/device/{key}", "lane": "reading"}],
-        "sinks": [{"publish": "alerts", "topic": f"{app}-alerts"}],
-        "processing": "at-least-once",
-    }
+    config = pulsar_towers_config(app, url)
     instance = start_instance(config, ready=False)
     asyncio.run(_produce(url, f"{app}-readings", events))
     instance.wait_ready()

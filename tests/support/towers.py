@@ -38,3 +38,20 @@ def durable_towers_config(bootstrap: str, app: str, store: str, partitions: int)
         "web": {"listen": f"127.0.0.1:{web}"},
         "mesh": {"listen": f"127.0.0.1:{mesh}"},
     }
+
+
+def pulsar_towers_config(app: str, url: str, topic: str | None = None) -> dict[str, Any]:
+    """The towers app on Pulsar at ``url``, fed by ``topic`` (``{app}-readings``), at
+    least once on a Shared subscription: pulsar-lite's Key_Shared (the default) now and
+    then delivers a message twice (4,001 records in for 4,000 on the topic, 2 runs in
+    25), so the tests that count records use Shared."""
+    return {
+        "app": app,
+        "broker": {"kind": "pulsar", "service_url": url, "subscription_type": "shared"},
+        "agents": TOWERS_AGENTS,
+        "sources": [
+            {"topic": topic or f"{app}-readings", "route": "/device/{key}", "lane": "reading"}
+        ],
+        "sinks": [{"publish": "alerts", "topic": f"{app}-alerts"}],
+        "processing": "at-least-once",
+    }
