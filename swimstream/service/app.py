@@ -447,6 +447,9 @@ class Service:
         except RestoreStopped as exc:
             log.info("stopped while restoring state (%s); the next start reads the same tail", exc)
             raise StoppedStarting from exc
+        except StoppedStarting:  # (given up while it waited for the broker's answer)
+            log.info("stopped while restoring state; the next start reads the same tail")
+            raise
 
     def _placement(self, counts: Mapping[str, int]) -> Placement | None:
         """Which agents this instance serves over HTTP, when a consumer group shares
